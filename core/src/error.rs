@@ -1,0 +1,2 @@
+//! (being written)
+pub use crate::stream::error::StreamError as Error;

@@ -1,0 +1,1 @@
+//! SASL (RFC 6120 §6): mechanisms for both roles.

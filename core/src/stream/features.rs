@@ -1,0 +1,99 @@
+//! Stream features (RFC 6120 §4.3.2): what a receiving entity offers after each header.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// `urn:ietf:params:xml:ns:xmpp-tls` (§5)
+pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+/// `urn:ietf:params:xml:ns:xmpp-sasl` (§6)
+pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+/// `urn:ietf:params:xml:ns:xmpp-bind` (§7)
+pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+/// `urn:xmpp:sasl-cb:0` (XEP-0440): the channel-binding types a server accepts.
+pub const NS_SASL_CB: &str = "urn:xmpp:sasl-cb:0";
+/// `urn:ietf:params:xml:ns:xmpp-session` (RFC 3921 session, optional in RFC 6121)
+pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+
+/// The `<starttls/>` feature (§5.4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartTlsFeature {
+    /// `<required/>` child present.
+    pub required: bool,
+}
+
+/// A parsed `<stream:features/>` element. Unknown features are kept by name only and
+/// never fatal (§4.3.2); unknown mechanisms are kept as offered and simply never chosen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamFeatures {
+    /// `<starttls/>` (§5.4.1)
+    pub starttls: Option<StartTlsFeature>,
+    /// `<mechanisms/>` (§6.4.1), in the order offered; `None` when SASL is not offered.
+    pub mechanisms: Option<Vec<String>>,
+    /// XEP-0440 `<sasl-channel-binding/>` types, if advertised.
+    pub channel_binding_types: Option<Vec<String>>,
+    /// `<bind/>` (§7.2)
+    pub bind: bool,
+    /// Any other feature, as `{namespace}name`.
+    pub other: Vec<String>,
+}
+
+impl StreamFeatures {
+    /// Reads `<stream:features/>`.
+    pub fn parse(node: roxmltree::Node<'_, '_>) -> Self {
+        let mut features = StreamFeatures::default();
+        for child in node.children().filter(|c| c.is_element()) {
+            let name = child.tag_name();
+            match (name.namespace(), name.name()) {
+                (Some(NS_TLS), "starttls") => {
+                    features.starttls = Some(StartTlsFeature {
+                        required: child
+                            .children()
+                            .any(|c| c.is_element() && c.tag_name().name() == "required"),
+                    })
+                }
+                (Some(NS_SASL), "mechanisms") => {
+                    features.mechanisms = Some(
+                        child
+                            .children()
+                            .filter(|c| c.is_element() && c.tag_name().name() == "mechanism")
+                            .filter_map(|c| c.text())
+                            .map(|t| String::from(t.trim()))
+                            .collect(),
+                    )
+                }
+                (Some(NS_SASL_CB), "sasl-channel-binding") => {
+                    features.channel_binding_types = Some(
+                        child
+                            .children()
+                            .filter(|c| c.is_element() && c.tag_name().name() == "channel-binding")
+                            .filter_map(|c| c.attribute("type"))
+                            .map(String::from)
+                            .collect(),
+                    )
+                }
+                (Some(NS_BIND), "bind") => features.bind = true,
+                (ns, local) => {
+                    let mut s = String::new();
+                    if let Some(ns) = ns {
+                        s.push('{');
+                        s.push_str(ns);
+                        s.push('}');
+                    }
+                    s.push_str(local);
+                    features.other.push(s);
+                }
+            }
+        }
+        features
+    }
+
+    /// True when STARTTLS must be negotiated before anything else (§5.3.1): it is flagged
+    /// `<required/>`, or it is the only feature offered.
+    pub fn starttls_mandatory(&self) -> bool {
+        match self.starttls {
+            Some(StartTlsFeature { required: true }) => true,
+            Some(_) => self.mechanisms.is_none() && !self.bind && self.other.is_empty(),
+            None => false,
+        }
+    }
+}

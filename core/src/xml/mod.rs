@@ -1,0 +1,4 @@
+//! XML for XMPP (RFC 6120 §11): the streaming framer, per-element parsing, escaping.
+pub mod element;
+pub mod escape;
+pub mod framer;

@@ -1,0 +1,2 @@
+//! std home of the core: tokio transport, rustls TLS for both roles.
+pub use xmpp_handshake_core as core;

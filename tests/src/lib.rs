@@ -1,0 +1,1 @@
+//! Harness for the cross-crate suites: real servers started on loopback.
