@@ -1,1 +1,250 @@
-//! (being written)
+//! An async driver that runs either role over an `embedded-io-async` transport, and the
+//! trait through which a wrapper plugs in its TLS (rustls, embedded-tls, ...).
+//!
+//! The driver owns no policy: it moves bytes between the transport and a
+//! [`Negotiator`], upgrades the transport when the machine says so (§5.4.2.3: right
+//! after `<proceed/>`, with nothing read or written in between), and stops. Timeouts are
+//! the wrapper's (wrap the future in its runtime's timeout), since core has no clock.
+
+use alloc::string::ToString;
+use core::fmt::Display;
+use core::mem;
+
+use embedded_io::{ErrorKind, ErrorType};
+use embedded_io_async::{Read, Write};
+
+use crate::connection::{Event, Negotiator, Outcome, Step};
+use crate::Error;
+
+/// Turns a plain transport into a TLS one (§5.4.3). The same trait serves both roles:
+/// a client implementation connects as TLS client to `server_name` (SNI and the
+/// reference identity), a server implementation accepts and picks its certificate for
+/// `server_name` (the hosted domain the peer addressed).
+#[allow(async_fn_in_trait)]
+pub trait TlsUpgrade<T> {
+    /// The protected transport.
+    type Stream: Read + Write;
+    /// Why a handshake failed.
+    type Error: Display;
+    /// Runs the TLS handshake over `transport`.
+    async fn upgrade(&mut self, transport: T, server_name: &str)
+        -> Result<Self::Stream, Self::Error>;
+}
+
+/// A transport that may have been upgraded to TLS.
+pub enum MaybeTls<T, S> {
+    /// Not (yet) protected.
+    Plain(T),
+    /// TLS-protected.
+    Tls(S),
+    /// Lost in a failed upgrade.
+    Closed,
+}
+
+/// The error of a [`MaybeTls`]: the kind of the underlying error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransportError(pub ErrorKind);
+
+impl core::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "transport error: {:?}", self.0)
+    }
+}
+
+impl core::error::Error for TransportError {}
+
+impl embedded_io::Error for TransportError {
+    fn kind(&self) -> ErrorKind {
+        self.0
+    }
+}
+
+impl<T: ErrorType, S: ErrorType> ErrorType for MaybeTls<T, S> {
+    type Error = TransportError;
+}
+
+fn kind<E: embedded_io::Error>(e: E) -> TransportError {
+    TransportError(e.kind())
+}
+
+impl<T: Read, S: Read> Read for MaybeTls<T, S> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        match self {
+            MaybeTls::Plain(t) => t.read(buf).await.map_err(kind),
+            MaybeTls::Tls(s) => s.read(buf).await.map_err(kind),
+            MaybeTls::Closed => Err(TransportError(ErrorKind::NotConnected)),
+        }
+    }
+}
+
+impl<T: Write, S: Write> Write for MaybeTls<T, S> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        match self {
+            MaybeTls::Plain(t) => t.write(buf).await.map_err(kind),
+            MaybeTls::Tls(s) => s.write(buf).await.map_err(kind),
+            MaybeTls::Closed => Err(TransportError(ErrorKind::NotConnected)),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), Self::Error> {
+        match self {
+            MaybeTls::Plain(t) => t.flush().await.map_err(kind),
+            MaybeTls::Tls(s) => s.flush().await.map_err(kind),
+            MaybeTls::Closed => Err(TransportError(ErrorKind::NotConnected)),
+        }
+    }
+}
+
+/// Sees what the driver does, for transcripts and progress displays.
+pub trait Observer {
+    /// Bytes written to the transport (plaintext side of TLS).
+    fn sent(&mut self, _bytes: &[u8]) {}
+    /// Bytes read from the transport (plaintext side of TLS).
+    fn received(&mut self, _bytes: &[u8]) {}
+    /// A negotiation step happened.
+    fn step(&mut self, _step: Step) {}
+    /// The TLS handshake is done (before the restart).
+    fn tls_established(&mut self) {}
+}
+
+impl Observer for () {}
+
+/// A negotiated stream: the transport, the machine (for the stanza phase) and the outcome.
+pub struct Negotiated<T, S, M> {
+    /// The transport, TLS-protected unless the policy allowed plaintext.
+    pub transport: MaybeTls<T, S>,
+    /// The machine, holding the framer and anything it buffered.
+    pub machine: M,
+    /// How the negotiation ended.
+    pub outcome: Outcome,
+}
+
+/// Runs `machine` over `transport` until the negotiation completes or fails.
+///
+/// On failure any stream error the machine queued is sent (best effort) before the
+/// transport is dropped; a TLS failure sends nothing more (§5.4.3.2).
+pub async fn negotiate<T, U, M, O>(
+    transport: T,
+    tls: &mut U,
+    mut machine: M,
+    observer: &mut O,
+) -> Result<Negotiated<T, U::Stream, M>, Error>
+where
+    T: Read + Write,
+    U: TlsUpgrade<T>,
+    M: Negotiator,
+    O: Observer + ?Sized,
+{
+    let mut io: MaybeTls<T, U::Stream> = MaybeTls::Plain(transport);
+    loop {
+        flush(&mut io, &mut machine, observer).await?;
+        while let Some(event) = machine.poll_event() {
+            match event {
+                Event::Step(step) => observer.step(step),
+                Event::StartTls { server_name } => {
+                    io = upgrade(io, tls, &server_name).await?;
+                    observer.tls_established();
+                    let result = machine.tls_established();
+                    finish_step(&mut io, &mut machine, observer, result).await?;
+                }
+                Event::Negotiated(outcome) => {
+                    return Ok(Negotiated {
+                        transport: io,
+                        machine,
+                        outcome,
+                    })
+                }
+            }
+        }
+        let buf = machine.receive_buffer();
+        let n = io.read(buf).await.map_err(|e| Error::Transport(e.0))?;
+        if n == 0 {
+            return Err(Error::ConnectionClosed);
+        }
+        observer.received(&buf[..n]);
+        let result = machine.received(n);
+        finish_step(&mut io, &mut machine, observer, result).await?;
+    }
+}
+
+async fn upgrade<T, U>(
+    io: MaybeTls<T, U::Stream>,
+    tls: &mut U,
+    server_name: &str,
+) -> Result<MaybeTls<T, U::Stream>, Error>
+where
+    T: Read + Write,
+    U: TlsUpgrade<T>,
+{
+    let MaybeTls::Plain(plain) = io else {
+        return Err(Error::StartTlsAfterTls);
+    };
+    match tls.upgrade(plain, server_name).await {
+        Ok(stream) => Ok(MaybeTls::Tls(stream)),
+        Err(e) => Err(Error::TlsHandshake(e.to_string())),
+    }
+}
+
+/// After the machine processed input: on error, send what it queued (a stream error) and
+/// report the error; otherwise go on.
+async fn finish_step<T, S, M, O>(
+    io: &mut MaybeTls<T, S>,
+    machine: &mut M,
+    observer: &mut O,
+    result: Result<(), Error>,
+) -> Result<(), Error>
+where
+    T: Read + Write,
+    S: Read + Write,
+    M: Negotiator,
+    O: Observer + ?Sized,
+{
+    if let Err(e) = result {
+        while let Some(Event::Step(step)) = machine.poll_event() {
+            observer.step(step);
+        }
+        let _ = flush(io, machine, observer).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+async fn flush<T, S, M, O>(
+    io: &mut MaybeTls<T, S>,
+    machine: &mut M,
+    observer: &mut O,
+) -> Result<(), Error>
+where
+    T: Read + Write,
+    S: Read + Write,
+    M: Negotiator,
+    O: Observer + ?Sized,
+{
+    let mut wrote = false;
+    while !machine.pending_output().is_empty() {
+        let out = machine.pending_output();
+        let n = io.write(out).await.map_err(|e| Error::Transport(e.0))?;
+        if n == 0 {
+            return Err(Error::ConnectionClosed);
+        }
+        observer.sent(&out[..n]);
+        machine.output_sent(n);
+        wrote = true;
+    }
+    if wrote {
+        io.flush().await.map_err(|e| Error::Transport(e.0))?;
+    }
+    Ok(())
+}
+
+impl<T, S> MaybeTls<T, S> {
+    /// Whether the transport is TLS-protected.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, MaybeTls::Tls(_))
+    }
+
+    /// Moves the transport out.
+    pub fn take(&mut self) -> MaybeTls<T, S> {
+        mem::replace(self, MaybeTls::Closed)
+    }
+}

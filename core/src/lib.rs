@@ -27,6 +27,7 @@ extern crate alloc;
 #[macro_use]
 mod fmt;
 
+pub mod connection;
 pub mod driver;
 pub mod error;
 pub mod initiator;
