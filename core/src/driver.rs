@@ -27,8 +27,11 @@ pub trait TlsUpgrade<T> {
     /// Why a handshake failed.
     type Error: Display;
     /// Runs the TLS handshake over `transport`.
-    async fn upgrade(&mut self, transport: T, server_name: &str)
-        -> Result<Self::Stream, Self::Error>;
+    async fn upgrade(
+        &mut self,
+        transport: T,
+        server_name: &str,
+    ) -> Result<Self::Stream, Self::Error>;
 }
 
 /// A transport that may have been upgraded to TLS.
@@ -138,7 +141,7 @@ where
     let mut io: MaybeTls<T, U::Stream> = MaybeTls::Plain(transport);
     loop {
         flush(&mut io, &mut machine, observer).await?;
-        while let Some(event) = machine.poll_event() {
+        if let Some(event) = machine.poll_event() {
             match event {
                 Event::Step(step) => observer.step(step),
                 Event::StartTls { server_name } => {
@@ -155,6 +158,7 @@ where
                     })
                 }
             }
+            continue;
         }
         let buf = machine.receive_buffer();
         let n = io.read(buf).await.map_err(|e| Error::Transport(e.0))?;

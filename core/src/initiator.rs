@@ -147,16 +147,12 @@ impl ExpectHeader {
     fn handle(self, cx: &mut Context<'_>, header: StreamHeader) -> Result<State, Error> {
         if header.version_numbers().is_none_or(|(major, _)| major != 1) {
             // §4.7.5: we speak 1.0 only; a peer without version='1.0' cannot do STARTTLS.
-            return Err(cx.stream_error(StreamError::new(
-                StreamErrorCondition::UnsupportedVersion,
-            )));
+            return Err(cx.stream_error(StreamError::new(StreamErrorCondition::UnsupportedVersion)));
         }
         if cx.config.framing == Framing::Tcp
             && header.default_ns.as_deref() != Some(cx.config.ns.as_str())
         {
-            return Err(cx.stream_error(StreamError::new(
-                StreamErrorCondition::InvalidNamespace,
-            )));
+            return Err(cx.stream_error(StreamError::new(StreamErrorCondition::InvalidNamespace)));
         }
         cx.outbox.step(Step::HeaderReceived);
         Ok(State::Features(ExpectFeatures {

@@ -139,7 +139,10 @@ impl<R: RngCore + CryptoRng> Context<'_, R> {
     /// first (§4.9.1.2).
     fn stream_error(&mut self, error: StreamError) -> Error {
         if !self.header_sent {
-            self.send_header(&StreamHeader::default(), self.config.domains.first().map(|d| d.as_str()));
+            self.send_header(
+                &StreamHeader::default(),
+                self.config.domains.first().map(|d| d.as_str()),
+            );
         }
         self.outbox.stream_error(self.config.framing, &error);
         Error::StreamErrorSent(error)
@@ -168,9 +171,7 @@ impl ExpectHeader {
             return Err(cx.stream_error(StreamError::new(StreamErrorCondition::InvalidNamespace)));
         }
         if header.version_numbers().is_none_or(|(major, _)| major != 1) {
-            return Err(cx.stream_error(StreamError::new(
-                StreamErrorCondition::UnsupportedVersion,
-            )));
+            return Err(cx.stream_error(StreamError::new(StreamErrorCondition::UnsupportedVersion)));
         }
         let tls_to_come = !self.secure && cx.config.framing == Framing::Tcp;
         let mut features = String::from("<stream:features>");
@@ -290,7 +291,10 @@ impl<R: RngCore + CryptoRng> ReceivingEntity<R> {
 
     fn process(&mut self) -> Result<(), Error> {
         loop {
-            if matches!(self.state, State::AwaitTls | State::Negotiated | State::Failed) {
+            if matches!(
+                self.state,
+                State::AwaitTls | State::Negotiated | State::Failed
+            ) {
                 return Ok(());
             }
             let mut cx = Context {

@@ -1,2 +1,5 @@
 //! std home of the core: tokio transport, rustls TLS for both roles.
 pub use xmpp_handshake_core as core;
+
+pub mod transport;
+pub mod upgrade;

@@ -1,0 +1,122 @@
+//! rustls as the core's [`TlsUpgrade`] for both roles (RFC 6120 §5.4.3).
+//!
+//! The client connects with SNI = the domain the user configured (the core hands it
+//! over, never a DNS answer); certificate checks live in the `ClientConfig`'s verifier.
+//! The server picks its certificate by SNI, or by the stream's `to` domain when the
+//! client sent no SNI (§5.4.3.1).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use embedded_io_adapters::tokio_1::FromTokio;
+use rustls::pki_types::ServerName;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use xmpp_handshake_core::driver::TlsUpgrade;
+
+/// The TLS client side.
+#[derive(Clone)]
+pub struct RustlsClient {
+    connector: TlsConnector,
+}
+
+impl RustlsClient {
+    /// Uses `config` (trust anchors, verifier, ALPN) for every upgrade.
+    pub fn new(config: Arc<rustls::ClientConfig>) -> Self {
+        RustlsClient {
+            connector: TlsConnector::from(config),
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> TlsUpgrade<FromTokio<T>> for RustlsClient {
+    type Stream = FromTokio<tokio_rustls::client::TlsStream<T>>;
+    type Error = std::io::Error;
+
+    async fn upgrade(
+        &mut self,
+        transport: FromTokio<T>,
+        server_name: &str,
+    ) -> Result<Self::Stream, Self::Error> {
+        let name = ServerName::try_from(server_name.to_owned())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let tls = self.connector.connect(name, transport.into_inner()).await?;
+        Ok(FromTokio::new(tls))
+    }
+}
+
+/// Certificates of the domains a server hosts.
+#[derive(Debug, Default, Clone)]
+pub struct Certificates {
+    by_domain: HashMap<String, Arc<CertifiedKey>>,
+}
+
+impl Certificates {
+    /// Serves `key` for `domain`.
+    pub fn insert(&mut self, domain: &str, key: Arc<CertifiedKey>) {
+        self.by_domain.insert(domain.to_ascii_lowercase(), key);
+    }
+
+    fn get(&self, domain: &str) -> Option<Arc<CertifiedKey>> {
+        self.by_domain
+            .get(&domain.trim_end_matches('.').to_ascii_lowercase())
+            .cloned()
+    }
+}
+
+/// Picks by SNI, else by the stream's `to` domain.
+#[derive(Debug)]
+struct ByNameOrStreamTo {
+    certificates: Arc<Certificates>,
+    stream_to: String,
+}
+
+impl ResolvesServerCert for ByNameOrStreamTo {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        hello
+            .server_name()
+            .and_then(|sni| self.certificates.get(sni))
+            .or_else(|| self.certificates.get(&self.stream_to))
+    }
+}
+
+/// The TLS server side.
+#[derive(Clone)]
+pub struct RustlsServer {
+    certificates: Arc<Certificates>,
+    template: Arc<rustls::ServerConfig>,
+}
+
+impl RustlsServer {
+    /// Serves `certificates`; other settings (client-certificate verifier for SASL
+    /// EXTERNAL, ALPN) come from `template`, whose certificate resolver is replaced.
+    pub fn new(certificates: Certificates, template: rustls::ServerConfig) -> Self {
+        RustlsServer {
+            certificates: Arc::new(certificates),
+            template: Arc::new(template),
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> TlsUpgrade<FromTokio<T>> for RustlsServer {
+    type Stream = FromTokio<tokio_rustls::server::TlsStream<T>>;
+    type Error = std::io::Error;
+
+    async fn upgrade(
+        &mut self,
+        transport: FromTokio<T>,
+        server_name: &str,
+    ) -> Result<Self::Stream, Self::Error> {
+        let mut config = (*self.template).clone();
+        config.cert_resolver = Arc::new(ByNameOrStreamTo {
+            certificates: self.certificates.clone(),
+            stream_to: server_name.to_owned(),
+        });
+        let tls = TlsAcceptor::from(Arc::new(config))
+            .accept(transport.into_inner())
+            .await?;
+        Ok(FromTokio::new(tls))
+    }
+}
