@@ -9,9 +9,11 @@ use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::sasl::{ChannelBindingData, Mechanism, ScramCacheEntry};
 use crate::stream::error::StreamError;
 use crate::stream::features::StreamFeatures;
-use crate::stream::header::{closing_tag, Framing};
+use crate::stream::header::{closing_tag, Framing, StreamHeader};
+use crate::xml::framer::Framer;
 use crate::Error;
 
 /// A negotiation step that happened, for transcripts and progress displays.
@@ -36,8 +38,15 @@ pub enum Step {
     ProceedReceived,
     /// The transport is TLS-protected (§5.4.3.3) and the old stream is forgotten.
     TlsEstablished,
+    /// SASL started: `<auth/>` sent or received (§6.4.2).
+    AuthStarted,
+    /// SASL succeeded (§6.4.6); for the initiating entity, after the server signature
+    /// was verified.
+    Authenticated,
     /// The stream was restarted with a new header (§4.3.3).
     StreamRestarted,
+    /// A resource was bound (§7.6.1).
+    Bound,
 }
 
 /// What the driver must do next.
@@ -68,6 +77,25 @@ pub struct Outcome {
     pub stream_id: Option<String>,
     /// Whether the stream is TLS-protected (STARTTLS, Direct TLS or `wss://`).
     pub secure: bool,
+    /// The SASL mechanism that authenticated the stream, if SASL ran.
+    pub mechanism: Option<Mechanism>,
+    /// The authenticated identity: for the initiating entity the full JID the server bound
+    /// (§7.6.1); for the receiving entity the client's full JID after binding, or the
+    /// authenticated name on a stream without binding (S2S).
+    pub jid: Option<String>,
+    /// SCRAM keys to keep for the next login (initiating entity, after a verified success).
+    pub scram_cache: Option<ScramCacheEntry>,
+}
+
+/// What the TLS layer tells the machine once the handshake is done.
+#[derive(Debug, Clone, Default)]
+pub struct TlsInfo {
+    /// Channel-binding data for SCRAM `-PLUS` (RFC 9266 `tls-exporter`, RFC 5929
+    /// `tls-server-end-point`).
+    pub channel_binding: ChannelBindingData,
+    /// The identity verified from the peer's certificate (receiving entity: for SASL
+    /// EXTERNAL, §6.3.4 / §13.7.2.2).
+    pub peer_identity: Option<String>,
 }
 
 /// The sans-IO surface of both roles.
@@ -86,7 +114,10 @@ pub trait Negotiator {
     /// The next event, if any.
     fn poll_event(&mut self) -> Option<Event>;
     /// The transport is now TLS (after [`Event::StartTls`]).
-    fn tls_established(&mut self) -> Result<(), Error>;
+    fn tls_established(&mut self, info: TlsInfo) -> Result<(), Error>;
+    /// The framer (with whatever it already holds) and the peer's current header, for
+    /// the stanza phase once the negotiation is complete.
+    fn into_parts(self) -> (Framer, StreamHeader);
 }
 
 /// Bytes and events waiting for the driver.

@@ -13,7 +13,13 @@ use core::mem;
 use embedded_io::{ErrorKind, ErrorType};
 use embedded_io_async::{Read, Write};
 
-use crate::connection::{Event, Negotiator, Outcome, Step};
+use alloc::string::String;
+
+use crate::connection::{Event, Negotiator, Outcome, Step, TlsInfo};
+use crate::stream::error::{StreamError, StreamErrorCondition};
+use crate::stream::header::{closing_tag, Framing, StreamHeader};
+use crate::xml::element;
+use crate::xml::framer::{Frame, Framer};
 use crate::Error;
 
 /// Turns a plain transport into a TLS one (§5.4.3). The same trait serves both roles:
@@ -32,6 +38,14 @@ pub trait TlsUpgrade<T> {
         transport: T,
         server_name: &str,
     ) -> Result<Self::Stream, Self::Error>;
+
+    /// What the handshake established: channel-binding data for SCRAM `-PLUS` and, on
+    /// the server side, the identity of a verified client certificate (SASL EXTERNAL).
+    /// The default offers neither.
+    fn tls_info(&self, stream: &Self::Stream) -> TlsInfo {
+        let _ = stream;
+        TlsInfo::default()
+    }
 }
 
 /// A transport that may have been upgraded to TLS.
@@ -147,7 +161,11 @@ where
                 Event::StartTls { server_name } => {
                     io = upgrade(io, tls, &server_name).await?;
                     observer.tls_established();
-                    let result = machine.tls_established();
+                    let info = match &io {
+                        MaybeTls::Tls(stream) => tls.tls_info(stream),
+                        _ => TlsInfo::default(),
+                    };
+                    let result = machine.tls_established(info);
                     finish_step(&mut io, &mut machine, observer, result).await?;
                 }
                 Event::Negotiated(outcome) => {
@@ -250,5 +268,116 @@ impl<T, S> MaybeTls<T, S> {
     /// Moves the transport out.
     pub fn take(&mut self) -> MaybeTls<T, S> {
         mem::replace(self, MaybeTls::Closed)
+    }
+}
+
+/// A negotiated stream in its stanza phase (RFC 6120 §8): send and receive top-level
+/// elements, then close (§4.4).
+pub struct Session<T, S> {
+    transport: MaybeTls<T, S>,
+    framer: Framer,
+    header: StreamHeader,
+    framing: Framing,
+    peer_closed: bool,
+    /// How the negotiation ended (bound JID, mechanism, ...).
+    pub outcome: Outcome,
+}
+
+impl<T: Read + Write, S: Read + Write> Session<T, S> {
+    /// Takes over a negotiated stream, with anything the machine already buffered.
+    pub fn new<M: Negotiator>(negotiated: Negotiated<T, S, M>) -> Self {
+        let (framer, header) = negotiated.machine.into_parts();
+        Session {
+            transport: negotiated.transport,
+            framing: framer.framing(),
+            framer,
+            header,
+            peer_closed: false,
+            outcome: negotiated.outcome,
+        }
+    }
+
+    /// The transport (to read TLS details, or to close it).
+    pub fn transport(&self) -> &MaybeTls<T, S> {
+        &self.transport
+    }
+
+    /// The peer's stream header.
+    pub fn peer_header(&self) -> &StreamHeader {
+        &self.header
+    }
+
+    /// Sends one top-level element (a stanza built with [`crate::stanza`]).
+    pub async fn send(&mut self, element: &str) -> Result<(), Error> {
+        let io = &mut self.transport;
+        io.write_all(element.as_bytes())
+            .await
+            .map_err(|e| Error::Transport(e.0))?;
+        io.flush().await.map_err(|e| Error::Transport(e.0))
+    }
+
+    /// The next top-level element, as raw text; `None` once the peer closed the stream
+    /// (§4.4). Whitespace keep-alives are skipped. A rule the peer breaks is answered
+    /// with a stream error and reported; a stream error it sends is reported.
+    pub async fn next_element(&mut self) -> Result<Option<String>, Error> {
+        if self.peer_closed {
+            return Ok(None);
+        }
+        loop {
+            match self.framer.next_frame() {
+                Ok(Some(Frame::Element(raw))) => {
+                    let raw = String::from(raw);
+                    let peer_error = element::parse(&raw, &self.header, |node| {
+                        crate::initiator::received_stream_error(node)
+                    });
+                    return match peer_error {
+                        Ok(None) => Ok(Some(raw)),
+                        Ok(Some(e)) => Err(e),
+                        Err(e) => Err(self.fail(e).await),
+                    };
+                }
+                Ok(Some(Frame::End)) => {
+                    self.peer_closed = true;
+                    return Ok(None);
+                }
+                Ok(Some(Frame::KeepAlive)) => continue,
+                Ok(Some(Frame::Header(_))) => {
+                    let e = StreamError::with_text(
+                        StreamErrorCondition::NotWellFormed,
+                        "unexpected stream header",
+                    );
+                    return Err(self.fail(e).await);
+                }
+                Err(e) => return Err(self.fail(e).await),
+                Ok(None) => {}
+            }
+            let n = self
+                .transport
+                .read(self.framer.free_space())
+                .await
+                .map_err(|e| Error::Transport(e.0))?;
+            if n == 0 {
+                return Err(Error::ConnectionClosed);
+            }
+            self.framer.commit(n);
+        }
+    }
+
+    async fn fail(&mut self, error: StreamError) -> Error {
+        let mut out = String::new();
+        error.write(&mut out);
+        out.push_str(closing_tag(self.framing));
+        let _ = self.send(&out).await;
+        Error::StreamErrorSent(error)
+    }
+
+    /// Closes the stream (§4.4): sends our closing tag, then, unless the peer closed
+    /// first, reads until its closing tag (elements still arriving are dropped), so
+    /// everything we sent is known processed. Returns the transport for the wrapper to
+    /// end TLS (close_notify) and the connection.
+    pub async fn close(mut self) -> Result<MaybeTls<T, S>, Error> {
+        self.send(closing_tag(self.framing)).await?;
+        while self.next_element().await?.is_some() {}
+        Ok(self.transport)
     }
 }

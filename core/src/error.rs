@@ -52,7 +52,18 @@ pub enum Error {
     WrongNamespace,
     /// TLS was disabled by policy and the receiving entity requires it (§5.3.1).
     TlsRequiredByPeer,
-    /// Resource binding failed (§7.6.2).
+    /// A SASL exchange failed (§6.4.5).
+    Sasl(crate::sasl::SaslError),
+    /// The receiving entity answered `<failure/>` (§6.4.5), with its `<text/>` if any.
+    AuthenticationFailed {
+        /// The typed reason (the condition, or e.g. a rejected channel binding).
+        error: crate::sasl::SaslError,
+        /// The server's text.
+        text: Option<String>,
+    },
+    /// The receiving entity offered SASL again after SASL succeeded (§6.4.6).
+    SaslAfterSuccess,
+    /// Resource binding failed (§7.6.2): the condition, or what was missing.
     Bind(String),
     /// A step took longer than the configured bound.
     Timeout,
@@ -107,8 +118,25 @@ impl fmt::Display for Error {
             Error::TlsRequiredByPeer => {
                 f.write_str("the server requires TLS but TLS is disabled by policy")
             }
+            Error::Sasl(e) => write!(f, "authentication failed: {e}"),
+            Error::AuthenticationFailed { error, text } => {
+                write!(f, "authentication failed: {error}")?;
+                if let Some(text) = text {
+                    write!(f, " (server says: {text})")?;
+                }
+                Ok(())
+            }
+            Error::SaslAfterSuccess => {
+                f.write_str("the server offered SASL again after authentication succeeded")
+            }
             Error::Bind(e) => write!(f, "resource binding failed: {e}"),
             Error::Timeout => f.write_str("the peer did not answer in time"),
         }
+    }
+}
+
+impl From<crate::sasl::SaslError> for Error {
+    fn from(e: crate::sasl::SaslError) -> Self {
+        Error::Sasl(e)
     }
 }

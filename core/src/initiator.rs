@@ -3,12 +3,20 @@
 //! One struct per thing the machine waits for, in the order of the RFC:
 //! [`ExpectHeader`] (§4.7) → [`ExpectFeatures`] (§4.3.2) → [`ExpectProceed`] (§5.4.2) →
 //! TLS (§5.4.3, done by the driver) → [`ExpectHeader`] again on the protected stream →
-//! [`ExpectFeatures`] → the next feature (SASL, §6).
+//! [`ExpectFeatures`] → [`ExpectSaslResult`] (§6.4) → restart (§6.4.6): [`ExpectHeader`] →
+//! [`ExpectFeatures`] → [`ExpectBindResult`] (§7.6).
 
 use alloc::string::String;
 use core::mem;
 
-use crate::connection::{Event, Negotiator, Outbox, Outcome, Step};
+use rand_core::{CryptoRng, RngCore};
+
+use crate::bind;
+use crate::connection::{Event, Negotiator, Outbox, Outcome, Step, TlsInfo};
+use crate::sasl::element::{self as sasl_element, Received};
+use crate::sasl::{
+    self, ClientMechanism, Credentials, Mechanism, SaslError, SaslPolicy, ScramCacheEntry,
+};
 use crate::starttls::{self, Answer, TlsPolicy};
 use crate::stream::error::{StreamError, StreamErrorCondition};
 use crate::stream::features::StreamFeatures;
@@ -43,6 +51,20 @@ pub struct InitiatorConfig {
     pub pipeline_starttls: bool,
     /// Bounds on what the peer may make us hold.
     pub limits: Limits,
+    /// Authentication and binding; `None` stops after the TLS-protected features (the
+    /// caller negotiates the rest, e.g. dialback on S2S).
+    pub sasl: Option<ClientSasl>,
+}
+
+/// What the initiating entity authenticates and binds with (§6, §7).
+#[derive(Debug, Clone)]
+pub struct ClientSasl {
+    /// The credentials.
+    pub credentials: Credentials,
+    /// Which mechanisms are acceptable, and channel binding.
+    pub policy: SaslPolicy,
+    /// The resource to request (§7.6); `None` lets the server choose (§7.5).
+    pub resource: Option<String>,
 }
 
 impl InitiatorConfig {
@@ -58,6 +80,7 @@ impl InitiatorConfig {
             secure_transport: false,
             pipeline_starttls: true,
             limits: Limits::default(),
+            sasl: None,
         }
     }
 
@@ -71,17 +94,28 @@ impl InitiatorConfig {
     }
 }
 
+/// Which stream of the negotiation we are on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The first stream, before TLS.
+    Plain,
+    /// A TLS-protected stream before authentication (or a plaintext one the policy allows).
+    Unauthenticated,
+    /// The stream after SASL success (§6.4.6).
+    Authenticated,
+}
+
 /// Waiting for the receiving entity's stream header (§4.7).
 #[derive(Debug)]
 pub struct ExpectHeader {
-    secure: bool,
+    phase: Phase,
     starttls_sent: bool,
 }
 
 /// Waiting for `<stream:features/>` (§4.3.2).
 #[derive(Debug)]
 pub struct ExpectFeatures {
-    secure: bool,
+    phase: Phase,
     starttls_sent: bool,
     stream_id: Option<String>,
 }
@@ -90,23 +124,49 @@ pub struct ExpectFeatures {
 #[derive(Debug)]
 pub struct ExpectProceed;
 
+/// Waiting for `<challenge/>`, `<success/>` or `<failure/>` (§6.4.3–§6.4.6).
+pub struct ExpectSaslResult {
+    mechanism: ClientMechanism,
+}
+
+/// Waiting for the result of our bind request (§7.6).
 #[derive(Debug)]
+pub struct ExpectBindResult {
+    stream_id: Option<String>,
+    features: StreamFeatures,
+}
+
 enum State {
     Header(ExpectHeader),
     Features(ExpectFeatures),
     Proceed(ExpectProceed),
     /// `<proceed/>` read: nothing more may be read or sent in plaintext (§5.4.2.3).
     AwaitTls,
+    Sasl(ExpectSaslResult),
+    /// `<success/>` verified: restart the stream (§6.4.6).
+    Restart,
+    BindResult(ExpectBindResult),
     Negotiated,
     Failed,
 }
 
-struct Context<'a> {
-    config: &'a InitiatorConfig,
-    outbox: &'a mut Outbox,
+/// What the negotiation learned that outlives a stream restart.
+#[derive(Default)]
+struct Learned {
+    secure: bool,
+    channel_binding: sasl::ChannelBindingData,
+    mechanism: Option<Mechanism>,
+    scram_cache: Option<ScramCacheEntry>,
 }
 
-impl Context<'_> {
+struct Context<'a, R> {
+    config: &'a InitiatorConfig,
+    outbox: &'a mut Outbox,
+    rng: &'a mut R,
+    learned: &'a mut Learned,
+}
+
+impl<R: RngCore + CryptoRng> Context<'_, R> {
     fn send_header(&mut self, secure: bool) {
         let mut s = String::new();
         HeaderOut {
@@ -141,10 +201,37 @@ impl Context<'_> {
         self.outbox.stream_error(self.config.framing, &error);
         Error::StreamErrorSent(error)
     }
+
+    fn negotiated(
+        &mut self,
+        features: StreamFeatures,
+        stream_id: Option<String>,
+        jid: Option<String>,
+    ) -> State {
+        self.outbox.event(Event::Negotiated(Outcome {
+            features,
+            stream_id,
+            secure: self.learned.secure,
+            mechanism: self.learned.mechanism,
+            jid,
+            scram_cache: self.learned.scram_cache.clone(),
+        }));
+        State::Negotiated
+    }
+
+    /// A SASL error of ours: abort the exchange (§6.4.4), close, report.
+    fn abort(&mut self, error: SaslError) -> Error {
+        self.outbox.send(sasl_element::ABORT);
+        self.close(Error::Sasl(error))
+    }
 }
 
 impl ExpectHeader {
-    fn handle(self, cx: &mut Context<'_>, header: StreamHeader) -> Result<State, Error> {
+    fn handle<R: RngCore + CryptoRng>(
+        self,
+        cx: &mut Context<'_, R>,
+        header: StreamHeader,
+    ) -> Result<State, Error> {
         if header.version_numbers().is_none_or(|(major, _)| major != 1) {
             // §4.7.5: we speak 1.0 only; a peer without version='1.0' cannot do STARTTLS.
             return Err(cx.stream_error(StreamError::new(StreamErrorCondition::UnsupportedVersion)));
@@ -156,7 +243,7 @@ impl ExpectHeader {
         }
         cx.outbox.step(Step::HeaderReceived);
         Ok(State::Features(ExpectFeatures {
-            secure: self.secure,
+            phase: self.phase,
             starttls_sent: self.starttls_sent,
             stream_id: header.id,
         }))
@@ -164,19 +251,24 @@ impl ExpectHeader {
 }
 
 impl ExpectFeatures {
-    fn handle(self, cx: &mut Context<'_>, node: roxmltree::Node<'_, '_>) -> Result<State, Error> {
+    fn handle<R: RngCore + CryptoRng>(
+        self,
+        cx: &mut Context<'_, R>,
+        node: roxmltree::Node<'_, '_>,
+    ) -> Result<State, Error> {
         if !is_streams(node, "features") {
             return Err(unexpected("<stream:features/>", node));
         }
         let features = StreamFeatures::parse(node);
         cx.outbox.step(Step::FeaturesReceived);
-        if self.secure {
+        if self.phase != Phase::Plain {
             // §5.4.3.3: the protected stream MUST NOT offer STARTTLS again. RFC 7395
             // streams never negotiate it, so an offer there is ignored (xmpp.js#807).
-            if features.starttls.is_some() && cx.config.framing == Framing::Tcp {
+            if features.starttls.is_some() && cx.config.framing == Framing::Tcp && cx.learned.secure
+            {
                 return Err(cx.close(Error::StartTlsAfterTls));
             }
-            return Ok(next_feature(cx, features, self.stream_id, true));
+            return next_feature(cx, features, self.stream_id, self.phase);
         }
         match (features.starttls, cx.config.tls) {
             (Some(_), TlsPolicy::Required | TlsPolicy::Optional) => {
@@ -191,14 +283,18 @@ impl ExpectFeatures {
                 Err(cx.close(Error::TlsRequiredByPeer))
             }
             (_, TlsPolicy::Optional | TlsPolicy::Disabled) => {
-                Ok(next_feature(cx, features, self.stream_id, false))
+                next_feature(cx, features, self.stream_id, Phase::Unauthenticated)
             }
         }
     }
 }
 
 impl ExpectProceed {
-    fn handle(self, cx: &mut Context<'_>, node: roxmltree::Node<'_, '_>) -> Result<State, Error> {
+    fn handle<R: RngCore + CryptoRng>(
+        self,
+        cx: &mut Context<'_, R>,
+        node: roxmltree::Node<'_, '_>,
+    ) -> Result<State, Error> {
         match Answer::parse(node) {
             Some(Answer::Proceed) => {
                 cx.outbox.step(Step::ProceedReceived);
@@ -214,19 +310,118 @@ impl ExpectProceed {
     }
 }
 
-/// The seam after the features of a stream are known: the next feature to negotiate.
-fn next_feature(
-    cx: &mut Context<'_>,
+/// After the features of a stream: the next feature to negotiate, in the order of the
+/// RFC: SASL on the (protected) stream (§6), binding after the SASL restart (§7).
+fn next_feature<R: RngCore + CryptoRng>(
+    cx: &mut Context<'_, R>,
     features: StreamFeatures,
     stream_id: Option<String>,
-    secure: bool,
-) -> State {
-    cx.outbox.event(Event::Negotiated(Outcome {
-        features,
-        stream_id,
-        secure,
-    }));
-    State::Negotiated
+    phase: Phase,
+) -> Result<State, Error> {
+    let Some(sasl) = &cx.config.sasl else {
+        return Ok(cx.negotiated(features, stream_id, None));
+    };
+    if phase == Phase::Authenticated {
+        // §6.4.6: SASL is not offered again on the authenticated stream.
+        if features.mechanisms.is_some() {
+            return Err(cx.close(Error::SaslAfterSuccess));
+        }
+        if cx.config.ns == ContentNamespace::Server {
+            // §7.1: no resource binding between servers.
+            return Ok(cx.negotiated(features, stream_id, None));
+        }
+        if !features.bind {
+            return Err(cx.close(Error::Bind(String::from(
+                "the server did not offer binding",
+            ))));
+        }
+        cx.outbox.send(&bind::request(sasl.resource.as_deref()));
+        return Ok(State::BindResult(ExpectBindResult {
+            stream_id,
+            features,
+        }));
+    }
+    // §6.3.4: only what this stream offers counts; nothing learned before TLS is used.
+    let offered = features.mechanisms.as_deref().unwrap_or(&[]);
+    let chosen = sasl::choose(
+        offered,
+        features.channel_binding_types.as_deref(),
+        cx.learned.secure,
+        &cx.learned.channel_binding,
+        sasl.credentials.kind(),
+        &sasl.policy,
+    )
+    .and_then(|selection| {
+        let mut mechanism = ClientMechanism::new(
+            &selection,
+            sasl.credentials.clone(),
+            &cx.learned.channel_binding,
+            &sasl.policy,
+            cx.rng,
+        )?;
+        let initial = mechanism.initial_response()?;
+        Ok((mechanism, initial))
+    });
+    let (mechanism, initial) = chosen.map_err(|e| cx.close(Error::Sasl(e)))?;
+    cx.outbox.send(&sasl_element::auth(
+        mechanism.mechanism(),
+        initial.as_deref(),
+    ));
+    cx.outbox.step(Step::AuthStarted);
+    Ok(State::Sasl(ExpectSaslResult { mechanism }))
+}
+
+impl ExpectSaslResult {
+    fn handle<R: RngCore + CryptoRng>(
+        mut self,
+        cx: &mut Context<'_, R>,
+        node: roxmltree::Node<'_, '_>,
+    ) -> Result<State, Error> {
+        match sasl_element::parse(node) {
+            Some(Ok(Received::Challenge(data))) => {
+                let response = self
+                    .mechanism
+                    .challenge(data.as_deref().unwrap_or_default())
+                    .map_err(|e| cx.abort(e))?;
+                cx.outbox.send(&sasl_element::response(&response));
+                Ok(State::Sasl(self))
+            }
+            Some(Ok(Received::Success(data))) => {
+                // §6.4.6 / RFC 5802 §9: the server signature is verified before the
+                // success is trusted.
+                if let Err(e) = self.mechanism.success(data.as_deref()) {
+                    return Err(cx.close(Error::Sasl(e)));
+                }
+                cx.learned.mechanism = Some(self.mechanism.mechanism());
+                cx.learned.scram_cache = self.mechanism.cache_entry();
+                cx.outbox.step(Step::Authenticated);
+                Ok(State::Restart)
+            }
+            Some(Ok(Received::Failure { condition, text })) => {
+                let error = self.mechanism.failure(condition);
+                Err(cx.close(Error::AuthenticationFailed { error, text }))
+            }
+            Some(Err(())) => Err(cx.abort(SaslError::IncorrectEncoding)),
+            _ => Err(unexpected("<challenge/>, <success/> or <failure/>", node)),
+        }
+    }
+}
+
+impl ExpectBindResult {
+    fn handle<R: RngCore + CryptoRng>(
+        self,
+        cx: &mut Context<'_, R>,
+        node: roxmltree::Node<'_, '_>,
+    ) -> Result<State, Error> {
+        match bind::parse_response(node) {
+            Some(Ok(jid)) => {
+                cx.outbox.step(Step::Bound);
+                Ok(cx.negotiated(self.features, self.stream_id, Some(jid)))
+            }
+            Some(Err(condition)) => Err(cx.close(Error::Bind(condition))),
+            None => Err(unexpected("the bind result", node)),
+        }
+    }
 }
 
 fn is_streams(node: roxmltree::Node<'_, '_>, name: &str) -> bool {
@@ -270,21 +465,38 @@ pub(crate) fn received_stream_error(node: roxmltree::Node<'_, '_>) -> Option<Err
 }
 
 /// The initiating entity. See the module docs.
-pub struct InitiatingEntity {
+pub struct InitiatingEntity<R> {
     config: InitiatorConfig,
     framer: Framer,
     outbox: Outbox,
     state: State,
     peer_header: StreamHeader,
+    rng: R,
+    learned: Learned,
 }
 
-impl InitiatingEntity {
+impl<R: RngCore + CryptoRng> InitiatingEntity<R> {
     /// Starts a negotiation: the first header (and `<starttls/>` when pipelined) is
-    /// queued for sending at once.
-    pub fn new(config: InitiatorConfig) -> Self {
+    /// queued for sending at once. SASL nonces come from `rng`.
+    pub fn new(config: InitiatorConfig, rng: R) -> Self {
+        Self::with_tls(config, rng, TlsInfo::default())
+    }
+
+    /// As [`InitiatingEntity::new`], on a transport that is already TLS (Direct TLS,
+    /// XEP-0368, with `config.secure_transport`), whose channel binding is `tls`.
+    pub fn with_tls(config: InitiatorConfig, mut rng: R, tls: TlsInfo) -> Self {
         let framer = Framer::new(config.framing, config.limits);
         let mut outbox = Outbox::default();
         let secure = config.secure_transport || config.framing == Framing::WebSocket;
+        let mut learned = Learned {
+            secure,
+            channel_binding: if config.secure_transport {
+                tls.channel_binding
+            } else {
+                sasl::ChannelBindingData::default()
+            },
+            ..Learned::default()
+        };
         let pipeline = !secure
             && config.pipeline_starttls
             && config.tls == TlsPolicy::Required
@@ -292,6 +504,8 @@ impl InitiatingEntity {
         let mut cx = Context {
             config: &config,
             outbox: &mut outbox,
+            rng: &mut rng,
+            learned: &mut learned,
         };
         cx.send_header(secure);
         if pipeline {
@@ -301,10 +515,16 @@ impl InitiatingEntity {
             framer,
             outbox,
             state: State::Header(ExpectHeader {
-                secure,
+                phase: if secure {
+                    Phase::Unauthenticated
+                } else {
+                    Phase::Plain
+                },
                 starttls_sent: pipeline,
             }),
             peer_header: StreamHeader::default(),
+            rng,
+            learned,
             config,
         }
     }
@@ -312,11 +532,6 @@ impl InitiatingEntity {
     /// The configuration this entity runs with.
     pub fn config(&self) -> &InitiatorConfig {
         &self.config
-    }
-
-    /// The framer, for the stanza phase after negotiation.
-    pub fn into_parts(self) -> (Framer, StreamHeader) {
-        (self.framer, self.peer_header)
     }
 
     fn process(&mut self) -> Result<(), Error> {
@@ -331,12 +546,31 @@ impl InitiatingEntity {
                     }
                     return Ok(());
                 }
+                State::Restart => {
+                    // §6.4.6: a new stream on the same transport, no closing tag first.
+                    self.framer.restart();
+                    self.peer_header = StreamHeader::default();
+                    self.outbox.step(Step::StreamRestarted);
+                    let mut cx = Context {
+                        config: &self.config,
+                        outbox: &mut self.outbox,
+                        rng: &mut self.rng,
+                        learned: &mut self.learned,
+                    };
+                    cx.send_header(cx.learned.secure);
+                    self.state = State::Header(ExpectHeader {
+                        phase: Phase::Authenticated,
+                        starttls_sent: false,
+                    });
+                }
                 State::Negotiated | State::Failed => return Ok(()),
                 _ => {}
             }
             let mut cx = Context {
                 config: &self.config,
                 outbox: &mut self.outbox,
+                rng: &mut self.rng,
+                learned: &mut self.learned,
             };
             let frame = match self.framer.next_frame() {
                 Ok(Some(frame)) => frame,
@@ -367,6 +601,8 @@ impl InitiatingEntity {
                         match state {
                             State::Features(s) => s.handle(&mut cx, node),
                             State::Proceed(s) => s.handle(&mut cx, node),
+                            State::Sasl(s) => s.handle(&mut cx, node),
+                            State::BindResult(s) => s.handle(&mut cx, node),
                             _ => Err(unexpected("a stream header", node)),
                         }
                     })
@@ -383,7 +619,7 @@ impl InitiatingEntity {
     }
 }
 
-impl Negotiator for InitiatingEntity {
+impl<R: RngCore + CryptoRng> Negotiator for InitiatingEntity<R> {
     fn receive_buffer(&mut self) -> &mut [u8] {
         self.framer.free_space()
     }
@@ -405,9 +641,13 @@ impl Negotiator for InitiatingEntity {
         self.outbox.poll()
     }
 
+    fn into_parts(self) -> (Framer, StreamHeader) {
+        (self.framer, self.peer_header)
+    }
+
     /// §5.4.3.3: forget everything learned before TLS (stream id, `from`, features) and
     /// open a new stream on the protected transport, without `</stream:stream>` first.
-    fn tls_established(&mut self) -> Result<(), Error> {
+    fn tls_established(&mut self, info: TlsInfo) -> Result<(), Error> {
         if !matches!(self.state, State::AwaitTls) {
             return Err(Error::UnexpectedElement {
                 expected: "TLS only after <proceed/>",
@@ -416,14 +656,18 @@ impl Negotiator for InitiatingEntity {
         }
         self.framer.restart();
         self.peer_header = StreamHeader::default();
+        self.learned.secure = true;
+        self.learned.channel_binding = info.channel_binding;
         self.outbox.step(Step::TlsEstablished);
         let mut cx = Context {
             config: &self.config,
             outbox: &mut self.outbox,
+            rng: &mut self.rng,
+            learned: &mut self.learned,
         };
         cx.send_header(true);
         self.state = State::Header(ExpectHeader {
-            secure: true,
+            phase: Phase::Unauthenticated,
             starttls_sent: false,
         });
         self.process()

@@ -27,12 +27,14 @@ extern crate alloc;
 #[macro_use]
 mod fmt;
 
+pub mod bind;
 pub mod connection;
 pub mod driver;
 pub mod error;
 pub mod initiator;
 pub mod receiver;
 pub mod sasl;
+pub mod stanza;
 pub mod starttls;
 pub mod stream;
 pub mod trust;

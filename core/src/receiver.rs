@@ -1,11 +1,13 @@
-//! The receiving entity (RFC 6120 §4–5): a server accepting a client, or the accepting
+//! The receiving entity (RFC 6120 §4–7): a server accepting a client, or the accepting
 //! server on S2S.
 //!
 //! In the order of the RFC: [`ExpectHeader`] (§4.7; answer with a fresh id and features,
 //! §4.3.2) → [`ExpectStartTls`] (§5.4.2; answer `<proceed/>`) → TLS (§5.4.3, done by the
 //! driver) → [`ExpectHeader`] on the protected stream (a new id, features without
-//! STARTTLS) → the next feature (SASL, §6).
+//! STARTTLS) → [`ExpectAuth`] / [`ExpectResponse`] (§6.4) → restart (§6.4.6) →
+//! [`ExpectHeader`] → [`ExpectBind`] (§7.6).
 
+use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write as _;
@@ -13,11 +15,17 @@ use core::mem;
 
 use rand_core::{CryptoRng, RngCore};
 
-use crate::connection::{Event, Negotiator, Outbox, Outcome, Step};
+use crate::bind;
+use crate::connection::{Event, Negotiator, Outbox, Outcome, Step, TlsInfo};
 use crate::initiator::qualified_name;
+use crate::sasl::element::{self as sasl_element, Received};
+use crate::sasl::{
+    CredentialStore, Mechanism, SaslFailure, ServerContext, ServerMechanism, ServerOptions,
+    ServerStep,
+};
 use crate::starttls;
 use crate::stream::error::{StreamError, StreamErrorCondition};
-use crate::stream::features::StreamFeatures;
+use crate::stream::features::{StreamFeatures, NS_SASL};
 use crate::stream::header::{closing_tag, ContentNamespace, Framing, HeaderOut, StreamHeader};
 use crate::xml::element;
 use crate::xml::framer::{Frame, Framer, Limits};
@@ -51,10 +59,16 @@ pub struct ReceiverConfig {
     pub secure_transport: bool,
     /// Bounds on what the peer may make us hold.
     pub limits: Limits,
+    /// SASL mechanisms to offer; `None` stops after the TLS-protected features (the
+    /// caller negotiates the rest).
+    pub sasl: Option<ServerOptions>,
+    /// Failed authentications allowed on one stream before it is closed (§6.4.5).
+    pub max_auth_failures: u32,
 }
 
 impl ReceiverConfig {
-    /// A C2S server for `domain` over TCP that requires TLS.
+    /// A C2S server for `domain` over TCP that requires TLS, offers the default SASL
+    /// mechanisms ([`ServerOptions::default`]) and resource binding.
     pub fn client_to_server(domain: &str) -> Self {
         ReceiverConfig {
             ns: ContentNamespace::Client,
@@ -63,31 +77,74 @@ impl ReceiverConfig {
             tls: TlsOffer::Required,
             secure_transport: false,
             limits: Limits::default(),
+            sasl: Some(ServerOptions::default()),
+            max_auth_failures: 3,
         }
     }
 
-    /// An S2S server for `domain` over TCP that requires TLS.
+    /// An S2S server for `domain` over TCP that requires TLS and offers SASL EXTERNAL to
+    /// peers whose certificate names their domain (§13.7.2.3).
     pub fn server_to_server(domain: &str) -> Self {
         ReceiverConfig {
             ns: ContentNamespace::Server,
+            sasl: Some(ServerOptions {
+                scram_hashes: Vec::new(),
+                channel_binding: false,
+                plain: false,
+                plain_without_tls: false,
+                external: true,
+                anonymous: false,
+            }),
             ..ReceiverConfig::client_to_server(domain)
         }
     }
 }
 
+/// Which stream of the negotiation we are on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The first stream, before TLS.
+    Plain,
+    /// A protected (or plaintext-by-policy) stream before authentication.
+    Unauthenticated,
+    /// The stream after SASL success (§6.4.6).
+    Authenticated,
+}
+
 /// Waiting for the initiating entity's stream header (§4.7).
 #[derive(Debug)]
 pub struct ExpectHeader {
-    secure: bool,
+    phase: Phase,
 }
 
-/// Waiting for `<starttls/>` (§5.4.2) on a stream where TLS is still to come.
+/// Waiting for `<starttls/>` (§5.4.2) on a stream where TLS is still to come; with a
+/// voluntary offer, `<auth/>` is accepted too.
 #[derive(Debug)]
 pub struct ExpectStartTls {
     domain: String,
+    auth: Option<ExpectAuth>,
 }
 
+/// Waiting for `<auth/>` (§6.4.2).
 #[derive(Debug)]
+pub struct ExpectAuth {
+    domain: String,
+    offered: Vec<Mechanism>,
+    failures: u32,
+}
+
+/// Waiting for `<response/>` or `<abort/>` (§6.4.3, §6.4.4).
+pub struct ExpectResponse {
+    auth: ExpectAuth,
+    mechanism: ServerMechanism,
+}
+
+/// Waiting for the bind request (§7.6).
+#[derive(Debug)]
+pub struct ExpectBind {
+    domain: String,
+}
+
 enum State {
     Header(ExpectHeader),
     StartTls(ExpectStartTls),
@@ -95,30 +152,41 @@ enum State {
     StartTlsReceived(String),
     /// `<proceed/>` queued: nothing more is read or sent in plaintext (§5.4.2.3).
     AwaitTls,
+    Auth(ExpectAuth),
+    Response(ExpectResponse),
+    /// `<success/>` sent: the initiating entity restarts the stream (§6.4.6).
+    Restart,
+    Bind(ExpectBind),
     Negotiated,
     Failed,
 }
 
-struct Context<'a, R> {
+/// What the negotiation learned that outlives a stream restart.
+#[derive(Default)]
+struct Learned {
+    secure: bool,
+    tls: TlsInfo,
+    mechanism: Option<Mechanism>,
+    /// The authenticated identity: a bare JID on C2S, a domain on S2S.
+    identity: Option<String>,
+}
+
+struct Context<'a, R, S> {
     config: &'a ReceiverConfig,
     outbox: &'a mut Outbox,
     rng: &'a mut R,
+    store: &'a S,
+    learned: &'a mut Learned,
     header_sent: bool,
 }
 
-impl<R: RngCore + CryptoRng> Context<'_, R> {
+impl<R: RngCore + CryptoRng, S: CredentialStore> Context<'_, R, S> {
     /// A new, unpredictable stream id for every header (§4.7.3, §4.3.3).
     fn fresh_id(&mut self) -> String {
-        let mut bytes = [0u8; 16];
-        self.rng.fill_bytes(&mut bytes);
-        let mut id = String::with_capacity(32);
-        for b in bytes {
-            let _ = write!(id, "{b:02x}");
-        }
-        id
+        random_hex(self.rng, 16)
     }
 
-    fn send_header(&mut self, peer: &StreamHeader, from: Option<&str>) -> String {
+    fn send_header(&mut self, peer: &StreamHeader, from: Option<&str>) {
         let id = self.fresh_id();
         let mut s = String::new();
         HeaderOut {
@@ -132,27 +200,83 @@ impl<R: RngCore + CryptoRng> Context<'_, R> {
         self.outbox.send(&s);
         self.outbox.step(Step::HeaderSent);
         self.header_sent = true;
-        id
     }
 
     /// Sends a stream error (§4.9); while the stream is being set up our header goes
     /// first (§4.9.1.2).
     fn stream_error(&mut self, error: StreamError) -> Error {
         if !self.header_sent {
-            self.send_header(
-                &StreamHeader::default(),
-                self.config.domains.first().map(|d| d.as_str()),
-            );
+            let from = self.config.domains.first().cloned();
+            self.send_header(&StreamHeader::default(), from.as_deref());
         }
         self.outbox.stream_error(self.config.framing, &error);
         Error::StreamErrorSent(error)
     }
+
+    /// An element that is not allowed before the stream is negotiated: a stanza gets
+    /// `<not-authorized/>` (§4.9.3.12), anything else `<policy-violation/>`.
+    fn not_yet(&mut self, node: roxmltree::Node<'_, '_>, waiting_for: &str) -> Error {
+        let condition = if is_stanza(node, self.config.ns) {
+            StreamErrorCondition::NotAuthorized
+        } else {
+            StreamErrorCondition::PolicyViolation
+        };
+        let text = format!("{waiting_for} first, not {}", qualified_name(node));
+        self.stream_error(StreamError::with_text(condition, &text))
+    }
+
+    fn negotiated(&mut self, features: StreamFeatures, jid: Option<String>) -> State {
+        self.outbox.event(Event::Negotiated(Outcome {
+            features,
+            stream_id: None,
+            secure: self.learned.secure,
+            mechanism: self.learned.mechanism,
+            jid,
+            scram_cache: None,
+        }));
+        State::Negotiated
+    }
+
+    /// The `<mechanisms/>` feature for this stream, with the XEP-0440 binding types.
+    fn sasl_features(&self, options: &ServerOptions, features: &mut String) -> Vec<Mechanism> {
+        let secure = self.learned.secure;
+        let cb = &self.learned.tls.channel_binding;
+        let offered = options.offer(secure, cb, self.learned.tls.peer_identity.as_deref());
+        if offered.is_empty() {
+            return offered;
+        }
+        features.push_str("<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>");
+        for m in &offered {
+            let _ = write!(features, "<mechanism>{}</mechanism>", m.name());
+        }
+        features.push_str("</mechanisms>");
+        let types = options.channel_binding_types(secure, cb);
+        if !types.is_empty() {
+            features.push_str("<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>");
+            for t in types {
+                let _ = write!(features, "<channel-binding type='{}'/>", t.name());
+            }
+            features.push_str("</sasl-channel-binding>");
+        }
+        offered
+    }
+}
+
+fn random_hex<R: RngCore>(rng: &mut R, bytes: usize) -> String {
+    let mut out = String::with_capacity(bytes * 2);
+    let mut buf = [0u8; 32];
+    let buf = &mut buf[..bytes.min(32)];
+    rng.fill_bytes(buf);
+    for b in buf.iter() {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 impl ExpectHeader {
-    fn handle<R: RngCore + CryptoRng>(
+    fn handle<R: RngCore + CryptoRng, S: CredentialStore>(
         self,
-        cx: &mut Context<'_, R>,
+        cx: &mut Context<'_, R, S>,
         header: &StreamHeader,
     ) -> Result<State, Error> {
         cx.outbox.step(Step::HeaderReceived);
@@ -173,62 +297,221 @@ impl ExpectHeader {
         if header.version_numbers().is_none_or(|(major, _)| major != 1) {
             return Err(cx.stream_error(StreamError::new(StreamErrorCondition::UnsupportedVersion)));
         }
-        let tls_to_come = !self.secure && cx.config.framing == Framing::Tcp;
         let mut features = String::from("<stream:features>");
-        let state = match (tls_to_come, cx.config.tls) {
-            // §5.3.1: when TLS is mandatory, offer nothing else before it.
-            (true, starttls_offer @ (TlsOffer::Required | TlsOffer::Optional)) => {
-                features.push_str(if starttls_offer == TlsOffer::Required {
-                    starttls::FEATURE_REQUIRED
-                } else {
-                    starttls::FEATURE_OPTIONAL
-                });
-                State::StartTls(ExpectStartTls { domain })
-            }
-            // §5.4.3.3: never STARTTLS on a protected stream.
-            _ => {
-                cx.outbox.event(Event::Negotiated(Outcome {
-                    features: StreamFeatures::default(),
-                    stream_id: None,
-                    secure: self.secure,
-                }));
-                State::Negotiated
-            }
-        };
+        let state = self.offer(cx, domain, &mut features);
         features.push_str("</stream:features>");
         cx.outbox.send(&features);
         cx.outbox.step(Step::FeaturesSent);
         Ok(state)
     }
+
+    /// The features of this stream, in the order of the RFC: STARTTLS (§5), SASL (§6),
+    /// binding (§7).
+    fn offer<R: RngCore + CryptoRng, S: CredentialStore>(
+        self,
+        cx: &mut Context<'_, R, S>,
+        domain: String,
+        features: &mut String,
+    ) -> State {
+        let tls_to_come = self.phase == Phase::Plain && cx.config.framing == Framing::Tcp;
+        let starttls = match cx.config.tls {
+            TlsOffer::Required if tls_to_come => Some(true),
+            TlsOffer::Optional if tls_to_come => Some(false),
+            _ => None,
+        };
+        if let Some(required) = starttls {
+            features.push_str(if required {
+                starttls::FEATURE_REQUIRED
+            } else {
+                starttls::FEATURE_OPTIONAL
+            });
+        }
+        // §5.3.1: when TLS is mandatory, nothing else is offered before it.
+        let sasl_now = starttls != Some(true) && self.phase != Phase::Authenticated;
+        let auth = match (&cx.config.sasl, sasl_now) {
+            (Some(options), true) => Some(ExpectAuth {
+                offered: cx.sasl_features(options, features),
+                domain: domain.clone(),
+                failures: 0,
+            })
+            .filter(|auth| !auth.offered.is_empty()),
+            _ => None,
+        };
+        match (starttls, auth) {
+            (Some(_), auth) => State::StartTls(ExpectStartTls { domain, auth }),
+            (None, Some(auth)) => State::Auth(auth),
+            (None, None) if self.phase == Phase::Authenticated => {
+                if cx.config.ns == ContentNamespace::Client {
+                    features.push_str(bind::FEATURE);
+                    State::Bind(ExpectBind { domain })
+                } else {
+                    // §7.1: no binding between servers.
+                    let identity = cx.learned.identity.clone();
+                    cx.negotiated(StreamFeatures::default(), identity)
+                }
+            }
+            (None, None) => cx.negotiated(StreamFeatures::default(), None),
+        }
+    }
 }
 
 impl ExpectStartTls {
-    fn handle<R: RngCore + CryptoRng>(
+    fn handle<R: RngCore + CryptoRng, S: CredentialStore>(
         self,
-        cx: &mut Context<'_, R>,
+        cx: &mut Context<'_, R, S>,
         node: roxmltree::Node<'_, '_>,
     ) -> Result<State, Error> {
         if starttls::is_command(node) {
             cx.outbox.step(Step::StartTlsReceived);
             return Ok(State::StartTlsReceived(self.domain));
         }
-        let condition = if is_stanza(node, cx.config.ns) {
-            // §4.9.3.12: no stanzas before the stream is negotiated.
-            StreamErrorCondition::NotAuthorized
-        } else {
-            // §5.3.1: TLS is mandatory before any other feature.
-            StreamErrorCondition::PolicyViolation
-        };
-        let mut text = String::from("STARTTLS first, not ");
-        text.push_str(&qualified_name(node));
-        Err(cx.stream_error(StreamError::with_text(condition, &text)))
+        match self.auth {
+            Some(auth) if is_sasl(node) => auth.handle(cx, node),
+            _ => Err(cx.not_yet(node, "STARTTLS")),
+        }
     }
+}
+
+impl ExpectAuth {
+    fn handle<R: RngCore + CryptoRng, S: CredentialStore>(
+        self,
+        cx: &mut Context<'_, R, S>,
+        node: roxmltree::Node<'_, '_>,
+    ) -> Result<State, Error> {
+        let (name, payload) = match sasl_element::parse(node) {
+            Some(Ok(Received::Auth { mechanism, payload })) => (mechanism, payload),
+            Some(Err(())) => return self.failed(cx, SaslFailure::IncorrectEncoding, None),
+            Some(Ok(Received::Abort)) => return self.failed(cx, SaslFailure::Aborted, None),
+            _ => return Err(cx.not_yet(node, "authentication")),
+        };
+        cx.outbox.step(Step::AuthStarted);
+        let context = ServerContext {
+            offered: &self.offered,
+            tls: cx.learned.secure,
+            channel_binding: &cx.learned.tls.channel_binding,
+            external_identity: cx.learned.tls.peer_identity.as_deref(),
+        };
+        match ServerMechanism::start(&name, &context, cx.rng) {
+            Ok(mechanism) => ExpectResponse {
+                auth: self,
+                mechanism,
+            }
+            .step(cx, payload.as_deref()),
+            Err(failure) => self.failed(cx, failure, None),
+        }
+    }
+
+    /// Sends `<failure/>` (§6.4.5) and waits for another attempt, up to the bound.
+    fn failed<R: RngCore + CryptoRng, S: CredentialStore>(
+        mut self,
+        cx: &mut Context<'_, R, S>,
+        failure: SaslFailure,
+        text: Option<&str>,
+    ) -> Result<State, Error> {
+        cx.outbox.send(&sasl_element::failure(failure, text));
+        self.failures += 1;
+        if self.failures >= cx.config.max_auth_failures {
+            return Err(cx.stream_error(StreamError::with_text(
+                StreamErrorCondition::PolicyViolation,
+                "too many failed authentication attempts",
+            )));
+        }
+        Ok(State::Auth(self))
+    }
+}
+
+impl ExpectResponse {
+    fn handle<R: RngCore + CryptoRng, S: CredentialStore>(
+        self,
+        cx: &mut Context<'_, R, S>,
+        node: roxmltree::Node<'_, '_>,
+    ) -> Result<State, Error> {
+        match sasl_element::parse(node) {
+            Some(Ok(Received::Response(payload))) => {
+                let payload = payload.unwrap_or_default();
+                self.step(cx, Some(&payload))
+            }
+            Some(Ok(Received::Abort)) => self.auth.failed(cx, SaslFailure::Aborted, None),
+            Some(Err(())) => self.auth.failed(cx, SaslFailure::IncorrectEncoding, None),
+            _ => Err(cx.not_yet(node, "the SASL response")),
+        }
+    }
+
+    fn step<R: RngCore + CryptoRng, S: CredentialStore>(
+        mut self,
+        cx: &mut Context<'_, R, S>,
+        payload: Option<&[u8]>,
+    ) -> Result<State, Error> {
+        match self.mechanism.step(cx.store, payload) {
+            Ok(ServerStep::Challenge(data)) => {
+                cx.outbox.send(&sasl_element::challenge(&data));
+                Ok(State::Response(self))
+            }
+            Ok(ServerStep::Success {
+                additional_data,
+                authcid,
+                authzid,
+            }) => {
+                cx.outbox
+                    .send(&sasl_element::success(additional_data.as_deref()));
+                cx.outbox.step(Step::Authenticated);
+                cx.learned.mechanism = Some(self.mechanism.mechanism());
+                cx.learned.identity = Some(match (authzid, cx.config.ns) {
+                    (Some(authzid), _) if authzid.contains('@') => authzid,
+                    (_, ContentNamespace::Client) => format!("{authcid}@{}", self.auth.domain),
+                    (_, ContentNamespace::Server) => authcid,
+                });
+                Ok(State::Restart)
+            }
+            Err(failure) => {
+                let reason = self.mechanism.failure_reason();
+                self.auth.failed(cx, failure, reason)
+            }
+        }
+    }
+}
+
+impl ExpectBind {
+    fn handle<R: RngCore + CryptoRng, S: CredentialStore>(
+        self,
+        cx: &mut Context<'_, R, S>,
+        node: roxmltree::Node<'_, '_>,
+    ) -> Result<State, Error> {
+        let Some((id, resource)) = bind::parse_request(node) else {
+            return Err(cx.not_yet(node, "resource binding"));
+        };
+        let resource = match resource {
+            // §7.6: the server MAY override; it generates one when none is requested.
+            None => random_hex(cx.rng, 8),
+            Some(r) if valid_resource(&r) => r,
+            Some(_) => {
+                cx.outbox.send(&bind::error(&id, "modify", "bad-request"));
+                return Ok(State::Bind(self));
+            }
+        };
+        let bare = cx
+            .learned
+            .identity
+            .clone()
+            .unwrap_or_else(|| self.domain.clone());
+        let jid = format!("{bare}/{resource}");
+        cx.outbox.send(&bind::result(&id, &jid));
+        cx.outbox.step(Step::Bound);
+        let mut features = StreamFeatures::default();
+        features.bind = true;
+        Ok(cx.negotiated(features, Some(jid)))
+    }
+}
+
+/// A resourcepart (RFC 7622 §3.4): 1 to 1023 bytes, no control characters.
+fn valid_resource(r: &str) -> bool {
+    !r.is_empty() && r.len() <= bind::MAX_RESOURCE_BYTES && !r.chars().any(char::is_control)
 }
 
 /// Answers `<starttls/>` (§5.4.2.3), unless anything followed it: a ClientHello sent
 /// before `<proceed/>`, or injected plaintext, is refused (§5.3.3).
-fn proceed<R: RngCore + CryptoRng>(
-    cx: &mut Context<'_, R>,
+fn proceed<R: RngCore + CryptoRng, S: CredentialStore>(
+    cx: &mut Context<'_, R, S>,
     domain: String,
     pending: bool,
 ) -> Result<State, Error> {
@@ -252,6 +535,10 @@ fn is_stanza(node: roxmltree::Node<'_, '_>, ns: ContentNamespace) -> bool {
         && matches!(node.tag_name().name(), "message" | "presence" | "iq")
 }
 
+fn is_sasl(node: roxmltree::Node<'_, '_>) -> bool {
+    node.tag_name().namespace() == Some(NS_SASL)
+}
+
 /// Domain names compare case-insensitively, a trailing dot ignored (RFC 7622 §3.2).
 fn eq_domain(a: &str, b: &str) -> bool {
     a.trim_end_matches('.')
@@ -259,25 +546,50 @@ fn eq_domain(a: &str, b: &str) -> bool {
 }
 
 /// The receiving entity. See the module docs.
-pub struct ReceivingEntity<R> {
+pub struct ReceivingEntity<R, S> {
     config: ReceiverConfig,
     framer: Framer,
     outbox: Outbox,
     state: State,
     rng: R,
+    store: S,
+    learned: Learned,
     peer_header: StreamHeader,
     header_sent: bool,
 }
 
-impl<R: RngCore + CryptoRng> ReceivingEntity<R> {
-    /// Waits for the initiating entity's header; stream ids come from `rng`.
-    pub fn new(config: ReceiverConfig, rng: R) -> Self {
+impl<R: RngCore + CryptoRng, S: CredentialStore> ReceivingEntity<R, S> {
+    /// Waits for the initiating entity's header; stream ids and nonces come from `rng`,
+    /// SASL credentials from `store`.
+    pub fn new(config: ReceiverConfig, rng: R, store: S) -> Self {
+        Self::with_tls(config, rng, store, TlsInfo::default())
+    }
+
+    /// As [`ReceivingEntity::new`], on a transport that is already TLS (Direct TLS,
+    /// XEP-0368, with `config.secure_transport`), which established `tls`.
+    pub fn with_tls(config: ReceiverConfig, rng: R, store: S, tls: TlsInfo) -> Self {
         let secure = config.secure_transport || config.framing == Framing::WebSocket;
         ReceivingEntity {
             framer: Framer::new(config.framing, config.limits),
             outbox: Outbox::default(),
-            state: State::Header(ExpectHeader { secure }),
+            state: State::Header(ExpectHeader {
+                phase: if secure {
+                    Phase::Unauthenticated
+                } else {
+                    Phase::Plain
+                },
+            }),
             rng,
+            store,
+            learned: Learned {
+                secure,
+                tls: if config.secure_transport {
+                    tls
+                } else {
+                    TlsInfo::default()
+                },
+                ..Learned::default()
+            },
             peer_header: StreamHeader::default(),
             header_sent: false,
             config,
@@ -291,16 +603,26 @@ impl<R: RngCore + CryptoRng> ReceivingEntity<R> {
 
     fn process(&mut self) -> Result<(), Error> {
         loop {
-            if matches!(
-                self.state,
-                State::AwaitTls | State::Negotiated | State::Failed
-            ) {
-                return Ok(());
+            match self.state {
+                State::AwaitTls | State::Negotiated | State::Failed => return Ok(()),
+                State::Restart => {
+                    // §6.4.6: the initiating entity opens a new stream; forget its header.
+                    self.framer.restart();
+                    self.peer_header = StreamHeader::default();
+                    self.header_sent = false;
+                    self.outbox.step(Step::StreamRestarted);
+                    self.state = State::Header(ExpectHeader {
+                        phase: Phase::Authenticated,
+                    });
+                }
+                _ => {}
             }
             let mut cx = Context {
                 config: &self.config,
                 outbox: &mut self.outbox,
                 rng: &mut self.rng,
+                store: &self.store,
+                learned: &mut self.learned,
                 header_sent: self.header_sent,
             };
             let result = match self.framer.next_frame() {
@@ -319,17 +641,27 @@ impl<R: RngCore + CryptoRng> ReceivingEntity<R> {
                             r
                         }
                         (state, Frame::KeepAlive) => Ok(state),
-                        (State::StartTls(s), Frame::Element(raw)) => {
+                        (state @ State::Header(_), Frame::Element(_))
+                        | (state, Frame::Header(_)) => {
+                            drop(state);
+                            Err(cx.stream_error(StreamError::with_text(
+                                StreamErrorCondition::NotWellFormed,
+                                "unexpected data",
+                            )))
+                        }
+                        (state, Frame::Element(raw)) => {
                             let header = &self.peer_header;
-                            match element::parse(raw, header, |node| s.handle(&mut cx, node)) {
+                            match element::parse(raw, header, |node| match state {
+                                State::StartTls(s) => s.handle(&mut cx, node),
+                                State::Auth(s) => s.handle(&mut cx, node),
+                                State::Response(s) => s.handle(&mut cx, node),
+                                State::Bind(s) => s.handle(&mut cx, node),
+                                _ => Err(cx.not_yet(node, "negotiation")),
+                            }) {
                                 Ok(r) => r,
                                 Err(e) => Err(cx.stream_error(e)),
                             }
                         }
-                        _ => Err(cx.stream_error(StreamError::with_text(
-                            StreamErrorCondition::NotWellFormed,
-                            "unexpected data",
-                        ))),
                     }
                 }
             };
@@ -351,7 +683,7 @@ impl<R: RngCore + CryptoRng> ReceivingEntity<R> {
     }
 }
 
-impl<R: RngCore + CryptoRng> Negotiator for ReceivingEntity<R> {
+impl<R: RngCore + CryptoRng, S: CredentialStore> Negotiator for ReceivingEntity<R, S> {
     fn receive_buffer(&mut self) -> &mut [u8] {
         self.framer.free_space()
     }
@@ -373,9 +705,13 @@ impl<R: RngCore + CryptoRng> Negotiator for ReceivingEntity<R> {
         self.outbox.poll()
     }
 
+    fn into_parts(self) -> (Framer, StreamHeader) {
+        (self.framer, self.peer_header)
+    }
+
     /// §5.4.3.3: forget what the initiating entity said before TLS (its `from`, its
     /// header) and wait for a new header on the protected stream.
-    fn tls_established(&mut self) -> Result<(), Error> {
+    fn tls_established(&mut self, info: TlsInfo) -> Result<(), Error> {
         if !matches!(self.state, State::AwaitTls) {
             return Err(Error::UnexpectedElement {
                 expected: "TLS only after <proceed/>",
@@ -385,8 +721,12 @@ impl<R: RngCore + CryptoRng> Negotiator for ReceivingEntity<R> {
         self.framer.restart();
         self.peer_header = StreamHeader::default();
         self.header_sent = false;
+        self.learned.secure = true;
+        self.learned.tls = info;
         self.outbox.step(Step::TlsEstablished);
-        self.state = State::Header(ExpectHeader { secure: true });
+        self.state = State::Header(ExpectHeader {
+            phase: Phase::Unauthenticated,
+        });
         self.process()
     }
 }

@@ -4,9 +4,10 @@
 mod support;
 
 use support::*;
-use xmpp_handshake_core::connection::{Event, Negotiator, Step};
+use xmpp_handshake_core::connection::{Event, Negotiator, Step, TlsInfo};
 use xmpp_handshake_core::initiator::{InitiatingEntity, InitiatorConfig};
 use xmpp_handshake_core::receiver::{ReceiverConfig, ReceivingEntity};
+use xmpp_handshake_core::sasl::MemoryStore;
 use xmpp_handshake_core::Error;
 
 const C2S_I_HEADER: &str = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
@@ -55,7 +56,7 @@ fn seed_initiator(config: InitiatorConfig, r: [&str; 4], expected_ns: &str, mech
     for chunk in [1, 2, 3, 7, 64, 4096] {
         let mut config = config.clone();
         config.pipeline_starttls = false;
-        let mut i = InitiatingEntity::new(config);
+        let mut i = InitiatingEntity::new(config, CountingRng(100));
         // Step 1: our header, version 1.0, to the configured domain.
         let sent = parse_sent(&output(&mut i));
         assert_eq!(sent.len(), 1);
@@ -79,7 +80,7 @@ fn seed_initiator(config: InitiatorConfig, r: [&str; 4], expected_ns: &str, mech
             }]
         );
         // Step 7: a new header without a closing tag first.
-        i.tls_established().unwrap();
+        i.tls_established(TlsInfo::default()).unwrap();
         let out = output(&mut i);
         assert!(!out.contains("</stream:stream>"));
         let sent = parse_sent(&out);
@@ -138,7 +139,7 @@ fn seed_step5_failure_closes() {
         } else {
             [S2S_R_HEADER, S2S_R_FEATURES]
         };
-        let mut i = InitiatingEntity::new(config);
+        let mut i = InitiatingEntity::new(config, CountingRng(100));
         output(&mut i);
         let input = format!("{}{}{}", r[0], r[1], FAILURE);
         assert_eq!(
@@ -151,7 +152,7 @@ fn seed_step5_failure_closes() {
 
 fn seed_receiver(config: ReceiverConfig, i_header: &str, ns: &str) {
     for chunk in [1, 3, 64, 4096] {
-        let mut r = ReceivingEntity::new(config.clone(), CountingRng(0));
+        let mut r = ReceivingEntity::new(config.clone(), CountingRng(0), MemoryStore::new());
         feed(&mut r, i_header.as_bytes(), chunk).unwrap();
         let out = output(&mut r);
         let sent = parse_sent(&out);
@@ -180,7 +181,7 @@ fn seed_receiver(config: ReceiverConfig, i_header: &str, ns: &str) {
                 server_name: "example.com".into()
             }]
         );
-        r.tls_established().unwrap();
+        r.tls_established(TlsInfo::default()).unwrap();
         assert_eq!(output(&mut r), "", "nothing before the new header arrives");
         // Steps 7-8: new header → a new id, features without STARTTLS.
         feed(&mut r, i_header.as_bytes(), chunk).unwrap();
@@ -188,9 +189,18 @@ fn seed_receiver(config: ReceiverConfig, i_header: &str, ns: &str) {
         let sent = parse_sent(&out);
         let id2 = attr(&sent[0], "id").expect("stream id");
         assert_ne!(id1, id2, "a new stream id after TLS");
+        // MUST NOT offer STARTTLS, SHOULD offer SASL (§5.4.3.3).
         assert!(!out.contains("starttls"), "{out}");
         let (_, ev) = events(&mut r);
-        assert!(matches!(ev.as_slice(), [Event::Negotiated(o)] if o.secure));
+        if ns == "jabber:client" {
+            assert!(out.contains("<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-256</mechanism>"), "{out}");
+            assert!(ev.is_empty());
+        } else {
+            // S2S without a client certificate: no SASL EXTERNAL to offer; the caller
+            // goes on (dialback) from here.
+            assert!(!out.contains("<mechanisms"), "{out}");
+            assert!(matches!(ev.as_slice(), [Event::Negotiated(o)] if o.secure));
+        }
     }
 }
 
@@ -225,6 +235,7 @@ fn seed_second_half_example_with_from_and_lang() {
     let mut r = ReceivingEntity::new(
         ReceiverConfig::client_to_server("im.example.com"),
         CountingRng(7),
+        MemoryStore::new(),
     );
     feed(&mut r, header.as_bytes(), 1).unwrap();
     let sent = parse_sent(&output(&mut r));

@@ -3,9 +3,10 @@
 mod support;
 
 use support::*;
-use xmpp_handshake_core::connection::{Event, Negotiator, Step};
+use xmpp_handshake_core::connection::{Event, Negotiator, Step, TlsInfo};
 use xmpp_handshake_core::initiator::{InitiatingEntity, InitiatorConfig};
 use xmpp_handshake_core::receiver::{ReceiverConfig, ReceivingEntity, TlsOffer};
+use xmpp_handshake_core::sasl::MemoryStore;
 use xmpp_handshake_core::starttls::TlsPolicy;
 use xmpp_handshake_core::stream::error::StreamErrorCondition as C;
 use xmpp_handshake_core::stream::header::Framing;
@@ -20,15 +21,15 @@ const POST_TLS_FEATURES: &str = "<stream:features><mechanisms xmlns='urn:ietf:pa
 const PROCEED: &str = "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
 const I_HEADER: &str = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
 
-fn client(pipeline: bool, tls: TlsPolicy) -> InitiatingEntity {
+fn client(pipeline: bool, tls: TlsPolicy) -> InitiatingEntity<CountingRng> {
     let mut config = InitiatorConfig::client("example.com");
     config.pipeline_starttls = pipeline;
     config.tls = tls;
     config.from = Some("juliet@example.com".into());
-    InitiatingEntity::new(config)
+    InitiatingEntity::new(config, CountingRng(100))
 }
 
-fn client_after_proceed() -> InitiatingEntity {
+fn client_after_proceed() -> InitiatingEntity<CountingRng> {
     let mut i = client(false, TlsPolicy::Required);
     feed(
         &mut i,
@@ -41,10 +42,11 @@ fn client_after_proceed() -> InitiatingEntity {
     i
 }
 
-fn server() -> ReceivingEntity<CountingRng> {
+fn server() -> ReceivingEntity<CountingRng, MemoryStore> {
     ReceivingEntity::new(
         ReceiverConfig::client_to_server("example.com"),
         CountingRng(0),
+        MemoryStore::new(),
     )
 }
 
@@ -67,7 +69,7 @@ fn initiator_sends_from_only_on_protected_stream() {
     let mut i = client(false, TlsPolicy::Required);
     assert!(!output(&mut i).contains("juliet"));
     let mut i = client_after_proceed();
-    i.tls_established().unwrap();
+    i.tls_established(TlsInfo::default()).unwrap();
     let sent = parse_sent(&output(&mut i));
     assert_eq!(attr(&sent[0], "from"), Some("juliet@example.com"));
 }
@@ -177,7 +179,7 @@ fn discards_pre_tls_features_and_stream_id() {
     )
     .unwrap();
     events(&mut i);
-    i.tls_established().unwrap();
+    i.tls_established(TlsInfo::default()).unwrap();
     feed(
         &mut i,
         format!("{R_HEADER_2}{POST_TLS_FEATURES}").as_bytes(),
@@ -199,7 +201,7 @@ fn discards_pre_tls_features_and_stream_id() {
 #[test]
 fn refuses_starttls_after_tls() {
     let mut i = client_after_proceed();
-    i.tls_established().unwrap();
+    i.tls_established(TlsInfo::default()).unwrap();
     output(&mut i);
     let r = feed(
         &mut i,
@@ -225,7 +227,10 @@ fn plaintext_after_proceed_is_never_fed_to_tls() {
             "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
             "nothing sent after <proceed/>"
         );
-        assert!(i.tls_established().is_err(), "no TLS after the injection");
+        assert!(
+            i.tls_established(TlsInfo::default()).is_err(),
+            "no TLS after the injection"
+        );
     }
 }
 
@@ -259,7 +264,7 @@ fn whitespace_between_starttls_and_proceed_is_refused() {
 #[test]
 fn no_closing_tag_before_new_header_after_tls() {
     let mut i = client_after_proceed();
-    i.tls_established().unwrap();
+    i.tls_established(TlsInfo::default()).unwrap();
     let out = output(&mut i);
     assert!(
         out.starts_with("<?xml version='1.0'?><stream:stream"),
@@ -271,9 +276,9 @@ fn no_closing_tag_before_new_header_after_tls() {
 #[test]
 fn tls_only_after_proceed() {
     let mut i = client(false, TlsPolicy::Required);
-    assert!(i.tls_established().is_err());
+    assert!(i.tls_established(TlsInfo::default()).is_err());
     let mut r = server();
-    assert!(r.tls_established().is_err());
+    assert!(r.tls_established(TlsInfo::default()).is_err());
 }
 
 #[test]
@@ -342,7 +347,7 @@ fn receiver_offers_only_starttls_when_required() {
 fn receiver_offers_voluntary_starttls_without_required() {
     let mut config = ReceiverConfig::client_to_server("example.com");
     config.tls = TlsOffer::Optional;
-    let mut r = ReceivingEntity::new(config, CountingRng(0));
+    let mut r = ReceivingEntity::new(config, CountingRng(0), MemoryStore::new());
     feed(&mut r, I_HEADER.as_bytes(), 1).unwrap();
     let out = output(&mut r);
     assert!(out.contains("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"));
@@ -363,7 +368,7 @@ fn receiver_new_stream_id_after_every_restart_and_no_starttls_after_tls() {
     )
     .unwrap();
     output(&mut r);
-    r.tls_established().unwrap();
+    r.tls_established(TlsInfo::default()).unwrap();
     feed(&mut r, I_HEADER.as_bytes(), 1).unwrap();
     let out = output(&mut r);
     let id2 = attr(&parse_sent(&out)[0], "id").unwrap().to_string();
@@ -383,7 +388,7 @@ fn receiver_forgets_pre_tls_from() {
         7,
     )
     .unwrap();
-    r.tls_established().unwrap();
+    r.tls_established(TlsInfo::default()).unwrap();
     assert_eq!(r.peer_header().from, None);
     feed(&mut r, I_HEADER.as_bytes(), 7).unwrap();
     let out = output(&mut r);
@@ -431,7 +436,7 @@ fn receiver_refuses_client_hello_before_proceed() {
 fn receiver_selects_certificate_by_to_domain() {
     let mut config = ReceiverConfig::client_to_server("a.example");
     config.domains.push("b.example".into());
-    let mut r = ReceivingEntity::new(config, CountingRng(0));
+    let mut r = ReceivingEntity::new(config, CountingRng(0), MemoryStore::new());
     feed(
         &mut r,
         I_HEADER.replace("example.com", "B.Example").as_bytes(),
@@ -516,7 +521,7 @@ fn missing_version_gets_unsupported_version() {
 fn websocket_framing_never_negotiates_starttls() {
     let mut config = InitiatorConfig::client("example.com");
     config.framing = Framing::WebSocket;
-    let mut i = InitiatingEntity::new(config);
+    let mut i = InitiatingEntity::new(config, CountingRng(100));
     let out = output(&mut i);
     assert!(
         out.starts_with("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing'"),

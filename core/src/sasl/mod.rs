@@ -72,6 +72,7 @@ pub mod base64;
 mod client;
 #[cfg(feature = "digest-md5")]
 mod digest_md5;
+pub mod element;
 mod error;
 mod scram;
 pub mod select;
