@@ -14,7 +14,32 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
+use xmpp_handshake_core::connection::TlsInfo;
 use xmpp_handshake_core::driver::TlsUpgrade;
+use xmpp_handshake_core::sasl::ChannelBindingData;
+use xmpp_handshake_core::trust;
+
+/// Channel-binding data of a finished handshake: `tls-exporter` (RFC 9266, TLS 1.3 only:
+/// on TLS 1.2 it is unsafe without extended master secret) and `tls-server-end-point`
+/// (RFC 5929) from the server's end-entity certificate.
+fn channel_binding<D>(
+    conn: &rustls::ConnectionCommon<D>,
+    server_cert: Option<&[u8]>,
+) -> ChannelBindingData {
+    let exporter = (conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3))
+        .then(|| {
+            let mut out = [0u8; 32];
+            conn.export_keying_material(&mut out, b"EXPORTER-Channel-Binding", None)
+                .ok()?;
+            Some(out)
+        })
+        .flatten();
+    ChannelBindingData {
+        exporter,
+        server_end_point: server_cert.and_then(|der| trust::tls_server_end_point(der).ok()),
+        ..ChannelBindingData::default()
+    }
+}
 
 /// The TLS client side.
 #[derive(Clone)]
@@ -44,6 +69,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> TlsUpgrade<FromTokio<T>> for RustlsClien
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let tls = self.connector.connect(name, transport.into_inner()).await?;
         Ok(FromTokio::new(tls))
+    }
+
+    fn tls_info(&self, stream: &Self::Stream) -> TlsInfo {
+        let conn = stream.inner().get_ref().1;
+        let leaf = conn.peer_certificates().and_then(|c| c.first());
+        TlsInfo {
+            channel_binding: channel_binding(conn, leaf.map(|c| c.as_ref())),
+            peer_identity: None,
+        }
     }
 }
 
@@ -87,6 +121,8 @@ impl ResolvesServerCert for ByNameOrStreamTo {
 pub struct RustlsServer {
     certificates: Arc<Certificates>,
     template: Arc<rustls::ServerConfig>,
+    /// The stream's `to` of the last upgrade: the certificate used without SNI.
+    stream_to: String,
 }
 
 impl RustlsServer {
@@ -96,6 +132,7 @@ impl RustlsServer {
         RustlsServer {
             certificates: Arc::new(certificates),
             template: Arc::new(template),
+            stream_to: String::new(),
         }
     }
 }
@@ -109,6 +146,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> TlsUpgrade<FromTokio<T>> for RustlsServe
         transport: FromTokio<T>,
         server_name: &str,
     ) -> Result<Self::Stream, Self::Error> {
+        self.stream_to = server_name.to_owned();
         let mut config = (*self.template).clone();
         config.cert_resolver = Arc::new(ByNameOrStreamTo {
             certificates: self.certificates.clone(),
@@ -118,5 +156,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> TlsUpgrade<FromTokio<T>> for RustlsServe
             .accept(transport.into_inner())
             .await?;
         Ok(FromTokio::new(tls))
+    }
+
+    fn tls_info(&self, stream: &Self::Stream) -> TlsInfo {
+        let conn = stream.inner().get_ref().1;
+        let ours = conn
+            .server_name()
+            .and_then(|sni| self.certificates.get(sni))
+            .or_else(|| self.certificates.get(&self.stream_to));
+        let leaf = ours.as_ref().and_then(|k| k.cert.first());
+        TlsInfo {
+            channel_binding: channel_binding(conn, leaf.map(|c| c.as_ref())),
+            peer_identity: None,
+        }
     }
 }
