@@ -497,8 +497,10 @@ impl ExpectBind {
         let jid = format!("{bare}/{resource}");
         cx.outbox.send(&bind::result(&id, &jid));
         cx.outbox.step(Step::Bound);
-        let mut features = StreamFeatures::default();
-        features.bind = true;
+        let features = StreamFeatures {
+            bind: true,
+            ..StreamFeatures::default()
+        };
         Ok(cx.negotiated(features, Some(jid)))
     }
 }
