@@ -1,0 +1,277 @@
+//! SASL and binding rules (RFC 6120 §6-7) on the sans-IO machines, each named after its rule.
+
+mod support;
+
+use support::*;
+use xmpp_handshake_core::connection::{Event, Negotiator, TlsInfo};
+use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
+use xmpp_handshake_core::receiver::{ReceiverConfig, ReceivingEntity};
+use xmpp_handshake_core::sasl::{base64, Credentials, MemoryStore, SaslPolicy, ServerOptions};
+use xmpp_handshake_core::stream::error::StreamErrorCondition as C;
+use xmpp_handshake_core::Error;
+
+const R_HEADER: &str = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='example.com' version='1.0'>";
+const PROCEED: &str = "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
+const I_HEADER: &str = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
+
+fn features(inner: &str) -> String {
+    format!("<stream:features>{inner}</stream:features>")
+}
+
+fn mechanisms(names: &[&str]) -> String {
+    let list: String = names
+        .iter()
+        .map(|n| format!("<mechanism>{n}</mechanism>"))
+        .collect();
+    format!("<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{list}</mechanisms>")
+}
+
+fn sasl_client() -> InitiatingEntity<CountingRng> {
+    let mut config = InitiatorConfig::client("example.com");
+    config.pipeline_starttls = false;
+    config.sasl = Some(ClientSasl {
+        credentials: Credentials::password("juliet", "r0m30"),
+        policy: SaslPolicy::default(),
+        resource: None,
+    });
+    InitiatingEntity::new(config, CountingRng(1))
+}
+
+#[test]
+fn no_sasl_before_tls_when_required() {
+    let mut i = sasl_client();
+    output(&mut i);
+    let pre = features(&format!(
+        "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>{}",
+        mechanisms(&["SCRAM-SHA-1", "PLAIN"])
+    ));
+    feed(&mut i, format!("{R_HEADER}{pre}").as_bytes(), 5).unwrap();
+    let out = output(&mut i);
+    assert_eq!(out, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+}
+
+#[test]
+fn mechanism_chosen_from_post_tls_offer_only() {
+    // Before TLS a MITM could add or strip mechanisms; only the protected list counts.
+    let mut i = sasl_client();
+    output(&mut i);
+    let pre = features(&format!(
+        "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>{}",
+        mechanisms(&["SCRAM-SHA-512", "PLAIN"])
+    ));
+    feed(&mut i, format!("{R_HEADER}{pre}{PROCEED}").as_bytes(), 4096).unwrap();
+    output(&mut i);
+    i.tls_established(TlsInfo::default()).unwrap();
+    output(&mut i);
+    let post = features(&mechanisms(&["SCRAM-SHA-1"]));
+    feed(&mut i, format!("{R_HEADER}{post}").as_bytes(), 4096).unwrap();
+    let out = output(&mut i);
+    assert!(
+        out.starts_with("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1'>"),
+        "{out}"
+    );
+}
+
+#[test]
+fn unknown_mechanisms_are_ignored() {
+    let mut i = sasl_client();
+    output(&mut i);
+    let pre = features("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    feed(&mut i, format!("{R_HEADER}{pre}{PROCEED}").as_bytes(), 4096).unwrap();
+    i.tls_established(TlsInfo::default()).unwrap();
+    output(&mut i);
+    let post = features(&mechanisms(&["KERBEROS_V4", "X-UNKNOWN", "PLAIN"]));
+    feed(&mut i, format!("{R_HEADER}{post}").as_bytes(), 4096).unwrap();
+    assert!(output(&mut i).contains("mechanism='PLAIN'"));
+}
+
+/// A receiving entity on an already-protected transport (Direct TLS), PLAIN offered.
+fn secure_server() -> ReceivingEntity<CountingRng, MemoryStore> {
+    let mut config = ReceiverConfig::client_to_server("example.com");
+    config.secure_transport = true;
+    config.sasl = Some(ServerOptions {
+        channel_binding: false,
+        ..ServerOptions::default()
+    });
+    let mut store = MemoryStore::new();
+    store.add_password("juliet", "r0m30", 4096, &mut CountingRng(9));
+    ReceivingEntity::with_tls(config, CountingRng(0), store, TlsInfo::default())
+}
+
+fn plain_auth(user: &str, password: &str) -> String {
+    let payload = format!("\0{user}\0{password}");
+    format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>",
+        base64::encode(payload.as_bytes())
+    )
+}
+
+#[test]
+fn receiver_limits_failed_authentications_per_stream() {
+    let mut r = secure_server();
+    feed(&mut r, I_HEADER.as_bytes(), 4096).unwrap();
+    output(&mut r);
+    for attempt in 1..=3 {
+        let res = feed(&mut r, plain_auth("juliet", "wrong").as_bytes(), 4096);
+        let out = output(&mut r);
+        assert!(
+            out.starts_with("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/>"),
+            "{out}"
+        );
+        if attempt < 3 {
+            res.unwrap();
+        } else {
+            assert!(
+                matches!(res, Err(Error::StreamErrorSent(e)) if e.condition == C::PolicyViolation)
+            );
+            assert!(out.ends_with("</stream:stream>"));
+        }
+    }
+}
+
+#[test]
+fn incorrect_base64_gets_incorrect_encoding() {
+    let mut r = secure_server();
+    feed(&mut r, I_HEADER.as_bytes(), 4096).unwrap();
+    output(&mut r);
+    let auth =
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>not base64!</auth>";
+    feed(&mut r, auth.as_bytes(), 4096).unwrap();
+    assert!(output(&mut r).contains("<incorrect-encoding/>"));
+}
+
+#[test]
+fn unoffered_mechanism_gets_invalid_mechanism() {
+    let mut r = secure_server();
+    feed(&mut r, I_HEADER.as_bytes(), 4096).unwrap();
+    output(&mut r);
+    let auth = "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='X-FOO'>=</auth>";
+    feed(&mut r, auth.as_bytes(), 4096).unwrap();
+    assert!(output(&mut r).contains("<invalid-mechanism/>"));
+}
+
+#[test]
+fn after_success_new_id_bind_offered_and_no_sasl_again() {
+    let mut r = secure_server();
+    feed(&mut r, I_HEADER.as_bytes(), 4096).unwrap();
+    let first = output(&mut r);
+    feed(&mut r, plain_auth("juliet", "r0m30").as_bytes(), 4096).unwrap();
+    assert_eq!(
+        output(&mut r),
+        "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'></success>"
+    );
+    feed(&mut r, I_HEADER.as_bytes(), 1).unwrap();
+    let second = output(&mut r);
+    let id = |s: &str| attr(&parse_sent(s)[0], "id").unwrap().to_string();
+    assert_ne!(id(&first), id(&second));
+    assert!(second.contains("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"));
+    assert!(!second.contains("mechanisms") && !second.contains("starttls"));
+}
+
+#[test]
+fn stanza_before_bind_gets_not_authorized() {
+    let mut r = secure_server();
+    feed(&mut r, I_HEADER.as_bytes(), 4096).unwrap();
+    feed(&mut r, plain_auth("juliet", "r0m30").as_bytes(), 4096).unwrap();
+    feed(&mut r, I_HEADER.as_bytes(), 4096).unwrap();
+    output(&mut r);
+    let res = feed(
+        &mut r,
+        b"<message to='romeo@example.net'><body>x</body></message>",
+        4096,
+    );
+    assert!(matches!(res, Err(Error::StreamErrorSent(e)) if e.condition == C::NotAuthorized));
+}
+
+#[test]
+fn bind_assigns_requested_resource_and_rejects_empty_one() {
+    let mut r = secure_server();
+    feed(&mut r, I_HEADER.as_bytes(), 4096).unwrap();
+    feed(&mut r, plain_auth("juliet", "r0m30").as_bytes(), 4096).unwrap();
+    feed(&mut r, I_HEADER.as_bytes(), 4096).unwrap();
+    output(&mut r);
+    let empty = "<iq type='set' id='b0'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource></resource></bind></iq>";
+    feed(&mut r, empty.as_bytes(), 4096).unwrap();
+    assert!(output(&mut r).contains("<bad-request"));
+    let req = "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>balcony</resource></bind></iq>";
+    feed(&mut r, req.as_bytes(), 4096).unwrap();
+    assert!(output(&mut r).contains("<jid>juliet@example.com/balcony</jid>"));
+    let (_, ev) = events(&mut r);
+    assert!(ev.iter().any(|e| matches!(e, Event::Negotiated(o) if o.jid.as_deref() == Some("juliet@example.com/balcony"))));
+}
+
+/// Runs both machines against each other without TLS (policy Disabled, SCRAM allowed in
+/// the clear for this test only), passing each server write through `tamper`.
+fn pump(
+    i: &mut InitiatingEntity<CountingRng>,
+    r: &mut ReceivingEntity<CountingRng, MemoryStore>,
+    tamper: impl Fn(String) -> String,
+) -> Result<(), Error> {
+    for _ in 0..20 {
+        let to_r = output(i);
+        if !to_r.is_empty() {
+            feed(r, to_r.as_bytes(), 4096)?;
+        }
+        let to_i = tamper(output(r));
+        if !to_i.is_empty() {
+            feed(i, to_i.as_bytes(), 4096)?;
+        }
+        let (_, ev) = events(i);
+        if ev.iter().any(|e| matches!(e, Event::Negotiated(_))) {
+            return Ok(());
+        }
+    }
+    panic!("no progress");
+}
+
+fn plaintext_pair() -> (
+    InitiatingEntity<CountingRng>,
+    ReceivingEntity<CountingRng, MemoryStore>,
+) {
+    let mut config = InitiatorConfig::client("example.com");
+    config.tls = xmpp_handshake_core::starttls::TlsPolicy::Disabled;
+    config.sasl = Some(ClientSasl {
+        credentials: Credentials::password("juliet", "r0m30"),
+        policy: SaslPolicy::default(),
+        resource: Some("balcony".into()),
+    });
+    let i = InitiatingEntity::new(config, CountingRng(1));
+    let mut sconfig = ReceiverConfig::client_to_server("example.com");
+    sconfig.tls = xmpp_handshake_core::receiver::TlsOffer::None;
+    let mut store = MemoryStore::new();
+    store.add_password("juliet", "r0m30", 4096, &mut CountingRng(9));
+    let r = ReceivingEntity::new(sconfig, CountingRng(2), store);
+    (i, r)
+}
+
+#[test]
+fn scram_login_and_bind_between_our_machines() {
+    let (mut i, mut r) = plaintext_pair();
+    pump(&mut i, &mut r, |s| s).unwrap();
+}
+
+#[test]
+fn sasl_offered_again_after_success_is_refused() {
+    let (mut i, mut r) = plaintext_pair();
+    let res = pump(&mut i, &mut r, |s| {
+        s.replace(
+            "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>",
+            &mechanisms(&["SCRAM-SHA-1"]),
+        )
+    });
+    assert_eq!(res, Err(Error::SaslAfterSuccess));
+}
+
+#[test]
+fn forged_success_without_server_signature_is_refused() {
+    // A server (or MITM) that answers the SCRAM client-first with <success/> at once.
+    let (mut i, mut r) = plaintext_pair();
+    let res = pump(&mut i, &mut r, |s| {
+        if s.starts_with("<challenge") {
+            "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>".to_string()
+        } else {
+            s
+        }
+    });
+    assert!(matches!(res, Err(Error::Sasl(_))), "{res:?}");
+}
