@@ -1,4 +1,134 @@
+//! `xmpp-handshake`: see `xmpp-handshake --help` and the README.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use clap::Parser;
+use xmpp_handshake_host::cli::{Cli, Command, DemoArgs, HashPasswordArgs, ServeArgs};
+use xmpp_handshake_host::exit::{ExitCode, Failure};
+use xmpp_handshake_host::progress::{Progress, Style};
+use xmpp_handshake_host::{certs, connect, demo, serve, users};
+
 fn main() {
-    eprintln!("xmpp-handshake: not yet");
-    std::process::exit(2);
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => exit(Failure::protocol(format!("starting the runtime: {e}"))),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Demo(args) => run_demo(args).await,
+            Command::Connect(args) => connect::run_system(args).await,
+            Command::Serve(args) => run_serve(args).await,
+            Command::HashPassword(args) => hash_password(args),
+        }
+    });
+    match result {
+        Ok(()) => std::process::exit(ExitCode::Success.code()),
+        Err(f) => exit(f),
+    }
+}
+
+fn exit(failure: Failure) -> ! {
+    eprintln!("xmpp-handshake: error: {failure}");
+    std::process::exit(failure.code.code())
+}
+
+async fn run_demo(args: DemoArgs) -> Result<(), Failure> {
+    let progress = if args.quiet {
+        Progress::new(Style::Off)
+    } else {
+        Progress::auto()
+    };
+    let report = demo::run(&args.domain, &args.body, progress).await?;
+    let mut out = std::io::stdout().lock();
+    if !args.quiet {
+        for line in &report.transcript {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(out, "{}", report.summary);
+    Ok(())
+}
+
+async fn run_serve(args: ServeArgs) -> Result<(), Failure> {
+    let (store, names) =
+        serve::load_users(&args.users, args.users_file.as_deref(), args.iterations)?;
+    let identity = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => certs::ServerIdentity::load(cert, key)?,
+        _ => certs::ServerIdentity::generate(&args.domain)?,
+    };
+    if let (Some(path), Some(pem)) = (&args.write_ca, &identity.ca_pem) {
+        std::fs::write(path, pem)
+            .map_err(|e| Failure::usage(format!("writing {}: {e}", path.display())))?;
+    }
+    let listen: SocketAddr = args.listen;
+    let server = serve::Server::start(
+        listen,
+        serve::ServeConfig {
+            domain: args.domain.clone(),
+            store: serve::SharedStore(Arc::new(store)),
+            identity: identity.clone(),
+            verbose: args.verbose,
+        },
+    )
+    .await?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "xmpp-handshake serve: {} on {}",
+        args.domain, server.addr
+    );
+    let _ = writeln!(out, "  users: {}", names.join(", "));
+    let _ = writeln!(
+        out,
+        "  certificate SHA-256 {}{}",
+        identity.leaf_fingerprint(),
+        if identity.ca_pem.is_some() {
+            " (generated)"
+        } else {
+            ""
+        }
+    );
+    if let Some(path) = &args.write_ca {
+        let _ = writeln!(out, "  CA certificate written to {}", path.display());
+    }
+    let _ = writeln!(
+        out,
+        "  STARTTLS required; SCRAM-SHA-256(-PLUS), SCRAM-SHA-1(-PLUS), PLAIN over TLS"
+    );
+    let _ = out.flush();
+    drop(out);
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = server.wait() => Err(Failure::protocol("the server stopped")),
+    }
+}
+
+fn hash_password(args: HashPasswordArgs) -> Result<(), Failure> {
+    if args.name.is_empty() || args.name.contains([':', '@', '/']) {
+        return Err(Failure::usage(
+            "the name must be a localpart without ':', '@' or '/'",
+        ));
+    }
+    if args.iterations < 4096 {
+        return Err(Failure::usage("use at least 4096 iterations (RFC 7677 §4)"));
+    }
+    let password = connect::password(&args.name)?;
+    let mut out = std::io::stdout().lock();
+    for line in users::hash_password(
+        &args.name,
+        &password,
+        args.iterations,
+        &mut rand_core::OsRng,
+    ) {
+        let _ = writeln!(out, "{line}");
+    }
+    Ok(())
 }

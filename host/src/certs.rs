@@ -1,0 +1,158 @@
+//! Server certificates for `demo` and `serve`: generated on the spot (a P-256 CA and a leaf
+//! for the domain, RFC 6120 §13.7.1.4 identities) or loaded from PEM files.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, OtherNameValue, SanType,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::sign::CertifiedKey;
+
+use crate::exit::Failure;
+use crate::tls_info::fingerprint;
+
+/// id-on-xmppAddr (RFC 6120 §13.7.1.4).
+const ID_ON_XMPPADDR: [u64; 9] = [1, 3, 6, 1, 5, 5, 7, 8, 5];
+
+/// A server identity: the chain it presents and its key.
+#[derive(Clone)]
+pub struct ServerIdentity {
+    /// What the server presents.
+    pub key: Arc<CertifiedKey>,
+    /// The CA certificate (DER) when generated here: what a client trusts.
+    pub ca_der: Option<CertificateDer<'static>>,
+    /// The CA certificate (PEM) when generated here.
+    pub ca_pem: Option<String>,
+}
+
+impl std::fmt::Debug for ServerIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerIdentity")
+            .field("leaf_sha256", &self.leaf_fingerprint())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerIdentity {
+    /// SHA-256 of the leaf certificate, `AB:CD:...`.
+    pub fn leaf_fingerprint(&self) -> String {
+        self.key
+            .cert
+            .first()
+            .map(|c| fingerprint(c.as_ref()))
+            .unwrap_or_default()
+    }
+
+    /// A fresh CA and a leaf for `domain` (SAN dNSName and xmppAddr), valid for 30 days.
+    pub fn generate(domain: &str) -> Result<Self, Failure> {
+        generate(domain).map_err(|e| Failure::protocol(format!("generating a certificate: {e}")))
+    }
+
+    /// Loads a PEM chain and a PEM private key.
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, Failure> {
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|e| Failure::usage(format!("reading {}: {e}", p.display())))
+        };
+        let cert_pem = read(cert)?;
+        let key_pem = read(key)?;
+        let chain = CertificateDer::pem_slice_iter(&cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Failure::usage(format!("{}: {e}", cert.display())))?;
+        if chain.is_empty() {
+            return Err(Failure::usage(format!(
+                "{}: no certificate in it",
+                cert.display()
+            )));
+        }
+        let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
+            .map_err(|e| Failure::usage(format!("{}: {e}", key.display())))?;
+        let provider = rustls::crypto::ring::default_provider();
+        let certified = CertifiedKey::from_der(chain, key_der, &provider)
+            .map_err(|e| Failure::usage(format!("certificate and key: {e}")))?;
+        Ok(ServerIdentity {
+            key: Arc::new(certified),
+            ca_der: None,
+            ca_pem: None,
+        })
+    }
+}
+
+fn generate(domain: &str) -> Result<ServerIdentity, String> {
+    generate_rcgen(domain).map_err(|e| e.to_string())?
+}
+
+fn generate_rcgen(domain: &str) -> Result<Result<ServerIdentity, String>, rcgen::Error> {
+    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.distinguished_name.push(
+        DnType::CommonName,
+        format!("xmpp-handshake CA for {domain}"),
+    );
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca, ca_key);
+
+    let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut leaf = CertificateParams::new(vec![domain.to_string()])?;
+    leaf.subject_alt_names.push(SanType::OtherName((
+        ID_ON_XMPPADDR.to_vec(),
+        OtherNameValue::Utf8String(domain.to_string()),
+    )));
+    leaf.distinguished_name.push(DnType::CommonName, domain);
+    leaf.is_ca = IsCa::ExplicitNoCa;
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    leaf.use_authority_key_identifier_extension = true;
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
+
+    let provider = rustls::crypto::ring::default_provider();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+    let certified = match CertifiedKey::from_der(
+        vec![leaf_cert.der().clone(), ca_cert.der().clone()],
+        key,
+        &provider,
+    ) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    Ok(Ok(ServerIdentity {
+        key: Arc::new(certified),
+        ca_der: Some(ca_cert.der().clone()),
+        ca_pem: Some(ca_cert.pem()),
+    }))
+}
+
+/// A rustls server config template (TLS 1.2 + 1.3, ring) for [`crate::upgrade::RustlsServer`].
+pub fn server_template() -> rustls::ServerConfig {
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(rustls::server::ResolvesServerCertUsingSni::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_identity_has_a_chain_and_a_ca() {
+        let id = ServerIdentity::generate("example.com").unwrap();
+        assert_eq!(id.key.cert.len(), 2);
+        assert!(id.ca_der.is_some());
+        assert!(id.ca_pem.as_deref().unwrap().contains("BEGIN CERTIFICATE"));
+        assert_eq!(id.leaf_fingerprint().len(), 95);
+    }
+}

@@ -1,0 +1,153 @@
+//! The command line (clap derive): `demo`, `connect`, `serve`, `hash-password`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// XMPP stream negotiation (RFC 6120): STARTTLS, SASL SCRAM and resource binding, shown
+/// step by step.
+#[derive(Debug, Parser)]
+#[command(
+    name = "xmpp-handshake",
+    version,
+    about,
+    after_help = "Exit codes: 0 success, 2 usage, 3 authentication failed, \
+                  4 certificate not trusted, 5 TLS required but not offered (or STARTTLS/TLS failed), \
+                  6 other protocol or network error."
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a client against an in-process server on 127.0.0.1 and print the whole
+    /// negotiation (needs nothing installed).
+    ///
+    /// Starts a receiving entity with a certificate generated on the spot, connects through
+    /// STARTTLS, SCRAM and resource binding, sends a message to itself, checks it comes
+    /// back, and prints the transcript (`I:` initiating entity, `R:` receiving entity,
+    /// credentials redacted) and a one-line summary.
+    Demo(DemoArgs),
+    /// Log in to a real server as JID.
+    ///
+    /// The password comes from the environment variable XMPP_PASSWORD or a prompt, never
+    /// from the command line. Without --send, stays online and prints incoming stanzas
+    /// until Ctrl-C.
+    Connect(ConnectArgs),
+    /// Run a small client-to-server XMPP server (receiving entity) for device development.
+    ///
+    /// Users come from --user NAME:PASSWORD (hashed to SCRAM credentials at start) or from
+    /// a --users file of salted credentials (see `hash-password`). Routes <message/>
+    /// between the bound sessions of the domain.
+    Serve(ServeArgs),
+    /// Print the salted SCRAM credentials of a user, as lines for `serve --users FILE`.
+    ///
+    /// The password comes from XMPP_PASSWORD or a prompt. Line format (one per hash):
+    /// `NAME:MECHANISM:ITERATIONS:SALT:STOREDKEY:SERVERKEY`, the last three base64,
+    /// e.g. `alice:SCRAM-SHA-256:4096:...`. Lines starting with `#` are comments.
+    HashPassword(HashPasswordArgs),
+}
+
+/// `demo`
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The domain the in-process server serves.
+    #[arg(long, default_value = "example.com")]
+    pub domain: String,
+    /// The message body sent to ourselves.
+    #[arg(long, default_value = "Art thou not Romeo, and a Montague?")]
+    pub body: String,
+    /// Print the summary only, not the transcript.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// STARTTLS policy of `connect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TlsMode {
+    /// Refuse a server that does not offer STARTTLS (default).
+    Required,
+    /// Use STARTTLS when offered, go on in plaintext otherwise (SCRAM only, never PLAIN).
+    Optional,
+}
+
+/// `connect`
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Your JID: user@domain or user@domain/resource.
+    pub jid: String,
+    /// Connect to this host instead of looking up DNS SRV `_xmpp-client._tcp.DOMAIN`. The
+    /// certificate is still checked against the JID's domain.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port (default: from SRV, else 5222).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// STARTTLS policy.
+    #[arg(long, value_enum, default_value_t = TlsMode::Required)]
+    pub tls: TlsMode,
+    /// Trust anchors (PEM) instead of the system's.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Accept the server's certificate the first time and pin its key (stored in your
+    /// config dir); later connections must present the same key.
+    #[arg(long)]
+    pub trust_first_use: bool,
+    /// Print the negotiation transcript on stderr.
+    #[arg(long)]
+    pub trace: bool,
+    /// Send one message (TO, BODY), close the stream, wait for the server to close, exit.
+    #[arg(long, num_args = 2, value_names = ["TO", "BODY"])]
+    pub send: Option<Vec<String>>,
+    /// Seconds allowed for connecting and negotiating.
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+}
+
+/// `serve`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on, e.g. 127.0.0.1:5222 or 0.0.0.0:5222.
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// The XMPP domain served (the part after @ in users' JIDs).
+    #[arg(long)]
+    pub domain: String,
+    /// A user NAME:PASSWORD (repeatable); hashed to SCRAM credentials at start.
+    #[arg(long = "user", value_name = "NAME:PASSWORD")]
+    pub users: Vec<String>,
+    /// A file of salted credentials (see `hash-password`).
+    #[arg(long = "users", value_name = "FILE")]
+    pub users_file: Option<PathBuf>,
+    /// Certificate chain (PEM); generated on the spot when absent.
+    #[arg(long, requires = "key", value_name = "PEM")]
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) for --cert.
+    #[arg(long, requires = "cert", value_name = "PEM")]
+    pub key: Option<PathBuf>,
+    /// With a generated certificate: write its CA certificate (PEM) here, for
+    /// `connect --ca FILE`.
+    #[arg(long, value_name = "FILE", conflicts_with = "cert")]
+    pub write_ca: Option<PathBuf>,
+    /// SCRAM iteration count for --user.
+    #[arg(long, default_value_t = 4096)]
+    pub iterations: u32,
+    /// Print every stanza routed.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// `hash-password`
+#[derive(Debug, Args)]
+pub struct HashPasswordArgs {
+    /// The user name (localpart).
+    pub name: String,
+    /// SCRAM iteration count.
+    #[arg(long, default_value_t = 4096)]
+    pub iterations: u32,
+}

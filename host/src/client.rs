@@ -1,0 +1,246 @@
+//! The initiating entity as `demo` and `connect` (and the interop suites) run it: TCP with
+//! Nagle off, STARTTLS with rustls and the XMPP certificate policy, SASL, binding; then
+//! the stanza phase through a [`Session`].
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use embedded_io_adapters::tokio_1::FromTokio;
+use rustls::RootCertStore;
+use tokio::net::TcpStream;
+use xmpp_handshake_core::driver::{negotiate, Session};
+use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
+use xmpp_handshake_core::sasl::{Credentials, SaslPolicy};
+use xmpp_handshake_core::starttls::TlsPolicy;
+use xmpp_handshake_core::trust::{
+    CertError, CertificatePolicy, FirstUse, NoPins, PinStore, ReferenceIdentity,
+};
+use xmpp_handshake_core::Error;
+
+use crate::exit::{self, ExitCode, Failure};
+use crate::router::Jid;
+use crate::tls::verify::{client_config, SharedPinStore, XmppServerVerifier};
+use crate::tls_info::{Recording, TlsCell};
+use crate::transcript::Transcript;
+use crate::upgrade::RustlsClient;
+
+/// The plain transport.
+pub type Plain = FromTokio<TcpStream>;
+/// The TLS transport.
+pub type Protected = FromTokio<tokio_rustls::client::TlsStream<TcpStream>>;
+/// A negotiated client stream.
+pub type ClientSession = Session<Plain, Protected>;
+
+/// Who logs in, and how.
+#[derive(Clone)]
+pub struct Login {
+    /// `user@domain` or `user@domain/resource`.
+    pub jid: Jid,
+    /// The password.
+    pub password: String,
+    /// STARTTLS policy.
+    pub tls: TlsPolicy,
+    /// SASL policy (mechanism floor, channel binding).
+    pub sasl: SaslPolicy,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("jid", &self.jid.to_string())
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Login {
+    /// Parses `jid` (it must have a localpart).
+    pub fn new(jid: &str, password: &str) -> Result<Self, Failure> {
+        let parsed = Jid::parse(jid)
+            .filter(|j| j.local.is_some())
+            .ok_or_else(|| {
+                Failure::usage(format!(
+                    "{jid:?} is not a JID of the form user@domain[/resource]"
+                ))
+            })?;
+        Ok(Login {
+            jid: parsed,
+            password: password.to_string(),
+            tls: TlsPolicy::Required,
+            sasl: SaslPolicy::default(),
+        })
+    }
+
+    /// The JID's domain: stream `to`, SNI and the certificate's reference identity.
+    pub fn domain(&self) -> &str {
+        &self.jid.domain
+    }
+
+    fn config(&self) -> InitiatorConfig {
+        let mut config = InitiatorConfig::client(self.domain());
+        config.tls = self.tls;
+        config.from = Some(self.jid.bare());
+        config.sasl = Some(ClientSasl {
+            credentials: Credentials::password(
+                self.jid.local.as_deref().unwrap_or_default(),
+                &self.password,
+            ),
+            policy: self.sasl.clone(),
+            resource: self.jid.resource.clone(),
+        });
+        config
+    }
+}
+
+/// How the server's certificate is checked: the project's verifier (webpki chain, XMPP
+/// identity, pins).
+#[derive(Clone)]
+pub struct ClientTrust {
+    verifier: Arc<XmppServerVerifier>,
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl ClientTrust {
+    /// PKIX to `roots` (a `--ca` bundle, or the platform's) for `domain`.
+    pub fn anchors(domain: &str, roots: RootCertStore) -> Result<Self, Failure> {
+        Self::build(
+            domain,
+            CertificatePolicy::anchors(),
+            Some(roots),
+            Arc::new(Mutex::new(NoPins)),
+        )
+    }
+
+    /// Trust on first use with `pins`; a certificate that chains to `roots` is pinned too.
+    pub fn first_use(
+        domain: &str,
+        roots: Option<RootCertStore>,
+        pins: impl PinStore + Send + 'static,
+    ) -> Result<Self, Failure> {
+        Self::build(
+            domain,
+            CertificatePolicy::trust_on_first_use(FirstUse::Record),
+            roots,
+            Arc::new(Mutex::new(pins)),
+        )
+    }
+
+    fn build(
+        domain: &str,
+        policy: CertificatePolicy,
+        roots: Option<RootCertStore>,
+        pins: SharedPinStore,
+    ) -> Result<Self, Failure> {
+        let reference = ReferenceIdentity::client_to_server(domain)
+            .map_err(|e| Failure::usage(format!("domain {domain:?}: {e}")))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(XmppServerVerifier::new(
+            reference,
+            policy,
+            roots.map(Arc::new),
+            pins,
+            &provider,
+        ));
+        let config = client_config(verifier.clone(), provider)
+            .map_err(|e| Failure::protocol(format!("TLS configuration: {e}")))?;
+        Ok(ClientTrust {
+            verifier,
+            config: Arc::new(config),
+        })
+    }
+
+    /// The certificate error of the last handshake, if the verifier refused one.
+    pub fn certificate_error(&self) -> Option<CertError> {
+        match self.verifier.last_verdict() {
+            Some(Err(e)) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A bound session and what it took.
+pub struct LoggedIn {
+    /// The stream, ready for stanzas.
+    pub session: ClientSession,
+    /// The full JID the server bound.
+    pub jid: String,
+    /// From TCP connect to bound resource.
+    pub elapsed: Duration,
+}
+
+/// Connects to `(host, port)` with Nagle off.
+pub async fn connect_tcp(host: &str, port: u16) -> Result<Plain, Failure> {
+    crate::transport::connect((host, port))
+        .await
+        .map_err(|e| Failure::protocol(format!("connecting to {host}:{port}: {e}")))
+}
+
+/// The [`Failure`] for a negotiation error, with certificate errors told apart.
+pub fn failure(error: &Error, trust: &ClientTrust) -> Failure {
+    if let Error::TlsHandshake(_) = error {
+        if let Some(cert) = trust.certificate_error() {
+            return Failure::new(
+                ExitCode::Certificate,
+                format!("the server's certificate was not accepted: {cert}"),
+            );
+        }
+    }
+    exit::from_core(error)
+}
+
+/// Negotiates STARTTLS, SASL and binding over `transport` (already connected).
+pub async fn login(
+    transport: Plain,
+    login: &Login,
+    trust: &ClientTrust,
+    tls_cell: TlsCell,
+    transcript: &mut Transcript,
+) -> Result<LoggedIn, Failure> {
+    let started = Instant::now();
+    let mut tls = Recording {
+        inner: RustlsClient::new(trust.config.clone()),
+        cell: tls_cell,
+    };
+    let machine = InitiatingEntity::new(login.config(), rand_core::OsRng);
+    let negotiated = negotiate(transport, &mut tls, machine, transcript)
+        .await
+        .map_err(|e| failure(&e, trust))?;
+    let jid = negotiated
+        .outcome
+        .jid
+        .clone()
+        .ok_or_else(|| Failure::protocol("negotiation ended without a bound resource"))?;
+    Ok(LoggedIn {
+        session: Session::new(negotiated),
+        jid,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Sends `stanza`, recording it.
+pub async fn send(
+    session: &mut ClientSession,
+    transcript: &mut Transcript,
+    stanza: &str,
+) -> Result<(), Failure> {
+    transcript.stanza_sent(stanza);
+    session.send(stanza).await.map_err(|e| exit::from_core(&e))
+}
+
+/// The next element, recording it; `None` when the server closed the stream.
+pub async fn receive(
+    session: &mut ClientSession,
+    transcript: &mut Transcript,
+) -> Result<Option<String>, Failure> {
+    match session.next_element().await {
+        Ok(Some(e)) => {
+            transcript.stanza_received(&e);
+            Ok(Some(e))
+        }
+        Ok(None) => {
+            transcript.stanza_received("</stream:stream>");
+            Ok(None)
+        }
+        Err(e) => Err(exit::from_core(&e)),
+    }
+}

@@ -1,0 +1,155 @@
+//! Exit codes of the `xmpp-handshake` CLI and the mapping from what went wrong.
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0 | success: every step really happened |
+//! | 2 | usage: bad arguments, unreadable file, bad JID |
+//! | 3 | authentication: SASL failed (wrong password, mechanism refused, ...) |
+//! | 4 | certificate / trust: the server's certificate was not accepted |
+//! | 5 | TLS required but STARTTLS not offered, or STARTTLS / the TLS handshake failed |
+//! | 6 | any other protocol or network error |
+
+use std::fmt;
+
+use xmpp_handshake_core::Error;
+
+/// A documented exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// 0
+    Success = 0,
+    /// 2
+    Usage = 2,
+    /// 3
+    Authentication = 3,
+    /// 4
+    Certificate = 4,
+    /// 5
+    TlsUnavailable = 5,
+    /// 6
+    Protocol = 6,
+}
+
+impl ExitCode {
+    /// The process exit status.
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// Why a command failed: one line for the user and the exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The exit status.
+    pub code: ExitCode,
+    /// One line, saying what happened and, where useful, what to do.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure with `code`.
+    pub fn new(code: ExitCode, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A usage error (2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure::new(ExitCode::Usage, message)
+    }
+
+    /// A protocol or network error (6).
+    pub fn protocol(message: impl Into<String>) -> Self {
+        Failure::new(ExitCode::Protocol, message)
+    }
+
+    /// Prefixes the message with what was being done.
+    pub fn context(mut self, what: &str) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure::protocol(e.to_string())
+    }
+}
+
+/// The exit code for a negotiation error of the core.
+///
+/// A TLS handshake failure is 5 here; the caller that holds the certificate verifier turns
+/// it into 4 when the verifier rejected the certificate (the driver carries the TLS error
+/// as text only).
+pub fn code_for(error: &Error) -> ExitCode {
+    match error {
+        Error::Sasl(_) => ExitCode::Authentication,
+        Error::StartTlsNotOffered
+        | Error::StartTlsFailed
+        | Error::TlsHandshake(_)
+        | Error::TlsRequiredByPeer => ExitCode::TlsUnavailable,
+        _ => ExitCode::Protocol,
+    }
+}
+
+/// A core error as a [`Failure`], with a message that says what to do.
+pub fn from_core(error: &Error) -> Failure {
+    let message = match error {
+        Error::PeerClosed => "the server closed the stream".to_string(),
+        Error::ConnectionClosed => "the server closed the connection".to_string(),
+        other => other.to_string(),
+    };
+    Failure::new(code_for(error), message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xmpp_handshake_core::sasl::{SaslError, SaslFailure};
+
+    #[test]
+    fn documented_codes() {
+        assert_eq!(ExitCode::Success.code(), 0);
+        assert_eq!(ExitCode::Usage.code(), 2);
+        assert_eq!(ExitCode::Authentication.code(), 3);
+        assert_eq!(ExitCode::Certificate.code(), 4);
+        assert_eq!(ExitCode::TlsUnavailable.code(), 5);
+        assert_eq!(ExitCode::Protocol.code(), 6);
+    }
+
+    #[test]
+    fn core_errors_map_to_codes() {
+        assert_eq!(
+            code_for(&Error::Sasl(SaslError::Failure(SaslFailure::NotAuthorized))),
+            ExitCode::Authentication
+        );
+        assert_eq!(
+            code_for(&Error::StartTlsNotOffered),
+            ExitCode::TlsUnavailable
+        );
+        assert_eq!(code_for(&Error::StartTlsFailed), ExitCode::TlsUnavailable);
+        assert_eq!(
+            code_for(&Error::TlsHandshake("x".into())),
+            ExitCode::TlsUnavailable
+        );
+        assert_eq!(
+            code_for(&Error::Bind("conflict".into())),
+            ExitCode::Protocol
+        );
+        assert_eq!(code_for(&Error::PeerClosed), ExitCode::Protocol);
+        assert_eq!(
+            from_core(&Error::PeerClosed).message,
+            "the server closed the stream"
+        );
+    }
+}

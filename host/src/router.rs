@@ -1,0 +1,658 @@
+//! `serve`'s session registry and stanza router (RFC 6120 §8, §10; RFC 6121 §8.5).
+//!
+//! * A bound session is registered under its full JID. A newer session binding the same
+//!   full JID replaces the old one, which is told to end with `<conflict/>` (§7.7.2.2).
+//! * `<message/>` to a full JID goes to that session; to a bare JID (or a full JID with no
+//!   such resource) to every session of the account; with nobody online the sender gets
+//!   `<service-unavailable/>`; another domain gets `<remote-server-not-found/>`. The
+//!   server stamps `from` with the sender's full JID (§8.1.2.1).
+//! * `<iq/>` to the server or to the sender's own account is answered here: roster (an
+//!   empty one), ping, legacy session, disco#info; anything else `<service-unavailable/>`.
+//!   An `<iq/>` to another full JID is routed like a message.
+//! * `<presence/>` without `to` is accepted and not broadcast (there are no rosters);
+//!   directed presence to an online full JID is delivered.
+//! * Errors never answer errors (§8.3.1).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use tokio::sync::mpsc;
+
+use xmpp_handshake_core::xml::escape::escape_attr;
+
+/// What the router tells a session task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToSession {
+    /// Write this stanza to the client.
+    Stanza(String),
+    /// A newer session bound the same full JID: send `<conflict/>` and close (§7.7.2.2).
+    Conflict,
+}
+
+/// A parsed JID (RFC 7622), enough for routing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Jid {
+    /// localpart, if any.
+    pub local: Option<String>,
+    /// domainpart (lowercased).
+    pub domain: String,
+    /// resourcepart, if any.
+    pub resource: Option<String>,
+}
+
+impl Jid {
+    /// Parses `local@domain/resource`; `None` when empty parts make it invalid.
+    pub fn parse(s: &str) -> Option<Jid> {
+        let (bare, resource) = match s.split_once('/') {
+            Some((b, r)) if !r.is_empty() => (b, Some(r.to_string())),
+            Some(_) => return None,
+            None => (s, None),
+        };
+        let (local, domain) = match bare.split_once('@') {
+            Some((l, d)) if !l.is_empty() => (Some(l.to_string()), d),
+            Some(_) => return None,
+            None => (None, bare),
+        };
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        if domain.is_empty() || domain.contains('@') {
+            return None;
+        }
+        Some(Jid {
+            local,
+            domain,
+            resource,
+        })
+    }
+
+    /// `local@domain` (or `domain`).
+    pub fn bare(&self) -> String {
+        match &self.local {
+            Some(l) => format!("{l}@{}", self.domain),
+            None => self.domain.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for Jid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.bare())?;
+        if let Some(r) = &self.resource {
+            write!(f, "/{r}")?;
+        }
+        Ok(())
+    }
+}
+
+struct Entry {
+    id: u64,
+    tx: mpsc::UnboundedSender<ToSession>,
+}
+
+/// The bound sessions of one domain.
+pub struct Registry {
+    domain: String,
+    sessions: Mutex<HashMap<String, Entry>>,
+    next_id: AtomicU64,
+}
+
+/// A registration; pass it back to [`Registry::unbind`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// The full JID.
+    pub jid: String,
+    id: u64,
+}
+
+impl Registry {
+    /// An empty registry for `domain`.
+    pub fn new(domain: &str) -> Self {
+        Registry {
+            domain: domain.trim_end_matches('.').to_ascii_lowercase(),
+            sessions: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// The served domain.
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a session bound to `full_jid`; an older one with that JID is told
+    /// [`ToSession::Conflict`] and forgotten.
+    pub fn bind(&self, full_jid: &str, tx: mpsc::UnboundedSender<ToSession>) -> Registration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let key = normalize(full_jid);
+        if let Some(old) = self.lock().insert(key.clone(), Entry { id, tx }) {
+            let _ = old.tx.send(ToSession::Conflict);
+        }
+        Registration { jid: key, id }
+    }
+
+    /// Removes a session, unless a newer one replaced it already.
+    pub fn unbind(&self, registration: &Registration) {
+        let mut sessions = self.lock();
+        if sessions
+            .get(&registration.jid)
+            .is_some_and(|e| e.id == registration.id)
+        {
+            sessions.remove(&registration.jid);
+        }
+    }
+
+    /// Full JIDs online, sorted.
+    pub fn online(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.lock().keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Handles a stanza from the session bound to `from`: delivers it or answers it.
+    /// Returns what it did, for logs.
+    pub fn route(&self, from: &str, element: &str) -> Routed {
+        let decision = decide(&self.domain, &self.online(), from, element);
+        let sessions = self.lock();
+        for (to, stanza) in &decision.deliveries {
+            if let Some(e) = sessions.get(to) {
+                let _ = e.tx.send(ToSession::Stanza(stanza.clone()));
+            }
+        }
+        if let Some(reply) = &decision.reply {
+            if let Some(e) = sessions.get(&normalize(from)) {
+                let _ = e.tx.send(ToSession::Stanza(reply.clone()));
+            }
+        }
+        decision
+    }
+}
+
+/// JIDs are looked up with a lowercase domain and localpart (a simplification of
+/// RFC 7622's nameprep/PRECIS for ASCII names); the resource is case-sensitive.
+fn normalize(jid: &str) -> String {
+    match Jid::parse(jid) {
+        Some(j) => Jid {
+            local: j.local.map(|l| l.to_lowercase()),
+            ..j
+        }
+        .to_string(),
+        None => jid.to_string(),
+    }
+}
+
+/// What routing a stanza did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routed {
+    /// `(full JID, stanza)` delivered.
+    pub deliveries: Vec<(String, String)>,
+    /// An answer to the sender.
+    pub reply: Option<String>,
+    /// A short description, for `serve -v`.
+    pub note: String,
+}
+
+/// The top-level element's name and attributes.
+#[derive(Debug, Default)]
+struct Head {
+    name: String,
+    attrs: Vec<(String, String)>,
+    /// `{namespace}name` of the first child element (an iq's payload).
+    first_child: Option<(String, String)>,
+}
+
+impl Head {
+    fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn parse_head(element: &str) -> Option<Head> {
+    let wrapped = format!(
+        "<w xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>{element}</w>"
+    );
+    let doc = roxmltree::Document::parse(&wrapped).ok()?;
+    let node = doc.root_element().first_element_child()?;
+    Some(Head {
+        name: node.tag_name().name().to_string(),
+        attrs: node
+            .attributes()
+            .filter(|a| a.namespace().is_none())
+            .map(|a| (a.name().to_string(), a.value().to_string()))
+            .collect(),
+        first_child: node.first_element_child().map(|c| {
+            (
+                c.tag_name().namespace().unwrap_or_default().to_string(),
+                c.tag_name().name().to_string(),
+            )
+        }),
+    })
+}
+
+/// A received `<message/>`: its `from` and `<body/>` text (`None` for anything else).
+pub fn message_body(element: &str) -> Option<(Option<String>, String)> {
+    let wrapped = format!(
+        "<w xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>{element}</w>"
+    );
+    let doc = roxmltree::Document::parse(&wrapped).ok()?;
+    let node = doc.root_element().first_element_child()?;
+    if node.tag_name().name() != "message" {
+        return None;
+    }
+    let body = node
+        .children()
+        .find(|c| c.is_element() && c.tag_name().name() == "body")?;
+    Some((
+        node.attribute("from").map(str::to_string),
+        body.text().unwrap_or_default().to_string(),
+    ))
+}
+
+/// `element` with `from`/`to` set (replacing existing ones), other attributes kept.
+pub fn with_addresses(element: &str, from: Option<&str>, to: Option<&str>) -> String {
+    let Some(rest) = element.strip_prefix('<') else {
+        return element.to_string();
+    };
+    let name_len = rest
+        .find(|c: char| c.is_whitespace() || c == '/' || c == '>')
+        .unwrap_or(rest.len());
+    let name = &rest[..name_len];
+    let mut i = name_len;
+    let bytes = rest.as_bytes();
+    let mut kept = String::new();
+    // Attributes: name = 'value' | "value".
+    loop {
+        while i < bytes.len() && (bytes[i] as char).is_whitespace() {
+            i += 1;
+        }
+        if i >= bytes.len() || bytes[i] == b'/' || bytes[i] == b'>' {
+            break;
+        }
+        let start = i;
+        while i < bytes.len() && bytes[i] != b'=' {
+            i += 1;
+        }
+        let attr_name = rest[start..i].trim();
+        i += 1;
+        while i < bytes.len() && (bytes[i] as char).is_whitespace() {
+            i += 1;
+        }
+        if i >= bytes.len() {
+            return element.to_string();
+        }
+        let quote = bytes[i];
+        let value_start = i;
+        i += 1;
+        while i < bytes.len() && bytes[i] != quote {
+            i += 1;
+        }
+        i += 1;
+        let drop = (attr_name == "from" && from.is_some()) || (attr_name == "to" && to.is_some());
+        if !drop {
+            kept.push(' ');
+            kept.push_str(attr_name);
+            kept.push('=');
+            kept.push_str(&rest[value_start..i.min(rest.len())]);
+        }
+    }
+    let mut out = format!("<{name}");
+    for (k, v) in [("from", from), ("to", to)] {
+        if let Some(v) = v {
+            out.push(' ');
+            out.push_str(k);
+            out.push_str("='");
+            escape_attr(v, &mut out);
+            out.push('\'');
+        }
+    }
+    out.push_str(&kept);
+    out.push_str(&rest[i.min(rest.len())..]);
+    out
+}
+
+fn escape(v: &str) -> String {
+    let mut s = String::new();
+    escape_attr(v, &mut s);
+    s
+}
+
+/// A stanza error answering `head` (§8.3): addresses swapped, same id.
+fn error_reply(head: &Head, own_domain: &str, sender: &str, condition: &str, kind: &str) -> String {
+    let from = head.attr("to").unwrap_or(own_domain);
+    let mut s = format!(
+        "<{} type='error' from='{}' to='{}'",
+        head.name,
+        escape(from),
+        escape(sender)
+    );
+    if let Some(id) = head.attr("id") {
+        s.push_str(&format!(" id='{}'", escape(id)));
+    }
+    s.push_str(&format!(
+        "><error type='{kind}'><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></{}>",
+        head.name
+    ));
+    s
+}
+
+fn iq_result(head: &Head, own_domain: &str, sender: &str, payload: &str) -> String {
+    let from = head.attr("to").unwrap_or(own_domain);
+    let id = head.attr("id").unwrap_or_default();
+    if payload.is_empty() {
+        format!(
+            "<iq type='result' from='{}' to='{}' id='{}'/>",
+            escape(from),
+            escape(sender),
+            escape(id)
+        )
+    } else {
+        format!(
+            "<iq type='result' from='{}' to='{}' id='{}'>{payload}</iq>",
+            escape(from),
+            escape(sender),
+            escape(id)
+        )
+    }
+}
+
+/// The routing decision for one stanza (pure: `online` is the list of bound full JIDs).
+pub fn decide(domain: &str, online: &[String], from: &str, element: &str) -> Routed {
+    let mut routed = Routed::default();
+    let Some(head) = parse_head(element) else {
+        routed.note = "dropped unparsable element".into();
+        return routed;
+    };
+    let Some(sender) = Jid::parse(from) else {
+        routed.note = "dropped: sender has no JID".into();
+        return routed;
+    };
+    let sender_full = sender.to_string();
+    let stanza_type = head.attr("type").unwrap_or_default().to_string();
+    let is_error = stanza_type == "error";
+    let to = match head.attr("to").map(Jid::parse) {
+        Some(Some(j)) => Some(j),
+        Some(None) => {
+            if !is_error {
+                routed.reply = Some(error_reply(
+                    &head,
+                    domain,
+                    &sender_full,
+                    "jid-malformed",
+                    "modify",
+                ));
+            }
+            routed.note = "malformed to".into();
+            return routed;
+        }
+        None => None,
+    };
+    let online_of = |bare: &str| -> Vec<String> {
+        online
+            .iter()
+            .filter(|j| Jid::parse(j).is_some_and(|p| p.bare().eq_ignore_ascii_case(bare)))
+            .cloned()
+            .collect()
+    };
+    match head.name.as_str() {
+        "message" => {
+            let to = to.unwrap_or_else(|| Jid {
+                resource: None,
+                ..sender.clone()
+            });
+            if to.domain != domain {
+                if !is_error {
+                    routed.reply = Some(error_reply(
+                        &head,
+                        domain,
+                        &sender_full,
+                        "remote-server-not-found",
+                        "cancel",
+                    ));
+                }
+                routed.note = format!("message to {to}: other domain");
+                return routed;
+            }
+            let exact = normalize(&to.to_string());
+            let targets = if to.resource.is_some() && online.contains(&exact) {
+                vec![exact]
+            } else {
+                online_of(&to.bare())
+            };
+            if targets.is_empty() {
+                if !is_error {
+                    routed.reply = Some(error_reply(
+                        &head,
+                        domain,
+                        &sender_full,
+                        "service-unavailable",
+                        "cancel",
+                    ));
+                }
+                routed.note = format!("message to {to}: nobody online");
+                return routed;
+            }
+            let stanza = with_addresses(element, Some(&sender_full), None);
+            routed.note = format!("message {sender_full} -> {}", targets.join(", "));
+            routed.deliveries = targets.into_iter().map(|t| (t, stanza.clone())).collect();
+        }
+        "iq" => {
+            let for_server = match &to {
+                None => true,
+                Some(j) => {
+                    j.resource.is_none()
+                        && (j.local.is_none() && j.domain == domain
+                            || j.bare().eq_ignore_ascii_case(&sender.bare()))
+                }
+            };
+            if !for_server {
+                let target = to
+                    .as_ref()
+                    .map(|j| normalize(&j.to_string()))
+                    .unwrap_or_default();
+                if online.contains(&target) {
+                    routed.note = format!("iq {sender_full} -> {target}");
+                    routed.deliveries =
+                        vec![(target, with_addresses(element, Some(&sender_full), None))];
+                } else if stanza_type == "get" || stanza_type == "set" {
+                    routed.reply = Some(error_reply(
+                        &head,
+                        domain,
+                        &sender_full,
+                        "service-unavailable",
+                        "cancel",
+                    ));
+                    routed.note = format!("iq to {target}: not online");
+                }
+                return routed;
+            }
+            if stanza_type != "get" && stanza_type != "set" {
+                routed.note = "iq result to the server: dropped".into();
+                return routed;
+            }
+            let (ns, name) = head.first_child.clone().unwrap_or_default();
+            let payload = match (ns.as_str(), name.as_str(), stanza_type.as_str()) {
+                ("jabber:iq:roster", "query", "get") => Some("<query xmlns='jabber:iq:roster'/>".to_string()),
+                ("urn:xmpp:ping", "ping", "get") => Some(String::new()),
+                ("urn:ietf:params:xml:ns:xmpp-session", "session", "set") => Some(String::new()),
+                ("http://jabber.org/protocol/disco#info", "query", "get") => Some(
+                    "<query xmlns='http://jabber.org/protocol/disco#info'><identity category='server' type='im' name='xmpp-handshake'/><feature var='http://jabber.org/protocol/disco#info'/><feature var='urn:xmpp:ping'/></query>".to_string(),
+                ),
+                _ => None,
+            };
+            routed.note = format!("iq {stanza_type} {{{ns}}}{name} answered");
+            routed.reply = Some(match payload {
+                Some(p) => iq_result(&head, domain, &sender_full, &p),
+                None => error_reply(&head, domain, &sender_full, "service-unavailable", "cancel"),
+            });
+        }
+        "presence" => match to {
+            Some(j) if j.resource.is_some() => {
+                let target = normalize(&j.to_string());
+                if online.contains(&target) {
+                    routed.deliveries =
+                        vec![(target, with_addresses(element, Some(&sender_full), None))];
+                }
+                routed.note = "directed presence".into();
+            }
+            _ => routed.note = "presence accepted (no rosters)".into(),
+        },
+        other => routed.note = format!("dropped <{other}/>"),
+    }
+    routed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "example.com";
+
+    fn online() -> Vec<String> {
+        vec![
+            "juliet@example.com/balcony".into(),
+            "juliet@example.com/chamber".into(),
+            "romeo@example.com/orchard".into(),
+        ]
+    }
+
+    #[test]
+    fn jids_parse() {
+        let j = Jid::parse("Juliet@Example.COM./balcony").unwrap();
+        assert_eq!(j.to_string(), "Juliet@example.com/balcony");
+        assert_eq!(Jid::parse("example.com").unwrap().bare(), "example.com");
+        assert!(Jid::parse("@example.com").is_none());
+        assert!(Jid::parse("a@example.com/").is_none());
+    }
+
+    #[test]
+    fn message_to_full_jid_goes_to_that_session_with_from_stamped() {
+        let r = decide(
+            D,
+            &online(),
+            "romeo@example.com/orchard",
+            "<message to='juliet@example.com/balcony' from='forged@evil' type='chat'><body>hi</body></message>",
+        );
+        assert_eq!(r.reply, None);
+        assert_eq!(
+            r.deliveries,
+            vec![(
+                "juliet@example.com/balcony".to_string(),
+                "<message from='romeo@example.com/orchard' to='juliet@example.com/balcony' type='chat'><body>hi</body></message>".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn message_to_bare_jid_goes_to_every_resource() {
+        let r = decide(
+            D,
+            &online(),
+            "romeo@example.com/orchard",
+            "<message to='juliet@example.com'><body>x</body></message>",
+        );
+        assert_eq!(r.deliveries.len(), 2);
+        // A full JID with no such resource falls back to the bare JID (RFC 6121 §8.5.3.2.1).
+        let r = decide(
+            D,
+            &online(),
+            "romeo@example.com/orchard",
+            "<message to='juliet@example.com/gone'><body>x</body></message>",
+        );
+        assert_eq!(r.deliveries.len(), 2);
+    }
+
+    #[test]
+    fn undeliverable_messages_bounce_but_errors_do_not() {
+        let r = decide(
+            D,
+            &online(),
+            "romeo@example.com/orchard",
+            "<message to='nurse@example.com' id='m1'><body>x</body></message>",
+        );
+        assert!(r.deliveries.is_empty());
+        let reply = r.reply.unwrap();
+        assert!(
+            reply.contains("<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"),
+            "{reply}"
+        );
+        assert!(reply.contains("id='m1'") && reply.contains("to='romeo@example.com/orchard'"));
+        let r = decide(
+            D,
+            &online(),
+            "romeo@example.com/orchard",
+            "<message to='x@other.example'/>",
+        );
+        assert!(r.reply.unwrap().contains("remote-server-not-found"));
+        let r = decide(
+            D,
+            &online(),
+            "romeo@example.com/orchard",
+            "<message type='error' to='nurse@example.com'/>",
+        );
+        assert_eq!(r.reply, None);
+    }
+
+    #[test]
+    fn server_answers_roster_ping_and_unknown_iqs() {
+        let from = "romeo@example.com/orchard";
+        let r = decide(
+            D,
+            &online(),
+            from,
+            "<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>",
+        );
+        assert_eq!(
+            r.reply.unwrap(),
+            "<iq type='result' from='example.com' to='romeo@example.com/orchard' id='r1'><query xmlns='jabber:iq:roster'/></iq>"
+        );
+        let r = decide(
+            D,
+            &online(),
+            from,
+            "<iq type='get' id='p' to='example.com'><ping xmlns='urn:xmpp:ping'/></iq>",
+        );
+        assert!(r
+            .reply
+            .unwrap()
+            .starts_with("<iq type='result' from='example.com'"));
+        let r = decide(
+            D,
+            &online(),
+            from,
+            "<iq type='get' id='v'><query xmlns='jabber:iq:version'/></iq>",
+        );
+        assert!(r.reply.unwrap().contains("service-unavailable"));
+        let r = decide(D, &online(), from, "<iq type='result' id='v'/>");
+        assert_eq!(r.reply, None);
+    }
+
+    #[test]
+    fn newer_session_replaces_older_with_conflict() {
+        let reg = Registry::new(D);
+        let (tx1, mut rx1) = mpsc::unbounded_channel();
+        let (tx2, mut rx2) = mpsc::unbounded_channel();
+        let first = reg.bind("juliet@example.com/balcony", tx1);
+        let second = reg.bind("juliet@example.com/balcony", tx2);
+        assert_eq!(rx1.try_recv().unwrap(), ToSession::Conflict);
+        // The old session's cleanup must not remove the new one.
+        reg.unbind(&first);
+        assert_eq!(reg.online(), vec!["juliet@example.com/balcony".to_string()]);
+        let (tx3, _rx3) = mpsc::unbounded_channel();
+        let _romeo = reg.bind("romeo@example.com/orchard", tx3);
+        reg.route(
+            "romeo@example.com/orchard",
+            "<message to='juliet@example.com'><body>hi</body></message>",
+        );
+        assert!(
+            matches!(rx2.try_recv().unwrap(), ToSession::Stanza(s) if s.contains("<body>hi</body>"))
+        );
+        reg.unbind(&second);
+        assert_eq!(reg.online(), vec!["romeo@example.com/orchard".to_string()]);
+    }
+}

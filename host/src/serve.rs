@@ -1,0 +1,246 @@
+//! `serve`: the receiving entity as a small C2S server for device developers.
+//!
+//! Every connection runs the core's [`ReceivingEntity`] (STARTTLS required, SCRAM-SHA-256
+//! and SCRAM-SHA-1 with `-PLUS` on TLS 1.3, PLAIN over TLS, resource binding), then a
+//! session task that hands received stanzas to the [`Registry`] and writes what the
+//! registry routes to it. A newer session binding the same full JID replaces the older,
+//! which gets `<conflict/>` (RFC 6120 §7.7.2.2).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use embedded_io_adapters::tokio_1::FromTokio;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use xmpp_handshake_core::driver::{negotiate, Session};
+use xmpp_handshake_core::receiver::{ReceiverConfig, ReceivingEntity};
+use xmpp_handshake_core::sasl::{
+    CredentialStore, MemoryStore, SaslFailure, ScramCredentials, ScramHash,
+};
+
+use crate::certs::{server_template, ServerIdentity};
+use crate::exit::Failure;
+use crate::router::{Registry, ToSession};
+use crate::upgrade::{Certificates, RustlsServer};
+
+/// How long a client may take to negotiate.
+pub const NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `<conflict/>` stream error and closing tag (§4.9.3.3, §7.7.2.2).
+pub const CONFLICT: &str = "<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
+<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>Replaced by new connection</text></stream:error></stream:stream>";
+
+/// The user store shared by all connections.
+#[derive(Clone, Debug, Default)]
+pub struct SharedStore(pub Arc<MemoryStore>);
+
+impl CredentialStore for SharedStore {
+    fn scram_credentials(
+        &self,
+        authcid: &str,
+        hash: ScramHash,
+    ) -> Result<ScramCredentials, SaslFailure> {
+        self.0.scram_credentials(authcid, hash)
+    }
+
+    fn unknown_user_salt(&self, authcid: &str) -> Option<Vec<u8>> {
+        self.0.unknown_user_salt(authcid)
+    }
+
+    fn authorize(&self, authcid: &str, authzid: &str) -> Result<(), SaslFailure> {
+        self.0.authorize(authcid, authzid)
+    }
+}
+
+/// What a server runs with.
+#[derive(Clone)]
+pub struct ServeConfig {
+    /// The served domain.
+    pub domain: String,
+    /// Users.
+    pub store: SharedStore,
+    /// The certificate.
+    pub identity: ServerIdentity,
+    /// Log every connection and stanza on stderr.
+    pub verbose: bool,
+}
+
+/// A running server.
+pub struct Server {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its sessions.
+    pub registry: Arc<Registry>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds `listen` and starts accepting.
+    pub async fn start(listen: SocketAddr, config: ServeConfig) -> Result<Server, Failure> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| Failure::protocol(format!("listening on {listen}: {e}")))?;
+        let addr = listener.local_addr()?;
+        let registry = Arc::new(Registry::new(&config.domain));
+        let task = tokio::spawn(accept_loop(listener, Arc::new(config), registry.clone()));
+        Ok(Server {
+            addr,
+            registry,
+            task,
+        })
+    }
+
+    /// Runs until the accept loop ends (never, unless the listener fails).
+    pub async fn wait(mut self) {
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, config: Arc<ServeConfig>, registry: Arc<Registry>) {
+    let mut certificates = Certificates::default();
+    certificates.insert(&config.domain, config.identity.key.clone());
+    let tls = RustlsServer::new(certificates, server_template());
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("serve: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let config = config.clone();
+        let registry = registry.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection(tcp, peer, tls, &config, &registry).await {
+                if config.verbose {
+                    eprintln!("serve: {peer}: {e}");
+                }
+            }
+        });
+    }
+}
+
+type ServerSession =
+    Session<FromTokio<TcpStream>, FromTokio<tokio_rustls::server::TlsStream<TcpStream>>>;
+
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    mut tls: RustlsServer,
+    config: &ServeConfig,
+    registry: &Registry,
+) -> Result<(), String> {
+    let transport = crate::transport::accepted(tcp).map_err(|e| e.to_string())?;
+    let machine = ReceivingEntity::new(
+        ReceiverConfig::client_to_server(&config.domain),
+        rand_core::OsRng,
+        config.store.clone(),
+    );
+    let negotiated = tokio::time::timeout(
+        NEGOTIATION_TIMEOUT,
+        negotiate(transport, &mut tls, machine, &mut ()),
+    )
+    .await
+    .map_err(|_| "negotiation timed out".to_string())?
+    .map_err(|e| format!("negotiation failed: {e}"))?;
+    let jid = negotiated
+        .outcome
+        .jid
+        .clone()
+        .ok_or("negotiation ended without a bound resource")?;
+    let mechanism = negotiated
+        .outcome
+        .mechanism
+        .map(|m| m.name())
+        .unwrap_or("?");
+    if config.verbose {
+        eprintln!("serve: {peer}: {jid} bound ({mechanism})");
+    }
+    let mut session: ServerSession = Session::new(negotiated);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let registration = registry.bind(&jid, tx);
+    let result = session_loop(&mut session, rx, &jid, config, registry).await;
+    registry.unbind(&registration);
+    if config.verbose {
+        eprintln!(
+            "serve: {peer}: {jid} gone ({})",
+            result.as_deref().unwrap_or_else(|e| e)
+        );
+    }
+    result.map(|_| ())
+}
+
+async fn session_loop(
+    session: &mut ServerSession,
+    mut rx: mpsc::UnboundedReceiver<ToSession>,
+    jid: &str,
+    config: &ServeConfig,
+    registry: &Registry,
+) -> Result<&'static str, String> {
+    loop {
+        tokio::select! {
+            element = session.next_element() => match element {
+                Ok(Some(element)) => {
+                    let routed = registry.route(jid, &element);
+                    if config.verbose {
+                        eprintln!("serve: {jid}: {}", routed.note);
+                    }
+                }
+                Ok(None) => {
+                    // §4.4: the client closed; close our side too.
+                    let _ = session.send("</stream:stream>").await;
+                    return Ok("closed by the client");
+                }
+                Err(e) => return Err(e.to_string()),
+            },
+            message = rx.recv() => match message {
+                Some(ToSession::Stanza(stanza)) => {
+                    session.send(&stanza).await.map_err(|e| e.to_string())?;
+                }
+                Some(ToSession::Conflict) => {
+                    let _ = session.send(CONFLICT).await;
+                    return Ok("replaced by a newer session (conflict)");
+                }
+                None => return Ok("server stopped"),
+            },
+        }
+    }
+}
+
+/// Builds the user store from `--user` arguments and a `--users` file.
+pub fn load_users(
+    user_args: &[String],
+    users_file: Option<&std::path::Path>,
+    iterations: u32,
+) -> Result<(MemoryStore, Vec<String>), Failure> {
+    let mut store = MemoryStore::new();
+    let mut names = Vec::new();
+    let mut rng = rand_core::OsRng;
+    for arg in user_args {
+        let (name, password) = crate::users::parse_user_arg(arg).map_err(Failure::usage)?;
+        store.add_password(&name, &password, iterations, &mut rng);
+        names.push(name);
+    }
+    if let Some(path) = users_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::usage(format!("reading {}: {e}", path.display())))?;
+        let added = crate::users::load_into(&text, &mut store)
+            .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+        names.extend(added);
+    }
+    if names.is_empty() {
+        return Err(Failure::usage(
+            "no users: give --user NAME:PASSWORD or --users FILE",
+        ));
+    }
+    Ok((store, names))
+}
