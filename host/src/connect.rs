@@ -124,7 +124,23 @@ pub async fn run<R: SrvResolver>(args: ConnectArgs, resolver: &R) -> Result<(), 
             "negotiation did not finish within {} s",
             args.timeout
         ))
-    })??;
+    })?
+    .map_err(|f| {
+        if f.code == ExitCode::Certificate && args.trust_first_use {
+            let path = pins::default_path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            Failure::new(
+                f.code,
+                format!(
+                    "{} [xmpp-handshake: once confirmed, delete the line for {domain} in {path} and connect again]",
+                    f.message
+                ),
+            )
+        } else {
+            f
+        }
+    })?;
     if let Some(mut p) = transcript.take_progress() {
         p.finish();
     }

@@ -93,7 +93,9 @@ impl From<std::io::Error> for Failure {
 /// as text only).
 pub fn code_for(error: &Error) -> ExitCode {
     match error {
-        Error::Sasl(_) => ExitCode::Authentication,
+        Error::Sasl(_) | Error::AuthenticationFailed { .. } | Error::SaslAfterSuccess => {
+            ExitCode::Authentication
+        }
         Error::StartTlsNotOffered
         | Error::StartTlsFailed
         | Error::TlsHandshake(_)
@@ -131,6 +133,13 @@ mod tests {
     fn core_errors_map_to_codes() {
         assert_eq!(
             code_for(&Error::Sasl(SaslError::Failure(SaslFailure::NotAuthorized))),
+            ExitCode::Authentication
+        );
+        assert_eq!(
+            code_for(&Error::AuthenticationFailed {
+                error: SaslError::Failure(SaslFailure::NotAuthorized),
+                text: None
+            }),
             ExitCode::Authentication
         );
         assert_eq!(

@@ -1,0 +1,450 @@
+//! The `xmpp-handshake` binary end to end on loopback: `demo`, `connect` against an
+//! in-process `serve` (and against fakes), exit codes, `<conflict/>`, routing.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Output;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+use xmpp_handshake_core::stanza;
+use xmpp_handshake_core::Error;
+use xmpp_handshake_host::certs::ServerIdentity;
+use xmpp_handshake_host::client::{self, ClientTrust, Login};
+use xmpp_handshake_host::exit::ExitCode;
+use xmpp_handshake_host::router::message_body;
+use xmpp_handshake_host::serve::{ServeConfig, Server, SharedStore};
+use xmpp_handshake_host::tls_info::TlsCell;
+use xmpp_handshake_host::transcript::{Side, Transcript};
+
+const BIN: &str = env!("CARGO_BIN_EXE_xmpp-handshake");
+const LIMIT: Duration = Duration::from_secs(60);
+
+async fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("XMPP_PASSWORD")
+        .kill_on_drop(true);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    tokio::time::timeout(LIMIT, cmd.output())
+        .await
+        .expect("the binary finishes in time")
+        .expect("the binary runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+struct TestServer {
+    server: Server,
+    identity: ServerIdentity,
+    dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    async fn start(users: &[(&str, &str)]) -> TestServer {
+        let identity = ServerIdentity::generate("example.com").unwrap();
+        let mut store = xmpp_handshake_core::sasl::MemoryStore::new();
+        for (u, p) in users {
+            store.add_password(u, p, 4096, &mut rand_core::OsRng);
+        }
+        let server = Server::start(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            ServeConfig {
+                domain: "example.com".into(),
+                store: SharedStore(Arc::new(store)),
+                identity: identity.clone(),
+                verbose: false,
+            },
+        )
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), identity.ca_pem.as_ref().unwrap()).unwrap();
+        TestServer {
+            server,
+            identity,
+            dir,
+        }
+    }
+
+    fn port(&self) -> String {
+        self.server.addr.port().to_string()
+    }
+
+    fn ca(&self) -> String {
+        self.dir.path().join("ca.pem").display().to_string()
+    }
+
+    fn trust(&self) -> ClientTrust {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.identity.ca_der.clone().unwrap()).unwrap();
+        ClientTrust::anchors("example.com", roots).unwrap()
+    }
+
+    async fn login(&self, jid: &str, password: &str) -> Result<client::LoggedIn, ExitCode> {
+        let login = Login::new(jid, password).unwrap();
+        let transport = client::connect_tcp("127.0.0.1", self.server.addr.port())
+            .await
+            .unwrap();
+        let cell = TlsCell::default();
+        let mut t = Transcript::new(Side::Initiating, cell.clone());
+        client::login(transport, &login, &self.trust(), cell, &mut t)
+            .await
+            .map_err(|f| f.code)
+    }
+}
+
+#[tokio::test]
+async fn demo_prints_transcript_and_summary_and_exits_zero() {
+    let out = run(&["demo"], &[]).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with("I: <starttls")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with("R: <proceed")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("-- TLS 1.3 handshake (TLS13_")
+                && l.contains("server certificate SHA-256 ")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("I: <auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256-PLUS'>[redacted]</auth>"), "{stdout}");
+    assert!(stdout
+        .contains("I: <response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>[redacted]</response>"));
+    assert!(stdout.contains("<jid>juliet@example.com/balcony</jid>"));
+    let summary = stdout.lines().last().unwrap();
+    assert!(
+        summary.starts_with("OK juliet@example.com/balcony: SCRAM-SHA-256-PLUS, TLS 1.3"),
+        "{summary}"
+    );
+    assert!(summary.contains("round trips"), "{summary}");
+}
+
+#[tokio::test]
+async fn help_reads_and_usage_errors_exit_two() {
+    let out = run(&["--help"], &[]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    for word in ["demo", "connect", "serve", "hash-password", "Exit codes"] {
+        assert!(help.contains(word), "{help}");
+    }
+    let out = run(&["connect"], &[]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(
+        &["connect", "not a jid", "--host", "127.0.0.1"],
+        &[("XMPP_PASSWORD", "x")],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    // No password on the command line, and none in the environment and no terminal.
+    let out = run(
+        &[
+            "connect",
+            "a@example.com",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "1",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("XMPP_PASSWORD"));
+}
+
+#[tokio::test]
+async fn connect_sends_and_exit_codes_for_password_and_certificate() {
+    let s = TestServer::start(&[("juliet", "capulet-1")]).await;
+    let port = s.port();
+    let ca = s.ca();
+    let base = [
+        "connect",
+        "juliet@example.com/phone",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--ca",
+        &ca,
+    ];
+
+    let mut args = base.to_vec();
+    args.extend([
+        "--send",
+        "juliet@example.com/phone",
+        "hello <self> & co",
+        "--trace",
+    ]);
+    let out = run(&args, &[("XMPP_PASSWORD", "capulet-1")]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("I: <message type='chat' to='juliet@example.com/phone'"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("&lt;self&gt; &amp; co"), "{stderr}");
+    assert!(
+        !stderr.contains("capulet-1"),
+        "the password never shows: {stderr}"
+    );
+
+    let out = run(&base, &[("XMPP_PASSWORD", "montague")]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("wrong password"), "{stderr}");
+    assert_eq!(
+        stderr.lines().filter(|l| l.contains("error")).count(),
+        1,
+        "{stderr}"
+    );
+
+    // Another CA: the certificate is refused (4).
+    let other = TestServer::start(&[]).await;
+    let other_ca = other.ca();
+    let mut args = base.to_vec();
+    args[7] = &other_ca;
+    let out = run(&args, &[("XMPP_PASSWORD", "capulet-1")]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("certificate"), "{stderr}");
+}
+
+#[tokio::test]
+async fn trust_first_use_pins_and_then_refuses_a_new_key_with_both_fingerprints() {
+    let config = tempfile::tempdir().unwrap();
+    let xdg = config.path().display().to_string();
+    let first = TestServer::start(&[("juliet", "pw-1")]).await;
+    let port = first.port();
+    let args = [
+        "connect",
+        "juliet@example.com",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--trust-first-use",
+        "--send",
+        "juliet@example.com",
+        "hi",
+    ];
+    let env = [("XMPP_PASSWORD", "pw-1"), ("XDG_CONFIG_HOME", xdg.as_str())];
+    let out = run(&args, &env).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let pins = std::fs::read_to_string(config.path().join("xmpp-handshake/pins")).unwrap();
+    assert!(pins.contains("example.com "), "{pins}");
+    // Again: the pin matches.
+    let out = run(&args, &env).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let second = TestServer::start(&[("juliet", "pw-1")]).await;
+    let port2 = second.port();
+    let mut args2 = args.to_vec();
+    args2[5] = &port2;
+    let out = run(&args2, &env).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("HAS CHANGED"), "{stderr}");
+    assert!(
+        stderr.matches(':').count() >= 4 * 31,
+        "pinned and presented fingerprints: {stderr}"
+    );
+    assert!(
+        stderr.contains("xmpp-handshake/pins"),
+        "how to accept: {stderr}"
+    );
+}
+
+/// A server that does not offer STARTTLS: exit 5, and nothing but the header (and the
+/// pipelined `<starttls/>`) was sent.
+#[tokio::test]
+async fn starttls_not_offered_exits_five() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let fake = tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let _ = tcp.read(&mut buf).await.unwrap();
+        tcp.write_all(b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' from='example.com' id='x1' version='1.0'><stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>").await.unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest)).await;
+        rest
+    });
+    let out = run(
+        &[
+            "connect",
+            "juliet@example.com",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--trust-first-use",
+        ],
+        &[
+            ("XMPP_PASSWORD", "pw"),
+            ("XDG_CONFIG_HOME", "/nonexistent-xmpp-handshake-test"),
+        ],
+    )
+    .await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("STARTTLS"), "{stderr}");
+    let rest = tokio::time::timeout(LIMIT, fake).await.unwrap().unwrap();
+    assert!(!text(&rest).contains("<auth"), "{}", text(&rest));
+}
+
+#[tokio::test]
+async fn messages_route_by_bare_and_full_jid() {
+    tokio::time::timeout(LIMIT, async {
+        let s = TestServer::start(&[("romeo", "r-1"), ("juliet", "j-1")]).await;
+        let mut juliet = s.login("juliet@example.com/balcony", "j-1").await.unwrap();
+        let mut romeo = s.login("romeo@example.com/orchard", "r-1").await.unwrap();
+        romeo
+            .session
+            .send(&stanza::message("juliet@example.com", "by bare JID", None))
+            .await
+            .unwrap();
+        let got = juliet.session.next_element().await.unwrap().unwrap();
+        let (from, body) = message_body(&got).unwrap();
+        assert_eq!(body, "by bare JID");
+        assert_eq!(from.as_deref(), Some("romeo@example.com/orchard"));
+        // Nobody online: the sender gets an error.
+        romeo
+            .session
+            .send(&stanza::message("nurse@example.com", "x", Some("m2")))
+            .await
+            .unwrap();
+        let got = romeo.session.next_element().await.unwrap().unwrap();
+        assert!(got.contains("service-unavailable"), "{got}");
+        romeo.session.close().await.unwrap();
+        juliet.session.close().await.unwrap();
+    })
+    .await
+    .expect("in time");
+}
+
+#[tokio::test]
+async fn newer_session_with_same_full_jid_gets_the_old_one_a_conflict() {
+    tokio::time::timeout(LIMIT, async {
+        let s = TestServer::start(&[("juliet", "j-1")]).await;
+        let mut old = s.login("juliet@example.com/balcony", "j-1").await.unwrap();
+        let mut new = s.login("juliet@example.com/balcony", "j-1").await.unwrap();
+        assert_eq!(new.jid, "juliet@example.com/balcony");
+        match old.session.next_element().await {
+            Err(Error::StreamErrorReceived(e)) => assert_eq!(e.condition.to_string(), "conflict"),
+            other => panic!("expected <conflict/>, got {other:?}"),
+        }
+        // The new session still works and still receives.
+        new.session
+            .send(&stanza::message(
+                "juliet@example.com/balcony",
+                "still here",
+                None,
+            ))
+            .await
+            .unwrap();
+        let got = new.session.next_element().await.unwrap().unwrap();
+        assert_eq!(message_body(&got).unwrap().1, "still here");
+        new.session.close().await.unwrap();
+    })
+    .await
+    .expect("in time");
+}
+
+#[tokio::test]
+async fn hash_password_lines_feed_serve() {
+    let out = run(&["hash-password", "alice"], &[("XMPP_PASSWORD", "wonder")]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lines = text(&out.stdout);
+    assert_eq!(lines.lines().count(), 3);
+    assert!(!lines.contains("wonder"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users");
+    std::fs::write(&file, &lines).unwrap();
+    let mut store = xmpp_handshake_core::sasl::MemoryStore::new();
+    let names =
+        xmpp_handshake_host::users::load_into(&std::fs::read_to_string(&file).unwrap(), &mut store)
+            .unwrap();
+    assert_eq!(names, vec!["alice"]);
+    assert!(Path::new(&file).exists());
+}
+
+#[tokio::test]
+async fn serve_binary_prints_fingerprint_and_accepts_a_client() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            &listen,
+            "--domain",
+            "example.com",
+            "--user",
+            "dev:device-pw",
+            "--write-ca",
+        ])
+        .arg(&ca)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut banner = String::new();
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(LIMIT, async {
+        while !banner.contains("certificate SHA-256") || !banner.contains("STARTTLS") {
+            let n = stdout.read(&mut buf).await.unwrap();
+            assert!(n > 0, "serve exited: {banner}");
+            banner.push_str(&text(&buf[..n]));
+        }
+    })
+    .await
+    .expect("serve starts");
+    assert!(
+        banner.contains(&format!("example.com on 127.0.0.1:{port}")),
+        "{banner}"
+    );
+    let port_s = port.to_string();
+    let ca_s = ca.display().to_string();
+    let out = run(
+        &[
+            "connect",
+            "dev@example.com/sensor",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port_s,
+            "--ca",
+            &ca_s,
+            "--send",
+            "dev@example.com",
+            "22.5 C",
+        ],
+        &[("XMPP_PASSWORD", "device-pw")],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    child.kill().await.unwrap();
+}
