@@ -1,0 +1,521 @@
+//! The embedded-tls backend (firmware, wasm): a TLS 1.3 client [`TlsUpgrade`] over any
+//! `embedded-io-async` transport, whose certificate decision is the core's one policy,
+//! [`CertificatePolicy::verify_server`] (RFC 6120 §13.7.2), as on the host with rustls.
+//!
+//! * [`EmbeddedTls`]: wraps the transport in `embedded_tls::TlsConnection` with SNI = the
+//!   server name the core hands over (the configured domain), record buffers the caller
+//!   sizes, the caller's RNG, and the verifier below. `tls_info` gives
+//!   `tls-server-end-point` (RFC 5929) of the certificate the verifier accepted.
+//! * [`ServerVerifier`]: embedded-tls's `TlsVerifier`. It does **not** use embedded-tls's
+//!   own `pki::CertVerifier` (that one matches only SAN dNSName or CN, so never an XmppAddr
+//!   or SRV-ID, refuses every named certificate when no hostname is set, and does not check
+//!   CA flags, path length or key usage). Instead:
+//!   1. [`CertificatePolicy::verify_server`] decides identity (DNS-ID, SRV-ID, XmppAddr),
+//!      dates (with the time given by [`ServerVerifier::with_time`]), pins and
+//!      trust-on-first-use;
+//!   2. when the policy needs it (not for configured or stored pins), a PKIX chain walk to
+//!      the configured DER trust anchors ([`pkix`](self) rules: name chaining, ECDSA
+//!      signatures on P-256 (P-384 with `embedded-tls-p384`), basicConstraints CA and
+//!      keyUsage on issuers, path length, dates of intermediates, server usage of the end
+//!      entity) supplies the [`PkixOutcome`](crate::trust::PkixOutcome);
+//!   3. always, pinned or not, the TLS 1.3 CertificateVerify signature is checked with the
+//!      accepted end entity's key (proof of possession): a replayed certificate fails.
+//!
+//! A handshake that ends without a certificate accepted by the policy **and** a verified
+//! CertificateVerify is refused ([`EmbeddedTlsError::NotVerified`]), whatever embedded-tls
+//! concluded.
+//!
+//! # Limits (embedded-tls 0.19)
+//! * TLS 1.3 only; key exchange P-256 only (no X25519, no HelloRetryRequest: the server must
+//!   accept the P-256 key share); one cipher suite per connection, by type parameter
+//!   ([`Aes128GcmSha256`] by default, or [`Aes256GcmSha384`]). No client certificate
+//!   (no SASL EXTERNAL).
+//! * Handshake signatures: ECDSA P-256/SHA-256 (P-384/SHA-384 with `embedded-tls-p384`).
+//!   embedded-tls's ClientHello also lists Ed25519 (and RSA only with its `alloc` feature,
+//!   which this crate does not enable); a server that picks Ed25519 fails with
+//!   [`EmbeddedTlsError::UnsupportedHandshakeSignature`]. Certificate chains signed with
+//!   RSA fail the chain walk (`PkixOutcome::Other`): use pinning for such servers, or an
+//!   ECDSA chain.
+//! * **No `tls-exporter`** channel binding (RFC 9266): embedded-tls exposes no exporter
+//!   and no key schedule. SCRAM `-PLUS` uses `tls-server-end-point` (RFC 5929) only; a
+//!   server that binds only with `tls-exporter` gets plain SCRAM or nothing, per the SASL
+//!   policy.
+//! * After the handshake: a server KeyUpdate makes `read` fail (`TlsError::Unimplemented`),
+//!   and some other post-handshake handshake messages reach an `unimplemented!()` (a
+//!   panic) inside embedded-tls; NewSessionTicket is ignored. Long-lived sessions against
+//!   servers that rotate keys must reconnect. A close_notify makes `read` return
+//!   `Err(ConnectionClosed)`, not `Ok(0)`.
+//! * Buffers: the read buffer must hold a whole TLS record: 16640 bytes without max
+//!   fragment length; with [`EmbeddedTls::with_max_fragment_length`] `Bits12`, 4352 bytes
+//!   sufficed against OpenSSL-based servers (the server must honour the extension; rustls
+//!   does not implement it). The larger buffer also encodes the ClientHello. Writes are
+//!   split into records of the write buffer's size minus 128 bytes of overhead.
+
+mod pkix;
+
+use alloc::vec::Vec;
+use core::fmt;
+use core::marker::PhantomData;
+
+pub use ::embedded_tls::{
+    Aes128GcmSha256, Aes256GcmSha384, MaxFragmentLength, TlsCipherSuite, TlsConnection, TlsError,
+};
+use ::embedded_tls::{
+    CertificateEntryRef, CertificateRef, CertificateVerifyRef, CryptoProvider, SignatureScheme,
+    TlsConfig, TlsContext, TlsVerifier,
+};
+use embedded_io_async::{Read, Write};
+use rand_core::{CryptoRng, RngCore};
+use sha2::Digest;
+
+use crate::connection::TlsInfo;
+use crate::driver::TlsUpgrade;
+use crate::sasl::ChannelBindingData;
+use crate::trust::{CertError, CertificatePolicy, PinStore, ReferenceIdentity, UnixTime, Verdict};
+
+use pkix::{HashAlg, SignatureError};
+
+/// The context string of a server CertificateVerify (RFC 8446 §4.4.3).
+const SERVER_CONTEXT: &[u8] = b"TLS 1.3, server CertificateVerify\x00";
+
+/// Why the embedded-tls upgrade failed.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum EmbeddedTlsError {
+    /// The certificate policy refused the server's certificate (the typed reason, exactly
+    /// as with rustls on the host).
+    Certificate(CertError),
+    /// The server's CertificateVerify signature does not verify with the key of the
+    /// certificate it presented: it does not hold that key (a replayed certificate).
+    HandshakeSignature,
+    /// The server signed the handshake with a scheme or key this backend does not
+    /// implement.
+    UnsupportedHandshakeSignature(&'static str),
+    /// The handshake finished without a certificate accepted by the policy and a verified
+    /// CertificateVerify (e.g. a server that skipped CertificateVerify). Refused.
+    NotVerified,
+    /// The record buffers were used by an earlier upgrade: one `EmbeddedTls` serves one
+    /// connection.
+    AlreadyUsed,
+    /// embedded-tls failed (I/O, alert from the server, protocol error, buffer too small).
+    Tls(TlsError),
+}
+
+impl fmt::Display for EmbeddedTlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EmbeddedTlsError::Certificate(e) => fmt::Display::fmt(e, f),
+            EmbeddedTlsError::HandshakeSignature => f.write_str(
+                "the server's handshake signature does not verify with its certificate's key: \
+                 it presented a certificate whose key it does not hold. Do not connect.",
+            ),
+            EmbeddedTlsError::UnsupportedHandshakeSignature(what) => write!(
+                f,
+                "the server's handshake signature uses an unsupported {what}; this TLS \
+                 backend verifies ECDSA P-256 (and P-384 with `embedded-tls-p384`)"
+            ),
+            EmbeddedTlsError::NotVerified => f.write_str(
+                "the TLS handshake ended without a verified certificate and handshake \
+                 signature; refused",
+            ),
+            EmbeddedTlsError::AlreadyUsed => f.write_str(
+                "this EmbeddedTls already served a connection: create one per connection",
+            ),
+            EmbeddedTlsError::Tls(e) => write!(
+                f,
+                "TLS handshake failed: {e:?} (the server must offer TLS 1.3 with the P-256 \
+                 group and the configured AES-GCM suite; check the record buffer sizes)"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for EmbeddedTlsError {}
+
+/// embedded-tls's `TlsVerifier` that applies [`CertificatePolicy::verify_server`], a PKIX
+/// chain walk to DER trust anchors, and the CertificateVerify check (see the module docs).
+///
+/// One verifier serves one reference identity, fixed at construction from configuration;
+/// the SNI embedded-tls reports is not used for matching.
+pub struct ServerVerifier<'a, P> {
+    reference: ReferenceIdentity,
+    policy: CertificatePolicy,
+    anchors: &'a [&'a [u8]],
+    pins: P,
+    now: Option<UnixTime>,
+    leaf: Option<Vec<u8>>,
+    transcript_hash: Option<Vec<u8>>,
+    verdict: Option<Result<Verdict, CertError>>,
+    proof: Option<Result<(), SignatureError>>,
+}
+
+impl<P> fmt::Debug for ServerVerifier<'_, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerVerifier")
+            .field("reference", &self.reference)
+            .field("policy", &self.policy)
+            .field("anchors", &self.anchors.len())
+            .field("now", &self.now)
+            .field("verdict", &self.verdict)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, P: PinStore> ServerVerifier<'a, P> {
+    /// A verifier for `reference` under `policy`.
+    ///
+    /// * `anchors`: DER trust anchors (CA certificates, e.g. `include_bytes!` in flash);
+    ///   empty when the policy never needs them (`Trust::Pinned`). A policy that does then
+    ///   fails closed with `ChainInvalid { NotChecked }`.
+    /// * `pins`: the pin store for `Trust::TrustOnFirstUse` (`NoPins` otherwise;
+    ///   `&mut store` to keep it across connections).
+    ///
+    /// Without [`ServerVerifier::with_time`], validity dates follow `policy.clock`.
+    pub fn new(
+        reference: ReferenceIdentity,
+        policy: CertificatePolicy,
+        anchors: &'a [&'a [u8]],
+        pins: P,
+    ) -> Self {
+        ServerVerifier {
+            reference,
+            policy,
+            anchors,
+            pins,
+            now: None,
+            leaf: None,
+            transcript_hash: None,
+            verdict: None,
+            proof: None,
+        }
+    }
+
+    /// The current time (seconds since the epoch, from SNTP, an RTC or the browser), for
+    /// the validity dates of the end entity and the intermediates.
+    pub fn with_time(mut self, now: UnixTime) -> Self {
+        self.now = Some(now);
+        self
+    }
+
+    /// Sets or clears the time (see [`ServerVerifier::with_time`]).
+    pub fn set_time(&mut self, now: Option<UnixTime>) {
+        self.now = now;
+    }
+
+    /// The reference identity this verifier checks against.
+    pub fn reference(&self) -> &ReferenceIdentity {
+        &self.reference
+    }
+
+    /// The policy's decision about the last certificate (`None` before any). Carries the
+    /// fingerprints, the matched identity and `tls-server-end-point`.
+    pub fn verdict(&self) -> Option<&Result<Verdict, CertError>> {
+        self.verdict.as_ref()
+    }
+
+    /// `true` once the server's CertificateVerify verified with the accepted key.
+    pub fn handshake_signature_verified(&self) -> bool {
+        matches!(self.proof, Some(Ok(())))
+    }
+
+    /// `tls-server-end-point` (RFC 5929) of the accepted end entity, if any.
+    pub fn tls_server_end_point(&self) -> Option<Vec<u8>> {
+        match &self.verdict {
+            Some(Ok(v)) => v.tls_server_end_point.clone(),
+            _ => None,
+        }
+    }
+
+    /// The pin store (for [`accept_changed_certificate`](crate::trust::accept_changed_certificate)
+    /// and [`approve_first_use`](crate::trust::approve_first_use)).
+    pub fn pins_mut(&mut self) -> &mut P {
+        &mut self.pins
+    }
+
+    /// A `CryptoProvider` for `embedded_tls::TlsConnection::open` that verifies with this
+    /// verifier and draws randomness from `rng`: for callers that drive embedded-tls
+    /// themselves (e.g. Direct TLS, XEP-0368). Check [`ServerVerifier::accepted`] after
+    /// `open` succeeds.
+    pub fn crypto_provider<'v, R, CS>(
+        &'v mut self,
+        rng: &'v mut R,
+    ) -> XmppCryptoProvider<'v, 'a, R, P, CS> {
+        self.reset();
+        XmppCryptoProvider {
+            rng,
+            verifier: self,
+            _suite: PhantomData,
+        }
+    }
+
+    /// After a handshake: `Ok` only when the policy accepted the certificate and the
+    /// CertificateVerify verified; otherwise the most specific reason. `opened` is what
+    /// `TlsConnection::open` returned.
+    pub fn accepted(&self, opened: Result<(), TlsError>) -> Result<(), EmbeddedTlsError> {
+        if let Some(Err(e)) = &self.verdict {
+            return Err(EmbeddedTlsError::Certificate(e.clone()));
+        }
+        match &self.proof {
+            Some(Err(SignatureError::Invalid)) => return Err(EmbeddedTlsError::HandshakeSignature),
+            Some(Err(SignatureError::Unsupported(what))) => {
+                return Err(EmbeddedTlsError::UnsupportedHandshakeSignature(what))
+            }
+            _ => {}
+        }
+        opened.map_err(EmbeddedTlsError::Tls)?;
+        match (&self.verdict, &self.proof) {
+            (Some(Ok(_)), Some(Ok(()))) => Ok(()),
+            _ => Err(EmbeddedTlsError::NotVerified),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.leaf = None;
+        self.transcript_hash = None;
+        self.verdict = None;
+        self.proof = None;
+    }
+
+    fn decide(&mut self, chain: &[&[u8]]) -> Result<Verdict, CertError> {
+        let anchors = self.anchors;
+        let now = self.now;
+        self.policy.verify_server(
+            chain,
+            &self.reference,
+            || pkix::check_chain(chain, anchors, now),
+            now,
+            &mut self.pins,
+        )
+    }
+
+    /// RFC 8446 §4.4.3: the signature over 64 spaces, the context string and the
+    /// transcript hash up to Certificate, with the accepted end entity's key.
+    fn check_certificate_verify(
+        &self,
+        scheme: SignatureScheme,
+        signature: &[u8],
+    ) -> Result<(), SignatureError> {
+        let (Some(Ok(_)), Some(leaf), Some(hash)) =
+            (&self.verdict, &self.leaf, &self.transcript_hash)
+        else {
+            return Err(SignatureError::Invalid);
+        };
+        let (curve, alg) = match scheme {
+            SignatureScheme::EcdsaSecp256r1Sha256 => (pkix::SECP256R1, HashAlg::Sha256),
+            SignatureScheme::EcdsaSecp384r1Sha384 => (pkix::SECP384R1, HashAlg::Sha384),
+            _ => return Err(SignatureError::Unsupported("signature scheme")),
+        };
+        let spki = pkix::leaf_spki(leaf).ok_or(SignatureError::Invalid)?;
+        // TLS 1.3 ties the ECDSA scheme to the curve of the key.
+        if pkix::ec_curve(&spki)? != curve {
+            return Err(SignatureError::Invalid);
+        }
+        let mut message = Vec::with_capacity(64 + SERVER_CONTEXT.len() + hash.len());
+        message.resize(64, 0x20);
+        message.extend_from_slice(SERVER_CONTEXT);
+        message.extend_from_slice(hash);
+        pkix::verify_ecdsa_der(&spki, alg, &message, signature)
+    }
+}
+
+impl<P: PinStore, CS: TlsCipherSuite> TlsVerifier<CS> for ServerVerifier<'_, P> {
+    fn set_hostname_verification(&mut self, hostname: &str) -> Result<(), TlsError> {
+        if !hostname
+            .trim_end_matches('.')
+            .eq_ignore_ascii_case(self.reference.domain())
+        {
+            debug!(
+                "SNI {} differs from the reference identity {}; verifying against the latter",
+                hostname,
+                self.reference.domain()
+            );
+        }
+        Ok(())
+    }
+
+    fn verify_certificate(
+        &mut self,
+        transcript: &CS::Hash,
+        cert: CertificateRef<'_>,
+    ) -> Result<(), TlsError> {
+        self.reset();
+        let mut chain: Vec<&[u8]> = Vec::with_capacity(cert.entries.len());
+        for entry in cert.entries.iter() {
+            match entry {
+                CertificateEntryRef::X509(der) => chain.push(der),
+                CertificateEntryRef::RawPublicKey(_) => {
+                    self.verdict = Some(Err(CertError::BadEncoding));
+                    return Err(TlsError::InvalidCertificate);
+                }
+            }
+        }
+        let result = self.decide(&chain);
+        match &result {
+            Ok(_) => {
+                debug!("certificate for {} accepted", self.reference.domain());
+                self.leaf = chain.first().map(|leaf| leaf.to_vec());
+                self.transcript_hash = Some(transcript.clone().finalize().to_vec());
+            }
+            Err(_) => warn!("certificate for {} refused", self.reference.domain()),
+        }
+        let accepted = result.is_ok();
+        self.verdict = Some(result);
+        if accepted {
+            Ok(())
+        } else {
+            Err(TlsError::InvalidCertificate)
+        }
+    }
+
+    fn verify_signature(&mut self, verify: CertificateVerifyRef<'_>) -> Result<(), TlsError> {
+        let result = self.check_certificate_verify(verify.signature_scheme, verify.signature);
+        let error = match &result {
+            Ok(()) => None,
+            Err(SignatureError::Invalid) => Some(TlsError::InvalidSignature),
+            Err(SignatureError::Unsupported(_)) => Some(TlsError::InvalidSignatureScheme),
+        };
+        if error.is_some() {
+            warn!("server CertificateVerify refused");
+        }
+        self.proof = Some(result);
+        error.map_or(Ok(()), Err)
+    }
+}
+
+/// The `CryptoProvider` handed to embedded-tls: the caller's RNG and a [`ServerVerifier`].
+/// No client certificate.
+pub struct XmppCryptoProvider<'v, 'a, R, P, CS> {
+    rng: &'v mut R,
+    verifier: &'v mut ServerVerifier<'a, P>,
+    _suite: PhantomData<CS>,
+}
+
+impl<R, P, CS> CryptoProvider for XmppCryptoProvider<'_, '_, R, P, CS>
+where
+    R: RngCore + CryptoRng,
+    P: PinStore,
+    CS: TlsCipherSuite,
+{
+    type CipherSuite = CS;
+    type Signature = p256::ecdsa::DerSignature;
+
+    fn rng(&mut self) -> impl ::embedded_tls::CryptoRngCore {
+        &mut *self.rng
+    }
+
+    fn verifier(&mut self) -> Result<&mut impl TlsVerifier<CS>, TlsError> {
+        Ok(&mut *self.verifier)
+    }
+}
+
+/// The embedded-tls client upgrade (RFC 6120 §5.4.3) for one connection.
+///
+/// ```ignore
+/// let mut rx = [0; 16640];
+/// let mut tx = [0; 4096];
+/// let anchors: &[&[u8]] = &[include_bytes!("ca.der")];
+/// let verifier = ServerVerifier::new(reference, CertificatePolicy::anchors(), anchors, NoPins)
+///     .with_time(now);
+/// let mut tls = EmbeddedTls::new(&mut rx, &mut tx, rng, verifier);
+/// let negotiated = negotiate(socket, &mut tls, machine, &mut ()).await?;
+/// ```
+pub struct EmbeddedTls<'a, R, P, CS = Aes128GcmSha256> {
+    read_buffer: Option<&'a mut [u8]>,
+    write_buffer: Option<&'a mut [u8]>,
+    rng: R,
+    verifier: ServerVerifier<'a, P>,
+    max_fragment_length: Option<MaxFragmentLength>,
+    _suite: PhantomData<CS>,
+}
+
+impl<'a, R, P> EmbeddedTls<'a, R, P, Aes128GcmSha256> {
+    /// An upgrade with TLS_AES_128_GCM_SHA256, the caller's record buffers (see the module
+    /// docs for sizes), RNG and verifier.
+    pub fn new(
+        read_buffer: &'a mut [u8],
+        write_buffer: &'a mut [u8],
+        rng: R,
+        verifier: ServerVerifier<'a, P>,
+    ) -> Self {
+        EmbeddedTls {
+            read_buffer: Some(read_buffer),
+            write_buffer: Some(write_buffer),
+            rng,
+            verifier,
+            max_fragment_length: None,
+            _suite: PhantomData,
+        }
+    }
+}
+
+impl<'a, R, P, CS> EmbeddedTls<'a, R, P, CS> {
+    /// Offers another cipher suite instead ([`Aes256GcmSha384`]).
+    pub fn with_cipher_suite<Other: TlsCipherSuite>(self) -> EmbeddedTls<'a, R, P, Other> {
+        EmbeddedTls {
+            read_buffer: self.read_buffer,
+            write_buffer: self.write_buffer,
+            rng: self.rng,
+            verifier: self.verifier,
+            max_fragment_length: self.max_fragment_length,
+            _suite: PhantomData,
+        }
+    }
+
+    /// Asks the server for smaller records (RFC 6066 §4), so a smaller read buffer fits.
+    pub fn with_max_fragment_length(mut self, length: MaxFragmentLength) -> Self {
+        self.max_fragment_length = Some(length);
+        self
+    }
+
+    /// The verifier (its verdict after a handshake).
+    pub fn verifier(&self) -> &ServerVerifier<'a, P> {
+        &self.verifier
+    }
+
+    /// The verifier, mutably (the pin store, the time).
+    pub fn verifier_mut(&mut self) -> &mut ServerVerifier<'a, P> {
+        &mut self.verifier
+    }
+}
+
+impl<'a, T, R, P, CS> TlsUpgrade<T> for EmbeddedTls<'a, R, P, CS>
+where
+    T: Read + Write + 'a,
+    R: RngCore + CryptoRng,
+    P: PinStore,
+    CS: TlsCipherSuite + 'static,
+{
+    type Stream = TlsConnection<'a, T, CS>;
+    type Error = EmbeddedTlsError;
+
+    async fn upgrade(
+        &mut self,
+        transport: T,
+        server_name: &str,
+    ) -> Result<Self::Stream, Self::Error> {
+        let (Some(read), Some(write)) = (self.read_buffer.take(), self.write_buffer.take()) else {
+            return Err(EmbeddedTlsError::AlreadyUsed);
+        };
+        let mut config = TlsConfig::new().with_server_name(server_name);
+        if let Some(length) = self.max_fragment_length {
+            config = config.with_max_fragment_length(length);
+        }
+        let mut connection = TlsConnection::new(transport, read, write);
+        let provider = self.verifier.crypto_provider::<R, CS>(&mut self.rng);
+        let opened = connection.open(TlsContext::new(&config, provider)).await;
+        self.verifier.accepted(opened)?;
+        Ok(connection)
+    }
+
+    /// `tls-server-end-point` of the accepted certificate; never `tls-exporter` (see the
+    /// module docs).
+    fn tls_info(&self, _stream: &Self::Stream) -> TlsInfo {
+        TlsInfo {
+            channel_binding: ChannelBindingData {
+                server_end_point: self.verifier.tls_server_end_point(),
+                ..ChannelBindingData::default()
+            },
+            peer_identity: None,
+        }
+    }
+}

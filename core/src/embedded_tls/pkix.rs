@@ -1,0 +1,330 @@
+//! The PKIX half of the embedded-tls backend: a chain walk from the end entity to a
+//! configured trust anchor (RFC 5280 §6, reduced to what a TLS client needs), and ECDSA
+//! signature checks on RustCrypto's `p256` (and `p384` with the `embedded-tls-p384`
+//! feature). No name check here: identity is [`CertificatePolicy`]'s.
+//!
+//! What it checks, per link of the path:
+//! * issuer/subject name chaining (the issuer's subject equals the child's issuer);
+//! * the child's signature with the issuer's key (ecdsa-with-SHA256/SHA384 over the
+//!   TBSCertificate bytes exactly as received);
+//! * an intermediate is a CA: basicConstraints `cA` TRUE, keyUsage (when present) with
+//!   keyCertSign, pathLenConstraint (when present) not exceeded;
+//! * validity dates of every intermediate when a time is known (the end entity's dates are
+//!   the policy's, which runs first);
+//! * the end entity is not a CA, its keyUsage (when present) allows digitalSignature and its
+//!   extendedKeyUsage (when present) holds serverAuth.
+//!
+//! Trust anchors are taken as given (subject name and key, as webpki does); their own dates
+//! and constraints are not checked. The walk is greedy (the first issuer candidate that
+//! verifies is taken, no backtracking), which suffices for the ordered or unordered chains
+//! servers send; cross-signed alternatives beyond that are not searched. RSA and Ed25519
+//! signatures are not supported (a chain using them fails with `PkixOutcome::Other`).
+//!
+//! [`CertificatePolicy`]: crate::trust::CertificatePolicy
+
+use alloc::format;
+use alloc::vec::Vec;
+
+use p256::ecdsa::signature::hazmat::PrehashVerifier;
+use sha2::{Digest, Sha256, Sha384};
+use x509_cert::der::asn1::ObjectIdentifier;
+use x509_cert::der::{Decode, Header, Reader, SliceReader, Tag};
+use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage};
+use x509_cert::spki::SubjectPublicKeyInfoOwned;
+use x509_cert::Certificate;
+
+use crate::trust::{PkixOutcome, UnixTime};
+
+const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+const ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
+const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+pub(crate) const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+pub(crate) const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+const ID_KP_SERVER_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.1");
+const ANY_EXTENDED_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37.0");
+
+/// Longest path walked: end entity + this many intermediates, then an anchor.
+const MAX_INTERMEDIATES: usize = 6;
+
+/// Which hash a signature is computed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HashAlg {
+    Sha256,
+    Sha384,
+}
+
+impl HashAlg {
+    fn digest(self, message: &[u8]) -> Vec<u8> {
+        match self {
+            HashAlg::Sha256 => Sha256::digest(message).to_vec(),
+            HashAlg::Sha384 => Sha384::digest(message).to_vec(),
+        }
+    }
+}
+
+/// Why a signature did not verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SignatureError {
+    /// The math failed: wrong key, or altered data.
+    Invalid,
+    /// A key, curve or algorithm this backend does not implement, or an undecodable key or
+    /// signature.
+    Unsupported(&'static str),
+}
+
+/// A decoded certificate with the raw bytes its signature covers.
+struct Parsed<'d> {
+    cert: Certificate,
+    tbs: &'d [u8],
+}
+
+impl<'d> Parsed<'d> {
+    fn decode(der: &'d [u8]) -> Option<Self> {
+        let cert = Certificate::from_der(der).ok()?;
+        let tbs = tbs_bytes(der).ok()?;
+        Some(Parsed { cert, tbs })
+    }
+
+    fn spki(&self) -> &SubjectPublicKeyInfoOwned {
+        self.cert.tbs_certificate().subject_public_key_info()
+    }
+
+    /// This certificate's signature, made by `issuer`'s key, verifies.
+    fn signed_by(&self, issuer: &SubjectPublicKeyInfoOwned) -> Result<(), SignatureError> {
+        let alg = &self.cert.signature_algorithm().oid;
+        let hash = if *alg == ECDSA_WITH_SHA256 {
+            HashAlg::Sha256
+        } else if *alg == ECDSA_WITH_SHA384 {
+            HashAlg::Sha384
+        } else {
+            return Err(SignatureError::Unsupported(
+                "certificate signature algorithm (only ecdsa-with-SHA256/SHA384)",
+            ));
+        };
+        let signature = self
+            .cert
+            .signature()
+            .as_bytes()
+            .ok_or(SignatureError::Unsupported("signature bit string"))?;
+        verify_ecdsa_der(issuer, hash, self.tbs, signature)
+    }
+
+    /// Dates of a certificate in the chain, when the time is known.
+    fn dates(&self, now: Option<UnixTime>) -> Result<(), PkixOutcome> {
+        let Some(now) = now else { return Ok(()) };
+        let validity = self.cert.tbs_certificate().validity();
+        if now.0 < validity.not_before.to_unix_duration().as_secs() {
+            return Err(PkixOutcome::NotYetValid);
+        }
+        if now.0 > validity.not_after.to_unix_duration().as_secs() {
+            return Err(PkixOutcome::Expired);
+        }
+        Ok(())
+    }
+
+    /// May this certificate issue the next one down, which has `below` intermediates
+    /// under it (RFC 5280 §4.2.1.9, §4.2.1.3)?
+    fn may_issue(&self, below: usize) -> Result<(), PkixOutcome> {
+        let tbs = self.cert.tbs_certificate();
+        match tbs.get_extension::<BasicConstraints>() {
+            Ok(Some((_, bc))) if bc.ca => {
+                if let Some(max) = bc.path_len_constraint {
+                    if below > usize::from(max) {
+                        return Err(PkixOutcome::Other(
+                            "a CA's path length constraint is exceeded".into(),
+                        ));
+                    }
+                }
+            }
+            Ok(_) => return Err(PkixOutcome::WrongUsage),
+            Err(_) => return Err(PkixOutcome::Other("malformed basicConstraints".into())),
+        }
+        match tbs.get_extension::<KeyUsage>() {
+            Ok(Some((_, ku))) if !ku.key_cert_sign() => Err(PkixOutcome::WrongUsage),
+            Ok(_) => Ok(()),
+            Err(_) => Err(PkixOutcome::Other("malformed keyUsage".into())),
+        }
+    }
+
+    /// The end entity is fit for a TLS server (RFC 5280 §4.2.1.3, §4.2.1.9, §4.2.1.12).
+    fn end_entity_usage(&self) -> Result<(), PkixOutcome> {
+        let tbs = self.cert.tbs_certificate();
+        match tbs.get_extension::<BasicConstraints>() {
+            Ok(Some((_, bc))) if bc.ca => return Err(PkixOutcome::WrongUsage),
+            Ok(_) => {}
+            Err(_) => return Err(PkixOutcome::Other("malformed basicConstraints".into())),
+        }
+        match tbs.get_extension::<KeyUsage>() {
+            Ok(Some((_, ku))) if !ku.digital_signature() => return Err(PkixOutcome::WrongUsage),
+            Ok(_) => {}
+            Err(_) => return Err(PkixOutcome::Other("malformed keyUsage".into())),
+        }
+        match tbs.get_extension::<ExtendedKeyUsage>() {
+            Ok(Some((_, eku)))
+                if !eku
+                    .0
+                    .iter()
+                    .any(|o| *o == ID_KP_SERVER_AUTH || *o == ANY_EXTENDED_KEY_USAGE) =>
+            {
+                Err(PkixOutcome::WrongUsage)
+            }
+            Ok(_) => Ok(()),
+            Err(_) => Err(PkixOutcome::Other("malformed extendedKeyUsage".into())),
+        }
+    }
+}
+
+/// The TBSCertificate TLV inside a Certificate SEQUENCE, as received (the bytes the
+/// signature covers; never re-encoded).
+fn tbs_bytes(der: &[u8]) -> x509_cert::der::Result<&[u8]> {
+    let mut reader = SliceReader::new(der)?;
+    let outer = Header::decode(&mut reader)?;
+    outer.tag().assert_eq(Tag::Sequence)?;
+    reader.tlv_bytes()
+}
+
+fn unsupported(e: SignatureError) -> PkixOutcome {
+    match e {
+        SignatureError::Invalid => PkixOutcome::BadSignature,
+        SignatureError::Unsupported(what) => {
+            PkixOutcome::Other(format!("unsupported or undecodable {what}"))
+        }
+    }
+}
+
+/// The chain walk: `chain` is the presented chain (end entity first, intermediates in any
+/// order), `anchors` DER certificates. `NotChecked` without anchors.
+pub(crate) fn check_chain(
+    chain: &[&[u8]],
+    anchors: &[&[u8]],
+    now: Option<UnixTime>,
+) -> PkixOutcome {
+    if anchors.is_empty() {
+        return PkixOutcome::NotChecked;
+    }
+    let Some(leaf_der) = chain.first() else {
+        return PkixOutcome::Other("empty chain".into());
+    };
+    let Some(leaf) = Parsed::decode(leaf_der) else {
+        return PkixOutcome::Other("undecodable end-entity certificate".into());
+    };
+    if let Err(e) = leaf.end_entity_usage() {
+        return e;
+    }
+    let intermediates: Vec<Option<Parsed<'_>>> =
+        chain[1..].iter().map(|der| Parsed::decode(der)).collect();
+    let anchors: Vec<Parsed<'_>> = anchors.iter().filter_map(|d| Parsed::decode(d)).collect();
+    if anchors.is_empty() {
+        return PkixOutcome::Other("no trust anchor could be decoded".into());
+    }
+
+    let mut used = [false; MAX_INTERMEDIATES];
+    let mut current = &leaf;
+    // The most specific failure seen on a candidate whose name matched.
+    let mut failure: Option<PkixOutcome> = None;
+    for depth in 0..=MAX_INTERMEDIATES {
+        let issuer_name = current.cert.tbs_certificate().issuer();
+        for anchor in &anchors {
+            if anchor.cert.tbs_certificate().subject() != issuer_name {
+                continue;
+            }
+            match current.signed_by(anchor.spki()) {
+                Ok(()) => return PkixOutcome::Valid,
+                Err(e) => failure = Some(unsupported(e)),
+            }
+        }
+        if depth == MAX_INTERMEDIATES {
+            break;
+        }
+        let mut next = None;
+        for (i, candidate) in intermediates.iter().enumerate().take(MAX_INTERMEDIATES) {
+            let Some(candidate) = candidate else { continue };
+            if used[i] || candidate.cert.tbs_certificate().subject() != issuer_name {
+                continue;
+            }
+            let verdict = candidate
+                .may_issue(depth)
+                .and_then(|()| candidate.dates(now))
+                .and_then(|()| current.signed_by(candidate.spki()).map_err(unsupported));
+            match verdict {
+                Ok(()) => {
+                    next = Some(i);
+                    break;
+                }
+                Err(e) => failure = Some(e),
+            }
+        }
+        match next {
+            Some(i) => {
+                used[i] = true;
+                current = intermediates[i].as_ref().expect("decoded above");
+            }
+            None => break,
+        }
+    }
+    failure.unwrap_or(PkixOutcome::UnknownIssuer)
+}
+
+/// Verifies a DER ECDSA signature (`Ecdsa-Sig-Value`, as in certificates and TLS 1.3
+/// CertificateVerify) over `message` hashed with `hash`, with the key in `spki`.
+pub(crate) fn verify_ecdsa_der(
+    spki: &SubjectPublicKeyInfoOwned,
+    hash: HashAlg,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), SignatureError> {
+    let curve = ec_curve(spki)?;
+    let point = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or(SignatureError::Unsupported("public key bit string"))?;
+    let prehash = hash.digest(message);
+    if curve == SECP256R1 {
+        let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
+            .map_err(|_| SignatureError::Unsupported("P-256 public key"))?;
+        let sig = p256::ecdsa::Signature::from_der(signature)
+            .map_err(|_| SignatureError::Unsupported("ECDSA signature encoding"))?;
+        return key
+            .verify_prehash(&prehash, &sig)
+            .map_err(|_| SignatureError::Invalid);
+    }
+    #[cfg(feature = "embedded-tls-p384")]
+    if curve == SECP384R1 {
+        let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(point)
+            .map_err(|_| SignatureError::Unsupported("P-384 public key"))?;
+        let sig = p384::ecdsa::Signature::from_der(signature)
+            .map_err(|_| SignatureError::Unsupported("ECDSA signature encoding"))?;
+        return key
+            .verify_prehash(&prehash, &sig)
+            .map_err(|_| SignatureError::Invalid);
+    }
+    if curve == SECP384R1 {
+        return Err(SignatureError::Unsupported(
+            "P-384 key (enable the `embedded-tls-p384` feature)",
+        ));
+    }
+    Err(SignatureError::Unsupported("elliptic curve"))
+}
+
+/// The named curve of an id-ecPublicKey SubjectPublicKeyInfo.
+pub(crate) fn ec_curve(
+    spki: &SubjectPublicKeyInfoOwned,
+) -> Result<ObjectIdentifier, SignatureError> {
+    if spki.algorithm.oid != ID_EC_PUBLIC_KEY {
+        return Err(SignatureError::Unsupported("public key type (only ECDSA)"));
+    }
+    spki.algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
+        .ok_or(SignatureError::Unsupported(
+            "EC parameters (only named curves)",
+        ))
+}
+
+/// The end entity's SubjectPublicKeyInfo.
+pub(crate) fn leaf_spki(der: &[u8]) -> Option<SubjectPublicKeyInfoOwned> {
+    Certificate::from_der(der)
+        .ok()
+        .map(|c| c.tbs_certificate().subject_public_key_info().clone())
+}
