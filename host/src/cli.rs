@@ -76,6 +76,17 @@ pub enum TlsMode {
     Optional,
 }
 
+/// SCRAM channel-binding policy of `connect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChannelBinding {
+    /// Only channel-bound SCRAM (-PLUS).
+    Required,
+    /// -PLUS when offered (default).
+    WhenOffered,
+    /// Never bind.
+    Off,
+}
+
 /// `connect`
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
@@ -91,6 +102,12 @@ pub struct ConnectArgs {
     /// STARTTLS policy.
     #[arg(long, value_enum, default_value_t = TlsMode::Required)]
     pub tls: TlsMode,
+    /// SCRAM channel binding: `when-offered` uses -PLUS whenever the server offers it
+    /// (a server that offers it but cannot verify it fails the login; ejabberd 23.01 on
+    /// TLS 1.3 does), `off` never binds (for such a server, if you trust the path to it),
+    /// `required` refuses servers without -PLUS.
+    #[arg(long, value_enum, default_value_t = ChannelBinding::WhenOffered)]
+    pub channel_binding: ChannelBinding,
     /// Trust anchors (PEM) instead of the system's.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,

@@ -125,6 +125,18 @@ impl ClientTrust {
         )
     }
 
+    /// PKIX to `roots` for a server-to-server peer `domain` (`_xmpp-server` SRV-ID).
+    pub fn anchors_s2s(domain: &str, roots: RootCertStore) -> Result<Self, Failure> {
+        let reference = ReferenceIdentity::server_to_server(domain)
+            .map_err(|e| Failure::usage(format!("domain {domain:?}: {e}")))?;
+        Self::with_reference(
+            reference,
+            CertificatePolicy::anchors(),
+            Some(roots),
+            Arc::new(Mutex::new(NoPins)),
+        )
+    }
+
     fn build(
         domain: &str,
         policy: CertificatePolicy,
@@ -133,6 +145,15 @@ impl ClientTrust {
     ) -> Result<Self, Failure> {
         let reference = ReferenceIdentity::client_to_server(domain)
             .map_err(|e| Failure::usage(format!("domain {domain:?}: {e}")))?;
+        Self::with_reference(reference, policy, roots, pins)
+    }
+
+    fn with_reference(
+        reference: ReferenceIdentity,
+        policy: CertificatePolicy,
+        roots: Option<RootCertStore>,
+        pins: SharedPinStore,
+    ) -> Result<Self, Failure> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = Arc::new(XmppServerVerifier::new(
             reference,
@@ -145,6 +166,22 @@ impl ClientTrust {
             .map_err(|e| Failure::protocol(format!("TLS configuration: {e}")))?;
         Ok(ClientTrust {
             verifier,
+            config: Arc::new(config),
+        })
+    }
+
+    /// The same verifier, TLS 1.2 only (to see what a server offers there, e.g. `-PLUS`
+    /// with `tls-unique`).
+    pub fn tls12_only(&self) -> Result<Self, Failure> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .map_err(|e| Failure::protocol(format!("TLS configuration: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(self.verifier.clone())
+            .with_no_client_auth();
+        Ok(ClientTrust {
+            verifier: self.verifier.clone(),
             config: Arc::new(config),
         })
     }
@@ -196,25 +233,54 @@ pub async fn login(
     tls_cell: TlsCell,
     transcript: &mut Transcript,
 ) -> Result<LoggedIn, Failure> {
+    login_typed(transport, login, trust, tls_cell, transcript)
+        .await
+        .map_err(|e| failure(&e, trust))
+}
+
+/// [`login`] with the core's typed error (for tests that assert which rule fired).
+pub async fn login_typed(
+    transport: Plain,
+    login: &Login,
+    trust: &ClientTrust,
+    tls_cell: TlsCell,
+    transcript: &mut Transcript,
+) -> Result<LoggedIn, Error> {
     let started = Instant::now();
     let mut tls = Recording {
         inner: RustlsClient::new(trust.config.clone()),
         cell: tls_cell,
     };
     let machine = InitiatingEntity::new(login.config(), rand_core::OsRng);
-    let negotiated = negotiate(transport, &mut tls, machine, transcript)
-        .await
-        .map_err(|e| failure(&e, trust))?;
+    let negotiated = negotiate(transport, &mut tls, machine, transcript).await?;
     let jid = negotiated
         .outcome
         .jid
         .clone()
-        .ok_or_else(|| Failure::protocol("negotiation ended without a bound resource"))?;
+        .ok_or_else(|| Error::Bind("negotiation ended without a bound resource".into()))?;
     Ok(LoggedIn {
         session: Session::new(negotiated),
         jid,
         elapsed: started.elapsed(),
     })
+}
+
+/// Runs `config` (e.g. an S2S initiating entity without SASL) to the end of its
+/// negotiation and returns the session (the caller reads `session.outcome`).
+pub async fn negotiate_with(
+    transport: Plain,
+    config: InitiatorConfig,
+    trust: &ClientTrust,
+    tls_cell: TlsCell,
+    transcript: &mut Transcript,
+) -> Result<ClientSession, Error> {
+    let mut tls = Recording {
+        inner: RustlsClient::new(trust.config.clone()),
+        cell: tls_cell,
+    };
+    let machine = InitiatingEntity::new(config, rand_core::OsRng);
+    let negotiated = negotiate(transport, &mut tls, machine, transcript).await?;
+    Ok(Session::new(negotiated))
 }
 
 /// Sends `stanza`, recording it.

@@ -3,10 +3,11 @@
 use std::io::Write as _;
 use std::time::Duration;
 
+use xmpp_handshake_core::sasl::CbPolicy;
 use xmpp_handshake_core::stanza;
 use xmpp_handshake_core::starttls::TlsPolicy;
 
-use crate::cli::{ConnectArgs, TlsMode};
+use crate::cli::{ChannelBinding, ConnectArgs, TlsMode};
 use crate::client::{self, ClientTrust, Login};
 use crate::exit::{ExitCode, Failure};
 use crate::pins::{self, FilePinStore};
@@ -70,6 +71,11 @@ pub async fn run<R: SrvResolver>(args: ConnectArgs, resolver: &R) -> Result<(), 
     login.tls = match args.tls {
         TlsMode::Required => TlsPolicy::Required,
         TlsMode::Optional => TlsPolicy::Optional,
+    };
+    login.sasl.channel_binding = match args.channel_binding {
+        ChannelBinding::Required => CbPolicy::Required,
+        ChannelBinding::WhenOffered => CbPolicy::WhenOffered,
+        ChannelBinding::Off => CbPolicy::Off,
     };
     let domain = login.domain().to_string();
     let trust = trust(&args, &domain)?;
