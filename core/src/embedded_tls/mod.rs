@@ -62,7 +62,7 @@ pub use ::embedded_tls::{
 };
 use ::embedded_tls::{
     CertificateEntryRef, CertificateRef, CertificateVerifyRef, CryptoProvider, SignatureScheme,
-    TlsConfig, TlsContext, TlsVerifier,
+    TlsConfig, TlsContext, TlsVerifier, TLS_RECORD_OVERHEAD,
 };
 use embedded_io_async::{Read, Write};
 use rand_core::{CryptoRng, RngCore};
@@ -94,6 +94,9 @@ pub enum EmbeddedTlsError {
     /// The handshake finished without a certificate accepted by the policy and a verified
     /// CertificateVerify (e.g. a server that skipped CertificateVerify). Refused.
     NotVerified,
+    /// The write buffer cannot hold one record's overhead (embedded-tls needs more than
+    /// `TLS_RECORD_OVERHEAD`, 128 bytes; a few KiB in practice).
+    BufferTooSmall,
     /// The record buffers were used by an earlier upgrade: one `EmbeddedTls` serves one
     /// connection.
     AlreadyUsed,
@@ -117,6 +120,10 @@ impl fmt::Display for EmbeddedTlsError {
             EmbeddedTlsError::NotVerified => f.write_str(
                 "the TLS handshake ended without a verified certificate and handshake \
                  signature; refused",
+            ),
+            EmbeddedTlsError::BufferTooSmall => write!(
+                f,
+                "the TLS write buffer must be larger than {TLS_RECORD_OVERHEAD} bytes"
             ),
             EmbeddedTlsError::AlreadyUsed => f.write_str(
                 "this EmbeddedTls already served a connection: create one per connection",
@@ -496,6 +503,9 @@ where
         let (Some(read), Some(write)) = (self.read_buffer.take(), self.write_buffer.take()) else {
             return Err(EmbeddedTlsError::AlreadyUsed);
         };
+        if write.len() <= TLS_RECORD_OVERHEAD {
+            return Err(EmbeddedTlsError::BufferTooSmall);
+        }
         let mut config = TlsConfig::new().with_server_name(server_name);
         if let Some(length) = self.max_fragment_length {
             config = config.with_max_fragment_length(length);
