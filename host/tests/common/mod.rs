@@ -2,6 +2,8 @@
 //! negotiation of both roles over an in-memory pipe.
 #![allow(dead_code)]
 
+pub mod certs;
+
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -119,15 +121,15 @@ pub type ServerSession =
     Session<FromTokio<DuplexStream>, FromTokio<tokio_rustls::server::TlsStream<DuplexStream>>>;
 
 /// Both roles, negotiated against each other over an in-memory pipe.
-pub struct Pair {
-    pub client: Result<ClientSession, Error>,
-    pub server: Result<ServerSession, Error>,
+pub struct Pair<C = ClientSession, S = ServerSession> {
+    pub client: Result<C, Error>,
+    pub server: Result<S, Error>,
     /// Every byte the initiating entity wrote.
     pub wire: Vec<u8>,
     pub steps: Vec<Step>,
 }
 
-impl Pair {
+impl<C, S> Pair<Session<FromTokio<Tap>, C>, S> {
     pub fn client_outcome(&self) -> Result<&Outcome, &Error> {
         self.client.as_ref().map(|s| &s.outcome)
     }
@@ -139,14 +141,27 @@ pub async fn run_pair_with<C, S>(
     server_config: ReceiverConfig,
     store: MemoryStore,
     mut client_tls: C,
-    mut server_tls: S,
-) -> Pair
+    server_tls: S,
+) -> Pair<Session<FromTokio<Tap>, C::Stream>, Session<FromTokio<DuplexStream>, S::Stream>>
 where
-    C: TlsUpgrade<FromTokio<Tap>, Stream = FromTokio<tokio_rustls::client::TlsStream<Tap>>>,
-    S: TlsUpgrade<
-        FromTokio<DuplexStream>,
-        Stream = FromTokio<tokio_rustls::server::TlsStream<DuplexStream>>,
-    >,
+    C: TlsUpgrade<FromTokio<Tap>>,
+    S: TlsUpgrade<FromTokio<DuplexStream>>,
+{
+    run_pair_borrowing(config, server_config, store, &mut client_tls, server_tls).await
+}
+
+/// [`run_pair_with`] with the client's TLS upgrade borrowed, so the caller can inspect it
+/// afterwards (a verifier's verdict), with any TLS backend on either side.
+pub async fn run_pair_borrowing<C, S>(
+    config: InitiatorConfig,
+    server_config: ReceiverConfig,
+    store: MemoryStore,
+    client_tls: &mut C,
+    mut server_tls: S,
+) -> Pair<Session<FromTokio<Tap>, C::Stream>, Session<FromTokio<DuplexStream>, S::Stream>>
+where
+    C: TlsUpgrade<FromTokio<Tap>>,
+    S: TlsUpgrade<FromTokio<DuplexStream>>,
 {
     let (a, b) = tokio::io::duplex(64 * 1024);
     let written = Arc::new(Mutex::new(Vec::new()));
@@ -163,7 +178,7 @@ where
     let mut steps = Steps::default();
     let client = async {
         let machine = InitiatingEntity::new(config, rand_core::OsRng);
-        negotiate(FromTokio::new(tap), &mut client_tls, machine, &mut steps)
+        negotiate(FromTokio::new(tap), client_tls, machine, &mut steps)
             .await
             .map(Session::new)
     };

@@ -1,0 +1,701 @@
+//! The embedded-tls backend (`xmpp_handshake_core::embedded_tls`, firmware's and wasm's
+//! TLS) on the host, against rustls servers over an in-memory pipe:
+//!
+//! * our initiating entity with `EmbeddedTls` against our receiving entity with
+//!   `RustlsServer`: STARTTLS, SCRAM-SHA-256-PLUS with `tls-server-end-point` (embedded-tls
+//!   has no exporter), bind, a stanza each way, close;
+//! * the certificate matrix of cert_matrix.rs (same PKI builders, same expected
+//!   `CertError` verdicts) through `ServerVerifier`;
+//! * a pinned certificate replayed with another key fails the CertificateVerify check.
+//!
+//! rustls with ring offers what embedded-tls needs: TLS 1.3, the P-256 group, AES-GCM.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::certs::{ca_params, dns, leaf, server_config, srv_only, xmpp_addr, Pki, ServerCert};
+use embedded_io_adapters::tokio_1::FromTokio;
+use rcgen::{date_time_ymd, CertifiedIssuer, KeyPair};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use xmpp_handshake_core::driver::TlsUpgrade;
+use xmpp_handshake_core::embedded_tls::{
+    Aes256GcmSha384, EmbeddedTls, EmbeddedTlsError, MaxFragmentLength, ServerVerifier,
+};
+use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
+use xmpp_handshake_core::receiver::ReceiverConfig;
+use xmpp_handshake_core::sasl::{Credentials, Mechanism, MemoryStore, SaslPolicy, ServerOptions};
+use xmpp_handshake_core::stanza;
+use xmpp_handshake_core::trust::{
+    accept_changed_certificate, approve_first_use, CertError, CertificatePolicy, FirstUse,
+    MemoryPinStore, NoPins, PinChange, PinStore, PkixOutcome, PresentedId, ReferenceIdentity,
+    TrustBasis, UnixTime, Verdict,
+};
+
+const PASSWORD: &str = "r0m30myr0m30";
+const READ_BUFFER: usize = 16640;
+const WRITE_BUFFER: usize = 4096;
+
+fn now() -> UnixTime {
+    UnixTime(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+}
+
+// ---------- (a) STARTTLS + SCRAM-PLUS + bind ----------
+
+#[tokio::test]
+async fn starttls_scram_plus_with_server_end_point_and_bind() {
+    let pki = common::pki("example.com");
+    let anchors: Vec<&[u8]> = vec![pki.ca.as_ref()];
+    let mut rx = vec![0u8; READ_BUFFER];
+    let mut tx = vec![0u8; WRITE_BUFFER];
+    let verifier = ServerVerifier::new(
+        ReferenceIdentity::client_to_server("example.com").unwrap(),
+        CertificatePolicy::anchors(),
+        &anchors,
+        NoPins,
+    )
+    .with_time(now());
+    let mut client_tls = EmbeddedTls::new(&mut rx, &mut tx, rand_core::OsRng, verifier);
+
+    let mut config = InitiatorConfig::client("example.com");
+    config.from = Some("juliet@example.com".into());
+    config.sasl = Some(ClientSasl {
+        credentials: Credentials::password("juliet", PASSWORD),
+        policy: SaslPolicy::default(),
+        resource: Some("balcony".into()),
+    });
+    let mut server_config = ReceiverConfig::client_to_server("example.com");
+    server_config.sasl = Some(ServerOptions::default());
+    let mut store = MemoryStore::new();
+    store.add_password("juliet", PASSWORD, 4096, &mut rand_core::OsRng);
+
+    let pair = common::run_pair_borrowing(
+        config,
+        server_config,
+        store,
+        &mut client_tls,
+        common::server_tls(&pki, "example.com"),
+    )
+    .await;
+    let wire = String::from_utf8_lossy(&pair.wire).into_owned();
+    assert!(!wire.contains(PASSWORD) && !wire.contains("<auth"));
+    let mut c = pair.client.expect("client negotiates over embedded-tls");
+    let mut s = pair.server.expect("server negotiates");
+
+    // -PLUS could only bind with tls-server-end-point: embedded-tls has no exporter.
+    assert_eq!(c.outcome.mechanism, Some(Mechanism::ScramSha256Plus));
+    assert_eq!(s.outcome.mechanism, Some(Mechanism::ScramSha256Plus));
+    assert_eq!(c.outcome.jid.as_deref(), Some("juliet@example.com/balcony"));
+    assert_eq!(c.outcome.jid, s.outcome.jid);
+    let verifier = client_tls.verifier();
+    assert!(verifier.handshake_signature_verified());
+    let verdict = verifier.verdict().unwrap().as_ref().unwrap();
+    assert_eq!(verdict.basis, TrustBasis::Anchors);
+    // rcgen signs with ecdsa-with-SHA256: the end point is SHA-256 of the leaf.
+    let leaf_der = pki.server.cert[0].as_ref();
+    assert_eq!(
+        verifier.tls_server_end_point(),
+        Some(Sha256::digest(leaf_der).to_vec())
+    );
+
+    let exchange = async {
+        c.send(&stanza::message(
+            "romeo@example.net",
+            "Art thou not Romeo?",
+            Some("m1"),
+        ))
+        .await
+        .unwrap();
+        let got = s.next_element().await.unwrap().unwrap();
+        assert!(got.contains("Art thou not Romeo?"));
+        s.send(&stanza::message(
+            "juliet@example.com/balcony",
+            "Neither, fair saint",
+            None,
+        ))
+        .await
+        .unwrap();
+        let back = c.next_element().await.unwrap().unwrap();
+        assert!(back.contains("Neither, fair saint"));
+        let server_side = async {
+            assert_eq!(s.next_element().await.unwrap(), None, "client closed");
+            s.close().await.unwrap()
+        };
+        let (client_closed, server_transport) = tokio::join!(c.close(), server_side);
+        assert!(client_closed.unwrap().is_tls() && server_transport.is_tls());
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .expect("exchange ends in time");
+}
+
+// ---------- the handshake harness ----------
+
+/// What the client is configured with.
+struct Client<'p> {
+    reference: ReferenceIdentity,
+    policy: CertificatePolicy,
+    anchors: Vec<Vec<u8>>,
+    pins: &'p mut MemoryPinStore,
+    now: Option<UnixTime>,
+    sni: Option<String>,
+    aes256: bool,
+    mfl: Option<MaxFragmentLength>,
+}
+
+impl<'p> Client<'p> {
+    fn new(domain: &str, policy: CertificatePolicy, pins: &'p mut MemoryPinStore) -> Self {
+        Client {
+            reference: ReferenceIdentity::client_to_server(domain).unwrap(),
+            policy,
+            anchors: Vec::new(),
+            pins,
+            now: Some(now()),
+            sni: None,
+            aes256: false,
+            mfl: None,
+        }
+    }
+
+    fn anchors(mut self, pki: &Pki) -> Self {
+        self.anchors = vec![pki.root_der()];
+        self
+    }
+
+    /// Handshakes against a rustls server presenting `cert`, signing with its own key.
+    async fn connect(&mut self, cert: &ServerCert) -> Result<Verdict, EmbeddedTlsError> {
+        self.connect_signed_by(cert, &cert.key).await
+    }
+
+    /// The same, the server signing the handshake with `signer`.
+    async fn connect_signed_by(
+        &mut self,
+        cert: &ServerCert,
+        signer: &KeyPair,
+    ) -> Result<Verdict, EmbeddedTlsError> {
+        let server_cfg = server_config(cert, signer, false);
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let server = async move {
+            let acceptor = tokio_rustls::TlsAcceptor::from(server_cfg);
+            if let Ok(mut tls) = acceptor.accept(b).await {
+                // Hold the connection until the client is done with it.
+                let mut byte = [0u8; 1];
+                let _ = tls.read(&mut byte).await;
+            }
+        };
+        let anchors: Vec<&[u8]> = self.anchors.iter().map(|a| a.as_slice()).collect();
+        let mut rx = vec![0u8; READ_BUFFER];
+        let mut tx = vec![0u8; WRITE_BUFFER];
+        let mut verifier = ServerVerifier::new(
+            self.reference.clone(),
+            self.policy.clone(),
+            &anchors,
+            &mut *self.pins,
+        );
+        verifier.set_time(self.now);
+        let sni = self
+            .sni
+            .clone()
+            .unwrap_or_else(|| self.reference.domain().to_string());
+        let aes256 = self.aes256;
+        let mfl = self.mfl;
+        let client = async move {
+            let mut tls = EmbeddedTls::new(&mut rx, &mut tx, rand_core::OsRng, verifier);
+            if let Some(mfl) = mfl {
+                tls = tls.with_max_fragment_length(mfl);
+            }
+            let transport = FromTokio::new(a);
+            if aes256 {
+                let mut tls = tls.with_cipher_suite::<Aes256GcmSha384>();
+                let result = tls.upgrade(transport, &sni).await.map(drop);
+                result.map(|()| tls.verifier().verdict().unwrap().clone().unwrap())
+            } else {
+                let result = tls.upgrade(transport, &sni).await.map(drop);
+                result.map(|()| tls.verifier().verdict().unwrap().clone().unwrap())
+            }
+        };
+        let (verdict, ()) = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(client, server)
+        })
+        .await
+        .expect("handshake ends in time");
+        verdict
+    }
+}
+
+fn cert_error(result: Result<Verdict, EmbeddedTlsError>) -> CertError {
+    match result {
+        Err(EmbeddedTlsError::Certificate(e)) => e,
+        other => panic!("expected a certificate error, got {other:?}"),
+    }
+}
+
+fn name_mismatch(domain: &str, presented: Vec<PresentedId>) -> CertError {
+    CertError::NameMismatch {
+        reference: domain.into(),
+        presented,
+    }
+}
+
+// ---------- (b) the certificate matrix through embedded-tls ----------
+
+#[tokio::test]
+async fn good_chain_verifies() {
+    let pki = Pki::new("Good");
+    let cert = pki.issue(leaf(vec![dns("example.org")], None));
+    let mut pins = MemoryPinStore::new();
+    let mut c = Client::new("example.org", CertificatePolicy::anchors(), &mut pins).anchors(&pki);
+    let v = c.connect(&cert).await.unwrap();
+    assert_eq!(v.basis, TrustBasis::Anchors);
+    assert_eq!(v.identity, Some(PresentedId::DnsId("example.org".into())));
+    assert_eq!(v.pin, cert.pin());
+    assert!(v.validity_checked);
+    assert_eq!(
+        v.tls_server_end_point,
+        Some(Sha256::digest(&cert.chain[0]).to_vec())
+    );
+}
+
+#[tokio::test]
+async fn good_chain_verifies_with_aes256_and_max_fragment_length() {
+    // The other suite, and the max_fragment_length option (rustls ignores the extension;
+    // the handshake must still succeed).
+    let pki = Pki::new("Suite");
+    let cert = pki.issue(leaf(vec![dns("example.org")], None));
+    let mut pins = MemoryPinStore::new();
+    let mut c = Client::new("example.org", CertificatePolicy::anchors(), &mut pins).anchors(&pki);
+    c.aes256 = true;
+    c.mfl = Some(MaxFragmentLength::Bits12);
+    assert_eq!(c.connect(&cert).await.unwrap().basis, TrustBasis::Anchors);
+}
+
+#[tokio::test]
+async fn wrong_host_is_name_mismatch() {
+    let pki = Pki::new("WrongHost");
+    let cert = pki.issue(leaf(vec![dns("other.example")], None));
+    let mut pins = MemoryPinStore::new();
+    let mut c = Client::new("example.org", CertificatePolicy::anchors(), &mut pins).anchors(&pki);
+    assert_eq!(
+        cert_error(c.connect(&cert).await),
+        name_mismatch(
+            "example.org",
+            vec![PresentedId::DnsId("other.example".into())]
+        )
+    );
+}
+
+#[tokio::test]
+async fn name_only_in_cn_is_name_mismatch_unless_fallback_enabled() {
+    let pki = Pki::new("CnOnly");
+    let cert = pki.issue(leaf(vec![], Some("example.org")));
+    let mut pins = MemoryPinStore::new();
+    let mut c = Client::new("example.org", CertificatePolicy::anchors(), &mut pins).anchors(&pki);
+    assert_eq!(
+        cert_error(c.connect(&cert).await),
+        name_mismatch(
+            "example.org",
+            vec![PresentedId::CommonName("example.org".into())]
+        )
+    );
+    c.policy.allow_cn_fallback = true;
+    let v = c.connect(&cert).await.unwrap();
+    assert_eq!(
+        v.identity,
+        Some(PresentedId::CommonName("example.org".into()))
+    );
+}
+
+#[tokio::test]
+async fn wildcard_too_deep_is_name_mismatch() {
+    let pki = Pki::new("WildDeep");
+    let cert = pki.issue(leaf(vec![dns("*.example.org")], None));
+    let mut pins = MemoryPinStore::new();
+    let mut c =
+        Client::new("a.b.example.org", CertificatePolicy::anchors(), &mut pins).anchors(&pki);
+    assert_eq!(
+        cert_error(c.connect(&cert).await),
+        name_mismatch(
+            "a.b.example.org",
+            vec![PresentedId::DnsId("*.example.org".into())]
+        )
+    );
+    // One label is fine.
+    c.reference = ReferenceIdentity::client_to_server("chat.example.org").unwrap();
+    c.connect(&cert).await.unwrap();
+}
+
+#[tokio::test]
+async fn wildcard_for_bare_domain_is_name_mismatch() {
+    let pki = Pki::new("WildBare");
+    let cert = pki.issue(leaf(vec![dns("*.example.org")], None));
+    let mut pins = MemoryPinStore::new();
+    let mut c = Client::new("example.org", CertificatePolicy::anchors(), &mut pins).anchors(&pki);
+    assert_eq!(
+        cert_error(c.connect(&cert).await),
+        name_mismatch(
+            "example.org",
+            vec![PresentedId::DnsId("*.example.org".into())]
+        )
+    );
+}
+
+#[tokio::test]
+async fn xmppaddr_only_verifies() {
+    // embedded-tls's own pki::CertVerifier could not match this certificate at all.
+    let pki = Pki::new("XmppAddr");
+    let cert = pki.issue(leaf(vec![xmpp_addr("example.org")], None));
+    let mut pins = MemoryPinStore::new();
+    let mut c = Client::new("example.org", CertificatePolicy::anchors(), &mut pins).anchors(&pki);
+    let v = c.connect(&cert).await.unwrap();
+    assert_eq!(
+        v.identity,
+        Some(PresentedId::XmppAddr("example.org".into()))
+    );
+    assert_eq!(v.basis, TrustBasis::Anchors);
+}
+
+#[tokio::test]
+async fn srv_id_only_verifies() {
+    let pki = Pki::new("SrvId");
+    let cert = pki.issue(srv_only("_xmpp-client.example.org"));
+    let mut pins = MemoryPinStore::new();
+    let mut c = Client::new("example.org", CertificatePolicy::anchors(), &mut pins).anchors(&pki);
+    let v = c.connect(&cert).await.unwrap();
+    assert_eq!(
+        v.identity,
+        Some(PresentedId::SrvId("_xmpp-client.example.org".into()))
+    );
+    // The S2S service is not named by a client SRV-ID.
+    c.reference = ReferenceIdentity::server_to_server("example.org").unwrap();
+    assert!(matches!(
+        cert_error(c.connect(&cert).await),
+        CertError::NameMismatch { .. }
+    ));
+}
+
+#[tokio::test]
+async fn expired_is_expired() {
+    let pki = Pki::new("Expired");
+    let mut p = leaf(vec![dns("example.org")], None);
+    p.not_before = date_time_ymd(2020, 1, 1);
+    p.not_after = date_time_ymd(2021, 1, 1);
+    let cert = pki.issue(p);
+    let mut pins = MemoryPinStore::new();
+    let mut c = Client::new("example.org", CertificatePolicy::anchors(), &mut pins).anchors(&pki);
+    match cert_error(c.connect(&cert).await) {
+        CertError::Expired { not_after, .. } => assert_eq!(not_after.0, 1_609_459_200),
+        other => panic!("expected Expired, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn not_yet_valid_is_not_yet_valid() {
+    let pki = Pki::new("Future");
+    let mut p = leaf(vec![dns("example.org")], None);
+    p.not_before = date_time_ymd(2090, 1, 1);
+    p.not_after = date_time_ymd(2091, 1, 1);
+    let cert = pki.issue(p);
+    let mut pins = MemoryPinStore::new();
+    let mut c = Client::new("example.org", CertificatePolicy::anchors(), &mut pins).anchors(&pki);
+    match cert_error(c.connect(&cert).await) {
+        CertError::NotYetValid { not_before, .. } => assert_eq!(not_before.0, 3_786_912_000),
+        other => panic!("expected NotYetValid, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn no_clock_is_no_clock_unless_the_policy_skips_dates() {
+    let pki = Pki::new("NoClock");
+    let cert = pki.issue(leaf(vec![dns("example.org")], None));
+    let mut pins = MemoryPinStore::new();
+    let mut c = Client::new("example.org", CertificatePolicy::anchors(), &mut pins).anchors(&pki);
+    c.now = None;
+    assert_eq!(cert_error(c.connect(&cert).await), CertError::NoClock);
+    c.policy.clock = xmpp_handshake_core::trust::ClockPolicy::SkipValidityWithoutClock;
+    assert!(!c.connect(&cert).await.unwrap().validity_checked);
+}
+
+#[tokio::test]
+async fn unknown_ca_is_unknown_issuer() {
+    let trusted = Pki::new("Trusted");
+    let stranger = Pki::new("Stranger");
+    let cert = stranger.issue(leaf(vec![dns("example.org")], None));
+    let pin = cert.pin();
+    let mut pins = MemoryPinStore::new();
+    let mut c =
+        Client::new("example.org", CertificatePolicy::anchors(), &mut pins).anchors(&trusted);
+    assert_eq!(
+        cert_error(c.connect(&cert).await),
+        CertError::UnknownIssuer {
+            spki: pin.spki_sha256,
+            cert: pin.cert_sha256,
+        }
+    );
+}
+
+#[tokio::test]
+async fn intermediate_missing_is_unknown_issuer() {
+    let pki = Pki::new("NoIntermediate");
+    let cert = pki.issue(leaf(vec![dns("example.org")], None)).leaf_only();
+    let pin = cert.pin();
+    let mut pins = MemoryPinStore::new();
+    let mut c = Client::new("example.org", CertificatePolicy::anchors(), &mut pins).anchors(&pki);
+    assert_eq!(
+        cert_error(c.connect(&cert).await),
+        CertError::UnknownIssuer {
+            spki: pin.spki_sha256,
+            cert: pin.cert_sha256,
+        }
+    );
+}
+
+#[tokio::test]
+async fn self_signed_refused_by_anchors() {
+    let pki = Pki::new("Anchors");
+    let cert = ServerCert::self_signed(leaf(vec![dns("example.org")], None));
+    let pin = cert.pin();
+    let mut pins = MemoryPinStore::new();
+    let mut c = Client::new("example.org", CertificatePolicy::anchors(), &mut pins).anchors(&pki);
+    assert_eq!(
+        cert_error(c.connect(&cert).await),
+        CertError::SelfSigned {
+            spki: pin.spki_sha256,
+            cert: pin.cert_sha256,
+        }
+    );
+}
+
+#[tokio::test]
+async fn self_signed_first_use_then_same_then_changed_key() {
+    let pki = Pki::new("Tofu");
+    let mut store = MemoryPinStore::new();
+    let first = ServerCert::self_signed(leaf(vec![dns("example.org")], None));
+    let changed = ServerCert::self_signed(leaf(vec![dns("example.org")], None));
+    let policy = CertificatePolicy::trust_on_first_use(FirstUse::Record);
+    {
+        let mut c = Client::new("example.org", policy.clone(), &mut store).anchors(&pki);
+        let v = c.connect(&first).await.unwrap();
+        assert_eq!(v.basis, TrustBasis::FirstUse);
+        assert!(v.pinned_now);
+    }
+    assert_eq!(store.load("example.org"), Some(first.pin()));
+
+    let err = {
+        let mut c = Client::new("example.org", policy.clone(), &mut store).anchors(&pki);
+        let v = c.connect(&first).await.unwrap();
+        assert_eq!(v.basis, TrustBasis::StoredPin);
+        assert!(!v.pinned_now);
+        let err = cert_error(c.connect(&changed).await);
+        assert_eq!(
+            err,
+            CertError::PinChanged(Box::new(PinChange {
+                domain: "example.org".into(),
+                old_spki: first.pin().spki_sha256,
+                new_spki: changed.pin().spki_sha256,
+                old_cert: first.pin().cert_sha256,
+                new_cert: changed.pin().cert_sha256,
+            }))
+        );
+        // Fails closed: a retry fails the same way.
+        assert!(matches!(
+            cert_error(c.connect(&changed).await),
+            CertError::PinChanged(_)
+        ));
+        err
+    };
+    assert_eq!(store.load("example.org"), Some(first.pin()));
+
+    // The interactive path: accept explicitly, then it verifies.
+    accept_changed_certificate(&mut store, &err).unwrap();
+    let mut c = Client::new("example.org", policy, &mut store).anchors(&pki);
+    assert_eq!(
+        c.connect(&changed).await.unwrap().basis,
+        TrustBasis::StoredPin
+    );
+}
+
+#[tokio::test]
+async fn self_signed_first_use_asks_user() {
+    let mut store = MemoryPinStore::new();
+    let cert = ServerCert::self_signed(leaf(vec![dns("example.org")], None));
+    let policy = CertificatePolicy::trust_on_first_use(FirstUse::AskUser);
+    let err = {
+        let mut c = Client::new("example.org", policy.clone(), &mut store);
+        cert_error(c.connect(&cert).await)
+    };
+    assert_eq!(
+        err,
+        CertError::NotTrustedFirstUse {
+            domain: "example.org".into(),
+            spki: cert.pin().spki_sha256,
+            cert: cert.pin().cert_sha256,
+            self_signed: true,
+        }
+    );
+    approve_first_use(&mut store, &err).unwrap();
+    let mut c = Client::new("example.org", policy, &mut store);
+    assert_eq!(c.connect(&cert).await.unwrap().basis, TrustBasis::StoredPin);
+}
+
+#[tokio::test]
+async fn idn_domain_verifies_by_a_label() {
+    let pki = Pki::new("Idn");
+    let cert = pki.issue(leaf(vec![dns("xn--bcher-kva.example")], None));
+    let mut pins = MemoryPinStore::new();
+    // The user typed the U-label form; the host builds the core with `idna`. SNI is the
+    // A-label, as the core hands it over.
+    let mut c =
+        Client::new("bücher.example", CertificatePolicy::anchors(), &mut pins).anchors(&pki);
+    assert_eq!(c.reference.domain(), "xn--bcher-kva.example");
+    let v = c.connect(&cert).await.unwrap();
+    assert_eq!(
+        v.identity,
+        Some(PresentedId::DnsId("xn--bcher-kva.example".into()))
+    );
+    c.reference = ReferenceIdentity::client_to_server("xn--bcher-kva.example.net").unwrap();
+    assert!(matches!(
+        cert_error(c.connect(&cert).await),
+        CertError::NameMismatch { .. }
+    ));
+}
+
+#[tokio::test]
+async fn sni_does_not_change_the_reference() {
+    let pki = Pki::new("Sni");
+    let cert = pki.issue(leaf(vec![dns("xmpp.hosting.example")], None));
+    let mut pins = MemoryPinStore::new();
+    let mut c = Client::new("example.org", CertificatePolicy::anchors(), &mut pins).anchors(&pki);
+    c.sni = Some("xmpp.hosting.example".into());
+    match cert_error(c.connect(&cert).await) {
+        CertError::NameMismatch { reference, .. } => assert_eq!(reference, "example.org"),
+        other => panic!("expected NameMismatch, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn no_anchors_configured_fails_closed() {
+    let pki = Pki::new("NoRoots");
+    let cert = pki.issue(leaf(vec![dns("example.org")], None));
+    let mut pins = MemoryPinStore::new();
+    let mut c = Client::new("example.org", CertificatePolicy::anchors(), &mut pins);
+    assert_eq!(
+        cert_error(c.connect(&cert).await),
+        CertError::ChainInvalid {
+            outcome: PkixOutcome::NotChecked
+        }
+    );
+}
+
+// ---------- the chain walk's own rules (what embedded-tls's pki did not check) ----------
+
+#[tokio::test]
+async fn leaf_issued_by_a_non_ca_is_refused() {
+    // A server certificate used as an issuer (basicConstraints CA:FALSE) must not vouch
+    // for another certificate, even with a valid signature and names that chain.
+    let pki = Pki::new("NotCa");
+    let mut middle = leaf(vec![dns("middle.example")], None);
+    middle
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Middle");
+    let middle =
+        CertifiedIssuer::signed_by(middle, KeyPair::generate().unwrap(), &pki.intermediate)
+            .unwrap();
+    let key = KeyPair::generate().unwrap();
+    let end = leaf(vec![dns("example.org")], None)
+        .signed_by(&key, &middle)
+        .unwrap();
+    let cert = ServerCert {
+        chain: vec![
+            end.der().clone(),
+            middle.der().clone(),
+            pki.intermediate.der().clone(),
+        ],
+        key,
+    };
+    let mut pins = MemoryPinStore::new();
+    let mut c = Client::new("example.org", CertificatePolicy::anchors(), &mut pins).anchors(&pki);
+    assert_eq!(
+        cert_error(c.connect(&cert).await),
+        CertError::ChainInvalid {
+            outcome: PkixOutcome::WrongUsage
+        }
+    );
+}
+
+#[tokio::test]
+async fn expired_intermediate_is_chain_invalid() {
+    let pki = Pki::new("OldIntermediate");
+    let mut params = ca_params("OldIntermediate Intermediate 2");
+    params.not_before = date_time_ymd(2020, 1, 1);
+    params.not_after = date_time_ymd(2021, 1, 1);
+    let old = CertifiedIssuer::signed_by(params, KeyPair::generate().unwrap(), &pki.root).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let end = leaf(vec![dns("example.org")], None)
+        .signed_by(&key, &old)
+        .unwrap();
+    let cert = ServerCert {
+        chain: vec![end.der().clone(), old.der().clone()],
+        key,
+    };
+    let mut pins = MemoryPinStore::new();
+    let mut c = Client::new("example.org", CertificatePolicy::anchors(), &mut pins).anchors(&pki);
+    assert_eq!(
+        cert_error(c.connect(&cert).await),
+        CertError::ChainInvalid {
+            outcome: PkixOutcome::Expired
+        }
+    );
+}
+
+// ---------- (c) proof of possession ----------
+
+#[tokio::test]
+async fn pinned_certificate_still_requires_proof_of_possession() {
+    // An attacker replays the pinned certificate but does not hold its key. The pin
+    // replaces the chain; the CertificateVerify signature is still checked with the
+    // pinned key, and fails.
+    let cert = ServerCert::self_signed(leaf(vec![dns("example.org")], None));
+    let pinned = CertificatePolicy::pinned(vec![cert.pin().spki_sha256]);
+    let mut pins = MemoryPinStore::new();
+    let mut c = Client::new("example.org", pinned, &mut pins);
+    assert_eq!(
+        c.connect(&cert).await.unwrap().basis,
+        TrustBasis::ConfiguredPin
+    );
+
+    let attacker_key = KeyPair::generate().unwrap();
+    match c.connect_signed_by(&cert, &attacker_key).await {
+        Err(EmbeddedTlsError::HandshakeSignature) => {}
+        other => panic!("replayed certificate accepted: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn one_upgrade_per_buffers() {
+    let mut rx = [0u8; 16];
+    let mut tx = [0u8; 16];
+    let verifier = ServerVerifier::new(
+        ReferenceIdentity::client_to_server("example.org").unwrap(),
+        CertificatePolicy::anchors(),
+        &[],
+        NoPins,
+    );
+    let mut tls = EmbeddedTls::new(&mut rx, &mut tx, rand_core::OsRng, verifier);
+    // A write buffer too small for one record: refused before any I/O, buffers spent.
+    let (a, _b) = tokio::io::duplex(1024);
+    assert!(matches!(
+        tls.upgrade(FromTokio::new(a), "example.org").await,
+        Err(EmbeddedTlsError::BufferTooSmall)
+    ));
+    let (a, _b) = tokio::io::duplex(1024);
+    assert!(matches!(
+        tls.upgrade(FromTokio::new(a), "example.org").await,
+        Err(EmbeddedTlsError::AlreadyUsed)
+    ));
+}
