@@ -154,6 +154,11 @@ pub struct ServeArgs {
     /// SCRAM iteration count for --user.
     #[arg(long, default_value_t = 4096)]
     pub iterations: u32,
+    /// Do not offer SCRAM -PLUS (channel binding). For clients that choose -PLUS and then
+    /// bind with a type the server did not advertise (slixmpp 1.8 uses tls-unique on
+    /// TLS 1.3 and fails); they then log in with plain SCRAM.
+    #[arg(long)]
+    pub no_channel_binding: bool,
     /// Print every stanza routed.
     #[arg(long, short)]
     pub verbose: bool,

@@ -84,6 +84,7 @@ async fn run_inner(
             store: SharedStore(Arc::new(store)),
             identity,
             verbose: false,
+            channel_binding: true,
         },
     )
     .await?;

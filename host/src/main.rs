@@ -76,6 +76,7 @@ async fn run_serve(args: ServeArgs) -> Result<(), Failure> {
             store: serve::SharedStore(Arc::new(store)),
             identity: identity.clone(),
             verbose: args.verbose,
+            channel_binding: !args.no_channel_binding,
         },
     )
     .await?;

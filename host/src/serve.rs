@@ -64,6 +64,10 @@ pub struct ServeConfig {
     pub identity: ServerIdentity,
     /// Log every connection and stanza on stderr.
     pub verbose: bool,
+    /// Offer SCRAM `-PLUS` (channel binding, `tls-exporter` on TLS 1.3). Some clients pick
+    /// `-PLUS` and then bind with a type we did not advertise (slixmpp 1.8 sends
+    /// `tls-unique` on TLS 1.3) and fail; turning this off lets them in with plain SCRAM.
+    pub channel_binding: bool,
 }
 
 /// A running server.
@@ -140,11 +144,11 @@ async fn connection(
     registry: &Registry,
 ) -> Result<(), String> {
     let transport = crate::transport::accepted(tcp).map_err(|e| e.to_string())?;
-    let machine = ReceivingEntity::new(
-        ReceiverConfig::client_to_server(&config.domain),
-        rand_core::OsRng,
-        config.store.clone(),
-    );
+    let mut receiver = ReceiverConfig::client_to_server(&config.domain);
+    if let Some(sasl) = &mut receiver.sasl {
+        sasl.channel_binding = config.channel_binding;
+    }
+    let machine = ReceivingEntity::new(receiver, rand_core::OsRng, config.store.clone());
     let negotiated = tokio::time::timeout(
         NEGOTIATION_TIMEOUT,
         negotiate(transport, &mut tls, machine, &mut ()),

@@ -60,6 +60,7 @@ impl TestServer {
                 store: SharedStore(Arc::new(store)),
                 identity: identity.clone(),
                 verbose: false,
+                channel_binding: true,
             },
         )
         .await
