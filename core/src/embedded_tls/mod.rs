@@ -52,6 +52,8 @@
 //!   split into records of the write buffer's size minus 128 bytes of overhead.
 
 mod pkix;
+#[cfg(test)]
+mod tests;
 
 use alloc::vec::Vec;
 use core::fmt;
