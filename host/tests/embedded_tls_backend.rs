@@ -653,6 +653,42 @@ async fn expired_intermediate_is_chain_invalid() {
     );
 }
 
+// ---------- P-384 (the `embedded-tls-p384` feature) ----------
+
+#[tokio::test]
+async fn p384_chain_and_p384_or_p256_leaf_verify() {
+    // The shape of Let's Encrypt's ECDSA chain: a P-384 root and intermediate signing with
+    // ecdsa-with-SHA384, leaves with a P-256 or a P-384 key (CertificateVerify with
+    // ecdsa_secp256r1_sha256 or ecdsa_secp384r1_sha384).
+    let p384 = || KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    let root = CertifiedIssuer::self_signed(ca_params("P384 Root"), p384()).unwrap();
+    let intermediate =
+        CertifiedIssuer::signed_by(ca_params("P384 Intermediate"), p384(), &root).unwrap();
+    let pki = Pki { root, intermediate };
+    let p256_leaf = pki.issue(leaf(vec![dns("example.org")], None));
+    let key = p384();
+    let end = leaf(vec![dns("example.org")], None)
+        .signed_by(&key, &pki.intermediate)
+        .unwrap();
+    let p384_leaf = ServerCert {
+        chain: vec![end.der().clone(), pki.intermediate.der().clone()],
+        key,
+    };
+    let mut pins = MemoryPinStore::new();
+    let mut c = Client::new("example.org", CertificatePolicy::anchors(), &mut pins).anchors(&pki);
+    for cert in [&p256_leaf, &p384_leaf] {
+        let v = c.connect(cert).await.unwrap();
+        assert_eq!(v.basis, TrustBasis::Anchors);
+        // RFC 5929 §4.1: the hash of the signature algorithm, SHA-384 here.
+        assert_eq!(v.tls_server_end_point.map(|h| h.len()), Some(48));
+    }
+    let other = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    assert!(matches!(
+        c.connect_signed_by(&p384_leaf, &other).await,
+        Err(EmbeddedTlsError::HandshakeSignature)
+    ));
+}
+
 // ---------- (c) proof of possession ----------
 
 #[tokio::test]
