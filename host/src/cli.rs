@@ -11,7 +11,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "xmpp-handshake",
     version,
-    about,
     after_help = "Exit codes: 0 success, 2 usage, 3 authentication failed, \
                   4 certificate not trusted, 5 TLS required but not offered (or STARTTLS/TLS failed), \
                   6 other protocol or network error."
