@@ -388,12 +388,20 @@ async fn hash_password_lines_feed_serve() {
 }
 
 #[tokio::test]
-async fn serve_binary_prints_fingerprint_and_accepts_a_client() {
+async fn serve_binary_prints_fingerprint_and_accepts_users_from_flags_and_file() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
+    let users = dir.path().join("users");
+    let out = run(
+        &["hash-password", "filed"],
+        &[("XMPP_PASSWORD", "from-file")],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    std::fs::write(&users, format!("# salted\n{}", text(&out.stdout))).unwrap();
     let listen = format!("127.0.0.1:{port}");
     let mut child = Command::new(BIN)
         .args([
@@ -404,8 +412,10 @@ async fn serve_binary_prints_fingerprint_and_accepts_a_client() {
             "example.com",
             "--user",
             "dev:device-pw",
-            "--write-ca",
+            "--users",
         ])
+        .arg(&users)
+        .arg("--write-ca")
         .arg(&ca)
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -427,25 +437,94 @@ async fn serve_binary_prints_fingerprint_and_accepts_a_client() {
         banner.contains(&format!("example.com on 127.0.0.1:{port}")),
         "{banner}"
     );
+    assert!(banner.contains("users: dev, filed"), "{banner}");
     let port_s = port.to_string();
     let ca_s = ca.display().to_string();
-    let out = run(
-        &[
+    for (jid, password) in [
+        ("dev@example.com/sensor", "device-pw"),
+        ("filed@example.com", "from-file"),
+    ] {
+        let out = run(
+            &[
+                "connect",
+                jid,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port_s,
+                "--ca",
+                &ca_s,
+                "--send",
+                "dev@example.com",
+                "22.5 C",
+            ],
+            &[("XMPP_PASSWORD", password)],
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(0), "{jid}: {}", text(&out.stderr));
+    }
+    child.kill().await.unwrap();
+}
+
+/// Without `--send`, `connect` sends initial presence, prints every stanza that arrives
+/// on stdout, and closes the stream on Ctrl-C (SIGINT) with exit 0.
+#[cfg(unix)]
+#[tokio::test]
+async fn connect_online_prints_incoming_stanzas_until_interrupted() {
+    let s = TestServer::start(&[("juliet", "j-1"), ("romeo", "r-1")]).await;
+    let port = s.port();
+    let ca = s.ca();
+    let mut child = Command::new(BIN)
+        .args([
             "connect",
-            "dev@example.com/sensor",
+            "juliet@example.com/balcony",
             "--host",
             "127.0.0.1",
             "--port",
-            &port_s,
+            &port,
             "--ca",
-            &ca_s,
-            "--send",
-            "dev@example.com",
-            "22.5 C",
-        ],
-        &[("XMPP_PASSWORD", "device-pw")],
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    child.kill().await.unwrap();
+            &ca,
+        ])
+        .env("XMPP_PASSWORD", "j-1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::timeout(LIMIT, async {
+        while !s
+            .server
+            .registry
+            .online()
+            .contains(&"juliet@example.com/balcony".to_string())
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut romeo = s.login("romeo@example.com/orchard", "r-1").await.unwrap();
+        romeo
+            .session
+            .send(&stanza::message("juliet@example.com", "wherefore", None))
+            .await
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut seen = String::new();
+        let mut buf = [0u8; 1024];
+        while !seen.contains("<body>wherefore</body>") {
+            let n = stdout.read(&mut buf).await.unwrap();
+            assert!(n > 0, "connect exited: {seen}");
+            seen.push_str(&text(&buf[..n]));
+        }
+        assert!(seen.contains("from='romeo@example.com/orchard'"), "{seen}");
+        let pid = child.id().unwrap().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let status = child.wait().await.unwrap();
+        assert_eq!(status.code(), Some(0));
+        romeo.session.close().await.unwrap();
+    })
+    .await
+    .expect("in time");
 }
