@@ -1,3 +1,39 @@
-//! Board-independent firmware app; see the firmware issue.
+//! # xmpp-handshake-firmware
+//!
+//! One board-independent XMPP client app on embassy, `no_std` + `alloc`. A board binary
+//! brings up its network interface (Ethernet, Wi-Fi, or a TAP device on the host), a
+//! random number generator, a store for the SCRAM cache and the memory, then calls
+//! [`app::run`], which never returns:
+//!
+//! 1. connect over TCP to the configured server, with exponential backoff and jitter
+//!    ([`backoff`]) on every failure;
+//! 2. negotiate with the core's [`driver::negotiate`](xmpp_handshake_core::driver::negotiate):
+//!    STARTTLS through a [`tls::TlsConnector`] (embedded-tls, TLS 1.3, P-256), SCRAM with the
+//!    keys cached in [`store`] (PBKDF2 runs once per password and salt, not per boot), bind;
+//! 3. send initial presence, then echo incoming chat messages and/or send a periodic
+//!    sensor-style message ([`config::Behaviour`]); answer IQs as RFC 6120 §8.2.3 requires;
+//! 4. on any loss (TCP reset, stream error, server shutdown) start over at 1.
+//!
+//! Memory is the caller's: socket buffers, TLS record buffers and the framer's bound all
+//! come from [`config::Memory`]; the heap holds the parsed elements (see the README).
+//! Logging goes through `defmt` on boards and `log` on the host (feature `defmt` / `log`).
 #![no_std]
+#![warn(missing_docs)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+#[macro_use]
+mod fmt;
+
+pub mod app;
+pub mod backoff;
+pub mod config;
+pub mod store;
+pub mod tls;
+pub mod transport;
+
+pub use app::run;
+pub use config::{Behaviour, Config, Memory};
 pub use xmpp_handshake_core as core;

@@ -1,0 +1,214 @@
+//! The firmware app on the host: the embassy `std` executor, embassy-time's std driver and
+//! embassy-net over a TAP device, exactly the code the boards run above the network driver.
+//!
+//! Configuration comes from the environment (the boards read the same names at build time):
+//! `XMPP_JID`, `XMPP_PASSWORD`, `XMPP_SERVER` (`a.b.c.d:port`), `XMPP_CA` (path to the DER or
+//! PEM trust anchor), optional `XMPP_REPORT_TO` + `XMPP_PERIOD_MS` (periodic readings),
+//! `XMPP_ECHO` (`0` turns echo off), `XMPP_RESOURCE`; `TAP_IF` (default `tap0`), `TAP_ADDR`
+//! (`a.b.c.d/len`), `SCRAM_CACHE` (file for the SCRAM cache). Logs go to stderr (`RUST_LOG`).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::net::SocketAddrV4;
+use std::process::exit;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use embassy_executor::Spawner;
+use embassy_net::{Ipv4Cidr, Runner, StackResources, StaticConfigV4};
+use embassy_net_tuntap::TunTapDevice;
+use embassy_time::Duration;
+use rand_core::{OsRng, RngCore};
+use static_cell::StaticCell;
+use xmpp_handshake_firmware::app::SocketBuffers;
+use xmpp_handshake_firmware::core::trust::UnixTime;
+use xmpp_handshake_firmware::store::FileStore;
+use xmpp_handshake_firmware::tls::{Clock, EmbeddedTlsConnector};
+use xmpp_handshake_firmware::{Config, Memory};
+
+/// The system allocator, counting the peak of live heap bytes (the number a board's heap
+/// must cover).
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+/// Live bytes when the app starts (logger, configuration, the buffers a board would keep
+/// in statics): the app's own heap is the peak above it.
+static BASELINE: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(live, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        eprintln!("{name} is not set (see the README's Firmware section)");
+        exit(2)
+    })
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+/// A PEM certificate's DER, or the bytes as they are.
+fn der(bytes: Vec<u8>) -> Vec<u8> {
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return bytes;
+    };
+    let Some(body) = text
+        .split("-----BEGIN CERTIFICATE-----")
+        .nth(1)
+        .and_then(|b| b.split("-----END CERTIFICATE-----").next())
+    else {
+        return bytes;
+    };
+    let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    base64_decode(&b64).unwrap_or_else(|| {
+        eprintln!("XMPP_CA: bad PEM");
+        exit(2)
+    })
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes().take_while(|c| *c != b'=') {
+        acc = (acc << 6) | u32::from(value(c)?);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+fn now() -> UnixTime {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    UnixTime(since.map(|d| d.as_secs()).unwrap_or(0))
+}
+
+#[embassy_executor::task]
+async fn net_task(mut runner: Runner<'static, TunTapDevice>) -> ! {
+    runner.run().await
+}
+
+#[embassy_executor::task]
+async fn heap_report() -> ! {
+    loop {
+        embassy_time::Timer::after(Duration::from_secs(5)).await;
+        let base = BASELINE.load(Ordering::Relaxed);
+        log::info!(
+            "heap: peak {} bytes above the {} bytes live at start ({} live now)",
+            PEAK.load(Ordering::Relaxed).saturating_sub(base),
+            base,
+            LIVE.load(Ordering::Relaxed)
+        );
+    }
+}
+
+#[embassy_executor::main]
+async fn main(spawner: Spawner) {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+
+    let jid = leak(var("XMPP_JID"));
+    let password = leak(var("XMPP_PASSWORD"));
+    let server: SocketAddrV4 = var("XMPP_SERVER").parse().unwrap_or_else(|e| {
+        eprintln!("XMPP_SERVER: {e} (expected a.b.c.d:port)");
+        exit(2)
+    });
+    let ca_path = var("XMPP_CA");
+    let trust_anchor: &'static [u8] = Vec::leak(der(std::fs::read(&ca_path).unwrap_or_else(|e| {
+        eprintln!("XMPP_CA {ca_path}: {e}");
+        exit(2)
+    })));
+    let tap = std::env::var("TAP_IF").unwrap_or_else(|_| "tap0".into());
+    let address: Ipv4Cidr = var("TAP_ADDR").parse().unwrap_or_else(|_| {
+        eprintln!("TAP_ADDR: expected a.b.c.d/len");
+        exit(2)
+    });
+
+    let endpoint = (*server.ip(), server.port()).into();
+    let Some(mut config) = Config::new(jid, password, endpoint) else {
+        eprintln!("XMPP_JID: expected user@domain");
+        exit(2)
+    };
+    if let Ok(r) = std::env::var("XMPP_RESOURCE") {
+        config.resource = leak(r);
+    }
+    config.behaviour.echo = std::env::var("XMPP_ECHO").as_deref() != Ok("0");
+    config.behaviour.report_to = std::env::var("XMPP_REPORT_TO").ok().map(leak);
+    if let Ok(ms) = std::env::var("XMPP_PERIOD_MS") {
+        config.behaviour.period = Duration::from_millis(ms.parse().unwrap_or(60_000));
+    }
+    config.backoff = xmpp_handshake_firmware::backoff::Backoff::new(
+        Duration::from_millis(250),
+        Duration::from_secs(4),
+    );
+
+    let device = TunTapDevice::new(&tap).unwrap_or_else(|e| {
+        eprintln!("TAP device {tap}: {e}");
+        exit(1)
+    });
+    let net_config = embassy_net::Config::ipv4_static(StaticConfigV4 {
+        address,
+        gateway: None,
+        dns_servers: Default::default(),
+    });
+    static RESOURCES: StaticCell<StackResources<2>> = StaticCell::new();
+    let (stack, runner) = embassy_net::new(
+        device,
+        net_config,
+        RESOURCES.init(StackResources::new()),
+        OsRng.next_u64(),
+    );
+    spawner.spawn(net_task(runner).unwrap());
+    spawner.spawn(heap_report().unwrap());
+
+    let memory = Memory::DEFAULT;
+    config.limits = memory.limits();
+    let buffers = SocketBuffers {
+        rx: Vec::leak(vec![0; memory.socket_rx]),
+        tx: Vec::leak(vec![0; memory.socket_tx]),
+    };
+    let anchors: &'static [&'static [u8]] = Vec::leak(vec![trust_anchor]);
+    let mut tls = EmbeddedTlsConnector::new(
+        Vec::leak(vec![0; memory.tls_read]),
+        Vec::leak(vec![0; memory.tls_write]),
+        anchors,
+        config.domain,
+        Clock::Now(now),
+    )
+    .unwrap_or_else(|e| {
+        eprintln!("XMPP_JID: the domain is not usable as a certificate reference: {e}");
+        exit(2)
+    });
+    let mut store =
+        FileStore::new(std::env::var("SCRAM_CACHE").unwrap_or_else(|_| "scram-cache.bin".into()));
+    let live = LIVE.load(Ordering::Relaxed);
+    BASELINE.store(live, Ordering::Relaxed);
+    PEAK.store(live, Ordering::Relaxed);
+    log::info!("xmpp firmware app (host build) on {tap} {address}, {jid} via {server}");
+    xmpp_handshake_firmware::run(stack, &config, buffers, &mut tls, &mut store, OsRng).await
+}

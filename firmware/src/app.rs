@@ -1,0 +1,339 @@
+//! The app: connect, negotiate, stay online, start over. See the crate docs.
+
+use alloc::format;
+use alloc::string::String;
+use core::cell::RefCell;
+use core::fmt::{self, Display};
+
+use embassy_net::tcp::{ConnectError, TcpSocket};
+use embassy_net::Stack;
+use embassy_time::{with_timeout, Duration, Instant, Timer};
+use embedded_io_async::ErrorKind;
+use rand_core::{CryptoRng, RngCore};
+use xmpp_handshake_core::connection::Step;
+use xmpp_handshake_core::driver::{negotiate, Observer, Session};
+use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
+use xmpp_handshake_core::sasl::{Credentials, SaslPolicy};
+use xmpp_handshake_core::{stanza, Error};
+
+use crate::config::Config;
+use crate::store::CacheStore;
+use crate::tls::TlsConnector;
+use crate::transport::{Deadline, Interruptible, Tracking};
+
+/// The TCP socket's buffers (see [`crate::Memory`]).
+pub struct SocketBuffers<'a> {
+    /// Receive window.
+    pub rx: &'a mut [u8],
+    /// Send buffer.
+    pub tx: &'a mut [u8],
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+pub enum Failure {
+    /// TCP connect failed.
+    Connect(ConnectError),
+    /// A step took longer than its timeout.
+    Timeout(&'static str),
+    /// The negotiation or the stream failed.
+    Xmpp(Error),
+}
+
+impl Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Connect(e) => write!(f, "TCP connect failed: {e:?}"),
+            Failure::Timeout(what) => write!(f, "timed out: {what}"),
+            Failure::Xmpp(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for Failure {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "{}", defmt::Display2Format(self))
+    }
+}
+
+/// How the app is doing, for logs and tests.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    /// Connection attempts.
+    pub attempts: u32,
+    /// Sessions that reached a bound resource.
+    pub bound: u32,
+    /// Logins served by the SCRAM cache (no PBKDF2).
+    pub cache_hits: u32,
+    /// Readings sent.
+    pub readings: u32,
+    /// Messages echoed.
+    pub echoed: u32,
+}
+
+/// One RNG shared by the TLS handshake and SASL (both need it during one negotiation; each
+/// call borrows it only for the call).
+pub struct SharedRng<'r, R>(&'r RefCell<R>);
+
+impl<R> Clone for SharedRng<'_, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R> Copy for SharedRng<'_, R> {}
+
+impl<R: RngCore> RngCore for SharedRng<'_, R> {
+    fn next_u32(&mut self) -> u32 {
+        self.0.borrow_mut().next_u32()
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0.borrow_mut().next_u64()
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        self.0.borrow_mut().fill_bytes(dest)
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.0.borrow_mut().try_fill_bytes(dest)
+    }
+}
+
+impl<R: CryptoRng> CryptoRng for SharedRng<'_, R> {}
+
+struct Progress;
+
+impl Observer for Progress {
+    fn step(&mut self, step: Step) {
+        debug!("negotiation: {:?}", step);
+    }
+    fn tls_established(&mut self) {
+        info!("TLS established");
+    }
+}
+
+/// Runs the app forever on `stack`: connect, negotiate, stay online, reconnect with backoff.
+pub async fn run<C, S, R>(
+    stack: Stack<'_>,
+    config: &Config<'_>,
+    mut buffers: SocketBuffers<'_>,
+    tls: &mut C,
+    store: &mut S,
+    rng: R,
+) -> !
+where
+    C: TlsConnector,
+    S: CacheStore,
+    R: RngCore + CryptoRng,
+{
+    let rng = RefCell::new(rng);
+    let mut backoff = config.backoff;
+    let mut stats = Stats::default();
+    loop {
+        if !stack.is_config_up() {
+            info!("waiting for the network");
+            stack.wait_config_up().await;
+        }
+        stats.attempts += 1;
+        let bound_before = stats.bound;
+        match connection(
+            stack,
+            config,
+            &mut buffers,
+            tls,
+            store,
+            SharedRng(&rng),
+            &mut stats,
+        )
+        .await
+        {
+            Ok(()) => info!("session ended"),
+            Err(e) => warn!("connection failed: {}", e),
+        }
+        if stats.bound > bound_before {
+            backoff.reset();
+        }
+        let delay = backoff.next_delay(&mut *rng.borrow_mut());
+        info!(
+            "reconnecting in {} ms (attempt {}, sessions {}, cache hits {})",
+            delay.as_millis(),
+            stats.attempts + 1,
+            stats.bound,
+            stats.cache_hits
+        );
+        Timer::after(delay).await;
+    }
+}
+
+/// One connection: TCP, negotiation, the bound stream until it ends.
+async fn connection<C, S, R>(
+    stack: Stack<'_>,
+    config: &Config<'_>,
+    buffers: &mut SocketBuffers<'_>,
+    tls: &mut C,
+    store: &mut S,
+    rng: SharedRng<'_, R>,
+    stats: &mut Stats,
+) -> Result<(), Failure>
+where
+    C: TlsConnector,
+    S: CacheStore,
+    R: RngCore + CryptoRng,
+{
+    let mut socket = TcpSocket::new(stack, &mut *buffers.rx, &mut *buffers.tx);
+    socket.set_timeout(Some(Duration::from_secs(120)));
+    socket.set_keep_alive(Some(Duration::from_secs(30)));
+    info!("connecting to {}", config.server);
+    with_timeout(config.connect_timeout, socket.connect(config.server))
+        .await
+        .map_err(|_| Failure::Timeout("TCP connect"))?
+        .map_err(Failure::Connect)?;
+    let started = Instant::now();
+
+    let bare = format!("{}@{}", config.username, config.domain);
+    let cached = store.load(&bare);
+    let mut credentials = Credentials::password(config.username, config.password);
+    credentials.scram_cache = cached.clone();
+    let mut initiator = InitiatorConfig::client(config.domain);
+    initiator.from = Some(bare.clone());
+    initiator.limits = config.limits;
+    initiator.sasl = Some(ClientSasl {
+        credentials,
+        policy: SaslPolicy::default(),
+        resource: Some(String::from(config.resource)),
+    });
+
+    let deadline = Deadline::new(None);
+    let transport = Interruptible::new(socket, &deadline);
+    let mut upgrade = Tracking(tls.upgrade(rng));
+    let machine = InitiatingEntity::new(initiator, rng);
+    let negotiated = with_timeout(
+        config.negotiate_timeout,
+        negotiate(transport, &mut upgrade, machine, &mut Progress),
+    )
+    .await
+    .map_err(|_| Failure::Timeout("negotiation"))?
+    .map_err(Failure::Xmpp)?;
+
+    let outcome = &negotiated.outcome;
+    let jid = outcome.jid.clone().unwrap_or_default();
+    stats.bound += 1;
+    info!(
+        "bound as {} in {} ms ({}, TLS {})",
+        jid.as_str(),
+        started.elapsed().as_millis(),
+        outcome.mechanism.map(|m| m.name()).unwrap_or("no SASL"),
+        outcome.secure
+    );
+    match &outcome.scram_cache {
+        Some(entry) if cached.as_ref() == Some(entry) => {
+            stats.cache_hits += 1;
+            info!("SCRAM keys came from the cache (no PBKDF2)");
+        }
+        Some(entry) => match store.save(&bare, entry) {
+            Ok(()) => info!("SCRAM keys stored for the next login"),
+            Err(e) => warn!("could not store the SCRAM keys: {:?}", e),
+        },
+        None => {}
+    }
+
+    let mut session = Session::new(negotiated);
+    session
+        .send(&stanza::presence(None))
+        .await
+        .map_err(Failure::Xmpp)?;
+    let behaviour = config.behaviour;
+    let mut next_reading = behaviour.report_to.map(|_| Instant::now());
+    loop {
+        deadline.set(next_reading);
+        match session.next_element().await {
+            Ok(Some(raw)) => {
+                let reply = answer(&raw, &session, behaviour.echo);
+                if let Some(reply) = reply {
+                    if reply.starts_with("<message") {
+                        stats.echoed += 1;
+                    }
+                    session.send(&reply).await.map_err(Failure::Xmpp)?;
+                }
+            }
+            Ok(None) => {
+                info!("the server closed the stream");
+                let _ = session.close().await;
+                return Ok(());
+            }
+            Err(Error::Transport(ErrorKind::TimedOut))
+                if next_reading.is_some_and(|at| Instant::now() >= at) =>
+            {
+                stats.readings += 1;
+                let to = behaviour.report_to.unwrap_or_default();
+                let body = reading(stats.readings, started.elapsed());
+                info!("reading {} to {}", stats.readings, to);
+                session
+                    .send(&stanza::message(to, &body, None))
+                    .await
+                    .map_err(Failure::Xmpp)?;
+                next_reading = next_reading.map(|at| at + behaviour.period);
+            }
+            Err(e) => return Err(Failure::Xmpp(e)),
+        }
+    }
+}
+
+/// A sensor-style reading (a stand-in for a real sensor: a counter and the uptime).
+fn reading(n: u32, online: Duration) -> String {
+    format!(
+        "reading {n}: online {} s, temperature {}.{} C",
+        online.as_secs(),
+        20 + n % 5,
+        n % 10
+    )
+}
+
+/// What to answer to one received top-level element, if anything.
+fn answer<T, S>(raw: &str, session: &Session<T, S>, echo: bool) -> Option<String>
+where
+    T: embedded_io_async::Read + embedded_io_async::Write,
+    S: embedded_io_async::Read + embedded_io_async::Write,
+{
+    use xmpp_handshake_core::xml::element;
+    element::parse(raw, session.peer_header(), |node| {
+        let from = node.attribute("from");
+        let kind = node.attribute("type").unwrap_or("");
+        match node.tag_name().name() {
+            "message" if echo && matches!(kind, "" | "chat" | "normal") => {
+                let body = node
+                    .children()
+                    .find(|c| c.tag_name().name() == "body")
+                    .and_then(|b| b.text())?;
+                // Never answer another bot's echo: two echoing devices would loop.
+                if body.starts_with("echo: ") {
+                    return None;
+                }
+                info!("message from {}: {}", from.unwrap_or("?"), body);
+                Some(stanza::message(from?, &format!("echo: {body}"), None))
+            }
+            // RFC 6120 §8.2.3: every get/set is answered. XEP-0199 ping gets its result,
+            // everything else service-unavailable (RFC 6120 §8.3.3.19).
+            "iq" if matches!(kind, "get" | "set") => {
+                let id = node.attribute("id")?;
+                let ping = node
+                    .first_element_child()
+                    .is_some_and(|c| c.tag_name().namespace() == Some("urn:xmpp:ping"));
+                Some(if ping {
+                    stanza::iq("result", id, from, "")
+                } else {
+                    stanza::iq(
+                        "error",
+                        id,
+                        from,
+                        "<error type='cancel'><service-unavailable \
+                         xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>",
+                    )
+                })
+            }
+            _ => None,
+        }
+    })
+    .ok()
+    .flatten()
+}

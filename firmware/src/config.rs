@@ -1,0 +1,118 @@
+//! What the app is told: account, server, behaviour, timeouts and memory.
+//!
+//! Boards fill this from build-time environment variables (`XMPP_JID`, `XMPP_PASSWORD`,
+//! `XMPP_SERVER`, `XMPP_CA`, ...: see the README), the host build from the process
+//! environment. Nothing here is learned from the network: the domain of the JID is the
+//! stream's `to`, the TLS server name and the certificate's reference identity
+//! (RFC 6120 §13.7.2.1), even when the server is reached by IP address.
+
+use embassy_net::IpEndpoint;
+use embassy_time::Duration;
+use xmpp_handshake_core::xml::framer::Limits;
+
+use crate::backoff::Backoff;
+
+/// The app's configuration.
+#[derive(Debug, Clone)]
+pub struct Config<'a> {
+    /// The account's localpart (SASL authentication identity).
+    pub username: &'a str,
+    /// The account's domain (stream `to`, SNI, certificate reference identity).
+    pub domain: &'a str,
+    /// The password. PBKDF2 runs once; afterwards the SCRAM cache serves the login.
+    pub password: &'a str,
+    /// The resource to request (§7.6).
+    pub resource: &'a str,
+    /// Where the server listens (no DNS on the device: an address).
+    pub server: IpEndpoint,
+    /// What to do once bound.
+    pub behaviour: Behaviour<'a>,
+    /// Reconnect delays.
+    pub backoff: Backoff,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// From TCP connect to bound resource.
+    pub negotiate_timeout: Duration,
+    /// Bounds for the framer (`max_element_bytes` is also its buffer size).
+    pub limits: Limits,
+}
+
+/// What the app does on a bound stream.
+#[derive(Debug, Clone, Copy)]
+pub struct Behaviour<'a> {
+    /// Answer every incoming chat message with `echo: <body>` to its sender.
+    pub echo: bool,
+    /// Send a sensor-style reading to this JID every `period`.
+    pub report_to: Option<&'a str>,
+    /// The period of the readings.
+    pub period: Duration,
+}
+
+impl<'a> Config<'a> {
+    /// `jid` is `user@domain`; echo on, no readings, defaults for the rest.
+    /// Returns `None` when `jid` has no localpart or domain.
+    pub fn new(jid: &'a str, password: &'a str, server: IpEndpoint) -> Option<Self> {
+        let (username, domain) = jid.split_once('@')?;
+        let domain = domain.split('/').next().unwrap_or(domain);
+        if username.is_empty() || domain.is_empty() {
+            return None;
+        }
+        Some(Config {
+            username,
+            domain,
+            password,
+            resource: "device",
+            server,
+            behaviour: Behaviour {
+                echo: true,
+                report_to: None,
+                period: Duration::from_secs(60),
+            },
+            backoff: Backoff::default(),
+            connect_timeout: Duration::from_secs(10),
+            negotiate_timeout: Duration::from_secs(30),
+            limits: Memory::DEFAULT.limits(),
+        })
+    }
+}
+
+/// Buffer sizes. The board allocates them (statics); the app borrows them for its lifetime.
+///
+/// TLS: with the max_fragment_length extension (RFC 6066, 2^12 bytes, which Prosody
+/// honours) a received record is at most 4096 bytes of plaintext plus overhead, so the read
+/// buffer is 4096 + 256. The write buffer bounds our own records.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    /// TCP receive window.
+    pub socket_rx: usize,
+    /// TCP send buffer.
+    pub socket_tx: usize,
+    /// TLS record read buffer (decryption happens in place).
+    pub tls_read: usize,
+    /// TLS record write buffer.
+    pub tls_write: usize,
+    /// Largest element accepted from the server (the framer's buffer). The heap must hold
+    /// about ten times this while one element is parsed.
+    pub max_element: usize,
+}
+
+impl Memory {
+    /// What the boards use: ~16 KiB of buffers, elements up to 4 KiB.
+    pub const DEFAULT: Memory = Memory {
+        socket_rx: 2048,
+        socket_tx: 2048,
+        tls_read: 4096 + 256,
+        tls_write: 2048,
+        max_element: 4096,
+    };
+
+    /// Framer limits for `max_element`.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_element_bytes: self.max_element,
+            max_header_bytes: 1024,
+            max_depth: 16,
+            max_attributes: 16,
+        }
+    }
+}
