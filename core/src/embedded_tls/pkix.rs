@@ -27,7 +27,7 @@ use alloc::vec::Vec;
 
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use sha2::{Digest, Sha256, Sha384};
-use x509_cert::der::asn1::ObjectIdentifier;
+use x509_cert::der::asn1::{ObjectIdentifier, UintRef};
 use x509_cert::der::{Decode, Header, Reader, SliceReader, Tag};
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage};
 use x509_cert::spki::SubjectPublicKeyInfoOwned;
@@ -282,8 +282,8 @@ pub(crate) fn verify_ecdsa_der(
     if curve == SECP256R1 {
         let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
             .map_err(|_| SignatureError::Unsupported("P-256 public key"))?;
-        let sig = p256::ecdsa::Signature::from_der(signature)
-            .map_err(|_| SignatureError::Unsupported("ECDSA signature encoding"))?;
+        let sig = p256::ecdsa::Signature::from_slice(&ecdsa_sig_value(signature, 32)?)
+            .map_err(|_| SignatureError::Invalid)?;
         return key
             .verify_prehash(&prehash, &sig)
             .map_err(|_| SignatureError::Invalid);
@@ -292,8 +292,8 @@ pub(crate) fn verify_ecdsa_der(
     if curve == SECP384R1 {
         let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(point)
             .map_err(|_| SignatureError::Unsupported("P-384 public key"))?;
-        let sig = p384::ecdsa::Signature::from_der(signature)
-            .map_err(|_| SignatureError::Unsupported("ECDSA signature encoding"))?;
+        let sig = p384::ecdsa::Signature::from_slice(&ecdsa_sig_value(signature, 48)?)
+            .map_err(|_| SignatureError::Invalid)?;
         return key
             .verify_prehash(&prehash, &sig)
             .map_err(|_| SignatureError::Invalid);
@@ -304,6 +304,34 @@ pub(crate) fn verify_ecdsa_der(
         ));
     }
     Err(SignatureError::Unsupported("elliptic curve"))
+}
+
+/// `Ecdsa-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }` (RFC 5480 §2.2, RFC 8446
+/// §4.2.3) as the fixed-size `r || s` of a curve with `field_len`-byte scalars. Decoded with
+/// the same `der` 0.8 as the certificates, so no second DER decoder is linked for it.
+fn ecdsa_sig_value(der: &[u8], field_len: usize) -> Result<Vec<u8>, SignatureError> {
+    let bad = SignatureError::Unsupported("ECDSA signature encoding");
+    let (r, s) = (|| {
+        let mut reader = SliceReader::new(der)?;
+        let pair = reader.sequence(|seq| {
+            let r = UintRef::decode(seq)?;
+            let s = UintRef::decode(seq)?;
+            Ok::<_, x509_cert::der::Error>((r, s))
+        })?;
+        reader.finish()?;
+        Ok::<_, x509_cert::der::Error>(pair)
+    })()
+    .map_err(|_| bad.clone())?;
+    let mut out = alloc::vec![0u8; 2 * field_len];
+    for (value, half) in [(r, 0), (s, 1)] {
+        let bytes = value.as_bytes();
+        if bytes.len() > field_len {
+            return Err(bad);
+        }
+        let end = (half + 1) * field_len;
+        out[end - bytes.len()..end].copy_from_slice(bytes);
+    }
+    Ok(out)
 }
 
 /// The named curve of an id-ecPublicKey SubjectPublicKeyInfo.
