@@ -11,6 +11,7 @@
 
 use std::fmt;
 
+use xmpp_handshake_core::sasl::SaslError;
 use xmpp_handshake_core::Error;
 
 /// A documented exit status.
@@ -107,6 +108,18 @@ pub fn code_for(error: &Error) -> ExitCode {
 /// A core error as a [`Failure`], with a message that says what to do.
 pub fn from_core(error: &Error) -> Failure {
     let message = match error {
+        Error::AuthenticationFailed {
+            error: SaslError::ChannelBindingRejected { mechanism, cb_type },
+            text,
+        } => format!(
+            "authentication failed: wrong password, or the server cannot verify channel binding \
+             ({mechanism} with {cb_type}; ejabberd 23.01 on TLS 1.3 cannot). If the password is \
+             right and you trust the network path to this server, retry with \
+             --channel-binding off{}",
+            text.as_deref()
+                .map(|t| format!(" (server says: {t})"))
+                .unwrap_or_default()
+        ),
         Error::PeerClosed => "the server closed the stream".to_string(),
         Error::ConnectionClosed => "the server closed the connection".to_string(),
         other => other.to_string(),
@@ -117,7 +130,7 @@ pub fn from_core(error: &Error) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xmpp_handshake_core::sasl::{SaslError, SaslFailure};
+    use xmpp_handshake_core::sasl::{ChannelBindingType, Mechanism, SaslFailure};
 
     #[test]
     fn documented_codes() {
@@ -156,6 +169,19 @@ mod tests {
             ExitCode::Protocol
         );
         assert_eq!(code_for(&Error::PeerClosed), ExitCode::Protocol);
+        let plus = from_core(&Error::AuthenticationFailed {
+            error: SaslError::ChannelBindingRejected {
+                mechanism: Mechanism::ScramSha1Plus,
+                cb_type: ChannelBindingType::TlsExporter,
+            },
+            text: None,
+        });
+        assert_eq!(plus.code, ExitCode::Authentication);
+        assert!(
+            plus.message.contains("--channel-binding off"),
+            "{}",
+            plus.message
+        );
         assert_eq!(
             from_core(&Error::PeerClosed).message,
             "the server closed the stream"
