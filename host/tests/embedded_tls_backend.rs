@@ -713,6 +713,53 @@ async fn pinned_certificate_still_requires_proof_of_possession() {
 }
 
 #[tokio::test]
+async fn verifier_drives_embedded_tls_directly() {
+    // Direct TLS (XEP-0368) callers open embedded-tls themselves: the verifier's
+    // CryptoProvider, then `accepted` to require a policy verdict and a verified
+    // CertificateVerify.
+    use xmpp_handshake_core::embedded_tls::{
+        Aes128GcmSha256, TlsConfig, TlsConnection, TlsContext,
+    };
+    let pki = Pki::new("Direct");
+    let cert = pki.issue(leaf(vec![dns("example.org")], None));
+    let server_cfg = server_config(&cert, &cert.key, false);
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let server = async move {
+        // The client drops the connection once verified: the server may see a broken
+        // pipe while it sends its session tickets.
+        if let Ok(mut tls) = tokio_rustls::TlsAcceptor::from(server_cfg).accept(b).await {
+            let mut byte = [0u8; 1];
+            let _ = tls.read(&mut byte).await;
+        }
+    };
+    let root = pki.root_der();
+    let anchors: Vec<&[u8]> = vec![&root];
+    let client = async {
+        let mut verifier = ServerVerifier::new(
+            ReferenceIdentity::client_to_server("example.org").unwrap(),
+            CertificatePolicy::anchors(),
+            &anchors,
+            NoPins,
+        )
+        .with_time(now());
+        let mut rng = rand_core::OsRng;
+        let (mut rx, mut tx) = (vec![0u8; READ_BUFFER], vec![0u8; WRITE_BUFFER]);
+        let mut conn: TlsConnection<'_, _, Aes128GcmSha256> =
+            TlsConnection::new(FromTokio::new(a), &mut rx, &mut tx);
+        let config = TlsConfig::new().with_server_name("example.org");
+        let provider = verifier.crypto_provider::<_, Aes128GcmSha256>(&mut rng);
+        let opened = conn.open(TlsContext::new(&config, provider)).await;
+        verifier.accepted(opened).unwrap();
+        assert!(verifier.handshake_signature_verified());
+    };
+    tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::join!(client, server)
+    })
+    .await
+    .expect("handshake ends in time");
+}
+
+#[tokio::test]
 async fn one_upgrade_per_buffers() {
     let mut rx = [0u8; 16];
     let mut tx = [0u8; 16];

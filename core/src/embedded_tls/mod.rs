@@ -66,11 +66,12 @@ use core::fmt;
 use core::marker::PhantomData;
 
 pub use ::embedded_tls::{
-    Aes128GcmSha256, Aes256GcmSha384, MaxFragmentLength, TlsCipherSuite, TlsConnection, TlsError,
+    Aes128GcmSha256, Aes256GcmSha384, MaxFragmentLength, TlsCipherSuite, TlsConfig, TlsConnection,
+    TlsContext, TlsError,
 };
 use ::embedded_tls::{
     CertificateEntryRef, CertificateRef, CertificateVerifyRef, CryptoProvider, SignatureScheme,
-    TlsConfig, TlsContext, TlsVerifier, TLS_RECORD_OVERHEAD,
+    TlsVerifier, TLS_RECORD_OVERHEAD,
 };
 use embedded_io_async::{Read, Write};
 use rand_core::{CryptoRng, RngCore};
