@@ -16,9 +16,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::certs::{ca_params, dns, leaf, server_config, srv_only, xmpp_addr, Pki, ServerCert};
 use embedded_io_adapters::tokio_1::FromTokio;
+use embedded_io_async::Read as _;
 use rcgen::{date_time_ymd, CertifiedIssuer, KeyPair};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use xmpp_handshake_core::driver::MaybeTls;
 use xmpp_handshake_core::driver::TlsUpgrade;
 use xmpp_handshake_core::embedded_tls::{
     Aes256GcmSha384, EmbeddedTls, EmbeddedTlsError, MaxFragmentLength, ServerVerifier,
@@ -125,10 +127,21 @@ async fn starttls_scram_plus_with_server_end_point_and_bind() {
         assert!(back.contains("Neither, fair saint"));
         let server_side = async {
             assert_eq!(s.next_element().await.unwrap(), None, "client closed");
-            s.close().await.unwrap()
+            // After the XMPP stream, the server ends TLS with close_notify.
+            match s.close().await.unwrap() {
+                MaybeTls::Tls(mut tls) => tls.inner_mut().shutdown().await.unwrap(),
+                _ => panic!("server transport not TLS"),
+            }
         };
-        let (client_closed, server_transport) = tokio::join!(c.close(), server_side);
-        assert!(client_closed.unwrap().is_tls() && server_transport.is_tls());
+        let (client_closed, ()) = tokio::join!(c.close(), server_side);
+        let mut client_transport = client_closed.unwrap();
+        // The server's close_notify reads as a clean end of stream, not an error.
+        let mut buf = [0u8; 16];
+        assert_eq!(client_transport.read(&mut buf).await, Ok(0));
+        match client_transport {
+            MaybeTls::Tls(stream) => assert!(stream.peer_closed()),
+            _ => panic!("client transport not TLS"),
+        }
     };
     tokio::time::timeout(Duration::from_secs(10), exchange)
         .await

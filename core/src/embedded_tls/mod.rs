@@ -42,8 +42,8 @@
 //! * After the handshake: a server KeyUpdate makes `read` fail (`TlsError::Unimplemented`),
 //!   and some other post-handshake handshake messages reach an `unimplemented!()` (a
 //!   panic) inside embedded-tls; NewSessionTicket is ignored. Long-lived sessions against
-//!   servers that rotate keys must reconnect. A close_notify makes `read` return
-//!   `Err(ConnectionClosed)`, not `Ok(0)`.
+//!   servers that rotate keys must reconnect. ([`EmbeddedTlsStream`] turns a close_notify
+//!   into `Ok(0)`; embedded-tls itself reports it as `Err(ConnectionClosed)`.)
 //! * Buffers: the read buffer must hold a whole TLS record: 16640 bytes without max
 //!   fragment length; with [`EmbeddedTls::with_max_fragment_length`] `Bits12`, 4352 bytes
 //!   sufficed against OpenSSL-based servers (the server must honour the extension; rustls
@@ -424,6 +424,82 @@ where
     }
 }
 
+/// The protected transport [`EmbeddedTls`] returns: embedded-tls's `TlsConnection` with
+/// end-of-stream semantics fixed for `embedded-io`: the server's close_notify reads as
+/// `Ok(0)` (embedded-tls reports it as `Err(ConnectionClosed)`), so the driver sees a clean
+/// close; a connection cut without close_notify stays an error (truncation).
+pub struct EmbeddedTlsStream<'a, T, CS>
+where
+    T: Read + Write + 'a,
+    CS: TlsCipherSuite + 'static,
+{
+    connection: TlsConnection<'a, T, CS>,
+    peer_closed: bool,
+}
+
+impl<'a, T, CS> EmbeddedTlsStream<'a, T, CS>
+where
+    T: Read + Write + 'a,
+    CS: TlsCipherSuite + 'static,
+{
+    /// Sends close_notify and returns the transport (after the XMPP stream was closed,
+    /// RFC 6120 §4.4).
+    pub async fn close(self) -> Result<T, (T, TlsError)> {
+        self.connection.close().await
+    }
+
+    /// `true` once the server's close_notify arrived.
+    pub fn peer_closed(&self) -> bool {
+        self.peer_closed
+    }
+
+    /// embedded-tls's connection (e.g. to split it into reader and writer).
+    pub fn connection_mut(&mut self) -> &mut TlsConnection<'a, T, CS> {
+        &mut self.connection
+    }
+}
+
+impl<'a, T, CS> embedded_io::ErrorType for EmbeddedTlsStream<'a, T, CS>
+where
+    T: Read + Write + 'a,
+    CS: TlsCipherSuite + 'static,
+{
+    type Error = TlsError;
+}
+
+impl<'a, T, CS> Read for EmbeddedTlsStream<'a, T, CS>
+where
+    T: Read + Write + 'a,
+    CS: TlsCipherSuite + 'static,
+{
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, TlsError> {
+        if self.peer_closed {
+            return Ok(0);
+        }
+        match self.connection.read(buf).await {
+            Err(TlsError::ConnectionClosed) => {
+                self.peer_closed = true;
+                Ok(0)
+            }
+            other => other,
+        }
+    }
+}
+
+impl<'a, T, CS> Write for EmbeddedTlsStream<'a, T, CS>
+where
+    T: Read + Write + 'a,
+    CS: TlsCipherSuite + 'static,
+{
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, TlsError> {
+        self.connection.write(buf).await
+    }
+
+    async fn flush(&mut self) -> Result<(), TlsError> {
+        self.connection.flush().await
+    }
+}
+
 /// The embedded-tls client upgrade (RFC 6120 §5.4.3) for one connection.
 ///
 /// ```ignore
@@ -501,7 +577,7 @@ where
     P: PinStore,
     CS: TlsCipherSuite + 'static,
 {
-    type Stream = TlsConnection<'a, T, CS>;
+    type Stream = EmbeddedTlsStream<'a, T, CS>;
     type Error = EmbeddedTlsError;
 
     async fn upgrade(
@@ -523,7 +599,10 @@ where
         let provider = self.verifier.crypto_provider::<R, CS>(&mut self.rng);
         let opened = connection.open(TlsContext::new(&config, provider)).await;
         self.verifier.accepted(opened)?;
-        Ok(connection)
+        Ok(EmbeddedTlsStream {
+            connection,
+            peer_closed: false,
+        })
     }
 
     /// `tls-server-end-point` of the accepted certificate; never `tls-exporter` (see the
