@@ -773,6 +773,50 @@ async fn verifier_drives_embedded_tls_directly() {
 }
 
 #[tokio::test]
+async fn cut_connection_is_an_error_not_end_of_stream() {
+    // Truncation: the server's side goes away without close_notify. Unlike a
+    // close_notify (read as Ok(0), see the SCRAM test), this must stay an error.
+    let pki = Pki::new("Cut");
+    let cert = pki.issue(leaf(vec![dns("example.org")], None));
+    let server_cfg = server_config(&cert, &cert.key, false);
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let (handshaken_tx, handshaken_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = async move {
+        let tls = tokio_rustls::TlsAcceptor::from(server_cfg)
+            .accept(b)
+            .await
+            .unwrap();
+        let _ = handshaken_rx.await;
+        drop(tls); // no close_notify
+    };
+    let root = pki.root_der();
+    let anchors: Vec<&[u8]> = vec![&root];
+    let client = async {
+        let (mut rx, mut tx) = (vec![0u8; READ_BUFFER], vec![0u8; WRITE_BUFFER]);
+        let verifier = ServerVerifier::new(
+            ReferenceIdentity::client_to_server("example.org").unwrap(),
+            CertificatePolicy::anchors(),
+            &anchors,
+            NoPins,
+        )
+        .with_time(now());
+        let mut tls = EmbeddedTls::new(&mut rx, &mut tx, rand_core::OsRng, verifier);
+        let mut stream = tls.upgrade(FromTokio::new(a), "example.org").await.unwrap();
+        // The server drops its side once its handshake is complete too.
+        handshaken_tx.send(()).unwrap();
+        let mut buf = [0u8; 16];
+        let read = stream.read(&mut buf).await;
+        assert!(read.is_err(), "truncation read as {read:?}");
+        assert!(!stream.peer_closed());
+    };
+    tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::join!(client, server)
+    })
+    .await
+    .expect("ends in time");
+}
+
+#[tokio::test]
 async fn one_upgrade_per_buffers() {
     let mut rx = [0u8; 16];
     let mut tx = [0u8; 16];
