@@ -816,6 +816,120 @@ async fn cut_connection_is_an_error_not_end_of_stream() {
     .expect("ends in time");
 }
 
+/// Kills the `openssl s_server` this test started when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn max_fragment_length_with_small_read_buffer_against_openssl() {
+    // OpenSSL honours max_fragment_length (RFC 6066), rustls does not: against
+    // `openssl s_server`, a 4096-byte fragment limit lets a 4352-byte read buffer carry a
+    // response larger than it. Skipped when no openssl binary is installed.
+    let Ok(out) = std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+    else {
+        eprintln!("skipped: no openssl binary");
+        return;
+    };
+    assert!(out.status.success());
+    let pki = Pki::new("OpenSsl");
+    let key = KeyPair::generate().unwrap();
+    let end = leaf(vec![dns("example.org")], None)
+        .signed_by(&key, &pki.intermediate)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("leaf.pem"), end.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+    std::fs::write(dir.path().join("chain.pem"), pki.intermediate.pem()).unwrap();
+    // A page four times the read buffer, served by `-WWW` from the working directory.
+    let page = "0123456789abcdef".repeat(1200);
+    std::fs::write(dir.path().join("page.txt"), &page).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _server = KillOnDrop(
+        std::process::Command::new("openssl")
+            .current_dir(dir.path())
+            .args(["s_server", "-quiet", "-tls1_3", "-WWW", "-naccept", "1"])
+            .args([
+                "-cert",
+                "leaf.pem",
+                "-key",
+                "key.pem",
+                "-cert_chain",
+                "chain.pem",
+            ])
+            .args(["-accept", &format!("127.0.0.1:{port}")])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let connect = async {
+        loop {
+            match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                Ok(s) => return s,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    };
+    let tcp = tokio::time::timeout(Duration::from_secs(10), connect)
+        .await
+        .expect("s_server listens");
+    tcp.set_nodelay(true).unwrap();
+
+    let root = pki.root_der();
+    let anchors: Vec<&[u8]> = vec![&root];
+    let (mut rx, mut tx) = (vec![0u8; 4096 + 256], vec![0u8; 1024]);
+    let verifier = ServerVerifier::new(
+        ReferenceIdentity::client_to_server("example.org").unwrap(),
+        CertificatePolicy::anchors(),
+        &anchors,
+        NoPins,
+    )
+    .with_time(now());
+    let mut tls = EmbeddedTls::new(&mut rx, &mut tx, rand_core::OsRng, verifier)
+        .with_max_fragment_length(MaxFragmentLength::Bits12);
+    let exchange = async {
+        let mut stream = tls.upgrade(FromTokio::new(tcp), "example.org").await?;
+        embedded_io_async::Write::write_all(&mut stream, b"GET /page.txt HTTP/1.0\r\n\r\n")
+            .await
+            .map_err(EmbeddedTlsError::Tls)?;
+        embedded_io_async::Write::flush(&mut stream)
+            .await
+            .map_err(EmbeddedTlsError::Tls)?;
+        let mut body = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => body.extend_from_slice(&buf[..n]),
+                // s_server -WWW may close without close_notify after the page.
+                Err(_) if !body.is_empty() => break,
+                Err(e) => return Err(EmbeddedTlsError::Tls(e)),
+            }
+        }
+        Ok::<_, EmbeddedTlsError>(body)
+    };
+    let body = tokio::time::timeout(Duration::from_secs(20), exchange)
+        .await
+        .expect("exchange ends in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.starts_with("HTTP/1.0 200"), "{text}");
+    assert!(text.ends_with(&page), "the whole page arrives");
+}
+
 #[tokio::test]
 async fn one_upgrade_per_buffers() {
     let mut rx = [0u8; 16];
