@@ -485,6 +485,17 @@ async fn self_signed_refused_by_anchors() {
 }
 
 #[tokio::test]
+async fn self_signed_certificate_configured_as_anchor_verifies() {
+    // As with rustls/webpki: a certificate the user put among the anchors vouches for
+    // itself (its signature verifies with its own key, its name chains to itself).
+    let cert = ServerCert::self_signed(leaf(vec![dns("example.org")], None));
+    let mut pins = MemoryPinStore::new();
+    let mut c = Client::new("example.org", CertificatePolicy::anchors(), &mut pins);
+    c.anchors = vec![cert.chain[0].to_vec()];
+    assert_eq!(c.connect(&cert).await.unwrap().basis, TrustBasis::Anchors);
+}
+
+#[tokio::test]
 async fn self_signed_first_use_then_same_then_changed_key() {
     let pki = Pki::new("Tofu");
     let mut store = MemoryPinStore::new();
