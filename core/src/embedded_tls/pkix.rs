@@ -8,7 +8,11 @@
 //! * the child's signature with the issuer's key (ecdsa-with-SHA256/SHA384 over the
 //!   TBSCertificate bytes exactly as received);
 //! * an intermediate is a CA: basicConstraints `cA` TRUE, keyUsage (when present) with
-//!   keyCertSign, pathLenConstraint (when present) not exceeded;
+//!   keyCertSign, pathLenConstraint (when present) not exceeded, extendedKeyUsage (when
+//!   present) allowing serverAuth;
+//! * no certificate of the path carries a critical extension the walk does not process
+//!   (nameConstraints and policy constraints are not implemented, so a chain using them
+//!   fails rather than being accepted unchecked);
 //! * validity dates of every intermediate when a time is known (the end entity's dates are
 //!   the policy's, which runs first);
 //! * the end entity is not a CA, its keyUsage (when present) allows digitalSignature and its
@@ -42,6 +46,14 @@ pub(crate) const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2
 pub(crate) const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
 const ID_KP_SERVER_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.1");
 const ANY_EXTENDED_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37.0");
+/// The extensions this walk (or the policy, for subjectAltName) processes; any other one
+/// marked critical fails the chain (RFC 5280 §4.2), as in webpki.
+const UNDERSTOOD: [ObjectIdentifier; 4] = [
+    ObjectIdentifier::new_unwrap("2.5.29.19"), // basicConstraints
+    ObjectIdentifier::new_unwrap("2.5.29.15"), // keyUsage
+    ObjectIdentifier::new_unwrap("2.5.29.37"), // extKeyUsage
+    ObjectIdentifier::new_unwrap("2.5.29.17"), // subjectAltName
+];
 
 /// Longest path walked: end entity + this many intermediates, then an anchor.
 const MAX_INTERMEDIATES: usize = 6;
@@ -122,9 +134,52 @@ impl<'d> Parsed<'d> {
         Ok(())
     }
 
+    /// RFC 5280 §4.2: a critical extension this walk does not process (nameConstraints,
+    /// policy constraints, ...) fails the chain instead of being ignored.
+    fn critical_extensions(&self) -> Result<(), PkixOutcome> {
+        let extensions = self
+            .cert
+            .tbs_certificate()
+            .extensions()
+            .into_iter()
+            .flatten();
+        for ext in extensions {
+            if ext.critical && !UNDERSTOOD.contains(&ext.extn_id) {
+                return Err(PkixOutcome::Other(format!(
+                    "unsupported critical extension {}",
+                    ext.extn_id
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// extendedKeyUsage, when present, allows TLS server authentication (checked on the
+    /// end entity and, as webpki does, on issuers).
+    fn server_auth_usage(&self) -> Result<(), PkixOutcome> {
+        match self
+            .cert
+            .tbs_certificate()
+            .get_extension::<ExtendedKeyUsage>()
+        {
+            Ok(Some((_, eku)))
+                if !eku
+                    .0
+                    .iter()
+                    .any(|o| *o == ID_KP_SERVER_AUTH || *o == ANY_EXTENDED_KEY_USAGE) =>
+            {
+                Err(PkixOutcome::WrongUsage)
+            }
+            Ok(_) => Ok(()),
+            Err(_) => Err(PkixOutcome::Other("malformed extendedKeyUsage".into())),
+        }
+    }
+
     /// May this certificate issue the next one down, which has `below` intermediates
     /// under it (RFC 5280 §4.2.1.9, §4.2.1.3)?
     fn may_issue(&self, below: usize) -> Result<(), PkixOutcome> {
+        self.critical_extensions()?;
+        self.server_auth_usage()?;
         let tbs = self.cert.tbs_certificate();
         match tbs.get_extension::<BasicConstraints>() {
             Ok(Some((_, bc))) if bc.ca => {
@@ -148,6 +203,7 @@ impl<'d> Parsed<'d> {
 
     /// The end entity is fit for a TLS server (RFC 5280 §4.2.1.3, §4.2.1.9, §4.2.1.12).
     fn end_entity_usage(&self) -> Result<(), PkixOutcome> {
+        self.critical_extensions()?;
         let tbs = self.cert.tbs_certificate();
         match tbs.get_extension::<BasicConstraints>() {
             Ok(Some((_, bc))) if bc.ca => return Err(PkixOutcome::WrongUsage),
@@ -159,18 +215,7 @@ impl<'d> Parsed<'d> {
             Ok(_) => {}
             Err(_) => return Err(PkixOutcome::Other("malformed keyUsage".into())),
         }
-        match tbs.get_extension::<ExtendedKeyUsage>() {
-            Ok(Some((_, eku)))
-                if !eku
-                    .0
-                    .iter()
-                    .any(|o| *o == ID_KP_SERVER_AUTH || *o == ANY_EXTENDED_KEY_USAGE) =>
-            {
-                Err(PkixOutcome::WrongUsage)
-            }
-            Ok(_) => Ok(()),
-            Err(_) => Err(PkixOutcome::Other("malformed extendedKeyUsage".into())),
-        }
+        self.server_auth_usage()
     }
 }
 

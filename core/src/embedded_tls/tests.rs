@@ -151,6 +151,51 @@ fn end_entity_must_be_a_server_certificate() {
 }
 
 #[test]
+fn unprocessed_critical_extensions_fail_the_chain() {
+    let r = root("R");
+    let anchors: &[&[u8]] = &[&der(&r)];
+
+    // nameConstraints (always critical) are not implemented: refused, never ignored.
+    let mut constrained = ca("I", BasicConstraints::Unconstrained);
+    constrained.name_constraints = Some(rcgen::NameConstraints {
+        permitted_subtrees: vec![rcgen::GeneralSubtree::DnsName("example.org".into())],
+        excluded_subtrees: vec![],
+    });
+    let i = intermediate(constrained, &r);
+    let (leaf, _) = issue(server("example.org"), &i);
+    assert!(matches!(
+        check_chain(&[&leaf, &der(&i)], anchors, Some(NOW)),
+        PkixOutcome::Other(s) if s.contains("2.5.29.30")
+    ));
+
+    // An unknown critical extension on the end entity.
+    let i = intermediate(ca("I", BasicConstraints::Unconstrained), &r);
+    let mut odd = server("example.org");
+    let mut ext =
+        rcgen::CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 99999, 1], vec![5, 0]);
+    ext.set_criticality(true);
+    odd.custom_extensions.push(ext);
+    let (leaf, _) = issue(odd, &i);
+    assert!(matches!(
+        check_chain(&[&leaf, &der(&i)], anchors, Some(NOW)),
+        PkixOutcome::Other(s) if s.contains("1.3.6.1.4.1.99999.1")
+    ));
+}
+
+#[test]
+fn issuer_restricted_to_client_auth_is_wrong_usage() {
+    let r = root("R");
+    let mut p = ca("I", BasicConstraints::Unconstrained);
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let i = intermediate(p, &r);
+    let (leaf, _) = issue(server("example.org"), &i);
+    assert_eq!(
+        check_chain(&[&leaf, &der(&i)], &[&der(&r)], Some(NOW)),
+        PkixOutcome::WrongUsage
+    );
+}
+
+#[test]
 fn altered_certificate_is_bad_signature() {
     let r = root("R");
     let i = intermediate(ca("I", BasicConstraints::Unconstrained), &r);
