@@ -103,6 +103,10 @@ impl<'d> Parsed<'d> {
 
     /// This certificate's signature, made by `issuer`'s key, verifies.
     fn signed_by(&self, issuer: &SubjectPublicKeyInfoOwned) -> Result<(), SignatureError> {
+        // RFC 5280 §4.1.1.2: the signed and the outer algorithm must be the same.
+        if self.cert.tbs_certificate().signature() != self.cert.signature_algorithm() {
+            return Err(SignatureError::Invalid);
+        }
         let alg = &self.cert.signature_algorithm().oid;
         let hash = if *alg == ECDSA_WITH_SHA256 {
             HashAlg::Sha256
