@@ -76,12 +76,32 @@ impl<'a> Config<'a> {
     }
 }
 
+/// The configuration from build-time environment variables (boards pass
+/// `option_env!("XMPP_JID")` etc.): `jid` (`user@domain`), `password`, `server`
+/// (`a.b.c.d:port`), optional `report_to` (a JID for periodic readings) and `period_ms`.
+/// `None` if one of the first three is missing or malformed.
+pub fn from_build_env<'a>(
+    jid: Option<&'a str>,
+    password: Option<&'a str>,
+    server: Option<&'a str>,
+    report_to: Option<&'a str>,
+    period_ms: Option<&'a str>,
+) -> Option<Config<'a>> {
+    let server: core::net::SocketAddrV4 = server?.parse().ok()?;
+    let mut config = Config::new(jid?, password?, (*server.ip(), server.port()).into())?;
+    config.behaviour.report_to = report_to.filter(|r| !r.is_empty());
+    if let Some(ms) = period_ms.and_then(|p| p.parse().ok()) {
+        config.behaviour.period = Duration::from_millis(ms);
+    }
+    Some(config)
+}
+
 /// Buffer sizes. The board allocates them (statics); the app borrows them for its lifetime.
 ///
 /// TLS: with the max_fragment_length extension (RFC 6066, 2^12 bytes, which Prosody
 /// honours) a received record is at most 4096 bytes of plaintext plus overhead, so the read
 /// buffer is 4096 + 256. The write buffer bounds our own records.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Memory {
     /// TCP receive window.
     pub socket_rx: usize,
@@ -114,5 +134,29 @@ impl Memory {
             max_depth: 16,
             max_attributes: 16,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_env_needs_jid_password_and_server() {
+        let c = from_build_env(
+            Some("alice@example.test"),
+            Some("pw"),
+            Some("10.0.0.1:5222"),
+            Some("bob@example.test"),
+            Some("1500"),
+        )
+        .unwrap();
+        assert_eq!((c.username, c.domain), ("alice", "example.test"));
+        assert_eq!(c.server.port, 5222);
+        assert_eq!(c.behaviour.report_to, Some("bob@example.test"));
+        assert_eq!(c.behaviour.period, Duration::from_millis(1500));
+        assert!(from_build_env(None, Some("pw"), Some("10.0.0.1:5222"), None, None).is_none());
+        assert!(from_build_env(Some("alice"), Some("pw"), Some("10.0.0.1:5222"), None, None).is_none());
+        assert!(from_build_env(Some("a@b"), Some("pw"), Some("example.test"), None, None).is_none());
     }
 }

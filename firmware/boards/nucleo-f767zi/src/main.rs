@@ -1,0 +1,148 @@
+//! The firmware app on a NUCLEO-F767ZI: on-board Ethernet (RMII, LAN8742A) with DHCP, the
+//! hardware RNG, the SCRAM cache in flash sector 11. Configuration: build-time environment
+//! (see the README's Firmware section). All logic is in the `xmpp-handshake-firmware` crate.
+#![no_std]
+#![no_main]
+
+use core::mem::MaybeUninit;
+
+use defmt::{info, unwrap};
+use embassy_executor::Spawner;
+use embassy_net::StackResources;
+use embassy_stm32::eth::{Ethernet, GenericPhy, PacketQueue, Sma};
+use embassy_stm32::flash::Flash;
+use embassy_stm32::peripherals::{ETH, ETH_SMA, RNG};
+use embassy_stm32::rng::{self, Rng};
+use embassy_stm32::time::Hertz;
+use embassy_stm32::{bind_interrupts, eth, Config};
+use static_cell::StaticCell;
+use xmpp_handshake_firmware::app::SocketBuffers;
+use xmpp_handshake_firmware::store::NorFlashStore;
+use xmpp_handshake_firmware::tls::{Clock, EmbeddedTlsConnector};
+use xmpp_handshake_firmware::{config, Memory};
+use {defmt_rtt as _, panic_probe as _};
+
+bind_interrupts!(struct Irqs {
+    ETH => eth::InterruptHandler;
+    RNG => rng::InterruptHandler<RNG>;
+});
+
+/// Buffers and heap, sized here (see the README for the budget).
+const MEMORY: Memory = Memory::DEFAULT;
+const HEAP: usize = 24 * 1024;
+/// Flash sector 11 (the last 256 KiB of the 2 MiB): the SCRAM cache.
+const CACHE_OFFSET: u32 = 0x1C_0000;
+const CACHE_SIZE: u32 = 0x4_0000;
+
+#[global_allocator]
+static ALLOCATOR: embedded_alloc::LlffHeap = embedded_alloc::LlffHeap::empty();
+
+static TRUST_ANCHOR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ca.der"));
+
+type Device = Ethernet<'static, ETH, GenericPhy<Sma<'static, ETH_SMA>>>;
+
+#[embassy_executor::task]
+async fn net_task(mut runner: embassy_net::Runner<'static, Device>) -> ! {
+    runner.run().await
+}
+
+#[embassy_executor::main]
+async fn main(spawner: Spawner) -> ! {
+    {
+        static mut HEAP_MEM: [MaybeUninit<u8>; HEAP] = [MaybeUninit::uninit(); HEAP];
+        // SAFETY: runs once, before any allocation; HEAP_MEM is used by nothing else.
+        unsafe { ALLOCATOR.init(core::ptr::addr_of_mut!(HEAP_MEM) as usize, HEAP) }
+    }
+    let mut config = Config::default();
+    {
+        use embassy_stm32::rcc::*;
+        // 8 MHz from the ST-LINK's MCO, 216 MHz system clock.
+        config.rcc.hse = Some(Hse {
+            freq: Hertz(8_000_000),
+            mode: HseMode::Bypass,
+        });
+        config.rcc.pll_src = PllSource::HSE;
+        config.rcc.pll = Some(Pll {
+            prediv: PllPreDiv::DIV4,
+            mul: PllMul::MUL216,
+            divp: Some(PllPDiv::DIV2),
+            divq: None,
+            divr: None,
+        });
+        config.rcc.apb1_pre = APBPrescaler::DIV4;
+        config.rcc.apb2_pre = APBPrescaler::DIV2;
+        config.rcc.sys = Sysclk::PLL1_P;
+    }
+    let p = embassy_stm32::init(config);
+    let mut rng = Rng::new(p.RNG, Irqs);
+
+    let Some(app) = config::from_build_env(
+        option_env!("XMPP_JID"),
+        option_env!("XMPP_PASSWORD"),
+        option_env!("XMPP_SERVER"),
+        option_env!("XMPP_REPORT_TO"),
+        option_env!("XMPP_PERIOD_MS"),
+    ) else {
+        defmt::panic!("set XMPP_JID, XMPP_PASSWORD and XMPP_SERVER when building");
+    };
+    info!(
+        "xmpp firmware app on NUCLEO-F767ZI: {}@{}",
+        app.username, app.domain
+    );
+
+    // A locally administered MAC from the chip's unique id.
+    let uid = embassy_stm32::uid::uid();
+    let mac = [0x02, uid[0], uid[1], uid[2], uid[3], uid[4]];
+    static PACKETS: StaticCell<PacketQueue<2, 3>> = StaticCell::new();
+    let device = Ethernet::new(
+        PACKETS.init(PacketQueue::<2, 3>::new()),
+        p.ETH,
+        Irqs,
+        p.PA1,
+        p.PA7,
+        p.PC4,
+        p.PC5,
+        p.PG13,
+        p.PB13,
+        p.PG11,
+        mac,
+        p.ETH_SMA,
+        p.PA2,
+        p.PC1,
+    );
+    static RESOURCES: StaticCell<StackResources<3>> = StaticCell::new();
+    let (stack, runner) = embassy_net::new(
+        device,
+        embassy_net::Config::dhcpv4(Default::default()),
+        RESOURCES.init(StackResources::new()),
+        rng.next_u64(),
+    );
+    spawner.spawn(unwrap!(net_task(runner)));
+
+    static SOCKET_RX: StaticCell<[u8; MEMORY.socket_rx]> = StaticCell::new();
+    static SOCKET_TX: StaticCell<[u8; MEMORY.socket_tx]> = StaticCell::new();
+    static TLS_READ: StaticCell<[u8; MEMORY.tls_read]> = StaticCell::new();
+    static TLS_WRITE: StaticCell<[u8; MEMORY.tls_write]> = StaticCell::new();
+    let buffers = SocketBuffers {
+        rx: SOCKET_RX.init([0; MEMORY.socket_rx]),
+        tx: SOCKET_TX.init([0; MEMORY.socket_tx]),
+    };
+    static ANCHORS: StaticCell<[&[u8]; 1]> = StaticCell::new();
+    let anchors: &[&[u8]] = if TRUST_ANCHOR.is_empty() {
+        &[]
+    } else {
+        ANCHORS.init([TRUST_ANCHOR])
+    };
+    // No real-time clock is set on this board: certificate dates are not checked (the
+    // chain, the name and the key still are). Set the time from SNTP to check them.
+    let mut tls = unwrap!(EmbeddedTlsConnector::new(
+        TLS_READ.init([0; MEMORY.tls_read]),
+        TLS_WRITE.init([0; MEMORY.tls_write]),
+        anchors,
+        app.domain,
+        Clock::None,
+    )
+    .ok());
+    let mut store = NorFlashStore::new(Flash::new_blocking(p.FLASH), CACHE_OFFSET, CACHE_SIZE);
+    xmpp_handshake_firmware::run(stack, &app, buffers, &mut tls, &mut store, rng).await
+}
