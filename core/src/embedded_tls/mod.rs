@@ -2,10 +2,11 @@
 //! `embedded-io-async` transport, whose certificate decision is the core's one policy,
 //! [`CertificatePolicy::verify_server`] (RFC 6120 §13.7.2), as on the host with rustls.
 //!
-//! * [`EmbeddedTls`]: wraps the transport in `embedded_tls::TlsConnection` with SNI = the
-//!   server name the core hands over (the configured domain), record buffers the caller
-//!   sizes, the caller's RNG, and the verifier below. `tls_info` gives
-//!   `tls-server-end-point` (RFC 5929) of the certificate the verifier accepted.
+//! * [`EmbeddedTls`]: wraps the transport in `embedded_tls::TlsConnection` (returned as
+//!   [`EmbeddedTlsStream`]) with SNI = the server name the core hands over (the configured
+//!   domain), record buffers the caller sizes, the caller's RNG, and the verifier below.
+//!   `tls_info` gives `tls-server-end-point` (RFC 5929) of the certificate the verifier
+//!   accepted.
 //! * [`ServerVerifier`]: embedded-tls's `TlsVerifier`. It does **not** use embedded-tls's
 //!   own `pki::CertVerifier` (that one matches only SAN dNSName or CN, so never an XmppAddr
 //!   or SRV-ID, refuses every named certificate when no hostname is set, and does not check
@@ -15,8 +16,10 @@
 //!      trust-on-first-use;
 //!   2. when the policy needs it (not for configured or stored pins), a PKIX chain walk to
 //!      the configured DER trust anchors (name chaining, ECDSA signatures on P-256 (P-384
-//!      with `embedded-tls-p384`), basicConstraints CA and keyUsage on issuers, path
-//!      length, dates of intermediates, server usage of the end entity) supplies the [`PkixOutcome`](crate::trust::PkixOutcome);
+//!      with `embedded-tls-p384`), basicConstraints CA, keyUsage and extendedKeyUsage on
+//!      issuers, path length, dates of intermediates, server usage of the end entity, no
+//!      unprocessed critical extension such as nameConstraints) supplies the
+//!      [`PkixOutcome`](crate::trust::PkixOutcome);
 //!   3. always, pinned or not, the TLS 1.3 CertificateVerify signature is checked with the
 //!      accepted end entity's key (proof of possession): a replayed certificate fails.
 //!
