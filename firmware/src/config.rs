@@ -156,7 +156,11 @@ mod tests {
         assert_eq!(c.behaviour.report_to, Some("bob@example.test"));
         assert_eq!(c.behaviour.period, Duration::from_millis(1500));
         assert!(from_build_env(None, Some("pw"), Some("10.0.0.1:5222"), None, None).is_none());
-        assert!(from_build_env(Some("alice"), Some("pw"), Some("10.0.0.1:5222"), None, None).is_none());
-        assert!(from_build_env(Some("a@b"), Some("pw"), Some("example.test"), None, None).is_none());
+        assert!(
+            from_build_env(Some("alice"), Some("pw"), Some("10.0.0.1:5222"), None, None).is_none()
+        );
+        assert!(
+            from_build_env(Some("a@b"), Some("pw"), Some("example.test"), None, None).is_none()
+        );
     }
 }
