@@ -452,15 +452,30 @@ impl ExpectResponse {
                 authcid,
                 authzid,
             }) => {
+                let identity = match (authzid, cx.config.ns) {
+                    (Some(authzid), _) if authzid.contains('@') => authzid,
+                    // EXTERNAL: the certificate's XmppAddr is already a bare JID.
+                    (_, ContentNamespace::Client) if authcid.contains('@') => authcid,
+                    (_, ContentNamespace::Client) => format!("{authcid}@{}", self.auth.domain),
+                    (_, ContentNamespace::Server) => authcid,
+                };
+                // A client identity of another domain is not an account here (§6.3.8).
+                let domain_ok = cx.config.ns == ContentNamespace::Server
+                    || identity
+                        .rsplit_once('@')
+                        .is_some_and(|(_, d)| eq_domain(d, &self.auth.domain));
+                if !domain_ok {
+                    return self.auth.failed(
+                        cx,
+                        SaslFailure::InvalidAuthzid,
+                        Some("identity of another domain"),
+                    );
+                }
                 cx.outbox
                     .send(&sasl_element::success(additional_data.as_deref()));
                 cx.outbox.step(Step::Authenticated);
                 cx.learned.mechanism = Some(self.mechanism.mechanism());
-                cx.learned.identity = Some(match (authzid, cx.config.ns) {
-                    (Some(authzid), _) if authzid.contains('@') => authzid,
-                    (_, ContentNamespace::Client) => format!("{authcid}@{}", self.auth.domain),
-                    (_, ContentNamespace::Server) => authcid,
-                });
+                cx.learned.identity = Some(identity);
                 Ok(State::Restart)
             }
             Err(failure) => {

@@ -275,3 +275,21 @@ fn forged_success_without_server_signature_is_refused() {
     });
     assert!(matches!(res, Err(Error::Sasl(_))), "{res:?}");
 }
+
+#[test]
+fn external_identity_of_another_domain_is_refused() {
+    let mut config = ReceiverConfig::client_to_server("example.com");
+    config.secure_transport = true;
+    let tls = TlsInfo {
+        peer_identity: Some("mallory@evil.example".into()),
+        ..TlsInfo::default()
+    };
+    let mut r = ReceivingEntity::with_tls(config, CountingRng(0), MemoryStore::new(), tls);
+    feed(&mut r, I_HEADER.as_bytes(), 4096).unwrap();
+    assert!(output(&mut r).contains("<mechanism>EXTERNAL</mechanism>"));
+    let auth = "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>";
+    feed(&mut r, auth.as_bytes(), 4096).unwrap();
+    let out = output(&mut r);
+    assert!(out.contains("<invalid-authzid/>"), "{out}");
+    assert!(!out.contains("<success"));
+}

@@ -17,7 +17,9 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use xmpp_handshake_core::connection::TlsInfo;
 use xmpp_handshake_core::driver::TlsUpgrade;
 use xmpp_handshake_core::sasl::ChannelBindingData;
-use xmpp_handshake_core::trust;
+use xmpp_handshake_core::trust::{self, CertificatePolicy, Service};
+
+use crate::tls::verify::external_identity;
 
 /// Channel-binding data of a finished handshake: `tls-exporter` (RFC 9266, TLS 1.3 only:
 /// on TLS 1.2 it is unsafe without extended master secret) and `tls-server-end-point`
@@ -123,6 +125,8 @@ pub struct RustlsServer {
     template: Arc<rustls::ServerConfig>,
     /// The stream's `to` of the last upgrade: the certificate used without SNI.
     stream_to: String,
+    /// How client certificates are read for SASL EXTERNAL (§6.3.4), when requested.
+    external: Option<(Arc<CertificatePolicy>, Service)>,
 }
 
 impl RustlsServer {
@@ -133,7 +137,17 @@ impl RustlsServer {
             certificates: Arc::new(certificates),
             template: Arc::new(template),
             stream_to: String::new(),
+            external: None,
         }
+    }
+
+    /// Reads the identity of a client certificate (checked by the `template`'s client
+    /// certificate verifier, see [`crate::tls::verify::client_cert_verifier`]) with
+    /// `policy`, for SASL EXTERNAL: on C2S the certificate's only XmppAddr (XEP-0178 §4),
+    /// on S2S its first DNS-ID (the peer server's domain).
+    pub fn with_external(mut self, policy: CertificatePolicy, service: Service) -> Self {
+        self.external = Some((Arc::new(policy), service));
+        self
     }
 }
 
@@ -165,9 +179,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin> TlsUpgrade<FromTokio<T>> for RustlsServe
             .and_then(|sni| self.certificates.get(sni))
             .or_else(|| self.certificates.get(&self.stream_to));
         let leaf = ours.as_ref().and_then(|k| k.cert.first());
+        let peer_identity = self.external.as_ref().and_then(|(policy, service)| {
+            let now = rustls::pki_types::UnixTime::now();
+            match external_identity(policy, conn.peer_certificates(), now)? {
+                Ok(cert) => match service {
+                    Service::Client => cert.sole_xmpp_addr().map(str::to_owned),
+                    Service::Server => cert.dns_ids.first().cloned(),
+                },
+                Err(e) => {
+                    log::warn!("client certificate not usable for EXTERNAL: {e}");
+                    None
+                }
+            }
+        });
         TlsInfo {
             channel_binding: channel_binding(conn, leaf.map(|c| c.as_ref())),
-            peer_identity: None,
+            peer_identity,
         }
     }
 }

@@ -282,3 +282,56 @@ async fn server_chooses_resource_when_none_requested() {
     let resource = jid.strip_prefix("juliet@example.com/").expect("full JID");
     assert!(!resource.is_empty());
 }
+
+#[tokio::test]
+async fn external_with_client_certificate_binds() {
+    use common::certs::{leaf, provider, xmpp_addr, Pki as MatrixPki};
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use xmpp_handshake_core::trust::{CertificatePolicy, Service};
+    use xmpp_handshake_host::tls::verify::client_cert_verifier;
+    use xmpp_handshake_host::upgrade::{Certificates, RustlsClient, RustlsServer};
+
+    // The server's certificate, and a client certificate naming juliet@example.com
+    // (XmppAddr, XEP-0178) from a CA the server trusts for clients.
+    let server_pki = pki("example.com");
+    let clients = MatrixPki::new("Clients");
+    let mut params = leaf(vec![xmpp_addr("juliet@example.com")], None);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = clients.issue(params);
+
+    let mut certs = Certificates::default();
+    certs.insert("example.com", server_pki.server.clone());
+    let template = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(client_cert_verifier(clients.roots(), provider()).unwrap())
+        .with_cert_resolver(Arc::new(rustls::server::ResolvesServerCertUsingSni::new()));
+    let server_tls = RustlsServer::new(certs, template)
+        .with_external(CertificatePolicy::anchors(), Service::Client);
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(server_pki.ca.clone()).unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(client_cert.key.serialize_der()));
+    let client_config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(client_cert.chain.clone(), key)
+        .unwrap();
+    let client_tls = RustlsClient::new(Arc::new(client_config));
+
+    let (server_config, store) = server(ServerOptions::default());
+    let mut credentials = Credentials::external(None);
+    credentials.client_certificate = true;
+    let pair = run_pair_with(
+        client(credentials, SaslPolicy::default()),
+        server_config,
+        store,
+        client_tls,
+        server_tls,
+    )
+    .await;
+    let outcome = pair.client_outcome().expect("EXTERNAL login");
+    assert_eq!(outcome.mechanism, Some(Mechanism::External));
+    assert_eq!(outcome.jid.as_deref(), Some("juliet@example.com/balcony"));
+}
