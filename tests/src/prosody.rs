@@ -1,0 +1,368 @@
+//! Prosody (Debian's 0.12) on loopback.
+//!
+//! Config: only the modules a handshake needs (no mod_limits, so no c2s rate limit), Nagle
+//! off, internal_hashed auth (SCRAM), internal storage in the temp dir, mod_websocket on the
+//! http and https ports, c2s_direct_tls_ports for XEP-0368, log to `prosody.log` in the temp
+//! dir. Runs as user `prosody` (Prosody refuses root) in the foreground (`prosody -F`).
+
+use std::fmt::Write as _;
+use std::ops::Deref;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::process::{self, RunAs, ServerProcess};
+use crate::{
+    default_users, Error, Ports, Result, ServerDir, ServerInfo, ServerKind, TestPki, TlsPolicy,
+    User,
+};
+
+const INSTALL_HINT: &str = "install it with `apt-get install prosody` (tests/run does this)";
+
+/// How to configure a [`Prosody`].
+#[derive(Clone, Debug)]
+pub struct ProsodyOptions {
+    /// VirtualHost name, certificate name. Default `localhost`.
+    pub domain: String,
+    /// STARTTLS required (default) or optional, c2s and s2s.
+    pub tls: TlsPolicy,
+    /// Accounts registered before the server starts. Default [`default_users`].
+    pub users: Vec<User>,
+    /// `consider_websocket_secure`: treat plain `ws://` as encrypted, so SASL is offered on
+    /// the http port although TLS is required. Default true.
+    pub websocket_secure: bool,
+    /// Log at debug level (every stanza). Default false (info).
+    pub debug_log: bool,
+    /// Extra Lua lines for the global section.
+    pub extra_global_config: String,
+    /// Extra Lua lines inside the VirtualHost section.
+    pub extra_host_config: String,
+    /// How long to wait for the ports. Default 30 s.
+    pub start_timeout: Duration,
+}
+
+impl Default for ProsodyOptions {
+    fn default() -> Self {
+        ProsodyOptions {
+            domain: "localhost".into(),
+            tls: TlsPolicy::Required,
+            users: default_users(),
+            websocket_secure: true,
+            debug_log: false,
+            extra_global_config: String::new(),
+            extra_host_config: String::new(),
+            start_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A running Prosody; stopped when dropped. Derefs to [`ServerInfo`].
+#[derive(Debug)]
+pub struct Prosody {
+    info: ServerInfo,
+    run_as: RunAs,
+    // Field order matters: the process is stopped before the dir is removed.
+    process: ServerProcess,
+    dir: ServerDir,
+}
+
+impl Deref for Prosody {
+    type Target = ServerInfo;
+    fn deref(&self) -> &ServerInfo {
+        &self.info
+    }
+}
+
+impl Prosody {
+    /// Start a Prosody (a few hundred ms). Retries with new ports if a port was taken meanwhile.
+    pub fn start(opts: ProsodyOptions) -> Result<Self> {
+        check_installed()?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::start_once(&opts) {
+                // "Failed to open server port N on 127.0.0.1, check that Prosody or
+                // another XMPP server is not already running and using this port".
+                Err(Error::Startup { ref log, .. })
+                    if attempt < 3 && log.contains("Failed to open server port") =>
+                {
+                    continue
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// [`Prosody::start`], or a printed skip (`None`) when Prosody is not installed and
+    /// `XMPP_HANDSHAKE_REQUIRE_SERVERS` is not set. Panics on any other error.
+    pub fn start_or_skip(opts: ProsodyOptions) -> Option<Self> {
+        crate::or_skip(Self::start(opts))
+    }
+
+    /// One Prosody with default options per test binary, started on first use and stopped
+    /// when the binary exits. `None` = skipped (see [`Prosody::start_or_skip`]).
+    pub fn shared() -> Option<&'static Prosody> {
+        static SHARED: OnceLock<Option<Prosody>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                let mut p = Self::start_or_skip(ProsodyOptions::default())?;
+                let keep = crate::env_flag(crate::KEEP_DIRS_ENV);
+                let dir = p.dir.keep();
+                p.process.stop_at_exit((!keep).then_some(dir));
+                Some(p)
+            })
+            .as_ref()
+    }
+
+    /// Register another account (`prosodyctl register`), usable at once.
+    pub fn register(&self, name: &str, password: &str) -> Result<()> {
+        register(
+            &self.run_as,
+            &self.info.config_path,
+            name,
+            &self.info.domain,
+            password,
+        )
+    }
+
+    /// Server process id (also its process group id).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
+    /// Stop now (the same as dropping, but keeps the info readable).
+    pub fn stop(&mut self) {
+        self.process.stop(Duration::from_secs(5));
+    }
+
+    fn start_once(opts: &ProsodyOptions) -> Result<Self> {
+        let run_as = RunAs::system_user("prosody")?;
+        let mut dir = ServerDir::new("xmpp-handshake-prosody-")?;
+        let root = dir.path();
+        let io = |what: &str, e| Error::io(format!("{what} in {}", root.display()), e);
+        run_as.own(&root).map_err(|e| io("chown", e))?;
+        std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(|e| io("chmod", e))?;
+
+        let pki = TestPki::generate(&opts.domain)?;
+        let certs = root.join("certs");
+        let data = root.join("data");
+        process::make_dir(&run_as, &certs).map_err(|e| io("mkdir certs", e))?;
+        process::make_dir(&run_as, &data).map_err(|e| io("mkdir data", e))?;
+        let cert_path = certs.join(format!("{}.crt", opts.domain));
+        let key_path = certs.join(format!("{}.key", opts.domain));
+        let ca_path = root.join("ca.pem");
+        process::write_file(&run_as, &cert_path, pki.chain_pem().as_bytes(), 0o644)
+            .map_err(|e| io("write cert", e))?;
+        process::write_file(&run_as, &key_path, pki.leaf_key_pem.as_bytes(), 0o600)
+            .map_err(|e| io("write key", e))?;
+        process::write_file(&run_as, &ca_path, pki.ca_pem.as_bytes(), 0o644)
+            .map_err(|e| io("write ca", e))?;
+
+        let p = process::free_ports(5).map_err(|e| io("picking ports", e))?;
+        let ports = Ports {
+            c2s: p[0],
+            c2s_direct_tls: p[1],
+            s2s: p[2],
+            http: p[3],
+            https: p[4],
+        };
+        let log_path = root.join("prosody.log");
+        let console_log_path = root.join("console.log");
+        let config_path = root.join("prosody.cfg.lua");
+        let config = config(opts, &root, &cert_path, &key_path, &log_path, &ports);
+        process::write_file(&run_as, &config_path, config.as_bytes(), 0o644)
+            .map_err(|e| io("write config", e))?;
+
+        for u in &opts.users {
+            register(&run_as, &config_path, &u.name, &opts.domain, &u.password)?;
+        }
+
+        let mut cmd = run_as.command("prosody");
+        cmd.arg("-F")
+            .arg("--config")
+            .arg(&config_path)
+            .current_dir(&root);
+        let mut process = ServerProcess::spawn("prosody", cmd, &console_log_path, Some(&root))?;
+
+        let info = ServerInfo {
+            kind: ServerKind::Prosody,
+            domain: opts.domain.clone(),
+            ports,
+            pki,
+            ca_path,
+            users: opts.users.clone(),
+            log_path,
+            console_log_path,
+            config_path,
+            dir: root.clone(),
+            tls: opts.tls,
+        };
+        let addrs = [
+            info.c2s_addr(),
+            info.direct_tls_addr(),
+            info.s2s_addr(),
+            info.addr(ports.http),
+            info.addr(ports.https),
+        ];
+        let ready = process.wait_ready(&addrs, opts.start_timeout);
+        // Prosody logs a port it could not bind and runs on: that is a failure too.
+        let log = process::log_tail(&info.log_path, 60);
+        let ready = ready.and_then(|()| {
+            if log.contains("Failed to open server port") {
+                Err("a port could not be bound".to_string())
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(message) = ready {
+            process.stop(Duration::from_secs(2));
+            let log = format!(
+                "{}\n--- console ---\n{}",
+                process::log_tail(&info.log_path, 60),
+                process::log_tail(&info.console_log_path, 20)
+            );
+            let kept = if crate::env_flag(crate::KEEP_DIRS_ENV) {
+                dir.keep()
+            } else {
+                root
+            };
+            return Err(Error::Startup {
+                server: "prosody".into(),
+                message,
+                dir: kept,
+                log,
+            });
+        }
+        Ok(Prosody {
+            info,
+            run_as,
+            process,
+            dir,
+        })
+    }
+}
+
+fn check_installed() -> Result<()> {
+    for bin in ["prosody", "prosodyctl"] {
+        if process::find_program(bin).is_none() {
+            return Err(Error::Unavailable {
+                server: "prosody".into(),
+                reason: format!("`{bin}` not found on PATH; {INSTALL_HINT}"),
+            });
+        }
+    }
+    if process::is_root() && process::find_program("setpriv").is_none() {
+        return Err(Error::Unavailable {
+            server: "prosody".into(),
+            reason: "`setpriv` (util-linux) not found: needed to run Prosody as user prosody"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+fn register(run_as: &RunAs, config: &Path, name: &str, domain: &str, password: &str) -> Result<()> {
+    let mut cmd = run_as.command("prosodyctl");
+    cmd.arg("--config")
+        .arg(config)
+        .args(["register", name, domain, password]);
+    if let Some(dir) = config.parent() {
+        cmd.current_dir(dir);
+    }
+    process::run_bounded(
+        cmd,
+        &format!("prosodyctl register {name} {domain}"),
+        Duration::from_secs(30),
+    )
+    .map(|_| ())
+}
+
+/// Lua string literal.
+fn lua(s: impl AsRef<str>) -> String {
+    let mut out = String::from("\"");
+    for c in s.as_ref().chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn path_lua(p: &Path) -> String {
+    lua(p.to_string_lossy())
+}
+
+fn config(
+    opts: &ProsodyOptions,
+    root: &Path,
+    cert: &Path,
+    key: &Path,
+    log: &Path,
+    ports: &Ports,
+) -> String {
+    let required = opts.tls == TlsPolicy::Required;
+    let level = if opts.debug_log { "debug" } else { "info" };
+    let ssl = format!(
+        "{{ certificate = {}; key = {} }}",
+        path_lua(cert),
+        path_lua(key)
+    );
+    let mut c = String::new();
+    let _ = write!(
+        c,
+        r#"-- written by the xmpp-handshake test harness
+pidfile = {pidfile}
+data_path = {data}
+certificates = {certs}
+interfaces = {{ "127.0.0.1" }}
+local_interfaces = {{ "127.0.0.1" }}
+c2s_ports = {{ {c2s} }}
+c2s_direct_tls_ports = {{ {direct} }}
+s2s_ports = {{ {s2s} }}
+http_ports = {{ {http} }}
+http_interfaces = {{ "127.0.0.1" }}
+https_ports = {{ {https} }}
+https_interfaces = {{ "127.0.0.1" }}
+component_ports = {{ }}
+legacy_ssl_ports = {{ }}
+network_settings = {{ nagle = false }}
+modules_enabled = {{ "disco"; "roster"; "saslauth"; "tls"; "ping"; "websocket" }}
+modules_disabled = {{ "limits" }}
+authentication = "internal_hashed"
+storage = "internal"
+c2s_require_encryption = {required}
+s2s_require_encryption = {required}
+s2s_secure_auth = false
+allow_registration = false
+consider_websocket_secure = {ws_secure}
+statistics = nil
+log = {{ {{ levels = {{ min = "{level}" }}; to = "file"; filename = {log} }} }}
+ssl = {ssl}
+https_ssl = {ssl}
+c2s_direct_tls_ssl = {ssl}
+{extra_global}
+VirtualHost {domain}
+  ssl = {ssl}
+{extra_host}
+"#,
+        pidfile = path_lua(&root.join("prosody.pid")),
+        data = path_lua(&root.join("data")),
+        certs = path_lua(&root.join("certs")),
+        c2s = ports.c2s,
+        direct = ports.c2s_direct_tls,
+        s2s = ports.s2s,
+        http = ports.http,
+        https = ports.https,
+        ws_secure = opts.websocket_secure,
+        log = path_lua(log),
+        extra_global = opts.extra_global_config,
+        domain = lua(&opts.domain),
+        extra_host = opts.extra_host_config,
+    );
+    c
+}
