@@ -272,7 +272,8 @@ where
                     .send(&stanza::message(to, &body, None))
                     .await
                     .map_err(Failure::Xmpp)?;
-                next_reading = next_reading.map(|at| at + behaviour.period);
+                // After a long stall, the next reading is one period from now, not a burst.
+                next_reading = next_reading.map(|at| (at + behaviour.period).max(Instant::now()));
             }
             Err(e) => return Err(Failure::Xmpp(e)),
         }
