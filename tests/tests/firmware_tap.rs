@@ -1,0 +1,359 @@
+//! The firmware app, host build (embassy `std` executor, embassy-time's std driver,
+//! embassy-net on a TAP device: the code the boards run above their network driver), against
+//! a real Prosody, inside a network namespace this test creates and deletes.
+//!
+//! Layout: namespace `xhfw-<pid>` with `lo` and `tap0` (10.203.0.1/24, the server's side);
+//! the app's embassy-net stack is 10.203.0.2/24 on the other end of `tap0`. Prosody runs in
+//! the namespace (the test thread enters it, so Prosody and the second client inherit it)
+//! and also listens on 10.203.0.1.
+//!
+//! Passes only if the app completes STARTTLS (embedded-tls with the core's certificate
+//! policy), SCRAM and bind; its periodic reading reaches a second client; it echoes that
+//! client's message; and after a Prosody restart it reconnects (SCRAM keys from its cache)
+//! and its readings arrive again.
+//!
+//! Needs root, `/dev/net/tun` and `ip`; the app binary is built by `cargo test --workspace`
+//! (package `xmpp-handshake-firmware-host`). Without root or Prosody this prints a skip,
+//! unless `XMPP_HANDSHAKE_REQUIRE_SERVERS=1` (tests/run): then it fails.
+
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use xmpp_handshake_core::driver::{negotiate, Session};
+use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
+use xmpp_handshake_core::sasl::{Credentials, SaslPolicy};
+use xmpp_handshake_core::stanza;
+use xmpp_handshake_host::transport::{connect, Transport};
+use xmpp_handshake_host::upgrade::RustlsClient;
+use xmpp_handshake_tests::process::{RunAs, ServerProcess};
+use xmpp_handshake_tests::{servers_required, Prosody, ProsodyOptions, ServerInfo};
+
+const DOMAIN: &str = "xmpp.test";
+const SERVER_ADDR: &str = "10.203.0.1";
+const DEVICE_CIDR: &str = "10.203.0.2/24";
+const APP_BIN: &str = "xmpp-firmware-host";
+
+/// A network namespace with `lo` up and a TAP device; deleted (with the device) on drop.
+struct Netns {
+    name: String,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl Netns {
+    fn create() -> Result<Self, String> {
+        let name = format!("xhfw-{}", std::process::id());
+        let _ = ip(&["netns", "del", &name]);
+        ip(&["netns", "add", &name])?;
+        let ns = Netns { name };
+        let n = ns.name.as_str();
+        ip(&["-n", n, "link", "set", "lo", "up"])?;
+        ip(&["-n", n, "tuntap", "add", "dev", "tap0", "mode", "tap"])?;
+        ip(&[
+            "-n",
+            n,
+            "addr",
+            "add",
+            &format!("{SERVER_ADDR}/24"),
+            "dev",
+            "tap0",
+        ])?;
+        ip(&["-n", n, "link", "set", "tap0", "up"])?;
+        Ok(ns)
+    }
+
+    /// Moves the calling thread (and what it spawns from now on) into the namespace.
+    fn enter(&self) -> Result<(), String> {
+        let file = fs::File::open(format!("/run/netns/{}", self.name))
+            .map_err(|e| format!("opening the namespace: {e}"))?;
+        // SAFETY: setns on a valid namespace fd affects only the calling thread.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(format!("setns: {}", std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Err(e) = ip(&["netns", "del", &self.name]) {
+            eprintln!("cleanup: {e}");
+        }
+    }
+}
+
+/// Why this machine cannot run the test, if it cannot.
+fn missing_prerequisite() -> Option<String> {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        return Some("needs root (network namespaces, TAP devices)".into());
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        return Some("/dev/net/tun is missing".into());
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        return Some("`ip` (iproute2) is missing".into());
+    }
+    None
+}
+
+/// The app binary, next to this test's `deps/` directory (cargo builds it with the
+/// workspace's tests); `XMPP_FIRMWARE_HOST_BIN` overrides.
+fn app_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("XMPP_FIRMWARE_HOST_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join(APP_BIN);
+    assert!(
+        bin.exists(),
+        "{} not found: build it with `cargo build -p xmpp-handshake-firmware-host` \
+         (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The app as a child process; killed on drop. Its log (stderr) goes to a file.
+struct App {
+    child: Child,
+    log: PathBuf,
+}
+
+impl App {
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log has `n` lines containing `needle`.
+    fn wait_for(&mut self, needle: &str, n: usize, limit: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.log().matches(needle).count() >= n {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("the app exited ({status}) before {needle:?} x{n}"));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "no {needle:?} x{n} in the app's log within {limit:?}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
+}
+
+type BobSession = Session<Transport, <RustlsClient as BobTls>::Stream>;
+
+/// Names the stream type of the host's rustls upgrade.
+trait BobTls {
+    type Stream;
+}
+
+impl BobTls for RustlsClient {
+    type Stream = <RustlsClient as xmpp_handshake_core::driver::TlsUpgrade<Transport>>::Stream;
+}
+
+/// The second client: bob, with the host's rustls stack, over 127.0.0.1 in the namespace.
+async fn bob(server: &ServerInfo) -> BobSession {
+    let user = server.user(1);
+    let mut config = InitiatorConfig::client(&server.domain);
+    config.sasl = Some(ClientSasl {
+        credentials: Credentials::password(&user.name, &user.password),
+        policy: SaslPolicy::default(),
+        resource: Some("observer".into()),
+    });
+    let transport = connect(server.c2s_addr()).await.expect("bob connects");
+    let mut tls = RustlsClient::new(server.tls_client_config());
+    let machine = InitiatingEntity::new(config, rand_core::OsRng);
+    let negotiated = negotiate(transport, &mut tls, machine, &mut ())
+        .await
+        .expect("bob logs in");
+    let mut session = Session::new(negotiated);
+    session.send(&stanza::presence(None)).await.unwrap();
+    session
+}
+
+/// The next message whose text contains `needle`, within `limit`.
+async fn message_containing(session: &mut BobSession, needle: &str, limit: Duration) -> String {
+    let wait = async {
+        loop {
+            let element = session
+                .next_element()
+                .await
+                .expect("bob's stream")
+                .expect("bob's stream stays open");
+            if element.starts_with("<message") && element.contains(needle) {
+                return element;
+            }
+        }
+    };
+    tokio::time::timeout(limit, wait)
+        .await
+        .unwrap_or_else(|_| panic!("bob got no message with {needle:?} within {limit:?}"))
+}
+
+fn restart(server: &mut Prosody) -> ServerProcess {
+    server.stop();
+    let run_as = RunAs::system_user("prosody").expect("prosody user");
+    let mut cmd = run_as.command("prosody");
+    cmd.arg("-F")
+        .arg("--config")
+        .arg(&server.config_path)
+        .current_dir(&server.dir);
+    let mut process = ServerProcess::spawn("prosody", cmd, &server.console_log_path, None)
+        .expect("prosody restarts");
+    process
+        .wait_ready(&[server.c2s_addr()], Duration::from_secs(30))
+        .expect("prosody accepts connections again");
+    process
+}
+
+fn run_in_namespace(ns: &Netns) -> Result<(), String> {
+    ns.enter()?;
+    let opts = ProsodyOptions {
+        domain: DOMAIN.into(),
+        // Also on the TAP side, where the app is (the harness binds 127.0.0.1).
+        extra_global_config: format!("interfaces = {{ \"127.0.0.1\", \"{SERVER_ADDR}\" }}"),
+        ..ProsodyOptions::default()
+    };
+    let Some(mut server) = Prosody::start_or_skip(opts) else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let ca = work.path().join("ca.der");
+    fs::write(&ca, server.ca_der()).map_err(|e| e.to_string())?;
+    let log = work.path().join("app.log");
+    let alice = server.user(0).clone();
+    let bob_jid = server.user(1).jid(DOMAIN);
+    let child = Command::new(app_binary())
+        .env("RUST_LOG", "info")
+        .env("XMPP_JID", alice.jid(DOMAIN))
+        .env("XMPP_PASSWORD", &alice.password)
+        .env("XMPP_SERVER", format!("{SERVER_ADDR}:{}", server.ports.c2s))
+        .env("XMPP_CA", &ca)
+        .env("XMPP_REPORT_TO", &bob_jid)
+        .env("XMPP_PERIOD_MS", "500")
+        .env("TAP_IF", "tap0")
+        .env("TAP_ADDR", DEVICE_CIDR)
+        .env("SCRAM_CACHE", work.path().join("scram-cache.bin"))
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(work.path().join("app.out")).map_err(|e| e.to_string())?)
+        .stderr(fs::File::create(&log).map_err(|e| e.to_string())?)
+        .spawn()
+        .map_err(|e| format!("starting the app: {e}"))?;
+    let mut app = App { child, log };
+
+    let outcome = (|| -> Result<(), String> {
+        // 1. STARTTLS + SCRAM + bind over the TAP link; the keys go to the cache.
+        app.wait_for("bound as alice@xmpp.test/", 1, Duration::from_secs(90))?;
+        app.wait_for("SCRAM keys stored", 1, Duration::from_secs(5))?;
+        // 2. bob receives a reading and gets his message echoed.
+        block_on(async {
+            let mut bob = bob(&server).await;
+            message_containing(&mut bob, "reading", Duration::from_secs(20)).await;
+            let device = format!("{}/device", alice.jid(DOMAIN));
+            bob.send(&stanza::message(&device, "hello device", None))
+                .await
+                .unwrap();
+            message_containing(&mut bob, "echo: hello device", Duration::from_secs(20)).await;
+        });
+        // 3. Prosody restarts; the app reconnects (backoff) and logs in from its cache.
+        let mut restarted = restart(&mut server);
+        let result = (|| {
+            app.wait_for("bound as alice@xmpp.test/", 2, Duration::from_secs(90))?;
+            app.wait_for("SCRAM keys came from the cache", 1, Duration::from_secs(5))?;
+            block_on(async {
+                let mut bob = bob(&server).await;
+                message_containing(&mut bob, "reading", Duration::from_secs(20)).await;
+            });
+            Ok(())
+        })();
+        restarted.stop(Duration::from_secs(5));
+        result
+    })();
+    // One heap report after the last session (the app prints one every 5 s; force one
+    // more by waiting, bounded).
+    let _ = app.wait_for("heap:", 1, Duration::from_secs(6));
+    let log = app.log();
+    drop(app);
+    // The app's milestones (and its peak heap) in the test log.
+    for line in log.lines().filter(|l| {
+        [
+            "bound as",
+            "SCRAM keys",
+            "connection failed",
+            "reconnecting",
+            "message from",
+            "reading 1 ",
+            "heap:",
+            "TLS established",
+        ]
+        .iter()
+        .any(|m| l.contains(m))
+    }) {
+        eprintln!("app: {line}");
+    }
+    if outcome.is_err() {
+        eprintln!(
+            "--- app log ---\n{log}\n--- prosody log ---\n{}",
+            server.log_tail(40)
+        );
+    }
+    outcome
+}
+
+#[test]
+fn firmware_app_logs_in_over_tap_and_reconnects_after_a_server_restart() {
+    if let Some(reason) = missing_prerequisite() {
+        if servers_required() {
+            panic!("cannot run the TAP test: {reason}");
+        }
+        eprintln!("SKIPPED (firmware TAP test): {reason}");
+        return;
+    }
+    let ns = Netns::create().expect("network namespace");
+    // A thread of its own: only it (and what it spawns) enters the namespace.
+    let result = std::thread::scope(|s| s.spawn(|| run_in_namespace(&ns)).join());
+    drop(ns);
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("{e}"),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
