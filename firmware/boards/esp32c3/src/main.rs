@@ -1,5 +1,6 @@
 //! The firmware app on an ESP32-C3: Wi-Fi station (esp-radio; the radio's libraries come
-//! from the registry's esp-wifi-sys crate), DHCP, the TRNG. Configuration: build-time
+//! from the registry's esp-wifi-sys crate), DHCP, the TRNG, the SCRAM cache in the last
+//! flash sector. Configuration: build-time
 //! environment (see the README's Firmware section). All logic is in the
 //! `xmpp-handshake-firmware` crate.
 #![no_std]
@@ -9,6 +10,7 @@ use defmt::{info, unwrap, warn};
 use embassy_executor::Spawner;
 use embassy_net::{Runner, StackResources};
 use embassy_time::{Duration, Timer};
+use embedded_storage::nor_flash::ReadNorFlash;
 use esp_hal::clock::CpuClock;
 use esp_hal::rng::{Trng, TrngSource};
 use esp_hal::timer::timg::TimerGroup;
@@ -16,10 +18,11 @@ use esp_radio::wifi::sta::StationConfig;
 use esp_radio::wifi::{
     AuthenticationMethodConfig, Config as WifiConfig, ControllerConfig, Interface, WifiController,
 };
+use esp_storage::FlashStorage;
 use rand_core::RngCore;
 use static_cell::StaticCell;
 use xmpp_handshake_firmware::app::SocketBuffers;
-use xmpp_handshake_firmware::store::RamStore;
+use xmpp_handshake_firmware::store::NorFlashStore;
 use xmpp_handshake_firmware::tls::{Clock, EmbeddedTlsConnector};
 use xmpp_handshake_firmware::{config, Memory};
 use {esp_backtrace as _, esp_println as _};
@@ -128,8 +131,11 @@ async fn main(spawner: Spawner) -> ! {
         Clock::None,
     )
     .ok());
-    // The SCRAM cache in RAM: PBKDF2 once per boot (an esp-storage NorFlash would keep it
-    // across reboots, as the F767 board does with its flash).
-    let mut store = RamStore::default();
+    // The SCRAM cache in the flash's last 4 KiB sector (outside the partition table's
+    // default layout: nvs, phy_init, factory app at 0x10000).
+    let flash = FlashStorage::new(peripherals.FLASH);
+    let end = u32::try_from(ReadNorFlash::capacity(&flash)).unwrap_or(u32::MAX);
+    let sector = FlashStorage::ERASE_SIZE as u32;
+    let mut store = NorFlashStore::new(flash, end - sector, sector);
     xmpp_handshake_firmware::run(stack, &app, buffers, &mut tls, &mut store, rng).await
 }
