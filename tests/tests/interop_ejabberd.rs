@@ -1,0 +1,132 @@
+//! Our initiating entity (the CLI's client code) against a real ejabberd 23.01 on loopback,
+//! with each SCRAM family it can be configured for (`auth_scram_hash: sha` offers
+//! SCRAM-SHA-1 and -PLUS, `sha256` SCRAM-SHA-256 and -PLUS).
+//!
+//! ejabberd 23.01 offers `-PLUS` on TLS 1.3 and then rejects `tls-exporter` (FACTS.md).
+//! Our default (`CbPolicy::WhenOffered`) therefore fails there, with the typed
+//! [`SaslError::ChannelBindingRejected`] and exit code 3, and never retries unbound on its
+//! own (a man in the middle would get exactly that retry); `CbPolicy::Off` (the CLI's
+//! `--channel-binding off`) logs in with plain SCRAM. Both are asserted.
+
+mod interop_support;
+
+use interop_support::{block_on, close, exchange, login, How};
+use xmpp_handshake_core::sasl::{CbPolicy, SaslError, SaslFailure};
+use xmpp_handshake_core::starttls::TlsPolicy;
+use xmpp_handshake_core::Error;
+use xmpp_handshake_tests::{Ejabberd, EjabberdOptions, ScramHash, TlsPolicy as ServerTls};
+
+const OFF: How = How {
+    tls: TlsPolicy::Required,
+    cb: CbPolicy::Off,
+    tls12: false,
+};
+
+fn each_hash(hash: ScramHash, family: &str) {
+    let Some(e) = Ejabberd::start_or_skip(EjabberdOptions {
+        scram_hash: hash,
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let (alice, bob) = (e.user(0).clone(), e.user(1).clone());
+    block_on(async {
+        // Default policy: -PLUS is offered and chosen, and ejabberd rejects the binding.
+        let a = login(&e, &alice.name, &alice.password, "plus", How::default()).await;
+        let offered = a.offered();
+        eprintln!(
+            "ejabberd ({family}) offered {offered:?}; we used {:?}",
+            a.used()
+        );
+        assert!(offered.contains(&family.to_string()), "{offered:?}");
+        let plus = format!("{family}-PLUS");
+        assert!(offered.contains(&plus), "{offered:?}");
+        assert_eq!(a.used().as_deref(), Some(plus.as_str()));
+        let dump = a.dump();
+        match &a.result {
+            Err(Error::AuthenticationFailed {
+                error: SaslError::ChannelBindingRejected { .. },
+                ..
+            }) => {}
+            Ok(_) => eprintln!("NOTE: ejabberd accepted {plus} over TLS 1.3"),
+            Err(other) => panic!("expected ChannelBindingRejected, got {other:?}\n{dump}"),
+        }
+        if let Ok(l) = a.result {
+            close(l).await;
+        }
+
+        // Without binding: plain SCRAM of that family, bind, messages both ways.
+        let a = login(&e, &alice.name, &alice.password, "laptop", OFF).await;
+        assert_eq!(a.used().as_deref(), Some(family), "{}", a.dump());
+        let round_trips = a.transcript.round_trips();
+        let mut a = a.ok();
+        eprintln!(
+            "ejabberd: bound {} with {family} in {round_trips} round trips, {:.1} ms",
+            a.jid,
+            a.elapsed.as_secs_f64() * 1000.0
+        );
+        assert_eq!(round_trips, 7, "round trips to a bound resource");
+        assert!(
+            a.jid.starts_with(&format!("alice@{}/", e.domain)),
+            "{}",
+            a.jid
+        );
+        let mut b = login(&e, &bob.name, &bob.password, "phone", OFF).await.ok();
+        exchange(&mut a, &mut b, "from alice <&> to bob").await;
+        exchange(&mut b, &mut a, "and back").await;
+        close(a).await;
+        close(b).await;
+    });
+}
+
+#[test]
+fn scram_sha1_family() {
+    each_hash(ScramHash::Sha1, "SCRAM-SHA-1");
+}
+
+#[test]
+fn scram_sha256_family() {
+    each_hash(ScramHash::Sha256, "SCRAM-SHA-256");
+}
+
+#[test]
+fn starttls_optional_server_with_required_and_optional_client() {
+    let Some(e) = Ejabberd::start_or_skip(EjabberdOptions {
+        tls: ServerTls::Optional,
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let alice = e.user(0).clone();
+    block_on(async {
+        for tls in [TlsPolicy::Required, TlsPolicy::Optional] {
+            let a = login(&e, &alice.name, &alice.password, "r", How { tls, ..OFF }).await;
+            assert!(a.transcript.tls().is_some(), "STARTTLS used with {tls:?}");
+            let l = a.ok();
+            assert!(l.session.outcome.secure);
+            close(l).await;
+        }
+    });
+}
+
+#[test]
+fn wrong_password_fails_with_not_authorized() {
+    let Some(e) = Ejabberd::start_or_skip(EjabberdOptions::default()) else {
+        return;
+    };
+    let alice = e.user(0).clone();
+    block_on(async {
+        let a = login(&e, &alice.name, "not-her-password", "x", OFF).await;
+        let dump = a.dump();
+        match a.result {
+            Err(Error::AuthenticationFailed {
+                error: SaslError::Failure(SaslFailure::NotAuthorized),
+                ..
+            })
+            | Err(Error::Sasl(SaslError::Failure(SaslFailure::NotAuthorized))) => {}
+            Err(other) => panic!("expected not-authorized, got {other:?}\n{dump}"),
+            Ok(_) => panic!("logged in with a wrong password\n{dump}"),
+        }
+        assert!(!dump.contains("not-her-password"));
+    });
+}
