@@ -1,6 +1,6 @@
 //! `connect JID`: log in to a real server; send one message or stay online.
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::time::Duration;
 
 use xmpp_handshake_core::sasl::CbPolicy;
@@ -27,6 +27,13 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn password(jid: &str) -> Result<String, Failure> {
     if let Ok(p) = std::env::var(PASSWORD_ENV) {
         return Ok(p);
+    }
+    // Prompt only when the user is at a terminal: a script or a test with no input gets a
+    // clear error instead of a prompt that blocks on the controlling terminal.
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::usage(format!(
+            "no password: set {PASSWORD_ENV} or run on a terminal"
+        )));
     }
     rpassword::prompt_password(format!("Password for {jid}: ")).map_err(|e| {
         Failure::usage(format!(
