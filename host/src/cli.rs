@@ -158,6 +158,10 @@ pub struct ServeArgs {
     /// TLS 1.3 and fails); they then log in with plain SCRAM.
     #[arg(long)]
     pub no_channel_binding: bool,
+    /// Print each client's negotiation transcript on stderr (`I:` the client, `R:` this
+    /// server; SASL payloads redacted): what your device really sent.
+    #[arg(long)]
+    pub trace: bool,
     /// Print every stanza routed.
     #[arg(long, short)]
     pub verbose: bool,

@@ -85,6 +85,8 @@ async fn run_inner(
             identity,
             verbose: false,
             channel_binding: true,
+            log_connections: false,
+            trace: false,
         },
     )
     .await?;

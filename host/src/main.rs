@@ -77,6 +77,8 @@ async fn run_serve(args: ServeArgs) -> Result<(), Failure> {
             identity: identity.clone(),
             verbose: args.verbose,
             channel_binding: !args.no_channel_binding,
+            log_connections: true,
+            trace: args.trace,
         },
     )
     .await?;

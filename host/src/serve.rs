@@ -22,6 +22,8 @@ use xmpp_handshake_core::sasl::{
 use crate::certs::{server_template, ServerIdentity};
 use crate::exit::Failure;
 use crate::router::{Registry, ToSession};
+use crate::tls_info::{Recording, TlsCell};
+use crate::transcript::{Side, Transcript};
 use crate::upgrade::{Certificates, RustlsServer};
 
 /// How long a client may take to negotiate.
@@ -62,8 +64,12 @@ pub struct ServeConfig {
     pub store: SharedStore,
     /// The certificate.
     pub identity: ServerIdentity,
-    /// Log every connection and stanza on stderr.
+    /// Log connections (bound, gone, failed negotiations) on stderr.
+    pub log_connections: bool,
+    /// Also log every stanza routed.
     pub verbose: bool,
+    /// Print each connection's negotiation transcript on stderr (`I:` the client).
+    pub trace: bool,
     /// Offer SCRAM `-PLUS` (channel binding, `tls-exporter` on TLS 1.3). Some clients pick
     /// `-PLUS` and then bind with a type we did not advertise (slixmpp 1.8 sends
     /// `tls-unique` on TLS 1.3) and fail; turning this off lets them in with plain SCRAM.
@@ -125,7 +131,7 @@ async fn accept_loop(listener: TcpListener, config: Arc<ServeConfig>, registry: 
         let tls = tls.clone();
         tokio::spawn(async move {
             if let Err(e) = connection(tcp, peer, tls, &config, &registry).await {
-                if config.verbose {
+                if config.log_connections {
                     eprintln!("serve: {peer}: {e}");
                 }
             }
@@ -139,7 +145,7 @@ type ServerSession =
 async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
-    mut tls: RustlsServer,
+    tls: RustlsServer,
     config: &ServeConfig,
     registry: &Registry,
 ) -> Result<(), String> {
@@ -149,9 +155,14 @@ async fn connection(
         sasl.channel_binding = config.channel_binding;
     }
     let machine = ReceivingEntity::new(receiver, rand_core::OsRng, config.store.clone());
+    let cell = TlsCell::default();
+    let mut transcript = Transcript::new(Side::Receiving, cell.clone());
+    transcript.print_live(config.trace);
+    transcript.live_prefix(&format!("serve: {peer}: "));
+    let mut tls = Recording { inner: tls, cell };
     let negotiated = tokio::time::timeout(
         NEGOTIATION_TIMEOUT,
-        negotiate(transport, &mut tls, machine, &mut ()),
+        negotiate(transport, &mut tls, machine, &mut transcript),
     )
     .await
     .map_err(|_| "negotiation timed out".to_string())?
@@ -166,7 +177,7 @@ async fn connection(
         .mechanism
         .map(|m| m.name())
         .unwrap_or("?");
-    if config.verbose {
+    if config.log_connections {
         eprintln!("serve: {peer}: {jid} bound ({mechanism})");
     }
     let mut session: ServerSession = Session::new(negotiated);
@@ -174,7 +185,7 @@ async fn connection(
     let registration = registry.bind(&jid, tx);
     let result = session_loop(&mut session, rx, &jid, config, registry).await;
     registry.unbind(&registration);
-    if config.verbose {
+    if config.log_connections {
         eprintln!(
             "serve: {peer}: {jid} gone ({})",
             result.as_deref().unwrap_or_else(|e| e)

@@ -166,6 +166,7 @@ pub struct Transcript {
     awaiting_answer: bool,
     round_trips: u32,
     live: bool,
+    live_prefix: String,
     progress: Option<Progress>,
     started: Instant,
     steps: Vec<(Step, Duration)>,
@@ -186,6 +187,7 @@ impl Transcript {
             awaiting_answer: false,
             round_trips: 0,
             live: false,
+            live_prefix: String::new(),
             progress: None,
             started: Instant::now(),
             steps: Vec::new(),
@@ -200,6 +202,11 @@ impl Transcript {
     /// Print each line on stderr as it is recorded (`--trace`).
     pub fn print_live(&mut self, live: bool) {
         self.live = live;
+    }
+
+    /// Put `prefix` before every live line (e.g. the peer's address on a server).
+    pub fn live_prefix(&mut self, prefix: &str) {
+        self.live_prefix = prefix.to_string();
     }
 
     /// Report steps on a progress display.
@@ -239,7 +246,7 @@ impl Transcript {
 
     fn push(&mut self, entry: Entry) {
         if self.live {
-            let _ = writeln!(std::io::stderr(), "{}", entry.line());
+            let _ = writeln!(std::io::stderr(), "{}{}", self.live_prefix, entry.line());
         }
         self.entries.push(entry);
     }

@@ -61,6 +61,8 @@ impl TestServer {
                 identity: identity.clone(),
                 verbose: false,
                 channel_binding: true,
+                log_connections: false,
+                trace: false,
             },
         )
         .await
@@ -527,4 +529,85 @@ async fn connect_online_prints_incoming_stanzas_until_interrupted() {
     })
     .await
     .expect("in time");
+}
+
+/// `serve --trace`: every client's negotiation on stderr, prefixed with its address, SASL
+/// payloads redacted; connections are logged.
+#[tokio::test]
+async fn serve_trace_prints_each_clients_negotiation() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", &listen, "--domain", "example.com"])
+        .args(["--user", "dev:device-pw", "--trace", "--write-ca"])
+        .arg(&ca)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut banner = String::new();
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(LIMIT, async {
+        while !banner.contains("STARTTLS") {
+            let n = stdout.read(&mut buf).await.unwrap();
+            assert!(n > 0, "serve exited: {banner}");
+            banner.push_str(&text(&buf[..n]));
+        }
+    })
+    .await
+    .expect("serve starts");
+    let port_s = port.to_string();
+    let ca_s = ca.display().to_string();
+    let out = run(
+        &[
+            "connect",
+            "dev@example.com/sensor",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port_s,
+            "--ca",
+            &ca_s,
+            "--send",
+            "dev@example.com",
+            "x",
+        ],
+        &[("XMPP_PASSWORD", "device-pw")],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut stderr = child.stderr.take().unwrap();
+    let mut log = String::new();
+    tokio::time::timeout(LIMIT, async {
+        while !log.contains("gone (") {
+            let n = stderr.read(&mut buf).await.unwrap();
+            assert!(n > 0, "serve exited: {log}");
+            log.push_str(&text(&buf[..n]));
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("serve logs the session: {log}"));
+    child.kill().await.unwrap();
+    assert!(
+        log.contains("R: <proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"),
+        "{log}"
+    );
+    assert!(log.contains("-- TLS 1.3 handshake"), "{log}");
+    assert!(log.contains("[redacted]</auth>"), "{log}");
+    assert!(log.contains("R: <success"), "{log}");
+    assert!(
+        log.contains("dev@example.com/sensor bound (SCRAM-SHA-256-PLUS)"),
+        "{log}"
+    );
+    assert!(!log.contains("device-pw"), "{log}");
+    assert!(log
+        .lines()
+        .filter(|l| l.contains("I: ") || l.contains("R: "))
+        .all(|l| l.starts_with("serve: 127.0.0.1:")));
 }

@@ -66,6 +66,8 @@ impl Fixture {
                 identity: identity.clone(),
                 verbose: true,
                 channel_binding,
+                log_connections: true,
+                trace: false,
             },
         )
         .await
