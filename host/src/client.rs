@@ -250,6 +250,7 @@ pub async fn login_typed(
     let mut tls = Recording {
         inner: RustlsClient::new(trust.config.clone()),
         cell: tls_cell,
+        own_certificate: None,
     };
     let machine = InitiatingEntity::new(login.config(), rand_core::OsRng);
     let negotiated = negotiate(transport, &mut tls, machine, transcript).await?;
@@ -277,6 +278,7 @@ pub async fn negotiate_with(
     let mut tls = Recording {
         inner: RustlsClient::new(trust.config.clone()),
         cell: tls_cell,
+        own_certificate: None,
     };
     let machine = InitiatingEntity::new(config, rand_core::OsRng);
     let negotiated = negotiate(transport, &mut tls, machine, transcript).await?;

@@ -159,7 +159,11 @@ async fn connection(
     let mut transcript = Transcript::new(Side::Receiving, cell.clone());
     transcript.print_live(config.trace);
     transcript.live_prefix(&format!("serve: {peer}: "));
-    let mut tls = Recording { inner: tls, cell };
+    let mut tls = Recording {
+        inner: tls,
+        cell,
+        own_certificate: Some(config.identity.leaf_fingerprint()),
+    };
     let negotiated = tokio::time::timeout(
         NEGOTIATION_TIMEOUT,
         negotiate(transport, &mut tls, machine, &mut transcript),

@@ -111,6 +111,8 @@ pub struct Recording<U> {
     pub inner: U,
     /// Filled after each successful handshake.
     pub cell: TlsCell,
+    /// On a server: the fingerprint of the certificate it presents, for the summary.
+    pub own_certificate: Option<String>,
 }
 
 impl<U> Recording<U> {
@@ -119,6 +121,7 @@ impl<U> Recording<U> {
         Recording {
             inner,
             cell: TlsCell::default(),
+            own_certificate: None,
         }
     }
 }
@@ -133,7 +136,11 @@ where
 
     async fn upgrade(&mut self, transport: T, server_name: &str) -> Result<U::Stream, U::Error> {
         let stream = self.inner.upgrade(transport, server_name).await?;
-        *self.cell.lock().unwrap_or_else(PoisonError::into_inner) = Some(stream.summary());
+        let mut summary = stream.summary();
+        if summary.server_certificate.is_none() {
+            summary.server_certificate = self.own_certificate.clone();
+        }
+        *self.cell.lock().unwrap_or_else(PoisonError::into_inner) = Some(summary);
         Ok(stream)
     }
 

@@ -554,7 +554,7 @@ async fn serve_trace_prints_each_clients_negotiation() {
     let mut banner = String::new();
     let mut buf = [0u8; 1024];
     tokio::time::timeout(LIMIT, async {
-        while !banner.contains("STARTTLS") {
+        while !banner.contains("STARTTLS") || !banner.contains("certificate SHA-256") {
             let n = stdout.read(&mut buf).await.unwrap();
             assert!(n > 0, "serve exited: {banner}");
             banner.push_str(&text(&buf[..n]));
@@ -599,6 +599,16 @@ async fn serve_trace_prints_each_clients_negotiation() {
         "{log}"
     );
     assert!(log.contains("-- TLS 1.3 handshake"), "{log}");
+    let fingerprint = banner
+        .split("certificate SHA-256 ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    assert!(
+        log.contains(&format!("server certificate SHA-256 {fingerprint} --")),
+        "{log}"
+    );
     assert!(log.contains("[redacted]</auth>"), "{log}");
     assert!(log.contains("R: <success"), "{log}");
     assert!(
