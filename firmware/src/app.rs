@@ -14,6 +14,8 @@ use xmpp_handshake_core::connection::Step;
 use xmpp_handshake_core::driver::{negotiate, Observer, Session};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
 use xmpp_handshake_core::sasl::{Credentials, SaslPolicy};
+use xmpp_handshake_core::stream::header::StreamHeader;
+use xmpp_handshake_core::xml::element;
 use xmpp_handshake_core::{stanza, Error};
 
 use crate::config::Config;
@@ -248,7 +250,7 @@ where
         deadline.set(next_reading);
         match session.next_element().await {
             Ok(Some(raw)) => {
-                let reply = answer(&raw, &session, behaviour.echo);
+                let reply = answer(&raw, session.peer_header(), behaviour.echo);
                 if let Some(reply) = reply {
                     if reply.starts_with("<message") {
                         stats.echoed += 1;
@@ -291,13 +293,8 @@ fn reading(n: u32, online: Duration) -> String {
 }
 
 /// What to answer to one received top-level element, if anything.
-fn answer<T, S>(raw: &str, session: &Session<T, S>, echo: bool) -> Option<String>
-where
-    T: embedded_io_async::Read + embedded_io_async::Write,
-    S: embedded_io_async::Read + embedded_io_async::Write,
-{
-    use xmpp_handshake_core::xml::element;
-    element::parse(raw, session.peer_header(), |node| {
+fn answer(raw: &str, header: &StreamHeader, echo: bool) -> Option<String> {
+    element::parse(raw, header, |node| {
         let from = node.attribute("from");
         let kind = node.attribute("type").unwrap_or("");
         match node.tag_name().name() {
@@ -337,4 +334,68 @@ where
     })
     .ok()
     .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(raw: &str) -> Option<String> {
+        answer(raw, &StreamHeader::default(), true)
+    }
+
+    #[test]
+    fn echoes_chat_messages_to_their_sender() {
+        let r =
+            reply("<message from='bob@x.test/a' type='chat'><body>hi &amp; bye</body></message>");
+        let r = r.expect("an echo");
+        assert!(
+            r.contains("to='bob@x.test/a'") && r.contains("echo: hi &amp; bye"),
+            "{r}"
+        );
+        assert_eq!(
+            answer(
+                "<message from='b@x.test' type='chat'><body>hi</body></message>",
+                &StreamHeader::default(),
+                false
+            ),
+            None,
+            "echo off"
+        );
+    }
+
+    #[test]
+    fn never_answers_errors_echoes_or_bodiless_messages() {
+        assert_eq!(
+            reply("<message from='b@x.test' type='error'><body>x</body></message>"),
+            None
+        );
+        assert_eq!(
+            reply("<message from='b@x.test'><body>echo: x</body></message>"),
+            None
+        );
+        assert_eq!(
+            reply("<message from='b@x.test'><composing xmlns='urn:x'/></message>"),
+            None
+        );
+    }
+
+    #[test]
+    fn answers_every_iq_get_or_set() {
+        let ping = reply("<iq type='get' id='p1' from='x.test'><ping xmlns='urn:xmpp:ping'/></iq>");
+        let ping = ping.expect("a pong");
+        assert!(
+            ping.contains("type='result'") && ping.contains("id='p1'"),
+            "{ping}"
+        );
+        let other =
+            reply("<iq type='set' id='q' from='x.test'><query xmlns='jabber:iq:roster'/></iq>");
+        let other = other.expect("an error");
+        assert!(
+            other.contains("type='error'") && other.contains("service-unavailable"),
+            "{other}"
+        );
+        assert_eq!(reply("<iq type='result' id='r'/>"), None);
+        assert_eq!(reply("<presence from='b@x.test'/>"), None);
+    }
 }
