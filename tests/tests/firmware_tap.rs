@@ -29,7 +29,7 @@ use xmpp_handshake_core::stanza;
 use xmpp_handshake_host::transport::{connect, Transport};
 use xmpp_handshake_host::upgrade::RustlsClient;
 use xmpp_handshake_tests::process::{RunAs, ServerProcess};
-use xmpp_handshake_tests::{servers_required, Prosody, ProsodyOptions, ServerInfo};
+use xmpp_handshake_tests::{servers_required, Prosody, ProsodyOptions, ServerInfo, TestPki};
 
 const DOMAIN: &str = "xmpp.test";
 const SERVER_ADDR: &str = "10.203.0.1";
@@ -58,8 +58,8 @@ fn ip(args: &[&str]) -> Result<(), String> {
 }
 
 impl Netns {
-    fn create() -> Result<Self, String> {
-        let name = format!("xhfw-{}", std::process::id());
+    fn create(tag: &str) -> Result<Self, String> {
+        let name = format!("xhfw-{}-{tag}", std::process::id());
         let _ = ip(&["netns", "del", &name]);
         ip(&["netns", "add", &name])?;
         let ns = Netns { name };
@@ -244,7 +244,71 @@ fn restart(server: &mut Prosody) -> ServerProcess {
     process
 }
 
-fn run_in_namespace(ns: &Netns) -> Result<(), String> {
+/// Which trust anchor the app gets.
+#[derive(Clone, Copy)]
+enum Anchor {
+    /// The CA that issued Prosody's certificate.
+    ServersCa,
+    /// A CA of another test PKI, issued for the same domain: must never be accepted.
+    Foreign,
+}
+
+fn start_app(server: &Prosody, anchor: Anchor, work: &Path) -> Result<App, String> {
+    let ca = work.join("ca.der");
+    let der = match anchor {
+        Anchor::ServersCa => server.ca_der().to_vec(),
+        Anchor::Foreign => TestPki::generate(DOMAIN).map_err(|e| e.to_string())?.ca_der,
+    };
+    fs::write(&ca, der).map_err(|e| e.to_string())?;
+    let log = work.join("app.log");
+    let alice = server.user(0);
+    let child = Command::new(app_binary())
+        .env("RUST_LOG", "info")
+        .env("XMPP_JID", alice.jid(DOMAIN))
+        .env("XMPP_PASSWORD", &alice.password)
+        .env("XMPP_SERVER", format!("{SERVER_ADDR}:{}", server.ports.c2s))
+        .env("XMPP_CA", &ca)
+        .env("XMPP_REPORT_TO", server.user(1).jid(DOMAIN))
+        .env("XMPP_PERIOD_MS", "500")
+        .env("TAP_IF", "tap0")
+        .env("TAP_ADDR", DEVICE_CIDR)
+        .env("SCRAM_CACHE", work.join("scram-cache.bin"))
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(work.join("app.out")).map_err(|e| e.to_string())?)
+        .stderr(fs::File::create(&log).map_err(|e| e.to_string())?)
+        .spawn()
+        .map_err(|e| format!("starting the app: {e}"))?;
+    Ok(App { child, log })
+}
+
+/// In a fresh namespace: Prosody, then the app with `anchor`, then `scenario`. The app's
+/// milestones go to the test log; on failure its whole log and Prosody's.
+fn with_app<F>(tag: &str, anchor: Anchor, scenario: F)
+where
+    F: FnOnce(&mut Prosody, &mut App) -> Result<(), String> + Send,
+{
+    if let Some(reason) = missing_prerequisite() {
+        if servers_required() {
+            panic!("cannot run the TAP test: {reason}");
+        }
+        eprintln!("SKIPPED (firmware TAP test): {reason}");
+        return;
+    }
+    let ns = Netns::create(tag).expect("network namespace");
+    // A thread of its own: only it (and what it spawns) enters the namespace.
+    let result = std::thread::scope(|s| s.spawn(|| run_in_namespace(&ns, anchor, scenario)).join());
+    drop(ns);
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("{e}"),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+fn run_in_namespace<F>(ns: &Netns, anchor: Anchor, scenario: F) -> Result<(), String>
+where
+    F: FnOnce(&mut Prosody, &mut App) -> Result<(), String>,
+{
     ns.enter()?;
     let opts = ProsodyOptions {
         domain: DOMAIN.into(),
@@ -256,77 +320,26 @@ fn run_in_namespace(ns: &Netns) -> Result<(), String> {
         return Ok(());
     };
     let work = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let ca = work.path().join("ca.der");
-    fs::write(&ca, server.ca_der()).map_err(|e| e.to_string())?;
-    let log = work.path().join("app.log");
-    let alice = server.user(0).clone();
-    let bob_jid = server.user(1).jid(DOMAIN);
-    let child = Command::new(app_binary())
-        .env("RUST_LOG", "info")
-        .env("XMPP_JID", alice.jid(DOMAIN))
-        .env("XMPP_PASSWORD", &alice.password)
-        .env("XMPP_SERVER", format!("{SERVER_ADDR}:{}", server.ports.c2s))
-        .env("XMPP_CA", &ca)
-        .env("XMPP_REPORT_TO", &bob_jid)
-        .env("XMPP_PERIOD_MS", "500")
-        .env("TAP_IF", "tap0")
-        .env("TAP_ADDR", DEVICE_CIDR)
-        .env("SCRAM_CACHE", work.path().join("scram-cache.bin"))
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(work.path().join("app.out")).map_err(|e| e.to_string())?)
-        .stderr(fs::File::create(&log).map_err(|e| e.to_string())?)
-        .spawn()
-        .map_err(|e| format!("starting the app: {e}"))?;
-    let mut app = App { child, log };
-
-    let outcome = (|| -> Result<(), String> {
-        // 1. STARTTLS + SCRAM + bind over the TAP link; the keys go to the cache.
-        app.wait_for("bound as alice@xmpp.test/", 1, Duration::from_secs(90))?;
-        app.wait_for("SCRAM keys stored", 1, Duration::from_secs(5))?;
-        // 2. bob receives a reading and gets his message echoed.
-        block_on(async {
-            let mut bob = bob(&server).await;
-            message_containing(&mut bob, "reading", Duration::from_secs(20)).await;
-            let device = format!("{}/device", alice.jid(DOMAIN));
-            bob.send(&stanza::message(&device, "hello device", None))
-                .await
-                .unwrap();
-            message_containing(&mut bob, "echo: hello device", Duration::from_secs(20)).await;
-        });
-        // 3. Prosody restarts; the app reconnects (backoff) and logs in from its cache.
-        let mut restarted = restart(&mut server);
-        let result = (|| {
-            app.wait_for("bound as alice@xmpp.test/", 2, Duration::from_secs(90))?;
-            app.wait_for("SCRAM keys came from the cache", 1, Duration::from_secs(5))?;
-            block_on(async {
-                let mut bob = bob(&server).await;
-                message_containing(&mut bob, "reading", Duration::from_secs(20)).await;
-            });
-            Ok(())
-        })();
-        restarted.stop(Duration::from_secs(5));
-        result
-    })();
-    // One heap report after the last session (the app prints one every 5 s; force one
-    // more by waiting, bounded).
+    let mut app = start_app(&server, anchor, work.path())?;
+    let outcome = scenario(&mut server, &mut app);
+    // One heap report after the last session (the app prints one every 5 s).
     let _ = app.wait_for("heap:", 1, Duration::from_secs(6));
     let log = app.log();
     drop(app);
-    // The app's milestones (and its peak heap) in the test log.
-    for line in log.lines().filter(|l| {
-        [
-            "bound as",
-            "SCRAM keys",
-            "connection failed",
-            "reconnecting",
-            "message from",
-            "reading 1 ",
-            "heap:",
-            "TLS established",
-        ]
-        .iter()
-        .any(|m| l.contains(m))
-    }) {
+    let milestones = [
+        "bound as",
+        "SCRAM keys",
+        "connection failed",
+        "reconnecting",
+        "message from",
+        "reading 1 ",
+        "heap:",
+        "TLS established",
+    ];
+    for line in log
+        .lines()
+        .filter(|l| milestones.iter().any(|m| l.contains(m)))
+    {
         eprintln!("app: {line}");
     }
     if outcome.is_err() {
@@ -340,20 +353,52 @@ fn run_in_namespace(ns: &Netns) -> Result<(), String> {
 
 #[test]
 fn firmware_app_logs_in_over_tap_and_reconnects_after_a_server_restart() {
-    if let Some(reason) = missing_prerequisite() {
-        if servers_required() {
-            panic!("cannot run the TAP test: {reason}");
+    with_app("login", Anchor::ServersCa, |server, app| {
+        // 1. STARTTLS + SCRAM + bind over the TAP link; the keys go to the cache.
+        app.wait_for("bound as alice@xmpp.test/", 1, Duration::from_secs(90))?;
+        app.wait_for("SCRAM keys stored", 1, Duration::from_secs(5))?;
+        // 2. bob receives a reading and gets his message echoed.
+        block_on(async {
+            let mut bob = bob(server).await;
+            message_containing(&mut bob, "reading", Duration::from_secs(20)).await;
+            let device = format!("{}/device", server.user(0).jid(DOMAIN));
+            bob.send(&stanza::message(&device, "hello device", None))
+                .await
+                .unwrap();
+            message_containing(&mut bob, "echo: hello device", Duration::from_secs(20)).await;
+        });
+        // 3. Prosody restarts; the app reconnects (backoff) and logs in from its cache.
+        let mut restarted = restart(server);
+        let result = (|| {
+            app.wait_for("bound as alice@xmpp.test/", 2, Duration::from_secs(90))?;
+            app.wait_for("SCRAM keys came from the cache", 1, Duration::from_secs(5))?;
+            block_on(async {
+                let mut bob = bob(server).await;
+                message_containing(&mut bob, "reading", Duration::from_secs(20)).await;
+            });
+            Ok(())
+        })();
+        restarted.stop(Duration::from_secs(5));
+        result
+    });
+}
+
+#[test]
+fn firmware_app_never_logs_in_to_a_server_its_anchor_does_not_vouch_for() {
+    with_app("anchor", Anchor::Foreign, |_, app| {
+        // Several attempts, each refused in the TLS handshake, and nothing after it.
+        app.wait_for("connection failed", 3, Duration::from_secs(60))?;
+        let log = app.log();
+        let refusals: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("connection failed"))
+            .collect();
+        if log.contains("bound as") || log.contains("TLS established") {
+            return Err(format!("the app accepted a foreign certificate:\n{log}"));
         }
-        eprintln!("SKIPPED (firmware TAP test): {reason}");
-        return;
-    }
-    let ns = Netns::create().expect("network namespace");
-    // A thread of its own: only it (and what it spawns) enters the namespace.
-    let result = std::thread::scope(|s| s.spawn(|| run_in_namespace(&ns)).join());
-    drop(ns);
-    match result {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("{e}"),
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
+        match refusals.iter().find(|l| !l.contains("certificate")) {
+            Some(other) => Err(format!("not a certificate refusal: {other}")),
+            None => Ok(()),
+        }
+    });
 }
