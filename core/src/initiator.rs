@@ -15,7 +15,7 @@ use crate::bind;
 use crate::connection::{Event, Negotiator, Outbox, Outcome, Step, TlsInfo};
 use crate::sasl::element::{self as sasl_element, Received};
 use crate::sasl::{
-    self, ClientMechanism, Credentials, Mechanism, SaslError, SaslPolicy, ScramCacheEntry,
+    self, CbPolicy, ClientMechanism, Credentials, Mechanism, SaslError, SaslPolicy, ScramCacheEntry,
 };
 use crate::starttls::{self, Answer, TlsPolicy};
 use crate::stream::error::{StreamError, StreamErrorCondition};
@@ -65,6 +65,29 @@ pub struct ClientSasl {
     pub policy: SaslPolicy,
     /// The resource to request (§7.6); `None` lets the server choose (§7.5).
     pub resource: Option<String>,
+    /// Send `<auth/>` with this mechanism together with the header right after the TLS
+    /// handshake, before the post-TLS features arrive (saves a round trip). It must come
+    /// from the user's policy or from what this server offered after TLS on an earlier
+    /// connection, never from a pre-TLS list; when the features arrive it is checked
+    /// against them, and if it is not offered the server's `<failure/>` is awaited and
+    /// SASL starts again from the real offer.
+    pub pipeline_mechanism: Option<Mechanism>,
+    /// Send the bind request together with the header after `<success/>` (saves a round
+    /// trip; Prosody 0.12 and ejabberd 23.01 accept it).
+    pub pipeline_bind: bool,
+}
+
+impl ClientSasl {
+    /// Password login with the default policy, pipelined binding, no pipelined `<auth/>`.
+    pub fn password(username: &str, password: &str, resource: Option<&str>) -> Self {
+        ClientSasl {
+            credentials: Credentials::password(username, password),
+            policy: SaslPolicy::default(),
+            resource: resource.map(String::from),
+            pipeline_mechanism: None,
+            pipeline_bind: true,
+        }
+    }
 }
 
 impl InitiatorConfig {
@@ -105,18 +128,34 @@ enum Phase {
     Authenticated,
 }
 
+/// What was sent ahead of the features it depends on (pipelining, XEP-0305 style).
+enum Ahead {
+    Nothing,
+    /// `<starttls/>` with the first header.
+    StartTls,
+    /// `<auth/>` with the header after TLS.
+    Auth(ExpectSaslResult),
+    /// The bind request with the header after SASL.
+    Bind,
+}
+
 /// Waiting for the receiving entity's stream header (§4.7).
-#[derive(Debug)]
 pub struct ExpectHeader {
     phase: Phase,
-    starttls_sent: bool,
+    ahead: Ahead,
 }
 
 /// Waiting for `<stream:features/>` (§4.3.2).
-#[derive(Debug)]
 pub struct ExpectFeatures {
     phase: Phase,
-    starttls_sent: bool,
+    ahead: Ahead,
+    stream_id: Option<String>,
+}
+
+/// A pipelined `<auth/>` named a mechanism the post-TLS features do not offer: waiting
+/// for the server's `<failure/>` to it before starting SASL from the real offer.
+pub struct ExpectRefusedAuth {
+    features: StreamFeatures,
     stream_id: Option<String>,
 }
 
@@ -143,6 +182,7 @@ enum State {
     /// `<proceed/>` read: nothing more may be read or sent in plaintext (§5.4.2.3).
     AwaitTls,
     Sasl(ExpectSaslResult),
+    RefusedAuth(ExpectRefusedAuth),
     /// `<success/>` verified: restart the stream (§6.4.6).
     Restart,
     BindResult(ExpectBindResult),
@@ -244,7 +284,7 @@ impl ExpectHeader {
         cx.outbox.step(Step::HeaderReceived);
         Ok(State::Features(ExpectFeatures {
             phase: self.phase,
-            starttls_sent: self.starttls_sent,
+            ahead: self.ahead,
             stream_id: header.id,
         }))
     }
@@ -268,11 +308,39 @@ impl ExpectFeatures {
             {
                 return Err(cx.close(Error::StartTlsAfterTls));
             }
-            return next_feature(cx, features, self.stream_id, self.phase);
+            return match self.ahead {
+                Ahead::Auth(sasl) => {
+                    let offered = features.mechanisms.as_deref().unwrap_or(&[]);
+                    if sasl::check_offered(sasl.mechanism.mechanism(), offered).is_ok() {
+                        Ok(State::Sasl(sasl))
+                    } else {
+                        warn!("pipelined SASL mechanism not offered; starting SASL again");
+                        Ok(State::RefusedAuth(ExpectRefusedAuth {
+                            features,
+                            stream_id: self.stream_id,
+                        }))
+                    }
+                }
+                Ahead::Bind => {
+                    if features.mechanisms.is_some() {
+                        return Err(cx.close(Error::SaslAfterSuccess));
+                    }
+                    if !features.bind {
+                        return Err(cx.close(Error::Bind(String::from(
+                            "the server did not offer binding",
+                        ))));
+                    }
+                    Ok(State::BindResult(ExpectBindResult {
+                        stream_id: self.stream_id,
+                        features,
+                    }))
+                }
+                _ => next_feature(cx, features, self.stream_id, self.phase),
+            };
         }
         match (features.starttls, cx.config.tls) {
             (Some(_), TlsPolicy::Required | TlsPolicy::Optional) => {
-                if !self.starttls_sent {
+                if !matches!(self.ahead, Ahead::StartTls) {
                     cx.send_starttls();
                 }
                 Ok(State::Proceed(ExpectProceed))
@@ -343,20 +411,35 @@ fn next_feature<R: RngCore + CryptoRng>(
     }
     // §6.3.4: only what this stream offers counts; nothing learned before TLS is used.
     let offered = features.mechanisms.as_deref().unwrap_or(&[]);
+    let cb_types = features.channel_binding_types.as_deref();
+    let policy = sasl.policy.clone();
+    Ok(State::Sasl(start_sasl(cx, offered, cb_types, &policy)?))
+}
+
+/// Chooses a mechanism from `offered` and sends `<auth/>` (§6.4.2).
+fn start_sasl<R: RngCore + CryptoRng>(
+    cx: &mut Context<'_, R>,
+    offered: &[String],
+    cb_types: Option<&[String]>,
+    policy: &SaslPolicy,
+) -> Result<ExpectSaslResult, Error> {
+    let Some(sasl) = &cx.config.sasl else {
+        return Err(cx.close(Error::Sasl(SaslError::NoAcceptableMechanism)));
+    };
     let chosen = sasl::choose(
         offered,
-        features.channel_binding_types.as_deref(),
+        cb_types,
         cx.learned.secure,
         &cx.learned.channel_binding,
         sasl.credentials.kind(),
-        &sasl.policy,
+        policy,
     )
     .and_then(|selection| {
         let mut mechanism = ClientMechanism::new(
             &selection,
             sasl.credentials.clone(),
             &cx.learned.channel_binding,
-            &sasl.policy,
+            policy,
             cx.rng,
         )?;
         let initial = mechanism.initial_response()?;
@@ -368,7 +451,44 @@ fn next_feature<R: RngCore + CryptoRng>(
         initial.as_deref(),
     ));
     cx.outbox.step(Step::AuthStarted);
-    Ok(State::Sasl(ExpectSaslResult { mechanism }))
+    Ok(ExpectSaslResult { mechanism })
+}
+
+/// The header of a protected, unauthenticated stream, with `<auth/>` right behind it when
+/// the user named the mechanism in advance (pipelining; checked when the features come).
+/// A named mechanism the policy or credentials do not allow is simply not pipelined: the
+/// features then decide, and report the refusal.
+fn protected_header<R: RngCore + CryptoRng>(cx: &mut Context<'_, R>) -> Ahead {
+    cx.send_header(true);
+    let Some(sasl) = &cx.config.sasl else {
+        return Ahead::Nothing;
+    };
+    let Some(mechanism) = sasl.pipeline_mechanism else {
+        return Ahead::Nothing;
+    };
+    // Without the features we cannot know whether the server offers -PLUS, so a plain
+    // SCRAM hint goes out with the gs2 flag `n`, not `y` (which a binding-capable server
+    // must refuse as a downgrade); a policy that requires binding never pipelines it.
+    let mut policy = sasl.policy.clone();
+    if !mechanism.is_plus() {
+        if policy.channel_binding == CbPolicy::Required {
+            return Ahead::Nothing;
+        }
+        policy.channel_binding = CbPolicy::Off;
+    }
+    let offered = [String::from(mechanism.name())];
+    let allowed = sasl::choose(
+        &offered,
+        None,
+        cx.learned.secure,
+        &cx.learned.channel_binding,
+        sasl.credentials.kind(),
+        &policy,
+    );
+    match allowed {
+        Ok(_) => start_sasl(cx, &offered, None, &policy).map_or(Ahead::Nothing, Ahead::Auth),
+        Err(_) => Ahead::Nothing,
+    }
 }
 
 impl ExpectSaslResult {
@@ -403,6 +523,23 @@ impl ExpectSaslResult {
             }
             Some(Err(())) => Err(cx.abort(SaslError::IncorrectEncoding)),
             _ => Err(unexpected("<challenge/>, <success/> or <failure/>", node)),
+        }
+    }
+}
+
+impl ExpectRefusedAuth {
+    fn handle<R: RngCore + CryptoRng>(
+        self,
+        cx: &mut Context<'_, R>,
+        node: roxmltree::Node<'_, '_>,
+    ) -> Result<State, Error> {
+        match sasl_element::parse(node) {
+            // The server refused the pipelined mechanism (invalid-mechanism): choose again
+            // from what this stream really offers.
+            Some(Ok(Received::Failure { .. })) => {
+                next_feature(cx, self.features, self.stream_id, Phase::Unauthenticated)
+            }
+            _ => Err(unexpected("<failure/> to the unoffered mechanism", node)),
         }
     }
 }
@@ -507,10 +644,17 @@ impl<R: RngCore + CryptoRng> InitiatingEntity<R> {
             rng: &mut rng,
             learned: &mut learned,
         };
-        cx.send_header(secure);
-        if pipeline {
-            cx.send_starttls();
-        }
+        let ahead = if secure {
+            protected_header(&mut cx)
+        } else {
+            cx.send_header(false);
+            if pipeline {
+                cx.send_starttls();
+                Ahead::StartTls
+            } else {
+                Ahead::Nothing
+            }
+        };
         InitiatingEntity {
             framer,
             outbox,
@@ -520,7 +664,7 @@ impl<R: RngCore + CryptoRng> InitiatingEntity<R> {
                 } else {
                     Phase::Plain
                 },
-                starttls_sent: pipeline,
+                ahead,
             }),
             peer_header: StreamHeader::default(),
             rng,
@@ -558,9 +702,16 @@ impl<R: RngCore + CryptoRng> InitiatingEntity<R> {
                         learned: &mut self.learned,
                     };
                     cx.send_header(cx.learned.secure);
+                    let mut ahead = Ahead::Nothing;
+                    if let Some(sasl) = self.config.sasl.as_ref().filter(|s| s.pipeline_bind) {
+                        if self.config.ns == ContentNamespace::Client {
+                            self.outbox.send(&bind::request(sasl.resource.as_deref()));
+                            ahead = Ahead::Bind;
+                        }
+                    }
                     self.state = State::Header(ExpectHeader {
                         phase: Phase::Authenticated,
-                        starttls_sent: false,
+                        ahead,
                     });
                 }
                 State::Negotiated | State::Failed => return Ok(()),
@@ -602,6 +753,7 @@ impl<R: RngCore + CryptoRng> InitiatingEntity<R> {
                             State::Features(s) => s.handle(&mut cx, node),
                             State::Proceed(s) => s.handle(&mut cx, node),
                             State::Sasl(s) => s.handle(&mut cx, node),
+                            State::RefusedAuth(s) => s.handle(&mut cx, node),
                             State::BindResult(s) => s.handle(&mut cx, node),
                             _ => Err(unexpected("a stream header", node)),
                         }
@@ -665,10 +817,10 @@ impl<R: RngCore + CryptoRng> Negotiator for InitiatingEntity<R> {
             rng: &mut self.rng,
             learned: &mut self.learned,
         };
-        cx.send_header(true);
+        let ahead = protected_header(&mut cx);
         self.state = State::Header(ExpectHeader {
             phase: Phase::Unauthenticated,
-            starttls_sent: false,
+            ahead,
         });
         self.process()
     }

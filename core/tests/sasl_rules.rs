@@ -33,6 +33,8 @@ fn sasl_client() -> InitiatingEntity<CountingRng> {
         credentials: Credentials::password("juliet", "r0m30"),
         policy: SaslPolicy::default(),
         resource: None,
+        pipeline_mechanism: None,
+        pipeline_bind: true,
     });
     InitiatingEntity::new(config, CountingRng(1))
 }
@@ -234,6 +236,8 @@ fn plaintext_pair() -> (
         credentials: Credentials::password("juliet", "r0m30"),
         policy: SaslPolicy::default(),
         resource: Some("balcony".into()),
+        pipeline_mechanism: None,
+        pipeline_bind: true,
     });
     let i = InitiatingEntity::new(config, CountingRng(1));
     let mut sconfig = ReceiverConfig::client_to_server("example.com");
@@ -292,4 +296,114 @@ fn external_identity_of_another_domain_is_refused() {
     let out = output(&mut r);
     assert!(out.contains("<invalid-authzid/>"), "{out}");
     assert!(!out.contains("<success"));
+}
+
+/// Both machines over a pretend TLS (the sans-IO `tls_established` on both sides when the
+/// machines ask for it), until the initiating entity is negotiated.
+fn pump_with_tls(
+    i: &mut InitiatingEntity<CountingRng>,
+    r: &mut ReceivingEntity<CountingRng, MemoryStore>,
+    writes: &mut Vec<String>,
+) -> Result<xmpp_handshake_core::connection::Outcome, Error> {
+    for _ in 0..30 {
+        let to_r = output(i);
+        if !to_r.is_empty() {
+            writes.push(to_r.clone());
+            feed(r, to_r.as_bytes(), 4096)?;
+        }
+        let to_i = output(r);
+        if !to_i.is_empty() {
+            feed(i, to_i.as_bytes(), 4096)?;
+        }
+        let (_, server_events) = events(r);
+        let (_, client_events) = events(i);
+        if server_events
+            .iter()
+            .any(|e| matches!(e, Event::StartTls { .. }))
+        {
+            r.tls_established(TlsInfo::default())?;
+        }
+        for e in client_events {
+            match e {
+                Event::StartTls { .. } => i.tls_established(TlsInfo::default())?,
+                Event::Negotiated(o) => return Ok(o),
+                _ => {}
+            }
+        }
+    }
+    panic!("no progress");
+}
+
+fn tls_pair(
+    pipeline: Option<xmpp_handshake_core::sasl::Mechanism>,
+    server_hashes: &[xmpp_handshake_core::sasl::ScramHash],
+) -> (
+    InitiatingEntity<CountingRng>,
+    ReceivingEntity<CountingRng, MemoryStore>,
+) {
+    let mut config = InitiatorConfig::client("example.com");
+    let mut sasl = ClientSasl::password("juliet", "r0m30", Some("balcony"));
+    sasl.pipeline_mechanism = pipeline;
+    config.sasl = Some(sasl);
+    let i = InitiatingEntity::new(config, CountingRng(1));
+    let mut sconfig = ReceiverConfig::client_to_server("example.com");
+    sconfig.sasl = Some(ServerOptions {
+        scram_hashes: server_hashes.to_vec(),
+        ..ServerOptions::default()
+    });
+    let mut store = MemoryStore::new();
+    store.add_password("juliet", "r0m30", 4096, &mut CountingRng(9));
+    let r = ReceivingEntity::new(sconfig, CountingRng(2), store);
+    (i, r)
+}
+
+#[test]
+fn pipelined_auth_goes_with_the_post_tls_header() {
+    use xmpp_handshake_core::sasl::{Mechanism, ScramHash};
+    let (mut i, mut r) = tls_pair(Some(Mechanism::ScramSha1), &[ScramHash::Sha1]);
+    let mut writes = Vec::new();
+    let outcome = pump_with_tls(&mut i, &mut r, &mut writes).unwrap();
+    assert_eq!(outcome.mechanism, Some(Mechanism::ScramSha1));
+    assert_eq!(outcome.jid.as_deref(), Some("juliet@example.com/balcony"));
+    // Write 1: header + <starttls/>; write 2: the new header + <auth/> (before features).
+    assert!(writes[0].contains("<stream:stream") && writes[0].ends_with("xmpp-tls'/>"));
+    assert!(writes[1].contains("<stream:stream"), "{:?}", writes[1]);
+    assert!(writes[1]
+        .contains("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1'>"));
+    // After <success/>: the new header and the bind request in one write.
+    let after_success = writes.iter().find(|w| w.contains("bind_1")).unwrap();
+    assert!(after_success.contains("<stream:stream"), "{after_success}");
+    // Nothing is sent with the SCRAM <response>.
+    let response = writes.iter().find(|w| w.contains("<response")).unwrap();
+    assert!(response.starts_with("<response") && response.ends_with("</response>"));
+}
+
+#[test]
+fn pipelined_mechanism_not_offered_restarts_sasl_from_the_real_offer() {
+    use xmpp_handshake_core::sasl::{Mechanism, ScramHash};
+    // The hint names SCRAM-SHA-512; this server only has SHA-256: it refuses the
+    // pipelined <auth/> (invalid-mechanism), and the client starts again from the list.
+    let (mut i, mut r) = tls_pair(Some(Mechanism::ScramSha512), &[ScramHash::Sha256]);
+    let mut writes = Vec::new();
+    let outcome = pump_with_tls(&mut i, &mut r, &mut writes).unwrap();
+    assert_eq!(outcome.mechanism, Some(Mechanism::ScramSha256));
+    assert!(writes
+        .iter()
+        .any(|w| w.contains("mechanism='SCRAM-SHA-512'")));
+}
+
+#[test]
+fn pipelined_mechanism_the_policy_forbids_is_not_sent() {
+    use xmpp_handshake_core::sasl::{Mechanism, ScramHash};
+    let (_, mut r) = tls_pair(None, &[ScramHash::Sha1]);
+    let mut config = InitiatorConfig::client("example.com");
+    let mut sasl = ClientSasl::password("juliet", "r0m30", None);
+    sasl.pipeline_mechanism = Some(Mechanism::Plain);
+    sasl.policy.minimum = xmpp_handshake_core::sasl::Minimum::Scram;
+    config.sasl = Some(sasl);
+    let mut i = InitiatingEntity::new(config, CountingRng(1));
+    let mut writes = Vec::new();
+    let outcome = pump_with_tls(&mut i, &mut r, &mut writes).unwrap();
+    assert!(!writes.iter().any(|w| w.contains("mechanism='PLAIN'")));
+    assert_eq!(outcome.mechanism, Some(Mechanism::ScramSha1));
 }

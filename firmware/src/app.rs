@@ -203,6 +203,8 @@ where
         credentials,
         policy: SaslPolicy::default(),
         resource: Some(String::from(config.resource)),
+        pipeline_mechanism: None,
+        pipeline_bind: true,
     });
 
     let deadline = Deadline::new(None);

@@ -10,7 +10,7 @@ use rustls::RootCertStore;
 use tokio::net::TcpStream;
 use xmpp_handshake_core::driver::{negotiate, Session};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
-use xmpp_handshake_core::sasl::{Credentials, SaslPolicy};
+use xmpp_handshake_core::sasl::{Credentials, Mechanism, SaslPolicy};
 use xmpp_handshake_core::starttls::TlsPolicy;
 use xmpp_handshake_core::trust::{
     CertError, CertificatePolicy, FirstUse, NoPins, PinStore, ReferenceIdentity,
@@ -42,6 +42,9 @@ pub struct Login {
     pub tls: TlsPolicy,
     /// SASL policy (mechanism floor, channel binding).
     pub sasl: SaslPolicy,
+    /// Send `<auth/>` with this mechanism right after the TLS handshake, before the
+    /// features (one round trip less); it must be what this server offered after TLS before.
+    pub pipeline_mechanism: Option<Mechanism>,
 }
 
 impl std::fmt::Debug for Login {
@@ -68,6 +71,7 @@ impl Login {
             password: password.to_string(),
             tls: TlsPolicy::Required,
             sasl: SaslPolicy::default(),
+            pipeline_mechanism: None,
         })
     }
 
@@ -87,6 +91,8 @@ impl Login {
             ),
             policy: self.sasl.clone(),
             resource: self.jid.resource.clone(),
+            pipeline_mechanism: self.pipeline_mechanism,
+            pipeline_bind: true,
         });
         config
     }

@@ -71,6 +71,8 @@ async fn starttls_scram_plus_with_server_end_point_and_bind() {
         credentials: Credentials::password("juliet", PASSWORD),
         policy: SaslPolicy::default(),
         resource: Some("balcony".into()),
+        pipeline_mechanism: None,
+        pipeline_bind: true,
     });
     let mut server_config = ReceiverConfig::client_to_server("example.com");
     server_config.sasl = Some(ServerOptions::default());

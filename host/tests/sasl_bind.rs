@@ -24,6 +24,8 @@ fn client(credentials: Credentials, policy: SaslPolicy) -> InitiatorConfig {
         credentials,
         policy,
         resource: Some("balcony".into()),
+        pipeline_mechanism: None,
+        pipeline_bind: true,
     });
     config
 }

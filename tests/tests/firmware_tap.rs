@@ -197,6 +197,8 @@ async fn bob(server: &ServerInfo) -> BobSession {
         credentials: Credentials::password(&user.name, &user.password),
         policy: SaslPolicy::default(),
         resource: Some("observer".into()),
+        pipeline_mechanism: None,
+        pipeline_bind: true,
     });
     let transport = connect(server.c2s_addr()).await.expect("bob connects");
     let mut tls = RustlsClient::new(server.tls_client_config());

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use xmpp_handshake_core::sasl::CbPolicy;
+use xmpp_handshake_core::sasl::{CbPolicy, Mechanism};
 use xmpp_handshake_core::stanza;
 use xmpp_handshake_core::starttls::TlsPolicy;
 use xmpp_handshake_core::Error;
@@ -38,6 +38,8 @@ pub struct How {
     pub tls: TlsPolicy,
     pub cb: CbPolicy,
     pub tls12: bool,
+    /// `<auth/>` pipelined with the post-TLS header, with this mechanism.
+    pub pipeline: Option<Mechanism>,
 }
 
 impl Default for How {
@@ -46,6 +48,7 @@ impl Default for How {
             tls: TlsPolicy::Required,
             cb: CbPolicy::WhenOffered,
             tls12: false,
+            pipeline: None,
         }
     }
 }
@@ -78,7 +81,8 @@ impl Attempt {
             .transcript
             .lines()
             .into_iter()
-            .find(|l| l.starts_with("I: <auth"))?;
+            // The last <auth/>: a refused pipelined one is followed by the real choice.
+            .rfind(|l| l.starts_with("I: <auth"))?;
         let start = line.find("mechanism='")? + "mechanism='".len();
         Some(line[start..].split('\'').next()?.to_string())
     }
@@ -105,6 +109,7 @@ pub async fn login(
     let mut l = Login::new(&format!("{name}@{}/{resource}", s.domain), password).unwrap();
     l.tls = how.tls;
     l.sasl.channel_binding = how.cb;
+    l.pipeline_mechanism = how.pipeline;
     let mut trust = trust(s);
     if how.tls12 {
         trust = trust.tls12_only().unwrap();
