@@ -30,7 +30,7 @@ use std::path::PathBuf;
 
 pub use certs::TestPki;
 pub use ejabberd::{Ejabberd, EjabberdOptions, ScramHash};
-pub use prosody::{Prosody, ProsodyOptions};
+pub use prosody::{ExtraHost, Prosody, ProsodyOptions};
 
 /// Set to `1` to make a missing server a test failure instead of a skip.
 pub const REQUIRE_SERVERS_ENV: &str = "XMPP_HANDSHAKE_REQUIRE_SERVERS";

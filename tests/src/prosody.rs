@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 use std::ops::Deref;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -39,6 +39,35 @@ pub struct ProsodyOptions {
     pub extra_host_config: String,
     /// How long to wait for the ports. Default 30 s.
     pub start_timeout: Duration,
+    /// More VirtualHosts, each presenting its own certificate. Default none.
+    pub extra_hosts: Vec<ExtraHost>,
+}
+
+/// A further VirtualHost of a [`Prosody`] with a certificate chain and key of the test's
+/// choosing (which need not name the host, be valid, or chain anywhere).
+///
+/// Prosody presents it on STARTTLS for streams addressed `to` this domain, and on the
+/// direct TLS port for this SNI. The files are written readable by the `prosody` user
+/// (the key mode 0600).
+#[derive(Clone)]
+pub struct ExtraHost {
+    /// VirtualHost name (ASCII; an IDN in its A-label form).
+    pub domain: String,
+    /// What the server sends: leaf first, then any intermediates, PEM.
+    pub chain_pem: String,
+    /// The leaf's private key, PEM (PKCS#8).
+    pub key_pem: String,
+    /// Accounts registered on this host before the server starts.
+    pub users: Vec<User>,
+}
+
+impl std::fmt::Debug for ExtraHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExtraHost")
+            .field("domain", &self.domain)
+            .field("users", &self.users.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ProsodyOptions {
@@ -52,6 +81,7 @@ impl Default for ProsodyOptions {
             extra_global_config: String::new(),
             extra_host_config: String::new(),
             start_timeout: Duration::from_secs(30),
+            extra_hosts: Vec::new(),
         }
     }
 }
@@ -170,12 +200,33 @@ impl Prosody {
         let log_path = root.join("prosody.log");
         let console_log_path = root.join("console.log");
         let config_path = root.join("prosody.cfg.lua");
-        let config = config(opts, &root, &cert_path, &key_path, &log_path, &ports);
+        let hosts = root.join("hosts");
+        process::make_dir(&run_as, &hosts).map_err(|e| io("mkdir hosts", e))?;
+        std::fs::set_permissions(&hosts, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(|e| io("chmod hosts", e))?;
+        let mut extra = Vec::new();
+        for (i, h) in opts.extra_hosts.iter().enumerate() {
+            let cert = hosts.join(format!("{i}.crt"));
+            let key = hosts.join(format!("{i}.key"));
+            process::write_file(&run_as, &cert, h.chain_pem.as_bytes(), 0o644)
+                .map_err(|e| io("write extra host cert", e))?;
+            process::write_file(&run_as, &key, h.key_pem.as_bytes(), 0o600)
+                .map_err(|e| io("write extra host key", e))?;
+            extra.push((h.domain.as_str(), cert, key));
+        }
+        let config = config(
+            opts, &root, &cert_path, &key_path, &log_path, &ports, &extra,
+        );
         process::write_file(&run_as, &config_path, config.as_bytes(), 0o644)
             .map_err(|e| io("write config", e))?;
 
         for u in &opts.users {
             register(&run_as, &config_path, &u.name, &opts.domain, &u.password)?;
+        }
+        for h in &opts.extra_hosts {
+            for u in &h.users {
+                register(&run_as, &config_path, &u.name, &h.domain, &u.password)?;
+            }
         }
 
         let mut cmd = run_as.command("prosody");
@@ -304,14 +355,18 @@ fn config(
     key: &Path,
     log: &Path,
     ports: &Ports,
+    extra_hosts: &[(&str, PathBuf, PathBuf)],
 ) -> String {
     let required = opts.tls == TlsPolicy::Required;
     let level = if opts.debug_log { "debug" } else { "info" };
-    let ssl = format!(
-        "{{ certificate = {}; key = {} }}",
-        path_lua(cert),
-        path_lua(key)
-    );
+    let ssl_of = |cert: &Path, key: &Path| {
+        format!(
+            "{{ certificate = {}; key = {} }}",
+            path_lua(cert),
+            path_lua(key)
+        )
+    };
+    let ssl = ssl_of(cert, key);
     let mut c = String::new();
     let _ = write!(
         c,
@@ -364,5 +419,15 @@ VirtualHost {domain}
         domain = lua(&opts.domain),
         extra_host = opts.extra_host_config,
     );
+    // `ssl`: STARTTLS on c2s/s2s for streams to this host; `c2s_direct_tls_ssl`: the
+    // direct TLS port's certificate for this SNI (else the global one would be inherited).
+    for (domain, cert, key) in extra_hosts {
+        let ssl = ssl_of(cert, key);
+        let _ = write!(
+            c,
+            "VirtualHost {}\n  ssl = {ssl}\n  c2s_direct_tls_ssl = {ssl}\n",
+            lua(domain)
+        );
+    }
     c
 }

@@ -1,5 +1,6 @@
-//! The certificate matrix's test PKI, shared by the rustls matrix (cert_matrix.rs) and the
-//! embedded-tls backend suite: root CA → intermediate CA → leaves (P-256, `CA:FALSE`,
+//! The certificate matrix's test PKI, shared by the rustls matrix (cert_matrix.rs), the
+//! embedded-tls backend suite and the matrix against Prosody
+//! (tests/tests/cert_matrix_prosody.rs, which includes this file): root CA → intermediate CA → leaves (P-256, `CA:FALSE`,
 //! serverAuth), generated at test time with rcgen, and a rustls server that presents any
 //! chain signed with any key. The SRV-ID certificate's subjectAltName is built by hand
 //! (rcgen writes otherName values only as UTF8String; SRV-ID is an IA5String).
