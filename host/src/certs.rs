@@ -81,11 +81,43 @@ impl ServerIdentity {
     }
 }
 
-fn generate(domain: &str) -> Result<ServerIdentity, String> {
-    generate_rcgen(domain).map_err(|e| e.to_string())?
+/// A CA and a leaf for one domain, generated on the spot, as PEM and DER: what `demo`
+/// and `serve` present, and what the test servers (Prosody, ejabberd) are given.
+///
+/// P-256 keys; the CA is `pathLen:0`; the leaf has `CA:FALSE` (rustls rejects a CA
+/// certificate used as an end entity), SAN dNSName and id-on-xmppAddr = the domain
+/// (RFC 6120 §13.7.1.4), EKU serverAuth + clientAuth (S2S), and is valid from yesterday
+/// for 30 days.
+#[derive(Clone)]
+pub struct GeneratedPki {
+    /// CA certificate, PEM.
+    pub ca_pem: String,
+    /// CA certificate, DER: what a client trusts.
+    pub ca_der: Vec<u8>,
+    /// Leaf certificate, PEM.
+    pub leaf_pem: String,
+    /// Leaf certificate, DER.
+    pub leaf_der: Vec<u8>,
+    /// Leaf private key, PKCS#8 PEM.
+    pub leaf_key_pem: String,
+    /// Leaf private key, PKCS#8 DER.
+    pub leaf_key_der: Vec<u8>,
 }
 
-fn generate_rcgen(domain: &str) -> Result<Result<ServerIdentity, String>, rcgen::Error> {
+impl std::fmt::Debug for GeneratedPki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeneratedPki")
+            .field("leaf_sha256", &fingerprint(&self.leaf_der))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Generates a [`GeneratedPki`] for `domain`.
+pub fn generate_pki(domain: &str) -> Result<GeneratedPki, rcgen::Error> {
+    let now = time::OffsetDateTime::now_utc();
+    let not_before = now - time::Duration::days(1);
+    let not_after = now + time::Duration::days(30);
+
     let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.distinguished_name.push(
@@ -98,6 +130,8 @@ fn generate_rcgen(domain: &str) -> Result<Result<ServerIdentity, String>, rcgen:
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
+    ca.not_before = not_before;
+    ca.not_after = not_after;
     let ca_cert = ca.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca, ca_key);
 
@@ -115,23 +149,34 @@ fn generate_rcgen(domain: &str) -> Result<Result<ServerIdentity, String>, rcgen:
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
     leaf.use_authority_key_identifier_extension = true;
+    leaf.not_before = not_before;
+    leaf.not_after = not_after;
     let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
 
+    Ok(GeneratedPki {
+        ca_pem: ca_cert.pem(),
+        ca_der: ca_cert.der().to_vec(),
+        leaf_pem: leaf_cert.pem(),
+        leaf_der: leaf_cert.der().to_vec(),
+        leaf_key_pem: leaf_key.serialize_pem(),
+        leaf_key_der: leaf_key.serialize_der(),
+    })
+}
+
+fn generate(domain: &str) -> Result<ServerIdentity, String> {
+    let pki = generate_pki(domain).map_err(|e| e.to_string())?;
     let provider = rustls::crypto::ring::default_provider();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-    let certified = match CertifiedKey::from_der(
-        vec![leaf_cert.der().clone(), ca_cert.der().clone()],
-        key,
-        &provider,
-    ) {
-        Ok(c) => c,
-        Err(e) => return Ok(Err(e.to_string())),
-    };
-    Ok(Ok(ServerIdentity {
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.leaf_key_der));
+    let chain = vec![
+        CertificateDer::from(pki.leaf_der),
+        CertificateDer::from(pki.ca_der.clone()),
+    ];
+    let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|e| e.to_string())?;
+    Ok(ServerIdentity {
         key: Arc::new(certified),
-        ca_der: Some(ca_cert.der().clone()),
-        ca_pem: Some(ca_cert.pem()),
-    }))
+        ca_der: Some(CertificateDer::from(pki.ca_der)),
+        ca_pem: Some(pki.ca_pem),
+    })
 }
 
 /// A rustls server config template (TLS 1.2 + 1.3, ring) for [`crate::upgrade::RustlsServer`].

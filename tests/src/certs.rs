@@ -5,15 +5,6 @@
 //! domain, EKU serverAuth + clientAuth (s2s), and a validity of yesterday .. +30 days.
 //! Clients trust [`TestPki::ca_der`] (or the CA PEM file the servers write).
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, OtherNameValue, SanType,
-};
-use time::{Duration, OffsetDateTime};
-
-/// id-on-xmppAddr, 1.3.6.1.5.5.7.8.5 (RFC 6120 §13.7.1.4).
-pub const ID_ON_XMPPADDR: [u64; 9] = [1, 3, 6, 1, 5, 5, 7, 8, 5];
-
 /// A test CA and one server certificate signed by it, all PEM/DER in memory.
 #[derive(Clone)]
 pub struct TestPki {
@@ -42,55 +33,18 @@ impl std::fmt::Debug for TestPki {
 }
 
 impl TestPki {
-    /// A fresh CA + leaf for `domain` (a DNS name such as `localhost` or `example.test`).
+    /// A fresh CA + leaf for `domain` (a DNS name such as `localhost` or `example.test`),
+    /// made by the same generator `demo` and `serve` use.
     pub fn generate(domain: &str) -> Result<Self, rcgen::Error> {
-        let now = OffsetDateTime::now_utc();
-        let not_before = now - Duration::days(1);
-        let not_after = now + Duration::days(30);
-
-        let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let mut ca = CertificateParams::new(Vec::<String>::new())?;
-        ca.distinguished_name
-            .push(DnType::CommonName, "xmpp-handshake test CA");
-        ca.distinguished_name
-            .push(DnType::OrganizationName, "xmpp-handshake tests");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        ca.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        ca.not_before = not_before;
-        ca.not_after = not_after;
-        let ca_cert = ca.self_signed(&ca_key)?;
-        let issuer = Issuer::new(ca, ca_key);
-
-        let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let mut leaf = CertificateParams::new(vec![domain.to_string()])?;
-        leaf.subject_alt_names.push(SanType::OtherName((
-            ID_ON_XMPPADDR.to_vec(),
-            OtherNameValue::Utf8String(domain.to_string()),
-        )));
-        leaf.distinguished_name.push(DnType::CommonName, domain);
-        leaf.is_ca = IsCa::ExplicitNoCa;
-        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        leaf.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        leaf.use_authority_key_identifier_extension = true;
-        leaf.not_before = not_before;
-        leaf.not_after = not_after;
-        let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
-
+        let g = xmpp_handshake_host::certs::generate_pki(domain)?;
         Ok(TestPki {
             domain: domain.to_string(),
-            ca_pem: ca_cert.pem(),
-            ca_der: ca_cert.der().to_vec(),
-            leaf_pem: leaf_cert.pem(),
-            leaf_der: leaf_cert.der().to_vec(),
-            leaf_key_pem: leaf_key.serialize_pem(),
-            leaf_key_der: leaf_key.serialize_der(),
+            ca_pem: g.ca_pem,
+            ca_der: g.ca_der,
+            leaf_pem: g.leaf_pem,
+            leaf_der: g.leaf_der,
+            leaf_key_pem: g.leaf_key_pem,
+            leaf_key_der: g.leaf_key_der,
         })
     }
 
