@@ -88,18 +88,7 @@ impl Ejabberd {
     /// Start an ejabberd (about 2 s) and register the users.
     pub fn start(opts: EjabberdOptions) -> Result<Self> {
         check_installed()?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match Self::start_once(&opts) {
-                Err(Error::Startup { ref log, .. })
-                    if attempt < 3 && log.contains("eaddrinuse") =>
-                {
-                    continue
-                }
-                other => return other,
-            }
-        }
+        crate::start_with_retries("eaddrinuse", || Self::start_once(&opts))
     }
 
     /// [`Ejabberd::start`], or a printed skip (`None`) when ejabberd cannot run here and
@@ -115,9 +104,7 @@ impl Ejabberd {
         SHARED
             .get_or_init(|| {
                 let mut e = Self::start_or_skip(EjabberdOptions::default())?;
-                let keep = crate::env_flag(crate::KEEP_DIRS_ENV);
-                let dir = e.dir.keep();
-                e.process.stop_at_exit((!keep).then_some(dir));
+                crate::stop_at_exit(&e.process, &mut e.dir);
                 Some(e)
             })
             .as_ref()

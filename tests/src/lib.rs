@@ -298,6 +298,33 @@ impl Drop for ServerDir {
     }
 }
 
+/// Starts a server with `start_once`, again (up to 3 attempts in all) when its startup log
+/// contains `port_taken`: a port picked free was taken by someone else before the server
+/// bound it.
+pub(crate) fn start_with_retries<S>(
+    port_taken: &str,
+    mut start_once: impl FnMut() -> Result<S>,
+) -> Result<S> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match start_once() {
+            Err(Error::Startup { ref log, .. }) if attempt < 3 && log.contains(port_taken) => {
+                continue
+            }
+            other => return other,
+        }
+    }
+}
+
+/// For a server kept in a `static` (never dropped): stop it when the test binary exits and
+/// remove its dir then, unless the dirs are to be kept.
+pub(crate) fn stop_at_exit(process: &process::ServerProcess, dir: &mut ServerDir) {
+    let keep = env_flag(KEEP_DIRS_ENV);
+    let dir = dir.keep();
+    process.stop_at_exit((!keep).then_some(dir));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

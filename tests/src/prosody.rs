@@ -107,20 +107,9 @@ impl Prosody {
     /// Start a Prosody (a few hundred ms). Retries with new ports if a port was taken meanwhile.
     pub fn start(opts: ProsodyOptions) -> Result<Self> {
         check_installed()?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match Self::start_once(&opts) {
-                // "Failed to open server port N on 127.0.0.1, check that Prosody or
-                // another XMPP server is not already running and using this port".
-                Err(Error::Startup { ref log, .. })
-                    if attempt < 3 && log.contains("Failed to open server port") =>
-                {
-                    continue
-                }
-                other => return other,
-            }
-        }
+        // "Failed to open server port N on 127.0.0.1, check that Prosody or another XMPP
+        // server is not already running and using this port".
+        crate::start_with_retries("Failed to open server port", || Self::start_once(&opts))
     }
 
     /// [`Prosody::start`], or a printed skip (`None`) when Prosody is not installed and
@@ -136,9 +125,7 @@ impl Prosody {
         SHARED
             .get_or_init(|| {
                 let mut p = Self::start_or_skip(ProsodyOptions::default())?;
-                let keep = crate::env_flag(crate::KEEP_DIRS_ENV);
-                let dir = p.dir.keep();
-                p.process.stop_at_exit((!keep).then_some(dir));
+                crate::stop_at_exit(&p.process, &mut p.dir);
                 Some(p)
             })
             .as_ref()
