@@ -35,5 +35,47 @@ pub mod tls;
 pub mod transport;
 
 pub use app::run;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use static_cell::StaticCell;
+}
+
+/// The statics every board binary needs for [`run`], allocated once with `static_cell`:
+/// socket buffers and TLS record buffers sized by `$memory` (a [`Memory`] const), and an
+/// [`tls::EmbeddedTlsConnector`] with `$anchor` (DER; empty = no anchor, every server
+/// refused) as its only trust anchor and `$domain` as the reference identity. Boards have
+/// no real-time clock: certificate dates are not checked (the chain, the name and the key
+/// still are); set the time from SNTP to check them. Evaluates to
+/// `(SocketBuffers, Result<EmbeddedTlsConnector, ReferenceError>)`.
+#[macro_export]
+macro_rules! board_session {
+    ($memory:path, $anchor:expr, $domain:expr) => {{
+        use $crate::__private::StaticCell;
+        static SOCKET_RX: StaticCell<[u8; $memory.socket_rx]> = StaticCell::new();
+        static SOCKET_TX: StaticCell<[u8; $memory.socket_tx]> = StaticCell::new();
+        static TLS_READ: StaticCell<[u8; $memory.tls_read]> = StaticCell::new();
+        static TLS_WRITE: StaticCell<[u8; $memory.tls_write]> = StaticCell::new();
+        static ANCHORS: StaticCell<[&[u8]; 1]> = StaticCell::new();
+        let buffers = $crate::app::SocketBuffers {
+            rx: SOCKET_RX.init([0; $memory.socket_rx]),
+            tx: SOCKET_TX.init([0; $memory.socket_tx]),
+        };
+        let anchor: &'static [u8] = $anchor;
+        let anchors: &'static [&'static [u8]] = if anchor.is_empty() {
+            &[]
+        } else {
+            ANCHORS.init([anchor])
+        };
+        let tls = $crate::tls::EmbeddedTlsConnector::new(
+            TLS_READ.init([0; $memory.tls_read]),
+            TLS_WRITE.init([0; $memory.tls_write]),
+            anchors,
+            $domain,
+            $crate::tls::Clock::None,
+        );
+        (buffers, tls)
+    }};
+}
 pub use config::{Behaviour, Config, Memory};
 pub use xmpp_handshake_core as core;

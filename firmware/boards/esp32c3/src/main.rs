@@ -21,9 +21,7 @@ use esp_radio::wifi::{
 use esp_storage::FlashStorage;
 use rand_core::RngCore;
 use static_cell::StaticCell;
-use xmpp_handshake_firmware::app::SocketBuffers;
 use xmpp_handshake_firmware::store::NorFlashStore;
-use xmpp_handshake_firmware::tls::{Clock, EmbeddedTlsConnector};
 use xmpp_handshake_firmware::{config, Memory};
 use {esp_backtrace as _, esp_println as _};
 
@@ -108,29 +106,8 @@ async fn main(spawner: Spawner) -> ! {
     spawner.spawn(unwrap!(wifi_task(controller)));
     spawner.spawn(unwrap!(net_task(runner)));
 
-    static SOCKET_RX: StaticCell<[u8; MEMORY.socket_rx]> = StaticCell::new();
-    static SOCKET_TX: StaticCell<[u8; MEMORY.socket_tx]> = StaticCell::new();
-    static TLS_READ: StaticCell<[u8; MEMORY.tls_read]> = StaticCell::new();
-    static TLS_WRITE: StaticCell<[u8; MEMORY.tls_write]> = StaticCell::new();
-    let buffers = SocketBuffers {
-        rx: SOCKET_RX.init([0; MEMORY.socket_rx]),
-        tx: SOCKET_TX.init([0; MEMORY.socket_tx]),
-    };
-    static ANCHORS: StaticCell<[&[u8]; 1]> = StaticCell::new();
-    let anchors: &[&[u8]] = if TRUST_ANCHOR.is_empty() {
-        &[]
-    } else {
-        ANCHORS.init([TRUST_ANCHOR])
-    };
-    // No real-time clock: certificate dates are not checked (chain, name and key are).
-    let mut tls = unwrap!(EmbeddedTlsConnector::new(
-        TLS_READ.init([0; MEMORY.tls_read]),
-        TLS_WRITE.init([0; MEMORY.tls_write]),
-        anchors,
-        app.domain,
-        Clock::None,
-    )
-    .ok());
+    let (buffers, tls) = xmpp_handshake_firmware::board_session!(MEMORY, TRUST_ANCHOR, app.domain);
+    let mut tls = unwrap!(tls.ok());
     // The SCRAM cache in the flash's last 4 KiB sector (outside the partition table's
     // default layout: nvs, phy_init, factory app at 0x10000).
     let flash = FlashStorage::new(peripherals.FLASH);

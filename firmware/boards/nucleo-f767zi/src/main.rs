@@ -16,9 +16,7 @@ use embassy_stm32::rng::{self, Rng};
 use embassy_stm32::time::Hertz;
 use embassy_stm32::{bind_interrupts, eth, Config};
 use static_cell::StaticCell;
-use xmpp_handshake_firmware::app::SocketBuffers;
 use xmpp_handshake_firmware::store::NorFlashStore;
-use xmpp_handshake_firmware::tls::{Clock, EmbeddedTlsConnector};
 use xmpp_handshake_firmware::{config, Memory};
 use {defmt_rtt as _, panic_probe as _};
 
@@ -119,30 +117,8 @@ async fn main(spawner: Spawner) -> ! {
     );
     spawner.spawn(unwrap!(net_task(runner)));
 
-    static SOCKET_RX: StaticCell<[u8; MEMORY.socket_rx]> = StaticCell::new();
-    static SOCKET_TX: StaticCell<[u8; MEMORY.socket_tx]> = StaticCell::new();
-    static TLS_READ: StaticCell<[u8; MEMORY.tls_read]> = StaticCell::new();
-    static TLS_WRITE: StaticCell<[u8; MEMORY.tls_write]> = StaticCell::new();
-    let buffers = SocketBuffers {
-        rx: SOCKET_RX.init([0; MEMORY.socket_rx]),
-        tx: SOCKET_TX.init([0; MEMORY.socket_tx]),
-    };
-    static ANCHORS: StaticCell<[&[u8]; 1]> = StaticCell::new();
-    let anchors: &[&[u8]] = if TRUST_ANCHOR.is_empty() {
-        &[]
-    } else {
-        ANCHORS.init([TRUST_ANCHOR])
-    };
-    // No real-time clock is set on this board: certificate dates are not checked (the
-    // chain, the name and the key still are). Set the time from SNTP to check them.
-    let mut tls = unwrap!(EmbeddedTlsConnector::new(
-        TLS_READ.init([0; MEMORY.tls_read]),
-        TLS_WRITE.init([0; MEMORY.tls_write]),
-        anchors,
-        app.domain,
-        Clock::None,
-    )
-    .ok());
+    let (buffers, tls) = xmpp_handshake_firmware::board_session!(MEMORY, TRUST_ANCHOR, app.domain);
+    let mut tls = unwrap!(tls.ok());
     let mut store = NorFlashStore::new(Flash::new_blocking(p.FLASH), CACHE_OFFSET, CACHE_SIZE);
     xmpp_handshake_firmware::run(stack, &app, buffers, &mut tls, &mut store, rng).await
 }
