@@ -413,18 +413,20 @@ fn next_feature<R: RngCore + CryptoRng>(
     let offered = features.mechanisms.as_deref().unwrap_or(&[]);
     let cb_types = features.channel_binding_types.as_deref();
     let policy = sasl.policy.clone();
-    Ok(State::Sasl(start_sasl(cx, offered, cb_types, &policy)?))
+    let sasl = start_sasl(cx, offered, cb_types, &policy).map_err(|e| cx.close(Error::Sasl(e)))?;
+    Ok(State::Sasl(sasl))
 }
 
-/// Chooses a mechanism from `offered` and sends `<auth/>` (§6.4.2).
+/// Chooses a mechanism from `offered` and sends `<auth/>` (§6.4.2). On an error nothing
+/// has been sent; the caller decides whether that ends the stream.
 fn start_sasl<R: RngCore + CryptoRng>(
     cx: &mut Context<'_, R>,
     offered: &[String],
     cb_types: Option<&[String]>,
     policy: &SaslPolicy,
-) -> Result<ExpectSaslResult, Error> {
+) -> Result<ExpectSaslResult, SaslError> {
     let Some(sasl) = &cx.config.sasl else {
-        return Err(cx.close(Error::Sasl(SaslError::NoAcceptableMechanism)));
+        return Err(SaslError::NoAcceptableMechanism);
     };
     let chosen = sasl::choose(
         offered,
@@ -445,7 +447,7 @@ fn start_sasl<R: RngCore + CryptoRng>(
         let initial = mechanism.initial_response()?;
         Ok((mechanism, initial))
     });
-    let (mechanism, initial) = chosen.map_err(|e| cx.close(Error::Sasl(e)))?;
+    let (mechanism, initial) = chosen?;
     cx.outbox.send(&sasl_element::auth(
         mechanism.mechanism(),
         initial.as_deref(),
@@ -477,18 +479,7 @@ fn protected_header<R: RngCore + CryptoRng>(cx: &mut Context<'_, R>) -> Ahead {
         policy.channel_binding = CbPolicy::Off;
     }
     let offered = [String::from(mechanism.name())];
-    let allowed = sasl::choose(
-        &offered,
-        None,
-        cx.learned.secure,
-        &cx.learned.channel_binding,
-        sasl.credentials.kind(),
-        &policy,
-    );
-    match allowed {
-        Ok(_) => start_sasl(cx, &offered, None, &policy).map_or(Ahead::Nothing, Ahead::Auth),
-        Err(_) => Ahead::Nothing,
-    }
+    start_sasl(cx, &offered, None, &policy).map_or(Ahead::Nothing, Ahead::Auth)
 }
 
 impl ExpectSaslResult {
