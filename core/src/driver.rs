@@ -307,6 +307,12 @@ impl<T: Read + Write, S: Read + Write> Session<T, S> {
         &self.header
     }
 
+    /// How the stream is carried (TCP or RFC 7395 WebSocket): what a closing tag or a
+    /// stream error must end with ([`closing_tag`]).
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
     /// Sends one top-level element (a stanza built with [`crate::stanza`]).
     pub async fn send(&mut self, element: &str) -> Result<(), Error> {
         let io = &mut self.transport;

@@ -1,4 +1,4 @@
-//! The command line (clap derive): `demo`, `connect`, `serve`, `hash-password`.
+//! The command line (clap derive): `demo`, `connect`, `serve`, `hash-password`, `bridge`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,6 +50,37 @@ pub enum Command {
     /// `NAME:MECHANISM:ITERATIONS:SALT:STOREDKEY:SERVERKEY`, the last three base64,
     /// e.g. `alice:SCRAM-SHA-256:4096:...`. Lines starting with `#` are comments.
     HashPassword(HashPasswordArgs),
+    /// Relay WebSockets to allow-listed TCP targets, for browser pages that negotiate
+    /// XMPP themselves (the wasm client's `tunnel` mode: STARTTLS and TLS inside the page).
+    ///
+    /// A page opens ws://ADDR/bridge?target=HOST:PORT; binary messages carry raw TCP bytes
+    /// both ways. Only targets given with --allow are reached (HTTP 403 otherwise); the
+    /// bridge never parses the stream, and after STARTTLS sees only TLS records.
+    Bridge(BridgeArgs),
+}
+
+/// `bridge`
+#[derive(Debug, Args)]
+pub struct BridgeArgs {
+    /// Address to listen on (HTTP, WebSocket upgrade at /bridge).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// A target the bridge may connect to, HOST:PORT (repeatable; nothing by default).
+    #[arg(long = "allow", value_name = "HOST:PORT", required = true)]
+    pub allow: Vec<String>,
+    /// Close a connection after this many seconds without a byte either way.
+    #[arg(long, default_value_t = 600)]
+    pub idle_timeout: u64,
+    /// Relayed connections open at once, at most (HTTP 503 above).
+    #[arg(long, default_value_t = 64)]
+    pub max_connections: usize,
+    /// Also serve the demo page from DIR (default: this source tree's wasm/www) and the
+    /// wasm package from --pkg.
+    #[arg(long, value_name = "DIR")]
+    pub web: Option<Option<PathBuf>>,
+    /// The built wasm package (default: DIR/../pkg, where `wasm/build` writes it).
+    #[arg(long, value_name = "DIR", requires = "web")]
+    pub pkg: Option<PathBuf>,
 }
 
 /// `demo`
@@ -165,6 +196,17 @@ pub struct ServeArgs {
     /// Print every stanza routed.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Also serve the demo page over HTTP (from DIR, default: this source tree's wasm/www)
+    /// with the wasm package (--pkg), the bridge at /bridge (to this server's port only) and
+    /// XMPP over WebSocket (RFC 7395) at /xmpp-websocket.
+    #[arg(long, value_name = "DIR")]
+    pub web: Option<Option<PathBuf>>,
+    /// HTTP address for --web.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub http: SocketAddr,
+    /// The built wasm package (default: DIR/../pkg, where `wasm/build` writes it).
+    #[arg(long, value_name = "DIR", requires = "web")]
+    pub pkg: Option<PathBuf>,
 }
 
 /// `hash-password`

@@ -7,6 +7,7 @@ pub mod upgrade;
 
 // The `xmpp-handshake` CLI (src/main.rs), as a library so that the interop suites in
 // tests/ drive the same code.
+pub mod bridge;
 pub mod certs;
 pub mod cli;
 pub mod client;
@@ -21,3 +22,4 @@ pub mod serve;
 pub mod tls_info;
 pub mod transcript;
 pub mod users;
+pub mod web;

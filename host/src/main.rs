@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::Parser;
-use xmpp_handshake_host::cli::{Cli, Command, DemoArgs, HashPasswordArgs, ServeArgs};
+use xmpp_handshake_host::cli::{BridgeArgs, Cli, Command, DemoArgs, HashPasswordArgs, ServeArgs};
 use xmpp_handshake_host::exit::{ExitCode, Failure};
 use xmpp_handshake_host::progress::{Progress, Style};
-use xmpp_handshake_host::{certs, connect, demo, serve, users};
+use xmpp_handshake_host::{bridge, certs, connect, demo, serve, users, web};
 
 fn main() {
     let cli = Cli::parse();
@@ -26,6 +26,7 @@ fn main() {
             Command::Connect(args) => connect::run_system(args).await,
             Command::Serve(args) => run_serve(args).await,
             Command::HashPassword(args) => hash_password(args),
+            Command::Bridge(args) => run_bridge(args).await,
         }
     });
     match result {
@@ -69,19 +70,40 @@ async fn run_serve(args: ServeArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::usage(format!("writing {}: {e}", path.display())))?;
     }
     let listen: SocketAddr = args.listen;
-    let server = serve::Server::start(
-        listen,
-        serve::ServeConfig {
-            domain: args.domain.clone(),
-            store: serve::SharedStore(Arc::new(store)),
-            identity: identity.clone(),
-            verbose: args.verbose,
-            channel_binding: !args.no_channel_binding,
-            log_connections: true,
-            trace: args.trace,
-        },
-    )
-    .await?;
+    let config = serve::ServeConfig {
+        domain: args.domain.clone(),
+        store: serve::SharedStore(Arc::new(store)),
+        identity: identity.clone(),
+        verbose: args.verbose,
+        channel_binding: !args.no_channel_binding,
+        log_connections: true,
+        trace: args.trace,
+    };
+    let server = serve::Server::start(listen, config.clone()).await?;
+    let web = match args.web {
+        Some(page) => {
+            let (page_dir, pkg_dir) = web::page_dirs(page, args.pkg)?;
+            let targets = web::own_targets(server.addr);
+            let page_config = serde_json::json!({
+                "domain": args.domain,
+                "users": names,
+                "target": targets.first().map(ToString::to_string),
+                "ca": identity.ca_pem,
+            });
+            let web_config = web::WebConfig {
+                page_dir,
+                pkg_dir,
+                bridge: bridge::Bridge::new(bridge::BridgeConfig::new(targets)),
+                xmpp: Some(web::XmppEndpoint {
+                    config,
+                    registry: server.registry.clone(),
+                }),
+                page_config,
+            };
+            Some(web::WebServer::start(args.http, web_config).await?)
+        }
+        None => None,
+    };
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
@@ -102,6 +124,14 @@ async fn run_serve(args: ServeArgs) -> Result<(), Failure> {
     if let Some(path) = &args.write_ca {
         let _ = writeln!(out, "  CA certificate written to {}", path.display());
     }
+    if let Some(web) = &web {
+        let _ = writeln!(out, "  demo page: open {}", web.url());
+        let _ = writeln!(
+            out,
+            "  XMPP over WebSocket (RFC 7395): ws://{}/xmpp-websocket; bridge: ws://{}/bridge",
+            web.addr, web.addr
+        );
+    }
     let _ = writeln!(
         out,
         "  STARTTLS required; SCRAM-SHA-256(-PLUS), SCRAM-SHA-1(-PLUS), PLAIN over TLS"
@@ -112,6 +142,69 @@ async fn run_serve(args: ServeArgs) -> Result<(), Failure> {
         _ = tokio::signal::ctrl_c() => Ok(()),
         _ = server.wait() => Err(Failure::protocol("the server stopped")),
     }
+}
+
+async fn run_bridge(args: BridgeArgs) -> Result<(), Failure> {
+    let allow = args
+        .allow
+        .iter()
+        .map(|a| bridge::Target::parse(a))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Failure::usage)?;
+    let mut config = bridge::BridgeConfig::new(allow.clone());
+    config.idle_timeout = std::time::Duration::from_secs(args.idle_timeout.max(1));
+    config.max_connections = args.max_connections.max(1);
+    config.log = true;
+    let relay = bridge::Bridge::new(config);
+    let web = match args.web {
+        Some(page) => {
+            let (page_dir, pkg_dir) = web::page_dirs(page, args.pkg)?;
+            let page_config = serde_json::json!({
+                "target": allow.first().map(ToString::to_string),
+            });
+            web::WebConfig {
+                page_dir,
+                pkg_dir,
+                bridge: relay,
+                xmpp: None,
+                page_config,
+            }
+        }
+        None => {
+            let listener = tokio::net::TcpListener::bind(args.listen)
+                .await
+                .map_err(|e| Failure::protocol(format!("listening on {}: {e}", args.listen)))?;
+            println!(
+                "xmpp-handshake bridge: ws://{}/bridge?target=HOST:PORT to {}",
+                listener.local_addr()?,
+                list(&allow)
+            );
+            return tokio::select! {
+                _ = tokio::signal::ctrl_c() => Ok(()),
+                r = bridge::serve(listener, bridge::router(relay)) =>
+                    r.map_err(|e| Failure::protocol(format!("bridge: {e}"))),
+            };
+        }
+    };
+    let server = web::WebServer::start(args.listen, web).await?;
+    println!(
+        "xmpp-handshake bridge: ws://{}/bridge?target=HOST:PORT to {}",
+        server.addr,
+        list(&allow)
+    );
+    println!("  demo page: open {}", server.url());
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = server.wait() => Err(Failure::protocol("the bridge stopped")),
+    }
+}
+
+fn list(targets: &[bridge::Target]) -> String {
+    targets
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn hash_password(args: HashPasswordArgs) -> Result<(), Failure> {

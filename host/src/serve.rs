@@ -10,14 +10,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use embedded_io_adapters::tokio_1::FromTokio;
+use embedded_io_async::{Read, Write};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use xmpp_handshake_core::driver::{negotiate, Session};
+use xmpp_handshake_core::driver::{negotiate, Session, TlsUpgrade};
 use xmpp_handshake_core::receiver::{ReceiverConfig, ReceivingEntity};
 use xmpp_handshake_core::sasl::{
     CredentialStore, MemoryStore, SaslFailure, ScramCredentials, ScramHash,
 };
+use xmpp_handshake_core::stream::header::closing_tag;
 
 use crate::certs::{server_template, ServerIdentity};
 use crate::exit::Failure;
@@ -29,9 +30,9 @@ use crate::upgrade::{Certificates, RustlsServer};
 /// How long a client may take to negotiate.
 pub const NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The `<conflict/>` stream error and closing tag (§4.9.3.3, §7.7.2.2).
+/// The `<conflict/>` stream error (§4.9.3.3, §7.7.2.2); the closing tag follows it.
 pub const CONFLICT: &str = "<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
-<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>Replaced by new connection</text></stream:error></stream:stream>";
+<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>Replaced by new connection</text></stream:error>";
 
 /// The user store shared by all connections.
 #[derive(Clone, Debug, Default)]
@@ -139,9 +140,6 @@ async fn accept_loop(listener: TcpListener, config: Arc<ServeConfig>, registry: 
     }
 }
 
-type ServerSession =
-    Session<FromTokio<TcpStream>, FromTokio<tokio_rustls::server::TlsStream<TcpStream>>>;
-
 async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -150,23 +148,50 @@ async fn connection(
     registry: &Registry,
 ) -> Result<(), String> {
     let transport = crate::transport::accepted(tcp).map_err(|e| e.to_string())?;
-    let mut receiver = ReceiverConfig::client_to_server(&config.domain);
+    let cell = TlsCell::default();
+    let mut tls = Recording {
+        inner: tls,
+        cell: cell.clone(),
+        own_certificate: Some(config.identity.leaf_fingerprint()),
+    };
+    let receiver = ReceiverConfig::client_to_server(&config.domain);
+    run_connection(
+        transport,
+        &mut tls,
+        cell,
+        receiver,
+        &peer.to_string(),
+        config,
+        registry,
+    )
+    .await
+}
+
+/// Negotiates one client's stream over `transport` (TCP here, RFC 7395 WebSocket in
+/// [`crate::web`]) with `receiver`, then runs its session until it ends.
+pub async fn run_connection<T, U>(
+    transport: T,
+    tls: &mut U,
+    cell: TlsCell,
+    mut receiver: ReceiverConfig,
+    peer: &str,
+    config: &ServeConfig,
+    registry: &Registry,
+) -> Result<(), String>
+where
+    T: Read + Write,
+    U: TlsUpgrade<T>,
+{
     if let Some(sasl) = &mut receiver.sasl {
         sasl.channel_binding = config.channel_binding;
     }
     let machine = ReceivingEntity::new(receiver, rand_core::OsRng, config.store.clone());
-    let cell = TlsCell::default();
-    let mut transcript = Transcript::new(Side::Receiving, cell.clone());
+    let mut transcript = Transcript::new(Side::Receiving, cell);
     transcript.print_live(config.trace);
     transcript.live_prefix(&format!("serve: {peer}: "));
-    let mut tls = Recording {
-        inner: tls,
-        cell,
-        own_certificate: Some(config.identity.leaf_fingerprint()),
-    };
     let negotiated = tokio::time::timeout(
         NEGOTIATION_TIMEOUT,
-        negotiate(transport, &mut tls, machine, &mut transcript),
+        negotiate(transport, tls, machine, &mut transcript),
     )
     .await
     .map_err(|_| "negotiation timed out".to_string())?
@@ -184,7 +209,7 @@ async fn connection(
     if config.log_connections {
         eprintln!("serve: {peer}: {jid} bound ({mechanism})");
     }
-    let mut session: ServerSession = Session::new(negotiated);
+    let mut session = Session::new(negotiated);
     let (tx, rx) = mpsc::unbounded_channel();
     let registration = registry.bind(&jid, tx);
     let result = session_loop(&mut session, rx, &jid, config, registry).await;
@@ -198,8 +223,8 @@ async fn connection(
     result.map(|_| ())
 }
 
-async fn session_loop(
-    session: &mut ServerSession,
+async fn session_loop<T: Read + Write, S: Read + Write>(
+    session: &mut Session<T, S>,
     mut rx: mpsc::UnboundedReceiver<ToSession>,
     jid: &str,
     config: &ServeConfig,
@@ -216,7 +241,7 @@ async fn session_loop(
                 }
                 Ok(None) => {
                     // §4.4: the client closed; close our side too.
-                    let _ = session.send("</stream:stream>").await;
+                    let _ = session.send(closing_tag(session.framing())).await;
                     return Ok("closed by the client");
                 }
                 Err(e) => return Err(e.to_string()),
@@ -226,7 +251,8 @@ async fn session_loop(
                     session.send(&stanza).await.map_err(|e| e.to_string())?;
                 }
                 Some(ToSession::Conflict) => {
-                    let _ = session.send(CONFLICT).await;
+                    let close = closing_tag(session.framing());
+                    let _ = session.send(&format!("{CONFLICT}{close}")).await;
                     return Ok("replaced by a newer session (conflict)");
                 }
                 None => return Ok("server stopped"),
