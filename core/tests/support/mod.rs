@@ -4,29 +4,9 @@
 use xmpp_handshake_core::connection::{Event, Negotiator, Step};
 use xmpp_handshake_core::Error;
 
-/// A deterministic RNG for stream ids (a counter: ids differ on every call).
-pub struct CountingRng(pub u64);
-
-impl rand_core::RngCore for CountingRng {
-    fn next_u32(&mut self) -> u32 {
-        self.next_u64() as u32
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 += 1;
-        self.0
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        for chunk in dest.chunks_mut(8) {
-            let v = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.fill_bytes(dest);
-        Ok(())
-    }
-}
-impl rand_core::CryptoRng for CountingRng {}
+pub mod negotiation;
+#[allow(unused_imports)]
+pub use negotiation::CountingRng;
 
 /// Feeds `bytes` to `m` in chunks of `chunk` bytes; stops at the first error.
 pub fn feed<M: Negotiator>(m: &mut M, bytes: &[u8], chunk: usize) -> Result<(), Error> {
