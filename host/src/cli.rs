@@ -4,6 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use xmpp_handshake_core::sasl::Mechanism;
+
+fn parse_mechanism(name: &str) -> Result<Mechanism, String> {
+    Mechanism::from_name(name).ok_or_else(|| format!("unknown SASL mechanism {name:?}"))
+}
 
 /// XMPP stream negotiation (RFC 6120): STARTTLS, SASL SCRAM and resource binding, shown
 /// step by step.
@@ -122,13 +127,30 @@ pub enum ChannelBinding {
 pub struct ConnectArgs {
     /// Your JID: user@domain or user@domain/resource.
     pub jid: String,
-    /// Connect to this host instead of looking up DNS SRV `_xmpp-client._tcp.DOMAIN`. The
-    /// certificate is still checked against the JID's domain.
+    /// Connect to this host instead of looking up DNS SRV `_xmpps-client._tcp.DOMAIN`
+    /// (Direct TLS) and `_xmpp-client._tcp.DOMAIN` (STARTTLS). The certificate is still
+    /// checked against the JID's domain.
     #[arg(long)]
     pub host: Option<String>,
-    /// Port (default: from SRV, else 5222).
+    /// Port (default: from SRV, else 5222, or 5223 with --direct-tls).
     #[arg(long)]
     pub port: Option<u16>,
+    /// Direct TLS only (XEP-0368: TLS from the first byte, ALPN xmpp-client): to --host, or
+    /// to the `_xmpps-client._tcp` SRV targets, else DOMAIN:5223. Without this flag Direct
+    /// TLS is tried first when that SRV record exists, then STARTTLS (only if --tls is
+    /// `required`, so a blocked Direct TLS port never leads to plaintext).
+    #[arg(long)]
+    pub direct_tls: bool,
+    /// Do not read or write the SCRAM cache (keys derived from your password, and the
+    /// mechanism to send right after TLS, kept per server and user in your config dir
+    /// with mode 0600; see the README).
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Send `<auth/>` with this SASL mechanism right after the TLS handshake, before the
+    /// server's offer arrives (one round trip less; the cache does this on its own after
+    /// the first login). Checked against the offer: if absent, SASL starts again.
+    #[arg(long, value_name = "MECHANISM", value_parser = parse_mechanism)]
+    pub pipeline_mechanism: Option<Mechanism>,
     /// STARTTLS policy.
     #[arg(long, value_enum, default_value_t = TlsMode::Required)]
     pub tls: TlsMode,
@@ -162,6 +184,10 @@ pub struct ServeArgs {
     /// Address to listen on, e.g. 127.0.0.1:5222 or 0.0.0.0:5222.
     #[arg(long)]
     pub listen: SocketAddr,
+    /// Also accept Direct TLS (XEP-0368: TLS from the first byte, ALPN xmpp-client,
+    /// certificate chosen by SNI) on this address, e.g. 127.0.0.1:5223.
+    #[arg(long, value_name = "ADDR")]
+    pub direct_tls_listen: Option<SocketAddr>,
     /// The XMPP domain served (the part after @ in users' JIDs).
     #[arg(long)]
     pub domain: String,

@@ -1,6 +1,6 @@
 //! The initiating entity as `demo` and `connect` (and the interop suites) run it: TCP with
-//! Nagle off, STARTTLS with rustls and the XMPP certificate policy, SASL, binding; then
-//! the stanza phase through a [`Session`].
+//! Nagle off, STARTTLS or Direct TLS (XEP-0368) with rustls and the XMPP certificate
+//! policy, SASL, binding; then the stanza phase through a [`Session`].
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -8,15 +8,16 @@ use std::time::{Duration, Instant};
 use embedded_io_adapters::tokio_1::FromTokio;
 use rustls::RootCertStore;
 use tokio::net::TcpStream;
-use xmpp_handshake_core::driver::{negotiate, Session};
+use xmpp_handshake_core::driver::{negotiate, Observer as _, Session, TlsUpgrade as _};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
-use xmpp_handshake_core::sasl::{Credentials, Mechanism, SaslPolicy};
+use xmpp_handshake_core::sasl::{Credentials, Mechanism, SaslPolicy, ScramCacheEntry};
 use xmpp_handshake_core::starttls::TlsPolicy;
 use xmpp_handshake_core::trust::{
     CertError, CertificatePolicy, FirstUse, NoPins, PinStore, ReferenceIdentity,
 };
 use xmpp_handshake_core::Error;
 
+use crate::direct_tls::{self, Stream};
 use crate::exit::{self, ExitCode, Failure};
 use crate::router::Jid;
 use crate::tls::verify::{client_config, SharedPinStore, XmppServerVerifier};
@@ -24,12 +25,14 @@ use crate::tls_info::{Recording, TlsCell};
 use crate::transcript::Transcript;
 use crate::upgrade::RustlsClient;
 
-/// The plain transport.
-pub type Plain = FromTokio<TcpStream>;
-/// The TLS transport.
-pub type Protected = FromTokio<tokio_rustls::client::TlsStream<TcpStream>>;
+/// TLS from the first byte (Direct TLS).
+pub type DirectTls = tokio_rustls::client::TlsStream<TcpStream>;
+/// The transport a negotiation starts on: TCP (STARTTLS follows) or Direct TLS.
+pub type Transport = FromTokio<Stream<DirectTls>>;
+/// The transport after STARTTLS.
+pub type Protected = FromTokio<tokio_rustls::client::TlsStream<Stream<DirectTls>>>;
 /// A negotiated client stream.
-pub type ClientSession = Session<Plain, Protected>;
+pub type ClientSession = Session<Transport, Protected>;
 
 /// Who logs in, and how.
 #[derive(Clone)]
@@ -45,6 +48,9 @@ pub struct Login {
     /// Send `<auth/>` with this mechanism right after the TLS handshake, before the
     /// features (one round trip less); it must be what this server offered after TLS before.
     pub pipeline_mechanism: Option<Mechanism>,
+    /// SCRAM keys from an earlier verified login: no PBKDF2 when the server's salt and
+    /// iteration count still match (RFC 5802 §5.1 allows the client to cache them).
+    pub scram_cache: Option<ScramCacheEntry>,
 }
 
 impl std::fmt::Debug for Login {
@@ -72,6 +78,7 @@ impl Login {
             tls: TlsPolicy::Required,
             sasl: SaslPolicy::default(),
             pipeline_mechanism: None,
+            scram_cache: None,
         })
     }
 
@@ -85,10 +92,13 @@ impl Login {
         config.tls = self.tls;
         config.from = Some(self.jid.bare());
         config.sasl = Some(ClientSasl {
-            credentials: Credentials::password(
-                self.jid.local.as_deref().unwrap_or_default(),
-                &self.password,
-            ),
+            credentials: Credentials {
+                scram_cache: self.scram_cache.clone(),
+                ..Credentials::password(
+                    self.jid.local.as_deref().unwrap_or_default(),
+                    &self.password,
+                )
+            },
             policy: self.sasl.clone(),
             resource: self.jid.resource.clone(),
             pipeline_mechanism: self.pipeline_mechanism,
@@ -192,6 +202,13 @@ impl ClientTrust {
         })
     }
 
+    /// The same, offering ALPN `xmpp-client` (Direct TLS, XEP-0368 §3).
+    fn direct_tls_config(&self) -> Arc<rustls::ClientConfig> {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = vec![direct_tls::ALPN_CLIENT.to_vec()];
+        Arc::new(config)
+    }
+
     /// The certificate error of the last handshake, if the verifier refused one.
     pub fn certificate_error(&self) -> Option<CertError> {
         match self.verifier.last_verdict() {
@@ -212,9 +229,10 @@ pub struct LoggedIn {
 }
 
 /// Connects to `(host, port)` with Nagle off.
-pub async fn connect_tcp(host: &str, port: u16) -> Result<Plain, Failure> {
+pub async fn connect_tcp(host: &str, port: u16) -> Result<Transport, Failure> {
     crate::transport::connect((host, port))
         .await
+        .map(|tcp| FromTokio::new(Stream::Tcp(tcp.into_inner())))
         .map_err(|e| Failure::protocol(format!("connecting to {host}:{port}: {e}")))
 }
 
@@ -233,7 +251,7 @@ pub fn failure(error: &Error, trust: &ClientTrust) -> Failure {
 
 /// Negotiates STARTTLS, SASL and binding over `transport` (already connected).
 pub async fn login(
-    transport: Plain,
+    transport: Transport,
     login: &Login,
     trust: &ClientTrust,
     tls_cell: TlsCell,
@@ -246,7 +264,7 @@ pub async fn login(
 
 /// [`login`] with the core's typed error (for tests that assert which rule fired).
 pub async fn login_typed(
-    transport: Plain,
+    transport: Transport,
     login: &Login,
     trust: &ClientTrust,
     tls_cell: TlsCell,
@@ -259,7 +277,70 @@ pub async fn login_typed(
         own_certificate: None,
     };
     let machine = InitiatingEntity::new(login.config(), rand_core::OsRng);
-    let negotiated = negotiate(transport, &mut tls, machine, transcript).await?;
+    bound(transport, &mut tls, machine, transcript, started).await
+}
+
+/// Direct TLS (XEP-0368) over `transport` (a fresh TCP connection): the TLS handshake at
+/// once (SNI the JID's domain, ALPN `xmpp-client`, the same certificate policy as after
+/// STARTTLS), then SASL and binding on the protected stream, `<auth/>` right behind the
+/// first header when [`Login::pipeline_mechanism`] names one.
+pub async fn login_direct_tls(
+    transport: Transport,
+    login: &Login,
+    trust: &ClientTrust,
+    tls_cell: TlsCell,
+    transcript: &mut Transcript,
+) -> Result<LoggedIn, Failure> {
+    login_direct_tls_typed(transport, login, trust, tls_cell, transcript)
+        .await
+        .map_err(|e| failure(&e, trust))
+}
+
+/// [`login_direct_tls`] with the core's typed error. A failed handshake is
+/// [`Error::TlsHandshake`] with nothing sent but the ClientHello.
+pub async fn login_direct_tls_typed(
+    transport: Transport,
+    login: &Login,
+    trust: &ClientTrust,
+    tls_cell: TlsCell,
+    transcript: &mut Transcript,
+) -> Result<LoggedIn, Error> {
+    let started = Instant::now();
+    let Stream::Tcp(tcp) = transport.into_inner() else {
+        return Err(Error::StartTlsAfterTls);
+    };
+    let mut direct = Recording {
+        inner: RustlsClient::new(trust.direct_tls_config()),
+        cell: tls_cell.clone(),
+        own_certificate: None,
+    };
+    let stream = direct
+        .upgrade(FromTokio::new(tcp), login.domain())
+        .await
+        .map_err(|e| Error::TlsHandshake(e.to_string()))?;
+    let info = direct.tls_info(&stream);
+    transcript.tls_established();
+    let transport = FromTokio::new(Stream::Tls(Box::new(stream.into_inner())));
+    let mut config = login.config();
+    config.secure_transport = true;
+    let machine = InitiatingEntity::with_tls(config, rand_core::OsRng, info);
+    // The machine never asks for STARTTLS on a secure transport; this only fills the type.
+    let mut tls = Recording {
+        inner: RustlsClient::new(trust.config.clone()),
+        cell: tls_cell,
+        own_certificate: None,
+    };
+    bound(transport, &mut tls, machine, transcript, started).await
+}
+
+async fn bound(
+    transport: Transport,
+    tls: &mut Recording<RustlsClient>,
+    machine: InitiatingEntity<rand_core::OsRng>,
+    transcript: &mut Transcript,
+    started: Instant,
+) -> Result<LoggedIn, Error> {
+    let negotiated = negotiate(transport, tls, machine, transcript).await?;
     let jid = negotiated
         .outcome
         .jid
@@ -275,7 +356,7 @@ pub async fn login_typed(
 /// Runs `config` (e.g. an S2S initiating entity without SASL) to the end of its
 /// negotiation and returns the session (the caller reads `session.outcome`).
 pub async fn negotiate_with(
-    transport: Plain,
+    transport: Transport,
     config: InitiatorConfig,
     trust: &ClientTrust,
     tls_cell: TlsCell,

@@ -3,16 +3,19 @@
 use std::io::{IsTerminal as _, Write as _};
 use std::time::Duration;
 
+use clap::ValueEnum as _;
+
 use xmpp_handshake_core::sasl::CbPolicy;
 use xmpp_handshake_core::stanza;
 use xmpp_handshake_core::starttls::TlsPolicy;
 
 use crate::cli::{ChannelBinding, ConnectArgs, TlsMode};
-use crate::client::{self, ClientTrust, Login};
+use crate::client::{self, ClientTrust, LoggedIn, Login};
 use crate::exit::{ExitCode, Failure};
 use crate::pins::{self, FilePinStore};
 use crate::progress::{Progress, Style};
-use crate::resolve::{self, SrvResolver, SystemResolver};
+use crate::resolve::{self, Security, SrvResolver, SystemResolver, Targets};
+use crate::scram_cache::{self, CachedLogin, ScramCache};
 use crate::tls::verify::{platform_roots, roots_from_pem};
 use crate::tls_info::TlsCell;
 use crate::transcript::{Side, Transcript};
@@ -71,6 +74,29 @@ pub fn trust(args: &ConnectArgs, domain: &str) -> Result<ClientTrust, Failure> {
     }
 }
 
+fn progress(args: &ConnectArgs) -> Progress {
+    if args.trace {
+        Progress::new(Style::Off)
+    } else {
+        Progress::auto()
+    }
+}
+
+/// The SCRAM cache, unless `--no-cache`. An unreadable cache is reported and not used.
+fn open_cache(args: &ConnectArgs) -> Option<ScramCache> {
+    if args.no_cache {
+        return None;
+    }
+    let path = scram_cache::default_path()?;
+    match ScramCache::open(&path) {
+        Ok(cache) => Some(cache),
+        Err(e) => {
+            eprintln!("xmpp-handshake: warning: SCRAM cache not used: {e}");
+            None
+        }
+    }
+}
+
 /// Runs `connect` with `resolver` for SRV.
 pub async fn run<R: SrvResolver>(args: ConnectArgs, resolver: &R) -> Result<(), Failure> {
     let password = password(&args.jid)?;
@@ -84,91 +110,92 @@ pub async fn run<R: SrvResolver>(args: ConnectArgs, resolver: &R) -> Result<(), 
         ChannelBinding::WhenOffered => CbPolicy::WhenOffered,
         ChannelBinding::Off => CbPolicy::Off,
     };
+    login.pipeline_mechanism = args.pipeline_mechanism;
     let domain = login.domain().to_string();
+    let user = login.jid.local.clone().unwrap_or_default();
     let trust = trust(&args, &domain)?;
-
-    let mut progress = if args.trace {
-        Progress::new(Style::Off)
-    } else {
-        Progress::auto()
-    };
-    progress.status(&format!("resolving {domain}"));
-    let targets = resolve::targets(resolver, &domain, args.host.as_deref(), args.port)
-        .await
-        .map_err(|e| Failure::protocol(format!("resolving {domain}: {e}")))?;
-    let mut transport = None;
-    let mut last_error = None;
-    for (host, port) in &targets.addresses {
-        progress.status(&format!("connecting to {host}:{port} ({})", targets.source));
-        let attempt = tokio::time::timeout(
-            Duration::from_secs(args.timeout),
-            client::connect_tcp(host, *port),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(Failure::protocol(format!(
-                "connecting to {host}:{port}: timed out"
-            )))
-        });
-        match attempt {
-            Ok(t) => {
-                transport = Some(t);
-                break;
-            }
-            Err(e) => last_error = Some(e),
+    let policy_name = args
+        .channel_binding
+        .to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default();
+    let mut cache = open_cache(&args);
+    if let Some(cached) = cache
+        .as_ref()
+        .and_then(|c| c.get(&domain, &user, &password))
+    {
+        login.scram_cache = cached.entry.clone();
+        // The mechanism this server offered after TLS last time, as this policy chose it.
+        if login.pipeline_mechanism.is_none() && cached.channel_binding == policy_name {
+            login.pipeline_mechanism = Some(cached.mechanism);
         }
     }
-    let transport = transport.ok_or_else(|| {
-        last_error.unwrap_or_else(|| Failure::protocol(format!("no address for {domain}")))
-    })?;
 
-    let cell = TlsCell::default();
-    let mut transcript = Transcript::new(Side::Initiating, cell.clone());
-    transcript.redact_secret(&password);
-    transcript.print_live(args.trace);
-    transcript.with_progress(progress);
-    let logged_in = tokio::time::timeout(
-        Duration::from_secs(args.timeout),
-        client::login(transport, &login, &trust, cell, &mut transcript),
+    let mut resolving = progress(&args);
+    resolving.status(&format!("resolving {domain}"));
+    let targets = resolve::targets(
+        resolver,
+        &domain,
+        args.host.as_deref(),
+        args.port,
+        args.direct_tls,
     )
     .await
-    .map_err(|_| {
-        Failure::protocol(format!(
-            "negotiation did not finish within {} s",
-            args.timeout
-        ))
-    })?
-    .map_err(|f| {
-        if f.code == ExitCode::Certificate && args.trust_first_use {
-            let path = pins::default_path()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
-            Failure::new(
-                f.code,
-                format!(
-                    "{} [xmpp-handshake: once confirmed, delete the line for {domain} in {path} and connect again]",
-                    f.message
-                ),
-            )
-        } else {
-            f
+    .map_err(|e| Failure::protocol(format!("resolving {domain}: {e}")))?;
+    drop(resolving);
+    let (logged_in, mut transcript, security) = match establish(&args, &targets, &login, &trust)
+        .await
+    {
+        Err(f) if f.code == ExitCode::Authentication && login.scram_cache.is_some() => {
+            // Same salt, other keys: the password was changed on the server (a new
+            // salt would have made the core derive new keys on its own).
+            eprintln!(
+                    "xmpp-handshake: the server refused the cached SCRAM keys; trying again with the password"
+                );
+            if let Some(c) = &mut cache {
+                if let Err(e) = c.remove(&domain, &user) {
+                    eprintln!("xmpp-handshake: warning: {}: {e}", c.path().display());
+                }
+            }
+            login.scram_cache = None;
+            establish(&args, &targets, &login, &trust).await?
         }
-    })?;
+        result => result?,
+    };
     if let Some(mut p) = transcript.take_progress() {
         p.finish();
     }
     let mut session = logged_in.session;
-    let mechanism = session
-        .outcome
-        .mechanism
-        .map(|m| m.name())
-        .unwrap_or("no SASL");
+    let outcome = &session.outcome;
+    let keys = match (&outcome.scram_cache, &login.scram_cache) {
+        (Some(used), Some(cached)) if used == cached => "; SCRAM keys from the cache",
+        (Some(_), _) if cache.is_some() => "; SCRAM keys derived and cached",
+        (Some(_), _) => "; SCRAM keys derived",
+        (None, _) => "",
+    };
+    if let (Some(c), Some(mechanism)) = (&mut cache, outcome.mechanism) {
+        let keep = CachedLogin {
+            mechanism,
+            channel_binding: policy_name,
+            entry: outcome.scram_cache.clone(),
+        };
+        if c.get(&domain, &user, &password).as_ref() != Some(&keep) {
+            if let Err(e) = c.put(&domain, &user, &password, keep) {
+                eprintln!("xmpp-handshake: warning: {}: {e}", c.path().display());
+            }
+        }
+    }
+    let mechanism = outcome.mechanism.map(|m| m.name()).unwrap_or("no SASL");
     let tls = transcript
         .tls()
         .map(|t| format!("{} {}", t.version, t.cipher_suite))
         .unwrap_or_else(|| "no TLS".into());
+    let via = match security {
+        Security::DirectTls => "Direct TLS",
+        Security::StartTls => "STARTTLS",
+    };
     eprintln!(
-        "xmpp-handshake: online as {} ({mechanism}, {tls}, {} round trips, {:.1} ms)",
+        "xmpp-handshake: online as {} ({mechanism}, {via}, {tls}, {} round trips, {:.1} ms{keys})",
         logged_in.jid,
         transcript.round_trips(),
         logged_in.elapsed.as_secs_f64() * 1000.0
@@ -211,6 +238,129 @@ pub async fn run<R: SrvResolver>(args: ConnectArgs, resolver: &R) -> Result<(), 
                 None => return Err(Failure::protocol("the server closed the stream")),
             },
         }
+    }
+}
+
+/// Connects to the targets in order and logs in at the first that answers.
+///
+/// A Direct TLS target whose TCP connection or TLS handshake fails (for a reason other
+/// than the certificate: that is refused at once) gives way to the next target. Nothing
+/// but a ClientHello was sent, so that is safe, except that a STARTTLS target after it
+/// is tried only when TLS is required there: a blocked Direct TLS port must never lead to
+/// plaintext.
+async fn establish(
+    args: &ConnectArgs,
+    targets: &Targets,
+    login: &Login,
+    trust: &ClientTrust,
+) -> Result<(LoggedIn, Transcript, Security), Failure> {
+    let domain = login.domain();
+    let mut last_error = None;
+    let mut starttls_allowed = true;
+    for target in &targets.addresses {
+        let (host, port) = (target.host.as_str(), target.port);
+        if target.security == Security::StartTls && !starttls_allowed {
+            continue;
+        }
+        let mut progress = progress(args);
+        let via = match target.security {
+            Security::DirectTls => "Direct TLS",
+            Security::StartTls => "STARTTLS",
+        };
+        progress.status(&format!(
+            "connecting to {host}:{port} ({via}, {})",
+            target.source
+        ));
+        let limit = Duration::from_secs(args.timeout);
+        let transport = match tokio::time::timeout(limit, client::connect_tcp(host, port)).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                last_error = Some(e);
+                continue;
+            }
+            Err(_) => {
+                last_error = Some(Failure::protocol(format!(
+                    "connecting to {host}:{port}: timed out"
+                )));
+                continue;
+            }
+        };
+        let cell = TlsCell::default();
+        let mut transcript = Transcript::new(Side::Initiating, cell.clone());
+        transcript.redact_secret(&login.password);
+        transcript.print_live(args.trace);
+        transcript.with_progress(progress);
+        let attempt = match target.security {
+            Security::StartTls => {
+                tokio::time::timeout(
+                    limit,
+                    client::login(transport, login, trust, cell, &mut transcript),
+                )
+                .await
+            }
+            Security::DirectTls => {
+                tokio::time::timeout(
+                    limit,
+                    client::login_direct_tls(transport, login, trust, cell, &mut transcript),
+                )
+                .await
+            }
+        }
+        .unwrap_or_else(|_| {
+            Err(Failure::protocol(format!(
+                "negotiation did not finish within {} s",
+                args.timeout
+            )))
+        });
+        let failure = match attempt {
+            Ok(logged_in) => return Ok((logged_in, transcript, target.security)),
+            Err(f) => f,
+        };
+        if let Some(mut p) = transcript.take_progress() {
+            p.finish();
+        }
+        let handshake_failed = target.security == Security::DirectTls
+            && transcript.tls().is_none()
+            && failure.code != ExitCode::Certificate;
+        if !handshake_failed {
+            return Err(first_use_hint(failure, args, domain));
+        }
+        eprintln!("xmpp-handshake: Direct TLS to {host}:{port} failed: {failure}");
+        if login.tls != TlsPolicy::Required {
+            starttls_allowed = false;
+        }
+        last_error = Some(failure);
+    }
+    let skipped = !starttls_allowed
+        && targets
+            .addresses
+            .iter()
+            .any(|t| t.security == Security::StartTls);
+    let failure =
+        last_error.unwrap_or_else(|| Failure::protocol(format!("no address for {domain}")));
+    Err(if skipped {
+        failure
+            .context("not falling back to STARTTLS with --tls optional (it could end in plaintext)")
+    } else {
+        failure
+    })
+}
+
+/// With `--trust-first-use`, a refused certificate says how to accept a new one.
+fn first_use_hint(f: Failure, args: &ConnectArgs, domain: &str) -> Failure {
+    if f.code == ExitCode::Certificate && args.trust_first_use {
+        let path = pins::default_path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        Failure::new(
+            f.code,
+            format!(
+                "{} [xmpp-handshake: once confirmed, delete the line for {domain} in {path} and connect again]",
+                f.message
+            ),
+        )
+    } else {
+        f
     }
 }
 

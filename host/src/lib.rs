@@ -1,6 +1,7 @@
 //! std home of the core: tokio transport, rustls TLS for both roles.
 pub use xmpp_handshake_core as core;
 
+pub mod direct_tls;
 pub mod tls;
 pub mod transport;
 pub mod upgrade;
@@ -18,6 +19,7 @@ pub mod pins;
 pub mod progress;
 pub mod resolve;
 pub mod router;
+pub mod scram_cache;
 pub mod serve;
 pub mod tls_info;
 pub mod transcript;

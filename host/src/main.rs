@@ -79,7 +79,11 @@ async fn run_serve(args: ServeArgs) -> Result<(), Failure> {
         log_connections: true,
         trace: args.trace,
     };
-    let server = serve::Server::start(listen, config.clone()).await?;
+    let mut server = serve::Server::start(listen, config.clone()).await?;
+    let direct_tls = match args.direct_tls_listen {
+        Some(addr) => Some(server.listen_direct_tls(addr).await?),
+        None => None,
+    };
     let web = match args.web {
         Some(page) => {
             let (page_dir, pkg_dir) = web::page_dirs(page, args.pkg)?;
@@ -110,6 +114,9 @@ async fn run_serve(args: ServeArgs) -> Result<(), Failure> {
         "xmpp-handshake serve: {} on {}",
         args.domain, server.addr
     );
+    if let Some(addr) = direct_tls {
+        let _ = writeln!(out, "  Direct TLS (XEP-0368, ALPN xmpp-client) on {addr}");
+    }
     let _ = writeln!(out, "  users: {}", names.join(", "));
     let _ = writeln!(
         out,

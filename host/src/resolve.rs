@@ -1,5 +1,6 @@
-//! Where to connect for a domain (RFC 6120 §3.2): `--host`/`--port`, else DNS SRV
-//! `_xmpp-client._tcp.DOMAIN` in priority order, else DOMAIN:5222.
+//! Where to connect for a domain (RFC 6120 §3.2, XEP-0368): `--host`/`--port`, else DNS
+//! SRV `_xmpps-client._tcp.DOMAIN` (Direct TLS) then `_xmpp-client._tcp.DOMAIN` (STARTTLS),
+//! each in priority order, else DOMAIN:5222.
 //!
 //! The resolver is a trait so that tests stay on loopback. Whatever DNS answers, the
 //! certificate is checked against the configured domain, never against an SRV target
@@ -83,53 +84,120 @@ impl SrvResolver for StaticResolver {
     }
 }
 
-/// Where to connect, in order, and how it was found.
+/// How a connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// TCP, then STARTTLS (RFC 6120 §5).
+    StartTls,
+    /// TLS from the first byte (XEP-0368).
+    DirectTls,
+}
+
+/// One place to connect to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Targets {
-    /// `(host, port)` to try in order.
-    pub addresses: Vec<(String, u16)>,
+pub struct Target {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// STARTTLS or Direct TLS.
+    pub security: Security,
     /// `--host`, `SRV`, or `fallback`, for messages.
     pub source: &'static str,
 }
 
-/// The connection targets for `domain` (see the module docs).
+/// Where to connect, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Targets {
+    /// Tried in order.
+    pub addresses: Vec<Target>,
+}
+
+/// The SRV records of `service` for `domain`, in the order to try them (RFC 2782: priority,
+/// then weight); `Ok(None)` when the domain announces that it has no such service (a sole
+/// `.` target). A lookup failure counts as no records (RFC 6120 §3.2.2 allows the fallback).
+async fn service<R: SrvResolver>(
+    resolver: &R,
+    service: &str,
+    domain: &str,
+) -> Option<Vec<SrvRecord>> {
+    let mut records = resolver
+        .lookup_srv(&format!("{service}.{domain}"))
+        .await
+        .unwrap_or_default();
+    if records.len() == 1 && records[0].target == "." {
+        return None;
+    }
+    records.retain(|r| r.target != ".");
+    records.sort_by(|a, b| a.priority.cmp(&b.priority).then(b.weight.cmp(&a.weight)));
+    Some(records)
+}
+
+fn from_srv(records: Vec<SrvRecord>, security: Security) -> impl Iterator<Item = Target> {
+    records.into_iter().map(move |r| Target {
+        host: r.target,
+        port: r.port,
+        security,
+        source: "SRV",
+    })
+}
+
+/// The connection targets for `domain` (see the module docs). `direct_tls`: the user asked
+/// for Direct TLS only.
+///
+/// Without `--host`/`--port`: the `_xmpps-client._tcp` records (Direct TLS, XEP-0368)
+/// first, then the `_xmpp-client._tcp` ones (STARTTLS), else `DOMAIN:5222`. With
+/// `direct_tls`: the `_xmpps-client._tcp` records, else `DOMAIN:5223`.
 pub async fn targets<R: SrvResolver>(
     resolver: &R,
     domain: &str,
     host: Option<&str>,
     port: Option<u16>,
+    direct_tls: bool,
 ) -> io::Result<Targets> {
+    let (security, default_port) = if direct_tls {
+        (Security::DirectTls, crate::direct_tls::DEFAULT_PORT)
+    } else {
+        (Security::StartTls, DEFAULT_PORT)
+    };
+    let fixed = |host: &str, source| Targets {
+        addresses: vec![Target {
+            host: host.to_string(),
+            port: port.unwrap_or(default_port),
+            security,
+            source,
+        }],
+    };
     if let Some(host) = host {
-        return Ok(Targets {
-            addresses: vec![(host.to_string(), port.unwrap_or(DEFAULT_PORT))],
-            source: "--host",
+        return Ok(fixed(host, "--host"));
+    }
+    if port.is_some() {
+        return Ok(fixed(domain, "fallback"));
+    }
+    let direct = service(resolver, "_xmpps-client._tcp", domain).await;
+    let mut addresses: Vec<Target> =
+        from_srv(direct.clone().unwrap_or_default(), Security::DirectTls).collect();
+    if direct_tls {
+        return Ok(if addresses.is_empty() {
+            fixed(domain, "fallback")
+        } else {
+            Targets { addresses }
         });
     }
-    if port.is_none() {
-        // A lookup failure falls back to the domain, as RFC 6120 §3.2.2 allows.
-        let mut records = resolver
-            .lookup_srv(&format!("_xmpp-client._tcp.{domain}"))
-            .await
-            .unwrap_or_default();
-        if records.len() == 1 && records[0].target == "." {
+    match service(resolver, "_xmpp-client._tcp", domain).await {
+        Some(records) if !records.is_empty() => {
+            addresses.extend(from_srv(records, Security::StartTls));
+        }
+        Some(_) => addresses.extend(fixed(domain, "fallback").addresses),
+        None if addresses.is_empty() => {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("{domain} announces no XMPP client service (SRV target \".\")"),
-            ));
+            ))
         }
-        records.retain(|r| r.target != ".");
-        if !records.is_empty() {
-            records.sort_by(|a, b| a.priority.cmp(&b.priority).then(b.weight.cmp(&a.weight)));
-            return Ok(Targets {
-                addresses: records.into_iter().map(|r| (r.target, r.port)).collect(),
-                source: "SRV",
-            });
-        }
+        None => {}
     }
-    Ok(Targets {
-        addresses: vec![(domain.to_string(), port.unwrap_or(DEFAULT_PORT))],
-        source: "fallback",
-    })
+    Ok(Targets { addresses })
 }
 
 #[cfg(test)]
@@ -152,6 +220,21 @@ mod tests {
             .block_on(f)
     }
 
+    fn at(t: &Targets) -> Vec<(String, u16, Security)> {
+        t.addresses
+            .iter()
+            .map(|a| (a.host.clone(), a.port, a.security))
+            .collect()
+    }
+
+    fn starttls(host: &str, port: u16) -> (String, u16, Security) {
+        (host.to_string(), port, Security::StartTls)
+    }
+
+    fn direct(host: &str, port: u16) -> (String, u16, Security) {
+        (host.to_string(), port, Security::DirectTls)
+    }
+
     #[test]
     fn host_flag_wins_then_srv_order_then_fallback() {
         let r = StaticResolver {
@@ -164,21 +247,70 @@ mod tests {
                 ],
             )],
         };
-        let t = block_on(targets(&r, "example.com", Some("127.0.0.1"), Some(15222))).unwrap();
-        assert_eq!(t.addresses, vec![("127.0.0.1".to_string(), 15222)]);
-        let t = block_on(targets(&r, "example.com", None, None)).unwrap();
-        assert_eq!(t.source, "SRV");
+        let t = block_on(targets(
+            &r,
+            "example.com",
+            Some("127.0.0.1"),
+            Some(15222),
+            false,
+        ));
+        assert_eq!(at(&t.unwrap()), vec![starttls("127.0.0.1", 15222)]);
+        let t = block_on(targets(&r, "example.com", None, None, false)).unwrap();
+        assert!(t.addresses.iter().all(|a| a.source == "SRV"));
         assert_eq!(
-            t.addresses,
+            at(&t),
             vec![
-                ("a.example.com".to_string(), 5222),
-                ("b.example.com".to_string(), 5222),
-                ("backup.example.com".to_string(), 5223)
+                starttls("a.example.com", 5222),
+                starttls("b.example.com", 5222),
+                starttls("backup.example.com", 5223)
             ]
         );
-        let t = block_on(targets(&r, "other.example", None, None)).unwrap();
-        assert_eq!(t.source, "fallback");
-        assert_eq!(t.addresses, vec![("other.example".to_string(), 5222)]);
+        let t = block_on(targets(&r, "other.example", None, None, false)).unwrap();
+        assert_eq!(t.addresses[0].source, "fallback");
+        assert_eq!(at(&t), vec![starttls("other.example", 5222)]);
+    }
+
+    #[test]
+    fn direct_tls_records_come_first_and_the_flag_keeps_only_them() {
+        let r = StaticResolver {
+            records: vec![
+                (
+                    "_xmpp-client._tcp.example.com".into(),
+                    vec![rec(5, 0, "xmpp.example.com", 5222)],
+                ),
+                (
+                    "_xmpps-client._tcp.example.com".into(),
+                    vec![
+                        rec(10, 0, "tls2.example.com", 443),
+                        rec(1, 0, "tls1.example.com", 5223),
+                    ],
+                ),
+            ],
+        };
+        let t = block_on(targets(&r, "example.com", None, None, false)).unwrap();
+        assert_eq!(
+            at(&t),
+            vec![
+                direct("tls1.example.com", 5223),
+                direct("tls2.example.com", 443),
+                starttls("xmpp.example.com", 5222)
+            ]
+        );
+        let t = block_on(targets(&r, "example.com", None, None, true)).unwrap();
+        assert_eq!(
+            at(&t),
+            vec![
+                direct("tls1.example.com", 5223),
+                direct("tls2.example.com", 443)
+            ]
+        );
+        // Asked for, without records: the domain on the Direct TLS port; --host/--port too.
+        let t = block_on(targets(&r, "other.example", None, None, true)).unwrap();
+        assert_eq!(at(&t), vec![direct("other.example", 5223)]);
+        let t = block_on(targets(&r, "example.com", Some("::1"), Some(15223), true)).unwrap();
+        assert_eq!(at(&t), vec![direct("::1", 15223)]);
+        let t = block_on(targets(&r, "example.com", Some("::1"), None, true)).unwrap();
+        assert_eq!(at(&t), vec![direct("::1", 5223)]);
     }
 
     #[test]
@@ -189,6 +321,21 @@ mod tests {
                 vec![rec(0, 0, ".", 0)],
             )],
         };
-        assert!(block_on(targets(&r, "example.com", None, None)).is_err());
+        assert!(block_on(targets(&r, "example.com", None, None, false)).is_err());
+        // Direct TLS still offered: that is where to go.
+        let r = StaticResolver {
+            records: vec![
+                (
+                    "_xmpp-client._tcp.example.com".into(),
+                    vec![rec(0, 0, ".", 0)],
+                ),
+                (
+                    "_xmpps-client._tcp.example.com".into(),
+                    vec![rec(0, 0, "tls.example.com", 5223)],
+                ),
+            ],
+        };
+        let t = block_on(targets(&r, "example.com", None, None, false)).unwrap();
+        assert_eq!(at(&t), vec![direct("tls.example.com", 5223)]);
     }
 }

@@ -4,8 +4,11 @@
 //! and SCRAM-SHA-1 with `-PLUS` on TLS 1.3, PLAIN over TLS, resource binding), then a
 //! session task that hands received stanzas to the [`Registry`] and writes what the
 //! registry routes to it. A newer session binding the same full JID replaces the older,
-//! which gets `<conflict/>` (RFC 6120 §7.7.2.2).
+//! which gets `<conflict/>` (RFC 6120 §7.7.2.2). [`Server::listen_direct_tls`] adds a port
+//! for Direct TLS (XEP-0368): TLS from the first byte, ALPN `xmpp-client`, the certificate
+//! by SNI, then the same negotiation without STARTTLS.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +16,8 @@ use std::time::Duration;
 use embedded_io_async::{Read, Write};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use xmpp_handshake_core::driver::{negotiate, Session, TlsUpgrade};
+use xmpp_handshake_core::connection::Negotiator;
+use xmpp_handshake_core::driver::{negotiate, Negotiated, Observer as _, Session, TlsUpgrade};
 use xmpp_handshake_core::receiver::{ReceiverConfig, ReceivingEntity};
 use xmpp_handshake_core::sasl::{
     CredentialStore, MemoryStore, SaslFailure, ScramCredentials, ScramHash,
@@ -21,6 +25,7 @@ use xmpp_handshake_core::sasl::{
 use xmpp_handshake_core::stream::header::closing_tag;
 
 use crate::certs::{server_template, ServerIdentity};
+use crate::direct_tls;
 use crate::exit::Failure;
 use crate::router::{Registry, ToSession};
 use crate::tls_info::{Recording, TlsCell};
@@ -83,7 +88,9 @@ pub struct Server {
     pub addr: SocketAddr,
     /// Its sessions.
     pub registry: Arc<Registry>,
+    config: Arc<ServeConfig>,
     task: tokio::task::JoinHandle<()>,
+    direct_tls_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -94,12 +101,39 @@ impl Server {
             .map_err(|e| Failure::protocol(format!("listening on {listen}: {e}")))?;
         let addr = listener.local_addr()?;
         let registry = Arc::new(Registry::new(&config.domain));
-        let task = tokio::spawn(accept_loop(listener, Arc::new(config), registry.clone()));
+        let config = Arc::new(config);
+        let task = tokio::spawn(accept_loop(
+            listener,
+            config.clone(),
+            registry.clone(),
+            false,
+        ));
         Ok(Server {
             addr,
             registry,
+            config,
             task,
+            direct_tls_task: None,
         })
+    }
+
+    /// Also accepts Direct TLS (XEP-0368) on `listen`, with the same users and sessions;
+    /// returns the bound address.
+    pub async fn listen_direct_tls(&mut self, listen: SocketAddr) -> Result<SocketAddr, Failure> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| Failure::protocol(format!("listening on {listen}: {e}")))?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(accept_loop(
+            listener,
+            self.config.clone(),
+            self.registry.clone(),
+            true,
+        ));
+        if let Some(old) = self.direct_tls_task.replace(task) {
+            old.abort();
+        }
+        Ok(addr)
     }
 
     /// Runs until the accept loop ends (never, unless the listener fails).
@@ -111,13 +145,28 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(task) = &self.direct_tls_task {
+            task.abort();
+        }
     }
 }
 
-async fn accept_loop(listener: TcpListener, config: Arc<ServeConfig>, registry: Arc<Registry>) {
+/// Accepts connections; `direct_tls`: each starts with the TLS handshake (XEP-0368).
+async fn accept_loop(
+    listener: TcpListener,
+    config: Arc<ServeConfig>,
+    registry: Arc<Registry>,
+    direct_tls: bool,
+) {
     let mut certificates = Certificates::default();
     certificates.insert(&config.domain, config.identity.key.clone());
-    let tls = RustlsServer::new(certificates, server_template());
+    let mut template = server_template();
+    if direct_tls {
+        // A client offering other protocols only is refused (no_application_protocol);
+        // one that offers none is served.
+        template.alpn_protocols = vec![direct_tls::ALPN_CLIENT.to_vec()];
+    }
+    let tls = RustlsServer::new(certificates, template);
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -131,7 +180,12 @@ async fn accept_loop(listener: TcpListener, config: Arc<ServeConfig>, registry: 
         let registry = registry.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(tcp, peer, tls, &config, &registry).await {
+            let result = if direct_tls {
+                direct_tls_connection(tcp, peer, tls, &config, &registry).await
+            } else {
+                connection(tcp, peer, tls, &config, &registry).await
+            };
+            if let Err(e) = result {
                 if config.log_connections {
                     eprintln!("serve: {peer}: {e}");
                 }
@@ -186,16 +240,70 @@ where
         sasl.channel_binding = config.channel_binding;
     }
     let machine = ReceivingEntity::new(receiver, rand_core::OsRng, config.store.clone());
+    let mut transcript = transcript(cell, peer, config);
+    let negotiation = negotiate(transport, tls, machine, &mut transcript);
+    serve_negotiation(negotiation, peer, config, registry).await
+}
+
+/// A Direct TLS connection (XEP-0368): the TLS handshake first (no stream `to` yet: the
+/// certificate by SNI, else the served domain's), then the negotiation on a secure
+/// transport, without STARTTLS.
+async fn direct_tls_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: RustlsServer,
+    config: &ServeConfig,
+    registry: &Registry,
+) -> Result<(), String> {
+    let transport = crate::transport::accepted(tcp).map_err(|e| e.to_string())?;
+    let cell = TlsCell::default();
+    let mut tls = Recording {
+        inner: tls,
+        cell: cell.clone(),
+        own_certificate: Some(config.identity.leaf_fingerprint()),
+    };
+    let peer = peer.to_string();
+    let mut transcript = transcript(cell, &peer, config);
+    let stream = tokio::time::timeout(NEGOTIATION_TIMEOUT, tls.upgrade(transport, &config.domain))
+        .await
+        .map_err(|_| "TLS handshake timed out".to_string())?
+        .map_err(|e| format!("TLS handshake failed: {e}"))?;
+    let info = tls.tls_info(&stream);
+    transcript.tls_established();
+    let mut receiver = ReceiverConfig::client_to_server(&config.domain);
+    receiver.secure_transport = true;
+    if let Some(sasl) = &mut receiver.sasl {
+        sasl.channel_binding = config.channel_binding;
+    }
+    let machine = ReceivingEntity::with_tls(receiver, rand_core::OsRng, config.store.clone(), info);
+    let negotiation = negotiate(stream, &mut tls, machine, &mut transcript);
+    serve_negotiation(negotiation, &peer, config, registry).await
+}
+
+/// The transcript of one connection (printed live with `--trace`).
+fn transcript(cell: TlsCell, peer: &str, config: &ServeConfig) -> Transcript {
     let mut transcript = Transcript::new(Side::Receiving, cell);
     transcript.print_live(config.trace);
     transcript.live_prefix(&format!("serve: {peer}: "));
-    let negotiated = tokio::time::timeout(
-        NEGOTIATION_TIMEOUT,
-        negotiate(transport, tls, machine, &mut transcript),
-    )
-    .await
-    .map_err(|_| "negotiation timed out".to_string())?
-    .map_err(|e| format!("negotiation failed: {e}"))?;
+    transcript
+}
+
+/// Waits (bounded) for `negotiation`, then runs the bound session until it ends.
+async fn serve_negotiation<T, S, M>(
+    negotiation: impl Future<Output = Result<Negotiated<T, S, M>, xmpp_handshake_core::Error>>,
+    peer: &str,
+    config: &ServeConfig,
+    registry: &Registry,
+) -> Result<(), String>
+where
+    T: Read + Write,
+    S: Read + Write,
+    M: Negotiator,
+{
+    let negotiated = tokio::time::timeout(NEGOTIATION_TIMEOUT, negotiation)
+        .await
+        .map_err(|_| "negotiation timed out".to_string())?
+        .map_err(|e| format!("negotiation failed: {e}"))?;
     let jid = negotiated
         .outcome
         .jid

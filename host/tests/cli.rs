@@ -22,10 +22,14 @@ use xmpp_handshake_host::transcript::{Side, Transcript};
 const BIN: &str = env!("CARGO_BIN_EXE_xmpp-handshake");
 const LIMIT: Duration = Duration::from_secs(60);
 
+/// Runs the binary; its config dir (pins, SCRAM cache) is a fresh temp dir unless `envs`
+/// sets `XDG_CONFIG_HOME`.
 async fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let config = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env_remove("XMPP_PASSWORD")
+        .env("XDG_CONFIG_HOME", config.path())
         .kill_on_drop(true);
     for (k, v) in envs {
         cmd.env(k, v);
@@ -476,7 +480,9 @@ async fn connect_online_prints_incoming_stanzas_until_interrupted() {
     let s = TestServer::start(&[("juliet", "j-1"), ("romeo", "r-1")]).await;
     let port = s.port();
     let ca = s.ca();
+    let config = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
+        .env("XDG_CONFIG_HOME", config.path())
         .args([
             "connect",
             "juliet@example.com/balcony",
