@@ -6,7 +6,10 @@
 //!   has no exporter), bind, a stanza each way, close;
 //! * the certificate matrix of cert_matrix.rs (same PKI builders, same expected
 //!   `CertError` verdicts) through `ServerVerifier`;
-//! * a pinned certificate replayed with another key fails the CertificateVerify check.
+//! * a pinned certificate replayed with another key fails the CertificateVerify check;
+//! * what embedded-tls does not implement ends in a typed error, without a panic or a
+//!   hang: a server without P-256 (no HelloRetryRequest is possible), a HelloRetryRequest
+//!   from a deliberately broken peer, a KeyUpdate after the handshake.
 //!
 //! rustls with ring offers what embedded-tls needs: TLS 1.3, the P-256 group, AES-GCM.
 
@@ -23,7 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use xmpp_handshake_core::driver::MaybeTls;
 use xmpp_handshake_core::driver::TlsUpgrade;
 use xmpp_handshake_core::embedded_tls::{
-    Aes256GcmSha384, EmbeddedTls, EmbeddedTlsError, MaxFragmentLength, ServerVerifier,
+    Aes256GcmSha384, EmbeddedTls, EmbeddedTlsError, MaxFragmentLength, ServerVerifier, TlsError,
 };
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
 use xmpp_handshake_core::receiver::ReceiverConfig;
@@ -965,4 +968,198 @@ async fn one_upgrade_per_buffers() {
         tls.upgrade(FromTokio::new(a), "example.org").await,
         Err(EmbeddedTlsError::AlreadyUsed)
     ));
+}
+
+// ---------- (d) what embedded-tls 0.19 does not implement: typed errors, no panic, no hang ----------
+
+/// Runs `server` against an `EmbeddedTls` client for example.org anchored at `pki`; the
+/// client's handshake result, within 10 s.
+async fn handshake_against<S>(
+    pki: &Pki,
+    client_end: tokio::io::DuplexStream,
+    server: S,
+) -> Result<(), EmbeddedTlsError>
+where
+    S: std::future::Future<Output = ()>,
+{
+    let root = pki.root_der();
+    let anchors: Vec<&[u8]> = vec![&root];
+    let client = async {
+        let (mut rx, mut tx) = (vec![0u8; READ_BUFFER], vec![0u8; WRITE_BUFFER]);
+        let verifier = ServerVerifier::new(
+            ReferenceIdentity::client_to_server("example.org").unwrap(),
+            CertificatePolicy::anchors(),
+            &anchors,
+            NoPins,
+        )
+        .with_time(now());
+        let mut tls = EmbeddedTls::new(&mut rx, &mut tx, rand_core::OsRng, verifier);
+        tls.upgrade(FromTokio::new(client_end), "example.org")
+            .await
+            .map(drop)
+    };
+    let (result, ()) = tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::join!(client, server)
+    })
+    .await
+    .expect("the handshake ends in time");
+    result
+}
+
+#[tokio::test]
+async fn server_without_p256_refuses_the_handshake_with_a_typed_error() {
+    // embedded-tls lists only secp256r1 in supported_groups and sends a key share for it,
+    // so a server has no other group to ask for with a HelloRetryRequest: a rustls server
+    // that lacks P-256 finds no common group and aborts with a handshake_failure alert.
+    use rustls::crypto::ring::kx_group::{SECP384R1, X25519};
+    let pki = Pki::new("NoP256");
+    let cert = pki.issue(leaf(vec![dns("example.org")], None));
+    for group in [X25519, SECP384R1] {
+        let mut provider = rustls::crypto::ring::default_provider();
+        provider.kx_groups = vec![group];
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
+            rustls::pki_types::PrivatePkcs8KeyDer::from(cert.key.serialize_der()),
+        );
+        let server_cfg = rustls::ServerConfig::builder_with_provider(provider.into())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(cert.chain.clone(), key)
+            .unwrap();
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let server = async move {
+            let refused = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server_cfg))
+                .accept(b)
+                .await;
+            let Err(err) = refused else {
+                panic!("the server finds no common group")
+            };
+            assert!(
+                err.to_string().contains("NoKxGroupsInCommon"),
+                "server: {err}"
+            );
+        };
+        let result = handshake_against(&pki, a, server).await;
+        let alert = match &result {
+            Err(EmbeddedTlsError::Tls(TlsError::HandshakeAborted(level, description))) => {
+                format!("{level:?} {description:?}")
+            }
+            other => panic!("{:?}: {other:?}", group.name()),
+        };
+        assert_eq!(alert, "Fatal HandshakeFailure", "{:?}", group.name());
+    }
+}
+
+#[tokio::test]
+async fn hello_retry_request_is_a_typed_error() {
+    // No conforming server sends a HelloRetryRequest to this client (see above), so this
+    // peer is deliberately broken: it answers the ClientHello with an HRR (RFC 8446
+    // §4.1.3, the special ServerHello.random) asking for x25519. embedded-tls parses it as a
+    // ServerHello, whose key_share must carry a key: `DecodeError`.
+    let pki = Pki::new("Hrr");
+    let (a, mut b) = tokio::io::duplex(64 * 1024);
+    let server = async move {
+        let mut header = [0u8; 5];
+        b.read_exact(&mut header).await.unwrap();
+        assert_eq!(header[0], 22, "a handshake record");
+        let mut hello = vec![0u8; usize::from(u16::from_be_bytes([header[3], header[4]]))];
+        b.read_exact(&mut hello).await.unwrap();
+        assert_eq!(hello[0], 1, "a ClientHello");
+        // legacy_session_id sits after type (1), length (3), version (2), random (32).
+        let sid_len = usize::from(hello[38]);
+        let session_id = &hello[39..39 + sid_len];
+        let hrr_random: [u8; 32] = [
+            0xCF, 0x21, 0xAD, 0x74, 0xE5, 0x9A, 0x61, 0x11, 0xBE, 0x1D, 0x8C, 0x02, 0x1E, 0x65,
+            0xB8, 0x91, 0xC2, 0xA2, 0x11, 0x16, 0x7A, 0xBB, 0x8C, 0x5E, 0x07, 0x9E, 0x09, 0xE2,
+            0xC8, 0xA8, 0x33, 0x9C,
+        ];
+        let extensions: &[u8] = &[
+            0x00, 0x2B, 0x00, 0x02, 0x03, 0x04, // supported_versions: TLS 1.3
+            0x00, 0x33, 0x00, 0x02, 0x00, 0x1D, // key_share: selected_group x25519
+        ];
+        let mut body = vec![0x03, 0x03];
+        body.extend_from_slice(&hrr_random);
+        body.push(session_id.len() as u8);
+        body.extend_from_slice(session_id);
+        body.extend_from_slice(&[0x13, 0x01, 0x00]); // TLS_AES_128_GCM_SHA256, no compression
+        body.extend_from_slice(&(extensions.len() as u16).to_be_bytes());
+        body.extend_from_slice(extensions);
+        let mut handshake = vec![2];
+        handshake.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+        handshake.extend_from_slice(&body);
+        let mut record = vec![22, 0x03, 0x03];
+        record.extend_from_slice(&(handshake.len() as u16).to_be_bytes());
+        record.extend_from_slice(&handshake);
+        b.write_all(&record).await.unwrap();
+        // Then wait for whatever the client does (an alert, or it hangs up).
+        let mut rest = Vec::new();
+        let _ = b.read_to_end(&mut rest).await;
+    };
+    let result = handshake_against(&pki, a, server).await;
+    assert!(
+        matches!(result, Err(EmbeddedTlsError::Tls(TlsError::DecodeError))),
+        "an HRR must fail the handshake: {result:?}"
+    );
+}
+
+#[tokio::test]
+async fn key_update_after_the_handshake_is_a_typed_read_error() {
+    // A rustls server sends application data, then a KeyUpdate (RFC 8446 §4.6.3) and more
+    // data under its new keys. embedded-tls reads the first data and then fails the read
+    // with `Unimplemented` (it does not parse KeyUpdate): no panic, no hang. The app treats
+    // it as a lost connection and reconnects.
+    let pki = Pki::new("KeyUpdate");
+    let cert = pki.issue(leaf(vec![dns("example.org")], None));
+    let server_cfg = server_config(&cert, &cert.key, false);
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let server = async move {
+        let mut tls = tokio_rustls::TlsAcceptor::from(server_cfg)
+            .accept(b)
+            .await
+            .unwrap();
+        tls.write_all(b"before").await.unwrap();
+        tls.flush().await.unwrap();
+        tls.get_mut().1.refresh_traffic_keys().unwrap();
+        tls.write_all(b"after").await.unwrap();
+        tls.flush().await.unwrap();
+        // Hold the connection until the client gives up on it.
+        let mut byte = [0u8; 1];
+        let _ = tls.read(&mut byte).await;
+    };
+    let root = pki.root_der();
+    let anchors: Vec<&[u8]> = vec![&root];
+    let client = async {
+        let (mut rx, mut tx) = (vec![0u8; READ_BUFFER], vec![0u8; WRITE_BUFFER]);
+        let verifier = ServerVerifier::new(
+            ReferenceIdentity::client_to_server("example.org").unwrap(),
+            CertificatePolicy::anchors(),
+            &anchors,
+            NoPins,
+        )
+        .with_time(now());
+        let mut tls = EmbeddedTls::new(&mut rx, &mut tx, rand_core::OsRng, verifier);
+        let mut stream = tls.upgrade(FromTokio::new(a), "example.org").await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        let error = loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => panic!("a KeyUpdate read as end of stream"),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(got, b"before", "the data before the KeyUpdate arrives");
+        assert!(matches!(error, TlsError::Unimplemented), "{error:?}");
+        // Through the core's transport (what the driver and the app see): an I/O error.
+        assert_eq!(
+            embedded_io::Error::kind(&error),
+            embedded_io::ErrorKind::Other
+        );
+        drop(stream);
+    };
+    tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::join!(client, server)
+    })
+    .await
+    .expect("ends in time");
 }
