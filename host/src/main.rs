@@ -87,24 +87,12 @@ async fn run_serve(args: ServeArgs) -> Result<(), Failure> {
     let web = match args.web {
         Some(page) => {
             let (page_dir, pkg_dir) = web::page_dirs(page, args.pkg)?;
-            let targets = web::own_targets(server.addr);
-            let page_config = serde_json::json!({
-                "domain": args.domain,
-                "users": names,
-                "target": targets.first().map(ToString::to_string),
-                "ca": identity.ca_pem,
-            });
-            let web_config = web::WebConfig {
-                page_dir,
-                pkg_dir,
-                bridge: bridge::Bridge::new(bridge::BridgeConfig::new(targets)),
-                xmpp: Some(web::XmppEndpoint {
-                    config,
-                    registry: server.registry.clone(),
-                }),
-                page_config,
+            let xmpp = web::XmppEndpoint {
+                config,
+                registry: server.registry.clone(),
             };
-            Some(web::WebServer::start(args.http, web_config).await?)
+            let page = web::WebConfig::for_serve(page_dir, pkg_dir, xmpp, server.addr, &names);
+            Some(web::WebServer::start(args.http, page).await?)
         }
         None => None,
     };

@@ -74,6 +74,36 @@ pub struct WebConfig {
     pub page_config: serde_json::Value,
 }
 
+impl WebConfig {
+    /// What `serve --web` serves: the page and package, RFC 7395 to `xmpp`, the bridge to
+    /// the server's own C2S port (`c2s`) only, and form defaults naming the domain, the
+    /// users (not their passwords), that port and the generated CA certificate, if any.
+    pub fn for_serve(
+        page_dir: PathBuf,
+        pkg_dir: PathBuf,
+        xmpp: XmppEndpoint,
+        c2s: SocketAddr,
+        users: &[String],
+    ) -> WebConfig {
+        let targets = own_targets(c2s);
+        let page_config = serde_json::json!({
+            "domain": xmpp.config.domain,
+            "users": users,
+            "target": targets.first().map(ToString::to_string),
+            "ca": xmpp.config.identity.ca_pem,
+        });
+        let mut bridge = bridge::BridgeConfig::new(targets);
+        bridge.log = xmpp.config.log_connections;
+        WebConfig {
+            page_dir,
+            pkg_dir,
+            bridge: Bridge::new(bridge),
+            xmpp: Some(xmpp),
+            page_config,
+        }
+    }
+}
+
 /// A running HTTP listener.
 pub struct WebServer {
     /// Where it listens.

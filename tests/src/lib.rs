@@ -18,6 +18,7 @@
 //! - `XMPP_HANDSHAKE_KEEP_SERVER_DIRS=1`: keep each server's temp dir (config, logs, certs)
 //!   after the test and print its path.
 
+pub mod browser;
 pub mod certs;
 pub mod ejabberd;
 pub mod process;
