@@ -279,6 +279,7 @@ pub struct Session<T, S> {
     header: StreamHeader,
     framing: Framing,
     peer_closed: bool,
+    bytes_received: u64,
     /// How the negotiation ended (bound JID, mechanism, ...).
     pub outcome: Outcome,
 }
@@ -293,6 +294,7 @@ impl<T: Read + Write, S: Read + Write> Session<T, S> {
             framer,
             header,
             peer_closed: false,
+            bytes_received: 0,
             outcome: negotiated.outcome,
         }
     }
@@ -311,6 +313,18 @@ impl<T: Read + Write, S: Read + Write> Session<T, S> {
     /// stream error must end with ([`closing_tag`]).
     pub fn framing(&self) -> Framing {
         self.framing
+    }
+
+    /// Bytes read from the transport in the stanza phase so far.
+    pub fn bytes_received(&self) -> u64 {
+        self.bytes_received
+    }
+
+    /// Whether the peer is between top-level elements: nothing of an incomplete element
+    /// is buffered. With [`Session::bytes_received`], a wrapper's idle timeout tells a
+    /// whitespace keep-alive (§4.6.1) from a stanza dribbled byte by byte.
+    pub fn between_elements(&self) -> bool {
+        self.framer.pending().is_empty()
     }
 
     /// Sends one top-level element (a stanza built with [`crate::stanza`]).
@@ -365,6 +379,7 @@ impl<T: Read + Write, S: Read + Write> Session<T, S> {
             if n == 0 {
                 return Err(Error::ConnectionClosed);
             }
+            self.bytes_received += n as u64;
             self.framer.commit(n);
         }
     }

@@ -48,7 +48,7 @@ pub enum Command {
     /// Users come from --user NAME:PASSWORD (hashed to SCRAM credentials at start) or from
     /// a --users file of salted credentials (see `hash-password`). Routes <message/>
     /// between the bound sessions of the domain.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the salted SCRAM credentials of a user, as lines for `serve --users FILE`.
     ///
     /// The password comes from XMPP_PASSWORD or a prompt. Line format (one per hash):
@@ -233,6 +233,9 @@ pub struct ServeArgs {
     /// The built wasm package (default: DIR/../pkg, where `wasm/build` writes it).
     #[arg(long, value_name = "DIR", requires = "web")]
     pub pkg: Option<PathBuf>,
+    /// Resource bounds and timeouts.
+    #[command(flatten)]
+    pub limits: crate::limits::LimitArgs,
 }
 
 /// `hash-password`

@@ -87,6 +87,7 @@ async fn run_inner(
             channel_binding: true,
             log_connections: false,
             trace: false,
+            limits: Default::default(),
         },
     )
     .await?;

@@ -15,6 +15,7 @@ pub mod client;
 pub mod connect;
 pub mod demo;
 pub mod exit;
+pub mod limits;
 pub mod pins;
 pub mod progress;
 pub mod resolve;

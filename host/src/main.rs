@@ -24,7 +24,7 @@ fn main() {
         match cli.command {
             Command::Demo(args) => run_demo(args).await,
             Command::Connect(args) => connect::run_system(args).await,
-            Command::Serve(args) => run_serve(args).await,
+            Command::Serve(args) => run_serve(*args).await,
             Command::HashPassword(args) => hash_password(args),
             Command::Bridge(args) => run_bridge(args).await,
         }
@@ -78,6 +78,7 @@ async fn run_serve(args: ServeArgs) -> Result<(), Failure> {
         channel_binding: !args.no_channel_binding,
         log_connections: true,
         trace: args.trace,
+        limits: args.limits.limits().map_err(Failure::usage)?,
     };
     let mut server = serve::Server::start(listen, config.clone()).await?;
     let direct_tls = match args.direct_tls_listen {

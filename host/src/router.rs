@@ -12,10 +12,13 @@
 //! * `<presence/>` without `to` is accepted and not broadcast (there are no rosters);
 //!   directed presence to an online full JID is delivered.
 //! * Errors never answer errors (§8.3.1).
+//! * Each session's queue of stanzas not yet written is bounded in bytes; a stanza that
+//!   would overflow it is not queued and its sender gets `<resource-constraint/>`
+//!   (§8.3.3.18: the recipient is busy).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::mpsc;
 
@@ -87,6 +90,27 @@ impl std::fmt::Display for Jid {
 struct Entry {
     id: u64,
     tx: mpsc::UnboundedSender<ToSession>,
+    /// Bytes of stanzas sent to `tx` and not yet written by the session.
+    queued: Arc<AtomicUsize>,
+}
+
+impl Entry {
+    /// Queues `stanza` unless that would pass `limit` bytes.
+    fn offer(&self, stanza: &str, limit: usize) -> bool {
+        let len = stanza.len();
+        let reserved = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                q.checked_add(len).filter(|&n| n <= limit)
+            });
+        if reserved.is_err() {
+            return false;
+        }
+        if self.tx.send(ToSession::Stanza(stanza.to_string())).is_err() {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+        }
+        true
+    }
 }
 
 /// The bound sessions of one domain.
@@ -94,23 +118,49 @@ pub struct Registry {
     domain: String,
     sessions: Mutex<HashMap<String, Entry>>,
     next_id: AtomicU64,
+    max_queue_bytes: usize,
 }
 
 /// A registration; pass it back to [`Registry::unbind`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Registration {
     /// The full JID.
     pub jid: String,
     id: u64,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Registration {
+    /// The session wrote (or dropped) `message`: its bytes leave the queue.
+    pub fn dequeued(&self, message: &ToSession) {
+        if let ToSession::Stanza(s) = message {
+            self.queued.fetch_sub(s.len(), Ordering::AcqRel);
+        }
+    }
+
+    /// Bytes queued for this session and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
 }
 
 impl Registry {
-    /// An empty registry for `domain`.
+    /// An empty registry for `domain`, with the default queue bound
+    /// ([`crate::limits::ServeLimits`]).
     pub fn new(domain: &str) -> Self {
+        Self::with_queue_limit(
+            domain,
+            crate::limits::ServeLimits::default().max_queue_bytes,
+        )
+    }
+
+    /// An empty registry for `domain` queueing at most `max_queue_bytes` per session.
+    pub fn with_queue_limit(domain: &str, max_queue_bytes: usize) -> Self {
         Registry {
             domain: domain.trim_end_matches('.').to_ascii_lowercase(),
             sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            max_queue_bytes,
         }
     }
 
@@ -128,10 +178,20 @@ impl Registry {
     pub fn bind(&self, full_jid: &str, tx: mpsc::UnboundedSender<ToSession>) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let key = normalize(full_jid);
-        if let Some(old) = self.lock().insert(key.clone(), Entry { id, tx }) {
+        let queued = Arc::new(AtomicUsize::new(0));
+        let entry = Entry {
+            id,
+            tx,
+            queued: queued.clone(),
+        };
+        if let Some(old) = self.lock().insert(key.clone(), entry) {
             let _ = old.tx.send(ToSession::Conflict);
         }
-        Registration { jid: key, id }
+        Registration {
+            jid: key,
+            id,
+            queued,
+        }
     }
 
     /// Removes a session, unless a newer one replaced it already.
@@ -155,16 +215,21 @@ impl Registry {
     /// Handles a stanza from the session bound to `from`: delivers it or answers it.
     /// Returns what it did, for logs.
     pub fn route(&self, from: &str, element: &str) -> Routed {
-        let decision = decide(&self.domain, &self.online(), from, element);
+        let mut decision = decide(&self.domain, &self.online(), from, element);
         let sessions = self.lock();
+        let mut busy = false;
         for (to, stanza) in &decision.deliveries {
             if let Some(e) = sessions.get(to) {
-                let _ = e.tx.send(ToSession::Stanza(stanza.clone()));
+                busy |= !e.offer(stanza, self.max_queue_bytes);
             }
+        }
+        if busy && decision.reply.is_none() {
+            decision.reply = busy_reply(&self.domain, from, element);
+            decision.note.push_str(" (a recipient's queue is full)");
         }
         if let Some(reply) = &decision.reply {
             if let Some(e) = sessions.get(&normalize(from)) {
-                let _ = e.tx.send(ToSession::Stanza(reply.clone()));
+                e.offer(reply, self.max_queue_bytes);
             }
         }
         decision
@@ -320,6 +385,15 @@ fn escape(v: &str) -> String {
     let mut s = String::new();
     escape_attr(v, &mut s);
     s
+}
+
+/// `<resource-constraint/>` for a stanza a recipient had no room for; `None` for an error
+/// stanza (§8.3.1: errors are not answered).
+fn busy_reply(domain: &str, from: &str, element: &str) -> Option<String> {
+    let head = parse_head(element)?;
+    let sender = Jid::parse(from)?.to_string();
+    (head.attr("type") != Some("error"))
+        .then(|| error_reply(&head, domain, &sender, "resource-constraint", "wait"))
 }
 
 /// A stanza error answering `head` (§8.3): addresses swapped, same id.

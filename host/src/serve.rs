@@ -6,7 +6,8 @@
 //! registry routes to it. A newer session binding the same full JID replaces the older,
 //! which gets `<conflict/>` (RFC 6120 §7.7.2.2). [`Server::listen_direct_tls`] adds a port
 //! for Direct TLS (XEP-0368): TLS from the first byte, ALPN `xmpp-client`, the certificate
-//! by SNI, then the same negotiation without STARTTLS.
+//! by SNI, then the same negotiation without STARTTLS. Every wait has a timeout and every
+//! buffer a bound: see [`crate::limits`].
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,26 +15,34 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use embedded_io_async::{Read, Write};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 use xmpp_handshake_core::connection::Negotiator;
 use xmpp_handshake_core::driver::{negotiate, Negotiated, Observer as _, Session, TlsUpgrade};
 use xmpp_handshake_core::receiver::{ReceiverConfig, ReceivingEntity};
 use xmpp_handshake_core::sasl::{
     CredentialStore, MemoryStore, SaslFailure, ScramCredentials, ScramHash,
 };
-use xmpp_handshake_core::stream::header::closing_tag;
+use xmpp_handshake_core::stanza;
+use xmpp_handshake_core::stream::error::{StreamError, StreamErrorCondition};
+use xmpp_handshake_core::stream::header::{closing_tag, ContentNamespace, Framing, HeaderOut};
 
 use crate::certs::{server_template, ServerIdentity};
 use crate::direct_tls;
 use crate::exit::Failure;
-use crate::router::{Registry, ToSession};
+use crate::limits::ServeLimits;
+use crate::router::{Registration, Registry, ToSession};
 use crate::tls_info::{Recording, TlsCell};
 use crate::transcript::{Side, Transcript};
 use crate::upgrade::{Certificates, RustlsServer};
 
-/// How long a client may take to negotiate.
-pub const NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections over the limit being told so at once; beyond this they are just closed.
+const REFUSALS_AT_ONCE: usize = 16;
+
+/// How long a refused connection gets to read its stream error.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The `<conflict/>` stream error (§4.9.3.3, §7.7.2.2); the closing tag follows it.
 pub const CONFLICT: &str = "<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
@@ -80,6 +89,8 @@ pub struct ServeConfig {
     /// `-PLUS` and then bind with a type we did not advertise (slixmpp 1.8 sends
     /// `tls-unique` on TLS 1.3) and fail; turning this off lets them in with plain SCRAM.
     pub channel_binding: bool,
+    /// Resource bounds and timeouts.
+    pub limits: ServeLimits,
 }
 
 /// A running server.
@@ -89,6 +100,7 @@ pub struct Server {
     /// Its sessions.
     pub registry: Arc<Registry>,
     config: Arc<ServeConfig>,
+    slots: Arc<Semaphore>,
     task: tokio::task::JoinHandle<()>,
     direct_tls_task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -100,18 +112,24 @@ impl Server {
             .await
             .map_err(|e| Failure::protocol(format!("listening on {listen}: {e}")))?;
         let addr = listener.local_addr()?;
-        let registry = Arc::new(Registry::new(&config.domain));
+        let registry = Arc::new(Registry::with_queue_limit(
+            &config.domain,
+            config.limits.max_queue_bytes,
+        ));
+        let slots = Arc::new(Semaphore::new(config.limits.max_connections));
         let config = Arc::new(config);
         let task = tokio::spawn(accept_loop(
             listener,
             config.clone(),
             registry.clone(),
+            slots.clone(),
             false,
         ));
         Ok(Server {
             addr,
             registry,
             config,
+            slots,
             task,
             direct_tls_task: None,
         })
@@ -128,12 +146,18 @@ impl Server {
             listener,
             self.config.clone(),
             self.registry.clone(),
+            self.slots.clone(),
             true,
         ));
         if let Some(old) = self.direct_tls_task.replace(task) {
             old.abort();
         }
         Ok(addr)
+    }
+
+    /// Connections being served now (negotiating or bound), on both listeners.
+    pub fn connections(&self) -> usize {
+        self.config.limits.max_connections - self.slots.available_permits()
     }
 
     /// Runs until the accept loop ends (never, unless the listener fails).
@@ -151,13 +175,16 @@ impl Drop for Server {
     }
 }
 
-/// Accepts connections; `direct_tls`: each starts with the TLS handshake (XEP-0368).
+/// Accepts connections, up to the limit (`slots`); `direct_tls`: each starts with the TLS
+/// handshake (XEP-0368).
 async fn accept_loop(
     listener: TcpListener,
     config: Arc<ServeConfig>,
     registry: Arc<Registry>,
+    slots: Arc<Semaphore>,
     direct_tls: bool,
 ) {
+    let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
     let mut certificates = Certificates::default();
     certificates.insert(&config.domain, config.identity.key.clone());
     let mut template = server_template();
@@ -176,10 +203,24 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            if config.log_connections {
+                eprintln!(
+                    "serve: {peer}: refused ({} connections already)",
+                    config.limits.max_connections
+                );
+            }
+            // Over Direct TLS the error could only go inside TLS: just close.
+            if let (false, Ok(permit)) = (direct_tls, refusals.clone().try_acquire_owned()) {
+                tokio::spawn(refuse(tcp, config.domain.clone(), permit));
+            }
+            continue;
+        };
         let config = config.clone();
         let registry = registry.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let result = if direct_tls {
                 direct_tls_connection(tcp, peer, tls, &config, &registry).await
             } else {
@@ -191,6 +232,44 @@ async fn accept_loop(
                 }
             }
         });
+    }
+}
+
+/// Over the connection limit: our stream header and `<resource-constraint/>` (§4.9.1.1,
+/// §4.9.3.17), then the close; the client's bytes are read and dropped until it closes too
+/// (closing with unread data would reset the connection and lose the error).
+async fn refuse(mut tcp: TcpStream, domain: String, _permit: OwnedSemaphorePermit) {
+    let mut out = String::new();
+    HeaderOut {
+        ns: ContentNamespace::Client,
+        from: Some(&domain),
+        to: None,
+        id: None,
+        lang: None,
+    }
+    .write(Framing::Tcp, &mut out);
+    StreamError::with_text(
+        StreamErrorCondition::ResourceConstraint,
+        "too many connections; try again later",
+    )
+    .write(&mut out);
+    out.push_str(closing_tag(Framing::Tcp));
+    let _ = timeout(REFUSAL_TIMEOUT, async {
+        tcp.write_all(out.as_bytes()).await?;
+        tcp.shutdown().await?;
+        let mut sink = [0u8; 512];
+        while tcp.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+}
+
+/// The receiving entity's configuration from `config`: channel binding and the limits.
+fn configure(receiver: &mut ReceiverConfig, config: &ServeConfig) {
+    receiver.limits = config.limits.xml;
+    receiver.max_auth_failures = config.limits.max_auth_failures;
+    if let Some(sasl) = &mut receiver.sasl {
+        sasl.channel_binding = config.channel_binding;
     }
 }
 
@@ -236,13 +315,12 @@ where
     T: Read + Write,
     U: TlsUpgrade<T>,
 {
-    if let Some(sasl) = &mut receiver.sasl {
-        sasl.channel_binding = config.channel_binding;
-    }
+    let deadline = Instant::now() + config.limits.handshake_timeout;
+    configure(&mut receiver, config);
     let machine = ReceivingEntity::new(receiver, rand_core::OsRng, config.store.clone());
     let mut transcript = transcript(cell, peer, config);
     let negotiation = negotiate(transport, tls, machine, &mut transcript);
-    serve_negotiation(negotiation, peer, config, registry).await
+    serve_negotiation(negotiation, deadline, peer, config, registry).await
 }
 
 /// A Direct TLS connection (XEP-0368): the TLS handshake first (no stream `to` yet: the
@@ -255,6 +333,7 @@ async fn direct_tls_connection(
     config: &ServeConfig,
     registry: &Registry,
 ) -> Result<(), String> {
+    let deadline = Instant::now() + config.limits.handshake_timeout;
     let transport = crate::transport::accepted(tcp).map_err(|e| e.to_string())?;
     let cell = TlsCell::default();
     let mut tls = Recording {
@@ -264,7 +343,7 @@ async fn direct_tls_connection(
     };
     let peer = peer.to_string();
     let mut transcript = transcript(cell, &peer, config);
-    let stream = tokio::time::timeout(NEGOTIATION_TIMEOUT, tls.upgrade(transport, &config.domain))
+    let stream = timeout_at(deadline, tls.upgrade(transport, &config.domain))
         .await
         .map_err(|_| "TLS handshake timed out".to_string())?
         .map_err(|e| format!("TLS handshake failed: {e}"))?;
@@ -272,12 +351,10 @@ async fn direct_tls_connection(
     transcript.tls_established();
     let mut receiver = ReceiverConfig::client_to_server(&config.domain);
     receiver.secure_transport = true;
-    if let Some(sasl) = &mut receiver.sasl {
-        sasl.channel_binding = config.channel_binding;
-    }
+    configure(&mut receiver, config);
     let machine = ReceivingEntity::with_tls(receiver, rand_core::OsRng, config.store.clone(), info);
     let negotiation = negotiate(stream, &mut tls, machine, &mut transcript);
-    serve_negotiation(negotiation, &peer, config, registry).await
+    serve_negotiation(negotiation, deadline, &peer, config, registry).await
 }
 
 /// The transcript of one connection (printed live with `--trace`).
@@ -288,9 +365,10 @@ fn transcript(cell: TlsCell, peer: &str, config: &ServeConfig) -> Transcript {
     transcript
 }
 
-/// Waits (bounded) for `negotiation`, then runs the bound session until it ends.
+/// Waits for `negotiation` until `deadline`, then runs the bound session until it ends.
 async fn serve_negotiation<T, S, M>(
     negotiation: impl Future<Output = Result<Negotiated<T, S, M>, xmpp_handshake_core::Error>>,
+    deadline: Instant,
     peer: &str,
     config: &ServeConfig,
     registry: &Registry,
@@ -300,9 +378,14 @@ where
     S: Read + Write,
     M: Negotiator,
 {
-    let negotiated = tokio::time::timeout(NEGOTIATION_TIMEOUT, negotiation)
+    let negotiated = timeout_at(deadline, negotiation)
         .await
-        .map_err(|_| "negotiation timed out".to_string())?
+        .map_err(|_| {
+            format!(
+                "negotiation not done within {} s",
+                config.limits.handshake_timeout.as_secs()
+            )
+        })?
         .map_err(|e| format!("negotiation failed: {e}"))?;
     let jid = negotiated
         .outcome
@@ -320,7 +403,7 @@ where
     let mut session = Session::new(negotiated);
     let (tx, rx) = mpsc::unbounded_channel();
     let registration = registry.bind(&jid, tx);
-    let result = session_loop(&mut session, rx, &jid, config, registry).await;
+    let result = session_loop(&mut session, rx, &registration, &jid, config, registry).await;
     registry.unbind(&registration);
     if config.log_connections {
         eprintln!(
@@ -331,39 +414,97 @@ where
     result.map(|_| ())
 }
 
+/// `<connection-timeout/>` and the closing tag (§4.9.3.4).
+fn connection_timeout(framing: Framing) -> String {
+    let mut out = String::new();
+    StreamError::with_text(StreamErrorCondition::ConnectionTimeout, "idle for too long")
+        .write(&mut out);
+    out.push_str(closing_tag(framing));
+    out
+}
+
+/// Writes `text`, unless the client stops reading for `limit`.
+async fn send_within<T: Read + Write, S: Read + Write>(
+    session: &mut Session<T, S>,
+    text: &str,
+    limit: Duration,
+) -> Result<(), String> {
+    match timeout(limit, session.send(text)).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "a write blocked for {} s (the client stopped reading)",
+            limit.as_secs()
+        )),
+    }
+}
+
+/// The bound stream: the client's elements go to the router, the router's to the client.
+/// A client silent for the idle timeout (no element, no whitespace keep-alive) gets a ping
+/// (XEP-0199); silent for another, a `<connection-timeout/>`.
 async fn session_loop<T: Read + Write, S: Read + Write>(
     session: &mut Session<T, S>,
     mut rx: mpsc::UnboundedReceiver<ToSession>,
+    registration: &Registration,
     jid: &str,
     config: &ServeConfig,
     registry: &Registry,
 ) -> Result<&'static str, String> {
+    let idle = config.limits.idle_timeout;
+    let close = closing_tag(session.framing());
+    let mut deadline = Instant::now() + idle;
+    let mut received = session.bytes_received();
+    let mut pinged = false;
     loop {
         tokio::select! {
-            element = session.next_element() => match element {
-                Ok(Some(element)) => {
-                    let routed = registry.route(jid, &element);
-                    if config.verbose {
-                        eprintln!("serve: {jid}: {}", routed.note);
+            element = session.next_element() => {
+                deadline = Instant::now() + idle;
+                pinged = false;
+                match element {
+                    Ok(Some(element)) => {
+                        let routed = registry.route(jid, &element);
+                        if config.verbose {
+                            eprintln!("serve: {jid}: {}", routed.note);
+                        }
                     }
+                    Ok(None) => {
+                        // §4.4: the client closed; close our side too.
+                        let _ = send_within(session, close, idle).await;
+                        return Ok("closed by the client");
+                    }
+                    Err(e) => return Err(e.to_string()),
                 }
-                Ok(None) => {
-                    // §4.4: the client closed; close our side too.
-                    let _ = session.send(closing_tag(session.framing())).await;
-                    return Ok("closed by the client");
-                }
-                Err(e) => return Err(e.to_string()),
             },
-            message = rx.recv() => match message {
-                Some(ToSession::Stanza(stanza)) => {
-                    session.send(&stanza).await.map_err(|e| e.to_string())?;
+            message = rx.recv() => {
+                if let Some(m) = &message {
+                    registration.dequeued(m);
                 }
-                Some(ToSession::Conflict) => {
-                    let close = closing_tag(session.framing());
-                    let _ = session.send(&format!("{CONFLICT}{close}")).await;
-                    return Ok("replaced by a newer session (conflict)");
+                match message {
+                    Some(ToSession::Stanza(stanza)) => send_within(session, &stanza, idle).await?,
+                    Some(ToSession::Conflict) => {
+                        let _ = send_within(session, &format!("{CONFLICT}{close}"), idle).await;
+                        return Ok("replaced by a newer session (conflict)");
+                    }
+                    None => return Ok("server stopped"),
                 }
-                None => return Ok("server stopped"),
+            },
+            () = sleep_until(deadline) => {
+                deadline = Instant::now() + idle;
+                let alive = session.bytes_received() != received && session.between_elements();
+                received = session.bytes_received();
+                if alive {
+                    // Whitespace keep-alives only (§4.6.1): a sign of life.
+                    pinged = false;
+                } else if !pinged {
+                    let ping = stanza::iq("get", "idle-ping", Some(jid), "<ping xmlns='urn:xmpp:ping'/>");
+                    send_within(session, &ping, idle).await?;
+                    pinged = true;
+                } else {
+                    let _ = send_within(session, &connection_timeout(session.framing()), idle).await;
+                    return Err(format!(
+                        "silent for {} s, ping unanswered (connection-timeout)",
+                        2 * idle.as_secs()
+                    ));
+                }
             },
         }
     }

@@ -67,6 +67,7 @@ impl TestServer {
                 channel_binding: true,
                 log_connections: false,
                 trace: false,
+                limits: Default::default(),
             },
         )
         .await

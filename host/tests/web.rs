@@ -49,6 +49,7 @@ async fn setup() -> Setup {
         channel_binding: true,
         log_connections: false,
         trace: false,
+        limits: Default::default(),
     };
     let server = Server::start(SocketAddr::from(([127, 0, 0, 1], 0)), config.clone())
         .await

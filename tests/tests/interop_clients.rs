@@ -68,6 +68,7 @@ impl Fixture {
                 channel_binding,
                 log_connections: true,
                 trace: false,
+                limits: Default::default(),
             },
         )
         .await
