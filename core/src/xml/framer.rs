@@ -340,10 +340,9 @@ impl Lexer {
 
     /// Scans received bytes until a frame is complete.
     fn advance<'b>(&mut self, buf: &'b [u8]) -> Result<Option<Frame<'b>>, StreamError> {
-        if self.phase == Phase::Closed {
-            return Ok(None);
-        }
-        while self.scan < self.end {
+        // After the closing tag nothing is scanned (§4.4: no data may follow it), but what
+        // still arrives must not fill the buffer silently.
+        while self.phase != Phase::Closed && self.scan < self.end {
             let byte = buf.get(self.scan).copied().unwrap_or(0);
             let event = self.step(byte, buf)?;
             self.scan += 1;
@@ -390,7 +389,11 @@ impl Lexer {
         if self.end - self.start >= buf.len() {
             return Err(error(
                 StreamErrorCondition::PolicyViolation,
-                "element larger than the framer's buffer",
+                if self.phase == Phase::Closed {
+                    "data after the closing tag fills the framer's buffer"
+                } else {
+                    "element larger than the framer's buffer"
+                },
             ));
         }
         Ok(None)
@@ -1702,6 +1705,21 @@ mod tests {
             Some(C::RestrictedXml)
         );
         assert_eq!(ws(&["<?xml version='1.0'?>", WS_OPEN].concat()).1, None);
+    }
+
+    /// Found by the `framer` fuzz target: after `</stream:stream>` the framer answered
+    /// `Ok(None)` with its buffer full, breaking the promise that a full buffer comes with
+    /// an error (a reader would see an empty buffer and no reason).
+    #[test]
+    fn bytes_after_the_closing_tag_never_fill_the_buffer_silently() {
+        let limits = Limits {
+            max_element_bytes: 256,
+            ..Limits::default()
+        };
+        let input = [HEADER, "</stream:stream>", &"<a>".repeat(100)].concat();
+        let (frames, error) = run(Framing::Tcp, limits, input.as_bytes());
+        assert_eq!(frames, vec![Owned::Header(client_header()), Owned::End]);
+        assert_eq!(error.map(|e| e.condition), Some(C::PolicyViolation));
     }
 
     fn garbage_never_panics(framing: Framing, prefix: &[u8], bytes: &[u8], chunk: usize) {
