@@ -39,6 +39,13 @@ pub trait TlsUpgrade<T> {
         server_name: &str,
     ) -> Result<Self::Stream, Self::Error>;
 
+    /// The text of [`Error::TlsHandshake`] for a failed handshake: `error`'s `Display`
+    /// text, unless the backend keeps it short (the embedded-tls backend with the
+    /// `terse-errors` feature, where the typed error goes to the log instead).
+    fn describe(error: &Self::Error) -> String {
+        error.to_string()
+    }
+
     /// What the handshake established: channel-binding data for SCRAM `-PLUS` and, on
     /// the server side, the identity of a verified client certificate (SASL EXTERNAL).
     /// The default offers neither.
@@ -203,7 +210,7 @@ where
     };
     match tls.upgrade(plain, server_name).await {
         Ok(stream) => Ok(MaybeTls::Tls(stream)),
-        Err(e) => Err(Error::TlsHandshake(e.to_string())),
+        Err(e) => Err(Error::TlsHandshake(U::describe(&e))),
     }
 }
 

@@ -8,6 +8,7 @@ use crate::stream::error::StreamError;
 
 /// Why a negotiation ended without a usable stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum Error {
     /// The peer broke an XML or stream rule; we sent this stream error and closed (§4.9).

@@ -31,8 +31,10 @@ pub struct SocketBuffers<'a> {
     pub tx: &'a mut [u8],
 }
 
-/// Why a connection ended.
+/// Why a connection ended. On boards (`defmt`) it is logged through `defmt::Format`, so
+/// the core's long `Display` texts are not linked.
 #[derive(Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Failure {
     /// TCP connect failed.
     Connect(ConnectError),
@@ -49,13 +51,6 @@ impl Display for Failure {
             Failure::Timeout(what) => write!(f, "timed out: {what}"),
             Failure::Xmpp(e) => write!(f, "{e}"),
         }
-    }
-}
-
-#[cfg(feature = "defmt")]
-impl defmt::Format for Failure {
-    fn format(&self, f: defmt::Formatter<'_>) {
-        defmt::write!(f, "{}", defmt::Display2Format(self))
     }
 }
 

@@ -134,6 +134,10 @@ where
         self.0.upgrade(transport, server_name).await
     }
 
+    fn describe(error: &Self::Error) -> alloc::string::String {
+        U::describe(error)
+    }
+
     fn tls_info(&self, stream: &Self::Stream) -> TlsInfo {
         self.0.tls_info(stream)
     }

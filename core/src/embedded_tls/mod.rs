@@ -95,6 +95,7 @@ const SERVER_CONTEXT: &[u8] = b"TLS 1.3, server CertificateVerify\x00";
 
 /// Why the embedded-tls upgrade failed.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum EmbeddedTlsError {
     /// The certificate policy refused the server's certificate (the typed reason, exactly
@@ -117,6 +118,21 @@ pub enum EmbeddedTlsError {
     AlreadyUsed,
     /// embedded-tls failed (I/O, alert from the server, protocol error, buffer too small).
     Tls(TlsError),
+}
+
+impl EmbeddedTlsError {
+    /// A few words for the kind of failure, without the details `Display` gives.
+    pub fn summary(&self) -> &'static str {
+        match self {
+            EmbeddedTlsError::Certificate(_) => "certificate refused",
+            EmbeddedTlsError::HandshakeSignature => "handshake signature does not verify",
+            EmbeddedTlsError::UnsupportedHandshakeSignature(_) => "unsupported handshake signature",
+            EmbeddedTlsError::NotVerified => "handshake not verified",
+            EmbeddedTlsError::BufferTooSmall => "TLS write buffer too small",
+            EmbeddedTlsError::AlreadyUsed => "TLS buffers already used",
+            EmbeddedTlsError::Tls(_) => "TLS protocol error",
+        }
+    }
 }
 
 impl fmt::Display for EmbeddedTlsError {
@@ -609,6 +625,15 @@ where
             connection,
             peer_closed: false,
         })
+    }
+
+    /// With `terse-errors`: logs the typed error (through `defmt` on firmware, where its
+    /// names cost no flash) and returns [`EmbeddedTlsError::summary`], so the long
+    /// `Display` texts of the TLS and certificate errors are not linked.
+    #[cfg(feature = "terse-errors")]
+    fn describe(error: &EmbeddedTlsError) -> alloc::string::String {
+        warn!("TLS handshake failed: {:?}", error);
+        error.summary().into()
     }
 
     /// `tls-server-end-point` of the accepted certificate; never `tls-exporter` (see the

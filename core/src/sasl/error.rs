@@ -93,6 +93,7 @@ impl From<IncorrectEncoding> for SaslError {
 /// Everything that can stop the initiating entity's SASL negotiation. One variant per
 /// rule, so a test can assert which one fired; `Display` says what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum SaslError {
     /// The server answered `<failure/>` with this condition.

@@ -91,6 +91,7 @@ impl core::fmt::Display for StreamErrorCondition {
 
 /// A stream error as sent or received: condition plus optional human-readable text.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct StreamError {
     /// The defined condition.
     pub condition: StreamErrorCondition,

@@ -29,6 +29,7 @@ const ID_AT_COMMON_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.
 /// One identifier the certificate presents (RFC 6125 §1.8), as it appears in the
 /// certificate (not normalized).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum PresentedId {
     /// subjectAltName dNSName.
     DnsId(String),

@@ -14,6 +14,7 @@ use super::UnixTime;
 
 /// The pinned and the presented key of a [`CertError::PinChanged`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct PinChange {
     /// The domain the pin is for.
     pub domain: String,
@@ -29,6 +30,7 @@ pub struct PinChange {
 
 /// Why a certificate is not accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum CertError {
     /// The peer presented no certificate.

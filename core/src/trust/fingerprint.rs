@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 /// compares against `openssl x509 -noout -fingerprint -sha256` or a server operator's note.
 /// `FromStr` reads that form back, with or without colons, in either case.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Fingerprint(pub [u8; 32]);
 
 impl Fingerprint {

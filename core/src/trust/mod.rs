@@ -62,6 +62,7 @@ pub use policy::{
 
 /// Seconds since 1970-01-01T00:00:00Z. The core has no clock: the caller passes the time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct UnixTime(pub u64);
 
 /// `tls-server-end-point` channel-binding data (RFC 5929 §4.1) for a DER end-entity

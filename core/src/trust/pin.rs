@@ -21,6 +21,7 @@ pub struct Pin {
 
 /// A pin store failed (a persistent store could not write). The policy fails closed on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct PinStoreError(pub String);
 
 impl fmt::Display for PinStoreError {

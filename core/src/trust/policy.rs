@@ -88,6 +88,7 @@ impl Default for CertificatePolicy {
 /// What the backend's own PKIX chain check (signatures, issuer chaining, basic
 /// constraints, key usage, and dates when it has a clock; **not** the name) concluded.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum PkixOutcome {
     /// The chain leads to a configured anchor.
