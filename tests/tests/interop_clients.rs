@@ -24,6 +24,7 @@ use xmpp_handshake_host::router::message_body;
 use xmpp_handshake_host::serve::{ServeConfig, Server, SharedStore};
 use xmpp_handshake_host::tls_info::TlsCell;
 use xmpp_handshake_host::transcript::{Side, Transcript};
+use xmpp_handshake_tests::peers::{compile_strophe_client, python_with_slixmpp};
 use xmpp_handshake_tests::servers_required;
 
 const DOMAIN: &str = "example.com";
@@ -220,19 +221,6 @@ except asyncio.TimeoutError:
 sys.exit(0 if peer.ok else 1)
 "#;
 
-fn python_with_slixmpp() -> Option<PathBuf> {
-    // The interpreter on PATH first; Debian's python3-slixmpp lives in the system Python.
-    let candidates = ["python3", "/usr/bin/python3"];
-    candidates.iter().map(PathBuf::from).find(|p| {
-        std::process::Command::new(p)
-            .args(["-c", "import slixmpp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
-}
-
 fn slixmpp_command(python: &Path, fx: &Fixture) -> Command {
     let script = fx.dir.path().join("peer.py");
     std::fs::write(&script, SLIXMPP_CLIENT).unwrap();
@@ -295,89 +283,6 @@ fn slixmpp_plus_with_tls_unique_on_tls13_is_refused() {
         );
         assert!(fx.server.registry.online().is_empty());
     });
-}
-
-const STROPHE_CLIENT: &str = r#"
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <strophe.h>
-
-static const char *to, *body;
-static int received = 0;
-
-static int on_message(xmpp_conn_t *conn, xmpp_stanza_t *stanza, void *data) {
-    xmpp_ctx_t *ctx = data;
-    xmpp_stanza_t *b = xmpp_stanza_get_child_by_name(stanza, "body");
-    if (!b) return 1;
-    char *text = xmpp_stanza_get_text(b);
-    printf("RECEIVED %s %s\n", xmpp_stanza_get_from(stanza), text ? text : "");
-    fflush(stdout);
-    if (text) xmpp_free(ctx, text);
-    received = 1;
-    xmpp_disconnect(conn);
-    return 0;
-}
-
-static void on_conn(xmpp_conn_t *conn, xmpp_conn_event_t status, int error,
-                    xmpp_stream_error_t *stream_error, void *data) {
-    xmpp_ctx_t *ctx = data;
-    (void)stream_error;
-    if (status == XMPP_CONN_CONNECT) {
-        printf("CONNECTED %s secured=%d\n", xmpp_conn_get_bound_jid(conn), xmpp_conn_is_secured(conn));
-        fflush(stdout);
-        xmpp_handler_add(conn, on_message, NULL, "message", NULL, ctx);
-        xmpp_stanza_t *m = xmpp_message_new(ctx, "chat", to, "strophe-1");
-        xmpp_message_set_body(m, body);
-        xmpp_send(conn, m);
-        xmpp_stanza_release(m);
-    } else {
-        printf("DISCONNECTED status=%d error=%d\n", (int)status, error);
-        fflush(stdout);
-        xmpp_stop(ctx);
-    }
-}
-
-int main(int argc, char **argv) {
-    if (argc < 8) return 2;
-    to = argv[6];
-    body = argv[7];
-    xmpp_initialize();
-    xmpp_log_t *log = getenv("STROPHE_DEBUG") ? xmpp_get_default_logger(XMPP_LEVEL_DEBUG) : NULL;
-    xmpp_ctx_t *ctx = xmpp_ctx_new(NULL, log);
-    xmpp_conn_t *conn = xmpp_conn_new(ctx);
-    xmpp_conn_set_flags(conn, XMPP_CONN_FLAG_MANDATORY_TLS);
-    xmpp_conn_set_jid(conn, argv[1]);
-    xmpp_conn_set_pass(conn, argv[2]);
-    xmpp_conn_set_cafile(conn, argv[5]);
-    if (xmpp_connect_client(conn, argv[3], (unsigned short)atoi(argv[4]), on_conn, ctx) != XMPP_EOK) {
-        printf("CONNECT FAILED\n");
-        return 1;
-    }
-    xmpp_run(ctx);
-    xmpp_conn_release(conn);
-    xmpp_ctx_free(ctx);
-    xmpp_shutdown();
-    return received ? 0 : 1;
-}
-"#;
-
-fn compile_strophe_client(dir: &Path) -> Option<PathBuf> {
-    let src = dir.join("peer.c");
-    let bin = dir.join("peer");
-    std::fs::write(&src, STROPHE_CLIENT).unwrap();
-    let out = std::process::Command::new("cc")
-        .arg(&src)
-        .arg("-o")
-        .arg(&bin)
-        .arg("-lstrophe")
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!("cc: {}", String::from_utf8_lossy(&out.stderr));
-        return None;
-    }
-    Some(bin)
 }
 
 #[test]

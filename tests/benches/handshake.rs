@@ -1,0 +1,554 @@
+//! `tests/bench`'s driver: time from TCP connect to a bound resource, ours against other
+//! XMPP clients, on the same Prosody and ejabberd (started by the harness on loopback), and
+//! the peak RSS of one login. Not a pass/fail test: it prints tables of medians and of the
+//! ratios ours/peer measured in the same run.
+//!
+//! Clients:
+//! - ours, cold: a fresh login (PBKDF2, STARTTLS with `<starttls/>` pipelined, pipelined
+//!   bind), through the host library;
+//! - ours, cached: the SCRAM keys and mechanism learned by an earlier login (no PBKDF2,
+//!   `<auth/>` pipelined after the TLS handshake);
+//! - libstrophe (the harness's C client), slixmpp, tokio-xmpp and @xmpp/client (tests/peers),
+//!   each run as `PEER JID PASSWORD HOST PORT CAFILE --logins N`, printing `BOUND <µs>` per
+//!   login, timed inside the peer from the start of its connect.
+//!
+//! Options (tests/bench passes them):
+//!   --logins N          logins per client and server (default 20)
+//!   --rtt-ms MS         the link's round-trip time (run inside tests/bench's delayed
+//!                       network namespace): adds round trips = time / RTT
+//!   --servers LIST      prosody,ejabberd (default both)
+//!   --tokio-xmpp BIN    the tokio-xmpp peer binary
+//!   --xmppjs DIR        the @xmpp/client peer's dir (login.mjs and node_modules)
+//!   --cli BIN           the release `xmpp-handshake` binary: peak RSS of one `connect`
+//!   --firmware BIN      the firmware host app (see `firmware_cpu`)
+//! A peer that is not given or fails is listed with its error, never silently dropped; the
+//! exit status is non-zero only when our own client fails (tests/run's smoke relies on it).
+//! `BENCH_VERBOSE=1` prints every peer's output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
+use xmpp_handshake_core::sasl::{CbPolicy, Credentials, Mechanism, ScramCacheEntry};
+use xmpp_handshake_host::client::{self, ClientTrust};
+use xmpp_handshake_host::tls_info::TlsCell;
+use xmpp_handshake_host::transcript::{Side, Transcript};
+use xmpp_handshake_tests::peers::{compile_strophe_client, python_with_slixmpp};
+use xmpp_handshake_tests::{Ejabberd, EjabberdOptions, Prosody, ProsodyOptions, ServerInfo};
+
+#[derive(Default)]
+struct Options {
+    logins: usize,
+    rtt_ms: Option<f64>,
+    servers: Vec<String>,
+    tokio_xmpp: Option<PathBuf>,
+    xmppjs: Option<PathBuf>,
+    cli: Option<PathBuf>,
+    firmware: Option<PathBuf>,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        logins: 20,
+        servers: vec!["prosody".into(), "ejabberd".into()],
+        ..Default::default()
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
+        match a.as_str() {
+            "--logins" => o.logins = value().parse().expect("--logins N"),
+            "--rtt-ms" => o.rtt_ms = Some(value().parse().expect("--rtt-ms MS")),
+            "--servers" => o.servers = value().split(',').map(String::from).collect(),
+            "--tokio-xmpp" => o.tokio_xmpp = Some(value().into()),
+            "--xmppjs" => o.xmppjs = Some(value().into()),
+            "--cli" => o.cli = Some(value().into()),
+            "--firmware" => o.firmware = Some(value().into()),
+            // cargo bench passes --bench to harness = false targets.
+            "--bench" => {}
+            other => panic!("unknown option {other}"),
+        }
+    }
+    o
+}
+
+/// One client's logins: durations, or why there are none.
+struct Series {
+    client: String,
+    result: Result<Vec<Duration>, String>,
+}
+
+fn median(v: &[Duration]) -> Duration {
+    let mut v = v.to_vec();
+    v.sort();
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The first user of `server` and how our client must treat its SASL offer.
+fn account(server: &ServerInfo) -> (String, String, CbPolicy) {
+    let user = server.user(0);
+    // ejabberd 23.01 offers -PLUS on TLS 1.3 and fails every binding type there
+    // (`interop_ejabberd.rs`): the documented setting for it is channel binding off.
+    let cb = match server.kind {
+        xmpp_handshake_tests::ServerKind::Ejabberd => CbPolicy::Off,
+        xmpp_handshake_tests::ServerKind::Prosody => CbPolicy::WhenOffered,
+    };
+    (user.jid(&server.domain), user.password.clone(), cb)
+}
+
+/// What an earlier login taught us.
+#[derive(Clone)]
+struct Learned {
+    cache: ScramCacheEntry,
+    mechanism: Mechanism,
+}
+
+/// One login of ours: TCP connect, negotiation to a bound resource, then a clean close.
+/// Returns the time to bound and what the login learned.
+async fn our_login(
+    server: &ServerInfo,
+    trust: &ClientTrust,
+    learned: Option<&Learned>,
+) -> Result<(Duration, Option<Learned>), String> {
+    let (jid, password, cb) = account(server);
+    let local = jid.split('@').next().unwrap_or_default();
+    let mut config = InitiatorConfig::client(&server.domain);
+    config.from = Some(jid.clone());
+    let mut sasl = ClientSasl::password(local, &password, None);
+    sasl.policy.channel_binding = cb;
+    if let Some(l) = learned {
+        sasl.credentials = Credentials {
+            scram_cache: Some(l.cache.clone()),
+            ..sasl.credentials
+        };
+        sasl.pipeline_mechanism = Some(l.mechanism);
+    }
+    config.sasl = Some(sasl);
+    let started = Instant::now();
+    let transport = client::connect_tcp("127.0.0.1", server.ports.c2s)
+        .await
+        .map_err(|e| e.to_string())?;
+    let cell = TlsCell::default();
+    let mut transcript = Transcript::new(Side::Initiating, cell.clone());
+    let session = client::negotiate_with(transport, config, trust, cell, &mut transcript)
+        .await
+        .map_err(|e| e.to_string())?;
+    let elapsed = started.elapsed();
+    let outcome = session.outcome.clone();
+    session.close().await.map_err(|e| e.to_string())?;
+    if outcome.jid.is_none() {
+        return Err("no resource bound".into());
+    }
+    let learned = match (outcome.scram_cache, outcome.mechanism) {
+        (Some(cache), Some(mechanism)) => Some(Learned { cache, mechanism }),
+        _ => None,
+    };
+    Ok((elapsed, learned))
+}
+
+fn ours(server: &ServerInfo, logins: usize, cached: bool) -> Series {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(server.ca_der().to_vec().into()).expect("CA");
+    let trust = ClientTrust::anchors(&server.domain, roots).expect("trust");
+    let result = rt.block_on(async {
+        let learned = if cached {
+            let (_, learned) = our_login(server, &trust, None).await?;
+            Some(learned.ok_or("the first login left no SCRAM cache")?)
+        } else {
+            None
+        };
+        let mut times = Vec::with_capacity(logins);
+        for _ in 0..logins {
+            let (t, _) = our_login(server, &trust, learned.as_ref()).await?;
+            times.push(t);
+        }
+        Ok::<_, String>(times)
+    });
+    Series {
+        client: if cached {
+            "ours, SCRAM cache"
+        } else {
+            "ours, cold"
+        }
+        .into(),
+        result,
+    }
+}
+
+/// A peer command for `server`'s first user, with the CA in the variables the peers read.
+fn peer_command(program: &Path, args: &[&str], server: &ServerInfo, logins: usize) -> Command {
+    let (jid, password, _) = account(server);
+    let ca = server.ca_path.display().to_string();
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .args([
+            jid.as_str(),
+            &password,
+            "127.0.0.1",
+            &server.ports.c2s.to_string(),
+            &ca,
+            "--logins",
+            &logins.to_string(),
+        ])
+        .env("SSL_CERT_FILE", &ca)
+        .env("NODE_EXTRA_CA_CERTS", &ca);
+    cmd
+}
+
+/// What a child process printed and used.
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+    /// Peak resident set, KiB (`ru_maxrss`).
+    max_rss_kib: i64,
+    /// User + system CPU time.
+    cpu: Duration,
+}
+
+/// Runs `cmd` to its end (at most `limit`) and reads its resource usage with `wait4`.
+fn run_measured(mut cmd: Command, limit: Duration) -> Result<Run, String> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{:?}: {e}", cmd.get_program()))?;
+    let pid = child.id() as libc::pid_t;
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut s);
+        s
+    });
+    let watchdog = std::thread::spawn(move || {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            // SAFETY: signal 0 only checks that the process exists.
+            if unsafe { libc::kill(pid, 0) } != 0 {
+                return;
+            }
+        }
+        // SAFETY: our own child, not yet reaped (wait4 below reaps it).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    });
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value; wait4 fills it in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our child; status and usage are valid for writes.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    let _ = watchdog.join();
+    std::mem::forget(child);
+    if r != pid {
+        return Err(format!("wait4: {}", std::io::Error::last_os_error()));
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Ok(Run {
+        ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        stdout,
+        stderr,
+        max_rss_kib: usage.ru_maxrss,
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+    })
+}
+
+fn bound_times(run: &Run, logins: usize) -> Result<Vec<Duration>, String> {
+    if std::env::var_os("BENCH_VERBOSE").is_some() {
+        eprintln!("--- stdout\n{}--- stderr\n{}", run.stdout, run.stderr);
+    }
+    let times: Vec<Duration> = run
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("BOUND "))
+        .filter_map(|us| us.trim().parse().ok())
+        .map(Duration::from_micros)
+        .collect();
+    if run.ok && times.len() == logins {
+        Ok(times)
+    } else {
+        let why = run
+            .stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no output");
+        Err(format!(
+            "{} of {logins} logins, exit ok={}: {why}",
+            times.len(),
+            run.ok
+        ))
+    }
+}
+
+/// How to run one peer: program, leading arguments, extra environment.
+#[derive(Clone)]
+struct PeerCommand {
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl PeerCommand {
+    fn new(program: impl Into<PathBuf>, args: &[String]) -> Self {
+        PeerCommand {
+            program: program.into(),
+            args: args.to_vec(),
+            env: Vec::new(),
+        }
+    }
+
+    fn command(&self, server: &ServerInfo, logins: usize) -> Command {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let mut cmd = peer_command(&self.program, &args, server, logins);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+}
+
+/// The peers, each with how to run it or why it cannot run here.
+struct Peers {
+    list: Vec<(String, Result<PeerCommand, String>)>,
+    _dir: tempfile::TempDir,
+}
+
+fn peers(o: &Options) -> Peers {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let strophe = compile_strophe_client(dir.path())
+        .map(|b| PeerCommand::new(b, &[]))
+        .ok_or_else(|| "cc or libstrophe-dev missing".to_string());
+    let strophe_nodelay = strophe.clone().map(|mut c| {
+        c.env.push(("STROPHE_NODELAY".into(), "1".into()));
+        c
+    });
+    let slixmpp = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/slixmpp_login.py");
+    let list = vec![
+        ("libstrophe".to_string(), strophe),
+        ("libstrophe, TCP_NODELAY".to_string(), strophe_nodelay),
+        (
+            "slixmpp".to_string(),
+            python_with_slixmpp()
+                .map(|py| PeerCommand::new(py, &[slixmpp.display().to_string()]))
+                .ok_or_else(|| "python3 with slixmpp missing".to_string()),
+        ),
+        (
+            "tokio-xmpp".to_string(),
+            o.tokio_xmpp
+                .clone()
+                .map(|b| PeerCommand::new(b, &[]))
+                .ok_or_else(|| "not built (tests/bench builds it)".to_string()),
+        ),
+        (
+            "@xmpp/client".to_string(),
+            o.xmppjs
+                .clone()
+                .map(|d| PeerCommand::new("node", &[d.join("login.mjs").display().to_string()]))
+                .ok_or_else(|| "not installed (tests/bench installs it)".to_string()),
+        ),
+    ];
+    Peers { list, _dir: dir }
+}
+
+fn peer_series(peers: &Peers, server: &ServerInfo, logins: usize) -> Vec<Series> {
+    peers
+        .list
+        .iter()
+        .map(|(name, peer)| {
+            let result = peer.clone().and_then(|peer| {
+                let limit = Duration::from_secs(60 + 5 * logins as u64);
+                bound_times(&run_measured(peer.command(server, logins), limit)?, logins)
+            });
+            Series {
+                client: name.clone(),
+                result,
+            }
+        })
+        .collect()
+}
+
+fn print_table(server: &str, series: &[Series], rtt_ms: Option<f64>) {
+    let ours: Vec<(&str, Duration)> = series
+        .iter()
+        .filter(|s| s.client.starts_with("ours"))
+        .filter_map(|s| Some((s.client.as_str(), median(s.result.as_ref().ok()?))))
+        .collect();
+    println!("\n### Time from TCP connect to bound resource, {server}");
+    let mut head = String::from("| client | median ms | min ms |");
+    let mut rule = String::from("|---|---:|---:|");
+    if rtt_ms.is_some() {
+        head.push_str(" round trips |");
+        rule.push_str("---:|");
+    }
+    for (name, _) in &ours {
+        head.push_str(&format!(" {name} / client |"));
+        rule.push_str("---:|");
+    }
+    println!("{head}\n{rule}");
+    for s in series {
+        match &s.result {
+            Ok(times) => {
+                let m = median(times);
+                let min = times.iter().min().copied().unwrap_or_default();
+                let mut row = format!("| {} | {:.1} | {:.1} |", s.client, ms(m), ms(min));
+                if let Some(rtt) = rtt_ms {
+                    row.push_str(&format!(" {:.1} |", ms(m) / rtt));
+                }
+                for (_, o) in &ours {
+                    row.push_str(&format!(" {:.2} |", o.as_secs_f64() / m.as_secs_f64()));
+                }
+                println!("{row}");
+            }
+            Err(e) => {
+                let cols = 2 + usize::from(rtt_ms.is_some()) + ours.len();
+                println!("| {} | failed: {e} |{}", s.client, " |".repeat(cols - 1));
+            }
+        }
+    }
+}
+
+/// One process's peak RSS (KiB) and CPU time.
+type Usage = (i64, Duration);
+
+/// Peak RSS of one login: our CLI (`connect --send`, close) against each peer with
+/// `--logins 1`; the median of 5 runs each, against Prosody.
+fn rss_table(o: &Options, peers: &Peers, server: &ServerInfo) {
+    let (jid, password, _) = account(server);
+    let mut rows: Vec<(String, Result<Vec<Usage>, String>)> = Vec::new();
+    let runs = 5;
+    if let Some(cli) = &o.cli {
+        let mut samples = Vec::new();
+        let mut failure = None;
+        for _ in 0..runs {
+            let mut cmd = Command::new(cli);
+            cmd.args(["connect", &jid, "--host", "127.0.0.1", "--port"])
+                .arg(server.ports.c2s.to_string())
+                .arg("--ca")
+                .arg(&server.ca_path)
+                .args(["--send", &jid, "bench"])
+                .env("XMPP_PASSWORD", &password);
+            match run_measured(cmd, Duration::from_secs(60)) {
+                Ok(r) if r.ok => samples.push((r.max_rss_kib, r.cpu)),
+                Ok(r) => failure = Some(r.stderr.lines().last().unwrap_or("").to_string()),
+                Err(e) => failure = Some(e),
+            }
+        }
+        rows.push((
+            "ours (xmpp-handshake connect)".into(),
+            failure.map_or(Ok(samples), Err),
+        ));
+    }
+    for (name, peer) in &peers.list {
+        let result = peer.clone().and_then(|peer| {
+            (0..runs)
+                .map(|_| {
+                    let run = run_measured(peer.command(server, 1), Duration::from_secs(60))?;
+                    bound_times(&run, 1).map(|_| (run.max_rss_kib, run.cpu))
+                })
+                .collect()
+        });
+        rows.push((name.clone(), result));
+    }
+    let rss = |v: &[Usage]| {
+        let mut v: Vec<i64> = v.iter().map(|s| s.0).collect();
+        v.sort();
+        v[v.len() / 2]
+    };
+    let cpu = |v: &[Usage]| median(&v.iter().map(|s| s.1).collect::<Vec<_>>());
+    let ours = rows
+        .first()
+        .filter(|_| o.cli.is_some())
+        .and_then(|(_, r)| r.as_ref().ok())
+        .map(|v| (rss(v), cpu(v)));
+    println!("\n### One login as a process: peak RSS (ru_maxrss) and CPU (user + sys), Prosody");
+    println!(
+        "| client | median RSS MiB | ours / client | median CPU ms | ours / client |\n\
+         |---|---:|---:|---:|---:|"
+    );
+    for (name, r) in rows {
+        match r {
+            Ok(v) => {
+                let (m, c) = (rss(&v), cpu(&v));
+                let (rr, rc) = ours.map_or(("-".into(), "-".into()), |(om, oc)| {
+                    (
+                        format!("{:.2}", om as f64 / m as f64),
+                        format!("{:.2}", oc.as_secs_f64() / c.as_secs_f64()),
+                    )
+                });
+                println!(
+                    "| {name} | {:.1} | {rr} | {:.1} | {rc} |",
+                    m as f64 / 1024.0,
+                    ms(c)
+                );
+            }
+            Err(e) => println!("| {name} | failed: {e} | | | |"),
+        }
+    }
+}
+
+/// Benchmarks every client on `server`; false if one of ours failed.
+fn bench_server(o: &Options, peers: &Peers, server: &ServerInfo, name: &str) -> bool {
+    let mut series = vec![ours(server, o.logins, false), ours(server, o.logins, true)];
+    let ours_ok = series.iter().all(|s| s.result.is_ok());
+    series.extend(peer_series(peers, server, o.logins));
+    print_table(name, &series, o.rtt_ms);
+    ours_ok
+}
+
+fn main() {
+    let o = options();
+    let peers = peers(&o);
+    println!(
+        "logins per client: {}{}",
+        o.logins,
+        o.rtt_ms
+            .map_or(String::new(), |r| format!("; link RTT {r} ms"))
+    );
+    let mut ours_ok = true;
+    for s in &o.servers {
+        match s.as_str() {
+            "prosody" => {
+                let p = Prosody::start(ProsodyOptions::default()).expect("Prosody");
+                ours_ok &= bench_server(&o, &peers, &p, "Prosody 0.12");
+                if o.cli.is_some() {
+                    rss_table(&o, &peers, &p);
+                }
+            }
+            "ejabberd" => {
+                // ejabberd starts slowly on a busy machine.
+                let e = Ejabberd::start(EjabberdOptions {
+                    start_timeout: Duration::from_secs(120),
+                    ..EjabberdOptions::default()
+                })
+                .expect("ejabberd");
+                ours_ok &= bench_server(&o, &peers, &e, "ejabberd 23.01");
+            }
+            other => panic!("unknown server {other}"),
+        }
+    }
+    // Peers may be missing or fail (listed above); our own client failing is an error.
+    if !ours_ok {
+        std::process::exit(1);
+    }
+}
