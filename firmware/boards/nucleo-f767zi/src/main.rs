@@ -15,7 +15,7 @@ use embassy_stm32::peripherals::{ETH, ETH_SMA, RNG};
 use embassy_stm32::rng::{self, Rng};
 use embassy_stm32::time::Hertz;
 use embassy_stm32::{bind_interrupts, eth, Config};
-use static_cell::StaticCell;
+use static_cell::{ConstStaticCell, StaticCell};
 use xmpp_handshake_firmware::store::NorFlashStore;
 use xmpp_handshake_firmware::{config, Memory};
 use {defmt_rtt as _, panic_probe as _};
@@ -91,9 +91,11 @@ async fn main(spawner: Spawner) -> ! {
     // A locally administered MAC from the chip's unique id.
     let uid = embassy_stm32::uid::uid();
     let mac = [0x02, uid[0], uid[1], uid[2], uid[3], uid[4]];
-    static PACKETS: StaticCell<PacketQueue<2, 3>> = StaticCell::new();
+    // Const-initialized in .bss: `StaticCell::init(PacketQueue::new())` built the 7.7 KiB
+    // queue on the main task's stack first and copied it.
+    static PACKETS: ConstStaticCell<PacketQueue<2, 3>> = ConstStaticCell::new(PacketQueue::new());
     let device = Ethernet::new(
-        PACKETS.init(PacketQueue::<2, 3>::new()),
+        PACKETS.take(),
         p.ETH,
         Irqs,
         p.PA1,
