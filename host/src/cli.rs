@@ -193,7 +193,7 @@ pub struct ServeArgs {
     pub domain: String,
     /// A user NAME:PASSWORD (repeatable); hashed to SCRAM credentials at start.
     #[arg(long = "user", value_name = "NAME:PASSWORD")]
-    pub users: Vec<String>,
+    pub users: Vec<crate::users::UserArg>,
     /// A file of salted credentials (see `hash-password`).
     #[arg(long = "users", value_name = "FILE")]
     pub users_file: Option<PathBuf>,

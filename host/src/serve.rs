@@ -512,7 +512,7 @@ async fn session_loop<T: Read + Write, S: Read + Write>(
 
 /// Builds the user store from `--user` arguments and a `--users` file.
 pub fn load_users(
-    user_args: &[String],
+    user_args: &[crate::users::UserArg],
     users_file: Option<&std::path::Path>,
     iterations: u32,
 ) -> Result<(MemoryStore, Vec<String>), Failure> {
@@ -520,7 +520,7 @@ pub fn load_users(
     let mut names = Vec::new();
     let mut rng = rand_core::OsRng;
     for arg in user_args {
-        let (name, password) = crate::users::parse_user_arg(arg).map_err(Failure::usage)?;
+        let (name, password) = crate::users::parse_user_arg(&arg.0).map_err(Failure::usage)?;
         store.add_password(&name, &password, iterations, &mut rng);
         names.push(name);
     }

@@ -27,6 +27,27 @@ pub fn hash_name(hash: ScramHash) -> &'static str {
     Mechanism::scram(hash, false).name()
 }
 
+/// A `serve --user NAME:PASSWORD` argument as given; `Debug` hides it (it holds a
+/// password). Parsing never fails at the command line, where clap would repeat the value
+/// in its error: [`parse_user_arg`] checks it, without repeating it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserArg(pub String);
+
+impl std::str::FromStr for UserArg {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(UserArg(s.to_string()))
+    }
+}
+
+impl std::fmt::Debug for UserArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self.0.split_once(':').map_or("?", |(n, _)| n);
+        write!(f, "UserArg({name}:<redacted>)")
+    }
+}
+
 /// Splits `NAME:PASSWORD` (the first `:` ends the name).
 pub fn parse_user_arg(arg: &str) -> Result<(String, String), String> {
     match arg.split_once(':') {

@@ -31,16 +31,24 @@ pub struct ServeBin {
 
 impl ServeBin {
     /// `serve --listen 127.0.0.1:0 --domain example.com --user alice:alice-pw --user
-    /// bob:bob-pw` plus `extra`; `envs` for the process.
+    /// bob:bob-pw --write-ca FILE` plus `extra`; `envs` for the process.
     pub async fn start(extra: &[&str], envs: &[(&str, &str)]) -> ServeBin {
+        let mut args = vec!["--user", "alice:alice-pw", "--user", "bob:bob-pw"];
+        args.extend_from_slice(extra);
+        Self::start_with(&args, true, envs).await
+    }
+
+    /// `serve --listen 127.0.0.1:0 --domain example.com` plus `args`, and `--write-ca`
+    /// when `write_ca` (a generated certificate).
+    pub async fn start_with(args: &[&str], write_ca: bool, envs: &[(&str, &str)]) -> ServeBin {
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
         let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--domain", DOMAIN])
-            .args(["--user", "alice:alice-pw", "--user", "bob:bob-pw"])
-            .arg("--write-ca")
-            .arg(&ca)
-            .args(extra)
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--domain", DOMAIN]);
+        if write_ca {
+            cmd.arg("--write-ca").arg(&ca);
+        }
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -91,6 +99,11 @@ impl ServeBin {
             log,
             _dir: dir,
         }
+    }
+
+    /// Trusts `ca_pem` instead of the generated CA (with `--cert`/`--key`).
+    pub fn set_ca(&mut self, ca_pem: &str) {
+        std::fs::write(&self.ca, ca_pem).unwrap();
     }
 
     /// What serve printed on stderr so far.
