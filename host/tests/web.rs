@@ -312,3 +312,62 @@ async fn page_config_package_and_a_bridge_limited_to_serves_port() {
         "{refused:?}"
     );
 }
+
+#[tokio::test]
+async fn the_serve_web_command_prints_the_url_and_fills_the_form_without_passwords() {
+    use tokio::io::AsyncBufReadExt;
+    let page = tempfile::tempdir().unwrap();
+    std::fs::write(
+        page.path().join("index.html"),
+        "<!doctype html><title>demo</title>",
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_xmpp-handshake"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--domain",
+            "example.com",
+        ])
+        .args([
+            "--user",
+            "alice:alice-secret-pw",
+            "--user",
+            "bob:bob-secret-pw",
+        ])
+        .arg("--web")
+        .arg(page.path())
+        .args(["--http", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = tokio::time::timeout(LIMIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(url) = line.trim().strip_prefix("demo page: open ") {
+                return url.to_string();
+            }
+        }
+        panic!("serve --web ended without printing the page's URL");
+    })
+    .await
+    .unwrap();
+    let addr: SocketAddr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    assert!(http_get(addr, "/").await.contains("<title>demo</title>"));
+    let config = http_get(addr, "/config.json").await;
+    let body = config.split("\r\n\r\n").nth(1).unwrap();
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(json["domain"], "example.com");
+    assert_eq!(json["users"], serde_json::json!(["alice", "bob"]));
+    assert!(json["ca"].as_str().unwrap().contains("BEGIN CERTIFICATE"));
+    assert!(json["target"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(!config.contains("secret-pw"), "a password in /config.json");
+    child.kill().await.unwrap();
+}

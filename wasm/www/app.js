@@ -200,7 +200,7 @@ function options(acceptChangedKey) {
       if (ev.step === "closed") {
         onClosed();
       } else if (ev.step === "bound") {
-        timeline.detail("bind", ev.detail);
+        timeline.detail("bind", { jid: ev.detail && ev.detail.jid });
       } else if (ev.step !== "error") {
         timeline.event(ev.step, ev.detail);
       }

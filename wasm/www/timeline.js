@@ -16,11 +16,68 @@ const STEPS = [
 const LABELS = {
   version: "Version",
   cipher: "Cipher suite",
-  fingerprint: "Server key SHA-256",
-  firstUse: "Trust",
+  fingerprint: "Certificate SHA-256",
+  trust: "Trust",
   mechanism: "Mechanism",
   jid: "JID",
 };
+
+const CONNECT = {
+  websocket: "WebSocket, subprotocol xmpp (RFC 7395):",
+  tunnel: "WebSocket to the bridge, raw TCP behind it:",
+};
+
+const TRUST = {
+  anchors: "verified against the pinned CA",
+  "stored-pin": "matches the pinned key",
+  "first-use": "first use: key pinned now",
+};
+
+function readable(url) {
+  try {
+    return decodeURIComponent(url);
+  } catch (_) {
+    return url;
+  }
+}
+
+/** What a step's row shows, from the library's event detail. */
+function summary(step, detail) {
+  if (!detail || typeof detail !== "object") return detail;
+  switch (step) {
+    case "connect":
+      return detail.url
+        ? `${CONNECT[detail.mode] || ""} ${readable(detail.url)}${detail.secure === false ? " (unencrypted, loopback)" : ""}`
+        : undefined;
+    case "header":
+    case "bind":
+    case "starttls":
+    case "proceed":
+      return undefined;
+    case "features": {
+      const parts = [];
+      if (detail.starttls) parts.push(detail.starttlsRequired ? "STARTTLS (required)" : "STARTTLS");
+      if (detail.mechanisms && detail.mechanisms.length) parts.push(detail.mechanisms.join(" "));
+      if (detail.bind) parts.push("bind");
+      return parts.length ? parts.join(" · ") : undefined;
+    }
+    case "restart":
+      return detail.after === "tls" ? "after TLS (new stream, new features)" : "after SASL success";
+    case "tls": {
+      const trust = detail.trust || (detail.firstUse ? "first-use" : undefined);
+      return {
+        version: detail.version,
+        cipher: detail.cipher,
+        fingerprint: detail.fingerprint,
+        trust: trust ? TRUST[trust] || trust : undefined,
+      };
+    }
+    case "sasl":
+      return detail.mechanism ? { mechanism: detail.mechanism } : undefined;
+    default:
+      return detail;
+  }
+}
 
 export class Timeline {
   constructor(list) {
@@ -39,7 +96,7 @@ export class Timeline {
       li.querySelector(".name").textContent = s.name;
       li.querySelector(".ref").textContent = s.ref;
       list.append(li);
-      this.rows.set(s.step, { li, def: s, count: 0 });
+      this.rows.set(s.step, { li, def: s, count: 0, times: [] });
     }
   }
 
@@ -49,6 +106,7 @@ export class Timeline {
     for (const { li, def } of this.rows.values()) {
       const row = this.rows.get(def.step);
       row.count = 0;
+      row.times = [];
       li.querySelector(".count").textContent = "";
       li.querySelector(".time").textContent = "";
       const detail = li.querySelector(".detail");
@@ -62,9 +120,7 @@ export class Timeline {
         li.dataset.state = "pending";
       }
       if (def.step === "connect") {
-        detail.textContent = mode === "websocket"
-          ? "WebSocket, subprotocol xmpp (RFC 7395)"
-          : "WebSocket to the bridge, raw TCP behind it";
+        detail.textContent = CONNECT[mode].replace(/:$/, "");
       }
     }
     this.activateNext();
@@ -74,14 +130,22 @@ export class Timeline {
   event(step, detail) {
     const row = this.rows.get(step);
     if (!row) return;
-    row.count += 1;
-    row.li.dataset.state = "done";
-    row.li.querySelector(".time").textContent =
-      `+${Math.round(performance.now() - this.start)} ms`;
-    row.li.querySelector(".count").textContent = row.count > 1 ? `×${row.count}` : "";
-    if (detail !== undefined && detail !== null && detail !== "") {
-      renderDetail(row.li.querySelector(".detail"), step, detail);
+    const d = detail && typeof detail === "object" ? detail : {};
+    if (step === "sasl" && d.state === "started") {
+      // The exchange began; the row is done when the server says <success/>.
+      row.li.dataset.state = "active";
+      this.detail(step, { mechanism: d.mechanism });
+      return;
     }
+    // A header counts once per stream: when the server's arrives.
+    if (step !== "header" || d.dir !== "out") {
+      row.count += 1;
+      row.times.push(Math.round(performance.now() - this.start));
+    }
+    row.li.dataset.state = "done";
+    row.li.querySelector(".time").textContent = `+${row.times.join(" · ")} ms`;
+    row.li.querySelector(".count").textContent = row.count > 1 ? `×${row.count}` : "";
+    this.detail(step, summary(step, detail));
     this.activateNext(step);
   }
 
@@ -137,11 +201,7 @@ function renderDetail(el, step, detail) {
     const dt = document.createElement("dt");
     dt.textContent = LABELS[key] || key;
     const dd = document.createElement("dd");
-    if (key === "firstUse") {
-      dd.textContent = value ? "first use: key pinned now" : "verified (CA or pinned key)";
-    } else {
-      dd.textContent = String(value);
-    }
+    dd.textContent = Array.isArray(value) ? value.join(" ") : String(value);
     if (key === "fingerprint") {
       dd.className = "fp";
       dd.id = `${step}-fingerprint`;
