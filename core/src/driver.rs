@@ -55,6 +55,22 @@ pub trait TlsUpgrade<T> {
     }
 }
 
+/// The [`TlsUpgrade`] of a transport that never starts TLS: RFC 7395 WebSocket streams
+/// (TLS belongs to the WebSocket, `wss://`; the initiating entity never sends
+/// `<starttls/>` there) and streams whose TLS was set up before the negotiation (Direct
+/// TLS, XEP-0368, with `secure_transport`). An upgrade request is refused.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoTls;
+
+impl<T: Read + Write> TlsUpgrade<T> for NoTls {
+    type Stream = T;
+    type Error = &'static str;
+
+    async fn upgrade(&mut self, _transport: T, _server_name: &str) -> Result<T, Self::Error> {
+        Err("this transport does not start TLS")
+    }
+}
+
 /// A transport that may have been upgraded to TLS.
 pub enum MaybeTls<T, S> {
     /// Not (yet) protected.
@@ -335,9 +351,17 @@ impl<T: Read + Write, S: Read + Write> Session<T, S> {
     }
 
     /// Sends one top-level element (a stanza built with [`crate::stanza`]).
+    /// On an RFC 7395 stream it gets `xmlns='jabber:client'` unless it declares a default
+    /// namespace ([`crate::stanza::qualified`]).
     pub async fn send(&mut self, element: &str) -> Result<(), Error> {
+        let element = crate::stanza::qualified(element, self.framing);
+        self.write(&element).await
+    }
+
+    /// Writes `text` as it is (stream errors, closing tags).
+    async fn write(&mut self, text: &str) -> Result<(), Error> {
         let io = &mut self.transport;
-        io.write_all(element.as_bytes())
+        io.write_all(text.as_bytes())
             .await
             .map_err(|e| Error::Transport(e.0))?;
         io.flush().await.map_err(|e| Error::Transport(e.0))
@@ -395,7 +419,7 @@ impl<T: Read + Write, S: Read + Write> Session<T, S> {
         let mut out = String::new();
         error.write(&mut out);
         out.push_str(closing_tag(self.framing));
-        let _ = self.send(&out).await;
+        let _ = self.write(&out).await;
         Error::StreamErrorSent(error)
     }
 
@@ -404,7 +428,7 @@ impl<T: Read + Write, S: Read + Write> Session<T, S> {
     /// everything we sent is known processed. Returns the transport for the wrapper to
     /// end TLS (close_notify) and the connection.
     pub async fn close(mut self) -> Result<MaybeTls<T, S>, Error> {
-        self.send(closing_tag(self.framing)).await?;
+        self.write(closing_tag(self.framing)).await?;
         while self.next_element().await?.is_some() {}
         Ok(self.transport)
     }

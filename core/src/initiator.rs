@@ -17,6 +17,7 @@ use crate::sasl::element::{self as sasl_element, Received};
 use crate::sasl::{
     self, CbPolicy, ClientMechanism, Credentials, Mechanism, SaslError, SaslPolicy, ScramCacheEntry,
 };
+use crate::stanza;
 use crate::starttls::{self, Answer, TlsPolicy};
 use crate::stream::error::{StreamError, StreamErrorCondition};
 use crate::stream::features::StreamFeatures;
@@ -403,7 +404,9 @@ fn next_feature<R: RngCore + CryptoRng>(
                 "the server did not offer binding",
             ))));
         }
-        cx.outbox.send(&bind::request(sasl.resource.as_deref()));
+        let request = bind::request(sasl.resource.as_deref());
+        cx.outbox
+            .send(&stanza::qualified(&request, cx.config.framing));
         return Ok(State::BindResult(ExpectBindResult {
             stream_id,
             features,
@@ -696,7 +699,9 @@ impl<R: RngCore + CryptoRng> InitiatingEntity<R> {
                     let mut ahead = Ahead::Nothing;
                     if let Some(sasl) = self.config.sasl.as_ref().filter(|s| s.pipeline_bind) {
                         if self.config.ns == ContentNamespace::Client {
-                            self.outbox.send(&bind::request(sasl.resource.as_deref()));
+                            let request = bind::request(sasl.resource.as_deref());
+                            self.outbox
+                                .send(&stanza::qualified(&request, self.config.framing));
                             ahead = Ahead::Bind;
                         }
                     }

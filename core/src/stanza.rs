@@ -2,7 +2,10 @@
 //! `<presence/>` and `<iq/>` with correct escaping. Received stanzas are raw top-level
 //! elements; parse them with [`crate::xml::element::parse`].
 
+use alloc::borrow::Cow;
 use alloc::string::String;
+
+use crate::stream::header::{ContentNamespace, Framing};
 
 use crate::xml::escape::{escape_attr, escape_text};
 
@@ -56,6 +59,57 @@ pub fn iq(iq_type: &str, id: &str, to: Option<&str>, payload: &str) -> String {
     s
 }
 
+/// `element` as it must go out with `framing`: unchanged over TCP, where stanzas inherit
+/// the stream's default namespace (RFC 6120 §4.8.2); on an RFC 7395 WebSocket, where every
+/// message is a document of its own, with `xmlns='jabber:client'` on the root unless it
+/// declares a default namespace itself (RFC 7395 §3.3.3; Prosody refuses a stanza without
+/// one with `<unsupported-stanza-type/>`).
+pub fn qualified(element: &str, framing: Framing) -> Cow<'_, str> {
+    if framing == Framing::Tcp {
+        return Cow::Borrowed(element);
+    }
+    let Some(rest) = element.strip_prefix('<') else {
+        return Cow::Borrowed(element);
+    };
+    let name_end = rest
+        .find(|c: char| c.is_ascii_whitespace() || c == '/' || c == '>')
+        .unwrap_or(rest.len());
+    let (name, attributes) = rest.split_at(name_end);
+    if declares_default_namespace(attributes) {
+        return Cow::Borrowed(element);
+    }
+    let mut out = String::with_capacity(element.len() + 24);
+    out.push('<');
+    out.push_str(name);
+    out.push_str(" xmlns='");
+    out.push_str(ContentNamespace::Client.as_str());
+    out.push('\'');
+    out.push_str(attributes);
+    Cow::Owned(out)
+}
+
+/// Whether the start tag whose attributes begin `attributes` has `xmlns='…'`.
+fn declares_default_namespace(attributes: &str) -> bool {
+    let bytes = attributes.as_bytes();
+    let mut quote = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        match (quote, b) {
+            (Some(q), _) if q == b => quote = None,
+            (Some(_), _) => {}
+            (None, b'\'' | b'"') => quote = Some(b),
+            (None, b'>') => return false,
+            (None, c) if c.is_ascii_whitespace() => {
+                let next = attributes[i + 1..].trim_start();
+                if next.starts_with("xmlns=") || next.starts_with("xmlns ") {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +134,34 @@ mod tests {
             ),
             "<iq type='get' id='p1' to='example.com'><ping xmlns='urn:xmpp:ping'/></iq>"
         );
+    }
+
+    #[test]
+    fn websocket_stanzas_get_the_content_namespace() {
+        let ws = Framing::WebSocket;
+        assert_eq!(
+            qualified("<presence/>", ws),
+            "<presence xmlns='jabber:client'/>"
+        );
+        assert_eq!(
+            qualified("<iq type='set' id='b'><bind/></iq>", ws),
+            "<iq xmlns='jabber:client' type='set' id='b'><bind/></iq>"
+        );
+        let declared = "<message xmlns=\"jabber:client\" to='a'/>";
+        assert_eq!(qualified(declared, ws), declared);
+        // A quoted "xmlns=" or a prefix declaration is not a default namespace.
+        assert_eq!(
+            qualified(
+                "<message to=' xmlns=x' xmlns:a='urn:a'><body/></message>",
+                ws
+            ),
+            "<message xmlns='jabber:client' to=' xmlns=x' xmlns:a='urn:a'><body/></message>"
+        );
+        // Child declarations do not count.
+        assert_eq!(
+            qualified("<iq><ping xmlns='urn:xmpp:ping'/></iq>", ws),
+            "<iq xmlns='jabber:client'><ping xmlns='urn:xmpp:ping'/></iq>"
+        );
+        assert_eq!(qualified("<presence/>", Framing::Tcp), "<presence/>");
     }
 }

@@ -4,7 +4,7 @@
 //! Dropping a pending read is not safe above TCP: embedded-tls reads a record header into a
 //! local buffer, so a read cancelled mid-record loses bytes and breaks the stream. Here the
 //! race happens *below* TLS, and only between records: [`Interruptible`] follows the TLS
-//! record framing of what it delivers (5-byte header, then `length` bytes), and while no
+//! record framing of what it delivers (the core's `RecordBoundary`), and while no
 //! record is partly read it lets the deadline win with [`ErrorKind::TimedOut`]. That error
 //! passes through embedded-tls (`TlsError::Io`) and the core's session (`Error::Transport`)
 //! with nothing consumed, and the next read continues where this one stopped.
@@ -18,49 +18,17 @@ use embassy_time::{Instant, Timer};
 use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
 use xmpp_handshake_core::connection::TlsInfo;
 use xmpp_handshake_core::driver::{TlsUpgrade, TransportError};
+use xmpp_handshake_core::tls_records::RecordBoundary;
 
 /// When reads should give way; `None`: never (during the negotiation).
 pub type Deadline = Cell<Option<Instant>>;
-
-/// Where the reader is in the TLS record framing.
-#[derive(Debug, Default, Clone, Copy)]
-struct Records {
-    header: [u8; 5],
-    header_len: usize,
-    body_left: usize,
-}
-
-impl Records {
-    fn at_boundary(&self) -> bool {
-        self.header_len == 0 && self.body_left == 0
-    }
-
-    fn consume(&mut self, mut data: &[u8]) {
-        while !data.is_empty() {
-            if self.body_left > 0 {
-                let n = self.body_left.min(data.len());
-                self.body_left -= n;
-                data = &data[n..];
-            } else {
-                self.header[self.header_len] = data[0];
-                self.header_len += 1;
-                data = &data[1..];
-                if self.header_len == 5 {
-                    self.body_left =
-                        usize::from(u16::from_be_bytes([self.header[3], self.header[4]]));
-                    self.header_len = 0;
-                }
-            }
-        }
-    }
-}
 
 /// See the module docs.
 pub struct Interruptible<'d, T> {
     inner: T,
     deadline: &'d Deadline,
     /// `Some` once TLS started: reads give way only at record boundaries.
-    records: Option<Records>,
+    records: Option<RecordBoundary>,
 }
 
 impl<'d, T> Interruptible<'d, T> {
@@ -75,7 +43,7 @@ impl<'d, T> Interruptible<'d, T> {
 
     /// From now on the bytes are TLS records.
     pub fn tls_started(&mut self) {
-        self.records = Some(Records::default());
+        self.records = Some(RecordBoundary::default());
     }
 }
 
@@ -89,7 +57,10 @@ impl<T: ErrorType> ErrorType for Interruptible<'_, T> {
 
 impl<T: Read> Read for Interruptible<'_, T> {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
-        let may_yield = self.records.as_ref().is_none_or(Records::at_boundary);
+        let may_yield = self
+            .records
+            .as_ref()
+            .is_none_or(RecordBoundary::at_boundary);
         let n = match (self.deadline.get(), may_yield) {
             (Some(at), true) => match select(self.inner.read(buf), Timer::at(at)).await {
                 Either::First(r) => r.map_err(kind)?,
@@ -140,24 +111,5 @@ where
 
     fn tls_info(&self, stream: &Self::Stream) -> TlsInfo {
         self.0.tls_info(stream)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn follows_record_framing_across_split_reads() {
-        let mut r = Records::default();
-        assert!(r.at_boundary());
-        r.consume(&[23, 3, 3]);
-        assert!(!r.at_boundary());
-        r.consume(&[0, 4, 1, 2]);
-        assert!(!r.at_boundary());
-        r.consume(&[3, 4, 23, 3, 3, 0, 0]);
-        assert!(r.at_boundary(), "an empty record ends at its header");
-        r.consume(&[23, 3, 3, 0, 1, 9]);
-        assert!(r.at_boundary());
     }
 }

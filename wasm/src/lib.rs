@@ -1,2 +1,241 @@
-//! Browser wrapper of the core (wasm-bindgen); see the wasm issue.
-pub use xmpp_handshake_core as core;
+//! # xmpp-handshake-wasm
+//!
+//! XMPP stream negotiation (RFC 6120) in a browser page, on the core's state machines and
+//! driver, over the browser's WebSocket:
+//!
+//! * `mode: "websocket"`: RFC 7395 to a server's WebSocket endpoint (`xmpp` subprotocol,
+//!   `<open/>`/`<close/>`, one element per message). TLS is the browser's (`wss://`);
+//!   STARTTLS is never attempted on such a stream. SCRAM without `-PLUS` (the page cannot
+//!   see the browser's TLS channel); PLAIN only with `allowPlain`.
+//! * `mode: "tunnel"`: the raw stream over a WebSocket-to-TCP bridge (`xmpp-handshake
+//!   bridge`), with STARTTLS negotiated inside the page by the core's embedded-tls backend:
+//!   the core's certificate policy, a CA (`ca`) or trust on first use with pins in
+//!   `localStorage`, a changed key reported with both fingerprints, and
+//!   `tls-server-end-point` for SCRAM `-PLUS`. The bridge sees only TLS after STARTTLS.
+//!
+//! ```js
+//! import init, { connect } from "./pkg/xmpp_handshake_wasm.js";
+//! await init();
+//! const session = await connect({ mode: "websocket", url: "wss://example.com/xmpp-websocket",
+//!   jid: "juliet@example.com", password: "…", onEvent: e => console.log(e.step, e.detail) });
+//! await session.send("<message to='romeo@example.net'><body>hi</body></message>");
+//! await session.close();
+//! ```
+//!
+//! The crate is empty on targets other than `wasm32`.
+
+#[cfg(target_arch = "wasm32")]
+mod error;
+#[cfg(target_arch = "wasm32")]
+mod events;
+#[cfg(target_arch = "wasm32")]
+mod options;
+#[cfg(target_arch = "wasm32")]
+mod pins;
+#[cfg(target_arch = "wasm32")]
+mod rng;
+#[cfg(target_arch = "wasm32")]
+mod session;
+#[cfg(all(test, target_arch = "wasm32"))]
+mod tests;
+#[cfg(target_arch = "wasm32")]
+mod tls;
+#[cfg(target_arch = "wasm32")]
+mod websocket;
+
+#[cfg(target_arch = "wasm32")]
+pub use api::*;
+
+#[cfg(target_arch = "wasm32")]
+mod api {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use futures_channel::oneshot;
+    use wasm_bindgen::prelude::*;
+
+    use crate::error::Failure;
+    use xmpp_handshake_core::trust::ReferenceIdentity;
+
+    use crate::events::{detail, Reporter};
+    use crate::pins::LocalStoragePins;
+    use crate::rng::BrowserRng;
+    use crate::session::{self, Command, ControlCell};
+
+    #[wasm_bindgen(typescript_custom_section)]
+    const TYPES: &'static str = r#"
+/** Options of {@link connect}. */
+export interface ConnectOptions {
+  /** "websocket": RFC 7395 to the server's endpoint; "tunnel": raw stream over a bridge, STARTTLS in the page. */
+  mode: "websocket" | "tunnel";
+  /** websocket: e.g. wss://example.com/xmpp-websocket; tunnel: ws://127.0.0.1:8080/bridge?target=localhost:5222. ws:// only to loopback. */
+  url: string;
+  jid: string;
+  password: string;
+  resource?: string;
+  /** tunnel: PEM trust anchor(s); else trust on first use. */
+  ca?: string;
+  /** tunnel: pin the first key seen (kept in localStorage per domain). */
+  trustFirstUse?: boolean;
+  /** tunnel: accept a changed key (true) or only the certificate with this SHA-256 fingerprint; then the pin is replaced. */
+  acceptChangedKey?: boolean | string;
+  /** SCRAM -PLUS (tunnel only: tls-server-end-point). Default "when-offered". */
+  channelBinding?: "when-offered" | "off" | "required";
+  /** websocket: allow PLAIN (sends the password itself). */
+  allowPlain?: boolean;
+  /** Time limit for the whole negotiation, default 30000. */
+  timeoutMs?: number;
+  onEvent?: (ev: HandshakeEvent) => void;
+  onTranscript?: (line: TranscriptLine) => void;
+  onStanza?: (xml: string) => void;
+}
+
+/** A negotiation step, as it really happens. */
+export interface HandshakeEvent {
+  step: "connect" | "header" | "features" | "starttls" | "proceed" | "tls" | "restart" | "sasl" | "bind" | "bound" | "closed" | "error";
+  /**
+   * connect: { url, mode, secure }; header: { dir: "out" | "in" };
+   * features: { starttls, starttlsRequired, mechanisms, bind };
+   * tls: { version, cipher, fingerprint, spki, trust, firstUse } (SHA-256, OpenSSL's AB:CD:… form);
+   * restart: { after: "tls" | "sasl" }; sasl: { state: "started" | "success", mechanism };
+   * bound: { jid, mechanism }; closed: { by: "client" | "server" | "error" }; error: { kind, message }.
+   */
+  detail: any;
+}
+
+/** One transcript line; credentials are redacted. */
+export interface TranscriptLine {
+  dir: "out" | "in" | "info";
+  text: string;
+}
+
+/** How connect(), send() and close() fail: an Error with a kind. */
+export interface HandshakeError extends Error {
+  kind: "pin-changed" | "certificate" | "auth" | "tls-required" | "tls" | "stream" | "transport" | "config";
+  /** pin-changed */
+  domain?: string;
+  /** pin-changed: SHA-256 of the pinned and of the presented certificate. */
+  oldFingerprint?: string;
+  newFingerprint?: string;
+  /** pin-changed: SHA-256 of the pinned and of the presented key. */
+  oldKey?: string;
+  newKey?: string;
+  /** certificate: the presented certificate and key, when known. */
+  fingerprint?: string;
+  key?: string;
+  /** stream: the RFC 6120 §4.9.3 condition, or null. */
+  condition?: string | null;
+}
+"#;
+
+    #[wasm_bindgen]
+    extern "C" {
+        /// The options object (see the TypeScript declaration).
+        #[wasm_bindgen(typescript_type = "ConnectOptions")]
+        pub type ConnectOptions;
+    }
+
+    /// A negotiated, bound stream.
+    #[wasm_bindgen]
+    pub struct Session {
+        jid: String,
+        control: ControlCell,
+    }
+
+    #[wasm_bindgen]
+    impl Session {
+        /// The full JID the server bound (RFC 6120 §7.6.1).
+        #[wasm_bindgen(getter)]
+        pub fn jid(&self) -> String {
+            self.jid.clone()
+        }
+
+        /// Sends one stanza (one well-formed top-level element).
+        #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+        pub fn send(&self, xml: String) -> js_sys::Promise {
+            let (done, result) = oneshot::channel();
+            session::submit(&self.control, Command::Send(xml, done));
+            outcome(result)
+        }
+
+        /// Closes the stream (RFC 6120 §4.4: our closing element, then the server's) and the
+        /// connection.
+        #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+        pub fn close(&self) -> js_sys::Promise {
+            let (done, result) = oneshot::channel();
+            session::submit(&self.control, Command::Close(done));
+            outcome(result)
+        }
+    }
+
+    fn outcome(result: oneshot::Receiver<Result<(), Failure>>) -> js_sys::Promise {
+        wasm_bindgen_futures::future_to_promise(async move {
+            match result.await {
+                Ok(Ok(())) => Ok(JsValue::UNDEFINED),
+                Ok(Err(f)) => Err(f.to_js()),
+                Err(_) => Err(Failure::transport("the session ended").to_js()),
+            }
+        })
+    }
+
+    fn pin_domain(domain: &str) -> Result<String, JsValue> {
+        ReferenceIdentity::client_to_server(domain)
+            .map(|r| r.domain().to_string())
+            .map_err(|e| Failure::config(format!("{domain:?}: {e}")).to_js())
+    }
+
+    /// The pin kept in `localStorage` for `domain` (tunnel mode, trust on first use):
+    /// `{ fingerprint, key }` (SHA-256 of the certificate and of its key), or `null`.
+    #[wasm_bindgen(js_name = pinFor, unchecked_return_type = "{ fingerprint: string, key: string } | null")]
+    pub fn pin_for(domain: &str) -> Result<JsValue, JsValue> {
+        let pin = LocalStoragePins::open()
+            .get(&pin_domain(domain)?)
+            .map_err(|e| Failure::config(e).to_js())?;
+        Ok(match pin {
+            Some(pin) => detail(&[
+                ("fingerprint", pin.cert_sha256.to_string().into()),
+                ("key", pin.spki_sha256.to_string().into()),
+            ])
+            .into(),
+            None => JsValue::NULL,
+        })
+    }
+
+    /// Forgets the pin for `domain`: the next tunnel connection is a first use again.
+    #[wasm_bindgen(js_name = forgetPin)]
+    pub fn forget_pin(domain: &str) -> Result<(), JsValue> {
+        LocalStoragePins::open()
+            .remove(&pin_domain(domain)?)
+            .map_err(|e| Failure::config(e).to_js())
+    }
+
+    /// Connects, negotiates (STARTTLS in tunnel mode, SASL, bind) and resolves with the
+    /// bound session; rejects with a `HandshakeError`.
+    #[wasm_bindgen]
+    pub async fn connect(options: ConnectOptions) -> Result<Session, JsValue> {
+        let options = crate::options::parse(&options).map_err(|f| f.to_js())?;
+        BrowserRng::check().map_err(|e| {
+            Failure::config(format!("the browser gives no random numbers: {e}")).to_js()
+        })?;
+        let tls_cell = Rc::new(RefCell::new(None));
+        let reporter = Reporter::new(
+            options.callbacks.clone(),
+            vec![options.password.clone()],
+            tls_cell.clone(),
+        );
+        let control: ControlCell = Rc::default();
+        let (ready, bound) = oneshot::channel();
+        wasm_bindgen_futures::spawn_local(session::run(
+            options,
+            reporter,
+            tls_cell,
+            ready,
+            control.clone(),
+        ));
+        match bound.await {
+            Ok(Ok(jid)) => Ok(Session { jid, control }),
+            Ok(Err(f)) => Err(f.to_js()),
+            Err(_) => Err(Failure::transport("the connection task ended").to_js()),
+        }
+    }
+}

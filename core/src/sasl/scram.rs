@@ -789,7 +789,7 @@ impl ScramServer {
                 Some(data) => self.server_first(store, data),
             },
             ServerState::FirstSent(pending) => {
-                self.server_final(store, response.unwrap_or_default(), pending)
+                self.server_final(store, response.unwrap_or_default(), *pending)
             }
             ServerState::Done => Err(self.fail(
                 SaslFailure::MalformedRequest,
@@ -926,7 +926,7 @@ impl ScramServer {
         &mut self,
         store: &S,
         data: &[u8],
-        p: Box<Pending>,
+        p: Pending,
     ) -> Result<ScramServerStep, SaslFailure> {
         use SaslFailure::{MalformedRequest, NotAuthorized};
         let Ok(msg) = core::str::from_utf8(data) else {

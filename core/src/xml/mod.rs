@@ -2,3 +2,4 @@
 pub mod element;
 pub mod escape;
 pub mod framer;
+pub mod splitter;

@@ -1,0 +1,239 @@
+//! Unit tests in a real browser (wasm-bindgen-test in headless Chromium, see `tests/run`):
+//! the `localStorage` pin store under the core's policy, the transcript's redaction, and the
+//! WebSocket transport against a real server. Server details come from `wasm-test-servers`
+//! (tests crate) at compile time; without them the tests fail, they never pass vacuously.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use embedded_io_async::{Read, Write};
+use js_sys::{Function, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_test::*;
+use xmpp_handshake_core::driver::Observer;
+use xmpp_handshake_core::trust::{
+    accept_changed_certificate, CertError, CertificatePolicy, FirstUse, PinStore, PkixOutcome,
+    ReferenceIdentity, TrustBasis,
+};
+
+use crate::events::{Callbacks, Reporter};
+use crate::options::pem_certificates;
+use crate::pins::{LocalStoragePins, KEY_PREFIX};
+use crate::websocket::{Carrying, Socket};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+macro_rules! server {
+    ($name:literal) => {{
+        // Deliberate: without the servers these tests must fail, never pass vacuously.
+        #[allow(clippy::option_env_unwrap)]
+        let value = option_env!($name).expect(concat!(
+            $name,
+            " is not set: run the browser tests through wasm-test-servers (tests/run)"
+        ));
+        value
+    }};
+}
+
+#[wasm_bindgen_test]
+fn pins_first_use_then_same_then_changed_key() {
+    let domain = server!("XH_WASM_DOMAIN");
+    let first = pem_certificates(server!("XH_WASM_LEAF_PEM")).expect("leaf PEM");
+    let other = pem_certificates(server!("XH_WASM_OTHER_LEAF_PEM")).expect("other PEM");
+    let reference = ReferenceIdentity::client_to_server(domain).expect("domain");
+    let policy = CertificatePolicy::trust_on_first_use(FirstUse::Record);
+    let now = crate::tls::now();
+    let verify = |leaf: &[u8], pins: &mut LocalStoragePins| {
+        // Self-issued test CA the policy does not know: no anchor vouches for it.
+        policy.verify_server(
+            &[leaf],
+            &reference,
+            || PkixOutcome::UnknownIssuer,
+            Some(now),
+            pins,
+        )
+    };
+    let mut pins = LocalStoragePins::open();
+    pins.remove(domain).expect("remove");
+
+    let seen = verify(&first[0], &mut pins).expect("first use is recorded");
+    assert_eq!(seen.basis, TrustBasis::FirstUse);
+    assert!(seen.pinned_now);
+    let storage = web_sys::window()
+        .and_then(|w| w.local_storage().ok().flatten())
+        .expect("localStorage");
+    let item = storage
+        .get_item(&format!("{KEY_PREFIX}{domain}"))
+        .ok()
+        .flatten()
+        .expect("the pin is in localStorage");
+    assert_eq!(
+        item,
+        format!("{} {}", seen.pin.spki_sha256, seen.pin.cert_sha256)
+    );
+
+    // As after a reload: a new store reads the same pin.
+    let mut pins = LocalStoragePins::open();
+    assert_eq!(pins.load(domain), Some(seen.pin));
+    let again = verify(&first[0], &mut pins).expect("same key");
+    assert_eq!(again.basis, TrustBasis::StoredPin);
+    assert!(!again.pinned_now);
+
+    let changed = verify(&other[0], &mut pins).expect_err("a changed key is refused");
+    let CertError::PinChanged(change) = &changed else {
+        panic!("expected PinChanged, got {changed:?}");
+    };
+    assert_eq!(change.domain, domain);
+    assert_eq!(change.old_spki, seen.pin.spki_sha256);
+    assert_eq!(change.old_cert, seen.pin.cert_sha256);
+    assert_ne!(change.new_spki, change.old_spki);
+    assert_eq!(
+        pins.load(domain),
+        Some(seen.pin),
+        "a refused key is never stored"
+    );
+    let error = crate::error::Failure::from_tls(
+        &xmpp_handshake_core::embedded_tls::EmbeddedTlsError::Certificate(changed.clone()),
+    );
+    assert_eq!(error.kind, "pin-changed");
+    let js = error.to_js();
+    let field = |name: &str| {
+        Reflect::get(&js, &name.into())
+            .ok()
+            .and_then(|v| v.as_string())
+    };
+    assert_eq!(field("oldFingerprint"), Some(change.old_cert.to_string()));
+    assert_eq!(field("newFingerprint"), Some(change.new_cert.to_string()));
+    assert_eq!(field("domain").as_deref(), Some(domain));
+
+    // Explicit acceptance replaces the pin; the new key then verifies.
+    accept_changed_certificate(&mut pins, &changed).expect("accepted");
+    let after = verify(&other[0], &mut pins).expect("accepted key");
+    assert_eq!(after.basis, TrustBasis::StoredPin);
+    assert_eq!(after.pin.spki_sha256, change.new_spki);
+
+    // A corrupt item is an error, never a silent unpin.
+    storage
+        .set_item(&format!("{KEY_PREFIX}{domain}"), "not a pin")
+        .expect("set");
+    assert!(LocalStoragePins::open().get(domain).is_err());
+    pins.remove(domain).expect("remove");
+    assert_eq!(LocalStoragePins::open().get(domain), Ok(None));
+}
+
+type Lines = Rc<RefCell<Vec<(String, String)>>>;
+
+fn collect_transcript() -> (Lines, Closure<dyn FnMut(JsValue)>) {
+    let lines: Lines = Rc::default();
+    let sink = lines.clone();
+    let f = Closure::<dyn FnMut(JsValue)>::new(move |line: JsValue| {
+        let get = |name: &str| {
+            Reflect::get(&line, &name.into())
+                .ok()
+                .and_then(|v| v.as_string())
+                .unwrap_or_default()
+        };
+        sink.borrow_mut().push((get("dir"), get("text")));
+    });
+    (lines, f)
+}
+
+#[wasm_bindgen_test]
+fn transcript_redacts_sasl_payloads_and_the_password() {
+    let (lines, f) = collect_transcript();
+    let callbacks = Callbacks {
+        on_transcript: Some(f.as_ref().unchecked_ref::<Function>().clone()),
+        ..Callbacks::default()
+    };
+    let mut reporter = Reporter::new(callbacks, vec!["s3cret-pw".into()], Rc::default());
+    // PLAIN's initial response is base64 of "\0alice\0s3cret-pw"; split across writes.
+    reporter.sent(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNl");
+    reporter.sent(b"AHMzY3JldC1wdw==</auth>");
+    reporter.received(b"<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>cj1meWtv</challenge>");
+    reporter.sent(b"<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>Yz1iaXdzLHI9</response>");
+    reporter.sent(b"<message to='b@x'><body>my password is s3cret-pw</body></message>");
+    let lines = lines.borrow();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(
+        lines[0],
+        (
+            "out".into(),
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>[redacted]</auth>"
+                .into()
+        )
+    );
+    assert_eq!(lines[1].0, "in");
+    assert!(lines[1].1.contains("cj1meWtv"), "challenges are shown");
+    assert!(
+        lines[2].1.ends_with(">[redacted]</response>"),
+        "{:?}",
+        lines[2]
+    );
+    assert_eq!(
+        lines[3].1,
+        "<message to='b@x'><body>my password is [redacted]</body></message>"
+    );
+    for (_, text) in lines.iter() {
+        assert!(
+            !text.contains("s3cret") && !text.contains("AHMzY3JldC1wdw"),
+            "{text}"
+        );
+    }
+}
+
+#[wasm_bindgen_test]
+async fn websocket_transport_speaks_rfc7395_with_a_real_server() {
+    let url = server!("XH_WASM_WS_URL");
+    let domain = server!("XH_WASM_DOMAIN");
+    let mut socket = Socket::open(url, Carrying::Elements)
+        .await
+        .expect("the xmpp subprotocol is accepted");
+    // Two elements in one write go out as two messages (RFC 7395 §3.3.3): the server
+    // would refuse a message holding both.
+    let open =
+        format!("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='{domain}' version='1.0'/>");
+    socket.write_all(open.as_bytes()).await.expect("write");
+    let mut received = Vec::new();
+    let mut buf = [0u8; 64]; // small reads: messages are handed over in pieces
+    while !String::from_utf8_lossy(&received).contains("</stream:features>") {
+        let n = socket.read(&mut buf).await.expect("read");
+        assert!(
+            n > 0,
+            "closed early: {}",
+            String::from_utf8_lossy(&received)
+        );
+        received.extend_from_slice(&buf[..n]);
+        assert!(received.len() < 16 * 1024);
+    }
+    let text = String::from_utf8(received).expect("UTF-8");
+    assert!(text.starts_with("<open "), "{text}");
+    assert!(text.contains("urn:ietf:params:xml:ns:xmpp-sasl"), "{text}");
+    // Our <close/>; the server answers with its own and closes the WebSocket.
+    socket
+        .write_all(b"<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>")
+        .await
+        .expect("close");
+    let mut rest = Vec::new();
+    loop {
+        match socket.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => rest.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("read after close: {e:?}"),
+        }
+    }
+    assert!(
+        String::from_utf8_lossy(&rest).contains("<close"),
+        "{rest:?}"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn a_websocket_without_the_xmpp_subprotocol_is_refused() {
+    // Same server, a path that is no XMPP endpoint: the upgrade fails.
+    let url = server!("XH_WASM_WS_URL").replace("/xmpp-websocket", "/not-xmpp");
+    let err = Socket::open(&url, Carrying::Elements)
+        .await
+        .err()
+        .expect("no XMPP endpoint there");
+    assert!(err.0.contains("not-xmpp"), "{}", err.0);
+}

@@ -1,0 +1,397 @@
+//! The browser's WebSocket as an `embedded-io-async` transport for the core's driver.
+//!
+//! * [`Carrying::Elements`] (RFC 7395): the `xmpp` subprotocol, text messages, one
+//!   top-level element (or `<open/>`/`<close/>`) per message (§3.3.3). Outgoing bytes are
+//!   cut into elements with the core's [`Splitter`]; incoming messages are handed to the
+//!   core's framer as a byte stream, which checks each element.
+//! * [`Carrying::Bytes`] (tunnel): binary messages carrying raw TCP bytes both ways, to a
+//!   WebSocket-to-TCP bridge; the XMPP stream (and, after STARTTLS, TLS records) inside.
+//!
+//! The browser pushes messages whenever they arrive and cannot be paused, so the receive
+//! queue is bounded ([`MAX_QUEUED_BYTES`]): a peer that sends more than the page has
+//! processed ends the connection with an error instead of growing memory without limit.
+//!
+//! Reads can **give way** to the page (a `send` or `close` waiting, see [`GiveWay`]): the
+//! read then fails with `ErrorKind::Interrupted` and nothing consumed, so the caller can
+//! write and read on. Once TLS runs on top ([`Socket::tls_started`]), that happens only
+//! between TLS records ([`RecordBoundary`]): a TLS layer that read half a record header
+//! would lose it.
+
+use core::cell::RefCell;
+use core::future::poll_fn;
+use core::task::{Poll, Waker};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::string::String;
+use std::vec::Vec;
+
+use embedded_io::{ErrorKind, ErrorType};
+use embedded_io_async::{Read, Write};
+use js_sys::{ArrayBuffer, JsString, Uint8Array};
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::JsCast;
+use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
+use xmpp_handshake_core::tls_records::RecordBoundary;
+use xmpp_handshake_core::xml::splitter::Splitter;
+
+/// Most bytes received and not yet read before the connection is failed.
+pub const MAX_QUEUED_BYTES: usize = 256 * 1024;
+/// Most bytes the browser may hold unsent before writes fail (a peer that stopped reading).
+pub const MAX_UNSENT_BYTES: u32 = 1024 * 1024;
+/// RFC 7395 §3.1: the WebSocket subprotocol of XMPP.
+pub const SUBPROTOCOL: &str = "xmpp";
+
+/// What the WebSocket messages carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carrying {
+    /// RFC 7395: one XML element per text message.
+    Elements,
+    /// A tunnel: raw stream bytes in binary messages.
+    Bytes,
+}
+
+/// Where the WebSocket is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Connecting,
+    Open,
+    /// The close event arrived.
+    Closed {
+        code: u16,
+        reason: String,
+        clean: bool,
+    },
+    /// We failed the connection (and closed the WebSocket).
+    Failed(String),
+}
+
+/// What the event handlers and the reader share.
+struct Inbox {
+    messages: VecDeque<Vec<u8>>,
+    /// Bytes of the front message already read.
+    offset: usize,
+    queued: usize,
+    state: State,
+    waker: Option<Waker>,
+    /// A writer waits: reads give way when they safely can.
+    give_way: bool,
+    /// Whether reads may give way at all (not while negotiating or closing).
+    yielding: bool,
+}
+
+impl Inbox {
+    fn wake(&mut self) {
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+}
+
+/// Why a WebSocket could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenError(pub String);
+
+/// Lets the page interrupt a pending read (see the module docs).
+#[derive(Clone)]
+pub struct GiveWay(Rc<RefCell<Inbox>>);
+
+impl GiveWay {
+    /// Asks the reader to give way at the next safe point.
+    pub fn request(&self) {
+        let mut inbox = self.0.borrow_mut();
+        inbox.give_way = true;
+        inbox.wake();
+    }
+
+    /// The request was served.
+    pub fn clear(&self) {
+        self.0.borrow_mut().give_way = false;
+    }
+
+    /// Allows or forbids giving way (forbidden during the negotiation and the close).
+    pub fn enable(&self, on: bool) {
+        self.0.borrow_mut().yielding = on;
+    }
+}
+
+/// The event handlers; kept alive as long as the socket, detached on drop.
+struct Handlers {
+    _open: Closure<dyn FnMut(Event)>,
+    _message: Closure<dyn FnMut(MessageEvent)>,
+    _close: Closure<dyn FnMut(CloseEvent)>,
+    _error: Closure<dyn FnMut(Event)>,
+}
+
+/// A WebSocket as a transport. See the module docs.
+pub struct Socket {
+    ws: WebSocket,
+    carrying: Carrying,
+    inbox: Rc<RefCell<Inbox>>,
+    splitter: Splitter,
+    records: Option<RecordBoundary>,
+    _handlers: Handlers,
+}
+
+impl Socket {
+    /// Opens a WebSocket to `url` and waits until it is open. RFC 7395 sockets ask for the
+    /// `xmpp` subprotocol and fail unless the server agreed to it (§3.3.1).
+    pub async fn open(url: &str, carrying: Carrying) -> Result<Socket, OpenError> {
+        let ws = match carrying {
+            Carrying::Elements => WebSocket::new_with_str(url, SUBPROTOCOL),
+            Carrying::Bytes => WebSocket::new(url),
+        }
+        .map_err(|e| {
+            OpenError(format!(
+                "cannot open a WebSocket to {url}: {}",
+                describe(&e)
+            ))
+        })?;
+        ws.set_binary_type(BinaryType::Arraybuffer);
+        let inbox = Rc::new(RefCell::new(Inbox {
+            messages: VecDeque::new(),
+            offset: 0,
+            queued: 0,
+            state: State::Connecting,
+            waker: None,
+            give_way: false,
+            yielding: false,
+        }));
+        let handlers = attach(&ws, carrying, &inbox);
+        let socket = Socket {
+            ws,
+            carrying,
+            inbox,
+            splitter: Splitter::default(),
+            records: None,
+            _handlers: handlers,
+        };
+        poll_fn(|cx| {
+            let mut inbox = socket.inbox.borrow_mut();
+            match &inbox.state {
+                State::Connecting => {
+                    inbox.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+                State::Open => Poll::Ready(Ok(())),
+                State::Closed { code, reason, .. } => Poll::Ready(Err(OpenError(format!(
+                    "the WebSocket to {url} did not open (close code {code}{}{reason})",
+                    if reason.is_empty() { "" } else { ": " }
+                )))),
+                State::Failed(why) => Poll::Ready(Err(OpenError(why.clone()))),
+            }
+        })
+        .await?;
+        if carrying == Carrying::Elements && socket.ws.protocol() != SUBPROTOCOL {
+            return Err(OpenError(format!(
+                "the server at {url} did not accept the '{SUBPROTOCOL}' WebSocket subprotocol \
+                 (RFC 7395 §3.3.1): it is not an XMPP WebSocket endpoint"
+            )));
+        }
+        Ok(socket)
+    }
+
+    /// The handle through which the page makes reads give way.
+    pub fn give_way(&self) -> GiveWay {
+        GiveWay(self.inbox.clone())
+    }
+
+    /// From now on the bytes are TLS records: reads give way only between records.
+    pub fn tls_started(&mut self) {
+        self.records = Some(RecordBoundary::default());
+    }
+
+    /// Closes the WebSocket (normal closure).
+    pub fn close(&self) {
+        let _ = self.ws.close();
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.ws.set_onopen(None);
+        self.ws.set_onmessage(None);
+        self.ws.set_onclose(None);
+        self.ws.set_onerror(None);
+        let _ = self.ws.close();
+    }
+}
+
+/// Installs the event handlers that feed `inbox`.
+fn attach(ws: &WebSocket, carrying: Carrying, inbox: &Rc<RefCell<Inbox>>) -> Handlers {
+    let on_open = {
+        let inbox = inbox.clone();
+        Closure::<dyn FnMut(Event)>::new(move |_| {
+            let mut inbox = inbox.borrow_mut();
+            if inbox.state == State::Connecting {
+                inbox.state = State::Open;
+            }
+            inbox.wake();
+        })
+    };
+    let on_message = {
+        let inbox = inbox.clone();
+        let ws = ws.clone();
+        Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            let mut inbox = inbox.borrow_mut();
+            if inbox.state != State::Open {
+                return;
+            }
+            let data = event.data();
+            let bytes = match carrying {
+                Carrying::Elements => data.dyn_ref::<JsString>().map(|s| {
+                    let s: String = s.into();
+                    s.into_bytes()
+                }),
+                Carrying::Bytes => data
+                    .dyn_ref::<ArrayBuffer>()
+                    .map(|b| Uint8Array::new(b).to_vec()),
+            };
+            let failure = match bytes {
+                None => Some(match carrying {
+                    Carrying::Elements => "a binary WebSocket message on an RFC 7395 stream \
+                                           (§3.3.3: text messages only)"
+                        .into(),
+                    Carrying::Bytes => "a text WebSocket message from the bridge (it sends \
+                                        the stream's bytes as binary messages)"
+                        .into(),
+                }),
+                Some(bytes) if inbox.queued + bytes.len() > MAX_QUEUED_BYTES => Some(format!(
+                    "more than {MAX_QUEUED_BYTES} bytes received and not yet processed"
+                )),
+                Some(bytes) => {
+                    inbox.queued += bytes.len();
+                    if !bytes.is_empty() {
+                        inbox.messages.push_back(bytes);
+                    }
+                    None
+                }
+            };
+            if let Some(why) = failure {
+                inbox.state = State::Failed(why);
+                inbox.messages.clear();
+                inbox.queued = 0;
+                let _ = ws.close();
+            }
+            inbox.wake();
+        })
+    };
+    let on_close = {
+        let inbox = inbox.clone();
+        Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
+            let mut inbox = inbox.borrow_mut();
+            if !matches!(inbox.state, State::Failed(_)) {
+                inbox.state = State::Closed {
+                    code: event.code(),
+                    reason: event.reason(),
+                    clean: event.was_clean(),
+                };
+            }
+            inbox.wake();
+        })
+    };
+    // An error event is always followed by a close event (code 1006), which ends reads.
+    let on_error = Closure::<dyn FnMut(Event)>::new(move |_| {});
+    ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    ws.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    Handlers {
+        _open: on_open,
+        _message: on_message,
+        _close: on_close,
+        _error: on_error,
+    }
+}
+
+/// The text of a JS exception.
+pub fn describe(e: &wasm_bindgen::JsValue) -> String {
+    e.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| format!("{e:?}"))
+}
+
+impl ErrorType for Socket {
+    type Error = ErrorKind;
+}
+
+impl Read for Socket {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let at_boundary = self
+            .records
+            .as_ref()
+            .is_none_or(RecordBoundary::at_boundary);
+        let n = poll_fn(|cx| {
+            let mut inbox = self.inbox.borrow_mut();
+            let inbox = &mut *inbox;
+            if let Some(front) = inbox.messages.front() {
+                let rest = &front[inbox.offset..];
+                let n = rest.len().min(buf.len());
+                buf[..n].copy_from_slice(&rest[..n]);
+                inbox.offset += n;
+                inbox.queued -= n;
+                if inbox.offset == front.len() {
+                    inbox.messages.pop_front();
+                    inbox.offset = 0;
+                }
+                return Poll::Ready(Ok(n));
+            }
+            match &inbox.state {
+                State::Closed { clean: true, .. } => return Poll::Ready(Ok(0)),
+                State::Closed { .. } => return Poll::Ready(Err(ErrorKind::ConnectionReset)),
+                State::Failed(_) => return Poll::Ready(Err(ErrorKind::OutOfMemory)),
+                State::Connecting | State::Open => {}
+            }
+            if inbox.give_way && inbox.yielding && at_boundary {
+                return Poll::Ready(Err(ErrorKind::Interrupted));
+            }
+            inbox.waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await?;
+        if let Some(records) = &mut self.records {
+            records.consume(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+impl Write for Socket {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        if self.ws.ready_state() != WebSocket::OPEN {
+            return Err(ErrorKind::NotConnected);
+        }
+        if self.ws.buffered_amount() > MAX_UNSENT_BYTES {
+            return Err(ErrorKind::TimedOut);
+        }
+        let sent = match self.carrying {
+            Carrying::Bytes => self.ws.send_with_u8_array(buf),
+            Carrying::Elements => self
+                .splitter
+                .feed(buf)
+                .iter()
+                .try_for_each(|element| self.ws.send_with_str(element)),
+        };
+        sent.map_err(|_| ErrorKind::BrokenPipe)?;
+        Ok(buf.len())
+    }
+
+    async fn flush(&mut self) -> Result<(), ErrorKind> {
+        Ok(())
+    }
+}
+
+/// A human description of why reads ended, for error messages.
+pub fn end_reason(give_way: &GiveWay) -> Option<String> {
+    match &give_way.0.borrow().state {
+        State::Closed { code, reason, .. } => Some(format!(
+            "the WebSocket closed (code {code}{}{reason})",
+            if reason.is_empty() { "" } else { ": " }
+        )),
+        State::Failed(why) => Some(why.clone()),
+        State::Connecting | State::Open => None,
+    }
+}

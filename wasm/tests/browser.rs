@@ -1,0 +1,321 @@
+//! The JS API in a real browser (wasm-bindgen-test in headless Chromium) against a real
+//! Prosody started by `wasm-test-servers` (tests crate; see `tests/run`): connect in
+//! websocket mode (RFC 7395 to mod_websocket), the events and transcript the page sees, a
+//! message between two sessions, close, and the errors a page must be able to tell apart.
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use js_sys::{Array, Function, Object, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+use xmpp_handshake_wasm::{connect, ConnectOptions, Session};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+macro_rules! server {
+    ($name:literal) => {{
+        // Deliberate: without the servers these tests must fail, never pass vacuously.
+        #[allow(clippy::option_env_unwrap)]
+        let value = option_env!($name).expect(concat!(
+            $name,
+            " is not set: run the browser tests through wasm-test-servers (tests/run)"
+        ));
+        value
+    }};
+}
+
+/// What the callbacks saw.
+#[derive(Default)]
+struct Seen {
+    events: Vec<(String, JsValue)>,
+    transcript: Vec<(String, String)>,
+    stanzas: Vec<String>,
+}
+
+type SeenCell = Rc<RefCell<Seen>>;
+
+fn prop(o: &JsValue, name: &str) -> JsValue {
+    Reflect::get(o, &name.into()).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn text(o: &JsValue, name: &str) -> String {
+    prop(o, name).as_string().unwrap_or_default()
+}
+
+/// Options with callbacks that record into the returned cell. The closures are leaked:
+/// the session may call them until the test ends.
+fn options(pairs: &[(&str, JsValue)]) -> (ConnectOptions, SeenCell) {
+    let seen: SeenCell = Rc::default();
+    let o = Object::new();
+    for (k, v) in pairs {
+        Reflect::set(&o, &(*k).into(), v).unwrap();
+    }
+    let s = seen.clone();
+    let on_event = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
+        s.borrow_mut()
+            .events
+            .push((text(&ev, "step"), prop(&ev, "detail")));
+    });
+    let s = seen.clone();
+    let on_transcript = Closure::<dyn FnMut(JsValue)>::new(move |line: JsValue| {
+        s.borrow_mut()
+            .transcript
+            .push((text(&line, "dir"), text(&line, "text")));
+    });
+    let s = seen.clone();
+    let on_stanza = Closure::<dyn FnMut(String)>::new(move |xml: String| {
+        s.borrow_mut().stanzas.push(xml);
+    });
+    for (name, f) in [
+        ("onEvent", on_event.into_js_value()),
+        ("onTranscript", on_transcript.into_js_value()),
+        ("onStanza", on_stanza.into_js_value()),
+    ] {
+        Reflect::set(&o, &name.into(), &f).unwrap();
+    }
+    (o.unchecked_into(), seen)
+}
+
+fn websocket_options(user: &str, password: &str) -> (ConnectOptions, SeenCell) {
+    options(&[
+        ("mode", "websocket".into()),
+        ("url", server!("XH_WASM_WS_URL").into()),
+        (
+            "jid",
+            format!("{user}@{}", server!("XH_WASM_DOMAIN")).into(),
+        ),
+        ("password", password.into()),
+        ("resource", "browser".into()),
+    ])
+}
+
+async fn sleep(ms: i32) {
+    let p = js_sys::Promise::new(&mut |resolve: Function, _| {
+        web_sys_window_timeout(&resolve, ms);
+    });
+    JsFuture::from(p).await.unwrap();
+}
+
+fn web_sys_window_timeout(f: &Function, ms: i32) {
+    let set_timeout: Function = Reflect::get(&js_sys::global(), &"setTimeout".into())
+        .unwrap()
+        .unchecked_into();
+    set_timeout
+        .call2(&JsValue::NULL, f, &JsValue::from(ms))
+        .unwrap();
+}
+
+async fn error_of(options: ConnectOptions) -> JsValue {
+    match connect(options).await {
+        Ok(_) => panic!("connect succeeded"),
+        Err(e) => e,
+    }
+}
+
+async fn done(p: js_sys::Promise) -> Result<JsValue, JsValue> {
+    JsFuture::from(p).await
+}
+
+#[wasm_bindgen_test]
+async fn websocket_mode_binds_exchanges_a_message_and_closes() {
+    let password = server!("XH_WASM_PASSWORD");
+    let (opts, alice_seen) = websocket_options(server!("XH_WASM_USER"), password);
+    let alice: Session = connect(opts).await.expect("alice connects");
+    let (opts, bob_seen) =
+        websocket_options(server!("XH_WASM_USER2"), server!("XH_WASM_PASSWORD2"));
+    let bob: Session = connect(opts).await.expect("bob connects");
+
+    let domain = server!("XH_WASM_DOMAIN");
+    assert_eq!(
+        alice.jid(),
+        format!("{}@{domain}/browser", server!("XH_WASM_USER"))
+    );
+
+    // The steps, in order, as they happened; no STARTTLS on an RFC 7395 stream.
+    let steps: Vec<String> = alice_seen
+        .borrow()
+        .events
+        .iter()
+        .map(|(s, _)| s.clone())
+        .collect();
+    let expected = [
+        "connect", "header", "header", "features", "sasl", "sasl", "restart", "header", "bind",
+        "header", "features", "bound",
+    ];
+    assert_eq!(steps, expected, "{steps:?}");
+    {
+        let seen = alice_seen.borrow();
+        let connect_detail = &seen.events[0].1;
+        assert_eq!(
+            prop(connect_detail, "secure").as_bool(),
+            Some(false),
+            "ws:// is reported unencrypted"
+        );
+        let features = &seen.events[3].1;
+        assert_eq!(prop(features, "starttls").as_bool(), Some(false));
+        let mechanisms: Array = prop(features, "mechanisms").unchecked_into();
+        let mechanisms: Vec<String> = mechanisms.iter().filter_map(|m| m.as_string()).collect();
+        assert!(
+            mechanisms.iter().any(|m| m == "SCRAM-SHA-1"),
+            "{mechanisms:?}"
+        );
+        let sasl = &seen.events[5].1;
+        assert_eq!(text(sasl, "state"), "success");
+        // No -PLUS: the page cannot see the browser's TLS channel (and ws:// has none).
+        assert_eq!(text(sasl, "mechanism"), "SCRAM-SHA-1");
+        let bound = &seen.events[11].1;
+        assert_eq!(text(bound, "jid"), alice.jid());
+
+        let transcript = &seen.transcript;
+        assert!(transcript
+            .iter()
+            .any(|(d, t)| d == "out" && t.starts_with("<open ")));
+        assert!(transcript
+            .iter()
+            .any(|(d, t)| d == "in" && t.contains("<success")));
+        let auth = transcript
+            .iter()
+            .find(|(d, t)| d == "out" && t.starts_with("<auth"))
+            .expect("the <auth/> line");
+        assert!(auth.1.ends_with(">[redacted]</auth>"), "{auth:?}");
+        for (_, t) in transcript {
+            assert!(!t.contains(password), "password in the transcript: {t}");
+            assert!(
+                !t.contains("starttls"),
+                "STARTTLS on a WebSocket stream: {t}"
+            );
+        }
+    }
+
+    // A message from alice to bob's bound resource arrives at bob's onStanza.
+    let body = "hello from the browser <&>";
+    let stanza = format!(
+        "<message to='{}' type='chat' id='m1'><body>hello from the browser &lt;&amp;&gt;</body></message>",
+        bob.jid()
+    );
+    done(alice.send(stanza)).await.expect("sent");
+    let mut waited = 0;
+    while !bob_seen
+        .borrow()
+        .stanzas
+        .iter()
+        .any(|s| s.contains("id='m1'") || s.contains("id=\"m1\""))
+    {
+        assert!(
+            waited < 5000,
+            "bob never got the message: {:?}",
+            bob_seen.borrow().stanzas
+        );
+        sleep(20).await;
+        waited += 20;
+    }
+    let got = bob_seen
+        .borrow()
+        .stanzas
+        .iter()
+        .find(|s| s.contains("m1"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(got.contains("&lt;&amp;&gt;") || got.contains(body), "{got}");
+    assert!(
+        bob_seen
+            .borrow()
+            .transcript
+            .iter()
+            .any(|(d, t)| d == "in" && t.contains("m1")),
+        "received stanzas are in the transcript"
+    );
+
+    // Not one element: refused before anything is sent; the session goes on.
+    let err = done(alice.send("<a/><b/>".into()))
+        .await
+        .expect_err("two elements");
+    assert_eq!(text(&err, "kind"), "config");
+    let err = done(alice.send("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>".into()))
+        .await
+        .expect_err("framing elements are not stanzas");
+    assert_eq!(text(&err, "kind"), "config");
+    done(alice.send("<presence/>".into()))
+        .await
+        .expect("still usable");
+
+    done(alice.close()).await.expect("alice closes");
+    done(bob.close()).await.expect("bob closes");
+    assert!(alice_seen
+        .borrow()
+        .events
+        .iter()
+        .any(|(s, d)| s == "closed" && text(d, "by") == "client"));
+    let err = done(alice.send("<presence/>".into()))
+        .await
+        .expect_err("closed");
+    assert_eq!(text(&err, "kind"), "transport");
+    done(alice.close()).await.expect("closing twice is fine");
+}
+
+#[wasm_bindgen_test]
+async fn a_wrong_password_is_an_auth_error() {
+    let (opts, seen) = websocket_options(server!("XH_WASM_USER"), "not-the-password");
+    let err = error_of(opts).await;
+    assert_eq!(text(&err, "kind"), "auth", "{:?}", text(&err, "message"));
+    let seen = seen.borrow();
+    assert!(seen
+        .events
+        .iter()
+        .any(|(s, d)| s == "error" && text(d, "kind") == "auth"));
+    assert!(seen
+        .transcript
+        .iter()
+        .all(|(_, t)| !t.contains("not-the-password")));
+}
+
+#[wasm_bindgen_test]
+async fn bad_options_are_config_errors_before_any_connection() {
+    let (opts, seen) = options(&[
+        ("mode", "websocket".into()),
+        ("url", "ws://example.com/xmpp-websocket".into()),
+        ("jid", "a@example.com".into()),
+        ("password", "x".into()),
+    ]);
+    let err = error_of(opts).await;
+    assert_eq!(text(&err, "kind"), "config");
+    assert!(
+        text(&err, "message").contains("loopback"),
+        "{}",
+        text(&err, "message")
+    );
+    assert!(seen.borrow().events.is_empty(), "nothing was opened");
+
+    for (name, value) in [
+        ("mode", JsValue::from("carrier-pigeon")),
+        ("jid", JsValue::from("no-domain")),
+        ("url", JsValue::from("http://127.0.0.1/")),
+        ("channelBinding", JsValue::from("sometimes")),
+    ] {
+        let (opts, _) = websocket_options("a", "b");
+        Reflect::set(&opts, &name.into(), &value).unwrap();
+        let err = error_of(opts).await;
+        assert_eq!(
+            text(&err, "kind"),
+            "config",
+            "{name}: {}",
+            text(&err, "message")
+        );
+    }
+}
+
+#[wasm_bindgen_test]
+async fn no_server_is_a_transport_error() {
+    // A loopback port nothing listens on (the discard port; nothing runs it here).
+    let (opts, _) = options(&[
+        ("mode", "websocket".into()),
+        ("url", "ws://127.0.0.1:9/xmpp-websocket".into()),
+        ("jid", "a@localhost".into()),
+        ("password", "x".into()),
+    ]);
+    let err = error_of(opts).await;
+    assert_eq!(text(&err, "kind"), "transport", "{}", text(&err, "message"));
+}
