@@ -100,6 +100,15 @@ fn open_cache(args: &ConnectArgs) -> Option<ScramCache> {
 /// Runs `connect` with `resolver` for SRV.
 pub async fn run<R: SrvResolver>(args: ConnectArgs, resolver: &R) -> Result<(), Failure> {
     let password = password(&args.jid)?;
+    run_with_password(args, resolver, password).await
+}
+
+/// [`run`] with the password already known.
+pub async fn run_with_password<R: SrvResolver>(
+    args: ConnectArgs,
+    resolver: &R,
+    password: String,
+) -> Result<(), Failure> {
     let mut login = Login::new(&args.jid, &password)?;
     login.tls = match args.tls {
         TlsMode::Required => TlsPolicy::Required,
@@ -272,16 +281,20 @@ async fn establish(
             target.source
         ));
         let limit = Duration::from_secs(args.timeout);
-        let transport = match tokio::time::timeout(limit, client::connect_tcp(host, port)).await {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => {
-                last_error = Some(e);
-                continue;
-            }
-            Err(_) => {
-                last_error = Some(Failure::protocol(format!(
+        let connected = tokio::time::timeout(limit, client::connect_tcp(host, port))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failure::protocol(format!(
                     "connecting to {host}:{port}: timed out"
-                )));
+                )))
+            });
+        let transport = match connected {
+            Ok(t) => t,
+            Err(e) => {
+                if target.security == Security::DirectTls && login.tls != TlsPolicy::Required {
+                    starttls_allowed = false;
+                }
+                last_error = Some(e);
                 continue;
             }
         };

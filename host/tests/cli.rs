@@ -628,3 +628,268 @@ async fn serve_trace_prints_each_clients_negotiation() {
         .filter(|l| l.contains("I: ") || l.contains("R: "))
         .all(|l| l.starts_with("serve: 127.0.0.1:")));
 }
+
+/// Reads a child's stdout until `done` holds for what was read.
+async fn read_banner(
+    stdout: &mut tokio::process::ChildStdout,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let mut banner = String::new();
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(LIMIT, async {
+        while !done(&banner) {
+            let n = stdout.read(&mut buf).await.unwrap();
+            assert!(n > 0, "exited: {banner}");
+            banner.push_str(&text(&buf[..n]));
+        }
+    })
+    .await
+    .expect("in time");
+    banner
+}
+
+/// A TLS client offering `alpn` to `port` with SNI example.com, trusting `ca`.
+async fn tls_handshake(port: u16, ca: &[u8], alpn: &[&[u8]]) -> std::io::Result<()> {
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject as _;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let name = rustls::pki_types::ServerName::try_from("example.com").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await?;
+    // TLS 1.3: a refused handshake may only show on the first read.
+    tls.write_all(b"<?xml version='1.0'?>").await?;
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(Duration::from_millis(500), tls.read(&mut buf)).await {
+        Ok(Err(e)) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// `serve --direct-tls-listen`: Direct TLS (XEP-0368) on a port of its own. `connect
+/// --direct-tls` binds there in 5 round trips after the connect, and in 4 (5 counting the
+/// connect) once the SCRAM cache holds the keys and the mechanism; ALPN `xmpp-client` (or
+/// none) is accepted, another protocol refused; a message crosses to a STARTTLS session.
+#[tokio::test]
+async fn serve_direct_tls_port_and_connect_direct_tls_with_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--direct-tls-listen",
+            "127.0.0.1:0",
+            "--domain",
+            "example.com",
+            "--user",
+            "juliet:j-1",
+            "--user",
+            "romeo:r-1",
+        ])
+        .arg("--write-ca")
+        .arg(&ca)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let banner = read_banner(&mut stdout, |b| b.contains("STARTTLS required")).await;
+    let port_after = |marker: &str| -> String {
+        let line = banner.lines().find(|l| l.contains(marker)).unwrap();
+        line.rsplit(':').next().unwrap().trim().to_string()
+    };
+    let starttls_port = port_after("example.com on 127.0.0.1:");
+    let direct_port = port_after("Direct TLS (XEP-0368, ALPN xmpp-client) on 127.0.0.1:");
+    let ca_s = ca.display().to_string();
+    let config = tempfile::tempdir().unwrap();
+    let xdg = config.path().display().to_string();
+    let args = [
+        "connect",
+        "juliet@example.com/balcony",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &direct_port,
+        "--direct-tls",
+        "--ca",
+        &ca_s,
+        "--send",
+        "juliet@example.com/balcony",
+        "hi",
+    ];
+    let env = [("XMPP_PASSWORD", "j-1"), ("XDG_CONFIG_HOME", xdg.as_str())];
+    let online = |out: &Output| -> String {
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        stderr
+            .lines()
+            .find(|l| l.contains("online as"))
+            .unwrap_or_else(|| panic!("{stderr}"))
+            .to_string()
+    };
+    let first = online(&run(&args, &env).await);
+    assert!(
+        first.contains("(SCRAM-SHA-256-PLUS, Direct TLS, TLS 1.3"),
+        "{first}"
+    );
+    assert!(first.contains(" 5 round trips"), "{first}");
+    let second = online(&run(&args, &env).await);
+    assert!(second.contains("SCRAM keys from the cache"), "{second}");
+    assert!(second.contains(" 4 round trips"), "{second}");
+
+    // ALPN: ours or none is served; another protocol only is refused.
+    let direct: u16 = direct_port.parse().unwrap();
+    let pem = std::fs::read(&ca).unwrap();
+    tls_handshake(direct, &pem, &[b"xmpp-client"])
+        .await
+        .unwrap();
+    tls_handshake(direct, &pem, &[]).await.unwrap();
+    assert!(tls_handshake(direct, &pem, &[b"h2"]).await.is_err());
+
+    // Direct TLS and STARTTLS sessions share the server's routing.
+    let mut starttls_args = args.to_vec();
+    starttls_args.retain(|a| *a != "--direct-tls");
+    starttls_args[5] = &starttls_port;
+    starttls_args[1] = "romeo@example.com";
+    starttls_args[9] = "juliet@example.com";
+    let mut listening = Command::new(BIN)
+        .args([
+            "connect",
+            "juliet@example.com/balcony",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &direct_port,
+            "--direct-tls",
+            "--ca",
+            &ca_s,
+        ])
+        .env("XMPP_PASSWORD", "j-1")
+        .env("XDG_CONFIG_HOME", &xdg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut err = listening.stderr.take().unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(LIMIT, async {
+        while !seen.contains("printing incoming stanzas") {
+            let n = err.read(&mut buf).await.unwrap();
+            assert!(n > 0, "{seen}");
+            seen.push_str(&text(&buf[..n]));
+        }
+    })
+    .await
+    .expect("online in time");
+    let out = run(&starttls_args, &[("XMPP_PASSWORD", "r-1")]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut incoming = listening.stdout.take().unwrap();
+    let got = read_banner(&mut incoming, |s| s.contains("<body>hi</body>")).await;
+    assert!(got.contains("from='romeo@example.com"), "{got}");
+    listening.kill().await.unwrap();
+    child.kill().await.unwrap();
+}
+
+/// Where `connect` goes when DNS announces Direct TLS (through the `SrvResolver` trait, on
+/// loopback): Direct TLS first; a Direct TLS port that is closed or does not speak TLS
+/// gives way to STARTTLS, but only when TLS is required there (never towards plaintext);
+/// a certificate refused on the Direct TLS port ends the attempt at once.
+#[tokio::test]
+async fn connect_prefers_direct_tls_and_falls_back_only_where_safe() {
+    use clap::Parser as _;
+    use xmpp_handshake_host::cli::{Cli, Command as CliCommand};
+    use xmpp_handshake_host::connect;
+    use xmpp_handshake_host::resolve::{SrvRecord, StaticResolver};
+
+    let mut s = TestServer::start(&[("juliet", "j-1")]).await;
+    let direct = s
+        .server
+        .listen_direct_tls(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap()
+        .port();
+    let starttls = s.server.addr.port();
+    let mut other = TestServer::start(&[("juliet", "j-1")]).await;
+    let foreign_direct = other
+        .server
+        .listen_direct_tls(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap()
+        .port();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let srv = |port| SrvRecord {
+        priority: 0,
+        weight: 0,
+        port,
+        target: "127.0.0.1".into(),
+    };
+    let resolver = |direct_port: u16, starttls_port: u16| StaticResolver {
+        records: vec![
+            (
+                "_xmpps-client._tcp.example.com".into(),
+                vec![srv(direct_port)],
+            ),
+            (
+                "_xmpp-client._tcp.example.com".into(),
+                vec![srv(starttls_port)],
+            ),
+        ],
+    };
+    let ca = s.ca();
+    let connect = |resolver: StaticResolver, extra: &'static [&'static str]| {
+        let mut argv = vec![
+            "xmpp-handshake",
+            "connect",
+            "juliet@example.com",
+            "--ca",
+            &ca,
+            "--no-cache",
+            "--timeout",
+            "10",
+            "--send",
+            "juliet@example.com",
+            "hi",
+        ];
+        argv.extend(extra);
+        let CliCommand::Connect(args) = Cli::try_parse_from(argv).unwrap().command else {
+            unreachable!()
+        };
+        async move { connect::run_with_password(args, &resolver, "j-1".into()).await }
+    };
+    tokio::time::timeout(LIMIT, async {
+        // Direct TLS first: the STARTTLS record points nowhere, and it works.
+        connect(resolver(direct, closed), &[]).await.unwrap();
+        // A closed Direct TLS port, and one that speaks plain XMPP (no TLS): STARTTLS.
+        connect(resolver(closed, starttls), &[]).await.unwrap();
+        connect(resolver(starttls, starttls), &[]).await.unwrap();
+        // ... but not when STARTTLS may end in plaintext.
+        let f = connect(resolver(closed, starttls), &["--tls", "optional"])
+            .await
+            .unwrap_err();
+        assert!(f.message.contains("not falling back to STARTTLS"), "{f}");
+        // A certificate our anchors do not vouch for: refused, no second try elsewhere.
+        let f = connect(resolver(foreign_direct, starttls), &[])
+            .await
+            .unwrap_err();
+        assert_eq!(f.code, ExitCode::Certificate, "{f}");
+    })
+    .await
+    .expect("in time");
+}

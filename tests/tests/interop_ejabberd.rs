@@ -21,6 +21,7 @@ const OFF: How = How {
     tls: TlsPolicy::Required,
     cb: CbPolicy::Off,
     tls12: false,
+    direct_tls: false,
 };
 
 fn each_hash(hash: ScramHash, family: &str) {
@@ -165,5 +166,45 @@ fn pipelined_login_binds_in_five_round_trips_and_recovers_from_a_wrong_hint() {
         let a = login(&e, &alice.name, &alice.password, "retry", wrong).await;
         assert_eq!(a.used().as_deref(), Some("SCRAM-SHA-256"), "{}", a.dump());
         close(a.ok()).await;
+    });
+}
+
+/// Direct TLS (XEP-0368) to ejabberd's `tls: true` listener: with `<auth/>` pipelined
+/// behind the first header and bind behind the header after `<success/>`, 4 round trips
+/// after the TCP connect (5 counting it), 5 without the hint; routes to a STARTTLS session.
+#[test]
+fn direct_tls_binds_in_four_round_trips_after_the_connect() {
+    let Some(e) = Ejabberd::start_or_skip(EjabberdOptions {
+        scram_hash: ScramHash::Sha256,
+        ..EjabberdOptions::default()
+    }) else {
+        return;
+    };
+    let (alice, bob) = (e.user(0).clone(), e.user(1).clone());
+    block_on(async {
+        let direct = How {
+            direct_tls: true,
+            ..OFF
+        };
+        let a = login(&e, &alice.name, &alice.password, "plain-hint", direct).await;
+        assert_eq!(a.transcript.round_trips(), 5, "{}", a.dump());
+        close(a.ok()).await;
+
+        let fast = How {
+            pipeline: Some(Mechanism::ScramSha256),
+            ..direct
+        };
+        let a = login(&e, &alice.name, &alice.password, "direct", fast).await;
+        let dump = a.dump();
+        assert!(!dump.contains("<starttls"), "{dump}");
+        assert_eq!(a.used().as_deref(), Some("SCRAM-SHA-256"), "{dump}");
+        assert_eq!(a.transcript.round_trips(), 4, "{dump}");
+        let mut a = a.ok();
+        assert!(a.session.outcome.secure);
+        let mut b = login(&e, &bob.name, &bob.password, "b", OFF).await.ok();
+        exchange(&mut a, &mut b, "over Direct TLS").await;
+        exchange(&mut b, &mut a, "back over STARTTLS").await;
+        close(a).await;
+        close(b).await;
     });
 }

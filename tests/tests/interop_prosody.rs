@@ -298,3 +298,52 @@ fn pipelined_login_binds_in_five_round_trips_and_recovers_from_a_wrong_hint() {
         close(a.ok()).await;
     });
 }
+
+/// Direct TLS (XEP-0368) to Prosody's `c2s_direct_tls_ports`: TLS from the first byte, no
+/// `<starttls/>`; with `<auth/>` pipelined behind the first header and bind behind the
+/// header after `<success/>`, 4 round trips after the TCP connect (5 counting it), 5
+/// without the hint; the session routes to and from a STARTTLS one.
+#[test]
+fn direct_tls_binds_in_four_round_trips_after_the_connect() {
+    let Some(p) = Prosody::start_or_skip(ProsodyOptions::default()) else {
+        return;
+    };
+    let (alice, bob) = (p.user(0).clone(), p.user(1).clone());
+    block_on(async {
+        let direct = How {
+            direct_tls: true,
+            ..How::default()
+        };
+        let a = login(&p, &alice.name, &alice.password, "plain-hint", direct).await;
+        assert_eq!(a.transcript.round_trips(), 5, "{}", a.dump());
+        close(a.ok()).await;
+
+        let fast = How {
+            pipeline: Some(Mechanism::ScramSha1),
+            ..direct
+        };
+        let a = login(&p, &alice.name, &alice.password, "direct", fast).await;
+        let dump = a.dump();
+        assert!(!dump.contains("<starttls"), "{dump}");
+        assert_eq!(a.used().as_deref(), Some("SCRAM-SHA-1"), "{dump}");
+        assert_eq!(
+            a.transcript.tls().map(|t| t.version.as_str()),
+            Some("TLS 1.3")
+        );
+        assert_eq!(a.transcript.round_trips(), 4, "{dump}");
+        let mut a = a.ok();
+        assert!(a.session.outcome.secure);
+        eprintln!(
+            "prosody Direct TLS: bound {} in 4 round trips after the connect, {:.1} ms",
+            a.jid,
+            a.elapsed.as_secs_f64() * 1000.0
+        );
+        let mut b = login(&p, &bob.name, &bob.password, "b", How::default())
+            .await
+            .ok();
+        exchange(&mut a, &mut b, "over Direct TLS").await;
+        exchange(&mut b, &mut a, "back over STARTTLS").await;
+        close(a).await;
+        close(b).await;
+    });
+}

@@ -40,6 +40,8 @@ pub struct How {
     pub tls12: bool,
     /// `<auth/>` pipelined with the post-TLS header, with this mechanism.
     pub pipeline: Option<Mechanism>,
+    /// Direct TLS (XEP-0368) to the server's `c2s_direct_tls` port instead of STARTTLS.
+    pub direct_tls: bool,
 }
 
 impl Default for How {
@@ -49,6 +51,7 @@ impl Default for How {
             cb: CbPolicy::WhenOffered,
             tls12: false,
             pipeline: None,
+            direct_tls: false,
         }
     }
 }
@@ -98,7 +101,8 @@ impl Attempt {
     }
 }
 
-/// Logs in as `name@domain/resource` with `password` to the server's c2s port.
+/// Logs in as `name@domain/resource` with `password` to the server's c2s port (or its
+/// Direct TLS port).
 pub async fn login(
     s: &ServerInfo,
     name: &str,
@@ -114,11 +118,20 @@ pub async fn login(
     if how.tls12 {
         trust = trust.tls12_only().unwrap();
     }
-    let transport = client::connect_tcp("127.0.0.1", s.ports.c2s).await.unwrap();
+    let port = if how.direct_tls {
+        s.ports.c2s_direct_tls
+    } else {
+        s.ports.c2s
+    };
+    let transport = client::connect_tcp("127.0.0.1", port).await.unwrap();
     let cell = TlsCell::default();
     let mut transcript = Transcript::new(Side::Initiating, cell.clone());
     transcript.redact_secret(password);
-    let result = client::login_typed(transport, &l, &trust, cell, &mut transcript).await;
+    let result = if how.direct_tls {
+        client::login_direct_tls_typed(transport, &l, &trust, cell, &mut transcript).await
+    } else {
+        client::login_typed(transport, &l, &trust, cell, &mut transcript).await
+    };
     Attempt { result, transcript }
 }
 

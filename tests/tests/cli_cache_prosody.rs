@@ -1,0 +1,192 @@
+//! The `xmpp-handshake connect` binary against a real Prosody: the SCRAM cache (first login
+//! derives the keys, the next takes them from the cache and pipelines `<auth/>`: one round
+//! trip less), its recovery when the cached keys are stale (keys the server refuses; a
+//! password changed on the server, which gives a new salt), a wrong password with a cache
+//! present, `--no-cache`, and Direct TLS (XEP-0368) to Prosody's `c2s_direct_tls_ports`.
+//!
+//! What the binary did is read from its summary line (`online as ... (MECHANISM, STARTTLS
+//! or Direct TLS, TLS ..., N round trips, T ms; SCRAM keys ...)`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use base64::Engine as _;
+use xmpp_handshake_tests::{Prosody, ProsodyOptions};
+
+fn cli() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("xmpp-handshake");
+    assert!(
+        bin.exists(),
+        "{} not found: build it with `cargo build -p xmpp-handshake-host` \
+         (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}
+
+/// One `connect --send` (to ourselves) as `user` with `password`, config dir `config`, to
+/// the STARTTLS port (the Direct TLS port with `--direct-tls` in `extra`).
+fn connect(p: &Prosody, user: &str, password: &str, config: &Path, extra: &[&str]) -> Output {
+    let jid = format!("{user}@{}", p.domain);
+    let port = if extra.contains(&"--direct-tls") {
+        p.ports.c2s_direct_tls
+    } else {
+        p.ports.c2s
+    }
+    .to_string();
+    let mut args = vec!["connect", &jid, "--host", "127.0.0.1", "--port", &port];
+    args.extend(extra);
+    let ca = p.ca_path.display().to_string();
+    args.extend(["--ca", &ca, "--send", &jid, "hi", "--timeout", "20"]);
+    Command::new(cli())
+        .args(&args)
+        .env("XMPP_PASSWORD", password)
+        .env("XDG_CONFIG_HOME", config)
+        .output()
+        .expect("the binary runs")
+}
+
+/// The summary line of a successful run.
+fn online(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("xmpp-handshake: online as "))
+        .unwrap_or_else(|| panic!("no summary line: {stderr}"));
+    eprintln!("{line}");
+    line.to_string()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn cache_file(config: &Path) -> PathBuf {
+    config.join("xmpp-handshake/scram-cache")
+}
+
+/// Flips a bit in the sealed keys of every entry (salt and iterations stay): keys the
+/// server will refuse, as after a password change that kept the salt.
+fn spoil_keys(config: &Path) {
+    let path = cache_file(config);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let engine = base64::engine::general_purpose::STANDARD;
+    let spoiled: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let mut fields: Vec<String> = line.split(' ').map(String::from).collect();
+            if line.starts_with('#') || fields.len() != 6 {
+                return line.to_string();
+            }
+            let mut sealed = engine.decode(&fields[5]).unwrap();
+            *sealed.last_mut().unwrap() ^= 1;
+            fields[5] = engine.encode(&sealed);
+            fields.join(" ")
+        })
+        .collect();
+    std::fs::write(&path, spoiled.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn scram_cache_skips_pbkdf2_pipelines_auth_and_recovers_when_stale() {
+    let Some(p) = Prosody::start_or_skip(ProsodyOptions::default()) else {
+        return;
+    };
+    let alice = p.user(0).clone();
+    let config = tempfile::tempdir().unwrap();
+    let config = config.path();
+
+    // First login: keys derived (PBKDF2), cached with the mechanism; 6 round trips after
+    // the connect (header+<starttls/>, TLS, header, SCRAM x2, header+bind).
+    let first = online(&connect(&p, &alice.name, &alice.password, config, &[]));
+    assert!(first.contains("(SCRAM-SHA-1, STARTTLS, TLS 1.3"), "{first}");
+    assert!(first.contains(" 6 round trips"), "{first}");
+    assert!(first.contains("SCRAM keys derived and cached"), "{first}");
+    let text = std::fs::read_to_string(cache_file(config)).unwrap();
+    assert!(
+        text.contains(&format!("{} alice SCRAM-SHA-1 when-offered ", p.domain)),
+        "{text}"
+    );
+    assert!(!text.contains(&alice.password), "{text}");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(cache_file(config)).unwrap().permissions();
+        assert_eq!(mode.mode() & 0o777, 0o600);
+    }
+
+    // Second: no PBKDF2, <auth/> sent right behind the post-TLS header: 5 round trips.
+    let second = online(&connect(&p, &alice.name, &alice.password, config, &[]));
+    assert!(second.contains("SCRAM keys from the cache"), "{second}");
+    assert!(second.contains(" 5 round trips"), "{second}");
+
+    // Keys the server refuses (same salt): refused once, derived again, cached again.
+    spoil_keys(config);
+    let out = connect(&p, &alice.name, &alice.password, config, &[]);
+    assert!(
+        stderr(&out).contains("refused the cached SCRAM keys"),
+        "{}",
+        stderr(&out)
+    );
+    let line = online(&out);
+    assert!(line.contains("SCRAM keys derived and cached"), "{line}");
+    let line = online(&connect(&p, &alice.name, &alice.password, config, &[]));
+    assert!(line.contains("SCRAM keys from the cache"), "{line}");
+
+    // A wrong password with a cache present logs in no more than without one.
+    let out = connect(&p, &alice.name, "not-her-password", config, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+
+    // The password changed on the server: Prosody stores it with a new salt, so the core
+    // derives new keys at once (no refused attempt); they are cached.
+    p.register(&alice.name, "alice-new-2").unwrap();
+    let out = connect(&p, &alice.name, "alice-new-2", config, &[]);
+    assert!(
+        !stderr(&out).contains("refused the cached SCRAM keys"),
+        "{}",
+        stderr(&out)
+    );
+    let line = online(&out);
+    assert!(line.contains("SCRAM keys derived and cached"), "{line}");
+    let line = online(&connect(&p, &alice.name, "alice-new-2", config, &[]));
+    assert!(line.contains("SCRAM keys from the cache"), "{line}");
+    assert!(line.contains(" 5 round trips"), "{line}");
+
+    // --no-cache: neither read nor written.
+    let before = std::fs::read_to_string(cache_file(config)).unwrap();
+    let line = online(&connect(
+        &p,
+        &alice.name,
+        "alice-new-2",
+        config,
+        &["--no-cache"],
+    ));
+    assert!(line.contains("SCRAM keys derived)"), "{line}");
+    assert!(line.contains(" 6 round trips"), "{line}");
+    assert_eq!(std::fs::read_to_string(cache_file(config)).unwrap(), before);
+}
+
+/// `connect --direct-tls` to Prosody's Direct TLS port: 5 round trips after the connect
+/// on the first login, 4 with the cache's mechanism (5 counting the connect).
+#[test]
+fn direct_tls_login_with_the_cache_takes_four_round_trips_after_the_connect() {
+    let Some(p) = Prosody::start_or_skip(ProsodyOptions::default()) else {
+        return;
+    };
+    let bob = p.user(1).clone();
+    let config = tempfile::tempdir().unwrap();
+    let config = config.path();
+    let direct = ["--direct-tls"];
+    let first = online(&connect(&p, &bob.name, &bob.password, config, &direct));
+    assert!(
+        first.contains("(SCRAM-SHA-1, Direct TLS, TLS 1.3"),
+        "{first}"
+    );
+    assert!(first.contains(" 5 round trips"), "{first}");
+    let second = online(&connect(&p, &bob.name, &bob.password, config, &direct));
+    assert!(second.contains("Direct TLS"), "{second}");
+    assert!(second.contains("SCRAM keys from the cache"), "{second}");
+    assert!(second.contains(" 4 round trips"), "{second}");
+}
