@@ -228,9 +228,12 @@ impl Observer for Reporter {
                     if self.authenticated { "sasl" } else { "tls" }.into(),
                 )]),
             ),
-            // `tls` is reported by `tls_established` with the handshake's details; `bound`
-            // once the bound JID is known.
-            Step::TlsEstablished | Step::Bound => {}
+            // The core counts the stream after TLS as a new one (§5.4.3.3) rather than a
+            // restart step; for the page it is the seed's "restart" after TLS. (`tls`
+            // itself is reported by `tls_established`, with the handshake's details.)
+            Step::TlsEstablished => self.event("restart", detail(&[("after", "tls".into())])),
+            // Reported once the bound JID is known.
+            Step::Bound => {}
             // Receiving-entity steps.
             Step::FeaturesSent | Step::StartTlsReceived | Step::ProceedSent => {}
         }
