@@ -149,6 +149,9 @@ where
         }
         if stats.bound > bound_before {
             backoff.reset();
+            if config.behaviour.soak {
+                continue;
+            }
         }
         let delay = backoff.next_delay(&mut *rng.borrow_mut());
         info!(
@@ -242,6 +245,14 @@ where
         .await
         .map_err(Failure::Xmpp)?;
     let behaviour = config.behaviour;
+    if behaviour.soak {
+        info!("soak: session {} closes", stats.bound);
+        return with_timeout(config.negotiate_timeout, session.close())
+            .await
+            .map_err(|_| Failure::Timeout("closing"))?
+            .map(|_| ())
+            .map_err(Failure::Xmpp);
+    }
     let mut next_reading = behaviour.report_to.map(|_| Instant::now());
     loop {
         deadline.set(next_reading);

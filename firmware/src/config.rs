@@ -46,6 +46,9 @@ pub struct Behaviour<'a> {
     pub report_to: Option<&'a str>,
     /// The period of the readings.
     pub period: Duration,
+    /// Reconnect soak: close each stream right after binding and reconnect at once (no
+    /// backoff), to show a reconnect leaks nothing. Off on devices.
+    pub soak: bool,
 }
 
 impl<'a> Config<'a> {
@@ -67,6 +70,7 @@ impl<'a> Config<'a> {
                 echo: true,
                 report_to: None,
                 period: Duration::from_secs(60),
+                soak: false,
             },
             backoff: Backoff::default(),
             connect_timeout: Duration::from_secs(10),

@@ -255,7 +255,12 @@ enum Anchor {
     Foreign,
 }
 
-fn start_app(server: &Prosody, anchor: Anchor, work: &Path) -> Result<App, String> {
+fn start_app(
+    server: &Prosody,
+    anchor: Anchor,
+    work: &Path,
+    env: &[(&str, &str)],
+) -> Result<App, String> {
     let ca = work.join("ca.der");
     let der = match anchor {
         Anchor::ServersCa => server.ca_der().to_vec(),
@@ -275,6 +280,7 @@ fn start_app(server: &Prosody, anchor: Anchor, work: &Path) -> Result<App, Strin
         .env("TAP_IF", "tap0")
         .env("TAP_ADDR", DEVICE_CIDR)
         .env("SCRAM_CACHE", work.join("scram-cache.bin"))
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(fs::File::create(work.join("app.out")).map_err(|e| e.to_string())?)
         .stderr(fs::File::create(&log).map_err(|e| e.to_string())?)
@@ -285,7 +291,7 @@ fn start_app(server: &Prosody, anchor: Anchor, work: &Path) -> Result<App, Strin
 
 /// In a fresh namespace: Prosody, then the app with `anchor`, then `scenario`. The app's
 /// milestones go to the test log; on failure its whole log and Prosody's.
-fn with_app<F>(tag: &str, anchor: Anchor, scenario: F)
+fn with_app<F>(tag: &str, anchor: Anchor, env: &[(&str, &str)], scenario: F)
 where
     F: FnOnce(&mut Prosody, &mut App) -> Result<(), String> + Send,
 {
@@ -298,7 +304,10 @@ where
     }
     let ns = Netns::create(tag).expect("network namespace");
     // A thread of its own: only it (and what it spawns) enters the namespace.
-    let result = std::thread::scope(|s| s.spawn(|| run_in_namespace(&ns, anchor, scenario)).join());
+    let result = std::thread::scope(|s| {
+        s.spawn(|| run_in_namespace(&ns, anchor, env, scenario))
+            .join()
+    });
     drop(ns);
     match result {
         Ok(Ok(())) => {}
@@ -307,7 +316,12 @@ where
     }
 }
 
-fn run_in_namespace<F>(ns: &Netns, anchor: Anchor, scenario: F) -> Result<(), String>
+fn run_in_namespace<F>(
+    ns: &Netns,
+    anchor: Anchor,
+    env: &[(&str, &str)],
+    scenario: F,
+) -> Result<(), String>
 where
     F: FnOnce(&mut Prosody, &mut App) -> Result<(), String>,
 {
@@ -322,7 +336,7 @@ where
         return Ok(());
     };
     let work = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let mut app = start_app(&server, anchor, work.path())?;
+    let mut app = start_app(&server, anchor, work.path(), env)?;
     let outcome = scenario(&mut server, &mut app);
     // One heap report after the last session (the app prints one every 5 s).
     let _ = app.wait_for("heap:", 1, Duration::from_secs(6));
@@ -355,7 +369,7 @@ where
 
 #[test]
 fn firmware_app_logs_in_over_tap_and_reconnects_after_a_server_restart() {
-    with_app("login", Anchor::ServersCa, |server, app| {
+    with_app("login", Anchor::ServersCa, &[], |server, app| {
         // 1. STARTTLS + SCRAM + bind over the TAP link; the keys go to the cache.
         app.wait_for("bound as alice@xmpp.test/", 1, Duration::from_secs(90))?;
         app.wait_for("SCRAM keys stored", 1, Duration::from_secs(5))?;
@@ -387,7 +401,7 @@ fn firmware_app_logs_in_over_tap_and_reconnects_after_a_server_restart() {
 
 #[test]
 fn firmware_app_never_logs_in_to_a_server_its_anchor_does_not_vouch_for() {
-    with_app("anchor", Anchor::Foreign, |_, app| {
+    with_app("anchor", Anchor::Foreign, &[], |_, app| {
         // Several attempts, each refused in the TLS handshake, and nothing after it.
         app.wait_for("connection failed", 3, Duration::from_secs(60))?;
         let log = app.log();
@@ -402,5 +416,161 @@ fn firmware_app_never_logs_in_to_a_server_its_anchor_does_not_vouch_for() {
             Some(other) => Err(format!("not a certificate refusal: {other}")),
             None => Ok(()),
         }
+    });
+}
+
+/// `heap:` lines of the app's log: (peak above the start, live now), in order.
+fn heap_samples(log: &str) -> Vec<(usize, usize)> {
+    log.lines()
+        .filter_map(|l| {
+            let rest = l.split("heap: peak ").nth(1)?;
+            let peak = rest.split_whitespace().next()?.parse().ok()?;
+            let live = rest
+                .split(" (")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
+            Some((peak, live))
+        })
+        .collect()
+}
+
+fn rss_kib(pid: u32) -> usize {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The reconnect soak: the app closes each session once bound and reconnects at once.
+/// Passes if it binds `FIRMWARE_SOAK_SESSIONS` times (default 40; the README's figure is a
+/// run with 1000) without a failed connection, and neither the live heap between sessions
+/// (its floor over a window of samples) nor the process's RSS grows from the first quarter
+/// of the run to its end.
+#[test]
+fn firmware_app_reconnects_without_memory_growth() {
+    let sessions: usize = std::env::var("FIRMWARE_SOAK_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let env = [("XMPP_SOAK", "1"), ("HEAP_REPORT_MS", "100")];
+    with_app("soak", Anchor::ServersCa, &env, |_, app| {
+        let started = Instant::now();
+        let quarter = sessions / 4;
+        app.wait_for(
+            "bound as",
+            quarter,
+            Duration::from_secs(60 + quarter as u64),
+        )?;
+        let pid = app.child.id();
+        let warm_samples = heap_samples(&app.log()).len();
+        let rss_warm = rss_kib(pid);
+        app.wait_for(
+            "bound as",
+            sessions,
+            Duration::from_secs(60 + sessions as u64),
+        )?;
+        let rss_end = rss_kib(pid);
+        let elapsed = started.elapsed();
+        let log = app.log();
+        let samples = heap_samples(&log);
+        let floor = |s: &[(usize, usize)]| s.iter().map(|(_, live)| *live).min().unwrap_or(0);
+        let tail = samples.len().saturating_sub(warm_samples.max(10));
+        let (warm, end) = (floor(&samples[..warm_samples]), floor(&samples[tail..]));
+        eprintln!(
+            "firmware soak: {sessions} sessions in {:.1} s; live heap floor {warm} B after \
+             {quarter} sessions, {end} B at the end; RSS {rss_warm} KiB -> {rss_end} KiB",
+            elapsed.as_secs_f64()
+        );
+        if log.contains("connection failed") {
+            return Err("a reconnect failed".into());
+        }
+        if warm == 0 || end > warm + 256 {
+            return Err(format!(
+                "live heap between sessions grew: {warm} B -> {end} B"
+            ));
+        }
+        if rss_end > rss_warm + rss_warm / 20 {
+            return Err(format!("RSS grew: {rss_warm} KiB -> {rss_end} KiB"));
+        }
+        Ok(())
+    });
+}
+
+/// Heap one parsed element may take, as a multiple of its size: roxmltree's tree of it
+/// (FACTS: 7–10×; the firmware README sizes the heap with 10×).
+const HEAP_PER_ELEMENT_BYTE: usize = 10;
+
+/// `Memory::DEFAULT.max_element`: the framer's bound on the boards and the host build.
+const MAX_ELEMENT: usize = 4096;
+
+/// The highest `heap: peak` the app has reported after at least `more` new reports.
+fn peak_after(app: &mut App, more: usize) -> Result<usize, String> {
+    let reports = heap_samples(&app.log()).len();
+    app.wait_for("heap:", reports + more, Duration::from_secs(5))?;
+    Ok(heap_samples(&app.log())
+        .iter()
+        .map(|(p, _)| *p)
+        .max()
+        .unwrap_or(0))
+}
+
+/// The counting allocator of the host build: receiving (and echoing) an element just under
+/// `max_element` raises the app's peak heap by at most 10× the bound; an element over the
+/// bound ends the stream before it is parsed (the framer's buffer never grows) and raises
+/// nothing.
+#[test]
+fn firmware_app_heap_per_element_stays_under_its_bound() {
+    let env = [("HEAP_REPORT_MS", "200"), ("XMPP_PERIOD_MS", "3600000")];
+    with_app("heap", Anchor::ServersCa, &env, |server, app| {
+        app.wait_for("bound as alice@xmpp.test/", 1, Duration::from_secs(90))?;
+        let device = format!("{}/device", server.user(0).jid(DOMAIN));
+        let session_peak = peak_after(app, 2)?;
+        block_on(async {
+            let mut bob = bob(server).await;
+            // Prosody adds from, to, id and xml:lang: the element arrives just under 4 KiB.
+            let body = "b".repeat(3700);
+            bob.send(&stanza::message(&device, &body, Some("big")))
+                .await
+                .unwrap();
+            message_containing(&mut bob, &format!("echo: {body}"), Duration::from_secs(20)).await;
+        });
+        let element_peak = peak_after(app, 2)?;
+        let per_element = element_peak.saturating_sub(session_peak);
+        eprintln!(
+            "firmware heap: peak {session_peak} B above the start for the session, \
+             {element_peak} B with a 4 KiB element ({per_element} B for the element)"
+        );
+        if session_peak == 0 || per_element > HEAP_PER_ELEMENT_BYTE * MAX_ELEMENT {
+            return Err(format!(
+                "the element took {per_element} B of heap, bound {} B",
+                HEAP_PER_ELEMENT_BYTE * MAX_ELEMENT
+            ));
+        }
+        // Over the bound: refused with policy-violation before parsing; the app reconnects.
+        block_on(async {
+            let mut bob = bob(server).await;
+            let body = "o".repeat(6000);
+            bob.send(&stanza::message(&device, &body, Some("over")))
+                .await
+                .unwrap();
+        });
+        app.wait_for("bound as alice@xmpp.test/", 2, Duration::from_secs(60))?;
+        let after = peak_after(app, 2)?;
+        if !app.log().contains("policy-violation") {
+            return Err("no policy-violation for the oversized element".into());
+        }
+        if after > element_peak {
+            return Err(format!(
+                "peak heap {element_peak} B -> {after} B with an oversized element"
+            ));
+        }
+        Ok(())
     });
 }

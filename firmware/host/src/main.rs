@@ -5,7 +5,9 @@
 //! `XMPP_JID`, `XMPP_PASSWORD`, `XMPP_SERVER` (`a.b.c.d:port`), `XMPP_CA` (path to the DER or
 //! PEM trust anchor), optional `XMPP_REPORT_TO` + `XMPP_PERIOD_MS` (periodic readings),
 //! `XMPP_ECHO` (`0` turns echo off), `XMPP_RESOURCE`; `TAP_IF` (default `tap0`), `TAP_ADDR`
-//! (`a.b.c.d/len`), `SCRAM_CACHE` (file for the SCRAM cache). Logs go to stderr (`RUST_LOG`).
+//! (`a.b.c.d/len`), `SCRAM_CACHE` (file for the SCRAM cache); `XMPP_SOAK=1` closes each
+//! session once bound and reconnects at once (a reconnect soak); `HEAP_REPORT_MS` (default
+//! 5000) is the period of the heap report. Logs go to stderr (`RUST_LOG`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddrV4;
@@ -115,9 +117,9 @@ async fn net_task(mut runner: Runner<'static, TunTapDevice>) -> ! {
 }
 
 #[embassy_executor::task]
-async fn heap_report() -> ! {
+async fn heap_report(period: Duration) -> ! {
     loop {
-        embassy_time::Timer::after(Duration::from_secs(5)).await;
+        embassy_time::Timer::after(period).await;
         let base = BASELINE.load(Ordering::Relaxed);
         log::info!(
             "heap: peak {} bytes above the {} bytes live at start ({} live now)",
@@ -158,6 +160,7 @@ async fn main(spawner: Spawner) {
         config.resource = leak(r);
     }
     config.behaviour.echo = std::env::var("XMPP_ECHO").as_deref() != Ok("0");
+    config.behaviour.soak = std::env::var("XMPP_SOAK").as_deref() == Ok("1");
     config.behaviour.report_to = std::env::var("XMPP_REPORT_TO").ok().map(leak);
     if let Ok(ms) = std::env::var("XMPP_PERIOD_MS") {
         config.behaviour.period = Duration::from_millis(ms.parse().unwrap_or(60_000));
@@ -184,7 +187,11 @@ async fn main(spawner: Spawner) {
         OsRng.next_u64(),
     );
     spawner.spawn(net_task(runner).unwrap());
-    spawner.spawn(heap_report().unwrap());
+    let period = std::env::var("HEAP_REPORT_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(5000);
+    spawner.spawn(heap_report(Duration::from_millis(period)).unwrap());
 
     let memory = Memory::DEFAULT;
     config.limits = memory.limits();
