@@ -168,6 +168,15 @@ export interface HandshakeError extends Error {
         }
     }
 
+    /// A session the page drops (`free()`, or garbage collection) without `close()` is
+    /// closed, so its WebSocket does not stay open unseen.
+    impl Drop for Session {
+        fn drop(&mut self) {
+            let (done, _) = oneshot::channel();
+            session::submit(&self.control, Command::Close(done));
+        }
+    }
+
     fn outcome(result: oneshot::Receiver<Result<(), Failure>>) -> js_sys::Promise {
         wasm_bindgen_futures::future_to_promise(async move {
             match result.await {

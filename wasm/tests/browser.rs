@@ -579,3 +579,23 @@ async fn tunnel_with_the_wrong_ca_is_a_certificate_error() {
     );
     assert!(!steps(&seen).contains(&"sasl".to_string()));
 }
+
+#[wasm_bindgen_test]
+async fn tunnel_scram_plus_binds_to_the_certificate_with_our_server() {
+    // Our receiving entity offers SCRAM -PLUS on TLS 1.3 and checks tls-server-end-point;
+    // with binding required, nothing else would do.
+    let (opts, seen) = tunnel_options(
+        server!("XH_WASM_SERVE_TUNNEL_URL"),
+        &[
+            ("ca", server!("XH_WASM_SERVE_CA_PEM").into()),
+            ("channelBinding", "required".into()),
+        ],
+    );
+    let session = connect(opts)
+        .await
+        .expect("SCRAM -PLUS login through the tunnel");
+    let bound = event(&seen, "bound");
+    let mechanism = text(&bound, "mechanism");
+    assert!(mechanism.ends_with("-PLUS"), "{mechanism}");
+    done(session.close()).await.expect("close");
+}

@@ -6,20 +6,38 @@
 //! ```
 //!
 //! Starts two Prosodys for the same domain with different keys (the harness's defaults:
-//! STARTTLS required, mod_websocket with `consider_websocket_secure`, users alice and bob)
-//! and the host's WebSocket-to-TCP bridge allowed to reach both C2S ports, passes where to
-//! find them in `XH_WASM_*` environment variables (the tests read them at compile time),
-//! runs the command, stops everything, and exits with the command's status.
+//! STARTTLS required, mod_websocket with `consider_websocket_secure`, users alice and bob),
+//! our own receiving entity, and the host's WebSocket-to-TCP bridge allowed to reach the
+//! three C2S ports; passes where to find them in `XH_WASM_*` environment variables (the
+//! tests read them at compile time), runs the command, stops everything, and exits with
+//! the command's status.
 
 use std::process::{Command, ExitCode};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
+use rand_core::OsRng;
+
+use xmpp_handshake_core::sasl::MemoryStore;
 use xmpp_handshake_core::trust::Fingerprint;
 use xmpp_handshake_host::bridge::{self, Bridge, BridgeConfig, Target};
+use xmpp_handshake_host::certs::ServerIdentity;
+use xmpp_handshake_host::limits::ServeLimits;
+use xmpp_handshake_host::serve::{ServeConfig, Server, SharedStore};
 use xmpp_handshake_tests::{Prosody, ProsodyOptions};
 
-/// Starts the bridge on an ephemeral loopback port in a thread of its own; its port.
-fn start_bridge(allow: Vec<Target>) -> std::io::Result<u16> {
+/// Where the in-process servers listen.
+struct InProcess {
+    /// The bridge's port.
+    bridge: u16,
+    /// Our own receiving entity (`serve`): its C2S port and its CA (PEM).
+    serve: u16,
+    serve_ca: String,
+}
+
+/// Starts, in a thread of its own, the bridge (allowed to reach `allow` and our server) and
+/// our receiving entity (SCRAM `-PLUS` with `tls-server-end-point`, which Prosody does not
+/// offer on TLS 1.3), both on ephemeral loopback ports.
+fn start_in_process(mut allow: Vec<Target>, user: (String, String)) -> Result<InProcess, String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -27,23 +45,60 @@ fn start_bridge(allow: Vec<Target>) -> std::io::Result<u16> {
             .build()
         {
             Ok(r) => r,
-            Err(e) => return drop(tx.send(Err(e))),
+            Err(e) => return drop(tx.send(Err(e.to_string()))),
         };
         runtime.block_on(async move {
-            let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-                Ok(l) => l,
-                Err(e) => return drop(tx.send(Err(e))),
+            let started = async {
+                let identity = ServerIdentity::generate("localhost").map_err(|e| e.message)?;
+                let serve_ca = identity.ca_pem.clone().unwrap_or_default();
+                let mut store = MemoryStore::new();
+                store.add_password(&user.0, &user.1, 4096, &mut OsRng);
+                let config = ServeConfig {
+                    domain: "localhost".into(),
+                    store: SharedStore(Arc::new(store)),
+                    identity,
+                    log_connections: false,
+                    verbose: false,
+                    trace: false,
+                    channel_binding: true,
+                    limits: ServeLimits::default(),
+                };
+                let server = Server::start(([127, 0, 0, 1], 0).into(), config)
+                    .await
+                    .map_err(|e| e.message)?;
+                allow.push(Target {
+                    host: "127.0.0.1".into(),
+                    port: server.addr.port(),
+                });
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let bridge = listener.local_addr().map_err(|e| e.to_string())?.port();
+                let serve = server.addr.port();
+                Ok::<_, String>((
+                    server,
+                    listener,
+                    InProcess {
+                        bridge,
+                        serve,
+                        serve_ca,
+                    },
+                ))
             };
-            let port = listener.local_addr().map(|a| a.port());
-            let _ = tx.send(port);
-            let router = bridge::router(Bridge::new(BridgeConfig::new(allow)));
-            if let Err(e) = bridge::serve(listener, router).await {
-                eprintln!("wasm-test-servers: bridge: {e}");
+            match started.await {
+                Ok((_server, listener, ports)) => {
+                    let _ = tx.send(Ok(ports));
+                    let router = bridge::router(Bridge::new(BridgeConfig::new(allow)));
+                    if let Err(e) = bridge::serve(listener, router).await {
+                        eprintln!("wasm-test-servers: bridge: {e}");
+                    }
+                }
+                Err(e) => drop(tx.send(Err(e))),
             }
         });
     });
     rx.recv()
-        .map_err(|_| std::io::Error::other("the bridge thread ended"))?
+        .map_err(|_| "the server thread ended".to_string())?
 }
 
 fn main() -> ExitCode {
@@ -64,15 +119,19 @@ fn main() -> ExitCode {
         host: "127.0.0.1".into(),
         port: p.ports.c2s,
     };
-    let bridge = match start_bridge(vec![target(&prosody), target(&other)]) {
-        Ok(port) => port,
+    let alice = &prosody.users[0];
+    let in_process = match start_in_process(
+        vec![target(&prosody), target(&other)],
+        (alice.name.clone(), alice.password.clone()),
+    ) {
+        Ok(p) => p,
         Err(e) => {
-            eprintln!("wasm-test-servers: cannot start the bridge: {e}");
+            eprintln!("wasm-test-servers: cannot start the bridge and serve: {e}");
             return ExitCode::from(1);
         }
     };
+    let bridge = in_process.bridge;
     let tunnel = |p: &Prosody| format!("ws://127.0.0.1:{bridge}/bridge?target={}", target(p));
-    let alice = &prosody.users[0];
     let bob = &prosody.users[1];
     let vars = [
         ("XH_WASM_WS_URL", prosody.websocket_url()),
@@ -96,6 +155,15 @@ fn main() -> ExitCode {
         // The same domain with another key: the changed-key case.
         ("XH_WASM_OTHER_LEAF_PEM", other.pki.chain_pem()),
         ("XH_WASM_OTHER_TUNNEL_URL", tunnel(&other)),
+        // Our receiving entity (domain localhost, user alice), through the same bridge.
+        (
+            "XH_WASM_SERVE_TUNNEL_URL",
+            format!(
+                "ws://127.0.0.1:{bridge}/bridge?target=127.0.0.1:{}",
+                in_process.serve
+            ),
+        ),
+        ("XH_WASM_SERVE_CA_PEM", in_process.serve_ca.clone()),
     ];
     for (name, value) in &vars {
         if !name.ends_with("_PEM") {
