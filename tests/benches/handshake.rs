@@ -20,7 +20,7 @@
 //!   --tokio-xmpp BIN    the tokio-xmpp peer binary
 //!   --xmppjs DIR        the @xmpp/client peer's dir (login.mjs and node_modules)
 //!   --cli BIN           the release `xmpp-handshake` binary: peak RSS of one `connect`
-//!   --firmware BIN      the firmware host app (see `firmware_cpu`)
+//!   --firmware BIN      the firmware app's host build: CPU per login (`firmware_cpu`)
 //! A peer that is not given or fails is listed with its error, never silently dropped; the
 //! exit status is non-zero only when our own client fails (tests/run's smoke relies on it).
 //! `BENCH_VERBOSE=1` prints every peer's output.
@@ -34,6 +34,7 @@ use xmpp_handshake_core::sasl::{CbPolicy, Credentials, Mechanism, ScramCacheEntr
 use xmpp_handshake_host::client::{self, ClientTrust};
 use xmpp_handshake_host::tls_info::TlsCell;
 use xmpp_handshake_host::transcript::{Side, Transcript};
+use xmpp_handshake_tests::netns::Netns;
 use xmpp_handshake_tests::peers::{compile_strophe_client, python_with_slixmpp};
 use xmpp_handshake_tests::{Ejabberd, EjabberdOptions, Prosody, ProsodyOptions, ServerInfo};
 
@@ -60,7 +61,13 @@ fn options() -> Options {
         match a.as_str() {
             "--logins" => o.logins = value().parse().expect("--logins N"),
             "--rtt-ms" => o.rtt_ms = Some(value().parse().expect("--rtt-ms MS")),
-            "--servers" => o.servers = value().split(',').map(String::from).collect(),
+            "--servers" => {
+                o.servers = value()
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            }
             "--tokio-xmpp" => o.tokio_xmpp = Some(value().into()),
             "--xmppjs" => o.xmppjs = Some(value().into()),
             "--cli" => o.cli = Some(value().into()),
@@ -507,6 +514,146 @@ fn rss_table(o: &Options, peers: &Peers, server: &ServerInfo) {
     }
 }
 
+/// The firmware app's side of the TAP link and the server's (see firmware/host).
+const FW_SERVER_ADDR: &str = "10.204.0.1";
+const FW_DEVICE_CIDR: &str = "10.204.0.2/24";
+const FW_DOMAIN: &str = "xmpp.test";
+
+/// CPU time (ns) the process has run so far, all threads (`/proc/PID/task/*/schedstat`).
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// CPU time and the app's own time to bound, of one login.
+type FirmwareLogin = (Duration, Duration);
+
+/// One run of the firmware app until it is bound: (CPU from its start, its own "bound in
+/// N ms" figure).
+fn firmware_login(
+    bin: &Path,
+    server: &ServerInfo,
+    work: &Path,
+    cold: bool,
+) -> Result<FirmwareLogin, String> {
+    let cache = work.join("scram-cache.bin");
+    if cold {
+        let _ = std::fs::remove_file(&cache);
+    }
+    let ca = work.join("ca.der");
+    std::fs::write(&ca, server.ca_der()).map_err(|e| e.to_string())?;
+    let log = work.join("app.log");
+    let user = server.user(0);
+    let mut child = Command::new(bin)
+        .env("RUST_LOG", "info")
+        .env("XMPP_JID", user.jid(FW_DOMAIN))
+        .env("XMPP_PASSWORD", &user.password)
+        .env(
+            "XMPP_SERVER",
+            format!("{FW_SERVER_ADDR}:{}", server.ports.c2s),
+        )
+        .env("XMPP_CA", &ca)
+        .env("TAP_IF", "tap0")
+        .env("TAP_ADDR", FW_DEVICE_CIDR)
+        .env("SCRAM_CACHE", &cache)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).map_err(|e| e.to_string())?)
+        .spawn()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let result = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("bound as")) {
+            let cpu = Duration::from_nanos(cpu_ns(child.id()));
+            let ms = line
+                .split(" in ")
+                .nth(1)
+                .and_then(|r| r.split(" ms").next())
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(0);
+            // The cold run must leave its keys for the cached ones.
+            while cold
+                && !std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .contains("SCRAM keys stored")
+            {
+                if Instant::now() > deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            break Ok((cpu, Duration::from_millis(ms)));
+        }
+        if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+            break Err(format!("not bound: {}", text.lines().last().unwrap_or("")));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+/// CPU per login of the firmware app's host build (embassy std executor, embassy-net on a
+/// TAP device, embedded-tls), cold and with its SCRAM cache, against Prosody in a network
+/// namespace of its own (as tests/firmware_tap.rs runs it).
+fn firmware_cpu(bin: &Path, logins: usize) {
+    let ns = match Netns::create(
+        &format!("xh-bench-fw-{}", std::process::id()),
+        &format!("{FW_SERVER_ADDR}/24"),
+    ) {
+        Ok(ns) => ns,
+        Err(e) => {
+            println!("\nfirmware app: no network namespace: {e}");
+            return;
+        }
+    };
+    let rows = std::thread::scope(|s| {
+        s.spawn(|| -> Result<Vec<(&str, Vec<FirmwareLogin>)>, String> {
+            ns.enter()?;
+            let server = Prosody::start(ProsodyOptions {
+                domain: FW_DOMAIN.into(),
+                extra_global_config: format!(
+                    "interfaces = {{ \"127.0.0.1\", \"{FW_SERVER_ADDR}\" }}"
+                ),
+                ..ProsodyOptions::default()
+            })
+            .map_err(|e| e.to_string())?;
+            let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let mut cold = Vec::new();
+            let mut cached = Vec::new();
+            for _ in 0..logins {
+                cold.push(firmware_login(bin, &server, work.path(), true)?);
+                cached.push(firmware_login(bin, &server, work.path(), false)?);
+            }
+            Ok(vec![("cold (PBKDF2)", cold), ("SCRAM cache", cached)])
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the namespace thread panicked".into()))
+    });
+    drop(ns);
+    println!("\n### Firmware app, host build over TAP: one login, Prosody");
+    println!("| login | median CPU ms (user + sys, start to bound) | median time to bound ms |");
+    println!("|---|---:|---:|");
+    match rows {
+        Ok(rows) => {
+            for (name, v) in rows {
+                let cpu = median(&v.iter().map(|r| r.0).collect::<Vec<_>>());
+                let wall = median(&v.iter().map(|r| r.1).collect::<Vec<_>>());
+                println!("| {name} | {:.1} | {:.0} |", ms(cpu), ms(wall));
+            }
+        }
+        Err(e) => println!("| failed: {e} | | |"),
+    }
+}
+
 /// Benchmarks every client on `server`; false if one of ours failed.
 fn bench_server(o: &Options, peers: &Peers, server: &ServerInfo, name: &str) -> bool {
     let mut series = vec![ours(server, o.logins, false), ours(server, o.logins, true)];
@@ -546,6 +693,9 @@ fn main() {
             }
             other => panic!("unknown server {other}"),
         }
+    }
+    if let Some(bin) = &o.firmware {
+        firmware_cpu(bin, o.logins.min(10));
     }
     // Peers may be missing or fail (listed above); our own client failing is an error.
     if !ours_ok {

@@ -17,7 +17,6 @@
 //! unless `XMPP_HANDSHAKE_REQUIRE_SERVERS=1` (tests/run): then it fails.
 
 use std::fs;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,6 +27,7 @@ use xmpp_handshake_core::sasl::{Credentials, SaslPolicy};
 use xmpp_handshake_core::stanza;
 use xmpp_handshake_host::transport::{connect, Transport};
 use xmpp_handshake_host::upgrade::RustlsClient;
+use xmpp_handshake_tests::netns::Netns;
 use xmpp_handshake_tests::process::{RunAs, ServerProcess};
 use xmpp_handshake_tests::{servers_required, Prosody, ProsodyOptions, ServerInfo, TestPki};
 
@@ -35,69 +35,6 @@ const DOMAIN: &str = "xmpp.test";
 const SERVER_ADDR: &str = "10.203.0.1";
 const DEVICE_CIDR: &str = "10.203.0.2/24";
 const APP_BIN: &str = "xmpp-firmware-host";
-
-/// A network namespace with `lo` up and a TAP device; deleted (with the device) on drop.
-struct Netns {
-    name: String,
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-impl Netns {
-    fn create(tag: &str) -> Result<Self, String> {
-        let name = format!("xhfw-{}-{tag}", std::process::id());
-        let _ = ip(&["netns", "del", &name]);
-        ip(&["netns", "add", &name])?;
-        let ns = Netns { name };
-        let n = ns.name.as_str();
-        ip(&["-n", n, "link", "set", "lo", "up"])?;
-        ip(&["-n", n, "tuntap", "add", "dev", "tap0", "mode", "tap"])?;
-        ip(&[
-            "-n",
-            n,
-            "addr",
-            "add",
-            &format!("{SERVER_ADDR}/24"),
-            "dev",
-            "tap0",
-        ])?;
-        ip(&["-n", n, "link", "set", "tap0", "up"])?;
-        Ok(ns)
-    }
-
-    /// Moves the calling thread (and what it spawns from now on) into the namespace.
-    fn enter(&self) -> Result<(), String> {
-        let file = fs::File::open(format!("/run/netns/{}", self.name))
-            .map_err(|e| format!("opening the namespace: {e}"))?;
-        // SAFETY: setns on a valid namespace fd affects only the calling thread.
-        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(format!("setns: {}", std::io::Error::last_os_error()));
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        if let Err(e) = ip(&["netns", "del", &self.name]) {
-            eprintln!("cleanup: {e}");
-        }
-    }
-}
 
 /// Why this machine cannot run the test, if it cannot.
 fn missing_prerequisite() -> Option<String> {
@@ -302,7 +239,11 @@ where
         eprintln!("SKIPPED (firmware TAP test): {reason}");
         return;
     }
-    let ns = Netns::create(tag).expect("network namespace");
+    let ns = Netns::create(
+        &format!("xhfw-{}-{tag}", std::process::id()),
+        &format!("{SERVER_ADDR}/24"),
+    )
+    .expect("network namespace");
     // A thread of its own: only it (and what it spawns) enters the namespace.
     let result = std::thread::scope(|s| {
         s.spawn(|| run_in_namespace(&ns, anchor, env, scenario))
