@@ -26,7 +26,7 @@ use embedded_io::{ErrorKind, ErrorType};
 use embedded_io_async::{Read, Write};
 use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
-use xmpp_handshake_core::driver::TlsUpgrade;
+use xmpp_handshake_core::driver::NoTls;
 use xmpp_handshake_core::receiver::ReceiverConfig;
 use xmpp_handshake_core::stream::header::{closing_tag, Framing};
 
@@ -35,7 +35,7 @@ use crate::exit::Failure;
 use crate::router::Registry;
 use crate::serve::{run_connection, ServeConfig};
 use crate::tls_info::TlsCell;
-use crate::transcript::Splitter;
+use xmpp_handshake_core::xml::splitter::Splitter;
 
 /// The RFC 7395 subprotocol.
 pub const SUBPROTOCOL: &str = "xmpp";
@@ -173,8 +173,8 @@ pub fn router(config: WebConfig) -> Router {
 }
 
 /// RFC 7395 §3.1: the client must ask for the `xmpp` subprotocol; then the stream runs
-/// through the receiving entity with WebSocket framing (no STARTTLS: TLS, if any, is the
-/// WebSocket's).
+/// through the receiving entity with WebSocket framing, which never offers STARTTLS (TLS,
+/// if any, is the WebSocket's), hence [`NoTls`].
 async fn xmpp_websocket(
     State(xmpp): State<Arc<XmppEndpoint>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -197,7 +197,7 @@ async fn xmpp_websocket(
             let label = format!("{peer} (WebSocket)");
             let result = run_connection(
                 XmppWebSocket::new(socket),
-                &mut NoStartTls,
+                &mut NoTls,
                 TlsCell::default(),
                 receiver,
                 &label,
@@ -211,19 +211,6 @@ async fn xmpp_websocket(
                 }
             }
         })
-}
-
-/// RFC 7395 never negotiates STARTTLS (§3.5: TLS belongs to the WebSocket); the receiving
-/// entity with [`Framing::WebSocket`] does not offer it, so this is never asked to upgrade.
-pub struct NoStartTls;
-
-impl<T: Read + Write> TlsUpgrade<T> for NoStartTls {
-    type Stream = T;
-    type Error = &'static str;
-
-    async fn upgrade(&mut self, _transport: T, _server_name: &str) -> Result<T, Self::Error> {
-        Err("STARTTLS is not used over WebSocket (RFC 7395)")
-    }
 }
 
 /// Why the WebSocket transport failed.
