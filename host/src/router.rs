@@ -14,7 +14,8 @@
 //! * Errors never answer errors (§8.3.1).
 //! * Each session's queue of stanzas not yet written is bounded in bytes; a stanza that
 //!   would overflow it is not queued and its sender gets `<resource-constraint/>`
-//!   (§8.3.3.18: the recipient is busy).
+//!   (§8.3.3.18: the recipient is busy); that answer goes through the sender's own queue
+//!   and is dropped when that one is full too.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -704,6 +705,43 @@ mod tests {
         assert!(r.reply.unwrap().contains("service-unavailable"));
         let r = decide(D, &online(), from, "<iq type='result' id='v'/>");
         assert_eq!(r.reply, None);
+    }
+
+    #[test]
+    fn a_full_queue_bounces_to_the_sender_until_the_session_writes() {
+        // Room for one message, and for the bounce in the sender's own queue.
+        let reg = Registry::with_queue_limit(D, 300);
+        let (tx_j, mut rx_j) = mpsc::unbounded_channel();
+        let (tx_r, mut rx_r) = mpsc::unbounded_channel();
+        let juliet = reg.bind("juliet@example.com/balcony", tx_j);
+        let _romeo = reg.bind("romeo@example.com/orchard", tx_r);
+        let send = |id: &str| {
+            reg.route(
+                "romeo@example.com/orchard",
+                &format!(
+                    "<message to='juliet@example.com/balcony' id='{id}'><body>{}</body></message>",
+                    "x".repeat(100)
+                ),
+            )
+        };
+        assert_eq!(send("m1").reply, None);
+        let queued = juliet.queued_bytes();
+        assert!(queued > 150 && queued <= 300, "{queued}");
+        let bounced = send("m2").reply.expect("a bounce");
+        assert!(
+            bounced.contains("<resource-constraint") && bounced.contains("id='m2'"),
+            "{bounced}"
+        );
+        assert!(matches!(rx_r.try_recv(), Ok(ToSession::Stanza(s)) if s == bounced));
+        // Errors are never answered, even when they do not fit.
+        let error =
+            "<message type='error' to='juliet@example.com/balcony' id='e'><body>x</body></message>";
+        assert_eq!(reg.route("romeo@example.com/orchard", error).reply, None);
+        // The session writes m1: room again.
+        let written = rx_j.try_recv().unwrap();
+        juliet.dequeued(&written);
+        assert_eq!(juliet.queued_bytes(), 0);
+        assert_eq!(send("m3").reply, None);
     }
 
     #[test]
