@@ -230,3 +230,56 @@ async fn connection_limit_and_idle_timeout() {
         .await
         .expect("a new connection after the first ended");
 }
+
+#[tokio::test]
+async fn the_bridge_command_relays_to_its_allow_list_only() {
+    use tokio::io::AsyncBufReadExt;
+    let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_xmpp-handshake"))
+        .args(["bridge", "--listen", "127.0.0.1:0", "--allow"])
+        .arg(addr.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(LIMIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the bridge prints where it listens");
+    // "xmpp-handshake bridge: ws://ADDR/bridge?target=HOST:PORT to ALLOWED"
+    let listen: SocketAddr = first
+        .split("ws://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {first:?}"));
+    assert!(first.ends_with(&addr.to_string()), "{first}");
+
+    assert_eq!(status_of(open(listen, "127.0.0.1:9").await), 403);
+    let mut ws = open(listen, &addr.to_string()).await.unwrap();
+    let (mut tcp, _) = tokio::time::timeout(LIMIT, server.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    ws.send(Message::Binary(b"ping".to_vec().into()))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4];
+    tcp.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping");
+    tcp.write_all(b"pong").await.unwrap();
+    assert_eq!(next_data(&mut ws).await.unwrap(), b"pong");
+
+    // Nothing allowed is a usage error, not an open relay.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_xmpp-handshake"))
+        .args(["bridge", "--listen", "127.0.0.1:0"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    child.kill().await.unwrap();
+}
