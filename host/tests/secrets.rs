@@ -157,8 +157,11 @@ fn users_file(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 async fn run(args: &[&str], password: Option<&str>) -> (Option<i32>, String) {
+    // A config dir of its own: `connect` writes its SCRAM cache there.
+    let config = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(BIN);
     cmd.args(args)
+        .env("XDG_CONFIG_HOME", config.path())
         .env("RUST_LOG", "trace")
         .env("RUST_BACKTRACE", "1")
         .env_remove("XMPP_PASSWORD")
