@@ -11,6 +11,12 @@
 //! default; anything else is refused with HTTP 403 before the upgrade). It also bounds
 //! what one client can cost: a connection limit (HTTP 503 above it), a message size limit,
 //! a fixed read buffer, and an idle timeout. Either side closing closes the other.
+//!
+//! The allow-list alone would still let any web page a visitor opens use the bridge
+//! through the visitor's browser (a WebSocket is not bound by the same-origin policy). So a
+//! browser's request must also come from an allowed origin: by default only the bridge's
+//! own (the page it serves with `--web`), more with [`Origins::List`]. A request without
+//! an `Origin` header is not a browser page and is let through to the allow-list.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -91,6 +97,47 @@ pub struct BridgeConfig {
     pub max_connections: usize,
     /// Log each connection on stderr.
     pub log: bool,
+    /// Which pages may use the bridge.
+    pub origins: Origins,
+}
+
+/// The web origins whose pages may open a bridge connection (checked against the
+/// browser's `Origin` header, RFC 6455 §10.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origins {
+    /// Only pages served by the bridge's own host and port (the `Host` of the request).
+    SameOrigin,
+    /// The bridge's own origin and these (`scheme://host[:port]`, compared without case).
+    List(Vec<String>),
+    /// Any page (tests whose pages come from a runner on another port).
+    Any,
+}
+
+impl Origins {
+    /// Whether a request with these headers comes from an allowed page.
+    pub fn allow(&self, headers: &HeaderMap) -> bool {
+        let Some(origin) = headers.get(header::ORIGIN) else {
+            return true;
+        };
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
+        let origin = origin.trim_end_matches('/');
+        let same = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|host| origin.split_once("://").map(|(_, o)| o == host))
+            .unwrap_or(false);
+        match self {
+            Origins::Any => true,
+            Origins::SameOrigin => same,
+            Origins::List(list) => {
+                same || list
+                    .iter()
+                    .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin))
+            }
+        }
+    }
 }
 
 impl BridgeConfig {
@@ -101,6 +148,7 @@ impl BridgeConfig {
             idle_timeout: Duration::from_secs(600),
             max_connections: 64,
             log: false,
+            origins: Origins::SameOrigin,
         }
     }
 }
@@ -126,13 +174,25 @@ impl Bridge {
         self.config.allow.contains(target)
     }
 
-    /// The `/bridge` handler: checks the target, connects, upgrades, relays.
+    /// The `/bridge` handler: checks the page's origin and the target, connects, upgrades,
+    /// relays.
     pub async fn handle(
         State(bridge): State<Arc<Bridge>>,
         ConnectInfo(peer): ConnectInfo<SocketAddr>,
         Query(query): Query<HashMap<String, String>>,
+        headers: HeaderMap,
         upgrade: WebSocketUpgrade,
     ) -> Response {
+        if !bridge.config.origins.allow(&headers) {
+            if bridge.config.log {
+                eprintln!("bridge: {peer}: refused a page from another origin");
+            }
+            return (
+                StatusCode::FORBIDDEN,
+                "pages from this origin may not use this bridge",
+            )
+                .into_response();
+        }
         let target = match query.get("target").map(|t| Target::parse(t)) {
             Some(Ok(t)) => t,
             Some(Err(e)) => return (StatusCode::BAD_REQUEST, e).into_response(),
@@ -336,5 +396,32 @@ mod tests {
         ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    fn request(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, host.parse().unwrap());
+        if let Some(o) = origin {
+            h.insert(header::ORIGIN, o.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn only_allowed_origins_may_use_the_bridge() {
+        let same = Origins::SameOrigin;
+        assert!(
+            same.allow(&request(None, "127.0.0.1:8080")),
+            "not a browser"
+        );
+        assert!(same.allow(&request(Some("http://127.0.0.1:8080"), "127.0.0.1:8080")));
+        assert!(!same.allow(&request(Some("https://evil.example"), "127.0.0.1:8080")));
+        assert!(!same.allow(&request(Some("http://127.0.0.1:9999"), "127.0.0.1:8080")));
+        assert!(!same.allow(&request(Some("null"), "127.0.0.1:8080")));
+        let list = Origins::List(vec!["https://App.example/".into()]);
+        assert!(list.allow(&request(Some("https://app.example"), "127.0.0.1:8080")));
+        assert!(list.allow(&request(Some("http://127.0.0.1:8080"), "127.0.0.1:8080")));
+        assert!(!list.allow(&request(Some("https://evil.example"), "127.0.0.1:8080")));
+        assert!(Origins::Any.allow(&request(Some("https://evil.example"), "h:1")));
     }
 }

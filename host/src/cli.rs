@@ -79,6 +79,11 @@ pub struct BridgeArgs {
     /// Relayed connections open at once, at most (HTTP 503 above).
     #[arg(long, default_value_t = 64)]
     pub max_connections: usize,
+    /// A web origin (scheme://host[:port]) whose pages may use the bridge, besides the
+    /// bridge's own (repeatable; `*` allows any page). Requests without Origin (not from a
+    /// browser) are always let through to the allow-list.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allow_origin: Vec<String>,
     /// Also serve the demo page from DIR (default: this source tree's wasm/www) and the
     /// wasm package from --pkg.
     #[arg(long, value_name = "DIR")]

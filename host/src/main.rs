@@ -151,6 +151,13 @@ async fn run_bridge(args: BridgeArgs) -> Result<(), Failure> {
     config.idle_timeout = std::time::Duration::from_secs(args.idle_timeout.max(1));
     config.max_connections = args.max_connections.max(1);
     config.log = true;
+    config.origins = if args.allow_origin.iter().any(|o| o == "*") {
+        bridge::Origins::Any
+    } else if args.allow_origin.is_empty() {
+        bridge::Origins::SameOrigin
+    } else {
+        bridge::Origins::List(args.allow_origin.clone())
+    };
     let relay = bridge::Bridge::new(config);
     let web = match args.web {
         Some(page) => {

@@ -1,6 +1,7 @@
 //! The WebSocket-to-TCP bridge on loopback: a real WebSocket client (tokio-tungstenite)
 //! → the bridge → a real TCP server. Allow-list refusal, bytes both ways, close
-//! propagation in both directions, the connection limit and the idle timeout.
+//! propagation in both directions, the connection limit, the idle timeout and the
+//! origin check.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,9 +10,10 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use xmpp_handshake_host::bridge::{self, Bridge, BridgeConfig, Target};
+use xmpp_handshake_host::bridge::{self, Bridge, BridgeConfig, Origins, Target};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -92,6 +94,68 @@ async fn refuses_targets_not_on_the_allow_list() {
     // An empty allow-list refuses everything.
     let closed = start_bridge(BridgeConfig::new(Vec::new())).await;
     assert_eq!(status_of(open(closed, &allowed.to_string()).await), 403);
+}
+
+/// As [`open`], as a browser page from `origin` would.
+async fn open_from(
+    bridge: SocketAddr,
+    target: SocketAddr,
+    origin: &str,
+) -> Result<Client, tungstenite::Error> {
+    let mut request = format!("ws://{bridge}/bridge?target={target}")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("origin", origin.parse().unwrap());
+    tokio::time::timeout(LIMIT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("the upgrade answers in time")
+        .map(|(ws, _)| ws)
+}
+
+#[tokio::test]
+async fn pages_from_other_origins_are_refused() {
+    let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let allowed = server.local_addr().unwrap();
+    let bridge = start_bridge(BridgeConfig::new(vec![target(allowed)])).await;
+
+    // Another site's page, through a visitor's browser: refused before any connect.
+    assert_eq!(
+        status_of(open_from(bridge, allowed, "https://evil.example").await),
+        403
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), server.accept())
+            .await
+            .is_err(),
+        "the bridge connected for a foreign page"
+    );
+    // The bridge's own page (served with --web) is let through.
+    let mut own = open_from(bridge, allowed, &format!("http://{bridge}"))
+        .await
+        .expect("same origin");
+    let (mut tcp, _) = tokio::time::timeout(LIMIT, server.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    tcp.write_all(b"<proceed/>").await.unwrap();
+    assert_eq!(
+        next_data(&mut own).await.as_deref(),
+        Some(&b"<proceed/>"[..])
+    );
+
+    // A listed origin is let through too; others still are not.
+    let mut config = BridgeConfig::new(vec![target(allowed)]);
+    config.origins = Origins::List(vec!["https://app.example".into()]);
+    let listed = start_bridge(config).await;
+    assert!(open_from(listed, allowed, "https://app.example")
+        .await
+        .is_ok());
+    assert_eq!(
+        status_of(open_from(listed, allowed, "https://evil.example").await),
+        403
+    );
 }
 
 #[tokio::test]

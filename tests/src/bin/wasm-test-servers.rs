@@ -88,7 +88,10 @@ fn start_in_process(mut allow: Vec<Target>, user: (String, String)) -> Result<In
             match started.await {
                 Ok((_server, listener, ports)) => {
                     let _ = tx.send(Ok(ports));
-                    let router = bridge::router(Bridge::new(BridgeConfig::new(allow)));
+                    // The test pages come from the wasm-bindgen-test runner, another origin.
+                    let mut config = BridgeConfig::new(allow);
+                    config.origins = bridge::Origins::Any;
+                    let router = bridge::router(Bridge::new(config));
                     if let Err(e) = bridge::serve(listener, router).await {
                         eprintln!("wasm-test-servers: bridge: {e}");
                     }
