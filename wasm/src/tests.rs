@@ -208,7 +208,10 @@ async fn websocket_transport_speaks_rfc7395_with_a_real_server() {
     let text = String::from_utf8(received).expect("UTF-8");
     assert!(text.starts_with("<open "), "{text}");
     assert!(text.contains("urn:ietf:params:xml:ns:xmpp-sasl"), "{text}");
-    // Our <close/>; the server answers with its own and closes the WebSocket.
+    // Our <close/>; the server answers with its own and closes the WebSocket. Whether
+    // that close handshake completes cleanly is a race between the server dropping the
+    // TCP connection and the browser's reply (Prosody sometimes wins it): once its
+    // <close/> has arrived, an unclean end is the end of the stream too.
     socket
         .write_all(b"<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>")
         .await
@@ -218,7 +221,8 @@ async fn websocket_transport_speaks_rfc7395_with_a_real_server() {
         match socket.read(&mut buf).await {
             Ok(0) => break,
             Ok(n) => rest.extend_from_slice(&buf[..n]),
-            Err(e) => panic!("read after close: {e:?}"),
+            Err(_) if String::from_utf8_lossy(&rest).contains("<close") => break,
+            Err(e) => panic!("read after close, before the server's <close/>: {e:?}"),
         }
     }
     assert!(
