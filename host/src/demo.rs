@@ -6,7 +6,6 @@
 //! for it to come back. Success only when every step was seen and the body came back.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand_core::RngCore;
@@ -18,7 +17,7 @@ use crate::client::{self, ClientTrust, Login};
 use crate::exit::Failure;
 use crate::progress::Progress;
 use crate::router::message_body;
-use crate::serve::{ServeConfig, Server, SharedStore};
+use crate::serve::{ServeConfig, Server};
 use crate::tls_info::TlsCell;
 use crate::transcript::{Side, Transcript};
 
@@ -79,16 +78,7 @@ async fn run_inner(
 
     let server = Server::start(
         SocketAddr::from(([127, 0, 0, 1], 0)),
-        ServeConfig {
-            domain: domain.to_string(),
-            store: SharedStore(Arc::new(store)),
-            identity,
-            verbose: false,
-            channel_binding: true,
-            log_connections: false,
-            trace: false,
-            limits: Default::default(),
-        },
+        ServeConfig::new(domain, store, identity),
     )
     .await?;
     progress.status(&format!("receiving entity listening on {}", server.addr));

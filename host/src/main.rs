@@ -2,7 +2,6 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use clap::Parser;
 use xmpp_handshake_host::cli::{BridgeArgs, Cli, Command, DemoArgs, HashPasswordArgs, ServeArgs};
@@ -71,14 +70,12 @@ async fn run_serve(args: ServeArgs) -> Result<(), Failure> {
     }
     let listen: SocketAddr = args.listen;
     let config = serve::ServeConfig {
-        domain: args.domain.clone(),
-        store: serve::SharedStore(Arc::new(store)),
-        identity: identity.clone(),
         verbose: args.verbose,
         channel_binding: !args.no_channel_binding,
         log_connections: true,
         trace: args.trace,
         limits: args.limits.limits().map_err(Failure::usage)?,
+        ..serve::ServeConfig::new(args.domain.clone(), store, identity.clone())
     };
     let mut server = serve::Server::start(listen, config.clone()).await?;
     let direct_tls = match args.direct_tls_listen {

@@ -93,6 +93,23 @@ pub struct ServeConfig {
     pub limits: ServeLimits,
 }
 
+impl ServeConfig {
+    /// Serves `domain` to the users in `store` with `identity`'s certificate: channel
+    /// binding offered, default bounds, nothing logged.
+    pub fn new(domain: impl Into<String>, store: MemoryStore, identity: ServerIdentity) -> Self {
+        ServeConfig {
+            domain: domain.into(),
+            store: SharedStore(Arc::new(store)),
+            identity,
+            log_connections: false,
+            verbose: false,
+            trace: false,
+            channel_binding: true,
+            limits: ServeLimits::default(),
+        }
+    }
+}
+
 /// A running server.
 pub struct Server {
     /// Where it listens.

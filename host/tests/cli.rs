@@ -15,7 +15,7 @@ use xmpp_handshake_host::certs::ServerIdentity;
 use xmpp_handshake_host::client::{self, ClientTrust, Login};
 use xmpp_handshake_host::exit::ExitCode;
 use xmpp_handshake_host::router::message_body;
-use xmpp_handshake_host::serve::{ServeConfig, Server, SharedStore};
+use xmpp_handshake_host::serve::{ServeConfig, Server};
 use xmpp_handshake_host::tls_info::TlsCell;
 use xmpp_handshake_host::transcript::{Side, Transcript};
 
@@ -59,16 +59,7 @@ impl TestServer {
         }
         let server = Server::start(
             SocketAddr::from(([127, 0, 0, 1], 0)),
-            ServeConfig {
-                domain: "example.com".into(),
-                store: SharedStore(Arc::new(store)),
-                identity: identity.clone(),
-                verbose: false,
-                channel_binding: true,
-                log_connections: false,
-                trace: false,
-                limits: Default::default(),
-            },
+            ServeConfig::new("example.com", store, identity.clone()),
         )
         .await
         .unwrap();

@@ -4,7 +4,6 @@
 //! bridge limited to serve's own port.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -19,7 +18,7 @@ use xmpp_handshake_host::bridge::{Bridge, BridgeConfig};
 use xmpp_handshake_host::certs::ServerIdentity;
 use xmpp_handshake_host::client::{self, ClientTrust, Login};
 use xmpp_handshake_host::router::message_body;
-use xmpp_handshake_host::serve::{ServeConfig, Server, SharedStore};
+use xmpp_handshake_host::serve::{ServeConfig, Server};
 use xmpp_handshake_host::tls_info::TlsCell;
 use xmpp_handshake_host::transcript::{Side, Transcript};
 use xmpp_handshake_host::web::{self, WebConfig, WebServer, XmppEndpoint};
@@ -41,16 +40,7 @@ async fn setup() -> Setup {
     let mut store = xmpp_handshake_core::sasl::MemoryStore::new();
     store.add_password("alice", "alice-pw", 4096, &mut rand_core::OsRng);
     store.add_password("bob", "bob-pw", 4096, &mut rand_core::OsRng);
-    let config = ServeConfig {
-        domain: "example.com".into(),
-        store: SharedStore(Arc::new(store)),
-        identity: identity.clone(),
-        verbose: false,
-        channel_binding: true,
-        log_connections: false,
-        trace: false,
-        limits: Default::default(),
-    };
+    let config = ServeConfig::new("example.com", store, identity.clone());
     let server = Server::start(SocketAddr::from(([127, 0, 0, 1], 0)), config.clone())
         .await
         .unwrap();

@@ -21,7 +21,6 @@ mod interop_support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -30,7 +29,7 @@ use xmpp_handshake_host::bridge::{Bridge, BridgeConfig, Target};
 use xmpp_handshake_host::certs::ServerIdentity;
 use xmpp_handshake_host::client::{self, ClientTrust, LoggedIn, Login};
 use xmpp_handshake_host::router::message_body;
-use xmpp_handshake_host::serve::{ServeConfig, Server, SharedStore};
+use xmpp_handshake_host::serve::{ServeConfig, Server};
 use xmpp_handshake_host::tls_info::{fingerprint, TlsCell};
 use xmpp_handshake_host::transcript::{Side, Transcript};
 use xmpp_handshake_host::web::{self, WebConfig, WebServer, XmppEndpoint, PACKAGE_MODULE};
@@ -368,14 +367,8 @@ async fn serve(identity: &ServerIdentity) -> (Server, ServeConfig) {
     store.add_password("alice", "alice-pw", 4096, &mut rand_core::OsRng);
     store.add_password("bob", "bob-pw", 4096, &mut rand_core::OsRng);
     let config = ServeConfig {
-        domain: "example.com".into(),
-        store: SharedStore(Arc::new(store)),
-        identity: identity.clone(),
-        verbose: false,
-        channel_binding: true,
         log_connections: true,
-        trace: false,
-        limits: Default::default(),
+        ..ServeConfig::new("example.com", store, identity.clone())
     };
     let server = Server::start(SocketAddr::from(([127, 0, 0, 1], 0)), config.clone())
         .await

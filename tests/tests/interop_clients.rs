@@ -12,7 +12,6 @@ mod interop_support;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -21,7 +20,7 @@ use xmpp_handshake_core::stanza;
 use xmpp_handshake_host::certs::ServerIdentity;
 use xmpp_handshake_host::client::{self, ClientTrust, LoggedIn, Login};
 use xmpp_handshake_host::router::message_body;
-use xmpp_handshake_host::serve::{ServeConfig, Server, SharedStore};
+use xmpp_handshake_host::serve::{ServeConfig, Server};
 use xmpp_handshake_host::tls_info::TlsCell;
 use xmpp_handshake_host::transcript::{Side, Transcript};
 use xmpp_handshake_tests::peers::{compile_strophe_client, python_with_slixmpp};
@@ -62,14 +61,10 @@ impl Fixture {
         let server = Server::start(
             SocketAddr::from(([127, 0, 0, 1], 0)),
             ServeConfig {
-                domain: DOMAIN.into(),
-                store: SharedStore(Arc::new(store)),
-                identity: identity.clone(),
                 verbose: true,
                 channel_binding,
                 log_connections: true,
-                trace: false,
-                limits: Default::default(),
+                ..ServeConfig::new(DOMAIN, store, identity.clone())
             },
         )
         .await

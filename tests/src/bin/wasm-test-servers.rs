@@ -13,7 +13,7 @@
 //! the command's status.
 
 use std::process::{Command, ExitCode};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 
 use rand_core::OsRng;
 
@@ -21,8 +21,7 @@ use xmpp_handshake_core::sasl::MemoryStore;
 use xmpp_handshake_core::trust::Fingerprint;
 use xmpp_handshake_host::bridge::{self, Bridge, BridgeConfig, Target};
 use xmpp_handshake_host::certs::ServerIdentity;
-use xmpp_handshake_host::limits::ServeLimits;
-use xmpp_handshake_host::serve::{ServeConfig, Server, SharedStore};
+use xmpp_handshake_host::serve::{ServeConfig, Server};
 use xmpp_handshake_tests::{Prosody, ProsodyOptions};
 
 /// Where the in-process servers listen.
@@ -53,16 +52,7 @@ fn start_in_process(mut allow: Vec<Target>, user: (String, String)) -> Result<In
                 let serve_ca = identity.ca_pem.clone().unwrap_or_default();
                 let mut store = MemoryStore::new();
                 store.add_password(&user.0, &user.1, 4096, &mut OsRng);
-                let config = ServeConfig {
-                    domain: "localhost".into(),
-                    store: SharedStore(Arc::new(store)),
-                    identity,
-                    log_connections: false,
-                    verbose: false,
-                    trace: false,
-                    channel_binding: true,
-                    limits: ServeLimits::default(),
-                };
+                let config = ServeConfig::new("localhost", store, identity);
                 let server = Server::start(([127, 0, 0, 1], 0).into(), config)
                     .await
                     .map_err(|e| e.message)?;
