@@ -8,6 +8,7 @@
 
 use alloc::string::ToString;
 use core::fmt::Display;
+use core::future::Future;
 use core::mem;
 
 use embedded_io::{ErrorKind, ErrorType};
@@ -175,29 +176,50 @@ where
     M: Negotiator,
     O: Observer + ?Sized,
 {
-    let mut io: MaybeTls<T, U::Stream> = MaybeTls::Plain(transport);
+    let mut io = MaybeTls::Plain(transport);
+    let outcome = negotiate_in_place(&mut io, tls, &mut machine, observer).await?;
+    Ok(Negotiated {
+        transport: io,
+        machine,
+        outcome,
+    })
+}
+
+/// [`negotiate`] on a transport and a machine the caller keeps where they are: the
+/// future holds references only, and the TLS stream is written into `io` in place. On a
+/// microcontroller every move of a large value inside an `async fn` (a future built and
+/// then moved, a TLS stream returned through nested `Result`s) costs a stack copy; this
+/// form avoids them. `io` starts as [`MaybeTls::Plain`]; afterwards it is the transport
+/// for [`Session::new`] (as [`Negotiated::transport`]), or [`MaybeTls::Closed`] after a
+/// failed TLS handshake.
+pub async fn negotiate_in_place<T, U, M, O>(
+    io: &mut MaybeTls<T, U::Stream>,
+    tls: &mut U,
+    machine: &mut M,
+    observer: &mut O,
+) -> Result<Outcome, Error>
+where
+    T: Read + Write,
+    U: TlsUpgrade<T>,
+    M: Negotiator,
+    O: Observer + ?Sized,
+{
     loop {
-        flush(&mut io, &mut machine, observer).await?;
+        flush(io, machine, observer).await?;
         if let Some(event) = machine.poll_event() {
             match event {
                 Event::Step(step) => observer.step(step),
                 Event::StartTls { server_name } => {
-                    io = upgrade(io, tls, &server_name).await?;
+                    upgrade(io, tls, &server_name).await?;
                     observer.tls_established();
-                    let info = match &io {
+                    let info = match &*io {
                         MaybeTls::Tls(stream) => tls.tls_info(stream),
                         _ => TlsInfo::default(),
                     };
                     let result = machine.tls_established(info);
-                    finish_step(&mut io, &mut machine, observer, result).await?;
+                    finish_step(io, machine, observer, result).await?;
                 }
-                Event::Negotiated(outcome) => {
-                    return Ok(Negotiated {
-                        transport: io,
-                        machine,
-                        outcome,
-                    })
-                }
+                Event::Negotiated(outcome) => return Ok(outcome),
             }
             continue;
         }
@@ -208,24 +230,28 @@ where
         }
         observer.received(&buf[..n]);
         let result = machine.received(n);
-        finish_step(&mut io, &mut machine, observer, result).await?;
+        finish_step(io, machine, observer, result).await?;
     }
 }
 
+/// Replaces the plain transport in `io` with the TLS stream the handshake returns.
 async fn upgrade<T, U>(
-    io: MaybeTls<T, U::Stream>,
+    io: &mut MaybeTls<T, U::Stream>,
     tls: &mut U,
     server_name: &str,
-) -> Result<MaybeTls<T, U::Stream>, Error>
+) -> Result<(), Error>
 where
     T: Read + Write,
     U: TlsUpgrade<T>,
 {
-    let MaybeTls::Plain(plain) = io else {
+    let MaybeTls::Plain(plain) = io.take() else {
         return Err(Error::StartTlsAfterTls);
     };
     match tls.upgrade(plain, server_name).await {
-        Ok(stream) => Ok(MaybeTls::Tls(stream)),
+        Ok(stream) => {
+            *io = MaybeTls::Tls(stream);
+            Ok(())
+        }
         Err(e) => Err(Error::TlsHandshake(U::describe(&e))),
     }
 }
@@ -427,9 +453,15 @@ impl<T: Read + Write, S: Read + Write> Session<T, S> {
     /// first, reads until its closing tag (elements still arriving are dropped), so
     /// everything we sent is known processed. Returns the transport for the wrapper to
     /// end TLS (close_notify) and the connection.
-    pub async fn close(mut self) -> Result<MaybeTls<T, S>, Error> {
-        self.write(closing_tag(self.framing)).await?;
-        while self.next_element().await?.is_some() {}
-        Ok(self.transport)
+    ///
+    /// Not an `async fn`: its by-value `self` would be held twice in the future (the
+    /// argument and the local it is moved into); the `async move` block keeps one.
+    #[allow(clippy::manual_async_fn)]
+    pub fn close(mut self) -> impl Future<Output = Result<MaybeTls<T, S>, Error>> {
+        async move {
+            self.write(closing_tag(self.framing)).await?;
+            while self.next_element().await?.is_some() {}
+            Ok(self.transport)
+        }
     }
 }

@@ -11,7 +11,7 @@ use embassy_time::{with_timeout, Duration, Instant, Timer};
 use embedded_io_async::ErrorKind;
 use rand_core::{CryptoRng, RngCore};
 use xmpp_handshake_core::connection::Step;
-use xmpp_handshake_core::driver::{negotiate, Observer, Session};
+use xmpp_handshake_core::driver::{negotiate_in_place, MaybeTls, Negotiated, Observer, Session};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
 use xmpp_handshake_core::sasl::{Credentials, SaslPolicy};
 use xmpp_handshake_core::stream::header::StreamHeader;
@@ -206,18 +206,18 @@ where
     });
 
     let deadline = Deadline::new(None);
-    let transport = Interruptible::new(socket, &deadline);
+    // Built where they stay: the negotiation borrows them (see `negotiate_in_place`).
+    let mut io = MaybeTls::Plain(Interruptible::new(socket, &deadline));
     let mut upgrade = Tracking(tls.upgrade(rng));
-    let machine = InitiatingEntity::new(initiator, rng);
-    let negotiated = with_timeout(
+    let mut machine = InitiatingEntity::new(initiator, rng);
+    let outcome = with_timeout(
         config.negotiate_timeout,
-        negotiate(transport, &mut upgrade, machine, &mut Progress),
+        negotiate_in_place(&mut io, &mut upgrade, &mut machine, &mut Progress),
     )
     .await
     .map_err(|_| Failure::Timeout("negotiation"))?
     .map_err(Failure::Xmpp)?;
 
-    let outcome = &negotiated.outcome;
     let jid = outcome.jid.clone().unwrap_or_default();
     stats.bound += 1;
     info!(
@@ -239,7 +239,11 @@ where
         None => {}
     }
 
-    let mut session = Session::new(negotiated);
+    let mut session = Session::new(Negotiated {
+        transport: io,
+        machine,
+        outcome,
+    });
     session
         .send(&stanza::presence(None))
         .await

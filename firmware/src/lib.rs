@@ -38,28 +38,33 @@ pub use app::run;
 
 #[doc(hidden)]
 pub mod __private {
-    pub use static_cell::StaticCell;
+    pub use static_cell::{ConstStaticCell, StaticCell};
 }
 
-/// The statics every board binary needs for [`run`], allocated once with `static_cell`:
-/// socket buffers and TLS record buffers sized by `$memory` (a [`Memory`] const), and an
-/// [`tls::EmbeddedTlsConnector`] with `$anchor` (DER; empty = no anchor, every server
-/// refused) as its only trust anchor and `$domain` as the reference identity. Boards have
-/// no real-time clock: certificate dates are not checked (the chain, the name and the key
-/// still are); set the time from SNTP to check them. Evaluates to
-/// `(SocketBuffers, Result<EmbeddedTlsConnector, ReferenceError>)`.
+/// The statics every board binary needs for [`run`]: socket buffers and TLS record buffers
+/// sized by `$memory` (a [`Memory`] const), zero-initialized in `.bss` (`ConstStaticCell`:
+/// a `StaticCell::init([0; N])` would build each array on the main task's stack first and
+/// copy it), and an [`tls::EmbeddedTlsConnector`] with `$anchor` (DER; empty = no anchor,
+/// every server refused) as its only trust anchor and `$domain` as the reference identity.
+/// Boards have no real-time clock: certificate dates are not checked (the chain, the name
+/// and the key still are); set the time from SNTP to check them. Evaluates to
+/// `(SocketBuffers, Result<EmbeddedTlsConnector, ReferenceError>)`; use it once.
 #[macro_export]
 macro_rules! board_session {
     ($memory:path, $anchor:expr, $domain:expr) => {{
-        use $crate::__private::StaticCell;
-        static SOCKET_RX: StaticCell<[u8; $memory.socket_rx]> = StaticCell::new();
-        static SOCKET_TX: StaticCell<[u8; $memory.socket_tx]> = StaticCell::new();
-        static TLS_READ: StaticCell<[u8; $memory.tls_read]> = StaticCell::new();
-        static TLS_WRITE: StaticCell<[u8; $memory.tls_write]> = StaticCell::new();
+        use $crate::__private::{ConstStaticCell, StaticCell};
+        static SOCKET_RX: ConstStaticCell<[u8; $memory.socket_rx]> =
+            ConstStaticCell::new([0; $memory.socket_rx]);
+        static SOCKET_TX: ConstStaticCell<[u8; $memory.socket_tx]> =
+            ConstStaticCell::new([0; $memory.socket_tx]);
+        static TLS_READ: ConstStaticCell<[u8; $memory.tls_read]> =
+            ConstStaticCell::new([0; $memory.tls_read]);
+        static TLS_WRITE: ConstStaticCell<[u8; $memory.tls_write]> =
+            ConstStaticCell::new([0; $memory.tls_write]);
         static ANCHORS: StaticCell<[&[u8]; 1]> = StaticCell::new();
         let buffers = $crate::app::SocketBuffers {
-            rx: SOCKET_RX.init([0; $memory.socket_rx]),
-            tx: SOCKET_TX.init([0; $memory.socket_tx]),
+            rx: SOCKET_RX.take(),
+            tx: SOCKET_TX.take(),
         };
         let anchor: &'static [u8] = $anchor;
         let anchors: &'static [&'static [u8]] = if anchor.is_empty() {
@@ -68,8 +73,8 @@ macro_rules! board_session {
             ANCHORS.init([anchor])
         };
         let tls = $crate::tls::EmbeddedTlsConnector::new(
-            TLS_READ.init([0; $memory.tls_read]),
-            TLS_WRITE.init([0; $memory.tls_write]),
+            TLS_READ.take(),
+            TLS_WRITE.take(),
             anchors,
             $domain,
             $crate::tls::Clock::None,
