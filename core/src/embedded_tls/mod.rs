@@ -56,12 +56,14 @@
 //! # Size
 //! Measured on thumbv7em-none-eabihf (release, opt-level "s", fat LTO, panic abort), an
 //! initiating entity with SCRAM over a stub transport: 127 KB of flash without TLS; with
-//! this backend (embedded-tls, AES-128-GCM, P-256 ECDH/ECDSA, x509-cert, the policy)
-//! 256 KB; with `embedded-tls-p384` 380 KB. RAM: the two record buffers (e.g. 16640 +
-//! 4096 bytes) plus the heap the certificate decision uses while it runs (the chain is
-//! decoded with `alloc`): measured 6.8 KB peak in 77 allocations for a leaf +
-//! intermediate of ~350 bytes each, 420 bytes kept until CertificateVerify; it grows with
-//! certificate size and extension count (budget a few times that for public CA chains).
+//! this backend (embedded-tls, AES-128-GCM, P-256 ECDH/ECDSA, the policy) 256 KB and with
+//! `embedded-tls-p384` 380 KB, both while certificates were decoded with `x509-cert`'s
+//! owned types; the borrowed certificate view that replaced them (`trust::x509`) saved
+//! 27.8 KB on the NUCLEO-F767ZI firmware. RAM: the two record buffers (e.g. 16640 + 4096
+//! bytes) plus the heap the certificate decision uses while it runs (the decoded
+//! certificates borrow the received chain; the heap holds the presented identifiers, the
+//! extension lists and the end entity kept until CertificateVerify); it grows with
+//! certificate size and extension count.
 
 mod pkix;
 #[cfg(test)]

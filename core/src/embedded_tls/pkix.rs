@@ -29,14 +29,12 @@
 use alloc::format;
 use alloc::vec::Vec;
 
+use der::asn1::{BitStringRef, ObjectIdentifier, UintRef};
+use der::{Decode, Reader, SliceReader, Tag};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use sha2::{Digest, Sha256, Sha384};
-use x509_cert::der::asn1::{ObjectIdentifier, UintRef};
-use x509_cert::der::{Decode, Header, Reader, SliceReader, Tag};
-use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage};
-use x509_cert::spki::SubjectPublicKeyInfoOwned;
-use x509_cert::Certificate;
 
+use crate::trust::x509::{element, read_all, Certificate, PublicKeyInfo, ID_CE_SUBJECT_ALT_NAME};
 use crate::trust::{PkixOutcome, UnixTime};
 
 const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
@@ -46,14 +44,21 @@ pub(crate) const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2
 pub(crate) const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
 const ID_KP_SERVER_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.1");
 const ANY_EXTENDED_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37.0");
+const ID_CE_BASIC_CONSTRAINTS: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.19");
+const ID_CE_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.15");
+const ID_CE_EXT_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37");
 /// The extensions this walk (or the policy, for subjectAltName) processes; any other one
 /// marked critical fails the chain (RFC 5280 §4.2), as in webpki.
 const UNDERSTOOD: [ObjectIdentifier; 4] = [
-    ObjectIdentifier::new_unwrap("2.5.29.19"), // basicConstraints
-    ObjectIdentifier::new_unwrap("2.5.29.15"), // keyUsage
-    ObjectIdentifier::new_unwrap("2.5.29.37"), // extKeyUsage
-    ObjectIdentifier::new_unwrap("2.5.29.17"), // subjectAltName
+    ID_CE_BASIC_CONSTRAINTS,
+    ID_CE_KEY_USAGE,
+    ID_CE_EXT_KEY_USAGE,
+    ID_CE_SUBJECT_ALT_NAME,
 ];
+
+/// keyUsage bits (RFC 5280 §4.2.1.3).
+const DIGITAL_SIGNATURE: usize = 0;
+const KEY_CERT_SIGN: usize = 5;
 
 /// Longest path walked: end entity + this many intermediates, then an anchor.
 const MAX_INTERMEDIATES: usize = 6;
@@ -84,30 +89,69 @@ pub(crate) enum SignatureError {
     Unsupported(&'static str),
 }
 
-/// A decoded certificate with the raw bytes its signature covers.
+/// `BasicConstraints ::= SEQUENCE { cA BOOLEAN DEFAULT FALSE, pathLenConstraint INTEGER
+/// (0..MAX) OPTIONAL }` (RFC 5280 §4.2.1.9); a path length over 255 is refused.
+fn basic_constraints(der: &[u8]) -> der::Result<(bool, Option<u8>)> {
+    let (contents, _) = read_all(der, |r| element(r, Tag::Sequence))?;
+    read_all(contents, |r| {
+        let ca = if !r.is_finished() && Tag::peek(r)? == Tag::Boolean {
+            r.decode::<bool>()?
+        } else {
+            false
+        };
+        let path_len = if r.is_finished() {
+            None
+        } else {
+            Some(r.decode::<u8>()?)
+        };
+        Ok((ca, path_len))
+    })
+}
+
+/// `KeyUsage ::= BIT STRING` (RFC 5280 §4.2.1.3): bit `n` (0 = digitalSignature, 5 =
+/// keyCertSign) is set. More than 16 bits is malformed.
+fn key_usage(der: &[u8], n: usize) -> der::Result<bool> {
+    let bits = read_all(der, |r| r.decode::<BitStringRef<'_>>())?;
+    if bits.bit_len() > 16 {
+        return Err(Tag::BitString.length_error().into());
+    }
+    Ok(bits.get(n).unwrap_or(false))
+}
+
+/// `ExtKeyUsageSyntax ::= SEQUENCE OF KeyPurposeId` (RFC 5280 §4.2.1.12) allows TLS server
+/// authentication.
+fn allows_server_auth(der: &[u8]) -> der::Result<bool> {
+    let (contents, _) = read_all(der, |r| element(r, Tag::Sequence))?;
+    let mut purposes = SliceReader::new(contents)?;
+    let mut allowed = false;
+    while !purposes.is_finished() {
+        let purpose = purposes.decode::<ObjectIdentifier>()?;
+        allowed |= purpose == ID_KP_SERVER_AUTH || purpose == ANY_EXTENDED_KEY_USAGE;
+    }
+    Ok(allowed)
+}
+
+/// A certificate of the path, decoded.
 struct Parsed<'d> {
-    cert: Certificate,
-    tbs: &'d [u8],
+    cert: Certificate<'d>,
 }
 
 impl<'d> Parsed<'d> {
     fn decode(der: &'d [u8]) -> Option<Self> {
-        let cert = Certificate::from_der(der).ok()?;
-        let tbs = tbs_bytes(der).ok()?;
-        Some(Parsed { cert, tbs })
+        Certificate::parse(der).ok().map(|cert| Parsed { cert })
     }
 
-    fn spki(&self) -> &SubjectPublicKeyInfoOwned {
-        self.cert.tbs_certificate().subject_public_key_info()
+    fn spki(&self) -> &PublicKeyInfo<'d> {
+        &self.cert.public_key
     }
 
     /// This certificate's signature, made by `issuer`'s key, verifies.
-    fn signed_by(&self, issuer: &SubjectPublicKeyInfoOwned) -> Result<(), SignatureError> {
+    fn signed_by(&self, issuer: &PublicKeyInfo<'_>) -> Result<(), SignatureError> {
         // RFC 5280 §4.1.1.2: the signed and the outer algorithm must be the same.
-        if self.cert.tbs_certificate().signature() != self.cert.signature_algorithm() {
+        if self.cert.tbs_signature != self.cert.signature_algorithm.der {
             return Err(SignatureError::Invalid);
         }
-        let alg = &self.cert.signature_algorithm().oid;
+        let alg = &self.cert.signature_algorithm.oid;
         let hash = if *alg == ECDSA_WITH_SHA256 {
             HashAlg::Sha256
         } else if *alg == ECDSA_WITH_SHA384 {
@@ -119,20 +163,19 @@ impl<'d> Parsed<'d> {
         };
         let signature = self
             .cert
-            .signature()
+            .signature
             .as_bytes()
             .ok_or(SignatureError::Unsupported("signature bit string"))?;
-        verify_ecdsa_der(issuer, hash, self.tbs, signature)
+        verify_ecdsa_der(issuer, hash, self.cert.tbs, signature)
     }
 
     /// Dates of a certificate in the chain, when the time is known.
     fn dates(&self, now: Option<UnixTime>) -> Result<(), PkixOutcome> {
         let Some(now) = now else { return Ok(()) };
-        let validity = self.cert.tbs_certificate().validity();
-        if now.0 < validity.not_before.to_unix_duration().as_secs() {
+        if now < self.cert.not_before {
             return Err(PkixOutcome::NotYetValid);
         }
-        if now.0 > validity.not_after.to_unix_duration().as_secs() {
+        if now > self.cert.not_after {
             return Err(PkixOutcome::Expired);
         }
         Ok(())
@@ -141,17 +184,11 @@ impl<'d> Parsed<'d> {
     /// RFC 5280 §4.2: a critical extension this walk does not process (nameConstraints,
     /// policy constraints, ...) fails the chain instead of being ignored.
     fn critical_extensions(&self) -> Result<(), PkixOutcome> {
-        let extensions = self
-            .cert
-            .tbs_certificate()
-            .extensions()
-            .into_iter()
-            .flatten();
-        for ext in extensions {
-            if ext.critical && !UNDERSTOOD.contains(&ext.extn_id) {
+        for ext in &self.cert.extensions {
+            if ext.critical && !UNDERSTOOD.contains(&ext.oid) {
                 return Err(PkixOutcome::Other(format!(
                     "unsupported critical extension {}",
-                    ext.extn_id
+                    ext.oid
                 )));
             }
         }
@@ -161,21 +198,35 @@ impl<'d> Parsed<'d> {
     /// extendedKeyUsage, when present, allows TLS server authentication (checked on the
     /// end entity and, as webpki does, on issuers).
     fn server_auth_usage(&self) -> Result<(), PkixOutcome> {
+        let Some(ext) = self.cert.extension(ID_CE_EXT_KEY_USAGE) else {
+            return Ok(());
+        };
+        match allows_server_auth(ext.value) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(PkixOutcome::WrongUsage),
+            Err(_) => Err(PkixOutcome::Other("malformed extendedKeyUsage".into())),
+        }
+    }
+
+    /// basicConstraints (`(false, None)` when absent).
+    fn basic_constraints(&self) -> Result<(bool, Option<u8>), PkixOutcome> {
+        match self.cert.extension(ID_CE_BASIC_CONSTRAINTS) {
+            None => Ok((false, None)),
+            Some(ext) => basic_constraints(ext.value)
+                .map_err(|_| PkixOutcome::Other("malformed basicConstraints".into())),
+        }
+    }
+
+    /// keyUsage, when present, has bit `n`.
+    fn key_usage_allows(&self, n: usize) -> Result<(), PkixOutcome> {
         match self
             .cert
-            .tbs_certificate()
-            .get_extension::<ExtendedKeyUsage>()
+            .extension(ID_CE_KEY_USAGE)
+            .map(|e| key_usage(e.value, n))
         {
-            Ok(Some((_, eku)))
-                if !eku
-                    .0
-                    .iter()
-                    .any(|o| *o == ID_KP_SERVER_AUTH || *o == ANY_EXTENDED_KEY_USAGE) =>
-            {
-                Err(PkixOutcome::WrongUsage)
-            }
-            Ok(_) => Ok(()),
-            Err(_) => Err(PkixOutcome::Other("malformed extendedKeyUsage".into())),
+            Some(Ok(false)) => Err(PkixOutcome::WrongUsage),
+            None | Some(Ok(true)) => Ok(()),
+            Some(Err(_)) => Err(PkixOutcome::Other("malformed keyUsage".into())),
         }
     }
 
@@ -184,52 +235,27 @@ impl<'d> Parsed<'d> {
     fn may_issue(&self, below: usize) -> Result<(), PkixOutcome> {
         self.critical_extensions()?;
         self.server_auth_usage()?;
-        let tbs = self.cert.tbs_certificate();
-        match tbs.get_extension::<BasicConstraints>() {
-            Ok(Some((_, bc))) if bc.ca => {
-                if let Some(max) = bc.path_len_constraint {
-                    if below > usize::from(max) {
-                        return Err(PkixOutcome::Other(
-                            "a CA's path length constraint is exceeded".into(),
-                        ));
-                    }
-                }
+        match self.basic_constraints()? {
+            (true, Some(max)) if below > usize::from(max) => {
+                return Err(PkixOutcome::Other(
+                    "a CA's path length constraint is exceeded".into(),
+                ))
             }
-            Ok(_) => return Err(PkixOutcome::WrongUsage),
-            Err(_) => return Err(PkixOutcome::Other("malformed basicConstraints".into())),
+            (true, _) => {}
+            (false, _) => return Err(PkixOutcome::WrongUsage),
         }
-        match tbs.get_extension::<KeyUsage>() {
-            Ok(Some((_, ku))) if !ku.key_cert_sign() => Err(PkixOutcome::WrongUsage),
-            Ok(_) => Ok(()),
-            Err(_) => Err(PkixOutcome::Other("malformed keyUsage".into())),
-        }
+        self.key_usage_allows(KEY_CERT_SIGN)
     }
 
     /// The end entity is fit for a TLS server (RFC 5280 §4.2.1.3, §4.2.1.9, §4.2.1.12).
     fn end_entity_usage(&self) -> Result<(), PkixOutcome> {
         self.critical_extensions()?;
-        let tbs = self.cert.tbs_certificate();
-        match tbs.get_extension::<BasicConstraints>() {
-            Ok(Some((_, bc))) if bc.ca => return Err(PkixOutcome::WrongUsage),
-            Ok(_) => {}
-            Err(_) => return Err(PkixOutcome::Other("malformed basicConstraints".into())),
+        if self.basic_constraints()?.0 {
+            return Err(PkixOutcome::WrongUsage);
         }
-        match tbs.get_extension::<KeyUsage>() {
-            Ok(Some((_, ku))) if !ku.digital_signature() => return Err(PkixOutcome::WrongUsage),
-            Ok(_) => {}
-            Err(_) => return Err(PkixOutcome::Other("malformed keyUsage".into())),
-        }
+        self.key_usage_allows(DIGITAL_SIGNATURE)?;
         self.server_auth_usage()
     }
-}
-
-/// The TBSCertificate TLV inside a Certificate SEQUENCE, as received (the bytes the
-/// signature covers; never re-encoded).
-fn tbs_bytes(der: &[u8]) -> x509_cert::der::Result<&[u8]> {
-    let mut reader = SliceReader::new(der)?;
-    let outer = Header::decode(&mut reader)?;
-    outer.tag().assert_eq(Tag::Sequence)?;
-    reader.tlv_bytes()
 }
 
 fn unsupported(e: SignatureError) -> PkixOutcome {
@@ -272,9 +298,9 @@ pub(crate) fn check_chain(
     // The most specific failure seen on a candidate whose name matched.
     let mut failure: Option<PkixOutcome> = None;
     for depth in 0..=MAX_INTERMEDIATES {
-        let issuer_name = current.cert.tbs_certificate().issuer();
+        let issuer_name = current.cert.issuer;
         for anchor in &anchors {
-            if anchor.cert.tbs_certificate().subject() != issuer_name {
+            if anchor.cert.subject != issuer_name {
                 continue;
             }
             match current.signed_by(anchor.spki()) {
@@ -288,7 +314,7 @@ pub(crate) fn check_chain(
         let mut next = None;
         for (i, candidate) in intermediates.iter().enumerate().take(MAX_INTERMEDIATES) {
             let Some(candidate) = candidate else { continue };
-            if used[i] || candidate.cert.tbs_certificate().subject() != issuer_name {
+            if used[i] || candidate.cert.subject != issuer_name {
                 continue;
             }
             let verdict = candidate
@@ -317,14 +343,14 @@ pub(crate) fn check_chain(
 /// Verifies a DER ECDSA signature (`Ecdsa-Sig-Value`, as in certificates and TLS 1.3
 /// CertificateVerify) over `message` hashed with `hash`, with the key in `spki`.
 pub(crate) fn verify_ecdsa_der(
-    spki: &SubjectPublicKeyInfoOwned,
+    spki: &PublicKeyInfo<'_>,
     hash: HashAlg,
     message: &[u8],
     signature: &[u8],
 ) -> Result<(), SignatureError> {
     let curve = ec_curve(spki)?;
     let point = spki
-        .subject_public_key
+        .key
         .as_bytes()
         .ok_or(SignatureError::Unsupported("public key bit string"))?;
     let prehash = hash.digest(message);
@@ -365,10 +391,10 @@ fn ecdsa_sig_value(der: &[u8], field_len: usize) -> Result<Vec<u8>, SignatureErr
         let pair = reader.sequence(|seq| {
             let r = UintRef::decode(seq)?;
             let s = UintRef::decode(seq)?;
-            Ok::<_, x509_cert::der::Error>((r, s))
+            Ok::<_, der::Error>((r, s))
         })?;
         reader.finish()?;
-        Ok::<_, x509_cert::der::Error>(pair)
+        Ok::<_, der::Error>(pair)
     })()
     .map_err(|_| bad.clone())?;
     let mut out = alloc::vec![0u8; 2 * field_len];
@@ -384,15 +410,12 @@ fn ecdsa_sig_value(der: &[u8], field_len: usize) -> Result<Vec<u8>, SignatureErr
 }
 
 /// The named curve of an id-ecPublicKey SubjectPublicKeyInfo.
-pub(crate) fn ec_curve(
-    spki: &SubjectPublicKeyInfoOwned,
-) -> Result<ObjectIdentifier, SignatureError> {
+pub(crate) fn ec_curve(spki: &PublicKeyInfo<'_>) -> Result<ObjectIdentifier, SignatureError> {
     if spki.algorithm.oid != ID_EC_PUBLIC_KEY {
         return Err(SignatureError::Unsupported("public key type (only ECDSA)"));
     }
     spki.algorithm
         .parameters
-        .as_ref()
         .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
         .ok_or(SignatureError::Unsupported(
             "EC parameters (only named curves)",
@@ -400,8 +423,6 @@ pub(crate) fn ec_curve(
 }
 
 /// The end entity's SubjectPublicKeyInfo.
-pub(crate) fn leaf_spki(der: &[u8]) -> Option<SubjectPublicKeyInfoOwned> {
-    Certificate::from_der(der)
-        .ok()
-        .map(|c| c.tbs_certificate().subject_public_key_info().clone())
+pub(crate) fn leaf_spki(der: &[u8]) -> Option<PublicKeyInfo<'_>> {
+    Certificate::parse(der).ok().map(|c| c.public_key)
 }

@@ -1,23 +1,24 @@
 //! The end-entity certificate as the policy sees it: its presented identifiers (RFC 6125
 //! §6.3), validity dates, fingerprints and the `tls-server-end-point` hash (RFC 5929 §4).
 //!
-//! DER decoding is RustCrypto's `x509-cert` (strict DER). Nothing here checks signatures:
+//! DER decoding is the borrowed certificate view shared with the chain walk (on the `der`
+//! crate, strict DER). Nothing here checks signatures:
 //! the chain walk and all signature math belong to the TLS backend's PKIX verifier.
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
+use der::asn1::{AnyRef, BmpString, Ia5StringRef, ObjectIdentifier, PrintableStringRef};
+use der::asn1::{TeletexStringRef, Utf8StringRef};
+use der::{Reader, SliceReader, Tag, Tagged};
 use sha2::{Digest, Sha224, Sha256, Sha384, Sha512};
-use x509_cert::der::asn1::{Ia5StringRef, ObjectIdentifier, Utf8StringRef};
-use x509_cert::der::{Decode, Encode, Header, Reader, SliceReader, Tag, TagNumber};
-use x509_cert::ext::pkix::name::{DirectoryString, GeneralName};
-use x509_cert::ext::pkix::SubjectAltName;
-use x509_cert::spki::AlgorithmIdentifierRef;
-use x509_cert::Certificate;
 
 use super::fingerprint::Fingerprint;
 use super::pin::Pin;
+use super::x509::{
+    context, element, read_all, AlgorithmIdentifier, Certificate, ID_CE_SUBJECT_ALT_NAME,
+};
 use super::{CertError, UnixTime};
 
 /// id-on-xmppAddr (RFC 6120 §13.7.1.4): otherName, UTF8String JID.
@@ -78,53 +79,27 @@ impl EndEntityCertificate {
     /// Decode a DER certificate. Fails with [`CertError::BadEncoding`] on anything that is
     /// not a well-formed X.509 v3 certificate (including a malformed subjectAltName).
     pub fn parse(der: &[u8]) -> Result<Self, CertError> {
-        let cert = Certificate::from_der(der).map_err(|_| CertError::BadEncoding)?;
-        let tbs = cert.tbs_certificate();
+        let cert = Certificate::parse(der).map_err(|_| CertError::BadEncoding)?;
 
         let mut presented = Vec::new();
         let mut has_uri_id = false;
-        let san = tbs
-            .get_extension::<SubjectAltName>()
-            .map_err(|_| CertError::BadEncoding)?;
-        if let Some((_critical, SubjectAltName(names))) = san {
-            for name in names {
-                match name {
-                    GeneralName::DnsName(s) => presented.push(PresentedId::DnsId(s.to_string())),
-                    GeneralName::UniformResourceIdentifier(_) => has_uri_id = true,
-                    GeneralName::OtherName(other) if other.type_id == ID_ON_XMPP_ADDR => {
-                        match other.value.decode_as::<Utf8StringRef<'_>>() {
-                            Ok(s) => presented.push(PresentedId::XmppAddr(s.as_str().into())),
-                            Err(_) => debug!("xmppAddr that is not a UTF8String ignored"),
-                        }
-                    }
-                    GeneralName::OtherName(other) if other.type_id == ID_ON_DNS_SRV => {
-                        match other.value.decode_as::<Ia5StringRef<'_>>() {
-                            Ok(s) => presented.push(PresentedId::SrvId(s.as_str().into())),
-                            Err(_) => debug!("SRVName that is not an IA5String ignored"),
-                        }
-                    }
-                    _ => {}
+        if let Some(san) = cert.extension(ID_CE_SUBJECT_ALT_NAME) {
+            subject_alt_names(san.value, &mut presented, &mut has_uri_id)
+                .map_err(|_| CertError::BadEncoding)?;
+        }
+        cert.subject_attributes(|oid, value| {
+            if oid == ID_AT_COMMON_NAME {
+                if let Some(cn) = directory_string(value) {
+                    presented.push(PresentedId::CommonName(cn));
                 }
             }
-        }
-        for atv in tbs.subject().iter() {
-            if atv.oid == ID_AT_COMMON_NAME {
-                if let Ok(cn) = atv.value.decode_as::<DirectoryString>() {
-                    presented.push(PresentedId::CommonName(cn.value().into_owned()));
-                }
-            }
-        }
+        });
 
-        let validity = tbs.validity();
-        let spki = tbs
-            .subject_public_key_info()
-            .to_der()
-            .map_err(|_| CertError::BadEncoding)?;
         let pin = Pin {
-            spki_sha256: Fingerprint::of(&spki),
+            spki_sha256: Fingerprint::of(cert.public_key.der),
             cert_sha256: Fingerprint::of(der),
         };
-        let end_point = match end_point_hash(cert.signature_algorithm()) {
+        let end_point = match end_point_hash(&cert.signature_algorithm) {
             Ok(EndPointHash::Sha224) => Ok(Sha224::digest(der).to_vec()),
             Ok(EndPointHash::Sha256) => Ok(Sha256::digest(der).to_vec()),
             Ok(EndPointHash::Sha384) => Ok(Sha384::digest(der).to_vec()),
@@ -135,9 +110,9 @@ impl EndEntityCertificate {
         Ok(EndEntityCertificate {
             presented,
             has_uri_id,
-            not_before: UnixTime(validity.not_before.to_unix_duration().as_secs()),
-            not_after: UnixTime(validity.not_after.to_unix_duration().as_secs()),
-            self_issued: tbs.issuer() == tbs.subject(),
+            not_before: cert.not_before,
+            not_after: cert.not_after,
+            self_issued: cert.issuer == cert.subject,
             pin,
             end_point,
         })
@@ -193,9 +168,86 @@ impl EndEntityCertificate {
     }
 }
 
+/// `SubjectAltName ::= GeneralNames ::= SEQUENCE OF GeneralName` (RFC 5280 §4.2.1.6): the
+/// identifiers RFC 6125 §6.3 and RFC 6120 §13.7.1.4 read, in certificate order. Every
+/// GeneralName must be one of the nine kinds; the IA5String ones must be ASCII.
+fn subject_alt_names(
+    der: &[u8],
+    presented: &mut Vec<PresentedId>,
+    has_uri_id: &mut bool,
+) -> der::Result<()> {
+    let (names, _) = read_all(der, |r| element(r, Tag::Sequence))?;
+    let mut names = SliceReader::new(names)?;
+    while !names.is_finished() {
+        let name = names.decode::<AnyRef<'_>>()?;
+        match name.tag() {
+            // otherName: SEQUENCE { type-id OID, value [0] EXPLICIT ANY } (IMPLICIT [0]).
+            t if t == context(0, true) => {
+                let (type_id, value) = read_all(name.value(), |r| {
+                    let type_id = r.decode::<ObjectIdentifier>()?;
+                    let (explicit, _) = element(r, context(0, true))?;
+                    Ok((type_id, read_all(explicit, |v| v.decode::<AnyRef<'_>>())?))
+                })?;
+                if type_id == ID_ON_XMPP_ADDR {
+                    match value.decode_as::<Utf8StringRef<'_>>() {
+                        Ok(s) => presented.push(PresentedId::XmppAddr(s.as_str().into())),
+                        Err(_) => debug!("xmppAddr that is not a UTF8String ignored"),
+                    }
+                } else if type_id == ID_ON_DNS_SRV {
+                    match value.decode_as::<Ia5StringRef<'_>>() {
+                        Ok(s) => presented.push(PresentedId::SrvId(s.as_str().into())),
+                        Err(_) => debug!("SRVName that is not an IA5String ignored"),
+                    }
+                }
+            }
+            // rfc822Name [1], dNSName [2], uniformResourceIdentifier [6]: IA5String.
+            t if t == context(1, false) || t == context(2, false) || t == context(6, false) => {
+                let s = Ia5StringRef::new(name.value())?;
+                if t == context(2, false) {
+                    presented.push(PresentedId::DnsId(s.as_str().into()));
+                } else if t == context(6, false) {
+                    *has_uri_id = true;
+                }
+            }
+            // x400Address [3], directoryName [4], ediPartyName [5]: constructed;
+            // iPAddress [7], registeredID [8]: primitive. Not identities for XMPP.
+            t if t == context(3, true)
+                || t == context(4, true)
+                || t == context(5, true)
+                || t == context(7, false)
+                || t == context(8, false) => {}
+            t => return Err(t.unexpected_error(None).into()),
+        }
+    }
+    Ok(())
+}
+
+/// `DirectoryString` (RFC 5280 §4.1.2.4) as text; `None` for other types.
+fn directory_string(value: AnyRef<'_>) -> Option<String> {
+    match value.tag() {
+        Tag::PrintableString => value
+            .decode_as::<PrintableStringRef<'_>>()
+            .ok()
+            .map(|s| s.as_str().into()),
+        Tag::TeletexString => value
+            .decode_as::<TeletexStringRef<'_>>()
+            .ok()
+            .map(|s| s.as_str().into()),
+        Tag::Utf8String => value
+            .decode_as::<Utf8StringRef<'_>>()
+            .ok()
+            .map(|s| s.as_str().into()),
+        Tag::BmpString => value
+            .decode_as::<BmpString>()
+            .ok()
+            .map(|s| s.chars().collect()),
+        _ => None,
+    }
+}
+
 /// RFC 5929 §4.1 hash choice from the certificate's signatureAlgorithm. `Err` carries the
 /// dotted OID of an algorithm for which the binding is undefined.
-fn end_point_hash(alg: &x509_cert::spki::AlgorithmIdentifierOwned) -> Result<EndPointHash, String> {
+fn end_point_hash(alg: &AlgorithmIdentifier<'_>) -> Result<EndPointHash, String> {
     use EndPointHash::*;
     let oid = alg.oid.to_string();
     match oid.as_str() {
@@ -226,22 +278,12 @@ fn end_point_hash(alg: &x509_cert::spki::AlgorithmIdentifierOwned) -> Result<End
 }
 
 /// The `hashAlgorithm [0]` OID of RSASSA-PSS-params (RFC 4055), `None` when defaulted.
-fn pss_hash_oid(params_contents: &[u8]) -> x509_cert::der::Result<Option<String>> {
+fn pss_hash_oid(params_contents: &[u8]) -> der::Result<Option<String>> {
     let mut reader = SliceReader::new(params_contents)?;
-    if reader.is_finished() {
+    if reader.is_finished() || Tag::peek(&reader)? != context(0, true) {
         return Ok(None);
     }
-    let header = Header::peek(&reader)?;
-    if header.tag()
-        != (Tag::ContextSpecific {
-            constructed: true,
-            number: TagNumber(0),
-        })
-    {
-        return Ok(None);
-    }
-    let header = Header::decode(&mut reader)?;
-    let inner = reader.read_slice(header.length())?;
-    let alg = AlgorithmIdentifierRef::from_der(inner)?;
+    let (inner, _) = element(&mut reader, context(0, true))?;
+    let alg = read_all(inner, AlgorithmIdentifier::read)?;
     Ok(Some(alg.oid.to_string()))
 }

@@ -1,0 +1,267 @@
+//! A borrowed view of a DER X.509 v3 certificate (RFC 5280 §4.1): one decoder, on the
+//! `der` crate's slice reader, shared by the policy (identity, dates, pins,
+//! `tls-server-end-point`) and the embedded-tls backend's chain walk. Every field is a
+//! slice of the input; nothing is re-encoded, so the pins hash the SubjectPublicKeyInfo
+//! and the signatures cover the TBSCertificate exactly as received.
+//!
+//! Decoding is strict DER for every element read (definite minimal lengths, no trailing
+//! data, the tag each field of RFC 5280 §4.1 requires, version v1–v3, no extension twice
+//! (RFC 5280 §4.2)), and names are checked to be sequences of sets of attribute type and
+//! value pairs. Values are interpreted only where someone reads them: the extensions'
+//! contents by [`Certificate::extension`]'s callers, attribute values by the CN lookup.
+
+use alloc::vec::Vec;
+
+use der::asn1::{AnyRef, BitStringRef, GeneralizedTime, ObjectIdentifier, UtcTime};
+use der::{Decode, Reader, SliceReader, Tag, TagNumber, Tagged};
+
+use super::UnixTime;
+
+/// id-ce-subjectAltName (RFC 5280 §4.2.1.6).
+pub(crate) const ID_CE_SUBJECT_ALT_NAME: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("2.5.29.17");
+
+/// `[n]` with the constructed bit as given (RFC 5280 uses both kinds).
+pub(crate) const fn context(number: u8, constructed: bool) -> Tag {
+    Tag::ContextSpecific {
+        constructed,
+        number: TagNumber(number as u32),
+    }
+}
+
+/// The next element of `reader`, which must carry `tag`: its contents and its whole
+/// encoding (tag, length and contents).
+pub(crate) fn element<'a>(
+    reader: &mut SliceReader<'a>,
+    tag: Tag,
+) -> der::Result<(&'a [u8], &'a [u8])> {
+    let tlv = reader.tlv_bytes()?;
+    let any = AnyRef::try_from(tlv)?;
+    any.tag().assert_eq(tag)?;
+    Ok((any.value(), tlv))
+}
+
+/// Runs `f` on a reader over `contents`, which it must consume entirely.
+pub(crate) fn read_all<'a, T>(
+    contents: &'a [u8],
+    f: impl FnOnce(&mut SliceReader<'a>) -> der::Result<T>,
+) -> der::Result<T> {
+    let mut reader = SliceReader::new(contents)?;
+    let value = f(&mut reader)?;
+    reader.finish()?;
+    Ok(value)
+}
+
+/// `AlgorithmIdentifier ::= SEQUENCE { algorithm OID, parameters ANY OPTIONAL }`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AlgorithmIdentifier<'a> {
+    /// The whole encoding (RFC 5280 §4.1.1.2 compares the two signature algorithms).
+    pub(crate) der: &'a [u8],
+    pub(crate) oid: ObjectIdentifier,
+    pub(crate) parameters: Option<AnyRef<'a>>,
+}
+
+impl<'a> AlgorithmIdentifier<'a> {
+    pub(crate) fn read(reader: &mut SliceReader<'a>) -> der::Result<Self> {
+        let (contents, der) = element(reader, Tag::Sequence)?;
+        let (oid, parameters) = read_all(contents, |r| {
+            let oid = ObjectIdentifier::decode(r)?;
+            let parameters = if r.is_finished() {
+                None
+            } else {
+                Some(AnyRef::decode(r)?)
+            };
+            Ok((oid, parameters))
+        })?;
+        Ok(AlgorithmIdentifier {
+            der,
+            oid,
+            parameters,
+        })
+    }
+}
+
+/// `SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier, subjectPublicKey BIT
+/// STRING }`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PublicKeyInfo<'a> {
+    /// The whole encoding (what key pins hash).
+    pub(crate) der: &'a [u8],
+    pub(crate) algorithm: AlgorithmIdentifier<'a>,
+    pub(crate) key: BitStringRef<'a>,
+}
+
+impl<'a> PublicKeyInfo<'a> {
+    fn read(reader: &mut SliceReader<'a>) -> der::Result<Self> {
+        let (contents, der) = element(reader, Tag::Sequence)?;
+        let (algorithm, key) = read_all(contents, |r| {
+            Ok((AlgorithmIdentifier::read(r)?, BitStringRef::decode(r)?))
+        })?;
+        Ok(PublicKeyInfo {
+            der,
+            algorithm,
+            key,
+        })
+    }
+}
+
+/// One extension (RFC 5280 §4.1.2.9): `SEQUENCE { extnID OID, critical BOOLEAN DEFAULT
+/// FALSE, extnValue OCTET STRING }`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Extension<'a> {
+    pub(crate) oid: ObjectIdentifier,
+    pub(crate) critical: bool,
+    /// The contents of extnValue: the extension's own DER.
+    pub(crate) value: &'a [u8],
+}
+
+/// A decoded certificate, borrowing the DER it came from.
+#[derive(Debug, Clone)]
+pub(crate) struct Certificate<'a> {
+    /// The TBSCertificate's whole encoding: the bytes the signature covers.
+    pub(crate) tbs: &'a [u8],
+    /// TBSCertificate.signature, which must equal `signature_algorithm`.
+    pub(crate) tbs_signature: &'a [u8],
+    pub(crate) signature_algorithm: AlgorithmIdentifier<'a>,
+    pub(crate) signature: BitStringRef<'a>,
+    /// The issuer and subject Names, whole encodings (compared bytewise: DER is canonical).
+    pub(crate) issuer: &'a [u8],
+    pub(crate) subject: &'a [u8],
+    pub(crate) not_before: UnixTime,
+    pub(crate) not_after: UnixTime,
+    pub(crate) public_key: PublicKeyInfo<'a>,
+    pub(crate) extensions: Vec<Extension<'a>>,
+}
+
+impl<'a> Certificate<'a> {
+    /// `Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }`.
+    pub(crate) fn parse(der: &'a [u8]) -> der::Result<Self> {
+        let (contents, _) = read_all(der, |r| element(r, Tag::Sequence))?;
+        let (tbs_contents, tbs, signature_algorithm, signature) = read_all(contents, |r| {
+            let (tbs_contents, tbs) = element(r, Tag::Sequence)?;
+            let algorithm = AlgorithmIdentifier::read(r)?;
+            Ok((tbs_contents, tbs, algorithm, BitStringRef::decode(r)?))
+        })?;
+        read_all(tbs_contents, |r| {
+            let mut version = 0;
+            if Tag::peek(r)? == context(0, true) {
+                let (explicit, _) = element(r, context(0, true))?;
+                version = read_all(explicit, u8::decode)?;
+                if version > 2 {
+                    return Err(Tag::Integer.value_error().into());
+                }
+            }
+            element(r, Tag::Integer)?; // serialNumber
+            let (_, tbs_signature) = element(r, Tag::Sequence)?;
+            let issuer = name(r)?;
+            let (validity, _) = element(r, Tag::Sequence)?;
+            let (not_before, not_after) = read_all(validity, |v| Ok((time(v)?, time(v)?)))?;
+            let subject = name(r)?;
+            let public_key = PublicKeyInfo::read(r)?;
+            // issuerUniqueID [1], subjectUniqueID [2] (v2 and v3 only).
+            for number in [1, 2] {
+                if !r.is_finished() && Tag::peek(r)? == context(number, false) {
+                    if version < 1 {
+                        return Err(Tag::peek(r)?.unexpected_error(None).into());
+                    }
+                    element(r, context(number, false))?;
+                }
+            }
+            let mut extensions = Vec::new();
+            if !r.is_finished() {
+                if version < 2 {
+                    return Err(Tag::peek(r)?.unexpected_error(None).into());
+                }
+                let (explicit, _) = element(r, context(3, true))?;
+                let (list, _) = read_all(explicit, |e| element(e, Tag::Sequence))?;
+                let mut list = SliceReader::new(list)?;
+                while !list.is_finished() {
+                    let (contents, _) = element(&mut list, Tag::Sequence)?;
+                    let extension = read_all(contents, |x| {
+                        let oid = ObjectIdentifier::decode(x)?;
+                        let critical = if Tag::peek(x)? == Tag::Boolean {
+                            bool::decode(x)?
+                        } else {
+                            false
+                        };
+                        let (value, _) = element(x, Tag::OctetString)?;
+                        Ok(Extension {
+                            oid,
+                            critical,
+                            value,
+                        })
+                    })?;
+                    if extensions
+                        .iter()
+                        .any(|e: &Extension<'_>| e.oid == extension.oid)
+                    {
+                        return Err(Tag::Sequence.value_error().into());
+                    }
+                    extensions.push(extension);
+                }
+            }
+            Ok(Certificate {
+                tbs,
+                tbs_signature,
+                signature_algorithm,
+                signature,
+                issuer,
+                subject,
+                not_before,
+                not_after,
+                public_key,
+                extensions,
+            })
+        })
+    }
+
+    /// The extension with `oid`, if present (at most one: checked by [`Certificate::parse`]).
+    pub(crate) fn extension(&self, oid: ObjectIdentifier) -> Option<&Extension<'a>> {
+        self.extensions.iter().find(|e| e.oid == oid)
+    }
+
+    /// Calls `f` with every (type, value) of the subject, in encoding order.
+    pub(crate) fn subject_attributes(&self, f: impl FnMut(ObjectIdentifier, AnyRef<'a>)) {
+        // Checked by `parse`: the walk cannot fail here.
+        let _ = for_each_attribute(self.subject, f);
+    }
+}
+
+/// `Time ::= CHOICE { utcTime UTCTime, generalTime GeneralizedTime }` (RFC 5280 §4.1.2.5).
+fn time(reader: &mut SliceReader<'_>) -> der::Result<UnixTime> {
+    let duration = if Tag::peek(reader)? == Tag::UtcTime {
+        UtcTime::decode(reader)?.to_unix_duration()
+    } else {
+        GeneralizedTime::decode(reader)?.to_unix_duration()
+    };
+    Ok(UnixTime(duration.as_secs()))
+}
+
+/// A Name (RFC 5280 §4.1.2.4), checked, returned whole.
+fn name<'a>(reader: &mut SliceReader<'a>) -> der::Result<&'a [u8]> {
+    let (_, der) = element(reader, Tag::Sequence)?;
+    for_each_attribute(der, |_, _| {})?;
+    Ok(der)
+}
+
+/// Calls `f` with each (type, value) of a Name, `SEQUENCE OF SET OF SEQUENCE { type OID,
+/// value ANY }`, in encoding order.
+fn for_each_attribute<'a>(
+    name: &'a [u8],
+    mut f: impl FnMut(ObjectIdentifier, AnyRef<'a>),
+) -> der::Result<()> {
+    let (rdns, _) = read_all(name, |r| element(r, Tag::Sequence))?;
+    let mut rdns = SliceReader::new(rdns)?;
+    while !rdns.is_finished() {
+        let (set, _) = element(&mut rdns, Tag::Set)?;
+        let mut set = SliceReader::new(set)?;
+        while !set.is_finished() {
+            let (pair, _) = element(&mut set, Tag::Sequence)?;
+            let (oid, value) = read_all(pair, |p| {
+                Ok((ObjectIdentifier::decode(p)?, AnyRef::decode(p)?))
+            })?;
+            f(oid, value);
+        }
+    }
+    Ok(())
+}
