@@ -4,16 +4,17 @@ use alloc::format;
 use alloc::string::String;
 use core::cell::RefCell;
 use core::fmt::{self, Display};
+use core::future::Future;
 
 use embassy_net::tcp::{ConnectError, TcpSocket};
 use embassy_net::Stack;
 use embassy_time::{with_timeout, Duration, Instant, Timer};
-use embedded_io_async::ErrorKind;
+use embedded_io_async::{ErrorKind, Read, Write};
 use rand_core::{CryptoRng, RngCore};
 use xmpp_handshake_core::connection::Step;
 use xmpp_handshake_core::driver::{negotiate_in_place, MaybeTls, Negotiated, Observer, Session};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
-use xmpp_handshake_core::sasl::{Credentials, SaslPolicy};
+use xmpp_handshake_core::sasl::{Credentials, SaslPolicy, ScramCacheEntry};
 use xmpp_handshake_core::stream::header::StreamHeader;
 use xmpp_handshake_core::xml::element;
 use xmpp_handshake_core::{stanza, Error};
@@ -192,10 +193,130 @@ where
 
     let bare = format!("{}@{}", config.username, config.domain);
     let cached = store.load(&bare);
+    let deadline = Deadline::new(None);
+    // The negotiation's state lives in this block only: the locals of an `async fn` keep
+    // their place in its future until their scope ends, even after they were moved; out
+    // of scope, `online`'s future reuses their space.
+    let session = {
+        // Built where they stay: the negotiation borrows them (see `negotiate_in_place`).
+        let mut io = MaybeTls::Plain(Interruptible::new(socket, &deadline));
+        let mut upgrade = Tracking(tls.upgrade(rng));
+        let mut machine = InitiatingEntity::new(initiator(config, &bare, cached.clone()), rng);
+        let outcome = with_timeout(
+            config.negotiate_timeout,
+            negotiate_in_place(&mut io, &mut upgrade, &mut machine, &mut Progress),
+        )
+        .await
+        .map_err(|_| Failure::Timeout("negotiation"))?
+        .map_err(Failure::Xmpp)?;
+        stats.bound += 1;
+        info!(
+            "bound as {} in {} ms ({}, TLS {})",
+            outcome.jid.as_deref().unwrap_or_default(),
+            started.elapsed().as_millis(),
+            outcome.mechanism.map(|m| m.name()).unwrap_or("no SASL"),
+            outcome.secure
+        );
+        match &outcome.scram_cache {
+            Some(entry) if cached.as_ref() == Some(entry) => {
+                stats.cache_hits += 1;
+                info!("SCRAM keys came from the cache (no PBKDF2)");
+            }
+            Some(entry) => match store.save(&bare, entry) {
+                Ok(()) => info!("SCRAM keys stored for the next login"),
+                Err(e) => warn!("could not store the SCRAM keys: {:?}", e),
+            },
+            None => {}
+        }
+        Session::new(Negotiated {
+            transport: io,
+            machine,
+            outcome,
+        })
+    };
+    // Never borrowed here, only moved: a borrowed local would keep its place in this
+    // future while `online` runs.
+    online(session, config, &deadline, stats, started).await
+}
+
+/// The bound stream until it ends: initial presence, then echoes, IQ answers and
+/// readings.
+///
+/// Not an `async fn`, and the session moves in by value: as a local of `connection`
+/// across `.await`s it would get a place of its own in that future, next to the
+/// negotiation's; inside this future it shares the space with it. (An `async fn` would
+/// hold the by-value `session` twice: the argument and the local it is moved into.)
+#[allow(clippy::manual_async_fn)]
+fn online<'a, T: Read + Write, S: Read + Write>(
+    mut session: Session<T, S>,
+    config: &'a Config<'_>,
+    deadline: &'a Deadline,
+    stats: &'a mut Stats,
+    started: Instant,
+) -> impl Future<Output = Result<(), Failure>> + 'a
+where
+    Session<T, S>: 'a,
+{
+    async move {
+        session
+            .send(&stanza::presence(None))
+            .await
+            .map_err(Failure::Xmpp)?;
+        let behaviour = config.behaviour;
+        if behaviour.soak {
+            info!("soak: session {} closes", stats.bound);
+            return with_timeout(config.negotiate_timeout, session.close())
+                .await
+                .map_err(|_| Failure::Timeout("closing"))?
+                .map(|_| ())
+                .map_err(Failure::Xmpp);
+        }
+        let mut next_reading = behaviour.report_to.map(|_| Instant::now());
+        loop {
+            deadline.set(next_reading);
+            match session.next_element().await {
+                Ok(Some(raw)) => {
+                    let reply = answer(&raw, session.peer_header(), behaviour.echo);
+                    if let Some(reply) = reply {
+                        if reply.starts_with("<message") {
+                            stats.echoed += 1;
+                        }
+                        session.send(&reply).await.map_err(Failure::Xmpp)?;
+                    }
+                }
+                Ok(None) => {
+                    info!("the server closed the stream");
+                    let _ = session.close().await;
+                    return Ok(());
+                }
+                Err(Error::Transport(ErrorKind::TimedOut))
+                    if next_reading.is_some_and(|at| Instant::now() >= at) =>
+                {
+                    stats.readings += 1;
+                    let to = behaviour.report_to.unwrap_or_default();
+                    let body = reading(stats.readings, started.elapsed());
+                    info!("reading {} to {}", stats.readings, to);
+                    session
+                        .send(&stanza::message(to, &body, None))
+                        .await
+                        .map_err(Failure::Xmpp)?;
+                    // After a long stall, the next reading is one period from now, not a burst.
+                    next_reading =
+                        next_reading.map(|at| (at + behaviour.period).max(Instant::now()));
+                }
+                Err(e) => return Err(Failure::Xmpp(e)),
+            }
+        }
+    }
+}
+
+/// The negotiation's configuration: STARTTLS required (the default), SCRAM with the
+/// cached keys if any, resource `config.resource`, bind pipelined with the SASL success.
+fn initiator(config: &Config<'_>, bare: &str, cached: Option<ScramCacheEntry>) -> InitiatorConfig {
     let mut credentials = Credentials::password(config.username, config.password);
-    credentials.scram_cache = cached.clone();
+    credentials.scram_cache = cached;
     let mut initiator = InitiatorConfig::client(config.domain);
-    initiator.from = Some(bare.clone());
+    initiator.from = Some(String::from(bare));
     initiator.limits = config.limits;
     initiator.sasl = Some(ClientSasl {
         credentials,
@@ -204,94 +325,7 @@ where
         pipeline_mechanism: None,
         pipeline_bind: true,
     });
-
-    let deadline = Deadline::new(None);
-    // Built where they stay: the negotiation borrows them (see `negotiate_in_place`).
-    let mut io = MaybeTls::Plain(Interruptible::new(socket, &deadline));
-    let mut upgrade = Tracking(tls.upgrade(rng));
-    let mut machine = InitiatingEntity::new(initiator, rng);
-    let outcome = with_timeout(
-        config.negotiate_timeout,
-        negotiate_in_place(&mut io, &mut upgrade, &mut machine, &mut Progress),
-    )
-    .await
-    .map_err(|_| Failure::Timeout("negotiation"))?
-    .map_err(Failure::Xmpp)?;
-
-    let jid = outcome.jid.clone().unwrap_or_default();
-    stats.bound += 1;
-    info!(
-        "bound as {} in {} ms ({}, TLS {})",
-        jid.as_str(),
-        started.elapsed().as_millis(),
-        outcome.mechanism.map(|m| m.name()).unwrap_or("no SASL"),
-        outcome.secure
-    );
-    match &outcome.scram_cache {
-        Some(entry) if cached.as_ref() == Some(entry) => {
-            stats.cache_hits += 1;
-            info!("SCRAM keys came from the cache (no PBKDF2)");
-        }
-        Some(entry) => match store.save(&bare, entry) {
-            Ok(()) => info!("SCRAM keys stored for the next login"),
-            Err(e) => warn!("could not store the SCRAM keys: {:?}", e),
-        },
-        None => {}
-    }
-
-    let mut session = Session::new(Negotiated {
-        transport: io,
-        machine,
-        outcome,
-    });
-    session
-        .send(&stanza::presence(None))
-        .await
-        .map_err(Failure::Xmpp)?;
-    let behaviour = config.behaviour;
-    if behaviour.soak {
-        info!("soak: session {} closes", stats.bound);
-        return with_timeout(config.negotiate_timeout, session.close())
-            .await
-            .map_err(|_| Failure::Timeout("closing"))?
-            .map(|_| ())
-            .map_err(Failure::Xmpp);
-    }
-    let mut next_reading = behaviour.report_to.map(|_| Instant::now());
-    loop {
-        deadline.set(next_reading);
-        match session.next_element().await {
-            Ok(Some(raw)) => {
-                let reply = answer(&raw, session.peer_header(), behaviour.echo);
-                if let Some(reply) = reply {
-                    if reply.starts_with("<message") {
-                        stats.echoed += 1;
-                    }
-                    session.send(&reply).await.map_err(Failure::Xmpp)?;
-                }
-            }
-            Ok(None) => {
-                info!("the server closed the stream");
-                let _ = session.close().await;
-                return Ok(());
-            }
-            Err(Error::Transport(ErrorKind::TimedOut))
-                if next_reading.is_some_and(|at| Instant::now() >= at) =>
-            {
-                stats.readings += 1;
-                let to = behaviour.report_to.unwrap_or_default();
-                let body = reading(stats.readings, started.elapsed());
-                info!("reading {} to {}", stats.readings, to);
-                session
-                    .send(&stanza::message(to, &body, None))
-                    .await
-                    .map_err(Failure::Xmpp)?;
-                // After a long stall, the next reading is one period from now, not a burst.
-                next_reading = next_reading.map(|at| (at + behaviour.period).max(Instant::now()));
-            }
-            Err(e) => return Err(Failure::Xmpp(e)),
-        }
-    }
+    initiator
 }
 
 /// A sensor-style reading (a stand-in for a real sensor: a counter and the uptime).

@@ -104,7 +104,8 @@ pub fn from_build_env<'a>(
 ///
 /// TLS: with the max_fragment_length extension (RFC 6066, 2^12 bytes, which Prosody
 /// honours) a received record is at most 4096 bytes of plaintext plus overhead, so the read
-/// buffer is 4096 + 256. The write buffer bounds our own records.
+/// buffer is 4096 + 256. The write buffer bounds our own records: it must hold the
+/// ClientHello (about 250 bytes here); a longer write goes out as several records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Memory {
     /// TCP receive window.
@@ -121,12 +122,12 @@ pub struct Memory {
 }
 
 impl Memory {
-    /// What the boards use: ~16 KiB of buffers, elements up to 4 KiB.
+    /// What the boards use: ~15 KiB of buffers, elements up to 4 KiB.
     pub const DEFAULT: Memory = Memory {
         socket_rx: 2048,
         socket_tx: 2048,
         tls_read: 4096 + 256,
-        tls_write: 2048,
+        tls_write: 1024,
         max_element: 4096,
     };
 
