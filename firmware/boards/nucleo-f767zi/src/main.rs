@@ -39,6 +39,17 @@ static TRUST_ANCHOR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ca.der"))
 
 type Device = Ethernet<'static, ETH, GenericPhy<Sma<'static, ETH_SMA>>>;
 
+/// Every panic ends here (`panic-probe` raises a HardFault), among them a failed heap
+/// allocation (`handle_alloc_error` panics): the board resets and the app starts over,
+/// instead of stopping in cortex-m-rt's default handler, a loop, until someone resets it.
+/// Under `probe-rs run`, which stops the core when it enters a HardFault, the backtrace is
+/// shown before this runs.
+#[cortex_m_rt::exception]
+unsafe fn HardFault(_frame: &cortex_m_rt::ExceptionFrame) -> ! {
+    defmt::error!("hard fault (a panic, or the heap exhausted): resetting");
+    cortex_m::peripheral::SCB::sys_reset()
+}
+
 #[embassy_executor::task]
 async fn net_task(mut runner: embassy_net::Runner<'static, Device>) -> ! {
     runner.run().await
