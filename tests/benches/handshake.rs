@@ -8,6 +8,8 @@
 //!   bind), through the host library;
 //! - ours, cached: the SCRAM keys and mechanism learned by an earlier login (no PBKDF2,
 //!   `<auth/>` pipelined after the TLS handshake);
+//! - ours over Direct TLS (XEP-0368), cold and cached: the same logins on the server's
+//!   Direct TLS port (Prosody's `c2s_direct_tls_ports`, ejabberd's `tls: true` listener);
 //! - libstrophe (the harness's C client), slixmpp, tokio-xmpp and @xmpp/client (tests/peers),
 //!   each run as `PEER JID PASSWORD HOST PORT CAFILE --logins N`, printing `BOUND <µs>` per
 //!   login, timed inside the peer from the start of its connect.
@@ -29,8 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
-use xmpp_handshake_core::sasl::{CbPolicy, Credentials, Mechanism, ScramCacheEntry};
+use xmpp_handshake_core::sasl::{CbPolicy, Mechanism, ScramCacheEntry};
 use xmpp_handshake_host::client::{self, ClientTrust};
 use xmpp_handshake_host::tls_info::TlsCell;
 use xmpp_handshake_host::transcript::{Side, Transcript};
@@ -120,42 +121,52 @@ struct Learned {
     mechanism: Mechanism,
 }
 
+/// How our client reaches the server.
+#[derive(Clone, Copy, PartialEq)]
+enum Route {
+    /// The c2s port, `<starttls/>` pipelined behind the first header.
+    StartTls,
+    /// Direct TLS (XEP-0368): the server's Direct TLS port, TLS from the first byte.
+    DirectTls,
+}
+
 /// One login of ours: TCP connect, negotiation to a bound resource, then a clean close.
 /// Returns the time to bound and what the login learned.
 async fn our_login(
     server: &ServerInfo,
+    route: Route,
     trust: &ClientTrust,
     learned: Option<&Learned>,
 ) -> Result<(Duration, Option<Learned>), String> {
     let (jid, password, cb) = account(server);
-    let local = jid.split('@').next().unwrap_or_default();
-    let mut config = InitiatorConfig::client(&server.domain);
-    config.from = Some(jid.clone());
-    let mut sasl = ClientSasl::password(local, &password, None);
-    sasl.policy.channel_binding = cb;
+    let mut login = client::Login::new(&jid, &password).map_err(|e| e.to_string())?;
+    login.sasl.channel_binding = cb;
     if let Some(l) = learned {
-        sasl.credentials = Credentials {
-            scram_cache: Some(l.cache.clone()),
-            ..sasl.credentials
-        };
-        sasl.pipeline_mechanism = Some(l.mechanism);
+        login.scram_cache = Some(l.cache.clone());
+        login.pipeline_mechanism = Some(l.mechanism);
     }
-    config.sasl = Some(sasl);
+    let port = match route {
+        Route::StartTls => server.ports.c2s,
+        Route::DirectTls => server.ports.c2s_direct_tls,
+    };
     let started = Instant::now();
-    let transport = client::connect_tcp("127.0.0.1", server.ports.c2s)
+    let transport = client::connect_tcp("127.0.0.1", port)
         .await
         .map_err(|e| e.to_string())?;
     let cell = TlsCell::default();
     let mut transcript = Transcript::new(Side::Initiating, cell.clone());
-    let session = client::negotiate_with(transport, config, trust, cell, &mut transcript)
-        .await
-        .map_err(|e| e.to_string())?;
-    let elapsed = started.elapsed();
-    let outcome = session.outcome.clone();
-    session.close().await.map_err(|e| e.to_string())?;
-    if outcome.jid.is_none() {
-        return Err("no resource bound".into());
+    let logged_in = match route {
+        Route::StartTls => {
+            client::login_typed(transport, &login, trust, cell, &mut transcript).await
+        }
+        Route::DirectTls => {
+            client::login_direct_tls_typed(transport, &login, trust, cell, &mut transcript).await
+        }
     }
+    .map_err(|e| e.to_string())?;
+    let elapsed = started.elapsed();
+    let outcome = logged_in.session.outcome.clone();
+    logged_in.session.close().await.map_err(|e| e.to_string())?;
     let learned = match (outcome.scram_cache, outcome.mechanism) {
         (Some(cache), Some(mechanism)) => Some(Learned { cache, mechanism }),
         _ => None,
@@ -163,7 +174,7 @@ async fn our_login(
     Ok((elapsed, learned))
 }
 
-fn ours(server: &ServerInfo, logins: usize, cached: bool) -> Series {
+fn ours(server: &ServerInfo, route: Route, logins: usize, cached: bool) -> Series {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -173,25 +184,26 @@ fn ours(server: &ServerInfo, logins: usize, cached: bool) -> Series {
     let trust = ClientTrust::anchors(&server.domain, roots).expect("trust");
     let result = rt.block_on(async {
         let learned = if cached {
-            let (_, learned) = our_login(server, &trust, None).await?;
+            let (_, learned) = our_login(server, route, &trust, None).await?;
             Some(learned.ok_or("the first login left no SCRAM cache")?)
         } else {
             None
         };
         let mut times = Vec::with_capacity(logins);
         for _ in 0..logins {
-            let (t, _) = our_login(server, &trust, learned.as_ref()).await?;
+            let (t, _) = our_login(server, route, &trust, learned.as_ref()).await?;
             times.push(t);
         }
         Ok::<_, String>(times)
     });
+    let client = match (route, cached) {
+        (Route::StartTls, false) => "ours, cold",
+        (Route::StartTls, true) => "ours, SCRAM cache",
+        (Route::DirectTls, false) => "ours, Direct TLS, cold",
+        (Route::DirectTls, true) => "ours, Direct TLS, SCRAM cache",
+    };
     Series {
-        client: if cached {
-            "ours, SCRAM cache"
-        } else {
-            "ours, cold"
-        }
-        .into(),
+        client: client.into(),
         result,
     }
 }
@@ -656,7 +668,12 @@ fn firmware_cpu(bin: &Path, logins: usize) {
 
 /// Benchmarks every client on `server`; false if one of ours failed.
 fn bench_server(o: &Options, peers: &Peers, server: &ServerInfo, name: &str) -> bool {
-    let mut series = vec![ours(server, o.logins, false), ours(server, o.logins, true)];
+    let mut series = vec![
+        ours(server, Route::StartTls, o.logins, false),
+        ours(server, Route::StartTls, o.logins, true),
+        ours(server, Route::DirectTls, o.logins, false),
+        ours(server, Route::DirectTls, o.logins, true),
+    ];
     let ours_ok = series.iter().all(|s| s.result.is_ok());
     series.extend(peer_series(peers, server, o.logins));
     print_table(name, &series, o.rtt_ms);
