@@ -10,13 +10,15 @@ use defmt::{info, unwrap};
 use embassy_executor::Spawner;
 use embassy_net::StackResources;
 use embassy_stm32::eth::{Ethernet, GenericPhy, PacketQueue, Sma};
-use embassy_stm32::flash::Flash;
+use embassy_stm32::flash::{Blocking, Flash};
 use embassy_stm32::peripherals::{ETH, ETH_SMA, RNG};
 use embassy_stm32::rng::{self, Rng};
 use embassy_stm32::time::Hertz;
 use embassy_stm32::{bind_interrupts, eth, Config};
 use static_cell::{ConstStaticCell, StaticCell};
+use xmpp_handshake_firmware::app::SocketBuffers;
 use xmpp_handshake_firmware::store::NorFlashStore;
+use xmpp_handshake_firmware::tls::EmbeddedTlsConnector;
 use xmpp_handshake_firmware::{config, Memory};
 use {defmt_rtt as _, panic_probe as _};
 
@@ -57,6 +59,33 @@ async fn net_task(mut runner: embassy_net::Runner<'static, Device>) -> ! {
 
 #[embassy_executor::main]
 async fn main(spawner: Spawner) -> ! {
+    let Board {
+        stack,
+        app,
+        buffers,
+        mut tls,
+        mut store,
+        rng,
+    } = setup(spawner);
+    xmpp_handshake_firmware::run(stack, &app, buffers, &mut tls, &mut store, rng).await
+}
+
+/// What `setup` hands to the app.
+struct Board {
+    stack: embassy_net::Stack<'static>,
+    app: config::Config<'static>,
+    buffers: SocketBuffers<'static>,
+    tls: EmbeddedTlsConnector<'static>,
+    store: NorFlashStore<Flash<'static, Blocking>>,
+    rng: Rng<'static, RNG>,
+}
+
+/// Clocks, heap, Ethernet, network stack and the app's statics. A function of its own,
+/// not inlined into the main task's poll: that poll's frame is under every poll of the
+/// app, and the temporaries of setting up (the clock configuration, the Ethernet driver
+/// as it is built) would take stack there for as long as the app runs.
+#[inline(never)]
+fn setup(spawner: Spawner) -> Board {
     {
         static mut HEAP_MEM: [MaybeUninit<u8>; HEAP] = [MaybeUninit::uninit(); HEAP];
         // SAFETY: runs once, before any allocation; HEAP_MEM is used by nothing else.
@@ -134,7 +163,12 @@ async fn main(spawner: Spawner) -> ! {
     spawner.spawn(unwrap!(net_task(runner)));
 
     let (buffers, tls) = xmpp_handshake_firmware::board_session!(MEMORY, TRUST_ANCHOR, app.domain);
-    let mut tls = unwrap!(tls.ok());
-    let mut store = NorFlashStore::new(Flash::new_blocking(p.FLASH), CACHE_OFFSET, CACHE_SIZE);
-    xmpp_handshake_firmware::run(stack, &app, buffers, &mut tls, &mut store, rng).await
+    Board {
+        stack,
+        app,
+        buffers,
+        tls: unwrap!(tls.ok()),
+        store: NorFlashStore::new(Flash::new_blocking(p.FLASH), CACHE_OFFSET, CACHE_SIZE),
+        rng,
+    }
 }
