@@ -15,8 +15,6 @@ use xmpp_handshake_core::connection::Step;
 use xmpp_handshake_core::driver::{negotiate_in_place, MaybeTls, Negotiated, Observer, Session};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
 use xmpp_handshake_core::sasl::{Credentials, SaslPolicy, ScramCacheEntry};
-use xmpp_handshake_core::stream::header::StreamHeader;
-use xmpp_handshake_core::xml::element;
 use xmpp_handshake_core::{stanza, Error};
 
 use crate::config::Config;
@@ -274,9 +272,13 @@ where
         let mut next_reading = behaviour.report_to.map(|_| Instant::now());
         loop {
             deadline.set(next_reading);
-            match session.next_element().await {
-                Ok(Some(raw)) => {
-                    let reply = answer(&raw, session.peer_header(), behaviour.echo);
+            // The element is answered where the framer holds it, from the session's own
+            // parse: no copy of it on the heap, no second parse.
+            match session
+                .next_element_with(|_, node| answer(node, behaviour.echo))
+                .await
+            {
+                Ok(Some(reply)) => {
                     if let Some(reply) = reply {
                         if reply.starts_with("<message") {
                             stats.echoed += 1;
@@ -339,55 +341,58 @@ fn reading(n: u32, online: Duration) -> String {
 }
 
 /// What to answer to one received top-level element, if anything.
-fn answer(raw: &str, header: &StreamHeader, echo: bool) -> Option<String> {
-    element::parse(raw, header, |node| {
-        let from = node.attribute("from");
-        let kind = node.attribute("type").unwrap_or("");
-        match node.tag_name().name() {
-            "message" if echo && matches!(kind, "" | "chat" | "normal") => {
-                let body = node
-                    .children()
-                    .find(|c| c.tag_name().name() == "body")
-                    .and_then(|b| b.text())?;
-                // Never answer another bot's echo: two echoing devices would loop.
-                if body.starts_with("echo: ") {
-                    return None;
-                }
-                info!("message from {}: {}", from.unwrap_or("?"), body);
-                Some(stanza::message(from?, &format!("echo: {body}"), None))
+fn answer(node: roxmltree::Node<'_, '_>, echo: bool) -> Option<String> {
+    let from = node.attribute("from");
+    let kind = node.attribute("type").unwrap_or("");
+    match node.tag_name().name() {
+        "message" if echo && matches!(kind, "" | "chat" | "normal") => {
+            let body = node
+                .children()
+                .find(|c| c.tag_name().name() == "body")
+                .and_then(|b| b.text())?;
+            // Never answer another bot's echo: two echoing devices would loop.
+            if body.starts_with("echo: ") {
+                return None;
             }
-            // RFC 6120 §8.2.3: every get/set is answered. XEP-0199 ping gets its result,
-            // everything else service-unavailable (RFC 6120 §8.3.3.19).
-            "iq" if matches!(kind, "get" | "set") => {
-                let id = node.attribute("id")?;
-                let ping = node
-                    .first_element_child()
-                    .is_some_and(|c| c.tag_name().namespace() == Some("urn:xmpp:ping"));
-                Some(if ping {
-                    stanza::iq("result", id, from, "")
-                } else {
-                    stanza::iq(
-                        "error",
-                        id,
-                        from,
-                        "<error type='cancel'><service-unavailable \
-                         xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>",
-                    )
-                })
-            }
-            _ => None,
+            info!("message from {}: {}", from.unwrap_or("?"), body);
+            Some(stanza::message(from?, &format!("echo: {body}"), None))
         }
-    })
-    .ok()
-    .flatten()
+        // RFC 6120 §8.2.3: every get/set is answered. XEP-0199 ping gets its result,
+        // everything else service-unavailable (RFC 6120 §8.3.3.19).
+        "iq" if matches!(kind, "get" | "set") => {
+            let id = node.attribute("id")?;
+            let ping = node
+                .first_element_child()
+                .is_some_and(|c| c.tag_name().namespace() == Some("urn:xmpp:ping"));
+            Some(if ping {
+                stanza::iq("result", id, from, "")
+            } else {
+                stanza::iq(
+                    "error",
+                    id,
+                    from,
+                    "<error type='cancel'><service-unavailable \
+                     xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>",
+                )
+            })
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use xmpp_handshake_core::stream::header::StreamHeader;
+    use xmpp_handshake_core::xml::element;
+
+    fn answer_to(raw: &str, echo: bool) -> Option<String> {
+        element::parse(raw, &StreamHeader::default(), |node| answer(node, echo))
+            .expect("a well-formed element")
+    }
 
     fn reply(raw: &str) -> Option<String> {
-        answer(raw, &StreamHeader::default(), true)
+        answer_to(raw, true)
     }
 
     #[test]
@@ -400,9 +405,8 @@ mod tests {
             "{r}"
         );
         assert_eq!(
-            answer(
+            answer_to(
                 "<message from='b@x.test' type='chat'><body>hi</body></message>",
-                &StreamHeader::default(),
                 false
             ),
             None,

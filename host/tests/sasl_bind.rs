@@ -103,8 +103,20 @@ async fn login(options: ServerOptions, credentials: Credentials, tls12: bool) ->
         ))
         .await
         .unwrap();
-        let back = c.next_element().await.unwrap().unwrap();
-        assert!(back.contains("Neither, fair saint"));
+        // Answered in place: the raw text and the session's own parse of it.
+        let (raw, body) = c
+            .next_element_with(|raw, node| {
+                let body = node
+                    .children()
+                    .find(|n| n.tag_name().name() == "body")
+                    .and_then(|b| b.text());
+                (raw.to_string(), body.map(str::to_string))
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(raw.starts_with("<message") && raw.contains("Neither, fair saint"));
+        assert_eq!(body.as_deref(), Some("Neither, fair saint"));
         let server_side = async {
             assert_eq!(s.next_element().await.unwrap(), None, "client closed");
             s.close().await.unwrap()
