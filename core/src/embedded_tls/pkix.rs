@@ -5,8 +5,8 @@
 //!
 //! What it checks, per link of the path:
 //! * issuer/subject name chaining (the issuer's subject equals the child's issuer);
-//! * the child's signature with the issuer's key (ecdsa-with-SHA256/SHA384 over the
-//!   TBSCertificate bytes exactly as received);
+//! * the child's signature with the issuer's key (ecdsa-with-SHA256, and ecdsa-with-SHA384
+//!   with the `sha-512` feature, over the TBSCertificate bytes exactly as received);
 //! * an intermediate is a CA: basicConstraints `cA` TRUE, keyUsage (when present) with
 //!   keyCertSign, pathLenConstraint (when present) not exceeded, extendedKeyUsage (when
 //!   present) allowing serverAuth;
@@ -32,7 +32,9 @@ use alloc::vec::Vec;
 use der::asn1::{BitStringRef, ObjectIdentifier, UintRef};
 use der::{Decode, Reader, SliceReader, Tag};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
-use sha2::{Digest, Sha256, Sha384};
+#[cfg(feature = "sha-512")]
+use sha2::Sha384;
+use sha2::{Digest, Sha256};
 
 use crate::trust::x509::{element, read_all, Certificate, PublicKeyInfo, ID_CE_SUBJECT_ALT_NAME};
 use crate::trust::{PkixOutcome, UnixTime};
@@ -67,14 +69,20 @@ const MAX_INTERMEDIATES: usize = 6;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum HashAlg {
     Sha256,
+    /// Without the `sha-512` feature: refused as unsupported.
     Sha384,
 }
 
 impl HashAlg {
-    fn digest(self, message: &[u8]) -> Vec<u8> {
+    fn digest(self, message: &[u8]) -> Result<Vec<u8>, SignatureError> {
         match self {
-            HashAlg::Sha256 => Sha256::digest(message).to_vec(),
-            HashAlg::Sha384 => Sha384::digest(message).to_vec(),
+            HashAlg::Sha256 => Ok(Sha256::digest(message).to_vec()),
+            #[cfg(feature = "sha-512")]
+            HashAlg::Sha384 => Ok(Sha384::digest(message).to_vec()),
+            #[cfg(not(feature = "sha-512"))]
+            HashAlg::Sha384 => Err(SignatureError::Unsupported(
+                "SHA-384 signature (enable the `sha-512` feature)",
+            )),
         }
     }
 }
@@ -353,14 +361,13 @@ pub(crate) fn verify_ecdsa_der(
         .key
         .as_bytes()
         .ok_or(SignatureError::Unsupported("public key bit string"))?;
-    let prehash = hash.digest(message);
     if curve == SECP256R1 {
         let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
             .map_err(|_| SignatureError::Unsupported("P-256 public key"))?;
         let sig = p256::ecdsa::Signature::from_slice(&ecdsa_sig_value(signature, 32)?)
             .map_err(|_| SignatureError::Invalid)?;
         return key
-            .verify_prehash(&prehash, &sig)
+            .verify_prehash(&hash.digest(message)?, &sig)
             .map_err(|_| SignatureError::Invalid);
     }
     #[cfg(feature = "embedded-tls-p384")]
@@ -370,7 +377,7 @@ pub(crate) fn verify_ecdsa_der(
         let sig = p384::ecdsa::Signature::from_slice(&ecdsa_sig_value(signature, 48)?)
             .map_err(|_| SignatureError::Invalid)?;
         return key
-            .verify_prehash(&prehash, &sig)
+            .verify_prehash(&hash.digest(message)?, &sig)
             .map_err(|_| SignatureError::Invalid);
     }
     if curve == SECP384R1 {

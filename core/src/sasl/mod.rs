@@ -105,7 +105,8 @@ pub enum Mechanism {
     ScramSha256,
     /// `SCRAM-SHA-256-PLUS` (RFC 7677).
     ScramSha256Plus,
-    /// `SCRAM-SHA-512` (same construction with SHA-512).
+    /// `SCRAM-SHA-512` (same construction with SHA-512). Known by name always; used only
+    /// with the `sha-512` feature.
     ScramSha512,
     /// `SCRAM-SHA-512-PLUS`.
     ScramSha512Plus,
@@ -183,11 +184,13 @@ impl Mechanism {
         (Mechanism::PREFERENCE.len() - 1 - pos) as u8
     }
 
-    /// The SCRAM hash, for the six SCRAM mechanisms.
+    /// The SCRAM hash, for the six SCRAM mechanisms (`None` for SCRAM-SHA-512 without the
+    /// `sha-512` feature: this build does not implement it).
     pub const fn scram_hash(self) -> Option<ScramHash> {
         match self {
             Mechanism::ScramSha1 | Mechanism::ScramSha1Plus => Some(ScramHash::Sha1),
             Mechanism::ScramSha256 | Mechanism::ScramSha256Plus => Some(ScramHash::Sha256),
+            #[cfg(feature = "sha-512")]
             Mechanism::ScramSha512 | Mechanism::ScramSha512Plus => Some(ScramHash::Sha512),
             _ => None,
         }
@@ -208,7 +211,9 @@ impl Mechanism {
             (ScramHash::Sha1, true) => Mechanism::ScramSha1Plus,
             (ScramHash::Sha256, false) => Mechanism::ScramSha256,
             (ScramHash::Sha256, true) => Mechanism::ScramSha256Plus,
+            #[cfg(feature = "sha-512")]
             (ScramHash::Sha512, false) => Mechanism::ScramSha512,
+            #[cfg(feature = "sha-512")]
             (ScramHash::Sha512, true) => Mechanism::ScramSha512Plus,
         }
     }

@@ -24,7 +24,9 @@ use core::fmt;
 use hmac::{Hmac, Mac};
 use rand_core::{CryptoRng, RngCore};
 use sha1::Sha1;
-use sha2::{Digest, Sha256, Sha512};
+#[cfg(feature = "sha-512")]
+use sha2::Sha512;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::base64::{decode_strict, encode};
@@ -41,19 +43,25 @@ pub enum ScramHash {
     Sha1,
     /// SHA-256 (RFC 7677).
     Sha256,
-    /// SHA-512.
+    /// SHA-512 (feature `sha-512`).
+    #[cfg(feature = "sha-512")]
     Sha512,
 }
 
 impl ScramHash {
     /// All hashes, weakest first.
+    #[cfg(feature = "sha-512")]
     pub const ALL: [ScramHash; 3] = [ScramHash::Sha1, ScramHash::Sha256, ScramHash::Sha512];
+    /// All hashes, weakest first.
+    #[cfg(not(feature = "sha-512"))]
+    pub const ALL: [ScramHash; 2] = [ScramHash::Sha1, ScramHash::Sha256];
 
     /// Output length in bytes (the length of every key, proof and signature).
     pub const fn output_len(self) -> usize {
         match self {
             ScramHash::Sha1 => 20,
             ScramHash::Sha256 => 32,
+            #[cfg(feature = "sha-512")]
             ScramHash::Sha512 => 64,
         }
     }
@@ -62,6 +70,7 @@ impl ScramHash {
         match self {
             ScramHash::Sha1 => 1,
             ScramHash::Sha256 => 2,
+            #[cfg(feature = "sha-512")]
             ScramHash::Sha512 => 3,
         }
     }
@@ -75,6 +84,7 @@ impl ScramHash {
         match self {
             ScramHash::Sha1 => Sha1::digest(data).to_vec(),
             ScramHash::Sha256 => Sha256::digest(data).to_vec(),
+            #[cfg(feature = "sha-512")]
             ScramHash::Sha512 => Sha512::digest(data).to_vec(),
         }
     }
@@ -93,6 +103,7 @@ impl ScramHash {
                 m.update(data);
                 m.finalize().into_bytes().to_vec()
             }
+            #[cfg(feature = "sha-512")]
             ScramHash::Sha512 => {
                 let mut m = Hmac::<Sha512>::new_from_slice(key).expect(ANY_KEY);
                 m.update(data);
@@ -109,6 +120,7 @@ impl ScramHash {
             ScramHash::Sha256 => {
                 pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, iterations, &mut out)
             }
+            #[cfg(feature = "sha-512")]
             ScramHash::Sha512 => {
                 pbkdf2::pbkdf2_hmac::<Sha512>(password, salt, iterations, &mut out)
             }

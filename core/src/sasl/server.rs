@@ -291,7 +291,11 @@ pub struct ServerMechanism {
 }
 
 /// PLAIN tries the stored hashes in this order.
+#[cfg(feature = "sha-512")]
 const PLAIN_HASHES: [ScramHash; 3] = [ScramHash::Sha256, ScramHash::Sha1, ScramHash::Sha512];
+/// PLAIN tries the stored hashes in this order.
+#[cfg(not(feature = "sha-512"))]
+const PLAIN_HASHES: [ScramHash; 2] = [ScramHash::Sha256, ScramHash::Sha1];
 
 impl ServerMechanism {
     /// Starts an exchange for `<auth mechanism='name'>`. A name that was not offered is

@@ -12,7 +12,9 @@ use core::fmt;
 use der::asn1::{AnyRef, BmpString, Ia5StringRef, ObjectIdentifier, PrintableStringRef};
 use der::asn1::{TeletexStringRef, Utf8StringRef};
 use der::{Reader, SliceReader, Tag, Tagged};
-use sha2::{Digest, Sha224, Sha256, Sha384, Sha512};
+use sha2::{Digest, Sha224, Sha256};
+#[cfg(feature = "sha-512")]
+use sha2::{Sha384, Sha512};
 
 use super::fingerprint::Fingerprint;
 use super::pin::Pin;
@@ -59,7 +61,9 @@ impl fmt::Display for PresentedId {
 enum EndPointHash {
     Sha224,
     Sha256,
+    #[cfg(feature = "sha-512")]
     Sha384,
+    #[cfg(feature = "sha-512")]
     Sha512,
 }
 
@@ -102,7 +106,9 @@ impl EndEntityCertificate {
         let end_point = match end_point_hash(&cert.signature_algorithm) {
             Ok(EndPointHash::Sha224) => Ok(Sha224::digest(der).to_vec()),
             Ok(EndPointHash::Sha256) => Ok(Sha256::digest(der).to_vec()),
+            #[cfg(feature = "sha-512")]
             Ok(EndPointHash::Sha384) => Ok(Sha384::digest(der).to_vec()),
+            #[cfg(feature = "sha-512")]
             Ok(EndPointHash::Sha512) => Ok(Sha512::digest(der).to_vec()),
             Err(oid) => Err(oid),
         };
@@ -246,7 +252,8 @@ fn directory_string(value: AnyRef<'_>) -> Option<String> {
 }
 
 /// RFC 5929 §4.1 hash choice from the certificate's signatureAlgorithm. `Err` carries the
-/// dotted OID of an algorithm for which the binding is undefined.
+/// dotted OID of an algorithm for which the binding is undefined, or whose hash (SHA-384,
+/// SHA-512) this build leaves out (without the `sha-512` feature).
 fn end_point_hash(alg: &AlgorithmIdentifier<'_>) -> Result<EndPointHash, String> {
     use EndPointHash::*;
     let oid = alg.oid.to_string();
@@ -258,7 +265,9 @@ fn end_point_hash(alg: &AlgorithmIdentifier<'_>) -> Result<EndPointHash, String>
         | "1.2.840.10040.4.3" => Ok(Sha256),
         "1.2.840.113549.1.1.14" | "1.2.840.10045.4.3.1" | "2.16.840.1.101.3.4.3.1" => Ok(Sha224),
         "1.2.840.113549.1.1.11" | "1.2.840.10045.4.3.2" | "2.16.840.1.101.3.4.3.2" => Ok(Sha256),
+        #[cfg(feature = "sha-512")]
         "1.2.840.113549.1.1.12" | "1.2.840.10045.4.3.3" => Ok(Sha384),
+        #[cfg(feature = "sha-512")]
         "1.2.840.113549.1.1.13" | "1.2.840.10045.4.3.4" => Ok(Sha512),
         // RSASSA-PSS: the hash named in its parameters (default SHA-1, hence SHA-256).
         "1.2.840.113549.1.1.10" => {
@@ -268,7 +277,9 @@ fn end_point_hash(alg: &AlgorithmIdentifier<'_>) -> Result<EndPointHash, String>
                 None | Some("1.3.14.3.2.26") => Ok(Sha256),
                 Some("2.16.840.1.101.3.4.2.4") => Ok(Sha224),
                 Some("2.16.840.1.101.3.4.2.1") => Ok(Sha256),
+                #[cfg(feature = "sha-512")]
                 Some("2.16.840.1.101.3.4.2.2") => Ok(Sha384),
+                #[cfg(feature = "sha-512")]
                 Some("2.16.840.1.101.3.4.2.3") => Ok(Sha512),
                 Some(_) => Err(oid),
             }

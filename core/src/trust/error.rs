@@ -113,7 +113,8 @@ pub enum CertError {
     /// A client certificate (SASL EXTERNAL, RFC 6120 §6.4 / XEP-0178) carries no XmppAddr
     /// and no DNS-ID to authenticate as.
     NoClientIdentity,
-    /// `tls-server-end-point` (RFC 5929 §4.1) is undefined for this signature algorithm.
+    /// `tls-server-end-point` (RFC 5929 §4.1) is undefined for this signature algorithm, or
+    /// needs SHA-384/SHA-512, which a build without the `sha-512` feature leaves out.
     ChannelBindingUndefined {
         /// Dotted OID of the certificate's signatureAlgorithm.
         signature_algorithm: String,
@@ -245,8 +246,8 @@ impl fmt::Display for CertError {
             } => write!(
                 f,
                 "tls-server-end-point is undefined for signature algorithm \
-                 {signature_algorithm} (RFC 5929 §4.1); use another channel-binding type \
-                 or none"
+                 {signature_algorithm} (RFC 5929 §4.1) or its hash is not in this build; use \
+                 another channel-binding type or none"
             ),
         }
     }

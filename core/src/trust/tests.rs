@@ -15,7 +15,9 @@ use rcgen::{
     date_time_ymd, BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
     IsCa, Issuer, KeyPair, SanType,
 };
-use sha2::{Digest, Sha256, Sha384};
+#[cfg(feature = "sha-512")]
+use sha2::Sha384;
+use sha2::{Digest, Sha256};
 
 use super::*;
 
@@ -876,9 +878,18 @@ fn tls_server_end_point_uses_signature_hash() {
 
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
     let p384 = leaf_with_key(vec![dns("example.org")], &key);
+    #[cfg(feature = "sha-512")]
     assert_eq!(
         tls_server_end_point(&p384).unwrap(),
         Sha384::digest(&p384).to_vec()
+    );
+    // ecdsa-with-SHA384: a build without SHA-384 cannot compute it.
+    #[cfg(not(feature = "sha-512"))]
+    assert_eq!(
+        tls_server_end_point(&p384).unwrap_err(),
+        CertError::ChannelBindingUndefined {
+            signature_algorithm: "1.2.840.10045.4.3.3".into()
+        }
     );
 
     let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
