@@ -9,7 +9,7 @@ use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::sasl::{ChannelBindingData, Mechanism, ScramCacheEntry};
+use crate::sasl::{ChannelBindingData, Mechanism, MechanismSet, ScramCacheEntry};
 use crate::stream::error::StreamError;
 use crate::stream::features::StreamFeatures;
 use crate::stream::header::{closing_tag, Framing, StreamHeader};
@@ -85,6 +85,11 @@ pub struct Outcome {
     pub jid: Option<String>,
     /// SCRAM keys to keep for the next login (initiating entity, after a verified success).
     pub scram_cache: Option<ScramCacheEntry>,
+    /// Initiating entity: the SASL mechanisms (those this crate knows) offered on the TLS-protected stream before authentication (§6.3.3), `None`
+    /// without TLS or SASL features. Kept with the SCRAM cache, it is
+    /// [`ClientSasl::pipeline_offer`](crate::initiator::ClientSasl::pipeline_offer) of a
+    /// later login; never a pre-TLS list (§6.3.4).
+    pub sasl_offer: Option<MechanismSet>,
 }
 
 /// What the TLS layer tells the machine once the handshake is done.

@@ -7,6 +7,7 @@
 //! [`ExpectFeatures`] → [`ExpectBindResult`] (§7.6).
 
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::mem;
 
 use rand_core::{CryptoRng, RngCore};
@@ -15,7 +16,8 @@ use crate::bind;
 use crate::connection::{Event, Negotiator, Outbox, Outcome, Step, TlsInfo};
 use crate::sasl::element::{self as sasl_element, Received};
 use crate::sasl::{
-    self, CbPolicy, ClientMechanism, Credentials, Mechanism, SaslError, SaslPolicy, ScramCacheEntry,
+    self, CbPolicy, ClientMechanism, Credentials, Mechanism, MechanismSet, SaslError, SaslPolicy,
+    ScramCacheEntry,
 };
 use crate::stanza;
 use crate::starttls::{self, Answer, TlsPolicy};
@@ -73,6 +75,13 @@ pub struct ClientSasl {
     /// against them, and if it is not offered the server's `<failure/>` is awaited and
     /// SASL starts again from the real offer.
     pub pipeline_mechanism: Option<Mechanism>,
+    /// What this server offered after TLS on an earlier connection
+    /// ([`Outcome::sasl_offer`](crate::connection::Outcome::sasl_offer), e.g. kept with the
+    /// SCRAM cache): when [`ClientSasl::pipeline_mechanism`] is `None`, the pipelined
+    /// `<auth/>` names what [`sasl::choose`] picks from this list under [`ClientSasl::policy`],
+    /// the same choice as from a live offer (§6.3.3). Checked against the post-TLS features
+    /// as a named mechanism is.
+    pub pipeline_offer: Option<MechanismSet>,
     /// Send the bind request together with the header after `<success/>` (saves a round
     /// trip; Prosody 0.12 and ejabberd 23.01 accept it).
     pub pipeline_bind: bool,
@@ -86,6 +95,7 @@ impl ClientSasl {
             policy: SaslPolicy::default(),
             resource: resource.map(String::from),
             pipeline_mechanism: None,
+            pipeline_offer: None,
             pipeline_bind: true,
         }
     }
@@ -198,6 +208,7 @@ struct Learned {
     channel_binding: sasl::ChannelBindingData,
     mechanism: Option<Mechanism>,
     scram_cache: Option<ScramCacheEntry>,
+    sasl_offer: Option<MechanismSet>,
 }
 
 struct Context<'a, R> {
@@ -256,6 +267,7 @@ impl<R: RngCore + CryptoRng> Context<'_, R> {
             mechanism: self.learned.mechanism,
             jid,
             scram_cache: self.learned.scram_cache.clone(),
+            sasl_offer: self.learned.sasl_offer,
         }));
         State::Negotiated
     }
@@ -308,6 +320,13 @@ impl ExpectFeatures {
             if features.starttls.is_some() && cx.config.framing == Framing::Tcp && cx.learned.secure
             {
                 return Err(cx.close(Error::StartTlsAfterTls));
+            }
+            // §6.3.4: only a protected stream's offer is worth keeping for a later login.
+            if self.phase == Phase::Unauthenticated && cx.learned.secure {
+                cx.learned.sasl_offer = features
+                    .mechanisms
+                    .as_ref()
+                    .map(|names| MechanismSet::from_names(names.iter().map(String::as_str)));
             }
             return match self.ahead {
                 Ahead::Auth(sasl) => {
@@ -460,16 +479,32 @@ fn start_sasl<R: RngCore + CryptoRng>(
 }
 
 /// The header of a protected, unauthenticated stream, with `<auth/>` right behind it when
-/// the user named the mechanism in advance (pipelining; checked when the features come).
-/// A named mechanism the policy or credentials do not allow is simply not pipelined: the
-/// features then decide, and report the refusal.
+/// the user named the mechanism in advance or gave this server's earlier post-TLS offer
+/// (pipelining; checked when the features come). Nothing learned on this connection
+/// before TLS is used (§6.3.4). A mechanism the policy or credentials do not allow is
+/// simply not pipelined: the features then decide, and report the refusal.
 fn protected_header<R: RngCore + CryptoRng>(cx: &mut Context<'_, R>) -> Ahead {
     cx.send_header(true);
     let Some(sasl) = &cx.config.sasl else {
         return Ahead::Nothing;
     };
-    let Some(mechanism) = sasl.pipeline_mechanism else {
-        return Ahead::Nothing;
+    let mechanism = match (sasl.pipeline_mechanism, sasl.pipeline_offer) {
+        (Some(named), _) => named,
+        (None, Some(offer)) => {
+            let names: Vec<String> = offer.iter().map(|m| String::from(m.name())).collect();
+            match sasl::select(
+                &names,
+                None,
+                cx.learned.secure,
+                &cx.learned.channel_binding,
+                sasl.credentials.kind(),
+                &sasl.policy,
+            ) {
+                Ok(chosen) => chosen,
+                Err(_) => return Ahead::Nothing,
+            }
+        }
+        (None, None) => return Ahead::Nothing,
     };
     // Without the features we cannot know whether the server offers -PLUS, so a plain
     // SCRAM hint goes out with the gs2 flag `n`, not `y` (which a binding-capable server

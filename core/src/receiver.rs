@@ -233,6 +233,7 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Context<'_, R, S> {
             mechanism: self.learned.mechanism,
             jid,
             scram_cache: None,
+            sasl_offer: None,
         }));
         State::Negotiated
     }

@@ -6,7 +6,9 @@ use support::*;
 use xmpp_handshake_core::connection::{Event, Negotiator, TlsInfo};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
 use xmpp_handshake_core::receiver::{ReceiverConfig, ReceivingEntity};
-use xmpp_handshake_core::sasl::{base64, Credentials, MemoryStore, SaslPolicy, ServerOptions};
+use xmpp_handshake_core::sasl::{
+    base64, Credentials, MechanismSet, MemoryStore, SaslPolicy, ServerOptions,
+};
 use xmpp_handshake_core::stream::error::StreamErrorCondition as C;
 use xmpp_handshake_core::Error;
 
@@ -34,6 +36,7 @@ fn sasl_client() -> InitiatingEntity<CountingRng> {
         policy: SaslPolicy::default(),
         resource: None,
         pipeline_mechanism: None,
+        pipeline_offer: None,
         pipeline_bind: true,
     });
     InitiatingEntity::new(config, CountingRng(1))
@@ -237,6 +240,7 @@ fn plaintext_pair() -> (
         policy: SaslPolicy::default(),
         resource: Some("balcony".into()),
         pipeline_mechanism: None,
+        pipeline_offer: None,
         pipeline_bind: true,
     });
     let i = InitiatingEntity::new(config, CountingRng(1));
@@ -407,4 +411,121 @@ fn pipelined_mechanism_the_policy_forbids_is_not_sent() {
     let outcome = pump_with_tls(&mut i, &mut r, &mut writes).unwrap();
     assert!(!writes.iter().any(|w| w.contains("mechanism='PLAIN'")));
     assert_eq!(outcome.mechanism, Some(Mechanism::ScramSha1));
+}
+
+/// A client with PLAIN credentials and `pipeline_offer`, driven by hand through STARTTLS.
+fn offer_client(
+    offer: Option<&[xmpp_handshake_core::sasl::Mechanism]>,
+) -> InitiatingEntity<CountingRng> {
+    let mut config = InitiatorConfig::client("example.com");
+    let mut sasl = ClientSasl::password("juliet", "r0m30", Some("balcony"));
+    sasl.pipeline_offer =
+        offer.map(|ms| ms.iter().fold(MechanismSet::default(), |s, m| s.with(*m)));
+    config.sasl = Some(sasl);
+    InitiatingEntity::new(config, CountingRng(1))
+}
+
+/// Runs `i` to TLS with `pre` as the pre-TLS mechanisms and returns what it sends right
+/// after the TLS handshake (before any post-TLS features).
+fn after_tls(i: &mut InitiatingEntity<CountingRng>, pre: &[&str]) -> String {
+    output(i);
+    let pre = features(&format!(
+        "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>{}",
+        mechanisms(pre)
+    ));
+    feed(i, format!("{R_HEADER}{pre}{PROCEED}").as_bytes(), 4096).unwrap();
+    output(i);
+    i.tls_established(TlsInfo::default()).unwrap();
+    output(i)
+}
+
+#[test]
+fn pipelined_auth_never_comes_from_the_pre_tls_list() {
+    use xmpp_handshake_core::sasl::Mechanism;
+    // §6.3.4: a MITM's pre-TLS list (here PLAIN, SCRAM-SHA-1) is neither a source for the
+    // pipelined <auth/> nor kept as the offer for later logins.
+    let mut i = offer_client(None);
+    let out = after_tls(&mut i, &["PLAIN", "SCRAM-SHA-1"]);
+    assert!(
+        out.contains("<stream:stream") && !out.contains("<auth"),
+        "{out}"
+    );
+    let mut i = offer_client(Some(&[Mechanism::ScramSha256]));
+    let out = after_tls(&mut i, &["PLAIN", "SCRAM-SHA-1"]);
+    assert!(out.contains("mechanism='SCRAM-SHA-256'"), "{out}");
+    // The post-TLS offer is what the outcome reports.
+    let mut i = offer_client(Some(&[Mechanism::Plain]));
+    let out = after_tls(&mut i, &["SCRAM-SHA-512", "SCRAM-SHA-1"]);
+    assert!(out.contains("mechanism='PLAIN'"), "{out}");
+    let post = features(&mechanisms(&["X-UNKNOWN", "PLAIN"]));
+    let success = "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>";
+    feed(
+        &mut i,
+        format!("{R_HEADER}{post}{success}").as_bytes(),
+        4096,
+    )
+    .unwrap();
+    output(&mut i);
+    let bound = "<iq type='result' id='bind_1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>juliet@example.com/balcony</jid></bind></iq>";
+    let bind = features("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>");
+    feed(&mut i, format!("{R_HEADER}{bind}{bound}").as_bytes(), 4096).unwrap();
+    let outcome = events(&mut i)
+        .1
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Negotiated(o) => Some(o),
+            _ => None,
+        })
+        .expect("negotiated");
+    assert_eq!(outcome.mechanism, Some(Mechanism::Plain));
+    assert_eq!(
+        outcome.sasl_offer,
+        Some(MechanismSet::from_names(["PLAIN"]))
+    );
+}
+
+#[test]
+fn pipelined_mechanism_is_chosen_from_the_stored_offer_by_the_policy() {
+    use xmpp_handshake_core::sasl::{CbPolicy, Mechanism, Minimum};
+    // The same choice as from a live offer: SCRAM over PLAIN, the policy's floor.
+    let mut i = offer_client(Some(&[Mechanism::Plain, Mechanism::ScramSha1]));
+    assert!(after_tls(&mut i, &[]).contains("mechanism='SCRAM-SHA-1'"));
+    // -PLUS needs channel-binding data; without it (TlsInfo::default) plain SCRAM.
+    let mut i = offer_client(Some(&[Mechanism::ScramSha256Plus, Mechanism::ScramSha1]));
+    assert!(after_tls(&mut i, &[]).contains("mechanism='SCRAM-SHA-1'"));
+    // Nothing the policy allows: nothing pipelined (the live features decide).
+    let mut config = InitiatorConfig::client("example.com");
+    let mut sasl = ClientSasl::password("juliet", "r0m30", None);
+    sasl.pipeline_offer = Some(MechanismSet::from_names(["PLAIN"]));
+    sasl.policy.minimum = Minimum::Scram;
+    sasl.policy.channel_binding = CbPolicy::Off;
+    config.sasl = Some(sasl);
+    let mut i = InitiatingEntity::new(config, CountingRng(1));
+    let out = after_tls(&mut i, &["PLAIN"]);
+    assert!(!out.contains("<auth"), "{out}");
+}
+
+#[test]
+fn stored_offer_no_longer_offered_restarts_sasl_and_reports_the_new_offer() {
+    use xmpp_handshake_core::sasl::{Mechanism, ScramHash};
+    // The server offered SCRAM-SHA-512 last time and SHA-256 only now: it refuses the
+    // pipelined <auth/>, the client starts again from the real offer, and the outcome
+    // carries the new offer for the next login.
+    let (_, mut r) = tls_pair(None, &[ScramHash::Sha256]);
+    let mut config = InitiatorConfig::client("example.com");
+    let mut sasl = ClientSasl::password("juliet", "r0m30", Some("balcony"));
+    sasl.pipeline_offer = Some(MechanismSet::from_names(["SCRAM-SHA-512", "PLAIN"]));
+    config.sasl = Some(sasl);
+    let mut i = InitiatingEntity::new(config, CountingRng(1));
+    let mut writes = Vec::new();
+    let outcome = pump_with_tls(&mut i, &mut r, &mut writes).unwrap();
+    assert!(
+        writes[1].contains("mechanism='SCRAM-SHA-512'"),
+        "{:?}",
+        writes[1]
+    );
+    assert_eq!(outcome.mechanism, Some(Mechanism::ScramSha256));
+    let offer = outcome.sasl_offer.unwrap();
+    assert!(offer.contains(Mechanism::ScramSha256), "{offer:?}");
+    assert!(!offer.contains(Mechanism::ScramSha512), "{offer:?}");
 }

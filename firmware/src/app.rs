@@ -325,6 +325,7 @@ fn initiator(config: &Config<'_>, bare: &str, cached: Option<ScramCacheEntry>) -
         policy: SaslPolicy::default(),
         resource: Some(String::from(config.resource)),
         pipeline_mechanism: None,
+        pipeline_offer: None,
         pipeline_bind: true,
     });
     initiator

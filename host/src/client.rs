@@ -10,7 +10,9 @@ use rustls::RootCertStore;
 use tokio::net::TcpStream;
 use xmpp_handshake_core::driver::{negotiate, Observer as _, Session, TlsUpgrade as _};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
-use xmpp_handshake_core::sasl::{Credentials, Mechanism, SaslPolicy, ScramCacheEntry};
+use xmpp_handshake_core::sasl::{
+    Credentials, Mechanism, MechanismSet, SaslPolicy, ScramCacheEntry,
+};
 use xmpp_handshake_core::starttls::TlsPolicy;
 use xmpp_handshake_core::trust::{
     CertError, CertificatePolicy, FirstUse, NoPins, PinStore, ReferenceIdentity,
@@ -48,6 +50,10 @@ pub struct Login {
     /// Send `<auth/>` with this mechanism right after the TLS handshake, before the
     /// features (one round trip less); it must be what this server offered after TLS before.
     pub pipeline_mechanism: Option<Mechanism>,
+    /// Without [`Login::pipeline_mechanism`]: what this server offered after TLS on an
+    /// earlier login (kept with the SCRAM cache); the pipelined mechanism is chosen from it
+    /// with [`Login::sasl`], as from a live offer.
+    pub pipeline_offer: Option<MechanismSet>,
     /// SCRAM keys from an earlier verified login: no PBKDF2 when the server's salt and
     /// iteration count still match (RFC 5802 §5.1 allows the client to cache them).
     pub scram_cache: Option<ScramCacheEntry>,
@@ -78,6 +84,7 @@ impl Login {
             tls: TlsPolicy::Required,
             sasl: SaslPolicy::default(),
             pipeline_mechanism: None,
+            pipeline_offer: None,
             scram_cache: None,
         })
     }
@@ -102,6 +109,7 @@ impl Login {
             policy: self.sasl.clone(),
             resource: self.jid.resource.clone(),
             pipeline_mechanism: self.pipeline_mechanism,
+            pipeline_offer: self.pipeline_offer,
             pipeline_bind: true,
         });
         config
@@ -283,7 +291,7 @@ pub async fn login_typed(
 /// Direct TLS (XEP-0368) over `transport` (a fresh TCP connection): the TLS handshake at
 /// once (SNI the JID's domain, ALPN `xmpp-client`, the same certificate policy as after
 /// STARTTLS), then SASL and binding on the protected stream, `<auth/>` right behind the
-/// first header when [`Login::pipeline_mechanism`] names one.
+/// first header when [`Login::pipeline_mechanism`] or [`Login::pipeline_offer`] names one.
 pub async fn login_direct_tls(
     transport: Transport,
     login: &Login,

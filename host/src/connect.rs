@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::ValueEnum as _;
 
-use xmpp_handshake_core::sasl::CbPolicy;
+use xmpp_handshake_core::sasl::{CbPolicy, MechanismSet};
 use xmpp_handshake_core::stanza;
 use xmpp_handshake_core::starttls::TlsPolicy;
 
@@ -134,10 +134,16 @@ pub async fn run_with_password<R: SrvResolver>(
         .and_then(|c| c.get(&domain, &user, &password))
     {
         login.scram_cache = cached.entry.clone();
-        // The mechanism this server offered after TLS last time, as this policy chose it.
-        if login.pipeline_mechanism.is_none() && cached.channel_binding == policy_name {
-            login.pipeline_mechanism = Some(cached.mechanism);
-        }
+        // What this server offered after TLS last time: the pipelined mechanism is chosen
+        // from it by today's policy. A line without the offer (an older file) has only the
+        // mechanism that policy chose, good for the same policy only.
+        login.pipeline_offer = match cached.offer {
+            Some(offer) => Some(offer),
+            None if cached.channel_binding == policy_name => {
+                Some(MechanismSet::default().with(cached.mechanism))
+            }
+            None => None,
+        };
     }
 
     let mut resolving = progress(&args);
@@ -186,6 +192,7 @@ pub async fn run_with_password<R: SrvResolver>(
         let keep = CachedLogin {
             mechanism,
             channel_binding: policy_name,
+            offer: outcome.sasl_offer,
             entry: outcome.scram_cache.clone(),
         };
         if c.get(&domain, &user, &password).as_ref() != Some(&keep) {

@@ -1,15 +1,19 @@
 //! The SCRAM cache of `connect`, beside the pin store (`$XDG_CONFIG_HOME/xmpp-handshake/
 //! scram-cache` on Linux): per server domain and user, the SCRAM keys of the last verified
 //! login ([`ScramCacheEntry`]: hash, salt, iteration count, ClientKey, ServerKey; RFC 5802
-//! §5.1 lets a client keep them) and the mechanism that server offered after TLS and this
-//! channel-binding policy chose, so that the next login skips PBKDF2 and sends `<auth/>`
-//! right behind the first header on the protected stream (one round trip less).
+//! §5.1 lets a client keep them), the mechanism that authenticated and the channel-binding
+//! policy that chose it, and the mechanisms that server offered after TLS (RFC 6120
+//! §6.3.3), so that the next login skips PBKDF2 and sends `<auth/>` right behind the first
+//! header on the protected stream (one round trip less), the mechanism chosen from that
+//! offer by the policy of the day.
 //!
 //! ```text
-//! # domain  user  mechanism  channel-binding policy  nonce  entry (base64, or - -)
-//! example.com juliet SCRAM-SHA-1 when-offered 3q2+7w... AQEAACcQ...
+//! # domain  user  mechanism  channel-binding policy  post-TLS offer  nonce  entry (base64, or - -)
+//! example.com juliet SCRAM-SHA-1 when-offered SCRAM-SHA-1,PLAIN 3q2+7w... AQEAACcQ...
 //! ```
 //!
+//! Lines written before the offer was kept have no offer field (six fields): they are
+//! read with no offer, and the mechanism alone stands for it under the same policy.
 //! The entry is [`ScramCacheEntry::to_bytes`] with ClientKey and ServerKey XORed with an
 //! HKDF-SHA-256 stream keyed by the password (salt: a fresh random nonce per write; info:
 //! domain and user). ClientKey alone would log in to the account, so the file does not
@@ -29,7 +33,7 @@ use hkdf::Hkdf;
 use rand_core::RngCore as _;
 use sha2::Sha256;
 use xmpp_handshake_core::sasl::base64;
-use xmpp_handshake_core::sasl::{Mechanism, ScramCacheEntry};
+use xmpp_handshake_core::sasl::{Mechanism, MechanismSet, ScramCacheEntry};
 
 /// Bytes of the random HKDF salt stored with each entry.
 const NONCE_LEN: usize = 16;
@@ -44,6 +48,9 @@ pub struct CachedLogin {
     /// The channel-binding policy it was chosen under (`when-offered`, `required`, `off`):
     /// the hint is used again only under the same policy.
     pub channel_binding: String,
+    /// The mechanisms the server offered after TLS (those this client knows); `None` when
+    /// unknown (a line of an older file).
+    pub offer: Option<MechanismSet>,
     /// The SCRAM keys (none for a non-SCRAM mechanism).
     pub entry: Option<ScramCacheEntry>,
 }
@@ -58,6 +65,7 @@ pub fn default_path() -> Option<PathBuf> {
 struct Stored {
     mechanism: Mechanism,
     channel_binding: String,
+    offer: Option<MechanismSet>,
     /// `(nonce, sealed entry bytes)`.
     sealed: Option<([u8; NONCE_LEN], Vec<u8>)>,
 }
@@ -133,6 +141,7 @@ impl ScramCache {
         Some(CachedLogin {
             mechanism: stored.mechanism,
             channel_binding: stored.channel_binding.clone(),
+            offer: stored.offer,
             entry,
         })
     }
@@ -160,6 +169,7 @@ impl ScramCache {
             Stored {
                 mechanism: login.mechanism,
                 channel_binding: login.channel_binding,
+                offer: login.offer,
                 sealed,
             },
         );
@@ -180,7 +190,8 @@ impl ScramCache {
         }
         let mut text = String::from(
             "# xmpp-handshake SCRAM cache: domain, user, mechanism, channel-binding policy, \
-             nonce, SCRAM keys sealed with the password (base64). Keep this file private.\n",
+             post-TLS offer, nonce, SCRAM keys sealed with the password (base64). Keep this \
+             file private.\n",
         );
         for ((domain, user), stored) in &self.logins {
             let sealed = match &stored.sealed {
@@ -189,8 +200,14 @@ impl ScramCache {
                 }
                 None => "- -".into(),
             };
+            let offer = match stored.offer {
+                Some(set) if set != MechanismSet::default() => {
+                    set.iter().map(|m| m.name()).collect::<Vec<_>>().join(",")
+                }
+                _ => "-".into(),
+            };
             text.push_str(&format!(
-                "{domain} {user} {} {} {sealed}\n",
+                "{domain} {user} {} {} {offer} {sealed}\n",
                 stored.mechanism.name(),
                 stored.channel_binding
             ));
@@ -226,8 +243,27 @@ fn parse_line(line: &str) -> Option<((String, String), Stored)> {
         return None;
     }
     let fields: Vec<&str> = line.split_whitespace().collect();
-    let [domain, user, mechanism, channel_binding, nonce, sealed] = fields[..] else {
-        return None;
+    let (domain, user, mechanism, channel_binding, offer, nonce, sealed) = match fields[..] {
+        [domain, user, mechanism, channel_binding, offer, nonce, sealed] => (
+            domain,
+            user,
+            mechanism,
+            channel_binding,
+            parse_offer(offer),
+            nonce,
+            sealed,
+        ),
+        // Written before the offer was kept.
+        [domain, user, mechanism, channel_binding, nonce, sealed] => (
+            domain,
+            user,
+            mechanism,
+            channel_binding,
+            None,
+            nonce,
+            sealed,
+        ),
+        _ => return None,
     };
     let sealed = match (nonce, sealed) {
         ("-", "-") => None,
@@ -241,9 +277,19 @@ fn parse_line(line: &str) -> Option<((String, String), Stored)> {
         Stored {
             mechanism: Mechanism::from_name(mechanism)?,
             channel_binding: channel_binding.to_string(),
+            offer,
             sealed,
         },
     ))
+}
+
+/// A stored offer: mechanism names joined by commas (names this client does not know are
+/// skipped, as in a live offer), or `-` for none.
+fn parse_offer(field: &str) -> Option<MechanismSet> {
+    if field == "-" {
+        return None;
+    }
+    Some(MechanismSet::from_names(field.split(',')))
 }
 
 #[cfg(test)]
@@ -255,6 +301,7 @@ mod tests {
         CachedLogin {
             mechanism: Mechanism::ScramSha1,
             channel_binding: "when-offered".into(),
+            offer: Some(MechanismSet::from_names(["PLAIN", "SCRAM-SHA-1"])),
             entry: Some(ScramCacheEntry::from_password(
                 ScramHash::Sha1,
                 "pw",
@@ -277,6 +324,7 @@ mod tests {
         let plain = CachedLogin {
             mechanism: Mechanism::Plain,
             channel_binding: "off".into(),
+            offer: None,
             entry: None,
         };
         cache
@@ -341,5 +389,50 @@ mod tests {
         for user in ["b", "c", "d"] {
             assert_eq!(cache.get("example.com", user, "pw"), None, "{user}");
         }
+    }
+
+    #[test]
+    fn lines_of_the_format_without_offer_are_read_with_no_offer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scram-cache");
+        let mut cache = ScramCache::open(&path).unwrap();
+        let login = scram_login();
+        cache
+            .put("example.com", "juliet", "pw", login.clone())
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let line = text.lines().find(|l| !l.starts_with('#')).unwrap();
+        let mut fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields.remove(4), "SCRAM-SHA-1,PLAIN");
+        std::fs::write(&path, format!("{}\n", fields.join(" "))).unwrap();
+        let old = ScramCache::open(&path).unwrap();
+        let read = old.get("example.com", "juliet", "pw").unwrap();
+        assert_eq!(
+            read,
+            CachedLogin {
+                offer: None,
+                ..login
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_names_in_a_stored_offer_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scram-cache");
+        std::fs::write(
+            &path,
+            "example.com a PLAIN off X-FUTURE,PLAIN,SCRAM-SHA-256 - -\n\
+             example.com b PLAIN off - - -\n",
+        )
+        .unwrap();
+        let cache = ScramCache::open(&path).unwrap();
+        let a = cache.get("example.com", "a", "pw").unwrap();
+        assert_eq!(
+            a.offer,
+            Some(MechanismSet::from_names(["PLAIN", "SCRAM-SHA-256"]))
+        );
+        assert_eq!(a.entry, None);
+        assert_eq!(cache.get("example.com", "b", "pw").unwrap().offer, None);
     }
 }

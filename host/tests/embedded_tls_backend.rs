@@ -75,6 +75,7 @@ async fn starttls_scram_plus_with_server_end_point_and_bind() {
         policy: SaslPolicy::default(),
         resource: Some("balcony".into()),
         pipeline_mechanism: None,
+        pipeline_offer: None,
         pipeline_bind: true,
     });
     let mut server_config = ReceiverConfig::client_to_server("example.com");

@@ -25,6 +25,7 @@ fn client(credentials: Credentials, policy: SaslPolicy) -> InitiatorConfig {
         policy,
         resource: Some("balcony".into()),
         pipeline_mechanism: None,
+        pipeline_offer: None,
         pipeline_bind: true,
     });
     config

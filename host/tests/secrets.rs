@@ -365,6 +365,7 @@ fn debug_of_every_credential_type_is_redacted() {
         policy: SaslPolicy::default(),
         resource: None,
         pipeline_mechanism: None,
+        pipeline_offer: None,
         pipeline_bind: true,
     });
     let mut store = MemoryStore::new();

@@ -120,6 +120,7 @@ async fn login(
         policy: SaslPolicy::default(),
         resource: Some("matrix".into()),
         pipeline_mechanism: None,
+        pipeline_offer: None,
         pipeline_bind: true,
     });
     negotiate_to(p.ports.c2s, config, v).await

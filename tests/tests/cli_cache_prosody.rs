@@ -68,6 +68,34 @@ fn cache_file(config: &Path) -> PathBuf {
     config.join("xmpp-handshake/scram-cache")
 }
 
+/// The post-TLS offer field of `user`'s cache line.
+fn offer_field(config: &Path, user: &str) -> String {
+    let text = std::fs::read_to_string(cache_file(config)).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some(user))
+        .unwrap_or_else(|| panic!("no line for {user}: {text}"));
+    line.split(' ').nth(4).unwrap().to_string()
+}
+
+/// Rewrites `user`'s cache line with `edit` applied to its fields.
+fn edit_line(config: &Path, user: &str, edit: impl Fn(&mut Vec<String>)) {
+    let path = cache_file(config);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let mut fields: Vec<String> = line.split(' ').map(String::from).collect();
+            if line.starts_with('#') || fields.get(1).map(String::as_str) != Some(user) {
+                return line.to_string();
+            }
+            edit(&mut fields);
+            fields.join(" ")
+        })
+        .collect();
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+}
+
 /// Flips a bit in the sealed keys of every entry (salt and iterations stay): keys the
 /// server will refuse, as after a password change that kept the salt.
 fn spoil_keys(config: &Path) {
@@ -78,12 +106,12 @@ fn spoil_keys(config: &Path) {
         .lines()
         .map(|line| {
             let mut fields: Vec<String> = line.split(' ').map(String::from).collect();
-            if line.starts_with('#') || fields.len() != 6 {
+            if line.starts_with('#') || fields.len() != 7 {
                 return line.to_string();
             }
-            let mut sealed = engine.decode(&fields[5]).unwrap();
+            let mut sealed = engine.decode(&fields[6]).unwrap();
             *sealed.last_mut().unwrap() ^= 1;
-            fields[5] = engine.encode(&sealed);
+            fields[6] = engine.encode(&sealed);
             fields.join(" ")
         })
         .collect();
@@ -111,6 +139,12 @@ fn scram_cache_skips_pbkdf2_pipelines_auth_and_recovers_when_stale() {
         "{text}"
     );
     assert!(!text.contains(&alice.password), "{text}");
+    // With what Prosody offered after TLS (on TLS 1.3 SCRAM-SHA-1 and PLAIN, in an order
+    // of its own), never the pre-TLS list (empty: Prosody requires TLS first).
+    let offer = offer_field(config, "alice");
+    let mut names: Vec<&str> = offer.split(',').collect();
+    names.sort_unstable();
+    assert_eq!(names, ["PLAIN", "SCRAM-SHA-1"], "{text}");
     {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(cache_file(config)).unwrap().permissions();
@@ -189,4 +223,44 @@ fn direct_tls_login_with_the_cache_takes_four_round_trips_after_the_connect() {
     assert!(second.contains("Direct TLS"), "{second}");
     assert!(second.contains("SCRAM keys from the cache"), "{second}");
     assert!(second.contains(" 4 round trips"), "{second}");
+}
+
+/// The pipelined mechanism comes from the post-TLS offer kept in the cache, chosen by the
+/// policy: an offer the server no longer makes (here SCRAM-SHA-256, which this Prosody
+/// does not have) is pipelined, refused (`invalid-mechanism`) and SASL starts again from
+/// the real offer, which is then kept; a line of the older format (no offer field) still
+/// pipelines its mechanism and is rewritten with the offer.
+#[test]
+fn cached_offer_the_server_no_longer_makes_restarts_sasl_and_is_replaced() {
+    let Some(p) = Prosody::start_or_skip(ProsodyOptions::default()) else {
+        return;
+    };
+    let alice = p.user(0).clone();
+    let config = tempfile::tempdir().unwrap();
+    let config = config.path();
+    online(&connect(&p, &alice.name, &alice.password, config, &[]));
+
+    edit_line(config, "alice", |f| f[4] = "SCRAM-SHA-256,PLAIN".into());
+    let out = connect(&p, &alice.name, &alice.password, config, &[]);
+    let line = online(&out);
+    assert!(line.contains("(SCRAM-SHA-1, STARTTLS"), "{line}");
+    // The refused <auth/> costs the round trip the pipelining would have saved.
+    assert!(line.contains(" 6 round trips"), "{line}");
+    let mut names: Vec<String> = offer_field(config, "alice")
+        .split(',')
+        .map(String::from)
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["PLAIN", "SCRAM-SHA-1"]);
+    let line = online(&connect(&p, &alice.name, &alice.password, config, &[]));
+    assert!(line.contains(" 5 round trips"), "{line}");
+
+    // The older format: domain user mechanism policy nonce keys.
+    edit_line(config, "alice", |f| {
+        f.remove(4);
+    });
+    let line = online(&connect(&p, &alice.name, &alice.password, config, &[]));
+    assert!(line.contains("SCRAM keys from the cache"), "{line}");
+    assert!(line.contains(" 5 round trips"), "{line}");
+    assert!(offer_field(config, "alice").contains("SCRAM-SHA-1"));
 }

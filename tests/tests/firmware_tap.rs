@@ -135,6 +135,7 @@ async fn bob(server: &ServerInfo) -> BobSession {
         policy: SaslPolicy::default(),
         resource: Some("observer".into()),
         pipeline_mechanism: None,
+        pipeline_offer: None,
         pipeline_bind: true,
     });
     let transport = connect(server.c2s_addr()).await.expect("bob connects");

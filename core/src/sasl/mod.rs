@@ -219,6 +219,57 @@ impl Mechanism {
     }
 }
 
+/// A set of [`Mechanism`]s, such as what a server offered on the TLS-protected stream
+/// (RFC 6120 §6.3.3), in two bytes: bit `i` is [`Mechanism::ALL`]`[i]`, an order that
+/// therefore never changes (firmware keeps [`MechanismSet::bits`] in flash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct MechanismSet(u16);
+
+impl MechanismSet {
+    /// The mechanisms among `names` that this crate knows; other names are ignored, as in
+    /// a live offer (§6.3.3).
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        names
+            .into_iter()
+            .filter_map(Mechanism::from_name)
+            .fold(MechanismSet::default(), MechanismSet::with)
+    }
+
+    /// This set and `m`.
+    #[must_use]
+    pub fn with(self, m: Mechanism) -> Self {
+        MechanismSet(self.0 | Self::bit(m))
+    }
+
+    /// Whether `m` is in the set.
+    pub fn contains(self, m: Mechanism) -> bool {
+        self.0 & Self::bit(m) != 0
+    }
+
+    /// The members, in [`Mechanism::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = Mechanism> {
+        Mechanism::ALL
+            .into_iter()
+            .filter(move |m| self.contains(*m))
+    }
+
+    /// The bits, for storage.
+    pub fn bits(self) -> u16 {
+        self.0
+    }
+
+    /// The set stored as `bits`; bits of no known mechanism are dropped.
+    pub fn from_bits(bits: u16) -> Self {
+        MechanismSet(bits & ((1 << Mechanism::ALL.len()) - 1))
+    }
+
+    fn bit(m: Mechanism) -> u16 {
+        // ALL is in declaration order (a test holds it to that).
+        1 << (m as u16)
+    }
+}
+
 impl fmt::Display for Mechanism {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -419,6 +470,26 @@ pub(crate) mod testutil {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mechanism_sets_keep_known_names_and_their_bits() {
+        for (i, m) in Mechanism::ALL.into_iter().enumerate() {
+            assert_eq!(m as usize, i, "ALL is in declaration order");
+        }
+        let set = MechanismSet::from_names(["PLAIN", "X-OAUTH2", "SCRAM-SHA-1", "PLAIN"]);
+        assert_eq!(
+            set.iter().collect::<alloc::vec::Vec<_>>(),
+            [Mechanism::ScramSha1, Mechanism::Plain]
+        );
+        assert!(set.contains(Mechanism::Plain) && !set.contains(Mechanism::ScramSha256));
+        assert_eq!(set.bits(), 0b100_0001);
+        assert_eq!(MechanismSet::from_bits(set.bits()), set);
+        assert_eq!(
+            MechanismSet::from_bits(0xffff).iter().count(),
+            Mechanism::ALL.len()
+        );
+        assert_eq!(MechanismSet::default().iter().count(), 0);
+    }
 
     #[test]
     fn mechanism_names_round_trip() {
