@@ -12,8 +12,8 @@
 
 use alloc::vec::Vec;
 
-use der::asn1::{AnyRef, BitStringRef, GeneralizedTime, ObjectIdentifier, UtcTime};
-use der::{Decode, Reader, SliceReader, Tag, TagNumber, Tagged};
+use der::asn1::{AnyRef, BitStringRef, ObjectIdentifier};
+use der::{DateTime, Decode, Reader, SliceReader, Tag, TagNumber, Tagged};
 
 use super::UnixTime;
 
@@ -53,6 +53,8 @@ pub(crate) fn read_all<'a, T>(
 }
 
 /// `AlgorithmIdentifier ::= SEQUENCE { algorithm OID, parameters ANY OPTIONAL }`.
+// Some fields are read only by the embedded-tls chain walk.
+#[cfg_attr(not(feature = "embedded-tls"), allow(dead_code))]
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct AlgorithmIdentifier<'a> {
     /// The whole encoding (RFC 5280 §4.1.1.2 compares the two signature algorithms).
@@ -83,6 +85,8 @@ impl<'a> AlgorithmIdentifier<'a> {
 
 /// `SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier, subjectPublicKey BIT
 /// STRING }`.
+// Some fields are read only by the embedded-tls chain walk.
+#[cfg_attr(not(feature = "embedded-tls"), allow(dead_code))]
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PublicKeyInfo<'a> {
     /// The whole encoding (what key pins hash).
@@ -107,6 +111,8 @@ impl<'a> PublicKeyInfo<'a> {
 
 /// One extension (RFC 5280 §4.1.2.9): `SEQUENCE { extnID OID, critical BOOLEAN DEFAULT
 /// FALSE, extnValue OCTET STRING }`.
+// Some fields are read only by the embedded-tls chain walk.
+#[cfg_attr(not(feature = "embedded-tls"), allow(dead_code))]
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Extension<'a> {
     pub(crate) oid: ObjectIdentifier,
@@ -116,6 +122,8 @@ pub(crate) struct Extension<'a> {
 }
 
 /// A decoded certificate, borrowing the DER it came from.
+// Some fields are read only by the embedded-tls chain walk.
+#[cfg_attr(not(feature = "embedded-tls"), allow(dead_code))]
 #[derive(Debug, Clone)]
 pub(crate) struct Certificate<'a> {
     /// The TBSCertificate's whole encoding: the bytes the signature covers.
@@ -227,14 +235,41 @@ impl<'a> Certificate<'a> {
     }
 }
 
-/// `Time ::= CHOICE { utcTime UTCTime, generalTime GeneralizedTime }` (RFC 5280 §4.1.2.5).
+/// `Time ::= CHOICE { utcTime UTCTime, generalTime GeneralizedTime }` (RFC 5280 §4.1.2.5):
+/// `YYMMDDHHMMSSZ` (`YY` of 50 and above is 19YY, below 20YY) or `YYYYMMDDHHMMSSZ`, seconds
+/// and `Z` mandatory. The digits are read here and checked and converted by der's
+/// `DateTime` (1970 to 9999, real calendar dates): the rules of der's own UTCTime and
+/// GeneralizedTime decoders, whose two generic instances cost ~2 KB of flash on Cortex-M.
 fn time(reader: &mut SliceReader<'_>) -> der::Result<UnixTime> {
-    let duration = if Tag::peek(reader)? == Tag::UtcTime {
-        UtcTime::decode(reader)?.to_unix_duration()
-    } else {
-        GeneralizedTime::decode(reader)?.to_unix_duration()
+    let time = AnyRef::decode(reader)?;
+    let bad = || der::Error::from(time.tag().value_error());
+    let digits = |pair: &[u8]| match pair {
+        [hi @ b'0'..=b'9', lo @ b'0'..=b'9'] => Ok((hi - b'0') * 10 + (lo - b'0')),
+        _ => Err(bad()),
     };
-    Ok(UnixTime(duration.as_secs()))
+    let (year, rest) = match (time.tag(), time.value()) {
+        (Tag::UtcTime, v) if v.len() == 13 => {
+            let yy = u16::from(digits(&v[..2])?);
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &v[2..])
+        }
+        (Tag::GeneralizedTime, v) if v.len() == 15 => (
+            u16::from(digits(&v[..2])?) * 100 + u16::from(digits(&v[2..4])?),
+            &v[4..],
+        ),
+        _ => return Err(bad()),
+    };
+    if rest[10] != b'Z' {
+        return Err(bad());
+    }
+    let date = DateTime::new(
+        year,
+        digits(&rest[..2])?,
+        digits(&rest[2..4])?,
+        digits(&rest[4..6])?,
+        digits(&rest[6..8])?,
+        digits(&rest[8..10])?,
+    )?;
+    Ok(UnixTime(date.unix_duration().as_secs()))
 }
 
 /// A Name (RFC 5280 §4.1.2.4), checked, returned whole.
@@ -264,4 +299,73 @@ fn for_each_attribute<'a>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use der::asn1::{GeneralizedTime, UtcTime};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// `time` on one TLV.
+    fn ours(tlv: &[u8]) -> Option<u64> {
+        read_all(tlv, time).ok().map(|t| t.0)
+    }
+
+    /// der's own decoders on the same TLV.
+    fn ders(tlv: &[u8]) -> Option<u64> {
+        match tlv.first() {
+            Some(0x17) => UtcTime::from_der(tlv).ok().map(|t| t.to_unix_duration()),
+            Some(0x18) => GeneralizedTime::from_der(tlv)
+                .ok()
+                .map(|t| t.to_unix_duration()),
+            _ => None,
+        }
+        .map(|d| d.as_secs())
+    }
+
+    fn tlv(tag: u8, text: &[u8]) -> Vec<u8> {
+        let mut out = alloc::vec![tag, text.len() as u8];
+        out.extend_from_slice(text);
+        out
+    }
+
+    #[test]
+    fn known_times() {
+        assert_eq!(ours(&tlv(0x17, b"210101000000Z")), Some(1_609_459_200));
+        assert_eq!(ours(&tlv(0x18, b"20900101000000Z")), Some(3_786_912_000));
+        assert_eq!(ours(&tlv(0x17, b"700101000000Z")), Some(0));
+        // 1969 is before what DateTime holds; no seconds; a time zone offset.
+        assert_eq!(ours(&tlv(0x17, b"691231235959Z")), None);
+        assert_eq!(ours(&tlv(0x17, b"2101010000Z")), None);
+        assert_eq!(ours(&tlv(0x18, b"20210101000000+0100")), None);
+        assert_eq!(ours(&tlv(0x04, b"210101000000Z")), None);
+    }
+
+    proptest! {
+        /// The same verdict and value as der's UTCTime and GeneralizedTime decoders, on
+        /// calendar fields around their valid ranges and on single-byte corruptions.
+        #[test]
+        fn same_as_der(
+            generalized in any::<bool>(),
+            year in 1940u16..2100,
+            fields in (0u8..14, 0u8..33, 0u8..25, 0u8..61, 0u8..61),
+            corrupt in proptest::option::of((0usize..15, any::<u8>())),
+        ) {
+            let (month, day, hour, minute, second) = fields;
+            let mut text = if generalized {
+                alloc::format!("{year:04}{month:02}{day:02}{hour:02}{minute:02}{second:02}Z")
+            } else {
+                alloc::format!("{:02}{month:02}{day:02}{hour:02}{minute:02}{second:02}Z", year % 100)
+            }
+            .into_bytes();
+            if let Some((at, byte)) = corrupt {
+                let at = at % text.len();
+                text[at] = byte;
+            }
+            let encoded = tlv(if generalized { 0x18 } else { 0x17 }, &text);
+            prop_assert_eq!(ours(&encoded), ders(&encoded));
+        }
+    }
 }
