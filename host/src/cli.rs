@@ -141,9 +141,10 @@ pub struct ConnectArgs {
     #[arg(long)]
     pub port: Option<u16>,
     /// Direct TLS only (XEP-0368: TLS from the first byte, ALPN xmpp-client): to --host, or
-    /// to the `_xmpps-client._tcp` SRV targets, else DOMAIN:5223. Without this flag Direct
-    /// TLS is tried first when that SRV record exists, then STARTTLS (only if --tls is
-    /// `required`, so a blocked Direct TLS port never leads to plaintext).
+    /// to the `_xmpps-client._tcp` SRV targets, else DOMAIN:5223. Without this flag the
+    /// Direct TLS and STARTTLS SRV targets are tried in one priority/weight order (Direct
+    /// TLS first on a tie); STARTTLS after a failed Direct TLS target only if --tls is
+    /// `required`, so a blocked Direct TLS port never leads to plaintext.
     #[arg(long)]
     pub direct_tls: bool,
     /// Do not read or write the SCRAM cache (keys derived from your password, and the

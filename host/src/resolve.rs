@@ -1,6 +1,7 @@
-//! Where to connect for a domain (RFC 6120 §3.2, XEP-0368): `--host`/`--port`, else DNS
-//! SRV `_xmpps-client._tcp.DOMAIN` (Direct TLS) then `_xmpp-client._tcp.DOMAIN` (STARTTLS),
-//! each in priority order, else DOMAIN:5222.
+//! Where to connect for a domain (RFC 6120 §3.2, XEP-0368): `--host`/`--port`, else the
+//! DNS SRV records `_xmpps-client._tcp.DOMAIN` (Direct TLS) and `_xmpp-client._tcp.DOMAIN`
+//! (STARTTLS) merged into one list by priority and weight (XEP-0368 §2 rule 1: the server
+//! operator chooses the order), else DOMAIN:5222.
 //!
 //! The resolver is a trait so that tests stay on loopback. Whatever DNS answers, the
 //! certificate is checked against the configured domain, never against an SRV target
@@ -113,9 +114,9 @@ pub struct Targets {
     pub addresses: Vec<Target>,
 }
 
-/// The SRV records of `service` for `domain`, in the order to try them (RFC 2782: priority,
-/// then weight); `Ok(None)` when the domain announces that it has no such service (a sole
-/// `.` target). A lookup failure counts as no records (RFC 6120 §3.2.2 allows the fallback).
+/// The SRV records of `service` for `domain` (the `.` target removed); `None` when the
+/// domain announces that it has no such service (a sole `.` target). A lookup failure
+/// counts as no records (RFC 6120 §3.2.2 allows the fallback).
 async fn service<R: SrvResolver>(
     resolver: &R,
     service: &str,
@@ -129,25 +130,45 @@ async fn service<R: SrvResolver>(
         return None;
     }
     records.retain(|r| r.target != ".");
-    records.sort_by(|a, b| a.priority.cmp(&b.priority).then(b.weight.cmp(&a.weight)));
     Some(records)
 }
 
-fn from_srv(records: Vec<SrvRecord>, security: Security) -> impl Iterator<Item = Target> {
-    records.into_iter().map(move |r| Target {
-        host: r.target,
-        port: r.port,
-        security,
-        source: "SRV",
-    })
+/// Both services' records as one list in the order to try them (XEP-0368 §2 rule 1, RFC
+/// 2782): lower priority first; among equal priorities, higher weight first (a fixed order
+/// rather than RFC 2782's weighted random pick: one client, one login); at equal priority
+/// and weight Direct TLS first (the client's preference XEP-0368 allows: a round trip
+/// less, no STARTTLS to strip).
+fn merged(direct: Vec<SrvRecord>, starttls: Vec<SrvRecord>) -> Vec<Target> {
+    let mut records: Vec<(SrvRecord, Security)> = direct
+        .into_iter()
+        .map(|r| (r, Security::DirectTls))
+        .chain(starttls.into_iter().map(|r| (r, Security::StartTls)))
+        .collect();
+    records.sort_by(|(a, sa), (b, sb)| {
+        a.priority
+            .cmp(&b.priority)
+            .then(b.weight.cmp(&a.weight))
+            .then((*sa == Security::StartTls).cmp(&(*sb == Security::StartTls)))
+    });
+    records
+        .into_iter()
+        .map(|(r, security)| Target {
+            host: r.target,
+            port: r.port,
+            security,
+            source: "SRV",
+        })
+        .collect()
 }
 
 /// The connection targets for `domain` (see the module docs). `direct_tls`: the user asked
 /// for Direct TLS only.
 ///
-/// Without `--host`/`--port`: the `_xmpps-client._tcp` records (Direct TLS, XEP-0368)
-/// first, then the `_xmpp-client._tcp` ones (STARTTLS), else `DOMAIN:5222`. With
-/// `direct_tls`: the `_xmpps-client._tcp` records, else `DOMAIN:5223`.
+/// Without `--host`/`--port`: the `_xmpps-client._tcp` (Direct TLS, XEP-0368) and
+/// `_xmpp-client._tcp` (STARTTLS) records merged (see [`merged`]), then `DOMAIN:5222`
+/// when there are no STARTTLS records; a `.` target for one service with no records for
+/// the other is an error (XEP-0368 §4: no A/AAAA fallback then). With `direct_tls`: the
+/// `_xmpps-client._tcp` records, else `DOMAIN:5223`.
 pub async fn targets<R: SrvResolver>(
     resolver: &R,
     domain: &str,
@@ -175,27 +196,27 @@ pub async fn targets<R: SrvResolver>(
         return Ok(fixed(domain, "fallback"));
     }
     let direct = service(resolver, "_xmpps-client._tcp", domain).await;
-    let mut addresses: Vec<Target> =
-        from_srv(direct.clone().unwrap_or_default(), Security::DirectTls).collect();
     if direct_tls {
+        let addresses = merged(direct.unwrap_or_default(), Vec::new());
         return Ok(if addresses.is_empty() {
             fixed(domain, "fallback")
         } else {
             Targets { addresses }
         });
     }
-    match service(resolver, "_xmpp-client._tcp", domain).await {
-        Some(records) if !records.is_empty() => {
-            addresses.extend(from_srv(records, Security::StartTls));
-        }
-        Some(_) => addresses.extend(fixed(domain, "fallback").addresses),
-        None if addresses.is_empty() => {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{domain} announces no XMPP client service (SRV target \".\")"),
-            ))
-        }
-        None => {}
+    let starttls = service(resolver, "_xmpp-client._tcp", domain).await;
+    // RFC 6120 §3.2.2: no STARTTLS records, the domain itself on 5222, after any Direct
+    // TLS ones; not when either service is announced absent (XEP-0368 §4).
+    let fallback = starttls.as_ref().is_some_and(Vec::is_empty) && direct.is_some();
+    let mut addresses = merged(direct.unwrap_or_default(), starttls.unwrap_or_default());
+    if fallback {
+        addresses.extend(fixed(domain, "fallback").addresses);
+    }
+    if addresses.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{domain} announces no XMPP client service (SRV target \".\")"),
+        ));
     }
     Ok(Targets { addresses })
 }
@@ -271,7 +292,63 @@ mod tests {
     }
 
     #[test]
-    fn direct_tls_records_come_first_and_the_flag_keeps_only_them() {
+    fn both_services_merge_by_priority_then_weight_direct_tls_first_on_a_tie() {
+        let r = StaticResolver {
+            records: vec![
+                (
+                    "_xmpp-client._tcp.example.com".into(),
+                    vec![
+                        rec(10, 5, "tie.example.com", 5222),
+                        rec(20, 0, "last.example.com", 5222),
+                        rec(0, 0, "first.example.com", 5222),
+                        rec(10, 90, "heavy.example.com", 5222),
+                    ],
+                ),
+                (
+                    "_xmpps-client._tcp.example.com".into(),
+                    vec![
+                        rec(10, 5, "tie.example.com", 5223),
+                        rec(10, 1, "light.example.com", 443),
+                    ],
+                ),
+            ],
+        };
+        let t = block_on(targets(&r, "example.com", None, None, false)).unwrap();
+        assert_eq!(
+            at(&t),
+            vec![
+                starttls("first.example.com", 5222),
+                starttls("heavy.example.com", 5222),
+                direct("tie.example.com", 5223),
+                starttls("tie.example.com", 5222),
+                direct("light.example.com", 443),
+                starttls("last.example.com", 5222),
+            ]
+        );
+        assert!(t.addresses.iter().all(|a| a.source == "SRV"));
+    }
+
+    #[test]
+    fn no_starttls_records_fall_back_to_the_domain_after_direct_tls_ones() {
+        let r = StaticResolver {
+            records: vec![(
+                "_xmpps-client._tcp.example.com".into(),
+                vec![rec(5, 0, "tls.example.com", 5223)],
+            )],
+        };
+        let t = block_on(targets(&r, "example.com", None, None, false)).unwrap();
+        assert_eq!(
+            at(&t),
+            vec![
+                direct("tls.example.com", 5223),
+                starttls("example.com", 5222)
+            ]
+        );
+        assert_eq!(t.addresses[1].source, "fallback");
+    }
+
+    #[test]
+    fn direct_tls_records_by_priority_and_the_flag_keeps_only_them() {
         let r = StaticResolver {
             records: vec![
                 (
@@ -292,8 +369,8 @@ mod tests {
             at(&t),
             vec![
                 direct("tls1.example.com", 5223),
-                direct("tls2.example.com", 443),
-                starttls("xmpp.example.com", 5222)
+                starttls("xmpp.example.com", 5222),
+                direct("tls2.example.com", 443)
             ]
         );
         let t = block_on(targets(&r, "example.com", None, None, true)).unwrap();
@@ -337,5 +414,26 @@ mod tests {
         };
         let t = block_on(targets(&r, "example.com", None, None, false)).unwrap();
         assert_eq!(at(&t), vec![direct("tls.example.com", 5223)]);
+        // XEP-0368 §4: Direct TLS announced absent: the STARTTLS records, and without
+        // any, an error rather than the domain's A/AAAA records.
+        let no_direct = (
+            "_xmpps-client._tcp.example.com".to_string(),
+            vec![rec(0, 0, ".", 0)],
+        );
+        let r = StaticResolver {
+            records: vec![
+                no_direct.clone(),
+                (
+                    "_xmpp-client._tcp.example.com".into(),
+                    vec![rec(0, 0, "xmpp.example.com", 5222)],
+                ),
+            ],
+        };
+        let t = block_on(targets(&r, "example.com", None, None, false)).unwrap();
+        assert_eq!(at(&t), vec![starttls("xmpp.example.com", 5222)]);
+        let r = StaticResolver {
+            records: vec![no_direct],
+        };
+        assert!(block_on(targets(&r, "example.com", None, None, false)).is_err());
     }
 }
