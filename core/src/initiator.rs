@@ -7,7 +7,6 @@
 //! [`ExpectFeatures`] → [`ExpectBindResult`] (§7.6).
 
 use alloc::string::String;
-use alloc::vec::Vec;
 use core::mem;
 
 use rand_core::{CryptoRng, RngCore};
@@ -78,7 +77,7 @@ pub struct ClientSasl {
     /// What this server offered after TLS on an earlier connection
     /// ([`Outcome::sasl_offer`](crate::connection::Outcome::sasl_offer), e.g. kept with the
     /// SCRAM cache): when [`ClientSasl::pipeline_mechanism`] is `None`, the pipelined
-    /// `<auth/>` names what [`sasl::choose`] picks from this list under [`ClientSasl::policy`],
+    /// `<auth/>` names what [`sasl::choose_from`] picks from this list under [`ClientSasl::policy`],
     /// the same choice as from a live offer (§6.3.3). Checked against the post-TLS features
     /// as a named mechanism is.
     pub pipeline_offer: Option<MechanismSet>,
@@ -432,7 +431,8 @@ fn next_feature<R: RngCore + CryptoRng>(
         }));
     }
     // §6.3.4: only what this stream offers counts; nothing learned before TLS is used.
-    let offered = features.mechanisms.as_deref().unwrap_or(&[]);
+    let offered =
+        MechanismSet::from_names(features.mechanisms.iter().flatten().map(String::as_str));
     let cb_types = features.channel_binding_types.as_deref();
     let policy = sasl.policy.clone();
     let sasl = start_sasl(cx, offered, cb_types, &policy).map_err(|e| cx.close(Error::Sasl(e)))?;
@@ -443,14 +443,14 @@ fn next_feature<R: RngCore + CryptoRng>(
 /// has been sent; the caller decides whether that ends the stream.
 fn start_sasl<R: RngCore + CryptoRng>(
     cx: &mut Context<'_, R>,
-    offered: &[String],
+    offered: MechanismSet,
     cb_types: Option<&[String]>,
     policy: &SaslPolicy,
 ) -> Result<ExpectSaslResult, SaslError> {
     let Some(sasl) = &cx.config.sasl else {
         return Err(SaslError::NoAcceptableMechanism);
     };
-    let chosen = sasl::choose(
+    let chosen = sasl::choose_from(
         offered,
         cb_types,
         cx.learned.secure,
@@ -491,16 +491,15 @@ fn protected_header<R: RngCore + CryptoRng>(cx: &mut Context<'_, R>) -> Ahead {
     let mechanism = match (sasl.pipeline_mechanism, sasl.pipeline_offer) {
         (Some(named), _) => named,
         (None, Some(offer)) => {
-            let names: Vec<String> = offer.iter().map(|m| String::from(m.name())).collect();
-            match sasl::select(
-                &names,
+            match sasl::choose_from(
+                offer,
                 None,
                 cx.learned.secure,
                 &cx.learned.channel_binding,
                 sasl.credentials.kind(),
                 &sasl.policy,
             ) {
-                Ok(chosen) => chosen,
+                Ok(chosen) => chosen.mechanism,
                 Err(_) => return Ahead::Nothing,
             }
         }
@@ -516,8 +515,8 @@ fn protected_header<R: RngCore + CryptoRng>(cx: &mut Context<'_, R>) -> Ahead {
         }
         policy.channel_binding = CbPolicy::Off;
     }
-    let offered = [String::from(mechanism.name())];
-    start_sasl(cx, &offered, None, &policy).map_or(Ahead::Nothing, Ahead::Auth)
+    let offered = MechanismSet::default().with(mechanism);
+    start_sasl(cx, offered, None, &policy).map_or(Ahead::Nothing, Ahead::Auth)
 }
 
 impl ExpectSaslResult {

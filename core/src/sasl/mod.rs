@@ -83,8 +83,8 @@ pub use client::{ClientMechanism, Credentials};
 pub use error::{SaslError, SaslFailure};
 pub use scram::{escape_saslname, unescape_saslname, ScramCacheEntry, ScramCredentials, ScramHash};
 pub use select::{
-    check_offered, choose, select, CbPolicy, CredentialKind, Gs2CbFlag, Minimum, SaslPolicy,
-    Selection,
+    check_offered, choose, choose_from, select, CbPolicy, CredentialKind, Gs2CbFlag, Minimum,
+    SaslPolicy, Selection,
 };
 pub use server::{
     CredentialStore, MemoryStore, ServerContext, ServerMechanism, ServerOptions, ServerStep,

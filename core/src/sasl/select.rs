@@ -23,7 +23,7 @@
 use alloc::string::String;
 
 use super::error::SaslError;
-use super::{ChannelBindingData, ChannelBindingType, Mechanism, ScramHash};
+use super::{ChannelBindingData, ChannelBindingType, Mechanism, MechanismSet, ScramHash};
 
 /// The weakest mechanism the client accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -208,7 +208,21 @@ pub fn choose(
     creds: CredentialKind,
     policy: &SaslPolicy,
 ) -> Result<Selection, SaslError> {
-    let is_offered = |m: Mechanism| offered.iter().any(|n| n == m.name());
+    let offered = MechanismSet::from_names(offered.iter().map(String::as_str));
+    choose_from(offered, server_cb_types, tls, cb, creds, policy)
+}
+
+/// [`choose`] from an offer already reduced to the mechanisms this crate knows (a live
+/// one, or one kept from an earlier connection: `ClientSasl::pipeline_offer`).
+pub fn choose_from(
+    offered: MechanismSet,
+    server_cb_types: Option<&[String]>,
+    tls: bool,
+    cb: &ChannelBindingData,
+    creds: CredentialKind,
+    policy: &SaslPolicy,
+) -> Result<Selection, SaslError> {
+    let is_offered = |m: Mechanism| offered.contains(m);
     let server_offers_plus = Mechanism::ALL
         .into_iter()
         .any(|m| m.is_plus() && is_offered(m));
