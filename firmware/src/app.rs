@@ -14,11 +14,11 @@ use rand_core::{CryptoRng, RngCore};
 use xmpp_handshake_core::connection::Step;
 use xmpp_handshake_core::driver::{negotiate_in_place, MaybeTls, Negotiated, Observer, Session};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
-use xmpp_handshake_core::sasl::{Credentials, SaslPolicy, ScramCacheEntry};
+use xmpp_handshake_core::sasl::{Credentials, SaslPolicy};
 use xmpp_handshake_core::{stanza, Error};
 
 use crate::config::Config;
-use crate::store::CacheStore;
+use crate::store::{CacheStore, CachedLogin};
 use crate::tls::TlsConnector;
 use crate::transport::{Deadline, Interruptible, Tracking};
 
@@ -97,13 +97,29 @@ impl<R: RngCore> RngCore for SharedRng<'_, R> {
 
 impl<R: CryptoRng> CryptoRng for SharedRng<'_, R> {}
 
-struct Progress;
+/// Logs the negotiation's steps and counts its round trips after the TCP connect (what
+/// was sent answered, the TLS handshake as one), as the host CLI's transcript does.
+#[derive(Default)]
+struct Progress {
+    awaiting_answer: bool,
+    round_trips: u32,
+}
 
 impl Observer for Progress {
+    fn sent(&mut self, _bytes: &[u8]) {
+        self.awaiting_answer = true;
+    }
+    fn received(&mut self, _bytes: &[u8]) {
+        if core::mem::take(&mut self.awaiting_answer) {
+            self.round_trips += 1;
+        }
+    }
     fn step(&mut self, step: Step) {
         debug!("negotiation: {:?}", step);
     }
     fn tls_established(&mut self) {
+        self.awaiting_answer = false;
+        self.round_trips += 1;
         info!("TLS established");
     }
 }
@@ -200,31 +216,38 @@ where
         let mut io = MaybeTls::Plain(Interruptible::new(socket, &deadline));
         let mut upgrade = Tracking(tls.upgrade(rng));
         let mut machine = InitiatingEntity::new(initiator(config, &bare, cached.clone()), rng);
+        let mut progress = Progress::default();
         let outcome = with_timeout(
             config.negotiate_timeout,
-            negotiate_in_place(&mut io, &mut upgrade, &mut machine, &mut Progress),
+            negotiate_in_place(&mut io, &mut upgrade, &mut machine, &mut progress),
         )
         .await
         .map_err(|_| Failure::Timeout("negotiation"))?
         .map_err(Failure::Xmpp)?;
         stats.bound += 1;
         info!(
-            "bound as {} in {} ms ({}, TLS {})",
+            "bound as {} in {} ms, {} round trips ({}, TLS {})",
             outcome.jid.as_deref().unwrap_or_default(),
             started.elapsed().as_millis(),
+            progress.round_trips,
             outcome.mechanism.map(|m| m.name()).unwrap_or("no SASL"),
             outcome.secure
         );
-        match &outcome.scram_cache {
-            Some(entry) if cached.as_ref() == Some(entry) => {
+        if let Some(entry) = &outcome.scram_cache {
+            let keep = CachedLogin {
+                entry: entry.clone(),
+                offer: outcome.sasl_offer.unwrap_or_default(),
+            };
+            if cached.as_ref().is_some_and(|c| c.entry == *entry) {
                 stats.cache_hits += 1;
                 info!("SCRAM keys came from the cache (no PBKDF2)");
             }
-            Some(entry) => match store.save(&bare, entry) {
-                Ok(()) => info!("SCRAM keys stored for the next login"),
-                Err(e) => warn!("could not store the SCRAM keys: {:?}", e),
-            },
-            None => {}
+            if cached.as_ref() != Some(&keep) {
+                match store.save(&bare, &keep) {
+                    Ok(()) => info!("SCRAM keys and offer stored for the next login"),
+                    Err(e) => warn!("could not store the SCRAM keys: {:?}", e),
+                }
+            }
         }
         Session::new(Negotiated {
             transport: io,
@@ -313,10 +336,13 @@ where
 }
 
 /// The negotiation's configuration: STARTTLS required (the default), SCRAM with the
-/// cached keys if any, resource `config.resource`, bind pipelined with the SASL success.
-fn initiator(config: &Config<'_>, bare: &str, cached: Option<ScramCacheEntry>) -> InitiatorConfig {
+/// cached keys if any, `<auth/>` pipelined after TLS with the mechanism the policy picks
+/// from the cached post-TLS offer (as the host CLI does), resource `config.resource`, bind
+/// pipelined with the SASL success.
+fn initiator(config: &Config<'_>, bare: &str, cached: Option<CachedLogin>) -> InitiatorConfig {
     let mut credentials = Credentials::password(config.username, config.password);
-    credentials.scram_cache = cached;
+    let pipeline_offer = cached.as_ref().map(|c| c.offer);
+    credentials.scram_cache = cached.map(|c| c.entry);
     let mut initiator = InitiatorConfig::client(config.domain);
     initiator.from = Some(String::from(bare));
     initiator.limits = config.limits;
@@ -325,7 +351,7 @@ fn initiator(config: &Config<'_>, bare: &str, cached: Option<ScramCacheEntry>) -
         policy: SaslPolicy::default(),
         resource: Some(String::from(config.resource)),
         pipeline_mechanism: None,
-        pipeline_offer: None,
+        pipeline_offer,
         pipeline_bind: true,
     });
     initiator

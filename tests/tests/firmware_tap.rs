@@ -309,12 +309,36 @@ where
     outcome
 }
 
+/// The `n`th login in `log` ("bound as ... in T ms, R round trips") took `expected`.
+fn expect_round_trips(log: &str, n: usize, expected: u32) -> Result<(), String> {
+    let line = log
+        .lines()
+        .filter(|l| l.contains("bound as"))
+        .nth(n)
+        .ok_or_else(|| format!("no login {n} in the log"))?;
+    let found = line
+        .split(", ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|r| r.parse::<u32>().ok());
+    if found == Some(expected) {
+        Ok(())
+    } else {
+        Err(format!(
+            "login {n}: expected {expected} round trips: {line}"
+        ))
+    }
+}
+
 #[test]
 fn firmware_app_logs_in_over_tap_and_reconnects_after_a_server_restart() {
     with_app("login", Anchor::ServersCa, &[], |server, app| {
         // 1. STARTTLS + SCRAM + bind over the TAP link; the keys go to the cache.
         app.wait_for("bound as alice@xmpp.test/", 1, Duration::from_secs(90))?;
-        app.wait_for("SCRAM keys stored", 1, Duration::from_secs(5))?;
+        app.wait_for("SCRAM keys and offer stored", 1, Duration::from_secs(5))?;
+        // 6 round trips after the TCP connect: header + <starttls/>, TLS, header, SCRAM x2,
+        // header + bind.
+        expect_round_trips(&app.log(), 0, 6)?;
         // 2. bob receives a reading and gets his message echoed.
         block_on(async {
             let mut bob = bob(server).await;
@@ -330,6 +354,8 @@ fn firmware_app_logs_in_over_tap_and_reconnects_after_a_server_restart() {
         let result = (|| {
             app.wait_for("bound as alice@xmpp.test/", 2, Duration::from_secs(90))?;
             app.wait_for("SCRAM keys came from the cache", 1, Duration::from_secs(5))?;
+            // <auth/> pipelined after TLS with the mechanism picked from the kept offer.
+            expect_round_trips(&app.log(), 1, 5)?;
             block_on(async {
                 let mut bob = bob(server).await;
                 message_containing(&mut bob, "reading", Duration::from_secs(20)).await;
