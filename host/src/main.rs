@@ -11,11 +11,21 @@ use xmpp_handshake_host::{bridge, certs, connect, demo, serve, users, web};
 
 fn main() {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match cli.command {
+        // One connection: a single-threaded runtime (no worker threads, their stacks and
+        // malloc arenas, less code run: less memory for a login, README, Performance).
+        Command::Connect(_) | Command::HashPassword(_) => {
+            tokio::runtime::Builder::new_current_thread()
+        }
+        Command::Demo(_) | Command::Serve(_) | Command::Bridge(_) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(2);
+            builder
+        }
+    }
+    .enable_all()
+    .build();
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => exit(Failure::protocol(format!("starting the runtime: {e}"))),
     };

@@ -23,6 +23,7 @@
 //!   --xmppjs DIR        the @xmpp/client peer's dir (login.mjs and node_modules)
 //!   --cli BIN           the release `xmpp-handshake` binary: peak RSS of one `connect`
 //!   --firmware BIN      the firmware app's host build: CPU per login (`firmware_cpu`)
+//!   --only rss          only the peak RSS table (needs --cli; Prosody only)
 //! A peer that is not given or fails is listed with its error, never silently dropped; the
 //! exit status is non-zero only when our own client fails (tests/run's smoke relies on it).
 //! `BENCH_VERBOSE=1` prints every peer's output.
@@ -48,6 +49,8 @@ struct Options {
     xmppjs: Option<PathBuf>,
     cli: Option<PathBuf>,
     firmware: Option<PathBuf>,
+    /// `--only rss`: the peak-RSS table alone.
+    only_rss: bool,
 }
 
 fn options() -> Options {
@@ -73,6 +76,10 @@ fn options() -> Options {
             "--xmppjs" => o.xmppjs = Some(value().into()),
             "--cli" => o.cli = Some(value().into()),
             "--firmware" => o.firmware = Some(value().into()),
+            "--only" => match value().as_str() {
+                "rss" => o.only_rss = true,
+                other => panic!("--only rss, not {other}"),
+            },
             // cargo bench passes --bench to harness = false targets.
             "--bench" => {}
             other => panic!("unknown option {other}"),
@@ -233,14 +240,45 @@ struct Run {
     ok: bool,
     stdout: String,
     stderr: String,
-    /// Peak resident set, KiB (`ru_maxrss`).
-    max_rss_kib: i64,
+    /// Peak resident set of the process's own address space, KiB: `VmHWM` read when it
+    /// exits (see [`run_measured`]); `None` when it was killed.
+    peak_rss_kib: Option<i64>,
     /// User + system CPU time.
     cpu: Duration,
 }
 
-/// Runs `cmd` to its end (at most `limit`) and reads its resource usage with `wait4`.
+/// `VmHWM` (peak resident set, KiB) of a live process.
+fn vm_hwm_kib(pid: libc::pid_t) -> Option<i64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Runs `cmd` to its end (at most `limit`): its CPU time from `wait4`, its peak RSS from
+/// `/proc/PID/status` at the moment it exits.
+///
+/// Not `ru_maxrss`: Linux carries the RSS of the address space an `execve` replaces into
+/// the new program's `ru_maxrss`, and a spawned child's is this driver's (a `/bin/true`
+/// started from here reports the driver's size). So the child runs traced (`ptrace`, with
+/// `PTRACE_O_TRACEEXIT`) and stops just before its memory goes, where its own `VmHWM`
+/// is read; signals it receives are passed on untouched.
 fn run_measured(mut cmd: Command, limit: Duration) -> Result<Run, String> {
+    // SAFETY: PTRACE_TRACEME takes no pointers and is async-signal-safe; it only marks
+    // the child as traced by its parent (this process), which waits for it below.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -275,8 +313,30 @@ fn run_measured(mut cmd: Command, limit: Duration) -> Result<Run, String> {
     let mut status = 0;
     // SAFETY: an all-zero rusage is a valid value; wait4 fills it in.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our child; status and usage are valid for writes.
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let mut peak = None;
+    let mut first_stop = true;
+    let r = loop {
+        // SAFETY: pid is our child; status and usage are valid for writes.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r != pid || !libc::WIFSTOPPED(status) {
+            break r;
+        }
+        let mut signal = libc::WSTOPSIG(status);
+        if first_stop {
+            // The SIGTRAP of its execve: stop it again when it exits (and kill it if this
+            // driver dies first).
+            first_stop = false;
+            signal = 0;
+            let options = libc::PTRACE_O_TRACEEXIT | libc::PTRACE_O_EXITKILL;
+            // SAFETY: pid is our stopped tracee; the options are a plain integer.
+            unsafe { libc::ptrace(libc::PTRACE_SETOPTIONS, pid, 0, options) };
+        } else if status >> 8 == libc::SIGTRAP | (libc::PTRACE_EVENT_EXIT << 8) {
+            peak = vm_hwm_kib(pid);
+            signal = 0;
+        }
+        // SAFETY: pid is our stopped tracee; the signal number is the one it stopped with.
+        unsafe { libc::ptrace(libc::PTRACE_CONT, pid, 0, signal) };
+    };
     let stdout = out.join().unwrap_or_default();
     let stderr = err.join().unwrap_or_default();
     let _ = watchdog.join();
@@ -289,7 +349,7 @@ fn run_measured(mut cmd: Command, limit: Duration) -> Result<Run, String> {
         ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         stdout,
         stderr,
-        max_rss_kib: usage.ru_maxrss,
+        peak_rss_kib: peak,
         cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
     })
 }
@@ -468,7 +528,12 @@ fn rss_table(o: &Options, peers: &Peers, server: &ServerInfo) {
                 .args(["--send", &jid, "bench"])
                 .env("XMPP_PASSWORD", &password);
             match run_measured(cmd, Duration::from_secs(60)) {
-                Ok(r) if r.ok => samples.push((r.max_rss_kib, r.cpu)),
+                Ok(Run {
+                    ok: true,
+                    peak_rss_kib: Some(peak),
+                    cpu,
+                    ..
+                }) => samples.push((peak, cpu)),
                 Ok(r) => failure = Some(r.stderr.lines().last().unwrap_or("").to_string()),
                 Err(e) => failure = Some(e),
             }
@@ -483,7 +548,9 @@ fn rss_table(o: &Options, peers: &Peers, server: &ServerInfo) {
             (0..runs)
                 .map(|_| {
                     let run = run_measured(peer.command(server, 1), Duration::from_secs(60))?;
-                    bound_times(&run, 1).map(|_| (run.max_rss_kib, run.cpu))
+                    bound_times(&run, 1)?;
+                    let peak = run.peak_rss_kib.ok_or("no VmHWM: killed")?;
+                    Ok((peak, run.cpu))
                 })
                 .collect()
         });
@@ -500,7 +567,9 @@ fn rss_table(o: &Options, peers: &Peers, server: &ServerInfo) {
         .filter(|_| o.cli.is_some())
         .and_then(|(_, r)| r.as_ref().ok())
         .map(|v| (rss(v), cpu(v)));
-    println!("\n### One login as a process: peak RSS (ru_maxrss) and CPU (user + sys), Prosody");
+    println!(
+        "\n### One login as a process: peak RSS (VmHWM at exit) and CPU (user + sys), Prosody"
+    );
     println!(
         "| client | median RSS MiB | ours / client | median CPU ms | ours / client |\n\
          |---|---:|---:|---:|---:|"
@@ -694,11 +763,14 @@ fn main() {
         match s.as_str() {
             "prosody" => {
                 let p = Prosody::start(ProsodyOptions::default()).expect("Prosody");
-                ours_ok &= bench_server(&o, &peers, &p, "Prosody 0.12");
+                if !o.only_rss {
+                    ours_ok &= bench_server(&o, &peers, &p, "Prosody 0.12");
+                }
                 if o.cli.is_some() {
                     rss_table(&o, &peers, &p);
                 }
             }
+            "ejabberd" if o.only_rss => {}
             "ejabberd" => {
                 // ejabberd starts slowly on a busy machine.
                 let e = Ejabberd::start(EjabberdOptions {
@@ -711,7 +783,7 @@ fn main() {
             other => panic!("unknown server {other}"),
         }
     }
-    if let Some(bin) = &o.firmware {
+    if let Some(bin) = o.firmware.as_ref().filter(|_| !o.only_rss) {
         firmware_cpu(bin, o.logins.min(10));
     }
     // Peers may be missing or fail (listed above); our own client failing is an error.
