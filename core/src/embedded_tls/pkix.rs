@@ -29,14 +29,16 @@
 use alloc::format;
 use alloc::vec::Vec;
 
-use der::asn1::{BitStringRef, ObjectIdentifier, UintRef};
+use der::asn1::{AnyRef, BitStringRef, ObjectIdentifier, UintRef};
 use der::{Decode, Reader, SliceReader, Tag};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 #[cfg(feature = "sha-512")]
 use sha2::Sha384;
 use sha2::{Digest, Sha256};
 
-use crate::trust::x509::{element, read_all, Certificate, PublicKeyInfo, ID_CE_SUBJECT_ALT_NAME};
+use crate::trust::x509::{
+    element, oid, read_all, read_oid, Certificate, PublicKeyInfo, ID_CE_SUBJECT_ALT_NAME,
+};
 use crate::trust::{PkixOutcome, UnixTime};
 
 const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
@@ -133,7 +135,7 @@ fn allows_server_auth(der: &[u8]) -> der::Result<bool> {
     let mut purposes = SliceReader::new(contents)?;
     let mut allowed = false;
     while !purposes.is_finished() {
-        let purpose = purposes.decode::<ObjectIdentifier>()?;
+        let purpose = read_oid(&mut purposes)?;
         allowed |= purpose == ID_KP_SERVER_AUTH || purpose == ANY_EXTENDED_KEY_USAGE;
     }
     Ok(allowed)
@@ -393,17 +395,16 @@ pub(crate) fn verify_ecdsa_der(
 /// the same `der` 0.8 as the certificates, so no second DER decoder is linked for it.
 fn ecdsa_sig_value(der: &[u8], field_len: usize) -> Result<Vec<u8>, SignatureError> {
     let bad = SignatureError::Unsupported("ECDSA signature encoding");
-    let (r, s) = (|| {
-        let mut reader = SliceReader::new(der)?;
-        let pair = reader.sequence(|seq| {
-            let r = UintRef::decode(seq)?;
-            let s = UintRef::decode(seq)?;
-            Ok::<_, der::Error>((r, s))
-        })?;
-        reader.finish()?;
-        Ok::<_, der::Error>(pair)
-    })()
-    .map_err(|_| bad.clone())?;
+    // Through the certificate view's element reader: no second generic DER decoder.
+    let (r, s) = read_all(der, |reader| element(reader, Tag::Sequence))
+        .and_then(|(pair, _)| {
+            read_all(pair, |seq| {
+                let r = AnyRef::decode(seq)?.decode_as::<UintRef<'_>>()?;
+                let s = AnyRef::decode(seq)?.decode_as::<UintRef<'_>>()?;
+                Ok((r, s))
+            })
+        })
+        .map_err(|_| bad.clone())?;
     let mut out = alloc::vec![0u8; 2 * field_len];
     for (value, half) in [(r, 0), (s, 1)] {
         let bytes = value.as_bytes();
@@ -423,7 +424,7 @@ pub(crate) fn ec_curve(spki: &PublicKeyInfo<'_>) -> Result<ObjectIdentifier, Sig
     }
     spki.algorithm
         .parameters
-        .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
+        .and_then(|p| oid(p).ok())
         .ok_or(SignatureError::Unsupported(
             "EC parameters (only named curves)",
         ))

@@ -19,7 +19,7 @@ use sha2::{Sha384, Sha512};
 use super::fingerprint::Fingerprint;
 use super::pin::Pin;
 use super::x509::{
-    context, element, read_all, AlgorithmIdentifier, Certificate, ID_CE_SUBJECT_ALT_NAME,
+    context, element, read_all, read_oid, AlgorithmIdentifier, Certificate, ID_CE_SUBJECT_ALT_NAME,
 };
 use super::{CertError, UnixTime};
 
@@ -190,7 +190,7 @@ fn subject_alt_names(
             // otherName: SEQUENCE { type-id OID, value [0] EXPLICIT ANY } (IMPLICIT [0]).
             t if t == context(0, true) => {
                 let (type_id, value) = read_all(name.value(), |r| {
-                    let type_id = r.decode::<ObjectIdentifier>()?;
+                    let type_id = read_oid(r)?;
                     let (explicit, _) = element(r, context(0, true))?;
                     Ok((type_id, read_all(explicit, |v| v.decode::<AnyRef<'_>>())?))
                 })?;

@@ -41,6 +41,20 @@ pub(crate) fn element<'a>(
     Ok((any.value(), tlv))
 }
 
+/// An OBJECT IDENTIFIER element's value (X.690 §8.19), checked by const-oid. Every OID
+/// goes through here and [`element`] rather than through der's generic `Decode` for
+/// `ObjectIdentifier`: one copy of the code fewer (~0.5 KB of flash on Cortex-M).
+pub(crate) fn oid(value: AnyRef<'_>) -> der::Result<ObjectIdentifier> {
+    value.tag().assert_eq(Tag::ObjectIdentifier)?;
+    ObjectIdentifier::from_bytes(value.value())
+        .map_err(|_| Tag::ObjectIdentifier.value_error().into())
+}
+
+/// The next element of `reader`, an OBJECT IDENTIFIER.
+pub(crate) fn read_oid(reader: &mut SliceReader<'_>) -> der::Result<ObjectIdentifier> {
+    oid(AnyRef::decode(reader)?)
+}
+
 /// Runs `f` on a reader over `contents`, which it must consume entirely.
 pub(crate) fn read_all<'a, T>(
     contents: &'a [u8],
@@ -67,7 +81,7 @@ impl<'a> AlgorithmIdentifier<'a> {
     pub(crate) fn read(reader: &mut SliceReader<'a>) -> der::Result<Self> {
         let (contents, der) = element(reader, Tag::Sequence)?;
         let (oid, parameters) = read_all(contents, |r| {
-            let oid = ObjectIdentifier::decode(r)?;
+            let oid = read_oid(r)?;
             let parameters = if r.is_finished() {
                 None
             } else {
@@ -186,7 +200,7 @@ impl<'a> Certificate<'a> {
                 while !list.is_finished() {
                     let (contents, _) = element(&mut list, Tag::Sequence)?;
                     let extension = read_all(contents, |x| {
-                        let oid = ObjectIdentifier::decode(x)?;
+                        let oid = read_oid(x)?;
                         let critical = if Tag::peek(x)? == Tag::Boolean {
                             bool::decode(x)?
                         } else {
@@ -229,9 +243,9 @@ impl<'a> Certificate<'a> {
     }
 
     /// Calls `f` with every (type, value) of the subject, in encoding order.
-    pub(crate) fn subject_attributes(&self, f: impl FnMut(ObjectIdentifier, AnyRef<'a>)) {
+    pub(crate) fn subject_attributes(&self, mut f: impl FnMut(ObjectIdentifier, AnyRef<'a>)) {
         // Checked by `parse`: the walk cannot fail here.
-        let _ = for_each_attribute(self.subject, f);
+        let _ = for_each_attribute(self.subject, &mut f);
     }
 }
 
@@ -275,15 +289,15 @@ fn time(reader: &mut SliceReader<'_>) -> der::Result<UnixTime> {
 /// A Name (RFC 5280 §4.1.2.4), checked, returned whole.
 fn name<'a>(reader: &mut SliceReader<'a>) -> der::Result<&'a [u8]> {
     let (_, der) = element(reader, Tag::Sequence)?;
-    for_each_attribute(der, |_, _| {})?;
+    for_each_attribute(der, &mut |_, _| {})?;
     Ok(der)
 }
 
 /// Calls `f` with each (type, value) of a Name, `SEQUENCE OF SET OF SEQUENCE { type OID,
-/// value ANY }`, in encoding order.
+/// value ANY }`, in encoding order. (`dyn`: one copy of the walk for both callers.)
 fn for_each_attribute<'a>(
     name: &'a [u8],
-    mut f: impl FnMut(ObjectIdentifier, AnyRef<'a>),
+    f: &mut dyn FnMut(ObjectIdentifier, AnyRef<'a>),
 ) -> der::Result<()> {
     let (rdns, _) = read_all(name, |r| element(r, Tag::Sequence))?;
     let mut rdns = SliceReader::new(rdns)?;
@@ -292,9 +306,7 @@ fn for_each_attribute<'a>(
         let mut set = SliceReader::new(set)?;
         while !set.is_finished() {
             let (pair, _) = element(&mut set, Tag::Sequence)?;
-            let (oid, value) = read_all(pair, |p| {
-                Ok((ObjectIdentifier::decode(p)?, AnyRef::decode(p)?))
-            })?;
+            let (oid, value) = read_all(pair, |p| Ok((read_oid(p)?, AnyRef::decode(p)?)))?;
             f(oid, value);
         }
     }
