@@ -396,6 +396,11 @@ impl<T: Read + Write, S: Read + Write> Session<T, S> {
     /// The next top-level element, as raw text; `None` once the peer closed the stream
     /// (§4.4). Whitespace keep-alives are skipped. A rule the peer breaks is answered
     /// with a stream error and reported; a stream error it sends is reported.
+    ///
+    /// An element whose parse would need more than [`crate::xml::framer::Limits::max_parse_bytes`]
+    /// ([`element::parse_cost`]) is skipped unparsed and reported as
+    /// [`Error::ElementSkipped`]; the session stays usable (call again). Everything else
+    /// that is an `Err` ends the session.
     pub async fn next_element(&mut self) -> Result<Option<String>, Error> {
         self.next_element_with(|raw, _| String::from(raw)).await
     }
@@ -411,10 +416,20 @@ impl<T: Read + Write, S: Read + Write> Session<T, S> {
         if self.peer_closed {
             return Ok(None);
         }
+        let limits = self.framer.limits();
         loop {
             match self.framer.next_frame() {
                 Ok(Some(Frame::Element(raw))) => {
-                    let parsed = element::parse(raw, &self.header, |node| {
+                    // §13.12: an element too costly to parse is skipped, not parsed; the
+                    // framer is already past it, so the stream stays in step.
+                    let cost = element::parse_cost(raw, &self.header, &limits);
+                    if cost > limits.max_parse_bytes {
+                        return Err(Error::ElementSkipped {
+                            cost,
+                            allowed: limits.max_parse_bytes,
+                        });
+                    }
+                    let parsed = element::parse_within(raw, &self.header, &limits, |node| {
                         match crate::initiator::received_stream_error(node) {
                             Some(e) => Err(e),
                             None => Ok(f(raw, node)),
@@ -473,7 +488,13 @@ impl<T: Read + Write, S: Read + Write> Session<T, S> {
     pub fn close(mut self) -> impl Future<Output = Result<MaybeTls<T, S>, Error>> {
         async move {
             self.write(closing_tag(self.framing)).await?;
-            while self.next_element_with(|_, _| ()).await?.is_some() {}
+            loop {
+                match self.next_element_with(|_, _| ()).await {
+                    Ok(Some(())) | Err(Error::ElementSkipped { .. }) => {}
+                    Ok(None) => break,
+                    Err(e) => return Err(e),
+                }
+            }
             Ok(self.transport)
         }
     }

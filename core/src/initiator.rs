@@ -775,7 +775,7 @@ impl<R: RngCore + CryptoRng> InitiatingEntity<R> {
                 (state, Frame::KeepAlive) => state,
                 (state, Frame::Element(raw)) => {
                     let header = &self.peer_header;
-                    element::parse(raw, header, |node| {
+                    element::parse_within(raw, header, &self.config.limits, |node| {
                         if let Some(e) = received_stream_error(node) {
                             return Err(e);
                         }

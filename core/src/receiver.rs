@@ -669,12 +669,14 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> ReceivingEntity<R, S> {
                         }
                         (state, Frame::Element(raw)) => {
                             let header = &self.peer_header;
-                            match element::parse(raw, header, |node| match state {
-                                State::StartTls(s) => s.handle(&mut cx, node),
-                                State::Auth(s) => s.handle(&mut cx, node),
-                                State::Response(s) => s.handle(&mut cx, node),
-                                State::Bind(s) => s.handle(&mut cx, node),
-                                _ => Err(cx.not_yet(node, "negotiation")),
+                            match element::parse_within(raw, header, &self.config.limits, |node| {
+                                match state {
+                                    State::StartTls(s) => s.handle(&mut cx, node),
+                                    State::Auth(s) => s.handle(&mut cx, node),
+                                    State::Response(s) => s.handle(&mut cx, node),
+                                    State::Bind(s) => s.handle(&mut cx, node),
+                                    _ => Err(cx.not_yet(node, "negotiation")),
+                                }
                             }) {
                                 Ok(r) => r,
                                 Err(e) => Err(cx.stream_error(e)),

@@ -16,6 +16,8 @@ use xmpp_handshake_core::initiator::{InitiatingEntity, InitiatorConfig};
 use xmpp_handshake_core::receiver::{ReceiverConfig, ReceivingEntity};
 use xmpp_handshake_core::sasl::MemoryStore;
 use xmpp_handshake_core::stream::error::StreamErrorCondition;
+use xmpp_handshake_core::stream::header::StreamHeader;
+use xmpp_handshake_core::xml::element;
 use xmpp_handshake_core::xml::framer::Limits;
 use xmpp_handshake_core::Error;
 
@@ -67,6 +69,7 @@ const SMALL: Limits = Limits {
     max_header_bytes: 1024,
     max_depth: 16,
     max_attributes: 16,
+    max_parse_bytes: usize::MAX,
 };
 
 /// roxmltree's tree of one element: 7–10× the element's size for real stanzas (FACTS.md),
@@ -175,6 +178,197 @@ fn the_largest_allowed_element_parses_within_the_bound() {
         "{peak} bytes for a {} byte element",
         features.len()
     );
+}
+
+/// Elements chosen to make roxmltree allocate the most for their size: what it reserves per
+/// `<` and per `=`, text it must decode, namespace scopes it copies, deep nesting.
+fn adversarial(size: usize) -> Vec<(&'static str, String)> {
+    let fill = |open: &str, unit: &str, close: &str| {
+        let n = size.saturating_sub(open.len() + close.len()) / unit.len();
+        [open, &unit.repeat(n), close].concat()
+    };
+    let mut deep = String::new();
+    let mut scopes = String::new();
+    for i in 0..16 {
+        deep.push_str("<a x='=' y='&lt;'>");
+        scopes.push_str("<a");
+        for j in 0..16 {
+            scopes.push_str(&format!(" xmlns:n{i}x{j}='u'"));
+        }
+        scopes.push('>');
+    }
+    let deep = fill(&deep, "<a/>", &"</a>".repeat(16));
+    let scopes = fill(&scopes, "<b xmlns:z='u'/>", &"</a>".repeat(16));
+    vec![
+        (
+            "all `=` text",
+            fill("<message><body>", "=", "</body></message>"),
+        ),
+        ("many <a/>", fill("<message>", "<a/>", "</message>")),
+        (
+            "text between elements",
+            fill("<message>", "x<a/>", "</message>"),
+        ),
+        (
+            "many attributes",
+            fill("<message>", "<a a='' b='' c=''/>", "</message>"),
+        ),
+        (
+            "many attribute references",
+            fill("<message>", "<a a='&amp;'/>", "</message>"),
+        ),
+        ("deep nesting", deep),
+        ("namespace scopes copied", scopes),
+        (
+            "CDATA with `<`",
+            fill("<message><body><![CDATA[", "<", "]]></body></message>"),
+        ),
+        (
+            "CDATA split by text",
+            fill("<message><body>", "<![CDATA[<]]>&amp;", "</body></message>"),
+        ),
+        (
+            "text with references",
+            fill("<message><body>", "&lt;=", "</body></message>"),
+        ),
+        (
+            "text with CRs",
+            fill("<message><body>", "\r=", "</body></message>"),
+        ),
+        (
+            "a plain message",
+            fill(
+                "<message to='a@b' type='chat'><body>",
+                "hello ",
+                "</body></message>",
+            ),
+        ),
+    ]
+}
+
+fn client_header() -> StreamHeader {
+    StreamHeader {
+        default_ns: Some("jabber:client".into()),
+        stream_prefix: "stream".into(),
+        version: Some("1.0".into()),
+        ..StreamHeader::default()
+    }
+}
+
+/// `element::parse_cost` is an upper bound of what parsing takes: measured on adversarial
+/// elements of several sizes, each accepted (the bound set to its cost) and parsed.
+#[test]
+fn parse_cost_bounds_the_measured_parse() {
+    let header = client_header();
+    for size in [256, 4096, 16 * 1024, 64 * 1024] {
+        for (name, raw) in adversarial(size) {
+            let limits = Limits {
+                max_element_bytes: size,
+                max_parse_bytes: usize::MAX,
+                ..SMALL
+            };
+            let cost = element::parse_cost(&raw, &header, &limits);
+            let limits = Limits {
+                max_parse_bytes: cost,
+                ..limits
+            };
+            let mut parsed = Err(None);
+            let peak = peak_growth(|| {
+                parsed = element::parse_within(&raw, &header, &limits, |_| ()).map_err(Some)
+            });
+            assert_eq!(parsed, Ok(()), "{name} ({size} bytes) must parse");
+            assert!(
+                peak <= cost,
+                "{name} ({} bytes): {peak} bytes measured, bound {cost}",
+                raw.len()
+            );
+            eprintln!(
+                "{name} ({} bytes): measured {peak}, bound {cost} ({:.1}x)",
+                raw.len(),
+                cost as f64 / peak.max(1) as f64
+            );
+        }
+    }
+}
+
+/// Over the bound, an element is refused before roxmltree reserves anything: a
+/// `policy-violation` (§4.9.3.14), and the heap barely moves.
+#[test]
+fn an_element_over_the_parse_bound_is_refused_unparsed() {
+    let header = client_header();
+    let raw = ["<message><body>", &"=".repeat(4000), "</body></message>"].concat();
+    let limits = Limits {
+        max_parse_bytes: 16 * 1024,
+        ..SMALL
+    };
+    assert!(element::parse_cost(&raw, &header, &limits) > limits.max_parse_bytes);
+    let mut parsed = Ok(());
+    let peak = peak_growth(|| parsed = element::parse_within(&raw, &header, &limits, |_| ()));
+    let error = parsed.unwrap_err();
+    assert_eq!(error.condition, StreamErrorCondition::PolicyViolation);
+    assert!(peak < 256, "{peak} bytes allocated to refuse it");
+    // A plain message of the same size passes the same bound.
+    let plain = ["<message><body>", &"x".repeat(4000), "</body></message>"].concat();
+    assert_eq!(
+        element::parse_within(&plain, &header, &limits, |_| ()),
+        Ok(())
+    );
+}
+
+/// The machines refuse it with that stream error, during negotiation.
+#[test]
+fn a_costly_element_in_negotiation_is_a_policy_violation() {
+    let limits = Limits {
+        max_parse_bytes: 16 * 1024,
+        ..SMALL
+    };
+    let body = "=".repeat(4000);
+    let features = format!("<stream:features><x>{body}</x></stream:features>");
+    let mut m = initiator(limits);
+    support::feed(&mut m, R_HEADER.as_bytes(), 4096).unwrap();
+    let mut result = Ok(());
+    let peak = peak_growth(|| result = support::feed(&mut m, features.as_bytes(), 4096));
+    assert!(
+        matches!(&result, Err(Error::StreamErrorSent(e)) if e.condition == StreamErrorCondition::PolicyViolation),
+        "{result:?}"
+    );
+    assert!(peak < 4096, "{peak} bytes");
+    let mut m = receiver(limits);
+    let result = support::feed(&mut m, I_HEADER.as_bytes(), 4096)
+        .and_then(|()| support::feed(&mut m, format!("<auth>{body}</auth>").as_bytes(), 4096));
+    assert!(
+        matches!(&result, Err(Error::StreamErrorSent(e)) if e.condition == StreamErrorCondition::PolicyViolation),
+        "{result:?}"
+    );
+    // A stream header full of `=` is refused the same way.
+    let header = format!(
+        "<stream:stream xmlns='jabber:client' \
+        xmlns:stream='http://etherx.jabber.org/streams' id='{}' version='1.0'>",
+        "=".repeat(900)
+    );
+    let limits = Limits {
+        max_parse_bytes: 8 * 1024,
+        ..SMALL
+    };
+    let result = support::feed(&mut initiator(limits), header.as_bytes(), 4096);
+    assert!(
+        matches!(&result, Err(Error::StreamErrorSent(e)) if e.condition == StreamErrorCondition::PolicyViolation),
+        "{result:?}"
+    );
+}
+
+/// The default refuses nothing the other default limits let through.
+#[test]
+fn the_default_parse_bound_refuses_no_element_of_the_default_size() {
+    let limits = Limits::default();
+    let header = client_header();
+    for (name, raw) in adversarial(limits.max_element_bytes) {
+        let cost = element::parse_cost(&raw, &header, &limits);
+        assert!(cost <= limits.max_parse_bytes, "{name}: {cost}");
+    }
+    // The figure the docs give (README, `Limits::max_parse_bytes`).
+    #[cfg(target_pointer_width = "64")]
+    assert_eq!(limits.max_parse_bytes / 1_000_000, 140);
 }
 
 proptest! {

@@ -329,6 +329,14 @@ where
                     next_reading =
                         next_reading.map(|at| (at + behaviour.period).max(Instant::now()));
                 }
+                // An element too costly to parse for this heap (`Memory::max_parse`):
+                // skipped unparsed, the session goes on (RFC 6120 §13.12).
+                Err(Error::ElementSkipped { cost, allowed }) => {
+                    warn!(
+                        "skipped an element: parsing it could take {} bytes, {} allowed",
+                        cost, allowed
+                    );
+                }
                 Err(e) => return Err(Failure::Xmpp(e)),
             }
         }

@@ -116,9 +116,13 @@ pub struct Memory {
     pub tls_read: usize,
     /// TLS record write buffer.
     pub tls_write: usize,
-    /// Largest element accepted from the server (the framer's buffer). The heap must hold
-    /// about ten times this while one element is parsed.
+    /// Largest element accepted from the server (the framer's buffer).
     pub max_element: usize,
+    /// Most heap one element's parse may take (`Limits::max_parse_bytes`, as bounded by
+    /// `xml::element::parse_cost` before parsing); a costlier element is skipped unparsed.
+    /// The bound counts roxmltree's records, which are made of machine words, so the
+    /// default is given per word: 14 KiB on 32-bit boards, twice that on the 64-bit host.
+    pub max_parse: usize,
 }
 
 impl Memory {
@@ -129,6 +133,10 @@ impl Memory {
         tls_read: 4096 + 256,
         tls_write: 1024,
         max_element: 4096,
+        // A plain 4 KiB message bounds at ~12 KiB on 32-bit; with the framer's 4 KiB, the
+        // echo (up to 4.2 KiB) and the session's few hundred bytes, 14 KiB keeps one parse
+        // inside the F767's 24 KiB heap.
+        max_parse: 3584 * core::mem::size_of::<usize>(),
     };
 
     /// Framer limits for `max_element`.
@@ -138,6 +146,7 @@ impl Memory {
             max_header_bytes: 1024,
             max_depth: 16,
             max_attributes: 16,
+            max_parse_bytes: self.max_parse,
         }
     }
 }

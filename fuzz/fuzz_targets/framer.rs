@@ -77,6 +77,7 @@ fuzz_target!(|data: &[u8]| {
             max_header_bytes: 200,
             max_depth: 4,
             max_attributes: 4,
+            max_parse_bytes: 64 * 1024,
         }
     };
     let (sizes, body) = match rest.iter().take(17).position(|b| *b == 0) {

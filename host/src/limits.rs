@@ -19,6 +19,7 @@
 use std::time::Duration;
 
 use clap::Args;
+use xmpp_handshake_core::xml::element;
 use xmpp_handshake_core::xml::framer::Limits;
 
 /// The bounds one `serve` runs with.
@@ -70,6 +71,11 @@ pub struct LimitArgs {
     /// Most attributes on one element.
     #[arg(long, value_name = "N", default_value_t = ServeLimits::default().xml.max_attributes)]
     pub max_attributes: usize,
+    /// Most heap the parse of one element may take, in bytes, as bounded before parsing
+    /// (an element with many `<` or `=` costs far more than its size); a larger one is a
+    /// policy-violation. Default: the most any element the other limits allow can cost.
+    #[arg(long, value_name = "BYTES")]
+    pub max_parse_bytes: Option<usize>,
     /// Failed authentications on one stream before it is closed.
     #[arg(long, value_name = "N", default_value_t = ServeLimits::default().max_auth_failures)]
     pub max_auth_failures: u32,
@@ -95,6 +101,10 @@ impl LimitArgs {
             ("--max-element-bytes", self.max_element_bytes as u64),
             ("--max-header-bytes", self.max_header_bytes as u64),
             ("--max-depth", self.max_depth as u64),
+            (
+                "--max-parse-bytes",
+                self.max_parse_bytes.map_or(1, |v| v as u64),
+            ),
             ("--max-auth-failures", u64::from(self.max_auth_failures)),
             ("--handshake-timeout", self.handshake_timeout),
             ("--idle-timeout", self.idle_timeout),
@@ -104,13 +114,18 @@ impl LimitArgs {
         if let Some((flag, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{flag} must be at least 1"));
         }
+        let mut xml = Limits {
+            max_element_bytes: self.max_element_bytes,
+            max_header_bytes: self.max_header_bytes,
+            max_depth: self.max_depth,
+            max_attributes: self.max_attributes,
+            max_parse_bytes: 0,
+        };
+        xml.max_parse_bytes = self
+            .max_parse_bytes
+            .unwrap_or_else(|| element::parse_cost_ceiling(&xml));
         Ok(ServeLimits {
-            xml: Limits {
-                max_element_bytes: self.max_element_bytes,
-                max_header_bytes: self.max_header_bytes,
-                max_depth: self.max_depth,
-                max_attributes: self.max_attributes,
-            },
+            xml,
             max_auth_failures: self.max_auth_failures,
             handshake_timeout: Duration::from_secs(self.handshake_timeout),
             idle_timeout: Duration::from_secs(self.idle_timeout),
@@ -139,6 +154,12 @@ mod tests {
         let limits = flags.limits.limits().unwrap();
         assert_eq!(limits.xml.max_depth, 4);
         assert_eq!(limits.idle_timeout, Duration::from_secs(2));
+        // Unset, the parse bound follows the other limits; set, it is what was given.
+        let flags = Flags::parse_from(["serve", "--max-element-bytes", "1000000"]);
+        let limits = flags.limits.limits().unwrap();
+        assert!(limits.xml.max_parse_bytes > ServeLimits::default().xml.max_parse_bytes);
+        let flags = Flags::parse_from(["serve", "--max-parse-bytes", "20000"]);
+        assert_eq!(flags.limits.limits().unwrap().xml.max_parse_bytes, 20000);
         let flags = Flags::parse_from(["serve", "--max-connections", "0"]);
         assert_eq!(
             flags.limits.limits(),

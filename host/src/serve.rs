@@ -28,6 +28,8 @@ use xmpp_handshake_core::sasl::{
 use xmpp_handshake_core::stanza;
 use xmpp_handshake_core::stream::error::{StreamError, StreamErrorCondition};
 use xmpp_handshake_core::stream::header::{closing_tag, ContentNamespace, Framing, HeaderOut};
+use xmpp_handshake_core::xml::element;
+use xmpp_handshake_core::Error;
 
 use crate::certs::{server_template, ServerIdentity};
 use crate::direct_tls;
@@ -487,6 +489,15 @@ async fn session_loop<T: Read + Write, S: Read + Write>(
                         // §4.4: the client closed; close our side too.
                         let _ = send_within(session, close, idle).await;
                         return Ok("closed by the client");
+                    }
+                    // An element over `--max-parse-bytes`, skipped unparsed: as every
+                    // limit, `<policy-violation/>` and the stream closed (§13.12).
+                    Err(e @ Error::ElementSkipped { .. }) => {
+                        let mut out = String::new();
+                        element::too_costly().write(&mut out);
+                        out.push_str(close);
+                        let _ = send_within(session, &out, idle).await;
+                        return Err(e.to_string());
                     }
                     Err(e) => return Err(e.to_string()),
                 }

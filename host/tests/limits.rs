@@ -104,7 +104,8 @@ async fn element_with(session: &mut ClientSession, needle: &str, limit: Duration
 }
 
 #[tokio::test]
-async fn elements_headers_nesting_and_attributes_over_their_bound_get_policy_violation() {
+async fn elements_headers_nesting_attributes_and_parse_cost_over_their_bound_get_policy_violation()
+{
     let serve = ServeBin::start(
         &[
             "--max-element-bytes",
@@ -115,6 +116,8 @@ async fn elements_headers_nesting_and_attributes_over_their_bound_get_policy_vio
             "4",
             "--max-attributes",
             "8",
+            "--max-parse-bytes",
+            "100000",
         ],
         &[],
     )
@@ -150,6 +153,14 @@ async fn elements_headers_nesting_and_attributes_over_their_bound_get_policy_vio
         (
             "attributes",
             format!("<message to='{me}' id='m' type='chat' a='1' b='2' c='3' d='4' e='5' f='6'/>"),
+        ),
+        // Within the size bound, but roxmltree would reserve an attribute record per `=`.
+        (
+            "parse",
+            format!(
+                "<message to='{me}'><body>{}</body></message>",
+                "=".repeat(1900)
+            ),
         ),
     ];
     for (what, stanza) in over {

@@ -6,15 +6,37 @@
 //! (`<stream:features/>`, §4.8.5). So [`parse`] wraps it in a synthetic root that re-declares
 //! both, exactly as the stream header did, and parses that with DTDs refused (§11.1) and a
 //! node count bounded by the element's size.
+//!
+//! roxmltree reserves its tree before it reads a byte: one node record per `<` and one
+//! attribute record per `=` anywhere in the text, text included. So the memory a parse takes
+//! depends on what the element contains, not only on its size (4 KiB of `=` in a message
+//! body asks for ~96 KiB on a 32-bit device). [`parse_cost`] bounds that memory from counts
+//! taken before parsing, and [`parse_within`] refuses an element whose bound exceeds
+//! [`Limits::max_parse_bytes`] with `policy-violation` (§4.9.3.14, §13.12) instead of
+//! parsing it.
 
 use alloc::string::String;
+
+use crate::xml::framer::Limits;
 
 use crate::stream::error::{StreamError, StreamErrorCondition};
 use crate::stream::header::{ContentNamespace, StreamHeader, NS_STREAMS};
 use crate::xml::escape::escape_attr;
 
+/// [`parse_within`] with the default [`Limits`].
+pub fn parse<R>(
+    raw: &str,
+    header: &StreamHeader,
+    f: impl FnOnce(roxmltree::Node<'_, '_>) -> R,
+) -> Result<R, StreamError> {
+    parse_within(raw, header, &Limits::default(), f)
+}
+
 /// Parses `raw` (one complete top-level element from the framer) with the namespace
 /// declarations of `header` in scope, and calls `f` with the element.
+///
+/// An element whose [`parse_cost`] exceeds `limits.max_parse_bytes` is not parsed: it is
+/// `policy-violation` (§4.9.3.14, §13.12), see [`too_costly`].
 ///
 /// For RFC 7395 framing (no stream prefix in `header`) the prefix `stream` is declared, and
 /// the default namespace is `jabber:client` unless the header names one (RFC 7395 §3.3).
@@ -22,11 +44,40 @@ use crate::xml::escape::escape_attr;
 /// Errors: a prefix bound nowhere is `bad-namespace-prefix` (§4.9.3.2), a DTD or an entity
 /// other than the five predefined ones is `restricted-xml` (§4.9.3.18), anything else that is
 /// not one well-formed element is `not-well-formed` (§4.9.3.13).
-pub fn parse<R>(
+pub fn parse_within<R>(
     raw: &str,
     header: &StreamHeader,
+    limits: &Limits,
     f: impl FnOnce(roxmltree::Node<'_, '_>) -> R,
 ) -> Result<R, StreamError> {
+    if parse_cost(raw, header, limits) > limits.max_parse_bytes {
+        return Err(too_costly());
+    }
+    let (prefix, ns) = scope(header);
+    let text = wrapped(raw, prefix, ns);
+    let doc = roxmltree::Document::parse_with_options(&text, parsing_options(text.len()))
+        .map_err(xml_error)?;
+    let mut elements = doc.root_element().children().filter(|n| n.is_element());
+    match (elements.next(), elements.next()) {
+        (Some(element), None) => Ok(f(element)),
+        _ => Err(StreamError::with_text(
+            StreamErrorCondition::NotWellFormed,
+            "expected exactly one top-level element",
+        )),
+    }
+}
+
+/// The stream error for an element refused by [`Limits::max_parse_bytes`]:
+/// `policy-violation` (§4.9.3.14), the peer sent more than we are willing to process (§13.12).
+pub fn too_costly() -> StreamError {
+    StreamError::with_text(
+        StreamErrorCondition::PolicyViolation,
+        "element needs more memory to parse than allowed",
+    )
+}
+
+/// The stream prefix and default namespace the synthetic root declares.
+fn scope(header: &StreamHeader) -> (&str, &str) {
     let prefix = match header.stream_prefix.as_str() {
         "" => "stream",
         prefix => prefix,
@@ -35,11 +86,19 @@ pub fn parse<R>(
         .default_ns
         .as_deref()
         .unwrap_or(ContentNamespace::Client.as_str());
+    (prefix, ns)
+}
 
+/// Bytes [`wrapped`] allocates for `raw`.
+fn wrapped_len(raw: &str, prefix: &str, ns: &str) -> usize {
+    raw.len() + 3 * prefix.len() + 6 * ns.len() + NS_STREAMS.len() + 40
+}
+
+/// `raw` inside the synthetic root.
+fn wrapped(raw: &str, prefix: &str, ns: &str) -> String {
     // `<p:stream xmlns='ns' xmlns:p='NS_STREAMS'>` + raw + `</p:stream>`; the namespace
     // is escaped, so it may take up to six bytes per byte (`&apos;`).
-    let mut text =
-        String::with_capacity(raw.len() + 3 * prefix.len() + 6 * ns.len() + NS_STREAMS.len() + 40);
+    let mut text = String::with_capacity(wrapped_len(raw, prefix, ns));
     text.push('<');
     text.push_str(prefix);
     text.push_str(":stream xmlns='");
@@ -53,17 +112,128 @@ pub fn parse<R>(
     text.push_str("</");
     text.push_str(prefix);
     text.push_str(":stream>");
+    text
+}
 
-    let doc = roxmltree::Document::parse_with_options(&text, parsing_options(text.len()))
-        .map_err(xml_error)?;
-    let mut elements = doc.root_element().children().filter(|n| n.is_element());
-    match (elements.next(), elements.next()) {
-        (Some(element), None) => Ok(f(element)),
-        _ => Err(StreamError::with_text(
-            StreamErrorCondition::NotWellFormed,
-            "expected exactly one top-level element",
-        )),
+/// One machine word.
+const WORD: usize = core::mem::size_of::<usize>();
+/// Upper bound of roxmltree 0.21's (private) node record: four `Option<NodeId>` (16 bytes),
+/// the widest node kind (an element: namespace index, `&str` name, two `u32` ranges, plus
+/// a tag: 28 + 3 words), and the `positions` feature's `Range<usize>` (2 words).
+const NODE_RECORD: usize = 44 + 5 * WORD;
+/// Upper bound of roxmltree's attribute record: a name (index and `&str`, 3 words), a value
+/// (`&str` or `Arc<str>` with a tag, 3 words), and with `positions` a range and two small
+/// lengths (3 words).
+const ATTR_RECORD: usize = 9 * WORD;
+/// Upper bound of roxmltree's temporary attribute record (prefix, local name, value, range
+/// and lengths: 10 words), reserved 16 at a time, up to the most attributes of one tag.
+const TEMP_ATTR_RECORD: usize = 10 * WORD;
+/// Upper bound of roxmltree's namespace record (an optional `&str` prefix and a value, 5
+/// words) plus its two `u16` indices.
+const NS_RECORD: usize = 5 * WORD + 4;
+/// A `Vec` grown by doubling holds at most 2× its length, and while it moves the old and
+/// the new buffer both exist: at most 3× its length at the peak.
+const GROWTH: usize = 3;
+/// Per `<` (from which roxmltree reserves its nodes): the node records (at most two nodes
+/// per `<`, an element and the text before it, so the vector grows at most once: 3× the
+/// reservation, then `shrink_to_fit` copies: < 4×), the pending-subtree index (`u32`) and
+/// the prefix and text-chunk stacks (2 and 3 words) with growth, and an `Arc` header (2
+/// words) for a text that is decoded.
+const PER_LT: usize = 4 * NODE_RECORD + GROWTH * (2 * 4 + 5 * WORD) + 2 * WORD;
+/// Per `=` (from which roxmltree reserves its attributes, never more than one per `=`):
+/// the record, once more while `shrink_to_fit` copies it, and an `Arc` header for a value
+/// that is normalized.
+const PER_EQ: usize = 2 * ATTR_RECORD + 2 * WORD;
+/// Fixed: roxmltree's context and the first namespace records.
+const FIXED: usize = 512;
+
+/// An upper bound of the heap [`parse_within`] takes to parse `raw` (RFC 6120 §13.12): the
+/// wrapped copy; per `<` and per `=` in it, the node and attribute records roxmltree reserves
+/// for them ([`PER_LT`], [`PER_EQ`]); per namespace declaration (each has `xmlns` in its
+/// name) its record and the copy of the namespaces in scope the declaring element gets
+/// (at most every declaration of the enclosing tags, bounded by `max_depth` and
+/// `max_attributes`); the temporary attributes of one tag; and, when the element has
+/// text roxmltree must decode (`&`, a CR, a tab or newline in a value, CDATA), up to three
+/// times its size for the decoded copies and the buffers they are built in.
+///
+/// Counting is linear (memchr); the bound is checked by `core/tests/memory_bound.rs`
+/// against a counting allocator on adversarial elements.
+pub fn parse_cost(raw: &str, header: &StreamHeader, limits: &Limits) -> usize {
+    let (prefix, ns) = scope(header);
+    document_cost(raw, wrapped_len(raw, prefix, ns) - raw.len(), limits)
+}
+
+/// [`parse_cost`] of `text` with `extra` bytes around it that hold at most two `<`, two `=`
+/// and two namespace declarations (the synthetic root, or `/>` closing a stream header).
+pub(crate) fn document_cost(text: &str, extra: usize, limits: &Limits) -> usize {
+    let bytes = text.as_bytes();
+    let len = bytes.len().saturating_add(extra);
+    // One record per `<` (two around the text); `<!` inside is CDATA (the framer refuses
+    // comments and DTDs), which roxmltree may copy when text runs into it.
+    let mut lt: usize = 2;
+    let mut cdata = false;
+    for i in memchr::memchr_iter(b'<', bytes) {
+        lt += 1;
+        cdata |= bytes.get(i + 1) == Some(&b'!');
     }
+    let eq = memchr::memchr_iter(b'=', bytes).count() + 2;
+    // Two around the text, and `xml`'s, which roxmltree declares itself.
+    let declarations = memchr::memchr_iter(b'x', bytes)
+        .filter(|&i| {
+            bytes
+                .get(i..)
+                .is_some_and(|rest| rest.starts_with(b"xmlns"))
+        })
+        .count()
+        + 3;
+    let in_scope = declarations.min(
+        limits
+            .max_depth
+            .saturating_add(1)
+            .saturating_mul(limits.max_attributes),
+    ) + 3;
+    let decoded = cdata
+        || memchr::memchr2(b'&', b'\r', bytes).is_some()
+        || memchr::memchr2(b'\t', b'\n', bytes).is_some();
+    let tags = GROWTH * limits.max_attributes.max(16) * TEMP_ATTR_RECORD;
+    len.saturating_mul(if decoded { 4 } else { 1 })
+        // The root's namespace value is decoded when it has an escaped quote or `&`.
+        .saturating_add(extra.saturating_mul(2))
+        .saturating_add(lt.saturating_mul(PER_LT))
+        .saturating_add(eq.saturating_mul(PER_EQ))
+        .saturating_add(declarations.saturating_mul(GROWTH * NS_RECORD + GROWTH * 2 * in_scope))
+        .saturating_add(tags + FIXED)
+}
+
+/// The largest [`parse_cost`] of any element `limits` let through (`max_parse_bytes`
+/// aside): `max_element_bytes` of which every byte is a `<` or a `=` (CDATA full of `<`,
+/// text full of `=`), text to decode, a declaration in every five bytes, under a header
+/// namespace of `max_header_bytes`. As [`Limits::max_parse_bytes`] it refuses no element
+/// the other limits allow.
+pub const fn parse_cost_ceiling(limits: &Limits) -> usize {
+    let max_attributes = limits.max_attributes;
+    let max_depth = limits.max_depth;
+    let len = limits.max_element_bytes + 6 * limits.max_header_bytes + NS_STREAMS.len() + 64;
+    let per_byte = if PER_LT > PER_EQ { PER_LT } else { PER_EQ };
+    let declarations = len / 5 + 3;
+    let nesting = (max_depth + 1) * max_attributes;
+    let in_scope = if declarations < nesting {
+        declarations
+    } else {
+        nesting
+    } + 3;
+    let tags = GROWTH
+        * if max_attributes > 16 {
+            max_attributes
+        } else {
+            16
+        }
+        * TEMP_ATTR_RECORD;
+    6 * len
+        + len * per_byte
+        + declarations * (GROWTH * NS_RECORD + GROWTH * 2 * in_scope)
+        + tags
+        + FIXED
 }
 
 /// roxmltree options for a document of `len` bytes: no DTD (§11.1), and at most one node per

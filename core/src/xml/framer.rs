@@ -24,7 +24,7 @@ use alloc::vec::Vec;
 
 use crate::stream::error::{StreamError, StreamErrorCondition};
 use crate::stream::header::{ContentNamespace, Framing, StreamHeader, NS_FRAMING, NS_STREAMS};
-use crate::xml::element::{parsing_options, xml_error};
+use crate::xml::element::{document_cost, parsing_options, too_costly, xml_error};
 
 /// Bounds on what a peer may make us hold (RFC 6120 §13.12: resource exhaustion).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,15 +37,27 @@ pub struct Limits {
     pub max_depth: usize,
     /// Most attributes on one element.
     pub max_attributes: usize,
+    /// Most heap one element's parse may take, as bounded by
+    /// [`crate::xml::element::parse_cost`] before parsing: roxmltree reserves records per `<`
+    /// and per `=` of the text, so a small element can cost far more than its size. A larger
+    /// element is refused with `policy-violation` (§4.9.3.14, §13.12). The default,
+    /// [`crate::xml::element::parse_cost_ceiling`] of the other defaults (~140 MB on 64-bit
+    /// targets), refuses no element they allow; a device sets what its heap can spare.
+    pub max_parse_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
+        let limits = Limits {
             max_element_bytes: 64 * 1024,
             max_header_bytes: 2048,
             max_depth: 32,
             max_attributes: 32,
+            max_parse_bytes: 0,
+        };
+        Limits {
+            max_parse_bytes: crate::xml::element::parse_cost_ceiling(&limits),
+            ..limits
         }
     }
 }
@@ -358,7 +370,7 @@ impl Lexer {
                 Event::Skip => {}
                 Event::KeepAlive => return Ok(Some(Frame::KeepAlive)),
                 Event::Header => {
-                    let header = parse_stream_header(text()?)?;
+                    let header = parse_stream_header(text()?, &self.limits)?;
                     self.closing.clear();
                     self.closing.push_str(&header.stream_prefix);
                     self.closing.push_str(":stream");
@@ -815,9 +827,12 @@ impl Reference {
 
 /// Parses the stream header's start tag (§4.7), checking its namespaces (§4.8) and version
 /// (§4.7.5).
-fn parse_stream_header(tag: &str) -> Result<StreamHeader, StreamError> {
+fn parse_stream_header(tag: &str, limits: &Limits) -> Result<StreamHeader, StreamError> {
     // The tag is left open by the peer; close it so it parses as a document.
     let open = tag.strip_suffix('>').unwrap_or(tag);
+    if document_cost(open, 2, limits) > limits.max_parse_bytes {
+        return Err(too_costly());
+    }
     let mut text = String::with_capacity(open.len() + 2);
     text.push_str(open);
     text.push_str("/>");
@@ -861,6 +876,9 @@ fn websocket_frame<'b>(text: &'b str, limits: &Limits) -> Result<Frame<'b>, Stre
     let name = text.get(1..1 + name_len).unwrap_or_default();
     if name != "open" && name != "close" {
         return Ok(Frame::Element(text));
+    }
+    if document_cost(text, 0, limits) > limits.max_parse_bytes {
+        return Err(too_costly());
     }
     let doc = roxmltree::Document::parse_with_options(text, parsing_options(text.len()))
         .map_err(xml_error)?;
@@ -1987,6 +2005,7 @@ mod tests {
             max_header_bytes: 100,
             max_depth: 4,
             max_attributes: 4,
+            max_parse_bytes: 32 * 1024,
         };
         let input = [prefix, bytes].concat();
         let _ = run_chunks(framing, limits, input.chunks(chunk.max(1)));
