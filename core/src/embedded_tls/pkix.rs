@@ -29,7 +29,7 @@
 use alloc::format;
 use alloc::vec::Vec;
 
-use der::asn1::{AnyRef, BitStringRef, ObjectIdentifier, UintRef};
+use der::asn1::{AnyRef, ObjectIdentifier, UintRef};
 use der::{Decode, Reader, SliceReader, Tag};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 #[cfg(feature = "sha-512")]
@@ -37,7 +37,8 @@ use sha2::Sha384;
 use sha2::{Digest, Sha256};
 
 use crate::trust::x509::{
-    element, oid, read_all, read_oid, Certificate, PublicKeyInfo, ID_CE_SUBJECT_ALT_NAME,
+    element, oid, read_all, read_bit_string, read_oid, Certificate, PublicKeyInfo,
+    ID_CE_SUBJECT_ALT_NAME,
 };
 use crate::trust::{PkixOutcome, UnixTime};
 
@@ -121,7 +122,7 @@ fn basic_constraints(der: &[u8]) -> der::Result<(bool, Option<u8>)> {
 /// `KeyUsage ::= BIT STRING` (RFC 5280 §4.2.1.3): bit `n` (0 = digitalSignature, 5 =
 /// keyCertSign) is set. More than 16 bits is malformed.
 fn key_usage(der: &[u8], n: usize) -> der::Result<bool> {
-    let bits = read_all(der, |r| r.decode::<BitStringRef<'_>>())?;
+    let bits = read_all(der, read_bit_string)?;
     if bits.bit_len() > 16 {
         return Err(Tag::BitString.length_error().into());
     }

@@ -55,6 +55,16 @@ pub(crate) fn read_oid(reader: &mut SliceReader<'_>) -> der::Result<ObjectIdenti
     oid(AnyRef::decode(reader)?)
 }
 
+/// The next element of `reader`, a BIT STRING (X.690 §8.6: the count of unused bits, then
+/// the bits), checked by der's `BitStringRef::new` as der's own decoder does.
+pub(crate) fn read_bit_string<'a>(reader: &mut SliceReader<'a>) -> der::Result<BitStringRef<'a>> {
+    let (value, _) = element(reader, Tag::BitString)?;
+    let (&unused_bits, bits) = value
+        .split_first()
+        .ok_or_else(|| der::Error::from(Tag::BitString.length_error()))?;
+    BitStringRef::new(unused_bits, bits)
+}
+
 /// Runs `f` on a reader over `contents`, which it must consume entirely.
 pub(crate) fn read_all<'a, T>(
     contents: &'a [u8],
@@ -113,7 +123,7 @@ impl<'a> PublicKeyInfo<'a> {
     fn read(reader: &mut SliceReader<'a>) -> der::Result<Self> {
         let (contents, der) = element(reader, Tag::Sequence)?;
         let (algorithm, key) = read_all(contents, |r| {
-            Ok((AlgorithmIdentifier::read(r)?, BitStringRef::decode(r)?))
+            Ok((AlgorithmIdentifier::read(r)?, read_bit_string(r)?))
         })?;
         Ok(PublicKeyInfo {
             der,
@@ -162,7 +172,7 @@ impl<'a> Certificate<'a> {
         let (tbs_contents, tbs, signature_algorithm, signature) = read_all(contents, |r| {
             let (tbs_contents, tbs) = element(r, Tag::Sequence)?;
             let algorithm = AlgorithmIdentifier::read(r)?;
-            Ok((tbs_contents, tbs, algorithm, BitStringRef::decode(r)?))
+            Ok((tbs_contents, tbs, algorithm, read_bit_string(r)?))
         })?;
         read_all(tbs_contents, |r| {
             let mut version = 0;
