@@ -422,19 +422,20 @@ impl<T: Read + Write, S: Read + Write> Session<T, S> {
                 Ok(Some(Frame::Element(raw))) => {
                     // §13.12: an element too costly to parse is skipped, not parsed; the
                     // framer is already past it, so the stream stays in step.
-                    let cost = element::parse_cost(raw, &self.header, &limits);
-                    if cost > limits.max_parse_bytes {
-                        return Err(Error::ElementSkipped {
-                            cost,
-                            allowed: limits.max_parse_bytes,
-                        });
-                    }
-                    let parsed = element::parse_within(raw, &self.header, &limits, |node| {
-                        match crate::initiator::received_stream_error(node) {
+                    let wrapped = match element::wrap(raw, &self.header, &limits) {
+                        Ok(wrapped) => wrapped,
+                        Err(cost) => {
+                            return Err(Error::ElementSkipped {
+                                cost,
+                                allowed: limits.max_parse_bytes,
+                            })
+                        }
+                    };
+                    let parsed =
+                        wrapped.parse(|node| match crate::initiator::received_stream_error(node) {
                             Some(e) => Err(e),
                             None => Ok(f(raw, node)),
-                        }
-                    });
+                        });
                     return match parsed {
                         Ok(Ok(r)) => Ok(Some(r)),
                         Ok(Err(e)) => Err(e),

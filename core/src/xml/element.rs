@@ -50,20 +50,56 @@ pub fn parse_within<R>(
     limits: &Limits,
     f: impl FnOnce(roxmltree::Node<'_, '_>) -> R,
 ) -> Result<R, StreamError> {
-    if parse_cost(raw, header, limits) > limits.max_parse_bytes {
-        return Err(too_costly());
-    }
+    wrap(raw, header, limits)
+        .map_err(|_| too_costly())?
+        .parse(f)
+}
+
+/// One element inside the synthetic root, its parse within the bound: made by [`wrap`],
+/// parsed by [`Wrapped::parse`].
+pub struct Wrapped(String);
+
+/// `raw` inside the synthetic root that declares `header`'s namespaces, or, when its
+/// [`parse_cost`] exceeds `limits.max_parse_bytes`, that cost (nothing allocated).
+pub fn wrap(raw: &str, header: &StreamHeader, limits: &Limits) -> Result<Wrapped, usize> {
     let (prefix, ns) = scope(header);
-    let text = wrapped(raw, prefix, ns);
-    let doc = roxmltree::Document::parse_with_options(&text, parsing_options(text.len()))
-        .map_err(xml_error)?;
-    let mut elements = doc.root_element().children().filter(|n| n.is_element());
-    match (elements.next(), elements.next()) {
-        (Some(element), None) => Ok(f(element)),
-        _ => Err(StreamError::with_text(
-            StreamErrorCondition::NotWellFormed,
-            "expected exactly one top-level element",
-        )),
+    let len = wrapped_len(raw, prefix, ns);
+    let cost = document_cost(raw, len - raw.len(), limits);
+    if cost > limits.max_parse_bytes {
+        return Err(cost);
+    }
+    // `<p:stream xmlns='ns' xmlns:p='NS_STREAMS'>` + raw + `</p:stream>`.
+    let mut text = String::with_capacity(len);
+    text.push('<');
+    text.push_str(prefix);
+    text.push_str(":stream xmlns='");
+    escape_attr(ns, &mut text);
+    text.push_str("' xmlns:");
+    text.push_str(prefix);
+    text.push_str("='");
+    text.push_str(NS_STREAMS);
+    text.push_str("'>");
+    text.push_str(raw);
+    text.push_str("</");
+    text.push_str(prefix);
+    text.push_str(":stream>");
+    Ok(Wrapped(text))
+}
+
+impl Wrapped {
+    /// Parses the element and calls `f` with it; errors as [`parse_within`].
+    pub fn parse<R>(&self, f: impl FnOnce(roxmltree::Node<'_, '_>) -> R) -> Result<R, StreamError> {
+        let text = &self.0;
+        let doc = roxmltree::Document::parse_with_options(text, parsing_options(text.len()))
+            .map_err(xml_error)?;
+        let mut elements = doc.root_element().children().filter(|n| n.is_element());
+        match (elements.next(), elements.next()) {
+            (Some(element), None) => Ok(f(element)),
+            _ => Err(StreamError::with_text(
+                StreamErrorCondition::NotWellFormed,
+                "expected exactly one top-level element",
+            )),
+        }
     }
 }
 
@@ -89,30 +125,10 @@ fn scope(header: &StreamHeader) -> (&str, &str) {
     (prefix, ns)
 }
 
-/// Bytes [`wrapped`] allocates for `raw`.
+/// Bytes [`wrap`] allocates for `raw`; the namespace is escaped, so it may take up to six
+/// bytes per byte (`&apos;`).
 fn wrapped_len(raw: &str, prefix: &str, ns: &str) -> usize {
     raw.len() + 3 * prefix.len() + 6 * ns.len() + NS_STREAMS.len() + 40
-}
-
-/// `raw` inside the synthetic root.
-fn wrapped(raw: &str, prefix: &str, ns: &str) -> String {
-    // `<p:stream xmlns='ns' xmlns:p='NS_STREAMS'>` + raw + `</p:stream>`; the namespace
-    // is escaped, so it may take up to six bytes per byte (`&apos;`).
-    let mut text = String::with_capacity(wrapped_len(raw, prefix, ns));
-    text.push('<');
-    text.push_str(prefix);
-    text.push_str(":stream xmlns='");
-    escape_attr(ns, &mut text);
-    text.push_str("' xmlns:");
-    text.push_str(prefix);
-    text.push_str("='");
-    text.push_str(NS_STREAMS);
-    text.push_str("'>");
-    text.push_str(raw);
-    text.push_str("</");
-    text.push_str(prefix);
-    text.push_str(":stream>");
-    text
 }
 
 /// One machine word.
@@ -156,11 +172,21 @@ const FIXED: usize = 512;
 /// text roxmltree must decode (`&`, a CR, a tab or newline in a value, CDATA), up to three
 /// times its size for the decoded copies and the buffers they are built in.
 ///
-/// Counting is linear (memchr); the bound is checked by `core/tests/memory_bound.rs`
+/// Counting is one linear pass; the bound is checked by `core/tests/memory_bound.rs`
 /// against a counting allocator on adversarial elements.
 pub fn parse_cost(raw: &str, header: &StreamHeader, limits: &Limits) -> usize {
     let (prefix, ns) = scope(header);
     document_cost(raw, wrapped_len(raw, prefix, ns) - raw.len(), limits)
+}
+
+/// `Ok` when `text` (a whole document, with `extra` bytes as in [`document_cost`]) is within
+/// `limits.max_parse_bytes`, else [`too_costly`].
+#[inline(never)]
+pub(crate) fn within_cost(text: &str, extra: usize, limits: &Limits) -> Result<(), StreamError> {
+    if document_cost(text, extra, limits) > limits.max_parse_bytes {
+        return Err(too_costly());
+    }
+    Ok(())
 }
 
 /// [`parse_cost`] of `text` with `extra` bytes around it that hold at most two `<`, two `=`
@@ -168,33 +194,31 @@ pub fn parse_cost(raw: &str, header: &StreamHeader, limits: &Limits) -> usize {
 pub(crate) fn document_cost(text: &str, extra: usize, limits: &Limits) -> usize {
     let bytes = text.as_bytes();
     let len = bytes.len().saturating_add(extra);
-    // One record per `<` (two around the text); `<!` inside is CDATA (the framer refuses
-    // comments and DTDs), which roxmltree may copy when text runs into it.
-    let mut lt: usize = 2;
-    let mut cdata = false;
-    for i in memchr::memchr_iter(b'<', bytes) {
-        lt += 1;
-        cdata |= bytes.get(i + 1) == Some(&b'!');
+    // One pass (a loop is smaller on a device than one memchr search per byte value):
+    // records per `<` and `=` (two of each around the text); `<!` inside is CDATA (the
+    // framer refuses comments and DTDs), which roxmltree may copy when text runs into it;
+    // `xmlns` may start a declaration (two around the text, and `xml`'s, which roxmltree
+    // declares itself); a reference, CR, tab or newline may make it decode a copy.
+    let (mut lt, mut eq, mut declarations) = (2usize, 2usize, 3usize);
+    let mut decoded = false;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'<' => {
+                lt += 1;
+                decoded |= bytes.get(i + 1) == Some(&b'!');
+            }
+            b'=' => eq += 1,
+            b'x' if bytes.get(i..i + 5) == Some(b"xmlns") => declarations += 1,
+            b'&' | b'\r' | b'\t' | b'\n' => decoded = true,
+            _ => {}
+        }
     }
-    let eq = memchr::memchr_iter(b'=', bytes).count() + 2;
-    // Two around the text, and `xml`'s, which roxmltree declares itself.
-    let declarations = memchr::memchr_iter(b'x', bytes)
-        .filter(|&i| {
-            bytes
-                .get(i..)
-                .is_some_and(|rest| rest.starts_with(b"xmlns"))
-        })
-        .count()
-        + 3;
     let in_scope = declarations.min(
         limits
             .max_depth
             .saturating_add(1)
             .saturating_mul(limits.max_attributes),
     ) + 3;
-    let decoded = cdata
-        || memchr::memchr2(b'&', b'\r', bytes).is_some()
-        || memchr::memchr2(b'\t', b'\n', bytes).is_some();
     let tags = GROWTH * limits.max_attributes.max(16) * TEMP_ATTR_RECORD;
     len.saturating_mul(if decoded { 4 } else { 1 })
         // The root's namespace value is decoded when it has an escaped quote or `&`.

@@ -24,7 +24,7 @@ use alloc::vec::Vec;
 
 use crate::stream::error::{StreamError, StreamErrorCondition};
 use crate::stream::header::{ContentNamespace, Framing, StreamHeader, NS_FRAMING, NS_STREAMS};
-use crate::xml::element::{document_cost, parsing_options, too_costly, xml_error};
+use crate::xml::element::{parsing_options, within_cost, xml_error};
 
 /// Bounds on what a peer may make us hold (RFC 6120 §13.12: resource exhaustion).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -830,9 +830,7 @@ impl Reference {
 fn parse_stream_header(tag: &str, limits: &Limits) -> Result<StreamHeader, StreamError> {
     // The tag is left open by the peer; close it so it parses as a document.
     let open = tag.strip_suffix('>').unwrap_or(tag);
-    if document_cost(open, 2, limits) > limits.max_parse_bytes {
-        return Err(too_costly());
-    }
+    within_cost(open, 2, limits)?;
     let mut text = String::with_capacity(open.len() + 2);
     text.push_str(open);
     text.push_str("/>");
@@ -877,9 +875,7 @@ fn websocket_frame<'b>(text: &'b str, limits: &Limits) -> Result<Frame<'b>, Stre
     if name != "open" && name != "close" {
         return Ok(Frame::Element(text));
     }
-    if document_cost(text, 0, limits) > limits.max_parse_bytes {
-        return Err(too_costly());
-    }
+    within_cost(text, 0, limits)?;
     let doc = roxmltree::Document::parse_with_options(text, parsing_options(text.len()))
         .map_err(xml_error)?;
     let root = doc.root_element();
