@@ -16,7 +16,7 @@ use crate::connection::{Event, Negotiator, Outbox, Outcome, Step, TlsInfo};
 use crate::sasl::element::{self as sasl_element, Received};
 use crate::sasl::{
     self, CbPolicy, ClientMechanism, Credentials, Mechanism, MechanismSet, SaslError, SaslPolicy,
-    ScramCacheEntry,
+    ScramCacheEntry, Selection,
 };
 use crate::stanza;
 use crate::starttls::{self, Answer, TlsPolicy};
@@ -143,8 +143,9 @@ enum Ahead {
     Nothing,
     /// `<starttls/>` with the first header.
     StartTls,
-    /// `<auth/>` with the header after TLS.
-    Auth(ExpectSaslResult),
+    /// `<auth/>` with the header after TLS. When the mechanism came from an offer kept from
+    /// an earlier connection, the choice made from it, to be made again from the live offer.
+    Auth(ExpectSaslResult, Option<Selection>),
     /// The bind request with the header after SASL.
     Bind,
 }
@@ -162,11 +163,14 @@ pub struct ExpectFeatures {
     stream_id: Option<String>,
 }
 
-/// A pipelined `<auth/>` named a mechanism the post-TLS features do not offer: waiting
-/// for the server's `<failure/>` to it before starting SASL from the real offer.
+/// A pipelined `<auth/>` named a mechanism the post-TLS features do not offer, or one the
+/// policy would no longer choose from them: waiting for the server's `<failure/>` to it
+/// (we answer a `<challenge/>` with `<abort/>`, §6.4.4) before starting SASL from the real
+/// offer.
 pub struct ExpectRefusedAuth {
     features: StreamFeatures,
     stream_id: Option<String>,
+    challenged: bool,
 }
 
 /// Waiting for `<proceed/>` or `<failure/>` (§5.4.2).
@@ -218,6 +222,25 @@ struct Context<'a, R> {
 }
 
 impl<R: RngCore + CryptoRng> Context<'_, R> {
+    /// Whether the policy, choosing from the live `features` (§6.3.3), makes the choice
+    /// `kept` that it made from an offer kept from an earlier connection.
+    fn chooses(&self, features: &StreamFeatures, kept: Selection) -> bool {
+        let Some(sasl) = &self.config.sasl else {
+            return false;
+        };
+        let offered =
+            MechanismSet::from_names(features.mechanisms.iter().flatten().map(String::as_str));
+        sasl::choose_from(
+            offered,
+            features.channel_binding_types.as_deref(),
+            self.learned.secure,
+            &self.learned.channel_binding,
+            sasl.credentials.kind(),
+            &sasl.policy,
+        )
+        .is_ok_and(|live| live == kept)
+    }
+
     fn send_header(&mut self, secure: bool) {
         let mut s = String::new();
         HeaderOut {
@@ -328,17 +351,23 @@ impl ExpectFeatures {
                     .map(|names| MechanismSet::from_names(names.iter().map(String::as_str)));
             }
             return match self.ahead {
-                Ahead::Auth(sasl) => {
+                Ahead::Auth(sasl, kept_choice) => {
                     let offered = features.mechanisms.as_deref().unwrap_or(&[]);
-                    if sasl::check_offered(sasl.mechanism.mechanism(), offered).is_ok() {
-                        Ok(State::Sasl(sasl))
-                    } else {
+                    if sasl::check_offered(sasl.mechanism.mechanism(), offered).is_err() {
                         warn!("pipelined SASL mechanism not offered; starting SASL again");
-                        Ok(State::RefusedAuth(ExpectRefusedAuth {
-                            features,
-                            stream_id: self.stream_id,
-                        }))
+                    } else if kept_choice.is_some_and(|kept| !cx.chooses(&features, kept)) {
+                        // The offer changed since it was kept (say, -PLUS appeared, to which
+                        // the gs2 flag `y` already sent is a downgrade the server refuses):
+                        // end that exchange and start again from this offer.
+                        warn!("the server's offer changed; ending the pipelined SASL");
+                    } else {
+                        return Ok(State::Sasl(sasl));
                     }
+                    Ok(State::RefusedAuth(ExpectRefusedAuth {
+                        features,
+                        stream_id: self.stream_id,
+                        challenged: false,
+                    }))
                 }
                 Ahead::Bind => {
                     if features.mechanisms.is_some() {
@@ -488,35 +517,40 @@ fn protected_header<R: RngCore + CryptoRng>(cx: &mut Context<'_, R>) -> Ahead {
     let Some(sasl) = &cx.config.sasl else {
         return Ahead::Nothing;
     };
-    let mechanism = match (sasl.pipeline_mechanism, sasl.pipeline_offer) {
-        (Some(named), _) => named,
+    let mut policy = sasl.policy.clone();
+    match (sasl.pipeline_mechanism, sasl.pipeline_offer) {
+        (Some(named), _) => {
+            // A mechanism the user named, with no offer to go by: a plain SCRAM one goes
+            // out with the gs2 flag `n`, not `y` (which a binding-capable server must
+            // refuse as a downgrade); a policy that requires binding never pipelines it.
+            if !named.is_plus() {
+                if policy.channel_binding == CbPolicy::Required {
+                    return Ahead::Nothing;
+                }
+                policy.channel_binding = CbPolicy::Off;
+            }
+            let offered = MechanismSet::default().with(named);
+            start_sasl(cx, offered, None, &policy).map_or(Ahead::Nothing, |s| Ahead::Auth(s, None))
+        }
+        // The server's offer from an earlier connection: the same choice as from a live
+        // offer, gs2 flag included (`y` when the kept offer has no -PLUS and we could
+        // bind), so that a stripped -PLUS is still caught. The live offer is checked again.
         (None, Some(offer)) => {
-            match sasl::choose_from(
+            let Ok(kept_choice) = sasl::choose_from(
                 offer,
                 None,
                 cx.learned.secure,
                 &cx.learned.channel_binding,
                 sasl.credentials.kind(),
-                &sasl.policy,
-            ) {
-                Ok(chosen) => chosen.mechanism,
-                Err(_) => return Ahead::Nothing,
-            }
+                &policy,
+            ) else {
+                return Ahead::Nothing;
+            };
+            start_sasl(cx, offer, None, &policy)
+                .map_or(Ahead::Nothing, |s| Ahead::Auth(s, Some(kept_choice)))
         }
-        (None, None) => return Ahead::Nothing,
-    };
-    // Without the features we cannot know whether the server offers -PLUS, so a plain
-    // SCRAM hint goes out with the gs2 flag `n`, not `y` (which a binding-capable server
-    // must refuse as a downgrade); a policy that requires binding never pipelines it.
-    let mut policy = sasl.policy.clone();
-    if !mechanism.is_plus() {
-        if policy.channel_binding == CbPolicy::Required {
-            return Ahead::Nothing;
-        }
-        policy.channel_binding = CbPolicy::Off;
+        (None, None) => Ahead::Nothing,
     }
-    let offered = MechanismSet::default().with(mechanism);
-    start_sasl(cx, offered, None, &policy).map_or(Ahead::Nothing, Ahead::Auth)
 }
 
 impl ExpectSaslResult {
@@ -562,12 +596,22 @@ impl ExpectRefusedAuth {
         node: roxmltree::Node<'_, '_>,
     ) -> Result<State, Error> {
         match sasl_element::parse(node) {
-            // The server refused the pipelined mechanism (invalid-mechanism): choose again
-            // from what this stream really offers.
+            // The server refused the pipelined exchange (invalid-mechanism, or not-authorized
+            // for a gs2 flag `y` where it offers -PLUS) or confirmed our `<abort/>`: choose
+            // again from what this stream really offers.
             Some(Ok(Received::Failure { .. })) => {
                 next_feature(cx, self.features, self.stream_id, Phase::Unauthenticated)
             }
-            _ => Err(unexpected("<failure/> to the unoffered mechanism", node)),
+            // The server went on with the exchange: abort it (once; SCRAM's first challenge
+            // is answered by nothing else).
+            Some(Ok(Received::Challenge(_))) if !self.challenged => {
+                cx.outbox.send(sasl_element::ABORT);
+                Ok(State::RefusedAuth(ExpectRefusedAuth {
+                    challenged: true,
+                    ..self
+                }))
+            }
+            _ => Err(unexpected("<failure/> to the pipelined <auth/>", node)),
         }
     }
 }

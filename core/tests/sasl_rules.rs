@@ -309,6 +309,16 @@ fn pump_with_tls(
     r: &mut ReceivingEntity<CountingRng, MemoryStore>,
     writes: &mut Vec<String>,
 ) -> Result<xmpp_handshake_core::connection::Outcome, Error> {
+    pump_with_tls_info(i, r, writes, &TlsInfo::default())
+}
+
+/// [`pump_with_tls`] with `info` (e.g. channel-binding data) from the pretend TLS.
+fn pump_with_tls_info(
+    i: &mut InitiatingEntity<CountingRng>,
+    r: &mut ReceivingEntity<CountingRng, MemoryStore>,
+    writes: &mut Vec<String>,
+    info: &TlsInfo,
+) -> Result<xmpp_handshake_core::connection::Outcome, Error> {
     for _ in 0..30 {
         let to_r = output(i);
         if !to_r.is_empty() {
@@ -325,11 +335,11 @@ fn pump_with_tls(
             .iter()
             .any(|e| matches!(e, Event::StartTls { .. }))
         {
-            r.tls_established(TlsInfo::default())?;
+            r.tls_established(info.clone())?;
         }
         for e in client_events {
             match e {
-                Event::StartTls { .. } => i.tls_established(TlsInfo::default())?,
+                Event::StartTls { .. } => i.tls_established(info.clone())?,
                 Event::Negotiated(o) => return Ok(o),
                 _ => {}
             }
@@ -528,4 +538,112 @@ fn stored_offer_no_longer_offered_restarts_sasl_and_reports_the_new_offer() {
     let offer = outcome.sasl_offer.unwrap();
     assert!(offer.contains(Mechanism::ScramSha256), "{offer:?}");
     assert!(!offer.contains(Mechanism::ScramSha512), "{offer:?}");
+}
+
+/// The SCRAM `client-first-message` of the first `<auth/>` in `writes`, decoded.
+fn client_first(writes: &[String]) -> String {
+    let auth = writes
+        .iter()
+        .find_map(|w| w.split("<auth ").nth(1))
+        .expect("an <auth/>");
+    let payload = auth.split('>').nth(1).unwrap().split('<').next().unwrap();
+    String::from_utf8(base64::decode_strict(payload).unwrap()).unwrap()
+}
+
+#[test]
+fn stored_offer_without_plus_pipelines_the_downgrade_flag_and_aborts_when_plus_appears() {
+    use xmpp_handshake_core::sasl::{ChannelBindingData, Mechanism, ScramHash};
+    // RFC 5802 §6: a client that can bind but believes the server cannot sends gs2 flag
+    // `y`, also when that belief is an offer kept from an earlier connection, so that a
+    // server whose -PLUS an attacker stripped then still catches the downgrade.
+    let info = TlsInfo {
+        channel_binding: ChannelBindingData {
+            exporter: Some([0x5a; 32]),
+            ..ChannelBindingData::default()
+        },
+        peer_identity: None,
+    };
+    let client = || {
+        let mut config = InitiatorConfig::client("example.com");
+        let mut sasl = ClientSasl::password("juliet", "r0m30", Some("balcony"));
+        sasl.pipeline_offer = Some(MechanismSet::from_names(["SCRAM-SHA-256"]));
+        config.sasl = Some(sasl);
+        InitiatingEntity::new(config, CountingRng(1))
+    };
+    let server = |channel_binding: bool| {
+        let mut sconfig = ReceiverConfig::client_to_server("example.com");
+        sconfig.sasl = Some(ServerOptions {
+            scram_hashes: vec![ScramHash::Sha256],
+            channel_binding,
+            ..ServerOptions::default()
+        });
+        let mut store = MemoryStore::new();
+        store.add_password("juliet", "r0m30", 4096, &mut CountingRng(9));
+        ReceivingEntity::new(sconfig, CountingRng(2), store)
+    };
+
+    // The offer is unchanged (no -PLUS): the pipelined exchange with `y` completes.
+    let (mut i, mut r) = (client(), server(false));
+    let mut writes = Vec::new();
+    let outcome = pump_with_tls_info(&mut i, &mut r, &mut writes, &info).unwrap();
+    assert!(
+        writes[1].contains("mechanism='SCRAM-SHA-256'"),
+        "{writes:?}"
+    );
+    assert!(client_first(&writes).starts_with("y,,"), "{writes:?}");
+    assert!(!writes.iter().any(|w| w.contains("<abort")), "{writes:?}");
+    assert_eq!(outcome.mechanism, Some(Mechanism::ScramSha256));
+
+    // The server offers -PLUS now: it refuses the pipelined `y` as a downgrade, and SASL
+    // starts again from the live offer, with binding.
+    let (mut i, mut r) = (client(), server(true));
+    let mut writes = Vec::new();
+    let outcome = pump_with_tls_info(&mut i, &mut r, &mut writes, &info).unwrap();
+    assert!(
+        writes[1].contains("mechanism='SCRAM-SHA-256'"),
+        "{writes:?}"
+    );
+    assert!(client_first(&writes).starts_with("y,,"), "{writes:?}");
+    assert!(writes
+        .iter()
+        .any(|w| w.contains("mechanism='SCRAM-SHA-256-PLUS'")));
+    assert_eq!(outcome.mechanism, Some(Mechanism::ScramSha256Plus));
+    assert!(outcome
+        .sasl_offer
+        .is_some_and(|o| o.contains(Mechanism::ScramSha256Plus)));
+}
+
+#[test]
+#[cfg(feature = "sha-512")]
+fn pipelined_exchange_the_policy_no_longer_chooses_is_aborted_at_its_challenge() {
+    use xmpp_handshake_core::sasl::{Mechanism, ScramHash};
+    // Kept: SCRAM-SHA-256 only; live: SHA-256 and SHA-512. The server goes on with the
+    // pipelined SHA-256 (a challenge); the client answers it with <abort/> (§6.4.4), never
+    // with a response, and logs in with the policy's live choice.
+    let (_, mut r) = tls_pair(None, &[ScramHash::Sha256, ScramHash::Sha512]);
+    let mut config = InitiatorConfig::client("example.com");
+    let mut sasl = ClientSasl::password("juliet", "r0m30", Some("balcony"));
+    sasl.pipeline_offer = Some(MechanismSet::from_names(["SCRAM-SHA-256"]));
+    config.sasl = Some(sasl);
+    let mut i = InitiatingEntity::new(config, CountingRng(1));
+    let mut writes = Vec::new();
+    let outcome = pump_with_tls(&mut i, &mut r, &mut writes).unwrap();
+    assert!(
+        writes[1].contains("mechanism='SCRAM-SHA-256'"),
+        "{writes:?}"
+    );
+    let abort = writes
+        .iter()
+        .position(|w| w.contains("<abort"))
+        .expect("<abort/>");
+    let again = writes
+        .iter()
+        .position(|w| w.contains("mechanism='SCRAM-SHA-512'"))
+        .expect("SASL again");
+    assert!(abort < again, "{writes:?}");
+    assert!(
+        !writes[..again].iter().any(|w| w.contains("<response")),
+        "{writes:?}"
+    );
+    assert_eq!(outcome.mechanism, Some(Mechanism::ScramSha512));
 }
