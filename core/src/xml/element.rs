@@ -219,14 +219,25 @@ pub(crate) fn document_cost(text: &str, extra: usize, limits: &Limits) -> usize 
             .saturating_add(1)
             .saturating_mul(limits.max_attributes),
     ) + 3;
-    let tags = GROWTH * limits.max_attributes.max(16) * TEMP_ATTR_RECORD;
-    len.saturating_mul(if decoded { 4 } else { 1 })
-        // The root's namespace value is decoded when it has an escaped quote or `&`.
-        .saturating_add(extra.saturating_mul(2))
-        .saturating_add(lt.saturating_mul(PER_LT))
-        .saturating_add(eq.saturating_mul(PER_EQ))
-        .saturating_add(declarations.saturating_mul(GROWTH * NS_RECORD + GROWTH * 2 * in_scope))
-        .saturating_add(tags + FIXED)
+    let tags = limits
+        .max_attributes
+        .max(16)
+        .saturating_mul(GROWTH * TEMP_ATTR_RECORD);
+    let per_declaration = in_scope.saturating_mul(GROWTH * 2) + GROWTH * NS_RECORD;
+    // (count, bytes each); the root's namespace value is decoded when it has an escaped
+    // quote or `&`, hence `extra` twice more.
+    let terms = [
+        (len, if decoded { 4 } else { 1 }),
+        (extra, 2),
+        (lt, PER_LT),
+        (eq, PER_EQ),
+        (declarations, per_declaration),
+        (tags, 1),
+        (FIXED, 1),
+    ];
+    terms.iter().fold(0usize, |sum, &(n, each)| {
+        sum.saturating_add(n.saturating_mul(each))
+    })
 }
 
 /// The largest [`parse_cost`] of any element `limits` let through (`max_parse_bytes`
