@@ -217,6 +217,18 @@ fn adversarial(size: usize) -> Vec<(&'static str, String)> {
             "many attribute references",
             fill("<message>", "<a a='&amp;'/>", "</message>"),
         ),
+        (
+            "values with tabs and newlines",
+            fill("<message>", "<a a='\t\n' b=\"'\t\n\"/>", "</message>"),
+        ),
+        (
+            "one long value with newlines",
+            fill("<message a='", "\n=", "'/>"),
+        ),
+        (
+            "text with newlines",
+            fill("<message><body>", "\n", "</body></message>"),
+        ),
         ("deep nesting", deep),
         ("namespace scopes copied", scopes),
         (

@@ -169,7 +169,7 @@ const FIXED: usize = 512;
 /// name) its record and the copy of the namespaces in scope the declaring element gets
 /// (at most every declaration of the enclosing tags, bounded by `max_depth` and
 /// `max_attributes`); the temporary attributes of one tag; and, when the element has
-/// text roxmltree must decode (`&`, a CR, a tab or newline in a value, CDATA), up to three
+/// text roxmltree must decode (`&`, a CR, a tab or newline in an attribute value, CDATA), up to three
 /// times its size for the decoded copies and the buffers they are built in.
 ///
 /// Counting is one linear pass; the bound is checked by `core/tests/memory_bound.rs`
@@ -198,18 +198,27 @@ pub(crate) fn document_cost(text: &str, extra: usize, limits: &Limits) -> usize 
     // records per `<` and `=` (two of each around the text); `<!` inside is CDATA (the
     // framer refuses comments and DTDs), which roxmltree may copy when text runs into it;
     // `xmlns` may start a declaration (two around the text, and `xml`'s, which roxmltree
-    // declares itself); a reference, CR, tab or newline may make it decode a copy.
+    // declares itself); a reference or CR anywhere, a tab or newline in an attribute value
+    // (newlines in text are kept as they are) make it decode a copy.
     let (mut lt, mut eq, mut declarations) = (2usize, 2usize, 3usize);
     let mut decoded = false;
+    // Inside a tag; the quote of the attribute value we are in (0: none). `<` cannot be
+    // in a value (the framer refuses it); quotes in CDATA confuse this, but CDATA is
+    // counted as decoded anyway.
+    let (mut in_tag, mut quote) = (false, 0u8);
     for (i, &b) in bytes.iter().enumerate() {
         match b {
             b'<' => {
                 lt += 1;
                 decoded |= bytes.get(i + 1) == Some(&b'!');
+                in_tag = true;
             }
             b'=' => eq += 1,
             b'x' if bytes.get(i..i + 5) == Some(b"xmlns") => declarations += 1,
-            b'&' | b'\r' | b'\t' | b'\n' => decoded = true,
+            b'&' | b'\r' => decoded = true,
+            b'\t' | b'\n' => decoded |= quote != 0,
+            b'\'' | b'"' if in_tag && (quote == 0 || quote == b) => quote ^= b,
+            b'>' if quote == 0 => in_tag = false,
             _ => {}
         }
     }
