@@ -474,7 +474,10 @@ fn firmware_app_reconnects_without_memory_growth() {
         if log.contains("connection failed") {
             return Err("a reconnect failed".into());
         }
-        if warm == 0 || end > warm + 256 {
+        // 1 KiB of slack: the floor is the least of 100 ms samples, and on a loaded machine
+        // the last window may miss the moment between two sessions (a leak of 35 B per
+        // session still shows over the last 30).
+        if warm == 0 || end > warm + 1024 {
             return Err(format!(
                 "live heap between sessions grew: {warm} B -> {end} B"
             ));
