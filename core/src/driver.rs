@@ -413,6 +413,24 @@ impl<T: Read + Write, S: Read + Write> Session<T, S> {
         &mut self,
         f: impl FnOnce(&str, roxmltree::Node<'_, '_>) -> R,
     ) -> Result<Option<R>, Error> {
+        let Some(wrapped) = self.next_wrapped().await? else {
+            return Ok(None);
+        };
+        let parsed = wrapped.parse(|node| match crate::initiator::received_stream_error(node) {
+            Some(e) => Err(e),
+            None => Ok(f(wrapped.raw(), node)),
+        });
+        match parsed {
+            Ok(Ok(r)) => Ok(Some(r)),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(self.fail(e).await),
+        }
+    }
+
+    /// The next top-level element for [`Session::next_element_with`], wrapped for its
+    /// parse; `None` once the peer closed the stream. Not generic, unlike its caller: one
+    /// copy of the read loop however many callers.
+    async fn next_wrapped(&mut self) -> Result<Option<element::Wrapped>, Error> {
         if self.peer_closed {
             return Ok(None);
         }
@@ -422,24 +440,12 @@ impl<T: Read + Write, S: Read + Write> Session<T, S> {
                 Ok(Some(Frame::Element(raw))) => {
                     // §13.12: an element too costly to parse is skipped, not parsed; the
                     // framer is already past it, so the stream stays in step.
-                    let wrapped = match element::wrap(raw, &self.header, &limits) {
-                        Ok(wrapped) => wrapped,
-                        Err(cost) => {
-                            return Err(Error::ElementSkipped {
-                                cost,
-                                allowed: limits.max_parse_bytes,
-                            })
-                        }
-                    };
-                    let parsed =
-                        wrapped.parse(|node| match crate::initiator::received_stream_error(node) {
-                            Some(e) => Err(e),
-                            None => Ok(f(raw, node)),
-                        });
-                    return match parsed {
-                        Ok(Ok(r)) => Ok(Some(r)),
-                        Ok(Err(e)) => Err(e),
-                        Err(e) => Err(self.fail(e).await),
+                    return match element::wrap(raw, &self.header, &limits) {
+                        Ok(wrapped) => Ok(Some(wrapped)),
+                        Err(cost) => Err(Error::ElementSkipped {
+                            cost,
+                            allowed: limits.max_parse_bytes,
+                        }),
                     };
                 }
                 Ok(Some(Frame::End)) => {

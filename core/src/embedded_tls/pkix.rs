@@ -37,7 +37,7 @@ use sha2::Sha384;
 use sha2::{Digest, Sha256};
 
 use crate::trust::x509::{
-    element, oid, read_all, read_bit_string, read_oid, Certificate, PublicKeyInfo,
+    element, oid, only_element, read_all, read_bit_string, read_oid, Certificate, PublicKeyInfo,
     ID_CE_SUBJECT_ALT_NAME,
 };
 use crate::trust::{PkixOutcome, UnixTime};
@@ -103,7 +103,7 @@ pub(crate) enum SignatureError {
 /// `BasicConstraints ::= SEQUENCE { cA BOOLEAN DEFAULT FALSE, pathLenConstraint INTEGER
 /// (0..MAX) OPTIONAL }` (RFC 5280 §4.2.1.9); a path length over 255 is refused.
 fn basic_constraints(der: &[u8]) -> der::Result<(bool, Option<u8>)> {
-    let (contents, _) = read_all(der, |r| element(r, Tag::Sequence))?;
+    let (contents, _) = only_element(der, Tag::Sequence)?;
     read_all(contents, |r| {
         let ca = if !r.is_finished() && Tag::peek(r)? == Tag::Boolean {
             r.decode::<bool>()?
@@ -132,7 +132,7 @@ fn key_usage(der: &[u8], n: usize) -> der::Result<bool> {
 /// `ExtKeyUsageSyntax ::= SEQUENCE OF KeyPurposeId` (RFC 5280 §4.2.1.12) allows TLS server
 /// authentication.
 fn allows_server_auth(der: &[u8]) -> der::Result<bool> {
-    let (contents, _) = read_all(der, |r| element(r, Tag::Sequence))?;
+    let (contents, _) = only_element(der, Tag::Sequence)?;
     let mut purposes = SliceReader::new(contents)?;
     let mut allowed = false;
     while !purposes.is_finished() {

@@ -6,15 +6,14 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
+use base64ct::{Base64, Encoding};
 
 pub use super::error::IncorrectEncoding;
 
 /// Strict standard base64 of `data`; `""` for empty data (use [`encode_payload`] for
 /// element text, which writes `=` for that).
 pub fn encode(data: &[u8]) -> String {
-    STANDARD.encode(data)
+    Base64::encode_string(data)
 }
 
 /// Decodes strict standard base64 (canonical padding, no whitespace). `=` alone decodes to
@@ -23,7 +22,7 @@ pub fn decode_strict(text: &str) -> Result<Vec<u8>, IncorrectEncoding> {
     if text == "=" {
         return Ok(Vec::new());
     }
-    STANDARD.decode(text).map_err(|_| IncorrectEncoding)
+    Base64::decode_vec(text).map_err(|_| IncorrectEncoding)
 }
 
 /// Element text for a SASL payload: `None` → no text, empty → `=`, else base64.

@@ -19,7 +19,8 @@ use sha2::{Sha384, Sha512};
 use super::fingerprint::Fingerprint;
 use super::pin::Pin;
 use super::x509::{
-    context, element, read_all, read_oid, AlgorithmIdentifier, Certificate, ID_CE_SUBJECT_ALT_NAME,
+    context, element, only_element, read_all, read_oid, AlgorithmIdentifier, Certificate,
+    ID_CE_SUBJECT_ALT_NAME,
 };
 use super::{CertError, UnixTime};
 
@@ -182,7 +183,7 @@ fn subject_alt_names(
     presented: &mut Vec<PresentedId>,
     has_uri_id: &mut bool,
 ) -> der::Result<()> {
-    let (names, _) = read_all(der, |r| element(r, Tag::Sequence))?;
+    let (names, _) = only_element(der, Tag::Sequence)?;
     let mut names = SliceReader::new(names)?;
     while !names.is_finished() {
         let name = names.decode::<AnyRef<'_>>()?;

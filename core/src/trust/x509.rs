@@ -65,6 +65,12 @@ pub(crate) fn read_bit_string<'a>(reader: &mut SliceReader<'a>) -> der::Result<B
     BitStringRef::new(unused_bits, bits)
 }
 
+/// The one element `der` holds, which must carry `tag`: as [`element`]. Not generic: one
+/// copy for the callers that read a whole encoding as one element.
+pub(crate) fn only_element(der: &[u8], tag: Tag) -> der::Result<(&[u8], &[u8])> {
+    read_all(der, |r| element(r, tag))
+}
+
 /// Runs `f` on a reader over `contents`, which it must consume entirely.
 pub(crate) fn read_all<'a, T>(
     contents: &'a [u8],
@@ -168,7 +174,7 @@ pub(crate) struct Certificate<'a> {
 impl<'a> Certificate<'a> {
     /// `Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }`.
     pub(crate) fn parse(der: &'a [u8]) -> der::Result<Self> {
-        let (contents, _) = read_all(der, |r| element(r, Tag::Sequence))?;
+        let (contents, _) = only_element(der, Tag::Sequence)?;
         let (tbs_contents, tbs, signature_algorithm, signature) = read_all(contents, |r| {
             let (tbs_contents, tbs) = element(r, Tag::Sequence)?;
             let algorithm = AlgorithmIdentifier::read(r)?;
@@ -205,7 +211,7 @@ impl<'a> Certificate<'a> {
                     return Err(Tag::peek(r)?.unexpected_error(None).into());
                 }
                 let (explicit, _) = element(r, context(3, true))?;
-                let (list, _) = read_all(explicit, |e| element(e, Tag::Sequence))?;
+                let (list, _) = only_element(explicit, Tag::Sequence)?;
                 let mut list = SliceReader::new(list)?;
                 while !list.is_finished() {
                     let (contents, _) = element(&mut list, Tag::Sequence)?;
@@ -309,7 +315,7 @@ fn for_each_attribute<'a>(
     name: &'a [u8],
     f: &mut dyn FnMut(ObjectIdentifier, AnyRef<'a>),
 ) -> der::Result<()> {
-    let (rdns, _) = read_all(name, |r| element(r, Tag::Sequence))?;
+    let (rdns, _) = only_element(name, Tag::Sequence)?;
     let mut rdns = SliceReader::new(rdns)?;
     while !rdns.is_finished() {
         let (set, _) = element(&mut rdns, Tag::Set)?;

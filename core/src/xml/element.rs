@@ -57,7 +57,11 @@ pub fn parse_within<R>(
 
 /// One element inside the synthetic root, its parse within the bound: made by [`wrap`],
 /// parsed by [`Wrapped::parse`].
-pub struct Wrapped(String);
+pub struct Wrapped {
+    text: String,
+    /// Where the element is in `text`.
+    raw: core::ops::Range<usize>,
+}
 
 /// `raw` inside the synthetic root that declares `header`'s namespaces, or, when its
 /// [`parse_cost`] exceeds `limits.max_parse_bytes`, that cost (nothing allocated).
@@ -79,27 +83,47 @@ pub fn wrap(raw: &str, header: &StreamHeader, limits: &Limits) -> Result<Wrapped
     text.push_str("='");
     text.push_str(NS_STREAMS);
     text.push_str("'>");
+    let start = text.len();
     text.push_str(raw);
+    let raw = start..text.len();
     text.push_str("</");
     text.push_str(prefix);
     text.push_str(":stream>");
-    Ok(Wrapped(text))
+    Ok(Wrapped { text, raw })
 }
 
 impl Wrapped {
     /// Parses the element and calls `f` with it; errors as [`parse_within`].
     pub fn parse<R>(&self, f: impl FnOnce(roxmltree::Node<'_, '_>) -> R) -> Result<R, StreamError> {
-        let text = &self.0;
-        let doc = roxmltree::Document::parse_with_options(text, parsing_options(text.len()))
-            .map_err(xml_error)?;
-        let mut elements = doc.root_element().children().filter(|n| n.is_element());
-        match (elements.next(), elements.next()) {
-            (Some(element), None) => Ok(f(element)),
-            _ => Err(StreamError::with_text(
-                StreamErrorCondition::NotWellFormed,
-                "expected exactly one top-level element",
-            )),
-        }
+        let doc = self.document()?;
+        Ok(f(only_element(&doc)?))
+    }
+
+    /// The element as it was given to [`wrap`].
+    pub fn raw(&self) -> &str {
+        self.text.get(self.raw.clone()).unwrap_or_default()
+    }
+
+    /// The synthetic root's document. Not generic, unlike [`Wrapped::parse`]: one copy of
+    /// the parse however many callers.
+    fn document(&self) -> Result<roxmltree::Document<'_>, StreamError> {
+        let text = &self.text;
+        roxmltree::Document::parse_with_options(text, parsing_options(text.len()))
+            .map_err(xml_error)
+    }
+}
+
+/// The one element inside the synthetic root of `doc`.
+fn only_element<'a, 'input>(
+    doc: &'a roxmltree::Document<'input>,
+) -> Result<roxmltree::Node<'a, 'input>, StreamError> {
+    let mut elements = doc.root_element().children().filter(|n| n.is_element());
+    match (elements.next(), elements.next()) {
+        (Some(element), None) => Ok(element),
+        _ => Err(StreamError::with_text(
+            StreamErrorCondition::NotWellFormed,
+            "expected exactly one top-level element",
+        )),
     }
 }
 
