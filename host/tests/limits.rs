@@ -396,7 +396,7 @@ async fn a_client_that_stops_reading_cannot_make_the_server_queue_without_bound(
         .login("alice@example.com/flood", "alice-pw")
         .await
         .session;
-    let before = serve.rss_kib();
+    let before = serve.anon_rss_kib();
     // 32 MiB at a client that reads nothing: once its socket buffers are full, its queue
     // holds at most 64 KiB and the rest bounces to the sender.
     let body = "f".repeat(2000);
@@ -424,7 +424,7 @@ async fn a_client_that_stops_reading_cannot_make_the_server_queue_without_bound(
             }
         }
     }
-    let grown = serve.rss_kib().saturating_sub(before);
+    let grown = serve.anon_rss_kib().saturating_sub(before);
     assert!(bounced > 0, "{sent} bytes sent, nothing bounced");
     assert!(
         grown < 16 * 1024,
@@ -526,15 +526,15 @@ async fn serve_releases_every_session_however_it_ends() {
         round(100).await;
         assert_eq!(settle().await, baseline_fds, "{}", serve.log());
     }
-    let warm = serve.rss_kib();
+    let warm = serve.anon_rss_kib();
     for _ in 0..5 {
         round(100).await;
         assert_eq!(settle().await, baseline_fds, "{}", serve.log());
     }
-    let after = serve.rss_kib();
+    let after = serve.anon_rss_kib();
     assert!(
         after <= warm + warm / 20,
-        "RSS grew from {warm} KiB after three rounds to {after} KiB after five more"
+        "anonymous RSS grew from {warm} KiB after three rounds to {after} KiB after five more"
     );
 }
 

@@ -133,12 +133,12 @@ async fn soak(clients: usize, stanzas: u64) -> Figures {
 
     let sessions = run_phase(sessions, 0, warm_quota).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_warm = serve.rss_kib();
+    let rss_warm = serve.anon_rss_kib();
     let started = Instant::now();
     let sessions = run_phase(sessions, warm_quota, main_quota).await;
     let elapsed = started.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_end = serve.rss_kib();
+    let rss_end = serve.anon_rss_kib();
 
     let total = per_client * clients as u64;
     assert_eq!(counts.sent.load(Ordering::Relaxed), total);
@@ -196,7 +196,7 @@ fn report(f: &Figures) {
     let change = (f.rss_end as f64 - f.rss_warm as f64) / f.rss_warm as f64 * 100.0;
     eprintln!(
         "soak: {} clients, {} stanzas (the last 90% timed) in {:.1} s = {:.0} stanzas/s; \
-         serve RSS after warm-up {} KiB, at the end {} KiB ({change:+.1}%)",
+         serve anonymous RSS after warm-up {} KiB, at the end {} KiB ({change:+.1}%)",
         f.clients,
         f.stanzas,
         f.elapsed.as_secs_f64(),

@@ -130,15 +130,17 @@ impl ServeBin {
         self.child.id().expect("serve is running")
     }
 
-    /// Resident set size, KiB (`VmRSS`).
-    pub fn rss_kib(&self) -> u64 {
+    /// Anonymous resident memory, KiB (`RssAnon`: heap, stacks, buffers). What sessions,
+    /// queues or a leak make grow; file pages (the binary's code, touched as new paths run)
+    /// are left out, since they are neither.
+    pub fn anon_rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix("RssAnon:"))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
-            .expect("VmRSS")
+            .expect("RssAnon")
     }
 
     /// Open file descriptors (sockets included).
