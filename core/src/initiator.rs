@@ -230,15 +230,33 @@ impl<R: RngCore + CryptoRng> Context<'_, R> {
         };
         let offered =
             MechanismSet::from_names(features.mechanisms.iter().flatten().map(String::as_str));
-        sasl::choose_from(
+        self.choose(
             offered,
             features.channel_binding_types.as_deref(),
-            self.learned.secure,
-            &self.learned.channel_binding,
-            sasl.credentials.kind(),
             &sasl.policy,
         )
         .is_ok_and(|live| live == kept)
+    }
+
+    /// What `policy` picks from `offered` with this stream's TLS state and our credentials
+    /// (§6.3.3).
+    fn choose(
+        &self,
+        offered: MechanismSet,
+        cb_types: Option<&[String]>,
+        policy: &SaslPolicy,
+    ) -> Result<Selection, SaslError> {
+        let Some(sasl) = &self.config.sasl else {
+            return Err(SaslError::NoAcceptableMechanism);
+        };
+        sasl::choose_from(
+            offered,
+            cb_types,
+            self.learned.secure,
+            &self.learned.channel_binding,
+            sasl.credentials.kind(),
+            policy,
+        )
     }
 
     fn send_header(&mut self, secure: bool) {
@@ -464,47 +482,38 @@ fn next_feature<R: RngCore + CryptoRng>(
         MechanismSet::from_names(features.mechanisms.iter().flatten().map(String::as_str));
     let cb_types = features.channel_binding_types.as_deref();
     let policy = sasl.policy.clone();
-    let sasl = start_sasl(cx, offered, cb_types, &policy).map_err(|e| cx.close(Error::Sasl(e)))?;
+    let (sasl, _) =
+        start_sasl(cx, offered, cb_types, &policy).map_err(|e| cx.close(Error::Sasl(e)))?;
     Ok(State::Sasl(sasl))
 }
 
-/// Chooses a mechanism from `offered` and sends `<auth/>` (§6.4.2). On an error nothing
-/// has been sent; the caller decides whether that ends the stream.
+/// Chooses a mechanism from `offered` and sends `<auth/>` (§6.4.2); returns the exchange
+/// and the choice. On an error nothing has been sent; the caller decides whether that
+/// ends the stream.
 fn start_sasl<R: RngCore + CryptoRng>(
     cx: &mut Context<'_, R>,
     offered: MechanismSet,
     cb_types: Option<&[String]>,
     policy: &SaslPolicy,
-) -> Result<ExpectSaslResult, SaslError> {
+) -> Result<(ExpectSaslResult, Selection), SaslError> {
+    let selection = cx.choose(offered, cb_types, policy)?;
     let Some(sasl) = &cx.config.sasl else {
         return Err(SaslError::NoAcceptableMechanism);
     };
-    let chosen = sasl::choose_from(
-        offered,
-        cb_types,
-        cx.learned.secure,
+    let mut mechanism = ClientMechanism::new(
+        &selection,
+        sasl.credentials.clone(),
         &cx.learned.channel_binding,
-        sasl.credentials.kind(),
         policy,
-    )
-    .and_then(|selection| {
-        let mut mechanism = ClientMechanism::new(
-            &selection,
-            sasl.credentials.clone(),
-            &cx.learned.channel_binding,
-            policy,
-            cx.rng,
-        )?;
-        let initial = mechanism.initial_response()?;
-        Ok((mechanism, initial))
-    });
-    let (mechanism, initial) = chosen?;
+        cx.rng,
+    )?;
+    let initial = mechanism.initial_response()?;
     cx.outbox.send(&sasl_element::auth(
         mechanism.mechanism(),
         initial.as_deref(),
     ));
     cx.outbox.step(Step::AuthStarted);
-    Ok(ExpectSaslResult { mechanism })
+    Ok((ExpectSaslResult { mechanism }, selection))
 }
 
 /// The header of a protected, unauthenticated stream, with `<auth/>` right behind it when
@@ -530,25 +539,14 @@ fn protected_header<R: RngCore + CryptoRng>(cx: &mut Context<'_, R>) -> Ahead {
                 policy.channel_binding = CbPolicy::Off;
             }
             let offered = MechanismSet::default().with(named);
-            start_sasl(cx, offered, None, &policy).map_or(Ahead::Nothing, |s| Ahead::Auth(s, None))
+            start_sasl(cx, offered, None, &policy)
+                .map_or(Ahead::Nothing, |(s, _)| Ahead::Auth(s, None))
         }
         // The server's offer from an earlier connection: the same choice as from a live
         // offer, gs2 flag included (`y` when the kept offer has no -PLUS and we could
         // bind), so that a stripped -PLUS is still caught. The live offer is checked again.
-        (None, Some(offer)) => {
-            let Ok(kept_choice) = sasl::choose_from(
-                offer,
-                None,
-                cx.learned.secure,
-                &cx.learned.channel_binding,
-                sasl.credentials.kind(),
-                &policy,
-            ) else {
-                return Ahead::Nothing;
-            };
-            start_sasl(cx, offer, None, &policy)
-                .map_or(Ahead::Nothing, |s| Ahead::Auth(s, Some(kept_choice)))
-        }
+        (None, Some(offer)) => start_sasl(cx, offer, None, &policy)
+            .map_or(Ahead::Nothing, |(s, chosen)| Ahead::Auth(s, Some(chosen))),
         (None, None) => Ahead::Nothing,
     }
 }
