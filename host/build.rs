@@ -21,8 +21,15 @@ fn main() {
     {
         return;
     }
+    // The linker gets a copy in OUT_DIR, not the source path: cargo reuses this script's
+    // output for another checkout sharing the target dir (the list's mtime unchanged), and
+    // a path into a checkout that is gone would fail the link.
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-    let order = std::path::Path::new(&dir).join("hot-symbols.txt");
+    let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+    let order = std::path::Path::new(&out).join("hot-symbols.txt");
+    if std::fs::copy(std::path::Path::new(&dir).join("hot-symbols.txt"), &order).is_err() {
+        return;
+    }
     println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     println!(
         "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
