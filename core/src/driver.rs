@@ -1,26 +1,23 @@
-//! An async driver that runs either role over an `embedded-io-async` transport, and the
+//! A thin async loop over a [`Connection`] for `embedded-io-async` transports, and the
 //! trait through which a wrapper plugs in its TLS (rustls, embedded-tls, ...).
 //!
-//! The driver owns no policy: it moves bytes between the transport and a
-//! [`Negotiator`], upgrades the transport when the machine says so (§5.4.2.3: right
-//! after `<proceed/>`, with nothing read or written in between), and stops. Timeouts are
-//! the wrapper's (wrap the future in its runtime's timeout), since core has no clock.
+//! The driver owns no policy: it moves bytes between the transport and the connection,
+//! upgrades the transport when the connection says so (§5.4.2.3: right after
+//! `<proceed/>`, with nothing read or written in between), and tells it the time from a
+//! [`Clock`]. Every rule and every timer is the connection's.
 
-use alloc::string::ToString;
+use alloc::string::{String, ToString};
 use core::fmt::Display;
-use core::future::Future;
+use core::future::{poll_fn, Future};
 use core::mem;
+use core::pin::pin;
+use core::task::Poll;
+use core::time::Duration;
 
-use embedded_io::{ErrorKind, ErrorType};
+use embedded_io::{Error as _, ErrorKind, ErrorType};
 use embedded_io_async::{Read, Write};
 
-use alloc::string::String;
-
-use crate::connection::{Event, Negotiator, Outcome, Step, TlsInfo};
-use crate::stream::error::{StreamError, StreamErrorCondition};
-use crate::stream::header::{closing_tag, Framing, StreamHeader};
-use crate::xml::element;
-use crate::xml::framer::{Frame, Framer};
+use crate::connection::{Closed, Connection, Event, Negotiator, Outcome, Stanza, Step, TlsInfo};
 use crate::Error;
 
 /// Turns a plain transport into a TLS one (§5.4.3). The same trait serves both roles:
@@ -150,87 +147,136 @@ pub trait Observer {
 
 impl Observer for () {}
 
-/// A negotiated stream: the transport, the machine (for the stanza phase) and the outcome.
-pub struct Negotiated<T, S, M> {
-    /// The transport, TLS-protected unless the policy allowed plaintext.
-    pub transport: MaybeTls<T, S>,
-    /// The machine, holding the framer and anything it buffered.
-    pub machine: M,
-    /// How the negotiation ended.
-    pub outcome: Outcome,
+/// The wrapper's monotonic clock: `now` is what the connection's `now` parameters get.
+#[allow(async_fn_in_trait)]
+pub trait Clock {
+    /// The time since an origin that stays fixed for the connection's life.
+    fn now(&self) -> Duration;
+    /// Completes at `at` (as [`Clock::now`] counts), or at once if that has passed.
+    async fn sleep_until(&self, at: Duration);
 }
 
-/// Runs `machine` over `transport` until the negotiation completes or fails.
-///
-/// On failure any stream error the machine queued is sent (best effort) before the
-/// transport is dropped; a TLS failure sends nothing more (§5.4.3.2).
-pub async fn negotiate<T, U, M, O>(
-    transport: T,
-    tls: &mut U,
-    mut machine: M,
-    observer: &mut O,
-) -> Result<Negotiated<T, U::Stream, M>, Error>
-where
-    T: Read + Write,
-    U: TlsUpgrade<T>,
-    M: Negotiator,
-    O: Observer + ?Sized,
-{
-    let mut io = MaybeTls::Plain(transport);
-    let outcome = negotiate_in_place(&mut io, tls, &mut machine, observer).await?;
-    Ok(Negotiated {
-        transport: io,
-        machine,
-        outcome,
+/// What a race between the transport, a timer and the application ended with.
+enum Woke<R, C> {
+    Read(R),
+    Command(C),
+    Timer,
+}
+
+/// Polls `read`, `command` and `timer` together; the first to complete wins. The others are
+/// dropped: `command` and `timer` must be cancel-safe (a channel's receive, a sleep), and so
+/// must `read` unless the caller keeps it (as [`run`] does).
+async fn race<R, C>(
+    mut read: core::pin::Pin<&mut impl Future<Output = R>>,
+    command: impl Future<Output = C>,
+    timer: impl Future<Output = ()>,
+) -> Woke<R, C> {
+    let mut command = pin!(command);
+    let mut timer = pin!(timer);
+    poll_fn(|cx| {
+        if let Poll::Ready(r) = read.as_mut().poll(cx) {
+            return Poll::Ready(Woke::Read(r));
+        }
+        if let Poll::Ready(c) = command.as_mut().poll(cx) {
+            return Poll::Ready(Woke::Command(c));
+        }
+        if let Poll::Ready(()) = timer.as_mut().poll(cx) {
+            return Poll::Ready(Woke::Timer);
+        }
+        Poll::Pending
     })
+    .await
 }
 
-/// [`negotiate`] on a transport and a machine the caller keeps where they are: the
-/// future holds references only, and the TLS stream is written into `io` in place. On a
-/// microcontroller every move of a large value inside an `async fn` (a future built and
-/// then moved, a TLS stream returned through nested `Result`s) costs a stack copy; this
-/// form avoids them. `io` starts as [`MaybeTls::Plain`]; afterwards it is the transport
-/// for [`Session::new`] (as [`Negotiated::transport`]), or [`MaybeTls::Closed`] after a
-/// failed TLS handshake.
-pub async fn negotiate_in_place<T, U, M, O>(
+/// Sleeps until `at`, or forever when there is no timer.
+async fn timer<C: Clock>(clock: &C, at: Option<Duration>) {
+    match at {
+        Some(at) => clock.sleep_until(at).await,
+        None => core::future::pending().await,
+    }
+}
+
+/// Runs the negotiation of `connection` over `io` until it reports [`Event::Negotiated`]
+/// (the outcome is returned; stanzas the peer pipelined behind it stay queued in the
+/// connection) or the stream ends (the error is returned, after whatever the connection
+/// queued, a stream error say, was sent).
+///
+/// `io` starts as [`MaybeTls::Plain`] (or as the TLS stream of a Direct TLS connection);
+/// the TLS stream is written into it in place, so that on a microcontroller no large value
+/// moves inside the future. After a failed TLS handshake it is [`MaybeTls::Closed`].
+pub async fn negotiate<T, U, M, O, C>(
     io: &mut MaybeTls<T, U::Stream>,
     tls: &mut U,
-    machine: &mut M,
+    connection: &mut Connection<M>,
     observer: &mut O,
+    clock: &C,
 ) -> Result<Outcome, Error>
 where
     T: Read + Write,
     U: TlsUpgrade<T>,
     M: Negotiator,
     O: Observer + ?Sized,
+    C: Clock,
 {
     loop {
-        flush(io, machine, observer).await?;
-        if let Some(event) = machine.poll_event() {
+        flush(io, connection, observer).await?;
+        if let Some(event) = connection.poll_event() {
             match event {
                 Event::Step(step) => observer.step(step),
                 Event::StartTls { server_name } => {
-                    upgrade(io, tls, &server_name).await?;
-                    observer.tls_established();
-                    let info = match &*io {
-                        MaybeTls::Tls(stream) => tls.tls_info(stream),
-                        _ => TlsInfo::default(),
+                    let deadline = connection.poll_timeout();
+                    let woke = {
+                        let handshake = pin!(upgrade(io, tls, &server_name));
+                        race(
+                            handshake,
+                            core::future::pending::<()>(),
+                            timer(clock, deadline),
+                        )
+                        .await
                     };
-                    let result = machine.tls_established(info);
-                    finish_step(io, machine, observer, result).await?;
+                    match woke {
+                        Woke::Read(Ok(())) => {
+                            observer.tls_established();
+                            let info = match &*io {
+                                MaybeTls::Tls(stream) => tls.tls_info(stream),
+                                _ => TlsInfo::default(),
+                            };
+                            connection.handle_tls_established(info, clock.now());
+                        }
+                        Woke::Read(Err(e)) => connection.handle_tls_failed(e),
+                        Woke::Command(()) | Woke::Timer => {
+                            connection.handle_tls_failed(Error::Timeout)
+                        }
+                    }
                 }
                 Event::Negotiated(outcome) => return Ok(outcome),
+                Event::Closed(closed) => {
+                    return Err(closed.error().cloned().unwrap_or(Error::PeerClosed))
+                }
+                // Not before `Negotiated`.
+                Event::Stanza(_) | Event::ElementSkipped { .. } => {}
             }
             continue;
         }
-        let buf = machine.receive_buffer();
-        let n = io.read(buf).await.map_err(|e| Error::Transport(e.0))?;
-        if n == 0 {
-            return Err(Error::ConnectionClosed);
+        let deadline = connection.poll_timeout();
+        // A read cancelled by the deadline ends the stream: nothing is lost that matters.
+        let woke = {
+            let buf = connection.receive_buffer();
+            let read = pin!(io.read(buf));
+            race(read, core::future::pending::<()>(), timer(clock, deadline)).await
+        };
+        match woke {
+            Woke::Read(Ok(0)) if !connection.receive_buffer().is_empty() => {
+                connection.handle_eof(None)
+            }
+            Woke::Read(Ok(n)) => {
+                // The bytes are where the read put them until `handle_received`.
+                observer.received(connection.receive_buffer().get(..n).unwrap_or_default());
+                connection.handle_received(n, clock.now());
+            }
+            Woke::Read(Err(e)) => connection.handle_eof(Some(Error::Transport(e.0))),
+            Woke::Command(()) | Woke::Timer => connection.handle_timeout(clock.now()),
         }
-        observer.received(&buf[..n]);
-        let result = machine.received(n);
-        finish_step(io, machine, observer, result).await?;
     }
 }
 
@@ -256,56 +302,166 @@ where
     }
 }
 
-/// After the machine processed input: on error, send what it queued (a stream error) and
-/// report the error; otherwise go on.
-async fn finish_step<T, S, M, O>(
-    io: &mut MaybeTls<T, S>,
-    machine: &mut M,
-    observer: &mut O,
-    result: Result<(), Error>,
-) -> Result<(), Error>
-where
-    T: Read + Write,
-    S: Read + Write,
-    M: Negotiator,
-    O: Observer + ?Sized,
-{
-    if let Err(e) = result {
-        while let Some(Event::Step(step)) = machine.poll_event() {
-            observer.step(step);
-        }
-        let _ = flush(io, machine, observer).await;
-        return Err(e);
-    }
-    Ok(())
-}
-
-async fn flush<T, S, M, O>(
-    io: &mut MaybeTls<T, S>,
-    machine: &mut M,
+/// Writes everything the connection has to send: over TCP in one write (pipelined units
+/// leave together), on a message transport one write per unit.
+async fn flush<W, M, O>(
+    io: &mut W,
+    connection: &mut Connection<M>,
     observer: &mut O,
 ) -> Result<(), Error>
 where
-    T: Read + Write,
-    S: Read + Write,
+    W: Write,
     M: Negotiator,
     O: Observer + ?Sized,
 {
     let mut wrote = false;
-    while !machine.pending_output().is_empty() {
-        let out = machine.pending_output();
-        let n = io.write(out).await.map_err(|e| Error::Transport(e.0))?;
-        if n == 0 {
-            return Err(Error::ConnectionClosed);
+    let tcp = connection.framing() == crate::stream::header::Framing::Tcp;
+    let mut batch = String::new();
+    while let Some(unit) = connection.poll_transmit() {
+        if tcp {
+            batch.push_str(&unit);
+            continue;
         }
-        observer.sent(&out[..n]);
-        machine.output_sent(n);
+        write_all(io, unit.as_bytes(), observer).await?;
+        wrote = true;
+    }
+    if !batch.is_empty() {
+        write_all(io, batch.as_bytes(), observer).await?;
         wrote = true;
     }
     if wrote {
-        io.flush().await.map_err(|e| Error::Transport(e.0))?;
+        io.flush().await.map_err(|e| Error::Transport(e.kind()))?;
     }
     Ok(())
+}
+
+async fn write_all<W: Write, O: Observer + ?Sized>(
+    io: &mut W,
+    mut data: &[u8],
+    observer: &mut O,
+) -> Result<(), Error> {
+    while !data.is_empty() {
+        let n = io
+            .write(data)
+            .await
+            .map_err(|e| Error::Transport(e.kind()))?;
+        if n == 0 {
+            return Err(Error::ConnectionClosed);
+        }
+        observer.sent(data.get(..n).unwrap_or_default());
+        data = data.get(n..).unwrap_or_default();
+    }
+    Ok(())
+}
+
+/// What the application asks of a bound stream in [`run`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Send this stanza ([`Connection::send_stanza`]).
+    Send(String),
+    /// Close the stream (§4.4, [`Connection::close`]).
+    Close,
+}
+
+/// Where [`run`] gets the application's commands from: a channel, a queue. `next` must be
+/// cancel-safe (a command it returned is never lost when the future is dropped before).
+#[allow(async_fn_in_trait)]
+pub trait Commands {
+    /// The next command; `None` when the application is gone (the stream is then closed).
+    async fn next(&mut self) -> Option<Command>;
+}
+
+/// Where [`run`] delivers what the bound stream brings.
+pub trait Deliver {
+    /// A stanza (or another top-level element) arrived.
+    fn stanza(&mut self, stanza: Stanza);
+    /// An element too costly to parse was skipped (§13.12).
+    fn skipped(&mut self, cost: usize, allowed: usize) {
+        let _ = (cost, allowed);
+    }
+    /// A stanza could not be queued ([`crate::connection::SendError`]); it was not sent.
+    fn refused(&mut self, stanza: String, error: crate::connection::SendError) {
+        let _ = (stanza, error);
+    }
+}
+
+/// The bound stream (§8) over a transport split in two halves: reads, the application's
+/// commands and the connection's timers are waited on together, and a read is never
+/// cancelled (its future lives until it completes), so a TLS layer whose reads are not
+/// cancel-safe (embedded-tls) is safe here. Returns how the stream ended; the caller then
+/// ends TLS and the transport.
+pub async fn run<R, W, M, Q, D, O, C>(
+    reader: &mut R,
+    writer: &mut W,
+    connection: &mut Connection<M>,
+    commands: &mut Q,
+    deliver: &mut D,
+    observer: &mut O,
+    clock: &C,
+    buf: &mut [u8],
+) -> Closed
+where
+    R: Read,
+    W: Write,
+    M: Negotiator,
+    Q: Commands,
+    D: Deliver + ?Sized,
+    O: Observer + ?Sized,
+    C: Clock,
+{
+    loop {
+        // Everything queued goes out, every event is handed over, before waiting again.
+        if let Err(e) = flush(writer, connection, observer).await {
+            connection.handle_eof(Some(e));
+        }
+        while let Some(event) = connection.poll_event() {
+            match event {
+                Event::Stanza(stanza) => deliver.stanza(stanza),
+                Event::ElementSkipped { cost, allowed } => deliver.skipped(cost, allowed),
+                Event::Closed(closed) => {
+                    let _ = flush(writer, connection, observer).await;
+                    return closed;
+                }
+                Event::Step(step) => observer.step(step),
+                Event::StartTls { .. } | Event::Negotiated(_) => {}
+            }
+        }
+        let n = {
+            let mut read = pin!(reader.read(&mut *buf));
+            loop {
+                let deadline = connection.poll_timeout();
+                let woke = race(read.as_mut(), commands.next(), timer(clock, deadline)).await;
+                let now = clock.now();
+                match woke {
+                    Woke::Read(r) => break r,
+                    Woke::Command(Some(Command::Send(stanza))) => {
+                        if let Err(e) = connection.send_stanza(&stanza, now) {
+                            deliver.refused(stanza, e);
+                        }
+                    }
+                    Woke::Command(Some(Command::Close) | None) => connection.close(now),
+                    Woke::Timer => connection.handle_timeout(now),
+                }
+                // The read stays pending; what the command or timer queued goes out now.
+                if let Err(e) = flush(writer, connection, observer).await {
+                    connection.handle_eof(Some(e));
+                }
+                if connection.is_closed() {
+                    break Ok(usize::MAX);
+                }
+            }
+        };
+        match n {
+            Ok(usize::MAX) => {}
+            Ok(0) => connection.handle_eof(None),
+            Ok(n) => {
+                let data = buf.get(..n).unwrap_or_default();
+                observer.received(data);
+                connection.handle_input(data, clock.now());
+            }
+            Err(e) => connection.handle_eof(Some(Error::Transport(e.kind()))),
+        }
+    }
 }
 
 impl<T, S> MaybeTls<T, S> {
@@ -320,31 +476,25 @@ impl<T, S> MaybeTls<T, S> {
     }
 }
 
-/// A negotiated stream in its stanza phase (RFC 6120 §8): send and receive top-level
-/// elements, then close (§4.4).
-pub struct Session<T, S> {
+/// A bound stream driven over one transport object, for wrappers that read and write
+/// through the same handle in turn (not both at once; [`run`] is the form that waits on
+/// the transport and the application together).
+pub struct Session<T, S, M> {
     transport: MaybeTls<T, S>,
-    framer: Framer,
-    header: StreamHeader,
-    framing: Framing,
-    peer_closed: bool,
+    connection: Connection<M>,
     bytes_received: u64,
     /// How the negotiation ended (bound JID, mechanism, ...).
     pub outcome: Outcome,
 }
 
-impl<T: Read + Write, S: Read + Write> Session<T, S> {
-    /// Takes over a negotiated stream, with anything the machine already buffered.
-    pub fn new<M: Negotiator>(negotiated: Negotiated<T, S, M>) -> Self {
-        let (framer, header) = negotiated.machine.into_parts();
+impl<T: Read + Write, S: Read + Write, M: Negotiator> Session<T, S, M> {
+    /// The bound stream of a negotiated `connection` over `transport`.
+    pub fn new(transport: MaybeTls<T, S>, connection: Connection<M>, outcome: Outcome) -> Self {
         Session {
-            transport: negotiated.transport,
-            framing: framer.framing(),
-            framer,
-            header,
-            peer_closed: false,
+            transport,
+            connection,
             bytes_received: 0,
-            outcome: negotiated.outcome,
+            outcome,
         }
     }
 
@@ -353,15 +503,14 @@ impl<T: Read + Write, S: Read + Write> Session<T, S> {
         &self.transport
     }
 
-    /// The peer's stream header.
-    pub fn peer_header(&self) -> &StreamHeader {
-        &self.header
+    /// The connection (the bound stream's state).
+    pub fn connection(&self) -> &Connection<M> {
+        &self.connection
     }
 
-    /// How the stream is carried (TCP or RFC 7395 WebSocket): what a closing tag or a
-    /// stream error must end with ([`closing_tag`]).
-    pub fn framing(&self) -> Framing {
-        self.framing
+    /// How the stream is carried (TCP or RFC 7395 WebSocket).
+    pub fn framing(&self) -> crate::stream::header::Framing {
+        self.connection.framing()
     }
 
     /// Bytes read from the transport in the stanza phase so far.
@@ -369,140 +518,72 @@ impl<T: Read + Write, S: Read + Write> Session<T, S> {
         self.bytes_received
     }
 
-    /// Whether the peer is between top-level elements: nothing of an incomplete element
-    /// is buffered. With [`Session::bytes_received`], a wrapper's idle timeout tells a
-    /// whitespace keep-alive (§4.6.1) from a stanza dribbled byte by byte.
-    pub fn between_elements(&self) -> bool {
-        self.framer.pending().is_empty()
+    /// Sends one top-level element ([`Connection::send_stanza`]).
+    pub async fn send(&mut self, element: &str, now: Duration) -> Result<(), Error> {
+        self.connection
+            .send_stanza(element, now)
+            .map_err(|_| Error::ConnectionClosed)?;
+        flush(&mut self.transport, &mut self.connection, &mut ()).await
     }
 
-    /// Sends one top-level element (a stanza built with [`crate::stanza`]).
-    /// On an RFC 7395 stream it gets `xmlns='jabber:client'` unless it declares a default
-    /// namespace ([`crate::stanza::qualified`]).
-    pub async fn send(&mut self, element: &str) -> Result<(), Error> {
-        let element = crate::stanza::qualified(element, self.framing);
-        self.write(&element).await
+    /// Ends the stream with `error` (§4.9): sent, then the transport is left to close.
+    pub async fn stream_error(&mut self, error: crate::stream::error::StreamError) {
+        self.connection.stream_error(error);
+        let _ = flush(&mut self.transport, &mut self.connection, &mut ()).await;
     }
 
-    /// Writes `text` as it is (stream errors, closing tags).
-    async fn write(&mut self, text: &str) -> Result<(), Error> {
-        let io = &mut self.transport;
-        io.write_all(text.as_bytes())
-            .await
-            .map_err(|e| Error::Transport(e.0))?;
-        io.flush().await.map_err(|e| Error::Transport(e.0))
-    }
-
-    /// The next top-level element, as raw text; `None` once the peer closed the stream
-    /// (§4.4). Whitespace keep-alives are skipped. A rule the peer breaks is answered
-    /// with a stream error and reported; a stream error it sends is reported.
+    /// The next top-level element; `None` once the stream closed cleanly (§4.4).
+    /// Whitespace keep-alives are skipped. A rule the peer breaks is answered with a stream
+    /// error and reported, a stream error it sends is reported.
     ///
-    /// An element whose parse would need more than [`crate::xml::framer::Limits::max_parse_bytes`]
-    /// ([`element::parse_cost`]) is skipped unparsed and reported as
-    /// [`Error::ElementSkipped`]; the session stays usable (call again). Everything else
-    /// that is an `Err` ends the session.
-    pub async fn next_element(&mut self) -> Result<Option<String>, Error> {
-        self.next_element_with(|raw, _| String::from(raw)).await
-    }
-
-    /// As [`Session::next_element`], but `f` gets the element where the framer holds it,
-    /// as raw text and parsed (the parse that checks it for a stream error, §4.9), and
-    /// what it returns is the result: no copy of the element, no second parse. On a
-    /// device with a small heap that is the element's size less at the peak.
-    pub async fn next_element_with<R>(
-        &mut self,
-        f: impl FnOnce(&str, roxmltree::Node<'_, '_>) -> R,
-    ) -> Result<Option<R>, Error> {
-        let Some(wrapped) = self.next_wrapped().await? else {
-            return Ok(None);
-        };
-        let parsed = wrapped.parse(|node| match crate::initiator::received_stream_error(node) {
-            Some(e) => Err(e),
-            None => Ok(f(wrapped.raw(), node)),
-        });
-        match parsed {
-            Ok(Ok(r)) => Ok(Some(r)),
-            Ok(Err(e)) => Err(e),
-            Err(e) => Err(self.fail(e).await),
-        }
-    }
-
-    /// The next top-level element for [`Session::next_element_with`], wrapped for its
-    /// parse; `None` once the peer closed the stream. Not generic, unlike its caller: one
-    /// copy of the read loop however many callers.
-    async fn next_wrapped(&mut self) -> Result<Option<element::Wrapped>, Error> {
-        if self.peer_closed {
-            return Ok(None);
-        }
-        let limits = self.framer.limits();
+    /// An element too costly to parse ([`Error::ElementSkipped`]) leaves the session usable
+    /// (call again); every other `Err` ends it.
+    pub async fn next_stanza<C: Clock>(&mut self, clock: &C) -> Result<Option<Stanza>, Error> {
         loop {
-            match self.framer.next_frame() {
-                Ok(Some(Frame::Element(raw))) => {
-                    // §13.12: an element too costly to parse is skipped, not parsed; the
-                    // framer is already past it, so the stream stays in step.
-                    return match element::wrap(raw, &self.header, &limits) {
-                        Ok(wrapped) => Ok(Some(wrapped)),
-                        Err(cost) => Err(Error::ElementSkipped {
-                            cost,
-                            allowed: limits.max_parse_bytes,
-                        }),
-                    };
+            flush(&mut self.transport, &mut self.connection, &mut ()).await?;
+            if let Some(event) = self.connection.poll_event() {
+                match event {
+                    Event::Stanza(stanza) => return Ok(Some(stanza)),
+                    Event::ElementSkipped { cost, allowed } => {
+                        return Err(Error::ElementSkipped { cost, allowed })
+                    }
+                    Event::Closed(Closed::ByPeer | Closed::ByUs) => return Ok(None),
+                    Event::Closed(Closed::Failed(e)) => return Err(e),
+                    _ => continue,
                 }
-                Ok(Some(Frame::End)) => {
-                    self.peer_closed = true;
-                    return Ok(None);
-                }
-                Ok(Some(Frame::KeepAlive)) => continue,
-                Ok(Some(Frame::Header(_))) => {
-                    let e = StreamError::with_text(
-                        StreamErrorCondition::NotWellFormed,
-                        "unexpected stream header",
-                    );
-                    return Err(self.fail(e).await);
-                }
-                Err(e) => return Err(self.fail(e).await),
-                Ok(None) => {}
             }
-            let n = self
-                .transport
-                .read(self.framer.free_space())
-                .await
-                .map_err(|e| Error::Transport(e.0))?;
-            if n == 0 {
-                return Err(Error::ConnectionClosed);
+            if self.connection.is_closed() {
+                return Ok(None);
             }
-            self.bytes_received += n as u64;
-            self.framer.commit(n);
+            let deadline = self.connection.poll_timeout();
+            let woke = {
+                let buf = self.connection.receive_buffer();
+                let read = pin!(self.transport.read(buf));
+                race(read, core::future::pending::<()>(), timer(clock, deadline)).await
+            };
+            match woke {
+                Woke::Read(Ok(0)) => self.connection.handle_eof(None),
+                Woke::Read(Ok(n)) => {
+                    self.bytes_received += n as u64;
+                    self.connection.handle_received(n, clock.now());
+                }
+                Woke::Read(Err(e)) => self.connection.handle_eof(Some(Error::Transport(e.0))),
+                Woke::Command(()) | Woke::Timer => self.connection.handle_timeout(clock.now()),
+            }
         }
     }
 
-    async fn fail(&mut self, error: StreamError) -> Error {
-        let mut out = String::new();
-        error.write(&mut out);
-        out.push_str(closing_tag(self.framing));
-        let _ = self.write(&out).await;
-        Error::StreamErrorSent(error)
-    }
-
-    /// Closes the stream (§4.4): sends our closing tag, then, unless the peer closed
-    /// first, reads until its closing tag (elements still arriving are dropped), so
-    /// everything we sent is known processed. Returns the transport for the wrapper to
-    /// end TLS (close_notify) and the connection.
-    ///
-    /// Not an `async fn`: its by-value `self` would be held twice in the future (the
-    /// argument and the local it is moved into); the `async move` block keeps one.
-    #[allow(clippy::manual_async_fn)]
-    pub fn close(mut self) -> impl Future<Output = Result<MaybeTls<T, S>, Error>> {
-        async move {
-            self.write(closing_tag(self.framing)).await?;
-            loop {
-                match self.next_element_with(|_, _| ()).await {
-                    Ok(Some(())) | Err(Error::ElementSkipped { .. }) => {}
-                    Ok(None) => break,
-                    Err(e) => return Err(e),
-                }
+    /// Closes the stream (§4.4): sends our closing tag, then reads until the peer's (elements
+    /// still arriving are dropped) or the close timeout. Returns the transport for the
+    /// wrapper to end TLS and the connection.
+    pub async fn close<C: Clock>(mut self, clock: &C) -> Result<MaybeTls<T, S>, Error> {
+        self.connection.close(clock.now());
+        loop {
+            match self.next_stanza(clock).await {
+                Ok(Some(_)) | Err(Error::ElementSkipped { .. }) => {}
+                Ok(None) => return Ok(self.transport),
+                Err(e) => return Err(e),
             }
-            Ok(self.transport)
         }
     }
 }

@@ -68,6 +68,8 @@ pub enum Error {
     Bind(String),
     /// A step took longer than the configured bound.
     Timeout,
+    /// This side closed the stream before the negotiation finished.
+    Aborted,
     /// In the stanza phase ([`crate::driver::Session`]): the peer sent an element whose
     /// parse would need more heap than `Limits::max_parse_bytes` allows (§13.12). It was
     /// skipped unparsed (an IQ in it goes unanswered, §8.2.3); the session goes on.
@@ -141,6 +143,7 @@ impl fmt::Display for Error {
             }
             Error::Bind(e) => write!(f, "resource binding failed: {e}"),
             Error::Timeout => f.write_str("the peer did not answer in time"),
+            Error::Aborted => f.write_str("closed by this side before the negotiation finished"),
             Error::ElementSkipped { cost, allowed } => write!(
                 f,
                 "skipped an element that could take {cost} bytes to parse (more than the {allowed} allowed)"

@@ -713,12 +713,8 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Negotiator for ReceivingEntity<
         self.process()
     }
 
-    fn pending_output(&self) -> &[u8] {
-        self.outbox.pending()
-    }
-
-    fn output_sent(&mut self, n: usize) {
-        self.outbox.consumed(n);
+    fn poll_transmit(&mut self) -> Option<String> {
+        self.outbox.transmit()
     }
 
     fn poll_event(&mut self) -> Option<Event> {

@@ -111,8 +111,7 @@ fn flood<M: Negotiator>(
         while error.is_none() && fed < total {
             error = support::feed(&mut m, body, 4096).err();
             fed += body.len();
-            let n = m.pending_output().len();
-            m.output_sent(n);
+            support::take_output(&mut m);
             while m.poll_event().is_some() {}
         }
     });

@@ -561,7 +561,7 @@ fn stored_offer_without_plus_pipelines_the_downgrade_flag_and_aborts_when_plus_a
             exporter: Some([0x5a; 32]),
             ..ChannelBindingData::default()
         },
-        peer_identity: None,
+        ..TlsInfo::default()
     };
     let client = || {
         let mut config = InitiatorConfig::client("example.com");

@@ -57,6 +57,7 @@ pub fn parse_within<R>(
 
 /// One element inside the synthetic root, its parse within the bound: made by [`wrap`],
 /// parsed by [`Wrapped::parse`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wrapped {
     text: String,
     /// Where the element is in `text`.

@@ -25,9 +25,15 @@ pub fn feed<M: Negotiator>(m: &mut M, bytes: &[u8], chunk: usize) -> Result<(), 
 
 /// Takes everything the machine wants to send.
 pub fn output<M: Negotiator>(m: &mut M) -> String {
-    let out = String::from_utf8(m.pending_output().to_vec()).expect("we send UTF-8");
-    let n = out.len();
-    m.output_sent(n);
+    String::from_utf8(take_output(m)).expect("we send UTF-8")
+}
+
+/// Takes every unit the machine wants to send, as the bytes of a TCP stream.
+pub fn take_output<M: Negotiator>(m: &mut M) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(unit) = m.poll_transmit() {
+        out.extend_from_slice(unit.as_bytes());
+    }
     out
 }
 

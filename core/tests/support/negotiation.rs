@@ -133,6 +133,7 @@ impl Scenario {
             },
             peer_identity: (self == Scenario::S2sExternal && !initiator)
                 .then(|| "verona.example".to_string()),
+            ..TlsInfo::default()
         }
     }
 }
@@ -169,8 +170,7 @@ impl<M: Negotiator> Side<M> {
     fn settle(&mut self) -> Vec<u8> {
         let mut new = Vec::new();
         loop {
-            let out = self.machine.pending_output().to_vec();
-            self.machine.output_sent(out.len());
+            let out = super::take_output(&mut self.machine);
             new.extend_from_slice(&out);
             self.sent
                 .last_mut()
@@ -185,6 +185,7 @@ impl<M: Negotiator> Side<M> {
                 }
                 Some(Event::Negotiated(_)) => self.done = true,
                 Some(Event::Step(_)) => {}
+                Some(e) => panic!("a machine does not report {e:?}"),
                 None => return new,
             }
         }
@@ -287,10 +288,9 @@ impl<M: Negotiator> Replay<M> {
             return;
         };
         loop {
-            let out = m.pending_output();
-            self.run.output.extend_from_slice(out);
-            let n = out.len();
-            m.output_sent(n);
+            let out = super::take_output(m);
+            let wrote = !out.is_empty();
+            self.run.output.extend_from_slice(&out);
             match m.poll_event() {
                 Some(e @ Event::StartTls { .. }) => {
                     self.run.events.push(e);
@@ -308,7 +308,7 @@ impl<M: Negotiator> Replay<M> {
                 Some(e) => self.run.events.push(e),
                 None if self.run.error.is_some() => return,
                 None => {
-                    if m.pending_output().is_empty() {
+                    if !wrote {
                         return;
                     }
                 }

@@ -1,0 +1,178 @@
+//! What a [`Connection`](super::Connection) reports: negotiation steps, the request to
+//! start TLS, the outcome, received stanzas and the end of the stream.
+
+use alloc::string::String;
+
+use crate::sasl::{ChannelBindingData, Mechanism, MechanismSet, ScramCacheEntry};
+use crate::stream::features::StreamFeatures;
+use crate::xml::element::Wrapped;
+use crate::Error;
+
+/// A negotiation step that happened, for transcripts and progress displays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Step {
+    /// We sent a stream header (§4.7).
+    HeaderSent,
+    /// The peer's stream header arrived (§4.7).
+    HeaderReceived,
+    /// We sent `<stream:features/>` (§4.3.2).
+    FeaturesSent,
+    /// `<stream:features/>` arrived (§4.3.2).
+    FeaturesReceived,
+    /// We sent `<starttls/>` (§5.4.2).
+    StartTlsSent,
+    /// `<starttls/>` arrived (§5.4.2).
+    StartTlsReceived,
+    /// We sent `<proceed/>` (§5.4.2.3).
+    ProceedSent,
+    /// `<proceed/>` arrived (§5.4.2.3).
+    ProceedReceived,
+    /// The transport is TLS-protected (§5.4.3.3) and the old stream is forgotten.
+    TlsEstablished,
+    /// SASL started: `<auth/>` sent or received (§6.4.2).
+    AuthStarted,
+    /// SASL succeeded (§6.4.6); for the initiating entity, after the server signature
+    /// was verified.
+    Authenticated,
+    /// The stream was restarted with a new header (§4.3.3).
+    StreamRestarted,
+    /// A resource was bound (§7.6.1).
+    Bound,
+}
+
+/// What the driver must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Informational: a step of the negotiation happened.
+    Step(Step),
+    /// Flush the output, then start TLS on the transport right away (§5.4.2.3) and call
+    /// `tls_established` when it is done. `server_name` is, for the initiating entity, the
+    /// domain the user configured (SNI and the reference identity, §13.7.2.1), never
+    /// something learned from the network; for the receiving entity, the hosted domain the
+    /// peer addressed in `to`, to choose the certificate by (§5.4.3.1).
+    StartTls {
+        /// See above.
+        server_name: String,
+    },
+    /// The negotiation is complete (for a client: the resource is bound, §7.6.1): the
+    /// stream now carries stanzas ([`Event::Stanza`]) and [`Connection::send_stanza`]
+    /// sends them.
+    ///
+    /// [`Connection::send_stanza`]: super::Connection::send_stanza
+    Negotiated(Outcome),
+    /// A top-level element of the bound stream (§8): a stanza, or another element such as
+    /// an XEP-0198 ack. Already checked well-formed and not a stream error.
+    Stanza(Stanza),
+    /// An element whose parse would need more heap than `Limits::max_parse_bytes` allows
+    /// (§13.12) was skipped unparsed (an IQ in it goes unanswered, §8.2.3). The stream
+    /// goes on; a server ends it with [`Connection::stream_error`] and
+    /// [`too_costly`](crate::xml::element::too_costly) if that is its policy.
+    ///
+    /// [`Connection::stream_error`]: super::Connection::stream_error
+    ElementSkipped {
+        /// What [`crate::xml::element::parse_cost`] bounds its parse at, in bytes.
+        cost: usize,
+        /// `Limits::max_parse_bytes`.
+        allowed: usize,
+    },
+    /// The stream is over: send what [`Connection::poll_transmit`] still holds, then end
+    /// TLS and the transport. Always the last event.
+    ///
+    /// [`Connection::poll_transmit`]: super::Connection::poll_transmit
+    Closed(Closed),
+}
+
+/// How a stream ended (§4.4, §4.9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Closed {
+    /// We closed the stream and the peer answered with its closing tag (§4.4): everything
+    /// we sent before was processed.
+    ByUs,
+    /// The peer closed the bound stream first; our closing tag answers it (§4.4).
+    ByPeer,
+    /// It ended otherwise: a rule broken by either side (a stream error sent or received),
+    /// a timeout, the transport's end, or a negotiation failure.
+    Failed(Error),
+}
+
+impl Closed {
+    /// The error, when the stream did not end with both closing tags.
+    pub fn error(&self) -> Option<&Error> {
+        match self {
+            Closed::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// One received top-level element: its raw text (as the peer sent it) and a parse of it
+/// with the stream's namespaces in scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stanza(pub(crate) Wrapped);
+
+impl Stanza {
+    /// The element as the peer sent it.
+    pub fn raw(&self) -> &str {
+        self.0.raw()
+    }
+
+    /// Parses the element and calls `f` with it: the stream's default namespace and the
+    /// stream prefix are in scope, as on the stream (§4.8). `None` cannot happen for an
+    /// element the connection reported (it parsed it already), but a caller need not
+    /// unwrap.
+    pub fn parse<R>(&self, f: impl FnOnce(roxmltree::Node<'_, '_>) -> R) -> Option<R> {
+        self.0.parse(f).ok()
+    }
+
+    /// The element's name, without namespace (`message`, `iq`, `presence`, `r`, ...).
+    pub fn name(&self) -> &str {
+        let raw = self.raw();
+        let tag = raw.get(1..).unwrap_or_default();
+        let end = tag
+            .find(|c: char| c.is_ascii_whitespace() || c == '/' || c == '>')
+            .unwrap_or(tag.len());
+        let qname = tag.get(..end).unwrap_or_default();
+        qname.rsplit(':').next().unwrap_or(qname)
+    }
+}
+
+/// How a negotiation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The features of the final stream (what the receiving entity offered last).
+    pub features: StreamFeatures,
+    /// The final stream id (§4.7.3).
+    pub stream_id: Option<String>,
+    /// Whether the stream is TLS-protected (STARTTLS, Direct TLS or `wss://`).
+    pub secure: bool,
+    /// The SASL mechanism that authenticated the stream, if SASL ran.
+    pub mechanism: Option<Mechanism>,
+    /// The authenticated identity: for the initiating entity the full JID the server bound
+    /// (§7.6.1); for the receiving entity the client's full JID after binding, or the
+    /// authenticated name on a stream without binding (S2S).
+    pub jid: Option<String>,
+    /// SCRAM keys to keep for the next login (initiating entity, after a verified success).
+    pub scram_cache: Option<ScramCacheEntry>,
+    /// Initiating entity: the SASL mechanisms (those this crate knows) offered on the TLS-protected stream before authentication (§6.3.3), `None`
+    /// without TLS or SASL features. Kept with the SCRAM cache, it is
+    /// [`ClientSasl::pipeline_offer`](crate::initiator::ClientSasl::pipeline_offer) of a
+    /// later login; never a pre-TLS list (§6.3.4).
+    pub sasl_offer: Option<MechanismSet>,
+}
+
+/// What the TLS layer tells the connection once the handshake is done
+/// ([`Connection::handle_tls_established`](super::Connection::handle_tls_established)).
+#[derive(Debug, Clone, Default)]
+pub struct TlsInfo {
+    /// The protocol version, as on the wire (`0x0304` is TLS 1.3), when the backend says.
+    pub version: Option<u16>,
+    /// The cipher suite's IANA code, when the backend says.
+    pub cipher_suite: Option<u16>,
+    /// Channel-binding data for SCRAM `-PLUS` (RFC 9266 `tls-exporter`, RFC 5929
+    /// `tls-server-end-point`).
+    pub channel_binding: ChannelBindingData,
+    /// The identity verified from the peer's certificate (receiving entity: for SASL
+    /// EXTERNAL, §6.3.4 / §13.7.2.2).
+    pub peer_identity: Option<String>,
+}
