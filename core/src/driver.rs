@@ -476,24 +476,51 @@ impl<T, S> MaybeTls<T, S> {
     }
 }
 
+/// Runs the negotiation of `connection` over `transport` ([`negotiate`]) and returns the
+/// bound stream as a [`Session`].
+pub async fn negotiate_session<T, U, M, O, C>(
+    transport: T,
+    tls: &mut U,
+    mut connection: Connection<M>,
+    observer: &mut O,
+    clock: C,
+) -> Result<Session<T, U::Stream, M, C>, Error>
+where
+    T: Read + Write,
+    U: TlsUpgrade<T>,
+    M: Negotiator,
+    O: Observer + ?Sized,
+    C: Clock,
+{
+    let mut io = MaybeTls::Plain(transport);
+    let outcome = negotiate(&mut io, tls, &mut connection, observer, &clock).await?;
+    Ok(Session::new(io, connection, outcome, clock))
+}
+
 /// A bound stream driven over one transport object, for wrappers that read and write
 /// through the same handle in turn (not both at once; [`run`] is the form that waits on
-/// the transport and the application together).
-pub struct Session<T, S, M> {
+/// the transport and the application together). Every rule and timer is the
+/// [`Connection`]'s; this only moves bytes.
+pub struct Session<T, S, M, C> {
     transport: MaybeTls<T, S>,
     connection: Connection<M>,
-    bytes_received: u64,
+    clock: C,
     /// How the negotiation ended (bound JID, mechanism, ...).
     pub outcome: Outcome,
 }
 
-impl<T: Read + Write, S: Read + Write, M: Negotiator> Session<T, S, M> {
+impl<T: Read + Write, S: Read + Write, M: Negotiator, C: Clock> Session<T, S, M, C> {
     /// The bound stream of a negotiated `connection` over `transport`.
-    pub fn new(transport: MaybeTls<T, S>, connection: Connection<M>, outcome: Outcome) -> Self {
+    pub fn new(
+        transport: MaybeTls<T, S>,
+        connection: Connection<M>,
+        outcome: Outcome,
+        clock: C,
+    ) -> Self {
         Session {
             transport,
             connection,
-            bytes_received: 0,
+            clock,
             outcome,
         }
     }
@@ -513,32 +540,45 @@ impl<T: Read + Write, S: Read + Write, M: Negotiator> Session<T, S, M> {
         self.connection.framing()
     }
 
-    /// Bytes read from the transport in the stanza phase so far.
-    pub fn bytes_received(&self) -> u64 {
-        self.bytes_received
-    }
-
     /// Sends one top-level element ([`Connection::send_stanza`]).
-    pub async fn send(&mut self, element: &str, now: Duration) -> Result<(), Error> {
+    pub async fn send(&mut self, element: &str) -> Result<(), Error> {
         self.connection
-            .send_stanza(element, now)
+            .send_stanza(element, self.clock.now())
             .map_err(|_| Error::ConnectionClosed)?;
         flush(&mut self.transport, &mut self.connection, &mut ()).await
     }
 
-    /// Ends the stream with `error` (§4.9): sent, then the transport is left to close.
+    /// Ends the stream with `error` (§4.9): the error and our closing tag are sent; the
+    /// caller then drops the transport.
     pub async fn stream_error(&mut self, error: crate::stream::error::StreamError) {
         self.connection.stream_error(error);
         let _ = flush(&mut self.transport, &mut self.connection, &mut ()).await;
     }
 
-    /// The next top-level element; `None` once the stream closed cleanly (§4.4).
-    /// Whitespace keep-alives are skipped. A rule the peer breaks is answered with a stream
-    /// error and reported, a stream error it sends is reported.
+    /// The next top-level element, as raw text; `None` once the stream closed cleanly
+    /// (§4.4). Whitespace keep-alives are skipped. A rule the peer breaks is answered with
+    /// a stream error and reported; a stream error it sends is reported.
     ///
     /// An element too costly to parse ([`Error::ElementSkipped`]) leaves the session usable
     /// (call again); every other `Err` ends it.
-    pub async fn next_stanza<C: Clock>(&mut self, clock: &C) -> Result<Option<Stanza>, Error> {
+    pub async fn next_element(&mut self) -> Result<Option<String>, Error> {
+        Ok(self.next_stanza().await?.map(|s| String::from(s.raw())))
+    }
+
+    /// As [`Session::next_element`], with `f` given the element's raw text and its parse.
+    pub async fn next_element_with<R>(
+        &mut self,
+        f: impl FnOnce(&str, roxmltree::Node<'_, '_>) -> R,
+    ) -> Result<Option<R>, Error> {
+        let Some(stanza) = self.next_stanza().await? else {
+            return Ok(None);
+        };
+        let raw = stanza.raw();
+        Ok(stanza.parse(|node| f(raw, node)))
+    }
+
+    /// The next [`Stanza`]; see [`Session::next_element`].
+    pub async fn next_stanza(&mut self) -> Result<Option<Stanza>, Error> {
         loop {
             flush(&mut self.transport, &mut self.connection, &mut ()).await?;
             if let Some(event) = self.connection.poll_event() {
@@ -559,27 +599,32 @@ impl<T: Read + Write, S: Read + Write, M: Negotiator> Session<T, S, M> {
             let woke = {
                 let buf = self.connection.receive_buffer();
                 let read = pin!(self.transport.read(buf));
-                race(read, core::future::pending::<()>(), timer(clock, deadline)).await
+                race(
+                    read,
+                    core::future::pending::<()>(),
+                    timer(&self.clock, deadline),
+                )
+                .await
             };
+            let now = self.clock.now();
             match woke {
-                Woke::Read(Ok(0)) => self.connection.handle_eof(None),
-                Woke::Read(Ok(n)) => {
-                    self.bytes_received += n as u64;
-                    self.connection.handle_received(n, clock.now());
+                Woke::Read(Ok(0)) if !self.connection.receive_buffer().is_empty() => {
+                    self.connection.handle_eof(None)
                 }
+                Woke::Read(Ok(n)) => self.connection.handle_received(n, now),
                 Woke::Read(Err(e)) => self.connection.handle_eof(Some(Error::Transport(e.0))),
-                Woke::Command(()) | Woke::Timer => self.connection.handle_timeout(clock.now()),
+                Woke::Command(()) | Woke::Timer => self.connection.handle_timeout(now),
             }
         }
     }
 
-    /// Closes the stream (§4.4): sends our closing tag, then reads until the peer's (elements
-    /// still arriving are dropped) or the close timeout. Returns the transport for the
-    /// wrapper to end TLS and the connection.
-    pub async fn close<C: Clock>(mut self, clock: &C) -> Result<MaybeTls<T, S>, Error> {
-        self.connection.close(clock.now());
+    /// Closes the stream (§4.4): sends our closing tag, then reads until the peer's
+    /// (elements still arriving are dropped) or the close timeout. Returns the transport
+    /// for the wrapper to end TLS and the connection.
+    pub async fn close(mut self) -> Result<MaybeTls<T, S>, Error> {
+        self.connection.close(self.clock.now());
         loop {
-            match self.next_stanza(clock).await {
+            match self.next_stanza().await {
                 Ok(Some(_)) | Err(Error::ElementSkipped { .. }) => {}
                 Ok(None) => return Ok(self.transport),
                 Err(e) => return Err(e),

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use embedded_io_adapters::tokio_1::FromTokio;
 use rustls::RootCertStore;
 use tokio::net::TcpStream;
-use xmpp_handshake_core::driver::{negotiate, Observer as _, Session, TlsUpgrade as _};
+use xmpp_handshake_core::connection::{Connection, ConnectionOptions, Timeouts};
+use xmpp_handshake_core::driver::{
+    negotiate_session, Clock as _, Observer as _, Session, TlsUpgrade as _,
+};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
 use xmpp_handshake_core::sasl::{
     Credentials, Mechanism, MechanismSet, SaslPolicy, ScramCacheEntry,
@@ -19,6 +22,7 @@ use xmpp_handshake_core::trust::{
 };
 use xmpp_handshake_core::Error;
 
+use crate::clock::TokioClock;
 use crate::direct_tls::{self, Stream};
 use crate::exit::{self, ExitCode, Failure};
 use crate::router::Jid;
@@ -34,7 +38,21 @@ pub type Transport = FromTokio<Stream<DirectTls>>;
 /// The transport after STARTTLS.
 pub type Protected = FromTokio<tokio_rustls::client::TlsStream<Stream<DirectTls>>>;
 /// A negotiated client stream.
-pub type ClientSession = Session<Transport, Protected>;
+pub type ClientSession =
+    Session<Transport, Protected, InitiatingEntity<rand_core::OsRng>, TokioClock>;
+
+/// The connection options of the CLI's clients: the callers bound the whole login with
+/// their own `--timeout` (which includes the TCP connect), so the core's negotiation
+/// deadline is not set here.
+fn options() -> ConnectionOptions {
+    ConnectionOptions {
+        timeouts: Timeouts {
+            negotiation: None,
+            ..Timeouts::default()
+        },
+        ..ConnectionOptions::default()
+    }
+}
 
 /// Who logs in, and how.
 #[derive(Clone)]
@@ -284,8 +302,13 @@ pub async fn login_typed(
         cell: tls_cell,
         own_certificate: None,
     };
-    let machine = InitiatingEntity::new(login.config(), rand_core::OsRng);
-    bound(transport, &mut tls, machine, transcript, started).await
+    let connection = Connection::initiate(
+        login.config(),
+        rand_core::OsRng,
+        options(),
+        TokioClock.now(),
+    );
+    bound(transport, &mut tls, connection, transcript, started).await
 }
 
 /// Direct TLS (XEP-0368) over `transport` (a fresh TCP connection): the TLS handshake at
@@ -331,31 +354,32 @@ pub async fn login_direct_tls_typed(
     let transport = FromTokio::new(Stream::Tls(Box::new(stream.into_inner())));
     let mut config = login.config();
     config.secure_transport = true;
-    let machine = InitiatingEntity::with_tls(config, rand_core::OsRng, info);
+    let connection =
+        Connection::initiate_with_tls(config, rand_core::OsRng, info, options(), TokioClock.now());
     // The machine never asks for STARTTLS on a secure transport; this only fills the type.
     let mut tls = Recording {
         inner: RustlsClient::new(trust.config.clone()),
         cell: tls_cell,
         own_certificate: None,
     };
-    bound(transport, &mut tls, machine, transcript, started).await
+    bound(transport, &mut tls, connection, transcript, started).await
 }
 
 async fn bound(
     transport: Transport,
     tls: &mut Recording<RustlsClient>,
-    machine: InitiatingEntity<rand_core::OsRng>,
+    connection: Connection<InitiatingEntity<rand_core::OsRng>>,
     transcript: &mut Transcript,
     started: Instant,
 ) -> Result<LoggedIn, Error> {
-    let negotiated = negotiate(transport, tls, machine, transcript).await?;
-    let jid = negotiated
+    let session = negotiate_session(transport, tls, connection, transcript, TokioClock).await?;
+    let jid = session
         .outcome
         .jid
         .clone()
         .ok_or_else(|| Error::Bind("negotiation ended without a bound resource".into()))?;
     Ok(LoggedIn {
-        session: Session::new(negotiated),
+        session,
         jid,
         elapsed: started.elapsed(),
     })
@@ -375,9 +399,8 @@ pub async fn negotiate_with(
         cell: tls_cell,
         own_certificate: None,
     };
-    let machine = InitiatingEntity::new(config, rand_core::OsRng);
-    let negotiated = negotiate(transport, &mut tls, machine, transcript).await?;
-    Ok(Session::new(negotiated))
+    let connection = Connection::initiate(config, rand_core::OsRng, options(), TokioClock.now());
+    negotiate_session(transport, &mut tls, connection, transcript, TokioClock).await
 }
 
 /// Sends `stanza`, recording it.

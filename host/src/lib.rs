@@ -12,6 +12,7 @@ pub mod bridge;
 pub mod certs;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod connect;
 pub mod demo;
 pub mod exit;

@@ -18,20 +18,22 @@ use embedded_io_async::{Read, Write};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
-use tokio::time::{sleep_until, timeout, timeout_at, Instant};
-use xmpp_handshake_core::connection::Negotiator;
-use xmpp_handshake_core::driver::{negotiate, Negotiated, Observer as _, Session, TlsUpgrade};
-use xmpp_handshake_core::receiver::{ReceiverConfig, ReceivingEntity};
+use tokio::time::{timeout, timeout_at, Instant};
+use xmpp_handshake_core::connection::{Connection, ConnectionOptions, Negotiator, Timeouts};
+use xmpp_handshake_core::driver::{
+    negotiate_session, Clock as _, Observer as _, Session, TlsUpgrade,
+};
+use xmpp_handshake_core::receiver::ReceiverConfig;
 use xmpp_handshake_core::sasl::{
     CredentialStore, MemoryStore, SaslFailure, ScramCredentials, ScramHash,
 };
-use xmpp_handshake_core::stanza;
 use xmpp_handshake_core::stream::error::{StreamError, StreamErrorCondition};
 use xmpp_handshake_core::stream::header::{closing_tag, ContentNamespace, Framing, HeaderOut};
 use xmpp_handshake_core::xml::element;
 use xmpp_handshake_core::Error;
 
 use crate::certs::{server_template, ServerIdentity};
+use crate::clock::TokioClock;
 use crate::direct_tls;
 use crate::exit::Failure;
 use crate::limits::ServeLimits;
@@ -47,8 +49,6 @@ const REFUSALS_AT_ONCE: usize = 16;
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The `<conflict/>` stream error (§4.9.3.3, §7.7.2.2); the closing tag follows it.
-pub const CONFLICT: &str = "<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
-<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>Replaced by new connection</text></stream:error>";
 
 /// The user store shared by all connections.
 #[derive(Clone, Debug, Default)]
@@ -334,12 +334,34 @@ where
     T: Read + Write,
     U: TlsUpgrade<T>,
 {
-    let deadline = Instant::now() + config.limits.handshake_timeout;
     configure(&mut receiver, config);
-    let machine = ReceivingEntity::new(receiver, rand_core::OsRng, config.store.clone());
+    let options = options(config, config.limits.handshake_timeout);
+    let connection = Connection::accept(
+        receiver,
+        rand_core::OsRng,
+        config.store.clone(),
+        options,
+        TokioClock.now(),
+    );
     let mut transcript = transcript(cell, peer, config);
-    let negotiation = negotiate(transport, tls, machine, &mut transcript);
-    serve_negotiation(negotiation, deadline, peer, config, registry).await
+    let negotiation = negotiate_session(transport, tls, connection, &mut transcript, TokioClock);
+    serve_negotiation(negotiation, peer, config, registry).await
+}
+
+/// The timers of a client's connection (all the core's): the negotiation within
+/// `negotiation`; on the bound stream, a client silent for `--idle-timeout` (no element,
+/// no whitespace keep-alive) gets a ping (XEP-0199), silent for another a
+/// `<connection-timeout/>`.
+fn options(config: &ServeConfig, negotiation: Duration) -> ConnectionOptions {
+    ConnectionOptions {
+        timeouts: Timeouts {
+            negotiation: Some(negotiation),
+            idle: Some(config.limits.idle_timeout),
+            ping_when_idle: true,
+            ..Timeouts::default()
+        },
+        ..ConnectionOptions::default()
+    }
 }
 
 /// A Direct TLS connection (XEP-0368): the TLS handshake first (no stream `to` yet: the
@@ -371,9 +393,17 @@ async fn direct_tls_connection(
     let mut receiver = ReceiverConfig::client_to_server(&config.domain);
     receiver.secure_transport = true;
     configure(&mut receiver, config);
-    let machine = ReceivingEntity::with_tls(receiver, rand_core::OsRng, config.store.clone(), info);
-    let negotiation = negotiate(stream, &mut tls, machine, &mut transcript);
-    serve_negotiation(negotiation, deadline, &peer, config, registry).await
+    let left = deadline.saturating_duration_since(Instant::now());
+    let connection = Connection::accept_with_tls(
+        receiver,
+        rand_core::OsRng,
+        config.store.clone(),
+        info,
+        options(config, left),
+        TokioClock.now(),
+    );
+    let negotiation = negotiate_session(stream, &mut tls, connection, &mut transcript, TokioClock);
+    serve_negotiation(negotiation, &peer, config, registry).await
 }
 
 /// The transcript of one connection (printed live with `--trace`).
@@ -384,10 +414,10 @@ fn transcript(cell: TlsCell, peer: &str, config: &ServeConfig) -> Transcript {
     transcript
 }
 
-/// Waits for `negotiation` until `deadline`, then runs the bound session until it ends.
+/// Waits for `negotiation` (bounded by the connection's own deadline), then runs the
+/// bound session until it ends.
 async fn serve_negotiation<T, S, M>(
-    negotiation: impl Future<Output = Result<Negotiated<T, S, M>, xmpp_handshake_core::Error>>,
-    deadline: Instant,
+    negotiation: impl Future<Output = Result<Session<T, S, M, TokioClock>, Error>>,
     peer: &str,
     config: &ServeConfig,
     registry: &Registry,
@@ -397,29 +427,22 @@ where
     S: Read + Write,
     M: Negotiator,
 {
-    let negotiated = timeout_at(deadline, negotiation)
-        .await
-        .map_err(|_| {
-            format!(
-                "negotiation not done within {} s",
-                config.limits.handshake_timeout.as_secs()
-            )
-        })?
-        .map_err(|e| format!("negotiation failed: {e}"))?;
-    let jid = negotiated
+    let mut session = negotiation.await.map_err(|e| match e {
+        Error::Timeout => format!(
+            "negotiation not done within {} s",
+            config.limits.handshake_timeout.as_secs()
+        ),
+        e => format!("negotiation failed: {e}"),
+    })?;
+    let jid = session
         .outcome
         .jid
         .clone()
         .ok_or("negotiation ended without a bound resource")?;
-    let mechanism = negotiated
-        .outcome
-        .mechanism
-        .map(|m| m.name())
-        .unwrap_or("?");
+    let mechanism = session.outcome.mechanism.map(|m| m.name()).unwrap_or("?");
     if config.log_connections {
         eprintln!("serve: {peer}: {jid} bound ({mechanism})");
     }
-    let mut session = Session::new(negotiated);
     let (tx, rx) = mpsc::unbounded_channel();
     let registration = registry.bind(&jid, tx);
     let result = session_loop(&mut session, rx, &registration, &jid, config, registry).await;
@@ -433,18 +456,9 @@ where
     result.map(|_| ())
 }
 
-/// `<connection-timeout/>` and the closing tag (§4.9.3.4).
-fn connection_timeout(framing: Framing) -> String {
-    let mut out = String::new();
-    StreamError::with_text(StreamErrorCondition::ConnectionTimeout, "idle for too long")
-        .write(&mut out);
-    out.push_str(closing_tag(framing));
-    out
-}
-
 /// Writes `text`, unless the client stops reading for `limit`.
-async fn send_within<T: Read + Write, S: Read + Write>(
-    session: &mut Session<T, S>,
+async fn send_within<T: Read + Write, S: Read + Write, M: Negotiator>(
+    session: &mut Session<T, S, M, TokioClock>,
     text: &str,
     limit: Duration,
 ) -> Result<(), String> {
@@ -458,10 +472,9 @@ async fn send_within<T: Read + Write, S: Read + Write>(
 }
 
 /// The bound stream: the client's elements go to the router, the router's to the client.
-/// A client silent for the idle timeout (no element, no whitespace keep-alive) gets a ping
-/// (XEP-0199); silent for another, a `<connection-timeout/>`.
-async fn session_loop<T: Read + Write, S: Read + Write>(
-    session: &mut Session<T, S>,
+/// Idle clients are the connection's timers' business (see [`options`]).
+async fn session_loop<T: Read + Write, S: Read + Write, M: Negotiator>(
+    session: &mut Session<T, S, M, TokioClock>,
     mut rx: mpsc::UnboundedReceiver<ToSession>,
     registration: &Registration,
     jid: &str,
@@ -469,15 +482,9 @@ async fn session_loop<T: Read + Write, S: Read + Write>(
     registry: &Registry,
 ) -> Result<&'static str, String> {
     let idle = config.limits.idle_timeout;
-    let close = closing_tag(session.framing());
-    let mut deadline = Instant::now() + idle;
-    let mut received = session.bytes_received();
-    let mut pinged = false;
     loop {
         tokio::select! {
             element = session.next_element() => {
-                deadline = Instant::now() + idle;
-                pinged = false;
                 match element {
                     Ok(Some(element)) => {
                         let routed = registry.route(jid, &element);
@@ -485,19 +492,19 @@ async fn session_loop<T: Read + Write, S: Read + Write>(
                             eprintln!("serve: {jid}: {}", routed.note);
                         }
                     }
-                    Ok(None) => {
-                        // §4.4: the client closed; close our side too.
-                        let _ = send_within(session, close, idle).await;
-                        return Ok("closed by the client");
-                    }
+                    // §4.4: the client closed; the connection answered with our closing tag.
+                    Ok(None) => return Ok("closed by the client"),
                     // An element over `--max-parse-bytes`, skipped unparsed: as every
                     // limit, `<policy-violation/>` and the stream closed (§13.12).
                     Err(e @ Error::ElementSkipped { .. }) => {
-                        let mut out = String::new();
-                        element::too_costly().write(&mut out);
-                        out.push_str(close);
-                        let _ = send_within(session, &out, idle).await;
+                        let _ = timeout(idle, session.stream_error(element::too_costly())).await;
                         return Err(e.to_string());
+                    }
+                    Err(Error::Timeout) => {
+                        return Err(format!(
+                            "silent for {} s, ping unanswered (connection-timeout)",
+                            2 * idle.as_secs()
+                        ))
                     }
                     Err(e) => return Err(e.to_string()),
                 }
@@ -509,29 +516,11 @@ async fn session_loop<T: Read + Write, S: Read + Write>(
                 match message {
                     Some(ToSession::Stanza(stanza)) => send_within(session, &stanza, idle).await?,
                     Some(ToSession::Conflict) => {
-                        let _ = send_within(session, &format!("{CONFLICT}{close}"), idle).await;
+                        let conflict = StreamError::with_text(StreamErrorCondition::Conflict, "Replaced by new connection");
+                        let _ = timeout(idle, session.stream_error(conflict)).await;
                         return Ok("replaced by a newer session (conflict)");
                     }
                     None => return Ok("server stopped"),
-                }
-            },
-            () = sleep_until(deadline) => {
-                deadline = Instant::now() + idle;
-                let alive = session.bytes_received() != received && session.between_elements();
-                received = session.bytes_received();
-                if alive {
-                    // Whitespace keep-alives only (§4.6.1): a sign of life.
-                    pinged = false;
-                } else if !pinged {
-                    let ping = stanza::iq("get", "idle-ping", Some(jid), "<ping xmlns='urn:xmpp:ping'/>");
-                    send_within(session, &ping, idle).await?;
-                    pinged = true;
-                } else {
-                    let _ = send_within(session, &connection_timeout(session.framing()), idle).await;
-                    return Err(format!(
-                        "silent for {} s, ping unanswered (connection-timeout)",
-                        2 * idle.as_secs()
-                    ));
                 }
             },
         }

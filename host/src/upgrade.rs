@@ -77,6 +77,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> TlsUpgrade<FromTokio<T>> for RustlsClien
         let conn = stream.inner().get_ref().1;
         let leaf = conn.peer_certificates().and_then(|c| c.first());
         TlsInfo {
+            version: conn.protocol_version().map(u16::from),
+            cipher_suite: conn.negotiated_cipher_suite().map(|s| u16::from(s.suite())),
             channel_binding: channel_binding(conn, leaf.map(|c| c.as_ref())),
             peer_identity: None,
         }
@@ -193,6 +195,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> TlsUpgrade<FromTokio<T>> for RustlsServe
             }
         });
         TlsInfo {
+            version: conn.protocol_version().map(u16::from),
+            cipher_suite: conn.negotiated_cipher_suite().map(|s| u16::from(s.suite())),
             channel_binding: channel_binding(conn, leaf.map(|c| c.as_ref())),
             peer_identity,
         }

@@ -21,11 +21,14 @@ use std::time::{Duration, Instant};
 use common::{client_tls, pki, server_tls, Pki};
 use embedded_io_adapters::tokio_1::FromTokio;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
-use xmpp_handshake_core::driver::{negotiate, Session};
+use xmpp_handshake_core::connection::{Connection, ConnectionOptions, Negotiator};
+use xmpp_handshake_core::driver::{negotiate_session, Clock as _};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
 use xmpp_handshake_core::receiver::{ReceiverConfig, ReceivingEntity};
 use xmpp_handshake_core::sasl::MemoryStore;
+use xmpp_handshake_core::stream::header::Framing;
 use xmpp_handshake_core::Error;
+use xmpp_handshake_host::clock::TokioClock;
 
 /// Each run gets this long; a run that takes longer is a hang and fails the test.
 const RUN_LIMIT: Duration = Duration::from_secs(10);
@@ -288,6 +291,16 @@ impl Setup {
 /// How each side ended: `Ok` after a negotiation and a clean close (§4.4).
 type Ends = (Result<(), Error>, Result<(), Error>);
 
+/// `machine` as a connection over TCP, with the core's default timers.
+fn tcp<M: Negotiator>(machine: M) -> Connection<M> {
+    Connection::new(
+        machine,
+        Framing::Tcp,
+        ConnectionOptions::default(),
+        TokioClock.now(),
+    )
+}
+
 /// Negotiates (STARTTLS, SCRAM, bind) and closes, both sides over `c` / `s`; `None` if
 /// that took longer than [`RUN_LIMIT`].
 async fn run<C, S>(setup: &Setup, c: C, s: S) -> Option<Ends>
@@ -298,15 +311,29 @@ where
     let mut ctls = client_tls(&setup.pki);
     let mut stls = server_tls(&setup.pki, "example.com");
     let client = async {
-        let n = negotiate(FromTokio::new(c), &mut ctls, setup.initiator(), &mut ()).await?;
+        let n = negotiate_session(
+            FromTokio::new(c),
+            &mut ctls,
+            tcp(setup.initiator()),
+            &mut (),
+            TokioClock,
+        )
+        .await?;
         if n.outcome.jid.as_deref() != Some("juliet@example.com/balcony") {
             return Err(Error::Bind(format!("bound {:?}", n.outcome.jid)));
         }
-        Session::new(n).close().await.map(drop)
+        n.close().await.map(drop)
     };
     let server = async {
-        let n = negotiate(FromTokio::new(s), &mut stls, setup.receiver(), &mut ()).await?;
-        Session::new(n).close().await.map(drop)
+        let n = negotiate_session(
+            FromTokio::new(s),
+            &mut stls,
+            tcp(setup.receiver()),
+            &mut (),
+            TokioClock,
+        )
+        .await?;
+        n.close().await.map(drop)
     };
     tokio::time::timeout(RUN_LIMIT, async { tokio::join!(client, server) })
         .await

@@ -305,6 +305,7 @@ impl<M: Negotiator> Connection<M> {
                     let n = bound.framer.push(rest);
                     rest = rest.get(n..).unwrap_or_default();
                     let progressed = self.read_frames(now);
+                    self.heard_between_elements(n, now);
                     if n == 0 && !progressed && !self.is_closed() {
                         // A full buffer without a frame, which the framer reports itself
                         // (§13.12); this only guards the loop.
@@ -340,6 +341,7 @@ impl<M: Negotiator> Connection<M> {
                 if !self.read_frames(now) && n == 0 {
                     self.stream_error(StreamError::new(StreamErrorCondition::PolicyViolation));
                 }
+                self.heard_between_elements(n, now);
             }
         }
     }
@@ -662,6 +664,18 @@ impl<M: Negotiator> Connection<M> {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// §4.6.1: bytes that leave the peer between elements (whitespace keep-alives: the
+    /// framer reports a run of them once) are a sign of life; a stanza dribbled without end
+    /// is not.
+    fn heard_between_elements(&mut self, n: usize, now: Duration) {
+        if let Phase::Bound(bound) | Phase::Closing(bound) = &self.phase {
+            if n > 0 && bound.framer.pending().is_empty() {
+                self.last_heard = now;
+                self.pinged = false;
             }
         }
     }

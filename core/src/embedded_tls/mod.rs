@@ -646,7 +646,9 @@ where
                 server_end_point: self.verifier.tls_server_end_point(),
                 ..ChannelBindingData::default()
             },
-            peer_identity: None,
+            // embedded-tls speaks TLS 1.3 only.
+            version: Some(0x0304),
+            ..TlsInfo::default()
         }
     }
 }

@@ -13,12 +13,13 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair}
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
-use xmpp_handshake_core::connection::{Outcome, Step};
-use xmpp_handshake_core::driver::{negotiate, Observer, Session, TlsUpgrade};
+use xmpp_handshake_core::connection::{Connection, ConnectionOptions, Outcome, Step};
+use xmpp_handshake_core::driver::{negotiate_session, Clock as _, Observer, Session, TlsUpgrade};
 use xmpp_handshake_core::initiator::{InitiatingEntity, InitiatorConfig};
 use xmpp_handshake_core::receiver::{ReceiverConfig, ReceivingEntity};
 use xmpp_handshake_core::sasl::MemoryStore;
 use xmpp_handshake_core::Error;
+use xmpp_handshake_host::clock::TokioClock;
 use xmpp_handshake_host::upgrade::{Certificates, RustlsClient, RustlsServer};
 
 pub struct Pki {
@@ -116,9 +117,14 @@ impl Observer for Steps {
     }
 }
 
-pub type ClientSession = Session<FromTokio<Tap>, FromTokio<tokio_rustls::client::TlsStream<Tap>>>;
+/// A negotiated stream of the initiating entity over `T` (TLS stream `S`).
+pub type Initiated<T, S> = Session<T, S, InitiatingEntity<rand_core::OsRng>, TokioClock>;
+/// A negotiated stream of the receiving entity over `T` (TLS stream `S`).
+pub type Received<T, S> = Session<T, S, ReceivingEntity<rand_core::OsRng, MemoryStore>, TokioClock>;
+
+pub type ClientSession = Initiated<FromTokio<Tap>, FromTokio<tokio_rustls::client::TlsStream<Tap>>>;
 pub type ServerSession =
-    Session<FromTokio<DuplexStream>, FromTokio<tokio_rustls::server::TlsStream<DuplexStream>>>;
+    Received<FromTokio<DuplexStream>, FromTokio<tokio_rustls::server::TlsStream<DuplexStream>>>;
 
 /// Both roles, negotiated against each other over an in-memory pipe.
 pub struct Pair<C = ClientSession, S = ServerSession> {
@@ -129,7 +135,7 @@ pub struct Pair<C = ClientSession, S = ServerSession> {
     pub steps: Vec<Step>,
 }
 
-impl<C, S> Pair<Session<FromTokio<Tap>, C>, S> {
+impl<C, S> Pair<Initiated<FromTokio<Tap>, C>, S> {
     pub fn client_outcome(&self) -> Result<&Outcome, &Error> {
         self.client.as_ref().map(|s| &s.outcome)
     }
@@ -142,7 +148,7 @@ pub async fn run_pair_with<C, S>(
     store: MemoryStore,
     mut client_tls: C,
     server_tls: S,
-) -> Pair<Session<FromTokio<Tap>, C::Stream>, Session<FromTokio<DuplexStream>, S::Stream>>
+) -> Pair<Initiated<FromTokio<Tap>, C::Stream>, Received<FromTokio<DuplexStream>, S::Stream>>
 where
     C: TlsUpgrade<FromTokio<Tap>>,
     S: TlsUpgrade<FromTokio<DuplexStream>>,
@@ -158,7 +164,7 @@ pub async fn run_pair_borrowing<C, S>(
     store: MemoryStore,
     client_tls: &mut C,
     mut server_tls: S,
-) -> Pair<Session<FromTokio<Tap>, C::Stream>, Session<FromTokio<DuplexStream>, S::Stream>>
+) -> Pair<Initiated<FromTokio<Tap>, C::Stream>, Received<FromTokio<DuplexStream>, S::Stream>>
 where
     C: TlsUpgrade<FromTokio<Tap>>,
     S: TlsUpgrade<FromTokio<DuplexStream>>,
@@ -170,17 +176,38 @@ where
         written: written.clone(),
     };
     let server = async move {
-        let machine = ReceivingEntity::new(server_config, rand_core::OsRng, store);
-        negotiate(FromTokio::new(b), &mut server_tls, machine, &mut ())
-            .await
-            .map(Session::new)
+        let connection = Connection::accept(
+            server_config,
+            rand_core::OsRng,
+            store,
+            ConnectionOptions::default(),
+            TokioClock.now(),
+        );
+        negotiate_session(
+            FromTokio::new(b),
+            &mut server_tls,
+            connection,
+            &mut (),
+            TokioClock,
+        )
+        .await
     };
     let mut steps = Steps::default();
     let client = async {
-        let machine = InitiatingEntity::new(config, rand_core::OsRng);
-        negotiate(FromTokio::new(tap), client_tls, machine, &mut steps)
-            .await
-            .map(Session::new)
+        let connection = Connection::initiate(
+            config,
+            rand_core::OsRng,
+            ConnectionOptions::default(),
+            TokioClock.now(),
+        );
+        negotiate_session(
+            FromTokio::new(tap),
+            client_tls,
+            connection,
+            &mut steps,
+            TokioClock,
+        )
+        .await
     };
     let (client, server) = tokio::time::timeout(std::time::Duration::from_secs(20), async {
         tokio::join!(client, server)
