@@ -24,43 +24,11 @@ use alloc::vec::Vec;
 
 use crate::stream::error::{StreamError, StreamErrorCondition};
 use crate::stream::header::{ContentNamespace, Framing, StreamHeader, NS_FRAMING, NS_STREAMS};
-use crate::xml::element::{parsing_options, within_cost, xml_error};
+use crate::xml::document;
+use crate::xml::limits::within_cost;
 
-/// Bounds on what a peer may make us hold (RFC 6120 §13.12: resource exhaustion).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest top-level element, in bytes; also the framer's buffer size.
-    pub max_element_bytes: usize,
-    /// Largest stream header, in bytes.
-    pub max_header_bytes: usize,
-    /// Deepest element nesting inside a top-level element.
-    pub max_depth: usize,
-    /// Most attributes on one element.
-    pub max_attributes: usize,
-    /// Most heap one element's parse may take, as bounded by
-    /// [`crate::xml::element::parse_cost`] before parsing: roxmltree reserves records per `<`
-    /// and per `=` of the text, so a small element can cost far more than its size. A larger
-    /// element is refused with `policy-violation` (§4.9.3.14, §13.12). The default,
-    /// [`crate::xml::element::parse_cost_ceiling`] of the other defaults (~140 MB on 64-bit
-    /// targets), refuses no element they allow; a device sets what its heap can spare.
-    pub max_parse_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        let limits = Limits {
-            max_element_bytes: 64 * 1024,
-            max_header_bytes: 2048,
-            max_depth: 32,
-            max_attributes: 32,
-            max_parse_bytes: 0,
-        };
-        Limits {
-            max_parse_bytes: crate::xml::element::parse_cost_ceiling(&limits),
-            ..limits
-        }
-    }
-}
+// `Limits` was defined here; the path stays for the crates that use it.
+pub use crate::xml::limits::Limits;
 
 /// One unit of the stream.
 #[derive(Debug, PartialEq, Eq)]
@@ -834,8 +802,7 @@ fn parse_stream_header(tag: &str, limits: &Limits) -> Result<StreamHeader, Strea
     let mut text = String::with_capacity(open.len() + 2);
     text.push_str(open);
     text.push_str("/>");
-    let doc = roxmltree::Document::parse_with_options(&text, parsing_options(text.len()))
-        .map_err(xml_error)?;
+    let doc = document::parse(&text)?;
     let root = doc.root_element();
     let name = root.tag_name();
     if name.namespace() != Some(NS_STREAMS) || name.name() != "stream" {
@@ -876,8 +843,7 @@ fn websocket_frame<'b>(text: &'b str, limits: &Limits) -> Result<Frame<'b>, Stre
         return Ok(Frame::Element(text));
     }
     within_cost(text, 0, limits)?;
-    let doc = roxmltree::Document::parse_with_options(text, parsing_options(text.len()))
-        .map_err(xml_error)?;
+    let doc = document::parse(text)?;
     let root = doc.root_element();
     if root.tag_name().namespace() != Some(NS_FRAMING) {
         return Ok(Frame::Element(text));
