@@ -10,7 +10,7 @@
 //! [`Limits::max_parse_bytes`] is refused with [`too_costly`] instead of parsed.
 
 use crate::stream::error::{StreamError, StreamErrorCondition};
-use crate::stream::header::NS_STREAMS;
+use crate::stream::namespaces::NS_STREAMS;
 
 /// Bounds on what a peer may make us hold (RFC 6120 §13.12: resource exhaustion).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
