@@ -70,6 +70,7 @@
 
 pub mod base64;
 mod client;
+mod credentials;
 #[cfg(feature = "digest-md5")]
 mod digest_md5;
 pub mod element;
@@ -80,15 +81,14 @@ mod server;
 mod simple;
 
 pub use client::{ClientMechanism, Credentials};
+pub use credentials::{CredentialStore, MemoryStore};
 pub use error::{SaslError, SaslFailure};
 pub use scram::{escape_saslname, unescape_saslname, ScramCacheEntry, ScramCredentials, ScramHash};
 pub use select::{
     check_offered, choose, choose_from, select, CbPolicy, CredentialKind, Gs2CbFlag, Minimum,
     SaslPolicy, Selection,
 };
-pub use server::{
-    CredentialStore, MemoryStore, ServerContext, ServerMechanism, ServerOptions, ServerStep,
-};
+pub use server::{ServerContext, ServerMechanism, ServerOptions, ServerStep};
 
 use alloc::vec::Vec;
 use core::fmt;
