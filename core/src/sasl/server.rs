@@ -8,11 +8,12 @@ use core::fmt;
 
 use rand_core::{CryptoRng, RngCore};
 
+use super::channel_binding::{ChannelBindingData, ChannelBindingType};
 use super::credentials::CredentialStore;
 use super::error::SaslFailure;
+use super::mechanism::Mechanism;
 use super::scram::{ScramHash, ScramServer, ScramServerStep};
 use super::simple::{parse_plain, valid_anonymous_trace};
-use super::{ChannelBindingData, ChannelBindingType, Mechanism};
 
 /// What a server offers (§6.3.3). [`Default`]: SCRAM-SHA-256 and SCRAM-SHA-1 (with `-PLUS`
 /// when binding data exists), PLAIN over TLS, EXTERNAL when the TLS layer authenticated a

@@ -8,9 +8,10 @@ use alloc::vec::Vec;
 use super::hash::{ct_eq, ScramHash};
 use super::keys::ScramCacheEntry;
 use super::message::{self, ServerFinal};
+use crate::sasl::channel_binding::ChannelBindingData;
 use crate::sasl::error::SaslError;
+use crate::sasl::mechanism::Mechanism;
 use crate::sasl::select::Gs2CbFlag;
-use crate::sasl::{ChannelBindingData, Mechanism};
 
 enum ClientState {
     Initial,

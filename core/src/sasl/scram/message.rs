@@ -21,9 +21,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::sasl::base64::{decode_strict, encode};
+use crate::sasl::channel_binding::ChannelBindingType;
 use crate::sasl::error::{SaslError, SaslFailure};
 use crate::sasl::select::Gs2CbFlag;
-use crate::sasl::ChannelBindingType;
 
 /// What a server refuses a message with: the condition for `<failure/>` and why, for logs
 /// and `<text/>`.

@@ -15,10 +15,11 @@ use super::hash::{ct_eq, ScramHash};
 use super::keys::ScramCredentials;
 use super::message::{self, ClientFinal, Refusal};
 use crate::sasl::base64::encode;
+use crate::sasl::channel_binding::ChannelBindingData;
 use crate::sasl::credentials::CredentialStore;
 use crate::sasl::error::SaslFailure;
+use crate::sasl::mechanism::Mechanism;
 use crate::sasl::select::Gs2CbFlag;
-use crate::sasl::{ChannelBindingData, Mechanism};
 
 /// Iteration count of the made-up credentials for unknown users.
 const FAKE_ITERATIONS: u32 = 4096;
