@@ -8,13 +8,14 @@ use core::fmt;
 use rand_core::{CryptoRng, RngCore};
 
 use super::base64::encode;
+use super::channel_binding::ChannelBindingData;
 #[cfg(feature = "digest-md5")]
 use super::digest_md5::DigestMd5Client;
 use super::error::{SaslError, SaslFailure};
+use super::mechanism::Mechanism;
 use super::scram::{ScramCacheEntry, ScramClient, ScramClientParams};
 use super::select::{CredentialKind, Gs2CbFlag, SaslPolicy, Selection};
 use super::simple::{external_message, plain_message, valid_anonymous_trace};
-use super::{ChannelBindingData, Mechanism};
 
 /// What the client authenticates with. `Debug` never shows the password or cached keys.
 #[derive(Clone, Default)]

@@ -6,7 +6,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::base64::{decode_payload, encode_payload};
-use super::{Mechanism, SaslFailure};
+use super::error::SaslFailure;
+use super::mechanism::Mechanism;
 use crate::stream::features::NS_SASL;
 use crate::xml::escape::escape_text;
 

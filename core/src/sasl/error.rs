@@ -3,7 +3,8 @@
 use alloc::string::String;
 use core::fmt;
 
-use super::{ChannelBindingType, Mechanism};
+use super::channel_binding::ChannelBindingType;
+use super::mechanism::Mechanism;
 
 macro_rules! failures {
     ($($(#[$doc:meta])* $variant:ident = $name:literal, $advice:literal;)*) => {

@@ -22,8 +22,10 @@
 
 use alloc::string::String;
 
+use super::channel_binding::{ChannelBindingData, ChannelBindingType};
 use super::error::SaslError;
-use super::{ChannelBindingData, ChannelBindingType, Mechanism, MechanismSet, ScramHash};
+use super::mechanism::{Mechanism, MechanismSet};
+use super::scram::ScramHash;
 
 /// The weakest mechanism the client accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,14 +1,16 @@
-//! Stream headers (RFC 6120 §4.7) and their RFC 7395 WebSocket equivalent, `<open/>`.
+//! Stream headers (RFC 6120 §4.7) and their RFC 7395 WebSocket equivalent, `<open/>`: the
+//! peer's, parsed from the start tag the framer cut into a [`StreamHeader`], and ours,
+//! written by [`HeaderOut::write`].
 
 use alloc::string::String;
 use core::fmt::Write as _;
 
+use crate::stream::error::{StreamError, StreamErrorCondition};
+use crate::xml::document;
 use crate::xml::escape::escape_attr;
+use crate::xml::limits::{within_cost, Limits};
 
-/// `http://etherx.jabber.org/streams`, the namespace of `<stream:stream>` (§4.8.1).
-pub const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
-/// `urn:ietf:params:xml:ns:xmpp-framing`, RFC 7395's `<open/>` and `<close/>`.
-pub const NS_FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
+pub use crate::stream::namespaces::{NS_FRAMING, NS_STREAMS};
 
 /// The content namespace of a stream (§4.8.2): client-to-server or server-to-server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,5 +142,179 @@ pub fn closing_tag(framing: Framing) -> &'static str {
     match framing {
         Framing::Tcp => "</stream:stream>",
         Framing::WebSocket => "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>",
+    }
+}
+
+/// Parses the peer's stream header (§4.7) from its start tag as the framer cut it, from `<`
+/// to `>`, checking its namespaces (§4.8) and version (§4.7.5). The tag's parse is bounded
+/// by `limits` like an element's ([`Limits::max_parse_bytes`]).
+pub(crate) fn parse(tag: &str, limits: &Limits) -> Result<StreamHeader, StreamError> {
+    // The tag is left open by the peer; close it so it parses as a document.
+    let open = tag.strip_suffix('>').unwrap_or(tag);
+    within_cost(open, 2, limits)?;
+    let mut text = String::with_capacity(open.len() + 2);
+    text.push_str(open);
+    text.push_str("/>");
+    let doc = document::parse(&text)?;
+    let root = doc.root_element();
+    let name = root.tag_name();
+    if name.namespace() != Some(NS_STREAMS) || name.name() != "stream" {
+        return Err(StreamError::with_text(
+            StreamErrorCondition::InvalidNamespace,
+            "the stream header must be <stream> in http://etherx.jabber.org/streams",
+        ));
+    }
+    let default_ns = root.default_namespace();
+    if default_ns.and_then(ContentNamespace::from_name).is_none() {
+        return Err(StreamError::with_text(
+            StreamErrorCondition::InvalidNamespace,
+            "the default namespace must be jabber:client or jabber:server",
+        ));
+    }
+    // The qualified name's prefix; the namespace check above proves it is bound to
+    // NS_STREAMS (an unprefixed name would be in the default namespace).
+    let qname = open
+        .get(1..)
+        .unwrap_or_default()
+        .split(|c: char| c.is_ascii_whitespace())
+        .next()
+        .unwrap_or_default();
+    let prefix = qname.split_once(':').map_or("", |(prefix, _)| prefix);
+    attributes(root, default_ns, prefix)
+}
+
+/// The header in an RFC 7395 `<open/>` (§3.3), an element the framer parsed and found in
+/// [`NS_FRAMING`]: its attributes as in a stream header; no content namespace or prefix.
+pub(crate) fn from_open(open: roxmltree::Node<'_, '_>) -> Result<StreamHeader, StreamError> {
+    attributes(open, None, "")
+}
+
+/// The header's attributes (§4.7.1 – §4.7.5); a version whose major number is not 1 is
+/// `unsupported-version` (§4.7.5); an absent one is left to the state machines.
+fn attributes(
+    root: roxmltree::Node<'_, '_>,
+    default_ns: Option<&str>,
+    prefix: &str,
+) -> Result<StreamHeader, StreamError> {
+    let attribute = |name| root.attribute(name).map(String::from);
+    let header = StreamHeader {
+        from: attribute("from"),
+        to: attribute("to"),
+        id: attribute("id"),
+        version: attribute("version"),
+        lang: root
+            .attribute((roxmltree::NS_XML_URI, "lang"))
+            .map(String::from),
+        default_ns: default_ns.map(String::from),
+        stream_prefix: String::from(prefix),
+    };
+    if header.version.is_some() && !matches!(header.version_numbers(), Some((1, _))) {
+        return Err(StreamError::with_text(
+            StreamErrorCondition::UnsupportedVersion,
+            "only XMPP version 1.x is supported",
+        ));
+    }
+    Ok(header)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use StreamErrorCondition as C;
+
+    const HEADER: &str = "<stream:stream xmlns='jabber:client' \
+        xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
+
+    fn parsed(tag: &str) -> Result<StreamHeader, StreamError> {
+        parse(tag, &Limits::default())
+    }
+
+    fn condition(tag: &str) -> Option<C> {
+        parsed(tag).err().map(|e| e.condition)
+    }
+
+    #[test]
+    fn header_fields_are_parsed() {
+        assert_eq!(
+            parsed(
+                "<s:stream xmlns:s='http://etherx.jabber.org/streams' \
+                 xmlns='jabber:server' from='a.example' to='b.example' id='x&apos;1' \
+                 version='1.1' xml:lang='de'>"
+            ),
+            Ok(StreamHeader {
+                from: Some("a.example".into()),
+                to: Some("b.example".into()),
+                id: Some("x'1".into()),
+                version: Some("1.1".into()),
+                lang: Some("de".into()),
+                default_ns: Some("jabber:server".into()),
+                stream_prefix: "s".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn header_without_version_is_left_to_the_machines() {
+        let header = parsed(
+            "<stream:stream xmlns='jabber:client' \
+             xmlns:stream='http://etherx.jabber.org/streams'>",
+        );
+        assert_eq!(header.map(|h| h.version), Ok(None));
+    }
+
+    #[test]
+    fn header_in_wrong_namespace_is_invalid_namespace() {
+        for header in [
+            // Default namespace neither jabber:client nor jabber:server.
+            "<stream:stream xmlns='jabber:foo' xmlns:stream='http://etherx.jabber.org/streams'>",
+            "<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>",
+            // Stream prefix bound to something else.
+            "<stream:stream xmlns='jabber:client' xmlns:stream='http://example.com/streams'>",
+            // Right namespace, wrong element name.
+            "<stream:foo xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>",
+            // No prefix: the element is in jabber:client.
+            "<stream xmlns='jabber:client'>",
+        ] {
+            assert_eq!(condition(header), Some(C::InvalidNamespace), "{header}");
+        }
+        assert_eq!(
+            condition("<stream:stream xmlns='jabber:client'>"),
+            Some(C::BadNamespacePrefix)
+        );
+    }
+
+    #[test]
+    fn version_2_is_unsupported_version() {
+        for version in ["2.0", "0.9", "x"] {
+            let header = HEADER.replace("1.0", version);
+            assert_eq!(condition(&header), Some(C::UnsupportedVersion));
+        }
+    }
+
+    #[test]
+    fn the_header_we_write_parses_back() {
+        let ours = HeaderOut {
+            ns: ContentNamespace::Server,
+            from: Some("a.example"),
+            to: Some("b'example"),
+            id: Some("x<1"),
+            lang: Some("en"),
+        };
+        let mut out = String::new();
+        ours.write(Framing::Tcp, &mut out);
+        let tag = out.strip_prefix("<?xml version='1.0'?>").unwrap();
+        assert_eq!(
+            parsed(tag),
+            Ok(StreamHeader {
+                from: Some("a.example".into()),
+                to: Some("b'example".into()),
+                id: Some("x<1".into()),
+                version: Some("1.0".into()),
+                lang: Some("en".into()),
+                default_ns: Some("jabber:server".into()),
+                stream_prefix: "stream".into(),
+            })
+        );
     }
 }

@@ -2,3 +2,4 @@
 pub mod error;
 pub mod features;
 pub mod header;
+pub(crate) mod namespaces;

@@ -23,44 +23,12 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::stream::error::{StreamError, StreamErrorCondition};
-use crate::stream::header::{ContentNamespace, Framing, StreamHeader, NS_FRAMING, NS_STREAMS};
-use crate::xml::element::{parsing_options, within_cost, xml_error};
+use crate::stream::header::{self, Framing, StreamHeader, NS_FRAMING};
+use crate::xml::document;
+use crate::xml::limits::within_cost;
 
-/// Bounds on what a peer may make us hold (RFC 6120 §13.12: resource exhaustion).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest top-level element, in bytes; also the framer's buffer size.
-    pub max_element_bytes: usize,
-    /// Largest stream header, in bytes.
-    pub max_header_bytes: usize,
-    /// Deepest element nesting inside a top-level element.
-    pub max_depth: usize,
-    /// Most attributes on one element.
-    pub max_attributes: usize,
-    /// Most heap one element's parse may take, as bounded by
-    /// [`crate::xml::element::parse_cost`] before parsing: roxmltree reserves records per `<`
-    /// and per `=` of the text, so a small element can cost far more than its size. A larger
-    /// element is refused with `policy-violation` (§4.9.3.14, §13.12). The default,
-    /// [`crate::xml::element::parse_cost_ceiling`] of the other defaults (~140 MB on 64-bit
-    /// targets), refuses no element they allow; a device sets what its heap can spare.
-    pub max_parse_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        let limits = Limits {
-            max_element_bytes: 64 * 1024,
-            max_header_bytes: 2048,
-            max_depth: 32,
-            max_attributes: 32,
-            max_parse_bytes: 0,
-        };
-        Limits {
-            max_parse_bytes: crate::xml::element::parse_cost_ceiling(&limits),
-            ..limits
-        }
-    }
-}
+// `Limits` was defined here; the path stays for the crates that use it.
+pub use crate::xml::limits::Limits;
 
 /// One unit of the stream.
 #[derive(Debug, PartialEq, Eq)]
@@ -370,7 +338,7 @@ impl Lexer {
                 Event::Skip => {}
                 Event::KeepAlive => return Ok(Some(Frame::KeepAlive)),
                 Event::Header => {
-                    let header = parse_stream_header(text()?, &self.limits)?;
+                    let header = header::parse(text()?, &self.limits)?;
                     self.closing.clear();
                     self.closing.push_str(&header.stream_prefix);
                     self.closing.push_str(":stream");
@@ -825,44 +793,6 @@ impl Reference {
     }
 }
 
-/// Parses the stream header's start tag (§4.7), checking its namespaces (§4.8) and version
-/// (§4.7.5).
-fn parse_stream_header(tag: &str, limits: &Limits) -> Result<StreamHeader, StreamError> {
-    // The tag is left open by the peer; close it so it parses as a document.
-    let open = tag.strip_suffix('>').unwrap_or(tag);
-    within_cost(open, 2, limits)?;
-    let mut text = String::with_capacity(open.len() + 2);
-    text.push_str(open);
-    text.push_str("/>");
-    let doc = roxmltree::Document::parse_with_options(&text, parsing_options(text.len()))
-        .map_err(xml_error)?;
-    let root = doc.root_element();
-    let name = root.tag_name();
-    if name.namespace() != Some(NS_STREAMS) || name.name() != "stream" {
-        return Err(error(
-            StreamErrorCondition::InvalidNamespace,
-            "the stream header must be <stream> in http://etherx.jabber.org/streams",
-        ));
-    }
-    let default_ns = root.default_namespace();
-    if default_ns.and_then(ContentNamespace::from_name).is_none() {
-        return Err(error(
-            StreamErrorCondition::InvalidNamespace,
-            "the default namespace must be jabber:client or jabber:server",
-        ));
-    }
-    // The qualified name's prefix; the namespace check above proves it is bound to
-    // NS_STREAMS (an unprefixed name would be in the default namespace).
-    let qname = open
-        .get(1..)
-        .unwrap_or_default()
-        .split(|c: char| c.is_ascii_whitespace())
-        .next()
-        .unwrap_or_default();
-    let prefix = qname.split_once(':').map_or("", |(prefix, _)| prefix);
-    header_from(root, default_ns, prefix)
-}
-
 /// RFC 7395 §3.3–§3.6: `<open/>` and `<close/>` in the framing namespace are the header and
 /// the end; every other element is an element.
 fn websocket_frame<'b>(text: &'b str, limits: &Limits) -> Result<Frame<'b>, StreamError> {
@@ -876,8 +806,7 @@ fn websocket_frame<'b>(text: &'b str, limits: &Limits) -> Result<Frame<'b>, Stre
         return Ok(Frame::Element(text));
     }
     within_cost(text, 0, limits)?;
-    let doc = roxmltree::Document::parse_with_options(text, parsing_options(text.len()))
-        .map_err(xml_error)?;
+    let doc = document::parse(text)?;
     let root = doc.root_element();
     if root.tag_name().namespace() != Some(NS_FRAMING) {
         return Ok(Frame::Element(text));
@@ -891,35 +820,7 @@ fn websocket_frame<'b>(text: &'b str, limits: &Limits) -> Result<Frame<'b>, Stre
             "stream header too long",
         ));
     }
-    header_from(root, None, "").map(Frame::Header)
-}
-
-/// The header's attributes (§4.7.1 – §4.7.5); a version whose major number is not 1 is
-/// `unsupported-version` (§4.7.5); an absent one is left to the state machines.
-fn header_from(
-    root: roxmltree::Node<'_, '_>,
-    default_ns: Option<&str>,
-    prefix: &str,
-) -> Result<StreamHeader, StreamError> {
-    let attribute = |name| root.attribute(name).map(String::from);
-    let header = StreamHeader {
-        from: attribute("from"),
-        to: attribute("to"),
-        id: attribute("id"),
-        version: attribute("version"),
-        lang: root
-            .attribute((roxmltree::NS_XML_URI, "lang"))
-            .map(String::from),
-        default_ns: default_ns.map(String::from),
-        stream_prefix: String::from(prefix),
-    };
-    if header.version.is_some() && !matches!(header.version_numbers(), Some((1, _))) {
-        return Err(error(
-            StreamErrorCondition::UnsupportedVersion,
-            "only XMPP version 1.x is supported",
-        ));
-    }
-    Ok(header)
+    header::from_open(root).map(Frame::Header)
 }
 
 /// Checks the XML declaration's pseudo-attributes (XML 1.0 §2.8): a `version`, and an
@@ -1383,39 +1284,6 @@ mod tests {
     }
 
     #[test]
-    fn header_fields_are_parsed() {
-        let (frames, error) = tcp(
-            "<?xml version=\"1.0\"?>\n<s:stream xmlns:s='http://etherx.jabber.org/streams' \
-             xmlns='jabber:server' from='a.example' to='b.example' id='x&apos;1' version='1.1' \
-             xml:lang='de'>",
-        );
-        assert_eq!(error, None);
-        assert_eq!(
-            frames,
-            [Owned::Header(StreamHeader {
-                from: Some("a.example".into()),
-                to: Some("b.example".into()),
-                id: Some("x'1".into()),
-                version: Some("1.1".into()),
-                lang: Some("de".into()),
-                default_ns: Some("jabber:server".into()),
-                stream_prefix: "s".into(),
-            })]
-        );
-    }
-
-    #[test]
-    fn header_without_version_is_left_to_the_machines() {
-        let (frames, error) = tcp("<stream:stream xmlns='jabber:client' \
-             xmlns:stream='http://etherx.jabber.org/streams'>");
-        assert_eq!(error, None);
-        let Some(Owned::Header(header)) = frames.first() else {
-            panic!("no header: {frames:?}");
-        };
-        assert_eq!(header.version, None);
-    }
-
-    #[test]
     fn stream_closes_with_the_prefix_its_header_used() {
         let header = "<s:stream xmlns='jabber:client' xmlns:s='http://etherx.jabber.org/streams'>";
         let mut input = String::from(header);
@@ -1788,44 +1656,6 @@ mod tests {
         };
         let (_, error) = run(Framing::Tcp, limits, HEADER.as_bytes());
         assert_eq!(error.map(|e| e.condition), Some(C::PolicyViolation));
-    }
-
-    #[test]
-    fn header_in_wrong_namespace_is_invalid_namespace() {
-        for header in [
-            // Default namespace neither jabber:client nor jabber:server.
-            "<stream:stream xmlns='jabber:foo' xmlns:stream='http://etherx.jabber.org/streams'>",
-            "<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>",
-            // Stream prefix bound to something else.
-            "<stream:stream xmlns='jabber:client' xmlns:stream='http://example.com/streams'>",
-            // Right namespace, wrong element name.
-            "<stream:foo xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>",
-            // No prefix: the element is in jabber:client.
-            "<stream xmlns='jabber:client'>",
-        ] {
-            assert_eq!(
-                tcp(header).1.map(|e| e.condition),
-                Some(C::InvalidNamespace),
-                "{header}"
-            );
-        }
-        assert_eq!(
-            tcp("<stream:stream xmlns='jabber:client'>")
-                .1
-                .map(|e| e.condition),
-            Some(C::BadNamespacePrefix)
-        );
-    }
-
-    #[test]
-    fn version_2_is_unsupported_version() {
-        for version in ["2.0", "0.9", "x"] {
-            let header = HEADER.replace("1.0", version);
-            assert_eq!(
-                tcp(&header).1.map(|e| e.condition),
-                Some(C::UnsupportedVersion)
-            );
-        }
     }
 
     #[test]
