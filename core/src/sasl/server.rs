@@ -9,6 +9,8 @@ use core::fmt;
 
 use rand_core::{CryptoRng, RngCore};
 
+use crate::jid::Jid;
+
 use super::error::SaslFailure;
 use super::scram::{ScramCredentials, ScramHash, ScramServer, ScramServerStep};
 use super::simple::{parse_plain, valid_anonymous_trace};
@@ -36,14 +38,11 @@ pub trait CredentialStore {
     }
 
     /// May `authcid` act as `authzid` (§6.3.8)? The default allows only the user's own
-    /// identity: `authzid` equal to `authcid`, or `authcid@domain` without a resource. The
+    /// identity: `authzid` equal to `authcid`, or the bare JID `authcid@domain` (RFC 7622). The
     /// caller still checks that the domain is its own (it is in `ServerStep::Success`).
     fn authorize(&self, authcid: &str, authzid: &str) -> Result<(), SaslFailure> {
         let own = authzid == authcid
-            || authzid
-                .strip_prefix(authcid)
-                .and_then(|rest| rest.strip_prefix('@'))
-                .is_some_and(|domain| !domain.is_empty() && !domain.contains(['/', '@']));
+            || Jid::parse(authzid).is_ok_and(|jid| jid.is_bare() && jid.local() == Some(authcid));
         if own {
             Ok(())
         } else {
@@ -796,6 +795,8 @@ mod tests {
             "juliet@",
             "julietx@example.com",
             "juliet@a@b",
+            "juliet@exa mple.com",
+            "juliet@example.com/",
         ] {
             assert_eq!(
                 s.authorize("juliet", other),
