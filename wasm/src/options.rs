@@ -9,6 +9,7 @@
 
 use js_sys::{Function, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
+use xmpp_handshake_core::jid::{check_resource, Jid};
 use xmpp_handshake_core::sasl::CbPolicy;
 
 use crate::error::Failure;
@@ -125,9 +126,12 @@ pub fn parse(options: &JsValue) -> Result<Options, Failure> {
     let url = string(options, "url", true)?.unwrap_or_default();
     let wss = check_url(&url)?;
     let jid = string(options, "jid", true)?.unwrap_or_default();
-    let (username, domain) = split_jid(&jid)?;
+    let (username, domain) = account(&jid)?;
     let password = string(options, "password", true)?.unwrap_or_default();
     let resource = string(options, "resource", false)?.filter(|r| !r.is_empty());
+    if let Some(r) = &resource {
+        check_resource(r).map_err(|e| Failure::config(format!("resource: {e}")))?;
+    }
     let anchors = match string(options, "ca", false)? {
         Some(pem) => pem_certificates(&pem)?,
         None => Vec::new(),
@@ -221,17 +225,16 @@ pub fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// `local@domain` (a resource in the JID is ignored: use the `resource` option).
-fn split_jid(jid: &str) -> Result<(String, String), Failure> {
-    let bare = jid.split('/').next().unwrap_or_default();
-    match bare.split_once('@') {
-        Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
-            Ok((local.to_string(), domain.to_ascii_lowercase()))
-        }
-        _ => Err(Failure::config(format!(
-            "jid must be user@domain, not {jid:?}"
-        ))),
-    }
+/// The localpart and canonical domainpart of `jid`, which must be `user@domain` (RFC 7622,
+/// parsed by core's [`Jid`]); a resource in the JID is ignored: use the `resource` option.
+fn account(jid: &str) -> Result<(String, String), Failure> {
+    let jid = Jid::parse(jid)
+        .and_then(Jid::require_local)
+        .map_err(|e| Failure::config(format!("jid must be user@domain, not {jid:?}: {e}")))?;
+    Ok((
+        jid.local().unwrap_or_default().to_string(),
+        jid.domain().to_string(),
+    ))
 }
 
 /// The DER certificates of every `CERTIFICATE` block in `pem`.
