@@ -32,11 +32,10 @@ pub struct Options {
     pub url: String,
     /// Whether the WebSocket itself is TLS (`wss://`).
     pub wss: bool,
-    /// The JID's localpart.
-    pub username: String,
-    /// The JID's domainpart: `to`, the TLS server name and the certificate's reference
-    /// identity (RFC 6120 §13.7.2.1).
-    pub domain: String,
+    /// The account's bare JID (`jid`, any resource dropped). Its localpart is the SASL
+    /// user name; its domainpart the stream's `to`, the TLS server name and the
+    /// certificate's reference identity (RFC 6120 §13.7.2.1).
+    pub jid: Jid,
     /// `password`
     pub password: String,
     /// `resource`
@@ -126,7 +125,7 @@ pub fn parse(options: &JsValue) -> Result<Options, Failure> {
     let url = string(options, "url", true)?.unwrap_or_default();
     let wss = check_url(&url)?;
     let jid = string(options, "jid", true)?.unwrap_or_default();
-    let (username, domain) = account(&jid)?;
+    let jid = account(&jid)?;
     let password = string(options, "password", true)?.unwrap_or_default();
     let resource = string(options, "resource", false)?.filter(|r| !r.is_empty());
     if let Some(r) = &resource {
@@ -172,8 +171,7 @@ pub fn parse(options: &JsValue) -> Result<Options, Failure> {
         mode,
         url,
         wss,
-        username,
-        domain,
+        jid,
         password,
         resource,
         anchors,
@@ -225,16 +223,13 @@ pub fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The localpart and canonical domainpart of `jid`, which must be `user@domain` (RFC 7622,
-/// parsed by core's [`Jid`]); a resource in the JID is ignored: use the `resource` option.
-fn account(jid: &str) -> Result<(String, String), Failure> {
-    let jid = Jid::parse(jid)
+/// The bare JID of `jid`, which must be `user@domain` (RFC 7622, parsed by core's [`Jid`]);
+/// a resource in the JID is ignored: use the `resource` option.
+fn account(jid: &str) -> Result<Jid, Failure> {
+    Jid::parse(jid)
         .and_then(Jid::require_local)
-        .map_err(|e| Failure::config(format!("jid must be user@domain, not {jid:?}: {e}")))?;
-    Ok((
-        jid.local().unwrap_or_default().to_string(),
-        jid.domain().to_string(),
-    ))
+        .map(|jid| jid.bare())
+        .map_err(|e| Failure::config(format!("jid must be user@domain, not {jid:?}: {e}")))
 }
 
 /// The DER certificates of every `CERTIFICATE` block in `pem`.
