@@ -1,7 +1,9 @@
 //! Resource binding (RFC 6120 §7): the `<bind/>` request and its result, both roles.
 
+use alloc::format;
 use alloc::string::String;
 
+use crate::jid::Jid;
 use crate::stream::features::NS_BIND;
 use crate::xml::escape::{escape_attr, escape_text};
 
@@ -12,7 +14,7 @@ pub const REQUEST_ID: &str = "bind_1";
 pub const FEATURE: &str = "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>";
 
 /// The largest resourcepart, in bytes (RFC 7622 §3.4).
-pub const MAX_RESOURCE_BYTES: usize = 1023;
+pub const MAX_RESOURCE_BYTES: usize = crate::jid::MAX_PART_BYTES;
 
 /// The client's request: a resource of its choice, or one the server picks (§7.5, §7.6).
 pub fn request(resource: Option<&str>) -> String {
@@ -74,7 +76,10 @@ pub fn parse_request(node: roxmltree::Node<'_, '_>) -> Option<(String, Option<St
 
 /// The answer to our request: `Ok(full JID)` or `Err(condition)`. `None` if `node` is not
 /// the answer to [`REQUEST_ID`].
-pub fn parse_response(node: roxmltree::Node<'_, '_>) -> Option<Result<String, String>> {
+///
+/// The `<jid/>` of a result must be a full JID (§7.6.1, RFC 7622): one that [`Jid::parse`]
+/// refuses, or one without a resourcepart, is an `Err` saying why.
+pub fn parse_response(node: roxmltree::Node<'_, '_>) -> Option<Result<Jid, String>> {
     if node.tag_name().name() != "iq" || node.attribute("id") != Some(REQUEST_ID) {
         return None;
     }
@@ -83,9 +88,14 @@ pub fn parse_response(node: roxmltree::Node<'_, '_>) -> Option<Result<String, St
             bind_child(node)
                 .and_then(|b| b.children().find(|c| c.tag_name().name() == "jid"))
                 .and_then(|j| j.text())
-                .map(|t| String::from(t.trim()))
+                .map(str::trim)
                 .filter(|t| !t.is_empty())
-                .ok_or_else(|| String::from("result without a JID")),
+                .ok_or_else(|| String::from("result without a JID"))
+                .and_then(|t| {
+                    Jid::parse(t)
+                        .and_then(Jid::require_resource)
+                        .map_err(|e| format!("the result's JID is not a full JID: {e}"))
+                }),
         ),
         Some("error") => {
             let condition = node

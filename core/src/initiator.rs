@@ -623,7 +623,7 @@ impl ExpectBindResult {
         match bind::parse_response(node) {
             Some(Ok(jid)) => {
                 cx.outbox.step(Step::Bound);
-                Ok(cx.negotiated(self.features, self.stream_id, Some(jid)))
+                Ok(cx.negotiated(self.features, self.stream_id, Some(jid.into_string())))
             }
             Some(Err(condition)) => Err(cx.close(Error::Bind(condition))),
             None => Err(unexpected("the bind result", node)),

@@ -17,6 +17,7 @@
 //! [`initiator`] and [`receiver`] are the two state machines; they take parsed frames and
 //! return bytes to send and actions. [`xml::framer`] cuts bytes into frames in a bounded
 //! buffer. [`driver`] runs a machine over an `embedded-io-async` transport.
+//! [`jid`] is the XMPP address (RFC 7622) every part of the workspace parses JIDs with.
 //! No I/O, clock or RNG lives here: they come in through traits and arguments.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -34,6 +35,7 @@ pub mod driver;
 pub mod embedded_tls;
 pub mod error;
 pub mod initiator;
+pub mod jid;
 pub mod receiver;
 pub mod sasl;
 pub mod stanza;
@@ -45,3 +47,4 @@ pub mod trust;
 pub mod xml;
 
 pub use error::Error;
+pub use jid::{Jid, JidError};

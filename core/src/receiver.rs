@@ -18,6 +18,7 @@ use rand_core::{CryptoRng, RngCore};
 use crate::bind;
 use crate::connection::{Event, Negotiator, Outbox, Outcome, Step, TlsInfo};
 use crate::initiator::qualified_name;
+use crate::jid::{self, Jid};
 use crate::sasl::element::{self as sasl_element, Received};
 use crate::sasl::{
     CredentialStore, Mechanism, SaslFailure, ServerContext, ServerMechanism, ServerOptions,
@@ -453,25 +454,20 @@ impl ExpectResponse {
                 authcid,
                 authzid,
             }) => {
-                let identity = match (authzid, cx.config.ns) {
-                    (Some(authzid), _) if authzid.contains('@') => authzid,
-                    // EXTERNAL: the certificate's XmppAddr is already a bare JID.
-                    (_, ContentNamespace::Client) if authcid.contains('@') => authcid,
-                    (_, ContentNamespace::Client) => format!("{authcid}@{}", self.auth.domain),
-                    (_, ContentNamespace::Server) => authcid,
+                let identity = match cx.config.ns {
+                    ContentNamespace::Client => {
+                        match client_identity(&authcid, authzid.as_deref(), &self.auth.domain) {
+                            Ok(jid) => jid.into_string(),
+                            Err(why) => {
+                                return self.auth.failed(cx, SaslFailure::InvalidAuthzid, Some(why))
+                            }
+                        }
+                    }
+                    ContentNamespace::Server => match authzid {
+                        Some(authzid) if authzid.contains('@') => authzid,
+                        _ => authcid,
+                    },
                 };
-                // A client identity of another domain is not an account here (§6.3.8).
-                let domain_ok = cx.config.ns == ContentNamespace::Server
-                    || identity
-                        .rsplit_once('@')
-                        .is_some_and(|(_, d)| eq_domain(d, &self.auth.domain));
-                if !domain_ok {
-                    return self.auth.failed(
-                        cx,
-                        SaslFailure::InvalidAuthzid,
-                        Some("identity of another domain"),
-                    );
-                }
                 cx.outbox
                     .send(&sasl_element::success(additional_data.as_deref()));
                 cx.outbox.step(Step::Authenticated);
@@ -499,18 +495,21 @@ impl ExpectBind {
         let resource = match resource {
             // §7.6: the server MAY override; it generates one when none is requested.
             None => random_hex(cx.rng, 8),
-            Some(r) if valid_resource(&r) => r,
+            // RFC 7622 §3.4.
+            Some(r) if jid::check_resource(&r).is_ok() => r,
             Some(_) => {
                 cx.outbox.send(&bind::error(&id, "modify", "bad-request"));
                 return Ok(State::Bind(self));
             }
         };
-        let bare = cx
-            .learned
-            .identity
-            .clone()
-            .unwrap_or_else(|| self.domain.clone());
-        let jid = format!("{bare}/{resource}");
+        let bare = cx.learned.identity.as_deref().unwrap_or(&self.domain);
+        let Ok(jid) = Jid::parse(bare).and_then(|bare| bare.with_resource(&resource)) else {
+            // Only a configured domain that is not a JID domainpart gets here.
+            cx.outbox
+                .send(&bind::error(&id, "cancel", "internal-server-error"));
+            return Ok(State::Bind(self));
+        };
+        let jid = jid.into_string();
         cx.outbox.send(&bind::result(&id, &jid));
         cx.outbox.step(Step::Bound);
         let features = StreamFeatures {
@@ -521,9 +520,32 @@ impl ExpectBind {
     }
 }
 
-/// A resourcepart (RFC 7622 §3.4): 1 to 1023 bytes, no control characters.
-fn valid_resource(r: &str) -> bool {
-    !r.is_empty() && r.len() <= bind::MAX_RESOURCE_BYTES && !r.chars().any(char::is_control)
+/// The bare JID a client authenticated as (RFC 6120 §6.3.8): the authzid when it is a JID
+/// (`user@domain`), else the authentication identity when it is one (EXTERNAL: the
+/// certificate's XmppAddr), else `authcid@domain`. It must be a bare JID with a localpart
+/// (RFC 7622), of this domain: `Err` says why not, for the `<failure/>`'s text.
+fn client_identity(
+    authcid: &str,
+    authzid: Option<&str>,
+    domain: &str,
+) -> Result<Jid, &'static str> {
+    // A user name has no '@'; an identity with one is a JID.
+    let given = authzid
+        .filter(|a| a.contains('@'))
+        .or(Some(authcid).filter(|a| a.contains('@')));
+    let jid = match given {
+        Some(jid) => Jid::parse(jid),
+        None => Jid::from_parts(Some(authcid), domain, None),
+    }
+    .map_err(|_| "identity is not a JID")?;
+    if jid.local().is_none() || !jid.is_bare() {
+        return Err("identity is not a bare JID user@domain");
+    }
+    // A client identity of another domain is not an account here.
+    if !eq_domain(jid.domain(), domain) {
+        return Err("identity of another domain");
+    }
+    Ok(jid)
 }
 
 /// Answers `<starttls/>` (§5.4.2.3), unless anything followed it: a ClientHello sent

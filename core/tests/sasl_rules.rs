@@ -647,3 +647,126 @@ fn pipelined_exchange_the_policy_no_longer_chooses_is_aborted_at_its_challenge()
     );
     assert_eq!(outcome.mechanism, Some(Mechanism::ScramSha512));
 }
+
+fn plain_auth_as(authzid: &str, user: &str, password: &str) -> String {
+    let payload = format!("{authzid}\0{user}\0{password}");
+    format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>",
+        base64::encode(payload.as_bytes())
+    )
+}
+
+/// Authenticates `auth` on a fresh [`secure_server`] with `users` added, binds `balcony`
+/// and returns everything the server wrote after the `<auth/>`.
+fn auth_then_bind(users: &[&str], auth: &str) -> String {
+    let mut config = ReceiverConfig::client_to_server("example.com");
+    config.secure_transport = true;
+    config.sasl = Some(ServerOptions {
+        channel_binding: false,
+        ..ServerOptions::default()
+    });
+    let mut store = MemoryStore::new();
+    for user in users {
+        store.add_password(user, "r0m30", 4096, &mut CountingRng(9));
+    }
+    let mut r = ReceivingEntity::with_tls(config, CountingRng(0), store, TlsInfo::default());
+    feed(&mut r, I_HEADER.as_bytes(), 4096).unwrap();
+    output(&mut r);
+    feed(&mut r, auth.as_bytes(), 4096).unwrap();
+    let mut out = output(&mut r);
+    if out.contains("<success") {
+        feed(&mut r, I_HEADER.as_bytes(), 4096).unwrap();
+        output(&mut r);
+        let req = "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>balcony</resource></bind></iq>";
+        feed(&mut r, req.as_bytes(), 4096).unwrap();
+        out.push_str(&output(&mut r));
+    }
+    out
+}
+
+#[test]
+fn rfc6120_6_3_8_the_authzid_is_the_bare_jid_bound_in_its_canonical_form() {
+    // RFC 7622 §3.2: the domainpart compares case-insensitively; the server binds the
+    // canonical form.
+    let out = auth_then_bind(
+        &["juliet"],
+        &plain_auth_as("juliet@EXAMPLE.com.", "juliet", "r0m30"),
+    );
+    assert!(
+        out.contains("<jid>juliet@example.com/balcony</jid>"),
+        "{out}"
+    );
+}
+
+#[test]
+fn rfc7622_3_3_1_a_user_name_that_is_no_localpart_gets_invalid_authzid() {
+    // `foo bar@example.com` is not a JID (a space in the localpart): the server has no
+    // address to bind it to.
+    let out = auth_then_bind(&["foo bar"], &plain_auth("foo bar", "r0m30"));
+    assert!(out.contains("<invalid-authzid/>"), "{out}");
+    assert!(!out.contains("<success"), "{out}");
+    let out = auth_then_bind(&["juliet"], &plain_auth("juliet", "r0m30"));
+    assert!(
+        out.contains("<jid>juliet@example.com/balcony</jid>"),
+        "{out}"
+    );
+}
+
+#[test]
+fn rfc7622_3_4_a_requested_resource_with_a_control_character_gets_bad_request() {
+    let mut r = secure_server();
+    feed(&mut r, I_HEADER.as_bytes(), 4096).unwrap();
+    feed(&mut r, plain_auth("juliet", "r0m30").as_bytes(), 4096).unwrap();
+    feed(&mut r, I_HEADER.as_bytes(), 4096).unwrap();
+    output(&mut r);
+    let tab = "<iq type='set' id='b0'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>a&#9;b</resource></bind></iq>";
+    feed(&mut r, tab.as_bytes(), 4096).unwrap();
+    assert!(output(&mut r).contains("<bad-request"));
+    // A resource may hold '@', '/' and spaces.
+    let req = "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>a b/c@d</resource></bind></iq>";
+    feed(&mut r, req.as_bytes(), 4096).unwrap();
+    assert!(output(&mut r).contains("<jid>juliet@example.com/a b/c@d</jid>"));
+}
+
+/// The initiating entity after SASL success, given `bound` as the bind result.
+fn client_bound_with(jid: &str) -> Result<Option<String>, Error> {
+    use xmpp_handshake_core::sasl::Mechanism;
+    let mut i = offer_client(Some(&[Mechanism::Plain]));
+    after_tls(&mut i, &["PLAIN"]);
+    let post = features(&mechanisms(&["PLAIN"]));
+    let success = "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>";
+    feed(
+        &mut i,
+        format!("{R_HEADER}{post}{success}").as_bytes(),
+        4096,
+    )?;
+    output(&mut i);
+    let bound = format!("<iq type='result' id='bind_1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>{jid}</jid></bind></iq>");
+    let bind = features("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>");
+    feed(&mut i, format!("{R_HEADER}{bind}{bound}").as_bytes(), 4096)?;
+    Ok(events(&mut i).1.into_iter().find_map(|e| match e {
+        Event::Negotiated(o) => o.jid,
+        _ => None,
+    }))
+}
+
+#[test]
+fn rfc6120_7_6_1_the_bind_result_must_be_a_full_jid() {
+    assert_eq!(
+        client_bound_with("juliet@Example.COM/balcony")
+            .unwrap()
+            .as_deref(),
+        Some("juliet@example.com/balcony")
+    );
+    for (jid, why) in [
+        ("juliet@example.com", "no resourcepart"),
+        ("@example.com/balcony", "localpart (before `@`) is empty"),
+        ("juliet@example.com/", "resourcepart (after `/`) is empty"),
+        ("juliet@exa mple.com/balcony", "domainpart is not a domain"),
+    ] {
+        match client_bound_with(jid) {
+            Err(Error::Bind(e)) => assert!(e.contains(why), "{jid}: {e}"),
+            other => panic!("{jid}: {other:?}"),
+        }
+    }
+}

@@ -8,6 +8,7 @@
 
 use embassy_net::IpEndpoint;
 use embassy_time::Duration;
+use xmpp_handshake_core::jid::{JidError, JidParts};
 use xmpp_handshake_core::xml::framer::Limits;
 
 use crate::backoff::Backoff;
@@ -52,15 +53,15 @@ pub struct Behaviour<'a> {
 }
 
 impl<'a> Config<'a> {
-    /// `jid` is `user@domain`; echo on, no readings, defaults for the rest.
-    /// Returns `None` when `jid` has no localpart or domain.
-    pub fn new(jid: &'a str, password: &'a str, server: IpEndpoint) -> Option<Self> {
-        let (username, domain) = jid.split_once('@')?;
-        let domain = domain.split('/').next().unwrap_or(domain);
-        if username.is_empty() || domain.is_empty() {
-            return None;
-        }
-        Some(Config {
+    /// `jid` is `user@domain` (RFC 7622, checked by core's [`JidParts`], which borrows it:
+    /// the domain as written, without a trailing dot; a resource in it is ignored, see
+    /// [`Config::resource`]); echo on, no readings, defaults for the rest. `Err` says what
+    /// is wrong with `jid`.
+    pub fn new(jid: &'a str, password: &'a str, server: IpEndpoint) -> Result<Self, JidError> {
+        let jid = JidParts::parse(jid)?;
+        let username = jid.local.ok_or(JidError::MissingLocal)?;
+        let domain = jid.domain;
+        Ok(Config {
             username,
             domain,
             password,
@@ -92,7 +93,7 @@ pub fn from_build_env<'a>(
     period_ms: Option<&'a str>,
 ) -> Option<Config<'a>> {
     let server: core::net::SocketAddrV4 = server?.parse().ok()?;
-    let mut config = Config::new(jid?, password?, (*server.ip(), server.port()).into())?;
+    let mut config = Config::new(jid?, password?, (*server.ip(), server.port()).into()).ok()?;
     config.behaviour.report_to = report_to.filter(|r| !r.is_empty());
     if let Some(ms) = period_ms.and_then(|p| p.parse().ok()) {
         config.behaviour.period = Duration::from_millis(ms);
@@ -176,5 +177,33 @@ mod tests {
         assert!(
             from_build_env(Some("a@b"), Some("pw"), Some("example.test"), None, None).is_none()
         );
+    }
+
+    fn server() -> IpEndpoint {
+        (core::net::Ipv4Addr::new(10, 0, 0, 1), 5222).into()
+    }
+
+    #[test]
+    fn jid_is_checked_by_rfc7622() {
+        // As written (the domain is not lowercased), the trailing dot and a resource left
+        // out.
+        let c = Config::new("alice@Example.test./desk", "pw", server()).unwrap();
+        assert_eq!(
+            (c.username, c.domain, c.resource),
+            ("alice", "Example.test", "device")
+        );
+        for (jid, e) in [
+            ("alice", JidError::MissingLocal),
+            ("alice@", JidError::EmptyDomain),
+            ("@example.test", JidError::EmptyLocal),
+            ("alice@example.test/", JidError::EmptyResource),
+            ("al ice@example.test", JidError::ForbiddenLocalChar(' ')),
+        ] {
+            assert_eq!(Config::new(jid, "pw", server()).unwrap_err(), e, "{jid}");
+        }
+        assert!(matches!(
+            Config::new("alice@example.test@x", "pw", server()),
+            Err(JidError::InvalidDomain(_))
+        ));
     }
 }

@@ -20,12 +20,11 @@ use xmpp_handshake_core::starttls::TlsPolicy;
 use xmpp_handshake_core::trust::{
     CertError, CertificatePolicy, FirstUse, NoPins, PinStore, ReferenceIdentity,
 };
-use xmpp_handshake_core::Error;
+use xmpp_handshake_core::{Error, Jid};
 
 use crate::clock::TokioClock;
 use crate::direct_tls::{self, Stream};
 use crate::exit::{self, ExitCode, Failure};
-use crate::router::Jid;
 use crate::tls::verify::{client_config, SharedPinStore, XmppServerVerifier};
 use crate::tls_info::{Recording, TlsCell};
 use crate::transcript::Transcript;
@@ -89,15 +88,8 @@ impl std::fmt::Debug for Login {
 impl Login {
     /// Parses `jid` (it must have a localpart).
     pub fn new(jid: &str, password: &str) -> Result<Self, Failure> {
-        let parsed = Jid::parse(jid)
-            .filter(|j| j.local.is_some())
-            .ok_or_else(|| {
-                Failure::usage(format!(
-                    "{jid:?} is not a JID of the form user@domain[/resource]"
-                ))
-            })?;
         Ok(Login {
-            jid: parsed,
+            jid: account_jid(jid)?,
             password: password.to_string(),
             tls: TlsPolicy::Required,
             sasl: SaslPolicy::default(),
@@ -109,29 +101,36 @@ impl Login {
 
     /// The JID's domain: stream `to`, SNI and the certificate's reference identity.
     pub fn domain(&self) -> &str {
-        &self.jid.domain
+        self.jid.domain()
     }
 
     fn config(&self) -> InitiatorConfig {
         let mut config = InitiatorConfig::client(self.domain());
         config.tls = self.tls;
-        config.from = Some(self.jid.bare());
+        config.from = Some(self.jid.bare().into_string());
         config.sasl = Some(ClientSasl {
             credentials: Credentials {
                 scram_cache: self.scram_cache.clone(),
-                ..Credentials::password(
-                    self.jid.local.as_deref().unwrap_or_default(),
-                    &self.password,
-                )
+                ..Credentials::password(self.jid.local().unwrap_or_default(), &self.password)
             },
             policy: self.sasl.clone(),
-            resource: self.jid.resource.clone(),
+            resource: self.jid.resource().map(String::from),
             pipeline_mechanism: self.pipeline_mechanism,
             pipeline_offer: self.pipeline_offer,
             pipeline_bind: true,
         });
         config
     }
+}
+
+/// The account JID a login is for: `user@domain[/resource]` (RFC 7622), or a usage error
+/// saying what is wrong with it.
+pub fn account_jid(jid: &str) -> Result<Jid, Failure> {
+    Jid::parse(jid).and_then(Jid::require_local).map_err(|e| {
+        Failure::usage(format!(
+            "{jid:?} is not a JID of the form user@domain[/resource]: {e}"
+        ))
+    })
 }
 
 /// How the server's certificate is checked: the project's verifier (webpki chain, XMPP

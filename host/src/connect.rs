@@ -8,6 +8,7 @@ use clap::ValueEnum as _;
 use xmpp_handshake_core::sasl::{CbPolicy, MechanismSet};
 use xmpp_handshake_core::stanza;
 use xmpp_handshake_core::starttls::TlsPolicy;
+use xmpp_handshake_core::Jid;
 
 use crate::cli::{ChannelBinding, ConnectArgs, TlsMode};
 use crate::client::{self, ClientTrust, LoggedIn, Login};
@@ -99,6 +100,8 @@ fn open_cache(args: &ConnectArgs) -> Option<ScramCache> {
 
 /// Runs `connect` with `resolver` for SRV.
 pub async fn run<R: SrvResolver>(args: ConnectArgs, resolver: &R) -> Result<(), Failure> {
+    // A JID that cannot log in is reported before the password is asked for.
+    client::account_jid(&args.jid)?;
     let password = password(&args.jid)?;
     run_with_password(args, resolver, password).await
 }
@@ -110,6 +113,9 @@ pub async fn run_with_password<R: SrvResolver>(
     password: String,
 ) -> Result<(), Failure> {
     let mut login = Login::new(&args.jid, &password)?;
+    if let Some([to, _]) = args.send.as_deref() {
+        Jid::parse(to).map_err(|e| Failure::usage(format!("--send: {to:?} is not a JID: {e}")))?;
+    }
     login.tls = match args.tls {
         TlsMode::Required => TlsPolicy::Required,
         TlsMode::Optional => TlsPolicy::Optional,
@@ -121,7 +127,7 @@ pub async fn run_with_password<R: SrvResolver>(
     };
     login.pipeline_mechanism = args.pipeline_mechanism;
     let domain = login.domain().to_string();
-    let user = login.jid.local.clone().unwrap_or_default();
+    let user = login.jid.local().unwrap_or_default().to_string();
     let trust = trust(&args, &domain)?;
     let policy_name = args
         .channel_binding

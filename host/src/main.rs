@@ -218,10 +218,8 @@ fn list(targets: &[bridge::Target]) -> String {
 }
 
 fn hash_password(args: HashPasswordArgs) -> Result<(), Failure> {
-    if args.name.is_empty() || args.name.contains([':', '@', '/']) {
-        return Err(Failure::usage(
-            "the name must be a localpart without ':', '@' or '/'",
-        ));
+    if let Err(e) = xmpp_handshake_core::jid::check_local(&args.name) {
+        return Err(Failure::usage(format!("the name must be a localpart: {e}")));
     }
     if args.iterations < 4096 {
         return Err(Failure::usage("use at least 4096 iterations (RFC 7677 §4)"));

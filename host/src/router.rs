@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc;
 
 use xmpp_handshake_core::xml::escape::escape_attr;
+use xmpp_handshake_core::Jid;
 
 /// What the router tells a session task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,60 +33,6 @@ pub enum ToSession {
     Stanza(String),
     /// A newer session bound the same full JID: send `<conflict/>` and close (§7.7.2.2).
     Conflict,
-}
-
-/// A parsed JID (RFC 7622), enough for routing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Jid {
-    /// localpart, if any.
-    pub local: Option<String>,
-    /// domainpart (lowercased).
-    pub domain: String,
-    /// resourcepart, if any.
-    pub resource: Option<String>,
-}
-
-impl Jid {
-    /// Parses `local@domain/resource`; `None` when empty parts make it invalid.
-    pub fn parse(s: &str) -> Option<Jid> {
-        let (bare, resource) = match s.split_once('/') {
-            Some((b, r)) if !r.is_empty() => (b, Some(r.to_string())),
-            Some(_) => return None,
-            None => (s, None),
-        };
-        let (local, domain) = match bare.split_once('@') {
-            Some((l, d)) if !l.is_empty() => (Some(l.to_string()), d),
-            Some(_) => return None,
-            None => (None, bare),
-        };
-        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        if domain.is_empty() || domain.contains('@') {
-            return None;
-        }
-        Some(Jid {
-            local,
-            domain,
-            resource,
-        })
-    }
-
-    /// `local@domain` (or `domain`).
-    pub fn bare(&self) -> String {
-        match &self.local {
-            Some(l) => format!("{l}@{}", self.domain),
-            None => self.domain.clone(),
-        }
-    }
-}
-
-impl std::fmt::Display for Jid {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.bare())?;
-        if let Some(r) = &self.resource {
-            write!(f, "/{r}")?;
-        }
-        Ok(())
-    }
 }
 
 struct Entry {
@@ -158,7 +105,7 @@ impl Registry {
     /// An empty registry for `domain` queueing at most `max_queue_bytes` per session.
     pub fn with_queue_limit(domain: &str, max_queue_bytes: usize) -> Self {
         Registry {
-            domain: domain.trim_end_matches('.').to_ascii_lowercase(),
+            domain: canonical_domain(domain),
             sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             max_queue_bytes,
@@ -237,17 +184,27 @@ impl Registry {
     }
 }
 
-/// JIDs are looked up with a lowercase domain and localpart (a simplification of
-/// RFC 7622's nameprep/PRECIS for ASCII names); the resource is case-sensitive.
+/// JIDs are looked up in [`Jid`]'s canonical form (lowercase domain, RFC 7622 §3.2) with a
+/// lowercase localpart too (a simplification of PRECIS UsernameCaseMapped, §3.3.2); the
+/// resource is case-sensitive.
 fn normalize(jid: &str) -> String {
-    match Jid::parse(jid) {
-        Some(j) => Jid {
-            local: j.local.map(|l| l.to_lowercase()),
-            ..j
-        }
-        .to_string(),
-        None => jid.to_string(),
-    }
+    Jid::parse(jid).map_or_else(|_| jid.to_string(), |j| key(&j))
+}
+
+/// [`normalize`] of a parsed JID.
+fn key(jid: &Jid) -> String {
+    let local = jid.local().map(str::to_lowercase);
+    Jid::from_parts(local.as_deref(), jid.domain(), jid.resource())
+        .map_or_else(|_| jid.to_string(), Jid::into_string)
+}
+
+/// The served domain as a JID domainpart compares (RFC 7622 §3.2): ASCII lowercase, no
+/// trailing dot.
+fn canonical_domain(domain: &str) -> String {
+    Jid::from_parts(None, domain, None).map_or_else(
+        |_| domain.trim_end_matches('.').to_ascii_lowercase(),
+        Jid::into_string,
+    )
 }
 
 /// What routing a stanza did.
@@ -392,7 +349,7 @@ fn escape(v: &str) -> String {
 /// stanza (§8.3.1: errors are not answered).
 fn busy_reply(domain: &str, from: &str, element: &str) -> Option<String> {
     let head = parse_head(element)?;
-    let sender = Jid::parse(from)?.to_string();
+    let sender = Jid::parse(from).ok()?.into_string();
     (head.attr("type") != Some("error"))
         .then(|| error_reply(&head, domain, &sender, "resource-constraint", "wait"))
 }
@@ -443,7 +400,7 @@ pub fn decide(domain: &str, online: &[String], from: &str, element: &str) -> Rou
         routed.note = "dropped unparsable element".into();
         return routed;
     };
-    let Some(sender) = Jid::parse(from) else {
+    let Ok(sender) = Jid::parse(from) else {
         routed.note = "dropped: sender has no JID".into();
         return routed;
     };
@@ -451,8 +408,8 @@ pub fn decide(domain: &str, online: &[String], from: &str, element: &str) -> Rou
     let stanza_type = head.attr("type").unwrap_or_default().to_string();
     let is_error = stanza_type == "error";
     let to = match head.attr("to").map(Jid::parse) {
-        Some(Some(j)) => Some(j),
-        Some(None) => {
+        Some(Ok(j)) => Some(j),
+        Some(Err(_)) => {
             if !is_error {
                 routed.reply = Some(error_reply(
                     &head,
@@ -470,17 +427,14 @@ pub fn decide(domain: &str, online: &[String], from: &str, element: &str) -> Rou
     let online_of = |bare: &str| -> Vec<String> {
         online
             .iter()
-            .filter(|j| Jid::parse(j).is_some_and(|p| p.bare().eq_ignore_ascii_case(bare)))
+            .filter(|j| Jid::parse(j).is_ok_and(|p| p.bare().as_str().eq_ignore_ascii_case(bare)))
             .cloned()
             .collect()
     };
     match head.name.as_str() {
         "message" => {
-            let to = to.unwrap_or_else(|| Jid {
-                resource: None,
-                ..sender.clone()
-            });
-            if to.domain != domain {
+            let to = to.unwrap_or_else(|| sender.bare());
+            if to.domain() != domain {
                 if !is_error {
                     routed.reply = Some(error_reply(
                         &head,
@@ -493,11 +447,11 @@ pub fn decide(domain: &str, online: &[String], from: &str, element: &str) -> Rou
                 routed.note = format!("message to {to}: other domain");
                 return routed;
             }
-            let exact = normalize(&to.to_string());
-            let targets = if to.resource.is_some() && online.contains(&exact) {
+            let exact = key(&to);
+            let targets = if !to.is_bare() && online.contains(&exact) {
                 vec![exact]
             } else {
-                online_of(&to.bare())
+                online_of(to.bare().as_str())
             };
             if targets.is_empty() {
                 if !is_error {
@@ -520,16 +474,13 @@ pub fn decide(domain: &str, online: &[String], from: &str, element: &str) -> Rou
             let for_server = match &to {
                 None => true,
                 Some(j) => {
-                    j.resource.is_none()
-                        && (j.local.is_none() && j.domain == domain
-                            || j.bare().eq_ignore_ascii_case(&sender.bare()))
+                    j.is_bare()
+                        && (j.local().is_none() && j.domain() == domain
+                            || j.as_str().eq_ignore_ascii_case(sender.bare().as_str()))
                 }
             };
             if !for_server {
-                let target = to
-                    .as_ref()
-                    .map(|j| normalize(&j.to_string()))
-                    .unwrap_or_default();
+                let target = to.as_ref().map(key).unwrap_or_default();
                 if online.contains(&target) {
                     routed.note = format!("iq {sender_full} -> {target}");
                     routed.deliveries =
@@ -567,8 +518,8 @@ pub fn decide(domain: &str, online: &[String], from: &str, element: &str) -> Rou
             });
         }
         "presence" => match to {
-            Some(j) if j.resource.is_some() => {
-                let target = normalize(&j.to_string());
+            Some(j) if !j.is_bare() => {
+                let target = key(&j);
                 if online.contains(&target) {
                     routed.deliveries =
                         vec![(target, with_addresses(element, Some(&sender_full), None))];
@@ -597,12 +548,34 @@ mod tests {
     }
 
     #[test]
-    fn jids_parse() {
-        let j = Jid::parse("Juliet@Example.COM./balcony").unwrap();
-        assert_eq!(j.to_string(), "Juliet@example.com/balcony");
-        assert_eq!(Jid::parse("example.com").unwrap().bare(), "example.com");
-        assert!(Jid::parse("@example.com").is_none());
-        assert!(Jid::parse("a@example.com/").is_none());
+    fn jids_are_looked_up_with_lowercase_localpart_and_domain() {
+        assert_eq!(
+            normalize("Juliet@Example.COM./Balcony"),
+            "juliet@example.com/Balcony"
+        );
+        assert_eq!(normalize("example.com"), "example.com");
+        assert_eq!(canonical_domain("Example.COM."), "example.com");
+    }
+
+    #[test]
+    fn malformed_to_gets_jid_malformed() {
+        // RFC 7622: empty parts, a second '@', a space in the localpart.
+        for to in [
+            "@example.com",
+            "juliet@example.com/",
+            "a@b@example.com",
+            "a b@example.com",
+        ] {
+            let stanza = format!("<message to='{to}' id='m1'><body>x</body></message>");
+            let r = decide(D, &online(), "romeo@example.com/orchard", &stanza);
+            assert!(r.deliveries.is_empty(), "{to}");
+            assert!(
+                r.reply
+                    .as_deref()
+                    .is_some_and(|e| e.contains("<jid-malformed ")),
+                "{to}: {r:?}"
+            );
+        }
     }
 
     #[test]

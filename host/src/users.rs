@@ -19,6 +19,7 @@
 //! cannot contain `:` (RFC 7622 §3.3.1), so the first `:` ends the name.
 
 use rand_core::{CryptoRng, RngCore};
+use xmpp_handshake_core::jid::check_local;
 use xmpp_handshake_core::sasl::base64::{decode_strict, encode};
 use xmpp_handshake_core::sasl::{Mechanism, MemoryStore, ScramCredentials, ScramHash};
 
@@ -48,10 +49,12 @@ impl std::fmt::Debug for UserArg {
     }
 }
 
-/// Splits `NAME:PASSWORD` (the first `:` ends the name).
+/// Splits `NAME:PASSWORD` (the first `:` ends the name); the name must be a localpart
+/// (RFC 7622 §3.3), since the user's JID is `NAME@DOMAIN`.
 pub fn parse_user_arg(arg: &str) -> Result<(String, String), String> {
     match arg.split_once(':') {
         Some((name, password)) if !name.is_empty() && !password.is_empty() => {
+            check_local(name).map_err(|e| format!("--user: NAME must be a localpart: {e}"))?;
             Ok((name.to_string(), password.to_string()))
         }
         // The argument may hold a password: never repeat it.
@@ -98,9 +101,7 @@ pub fn parse_line(line: &str) -> Result<(String, ScramCredentials), String> {
             fields.len()
         ));
     };
-    if name.is_empty() {
-        return Err("empty user name".into());
-    }
+    check_local(name).map_err(|e| format!("the user name must be a localpart: {e}"))?;
     let hash = Mechanism::from_name(mechanism)
         .filter(|m| !m.is_plus())
         .and_then(|m| m.scram_hash())
@@ -168,6 +169,9 @@ mod tests {
         assert!(parse_user_arg("alice").is_err());
         assert!(parse_user_arg(":pw").is_err());
         assert!(parse_user_arg("alice:").is_err());
+        // RFC 7622 §3.3.1: the name is the localpart of the user's JID.
+        let e = parse_user_arg("al ice:pw").unwrap_err();
+        assert!(e.contains("localpart") && !e.contains("pw"), "{e}");
         // The error never repeats the argument (it may be a password).
         assert!(!parse_user_arg("alice-secret")
             .unwrap_err()
@@ -200,5 +204,12 @@ mod tests {
         assert!(e.contains("unknown mechanism"), "{e}");
         let e = load_into("a:SCRAM-SHA-1:1:YQ==:YQ==:YQ==", &mut store).unwrap_err();
         assert!(e.contains("20 bytes"), "{e}");
+        let e = load_into("a<b:SCRAM-SHA-1:1:YQ==:YQ==:YQ==", &mut store).unwrap_err();
+        assert!(
+            e.contains("must be a localpart") && e.contains("'<'"),
+            "{e}"
+        );
+        let e = load_into(":SCRAM-SHA-1:1:YQ==:YQ==:YQ==", &mut store).unwrap_err();
+        assert!(e.contains("localpart"), "{e}");
     }
 }

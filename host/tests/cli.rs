@@ -169,6 +169,47 @@ async fn help_reads_and_usage_errors_exit_two() {
     assert!(text(&out.stderr).contains("XMPP_PASSWORD"));
 }
 
+/// RFC 7622: the JID and `--send`'s TO are checked before the password is asked for and
+/// before anything is dialled; the usage error says what is wrong.
+#[tokio::test]
+async fn connect_checks_jids_before_password_and_network() {
+    let out = run(&["connect", "juliet@", "--host", "127.0.0.1"], &[]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("domainpart is empty") && !err.contains("XMPP_PASSWORD"),
+        "{err}"
+    );
+    let out = run(&["connect", "example.com", "--host", "127.0.0.1"], &[]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no localpart"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(
+        &[
+            "connect",
+            "juliet@example.com",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "1",
+            "--send",
+            "romeo@exa mple.net",
+            "hi",
+        ],
+        &[("XMPP_PASSWORD", "x")],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--send"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[tokio::test]
 async fn connect_sends_and_exit_codes_for_password_and_certificate() {
     let s = TestServer::start(&[("juliet", "capulet-1")]).await;

@@ -9,6 +9,7 @@
 
 use js_sys::{Function, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
+use xmpp_handshake_core::jid::{check_resource, Jid};
 use xmpp_handshake_core::sasl::CbPolicy;
 
 use crate::error::Failure;
@@ -31,11 +32,10 @@ pub struct Options {
     pub url: String,
     /// Whether the WebSocket itself is TLS (`wss://`).
     pub wss: bool,
-    /// The JID's localpart.
-    pub username: String,
-    /// The JID's domainpart: `to`, the TLS server name and the certificate's reference
-    /// identity (RFC 6120 §13.7.2.1).
-    pub domain: String,
+    /// The account's bare JID (`jid`, any resource dropped). Its localpart is the SASL
+    /// user name; its domainpart the stream's `to`, the TLS server name and the
+    /// certificate's reference identity (RFC 6120 §13.7.2.1).
+    pub jid: Jid,
     /// `password`
     pub password: String,
     /// `resource`
@@ -125,9 +125,12 @@ pub fn parse(options: &JsValue) -> Result<Options, Failure> {
     let url = string(options, "url", true)?.unwrap_or_default();
     let wss = check_url(&url)?;
     let jid = string(options, "jid", true)?.unwrap_or_default();
-    let (username, domain) = split_jid(&jid)?;
+    let jid = account(&jid)?;
     let password = string(options, "password", true)?.unwrap_or_default();
     let resource = string(options, "resource", false)?.filter(|r| !r.is_empty());
+    if let Some(r) = &resource {
+        check_resource(r).map_err(|e| Failure::config(format!("resource: {e}")))?;
+    }
     let anchors = match string(options, "ca", false)? {
         Some(pem) => pem_certificates(&pem)?,
         None => Vec::new(),
@@ -168,8 +171,7 @@ pub fn parse(options: &JsValue) -> Result<Options, Failure> {
         mode,
         url,
         wss,
-        username,
-        domain,
+        jid,
         password,
         resource,
         anchors,
@@ -221,17 +223,13 @@ pub fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// `local@domain` (a resource in the JID is ignored: use the `resource` option).
-fn split_jid(jid: &str) -> Result<(String, String), Failure> {
-    let bare = jid.split('/').next().unwrap_or_default();
-    match bare.split_once('@') {
-        Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
-            Ok((local.to_string(), domain.to_ascii_lowercase()))
-        }
-        _ => Err(Failure::config(format!(
-            "jid must be user@domain, not {jid:?}"
-        ))),
-    }
+/// The bare JID of `jid`, which must be `user@domain` (RFC 7622, parsed by core's [`Jid`]);
+/// a resource in the JID is ignored: use the `resource` option.
+fn account(jid: &str) -> Result<Jid, Failure> {
+    Jid::parse(jid)
+        .and_then(Jid::require_local)
+        .map(|jid| jid.bare())
+        .map_err(|e| Failure::config(format!("jid must be user@domain, not {jid:?}: {e}")))
 }
 
 /// The DER certificates of every `CERTIFICATE` block in `pem`.

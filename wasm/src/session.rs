@@ -113,10 +113,10 @@ pub async fn run(
 }
 
 fn initiator(options: &Options) -> InitiatorConfig {
-    let mut config = InitiatorConfig::client(&options.domain);
-    config.from = Some(format!("{}@{}", options.username, options.domain));
+    let mut config = InitiatorConfig::client(options.jid.domain());
+    config.from = Some(options.jid.to_string());
     let mut sasl = ClientSasl::password(
-        &options.username,
+        options.jid.local().unwrap_or_default(),
         &options.password,
         options.resource.as_deref(),
     );
@@ -169,7 +169,7 @@ async fn tunnel_mode(
     ready: &mut Option<oneshot::Sender<Result<String, Failure>>>,
     control: &ControlCell,
 ) -> Result<(), Failure> {
-    let reference = ReferenceIdentity::client_to_server(&options.domain)
+    let reference = ReferenceIdentity::client_to_server(options.jid.domain())
         .map_err(|e| fail(&reporter, Failure::config(format!("jid domain: {e}"))))?;
     let policy = tls::policy(!options.anchors.is_empty(), options.trust_first_use);
     let mut pins = LocalStoragePins::open();

@@ -6,6 +6,7 @@
 //! This module uses SCRAM's key types (`scram::keys`) and neither server, so each server
 //! imports it and it imports neither.
 
+use crate::jid::Jid;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -42,10 +43,7 @@ pub trait CredentialStore {
     /// caller still checks that the domain is its own (it is in `ServerStep::Success`).
     fn authorize(&self, authcid: &str, authzid: &str) -> Result<(), SaslFailure> {
         let own = authzid == authcid
-            || authzid
-                .strip_prefix(authcid)
-                .and_then(|rest| rest.strip_prefix('@'))
-                .is_some_and(|domain| !domain.is_empty() && !domain.contains(['/', '@']));
+            || Jid::parse(authzid).is_ok_and(|jid| jid.is_bare() && jid.local() == Some(authcid));
         if own {
             Ok(())
         } else {

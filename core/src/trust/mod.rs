@@ -40,7 +40,7 @@
 mod cert;
 mod error;
 mod fingerprint;
-mod name;
+pub(crate) mod name;
 mod pin;
 mod policy;
 pub(crate) mod x509;

@@ -8,6 +8,8 @@
 use alloc::string::String;
 use core::fmt;
 
+use crate::jid::Jid;
+
 /// Which XMPP service the reference identity names: the SRV-ID service label
 /// (RFC 6120 §13.7.1.2, RFC 6125 §6.5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -254,10 +256,9 @@ pub(crate) fn srv_id_matches(presented: &str, reference: &str, service: Service)
 /// domain JID equal to the reference. The UTF8String may carry U-labels; those compare
 /// after conversion to A-labels (`idna` feature) and otherwise never match.
 pub(crate) fn xmpp_addr_matches_domain(presented: &str, reference: &str) -> bool {
-    if presented.contains(['@', '/', '*']) {
-        return false;
-    }
-    domain_equals(presented, reference)
+    // A JID (RFC 7622) with a domainpart only: no localpart, no resourcepart, no `*`.
+    let domain_only = Jid::parse(presented).is_ok_and(|j| j.local().is_none() && j.is_bare());
+    domain_only && domain_equals(presented, reference)
 }
 
 /// CN-ID fallback (RFC 6125 §6.4.4): exact DNS comparison, no wildcard.
@@ -280,17 +281,13 @@ pub(crate) fn domain_equals(presented: &str, reference: &str) -> bool {
     }
 }
 
-/// Split a JID into (lowercased-ASCII localpart or `None`, normalized domainpart), dropping
-/// any resource. `None` if the domain is not usable.
+/// A JID as (lowercased-ASCII localpart or `None`, normalized domainpart), any resource
+/// dropped. `None` if it is not a JID (RFC 7622, parsed by [`Jid`]) or its domain is not
+/// a DNS domain usable as a reference.
 pub(crate) fn split_bare_jid(jid: &str) -> Option<(Option<String>, String)> {
-    let bare = jid.split_once('/').map_or(jid, |(b, _)| b);
-    let (local, domain) = match bare.rsplit_once('@') {
-        Some((l, d)) if !l.is_empty() => (Some(l.to_ascii_lowercase()), d),
-        Some(_) => return None,
-        None => (None, bare),
-    };
-    let domain = normalize_reference(domain).ok()?;
-    Some((local, domain))
+    let jid = Jid::parse(jid).ok()?;
+    let domain = normalize_reference(jid.domain()).ok()?;
+    Some((jid.local().map(str::to_ascii_lowercase), domain))
 }
 
 /// `true` when two JIDs name the same bare JID: domainparts per RFC 7622 §3.2, localparts

@@ -152,10 +152,10 @@ async fn main(spawner: Spawner) {
     });
 
     let endpoint = (*server.ip(), server.port()).into();
-    let Some(mut config) = Config::new(jid, password, endpoint) else {
-        eprintln!("XMPP_JID: expected user@domain");
+    let mut config = Config::new(jid, password, endpoint).unwrap_or_else(|e| {
+        eprintln!("XMPP_JID: expected user@domain: {e}");
         exit(2)
-    };
+    });
     if let Ok(r) = std::env::var("XMPP_RESOURCE") {
         config.resource = leak(r);
     }
