@@ -21,7 +21,9 @@
 //!   --servers LIST      prosody,ejabberd (default both)
 //!   --tokio-xmpp BIN    the tokio-xmpp peer binary
 //!   --xmppjs DIR        the @xmpp/client peer's dir (login.mjs and node_modules)
-//!   --cli BIN           the release `xmpp-handshake` binary: peak RSS of one `connect`
+//!   --cli NAME=BIN      an `xmpp-handshake` binary, named after the build that made it
+//!                       (e.g. `everyday=…`, `release=…`): peak RSS of one `connect`;
+//!                       repeatable, each build gets its rows and ratio columns
 //!   --firmware BIN      the firmware app's host build: CPU per login (`firmware_cpu`)
 //!   --only rss          only the peak RSS table (needs --cli; Prosody only)
 //! A peer that is not given or fails is listed with its error, never silently dropped; the
@@ -47,7 +49,8 @@ struct Options {
     servers: Vec<String>,
     tokio_xmpp: Option<PathBuf>,
     xmppjs: Option<PathBuf>,
-    cli: Option<PathBuf>,
+    /// `--cli NAME=BIN`: our CLI as each build made it.
+    clis: Vec<(String, PathBuf)>,
     firmware: Option<PathBuf>,
     /// `--only rss`: the peak-RSS table alone.
     only_rss: bool,
@@ -74,7 +77,11 @@ fn options() -> Options {
             }
             "--tokio-xmpp" => o.tokio_xmpp = Some(value().into()),
             "--xmppjs" => o.xmppjs = Some(value().into()),
-            "--cli" => o.cli = Some(value().into()),
+            "--cli" => {
+                let v = value();
+                let (name, bin) = v.split_once('=').expect("--cli NAME=BIN");
+                o.clis.push((name.into(), bin.into()));
+            }
             "--firmware" => o.firmware = Some(value().into()),
             "--only" => match value().as_str() {
                 "rss" => o.only_rss = true,
@@ -510,13 +517,50 @@ fn print_table(server: &str, series: &[Series], rtt_ms: Option<f64>) {
 /// One process's peak RSS (KiB) and CPU time.
 type Usage = (i64, Duration);
 
-/// Peak RSS of one login: our CLI (`connect --send`, close) against each peer with
-/// `--logins 1`; the median of 5 runs each, against Prosody.
+/// A binary's size and whether it is linked statically (no `PT_INTERP` program header:
+/// nothing for the dynamic loader to load), as the table's note on each build.
+fn describe_binary(path: &Path) -> String {
+    let Ok(elf) = std::fs::read(path) else {
+        return format!("{}: cannot read", path.display());
+    };
+    let u16_at = |o: usize| {
+        elf.get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
+    let u64_at = |o: usize| {
+        elf.get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+    };
+    // ELF64, little-endian: e_phoff at 0x20, e_phentsize at 0x36, e_phnum at 0x38;
+    // p_type (PT_INTERP = 3) first in each program header.
+    let linking = match (elf.get(..6), u64_at(0x20), u16_at(0x36), u16_at(0x38)) {
+        (Some([0x7f, b'E', b'L', b'F', 2, 1]), Some(off), Some(size), Some(n)) => {
+            let interp = (0..n).any(|i| {
+                elf.get(off + i * size..off + i * size + 4) == Some(&3u32.to_le_bytes()[..])
+            });
+            if interp {
+                "dynamically linked"
+            } else {
+                "statically linked"
+            }
+        }
+        _ => "not an ELF64 little-endian file",
+    };
+    let mib = elf.len() as f64 / (1024.0 * 1024.0);
+    format!(
+        "{}, {} bytes ({mib:.1} MiB), {linking}",
+        path.display(),
+        elf.len()
+    )
+}
+
+/// Peak RSS of one login: our CLI (`connect --send`, close) as each build made it, against
+/// each peer with `--logins 1`; the median of 5 runs each, against Prosody.
 fn rss_table(o: &Options, peers: &Peers, server: &ServerInfo) {
     let (jid, password, _) = account(server);
     let mut rows: Vec<(String, Result<Vec<Usage>, String>)> = Vec::new();
     let runs = 5;
-    if let Some(cli) = &o.cli {
+    for (build, cli) in &o.clis {
         let mut samples = Vec::new();
         let mut failure = None;
         for _ in 0..runs {
@@ -539,7 +583,7 @@ fn rss_table(o: &Options, peers: &Peers, server: &ServerInfo) {
             }
         }
         rows.push((
-            "ours (xmpp-handshake connect)".into(),
+            format!("ours, {build} build (`xmpp-handshake connect`)"),
             failure.map_or(Ok(samples), Err),
         ));
     }
@@ -562,35 +606,53 @@ fn rss_table(o: &Options, peers: &Peers, server: &ServerInfo) {
         v[v.len() / 2]
     };
     let cpu = |v: &[Usage]| median(&v.iter().map(|s| s.1).collect::<Vec<_>>());
-    let ours = rows
-        .first()
-        .filter(|_| o.cli.is_some())
-        .and_then(|(_, r)| r.as_ref().ok())
-        .map(|v| (rss(v), cpu(v)));
+    // Each build of ours that ran: its name and medians, for the ratio columns.
+    let ours: Vec<(&str, i64, Duration)> = o
+        .clis
+        .iter()
+        .zip(&rows)
+        .filter_map(|((build, _), (_, r))| {
+            let v = r.as_ref().ok()?;
+            Some((build.as_str(), rss(v), cpu(v)))
+        })
+        .collect();
     println!(
         "\n### One login as a process: peak RSS (VmHWM at exit) and CPU (user + sys), Prosody"
     );
+    for (build, cli) in &o.clis {
+        println!("- {build} build: {}", describe_binary(cli));
+    }
+    let ratio_heads: String = ours
+        .iter()
+        .map(|(b, ..)| format!(" {b} / client |"))
+        .collect();
+    let ratio_rule = "---:|".repeat(ours.len());
     println!(
-        "| client | median RSS MiB | ours / client | median CPU ms | ours / client |\n\
-         |---|---:|---:|---:|---:|"
+        "\n| client | median RSS MiB |{ratio_heads} median CPU ms |{ratio_heads}\n\
+         |---|---:|{ratio_rule}---:|{ratio_rule}"
     );
     for (name, r) in rows {
         match r {
             Ok(v) => {
                 let (m, c) = (rss(&v), cpu(&v));
-                let (rr, rc) = ours.map_or(("-".into(), "-".into()), |(om, oc)| {
-                    (
-                        format!("{:.2}", om as f64 / m as f64),
-                        format!("{:.2}", oc.as_secs_f64() / c.as_secs_f64()),
-                    )
-                });
+                let rss_ratios: String = ours
+                    .iter()
+                    .map(|(_, om, _)| format!(" {:.2} |", *om as f64 / m as f64))
+                    .collect();
+                let cpu_ratios: String = ours
+                    .iter()
+                    .map(|(.., oc)| format!(" {:.2} |", oc.as_secs_f64() / c.as_secs_f64()))
+                    .collect();
                 println!(
-                    "| {name} | {:.1} | {rr} | {:.1} | {rc} |",
+                    "| {name} | {:.1} |{rss_ratios} {:.1} |{cpu_ratios}",
                     m as f64 / 1024.0,
                     ms(c)
                 );
             }
-            Err(e) => println!("| {name} | failed: {e} | | | |"),
+            Err(e) => println!(
+                "| {name} | failed: {e} |{}",
+                " |".repeat(2 * ours.len() + 1)
+            ),
         }
     }
 }
@@ -766,7 +828,7 @@ fn main() {
                 if !o.only_rss {
                     ours_ok &= bench_server(&o, &peers, &p, "Prosody 0.12");
                 }
-                if o.cli.is_some() {
+                if !o.clis.is_empty() {
                     rss_table(&o, &peers, &p);
                 }
             }
