@@ -642,6 +642,9 @@ where
     /// module docs).
     fn tls_info(&self, _stream: &Self::Stream) -> TlsInfo {
         TlsInfo {
+            // embedded-tls speaks TLS 1.3 only, with the one suite of its type parameter.
+            version: Some(0x0304),
+            cipher_suite: Some(CS::CODE_POINT),
             channel_binding: ChannelBindingData {
                 server_end_point: self.verifier.tls_server_end_point(),
                 ..ChannelBindingData::default()
