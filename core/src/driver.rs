@@ -390,6 +390,8 @@ pub trait Deliver {
 /// cancelled (its future lives until it completes), so a TLS layer whose reads are not
 /// cancel-safe (embedded-tls) is safe here. Returns how the stream ended; the caller then
 /// ends TLS and the transport.
+// Each argument is a separate borrow the loop needs at the same time.
+#[allow(clippy::too_many_arguments)]
 pub async fn run<R, W, M, Q, D, O, C>(
     reader: &mut R,
     writer: &mut W,
