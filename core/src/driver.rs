@@ -250,9 +250,9 @@ where
                     }
                 }
                 Event::Negotiated(outcome) => return Ok(outcome),
-                Event::Closed(closed) => {
-                    return Err(closed.error().cloned().unwrap_or(Error::PeerClosed))
-                }
+                // The error is moved out: no copy of `Error`'s clone in a small image.
+                Event::Closed(Closed::Failed(e)) => return Err(e),
+                Event::Closed(_) => return Err(Error::PeerClosed),
                 // Not before `Negotiated`.
                 Event::Stanza(_) | Event::ElementSkipped { .. } => {}
             }
