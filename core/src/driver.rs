@@ -250,9 +250,9 @@ where
                     }
                 }
                 Event::Negotiated(outcome) => return Ok(outcome),
-                Event::Closed(closed) => {
-                    return Err(closed.error().cloned().unwrap_or(Error::PeerClosed))
-                }
+                // The error is moved out: no copy of `Error`'s clone in a small image.
+                Event::Closed(Closed::Failed(e)) => return Err(e),
+                Event::Closed(_) => return Err(Error::PeerClosed),
                 // Not before `Negotiated`.
                 Event::Stanza(_) | Event::ElementSkipped { .. } => {}
             }
@@ -390,6 +390,8 @@ pub trait Deliver {
 /// cancelled (its future lives until it completes), so a TLS layer whose reads are not
 /// cancel-safe (embedded-tls) is safe here. Returns how the stream ended; the caller then
 /// ends TLS and the transport.
+// Each argument is a separate borrow the loop needs at the same time.
+#[allow(clippy::too_many_arguments)]
 pub async fn run<R, W, M, Q, D, O, C>(
     reader: &mut R,
     writer: &mut W,

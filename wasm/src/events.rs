@@ -2,8 +2,9 @@
 //! `onTranscript({ dir, text })` for each header and element (credentials redacted with the
 //! core's [`redact`]), `onStanza(xml)` for each stanza after binding.
 //!
-//! [`Reporter`] is the core driver's [`Observer`]: it sees the plaintext side of every
-//! read and write, cut into elements with the core's [`Splitter`].
+//! [`Reporter`] is the core driver's [`Observer`], in the negotiation and on the bound
+//! stream: it sees the plaintext side of every read and write and cuts it into transcript
+//! lines with the core's [`Splitter`] (a read may hold part of an element, or several).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -105,12 +106,9 @@ impl Reporter {
         }
     }
 
-    /// An incoming stanza after binding: transcript and `onStanza`.
-    pub fn stanza(&self, xml: &str) {
-        self.transcript("in", xml);
-        if let Some(f) = &self.callbacks.on_stanza {
-            let _ = f.call1(&JsValue::NULL, &JsValue::from_str(xml));
-        }
+    /// The page's callbacks.
+    pub fn callbacks(&self) -> &Callbacks {
+        &self.callbacks
     }
 
     /// `bind` once the steps before it (SASL success, restart, header) were reported.

@@ -25,6 +25,8 @@
 //! The crate is empty on targets other than `wasm32`.
 
 #[cfg(target_arch = "wasm32")]
+mod clock;
+#[cfg(target_arch = "wasm32")]
 mod error;
 #[cfg(target_arch = "wasm32")]
 mod events;
@@ -60,7 +62,7 @@ mod api {
     use crate::events::{detail, Reporter};
     use crate::pins::LocalStoragePins;
     use crate::rng::BrowserRng;
-    use crate::session::{self, Command, ControlCell};
+    use crate::session::{self, ControlCell, Request};
 
     #[wasm_bindgen(typescript_custom_section)]
     const TYPES: &'static str = r#"
@@ -154,7 +156,7 @@ export interface HandshakeError extends Error {
         #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
         pub fn send(&self, xml: String) -> js_sys::Promise {
             let (done, result) = oneshot::channel();
-            session::submit(&self.control, Command::Send(xml, done));
+            session::submit(&self.control, Request::Send(xml, done));
             outcome(result)
         }
 
@@ -163,7 +165,7 @@ export interface HandshakeError extends Error {
         #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
         pub fn close(&self) -> js_sys::Promise {
             let (done, result) = oneshot::channel();
-            session::submit(&self.control, Command::Close(done));
+            session::submit(&self.control, Request::Close(done));
             outcome(result)
         }
     }
@@ -173,7 +175,7 @@ export interface HandshakeError extends Error {
     impl Drop for Session {
         fn drop(&mut self) {
             let (done, _) = oneshot::channel();
-            session::submit(&self.control, Command::Close(done));
+            session::submit(&self.control, Request::Close(done));
         }
     }
 

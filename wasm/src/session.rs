@@ -1,79 +1,194 @@
 //! One connection, run as a task of the page (`spawn_local`): open the WebSocket, negotiate
-//! with the core's driver, then the stanza phase until the page or the server closes.
+//! with the core's `driver::negotiate`, then carry the bound stream with `driver::run`
+//! until the page or the server closes. The connection (and every rule and timer) is the
+//! core's `Connection`; this task only wires it to the socket, the page and the clock.
 //!
 //! The task owns everything the connection borrows (TLS record buffers, anchors, pins), so
 //! nothing outlives it. The page talks to it through [`Control`]: `send` and `close` queue a
-//! [`Command`] and make the pending read give way (see `websocket`), the task serves the
-//! queue and reads on.
+//! [`Request`] (bounded, see [`MAX_WAITING_BYTES`]); `driver::run` takes them as commands
+//! while it waits on the socket and the timers, without ever cancelling a read.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::pin;
+use std::future::poll_fn;
+use std::mem;
 use std::rc::Rc;
-use std::task::Poll;
+use std::task::{Poll, Waker};
+use std::time::Duration;
 
-use embedded_io::ErrorKind;
-use embedded_io_async::{Read, Write};
 use futures_channel::oneshot;
+use js_sys::Function;
 use wasm_bindgen::JsValue;
-use xmpp_handshake_core::driver::{negotiate, MaybeTls, NoTls, Session};
+use xmpp_handshake_core::connection::{
+    Closed, ConnectionOptions, InitiatingConnection, Outcome, SendError, Stanza,
+};
+use xmpp_handshake_core::driver::MaybeTls;
+use xmpp_handshake_core::driver::{self, negotiate, Clock as _, Command, Commands, Deliver};
 use xmpp_handshake_core::embedded_tls::EmbeddedTlsError;
-use xmpp_handshake_core::embedded_tls::{Aes128GcmSha256, EmbeddedTlsStream};
-use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
+use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
 use xmpp_handshake_core::sasl::{Minimum, SaslPolicy};
-use xmpp_handshake_core::stream::header::Framing;
+use xmpp_handshake_core::stream::header::{Framing, StreamHeader, NS_FRAMING, NS_STREAMS};
 use xmpp_handshake_core::trust::{accept_changed_certificate, CertError, ReferenceIdentity};
 use xmpp_handshake_core::xml::element;
 use xmpp_handshake_core::Error;
 
+use crate::clock::BrowserClock;
 use crate::error::Failure;
 use crate::events::{detail, Reporter, TlsCell};
 use crate::options::{AcceptChangedKey, Mode, Options};
 use crate::pins::LocalStoragePins;
 use crate::rng::BrowserRng;
-use crate::tls::{self, TunnelTls};
-use crate::websocket::{end_reason, Carrying, GiveWay, Socket};
+use crate::tls::{self, Reader, TunnelTls, Writer};
+use crate::websocket::{Carrying, Socket};
+
+/// Most bytes of stanzas the page may have waiting for the task; more is refused at once
+/// (as the core refuses more than its own send queue holds).
+pub const MAX_WAITING_BYTES: usize = 256 * 1024;
+/// How much one read of the bound stream takes (an RFC 7395 message or decrypted TLS
+/// data; more is read on the next turn).
+const READ_CHUNK: usize = 4096;
+
+/// Settles a page's `send()` or `close()` promise.
+pub type Done = oneshot::Sender<Result<(), Failure>>;
 
 /// What the page asks of a running session.
-pub enum Command {
+pub enum Request {
     /// Send one top-level element.
-    Send(String, oneshot::Sender<Result<(), Failure>>),
+    Send(String, Done),
     /// Close the stream (RFC 6120 §4.4).
-    Close(oneshot::Sender<Result<(), Failure>>),
+    Close(Done),
 }
 
 /// Shared between the page's `Session` object and the task.
 #[derive(Default)]
 pub struct Control {
-    commands: VecDeque<Command>,
-    give_way: Option<GiveWay>,
-    /// The task ended: commands fail at once.
+    requests: VecDeque<Request>,
+    waiting_bytes: usize,
+    /// The task waits for a request.
+    waker: Option<Waker>,
+    /// The last send handed to the connection: settled once the task asks for the next
+    /// request (it was written), or when the core refuses it, or at the end.
+    in_flight: Option<Done>,
+    /// `close()` promises, settled when the stream has ended.
+    closing: Vec<Done>,
+    /// The task ended: requests fail at once.
     ended: Option<Failure>,
 }
 
 /// The page's end of a [`Control`].
 pub type ControlCell = Rc<RefCell<Control>>;
 
-/// Queues `command`, or fails it when the session already ended.
-pub fn submit(control: &ControlCell, command: Command) {
+/// Queues `request` for the task, or settles it at once: when the session already ended,
+/// when the element is not exactly one stanza, or when too much waits already.
+pub fn submit(control: &ControlCell, request: Request) {
     let mut c = control.borrow_mut();
-    if let Some(ended) = &c.ended {
-        let failure = ended.clone();
-        match command {
-            Command::Send(_, done) => {
+    let request = match (&c.ended, request) {
+        (Some(ended), Request::Send(_, done)) => {
+            let _ = done.send(Err(ended.clone()));
+            return;
+        }
+        // Closing a closed session is done.
+        (Some(_), Request::Close(done)) => {
+            let _ = done.send(Ok(()));
+            return;
+        }
+        (None, Request::Send(xml, done)) => {
+            let xml = xml.trim();
+            let refused = check(xml).err().or_else(|| {
+                (c.waiting_bytes + xml.len() > MAX_WAITING_BYTES)
+                    .then(|| Failure::transport("too much to send: await earlier send()s first"))
+            });
+            if let Some(failure) = refused {
                 let _ = done.send(Err(failure));
+                return;
             }
-            // Closing a closed session is done.
-            Command::Close(done) => {
+            c.waiting_bytes += xml.len();
+            Request::Send(xml.to_string(), done)
+        }
+        (None, close) => close,
+    };
+    c.requests.push_back(request);
+    if let Some(waker) = c.waker.take() {
+        waker.wake();
+    }
+}
+
+/// Whether `xml` is exactly one well-formed element and no framing or stream element
+/// (anything else could end or corrupt the stream). Parsed as on the stream: `jabber:client`
+/// the default namespace, `stream` the prefix of the streams namespace.
+fn check(xml: &str) -> Result<(), Failure> {
+    let checked = element::parse(xml, &StreamHeader::default(), |node| {
+        let ns = node.tag_name().namespace();
+        ns != Some(NS_FRAMING) && ns != Some(NS_STREAMS)
+    });
+    match checked {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Failure::config(
+            "send() takes a stanza; use close() to end the stream",
+        )),
+        Err(e) => Err(Failure::config(format!(
+            "send() takes one well-formed XML element: {}",
+            e.condition
+        ))),
+    }
+}
+
+/// The page's requests as the driver's commands: a cancel-safe queue (a request leaves it
+/// only in the poll that returns it).
+struct PageCommands<'c>(&'c ControlCell);
+
+impl Commands for PageCommands<'_> {
+    async fn next(&mut self) -> Option<Command> {
+        poll_fn(|cx| {
+            let mut c = self.0.borrow_mut();
+            // The driver wrote what the last command queued before it asked again.
+            if let Some(done) = c.in_flight.take() {
                 let _ = done.send(Ok(()));
             }
-        }
-        return;
+            match c.requests.pop_front() {
+                Some(Request::Send(xml, done)) => {
+                    c.waiting_bytes = c.waiting_bytes.saturating_sub(xml.len());
+                    c.in_flight = Some(done);
+                    Poll::Ready(Some(Command::Send(xml)))
+                }
+                Some(Request::Close(done)) => {
+                    c.closing.push(done);
+                    Poll::Ready(Some(Command::Close))
+                }
+                None => {
+                    c.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
     }
-    c.commands.push_back(command);
-    if let Some(g) = &c.give_way {
-        g.request();
+}
+
+/// Where the bound stream's stanzas go: `onStanza` (the transcript line comes from the
+/// [`Reporter`], which sees every read; so does an element too costly to parse, which the
+/// core skips and the page does not get).
+struct PageDeliver<'c> {
+    control: &'c ControlCell,
+    on_stanza: Option<Function>,
+}
+
+impl Deliver for PageDeliver<'_> {
+    fn stanza(&mut self, stanza: Stanza) {
+        // A throwing callback is the page's problem: the connection goes on.
+        if let Some(f) = &self.on_stanza {
+            let _ = f.call1(&JsValue::NULL, &JsValue::from_str(stanza.raw()));
+        }
+    }
+
+    fn refused(&mut self, _stanza: String, error: SendError) {
+        if let Some(done) = self.control.borrow_mut().in_flight.take() {
+            // `QueueFull` only for a stanza near MAX_WAITING_BYTES, once qualified.
+            let _ = done.send(Err(Failure::transport(match error {
+                SendError::QueueFull => "the stanza is too large to send",
+                _ => "the stream is closed",
+            })));
+        }
     }
 }
 
@@ -94,19 +209,17 @@ pub async fn run(
         Ok(()) => Failure::transport("the session is closed"),
         Err(f) => f,
     };
-    let mut c = control.borrow_mut();
-    c.give_way = None;
-    for command in c.commands.drain(..) {
-        match command {
-            Command::Send(_, done) => {
-                let _ = done.send(Err(failure.clone()));
-            }
-            Command::Close(done) => {
-                let _ = done.send(Ok(()));
-            }
-        }
+    // What the page still has queued is settled as anything it asks from now on.
+    let waiting = {
+        let mut c = control.borrow_mut();
+        c.ended = Some(failure.clone());
+        c.waker = None;
+        c.waiting_bytes = 0;
+        mem::take(&mut c.requests)
+    };
+    for request in waiting {
+        submit(&control, request);
     }
-    c.ended = Some(failure.clone());
     if let Some(ready) = ready {
         let _ = ready.send(Err(failure));
     }
@@ -142,23 +255,21 @@ async fn websocket_mode(
     control: &ControlCell,
 ) -> Result<(), Failure> {
     let socket = open(options, Carrying::Elements, &reporter).await?;
-    let give_way = socket.give_way();
     let mut config = initiator(options);
     config.framing = Framing::WebSocket;
-    let machine = InitiatingEntity::new(config, BrowserRng);
-    let negotiated = timed(
-        options.timeout_ms,
-        negotiate(socket, &mut NoTls, machine, &mut reporter),
+    let mut upgrade = TunnelTls::none();
+    let closed = connection(
+        options,
+        config,
+        &socket,
+        &mut upgrade,
+        &mut reporter,
+        ready,
+        control,
     )
     .await
-    .unwrap_or(Err(Error::Timeout))
-    .map_err(|e| {
-        fail(
-            &reporter,
-            Failure::from_core(&e, None, end_reason(&give_way)),
-        )
-    })?;
-    serve(Session::new(negotiated), reporter, give_way, ready, control).await
+    .map_err(|e| fail(&reporter, Failure::from_core(&e, None, socket.end_reason())))?;
+    finish(closed, &reporter, control, &socket)
 }
 
 /// The raw stream through the bridge, STARTTLS and TLS in the page.
@@ -181,7 +292,6 @@ async fn tunnel_mode(
     let mut accepted_once = false;
     loop {
         let socket = open(options, Carrying::Bytes, &reporter).await?;
-        let give_way = socket.give_way();
         let mut upgrade = TunnelTls::new(
             &mut read,
             &mut write,
@@ -191,54 +301,93 @@ async fn tunnel_mode(
             &mut pins,
             tls_cell.clone(),
         );
-        let machine = InitiatingEntity::new(initiator(options), BrowserRng);
-        let result = timed(
-            options.timeout_ms,
-            negotiate(socket, &mut upgrade, machine, &mut reporter),
+        let result = connection(
+            options,
+            initiator(options),
+            &socket,
+            &mut upgrade,
+            &mut reporter,
+            ready,
+            control,
         )
-        .await
-        .unwrap_or(Err(Error::Timeout));
-        match result {
-            Ok(negotiated) => {
-                return serve(Session::new(negotiated), reporter, give_way, ready, control).await
-            }
-            Err(e) => {
-                let tls_error = upgrade.error().cloned();
-                if let Some(EmbeddedTlsError::Certificate(cert @ CertError::PinChanged(change))) =
-                    &tls_error
-                {
-                    let wanted = match &options.accept_changed_key {
-                        AcceptChangedKey::No => false,
-                        AcceptChangedKey::Any => true,
-                        AcceptChangedKey::Only(f) => *f == change.new_cert.to_string(),
-                    };
-                    if wanted && !accepted_once {
-                        accept_changed_certificate(upgrade.pins_mut(), cert).map_err(|e| {
-                            fail(
-                                &reporter,
-                                Failure::config(format!("accepting the key: {e}")),
-                            )
-                        })?;
-                        reporter.transcript(
-                            "info",
-                            &format!(
-                                "-- changed certificate for {} accepted (key {}); reconnecting --",
-                                change.domain, change.new_spki
-                            ),
-                        );
-                        accepted_once = true;
-                        // The buffers are free again once `upgrade` is gone.
-                        drop(upgrade);
-                        read.fill(0);
-                        write.fill(0);
-                        continue;
-                    }
-                }
-                let failure = Failure::from_core(&e, tls_error.as_ref(), end_reason(&give_way));
-                return Err(fail(&reporter, failure));
+        .await;
+        let e = match result {
+            Ok(closed) => return finish(closed, &reporter, control, &socket),
+            Err(e) => e,
+        };
+        let tls_error = upgrade.error().cloned();
+        if let Some(EmbeddedTlsError::Certificate(cert @ CertError::PinChanged(change))) =
+            &tls_error
+        {
+            let wanted = match &options.accept_changed_key {
+                AcceptChangedKey::No => false,
+                AcceptChangedKey::Any => true,
+                AcceptChangedKey::Only(f) => *f == change.new_cert.to_string(),
+            };
+            if let (true, false, Some(pins)) = (wanted, accepted_once, upgrade.pins_mut()) {
+                accept_changed_certificate(pins, cert).map_err(|e| {
+                    fail(
+                        &reporter,
+                        Failure::config(format!("accepting the key: {e}")),
+                    )
+                })?;
+                reporter.transcript(
+                    "info",
+                    &format!(
+                        "-- changed certificate for {} accepted (key {}); reconnecting --",
+                        change.domain, change.new_spki
+                    ),
+                );
+                accepted_once = true;
+                // The buffers are free again once `upgrade` is gone.
+                drop(upgrade);
+                read.fill(0);
+                write.fill(0);
+                continue;
             }
         }
+        let failure = Failure::from_core(&e, tls_error.as_ref(), socket.end_reason());
+        return Err(fail(&reporter, failure));
     }
+}
+
+/// One connection on `socket`, in either mode: the core's `Connection`, negotiated with
+/// `driver::negotiate` (`Err`: why it failed), then the bound stream (see [`bound`]) until
+/// it ends; then TLS is closed.
+async fn connection(
+    options: &Options,
+    config: InitiatorConfig,
+    socket: &Socket,
+    upgrade: &mut TunnelTls<'_>,
+    reporter: &mut Reporter,
+    ready: &mut Option<oneshot::Sender<Result<String, Failure>>>,
+    control: &ControlCell,
+) -> Result<Closed, Error> {
+    let mut settings = ConnectionOptions::default();
+    settings.timeouts.negotiation = Some(Duration::from_millis(options.timeout_ms.into()));
+    let mut connection =
+        InitiatingConnection::initiate(config, BrowserRng, settings, BrowserClock.now());
+    let mut io = MaybeTls::Plain(socket.clone());
+    let outcome = negotiate(&mut io, upgrade, &mut connection, reporter, &BrowserClock).await?;
+    let closed = {
+        let (mut reader, mut writer) = tls::split(&mut io, socket);
+        bound(
+            &mut reader,
+            &mut writer,
+            &mut connection,
+            outcome,
+            reporter,
+            ready,
+            control,
+        )
+        .await
+    };
+    // After the closing tags (§4.4): close_notify; the WebSocket closes with its last
+    // handle, when the caller is done with it.
+    if let MaybeTls::Tls(stream) = io.take() {
+        let _ = stream.close().await;
+    }
+    Ok(closed)
 }
 
 /// Opens the WebSocket and reports `connect`.
@@ -295,180 +444,87 @@ fn fail(reporter: &Reporter, failure: Failure) -> Failure {
     failure
 }
 
-/// How a protected transport ends after the stream's closing tags (RFC 6120 §4.4).
-trait Shutdown {
-    async fn shutdown(self);
-}
-
-impl Shutdown for MaybeTls<Socket, Socket> {
-    async fn shutdown(self) {
-        if let MaybeTls::Plain(s) | MaybeTls::Tls(s) = self {
-            s.close();
-        }
-    }
-}
-
-impl Shutdown for MaybeTls<Socket, EmbeddedTlsStream<'_, Socket, Aes128GcmSha256>> {
-    async fn shutdown(self) {
-        match self {
-            MaybeTls::Plain(s) => s.close(),
-            // close_notify, then the WebSocket.
-            MaybeTls::Tls(tls) => match tls.close().await {
-                Ok(s) | Err((s, _)) => s.close(),
-            },
-            MaybeTls::Closed => {}
-        }
-    }
-}
-
-/// The stanza phase: report `bound`, then read stanzas and serve the page's commands.
-async fn serve<S>(
-    mut session: Session<Socket, S>,
-    reporter: Reporter,
-    give_way: GiveWay,
+/// The bound stream: report `bound`, hand the session to the page, then `driver::run`
+/// until the stream ends (the caller then ends TLS and the WebSocket).
+async fn bound(
+    reader: &mut Reader<'_>,
+    writer: &mut Writer<'_>,
+    connection: &mut InitiatingConnection<BrowserRng>,
+    outcome: Outcome,
+    reporter: &mut Reporter,
     ready: &mut Option<oneshot::Sender<Result<String, Failure>>>,
     control: &ControlCell,
-) -> Result<(), Failure>
-where
-    S: Read + Write,
-    MaybeTls<Socket, S>: Shutdown,
-{
-    let jid = session.outcome.jid.clone().unwrap_or_default();
+) -> Closed {
+    let jid = outcome.jid.unwrap_or_default();
     reporter.event(
         "bound",
         detail(&[
             ("jid", jid.as_str().into()),
             (
                 "mechanism",
-                session
-                    .outcome
-                    .mechanism
-                    .map_or(JsValue::NULL, |m| m.name().into()),
+                outcome.mechanism.map_or(JsValue::NULL, |m| m.name().into()),
             ),
         ]),
     );
-    control.borrow_mut().give_way = Some(give_way.clone());
-    give_way.enable(true);
     if let Some(ready) = ready.take() {
         let _ = ready.send(Ok(jid));
     }
-    loop {
-        match session.next_element().await {
-            Ok(Some(xml)) => reporter.stanza(&xml),
-            Ok(None) => {
-                // The server closed the stream: answer with ours (§4.4) and end.
-                give_way.enable(false);
-                let transport = session.close().await;
-                reporter.event("closed", detail(&[("by", "server".into())]));
-                if let Ok(t) = transport {
-                    t.shutdown().await;
-                }
-                return Err(Failure::transport("the server closed the stream"));
-            }
-            Err(Error::Transport(ErrorKind::Interrupted)) => {
-                give_way.clear();
-                loop {
-                    let command = control.borrow_mut().commands.pop_front();
-                    match command {
-                        None => break,
-                        Some(Command::Send(xml, done)) => {
-                            let result = send(&mut session, &reporter, &xml, &give_way).await;
-                            let broken = matches!(&result, Err(f) if f.kind == "transport");
-                            let _ = done.send(result);
-                            if broken {
-                                return Err(fail(
-                                    &reporter,
-                                    Failure::transport("the connection broke while sending"),
-                                ));
-                            }
-                        }
-                        Some(Command::Close(done)) => {
-                            give_way.enable(false);
-                            reporter.transcript("info", "-- closing the stream --");
-                            let result = session.close().await;
-                            reporter.event("closed", detail(&[("by", "client".into())]));
-                            match result {
-                                Ok(t) => {
-                                    t.shutdown().await;
-                                    let _ = done.send(Ok(()));
-                                }
-                                Err(e) => {
-                                    let _ = done.send(Err(Failure::from_core(&e, None, None)));
-                                }
-                            }
-                            return Ok(());
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                let failure = Failure::from_core(&e, None, end_reason(&give_way));
-                reporter.event("closed", detail(&[("by", "error".into())]));
-                return Err(fail(&reporter, failure));
-            }
-        }
-    }
-}
-
-/// Sends one element the page gave, after checking it is exactly one well-formed element
-/// (anything else could end or corrupt the stream).
-async fn send<S: Read + Write>(
-    session: &mut Session<Socket, S>,
-    reporter: &Reporter,
-    xml: &str,
-    give_way: &GiveWay,
-) -> Result<(), Failure> {
-    let xml = xml.trim();
-    let checked = element::parse(xml, session.peer_header(), |node| {
-        let name = node.tag_name();
-        name.namespace() != Some(xmpp_handshake_core::stream::header::NS_FRAMING)
-            && name.namespace() != Some(xmpp_handshake_core::stream::header::NS_STREAMS)
-    });
-    match checked {
-        Ok(true) => {}
-        Ok(false) => {
-            return Err(Failure::config(
-                "send() takes a stanza; use close() to end the stream",
-            ))
-        }
-        Err(e) => {
-            return Err(Failure::config(format!(
-                "send() takes one well-formed XML element: {}",
-                e.condition
-            )))
-        }
-    }
-    reporter.transcript("out", xml);
-    session
-        .send(xml)
-        .await
-        .map_err(|e| Failure::from_core(&e, None, end_reason(give_way)))
-}
-
-/// `future`, or `None` after `ms` milliseconds.
-async fn timed<F: Future>(ms: u32, future: F) -> Option<F::Output> {
-    let mut future = pin!(future);
-    let mut timer = pin!(sleep(ms));
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(v) = future.as_mut().poll(cx) {
-            return Poll::Ready(Some(v));
-        }
-        if timer.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(None);
-        }
-        Poll::Pending
-    })
+    let mut deliver = PageDeliver {
+        control,
+        on_stanza: reporter.callbacks().on_stanza.clone(),
+    };
+    let mut buf = vec![0u8; READ_CHUNK];
+    driver::run(
+        reader,
+        writer,
+        connection,
+        &mut PageCommands(control),
+        &mut deliver,
+        reporter,
+        &BrowserClock,
+        &mut buf,
+    )
     .await
 }
 
-/// Resolves after `ms` milliseconds (`setTimeout`).
-async fn sleep(ms: u32) {
-    let promise = js_sys::Promise::new(&mut |resolve, _| {
-        // Without a window (never in a page) there is no timer, and no time limit.
-        if let Some(window) = web_sys::window() {
-            let ms = i32::try_from(ms).unwrap_or(i32::MAX);
-            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+/// Reports how the bound stream ended and settles what the page waits for.
+fn finish(
+    closed: Closed,
+    reporter: &Reporter,
+    control: &ControlCell,
+    socket: &Socket,
+) -> Result<(), Failure> {
+    let (in_flight, closing) = {
+        let mut c = control.borrow_mut();
+        (c.in_flight.take(), mem::take(&mut c.closing))
+    };
+    let by = |who: &str| reporter.event("closed", detail(&[("by", who.into())]));
+    let (settled, result) = match closed {
+        // Everything sent before the closing tags went out (§4.4).
+        Closed::ByUs => {
+            by("client");
+            (Ok(()), Ok(()))
         }
-    });
-    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+        Closed::ByPeer => {
+            by("server");
+            (
+                Ok(()),
+                Err(Failure::transport("the server closed the stream")),
+            )
+        }
+        Closed::Failed(e) => {
+            let failure = Failure::from_core(&e, None, socket.end_reason());
+            if closing.is_empty() {
+                by("error");
+                (Err(failure.clone()), Err(fail(reporter, failure)))
+            } else {
+                by("client");
+                (Err(failure), Ok(()))
+            }
+        }
+    };
+    for done in in_flight.into_iter().chain(closing) {
+        let _ = done.send(settled.clone());
+    }
+    result
 }

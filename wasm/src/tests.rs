@@ -188,8 +188,8 @@ async fn websocket_transport_speaks_rfc7395_with_a_real_server() {
     let mut socket = Socket::open(url, Carrying::Elements)
         .await
         .expect("the xmpp subprotocol is accepted");
-    // Two elements in one write go out as two messages (RFC 7395 §3.3.3): the server
-    // would refuse a message holding both.
+    // One write is one message (RFC 7395 §3.3.3: one element per message), as the core
+    // writes one unit (header, element, closing tag) at a time.
     let open =
         format!("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='{domain}' version='1.0'/>");
     socket.write_all(open.as_bytes()).await.expect("write");

@@ -1,5 +1,6 @@
 //! STARTTLS inside the page (tunnel mode): the core's embedded-tls backend over the
-//! WebSocket, with the core's certificate policy and a `localStorage` pin store.
+//! WebSocket, with the core's certificate policy and a `localStorage` pin store; and the
+//! bound stream's halves for the core's `driver::run`, TLS or not.
 //!
 //! * `ca` given: PKIX to those anchors (`Trust::Anchors`), or with `trustFirstUse` also
 //!   pinning what they vouched for (`Trust::TrustOnFirstUse`).
@@ -13,10 +14,13 @@
 //! only (embedded-tls 0.19, see the core's `embedded_tls` docs); SCRAM `-PLUS` binds with
 //! `tls-server-end-point` (RFC 5929).
 
+use embedded_io::{Error as _, ErrorKind, ErrorType};
+use embedded_io_async::{Read, Write};
 use xmpp_handshake_core::connection::TlsInfo;
-use xmpp_handshake_core::driver::TlsUpgrade;
+use xmpp_handshake_core::driver::{MaybeTls, TlsUpgrade};
 use xmpp_handshake_core::embedded_tls::{
-    Aes128GcmSha256, EmbeddedTls, EmbeddedTlsError, EmbeddedTlsStream, ServerVerifier,
+    Aes128GcmSha256, EmbeddedTls, EmbeddedTlsError, EmbeddedTlsReader, EmbeddedTlsStream,
+    ServerVerifier, TlsError, TlsWriter,
 };
 use xmpp_handshake_core::trust::{
     CertificatePolicy, FirstUse, ReferenceIdentity, TrustBasis, UnixTime,
@@ -47,13 +51,18 @@ pub fn now() -> UnixTime {
     UnixTime((js_sys::Date::now() / 1000.0) as u64)
 }
 
-/// The upgrade of one tunnel connection: the core's [`EmbeddedTls`], telling the socket
-/// that TLS records follow, keeping the typed error and the details for the `tls` event.
+/// The TLS upgrade of a connection in either mode (one type for both, so the core's
+/// driver is in the bundle once): the core's [`EmbeddedTls`] in a tunnel, keeping the typed
+/// error and the details for the `tls` event; none on an RFC 7395 stream, where TLS is the
+/// browser's and the core never asks for STARTTLS.
 pub struct TunnelTls<'a> {
-    inner: EmbeddedTls<'a, BrowserRng, &'a mut LocalStoragePins>,
+    inner: Option<EmbeddedTls<'a, BrowserRng, &'a mut LocalStoragePins>>,
     error: Option<EmbeddedTlsError>,
     detail: TlsCell,
 }
+
+/// The protected stream of a tunnel.
+pub type TlsStream<'a> = EmbeddedTlsStream<'a, Socket, Aes128GcmSha256>;
 
 impl<'a> TunnelTls<'a> {
     /// An upgrade for `domain` with these record buffers, anchors and pins.
@@ -68,9 +77,18 @@ impl<'a> TunnelTls<'a> {
     ) -> Self {
         let verifier = ServerVerifier::new(reference, policy, anchors, pins).with_time(now());
         TunnelTls {
-            inner: EmbeddedTls::new(read, write, BrowserRng, verifier),
+            inner: Some(EmbeddedTls::new(read, write, BrowserRng, verifier)),
             error: None,
             detail,
+        }
+    }
+
+    /// No TLS in the page (RFC 7395): an upgrade request is refused.
+    pub fn none() -> Self {
+        TunnelTls {
+            inner: None,
+            error: None,
+            detail: TlsCell::default(),
         }
     }
 
@@ -79,26 +97,29 @@ impl<'a> TunnelTls<'a> {
         self.error.as_ref()
     }
 
-    /// The pin store (to accept a changed key).
-    pub fn pins_mut(&mut self) -> &mut LocalStoragePins {
-        self.inner.verifier_mut().pins_mut()
+    /// The pin store (to accept a changed key), in a tunnel.
+    pub fn pins_mut(&mut self) -> Option<&mut LocalStoragePins> {
+        Some(self.inner.as_mut()?.verifier_mut().pins_mut())
     }
 }
 
 impl<'a> TlsUpgrade<Socket> for TunnelTls<'a> {
-    type Stream = EmbeddedTlsStream<'a, Socket, Aes128GcmSha256>;
+    type Stream = TlsStream<'a>;
     type Error = EmbeddedTlsError;
 
     async fn upgrade(
         &mut self,
-        mut transport: Socket,
+        transport: Socket,
         server_name: &str,
     ) -> Result<Self::Stream, Self::Error> {
-        transport.tls_started();
-        let result = self.inner.upgrade(transport, server_name).await;
+        let Some(inner) = &mut self.inner else {
+            // Not TLS in the page on this transport.
+            return Err(EmbeddedTlsError::Tls(TlsError::Unimplemented));
+        };
+        let result = inner.upgrade(transport, server_name).await;
         match &result {
             Ok(_) => {
-                if let Some(Ok(verdict)) = self.inner.verifier().verdict() {
+                if let Some(Ok(verdict)) = inner.verifier().verdict() {
                     *self.detail.borrow_mut() = Some(TlsDetail {
                         version: "TLS 1.3",
                         cipher: "TLS_AES_128_GCM_SHA256",
@@ -121,6 +142,73 @@ impl<'a> TlsUpgrade<Socket> for TunnelTls<'a> {
     }
 
     fn tls_info(&self, stream: &Self::Stream) -> TlsInfo {
-        self.inner.tls_info(stream)
+        match &self.inner {
+            Some(inner) => inner.tls_info(stream),
+            None => TlsInfo::default(),
+        }
+    }
+}
+
+/// The reading half of a bound stream: the socket itself, or TLS over it.
+pub enum Reader<'s> {
+    /// RFC 7395 (or a tunnel without TLS).
+    Plain(Socket),
+    /// A tunnel after STARTTLS.
+    Tls(EmbeddedTlsReader<'s, Socket, Aes128GcmSha256>),
+}
+
+/// The writing half of a bound stream; see [`Reader`].
+pub enum Writer<'s> {
+    /// RFC 7395 (or a tunnel without TLS).
+    Plain(Socket),
+    /// A tunnel after STARTTLS.
+    Tls(TlsWriter<'s, Socket, Aes128GcmSha256>),
+}
+
+/// The halves the core's `driver::run` reads and writes at the same time: a read is never
+/// cancelled there, which embedded-tls's reads need.
+pub fn split<'s>(
+    io: &'s mut MaybeTls<Socket, TlsStream<'_>>,
+    socket: &Socket,
+) -> (Reader<'s>, Writer<'s>) {
+    match io {
+        MaybeTls::Tls(stream) => {
+            let (reader, writer) = stream.split();
+            (Reader::Tls(reader), Writer::Tls(writer))
+        }
+        _ => (Reader::Plain(socket.clone()), Writer::Plain(socket.clone())),
+    }
+}
+
+impl ErrorType for Reader<'_> {
+    type Error = ErrorKind;
+}
+
+impl ErrorType for Writer<'_> {
+    type Error = ErrorKind;
+}
+
+impl Read for Reader<'_> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        match self {
+            Reader::Plain(socket) => socket.read(buf).await,
+            Reader::Tls(tls) => tls.read(buf).await.map_err(|e| e.kind()),
+        }
+    }
+}
+
+impl Write for Writer<'_> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        match self {
+            Writer::Plain(socket) => socket.write(buf).await,
+            Writer::Tls(tls) => tls.write(buf).await.map_err(|e| e.kind()),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), ErrorKind> {
+        match self {
+            Writer::Plain(socket) => socket.flush().await,
+            Writer::Tls(tls) => tls.flush().await.map_err(|e| e.kind()),
+        }
     }
 }

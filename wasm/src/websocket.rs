@@ -1,21 +1,19 @@
 //! The browser's WebSocket as an `embedded-io-async` transport for the core's driver.
 //!
 //! * [`Carrying::Elements`] (RFC 7395): the `xmpp` subprotocol, text messages, one
-//!   top-level element (or `<open/>`/`<close/>`) per message (§3.3.3). Outgoing bytes are
-//!   cut into elements with the core's [`Splitter`]; incoming messages are handed to the
-//!   core's framer as a byte stream, which checks each element.
+//!   top-level element (or `<open/>`/`<close/>`) per message (§3.3.3). The core hands out
+//!   one such unit per write (its `poll_transmit`), so each write is sent as one message;
+//!   incoming messages are handed to the core's framer, which checks each element.
 //! * [`Carrying::Bytes`] (tunnel): binary messages carrying raw TCP bytes both ways, to a
 //!   WebSocket-to-TCP bridge; the XMPP stream (and, after STARTTLS, TLS records) inside.
+//!
+//! A [`Socket`] is a handle: clones share the one WebSocket, so a reader and a writer (the
+//! halves the core's `driver::run` and embedded-tls's split take) work on it at once.
 //!
 //! The browser pushes messages whenever they arrive and cannot be paused, so the receive
 //! queue is bounded ([`MAX_QUEUED_BYTES`]): a peer that sends more than the page has
 //! processed ends the connection with an error instead of growing memory without limit.
-//!
-//! Reads can **give way** to the page (a `send` or `close` waiting, see [`GiveWay`]): the
-//! read then fails with `ErrorKind::Interrupted` and nothing consumed, so the caller can
-//! write and read on. Once TLS runs on top ([`Socket::tls_started`]), that happens only
-//! between TLS records ([`RecordBoundary`]): a TLS layer that read half a record header
-//! would lose it.
+//! The send side is bounded too ([`MAX_UNSENT_BYTES`], what the browser holds unsent).
 
 use core::cell::RefCell;
 use core::future::poll_fn;
@@ -31,8 +29,6 @@ use js_sys::{ArrayBuffer, JsString, Uint8Array};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
 use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
-use xmpp_handshake_core::tls_records::RecordBoundary;
-use xmpp_handshake_core::xml::splitter::Splitter;
 
 /// Most bytes received and not yet read before the connection is failed.
 pub const MAX_QUEUED_BYTES: usize = 256 * 1024;
@@ -44,7 +40,7 @@ pub const SUBPROTOCOL: &str = "xmpp";
 /// What the WebSocket messages carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Carrying {
-    /// RFC 7395: one XML element per text message.
+    /// RFC 7395: one XML element per text message, one message per write.
     Elements,
     /// A tunnel: raw stream bytes in binary messages.
     Bytes,
@@ -73,10 +69,6 @@ struct Inbox {
     queued: usize,
     state: State,
     waker: Option<Waker>,
-    /// A writer waits: reads give way when they safely can.
-    give_way: bool,
-    /// Whether reads may give way at all (not while negotiating or closing).
-    yielding: bool,
 }
 
 impl Inbox {
@@ -85,34 +77,20 @@ impl Inbox {
             waker.wake();
         }
     }
+
+    /// We fail the connection: nothing more is read, the reason is kept for the error.
+    fn fail(&mut self, why: String) {
+        self.state = State::Failed(why);
+        self.messages.clear();
+        self.offset = 0;
+        self.queued = 0;
+        self.wake();
+    }
 }
 
 /// Why a WebSocket could not be opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenError(pub String);
-
-/// Lets the page interrupt a pending read (see the module docs).
-#[derive(Clone)]
-pub struct GiveWay(Rc<RefCell<Inbox>>);
-
-impl GiveWay {
-    /// Asks the reader to give way at the next safe point.
-    pub fn request(&self) {
-        let mut inbox = self.0.borrow_mut();
-        inbox.give_way = true;
-        inbox.wake();
-    }
-
-    /// The request was served.
-    pub fn clear(&self) {
-        self.0.borrow_mut().give_way = false;
-    }
-
-    /// Allows or forbids giving way (forbidden during the negotiation and the close).
-    pub fn enable(&self, on: bool) {
-        self.0.borrow_mut().yielding = on;
-    }
-}
 
 /// The event handlers; kept alive as long as the socket, detached on drop.
 struct Handlers {
@@ -122,13 +100,16 @@ struct Handlers {
     _error: Closure<dyn FnMut(Event)>,
 }
 
-/// A WebSocket as a transport. See the module docs.
-pub struct Socket {
+/// A WebSocket as a transport: a handle, clones share it; the WebSocket is closed (normal
+/// closure) when the last one is dropped. See the module docs.
+#[derive(Clone)]
+pub struct Socket(Rc<Shared>);
+
+/// What the clones of a [`Socket`] share.
+struct Shared {
     ws: WebSocket,
     carrying: Carrying,
     inbox: Rc<RefCell<Inbox>>,
-    splitter: Splitter,
-    records: Option<RecordBoundary>,
     _handlers: Handlers,
 }
 
@@ -153,20 +134,16 @@ impl Socket {
             queued: 0,
             state: State::Connecting,
             waker: None,
-            give_way: false,
-            yielding: false,
         }));
         let handlers = attach(&ws, carrying, &inbox);
-        let socket = Socket {
+        let socket = Socket(Rc::new(Shared {
             ws,
             carrying,
             inbox,
-            splitter: Splitter::default(),
-            records: None,
             _handlers: handlers,
-        };
+        }));
         poll_fn(|cx| {
-            let mut inbox = socket.inbox.borrow_mut();
+            let mut inbox = socket.0.inbox.borrow_mut();
             match &inbox.state {
                 State::Connecting => {
                     inbox.waker = Some(cx.waker().clone());
@@ -181,7 +158,7 @@ impl Socket {
             }
         })
         .await?;
-        if carrying == Carrying::Elements && socket.ws.protocol() != SUBPROTOCOL {
+        if carrying == Carrying::Elements && socket.0.ws.protocol() != SUBPROTOCOL {
             return Err(OpenError(format!(
                 "the server at {url} did not accept the '{SUBPROTOCOL}' WebSocket subprotocol \
                  (RFC 7395 §3.3.1): it is not an XMPP WebSocket endpoint"
@@ -190,23 +167,20 @@ impl Socket {
         Ok(socket)
     }
 
-    /// The handle through which the page makes reads give way.
-    pub fn give_way(&self) -> GiveWay {
-        GiveWay(self.inbox.clone())
-    }
-
-    /// From now on the bytes are TLS records: reads give way only between records.
-    pub fn tls_started(&mut self) {
-        self.records = Some(RecordBoundary::default());
-    }
-
-    /// Closes the WebSocket (normal closure).
-    pub fn close(&self) {
-        let _ = self.ws.close();
+    /// A human description of why reads ended, for error messages; `None` while open.
+    pub fn end_reason(&self) -> Option<String> {
+        match &self.0.inbox.borrow().state {
+            State::Closed { code, reason, .. } => Some(format!(
+                "the WebSocket closed (code {code}{}{reason})",
+                if reason.is_empty() { "" } else { ": " }
+            )),
+            State::Failed(why) => Some(why.clone()),
+            State::Connecting | State::Open => None,
+        }
     }
 }
 
-impl Drop for Socket {
+impl Drop for Shared {
     fn drop(&mut self) {
         self.ws.set_onopen(None);
         self.ws.set_onmessage(None);
@@ -267,9 +241,7 @@ fn attach(ws: &WebSocket, carrying: Carrying, inbox: &Rc<RefCell<Inbox>>) -> Han
                 }
             };
             if let Some(why) = failure {
-                inbox.state = State::Failed(why);
-                inbox.messages.clear();
-                inbox.queued = 0;
+                inbox.fail(why);
                 let _ = ws.close();
             }
             inbox.wake();
@@ -316,16 +288,13 @@ impl ErrorType for Socket {
 }
 
 impl Read for Socket {
+    /// At most the rest of one message: an RFC 7395 message is never joined to the next.
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
         if buf.is_empty() {
             return Ok(0);
         }
-        let at_boundary = self
-            .records
-            .as_ref()
-            .is_none_or(RecordBoundary::at_boundary);
-        let n = poll_fn(|cx| {
-            let mut inbox = self.inbox.borrow_mut();
+        poll_fn(|cx| {
+            let mut inbox = self.0.inbox.borrow_mut();
             let inbox = &mut *inbox;
             if let Some(front) = inbox.messages.front() {
                 let rest = &front[inbox.offset..];
@@ -340,40 +309,42 @@ impl Read for Socket {
                 return Poll::Ready(Ok(n));
             }
             match &inbox.state {
-                State::Closed { clean: true, .. } => return Poll::Ready(Ok(0)),
-                State::Closed { .. } => return Poll::Ready(Err(ErrorKind::ConnectionReset)),
-                State::Failed(_) => return Poll::Ready(Err(ErrorKind::OutOfMemory)),
-                State::Connecting | State::Open => {}
+                State::Closed { clean: true, .. } => Poll::Ready(Ok(0)),
+                State::Closed { .. } => Poll::Ready(Err(ErrorKind::ConnectionReset)),
+                State::Failed(_) => Poll::Ready(Err(ErrorKind::OutOfMemory)),
+                State::Connecting | State::Open => {
+                    inbox.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
             }
-            if inbox.give_way && inbox.yielding && at_boundary {
-                return Poll::Ready(Err(ErrorKind::Interrupted));
-            }
-            inbox.waker = Some(cx.waker().clone());
-            Poll::Pending
         })
-        .await?;
-        if let Some(records) = &mut self.records {
-            records.consume(&buf[..n]);
-        }
-        Ok(n)
+        .await
     }
 }
 
 impl Write for Socket {
+    /// One message per write: on an RFC 7395 socket `buf` is one unit of the core (a
+    /// header, one element, a closing tag), sent as one text message.
     async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
-        if self.ws.ready_state() != WebSocket::OPEN {
+        let ws = &self.0.ws;
+        if ws.ready_state() != WebSocket::OPEN {
             return Err(ErrorKind::NotConnected);
         }
-        if self.ws.buffered_amount() > MAX_UNSENT_BYTES {
-            return Err(ErrorKind::TimedOut);
+        if ws.buffered_amount() > MAX_UNSENT_BYTES {
+            // The peer stopped reading: fail the connection rather than buffer without end.
+            self.0
+                .inbox
+                .borrow_mut()
+                .fail("1 MiB unsent: the peer is not reading".into());
+            let _ = ws.close();
+            return Err(ErrorKind::OutOfMemory);
         }
-        let sent = match self.carrying {
-            Carrying::Bytes => self.ws.send_with_u8_array(buf),
-            Carrying::Elements => self
-                .splitter
-                .feed(buf)
-                .iter()
-                .try_for_each(|element| self.ws.send_with_str(element)),
+        let sent = match self.0.carrying {
+            Carrying::Bytes => ws.send_with_u8_array(buf),
+            Carrying::Elements => {
+                let text = core::str::from_utf8(buf).map_err(|_| ErrorKind::InvalidData)?;
+                ws.send_with_str(text)
+            }
         };
         sent.map_err(|_| ErrorKind::BrokenPipe)?;
         Ok(buf.len())
@@ -381,17 +352,5 @@ impl Write for Socket {
 
     async fn flush(&mut self) -> Result<(), ErrorKind> {
         Ok(())
-    }
-}
-
-/// A human description of why reads ended, for error messages.
-pub fn end_reason(give_way: &GiveWay) -> Option<String> {
-    match &give_way.0.borrow().state {
-        State::Closed { code, reason, .. } => Some(format!(
-            "the WebSocket closed (code {code}{}{reason})",
-            if reason.is_empty() { "" } else { ": " }
-        )),
-        State::Failed(why) => Some(why.clone()),
-        State::Connecting | State::Open => None,
     }
 }

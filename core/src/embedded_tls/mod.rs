@@ -75,8 +75,9 @@ use core::marker::PhantomData;
 
 pub use ::embedded_tls::{
     Aes128GcmSha256, Aes256GcmSha384, MaxFragmentLength, TlsCipherSuite, TlsConfig, TlsConnection,
-    TlsContext, TlsError,
+    TlsContext, TlsError, TlsWriter,
 };
+use ::embedded_tls::TlsReader;
 use ::embedded_tls::{
     CertificateEntryRef, CertificateRef, CertificateVerifyRef, CryptoProvider, SignatureScheme,
     TlsVerifier, TLS_RECORD_OVERHEAD,
@@ -481,6 +482,59 @@ where
     pub fn connection_mut(&mut self) -> &mut TlsConnection<'a, T, CS> {
         &mut self.connection
     }
+
+    /// Splits the stream into a reader and a writer usable at the same time (for
+    /// [`driver::run`](crate::driver::run), which writes while a read is pending and never
+    /// cancels that read: embedded-tls's reads are not cancel-safe). The transport must be
+    /// a handle that clones to the same connection. The reader keeps this stream's
+    /// end-of-stream semantics (close_notify reads as `Ok(0)`); once both halves are gone,
+    /// [`EmbeddedTlsStream::close`] sends close_notify.
+    pub fn split(&mut self) -> (EmbeddedTlsReader<'_, T, CS>, TlsWriter<'_, T, CS>)
+    where
+        T: Clone,
+    {
+        let (reader, writer) = self.connection.split();
+        let reader = EmbeddedTlsReader {
+            reader,
+            peer_closed: &mut self.peer_closed,
+        };
+        (reader, writer)
+    }
+}
+
+/// The reading half of a split [`EmbeddedTlsStream`] ([`EmbeddedTlsStream::split`]).
+pub struct EmbeddedTlsReader<'s, T, CS>
+where
+    CS: TlsCipherSuite + 'static,
+{
+    reader: TlsReader<'s, T, CS>,
+    peer_closed: &'s mut bool,
+}
+
+impl<T, CS> embedded_io::ErrorType for EmbeddedTlsReader<'_, T, CS>
+where
+    CS: TlsCipherSuite + 'static,
+{
+    type Error = TlsError;
+}
+
+impl<'s, T, CS> Read for EmbeddedTlsReader<'s, T, CS>
+where
+    T: Read + 's,
+    CS: TlsCipherSuite + 'static,
+{
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, TlsError> {
+        if *self.peer_closed {
+            return Ok(0);
+        }
+        match self.reader.read(buf).await {
+            Err(TlsError::ConnectionClosed) => {
+                *self.peer_closed = true;
+                Ok(0)
+            }
+            other => other,
+        }
+    }
 }
 
 impl<'a, T, CS> embedded_io::ErrorType for EmbeddedTlsStream<'a, T, CS>
@@ -642,6 +696,9 @@ where
     /// module docs).
     fn tls_info(&self, _stream: &Self::Stream) -> TlsInfo {
         TlsInfo {
+            // embedded-tls speaks TLS 1.3 only, with the one suite of its type parameter.
+            version: Some(0x0304),
+            cipher_suite: Some(CS::CODE_POINT),
             channel_binding: ChannelBindingData {
                 server_end_point: self.verifier.tls_server_end_point(),
                 ..ChannelBindingData::default()
