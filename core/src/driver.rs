@@ -383,6 +383,11 @@ pub trait Deliver {
     fn refused(&mut self, stanza: String, error: crate::connection::SendError) {
         let _ = (stanza, error);
     }
+    /// Whether the application's queue of received stanzas is full: [`run`] then ends the
+    /// stream with `<resource-constraint/>` (§4.9.3.15) rather than drop a stanza.
+    fn backlog_full(&self) -> bool {
+        false
+    }
 }
 
 /// The bound stream (§8) over a transport split in two halves: reads, the application's
@@ -418,7 +423,15 @@ where
         }
         while let Some(event) = connection.poll_event() {
             match event {
-                Event::Stanza(stanza) => deliver.stanza(stanza),
+                Event::Stanza(stanza) => {
+                    deliver.stanza(stanza);
+                    if deliver.backlog_full() {
+                        connection.stream_error(crate::stream::error::StreamError::with_text(
+                            crate::stream::error::StreamErrorCondition::ResourceConstraint,
+                            "the application is not taking stanzas",
+                        ));
+                    }
+                }
                 Event::ElementSkipped { cost, allowed } => deliver.skipped(cost, allowed),
                 Event::Closed(closed) => {
                     let _ = flush(writer, connection, observer).await;

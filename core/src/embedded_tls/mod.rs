@@ -73,11 +73,11 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::marker::PhantomData;
 
+use ::embedded_tls::TlsReader;
 pub use ::embedded_tls::{
     Aes128GcmSha256, Aes256GcmSha384, MaxFragmentLength, TlsCipherSuite, TlsConfig, TlsConnection,
     TlsContext, TlsError, TlsWriter,
 };
-use ::embedded_tls::TlsReader;
 use ::embedded_tls::{
     CertificateEntryRef, CertificateRef, CertificateVerifyRef, CryptoProvider, SignatureScheme,
     TlsVerifier, TLS_RECORD_OVERHEAD,
@@ -703,9 +703,7 @@ where
                 server_end_point: self.verifier.tls_server_end_point(),
                 ..ChannelBindingData::default()
             },
-            // embedded-tls speaks TLS 1.3 only.
-            version: Some(0x0304),
-            ..TlsInfo::default()
+            peer_identity: None,
         }
     }
 }

@@ -1,0 +1,106 @@
+//! The library's front door, `xmpp_handshake_tokio::Client`, against the `serve` binary:
+//! connect (STARTTLS, the certificate checked against a private CA, SCRAM, bind), stanzas
+//! both ways through the async `Stream`, the closing handshake; a certificate from another
+//! CA and a wrong password refused with the core's typed errors.
+
+mod serve_bin;
+
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use serve_bin::ServeBin;
+use xmpp_handshake_core::connection::Closed;
+use xmpp_handshake_core::stanza;
+use xmpp_handshake_tokio::client::Error;
+use xmpp_handshake_tokio::{Client, ClientOptions, Trust};
+
+fn options(serve: &ServeBin) -> ClientOptions {
+    ClientOptions {
+        trust: Trust::pem(&serve.ca_pem()).expect("serve's CA"),
+        host: Some(serve.addr.ip().to_string()),
+        port: Some(serve.addr.port()),
+        ..ClientOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn clients_exchange_messages_through_serve_and_close_cleanly() {
+    let serve = ServeBin::start(&[], &[]).await;
+    let mut alice = Client::connect("alice@example.com/lib", "alice-pw", options(&serve))
+        .await
+        .expect("alice logs in");
+    assert_eq!(alice.jid().to_string(), "alice@example.com/lib");
+    assert!(alice.outcome().secure);
+    let bob = Client::connect("bob@example.com", "bob-pw", options(&serve))
+        .await
+        .expect("bob logs in");
+    assert_eq!(bob.jid().local(), Some("bob"));
+
+    bob.send(&stanza::message("alice@example.com/lib", "hello from bob", Some("b1")))
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), alice.next())
+        .await
+        .expect("in time")
+        .expect("a stanza");
+    assert_eq!(got.name(), "message");
+    assert!(got.raw().contains("hello from bob"), "{}", got.raw());
+    let body = got.parse(|node| {
+        node.descendants()
+            .find(|n| n.has_tag_name("body"))
+            .and_then(|b| b.text())
+            .map(String::from)
+    });
+    assert_eq!(body.flatten().as_deref(), Some("hello from bob"));
+
+    bob.close().await.expect("bob closes cleanly (both closing tags)");
+    alice.close().await.expect("alice closes cleanly");
+}
+
+#[tokio::test]
+async fn the_stream_ends_when_the_server_closes_it() {
+    let serve = ServeBin::start(&[], &[]).await;
+    let mut first = Client::connect("alice@example.com/same", "alice-pw", options(&serve))
+        .await
+        .unwrap();
+    // A second session for the same full JID replaces the first (RFC 6120 §7.7.2.2).
+    let _second = Client::connect("alice@example.com/same", "alice-pw", options(&serve))
+        .await
+        .unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        while first.next().await.is_some() {}
+        first.ended().await
+    })
+    .await
+    .expect("the first stream ends");
+    match end {
+        Some(Closed::Failed(xmpp_handshake_core::Error::StreamErrorReceived(e))) => {
+            assert_eq!(e.condition.name(), "conflict")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_password_and_a_foreign_ca_are_refused() {
+    let serve = ServeBin::start(&[], &[]).await;
+    match Client::connect("alice@example.com", "wrong", options(&serve)).await {
+        Err(Error::Xmpp(xmpp_handshake_core::Error::AuthenticationFailed { .. })) => {}
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a wrong password logged in"),
+    }
+    let other = ServeBin::start(&[], &[]).await;
+    let foreign = ClientOptions {
+        trust: Trust::pem(&other.ca_pem()).unwrap(),
+        ..options(&serve)
+    };
+    match Client::connect("alice@example.com", "alice-pw", foreign).await {
+        Err(Error::Xmpp(xmpp_handshake_core::Error::TlsHandshake(_))) => {}
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a certificate from another CA was accepted"),
+    }
+    assert!(matches!(
+        Client::connect("not a jid", "x", options(&serve)).await,
+        Err(Error::Jid(_))
+    ));
+}

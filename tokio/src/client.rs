@@ -1,0 +1,423 @@
+//! The front door for a tokio program: [`Client::connect`] resolves the JID's domain,
+//! connects, negotiates STARTTLS or Direct TLS with rustls and the XMPP certificate policy,
+//! authenticates and binds a resource; the bound stream's stanzas then come as an async
+//! [`Stream`], [`Client::send`] sends, [`Client::close`] closes (RFC 6120 §4.4).
+//!
+//! Every protocol rule and timer is the core's [`Connection`]; a task runs it with
+//! [`driver::run`], waiting on the socket, the application's commands and the timers
+//! together.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use embedded_io_adapters::tokio_1::FromTokio;
+use futures_core::Stream;
+use rustls::RootCertStore;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use xmpp_handshake_core::connection::{
+    Closed, Connection, ConnectionOptions, Outcome, SendError, Stanza, Timeouts,
+};
+use xmpp_handshake_core::driver::{
+    self, Clock as _, Command, Commands, Deliver, MaybeTls, TlsUpgrade as _,
+};
+use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
+use xmpp_handshake_core::jid::{Jid, JidError};
+use xmpp_handshake_core::sasl::{Credentials, SaslPolicy};
+use xmpp_handshake_core::starttls::TlsPolicy;
+use xmpp_handshake_core::trust::{CertificatePolicy, NoPins, ReferenceIdentity};
+
+use crate::clock::TokioClock;
+use crate::direct_tls::{self, Stream as MaybeDirect};
+use crate::resolve::{self, Security, SystemResolver};
+use crate::tls::verify::{client_config, platform_roots, XmppServerVerifier};
+use crate::upgrade::RustlsClient;
+
+/// How the server's certificate is checked (RFC 6120 §13.7.2: PKIX to trust anchors, the
+/// JID's domain as the reference identity).
+#[derive(Clone, Debug)]
+pub enum Trust {
+    /// The platform's trust anchors (the operating system's certificate store).
+    Platform,
+    /// These anchors only (a private CA).
+    Anchors(RootCertStore),
+}
+
+impl Trust {
+    /// The anchors of a PEM bundle (every certificate in it).
+    pub fn pem(pem: &[u8]) -> Result<Self, Error> {
+        crate::tls::verify::roots_from_pem(pem)
+            .map(Trust::Anchors)
+            .map_err(|e| Error::Config(format!("the CA bundle: {e}")))
+    }
+}
+
+/// How [`Client::connect`] connects. `ClientOptions::default()` resolves the JID's domain
+/// (SRV, XEP-0368 order), requires TLS, checks the certificate against the platform's
+/// anchors and lets the server choose the resource.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Certificate checking.
+    pub trust: Trust,
+    /// Connect to this host instead of resolving the domain (the certificate is still
+    /// checked against the JID's domain, never this name).
+    pub host: Option<String>,
+    /// The port (default 5222, or 5223 with [`ClientOptions::direct_tls`]).
+    pub port: Option<u16>,
+    /// Direct TLS (XEP-0368) only.
+    pub direct_tls: bool,
+    /// STARTTLS policy ([`TlsPolicy::Required`]: never plaintext).
+    pub tls: TlsPolicy,
+    /// SASL mechanism floor and channel binding.
+    pub sasl: SaslPolicy,
+    /// The resource to ask for (§7.6); `None`: the server's choice (§7.5).
+    pub resource: Option<String>,
+    /// The connection's timers (negotiation deadline, idle ping, keep-alive).
+    pub timeouts: Timeouts,
+    /// Received stanzas held for the application at most; past it the stream ends with
+    /// `<resource-constraint/>` (nothing is dropped silently).
+    pub receive_queue: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            trust: Trust::Platform,
+            host: None,
+            port: None,
+            direct_tls: false,
+            tls: TlsPolicy::Required,
+            sasl: SaslPolicy::default(),
+            resource: None,
+            timeouts: Timeouts {
+                keepalive: Some(Duration::from_secs(60)),
+                ..Timeouts::default()
+            },
+            receive_queue: 1024,
+        }
+    }
+}
+
+/// Why a client could not connect, or its stream ended.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The JID is not `user@domain[/resource]` (RFC 7622).
+    Jid(JidError),
+    /// The options cannot work (a bad CA bundle, say).
+    Config(String),
+    /// No target could be connected to (the last failure).
+    Connect {
+        /// `host:port` tried last.
+        target: String,
+        /// Why.
+        error: io::Error,
+    },
+    /// The negotiation or the stream failed: the core's typed error.
+    Xmpp(xmpp_handshake_core::Error),
+    /// The stream is closed: nothing more can be sent.
+    Closed,
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Jid(e) => write!(f, "not a JID of the form user@domain[/resource]: {e}"),
+            Error::Config(e) => write!(f, "configuration: {e}"),
+            Error::Connect { target, error } => write!(
+                f,
+                "could not connect to {target}: {error}; check the host and port, or the domain's SRV records"
+            ),
+            Error::Xmpp(e) => write!(f, "{e}"),
+            Error::Closed => f.write_str("the stream is closed"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<xmpp_handshake_core::Error> for Error {
+    fn from(e: xmpp_handshake_core::Error) -> Self {
+        Error::Xmpp(e)
+    }
+}
+
+/// A bound client stream. See the module docs.
+pub struct Client {
+    jid: Jid,
+    outcome: Outcome,
+    commands: mpsc::Sender<Command>,
+    stanzas: mpsc::Receiver<Stanza>,
+    ended: Option<oneshot::Receiver<Closed>>,
+}
+
+impl Client {
+    /// Logs in as `jid` (`user@domain`, with `/resource` to ask for one) with `password`.
+    pub async fn connect(
+        jid: &str,
+        password: &str,
+        options: ClientOptions,
+    ) -> Result<Client, Error> {
+        let account = Jid::parse(jid)
+            .and_then(Jid::require_local)
+            .map_err(Error::Jid)?;
+        let domain = account.domain().to_string();
+        let tls_config = tls_config(&domain, &options.trust)?;
+        let targets = resolve::targets(
+            &SystemResolver,
+            &domain,
+            options.host.as_deref(),
+            options.port,
+            options.direct_tls,
+        )
+        .await
+        .map_err(|error| Error::Connect {
+            target: domain.clone(),
+            error,
+        })?;
+        let mut last = None;
+        for target in &targets.addresses {
+            let tcp = match TcpStream::connect((target.host.as_str(), target.port)).await {
+                Ok(tcp) => tcp,
+                Err(error) => {
+                    last = Some(Error::Connect {
+                        target: format!("{}:{}", target.host, target.port),
+                        error,
+                    });
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            return login(
+                tcp,
+                target.security,
+                &account,
+                password,
+                &options,
+                tls_config,
+            )
+            .await;
+        }
+        Err(last.unwrap_or(Error::Connect {
+            target: domain,
+            error: io::Error::new(io::ErrorKind::NotFound, "no address to connect to"),
+        }))
+    }
+
+    /// The full JID the server bound (§7.6.1).
+    pub fn jid(&self) -> &Jid {
+        &self.jid
+    }
+
+    /// How the negotiation ended (mechanism, TLS, stream id, SCRAM keys to keep).
+    pub fn outcome(&self) -> &Outcome {
+        &self.outcome
+    }
+
+    /// Sends one stanza (build it with [`xmpp_handshake_core::stanza`]). Waits while the
+    /// send queue is full.
+    pub async fn send(&self, stanza: &str) -> Result<(), Error> {
+        self.commands
+            .send(Command::Send(stanza.to_string()))
+            .await
+            .map_err(|_| Error::Closed)
+    }
+
+    /// Closes the stream (§4.4) and waits until the server closed its side (everything
+    /// sent before was processed) or the connection's close timeout passed.
+    pub async fn close(mut self) -> Result<(), Error> {
+        let _ = self.commands.send(Command::Close).await;
+        self.stanzas.close();
+        match self.ended.take() {
+            Some(ended) => match ended.await {
+                Ok(Closed::ByUs | Closed::ByPeer) => Ok(()),
+                Ok(Closed::Failed(e)) => Err(Error::Xmpp(e)),
+                Err(_) => Err(Error::Closed),
+            },
+            None => Err(Error::Closed),
+        }
+    }
+
+    /// How the stream ended, once the [`Stream`] returned `None`.
+    pub async fn ended(&mut self) -> Option<Closed> {
+        self.ended.take()?.await.ok()
+    }
+}
+
+impl Stream for Client {
+    type Item = Stanza;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Stanza>> {
+        self.stanzas.poll_recv(cx)
+    }
+}
+
+fn tls_config(domain: &str, trust: &Trust) -> Result<Arc<rustls::ClientConfig>, Error> {
+    let roots = match trust {
+        Trust::Platform => platform_roots().map_err(|e| Error::Config(e.to_string()))?,
+        Trust::Anchors(roots) => roots.clone(),
+    };
+    let reference = ReferenceIdentity::client_to_server(domain)
+        .map_err(|e| Error::Config(format!("domain {domain:?}: {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(XmppServerVerifier::new(
+        reference,
+        CertificatePolicy::anchors(),
+        Some(Arc::new(roots)),
+        Arc::new(Mutex::new(NoPins)),
+        &provider,
+    ));
+    client_config(verifier, provider)
+        .map(Arc::new)
+        .map_err(|e| Error::Config(format!("TLS configuration: {e}")))
+}
+
+/// A socket tokio can split in two halves.
+trait Socket: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Socket for T {}
+
+async fn login(
+    tcp: TcpStream,
+    security: Security,
+    account: &Jid,
+    password: &str,
+    options: &ClientOptions,
+    tls_config: Arc<rustls::ClientConfig>,
+) -> Result<Client, Error> {
+    let mut config = InitiatorConfig::client(account.domain());
+    config.tls = options.tls;
+    config.from = Some(account.bare().to_string());
+    let mut sasl = ClientSasl {
+        credentials: Credentials::password(account.local().unwrap_or_default(), password),
+        ..ClientSasl::password("", "", None)
+    };
+    sasl.policy = options.sasl.clone();
+    sasl.resource = options
+        .resource
+        .clone()
+        .or_else(|| account.resource().map(String::from));
+    config.sasl = Some(sasl);
+    let connection_options = ConnectionOptions {
+        timeouts: options.timeouts,
+        ..ConnectionOptions::default()
+    };
+    let mut tls = RustlsClient::new(tls_config.clone());
+    // One transport type for both: TCP (STARTTLS follows) or TLS from the first byte.
+    let (mut connection, transport) = match security {
+        Security::StartTls => (
+            Connection::initiate(
+                config,
+                rand_core::OsRng,
+                connection_options,
+                TokioClock.now(),
+            ),
+            MaybeDirect::Tcp(tcp),
+        ),
+        Security::DirectTls => {
+            let mut direct = tls_config.as_ref().clone();
+            direct.alpn_protocols = vec![direct_tls::ALPN_CLIENT.to_vec()];
+            let mut upgrade = RustlsClient::new(Arc::new(direct));
+            let stream = upgrade
+                .upgrade(FromTokio::new(tcp), account.domain())
+                .await
+                .map_err(|e| {
+                    Error::Xmpp(xmpp_handshake_core::Error::TlsHandshake(e.to_string()))
+                })?;
+            let info = upgrade.tls_info(&stream);
+            config.secure_transport = true;
+            let connection = Connection::initiate_with_tls(
+                config,
+                rand_core::OsRng,
+                info,
+                connection_options,
+                TokioClock.now(),
+            );
+            (connection, MaybeDirect::Tls(Box::new(stream.into_inner())))
+        }
+    };
+    let mut io = MaybeTls::Plain(FromTokio::new(transport));
+    let outcome =
+        driver::negotiate(&mut io, &mut tls, &mut connection, &mut (), &TokioClock).await?;
+    let jid = outcome
+        .jid
+        .as_deref()
+        .and_then(|j| Jid::parse(j).ok())
+        .ok_or(Error::Xmpp(xmpp_handshake_core::Error::Bind(
+            "negotiation ended without a bound resource".into(),
+        )))?;
+    let socket: Box<dyn Socket> = match io {
+        MaybeTls::Plain(t) => Box::new(t.into_inner()),
+        MaybeTls::Tls(s) => Box::new(s.into_inner()),
+        MaybeTls::Closed => return Err(Error::Closed),
+    };
+    let (commands_tx, commands_rx) = mpsc::channel(64);
+    let (stanzas_tx, stanzas_rx) = mpsc::channel(options.receive_queue.max(1));
+    let (ended_tx, ended_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let (read, write) = tokio::io::split(socket);
+        let mut reader = FromTokio::new(read);
+        let mut writer = FromTokio::new(write);
+        let mut commands = Queue(commands_rx);
+        let mut deliver = ToApplication {
+            tx: stanzas_tx,
+            full: false,
+        };
+        let mut buf = vec![0; 16 * 1024];
+        let closed = driver::run(
+            &mut reader,
+            &mut writer,
+            &mut connection,
+            &mut commands,
+            &mut deliver,
+            &mut (),
+            &TokioClock,
+            &mut buf,
+        )
+        .await;
+        // End TLS (close_notify) and the TCP connection.
+        let _ = writer.inner_mut().shutdown().await;
+        let _ = ended_tx.send(closed);
+    });
+    Ok(Client {
+        jid,
+        outcome,
+        commands: commands_tx,
+        stanzas: stanzas_rx,
+        ended: Some(ended_rx),
+    })
+}
+
+/// The application's commands, from [`Client::send`] and [`Client::close`].
+struct Queue(mpsc::Receiver<Command>);
+
+impl Commands for Queue {
+    async fn next(&mut self) -> Option<Command> {
+        self.0.recv().await
+    }
+}
+
+/// Received stanzas, to the [`Stream`]: a bounded queue.
+struct ToApplication {
+    tx: mpsc::Sender<Stanza>,
+    full: bool,
+}
+
+impl Deliver for ToApplication {
+    fn stanza(&mut self, stanza: Stanza) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(stanza) {
+            self.full = true;
+        }
+    }
+
+    fn refused(&mut self, _stanza: String, error: SendError) {
+        log::warn!("a stanza was not sent: {error}");
+    }
+
+    fn backlog_full(&self) -> bool {
+        self.full
+    }
+}

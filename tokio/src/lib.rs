@@ -1,0 +1,42 @@
+//! # xmpp-handshake-tokio
+//!
+//! XMPP streams (RFC 6120) for tokio programs, on the sans-IO core
+//! [`xmpp_handshake_core`]: [`Client::connect`] resolves the JID's domain (DNS SRV,
+//! XEP-0368), connects, negotiates STARTTLS or Direct TLS with rustls and the XMPP
+//! certificate policy (RFC 6120 §13.7.2), authenticates (SCRAM, RFC 5802) and binds a
+//! resource (§7); the bound stream's stanzas come as an async `Stream`.
+//!
+//! ```no_run
+//! use futures_util::StreamExt as _;
+//! use xmpp_handshake_tokio::{Client, ClientOptions};
+//! use xmpp_handshake_tokio::core::stanza;
+//!
+//! # async fn run() -> Result<(), xmpp_handshake_tokio::client::Error> {
+//! let mut client = Client::connect("sensor@example.com", "secret", ClientOptions::default()).await?;
+//! client.send(&stanza::presence(None)).await?;
+//! client.send(&stanza::message("owner@example.com", "21.5 °C", None)).await?;
+//! while let Some(stanza) = client.next().await {
+//!     println!("{}", stanza.raw());
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The pieces it is built on are public for those who drive the core themselves: the
+//! rustls upgrade for both roles ([`upgrade`]), the certificate verifier ([`tls::verify`]),
+//! the SRV resolution ([`resolve`]), the pin store ([`pins`]) and the tokio
+//! [`clock::TokioClock`] the core's timers run on.
+#![warn(missing_docs)]
+
+pub use xmpp_handshake_core as core;
+
+pub mod client;
+pub mod clock;
+pub mod direct_tls;
+pub mod pins;
+pub mod resolve;
+pub mod tls;
+pub mod transport;
+pub mod upgrade;
+
+pub use client::{Client, ClientOptions, Trust};
