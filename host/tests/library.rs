@@ -36,9 +36,13 @@ async fn clients_exchange_messages_through_serve_and_close_cleanly() {
         .expect("bob logs in");
     assert_eq!(bob.jid().local(), Some("bob"));
 
-    bob.send(&stanza::message("alice@example.com/lib", "hello from bob", Some("b1")))
-        .await
-        .unwrap();
+    bob.send(&stanza::message(
+        "alice@example.com/lib",
+        "hello from bob",
+        Some("b1"),
+    ))
+    .await
+    .unwrap();
     let got = tokio::time::timeout(Duration::from_secs(5), alice.next())
         .await
         .expect("in time")
@@ -53,7 +57,9 @@ async fn clients_exchange_messages_through_serve_and_close_cleanly() {
     });
     assert_eq!(body.flatten().as_deref(), Some("hello from bob"));
 
-    bob.close().await.expect("bob closes cleanly (both closing tags)");
+    bob.close()
+        .await
+        .expect("bob closes cleanly (both closing tags)");
     alice.close().await.expect("alice closes cleanly");
 }
 
