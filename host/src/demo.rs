@@ -1,6 +1,6 @@
 //! `demo`: both roles in one process on 127.0.0.1, the whole negotiation printed.
 //!
-//! A [`Server`](crate::serve::Server) with a certificate made on the spot and one user
+//! A [`crate::serve::Server`] with a certificate made on the spot and one user
 //! with a random password; a client that trusts that certificate's CA connects through
 //! STARTTLS, SCRAM and resource binding, sends a message to its own full JID and waits
 //! for it to come back. Success only when every step was seen and the body came back.

@@ -6,6 +6,8 @@ pub use xmpp_handshake_tokio::{clock, direct_tls, pins, resolve, tls, transport,
 
 pub mod bridge;
 pub mod certs;
+// clap turns these doc comments into `--help`, where brackets and tags are literal text.
+#[allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
 pub mod cli;
 pub mod client;
 pub mod connect;

@@ -1,6 +1,6 @@
 //! `serve`: the receiving entity as a small C2S server for device developers.
 //!
-//! Every connection runs the core's [`ReceivingEntity`] (STARTTLS required, SCRAM-SHA-256
+//! Every connection runs the core's [`ReceivingEntity`](xmpp_handshake_core::receiver::ReceivingEntity) (STARTTLS required, SCRAM-SHA-256
 //! and SCRAM-SHA-1 with `-PLUS` on TLS 1.3, PLAIN over TLS, resource binding), then a
 //! session task that hands received stanzas to the [`Registry`] and writes what the
 //! registry routes to it. A newer session binding the same full JID replaces the older,

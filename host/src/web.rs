@@ -1,5 +1,5 @@
 //! The HTTP side of `serve --web` and `bridge --web`: the demo page, the built wasm
-//! package, the [bridge](crate::bridge) at `/bridge`, and (with `serve`) RFC 7395 XMPP over
+//! package, the [`crate::bridge`] at `/bridge`, and (with `serve`) RFC 7395 XMPP over
 //! WebSocket at `/xmpp-websocket`, answered by the same receiving entity as the TCP port.
 //!
 //! Routes:

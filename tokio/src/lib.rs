@@ -40,3 +40,8 @@ pub mod transport;
 pub mod upgrade;
 
 pub use client::{Client, ClientOptions, Trust};
+
+/// The README's snippets, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

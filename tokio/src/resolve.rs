@@ -165,7 +165,7 @@ fn merged(direct: Vec<SrvRecord>, starttls: Vec<SrvRecord>) -> Vec<Target> {
 /// for Direct TLS only.
 ///
 /// Without `--host`/`--port`: the `_xmpps-client._tcp` (Direct TLS, XEP-0368) and
-/// `_xmpp-client._tcp` (STARTTLS) records merged (see [`merged`]), then `DOMAIN:5222`
+/// `_xmpp-client._tcp` (STARTTLS) records merged (see `merged`), then `DOMAIN:5222`
 /// when there are no STARTTLS records; a `.` target for one service with no records for
 /// the other is an error (XEP-0368 §4: no A/AAAA fallback then). With `direct_tls`: the
 /// `_xmpps-client._tcp` records, else `DOMAIN:5223`.
