@@ -189,7 +189,7 @@ const FIXED: usize = 512;
 
 /// An upper bound of the heap [`parse_within`] takes to parse `raw` (RFC 6120 §13.12): the
 /// wrapped copy; per `<` and per `=` in it, the node and attribute records roxmltree reserves
-/// for them ([`PER_LT`], [`PER_EQ`]); per namespace declaration (each has `xmlns` in its
+/// for them (`PER_LT`, `PER_EQ`); per namespace declaration (each has `xmlns` in its
 /// name) its record and the copy of the namespaces in scope the declaring element gets
 /// (at most every declaration of the enclosing tags, bounded by `max_depth` and
 /// `max_attributes`); the temporary attributes of one tag; and, when the element has
