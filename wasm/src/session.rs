@@ -18,14 +18,13 @@ use embedded_io_async::{Read, Write};
 use futures_channel::oneshot;
 use wasm_bindgen::JsValue;
 use xmpp_handshake_core::driver::{negotiate, MaybeTls, NoTls, Session};
-use xmpp_handshake_core::embedded_tls::EmbeddedTlsError;
-use xmpp_handshake_core::embedded_tls::{Aes128GcmSha256, EmbeddedTlsStream};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
 use xmpp_handshake_core::sasl::{Minimum, SaslPolicy};
 use xmpp_handshake_core::stream::header::Framing;
 use xmpp_handshake_core::trust::{accept_changed_certificate, CertError, ReferenceIdentity};
 use xmpp_handshake_core::xml::element;
 use xmpp_handshake_core::Error;
+use xmpp_handshake_embedded_tls::{Aes128GcmSha256, EmbeddedTlsError, EmbeddedTlsStream};
 
 use crate::error::Failure;
 use crate::events::{detail, Reporter, TlsCell};

@@ -1,4 +1,4 @@
-//! STARTTLS inside the page (tunnel mode): the core's embedded-tls backend over the
+//! STARTTLS inside the page (tunnel mode): the embedded-tls backend over the
 //! WebSocket, with the core's certificate policy and a `localStorage` pin store.
 //!
 //! * `ca` given: PKIX to those anchors (`Trust::Anchors`), or with `trustFirstUse` also
@@ -10,16 +10,16 @@
 //!   fingerprints); only `acceptChangedKey` replaces the pin (the caller then reconnects).
 //!
 //! Validity dates use the browser's clock. TLS 1.3 with TLS_AES_128_GCM_SHA256 and P-256
-//! only (embedded-tls 0.19, see the core's `embedded_tls` docs); SCRAM `-PLUS` binds with
-//! `tls-server-end-point` (RFC 5929).
+//! only (embedded-tls 0.19, see the `xmpp_handshake_embedded_tls` docs); SCRAM `-PLUS`
+//! binds with `tls-server-end-point` (RFC 5929).
 
 use xmpp_handshake_core::connection::TlsInfo;
 use xmpp_handshake_core::driver::TlsUpgrade;
-use xmpp_handshake_core::embedded_tls::{
-    Aes128GcmSha256, EmbeddedTls, EmbeddedTlsError, EmbeddedTlsStream, ServerVerifier,
-};
 use xmpp_handshake_core::trust::{
     CertificatePolicy, FirstUse, ReferenceIdentity, TrustBasis, UnixTime,
+};
+use xmpp_handshake_embedded_tls::{
+    Aes128GcmSha256, EmbeddedTls, EmbeddedTlsError, EmbeddedTlsStream, ServerVerifier,
 };
 
 use crate::events::{TlsCell, TlsDetail};
@@ -47,7 +47,7 @@ pub fn now() -> UnixTime {
     UnixTime((js_sys::Date::now() / 1000.0) as u64)
 }
 
-/// The upgrade of one tunnel connection: the core's [`EmbeddedTls`], telling the socket
+/// The upgrade of one tunnel connection: the backend's [`EmbeddedTls`], telling the socket
 /// that TLS records follow, keeping the typed error and the details for the `tls` event.
 pub struct TunnelTls<'a> {
     inner: EmbeddedTls<'a, BrowserRng, &'a mut LocalStoragePins>,
