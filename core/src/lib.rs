@@ -31,8 +31,6 @@ mod fmt;
 pub mod bind;
 pub mod connection;
 pub mod driver;
-#[cfg(feature = "embedded-tls")]
-pub mod embedded_tls;
 pub mod error;
 pub mod initiator;
 pub mod jid;

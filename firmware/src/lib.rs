@@ -84,3 +84,4 @@ macro_rules! board_session {
 }
 pub use config::{Behaviour, Config, Memory};
 pub use xmpp_handshake_core as core;
+pub use xmpp_handshake_embedded_tls as embedded_tls;

@@ -3,20 +3,21 @@
 //! record buffers for that connection only (an upgrade moves its buffers into the stream it
 //! returns, so each reconnect needs a fresh one).
 //!
-//! [`EmbeddedTlsConnector`] makes the core's [`EmbeddedTls`]: embedded-tls (TLS 1.3,
-//! TLS_AES_128_GCM_SHA256, P-256) whose `TlsVerifier` is the core's certificate policy
-//! (RFC 6120 §13.7.2: DNS-ID, SRV-ID or XmppAddr of the configured domain, a PKIX chain to
-//! the configured trust anchors, proof of possession). It asks for max_fragment_length 2^12
+//! [`EmbeddedTlsConnector`] makes an [`EmbeddedTls`] of the embedded-tls backend (crate
+//! `xmpp-handshake-embedded-tls`): embedded-tls (TLS 1.3, TLS_AES_128_GCM_SHA256, P-256)
+//! whose `TlsVerifier` is the core's certificate policy (RFC 6120 §13.7.2: DNS-ID, SRV-ID
+//! or XmppAddr of the configured domain, a PKIX chain to the configured trust anchors,
+//! proof of possession). It asks for max_fragment_length 2^12
 //! (RFC 6066) so that a 4 KiB + 256 read buffer holds every record. There is no path that
 //! skips verification unless the crate feature `insecure-skip-verify` is on.
 
 use embedded_io_async::{Read, Write};
 use rand_core::{CryptoRng, RngCore};
 use xmpp_handshake_core::driver::TlsUpgrade;
-use xmpp_handshake_core::embedded_tls::{EmbeddedTls, MaxFragmentLength, ServerVerifier};
 use xmpp_handshake_core::trust::{
     CertificatePolicy, ClockPolicy, NoPins, ReferenceError, ReferenceIdentity, UnixTime,
 };
+use xmpp_handshake_embedded_tls::{EmbeddedTls, MaxFragmentLength, ServerVerifier};
 
 /// Makes the TLS upgrade for one connection over a transport `T`, drawing its randomness
 /// (key share, client random) from `G`.
@@ -43,7 +44,7 @@ pub enum Clock {
     None,
 }
 
-/// The core's [`EmbeddedTls`] for each connection. See the module docs.
+/// An [`EmbeddedTls`] for each connection. See the module docs.
 pub struct EmbeddedTlsConnector<'a> {
     read: &'a mut [u8],
     write: &'a mut [u8],

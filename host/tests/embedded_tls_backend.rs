@@ -1,4 +1,4 @@
-//! The embedded-tls backend (`xmpp_handshake_core::embedded_tls`, firmware's and wasm's
+//! The embedded-tls backend (crate `xmpp-handshake-embedded-tls`, firmware's and wasm's
 //! TLS) on the host, against rustls servers over an in-memory pipe:
 //!
 //! * our initiating entity with `EmbeddedTls` against our receiving entity with
@@ -25,9 +25,6 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use xmpp_handshake_core::driver::MaybeTls;
 use xmpp_handshake_core::driver::TlsUpgrade;
-use xmpp_handshake_core::embedded_tls::{
-    Aes256GcmSha384, EmbeddedTls, EmbeddedTlsError, MaxFragmentLength, ServerVerifier, TlsError,
-};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
 use xmpp_handshake_core::receiver::ReceiverConfig;
 use xmpp_handshake_core::sasl::{Credentials, Mechanism, MemoryStore, SaslPolicy, ServerOptions};
@@ -36,6 +33,9 @@ use xmpp_handshake_core::trust::{
     accept_changed_certificate, approve_first_use, CertError, CertificatePolicy, FirstUse,
     MemoryPinStore, NoPins, PinChange, PinStore, PkixOutcome, PresentedId, ReferenceIdentity,
     TrustBasis, UnixTime, Verdict,
+};
+use xmpp_handshake_embedded_tls::{
+    Aes256GcmSha384, EmbeddedTls, EmbeddedTlsError, MaxFragmentLength, ServerVerifier, TlsError,
 };
 
 const PASSWORD: &str = "r0m30myr0m30";
@@ -683,7 +683,7 @@ async fn expired_intermediate_is_chain_invalid() {
     );
 }
 
-// ---------- P-384 (the `embedded-tls-p384` feature) ----------
+// ---------- P-384 (the backend's `p384` feature) ----------
 
 #[tokio::test]
 async fn p384_chain_and_p384_or_p256_leaf_verify() {
@@ -747,9 +747,7 @@ async fn verifier_drives_embedded_tls_directly() {
     // Direct TLS (XEP-0368) callers open embedded-tls themselves: the verifier's
     // CryptoProvider, then `accepted` to require a policy verdict and a verified
     // CertificateVerify.
-    use xmpp_handshake_core::embedded_tls::{
-        Aes128GcmSha256, TlsConfig, TlsConnection, TlsContext,
-    };
+    use xmpp_handshake_embedded_tls::{Aes128GcmSha256, TlsConfig, TlsConnection, TlsContext};
     let pki = Pki::new("Direct");
     let cert = pki.issue(leaf(vec![dns("example.org")], None));
     let server_cfg = server_config(&cert, &cert.key, false);

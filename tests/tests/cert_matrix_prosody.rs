@@ -22,8 +22,9 @@ use certs::{dns, leaf, srv_only, xmpp_addr, Pki, ServerCert};
 use rcgen::date_time_ymd;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::RootCertStore;
-use xmpp_handshake_core::driver::{negotiate, Session};
-use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
+use xmpp_handshake_core::connection::{Connection, ConnectionOptions};
+use xmpp_handshake_core::driver::{negotiate_session, Clock as _};
+use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
 use xmpp_handshake_core::sasl::{Credentials, SaslPolicy};
 use xmpp_handshake_core::trust::{
     CertError, CertificatePolicy, FirstUse, MemoryPinStore, PinChange, PinStore, PresentedId,
@@ -31,6 +32,7 @@ use xmpp_handshake_core::trust::{
 };
 use xmpp_handshake_core::Error;
 use xmpp_handshake_host::client;
+use xmpp_handshake_host::clock::TokioClock;
 use xmpp_handshake_host::tls::verify::{client_config, SharedPinStore, XmppServerVerifier};
 use xmpp_handshake_host::upgrade::RustlsClient;
 use xmpp_handshake_tests::{ExtraHost, Prosody, ProsodyOptions, User};
@@ -137,10 +139,15 @@ async fn negotiate_to(
         let transport = client::connect_tcp("127.0.0.1", port)
             .await
             .unwrap_or_else(|e| panic!("{e:?}"));
-        let machine = InitiatingEntity::new(config, rand_core::OsRng);
-        let negotiated = negotiate(transport, &mut tls, machine, &mut ()).await?;
-        let jid = negotiated.outcome.jid.clone().unwrap_or_default();
-        let session = Session::new(negotiated);
+        let connection = Connection::initiate(
+            config,
+            rand_core::OsRng,
+            ConnectionOptions::default(),
+            TokioClock.now(),
+        );
+        let session =
+            negotiate_session(transport, &mut tls, connection, &mut (), TokioClock).await?;
+        let jid = session.outcome.jid.clone().unwrap_or_default();
         let _ = session.close().await;
         Ok(jid)
     };

@@ -14,9 +14,9 @@
 
 use js_sys::Reflect;
 use wasm_bindgen::JsValue;
-use xmpp_handshake_core::embedded_tls::EmbeddedTlsError;
 use xmpp_handshake_core::trust::CertError;
 use xmpp_handshake_core::Error;
+use xmpp_handshake_embedded_tls::EmbeddedTlsError;
 
 /// A failure, before it becomes a JS `Error`.
 #[derive(Debug, Clone)]

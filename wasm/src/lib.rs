@@ -8,10 +8,10 @@
 //!   STARTTLS is never attempted on such a stream. SCRAM without `-PLUS` (the page cannot
 //!   see the browser's TLS channel); PLAIN only with `allowPlain`.
 //! * `mode: "tunnel"`: the raw stream over a WebSocket-to-TCP bridge (`xmpp-handshake
-//!   bridge`), with STARTTLS negotiated inside the page by the core's embedded-tls backend:
-//!   the core's certificate policy, a CA (`ca`) or trust on first use with pins in
-//!   `localStorage`, a changed key reported with both fingerprints, and
-//!   `tls-server-end-point` for SCRAM `-PLUS`. The bridge sees only TLS after STARTTLS.
+//!   bridge`), with STARTTLS negotiated inside the page by the embedded-tls backend (crate
+//!   `xmpp-handshake-embedded-tls`): the core's certificate policy, a CA (`ca`) or trust on
+//!   first use with pins in `localStorage`, a changed key reported with both fingerprints,
+//!   and `tls-server-end-point` for SCRAM `-PLUS`. The bridge sees only TLS after STARTTLS.
 //!
 //! ```js
 //! import init, { connect } from "./pkg/xmpp_handshake_wasm.js";

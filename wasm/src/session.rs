@@ -24,13 +24,13 @@ use xmpp_handshake_core::connection::{
 };
 use xmpp_handshake_core::driver::MaybeTls;
 use xmpp_handshake_core::driver::{self, negotiate, Clock as _, Command, Commands, Deliver};
-use xmpp_handshake_core::embedded_tls::EmbeddedTlsError;
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
 use xmpp_handshake_core::sasl::{Minimum, SaslPolicy};
 use xmpp_handshake_core::stream::header::{Framing, StreamHeader, NS_FRAMING, NS_STREAMS};
 use xmpp_handshake_core::trust::{accept_changed_certificate, CertError, ReferenceIdentity};
 use xmpp_handshake_core::xml::element;
 use xmpp_handshake_core::Error;
+use xmpp_handshake_embedded_tls::EmbeddedTlsError;
 
 use crate::clock::BrowserClock;
 use crate::error::Failure;

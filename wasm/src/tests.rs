@@ -93,7 +93,7 @@ fn pins_first_use_then_same_then_changed_key() {
         "a refused key is never stored"
     );
     let error = crate::error::Failure::from_tls(
-        &xmpp_handshake_core::embedded_tls::EmbeddedTlsError::Certificate(changed.clone()),
+        &xmpp_handshake_embedded_tls::EmbeddedTlsError::Certificate(changed.clone()),
     );
     assert_eq!(error.kind, "pin-changed");
     let js = error.to_js();

@@ -1,4 +1,4 @@
-//! STARTTLS inside the page (tunnel mode): the core's embedded-tls backend over the
+//! STARTTLS inside the page (tunnel mode): the embedded-tls backend over the
 //! WebSocket, with the core's certificate policy and a `localStorage` pin store; and the
 //! bound stream's halves for the core's `driver::run`, TLS or not.
 //!
@@ -11,19 +11,19 @@
 //!   fingerprints); only `acceptChangedKey` replaces the pin (the caller then reconnects).
 //!
 //! Validity dates use the browser's clock. TLS 1.3 with TLS_AES_128_GCM_SHA256 and P-256
-//! only (embedded-tls 0.19, see the core's `embedded_tls` docs); SCRAM `-PLUS` binds with
-//! `tls-server-end-point` (RFC 5929).
+//! only (embedded-tls 0.19, see the `xmpp_handshake_embedded_tls` docs); SCRAM `-PLUS`
+//! binds with `tls-server-end-point` (RFC 5929).
 
 use embedded_io::{Error as _, ErrorKind, ErrorType};
 use embedded_io_async::{Read, Write};
 use xmpp_handshake_core::connection::TlsInfo;
 use xmpp_handshake_core::driver::{MaybeTls, TlsUpgrade};
-use xmpp_handshake_core::embedded_tls::{
-    Aes128GcmSha256, EmbeddedTls, EmbeddedTlsError, EmbeddedTlsReader, EmbeddedTlsStream,
-    ServerVerifier, TlsError, TlsWriter,
-};
 use xmpp_handshake_core::trust::{
     CertificatePolicy, FirstUse, ReferenceIdentity, TrustBasis, UnixTime,
+};
+use xmpp_handshake_embedded_tls::{
+    Aes128GcmSha256, EmbeddedTls, EmbeddedTlsError, EmbeddedTlsReader, EmbeddedTlsStream,
+    ServerVerifier, TlsError, TlsWriter,
 };
 
 use crate::events::{TlsCell, TlsDetail};
@@ -52,7 +52,7 @@ pub fn now() -> UnixTime {
 }
 
 /// The TLS upgrade of a connection in either mode (one type for both, so the core's
-/// driver is in the bundle once): the core's [`EmbeddedTls`] in a tunnel, keeping the typed
+/// driver is in the bundle once): the backend's [`EmbeddedTls`] in a tunnel, keeping the typed
 /// error and the details for the `tls` event; none on an RFC 7395 stream, where TLS is the
 /// browser's and the core never asks for STARTTLS.
 pub struct TunnelTls<'a> {

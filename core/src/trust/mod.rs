@@ -43,7 +43,7 @@ mod fingerprint;
 pub(crate) mod name;
 mod pin;
 mod policy;
-pub(crate) mod x509;
+pub mod x509;
 
 #[cfg(test)]
 mod tests;

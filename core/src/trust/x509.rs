@@ -1,6 +1,7 @@
 //! A borrowed view of a DER X.509 v3 certificate (RFC 5280 §4.1): one decoder, on the
 //! `der` crate's slice reader, shared by the policy (identity, dates, pins,
-//! `tls-server-end-point`) and the embedded-tls backend's chain walk. Every field is a
+//! `tls-server-end-point`) and TLS backends outside the core that walk chains themselves
+//! (the embedded-tls backend, crate `xmpp-handshake-embedded-tls`). Every field is a
 //! slice of the input; nothing is re-encoded, so the pins hash the SubjectPublicKeyInfo
 //! and the signatures cover the TBSCertificate exactly as received.
 //!
@@ -9,6 +10,14 @@
 //! (RFC 5280 §4.2)), and names are checked to be sequences of sets of attribute type and
 //! value pairs. Values are interpreted only where someone reads them: the extensions'
 //! contents by [`Certificate::extension`]'s callers, attribute values by the CN lookup.
+//!
+//! The DER helpers ([`element`], [`only_element`], [`read_oid`], [`read_bit_string`],
+//! [`oid`]) are public so that a backend decodes extensions and signatures with this same
+//! code rather than with `der`'s generic decoders (each generic instance costs flash on
+//! microcontrollers). They are not generic, so one copy serves the core and the backend;
+//! the one generic helper, `read_all`, stays private (exported, its instances were no
+//! longer inlined into their callers: +5 KB of wasm). The types in this module's API are
+//! those of `der` 0.8: a backend depends on that same version.
 
 use alloc::vec::Vec;
 
@@ -17,9 +26,9 @@ use der::{DateTime, Decode, Reader, SliceReader, Tag, TagNumber, Tagged};
 
 use super::UnixTime;
 
-/// id-ce-subjectAltName (RFC 5280 §4.2.1.6).
-pub(crate) const ID_CE_SUBJECT_ALT_NAME: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("2.5.29.17");
+/// id-ce-subjectAltName (RFC 5280 §4.2.1.6), which the policy processes (a chain walk
+/// counts it among the extensions it understands).
+pub const ID_CE_SUBJECT_ALT_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.17");
 
 /// `[n]` with the constructed bit as given (RFC 5280 uses both kinds).
 pub(crate) const fn context(number: u8, constructed: bool) -> Tag {
@@ -31,10 +40,7 @@ pub(crate) const fn context(number: u8, constructed: bool) -> Tag {
 
 /// The next element of `reader`, which must carry `tag`: its contents and its whole
 /// encoding (tag, length and contents).
-pub(crate) fn element<'a>(
-    reader: &mut SliceReader<'a>,
-    tag: Tag,
-) -> der::Result<(&'a [u8], &'a [u8])> {
+pub fn element<'a>(reader: &mut SliceReader<'a>, tag: Tag) -> der::Result<(&'a [u8], &'a [u8])> {
     let tlv = reader.tlv_bytes()?;
     let any = AnyRef::try_from(tlv)?;
     any.tag().assert_eq(tag)?;
@@ -44,20 +50,20 @@ pub(crate) fn element<'a>(
 /// An OBJECT IDENTIFIER element's value (X.690 §8.19), checked by const-oid. Every OID
 /// goes through here and [`element`] rather than through der's generic `Decode` for
 /// `ObjectIdentifier`: one copy of the code fewer (~0.5 KB of flash on Cortex-M).
-pub(crate) fn oid(value: AnyRef<'_>) -> der::Result<ObjectIdentifier> {
+pub fn oid(value: AnyRef<'_>) -> der::Result<ObjectIdentifier> {
     value.tag().assert_eq(Tag::ObjectIdentifier)?;
     ObjectIdentifier::from_bytes(value.value())
         .map_err(|_| Tag::ObjectIdentifier.value_error().into())
 }
 
 /// The next element of `reader`, an OBJECT IDENTIFIER.
-pub(crate) fn read_oid(reader: &mut SliceReader<'_>) -> der::Result<ObjectIdentifier> {
+pub fn read_oid(reader: &mut SliceReader<'_>) -> der::Result<ObjectIdentifier> {
     oid(AnyRef::decode(reader)?)
 }
 
 /// The next element of `reader`, a BIT STRING (X.690 §8.6: the count of unused bits, then
 /// the bits), checked by der's `BitStringRef::new` as der's own decoder does.
-pub(crate) fn read_bit_string<'a>(reader: &mut SliceReader<'a>) -> der::Result<BitStringRef<'a>> {
+pub fn read_bit_string<'a>(reader: &mut SliceReader<'a>) -> der::Result<BitStringRef<'a>> {
     let (value, _) = element(reader, Tag::BitString)?;
     let (&unused_bits, bits) = value
         .split_first()
@@ -67,7 +73,7 @@ pub(crate) fn read_bit_string<'a>(reader: &mut SliceReader<'a>) -> der::Result<B
 
 /// The one element `der` holds, which must carry `tag`: as [`element`]. Not generic: one
 /// copy for the callers that read a whole encoding as one element.
-pub(crate) fn only_element(der: &[u8], tag: Tag) -> der::Result<(&[u8], &[u8])> {
+pub fn only_element(der: &[u8], tag: Tag) -> der::Result<(&[u8], &[u8])> {
     read_all(der, |r| element(r, tag))
 }
 
@@ -83,14 +89,15 @@ pub(crate) fn read_all<'a, T>(
 }
 
 /// `AlgorithmIdentifier ::= SEQUENCE { algorithm OID, parameters ANY OPTIONAL }`.
-// Some fields are read only by the embedded-tls chain walk.
-#[cfg_attr(not(feature = "embedded-tls"), allow(dead_code))]
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct AlgorithmIdentifier<'a> {
+#[non_exhaustive]
+pub struct AlgorithmIdentifier<'a> {
     /// The whole encoding (RFC 5280 §4.1.1.2 compares the two signature algorithms).
-    pub(crate) der: &'a [u8],
-    pub(crate) oid: ObjectIdentifier,
-    pub(crate) parameters: Option<AnyRef<'a>>,
+    pub der: &'a [u8],
+    /// The algorithm.
+    pub oid: ObjectIdentifier,
+    /// The parameters, undecoded (e.g. the named curve of an id-ecPublicKey key).
+    pub parameters: Option<AnyRef<'a>>,
 }
 
 impl<'a> AlgorithmIdentifier<'a> {
@@ -115,14 +122,15 @@ impl<'a> AlgorithmIdentifier<'a> {
 
 /// `SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier, subjectPublicKey BIT
 /// STRING }`.
-// Some fields are read only by the embedded-tls chain walk.
-#[cfg_attr(not(feature = "embedded-tls"), allow(dead_code))]
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct PublicKeyInfo<'a> {
+#[non_exhaustive]
+pub struct PublicKeyInfo<'a> {
     /// The whole encoding (what key pins hash).
-    pub(crate) der: &'a [u8],
-    pub(crate) algorithm: AlgorithmIdentifier<'a>,
-    pub(crate) key: BitStringRef<'a>,
+    pub der: &'a [u8],
+    /// The key's algorithm and its parameters.
+    pub algorithm: AlgorithmIdentifier<'a>,
+    /// subjectPublicKey (for an EC key, the SEC1-encoded point).
+    pub key: BitStringRef<'a>,
 }
 
 impl<'a> PublicKeyInfo<'a> {
@@ -141,39 +149,48 @@ impl<'a> PublicKeyInfo<'a> {
 
 /// One extension (RFC 5280 §4.1.2.9): `SEQUENCE { extnID OID, critical BOOLEAN DEFAULT
 /// FALSE, extnValue OCTET STRING }`.
-// Some fields are read only by the embedded-tls chain walk.
-#[cfg_attr(not(feature = "embedded-tls"), allow(dead_code))]
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Extension<'a> {
-    pub(crate) oid: ObjectIdentifier,
-    pub(crate) critical: bool,
+#[non_exhaustive]
+pub struct Extension<'a> {
+    /// extnID.
+    pub oid: ObjectIdentifier,
+    /// critical (FALSE when absent).
+    pub critical: bool,
     /// The contents of extnValue: the extension's own DER.
-    pub(crate) value: &'a [u8],
+    pub value: &'a [u8],
 }
 
 /// A decoded certificate, borrowing the DER it came from.
-// Some fields are read only by the embedded-tls chain walk.
-#[cfg_attr(not(feature = "embedded-tls"), allow(dead_code))]
 #[derive(Debug, Clone)]
-pub(crate) struct Certificate<'a> {
+#[non_exhaustive]
+pub struct Certificate<'a> {
     /// The TBSCertificate's whole encoding: the bytes the signature covers.
-    pub(crate) tbs: &'a [u8],
-    /// TBSCertificate.signature, which must equal `signature_algorithm`.
-    pub(crate) tbs_signature: &'a [u8],
-    pub(crate) signature_algorithm: AlgorithmIdentifier<'a>,
-    pub(crate) signature: BitStringRef<'a>,
-    /// The issuer and subject Names, whole encodings (compared bytewise: DER is canonical).
-    pub(crate) issuer: &'a [u8],
-    pub(crate) subject: &'a [u8],
-    pub(crate) not_before: UnixTime,
-    pub(crate) not_after: UnixTime,
-    pub(crate) public_key: PublicKeyInfo<'a>,
-    pub(crate) extensions: Vec<Extension<'a>>,
+    pub tbs: &'a [u8],
+    /// TBSCertificate.signature (whole encoding), which must equal `signature_algorithm`
+    /// (RFC 5280 §4.1.1.2; checking it is the signature checker's job).
+    pub tbs_signature: &'a [u8],
+    /// signatureAlgorithm.
+    pub signature_algorithm: AlgorithmIdentifier<'a>,
+    /// signatureValue.
+    pub signature: BitStringRef<'a>,
+    /// The issuer Name, whole encoding (compared bytewise: DER is canonical).
+    pub issuer: &'a [u8],
+    /// The subject Name, whole encoding (compared bytewise: DER is canonical).
+    pub subject: &'a [u8],
+    /// Start of the validity period.
+    pub not_before: UnixTime,
+    /// End of the validity period.
+    pub not_after: UnixTime,
+    /// subjectPublicKeyInfo.
+    pub public_key: PublicKeyInfo<'a>,
+    /// The extensions in encoding order (empty for v1 and v2 certificates).
+    pub extensions: Vec<Extension<'a>>,
 }
 
 impl<'a> Certificate<'a> {
-    /// `Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }`.
-    pub(crate) fn parse(der: &'a [u8]) -> der::Result<Self> {
+    /// `Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }`,
+    /// decoded as described in the module docs. Signatures are not checked here.
+    pub fn parse(der: &'a [u8]) -> der::Result<Self> {
         let (contents, _) = only_element(der, Tag::Sequence)?;
         let (tbs_contents, tbs, signature_algorithm, signature) = read_all(contents, |r| {
             let (tbs_contents, tbs) = element(r, Tag::Sequence)?;
@@ -254,7 +271,7 @@ impl<'a> Certificate<'a> {
     }
 
     /// The extension with `oid`, if present (at most one: checked by [`Certificate::parse`]).
-    pub(crate) fn extension(&self, oid: ObjectIdentifier) -> Option<&Extension<'a>> {
+    pub fn extension(&self, oid: ObjectIdentifier) -> Option<&Extension<'a>> {
         self.extensions.iter().find(|e| e.oid == oid)
     }
 

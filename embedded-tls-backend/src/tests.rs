@@ -13,10 +13,10 @@ use rcgen::{
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SigningKey, PKCS_ECDSA_P384_SHA384,
 };
 use sha2::{Digest, Sha256};
+use xmpp_handshake_core::trust::{EndEntityCertificate, NoPins, PkixOutcome, TrustBasis};
 
 use super::pkix::check_chain;
 use super::*;
-use crate::trust::{NoPins, PkixOutcome, TrustBasis};
 
 const NOW: UnixTime = UnixTime(1_800_000_000); // 2027: inside rcgen's default validity
 
@@ -234,9 +234,9 @@ fn p384_issuer() {
     .unwrap();
     let (leaf, _) = issue(server("example.org"), &r);
     let outcome = check_chain(&[&leaf], &[&der(&r)], Some(NOW));
-    #[cfg(feature = "embedded-tls-p384")]
+    #[cfg(feature = "p384")]
     assert_eq!(outcome, PkixOutcome::Valid);
-    #[cfg(not(feature = "embedded-tls-p384"))]
+    #[cfg(not(feature = "p384"))]
     assert!(
         matches!(&outcome, PkixOutcome::Other(s) if s.contains("P-384")),
         "{outcome:?}"
@@ -247,10 +247,7 @@ fn p384_issuer() {
 
 /// A verifier that accepted `leaf` (pinned) with `transcript` as the hash so far.
 fn accepted<'a>(leaf: &[u8], transcript: &Sha256) -> ServerVerifier<'a, NoPins> {
-    let spki = crate::trust::EndEntityCertificate::parse(leaf)
-        .unwrap()
-        .pin()
-        .spki_sha256;
+    let spki = EndEntityCertificate::parse(leaf).unwrap().pin().spki_sha256;
     let mut v = ServerVerifier::new(
         ReferenceIdentity::client_to_server("example.org").unwrap(),
         CertificatePolicy::pinned(vec![spki]),

@@ -1,6 +1,11 @@
-//! The embedded-tls backend (firmware, wasm): a TLS 1.3 client [`TlsUpgrade`] over any
-//! `embedded-io-async` transport, whose certificate decision is the core's one policy,
-//! [`CertificatePolicy::verify_server`] (RFC 6120 §13.7.2), as on the host with rustls.
+//! # xmpp-handshake-embedded-tls
+//!
+//! The embedded-tls backend of xmpp-handshake (firmware, wasm), `no_std` + `alloc`: a TLS
+//! 1.3 client [`TlsUpgrade`] over any `embedded-io-async` transport, whose certificate
+//! decision is the core's one policy, [`CertificatePolicy::verify_server`] (RFC 6120
+//! §13.7.2), as on the host with rustls. The core itself stays TLS-agnostic: this crate
+//! plugs into it through [`TlsUpgrade`], as the host's rustls wrapper does, and reads
+//! certificates with the core's view (`xmpp_handshake_core::trust::x509`).
 //!
 //! * [`EmbeddedTls`]: wraps the transport in `embedded_tls::TlsConnection` (returned as
 //!   [`EmbeddedTlsStream`]) with SNI = the server name the core hands over (the configured
@@ -16,10 +21,10 @@
 //!      trust-on-first-use;
 //!   2. when the policy needs it (not for configured or stored pins), a PKIX chain walk to
 //!      the configured DER trust anchors (name chaining, ECDSA signatures on P-256 (P-384
-//!      with `embedded-tls-p384`), basicConstraints CA, keyUsage and extendedKeyUsage on
+//!      with the `p384` feature), basicConstraints CA, keyUsage and extendedKeyUsage on
 //!      issuers, path length, dates of intermediates, server usage of the end entity, no
 //!      unprocessed critical extension such as nameConstraints) supplies the
-//!      [`PkixOutcome`](crate::trust::PkixOutcome);
+//!      [`PkixOutcome`](xmpp_handshake_core::trust::PkixOutcome);
 //!   3. always, pinned or not, the TLS 1.3 CertificateVerify signature is checked with the
 //!      accepted end entity's key (proof of possession): a replayed certificate fails.
 //!
@@ -32,7 +37,7 @@
 //!   accept the P-256 key share); one cipher suite per connection, by type parameter
 //!   ([`Aes128GcmSha256`] by default, or [`Aes256GcmSha384`]). No client certificate
 //!   (no SASL EXTERNAL).
-//! * Handshake signatures: ECDSA P-256/SHA-256 (P-384/SHA-384 with `embedded-tls-p384`).
+//! * Handshake signatures: ECDSA P-256/SHA-256 (P-384/SHA-384 with the `p384` feature).
 //!   embedded-tls's ClientHello also lists Ed25519 (and RSA only with its `alloc` feature,
 //!   which this crate does not enable); a server that picks Ed25519 fails with
 //!   [`EmbeddedTlsError::UnsupportedHandshakeSignature`]. Certificate chains signed with
@@ -57,20 +62,35 @@
 //! Measured on thumbv7em-none-eabihf (release, opt-level "s", fat LTO, panic abort), an
 //! initiating entity with SCRAM over a stub transport: 127 KB of flash without TLS; with
 //! this backend (embedded-tls, AES-128-GCM, P-256 ECDH/ECDSA, the policy) 256 KB and with
-//! `embedded-tls-p384` 380 KB, both while certificates were decoded with `x509-cert`'s
-//! owned types; the borrowed certificate view that replaced them (`trust::x509`) saved
-//! 27.8 KB on the NUCLEO-F767ZI firmware. RAM: the two record buffers (e.g. 16640 + 4096
+//! `p384` 380 KB, both while certificates were decoded with `x509-cert`'s owned types (and
+//! the backend was part of the core); the borrowed certificate view that replaced them
+//! (`trust::x509`) saved 27.8 KB on the NUCLEO-F767ZI firmware. RAM: the two record buffers (e.g. 16640 + 4096
 //! bytes) plus the heap the certificate decision uses while it runs (the decoded
 //! certificates borrow the received chain; the heap holds the presented identifiers, the
 //! extension lists and the end entity kept until CertificateVerify); it grows with
 //! certificate size and extension count.
+//!
+//! # Features
+//! * `sha-512`: ecdsa-with-SHA384 certificate signatures in the chain walk (and the
+//!   core's `sha-512`). Firmware leaves it out.
+//! * `p384`: P-384 keys in chains and CertificateVerify (implies `sha-512`).
+//! * `log` or `defmt`: where this crate, the core and embedded-tls log.
+//! * `terse-errors`: [`TlsUpgrade::describe`] returns [`EmbeddedTlsError::summary`] and logs
+//!   the typed error, so the long `Display` texts are not linked (firmware).
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+#[macro_use]
+mod fmt;
 
 mod pkix;
 #[cfg(test)]
 mod tests;
 
 use alloc::vec::Vec;
-use core::fmt;
 use core::marker::PhantomData;
 
 use ::embedded_tls::TlsReader;
@@ -86,10 +106,12 @@ use embedded_io_async::{Read, Write};
 use rand_core::{CryptoRng, RngCore};
 use sha2::Digest;
 
-use crate::connection::TlsInfo;
-use crate::driver::TlsUpgrade;
-use crate::sasl::ChannelBindingData;
-use crate::trust::{CertError, CertificatePolicy, PinStore, ReferenceIdentity, UnixTime, Verdict};
+use xmpp_handshake_core::connection::TlsInfo;
+use xmpp_handshake_core::driver::TlsUpgrade;
+use xmpp_handshake_core::sasl::ChannelBindingData;
+use xmpp_handshake_core::trust::{
+    CertError, CertificatePolicy, PinStore, ReferenceIdentity, UnixTime, Verdict,
+};
 
 use pkix::{HashAlg, SignatureError};
 
@@ -138,10 +160,10 @@ impl EmbeddedTlsError {
     }
 }
 
-impl fmt::Display for EmbeddedTlsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl core::fmt::Display for EmbeddedTlsError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            EmbeddedTlsError::Certificate(e) => fmt::Display::fmt(e, f),
+            EmbeddedTlsError::Certificate(e) => core::fmt::Display::fmt(e, f),
             EmbeddedTlsError::HandshakeSignature => f.write_str(
                 "the server's handshake signature does not verify with its certificate's key: \
                  it presented a certificate whose key it does not hold. Do not connect.",
@@ -149,7 +171,7 @@ impl fmt::Display for EmbeddedTlsError {
             EmbeddedTlsError::UnsupportedHandshakeSignature(what) => write!(
                 f,
                 "the server's handshake signature uses an unsupported {what}; this TLS \
-                 backend verifies ECDSA P-256 (and P-384 with `embedded-tls-p384`)"
+                 backend verifies ECDSA P-256 (and P-384 with the `p384` feature)"
             ),
             EmbeddedTlsError::NotVerified => f.write_str(
                 "the TLS handshake ended without a verified certificate and handshake \
@@ -190,8 +212,8 @@ pub struct ServerVerifier<'a, P> {
     proof: Option<Result<(), SignatureError>>,
 }
 
-impl<P> fmt::Debug for ServerVerifier<'_, P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl<P> core::fmt::Debug for ServerVerifier<'_, P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("ServerVerifier")
             .field("reference", &self.reference)
             .field("policy", &self.policy)
@@ -267,8 +289,10 @@ impl<'a, P: PinStore> ServerVerifier<'a, P> {
         }
     }
 
-    /// The pin store (for [`accept_changed_certificate`](crate::trust::accept_changed_certificate)
-    /// and [`approve_first_use`](crate::trust::approve_first_use)).
+    /// The pin store (for [`accept_changed_certificate`] and [`approve_first_use`]).
+    ///
+    /// [`accept_changed_certificate`]: xmpp_handshake_core::trust::accept_changed_certificate
+    /// [`approve_first_use`]: xmpp_handshake_core::trust::approve_first_use
     pub fn pins_mut(&mut self) -> &mut P {
         &mut self.pins
     }

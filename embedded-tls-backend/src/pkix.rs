@@ -1,7 +1,7 @@
 //! The PKIX half of the embedded-tls backend: a chain walk from the end entity to a
 //! configured trust anchor (RFC 5280 §6, reduced to what a TLS client needs), and ECDSA
-//! signature checks on RustCrypto's `p256` (and `p384` with the `embedded-tls-p384`
-//! feature). No name check here: identity is [`CertificatePolicy`]'s.
+//! signature checks on RustCrypto's `p256` (and `p384` with the `p384` feature). No name
+//! check here: identity is [`CertificatePolicy`]'s.
 //!
 //! What it checks, per link of the path:
 //! * issuer/subject name chaining (the issuer's subject equals the child's issuer);
@@ -24,7 +24,7 @@
 //! servers send; cross-signed alternatives beyond that are not searched. RSA and Ed25519
 //! signatures are not supported (a chain using them fails with `PkixOutcome::Other`).
 //!
-//! [`CertificatePolicy`]: crate::trust::CertificatePolicy
+//! [`CertificatePolicy`]: xmpp_handshake_core::trust::CertificatePolicy
 
 use alloc::format;
 use alloc::vec::Vec;
@@ -33,14 +33,13 @@ use der::asn1::{AnyRef, ObjectIdentifier, UintRef};
 use der::{Decode, Reader, SliceReader, Tag};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 #[cfg(feature = "sha-512")]
-use sha2::Sha384;
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha384};
 
-use crate::trust::x509::{
-    element, oid, only_element, read_all, read_bit_string, read_oid, Certificate, PublicKeyInfo,
+use xmpp_handshake_core::trust::x509::{
+    element, oid, only_element, read_bit_string, read_oid, Certificate, PublicKeyInfo,
     ID_CE_SUBJECT_ALT_NAME,
 };
-use crate::trust::{PkixOutcome, UnixTime};
+use xmpp_handshake_core::trust::{Fingerprint, PkixOutcome, UnixTime};
 
 const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
 const ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
@@ -79,7 +78,9 @@ pub(crate) enum HashAlg {
 impl HashAlg {
     fn digest(self, message: &[u8]) -> Result<Vec<u8>, SignatureError> {
         match self {
-            HashAlg::Sha256 => Ok(Sha256::digest(message).to_vec()),
+            // SHA-256 through the core's `Fingerprint::of`: firmware then links one copy
+            // of SHA-256's `digest` (an instance of our own cost ~0.3 KB of flash).
+            HashAlg::Sha256 => Ok(Fingerprint::of(message).as_bytes().to_vec()),
             #[cfg(feature = "sha-512")]
             HashAlg::Sha384 => Ok(Sha384::digest(message).to_vec()),
             #[cfg(not(feature = "sha-512"))]
@@ -98,6 +99,20 @@ pub(crate) enum SignatureError {
     /// A key, curve or algorithm this backend does not implement, or an undecodable key or
     /// signature.
     Unsupported(&'static str),
+}
+
+/// Runs `f` on a reader over `contents`, which it must consume entirely (the core's
+/// certificate view has the same helper, crate-private: its instances would be this crate's
+/// closures anyway, and exporting it from the core cost the core's own callers their
+/// inlining).
+fn read_all<'a, T>(
+    contents: &'a [u8],
+    f: impl FnOnce(&mut SliceReader<'a>) -> der::Result<T>,
+) -> der::Result<T> {
+    let mut reader = SliceReader::new(contents)?;
+    let value = f(&mut reader)?;
+    reader.finish()?;
+    Ok(value)
 }
 
 /// `BasicConstraints ::= SEQUENCE { cA BOOLEAN DEFAULT FALSE, pathLenConstraint INTEGER
@@ -373,7 +388,7 @@ pub(crate) fn verify_ecdsa_der(
             .verify_prehash(&hash.digest(message)?, &sig)
             .map_err(|_| SignatureError::Invalid);
     }
-    #[cfg(feature = "embedded-tls-p384")]
+    #[cfg(feature = "p384")]
     if curve == SECP384R1 {
         let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(point)
             .map_err(|_| SignatureError::Unsupported("P-384 public key"))?;
@@ -385,7 +400,7 @@ pub(crate) fn verify_ecdsa_der(
     }
     if curve == SECP384R1 {
         return Err(SignatureError::Unsupported(
-            "P-384 key (enable the `embedded-tls-p384` feature)",
+            "P-384 key (enable the `p384` feature)",
         ));
     }
     Err(SignatureError::Unsupported("elliptic curve"))
