@@ -110,3 +110,59 @@ async fn a_wrong_password_and_a_foreign_ca_are_refused() {
         Err(Error::Jid(_))
     ));
 }
+
+/// The receiving role: a `Listener` accepts, each `Incoming` negotiates into a `Peer`;
+/// a `Client` logs in to it, and stanzas go both ways through the two `Stream`s.
+#[tokio::test]
+async fn a_listener_serves_a_client_with_the_same_stream_api() {
+    use xmpp_handshake_core::sasl::MemoryStore;
+    use xmpp_handshake_host::certs::{server_template, ServerIdentity};
+    use xmpp_handshake_tokio::upgrade::{Certificates, RustlsServer};
+    use xmpp_handshake_tokio::{Listener, ServerOptions};
+
+    let identity = ServerIdentity::generate("example.com").unwrap();
+    let mut certificates = Certificates::default();
+    certificates.insert("example.com", identity.key.clone());
+    let tls = RustlsServer::new(certificates, server_template());
+    let mut store = MemoryStore::new();
+    store.add_password("carol", "carol-pw", 4096, &mut rand_core::OsRng);
+    let listener = Listener::bind(
+        "127.0.0.1:0",
+        ServerOptions::client_to_server("example.com", tls, store),
+    )
+    .await
+    .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let mut peer = listener.accept().await.unwrap().negotiate().await.unwrap();
+        assert_eq!(peer.jid().to_string(), "carol@example.com/phone");
+        let hello = peer.next().await.expect("the client's stanza");
+        peer.send(&stanza::message("carol@example.com/phone", "welcome", None))
+            .await
+            .unwrap();
+        assert!(peer.next().await.is_none(), "the client closes");
+        assert_eq!(peer.ended().await, Some(Closed::ByPeer));
+        hello.raw().to_string()
+    });
+    let options = ClientOptions {
+        trust: Trust::pem(identity.ca_pem.as_deref().unwrap().as_bytes()).unwrap(),
+        host: Some(addr.ip().to_string()),
+        port: Some(addr.port()),
+        ..ClientOptions::default()
+    };
+    let mut carol = Client::connect("carol@example.com/phone", "carol-pw", options)
+        .await
+        .expect("carol logs in to the listener");
+    carol.send("<presence/>").await.unwrap();
+    let welcome = tokio::time::timeout(Duration::from_secs(5), carol.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(welcome.raw().contains("welcome"), "{}", welcome.raw());
+    carol.close().await.expect("closed cleanly");
+    let hello = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hello, "<presence/>");
+}

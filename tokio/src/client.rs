@@ -16,21 +16,18 @@ use std::time::Duration;
 use embedded_io_adapters::tokio_1::FromTokio;
 use futures_core::Stream;
 use rustls::RootCertStore;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
 use xmpp_handshake_core::connection::{
-    Closed, Connection, ConnectionOptions, Outcome, SendError, Stanza, Timeouts,
+    Closed, Connection, ConnectionOptions, Outcome, Stanza, Timeouts,
 };
-use xmpp_handshake_core::driver::{
-    self, Clock as _, Command, Commands, Deliver, MaybeTls, TlsUpgrade as _,
-};
+use xmpp_handshake_core::driver::{self, Clock as _, MaybeTls, TlsUpgrade as _};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
 use xmpp_handshake_core::jid::{Jid, JidError};
 use xmpp_handshake_core::sasl::{Credentials, SaslPolicy};
 use xmpp_handshake_core::starttls::TlsPolicy;
 use xmpp_handshake_core::trust::{CertificatePolicy, NoPins, ReferenceIdentity};
 
+use crate::bound::BoundStream;
 use crate::clock::TokioClock;
 use crate::direct_tls::{self, Stream as MaybeDirect};
 use crate::resolve::{self, Security, SystemResolver};
@@ -150,9 +147,7 @@ impl From<xmpp_handshake_core::Error> for Error {
 pub struct Client {
     jid: Jid,
     outcome: Outcome,
-    commands: mpsc::Sender<Command>,
-    stanzas: mpsc::Receiver<Stanza>,
-    ended: Option<oneshot::Receiver<Closed>>,
+    stream: BoundStream,
 }
 
 impl Client {
@@ -221,30 +216,18 @@ impl Client {
     /// Sends one stanza (build it with [`xmpp_handshake_core::stanza`]). Waits while the
     /// send queue is full.
     pub async fn send(&self, stanza: &str) -> Result<(), Error> {
-        self.commands
-            .send(Command::Send(stanza.to_string()))
-            .await
-            .map_err(|_| Error::Closed)
+        self.stream.send(stanza).await
     }
 
     /// Closes the stream (§4.4) and waits until the server closed its side (everything
     /// sent before was processed) or the connection's close timeout passed.
-    pub async fn close(mut self) -> Result<(), Error> {
-        let _ = self.commands.send(Command::Close).await;
-        self.stanzas.close();
-        match self.ended.take() {
-            Some(ended) => match ended.await {
-                Ok(Closed::ByUs | Closed::ByPeer) => Ok(()),
-                Ok(Closed::Failed(e)) => Err(Error::Xmpp(e)),
-                Err(_) => Err(Error::Closed),
-            },
-            None => Err(Error::Closed),
-        }
+    pub async fn close(self) -> Result<(), Error> {
+        self.stream.close().await
     }
 
     /// How the stream ended, once the [`Stream`] returned `None`.
     pub async fn ended(&mut self) -> Option<Closed> {
-        self.ended.take()?.await.ok()
+        self.stream.ended().await
     }
 }
 
@@ -252,7 +235,7 @@ impl Stream for Client {
     type Item = Stanza;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Stanza>> {
-        self.stanzas.poll_recv(cx)
+        self.stream.poll_next(cx)
     }
 }
 
@@ -275,10 +258,6 @@ fn tls_config(domain: &str, trust: &Trust) -> Result<Arc<rustls::ClientConfig>, 
         .map(Arc::new)
         .map_err(|e| Error::Config(format!("TLS configuration: {e}")))
 }
-
-/// A socket tokio can split in two halves.
-trait Socket: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Socket for T {}
 
 async fn login(
     tcp: TcpStream,
@@ -349,75 +328,10 @@ async fn login(
         .ok_or(Error::Xmpp(xmpp_handshake_core::Error::Bind(
             "negotiation ended without a bound resource".into(),
         )))?;
-    let socket: Box<dyn Socket> = match io {
-        MaybeTls::Plain(t) => Box::new(t.into_inner()),
-        MaybeTls::Tls(s) => Box::new(s.into_inner()),
-        MaybeTls::Closed => return Err(Error::Closed),
-    };
-    let (commands_tx, commands_rx) = mpsc::channel(64);
-    let (stanzas_tx, stanzas_rx) = mpsc::channel(options.receive_queue.max(1));
-    let (ended_tx, ended_rx) = oneshot::channel();
-    tokio::spawn(async move {
-        let (read, write) = tokio::io::split(socket);
-        let mut reader = FromTokio::new(read);
-        let mut writer = FromTokio::new(write);
-        let mut commands = Queue(commands_rx);
-        let mut deliver = ToApplication {
-            tx: stanzas_tx,
-            full: false,
-        };
-        let mut buf = vec![0; 16 * 1024];
-        let closed = driver::run(
-            &mut reader,
-            &mut writer,
-            &mut connection,
-            &mut commands,
-            &mut deliver,
-            &mut (),
-            &TokioClock,
-            &mut buf,
-        )
-        .await;
-        // End TLS (close_notify) and the TCP connection.
-        let _ = writer.inner_mut().shutdown().await;
-        let _ = ended_tx.send(closed);
-    });
+    let stream = BoundStream::spawn(io, connection, options.receive_queue)?;
     Ok(Client {
         jid,
         outcome,
-        commands: commands_tx,
-        stanzas: stanzas_rx,
-        ended: Some(ended_rx),
+        stream,
     })
-}
-
-/// The application's commands, from [`Client::send`] and [`Client::close`].
-struct Queue(mpsc::Receiver<Command>);
-
-impl Commands for Queue {
-    async fn next(&mut self) -> Option<Command> {
-        self.0.recv().await
-    }
-}
-
-/// Received stanzas, to the [`Stream`]: a bounded queue.
-struct ToApplication {
-    tx: mpsc::Sender<Stanza>,
-    full: bool,
-}
-
-impl Deliver for ToApplication {
-    fn stanza(&mut self, stanza: Stanza) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(stanza) {
-            self.full = true;
-        }
-    }
-
-    fn refused(&mut self, _stanza: String, error: SendError) {
-        log::warn!("a stanza was not sent: {error}");
-    }
-
-    fn backlog_full(&self) -> bool {
-        self.full
-    }
 }

@@ -4,7 +4,9 @@
 //! [`xmpp_handshake_core`]: [`Client::connect`] resolves the JID's domain (DNS SRV,
 //! XEP-0368), connects, negotiates STARTTLS or Direct TLS with rustls and the XMPP
 //! certificate policy (RFC 6120 §13.7.2), authenticates (SCRAM, RFC 5802) and binds a
-//! resource (§7); the bound stream's stanzas come as an async `Stream`.
+//! resource (§7); the bound stream's stanzas come as an async `Stream`. The receiving
+//! role is a [`Listener`] whose accepted connections negotiate into a [`Peer`] with the
+//! same stream API.
 //!
 //! ```no_run
 //! use futures_util::StreamExt as _;
@@ -30,16 +32,19 @@
 
 pub use xmpp_handshake_core as core;
 
+mod bound;
 pub mod client;
 pub mod clock;
 pub mod direct_tls;
 pub mod pins;
 pub mod resolve;
+pub mod server;
 pub mod tls;
 pub mod transport;
 pub mod upgrade;
 
 pub use client::{Client, ClientOptions, Trust};
+pub use server::{Listener, Peer, ServerOptions};
 
 /// The README's snippets, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -1,0 +1,220 @@
+//! The receiving role for a tokio program: a [`Listener`] accepts TCP connections, and each
+//! [`Incoming`] negotiates as RFC 6120's receiving entity (STARTTLS, or Direct TLS from the
+//! first byte, XEP-0368; SASL against a [`CredentialStore`]; resource binding) into a
+//! [`Peer`]: the client's bound stream, its stanzas as an async [`Stream`], [`Peer::send`]
+//! and [`Peer::close`] as on a [`crate::Client`].
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use embedded_io_adapters::tokio_1::FromTokio;
+use futures_core::Stream;
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use xmpp_handshake_core::connection::{
+    Closed, Connection, ConnectionOptions, Outcome, Stanza, Timeouts,
+};
+use xmpp_handshake_core::driver::{self, Clock as _, MaybeTls, TlsUpgrade as _};
+use xmpp_handshake_core::jid::Jid;
+use xmpp_handshake_core::receiver::ReceiverConfig;
+use xmpp_handshake_core::sasl::CredentialStore;
+
+use crate::bound::BoundStream;
+use crate::client::Error;
+use crate::clock::TokioClock;
+use crate::direct_tls::Stream as MaybeDirect;
+use crate::upgrade::RustlsServer;
+
+/// What a [`Listener`] serves.
+#[derive(Clone)]
+pub struct ServerOptions<S> {
+    /// The receiving entity: the hosted domains, STARTTLS offer, SASL mechanisms, limits
+    /// (`ReceiverConfig::client_to_server(domain)` for a client-to-server port).
+    pub receiver: ReceiverConfig,
+    /// The certificates of the hosted domains (by the stream's `to`, or by SNI).
+    pub tls: RustlsServer,
+    /// The users' salted credentials.
+    pub store: S,
+    /// TLS from the first byte (a XEP-0368 port) instead of STARTTLS.
+    pub direct_tls: bool,
+    /// The connection's timers: the negotiation deadline bounds a client that stalls;
+    /// the idle timeout (with a ping) ends streams of clients that went away.
+    pub timeouts: Timeouts,
+    /// Received stanzas held for the application at most (see
+    /// [`crate::ClientOptions::receive_queue`]).
+    pub receive_queue: usize,
+}
+
+impl<S> ServerOptions<S> {
+    /// A client-to-server port for `domain` with `tls` and `store`: STARTTLS required,
+    /// the core's default mechanisms, 30 s to negotiate.
+    pub fn client_to_server(domain: &str, tls: RustlsServer, store: S) -> Self {
+        ServerOptions {
+            receiver: ReceiverConfig::client_to_server(domain),
+            tls,
+            store,
+            direct_tls: false,
+            timeouts: Timeouts::default(),
+            receive_queue: 1024,
+        }
+    }
+}
+
+/// Accepts connections. See the module docs.
+pub struct Listener<S> {
+    tcp: TcpListener,
+    options: Arc<ServerOptions<S>>,
+}
+
+impl<S: CredentialStore + Clone + Send + Sync + 'static> Listener<S> {
+    /// Listens on `addr`.
+    pub async fn bind(addr: impl ToSocketAddrs, options: ServerOptions<S>) -> io::Result<Self> {
+        Ok(Listener {
+            tcp: TcpListener::bind(addr).await?,
+            options: Arc::new(options),
+        })
+    }
+
+    /// The address it listens on (to learn a port chosen by the system).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+
+    /// The next connection, not negotiated yet: negotiate it in a task of its own, so that
+    /// a slow client does not hold up the others.
+    pub async fn accept(&self) -> io::Result<Incoming<S>> {
+        let (tcp, peer) = self.tcp.accept().await?;
+        tcp.set_nodelay(true)?;
+        Ok(Incoming {
+            tcp,
+            peer,
+            options: self.options.clone(),
+        })
+    }
+}
+
+/// An accepted connection. See [`Listener::accept`].
+pub struct Incoming<S> {
+    tcp: TcpStream,
+    peer: SocketAddr,
+    options: Arc<ServerOptions<S>>,
+}
+
+impl<S: CredentialStore + Clone + Send + Sync + 'static> Incoming<S> {
+    /// The client's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Negotiates the stream (bounded by the negotiation deadline) up to the bound
+    /// resource.
+    pub async fn negotiate(self) -> Result<Peer, Error> {
+        let options = &self.options;
+        let connection_options = ConnectionOptions {
+            timeouts: options.timeouts,
+            ..ConnectionOptions::default()
+        };
+        let mut tls = options.tls.clone();
+        let mut receiver = options.receiver.clone();
+        let (mut connection, transport) = if options.direct_tls {
+            let name = receiver.domains.first().cloned().unwrap_or_default();
+            let deadline = options.timeouts.negotiation;
+            let handshake = tls.upgrade(FromTokio::new(self.tcp), &name);
+            let stream = match deadline {
+                Some(limit) => tokio::time::timeout(limit, handshake)
+                    .await
+                    .map_err(|_| Error::Xmpp(xmpp_handshake_core::Error::Timeout))?,
+                None => handshake.await,
+            }
+            .map_err(|e| Error::Xmpp(xmpp_handshake_core::Error::TlsHandshake(e.to_string())))?;
+            let info = tls.tls_info(&stream);
+            receiver.secure_transport = true;
+            let connection = Connection::accept_with_tls(
+                receiver,
+                rand_core::OsRng,
+                options.store.clone(),
+                info,
+                connection_options,
+                TokioClock.now(),
+            );
+            (connection, MaybeDirect::Tls(Box::new(stream.into_inner())))
+        } else {
+            let connection = Connection::accept(
+                receiver,
+                rand_core::OsRng,
+                options.store.clone(),
+                connection_options,
+                TokioClock.now(),
+            );
+            (connection, MaybeDirect::Tcp(self.tcp))
+        };
+        let mut io = MaybeTls::Plain(FromTokio::new(transport));
+        let outcome =
+            driver::negotiate(&mut io, &mut tls, &mut connection, &mut (), &TokioClock).await?;
+        let jid = outcome
+            .jid
+            .as_deref()
+            .and_then(|j| Jid::parse(j).ok())
+            .ok_or(Error::Xmpp(xmpp_handshake_core::Error::Bind(
+                "negotiation ended without a bound resource".into(),
+            )))?;
+        let stream = BoundStream::spawn(io, connection, options.receive_queue)?;
+        Ok(Peer {
+            jid,
+            outcome,
+            peer: self.peer,
+            stream,
+        })
+    }
+}
+
+/// A client's bound stream on the server side.
+pub struct Peer {
+    jid: Jid,
+    outcome: Outcome,
+    peer: SocketAddr,
+    stream: BoundStream,
+}
+
+impl Peer {
+    /// The client's full JID, as bound (§7.6.1).
+    pub fn jid(&self) -> &Jid {
+        &self.jid
+    }
+
+    /// How the negotiation ended (mechanism, TLS).
+    pub fn outcome(&self) -> &Outcome {
+        &self.outcome
+    }
+
+    /// The client's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Sends one stanza to the client. Waits while the send queue is full.
+    pub async fn send(&self, stanza: &str) -> Result<(), Error> {
+        self.stream.send(stanza).await
+    }
+
+    /// Closes the stream (§4.4) and waits for the client's closing tag (or the close
+    /// timeout).
+    pub async fn close(self) -> Result<(), Error> {
+        self.stream.close().await
+    }
+
+    /// How the stream ended, once the [`Stream`] returned `None`.
+    pub async fn ended(&mut self) -> Option<Closed> {
+        self.stream.ended().await
+    }
+}
+
+impl Stream for Peer {
+    type Item = Stanza;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Stanza>> {
+        self.stream.poll_next(cx)
+    }
+}
