@@ -1,10 +1,16 @@
 //! The initiating entity (RFC 6120 §4–5): a client, or the connecting server on S2S.
 //!
 //! One struct per thing the machine waits for, in the order of the RFC:
-//! [`ExpectHeader`] (§4.7) → [`ExpectFeatures`] (§4.3.2) → [`ExpectProceed`] (§5.4.2) →
-//! TLS (§5.4.3, done by the driver) → [`ExpectHeader`] again on the protected stream →
-//! [`ExpectFeatures`] → [`ExpectSaslResult`] (§6.4) → restart (§6.4.6): [`ExpectHeader`] →
-//! [`ExpectFeatures`] → [`ExpectBindResult`] (§7.6).
+//! [`ExpectHeader`] (§4.7) → [`ExpectFeaturesBeforeTls`] (§4.3.2) → [`ExpectProceed`]
+//! (§5.4.2) → TLS (§5.4.3, done by the caller) → [`ExpectHeader`] again on the protected
+//! stream → [`ExpectFeaturesAfterTls`] → [`ExpectSaslResult`] (§6.4) → restart (§6.4.6):
+//! [`ExpectHeader`] → [`ExpectFeaturesAfterSasl`] → [`ExpectBindResult`] (§7.6).
+//!
+//! A step sent ahead of the features it depends on (pipelining) is a state of its own:
+//! [`ExpectFeaturesAfterPipelinedAuth`] (`<auth/>` went out with the header after TLS) and
+//! [`ExpectFeaturesAfterPipelinedBind`] (the bind request went out with the header after
+//! SASL); `<starttls/>` sent with the first header is [`ExpectFeaturesBeforeTls`]'s
+//! `starttls_sent`.
 
 use alloc::string::String;
 use core::mem;
@@ -127,39 +133,51 @@ impl InitiatorConfig {
     }
 }
 
-/// Which stream of the negotiation we are on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// The first stream, before TLS.
-    Plain,
-    /// A TLS-protected stream before authentication (or a plaintext one the policy allows).
-    Unauthenticated,
-    /// The stream after SASL success (§6.4.6).
-    Authenticated,
-}
-
-/// What was sent ahead of the features it depends on (pipelining, XEP-0305 style).
-enum Ahead {
-    Nothing,
-    /// `<starttls/>` with the first header.
-    StartTls,
-    /// `<auth/>` with the header after TLS. When the mechanism came from an offer kept from
-    /// an earlier connection, the choice made from it, to be made again from the live offer.
-    Auth(ExpectSaslResult, Option<Selection>),
-    /// The bind request with the header after SASL.
-    Bind,
-}
-
-/// Waiting for the receiving entity's stream header (§4.7).
+/// Waiting for the receiving entity's stream header (§4.7); `next` waits for the features
+/// that follow it.
 pub struct ExpectHeader {
-    phase: Phase,
-    ahead: Ahead,
+    next: Features,
 }
 
-/// Waiting for `<stream:features/>` (§4.3.2).
-pub struct ExpectFeatures {
-    phase: Phase,
-    ahead: Ahead,
+/// The features awaited after a header, by stream (§4.3.2).
+enum Features {
+    BeforeTls(ExpectFeaturesBeforeTls),
+    AfterTls(ExpectFeaturesAfterTls),
+    AfterPipelinedAuth(ExpectFeaturesAfterPipelinedAuth),
+    AfterSasl(ExpectFeaturesAfterSasl),
+    AfterPipelinedBind(ExpectFeaturesAfterPipelinedBind),
+}
+
+/// Waiting for the first stream's features (§5.4.2): STARTTLS is decided from them.
+pub struct ExpectFeaturesBeforeTls {
+    /// `<starttls/>` went out with the header (pipelined, when TLS is required).
+    starttls_sent: bool,
+    stream_id: Option<String>,
+}
+
+/// Waiting for the features of the TLS-protected stream (or of a plaintext one the policy
+/// allows), to start SASL from them (§6.3.3).
+pub struct ExpectFeaturesAfterTls {
+    stream_id: Option<String>,
+}
+
+/// Waiting for the features of the TLS-protected stream, `<auth/>` already sent with the
+/// header: they must offer the mechanism, and, when it was chosen from an offer kept from
+/// an earlier connection, make the same choice (§6.3.4).
+pub struct ExpectFeaturesAfterPipelinedAuth {
+    sasl: ExpectSaslResult,
+    kept_choice: Option<Selection>,
+    stream_id: Option<String>,
+}
+
+/// Waiting for the features of the authenticated stream (§6.4.6), to bind from them (§7).
+pub struct ExpectFeaturesAfterSasl {
+    stream_id: Option<String>,
+}
+
+/// Waiting for the features of the authenticated stream, the bind request already sent
+/// with the header: they must offer binding (§7.6).
+pub struct ExpectFeaturesAfterPipelinedBind {
     stream_id: Option<String>,
 }
 
@@ -191,7 +209,7 @@ pub struct ExpectBindResult {
 
 enum State {
     Header(ExpectHeader),
-    Features(ExpectFeatures),
+    Features(Features),
     Proceed(ExpectProceed),
     /// `<proceed/>` read: nothing more may be read or sent in plaintext (§5.4.2.3).
     AwaitTls,
@@ -335,15 +353,20 @@ impl ExpectHeader {
             return Err(cx.stream_error(StreamError::new(StreamErrorCondition::InvalidNamespace)));
         }
         cx.outbox.step(Step::HeaderReceived);
-        Ok(State::Features(ExpectFeatures {
-            phase: self.phase,
-            ahead: self.ahead,
-            stream_id: header.id,
-        }))
+        let id = header.id;
+        let mut next = self.next;
+        match &mut next {
+            Features::BeforeTls(f) => f.stream_id = id,
+            Features::AfterTls(f) => f.stream_id = id,
+            Features::AfterPipelinedAuth(f) => f.stream_id = id,
+            Features::AfterSasl(f) => f.stream_id = id,
+            Features::AfterPipelinedBind(f) => f.stream_id = id,
+        }
+        Ok(State::Features(next))
     }
 }
 
-impl ExpectFeatures {
+impl Features {
     fn handle<R: RngCore + CryptoRng>(
         self,
         cx: &mut Context<'_, R>,
@@ -354,59 +377,33 @@ impl ExpectFeatures {
         }
         let features = StreamFeatures::parse(node);
         cx.outbox.step(Step::FeaturesReceived);
-        if self.phase != Phase::Plain {
+        if !matches!(self, Features::BeforeTls(_)) {
             // §5.4.3.3: the protected stream MUST NOT offer STARTTLS again. RFC 7395
             // streams never negotiate it, so an offer there is ignored (xmpp.js#807).
             if features.starttls.is_some() && cx.config.framing == Framing::Tcp && cx.learned.secure
             {
                 return Err(cx.close(Error::StartTlsAfterTls));
             }
-            // §6.3.4: only a protected stream's offer is worth keeping for a later login.
-            if self.phase == Phase::Unauthenticated && cx.learned.secure {
-                cx.learned.sasl_offer = features
-                    .mechanisms
-                    .as_ref()
-                    .map(|names| MechanismSet::from_names(names.iter().map(String::as_str)));
-            }
-            return match self.ahead {
-                Ahead::Auth(sasl, kept_choice) => {
-                    let offered = features.mechanisms.as_deref().unwrap_or(&[]);
-                    if sasl::check_offered(sasl.mechanism.mechanism(), offered).is_err() {
-                        warn!("pipelined SASL mechanism not offered; starting SASL again");
-                    } else if kept_choice.is_some_and(|kept| !cx.chooses(&features, kept)) {
-                        // The offer changed since it was kept (say, -PLUS appeared, to which
-                        // the gs2 flag `y` already sent is a downgrade the server refuses):
-                        // end that exchange and start again from this offer.
-                        warn!("the server's offer changed; ending the pipelined SASL");
-                    } else {
-                        return Ok(State::Sasl(sasl));
-                    }
-                    Ok(State::RefusedAuth(ExpectRefusedAuth {
-                        features,
-                        stream_id: self.stream_id,
-                        challenged: false,
-                    }))
-                }
-                Ahead::Bind => {
-                    if features.mechanisms.is_some() {
-                        return Err(cx.close(Error::SaslAfterSuccess));
-                    }
-                    if !features.bind {
-                        return Err(cx.close(Error::Bind(String::from(
-                            "the server did not offer binding",
-                        ))));
-                    }
-                    Ok(State::BindResult(ExpectBindResult {
-                        stream_id: self.stream_id,
-                        features,
-                    }))
-                }
-                _ => next_feature(cx, features, self.stream_id, self.phase),
-            };
         }
+        match self {
+            Features::BeforeTls(s) => s.handle(cx, features),
+            Features::AfterTls(s) => s.handle(cx, features),
+            Features::AfterPipelinedAuth(s) => s.handle(cx, features),
+            Features::AfterSasl(s) => s.handle(cx, features),
+            Features::AfterPipelinedBind(s) => s.handle(cx, features),
+        }
+    }
+}
+
+impl ExpectFeaturesBeforeTls {
+    fn handle<R: RngCore + CryptoRng>(
+        self,
+        cx: &mut Context<'_, R>,
+        features: StreamFeatures,
+    ) -> Result<State, Error> {
         match (features.starttls, cx.config.tls) {
             (Some(_), TlsPolicy::Required | TlsPolicy::Optional) => {
-                if !matches!(self.ahead, Ahead::StartTls) {
+                if !self.starttls_sent {
                     cx.send_starttls();
                 }
                 Ok(State::Proceed(ExpectProceed))
@@ -416,10 +413,115 @@ impl ExpectFeatures {
             (Some(_), TlsPolicy::Disabled) if features.starttls_mandatory() => {
                 Err(cx.close(Error::TlsRequiredByPeer))
             }
-            (_, TlsPolicy::Optional | TlsPolicy::Disabled) => {
-                next_feature(cx, features, self.stream_id, Phase::Unauthenticated)
+            // A plaintext stream the policy allows: SASL from these features.
+            (_, TlsPolicy::Optional | TlsPolicy::Disabled) => ExpectFeaturesAfterTls {
+                stream_id: self.stream_id,
             }
+            .handle(cx, features),
         }
+    }
+}
+
+/// §6.3.4: only a protected stream's offer is worth keeping for a later login.
+fn keep_offer<R>(cx: &mut Context<'_, R>, features: &StreamFeatures) {
+    if cx.learned.secure {
+        cx.learned.sasl_offer = features
+            .mechanisms
+            .as_ref()
+            .map(|names| MechanismSet::from_names(names.iter().map(String::as_str)));
+    }
+}
+
+impl ExpectFeaturesAfterTls {
+    fn handle<R: RngCore + CryptoRng>(
+        self,
+        cx: &mut Context<'_, R>,
+        features: StreamFeatures,
+    ) -> Result<State, Error> {
+        keep_offer(cx, &features);
+        start_sasl_from(cx, features, self.stream_id)
+    }
+}
+
+impl ExpectFeaturesAfterPipelinedAuth {
+    fn handle<R: RngCore + CryptoRng>(
+        self,
+        cx: &mut Context<'_, R>,
+        features: StreamFeatures,
+    ) -> Result<State, Error> {
+        keep_offer(cx, &features);
+        let offered = features.mechanisms.as_deref().unwrap_or(&[]);
+        if sasl::check_offered(self.sasl.mechanism.mechanism(), offered).is_err() {
+            warn!("pipelined SASL mechanism not offered; starting SASL again");
+        } else if self
+            .kept_choice
+            .is_some_and(|kept| !cx.chooses(&features, kept))
+        {
+            // The offer changed since it was kept (say, -PLUS appeared, to which the gs2
+            // flag `y` already sent is a downgrade the server refuses): end that exchange
+            // and start again from this offer.
+            warn!("the server's offer changed; ending the pipelined SASL");
+        } else {
+            return Ok(State::Sasl(self.sasl));
+        }
+        Ok(State::RefusedAuth(ExpectRefusedAuth {
+            features,
+            stream_id: self.stream_id,
+            challenged: false,
+        }))
+    }
+}
+
+impl ExpectFeaturesAfterSasl {
+    fn handle<R: RngCore + CryptoRng>(
+        self,
+        cx: &mut Context<'_, R>,
+        features: StreamFeatures,
+    ) -> Result<State, Error> {
+        let Some(sasl) = &cx.config.sasl else {
+            return Ok(cx.negotiated(features, self.stream_id, None));
+        };
+        // §6.4.6: SASL is not offered again on the authenticated stream.
+        if features.mechanisms.is_some() {
+            return Err(cx.close(Error::SaslAfterSuccess));
+        }
+        if cx.config.ns == ContentNamespace::Server {
+            // §7.1: no resource binding between servers.
+            return Ok(cx.negotiated(features, self.stream_id, None));
+        }
+        if !features.bind {
+            return Err(cx.close(Error::Bind(String::from(
+                "the server did not offer binding",
+            ))));
+        }
+        let request = bind::request(sasl.resource.as_deref());
+        cx.outbox
+            .send(&stanza::qualified(&request, cx.config.framing));
+        Ok(State::BindResult(ExpectBindResult {
+            stream_id: self.stream_id,
+            features,
+        }))
+    }
+}
+
+impl ExpectFeaturesAfterPipelinedBind {
+    fn handle<R: RngCore + CryptoRng>(
+        self,
+        cx: &mut Context<'_, R>,
+        features: StreamFeatures,
+    ) -> Result<State, Error> {
+        if features.mechanisms.is_some() {
+            return Err(cx.close(Error::SaslAfterSuccess));
+        }
+        if !features.bind {
+            return Err(cx.close(Error::Bind(String::from(
+                "the server did not offer binding",
+            ))));
+        }
+        Ok(State::BindResult(ExpectBindResult {
+            stream_id: self.stream_id,
+            features,
+        }))
     }
 }
 
@@ -444,39 +546,16 @@ impl ExpectProceed {
     }
 }
 
-/// After the features of a stream: the next feature to negotiate, in the order of the
-/// RFC: SASL on the (protected) stream (§6), binding after the SASL restart (§7).
-fn next_feature<R: RngCore + CryptoRng>(
+/// SASL from the features of a (protected) unauthenticated stream (§6); without SASL in
+/// the configuration the negotiation ends here (the caller negotiates the rest).
+fn start_sasl_from<R: RngCore + CryptoRng>(
     cx: &mut Context<'_, R>,
     features: StreamFeatures,
     stream_id: Option<String>,
-    phase: Phase,
 ) -> Result<State, Error> {
     let Some(sasl) = &cx.config.sasl else {
         return Ok(cx.negotiated(features, stream_id, None));
     };
-    if phase == Phase::Authenticated {
-        // §6.4.6: SASL is not offered again on the authenticated stream.
-        if features.mechanisms.is_some() {
-            return Err(cx.close(Error::SaslAfterSuccess));
-        }
-        if cx.config.ns == ContentNamespace::Server {
-            // §7.1: no resource binding between servers.
-            return Ok(cx.negotiated(features, stream_id, None));
-        }
-        if !features.bind {
-            return Err(cx.close(Error::Bind(String::from(
-                "the server did not offer binding",
-            ))));
-        }
-        let request = bind::request(sasl.resource.as_deref());
-        cx.outbox
-            .send(&stanza::qualified(&request, cx.config.framing));
-        return Ok(State::BindResult(ExpectBindResult {
-            stream_id,
-            features,
-        }));
-    }
     // §6.3.4: only what this stream offers counts; nothing learned before TLS is used.
     let offered =
         MechanismSet::from_names(features.mechanisms.iter().flatten().map(String::as_str));
@@ -521,10 +600,20 @@ fn start_sasl<R: RngCore + CryptoRng>(
 /// (pipelining; checked when the features come). Nothing learned on this connection
 /// before TLS is used (§6.3.4). A mechanism the policy or credentials do not allow is
 /// simply not pipelined: the features then decide, and report the refusal.
-fn protected_header<R: RngCore + CryptoRng>(cx: &mut Context<'_, R>) -> Ahead {
+fn protected_header<R: RngCore + CryptoRng>(cx: &mut Context<'_, R>) -> ExpectHeader {
     cx.send_header(true);
+    let after_tls = ExpectHeader {
+        next: Features::AfterTls(ExpectFeaturesAfterTls { stream_id: None }),
+    };
+    let pipelined = |(sasl, kept_choice)| ExpectHeader {
+        next: Features::AfterPipelinedAuth(ExpectFeaturesAfterPipelinedAuth {
+            sasl,
+            kept_choice,
+            stream_id: None,
+        }),
+    };
     let Some(sasl) = &cx.config.sasl else {
-        return Ahead::Nothing;
+        return after_tls;
     };
     let mut policy = sasl.policy.clone();
     match (sasl.pipeline_mechanism, sasl.pipeline_offer) {
@@ -534,20 +623,19 @@ fn protected_header<R: RngCore + CryptoRng>(cx: &mut Context<'_, R>) -> Ahead {
             // refuse as a downgrade); a policy that requires binding never pipelines it.
             if !named.is_plus() {
                 if policy.channel_binding == CbPolicy::Required {
-                    return Ahead::Nothing;
+                    return after_tls;
                 }
                 policy.channel_binding = CbPolicy::Off;
             }
             let offered = MechanismSet::default().with(named);
-            start_sasl(cx, offered, None, &policy)
-                .map_or(Ahead::Nothing, |(s, _)| Ahead::Auth(s, None))
+            start_sasl(cx, offered, None, &policy).map_or(after_tls, |(s, _)| pipelined((s, None)))
         }
         // The server's offer from an earlier connection: the same choice as from a live
         // offer, gs2 flag included (`y` when the kept offer has no -PLUS and we could
         // bind), so that a stripped -PLUS is still caught. The live offer is checked again.
         (None, Some(offer)) => start_sasl(cx, offer, None, &policy)
-            .map_or(Ahead::Nothing, |(s, chosen)| Ahead::Auth(s, Some(chosen))),
-        (None, None) => Ahead::Nothing,
+            .map_or(after_tls, |(s, chosen)| pipelined((s, Some(chosen)))),
+        (None, None) => after_tls,
     }
 }
 
@@ -598,7 +686,7 @@ impl ExpectRefusedAuth {
             // for a gs2 flag `y` where it offers -PLUS) or confirmed our `<abort/>`: choose
             // again from what this stream really offers.
             Some(Ok(Received::Failure { .. })) => {
-                next_feature(cx, self.features, self.stream_id, Phase::Unauthenticated)
+                start_sasl_from(cx, self.features, self.stream_id)
             }
             // The server went on with the exchange: abort it (once; SCRAM's first challenge
             // is answered by nothing else).
@@ -714,28 +802,24 @@ impl<R: RngCore + CryptoRng> InitiatingEntity<R> {
             rng: &mut rng,
             learned: &mut learned,
         };
-        let ahead = if secure {
+        let first = if secure {
             protected_header(&mut cx)
         } else {
             cx.send_header(false);
             if pipeline {
                 cx.send_starttls();
-                Ahead::StartTls
-            } else {
-                Ahead::Nothing
+            }
+            ExpectHeader {
+                next: Features::BeforeTls(ExpectFeaturesBeforeTls {
+                    starttls_sent: pipeline,
+                    stream_id: None,
+                }),
             }
         };
         InitiatingEntity {
             framer,
             outbox,
-            state: State::Header(ExpectHeader {
-                phase: if secure {
-                    Phase::Unauthenticated
-                } else {
-                    Phase::Plain
-                },
-                ahead,
-            }),
+            state: State::Header(first),
             peer_header: StreamHeader::default(),
             rng,
             learned,
@@ -772,19 +856,18 @@ impl<R: RngCore + CryptoRng> InitiatingEntity<R> {
                         learned: &mut self.learned,
                     };
                     cx.send_header(cx.learned.secure);
-                    let mut ahead = Ahead::Nothing;
+                    let mut next = Features::AfterSasl(ExpectFeaturesAfterSasl { stream_id: None });
                     if let Some(sasl) = self.config.sasl.as_ref().filter(|s| s.pipeline_bind) {
                         if self.config.ns == ContentNamespace::Client {
                             let request = bind::request(sasl.resource.as_deref());
                             self.outbox
                                 .send(&stanza::qualified(&request, self.config.framing));
-                            ahead = Ahead::Bind;
+                            next = Features::AfterPipelinedBind(ExpectFeaturesAfterPipelinedBind {
+                                stream_id: None,
+                            });
                         }
                     }
-                    self.state = State::Header(ExpectHeader {
-                        phase: Phase::Authenticated,
-                        ahead,
-                    });
+                    self.state = State::Header(ExpectHeader { next });
                 }
                 State::Negotiated | State::Failed => return Ok(()),
                 _ => {}
@@ -885,11 +968,7 @@ impl<R: RngCore + CryptoRng> Negotiator for InitiatingEntity<R> {
             rng: &mut self.rng,
             learned: &mut self.learned,
         };
-        let ahead = protected_header(&mut cx);
-        self.state = State::Header(ExpectHeader {
-            phase: Phase::Unauthenticated,
-            ahead,
-        });
+        self.state = State::Header(protected_header(&mut cx));
         self.process()
     }
 }
