@@ -29,6 +29,7 @@ mod fmt;
 
 pub mod app;
 pub mod backoff;
+pub mod clock;
 pub mod config;
 pub mod store;
 pub mod tls;
