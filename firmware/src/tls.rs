@@ -1,37 +1,20 @@
-//! How the app gets its TLS: a [`TlsConnector`] makes one core
+//! How the app gets its TLS: an [`EmbeddedTlsConnector`] makes one core
 //! [`TlsUpgrade`](xmpp_handshake_core::driver::TlsUpgrade) per connection, lending it the TLS
 //! record buffers for that connection only (an upgrade moves its buffers into the stream it
 //! returns, so each reconnect needs a fresh one).
 //!
-//! [`EmbeddedTlsConnector`] makes the core's [`EmbeddedTls`]: embedded-tls (TLS 1.3,
+//! The upgrade is the core's [`EmbeddedTls`]: embedded-tls (TLS 1.3,
 //! TLS_AES_128_GCM_SHA256, P-256) whose `TlsVerifier` is the core's certificate policy
 //! (RFC 6120 §13.7.2: DNS-ID, SRV-ID or XmppAddr of the configured domain, a PKIX chain to
 //! the configured trust anchors, proof of possession). It asks for max_fragment_length 2^12
 //! (RFC 6066) so that a 4 KiB + 256 read buffer holds every record. There is no path that
 //! skips verification unless the crate feature `insecure-skip-verify` is on.
 
-use embedded_io_async::{Read, Write};
 use rand_core::{CryptoRng, RngCore};
-use xmpp_handshake_core::driver::TlsUpgrade;
 use xmpp_handshake_core::embedded_tls::{EmbeddedTls, MaxFragmentLength, ServerVerifier};
 use xmpp_handshake_core::trust::{
     CertificatePolicy, ClockPolicy, NoPins, ReferenceError, ReferenceIdentity, UnixTime,
 };
-
-/// Makes the TLS upgrade for one connection over a transport `T`, drawing its randomness
-/// (key share, client random) from `G`.
-pub trait TlsConnector {
-    /// The upgrade, borrowing the connector's buffers for one connection.
-    type Upgrade<'b, T: Read + Write + 'b, G: RngCore + CryptoRng + 'b>: TlsUpgrade<T>
-    where
-        Self: 'b;
-
-    /// A fresh upgrade for the next connection.
-    fn upgrade<'b, T: Read + Write + 'b, G: RngCore + CryptoRng + 'b>(
-        &'b mut self,
-        rng: G,
-    ) -> Self::Upgrade<'b, T, G>;
-}
 
 /// Where the certificate check gets the time from.
 #[derive(Debug, Clone, Copy)]
@@ -82,16 +65,10 @@ impl<'a> EmbeddedTlsConnector<'a> {
     }
 }
 
-impl TlsConnector for EmbeddedTlsConnector<'_> {
-    type Upgrade<'b, T: Read + Write + 'b, G: RngCore + CryptoRng + 'b>
-        = EmbeddedTls<'b, G, NoPins>
-    where
-        Self: 'b;
-
-    fn upgrade<'b, T: Read + Write + 'b, G: RngCore + CryptoRng + 'b>(
-        &'b mut self,
-        rng: G,
-    ) -> Self::Upgrade<'b, T, G> {
+impl EmbeddedTlsConnector<'_> {
+    /// A fresh upgrade for the next connection, borrowing the record buffers for it and
+    /// drawing its randomness (key share, client random) from `rng`.
+    pub fn upgrade<G: RngCore + CryptoRng>(&mut self, rng: G) -> EmbeddedTls<'_, G, NoPins> {
         let mut verifier = ServerVerifier::new(
             self.reference.clone(),
             self.policy.clone(),
