@@ -1,26 +1,33 @@
 //! The app: connect, negotiate, stay online, start over. See the crate docs.
 
+use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::String;
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 use core::fmt::{self, Display};
-use core::future::Future;
+use core::future::{poll_fn, Future};
+use core::pin::Pin;
+use core::task::{Poll, Waker};
 
 use embassy_net::tcp::{ConnectError, TcpSocket};
 use embassy_net::Stack;
 use embassy_time::{with_timeout, Duration, Instant, Timer};
-use embedded_io_async::{ErrorKind, Read, Write};
 use rand_core::{CryptoRng, RngCore};
-use xmpp_handshake_core::connection::Step;
-use xmpp_handshake_core::driver::{negotiate_in_place, MaybeTls, Negotiated, Observer, Session};
-use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
+use xmpp_handshake_core::connection::{
+    Closed, ConnectionOptions, InitiatingConnection, SendError, Stanza, Step, Timeouts,
+};
+use xmpp_handshake_core::driver::{
+    self, Clock as _, Command, Commands, Deliver, MaybeTls, Observer,
+};
+use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
 use xmpp_handshake_core::sasl::{Credentials, SaslPolicy};
 use xmpp_handshake_core::{stanza, Error};
 
+use crate::clock::EmbassyClock;
 use crate::config::Config;
 use crate::store::{CacheStore, CachedLogin};
-use crate::tls::TlsConnector;
-use crate::transport::{Deadline, Interruptible, Tracking};
+use crate::tls::EmbeddedTlsConnector;
+use crate::transport::Halves;
 
 /// The TCP socket's buffers (see [`crate::Memory`]).
 pub struct SocketBuffers<'a> {
@@ -37,9 +44,10 @@ pub struct SocketBuffers<'a> {
 pub enum Failure {
     /// TCP connect failed.
     Connect(ConnectError),
-    /// A step took longer than its timeout.
+    /// The TCP connect took longer than its timeout.
     Timeout(&'static str),
-    /// The negotiation or the stream failed.
+    /// The negotiation or the stream failed (the core's timers end it with
+    /// [`Error::Timeout`]).
     Xmpp(Error),
 }
 
@@ -125,16 +133,15 @@ impl Observer for Progress {
 }
 
 /// Runs the app forever on `stack`: connect, negotiate, stay online, reconnect with backoff.
-pub async fn run<C, S, R>(
+pub async fn run<S, R>(
     stack: Stack<'_>,
     config: &Config<'_>,
     mut buffers: SocketBuffers<'_>,
-    tls: &mut C,
+    tls: &mut EmbeddedTlsConnector<'_>,
     store: &mut S,
     rng: R,
 ) -> !
 where
-    C: TlsConnector,
     S: CacheStore,
     R: RngCore + CryptoRng,
 {
@@ -180,18 +187,77 @@ where
     }
 }
 
+/// Replies (echoes, IQ answers) waiting for the stream, oldest first: one per received
+/// stanza at most, queued by [`Answers`] and taken by [`Outgoing`] a moment later.
+#[derive(Default)]
+struct Replies {
+    queue: RefCell<VecDeque<String>>,
+    /// Their bytes, on the heap.
+    bytes: Cell<usize>,
+    /// The task waiting in [`Outgoing`], woken when a reply is queued.
+    waker: Cell<Option<Waker>>,
+}
+
+impl Replies {
+    fn push(&self, reply: String) {
+        self.bytes.set(self.bytes.get() + reply.len());
+        self.queue.borrow_mut().push_back(reply);
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// The oldest reply, or `None` once `timer` (if any) has expired. Cancel-safe: a reply
+    /// leaves the queue only when it is returned.
+    fn next<'a>(&'a self, mut timer: Option<Timer>) -> impl Future<Output = Option<String>> + 'a {
+        poll_fn(move |cx| {
+            if let Some(reply) = self.queue.borrow_mut().pop_front() {
+                self.bytes.set(self.bytes.get() - reply.len());
+                return Poll::Ready(Some(reply));
+            }
+            self.waker.set(Some(cx.waker().clone()));
+            match timer.as_mut().map(|timer| Pin::new(timer).poll(cx)) {
+                Some(Poll::Ready(())) => Poll::Ready(None),
+                _ => Poll::Pending,
+            }
+        })
+    }
+}
+
+/// Bytes handed from TLS to the connection per read (the framer keeps the element).
+const READ_CHUNK: usize = 256;
+
+fn core_duration(d: Duration) -> core::time::Duration {
+    core::time::Duration::from_micros(d.as_micros())
+}
+
+/// The core's timers for this app: the negotiation bounded as configured (from the TCP
+/// connect to the bound resource), the closing handshake as long; the socket's own
+/// timeout and TCP keep-alive watch the bound stream, as before. Room for two elements in
+/// the connection's queue (a reply and a reading; each goes out as soon as it is queued).
+fn options(config: &Config<'_>) -> ConnectionOptions {
+    let negotiate = core_duration(config.negotiate_timeout);
+    ConnectionOptions {
+        timeouts: Timeouts {
+            negotiation: Some(negotiate),
+            close: negotiate,
+            ..Timeouts::default()
+        },
+        max_queued_bytes: 2 * config.limits.max_element_bytes,
+    }
+}
+
 /// One connection: TCP, negotiation, the bound stream until it ends.
-async fn connection<C, S, R>(
+async fn connection<S, R>(
     stack: Stack<'_>,
     config: &Config<'_>,
     buffers: &mut SocketBuffers<'_>,
-    tls: &mut C,
+    tls: &mut EmbeddedTlsConnector<'_>,
     store: &mut S,
     rng: SharedRng<'_, R>,
     stats: &mut Stats,
 ) -> Result<(), Failure>
 where
-    C: TlsConnector,
     S: CacheStore,
     R: RngCore + CryptoRng,
 {
@@ -204,25 +270,30 @@ where
         .map_err(|_| Failure::Timeout("TCP connect"))?
         .map_err(Failure::Connect)?;
     let started = Instant::now();
+    let clock = EmbassyClock;
 
     let bare = format!("{}@{}", config.username, config.domain);
     let cached = store.load(&bare);
-    let deadline = Deadline::new(None);
-    // The negotiation's state lives in this block only: the locals of an `async fn` keep
-    // their place in its future until their scope ends, even after they were moved; out
-    // of scope, `online`'s future reuses their space.
-    let session = {
-        // Built where they stay: the negotiation borrows them (see `negotiate_in_place`).
-        let mut io = MaybeTls::Plain(Interruptible::new(socket, &deadline));
-        let mut upgrade = Tracking(tls.upgrade(rng));
-        let mut machine = InitiatingEntity::new(initiator(config, &bare, cached.clone()), rng);
+    let halves = Halves::new(socket.split());
+    let mut io = MaybeTls::Plain(halves.duplex());
+    let mut connection = InitiatingConnection::initiate(
+        initiator(config, &bare, cached.clone()),
+        rng,
+        options(config),
+        clock.now(),
+    );
+    // The upgrade (with the verifier's verdict) is needed for the negotiation only.
+    {
+        let mut upgrade = tls.upgrade(rng);
         let mut progress = Progress::default();
-        let outcome = with_timeout(
-            config.negotiate_timeout,
-            negotiate_in_place(&mut io, &mut upgrade, &mut machine, &mut progress),
+        let outcome = driver::negotiate(
+            &mut io,
+            &mut upgrade,
+            &mut connection,
+            &mut progress,
+            &clock,
         )
         .await
-        .map_err(|_| Failure::Timeout("negotiation"))?
         .map_err(Failure::Xmpp)?;
         stats.bound += 1;
         info!(
@@ -249,97 +320,140 @@ where
                 }
             }
         }
-        Session::new(Negotiated {
-            transport: io,
-            machine,
-            outcome,
-        })
+    }
+    // STARTTLS is required (the initiator's default): a bound stream is a TLS one.
+    let MaybeTls::Tls(stream) = &mut io else {
+        return Err(Failure::Xmpp(Error::StartTlsNotOffered));
     };
-    // Never borrowed here, only moved: a borrowed local would keep its place in this
-    // future while `online` runs.
-    online(session, config, &deadline, stats, started).await
+
+    // Initial presence (RFC 6121 §4.2), then what the behaviour asks for.
+    let now = clock.now();
+    let _ = connection.send_stanza(&stanza::presence(None), now);
+    let behaviour = config.behaviour;
+    if behaviour.soak {
+        info!("soak: session {} closes", stats.bound);
+        connection.close(now);
+    }
+    let replies = Replies::default();
+    let mut answers = Answers {
+        replies: &replies,
+        // Two echoes of the largest element.
+        max_backlog: 2 * config.limits.max_element_bytes,
+        echo: behaviour.echo,
+        echoed: &mut stats.echoed,
+    };
+    let mut outgoing = Outgoing {
+        replies: &replies,
+        readings: behaviour
+            .report_to
+            .filter(|_| !behaviour.soak)
+            .map(|to| Readings {
+                to,
+                period: behaviour.period,
+                next: Instant::now(),
+                started,
+            }),
+        count: &mut stats.readings,
+    };
+    let mut buf = [0; READ_CHUNK];
+    let (mut reader, mut writer) = stream.split();
+    let closed = driver::run(
+        &mut reader,
+        &mut writer,
+        &mut connection,
+        &mut outgoing,
+        &mut answers,
+        &mut (),
+        &clock,
+        &mut buf,
+    )
+    .await;
+    match closed {
+        Closed::ByPeer => {
+            info!("the server closed the stream");
+            Ok(())
+        }
+        Closed::ByUs => Ok(()),
+        Closed::Failed(e) => Err(Failure::Xmpp(e)),
+    }
 }
 
-/// The bound stream until it ends: initial presence, then echoes, IQ answers and
-/// readings.
-///
-/// Not an `async fn`, and the session moves in by value: as a local of `connection`
-/// across `.await`s it would get a place of its own in that future, next to the
-/// negotiation's; inside this future it shares the space with it. (An `async fn` would
-/// hold the by-value `session` twice: the argument and the local it is moved into.)
-#[allow(clippy::manual_async_fn)]
-fn online<'a, T: Read + Write, S: Read + Write>(
-    mut session: Session<T, S>,
-    config: &'a Config<'_>,
-    deadline: &'a Deadline,
-    stats: &'a mut Stats,
+/// Answers what arrives on the bound stream: the reply goes to [`Outgoing`] through
+/// [`Replies`].
+struct Answers<'a> {
+    replies: &'a Replies,
+    /// Heap the replies waiting at once may take: a peer that keeps sending faster than the
+    /// replies leave has its stream ended with `<resource-constraint/>`
+    /// ([`Deliver::backlog_full`]) instead of filling the heap. Until then every stanza
+    /// that asks for an answer gets one (RFC 6120 §8.2.3).
+    max_backlog: usize,
+    echo: bool,
+    echoed: &'a mut u32,
+}
+
+impl Deliver for Answers<'_> {
+    fn stanza(&mut self, stanza: Stanza) {
+        let echo = self.echo;
+        let Some(Some(reply)) = stanza.parse(|node| answer(node, echo)) else {
+            return;
+        };
+        if reply.starts_with("<message") {
+            *self.echoed += 1;
+        }
+        self.replies.push(reply);
+    }
+
+    fn backlog_full(&self) -> bool {
+        self.replies.bytes.get() > self.max_backlog
+    }
+
+    // An element too costly to parse for this heap (`Memory::max_parse`): skipped
+    // unparsed, the session goes on (RFC 6120 §13.12).
+    fn skipped(&mut self, cost: usize, allowed: usize) {
+        warn!(
+            "skipped an element: parsing it could take {} bytes, {} allowed",
+            cost, allowed
+        );
+    }
+
+    fn refused(&mut self, _stanza: String, error: SendError) {
+        warn!("not sent: {}", error);
+    }
+}
+
+/// The periodic readings' schedule.
+struct Readings<'a> {
+    to: &'a str,
+    period: Duration,
+    next: Instant,
     started: Instant,
-) -> impl Future<Output = Result<(), Failure>> + 'a
-where
-    Session<T, S>: 'a,
-{
-    async move {
-        session
-            .send(&stanza::presence(None))
-            .await
-            .map_err(Failure::Xmpp)?;
-        let behaviour = config.behaviour;
-        if behaviour.soak {
-            info!("soak: session {} closes", stats.bound);
-            return with_timeout(config.negotiate_timeout, session.close())
-                .await
-                .map_err(|_| Failure::Timeout("closing"))?
-                .map(|_| ())
-                .map_err(Failure::Xmpp);
+}
+
+/// What the app sends on the bound stream: the replies [`Answers`] queued, and a reading
+/// whenever one is due.
+struct Outgoing<'a> {
+    replies: &'a Replies,
+    readings: Option<Readings<'a>>,
+    count: &'a mut u32,
+}
+
+impl Commands for Outgoing<'_> {
+    /// Cancel-safe: a reply stays in the queue until it is returned, and the schedule
+    /// moves only when a reading is returned.
+    async fn next(&mut self) -> Option<Command> {
+        let timer = self.readings.as_ref().map(|r| Timer::at(r.next));
+        if let Some(reply) = self.replies.next(timer).await {
+            return Some(Command::Send(reply));
         }
-        let mut next_reading = behaviour.report_to.map(|_| Instant::now());
-        loop {
-            deadline.set(next_reading);
-            // The element is answered where the framer holds it, from the session's own
-            // parse: no copy of it on the heap, no second parse.
-            match session
-                .next_element_with(|_, node| answer(node, behaviour.echo))
-                .await
-            {
-                Ok(Some(reply)) => {
-                    if let Some(reply) = reply {
-                        if reply.starts_with("<message") {
-                            stats.echoed += 1;
-                        }
-                        session.send(&reply).await.map_err(Failure::Xmpp)?;
-                    }
-                }
-                Ok(None) => {
-                    info!("the server closed the stream");
-                    let _ = session.close().await;
-                    return Ok(());
-                }
-                Err(Error::Transport(ErrorKind::TimedOut))
-                    if next_reading.is_some_and(|at| Instant::now() >= at) =>
-                {
-                    stats.readings += 1;
-                    let to = behaviour.report_to.unwrap_or_default();
-                    let body = reading(stats.readings, started.elapsed());
-                    info!("reading {} to {}", stats.readings, to);
-                    session
-                        .send(&stanza::message(to, &body, None))
-                        .await
-                        .map_err(Failure::Xmpp)?;
-                    // After a long stall, the next reading is one period from now, not a burst.
-                    next_reading =
-                        next_reading.map(|at| (at + behaviour.period).max(Instant::now()));
-                }
-                // An element too costly to parse for this heap (`Memory::max_parse`):
-                // skipped unparsed, the session goes on (RFC 6120 §13.12).
-                Err(Error::ElementSkipped { cost, allowed }) => {
-                    warn!(
-                        "skipped an element: parsing it could take {} bytes, {} allowed",
-                        cost, allowed
-                    );
-                }
-                Err(e) => return Err(Failure::Xmpp(e)),
-            }
-        }
+        // The timer expired: there are readings.
+        let readings = self.readings.as_mut()?;
+        *self.count += 1;
+        let n = *self.count;
+        info!("reading {} to {}", n, readings.to);
+        let body = reading(n, readings.started.elapsed());
+        // After a long stall, the next reading is one period from now, not a burst.
+        readings.next = (readings.next + readings.period).max(Instant::now());
+        Some(Command::Send(stanza::message(readings.to, &body, None)))
     }
 }
 

@@ -8,10 +8,15 @@
 //! 1. connect over TCP to the configured server, with exponential backoff and jitter
 //!    ([`backoff`]) on every failure;
 //! 2. negotiate with the core's [`driver::negotiate`](xmpp_handshake_core::driver::negotiate):
-//!    STARTTLS through a [`tls::TlsConnector`] (embedded-tls, TLS 1.3, P-256), SCRAM with the
-//!    keys cached in [`store`] (PBKDF2 runs once per password and salt, not per boot), bind;
+//!    STARTTLS through a [`tls::EmbeddedTlsConnector`] (embedded-tls, TLS 1.3, P-256), SCRAM
+//!    with the keys cached in [`store`] (PBKDF2 runs once per password and salt, not per
+//!    boot), bind; the core's connection keeps the timers, on [`clock::EmbassyClock`];
 //! 3. send initial presence, then echo incoming chat messages and/or send a periodic
-//!    sensor-style message ([`config::Behaviour`]); answer IQs as RFC 6120 §8.2.3 requires;
+//!    sensor-style message ([`config::Behaviour`]); answer IQs as RFC 6120 §8.2.3 requires.
+//!    The core's [`driver::run`](xmpp_handshake_core::driver::run) carries the bound stream
+//!    over the TLS stream split into a reader and a writer ([`transport::Duplex`]): it waits
+//!    on the read, the app's replies and readings and the core's timers together, and never
+//!    drops a pending read (embedded-tls's reads are not cancel-safe);
 //! 4. on any loss (TCP reset, stream error, server shutdown) start over at 1.
 //!
 //! Memory is the caller's: socket buffers, TLS record buffers and the framer's bound all
@@ -29,6 +34,7 @@ mod fmt;
 
 pub mod app;
 pub mod backoff;
+pub mod clock;
 pub mod config;
 pub mod store;
 pub mod tls;
