@@ -90,7 +90,8 @@ impl fmt::Display for DomainError {
             DomainError::LabelTooLong => f.write_str("a label is longer than 63 bytes"),
             DomainError::ForbiddenChar(c) => write!(
                 f,
-                "it contains {c:?}; a domain label holds letters, digits and `-` only"
+                "it contains {}; a domain label holds letters, digits and `-` only",
+                CodePoint(*c)
             ),
             DomainError::HyphenAtLabelEdge => f.write_str("a label starts or ends with `-`"),
             DomainError::InvalidIpLiteral => f.write_str("`[…]` does not hold an IPv6 address"),
@@ -147,12 +148,14 @@ impl fmt::Display for JidError {
             ),
             JidError::ForbiddenLocalChar(c) => write!(
                 f,
-                "the localpart contains {c:?}; RFC 7622 §3.3.1 forbids \", &, ', /, :, <, >, \
-                 @, whitespace and control characters there"
+                "the localpart contains {}; RFC 7622 §3.3.1 forbids \", &, ', /, :, <, >, \
+                 @, whitespace and control characters there",
+                CodePoint(*c)
             ),
             JidError::ForbiddenResourceChar(c) => write!(
                 f,
-                "the resourcepart contains the control character {c:?} (RFC 7622 §3.4)"
+                "the resourcepart contains the control character {} (RFC 7622 §3.4)",
+                CodePoint(*c)
             ),
             JidError::InvalidDomain(e) => {
                 write!(f, "the domainpart is not a domain (RFC 7622 §3.2): {e}")
@@ -166,6 +169,21 @@ impl fmt::Display for JidError {
 }
 
 impl core::error::Error for JidError {}
+
+/// A character in an error text: its code point, and the character itself when it is
+/// printable ASCII (`U+0040 '@'`). No `{:?}`: its escaping would link Unicode tables into
+/// every firmware image (~3 KB on Cortex-M).
+struct CodePoint(char);
+
+impl fmt::Display for CodePoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "U+{:04X}", u32::from(self.0))?;
+        if self.0.is_ascii_graphic() {
+            write!(f, " '{}'", self.0)?;
+        }
+        Ok(())
+    }
+}
 
 /// The parts of a JID as written, checked by the same rules as [`Jid::parse`] without
 /// allocating: for callers that keep borrowing the input (firmware configuration).
@@ -453,7 +471,7 @@ fn check_domainpart(domain: &str) -> Result<(), JidError> {
     let invalid = JidError::InvalidDomain;
     if let Some(inner) = domain.strip_prefix('[') {
         return match inner.strip_suffix(']') {
-            Some(ip) if ip.parse::<core::net::Ipv6Addr>().is_ok() => Ok(()),
+            Some(ip) if ipv6_groups(ip).is_some() => Ok(()),
             _ => Err(invalid(DomainError::InvalidIpLiteral)),
         };
     }
@@ -506,18 +524,121 @@ fn check_idn(_domain: &str) -> Result<(), DomainError> {
     Ok(())
 }
 
-/// Appends a checked domainpart in canonical form: ASCII lowercase, an IPv6 literal as
-/// `core::net::Ipv6Addr` prints it (RFC 5952).
+/// Appends a checked domainpart in canonical form: ASCII lowercase, an IPv6 literal in
+/// RFC 5952's text form (lowercase, no leading zeros, the first longest run of two or more
+/// zero groups as `::`).
 fn push_canonical_domain(out: &mut String, domain: &str) {
-    let ip = domain
+    let groups = domain
         .strip_prefix('[')
         .and_then(|d| d.strip_suffix(']'))
-        .and_then(|d| d.parse::<core::net::Ipv6Addr>().ok());
-    match ip {
-        Some(ip) => {
-            let _ = write!(out, "[{ip}]");
+        .and_then(ipv6_groups);
+    match groups {
+        Some(groups) => {
+            out.push('[');
+            push_ipv6(out, &groups);
+            out.push(']');
         }
         None => out.extend(domain.chars().map(|c| c.to_ascii_lowercase())),
+    }
+}
+
+/// The eight groups of an IPv6 address in RFC 4291 §2.2 text form (`x:x:x:x:x:x:x:x`, one
+/// `::`, a trailing dotted IPv4 address). Written here rather than with `core::net`, whose
+/// parser and RFC 5952 printer (~3 KB on Cortex-M) every firmware image would carry.
+fn ipv6_groups(text: &str) -> Option<[u16; 8]> {
+    fn hex_groups(part: &str, out: &mut heapless::Vec<u16, 8>) -> Option<()> {
+        if part.is_empty() {
+            return Some(());
+        }
+        let mut fields = part.split(':').peekable();
+        while let Some(field) = fields.next() {
+            if fields.peek().is_none() && field.contains('.') {
+                let mut v4 = [0u8; 4];
+                let mut octets = field.split('.');
+                for octet in &mut v4 {
+                    let o = octets.next()?;
+                    if o.is_empty() || o.len() > 3 || (o.len() > 1 && o.starts_with('0')) {
+                        return None;
+                    }
+                    *octet = o.parse().ok()?;
+                }
+                if octets.next().is_some() {
+                    return None;
+                }
+                out.push(u16::from_be_bytes([v4[0], v4[1]])).ok()?;
+                out.push(u16::from_be_bytes([v4[2], v4[3]])).ok()?;
+            } else {
+                if field.is_empty() || field.len() > 4 {
+                    return None;
+                }
+                out.push(u16::from_str_radix(field, 16).ok()?).ok()?;
+            }
+        }
+        Some(())
+    }
+    if !text
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+    {
+        return None;
+    }
+    let mut head = heapless::Vec::<u16, 8>::new();
+    let mut tail = heapless::Vec::<u16, 8>::new();
+    match text.split_once("::") {
+        Some((h, t)) => {
+            if t.contains("::") || (!h.is_empty() && h.contains('.')) {
+                return None;
+            }
+            hex_groups(h, &mut head)?;
+            hex_groups(t, &mut tail)?;
+            if head.len() + tail.len() > 7 {
+                return None;
+            }
+        }
+        None => {
+            hex_groups(text, &mut head)?;
+            if head.len() != 8 {
+                return None;
+            }
+        }
+    }
+    let mut groups = [0u16; 8];
+    groups[..head.len()].copy_from_slice(&head);
+    groups[8 - tail.len()..].copy_from_slice(&tail);
+    Some(groups)
+}
+
+/// RFC 5952 §4: lowercase hex without leading zeros, the first longest run of two or more
+/// zero groups shortened to `::`.
+fn push_ipv6(out: &mut String, groups: &[u16; 8]) {
+    let (mut best, mut run) = ((0, 0), (0, 0));
+    for (i, g) in groups.iter().enumerate() {
+        if *g == 0 {
+            run = if run.1 == 0 {
+                (i, 1)
+            } else {
+                (run.0, run.1 + 1)
+            };
+            if run.1 > best.1 {
+                best = run;
+            }
+        } else {
+            run = (0, 0);
+        }
+    }
+    let skip = if best.1 >= 2 { best } else { (8, 0) };
+    let mut i = 0;
+    while i < 8 {
+        if i == skip.0 {
+            out.push_str("::");
+            i += skip.1;
+            continue;
+        }
+        if i > 0 && i != skip.0 + skip.1 {
+            out.push(':');
+        }
+        let _ = write!(out, "{:x}", groups[i]);
+        i += 1;
     }
 }
 
@@ -690,6 +811,66 @@ mod tests {
                 err(bad),
                 JidError::InvalidDomain(DomainError::InvalidIpLiteral),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn ipv6_literals_parse_and_print_as_core_net_does() {
+        for text in [
+            "::",
+            "::1",
+            "1::",
+            "2001:db8::1",
+            "2001:DB8:0:0:8:800:200C:417A",
+            "ff01::101",
+            "0:0:0:0:0:0:0:1",
+            "1:0:0:1:0:0:0:1",
+            "1:0:1:0:1:0:1:0",
+            "::ffff:192.0.2.1",
+            "64:ff9b::192.0.2.33",
+            "1:2:3:4:5:6:7::",
+            "::2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:1.2.3.4",
+            "fe80::1:0:0:1",
+        ] {
+            let ours = ipv6_groups(text).unwrap_or_else(|| panic!("{text} refused"));
+            let theirs: core::net::Ipv6Addr = text.parse().unwrap();
+            assert_eq!(ours, theirs.segments(), "{text}");
+            let mut printed = String::new();
+            push_ipv6(&mut printed, &ours);
+            let reference = alloc::format!("{theirs}");
+            // core::net prints IPv4-mapped and -compatible tails in dotted form; RFC 5952
+            // §5 allows both, and a JID compares what this function prints.
+            if !reference.contains('.') {
+                assert_eq!(printed, reference, "{text}");
+            }
+            assert_eq!(ipv6_groups(&printed), Some(ours), "{printed}");
+        }
+        for bad in [
+            "",
+            ":",
+            ":::",
+            "1:::2",
+            "1::2::3",
+            "1:2:3:4:5:6:7:8:9",
+            "1:2:3:4:5:6:7",
+            "12345::",
+            "g::",
+            "1.2.3.4",
+            "::1.2.3",
+            "::1.2.3.4.5",
+            "::256.1.1.1",
+            "::01.2.3.4",
+            "1.2.3.4::",
+            "1:2:3:4:5:6:7:1.2.3.4",
+            ":1::",
+            "1:",
+        ] {
+            assert_eq!(ipv6_groups(bad), None, "{bad}");
+            assert!(
+                bad.parse::<core::net::Ipv6Addr>().is_err(),
+                "{bad} (core::net agrees)"
             );
         }
     }
@@ -969,7 +1150,7 @@ mod tests {
                 },
                 "resourcepart is 2000 bytes",
             ),
-            (JidError::ForbiddenLocalChar(':'), "contains ':'"),
+            (JidError::ForbiddenLocalChar(':'), "contains U+003A ':'"),
             (JidError::ForbiddenResourceChar('\0'), "control character"),
             (
                 JidError::InvalidDomain(DomainError::HyphenAtLabelEdge),
