@@ -508,7 +508,7 @@ where
     }
 
     /// Splits the stream into a reader and a writer usable at the same time (for
-    /// [`driver::run`](crate::driver::run), which writes while a read is pending and never
+    /// [`driver::run`](xmpp_handshake_core::driver::run), which writes while a read is pending and never
     /// cancels that read: embedded-tls's reads are not cancel-safe). The transport must be
     /// a handle that clones to the same connection. The reader keeps this stream's
     /// end-of-stream semantics (close_notify reads as `Ok(0)`); once both halves are gone,

@@ -1,5 +1,5 @@
 //! How the app gets its TLS: an [`EmbeddedTlsConnector`] makes one core
-//! [`TlsUpgrade`](xmpp_handshake_core::driver::TlsUpgrade) per connection, lending it the TLS
+//! [`TlsUpgrade`] per connection, lending it the TLS
 //! record buffers for that connection only (an upgrade moves its buffers into the stream it
 //! returns, so each reconnect needs a fresh one).
 //!
