@@ -703,8 +703,6 @@ where
                 server_end_point: self.verifier.tls_server_end_point(),
                 ..ChannelBindingData::default()
             },
-            // embedded-tls speaks TLS 1.3 only.
-            version: Some(0x0304),
             ..TlsInfo::default()
         }
     }
