@@ -22,10 +22,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use xmpp_handshake_core::driver::{negotiate, Session};
+use xmpp_handshake_core::connection::{Connection, ConnectionOptions};
+use xmpp_handshake_core::driver::{negotiate_session, Clock as _, Session};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
 use xmpp_handshake_core::sasl::{Credentials, SaslPolicy};
 use xmpp_handshake_core::stanza;
+use xmpp_handshake_host::clock::TokioClock;
 use xmpp_handshake_host::transport::{connect, Transport};
 use xmpp_handshake_host::upgrade::RustlsClient;
 use xmpp_handshake_tests::netns::Netns;
@@ -116,7 +118,12 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-type BobSession = Session<Transport, <RustlsClient as BobTls>::Stream>;
+type BobSession = Session<
+    Transport,
+    <RustlsClient as BobTls>::Stream,
+    InitiatingEntity<rand_core::OsRng>,
+    TokioClock,
+>;
 
 /// Names the stream type of the host's rustls upgrade.
 trait BobTls {
@@ -141,11 +148,15 @@ async fn bob(server: &ServerInfo) -> BobSession {
     });
     let transport = connect(server.c2s_addr()).await.expect("bob connects");
     let mut tls = RustlsClient::new(server.tls_client_config());
-    let machine = InitiatingEntity::new(config, rand_core::OsRng);
-    let negotiated = negotiate(transport, &mut tls, machine, &mut ())
+    let connection = Connection::initiate(
+        config,
+        rand_core::OsRng,
+        ConnectionOptions::default(),
+        TokioClock.now(),
+    );
+    let mut session = negotiate_session(transport, &mut tls, connection, &mut (), TokioClock)
         .await
         .expect("bob logs in");
-    let mut session = Session::new(negotiated);
     session.send(&stanza::presence(None)).await.unwrap();
     session
 }
