@@ -48,8 +48,6 @@ const REFUSALS_AT_ONCE: usize = 16;
 /// How long a refused connection gets to read its stream error.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The `<conflict/>` stream error (§4.9.3.3, §7.7.2.2); the closing tag follows it.
-
 /// The user store shared by all connections.
 #[derive(Clone, Debug, Default)]
 pub struct SharedStore(pub Arc<MemoryStore>);
