@@ -46,5 +46,5 @@ pub mod transcript;
 pub mod trust;
 pub mod xml;
 
-pub use error::Error;
+pub use error::{Error, ErrorKind, TlsError};
 pub use jid::{Jid, JidError};

@@ -18,13 +18,13 @@ use xmpp_handshake_core::sasl::{
 };
 use xmpp_handshake_core::starttls::TlsPolicy;
 use xmpp_handshake_core::trust::{
-    CertError, CertificatePolicy, FirstUse, NoPins, PinStore, ReferenceIdentity,
+    CertificatePolicy, FirstUse, NoPins, PinStore, ReferenceIdentity,
 };
 use xmpp_handshake_core::{Error, Jid};
 
 use crate::clock::TokioClock;
 use crate::direct_tls::{self, Stream};
-use crate::exit::{self, ExitCode, Failure};
+use crate::exit::{self, Failure};
 use crate::tls::verify::{client_config, SharedPinStore, XmppServerVerifier};
 use crate::tls_info::{Recording, TlsCell};
 use crate::transcript::Transcript;
@@ -233,14 +233,6 @@ impl ClientTrust {
         config.alpn_protocols = vec![direct_tls::ALPN_CLIENT.to_vec()];
         Arc::new(config)
     }
-
-    /// The certificate error of the last handshake, if the verifier refused one.
-    pub fn certificate_error(&self) -> Option<CertError> {
-        match self.verifier.last_verdict() {
-            Some(Err(e)) => Some(e),
-            _ => None,
-        }
-    }
 }
 
 /// A bound session and what it took.
@@ -261,19 +253,6 @@ pub async fn connect_tcp(host: &str, port: u16) -> Result<Transport, Failure> {
         .map_err(|e| Failure::protocol(format!("connecting to {host}:{port}: {e}")))
 }
 
-/// The [`Failure`] for a negotiation error, with certificate errors told apart.
-pub fn failure(error: &Error, trust: &ClientTrust) -> Failure {
-    if let Error::TlsHandshake(_) = error {
-        if let Some(cert) = trust.certificate_error() {
-            return Failure::new(
-                ExitCode::Certificate,
-                format!("the server's certificate was not accepted: {cert}"),
-            );
-        }
-    }
-    exit::from_core(error)
-}
-
 /// Negotiates STARTTLS, SASL and binding over `transport` (already connected).
 pub async fn login(
     transport: Transport,
@@ -284,7 +263,7 @@ pub async fn login(
 ) -> Result<LoggedIn, Failure> {
     login_typed(transport, login, trust, tls_cell, transcript)
         .await
-        .map_err(|e| failure(&e, trust))
+        .map_err(|e| exit::from_core(&e))
 }
 
 /// [`login`] with the core's typed error (for tests that assert which rule fired).
@@ -323,11 +302,11 @@ pub async fn login_direct_tls(
 ) -> Result<LoggedIn, Failure> {
     login_direct_tls_typed(transport, login, trust, tls_cell, transcript)
         .await
-        .map_err(|e| failure(&e, trust))
+        .map_err(|e| exit::from_core(&e))
 }
 
-/// [`login_direct_tls`] with the core's typed error. A failed handshake is
-/// [`Error::TlsHandshake`] with nothing sent but the ClientHello.
+/// [`login_direct_tls`] with the core's typed error. A failed handshake is [`Error::Tls`]
+/// (the certificate policy's refusal inside it) with nothing sent but the ClientHello.
 pub async fn login_direct_tls_typed(
     transport: Transport,
     login: &Login,
@@ -347,7 +326,7 @@ pub async fn login_direct_tls_typed(
     let stream = direct
         .upgrade(FromTokio::new(tcp), login.domain())
         .await
-        .map_err(|e| Error::TlsHandshake(e.to_string()))?;
+        .map_err(|e| Error::Tls(crate::upgrade::classify(e)))?;
     let info = direct.tls_info(&stream);
     transcript.tls_established();
     let transport = FromTokio::new(Stream::Tls(Box::new(stream.into_inner())));
