@@ -13,9 +13,8 @@ use xmpp_handshake_core::driver::{
     negotiate_session, Clock as _, Observer as _, Session, TlsUpgrade as _,
 };
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
-use xmpp_handshake_core::sasl::{
-    Credentials, Mechanism, MechanismSet, SaslPolicy, ScramCacheEntry,
-};
+use xmpp_handshake_core::login::LoginMemory;
+use xmpp_handshake_core::sasl::{Credentials, Mechanism, SaslPolicy};
 use xmpp_handshake_core::starttls::TlsPolicy;
 use xmpp_handshake_core::trust::{
     CertificatePolicy, FirstUse, NoPins, PinStore, ReferenceIdentity,
@@ -67,13 +66,12 @@ pub struct Login {
     /// Send `<auth/>` with this mechanism right after the TLS handshake, before the
     /// features (one round trip less); it must be what this server offered after TLS before.
     pub pipeline_mechanism: Option<Mechanism>,
-    /// Without [`Login::pipeline_mechanism`]: what this server offered after TLS on an
-    /// earlier login (kept with the SCRAM cache); the pipelined mechanism is chosen from it
-    /// with [`Login::sasl`], as from a live offer.
-    pub pipeline_offer: Option<MechanismSet>,
-    /// SCRAM keys from an earlier verified login: no PBKDF2 when the server's salt and
-    /// iteration count still match (RFC 5802 §5.1 allows the client to cache them).
-    pub scram_cache: Option<ScramCacheEntry>,
+    /// What an earlier verified login to this account kept (the login cache): its SCRAM
+    /// keys (no PBKDF2 when the server's salt and iteration count still match; RFC 5802
+    /// §5.1 allows the client to keep them) and, without [`Login::pipeline_mechanism`],
+    /// the post-TLS offer the pipelined mechanism is chosen from with [`Login::sasl`], as
+    /// from a live offer ([`ClientSasl::with_memory`]).
+    pub memory: Option<LoginMemory>,
 }
 
 impl std::fmt::Debug for Login {
@@ -94,8 +92,7 @@ impl Login {
             tls: TlsPolicy::Required,
             sasl: SaslPolicy::default(),
             pipeline_mechanism: None,
-            pipeline_offer: None,
-            scram_cache: None,
+            memory: None,
         })
     }
 
@@ -108,16 +105,20 @@ impl Login {
         let mut config = InitiatorConfig::client(self.domain());
         config.tls = self.tls;
         config.from = Some(self.jid.bare().into_string());
-        config.sasl = Some(ClientSasl {
-            credentials: Credentials {
-                scram_cache: self.scram_cache.clone(),
-                ..Credentials::password(self.jid.local().unwrap_or_default(), &self.password)
-            },
+        let sasl = ClientSasl {
+            credentials: Credentials::password(
+                self.jid.local().unwrap_or_default(),
+                &self.password,
+            ),
             policy: self.sasl.clone(),
             resource: self.jid.resource().map(String::from),
             pipeline_mechanism: self.pipeline_mechanism,
-            pipeline_offer: self.pipeline_offer,
+            pipeline_offer: None,
             pipeline_bind: true,
+        };
+        config.sasl = Some(match &self.memory {
+            Some(memory) => sasl.with_memory(memory),
+            None => sasl,
         });
         config
     }
