@@ -6,7 +6,7 @@
 //! `<proceed/>`, with nothing read or written in between), and tells it the time from a
 //! [`Clock`]. Every rule and every timer is the connection's.
 
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use core::fmt::Display;
 use core::future::{poll_fn, Future};
 use core::mem;
@@ -18,7 +18,7 @@ use embedded_io::{Error as _, ErrorKind, ErrorType};
 use embedded_io_async::{Read, Write};
 
 use crate::connection::{Closed, Connection, Event, Negotiator, Outcome, Stanza, Step, TlsInfo};
-use crate::Error;
+use crate::{Error, TlsError};
 
 /// Turns a plain transport into a TLS one (§5.4.3). The same trait serves both roles:
 /// a client implementation connects as TLS client to `server_name` (SNI and the
@@ -28,7 +28,7 @@ use crate::Error;
 pub trait TlsUpgrade<T> {
     /// The protected transport.
     type Stream: Read + Write;
-    /// Why a handshake failed.
+    /// Why a handshake failed, in the backend's terms ([`TlsUpgrade::classify`] maps it).
     type Error: Display;
     /// Runs the TLS handshake over `transport`.
     async fn upgrade(
@@ -37,12 +37,12 @@ pub trait TlsUpgrade<T> {
         server_name: &str,
     ) -> Result<Self::Stream, Self::Error>;
 
-    /// The text of [`Error::TlsHandshake`] for a failed handshake: `error`'s `Display`
-    /// text, unless the backend keeps it short (the embedded-tls backend with the
-    /// `terse-errors` feature, where the typed error goes to the log instead).
-    fn describe(error: &Self::Error) -> String {
-        error.to_string()
-    }
+    /// The typed failure of [`Error::Tls`] for a failed handshake: the certificate policy's
+    /// refusal ([`TlsError::Certificate`], the verdict itself, not read back from the
+    /// verifier afterwards), the peer's alert, an I/O failure, ... A backend that knows no
+    /// better returns [`TlsError::Other`] with `error`'s text; a wrapper forwards to the
+    /// upgrade it wraps. Required, so that no wrapper loses the type by forgetting it.
+    fn classify(error: Self::Error) -> TlsError;
 
     /// What the handshake established: channel-binding data for SCRAM `-PLUS` and, on
     /// the server side, the identity of a verified client certificate (SASL EXTERNAL).
@@ -65,7 +65,11 @@ impl<T: Read + Write> TlsUpgrade<T> for NoTls {
     type Error = &'static str;
 
     async fn upgrade(&mut self, _transport: T, _server_name: &str) -> Result<T, Self::Error> {
-        Err("this transport does not start TLS")
+        Err("this transport does not start TLS; TLS belongs to the WebSocket or was set up before the stream")
+    }
+
+    fn classify(error: Self::Error) -> TlsError {
+        TlsError::Config(error)
     }
 }
 
@@ -298,7 +302,7 @@ where
             *io = MaybeTls::Tls(stream);
             Ok(())
         }
-        Err(e) => Err(Error::TlsHandshake(U::describe(&e))),
+        Err(e) => Err(Error::Tls(U::classify(e))),
     }
 }
 

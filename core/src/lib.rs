@@ -18,6 +18,8 @@
 //! return bytes to send and actions. [`xml::framer`] cuts bytes into frames in a bounded
 //! buffer. [`driver`] runs a machine over an `embedded-io-async` transport.
 //! [`jid`] is the XMPP address (RFC 7622) every part of the workspace parses JIDs with.
+//! [`login::LoginMemory`] is what one login keeps for the next (SCRAM keys, the post-TLS
+//! offer), in one versioned byte format for every wrapper.
 //! No I/O, clock or RNG lives here: they come in through traits and arguments.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -34,6 +36,7 @@ pub mod driver;
 pub mod error;
 pub mod initiator;
 pub mod jid;
+pub mod login;
 pub mod receiver;
 pub mod sasl;
 pub mod stanza;
@@ -44,5 +47,5 @@ pub mod transcript;
 pub mod trust;
 pub mod xml;
 
-pub use error::Error;
+pub use error::{Error, ErrorKind, TlsError};
 pub use jid::{Jid, JidError};

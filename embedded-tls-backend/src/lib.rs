@@ -108,6 +108,7 @@ use sha2::Digest;
 
 use xmpp_handshake_core::connection::TlsInfo;
 use xmpp_handshake_core::driver::TlsUpgrade;
+use xmpp_handshake_core::error::{Alert, HandshakeFailure, TlsError as CoreTlsError};
 use xmpp_handshake_core::sasl::ChannelBindingData;
 use xmpp_handshake_core::trust::{
     CertError, CertificatePolicy, PinStore, ReferenceIdentity, UnixTime, Verdict,
@@ -194,6 +195,75 @@ impl core::fmt::Display for EmbeddedTlsError {
 }
 
 impl core::error::Error for EmbeddedTlsError {}
+
+impl From<EmbeddedTlsError> for CoreTlsError {
+    fn from(error: EmbeddedTlsError) -> Self {
+        match error {
+            EmbeddedTlsError::Certificate(e) => CoreTlsError::Certificate(e),
+            EmbeddedTlsError::HandshakeSignature => CoreTlsError::KeyNotProven,
+            EmbeddedTlsError::UnsupportedHandshakeSignature(what) => {
+                CoreTlsError::Handshake(HandshakeFailure::Unsupported(what))
+            }
+            EmbeddedTlsError::NotVerified => CoreTlsError::NotVerified,
+            EmbeddedTlsError::BufferTooSmall => CoreTlsError::Config(
+                "the TLS write buffer must be larger than one record's overhead (128 bytes; a \
+                 few KiB in practice)",
+            ),
+            EmbeddedTlsError::AlreadyUsed => CoreTlsError::Config(
+                "this EmbeddedTls already served a connection: create one per connection",
+            ),
+            EmbeddedTlsError::Tls(e) => classify_library(e),
+        }
+    }
+}
+
+/// embedded-tls's own error, in the core's terms.
+fn classify_library(error: TlsError) -> CoreTlsError {
+    use HandshakeFailure as H;
+    match error {
+        TlsError::HandshakeAborted(_, alert) => CoreTlsError::Alert(Alert(alert as u8)),
+        TlsError::AbortHandshake(_, alert) => {
+            CoreTlsError::Handshake(H::AlertSent(Alert(alert as u8)))
+        }
+        TlsError::ConnectionClosed => CoreTlsError::Closed,
+        TlsError::Io(kind) => CoreTlsError::Io(kind),
+        TlsError::IoError => CoreTlsError::Io(embedded_io::ErrorKind::Other),
+        TlsError::InvalidCipherSuite
+        | TlsError::InvalidSupportedVersions
+        | TlsError::InvalidKeyShare
+        | TlsError::InvalidSignatureScheme => CoreTlsError::Handshake(H::Incompatible),
+        TlsError::Unimplemented => CoreTlsError::Handshake(H::Unsupported(
+            "a TLS feature embedded-tls does not implement (e.g. a HelloRetryRequest)",
+        )),
+        TlsError::InsufficientSpace => CoreTlsError::Config(
+            "a TLS record does not fit the read buffer: give it 16640 bytes, or ask for a \
+             smaller max_fragment_length the server honours",
+        ),
+        TlsError::CryptoError => CoreTlsError::Handshake(H::Decrypt),
+        TlsError::InternalError
+        | TlsError::OutOfMemory
+        | TlsError::EncodeError
+        | TlsError::UnableToInitializeCryptoEngine
+        | TlsError::InvalidPrivateKey => CoreTlsError::Handshake(H::Internal),
+        // The verifier records its verdict before it returns these, and `accepted` reports
+        // that verdict first; reaching here means no verdict was recorded.
+        TlsError::InvalidCertificate | TlsError::InvalidSignature => CoreTlsError::NotVerified,
+        TlsError::MissingHandshake
+        | TlsError::InvalidRecord
+        | TlsError::UnknownContentType
+        | TlsError::InvalidNonceLength
+        | TlsError::InvalidTicketLength
+        | TlsError::UnknownExtensionType
+        | TlsError::InvalidHandshake
+        | TlsError::InvalidExtensionsLength
+        | TlsError::InvalidSessionIdLength
+        | TlsError::InvalidApplicationData
+        | TlsError::InvalidCertificateEntry
+        | TlsError::InvalidCertificateRequest
+        | TlsError::ParseError(_)
+        | TlsError::DecodeError => CoreTlsError::Handshake(H::PeerMisbehaved),
+    }
+}
 
 /// embedded-tls's `TlsVerifier` that applies [`CertificatePolicy::verify_server`], a PKIX
 /// chain walk to DER trust anchors, and the CertificateVerify check (see the module docs).
@@ -707,13 +777,12 @@ where
         })
     }
 
-    /// With `terse-errors`: logs the typed error (through `defmt` on firmware, where its
-    /// names cost no flash) and returns [`EmbeddedTlsError::summary`], so the long
-    /// `Display` texts of the TLS and certificate errors are not linked.
-    #[cfg(feature = "terse-errors")]
-    fn describe(error: &EmbeddedTlsError) -> alloc::string::String {
-        warn!("TLS handshake failed: {:?}", error);
-        error.summary().into()
+    /// The typed failure: the certificate policy's refusal as it was decided
+    /// ([`EmbeddedTlsError::Certificate`] becomes [`CoreTlsError::Certificate`]), a failed
+    /// proof of possession, the server's alert, I/O. No text is formatted: on firmware the
+    /// typed error is logged through `defmt` and no `Display` text is linked.
+    fn classify(error: EmbeddedTlsError) -> CoreTlsError {
+        error.into()
     }
 
     /// `tls-server-end-point` of the accepted certificate; never `tls-exporter` (see the
@@ -727,7 +796,7 @@ where
                 server_end_point: self.verifier.tls_server_end_point(),
                 ..ChannelBindingData::default()
             },
-            peer_identity: None,
+            ..TlsInfo::default()
         }
     }
 }

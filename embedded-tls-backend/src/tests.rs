@@ -372,3 +372,69 @@ fn certificate_verify_before_certificate_is_refused() {
     );
     assert!(certificate_verify(&mut v, SignatureScheme::EcdsaSecp256r1Sha256, &[0x30, 0]).is_err());
 }
+
+/// What the driver puts in `Error::Tls`: the verdict itself, the proof of possession, the
+/// alert's code, the setup mistakes as such.
+#[test]
+fn failures_classify_into_the_core_tls_error() {
+    use ::embedded_tls::alert::{AlertDescription, AlertLevel};
+
+    use xmpp_handshake_core::error::{Alert, HandshakeFailure};
+    use xmpp_handshake_core::{ErrorKind, TlsError as Core};
+
+    let refused = CertError::NoClock;
+    let classify = |e: EmbeddedTlsError| -> Core { e.into() };
+    assert_eq!(
+        classify(EmbeddedTlsError::Certificate(refused.clone())),
+        Core::Certificate(refused)
+    );
+    assert_eq!(
+        classify(EmbeddedTlsError::HandshakeSignature),
+        Core::KeyNotProven
+    );
+    assert_eq!(classify(EmbeddedTlsError::NotVerified), Core::NotVerified);
+    assert_eq!(
+        classify(EmbeddedTlsError::UnsupportedHandshakeSignature("Ed25519")),
+        Core::Handshake(HandshakeFailure::Unsupported("Ed25519"))
+    );
+    assert_eq!(
+        classify(EmbeddedTlsError::BufferTooSmall).kind(),
+        ErrorKind::Config
+    );
+    assert_eq!(
+        classify(EmbeddedTlsError::AlreadyUsed).kind(),
+        ErrorKind::Config
+    );
+    assert_eq!(
+        classify(EmbeddedTlsError::Tls(TlsError::HandshakeAborted(
+            AlertLevel::Fatal,
+            AlertDescription::ProtocolVersion
+        ))),
+        Core::Alert(Alert::PROTOCOL_VERSION)
+    );
+    assert_eq!(
+        classify(EmbeddedTlsError::Tls(TlsError::AbortHandshake(
+            AlertLevel::Fatal,
+            AlertDescription::DecodeError
+        ))),
+        Core::Handshake(HandshakeFailure::AlertSent(Alert(50)))
+    );
+    assert_eq!(
+        classify(EmbeddedTlsError::Tls(TlsError::Io(
+            embedded_io::ErrorKind::ConnectionReset
+        ))),
+        Core::Io(embedded_io::ErrorKind::ConnectionReset)
+    );
+    assert_eq!(
+        classify(EmbeddedTlsError::Tls(TlsError::ConnectionClosed)),
+        Core::Closed
+    );
+    assert_eq!(
+        classify(EmbeddedTlsError::Tls(TlsError::InvalidCipherSuite)),
+        Core::Handshake(HandshakeFailure::Incompatible)
+    );
+    assert_eq!(
+        classify(EmbeddedTlsError::Tls(TlsError::InsufficientSpace)).kind(),
+        ErrorKind::Config
+    );
+}

@@ -10,8 +10,6 @@
 //! (RFC 6066) so that a 4 KiB + 256 read buffer holds every record. There is no path that
 //! skips verification unless the crate feature `insecure-skip-verify` is on.
 
-use alloc::string::String;
-
 use embedded_io_async::{ErrorType, Read, Write};
 use rand_core::{CryptoRng, RngCore};
 use xmpp_handshake_core::connection::TlsInfo;
@@ -112,8 +110,8 @@ where
         self.0.upgrade(transport, server_name).await.map(TlsStream)
     }
 
-    fn describe(error: &Self::Error) -> String {
-        <EmbeddedTls<'b, G, NoPins> as TlsUpgrade<T>>::describe(error)
+    fn classify(error: Self::Error) -> xmpp_handshake_core::TlsError {
+        <EmbeddedTls<'b, G, NoPins> as TlsUpgrade<T>>::classify(error)
     }
 
     fn tls_info(&self, stream: &Self::Stream) -> TlsInfo {

@@ -13,18 +13,17 @@ use xmpp_handshake_core::driver::{
     negotiate_session, Clock as _, Observer as _, Session, TlsUpgrade as _,
 };
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
-use xmpp_handshake_core::sasl::{
-    Credentials, Mechanism, MechanismSet, SaslPolicy, ScramCacheEntry,
-};
+use xmpp_handshake_core::login::LoginMemory;
+use xmpp_handshake_core::sasl::{Credentials, Mechanism, SaslPolicy};
 use xmpp_handshake_core::starttls::TlsPolicy;
 use xmpp_handshake_core::trust::{
-    CertError, CertificatePolicy, FirstUse, NoPins, PinStore, ReferenceIdentity,
+    CertificatePolicy, FirstUse, NoPins, PinStore, ReferenceIdentity,
 };
 use xmpp_handshake_core::{Error, Jid};
 
 use crate::clock::TokioClock;
 use crate::direct_tls::{self, Stream};
-use crate::exit::{self, ExitCode, Failure};
+use crate::exit::{self, Failure};
 use crate::tls::verify::{client_config, SharedPinStore, XmppServerVerifier};
 use crate::tls_info::{Recording, TlsCell};
 use crate::transcript::Transcript;
@@ -67,13 +66,12 @@ pub struct Login {
     /// Send `<auth/>` with this mechanism right after the TLS handshake, before the
     /// features (one round trip less); it must be what this server offered after TLS before.
     pub pipeline_mechanism: Option<Mechanism>,
-    /// Without [`Login::pipeline_mechanism`]: what this server offered after TLS on an
-    /// earlier login (kept with the SCRAM cache); the pipelined mechanism is chosen from it
-    /// with [`Login::sasl`], as from a live offer.
-    pub pipeline_offer: Option<MechanismSet>,
-    /// SCRAM keys from an earlier verified login: no PBKDF2 when the server's salt and
-    /// iteration count still match (RFC 5802 §5.1 allows the client to cache them).
-    pub scram_cache: Option<ScramCacheEntry>,
+    /// What an earlier verified login to this account kept (the login cache): its SCRAM
+    /// keys (no PBKDF2 when the server's salt and iteration count still match; RFC 5802
+    /// §5.1 allows the client to keep them) and, without [`Login::pipeline_mechanism`],
+    /// the post-TLS offer the pipelined mechanism is chosen from with [`Login::sasl`], as
+    /// from a live offer ([`ClientSasl::with_memory`]).
+    pub memory: Option<LoginMemory>,
 }
 
 impl std::fmt::Debug for Login {
@@ -94,8 +92,7 @@ impl Login {
             tls: TlsPolicy::Required,
             sasl: SaslPolicy::default(),
             pipeline_mechanism: None,
-            pipeline_offer: None,
-            scram_cache: None,
+            memory: None,
         })
     }
 
@@ -108,16 +105,20 @@ impl Login {
         let mut config = InitiatorConfig::client(self.domain());
         config.tls = self.tls;
         config.from = Some(self.jid.bare().into_string());
-        config.sasl = Some(ClientSasl {
-            credentials: Credentials {
-                scram_cache: self.scram_cache.clone(),
-                ..Credentials::password(self.jid.local().unwrap_or_default(), &self.password)
-            },
+        let sasl = ClientSasl {
+            credentials: Credentials::password(
+                self.jid.local().unwrap_or_default(),
+                &self.password,
+            ),
             policy: self.sasl.clone(),
             resource: self.jid.resource().map(String::from),
             pipeline_mechanism: self.pipeline_mechanism,
-            pipeline_offer: self.pipeline_offer,
+            pipeline_offer: None,
             pipeline_bind: true,
+        };
+        config.sasl = Some(match &self.memory {
+            Some(memory) => sasl.with_memory(memory),
+            None => sasl,
         });
         config
     }
@@ -233,14 +234,6 @@ impl ClientTrust {
         config.alpn_protocols = vec![direct_tls::ALPN_CLIENT.to_vec()];
         Arc::new(config)
     }
-
-    /// The certificate error of the last handshake, if the verifier refused one.
-    pub fn certificate_error(&self) -> Option<CertError> {
-        match self.verifier.last_verdict() {
-            Some(Err(e)) => Some(e),
-            _ => None,
-        }
-    }
 }
 
 /// A bound session and what it took.
@@ -261,19 +254,6 @@ pub async fn connect_tcp(host: &str, port: u16) -> Result<Transport, Failure> {
         .map_err(|e| Failure::protocol(format!("connecting to {host}:{port}: {e}")))
 }
 
-/// The [`Failure`] for a negotiation error, with certificate errors told apart.
-pub fn failure(error: &Error, trust: &ClientTrust) -> Failure {
-    if let Error::TlsHandshake(_) = error {
-        if let Some(cert) = trust.certificate_error() {
-            return Failure::new(
-                ExitCode::Certificate,
-                format!("the server's certificate was not accepted: {cert}"),
-            );
-        }
-    }
-    exit::from_core(error)
-}
-
 /// Negotiates STARTTLS, SASL and binding over `transport` (already connected).
 pub async fn login(
     transport: Transport,
@@ -284,7 +264,7 @@ pub async fn login(
 ) -> Result<LoggedIn, Failure> {
     login_typed(transport, login, trust, tls_cell, transcript)
         .await
-        .map_err(|e| failure(&e, trust))
+        .map_err(|e| exit::from_core(&e))
 }
 
 /// [`login`] with the core's typed error (for tests that assert which rule fired).
@@ -323,11 +303,11 @@ pub async fn login_direct_tls(
 ) -> Result<LoggedIn, Failure> {
     login_direct_tls_typed(transport, login, trust, tls_cell, transcript)
         .await
-        .map_err(|e| failure(&e, trust))
+        .map_err(|e| exit::from_core(&e))
 }
 
-/// [`login_direct_tls`] with the core's typed error. A failed handshake is
-/// [`Error::TlsHandshake`] with nothing sent but the ClientHello.
+/// [`login_direct_tls`] with the core's typed error. A failed handshake is [`Error::Tls`]
+/// (the certificate policy's refusal inside it) with nothing sent but the ClientHello.
 pub async fn login_direct_tls_typed(
     transport: Transport,
     login: &Login,
@@ -347,7 +327,7 @@ pub async fn login_direct_tls_typed(
     let stream = direct
         .upgrade(FromTokio::new(tcp), login.domain())
         .await
-        .map_err(|e| Error::TlsHandshake(e.to_string()))?;
+        .map_err(|e| Error::Tls(crate::upgrade::classify(e)))?;
     let info = direct.tls_info(&stream);
     transcript.tls_established();
     let transport = FromTokio::new(Stream::Tls(Box::new(stream.into_inner())));

@@ -3,9 +3,8 @@
 use std::io::{IsTerminal as _, Write as _};
 use std::time::Duration;
 
-use clap::ValueEnum as _;
-
-use xmpp_handshake_core::sasl::{CbPolicy, MechanismSet};
+use xmpp_handshake_core::login::LoginMemory;
+use xmpp_handshake_core::sasl::CbPolicy;
 use xmpp_handshake_core::stanza;
 use xmpp_handshake_core::starttls::TlsPolicy;
 use xmpp_handshake_core::Jid;
@@ -16,7 +15,7 @@ use crate::exit::{ExitCode, Failure};
 use crate::pins::{self, FilePinStore};
 use crate::progress::{Progress, Style};
 use crate::resolve::{self, Security, SrvResolver, SystemResolver, Targets};
-use crate::scram_cache::{self, CachedLogin, ScramCache};
+use crate::scram_cache::{self, ScramCache};
 use crate::tls::verify::{platform_roots, roots_from_pem};
 use crate::tls_info::TlsCell;
 use crate::transcript::{Side, Transcript};
@@ -129,28 +128,12 @@ pub async fn run_with_password<R: SrvResolver>(
     let domain = login.domain().to_string();
     let user = login.jid.local().unwrap_or_default().to_string();
     let trust = trust(&args, &domain)?;
-    let policy_name = args
-        .channel_binding
-        .to_possible_value()
-        .map(|v| v.get_name().to_string())
-        .unwrap_or_default();
     let mut cache = open_cache(&args);
-    if let Some(cached) = cache
+    // The keys and what this server offered after TLS last time: the pipelined mechanism
+    // is chosen from that offer by today's policy (`ClientSasl::with_memory`).
+    login.memory = cache
         .as_ref()
-        .and_then(|c| c.get(&domain, &user, &password))
-    {
-        login.scram_cache = cached.entry.clone();
-        // What this server offered after TLS last time: the pipelined mechanism is chosen
-        // from it by today's policy. A line without the offer (an older file) has only the
-        // mechanism that policy chose, good for the same policy only.
-        login.pipeline_offer = match cached.offer {
-            Some(offer) => Some(offer),
-            None if cached.channel_binding == policy_name => {
-                Some(MechanismSet::default().with(cached.mechanism))
-            }
-            None => None,
-        };
-    }
+        .and_then(|c| c.get(&domain, &user, &password));
 
     let mut resolving = progress(&args);
     resolving.status(&format!("resolving {domain}"));
@@ -167,7 +150,10 @@ pub async fn run_with_password<R: SrvResolver>(
     let (logged_in, mut transcript, security) = match establish(&args, &targets, &login, &trust)
         .await
     {
-        Err(f) if f.code == ExitCode::Authentication && login.scram_cache.is_some() => {
+        Err(f)
+            if f.code == ExitCode::Authentication
+                && login.memory.as_ref().is_some_and(|m| m.scram.is_some()) =>
+        {
             // Same salt, other keys: the password was changed on the server (a new
             // salt would have made the core derive new keys on its own).
             eprintln!(
@@ -178,7 +164,9 @@ pub async fn run_with_password<R: SrvResolver>(
                     eprintln!("xmpp-handshake: warning: {}: {e}", c.path().display());
                 }
             }
-            login.scram_cache = None;
+            if let Some(memory) = &mut login.memory {
+                memory.scram = None;
+            }
             establish(&args, &targets, &login, &trust).await?
         }
         result => result?,
@@ -188,21 +176,17 @@ pub async fn run_with_password<R: SrvResolver>(
     }
     let mut session = logged_in.session;
     let outcome = &session.outcome;
-    let keys = match (&outcome.scram_cache, &login.scram_cache) {
+    let cached = login.memory.as_ref().and_then(|m| m.scram.as_ref());
+    let keys = match (&outcome.scram_cache, cached) {
         (Some(used), Some(cached)) if used == cached => "; SCRAM keys from the cache",
         (Some(_), _) if cache.is_some() => "; SCRAM keys derived and cached",
         (Some(_), _) => "; SCRAM keys derived",
         (None, _) => "",
     };
-    if let (Some(c), Some(mechanism)) = (&mut cache, outcome.mechanism) {
-        let keep = CachedLogin {
-            mechanism,
-            channel_binding: policy_name,
-            offer: outcome.sasl_offer,
-            entry: outcome.scram_cache.clone(),
-        };
+    if let (Some(c), Some(_)) = (&mut cache, outcome.mechanism) {
+        let keep = LoginMemory::from_outcome(outcome, &login.sasl);
         if c.get(&domain, &user, &password).as_ref() != Some(&keep) {
-            if let Err(e) = c.put(&domain, &user, &password, keep) {
+            if let Err(e) = c.put(&domain, &user, &password, &keep) {
                 eprintln!("xmpp-handshake: warning: {}: {e}", c.path().display());
             }
         }

@@ -12,7 +12,7 @@
 use std::fmt;
 
 use xmpp_handshake_core::sasl::SaslError;
-use xmpp_handshake_core::Error;
+use xmpp_handshake_core::{Error, ErrorKind, TlsError};
 
 /// A documented exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,21 +87,23 @@ impl From<std::io::Error> for Failure {
     }
 }
 
-/// The exit code for a negotiation error of the core.
-///
-/// A TLS handshake failure is 5 here; the caller that holds the certificate verifier turns
-/// it into 4 when the verifier rejected the certificate (the driver carries the TLS error
-/// as text only).
+/// The exit code for a negotiation error of the core: by its [`Error::kind`], except that
+/// the codes predate the kinds and stay as they were: everything in SASL (§6) is 3
+/// whatever its kind (a policy refusal, a broken exchange), and of the TLS failures only
+/// the certificate policy's refusal ([`TlsError::Certificate`]) is 4, every other one 5.
 pub fn code_for(error: &Error) -> ExitCode {
     match error {
         Error::Sasl(_) | Error::AuthenticationFailed { .. } | Error::SaslAfterSuccess => {
             ExitCode::Authentication
         }
-        Error::StartTlsNotOffered
-        | Error::StartTlsFailed
-        | Error::TlsHandshake(_)
-        | Error::TlsRequiredByPeer => ExitCode::TlsUnavailable,
-        _ => ExitCode::Protocol,
+        Error::Tls(TlsError::Certificate(_)) => ExitCode::Certificate,
+        Error::Tls(_) => ExitCode::TlsUnavailable,
+        other => match other.kind() {
+            ErrorKind::Auth | ErrorKind::Policy => ExitCode::Authentication,
+            ErrorKind::Certificate => ExitCode::Certificate,
+            ErrorKind::TlsRequired | ErrorKind::Tls => ExitCode::TlsUnavailable,
+            _ => ExitCode::Protocol,
+        },
     }
 }
 
@@ -120,6 +122,9 @@ pub fn from_core(error: &Error) -> Failure {
                 .map(|t| format!(" (server says: {t})"))
                 .unwrap_or_default()
         ),
+        Error::Tls(TlsError::Certificate(cert)) => {
+            format!("the server's certificate was not accepted: {cert}")
+        }
         Error::PeerClosed => "the server closed the stream".to_string(),
         Error::ConnectionClosed => "the server closed the connection".to_string(),
         other => other.to_string(),
@@ -130,7 +135,73 @@ pub fn from_core(error: &Error) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use xmpp_handshake_core::error::{Alert, HandshakeFailure};
     use xmpp_handshake_core::sasl::{ChannelBindingType, Mechanism, SaslFailure};
+    use xmpp_handshake_core::stream::error::{StreamError, StreamErrorCondition};
+    use xmpp_handshake_core::trust::CertError;
+
+    /// Every variant of the core's error (as of the typed TLS error) with the code it had
+    /// before the codes were derived from [`Error::kind`]: they must not change.
+    #[test]
+    fn every_core_error_keeps_its_exit_code() {
+        use ExitCode::*;
+        let stream = StreamError::new(StreamErrorCondition::HostUnknown);
+        let cases = [
+            (Error::StreamErrorSent(stream.clone()), Protocol),
+            (Error::StreamErrorReceived(stream), Protocol),
+            (Error::SeeOtherHost("x".into()), Protocol),
+            (Error::PeerClosed, Protocol),
+            (Error::ConnectionClosed, Protocol),
+            (Error::Transport(embedded_io::ErrorKind::Other), Protocol),
+            (Error::StartTlsNotOffered, TlsUnavailable),
+            (Error::StartTlsFailed, TlsUnavailable),
+            (Error::StartTlsAfterTls, Protocol),
+            (Error::PlaintextAfterProceed, Protocol),
+            (Error::PlaintextAfterStartTls, Protocol),
+            (Error::WhitespaceDuringStartTls, Protocol),
+            (Error::Tls(TlsError::Closed), TlsUnavailable),
+            (
+                Error::UnexpectedElement {
+                    expected: "x",
+                    got: "y".into(),
+                },
+                Protocol,
+            ),
+            (Error::UnsupportedVersion, Protocol),
+            (Error::WrongNamespace, Protocol),
+            (Error::TlsRequiredByPeer, TlsUnavailable),
+            (
+                Error::Sasl(SaslError::NoAcceptableMechanism),
+                Authentication,
+            ),
+            (
+                Error::Sasl(SaslError::MissingCredentials("x")),
+                Authentication,
+            ),
+            (Error::Sasl(SaslError::NonceNotExtended), Authentication),
+            (
+                Error::AuthenticationFailed {
+                    error: SaslError::Failure(SaslFailure::NotAuthorized),
+                    text: None,
+                },
+                Authentication,
+            ),
+            (Error::SaslAfterSuccess, Authentication),
+            (Error::Bind("conflict".into()), Protocol),
+            (Error::Timeout, Protocol),
+            (Error::Aborted, Protocol),
+            (
+                Error::ElementSkipped {
+                    cost: 2,
+                    allowed: 1,
+                },
+                Protocol,
+            ),
+        ];
+        for (error, code) in cases {
+            assert_eq!(code_for(&error), code, "{error:?}");
+        }
+    }
 
     #[test]
     fn documented_codes() {
@@ -160,10 +231,32 @@ mod tests {
             ExitCode::TlsUnavailable
         );
         assert_eq!(code_for(&Error::StartTlsFailed), ExitCode::TlsUnavailable);
+        let cert = CertError::EmptyChain;
         assert_eq!(
-            code_for(&Error::TlsHandshake("x".into())),
-            ExitCode::TlsUnavailable
+            code_for(&Error::Tls(TlsError::Certificate(cert.clone()))),
+            ExitCode::Certificate
         );
+        assert!(from_core(&Error::Tls(TlsError::Certificate(cert.clone())))
+            .message
+            .starts_with(&format!(
+                "the server's certificate was not accepted: {cert}"
+            )));
+        for other in [
+            TlsError::KeyNotProven,
+            TlsError::NotVerified,
+            TlsError::Alert(Alert::HANDSHAKE_FAILURE),
+            TlsError::Handshake(HandshakeFailure::Incompatible),
+            TlsError::Closed,
+            TlsError::Io(embedded_io::ErrorKind::ConnectionReset),
+            TlsError::Config("x"),
+            TlsError::Other("x".into()),
+        ] {
+            assert_eq!(
+                code_for(&Error::Tls(other.clone())),
+                ExitCode::TlsUnavailable,
+                "{other:?}"
+            );
+        }
         assert_eq!(
             code_for(&Error::Bind("conflict".into())),
             ExitCode::Protocol

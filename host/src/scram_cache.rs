@@ -1,29 +1,35 @@
-//! The SCRAM cache of `connect`, beside the pin store (`$XDG_CONFIG_HOME/xmpp-handshake/
-//! scram-cache` on Linux): per server domain and user, the SCRAM keys of the last verified
-//! login ([`ScramCacheEntry`]: hash, salt, iteration count, ClientKey, ServerKey; RFC 5802
-//! §5.1 lets a client keep them), the mechanism that authenticated and the channel-binding
-//! policy that chose it, and the mechanisms that server offered after TLS (RFC 6120
-//! §6.3.3), so that the next login skips PBKDF2 and sends `<auth/>` right behind the first
-//! header on the protected stream (one round trip less), the mechanism chosen from that
-//! offer by the policy of the day.
+//! The login cache of `connect`, beside the pin store (`$XDG_CONFIG_HOME/xmpp-handshake/
+//! scram-cache` on Linux): per server domain and user, the core's [`LoginMemory`] of the
+//! last verified login: the SCRAM keys ([`ScramCacheEntry`]: hash, salt, iteration count,
+//! ClientKey, ServerKey; RFC 5802 §5.1 lets a client keep them), the mechanisms that server
+//! offered after TLS (RFC 6120 §6.3.3), the mechanism that authenticated and the
+//! channel-binding policy that chose it. The next login skips PBKDF2 and sends `<auth/>`
+//! right behind the first header on the protected stream (one round trip less), the
+//! mechanism chosen from that offer by the policy of the day.
 //!
 //! ```text
-//! # domain  user  mechanism  channel-binding policy  post-TLS offer  nonce  entry (base64, or - -)
-//! example.com juliet SCRAM-SHA-1 when-offered SCRAM-SHA-1,PLAIN 3q2+7w... AQEAACcQ...
+//! # domain  user  nonce (base64, or -)  login memory (base64 of LoginMemory::to_bytes, secrets sealed)
+//! example.com juliet 3q2+7w... AQMAAQEAQAIAGwEAAAAQ...
 //! ```
 //!
-//! Lines written before the offer was kept have no offer field (six fields): they are
-//! read with no offer, and the mechanism alone stands for it under the same policy.
-//! The entry is [`ScramCacheEntry::to_bytes`] with ClientKey and ServerKey XORed with an
-//! HKDF-SHA-256 stream keyed by the password (salt: a fresh random nonce per write; info:
-//! domain and user). ClientKey alone would log in to the account, so the file does not
-//! hold it in the clear: without the password the keys are noise, and since they are
-//! random-looking either way, guessing the password from the file still costs a PBKDF2 run
-//! per guess, as with plain SCRAM keys. A wrong password unseals wrong keys, which the
-//! server refuses; `connect` then retries once from the password (and fails as without a
-//! cache). The file is created with mode 0600 (owner only) and replaced atomically (a temp
-//! file renamed over it). A line that does not parse is dropped (the cache only saves
-//! time; the next login rewrites it).
+//! The memory is the core's versioned byte format, with its secrets sealed: ClientKey and
+//! ServerKey (and a FAST token's bytes, once there are any) XORed with an HKDF-SHA-256
+//! stream keyed by the password (salt: a fresh random nonce per write; info: domain and
+//! user). ClientKey alone would log in to the account, so the file does not hold it in the
+//! clear: without the password the keys are noise, and since they are random-looking either
+//! way, guessing the password from the file still costs a PBKDF2 run per guess, as with
+//! plain SCRAM keys. Only the secrets are sealed, not the whole memory: a stream cipher over
+//! the format's known structure (version, flags, lengths) would let a guess be checked
+//! without PBKDF2. What is not secret (mechanism, offer, policy) stays readable, as in the
+//! earlier formats. A wrong password unseals wrong keys, which the server refuses; `connect`
+//! then retries once from the password (and fails as without a cache).
+//!
+//! The file is created with mode 0600 (owner only) and replaced atomically (a temp file
+//! renamed over it). A line that does not parse is dropped (the cache only saves time; the
+//! next login rewrites it). So are the lines of the earlier formats (six or seven fields:
+//! mechanism, policy, offer and the sealed keys in fields of their own, sealed with another
+//! HKDF info): they are not read, that login derives its keys from the password again and
+//! the line is written anew in this format.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write as _};
@@ -32,42 +38,27 @@ use std::path::{Path, PathBuf};
 use hkdf::Hkdf;
 use rand_core::RngCore as _;
 use sha2::Sha256;
+use xmpp_handshake_core::login::LoginMemory;
 use xmpp_handshake_core::sasl::base64;
-use xmpp_handshake_core::sasl::{Mechanism, MechanismSet, ScramCacheEntry};
+use xmpp_handshake_core::sasl::ScramCacheEntry;
 
 /// Bytes of the random HKDF salt stored with each entry.
 const NONCE_LEN: usize = 16;
-/// HKDF info prefix (then domain, NUL, user).
-const INFO: &[u8] = b"xmpp-handshake scram-cache 1\0";
-
-/// What is kept for one account on one server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CachedLogin {
-    /// The mechanism that authenticated, chosen from the server's post-TLS offer.
-    pub mechanism: Mechanism,
-    /// The channel-binding policy it was chosen under (`when-offered`, `required`, `off`):
-    /// the hint is used again only under the same policy.
-    pub channel_binding: String,
-    /// The mechanisms the server offered after TLS (those this client knows); `None` when
-    /// unknown (a line of an older file).
-    pub offer: Option<MechanismSet>,
-    /// The SCRAM keys (none for a non-SCRAM mechanism).
-    pub entry: Option<ScramCacheEntry>,
-}
+/// HKDF info prefix (then domain, NUL, user). The earlier formats used
+/// `xmpp-handshake scram-cache 1`.
+const INFO: &[u8] = b"xmpp-handshake login-cache 2\0";
 
 /// The default place: `<config dir>/xmpp-handshake/scram-cache`, beside the pins.
 pub fn default_path() -> Option<PathBuf> {
     crate::pins::default_path().map(|p| p.with_file_name("scram-cache"))
 }
 
-/// One line as stored: the entry sealed (see the module docs).
+/// One line as stored: the memory with its secrets sealed, and the nonce they were sealed
+/// with (`None` when it holds no secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stored {
-    mechanism: Mechanism,
-    channel_binding: String,
-    offer: Option<MechanismSet>,
-    /// `(nonce, sealed entry bytes)`.
-    sealed: Option<([u8; NONCE_LEN], Vec<u8>)>,
+    nonce: Option<[u8; NONCE_LEN]>,
+    sealed: LoginMemory,
 }
 
 /// The cache file, read into memory.
@@ -77,28 +68,50 @@ pub struct ScramCache {
     logins: BTreeMap<(String, String), Stored>,
 }
 
-/// XORs the keys part of `bytes` (a [`ScramCacheEntry::to_bytes`]: 8 header bytes, the
-/// salt, then ClientKey and ServerKey) with the password's stream; `None` if `bytes` is
-/// too short to hold the header and salt. Sealing and unsealing are the same operation.
-fn xor_keys(
-    bytes: &mut [u8],
+/// Whether `memory` holds anything [`xor_secrets`] seals.
+fn has_secrets(memory: &LoginMemory) -> bool {
+    memory.scram.is_some() || memory.fast_token.is_some()
+}
+
+/// XORs the secrets of `memory` (ClientKey and ServerKey of its SCRAM entry, a FAST token's
+/// bytes) with the password's stream; `None` if the stream cannot be made. Sealing and
+/// unsealing are the same operation.
+fn xor_secrets(
+    memory: &mut LoginMemory,
     password: &str,
     nonce: &[u8],
     domain: &str,
     user: &str,
 ) -> Option<()> {
-    let salt_len = u16::from_be_bytes([*bytes.get(6)?, *bytes.get(7)?]) as usize;
-    let keys = bytes.get_mut(8 + salt_len..)?;
+    // ScramCacheEntry::to_bytes: 8 header bytes, the salt, then ClientKey and ServerKey.
+    let mut entry = memory.scram.as_ref().map(ScramCacheEntry::to_bytes);
+    let keys_at = match &entry {
+        Some(bytes) => 8 + usize::from(u16::from_be_bytes([*bytes.get(6)?, *bytes.get(7)?])),
+        None => 0,
+    };
+    let keys_len = entry
+        .as_ref()
+        .map_or(0, |bytes| bytes.len().saturating_sub(keys_at));
+    let token_len = memory.fast_token.as_ref().map_or(0, |t| t.token.len());
     let mut info = INFO.to_vec();
     info.extend_from_slice(domain.as_bytes());
     info.push(0);
     info.extend_from_slice(user.as_bytes());
-    let mut stream = vec![0u8; keys.len()];
+    let mut stream = vec![0u8; keys_len + token_len];
     Hkdf::<Sha256>::new(Some(nonce), password.as_bytes())
         .expand(&info, &mut stream)
         .ok()?;
-    for (k, s) in keys.iter_mut().zip(stream) {
-        *k ^= s;
+    let (key_stream, token_stream) = stream.split_at(keys_len);
+    if let Some(bytes) = &mut entry {
+        for (k, s) in bytes.get_mut(keys_at..)?.iter_mut().zip(key_stream) {
+            *k ^= s;
+        }
+        memory.scram = Some(ScramCacheEntry::from_bytes(bytes).ok()?);
+    }
+    if let Some(fast) = &mut memory.fast_token {
+        for (t, s) in fast.token.iter_mut().zip(token_stream) {
+            *t ^= s;
+        }
     }
     Some(())
 }
@@ -129,50 +142,44 @@ impl ScramCache {
         &self.path
     }
 
-    /// What is kept for `user` at `domain`, the keys unsealed with `password` (wrong keys
-    /// if it is not the password they were sealed with: the server then refuses them).
-    pub fn get(&self, domain: &str, user: &str, password: &str) -> Option<CachedLogin> {
-        let stored = self.logins.get(&key(domain, user))?;
-        let entry = stored.sealed.as_ref().and_then(|(nonce, sealed)| {
-            let mut bytes = sealed.clone();
-            xor_keys(&mut bytes, password, nonce, &key(domain, user).0, user)?;
-            ScramCacheEntry::from_bytes(&bytes).ok()
-        });
-        Some(CachedLogin {
-            mechanism: stored.mechanism,
-            channel_binding: stored.channel_binding.clone(),
-            offer: stored.offer,
-            entry,
-        })
+    /// What is kept for `user` at `domain`, the secrets unsealed with `password` (wrong
+    /// keys if it is not the password they were sealed with: the server then refuses them).
+    pub fn get(&self, domain: &str, user: &str, password: &str) -> Option<LoginMemory> {
+        let key = key(domain, user);
+        let stored = self.logins.get(&key)?;
+        let mut memory = stored.sealed.clone();
+        if let Some(nonce) = &stored.nonce {
+            xor_secrets(&mut memory, password, nonce, &key.0, user)?;
+        }
+        Some(memory)
     }
 
-    /// Keeps `login` for `user` at `domain`, the keys sealed with `password`, and rewrites
-    /// the file.
+    /// Keeps `memory` for `user` at `domain`, its secrets sealed with `password`, and
+    /// rewrites the file. A memory the core's format cannot hold (a server-chosen salt
+    /// beyond its bound) is an `InvalidData` error and nothing is written.
     pub fn put(
         &mut self,
         domain: &str,
         user: &str,
         password: &str,
-        login: CachedLogin,
+        memory: &LoginMemory,
     ) -> io::Result<()> {
+        memory
+            .to_bytes()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
         let key = key(domain, user);
-        let sealed = login.entry.map(|entry| {
+        let mut sealed = memory.clone();
+        let nonce = if has_secrets(memory) {
             let mut nonce = [0u8; NONCE_LEN];
             rand_core::OsRng.fill_bytes(&mut nonce);
-            let mut bytes = entry.to_bytes();
-            // to_bytes always holds the header and the salt.
-            let _ = xor_keys(&mut bytes, password, &nonce, &key.0, user);
-            (nonce, bytes)
-        });
-        self.logins.insert(
-            key,
-            Stored {
-                mechanism: login.mechanism,
-                channel_binding: login.channel_binding,
-                offer: login.offer,
-                sealed,
-            },
-        );
+            xor_secrets(&mut sealed, password, &nonce, &key.0, user).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, "cannot seal the SCRAM keys")
+            })?;
+            Some(nonce)
+        } else {
+            None
+        };
+        self.logins.insert(key, Stored { nonce, sealed });
         self.write()
     }
 
@@ -189,27 +196,20 @@ impl ScramCache {
             std::fs::create_dir_all(dir)?;
         }
         let mut text = String::from(
-            "# xmpp-handshake SCRAM cache: domain, user, mechanism, channel-binding policy, \
-             post-TLS offer, nonce, SCRAM keys sealed with the password (base64). Keep this \
-             file private.\n",
+            "# xmpp-handshake login cache: domain, user, nonce, login memory (base64; SCRAM \
+             keys sealed with the password). Keep this file private.\n",
         );
         for ((domain, user), stored) in &self.logins {
-            let sealed = match &stored.sealed {
-                Some((nonce, bytes)) => {
-                    format!("{} {}", base64::encode(nonce), base64::encode(bytes))
-                }
-                None => "- -".into(),
+            let nonce = match &stored.nonce {
+                Some(nonce) => base64::encode(nonce),
+                None => "-".into(),
             };
-            let offer = match stored.offer {
-                Some(set) if set != MechanismSet::default() => {
-                    set.iter().map(|m| m.name()).collect::<Vec<_>>().join(",")
-                }
-                _ => "-".into(),
+            let Ok(bytes) = stored.sealed.to_bytes() else {
+                continue;
             };
             text.push_str(&format!(
-                "{domain} {user} {} {} {offer} {sealed}\n",
-                stored.mechanism.name(),
-                stored.channel_binding
+                "{domain} {user} {nonce} {}\n",
+                base64::encode(&bytes)
             ));
         }
         let tmp = self.path.with_extension("tmp");
@@ -237,77 +237,47 @@ fn key(domain: &str, user: &str) -> (String, String) {
     (domain.to_ascii_lowercase(), user.to_string())
 }
 
+/// A line of this format; `None` for a comment, a line of an earlier format (six or seven
+/// fields) or one that does not parse.
 fn parse_line(line: &str) -> Option<((String, String), Stored)> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
         return None;
     }
     let fields: Vec<&str> = line.split_whitespace().collect();
-    let (domain, user, mechanism, channel_binding, offer, nonce, sealed) = match fields[..] {
-        [domain, user, mechanism, channel_binding, offer, nonce, sealed] => (
-            domain,
-            user,
-            mechanism,
-            channel_binding,
-            parse_offer(offer),
-            nonce,
-            sealed,
-        ),
-        // Written before the offer was kept.
-        [domain, user, mechanism, channel_binding, nonce, sealed] => (
-            domain,
-            user,
-            mechanism,
-            channel_binding,
-            None,
-            nonce,
-            sealed,
-        ),
-        _ => return None,
+    let [domain, user, nonce, memory] = fields[..] else {
+        return None;
     };
-    let sealed = match (nonce, sealed) {
-        ("-", "-") => None,
-        (nonce, sealed) => Some((
-            base64::decode_strict(nonce).ok()?.try_into().ok()?,
-            base64::decode_strict(sealed).ok()?,
-        )),
+    let nonce = match nonce {
+        "-" => None,
+        nonce => Some(base64::decode_strict(nonce).ok()?.try_into().ok()?),
     };
-    Some((
-        key(domain, user),
-        Stored {
-            mechanism: Mechanism::from_name(mechanism)?,
-            channel_binding: channel_binding.to_string(),
-            offer,
-            sealed,
-        },
-    ))
-}
-
-/// A stored offer: mechanism names joined by commas (names this client does not know are
-/// skipped, as in a live offer), or `-` for none.
-fn parse_offer(field: &str) -> Option<MechanismSet> {
-    if field == "-" {
+    let sealed = LoginMemory::from_bytes(&base64::decode_strict(memory).ok()?).ok()?;
+    if nonce.is_some() != has_secrets(&sealed) {
         return None;
     }
-    Some(MechanismSet::from_names(field.split(',')))
+    Some((key(domain, user), Stored { nonce, sealed }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xmpp_handshake_core::sasl::ScramHash;
+    use xmpp_handshake_core::login::FastToken;
+    use xmpp_handshake_core::sasl::{CbPolicy, Mechanism, MechanismSet, ScramHash};
 
-    fn scram_login() -> CachedLogin {
-        CachedLogin {
-            mechanism: Mechanism::ScramSha1,
-            channel_binding: "when-offered".into(),
-            offer: Some(MechanismSet::from_names(["PLAIN", "SCRAM-SHA-1"])),
-            entry: Some(ScramCacheEntry::from_password(
+    fn scram_login() -> LoginMemory {
+        LoginMemory {
+            scram: Some(ScramCacheEntry::from_password(
                 ScramHash::Sha1,
                 "pw",
                 b"salt",
                 4096,
             )),
+            offer: Some(MechanismSet::from_names(["PLAIN", "SCRAM-SHA-1"])),
+            mechanism: Some(Mechanism::ScramSha1),
+            channel_binding: Some(CbPolicy::WhenOffered),
+            fast_token: None,
+            bound_before: true,
         }
     }
 
@@ -318,18 +288,13 @@ mod tests {
         let mut cache = ScramCache::open(&path).unwrap();
         assert_eq!(cache.get("example.com", "juliet", "pw"), None);
         let login = scram_login();
-        cache
-            .put("Example.COM", "juliet", "pw", login.clone())
-            .unwrap();
-        let plain = CachedLogin {
-            mechanism: Mechanism::Plain,
-            channel_binding: "off".into(),
-            offer: None,
-            entry: None,
+        cache.put("Example.COM", "juliet", "pw", &login).unwrap();
+        let plain = LoginMemory {
+            mechanism: Some(Mechanism::Plain),
+            channel_binding: Some(CbPolicy::Off),
+            ..LoginMemory::default()
         };
-        cache
-            .put("example.org", "romeo", "x", plain.clone())
-            .unwrap();
+        cache.put("example.org", "romeo", "x", &plain).unwrap();
         let again = ScramCache::open(&path).unwrap();
         assert_eq!(again.get("example.com", "juliet", "pw"), Some(login));
         assert_eq!(again.get("example.org", "romeo", "x"), Some(plain));
@@ -347,25 +312,44 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_sealed_with_the_password() {
+    fn secrets_are_sealed_with_the_password() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("scram-cache");
         let mut cache = ScramCache::open(&path).unwrap();
-        let login = scram_login();
-        let entry = login.entry.clone().unwrap();
-        cache
-            .put("example.com", "juliet", "pw", login.clone())
-            .unwrap();
+        let login = LoginMemory {
+            fast_token: Some(FastToken {
+                mechanism: "HT-SHA-256-EXPR".into(),
+                token: b"fast-secret".to_vec(),
+                expires: None,
+            }),
+            ..scram_login()
+        };
+        let entry = login.scram.clone().unwrap();
+        cache.put("example.com", "juliet", "pw", &login).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(!text.contains(&base64::encode(&entry.to_bytes())), "{text}");
-        // Another password unseals other keys (same salt and iterations: the server will
+        assert!(
+            !text.contains(&base64::encode(&login.to_bytes().unwrap())),
+            "{text}"
+        );
+        let line = text.lines().find(|l| !l.starts_with('#')).unwrap();
+        let stored = base64::decode_strict(line.split(' ').nth(3).unwrap()).unwrap();
+        let keys = &entry.to_bytes()[8 + 4..];
+        assert!(!stored.windows(keys.len()).any(|w| w == keys), "{text}");
+        assert!(!stored.windows(11).any(|w| w == b"fast-secret"), "{text}");
+        // Another password unseals other secrets (same salt and iterations: the server will
         // refuse them), never an error that would tell a right guess from a wrong one.
         let wrong = cache.get("example.com", "juliet", "not-pw").unwrap();
-        let wrong = wrong.entry.unwrap();
-        assert!(wrong.matches(ScramHash::Sha1, b"salt", 4096));
-        assert_ne!(wrong, entry);
+        let wrong_entry = wrong.scram.unwrap();
+        assert!(wrong_entry.matches(ScramHash::Sha1, b"salt", 4096));
+        assert_ne!(wrong_entry, entry);
+        assert_ne!(wrong.fast_token, login.fast_token);
+        assert_eq!(wrong.offer, login.offer);
+        assert_eq!(
+            cache.get("example.com", "juliet", "pw"),
+            Some(login.clone())
+        );
         // A fresh nonce per write: the same keys never give the same line twice.
-        cache.put("example.com", "juliet", "pw", login).unwrap();
+        cache.put("example.com", "juliet", "pw", &login).unwrap();
         assert_ne!(std::fs::read_to_string(&path).unwrap(), text);
     }
 
@@ -374,65 +358,82 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("scram-cache");
         let mut cache = ScramCache::open(&path).unwrap();
-        cache.put("example.com", "a", "pw", scram_login()).unwrap();
+        cache.put("example.com", "a", "pw", &scram_login()).unwrap();
         let good = std::fs::read_to_string(&path).unwrap();
+        let keys_without_nonce = base64::encode(&scram_login().to_bytes().unwrap());
+        let nothing = base64::encode(&LoginMemory::default().to_bytes().unwrap());
+        let other_version = base64::encode(&[2, 0]);
         std::fs::write(
             &path,
             format!(
-                "{good}example.com b SCRAM-SHA-1 off AAAA AAAA\n\
-                 example.com c NO-SUCH-MECH off - -\nexample.com d\n"
+                "{good}example.com b - {keys_without_nonce}\n\
+                 example.com c AAAA {nothing}\n\
+                 example.com d - {other_version}\n\
+                 example.com e - AQ\nexample.com f\n"
             ),
         )
         .unwrap();
         let cache = ScramCache::open(&path).unwrap();
-        assert!(cache.get("example.com", "a", "pw").unwrap().entry.is_some());
-        for user in ["b", "c", "d"] {
+        assert!(cache.get("example.com", "a", "pw").unwrap().scram.is_some());
+        for user in ["b", "c", "d", "e", "f"] {
             assert_eq!(cache.get("example.com", user, "pw"), None, "{user}");
         }
     }
 
+    /// A cache of the earlier formats (its keys sealed field by field) is not read: that
+    /// login starts from the password, and the next write leaves only this format.
     #[test]
-    fn lines_of_the_format_without_offer_are_read_with_no_offer() {
+    fn lines_of_the_earlier_formats_are_discarded_and_rewritten() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("scram-cache");
+        let keys = base64::encode(&scram_login().scram.unwrap().to_bytes());
+        std::fs::write(
+            &path,
+            format!(
+                "# xmpp-handshake SCRAM cache: domain, user, mechanism, channel-binding \
+                 policy, post-TLS offer, nonce, SCRAM keys sealed with the password (base64). \
+                 Keep this file private.\n\
+                 example.com juliet SCRAM-SHA-1 when-offered SCRAM-SHA-1,PLAIN AAAAAAAAAAAAAAAAAAAAAA== {keys}\n\
+                 example.com romeo SCRAM-SHA-1 off AAAAAAAAAAAAAAAAAAAAAA== {keys}\n\
+                 example.com tybalt PLAIN off - - -\n"
+            ),
+        )
+        .unwrap();
         let mut cache = ScramCache::open(&path).unwrap();
-        let login = scram_login();
+        for user in ["juliet", "romeo", "tybalt"] {
+            assert_eq!(cache.get("example.com", user, "pw"), None, "{user}");
+        }
         cache
-            .put("example.com", "juliet", "pw", login.clone())
+            .put("example.com", "juliet", "pw", &scram_login())
             .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        let line = text.lines().find(|l| !l.starts_with('#')).unwrap();
-        let mut fields: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(fields.remove(4), "SCRAM-SHA-1,PLAIN");
-        std::fs::write(&path, format!("{}\n", fields.join(" "))).unwrap();
-        let old = ScramCache::open(&path).unwrap();
-        let read = old.get("example.com", "juliet", "pw").unwrap();
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        assert_eq!(lines[0].split(' ').count(), 4, "{text}");
         assert_eq!(
-            read,
-            CachedLogin {
-                offer: None,
-                ..login
-            }
+            ScramCache::open(&path)
+                .unwrap()
+                .get("example.com", "juliet", "pw"),
+            Some(scram_login())
         );
     }
 
     #[test]
-    fn unknown_names_in_a_stored_offer_are_skipped() {
+    fn a_memory_the_format_cannot_hold_is_not_written() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("scram-cache");
-        std::fs::write(
-            &path,
-            "example.com a PLAIN off X-FUTURE,PLAIN,SCRAM-SHA-256 - -\n\
-             example.com b PLAIN off - - -\n",
-        )
-        .unwrap();
-        let cache = ScramCache::open(&path).unwrap();
-        let a = cache.get("example.com", "a", "pw").unwrap();
-        assert_eq!(
-            a.offer,
-            Some(MechanismSet::from_names(["PLAIN", "SCRAM-SHA-256"]))
-        );
-        assert_eq!(a.entry, None);
-        assert_eq!(cache.get("example.com", "b", "pw").unwrap().offer, None);
+        let mut cache = ScramCache::open(&path).unwrap();
+        let huge = LoginMemory {
+            scram: Some(ScramCacheEntry::from_password(
+                ScramHash::Sha1,
+                "pw",
+                &[1; 2000],
+                1,
+            )),
+            ..LoginMemory::default()
+        };
+        let e = cache.put("example.com", "a", "pw", &huge).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(!path.exists());
     }
 }

@@ -8,6 +8,7 @@ use rustls::CommonState;
 use sha2::{Digest, Sha256};
 use xmpp_handshake_core::connection::TlsInfo;
 use xmpp_handshake_core::driver::TlsUpgrade;
+use xmpp_handshake_core::TlsError;
 
 /// SHA-256 of `der` as OpenSSL prints it: `AB:CD:...` (uppercase pairs, colons).
 pub fn fingerprint(der: &[u8]) -> String {
@@ -142,6 +143,10 @@ where
         }
         *self.cell.lock().unwrap_or_else(PoisonError::into_inner) = Some(summary);
         Ok(stream)
+    }
+
+    fn classify(error: U::Error) -> TlsError {
+        U::classify(error)
     }
 
     fn tls_info(&self, stream: &U::Stream) -> TlsInfo {

@@ -101,7 +101,9 @@ async fn a_wrong_password_and_a_foreign_ca_are_refused() {
         ..options(&serve)
     };
     match Client::connect("alice@example.com", "alice-pw", foreign).await {
-        Err(Error::Xmpp(xmpp_handshake_core::Error::TlsHandshake(_))) => {}
+        Err(Error::Xmpp(xmpp_handshake_core::Error::Tls(
+            xmpp_handshake_core::TlsError::Certificate(_),
+        ))) => {}
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("a certificate from another CA was accepted"),
     }

@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use xmpp_handshake_core::login::LoginMemory;
 use xmpp_handshake_core::sasl::{CbPolicy, Mechanism, ScramCacheEntry};
 use xmpp_handshake_host::client::{self, ClientTrust};
 use xmpp_handshake_host::tls_info::TlsCell;
@@ -156,7 +157,10 @@ async fn our_login(
     let mut login = client::Login::new(&jid, &password).map_err(|e| e.to_string())?;
     login.sasl.channel_binding = cb;
     if let Some(l) = learned {
-        login.scram_cache = Some(l.cache.clone());
+        login.memory = Some(LoginMemory {
+            scram: Some(l.cache.clone()),
+            ..LoginMemory::default()
+        });
         login.pipeline_mechanism = Some(l.mechanism);
     }
     let port = match route {

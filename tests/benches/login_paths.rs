@@ -10,6 +10,7 @@
 
 use std::time::{Duration, Instant};
 
+use xmpp_handshake_core::login::LoginMemory;
 use xmpp_handshake_core::sasl::CbPolicy;
 use xmpp_handshake_host::client::{self, ClientTrust, LoggedIn, Login};
 use xmpp_handshake_host::tls_info::TlsCell;
@@ -76,7 +77,10 @@ fn bench(name: &str, server: &ServerInfo, cb: CbPolicy, logins: usize) {
             if cached {
                 // What the CLI keeps after a login: the keys and the mechanism used.
                 let (_, _, first) = login(server, &cold, &trust, direct_tls).await;
-                how.scram_cache = first.session.outcome.scram_cache.clone();
+                how.memory = Some(LoginMemory {
+                    scram: first.session.outcome.scram_cache.clone(),
+                    ..LoginMemory::default()
+                });
                 how.pipeline_mechanism = first.session.outcome.mechanism;
                 first.session.close().await.expect("close");
             }

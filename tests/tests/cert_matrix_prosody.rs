@@ -30,11 +30,11 @@ use xmpp_handshake_core::trust::{
     CertError, CertificatePolicy, FirstUse, MemoryPinStore, PinChange, PinStore, PresentedId,
     ReferenceIdentity, TrustBasis, Verdict,
 };
-use xmpp_handshake_core::Error;
+use xmpp_handshake_core::{Error, TlsError};
 use xmpp_handshake_host::client;
 use xmpp_handshake_host::clock::TokioClock;
 use xmpp_handshake_host::tls::verify::{client_config, SharedPinStore, XmppServerVerifier};
-use xmpp_handshake_host::upgrade::RustlsClient;
+use xmpp_handshake_host::upgrade::{self, RustlsClient};
 use xmpp_handshake_tests::{ExtraHost, Prosody, ProsodyOptions, User};
 
 /// Each connection attempt (TCP, STARTTLS, SASL, bind) is bounded by this.
@@ -159,7 +159,7 @@ async fn negotiate_to(
 
 /// A bare TLS handshake on Prosody's direct TLS port (XEP-0368) with the reference domain
 /// as SNI, which is how Prosody picks the certificate there: `Ok("")` or the handshake
-/// error as the driver reports it; and the verifier's decision.
+/// error as the driver reports it (the host's classification); and the verifier's decision.
 async fn direct_tls(
     p: &Prosody,
     v: &Arc<XmppServerVerifier>,
@@ -173,7 +173,7 @@ async fn direct_tls(
             .unwrap_or_else(|e| panic!("{e}"));
         match connector.connect(name, tcp).await {
             Ok(_) => Ok(String::new()),
-            Err(e) => Err(Error::TlsHandshake(e.to_string())),
+            Err(e) => Err(Error::Tls(upgrade::classify(e))),
         }
     };
     let result = tokio::time::timeout(LIMIT, attempt)
@@ -236,14 +236,19 @@ fn check(
             }
         }
         refused => {
-            match result {
-                Err(Error::TlsHandshake(_)) => {}
-                other => return Err(format!("expected a TLS handshake failure, got {other:?}")),
-            }
-            let e = match verdict {
-                Some(Err(e)) => e,
-                other => return Err(format!("expected a refusal, verifier said {other:?}")),
+            // The refusal comes typed in the error itself; the verifier recorded the same.
+            let e = match result {
+                Err(Error::Tls(TlsError::Certificate(e))) => e,
+                other => return Err(format!("expected a refused certificate, got {other:?}")),
             };
+            match verdict {
+                Some(Err(recorded)) if recorded == e => {}
+                other => {
+                    return Err(format!(
+                        "the error says {e:?}, the verifier recorded {other:?}"
+                    ))
+                }
+            }
             let ok = match (refused, e) {
                 (Expect::Refused(want), got) => want == got,
                 (Expect::Expired(t), CertError::Expired { not_after, .. }) => not_after.0 == *t,

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use base64::Engine as _;
+use xmpp_handshake_core::login::LoginMemory;
+use xmpp_handshake_core::sasl::{CbPolicy, Mechanism, MechanismSet, ScramCacheEntry};
 use xmpp_handshake_tests::{Prosody, ProsodyOptions};
 
 fn cli() -> PathBuf {
@@ -68,14 +70,36 @@ fn cache_file(config: &Path) -> PathBuf {
     config.join("xmpp-handshake/scram-cache")
 }
 
-/// The post-TLS offer field of `user`'s cache line.
-fn offer_field(config: &Path, user: &str) -> String {
+/// `user`'s login memory as the cache line holds it (`domain user nonce memory`; the keys
+/// sealed, the rest readable).
+fn memory(config: &Path, user: &str) -> LoginMemory {
     let text = std::fs::read_to_string(cache_file(config)).unwrap();
     let line = text
         .lines()
         .find(|l| l.split(' ').nth(1) == Some(user))
         .unwrap_or_else(|| panic!("no line for {user}: {text}"));
-    line.split(' ').nth(4).unwrap().to_string()
+    let fields: Vec<&str> = line.split(' ').collect();
+    assert_eq!(fields.len(), 4, "{line}");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(fields[3])
+        .unwrap();
+    LoginMemory::from_bytes(&bytes).unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+/// The post-TLS offer kept for `user`, names joined by commas.
+fn offer_field(config: &Path, user: &str) -> String {
+    let offer = memory(config, user).offer.expect("an offer");
+    offer.iter().map(|m| m.name()).collect::<Vec<_>>().join(",")
+}
+
+/// Rewrites `user`'s login memory with `edit` applied.
+fn edit_memory(config: &Path, user: &str, edit: impl Fn(&mut LoginMemory)) {
+    let engine = base64::engine::general_purpose::STANDARD;
+    edit_line(config, user, |fields| {
+        let mut memory = LoginMemory::from_bytes(&engine.decode(&fields[3]).unwrap()).unwrap();
+        edit(&mut memory);
+        fields[3] = engine.encode(memory.to_bytes().unwrap());
+    });
 }
 
 /// Rewrites `user`'s cache line with `edit` applied to its fields.
@@ -96,26 +120,14 @@ fn edit_line(config: &Path, user: &str, edit: impl Fn(&mut Vec<String>)) {
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
 }
 
-/// Flips a bit in the sealed keys of every entry (salt and iterations stay): keys the
-/// server will refuse, as after a password change that kept the salt.
-fn spoil_keys(config: &Path) {
-    let path = cache_file(config);
-    let text = std::fs::read_to_string(&path).unwrap();
-    let engine = base64::engine::general_purpose::STANDARD;
-    let spoiled: Vec<String> = text
-        .lines()
-        .map(|line| {
-            let mut fields: Vec<String> = line.split(' ').map(String::from).collect();
-            if line.starts_with('#') || fields.len() != 7 {
-                return line.to_string();
-            }
-            let mut sealed = engine.decode(&fields[6]).unwrap();
-            *sealed.last_mut().unwrap() ^= 1;
-            fields[6] = engine.encode(&sealed);
-            fields.join(" ")
-        })
-        .collect();
-    std::fs::write(&path, spoiled.join("\n") + "\n").unwrap();
+/// Flips a bit in `user`'s sealed keys (the last byte of ServerKey; salt and iterations
+/// stay): keys the server will refuse, as after a password change that kept the salt.
+fn spoil_keys(config: &Path, user: &str) {
+    edit_memory(config, user, |memory| {
+        let mut sealed = memory.scram.as_ref().expect("keys").to_bytes();
+        *sealed.last_mut().unwrap() ^= 1;
+        memory.scram = Some(ScramCacheEntry::from_bytes(&sealed).unwrap());
+    });
 }
 
 #[test]
@@ -134,11 +146,12 @@ fn scram_cache_skips_pbkdf2_pipelines_auth_and_recovers_when_stale() {
     assert!(first.contains(" 6 round trips"), "{first}");
     assert!(first.contains("SCRAM keys derived and cached"), "{first}");
     let text = std::fs::read_to_string(cache_file(config)).unwrap();
-    assert!(
-        text.contains(&format!("{} alice SCRAM-SHA-1 when-offered ", p.domain)),
-        "{text}"
-    );
+    assert!(text.contains(&format!("\n{} alice ", p.domain)), "{text}");
     assert!(!text.contains(&alice.password), "{text}");
+    let kept = memory(config, "alice");
+    assert_eq!(kept.mechanism, Some(Mechanism::ScramSha1), "{text}");
+    assert_eq!(kept.channel_binding, Some(CbPolicy::WhenOffered), "{text}");
+    assert!(kept.scram.is_some() && kept.bound_before, "{kept:?}");
     // With what Prosody offered after TLS (on TLS 1.3 SCRAM-SHA-1 and PLAIN, in an order
     // of its own), never the pre-TLS list (empty: Prosody requires TLS first).
     let offer = offer_field(config, "alice");
@@ -157,7 +170,7 @@ fn scram_cache_skips_pbkdf2_pipelines_auth_and_recovers_when_stale() {
     assert!(second.contains(" 5 round trips"), "{second}");
 
     // Keys the server refuses (same salt): refused once, derived again, cached again.
-    spoil_keys(config);
+    spoil_keys(config, "alice");
     let out = connect(&p, &alice.name, &alice.password, config, &[]);
     assert!(
         stderr(&out).contains("refused the cached SCRAM keys"),
@@ -228,8 +241,9 @@ fn direct_tls_login_with_the_cache_takes_four_round_trips_after_the_connect() {
 /// The pipelined mechanism comes from the post-TLS offer kept in the cache, chosen by the
 /// policy: an offer the server no longer makes (here SCRAM-SHA-256, which this Prosody
 /// does not have) is pipelined, refused (`invalid-mechanism`) and SASL starts again from
-/// the real offer, which is then kept; a line of the older format (no offer field) still
-/// pipelines its mechanism and is rewritten with the offer.
+/// the real offer, which is then kept. A line of the earlier format (mechanism, policy,
+/// offer and keys in fields of their own) is not read: the keys are derived again, and
+/// the line is rewritten in the login-memory format.
 #[test]
 fn cached_offer_the_server_no_longer_makes_restarts_sasl_and_is_replaced() {
     let Some(p) = Prosody::start_or_skip(ProsodyOptions::default()) else {
@@ -240,7 +254,9 @@ fn cached_offer_the_server_no_longer_makes_restarts_sasl_and_is_replaced() {
     let config = config.path();
     online(&connect(&p, &alice.name, &alice.password, config, &[]));
 
-    edit_line(config, "alice", |f| f[4] = "SCRAM-SHA-256,PLAIN".into());
+    edit_memory(config, "alice", |m| {
+        m.offer = Some(MechanismSet::from_names(["SCRAM-SHA-256", "PLAIN"]));
+    });
     let out = connect(&p, &alice.name, &alice.password, config, &[]);
     let line = online(&out);
     assert!(line.contains("(SCRAM-SHA-1, STARTTLS"), "{line}");
@@ -255,12 +271,25 @@ fn cached_offer_the_server_no_longer_makes_restarts_sasl_and_is_replaced() {
     let line = online(&connect(&p, &alice.name, &alice.password, config, &[]));
     assert!(line.contains(" 5 round trips"), "{line}");
 
-    // The older format: domain user mechanism policy nonce keys.
+    // The earlier format: domain user mechanism policy offer nonce keys.
     edit_line(config, "alice", |f| {
-        f.remove(4);
+        *f = [
+            f[0].as_str(),
+            "alice",
+            "SCRAM-SHA-1",
+            "when-offered",
+            "SCRAM-SHA-1,PLAIN",
+            "AAAAAAAAAAAAAAAAAAAAAA==",
+            "AQEAABAAAAQ=",
+        ]
+        .map(String::from)
+        .to_vec();
     });
+    let line = online(&connect(&p, &alice.name, &alice.password, config, &[]));
+    assert!(line.contains("SCRAM keys derived and cached"), "{line}");
+    assert!(line.contains(" 6 round trips"), "{line}");
+    assert!(offer_field(config, "alice").contains("SCRAM-SHA-1"));
     let line = online(&connect(&p, &alice.name, &alice.password, config, &[]));
     assert!(line.contains("SCRAM keys from the cache"), "{line}");
     assert!(line.contains(" 5 round trips"), "{line}");
-    assert!(offer_field(config, "alice").contains("SCRAM-SHA-1"));
 }

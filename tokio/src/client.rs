@@ -304,7 +304,7 @@ async fn login(
                 .upgrade(FromTokio::new(tcp), account.domain())
                 .await
                 .map_err(|e| {
-                    Error::Xmpp(xmpp_handshake_core::Error::TlsHandshake(e.to_string()))
+                    Error::Xmpp(xmpp_handshake_core::Error::Tls(crate::upgrade::classify(e)))
                 })?;
             let info = upgrade.tls_info(&stream);
             config.secure_transport = true;

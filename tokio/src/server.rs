@@ -128,7 +128,9 @@ impl<S: CredentialStore + Clone + Send + Sync + 'static> Incoming<S> {
                     .map_err(|_| Error::Xmpp(xmpp_handshake_core::Error::Timeout))?,
                 None => handshake.await,
             }
-            .map_err(|e| Error::Xmpp(xmpp_handshake_core::Error::TlsHandshake(e.to_string())))?;
+            .map_err(|e| {
+                Error::Xmpp(xmpp_handshake_core::Error::Tls(crate::upgrade::classify(e)))
+            })?;
             let info = tls.tls_info(&stream);
             receiver.secure_transport = true;
             let connection = Connection::accept_with_tls(

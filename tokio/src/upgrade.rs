@@ -18,8 +18,28 @@ use xmpp_handshake_core::connection::TlsInfo;
 use xmpp_handshake_core::driver::TlsUpgrade;
 use xmpp_handshake_core::sasl::ChannelBindingData;
 use xmpp_handshake_core::trust::{self, CertificatePolicy, Service};
+use xmpp_handshake_core::TlsError;
 
-use crate::tls::verify::external_identity;
+use crate::tls::verify::{self, external_identity};
+
+/// A failed tokio-rustls handshake in the core's terms: the rustls error inside (the
+/// certificate policy's refusal among them, see [`verify::classify`]), the peer closing
+/// the connection, an invalid server name, or the transport's I/O error.
+pub fn classify(error: std::io::Error) -> TlsError {
+    if let Some(tls) = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        return verify::classify(tls);
+    }
+    match error.kind() {
+        std::io::ErrorKind::UnexpectedEof => TlsError::Closed,
+        std::io::ErrorKind::InvalidInput => {
+            TlsError::Config("the server name is not a valid DNS name or IP address")
+        }
+        _ => TlsError::Io(embedded_io::Error::kind(&error)),
+    }
+}
 
 /// Channel-binding data of a finished handshake: `tls-exporter` (RFC 9266, TLS 1.3 only:
 /// on TLS 1.2 it is unsafe without extended master secret) and `tls-server-end-point`
@@ -71,6 +91,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> TlsUpgrade<FromTokio<T>> for RustlsClien
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let tls = self.connector.connect(name, transport.into_inner()).await?;
         Ok(FromTokio::new(tls))
+    }
+
+    fn classify(error: std::io::Error) -> TlsError {
+        classify(error)
     }
 
     fn tls_info(&self, stream: &Self::Stream) -> TlsInfo {
@@ -172,6 +196,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> TlsUpgrade<FromTokio<T>> for RustlsServe
             .accept(transport.into_inner())
             .await?;
         Ok(FromTokio::new(tls))
+    }
+
+    fn classify(error: std::io::Error) -> TlsError {
+        classify(error)
     }
 
     fn tls_info(&self, stream: &Self::Stream) -> TlsInfo {

@@ -1,22 +1,22 @@
-//! The errors a page sees: a JS `Error` whose `kind` says which class of rule fired, with
-//! the core's readable `message` and, where a UI needs them, typed fields.
+//! The errors a page sees: a JS `Error` whose `kind` says which class of rule fired (the
+//! core's `Error::kind`, see [`Failure::from_core`]), with the core's readable `message`
+//! and, where a UI needs them, typed fields.
 //!
 //! | `kind` | when | extra fields |
 //! |---|---|---|
 //! | `pin-changed` | the server's key differs from the one pinned for the domain | `domain`, `oldFingerprint`, `newFingerprint` (SHA-256 of the certificates), `oldKey`, `newKey` (of the keys) |
 //! | `certificate` | the certificate policy refused the certificate (name, dates, unknown CA, first use not approved, proof of possession) | `fingerprint`, `key` when known |
-//! | `auth` | SASL failed or no acceptable mechanism | |
+//! | `auth` | SASL failed (whatever the reason) or no acceptable mechanism | |
 //! | `tls-required` | TLS is required and the server did not offer STARTTLS | |
-//! | `tls` | STARTTLS refused or the TLS handshake failed | |
-//! | `stream` | a stream error sent or received, or a protocol violation | `condition` (RFC 6120 §4.9.3) or `null` |
-//! | `transport` | the WebSocket failed or closed, or a timeout | |
-//! | `config` | bad options | |
+//! | `tls` | STARTTLS refused or the TLS handshake failed (not for the certificate, not an I/O failure) | |
+//! | `stream` | a stream error sent or received, or a protocol violation (data around STARTTLS included), a refused bind | `condition` (RFC 6120 §4.9.3) or `null` |
+//! | `transport` | the WebSocket failed or closed (during the TLS handshake too), or a timeout | |
+//! | `config` | bad options, or a TLS setup that cannot work | |
 
 use js_sys::Reflect;
 use wasm_bindgen::JsValue;
 use xmpp_handshake_core::trust::CertError;
-use xmpp_handshake_core::Error;
-use xmpp_handshake_embedded_tls::EmbeddedTlsError;
+use xmpp_handshake_core::{Error, ErrorKind, TlsError};
 
 /// A failure, before it becomes a JS `Error`.
 #[derive(Debug, Clone)]
@@ -49,41 +49,35 @@ impl Failure {
         Failure::new("transport", message)
     }
 
-    /// A negotiation or stream error of the core. `tls` is the TLS backend's own error
-    /// when the handshake failed (the core only keeps its text); `transport` why the
-    /// WebSocket ended, if it did.
-    pub fn from_core(e: &Error, tls: Option<&EmbeddedTlsError>, transport: Option<String>) -> Self {
+    /// A negotiation or stream error of the core, by its [`Error::kind`] (see the module
+    /// docs); `transport` is why the WebSocket ended, if it did. A refused certificate
+    /// comes typed inside the error ([`TlsError::Certificate`]), with its fingerprints.
+    pub fn from_core(e: &Error, transport: Option<String>) -> Self {
         let message = e.to_string();
-        match e {
-            Error::TlsHandshake(_) => match tls {
-                Some(t) => Failure::from_tls(t),
-                None => Failure::new("tls", message),
-            },
-            Error::StreamErrorSent(s) | Error::StreamErrorReceived(s) => {
+        // Everything in SASL is `auth`, whatever its kind (a policy refusal, a broken
+        // exchange, missing credentials), as before the kinds existed.
+        if matches!(
+            e,
+            Error::Sasl(_) | Error::AuthenticationFailed { .. } | Error::SaslAfterSuccess
+        ) {
+            return Failure::new("auth", message);
+        }
+        match e.kind() {
+            ErrorKind::Certificate => Failure::certificate(e.tls(), message),
+            ErrorKind::Auth | ErrorKind::Policy => Failure::new("auth", message),
+            ErrorKind::TlsRequired => Failure::new("tls-required", message),
+            ErrorKind::Tls => Failure::new("tls", message),
+            ErrorKind::Transport => Failure::transport(match transport {
+                Some(why) => format!("{message}: {why}"),
+                None => message,
+            }),
+            ErrorKind::Config => Failure::config(message),
+            ErrorKind::Stream(condition) => {
                 let mut f = Failure::new("stream", message);
-                f.fields.push(("condition", s.condition.to_string().into()));
+                f.fields.push(("condition", condition.name().into()));
                 f
             }
-            Error::SeeOtherHost(_) => {
-                let mut f = Failure::new("stream", message);
-                f.fields.push(("condition", "see-other-host".into()));
-                f
-            }
-            Error::PeerClosed | Error::ConnectionClosed | Error::Transport(_) | Error::Timeout => {
-                Failure::transport(match transport {
-                    Some(why) => format!("{message}: {why}"),
-                    None => message,
-                })
-            }
-            Error::StartTlsNotOffered | Error::TlsRequiredByPeer => {
-                Failure::new("tls-required", message)
-            }
-            Error::StartTlsFailed
-            | Error::StartTlsAfterTls
-            | Error::PlaintextAfterProceed
-            | Error::PlaintextAfterStartTls
-            | Error::WhitespaceDuringStartTls => Failure::new("tls", message),
-            Error::Sasl(_) | Error::AuthenticationFailed { .. } => Failure::new("auth", message),
+            // A protocol violation, a refused bind, a skipped element, our own close.
             _ => {
                 let mut f = Failure::new("stream", message);
                 f.fields.push(("condition", JsValue::NULL));
@@ -92,11 +86,11 @@ impl Failure {
         }
     }
 
-    /// A TLS handshake failure of the embedded-tls backend.
-    pub fn from_tls(e: &EmbeddedTlsError) -> Self {
-        let message = e.to_string();
-        match e {
-            EmbeddedTlsError::Certificate(CertError::PinChanged(change)) => {
+    /// The peer's certificate was refused (or it did not prove it holds the key):
+    /// `pin-changed` with both fingerprints, or `certificate` with what was presented.
+    fn certificate(tls: Option<&TlsError>, message: String) -> Self {
+        match tls.and_then(TlsError::certificate) {
+            Some(CertError::PinChanged(change)) => {
                 let mut f = Failure::new("pin-changed", message);
                 f.fields = vec![
                     ("domain", change.domain.as_str().into()),
@@ -107,7 +101,7 @@ impl Failure {
                 ];
                 f
             }
-            EmbeddedTlsError::Certificate(c) => {
+            Some(c) => {
                 let mut f = Failure::new("certificate", message);
                 let seen = match c {
                     CertError::UnknownIssuer { spki, cert }
@@ -122,10 +116,8 @@ impl Failure {
                 }
                 f
             }
-            EmbeddedTlsError::HandshakeSignature | EmbeddedTlsError::NotVerified => {
-                Failure::new("certificate", message)
-            }
-            _ => Failure::new("tls", message),
+            // The proof of possession failed, or the handshake ended unverified.
+            None => Failure::new("certificate", message),
         }
     }
 

@@ -29,8 +29,7 @@ use xmpp_handshake_core::sasl::{Minimum, SaslPolicy};
 use xmpp_handshake_core::stream::header::{Framing, StreamHeader, NS_FRAMING, NS_STREAMS};
 use xmpp_handshake_core::trust::{accept_changed_certificate, CertError, ReferenceIdentity};
 use xmpp_handshake_core::xml::element;
-use xmpp_handshake_core::Error;
-use xmpp_handshake_embedded_tls::EmbeddedTlsError;
+use xmpp_handshake_core::{Error, TlsError};
 
 use crate::clock::BrowserClock;
 use crate::error::Failure;
@@ -268,7 +267,7 @@ async fn websocket_mode(
         control,
     )
     .await
-    .map_err(|e| fail(&reporter, Failure::from_core(&e, None, socket.end_reason())))?;
+    .map_err(|e| fail(&reporter, Failure::from_core(&e, socket.end_reason())))?;
     finish(closed, &reporter, control, &socket)
 }
 
@@ -315,9 +314,7 @@ async fn tunnel_mode(
             Ok(closed) => return finish(closed, &reporter, control, &socket),
             Err(e) => e,
         };
-        let tls_error = upgrade.error().cloned();
-        if let Some(EmbeddedTlsError::Certificate(cert @ CertError::PinChanged(change))) =
-            &tls_error
+        if let Some(cert @ CertError::PinChanged(change)) = e.tls().and_then(TlsError::certificate)
         {
             let wanted = match &options.accept_changed_key {
                 AcceptChangedKey::No => false,
@@ -346,7 +343,7 @@ async fn tunnel_mode(
                 continue;
             }
         }
-        let failure = Failure::from_core(&e, tls_error.as_ref(), socket.end_reason());
+        let failure = Failure::from_core(&e, socket.end_reason());
         return Err(fail(&reporter, failure));
     }
 }
@@ -513,7 +510,7 @@ fn finish(
             )
         }
         Closed::Failed(e) => {
-            let failure = Failure::from_core(&e, None, socket.end_reason());
+            let failure = Failure::from_core(&e, socket.end_reason());
             if closing.is_empty() {
                 by("error");
                 (Err(failure.clone()), Err(fail(reporter, failure)))

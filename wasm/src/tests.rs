@@ -92,9 +92,10 @@ fn pins_first_use_then_same_then_changed_key() {
         Some(seen.pin),
         "a refused key is never stored"
     );
-    let error = crate::error::Failure::from_tls(
-        &xmpp_handshake_embedded_tls::EmbeddedTlsError::Certificate(changed.clone()),
-    );
+    // As the driver reports it: the embedded-tls backend's error, classified into the core's.
+    let tls: xmpp_handshake_core::TlsError =
+        xmpp_handshake_embedded_tls::EmbeddedTlsError::Certificate(changed.clone()).into();
+    let error = crate::error::Failure::from_core(&xmpp_handshake_core::Error::Tls(tls), None);
     assert_eq!(error.kind, "pin-changed");
     let js = error.to_js();
     let field = |name: &str| {

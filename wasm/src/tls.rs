@@ -21,6 +21,7 @@ use xmpp_handshake_core::driver::{MaybeTls, TlsUpgrade};
 use xmpp_handshake_core::trust::{
     CertificatePolicy, FirstUse, ReferenceIdentity, TrustBasis, UnixTime,
 };
+use xmpp_handshake_core::TlsError as CoreTlsError;
 use xmpp_handshake_embedded_tls::{
     Aes128GcmSha256, EmbeddedTls, EmbeddedTlsError, EmbeddedTlsReader, EmbeddedTlsStream,
     ServerVerifier, TlsError, TlsWriter,
@@ -52,12 +53,11 @@ pub fn now() -> UnixTime {
 }
 
 /// The TLS upgrade of a connection in either mode (one type for both, so the core's
-/// driver is in the bundle once): the backend's [`EmbeddedTls`] in a tunnel, keeping the typed
-/// error and the details for the `tls` event; none on an RFC 7395 stream, where TLS is the
-/// browser's and the core never asks for STARTTLS.
+/// driver is in the bundle once): the backend's [`EmbeddedTls`] in a tunnel, keeping the
+/// details for the `tls` event (a failure comes typed in the core's error); none on an
+/// RFC 7395 stream, where TLS is the browser's and the core never asks for STARTTLS.
 pub struct TunnelTls<'a> {
     inner: Option<EmbeddedTls<'a, BrowserRng, &'a mut LocalStoragePins>>,
-    error: Option<EmbeddedTlsError>,
     detail: TlsCell,
 }
 
@@ -78,7 +78,6 @@ impl<'a> TunnelTls<'a> {
         let verifier = ServerVerifier::new(reference, policy, anchors, pins).with_time(now());
         TunnelTls {
             inner: Some(EmbeddedTls::new(read, write, BrowserRng, verifier)),
-            error: None,
             detail,
         }
     }
@@ -87,14 +86,8 @@ impl<'a> TunnelTls<'a> {
     pub fn none() -> Self {
         TunnelTls {
             inner: None,
-            error: None,
             detail: TlsCell::default(),
         }
-    }
-
-    /// Why the handshake failed, typed (the core's error keeps only its text).
-    pub fn error(&self) -> Option<&EmbeddedTlsError> {
-        self.error.as_ref()
     }
 
     /// The pin store (to accept a changed key), in a tunnel.
@@ -117,28 +110,29 @@ impl<'a> TlsUpgrade<Socket> for TunnelTls<'a> {
             return Err(EmbeddedTlsError::Tls(TlsError::Unimplemented));
         };
         let result = inner.upgrade(transport, server_name).await;
-        match &result {
-            Ok(_) => {
-                if let Some(Ok(verdict)) = inner.verifier().verdict() {
-                    *self.detail.borrow_mut() = Some(TlsDetail {
-                        version: "TLS 1.3",
-                        cipher: "TLS_AES_128_GCM_SHA256",
-                        fingerprint: verdict.pin.cert_sha256.to_string(),
-                        spki: verdict.pin.spki_sha256.to_string(),
-                        trust: match verdict.basis {
-                            TrustBasis::Anchors => "anchors",
-                            TrustBasis::ConfiguredPin => "configured-pin",
-                            TrustBasis::StoredPin => "stored-pin",
-                            TrustBasis::FirstUse => "first-use",
-                            _ => "other",
-                        },
-                        first_use: verdict.pinned_now,
-                    });
-                }
+        if result.is_ok() {
+            if let Some(Ok(verdict)) = inner.verifier().verdict() {
+                *self.detail.borrow_mut() = Some(TlsDetail {
+                    version: "TLS 1.3",
+                    cipher: "TLS_AES_128_GCM_SHA256",
+                    fingerprint: verdict.pin.cert_sha256.to_string(),
+                    spki: verdict.pin.spki_sha256.to_string(),
+                    trust: match verdict.basis {
+                        TrustBasis::Anchors => "anchors",
+                        TrustBasis::ConfiguredPin => "configured-pin",
+                        TrustBasis::StoredPin => "stored-pin",
+                        TrustBasis::FirstUse => "first-use",
+                        _ => "other",
+                    },
+                    first_use: verdict.pinned_now,
+                });
             }
-            Err(e) => self.error = Some(e.clone()),
         }
         result
+    }
+
+    fn classify(error: EmbeddedTlsError) -> CoreTlsError {
+        error.into()
     }
 
     fn tls_info(&self, stream: &Self::Stream) -> TlsInfo {

@@ -48,15 +48,15 @@ failures! {
     /// §6.5.4: the mechanism needs TLS first.
     EncryptionRequired = "encryption-required", "this mechanism needs TLS; negotiate STARTTLS first";
     /// §6.5.5: the base64 was not strict RFC 4648 §4.
-    IncorrectEncoding = "incorrect-encoding", "the base64 payload was malformed; this is a bug in the sender";
+    IncorrectEncoding = "incorrect-encoding", "the base64 payload was malformed; a bug in the sender: report it";
     /// §6.5.6
     InvalidAuthzid = "invalid-authzid", "the authorization identity was refused; leave it empty or use one the account may act as";
     /// §6.5.7: not offered or not supported.
     InvalidMechanism = "invalid-mechanism", "the mechanism was not offered; choose one from the advertised list";
     /// §6.5.8: the data violates the mechanism's syntax or arrived in the wrong step.
-    MalformedRequest = "malformed-request", "the request violated the mechanism's syntax; this is a bug in the sender";
+    MalformedRequest = "malformed-request", "the request violated the mechanism's syntax; a bug in the sender: report it";
     /// §6.5.9
-    MechanismTooWeak = "mechanism-too-weak", "the server's policy wants a stronger mechanism";
+    MechanismTooWeak = "mechanism-too-weak", "the server's policy wants a stronger mechanism; allow one in the SASL policy";
     /// §6.5.10: bad credentials (or a binding the server could not verify).
     NotAuthorized = "not-authorized", "authentication failed; check the user name and password";
     /// §6.5.11
@@ -210,16 +210,20 @@ impl fmt::Display for SaslError {
             SaslError::MechanismNotSupported(m) => write!(
                 f,
                 "{m} is not available in this build or role (DIGEST-MD5 needs the \
-                 `digest-md5` feature)"
+                 `digest-md5` feature); choose another mechanism, or a build with it"
             ),
             SaslError::MissingCredentials(what) => {
                 write!(
                     f,
-                    "the credentials have no {what}, which this mechanism needs"
+                    "the credentials have no {what}, which this mechanism needs; supply it"
                 )
             }
             SaslError::InvalidCredentials(what) => {
-                write!(f, "the {what} cannot be encoded for this mechanism")
+                write!(
+                    f,
+                    "the {what} cannot be encoded for this mechanism; check it for characters \
+                     the mechanism cannot carry"
+                )
             }
             SaslError::ServerSignatureMismatch => f.write_str(
                 "the SCRAM server signature is wrong: the server does not know the password; \
@@ -229,7 +233,10 @@ impl fmt::Display for SaslError {
                 "the server reported success without a SCRAM server signature; not trusted, \
                  close the connection",
             ),
-            SaslError::ServerError(e) => write!(f, "the SCRAM server reported e={e}"),
+            SaslError::ServerError(e) => write!(
+                f,
+                "the SCRAM server reported e={e}; check the user name and password"
+            ),
             SaslError::NonceNotExtended => f.write_str(
                 "the SCRAM server nonce does not extend ours (replay or broken server); close",
             ),
@@ -249,16 +256,21 @@ impl fmt::Display for SaslError {
                 "the server asks for {iterations} SCRAM iterations, above the ceiling of \
                  {maximum}; raise SaslPolicy::max_iterations if that is really meant"
             ),
-            SaslError::MandatoryExtension => {
-                f.write_str("the SCRAM server demands an extension (m=) this client does not know")
-            }
+            SaslError::MandatoryExtension => f.write_str(
+                "the SCRAM server demands an extension (m=) this client does not know; \
+                     use another mechanism, or report it to the server's operator",
+            ),
             SaslError::MalformedChallenge(w) => {
                 write!(
                     f,
-                    "malformed server SASL message ({w}); the server is broken"
+                    "malformed server SASL message ({w}); the server is broken: report it to \
+                     its operator"
                 )
             }
-            SaslError::IncorrectEncoding => f.write_str("the server sent malformed base64"),
+            SaslError::IncorrectEncoding => f.write_str(
+                "the server sent malformed base64; the server is broken: report it to its \
+                 operator",
+            ),
             SaslError::CachedKeysStale => f.write_str(
                 "the server's SCRAM salt or iteration count changed and only cached keys are \
                  stored; supply the password once to refresh the cache",
@@ -266,16 +278,21 @@ impl fmt::Display for SaslError {
             SaslError::InvalidCacheEntry => {
                 f.write_str("the stored SCRAM cache entry is corrupt; discard it")
             }
-            SaslError::UnexpectedChallenge => {
-                f.write_str("the server sent a challenge the mechanism did not expect")
+            SaslError::UnexpectedChallenge => f.write_str(
+                "the server sent a challenge the mechanism did not expect; the server is \
+                     broken: report it to its operator",
+            ),
+            SaslError::UnexpectedSuccess => f.write_str(
+                "the server sent <success/> before the exchange was complete; not \
+                     trusted: close, and report it to its operator",
+            ),
+            SaslError::TooManyRounds => f.write_str(
+                "the server sent more challenges than SaslPolicy::max_rounds; raise it only \
+                     if the mechanism really needs more",
+            ),
+            SaslError::OutOfOrder => {
+                f.write_str("SASL client API called out of order; a bug in the caller: report it")
             }
-            SaslError::UnexpectedSuccess => {
-                f.write_str("the server sent <success/> before the exchange was complete")
-            }
-            SaslError::TooManyRounds => {
-                f.write_str("the server sent more challenges than SaslPolicy::max_rounds")
-            }
-            SaslError::OutOfOrder => f.write_str("SASL client API called out of order (a bug)"),
         }
     }
 }

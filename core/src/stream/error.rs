@@ -10,7 +10,7 @@ pub const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
 macro_rules! conditions {
     ($($(#[$doc:meta])* $variant:ident = $name:literal,)*) => {
         /// A defined stream error condition (§4.9.3).
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[cfg_attr(feature = "defmt", derive(defmt::Format))]
         pub enum StreamErrorCondition {
             $($(#[$doc])* $variant,)*

@@ -28,14 +28,7 @@ pub fn output<M: Negotiator>(m: &mut M) -> String {
     String::from_utf8(take_output(m)).expect("we send UTF-8")
 }
 
-/// Takes every unit the machine wants to send, as the bytes of a TCP stream.
-pub fn take_output<M: Negotiator>(m: &mut M) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(unit) = m.poll_transmit() {
-        out.extend_from_slice(unit.as_bytes());
-    }
-    out
-}
+pub use negotiation::take_output;
 
 /// Takes all events, split into steps and the rest.
 pub fn events<M: Negotiator>(m: &mut M) -> (Vec<Step>, Vec<Event>) {

@@ -21,6 +21,15 @@ use xmpp_handshake_core::xml::element;
 use xmpp_handshake_core::xml::framer::Frame;
 use xmpp_handshake_core::Error;
 
+/// Takes every unit `m` wants to send, as the bytes of a TCP stream.
+pub fn take_output<M: Negotiator>(m: &mut M) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(unit) = m.poll_transmit() {
+        out.extend_from_slice(unit.as_bytes());
+    }
+    out
+}
+
 /// A deterministic RNG for stream ids and nonces (a counter: values differ on every call).
 pub struct CountingRng(pub u64);
 
@@ -170,7 +179,7 @@ impl<M: Negotiator> Side<M> {
     fn settle(&mut self) -> Vec<u8> {
         let mut new = Vec::new();
         loop {
-            let out = super::take_output(&mut self.machine);
+            let out = take_output(&mut self.machine);
             new.extend_from_slice(&out);
             self.sent
                 .last_mut()
@@ -288,7 +297,7 @@ impl<M: Negotiator> Replay<M> {
             return;
         };
         loop {
-            let out = super::take_output(m);
+            let out = take_output(m);
             let wrote = !out.is_empty();
             self.run.output.extend_from_slice(&out);
             match m.poll_event() {

@@ -11,7 +11,9 @@
 //!    not: a pin replaces the chain, never the proof of possession.
 //!
 //! Failures surface as `rustls::Error::InvalidCertificate(CertificateError::Other(..))`
-//! wrapping the core's typed [`CertError`]; [`cert_error`] gets it back.
+//! wrapping the core's typed [`CertError`]; [`cert_error`] gets it back, and [`classify`]
+//! turns any rustls error into the core's typed [`TlsError`] (the refusal as
+//! [`TlsError::Certificate`]), which the driver puts in `Error::Tls`.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -29,10 +31,12 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, Error, OtherError, RootCertStore,
     SignatureScheme,
 };
+use xmpp_handshake_core::error::{Alert, HandshakeFailure};
 use xmpp_handshake_core::trust::{
     self, CertError, CertificatePolicy, ClientCertificate, PinStore, PkixOutcome,
     ReferenceIdentity, UnixTime, Verdict,
 };
+use xmpp_handshake_core::TlsError;
 
 /// A pin store shared between connections (and with the UI that accepts changes).
 pub type SharedPinStore = Arc<Mutex<dyn PinStore + Send>>;
@@ -72,6 +76,44 @@ pub fn cert_error(error: &Error) -> Option<&CertError> {
             inner.downcast_ref::<CertError>()
         }
         _ => None,
+    }
+}
+
+/// A rustls error in the core's terms: the policy's [`CertError`] from
+/// [`XmppServerVerifier`] as [`TlsError::Certificate`]; a certificate rustls's own webpki
+/// verifier refused as [`CertError::ChainInvalid`] with that outcome; the peer's alert;
+/// the reason rustls ended the handshake.
+///
+/// A bare `BadSignature` is [`TlsError::KeyNotProven`]: with [`XmppServerVerifier`], whose
+/// chain failures come wrapped in the policy's error, it can only be the handshake
+/// signature (the peer does not hold the certificate's key). rustls's own verifier reports
+/// a bad signature in the chain the same way, so behind that one it may be the chain's;
+/// both are certificate failures ([`ErrorKind::Certificate`](xmpp_handshake_core::ErrorKind)).
+/// The alert rustls sends stays `decrypt_error`, as RFC 8446 §4.4.3 requires.
+pub fn classify(error: &Error) -> TlsError {
+    if let Some(cert) = cert_error(error) {
+        return TlsError::Certificate(cert.clone());
+    }
+    match error {
+        Error::AlertReceived(alert) => TlsError::Alert(Alert(u8::from(*alert))),
+        Error::InvalidCertificate(CertificateError::BadSignature) => TlsError::KeyNotProven,
+        Error::InvalidCertificate(_) => TlsError::Certificate(CertError::ChainInvalid {
+            outcome: pkix_outcome(Err(error.clone())),
+        }),
+        Error::NoCertificatesPresented => TlsError::Certificate(CertError::EmptyChain),
+        Error::PeerIncompatible(_) | Error::NoApplicationProtocol => {
+            TlsError::Handshake(HandshakeFailure::Incompatible)
+        }
+        Error::PeerMisbehaved(_)
+        | Error::InvalidMessage(_)
+        | Error::InappropriateMessage { .. }
+        | Error::InappropriateHandshakeMessage { .. }
+        | Error::PeerSentOversizedRecord => TlsError::Handshake(HandshakeFailure::PeerMisbehaved),
+        Error::DecryptError => TlsError::Handshake(HandshakeFailure::Decrypt),
+        Error::EncryptError | Error::FailedToGetRandomBytes | Error::FailedToGetCurrentTime => {
+            TlsError::Handshake(HandshakeFailure::Internal)
+        }
+        other => TlsError::Other(other.to_string()),
     }
 }
 

@@ -1,0 +1,384 @@
+//! What one login keeps for the next: [`LoginMemory`], and its versioned, bounded byte
+//! format, the same for every wrapper (the host's cache file, firmware's flash record, a
+//! page's storage).
+//!
+//! A login learns what makes the next one cheaper: the SCRAM keys (RFC 5802 §5.1 lets the
+//! client keep ClientKey and ServerKey: no PBKDF2 next time), the mechanisms the server
+//! offered after TLS (RFC 6120 §6.3.3: the next `<auth/>` can be pipelined behind the first
+//! protected header, chosen from that offer by the policy of the day), and the mechanism
+//! and channel-binding policy it used. [`LoginMemory::from_outcome`] takes them from a
+//! negotiation's [`Outcome`]; [`ClientSasl::with_memory`] hands them to the next one.
+//!
+//! # Byte format ([`LoginMemory::to_bytes`], [`LoginMemory::from_bytes`])
+//!
+//! ```text
+//! version    u8   = 1
+//! flags      u8   bit 0 SCRAM entry, 1 offer, 2 mechanism, 3 channel-binding policy,
+//!                 4 FAST token, 5 bound before; bits 6 and 7 are 0
+//! offer      u16  BE, MechanismSet::bits                    (flag 1)
+//! mechanism  u8   index in Mechanism::ALL                    (flag 2)
+//! cb policy  u8   0 required, 1 when-offered, 2 off          (flag 3)
+//! SCRAM      u16  BE length, then ScramCacheEntry::to_bytes  (flag 0)
+//! FAST       u8 length, mechanism name (ASCII); u16 BE length, token;
+//!            u8 0 or 1, then the expiry as u64 BE seconds since the epoch if 1 (flag 4)
+//! ```
+//!
+//! At most [`MAX_LEN`] bytes. Another version, a truncated or oversized input, a reserved
+//! flag, a value out of range or bytes after the end are a [`LoginMemoryError`], never a
+//! panic: the memory only saves time, so a caller discards what does not read and the next
+//! login writes it again.
+//!
+//! The SCRAM keys and a FAST token log in to the account on their own: keep the bytes
+//! where the password is, or seal those fields (the host's cache seals them under the
+//! password). `Debug` shows neither.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::connection::Outcome;
+use crate::initiator::ClientSasl;
+use crate::sasl::{CbPolicy, Mechanism, MechanismSet, SaslPolicy, ScramCacheEntry};
+use crate::trust::UnixTime;
+
+/// The format version [`LoginMemory::to_bytes`] writes.
+pub const VERSION: u8 = 1;
+
+/// The longest encoding [`LoginMemory::from_bytes`] reads and [`LoginMemory::to_bytes`]
+/// writes: room for a SCRAM-SHA-512 entry with a 256-byte salt and a FAST token.
+pub const MAX_LEN: usize = 1024;
+
+/// Longest FAST mechanism name kept (XEP-0484 names such as `HT-SHA-256-EXPR` are short).
+pub const MAX_FAST_MECHANISM: usize = 64;
+
+/// Longest FAST token kept.
+pub const MAX_FAST_TOKEN: usize = 256;
+
+const FLAG_SCRAM: u8 = 1 << 0;
+const FLAG_OFFER: u8 = 1 << 1;
+const FLAG_MECHANISM: u8 = 1 << 2;
+const FLAG_CB_POLICY: u8 = 1 << 3;
+const FLAG_FAST: u8 = 1 << 4;
+const FLAG_BOUND: u8 = 1 << 5;
+const FLAGS_KNOWN: u8 = (1 << 6) - 1;
+
+/// A FAST token (XEP-0484): room for later, not used by the negotiation yet.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FastToken {
+    /// The token mechanism, e.g. `HT-SHA-256-EXPR`.
+    pub mechanism: String,
+    /// The token the server issued (a secret).
+    pub token: Vec<u8>,
+    /// When it expires, if the server said.
+    pub expires: Option<UnixTime>,
+}
+
+impl fmt::Debug for FastToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FastToken")
+            .field("mechanism", &self.mechanism)
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one login to an account on a server keeps for the next (see the module docs).
+/// Every field is optional: an empty memory is a cold login.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct LoginMemory {
+    /// SCRAM keys of the last verified login (RFC 5802 §5.1): no PBKDF2 while the
+    /// server's salt and iteration count stay the same.
+    pub scram: Option<ScramCacheEntry>,
+    /// The mechanisms the server offered on the TLS-protected stream (§6.3.3), those this
+    /// crate knows; never a pre-TLS list. The next pipelined `<auth/>` is chosen from it.
+    pub offer: Option<MechanismSet>,
+    /// The mechanism that authenticated.
+    pub mechanism: Option<Mechanism>,
+    /// The channel-binding policy [`LoginMemory::mechanism`] was chosen under: without an
+    /// offer, that mechanism is pipelined again only under the same policy.
+    pub channel_binding: Option<CbPolicy>,
+    /// A FAST token (XEP-0484), for later.
+    pub fast_token: Option<FastToken>,
+    /// The server bound a resource for this account before (for later: e.g. to pipeline
+    /// binding only with servers known to accept it).
+    pub bound_before: bool,
+}
+
+impl fmt::Debug for LoginMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginMemory")
+            .field("scram", &self.scram)
+            .field("offer", &self.offer)
+            .field("mechanism", &self.mechanism)
+            .field("channel_binding", &self.channel_binding)
+            .field("fast_token", &self.fast_token)
+            .field("bound_before", &self.bound_before)
+            .finish()
+    }
+}
+
+/// Why bytes are not a [`LoginMemory`], or a memory does not fit the format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum LoginMemoryError {
+    /// The input ends before the memory does (a torn write, a cut record).
+    Truncated,
+    /// More than [`MAX_LEN`] bytes (or a field longer than its bound when writing).
+    TooLong {
+        /// The length found or needed.
+        len: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// Written by another version of the format.
+    UnknownVersion(u8),
+    /// A reserved flag, or a field whose value is out of range (the name says which).
+    Invalid(&'static str),
+    /// Bytes follow the end of the memory.
+    TrailingBytes,
+}
+
+impl fmt::Display for LoginMemoryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoginMemoryError::Truncated => f.write_str("the stored login memory is cut short"),
+            LoginMemoryError::TooLong { len, max } => {
+                write!(
+                    f,
+                    "the login memory is {len} bytes, more than the {max} allowed"
+                )
+            }
+            LoginMemoryError::UnknownVersion(v) => {
+                write!(
+                    f,
+                    "the login memory is of format version {v}, not {VERSION}"
+                )
+            }
+            LoginMemoryError::Invalid(what) => write!(f, "the login memory's {what} is invalid"),
+            LoginMemoryError::TrailingBytes => f.write_str("bytes follow the login memory"),
+        }?;
+        f.write_str("; discard it: the next login derives and stores it again")
+    }
+}
+
+impl core::error::Error for LoginMemoryError {}
+
+const CB_POLICIES: [CbPolicy; 3] = [CbPolicy::Required, CbPolicy::WhenOffered, CbPolicy::Off];
+
+/// Reads `bytes` front to back.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], LoginMemoryError> {
+        let (head, rest) = self
+            .0
+            .split_at_checked(n)
+            .ok_or(LoginMemoryError::Truncated)?;
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, LoginMemoryError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, LoginMemoryError> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn u64(&mut self) -> Result<u64, LoginMemoryError> {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.take(8)?);
+        Ok(u64::from_be_bytes(b))
+    }
+}
+
+impl LoginMemory {
+    /// What the negotiation that ended with `outcome` teaches the next login: the SCRAM
+    /// keys, the post-TLS offer, the mechanism and `policy`'s channel-binding policy (the
+    /// one it was chosen under), and whether a resource was bound. No FAST token yet.
+    pub fn from_outcome(outcome: &Outcome, policy: &SaslPolicy) -> Self {
+        LoginMemory {
+            scram: outcome.scram_cache.clone(),
+            offer: outcome.sasl_offer,
+            mechanism: outcome.mechanism,
+            channel_binding: outcome.mechanism.map(|_| policy.channel_binding),
+            fast_token: None,
+            bound_before: outcome.jid.is_some(),
+        }
+    }
+
+    /// The post-TLS offer the next `<auth/>` is pipelined from under `policy`: the kept
+    /// offer; without one (nothing kept it), the mechanism that authenticated, if it was
+    /// chosen under the same channel-binding policy; otherwise none.
+    pub fn pipeline_offer(&self, policy: &SaslPolicy) -> Option<MechanismSet> {
+        match (self.offer, self.mechanism) {
+            (Some(offer), _) => Some(offer),
+            (None, Some(m)) if self.channel_binding == Some(policy.channel_binding) => {
+                Some(MechanismSet::default().with(m))
+            }
+            _ => None,
+        }
+    }
+
+    /// The encoding (see the module docs); [`LoginMemoryError::TooLong`] when a field
+    /// exceeds its bound or the whole [`MAX_LEN`].
+    pub fn to_bytes(&self) -> Result<Vec<u8>, LoginMemoryError> {
+        let mut flags = 0;
+        let mut body = Vec::new();
+        if let Some(offer) = self.offer {
+            flags |= FLAG_OFFER;
+            body.extend_from_slice(&offer.bits().to_be_bytes());
+        }
+        if let Some(m) = self.mechanism {
+            flags |= FLAG_MECHANISM;
+            body.push(m as u8);
+        }
+        if let Some(cb) = self.channel_binding {
+            flags |= FLAG_CB_POLICY;
+            body.push(match cb {
+                CbPolicy::Required => 0,
+                CbPolicy::WhenOffered => 1,
+                CbPolicy::Off => 2,
+            });
+        }
+        if let Some(entry) = &self.scram {
+            flags |= FLAG_SCRAM;
+            let bytes = entry.to_bytes();
+            let len = bounded(bytes.len(), MAX_LEN)?;
+            body.extend_from_slice(&(len as u16).to_be_bytes());
+            body.extend_from_slice(&bytes);
+        }
+        if let Some(fast) = &self.fast_token {
+            flags |= FLAG_FAST;
+            if !fast.mechanism.is_ascii() {
+                return Err(LoginMemoryError::Invalid("FAST mechanism name"));
+            }
+            let name = bounded(fast.mechanism.len(), MAX_FAST_MECHANISM)?;
+            body.push(name as u8);
+            body.extend_from_slice(fast.mechanism.as_bytes());
+            let token = bounded(fast.token.len(), MAX_FAST_TOKEN)?;
+            body.extend_from_slice(&(token as u16).to_be_bytes());
+            body.extend_from_slice(&fast.token);
+            match fast.expires {
+                Some(at) => {
+                    body.push(1);
+                    body.extend_from_slice(&at.0.to_be_bytes());
+                }
+                None => body.push(0),
+            }
+        }
+        if self.bound_before {
+            flags |= FLAG_BOUND;
+        }
+        bounded(2 + body.len(), MAX_LEN)?;
+        let mut out = Vec::with_capacity(2 + body.len());
+        out.push(VERSION);
+        out.push(flags);
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    /// Reads what [`LoginMemory::to_bytes`] wrote, exactly: anything else is a
+    /// [`LoginMemoryError`] (see the module docs).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, LoginMemoryError> {
+        bounded(bytes.len(), MAX_LEN)?;
+        let mut r = Reader(bytes);
+        let version = r.u8()?;
+        if version != VERSION {
+            return Err(LoginMemoryError::UnknownVersion(version));
+        }
+        let flags = r.u8()?;
+        if flags & !FLAGS_KNOWN != 0 {
+            return Err(LoginMemoryError::Invalid("flags"));
+        }
+        let mut memory = LoginMemory::default();
+        if flags & FLAG_OFFER != 0 {
+            memory.offer = Some(MechanismSet::from_bits(r.u16()?));
+        }
+        if flags & FLAG_MECHANISM != 0 {
+            let i = usize::from(r.u8()?);
+            let m = Mechanism::ALL
+                .get(i)
+                .ok_or(LoginMemoryError::Invalid("mechanism"))?;
+            memory.mechanism = Some(*m);
+        }
+        if flags & FLAG_CB_POLICY != 0 {
+            let i = usize::from(r.u8()?);
+            let cb = CB_POLICIES
+                .get(i)
+                .ok_or(LoginMemoryError::Invalid("channel-binding policy"))?;
+            memory.channel_binding = Some(*cb);
+        }
+        if flags & FLAG_SCRAM != 0 {
+            let len = usize::from(r.u16()?);
+            let entry = ScramCacheEntry::from_bytes(r.take(len)?)
+                .map_err(|_| LoginMemoryError::Invalid("SCRAM entry"))?;
+            memory.scram = Some(entry);
+        }
+        if flags & FLAG_FAST != 0 {
+            let len = usize::from(r.u8()?);
+            if len > MAX_FAST_MECHANISM {
+                return Err(LoginMemoryError::Invalid("FAST mechanism name"));
+            }
+            let name = r.take(len)?;
+            if !name.is_ascii() {
+                return Err(LoginMemoryError::Invalid("FAST mechanism name"));
+            }
+            let mechanism = String::from(
+                core::str::from_utf8(name)
+                    .map_err(|_| LoginMemoryError::Invalid("FAST mechanism name"))?,
+            );
+            let len = usize::from(r.u16()?);
+            if len > MAX_FAST_TOKEN {
+                return Err(LoginMemoryError::Invalid("FAST token"));
+            }
+            let token = r.take(len)?.to_vec();
+            let expires = match r.u8()? {
+                0 => None,
+                1 => Some(UnixTime(r.u64()?)),
+                _ => return Err(LoginMemoryError::Invalid("FAST token expiry")),
+            };
+            memory.fast_token = Some(FastToken {
+                mechanism,
+                token,
+                expires,
+            });
+        }
+        memory.bound_before = flags & FLAG_BOUND != 0;
+        if !r.0.is_empty() {
+            return Err(LoginMemoryError::TrailingBytes);
+        }
+        Ok(memory)
+    }
+}
+
+fn bounded(len: usize, max: usize) -> Result<usize, LoginMemoryError> {
+    if len > max {
+        Err(LoginMemoryError::TooLong { len, max })
+    } else {
+        Ok(len)
+    }
+}
+
+impl ClientSasl {
+    /// Uses what an earlier login kept ([`LoginMemory`]): its SCRAM keys (the password is
+    /// still needed when the server's salt or iteration count changed), and, unless a
+    /// pipelined mechanism or offer is already set, the `<auth/>` pipelined after TLS is
+    /// chosen from its offer ([`LoginMemory::pipeline_offer`]) under this policy.
+    #[must_use]
+    pub fn with_memory(mut self, memory: &LoginMemory) -> Self {
+        if let Some(entry) = &memory.scram {
+            self.credentials.scram_cache = Some(entry.clone());
+        }
+        if self.pipeline_mechanism.is_none() && self.pipeline_offer.is_none() {
+            self.pipeline_offer = memory.pipeline_offer(&self.policy);
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,309 @@
+//! The byte format of [`LoginMemory`]: round trips, and every malformed input a typed
+//! error (exhaustive truncation and versions, proptest for arbitrary bytes).
+
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::sasl::ScramHash;
+use crate::stream::features::StreamFeatures;
+
+fn entry() -> ScramCacheEntry {
+    ScramCacheEntry::from_password(ScramHash::Sha256, "pencil", b"salt-of-sixteen!", 4096)
+}
+
+fn full() -> LoginMemory {
+    LoginMemory {
+        scram: Some(entry()),
+        offer: Some(MechanismSet::from_names(["SCRAM-SHA-256", "PLAIN"])),
+        mechanism: Some(Mechanism::ScramSha256),
+        channel_binding: Some(CbPolicy::WhenOffered),
+        fast_token: Some(FastToken {
+            mechanism: "HT-SHA-256-EXPR".into(),
+            token: b"s3cr3t-token".to_vec(),
+            expires: Some(UnixTime(1_900_000_000)),
+        }),
+        bound_before: true,
+    }
+}
+
+#[test]
+fn memories_round_trip() {
+    let no_expiry = LoginMemory {
+        fast_token: Some(FastToken {
+            mechanism: String::new(),
+            token: Vec::new(),
+            expires: None,
+        }),
+        ..LoginMemory::default()
+    };
+    let keys_only = LoginMemory {
+        scram: Some(entry()),
+        ..LoginMemory::default()
+    };
+    for memory in [full(), LoginMemory::default(), no_expiry, keys_only] {
+        let bytes = memory.to_bytes().unwrap();
+        assert_eq!(bytes[0], VERSION);
+        assert!(bytes.len() <= MAX_LEN);
+        assert_eq!(LoginMemory::from_bytes(&bytes), Ok(memory));
+    }
+    assert_eq!(LoginMemory::default().to_bytes().unwrap(), [VERSION, 0]);
+}
+
+#[test]
+fn every_truncation_is_a_typed_error() {
+    let bytes = full().to_bytes().unwrap();
+    for n in 0..bytes.len() {
+        assert_eq!(
+            LoginMemory::from_bytes(&bytes[..n]),
+            Err(LoginMemoryError::Truncated),
+            "{n} of {} bytes",
+            bytes.len()
+        );
+    }
+}
+
+#[test]
+fn other_versions_trailing_and_oversized_input_are_typed_errors() {
+    let bytes = full().to_bytes().unwrap();
+    for version in 0..=u8::MAX {
+        if version == VERSION {
+            continue;
+        }
+        let mut other = bytes.clone();
+        other[0] = version;
+        assert_eq!(
+            LoginMemory::from_bytes(&other),
+            Err(LoginMemoryError::UnknownVersion(version))
+        );
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert_eq!(
+        LoginMemory::from_bytes(&longer),
+        Err(LoginMemoryError::TrailingBytes)
+    );
+    let huge = vec![VERSION; MAX_LEN + 1];
+    assert_eq!(
+        LoginMemory::from_bytes(&huge),
+        Err(LoginMemoryError::TooLong {
+            len: MAX_LEN + 1,
+            max: MAX_LEN
+        })
+    );
+}
+
+#[test]
+fn out_of_range_fields_are_invalid() {
+    let invalid = |bytes: &[u8]| match LoginMemory::from_bytes(bytes) {
+        Err(LoginMemoryError::Invalid(what)) => what,
+        other => panic!("{bytes:?}: {other:?}"),
+    };
+    assert_eq!(invalid(&[VERSION, 1 << 6]), "flags");
+    assert_eq!(invalid(&[VERSION, 1 << 7]), "flags");
+    assert_eq!(
+        invalid(&[VERSION, FLAG_MECHANISM, Mechanism::ALL.len() as u8]),
+        "mechanism"
+    );
+    assert_eq!(
+        invalid(&[VERSION, FLAG_CB_POLICY, 3]),
+        "channel-binding policy"
+    );
+    assert_eq!(invalid(&[VERSION, FLAG_SCRAM, 0, 2, 1, 1]), "SCRAM entry");
+    assert_eq!(
+        invalid(&[VERSION, FLAG_FAST, 1, 0xc3]),
+        "FAST mechanism name"
+    );
+    assert_eq!(
+        invalid(&[VERSION, FLAG_FAST, MAX_FAST_MECHANISM as u8 + 1]),
+        "FAST mechanism name"
+    );
+    assert_eq!(
+        invalid(&[VERSION, FLAG_FAST, 0, 0, 0, 2]),
+        "FAST token expiry"
+    );
+    assert_eq!(invalid(&[VERSION, FLAG_FAST, 0, 1, 1]), "FAST token");
+    // Every mechanism and policy has its code.
+    for m in Mechanism::ALL {
+        for cb in CB_POLICIES {
+            let memory = LoginMemory {
+                mechanism: Some(m),
+                channel_binding: Some(cb),
+                ..LoginMemory::default()
+            };
+            let back = LoginMemory::from_bytes(&memory.to_bytes().unwrap()).unwrap();
+            assert_eq!(back, memory);
+        }
+    }
+}
+
+#[test]
+fn fields_beyond_their_bounds_are_not_written() {
+    let mut memory = full();
+    memory.fast_token.as_mut().unwrap().token = vec![0; MAX_FAST_TOKEN + 1];
+    assert_eq!(
+        memory.to_bytes(),
+        Err(LoginMemoryError::TooLong {
+            len: MAX_FAST_TOKEN + 1,
+            max: MAX_FAST_TOKEN
+        })
+    );
+    let mut memory = full();
+    memory.fast_token.as_mut().unwrap().mechanism = "HT-SHA-256-ÉXPR".into();
+    assert_eq!(
+        memory.to_bytes(),
+        Err(LoginMemoryError::Invalid("FAST mechanism name"))
+    );
+    // A server-chosen salt so long that the entry does not fit.
+    let memory = LoginMemory {
+        scram: Some(ScramCacheEntry::from_password(
+            ScramHash::Sha1,
+            "pw",
+            &[7; MAX_LEN],
+            4096,
+        )),
+        ..LoginMemory::default()
+    };
+    assert!(matches!(
+        memory.to_bytes(),
+        Err(LoginMemoryError::TooLong { .. })
+    ));
+}
+
+#[test]
+fn debug_shows_no_secret() {
+    let text = alloc::format!("{:?}", full());
+    assert!(!text.contains("s3cr3t"), "{text}");
+    assert!(text.contains("HT-SHA-256-EXPR"), "{text}");
+    let error = alloc::format!("{}", LoginMemoryError::Truncated);
+    assert!(error.contains("discard it"), "{error}");
+}
+
+fn outcome() -> Outcome {
+    Outcome {
+        features: StreamFeatures::default(),
+        stream_id: Some("s1".into()),
+        secure: true,
+        mechanism: Some(Mechanism::ScramSha1),
+        jid: Some("juliet@example.com/balcony".into()),
+        scram_cache: Some(entry()),
+        sasl_offer: Some(MechanismSet::from_names(["SCRAM-SHA-1", "PLAIN"])),
+    }
+}
+
+#[test]
+fn a_login_is_remembered_from_its_outcome_and_used_by_the_next() {
+    let policy = SaslPolicy {
+        channel_binding: CbPolicy::Off,
+        ..SaslPolicy::default()
+    };
+    let memory = LoginMemory::from_outcome(&outcome(), &policy);
+    assert_eq!(memory.scram, Some(entry()));
+    assert_eq!(memory.offer, outcome().sasl_offer);
+    assert_eq!(memory.mechanism, Some(Mechanism::ScramSha1));
+    assert_eq!(memory.channel_binding, Some(CbPolicy::Off));
+    assert!(memory.bound_before);
+    assert_eq!(memory.fast_token, None);
+
+    let sasl = ClientSasl {
+        policy: policy.clone(),
+        ..ClientSasl::password("juliet", "pw", None)
+    }
+    .with_memory(&memory);
+    assert_eq!(sasl.credentials.scram_cache, Some(entry()));
+    assert_eq!(sasl.pipeline_offer, memory.offer);
+
+    // No offer kept: the mechanism stands for it under the same policy only.
+    let no_offer = LoginMemory {
+        offer: None,
+        ..memory.clone()
+    };
+    assert_eq!(
+        no_offer.pipeline_offer(&policy),
+        Some(MechanismSet::default().with(Mechanism::ScramSha1))
+    );
+    assert_eq!(no_offer.pipeline_offer(&SaslPolicy::default()), None);
+
+    // A mechanism the caller named wins over the memory's offer.
+    let named = ClientSasl {
+        pipeline_mechanism: Some(Mechanism::Plain),
+        ..ClientSasl::password("juliet", "pw", None)
+    }
+    .with_memory(&memory);
+    assert_eq!(named.pipeline_offer, None);
+    assert_eq!(named.pipeline_mechanism, Some(Mechanism::Plain));
+
+    // Nothing kept: nothing changes.
+    let cold = ClientSasl::password("juliet", "pw", None).with_memory(&LoginMemory::default());
+    assert_eq!(cold.credentials.scram_cache, None);
+    assert_eq!(cold.pipeline_offer, None);
+}
+
+fn memories() -> impl Strategy<Value = LoginMemory> {
+    let fast = (
+        "[A-Z0-9-]{0,64}",
+        proptest::collection::vec(any::<u8>(), 0..=MAX_FAST_TOKEN),
+        proptest::option::of(any::<u64>()),
+    )
+        .prop_map(|(mechanism, token, expires)| FastToken {
+            mechanism,
+            token,
+            expires: expires.map(UnixTime),
+        });
+    let scram = (proptest::collection::vec(any::<u8>(), 0..64), 1..100_000u32).prop_map(
+        |(salt, iterations)| {
+            // Any keys serve the format: derive cheap ones.
+            ScramCacheEntry::from_password(ScramHash::Sha1, "pw", &salt, iterations.min(2))
+        },
+    );
+    (
+        proptest::option::of(scram),
+        proptest::option::of(any::<u16>()),
+        proptest::option::of(0..Mechanism::ALL.len()),
+        proptest::option::of(0..CB_POLICIES.len()),
+        proptest::option::of(fast),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(scram, offer, mechanism, cb, fast_token, bound_before)| LoginMemory {
+                scram,
+                offer: offer.map(MechanismSet::from_bits),
+                mechanism: mechanism.map(|i| Mechanism::ALL[i]),
+                channel_binding: cb.map(|i| CB_POLICIES[i]),
+                fast_token,
+                bound_before,
+            },
+        )
+}
+
+proptest! {
+    #[test]
+    fn any_memory_round_trips(memory in memories()) {
+        let bytes = memory.to_bytes().unwrap();
+        prop_assert!(bytes.len() <= MAX_LEN);
+        prop_assert_eq!(LoginMemory::from_bytes(&bytes), Ok(memory));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        if let Ok(memory) = LoginMemory::from_bytes(&bytes) {
+            let again = memory.to_bytes().unwrap();
+            prop_assert_eq!(LoginMemory::from_bytes(&again), Ok(memory));
+        }
+    }
+
+    #[test]
+    fn damaged_encodings_are_errors_or_memories(
+        memory in memories(),
+        at in any::<proptest::sample::Index>(),
+        flip in 1..=255u8,
+    ) {
+        let mut bytes = memory.to_bytes().unwrap();
+        let i = at.index(bytes.len());
+        bytes[i] ^= flip;
+        let _ = LoginMemory::from_bytes(&bytes);
+    }
+}
