@@ -75,8 +75,9 @@
 //!   core's `sha-512`). Firmware leaves it out.
 //! * `p384`: P-384 keys in chains and CertificateVerify (implies `sha-512`).
 //! * `log` or `defmt`: where this crate, the core and embedded-tls log.
-//! * `terse-errors`: [`TlsUpgrade::describe`] returns [`EmbeddedTlsError::summary`] and logs
-//!   the typed error, so the long `Display` texts are not linked (firmware).
+//! * `terse-errors`: no effect any more, kept so that builds naming it still build: a
+//!   failure reaches the caller typed (`TlsUpgrade::classify` into the core's `TlsError`),
+//!   so no `Display` text is linked unless the application displays the error.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

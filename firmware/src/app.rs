@@ -25,9 +25,10 @@ use xmpp_handshake_core::{stanza, Error};
 
 use crate::clock::EmbassyClock;
 use crate::config::Config;
-use crate::store::{CacheStore, CachedLogin};
+use crate::store::CacheStore;
 use crate::tls::EmbeddedTlsConnector;
 use crate::transport::Halves;
+use xmpp_handshake_core::login::LoginMemory;
 
 /// The TCP socket's buffers (see [`crate::Memory`]).
 pub struct SocketBuffers<'a> {
@@ -277,7 +278,7 @@ where
     let halves = Halves::new(socket.split());
     let mut io = MaybeTls::Plain(halves.duplex());
     let mut connection = InitiatingConnection::initiate(
-        initiator(config, &bare, cached.clone()),
+        initiator(config, &bare, cached.as_ref()),
         rng,
         options(config),
         clock.now(),
@@ -305,11 +306,11 @@ where
             outcome.secure
         );
         if let Some(entry) = &outcome.scram_cache {
-            let keep = CachedLogin {
-                entry: entry.clone(),
-                offer: outcome.sasl_offer.unwrap_or_default(),
-            };
-            if cached.as_ref().is_some_and(|c| c.entry == *entry) {
+            let keep = LoginMemory::from_outcome(&outcome, &SaslPolicy::default());
+            if cached
+                .as_ref()
+                .is_some_and(|c| c.scram.as_ref() == Some(entry))
+            {
                 stats.cache_hits += 1;
                 info!("SCRAM keys came from the cache (no PBKDF2)");
             }
@@ -461,20 +462,21 @@ impl Commands for Outgoing<'_> {
 /// cached keys if any, `<auth/>` pipelined after TLS with the mechanism the policy picks
 /// from the cached post-TLS offer (as the host CLI does), resource `config.resource`, bind
 /// pipelined with the SASL success.
-fn initiator(config: &Config<'_>, bare: &str, cached: Option<CachedLogin>) -> InitiatorConfig {
-    let mut credentials = Credentials::password(config.username, config.password);
-    let pipeline_offer = cached.as_ref().map(|c| c.offer);
-    credentials.scram_cache = cached.map(|c| c.entry);
+fn initiator(config: &Config<'_>, bare: &str, cached: Option<&LoginMemory>) -> InitiatorConfig {
     let mut initiator = InitiatorConfig::client(config.domain);
     initiator.from = Some(String::from(bare));
     initiator.limits = config.limits;
-    initiator.sasl = Some(ClientSasl {
-        credentials,
+    let sasl = ClientSasl {
+        credentials: Credentials::password(config.username, config.password),
         policy: SaslPolicy::default(),
         resource: Some(String::from(config.resource)),
         pipeline_mechanism: None,
-        pipeline_offer,
+        pipeline_offer: None,
         pipeline_bind: true,
+    };
+    initiator.sasl = Some(match cached {
+        Some(memory) => sasl.with_memory(memory),
+        None => sasl,
     });
     initiator
 }

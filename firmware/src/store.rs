@@ -1,39 +1,32 @@
-//! Where the SCRAM cache lives between logins and across reboots.
+//! Where the login memory lives between logins and across reboots.
 //!
-//! A [`ScramCacheEntry`] holds ClientKey and ServerKey for one salt and iteration count: with
-//! it a login skips PBKDF2 (10,000 HMAC-SHA-1 rounds against Prosody: the slowest part of a
-//! login on a microcontroller). The keys are password-equivalent for this server: keep the
-//! store where the password is (flash of the same device).
+//! The core's [`LoginMemory`] holds what one login keeps for the next: the SCRAM keys
+//! (ClientKey and ServerKey for one salt and iteration count: with them a login skips
+//! PBKDF2, 10,000 HMAC-SHA-1 rounds against Prosody, the slowest part of a login on a
+//! microcontroller) and the server's post-TLS mechanism offer (RFC 6120 §6.3.3), from which
+//! the next login picks the `<auth/>` it pipelines behind the first protected header. The
+//! keys are password-equivalent for this server: keep the store where the password is
+//! (flash of the same device).
 //!
-//! With the keys goes the server's post-TLS mechanism offer (RFC 6120 §6.3.3), from which
-//! the next login picks the `<auth/>` it pipelines behind the first protected header.
-//!
-//! One record per store: `"XSC2"`, JID length (u8), the bare JID the entry belongs to, the
-//! offer ([`MechanismSet::bits`], u16 BE), entry length (u16 BE), the entry
-//! ([`ScramCacheEntry::to_bytes`]), FNV-1a-32 of everything before it (BE). A record of
-//! the first format (`"XSC1"`, no offer) reads with an empty offer. A record for another
-//! JID, a torn write or erased flash reads as empty.
+//! One record per store: `"XSC3"`, JID length (u8), the bare JID the memory belongs to,
+//! its length (u16 BE), the memory ([`LoginMemory::to_bytes`], the core's versioned
+//! format), FNV-1a-32 of everything before it (BE). Records of the earlier formats
+//! (`"XSC2"`: offer bits and a SCRAM entry; `"XSC1"`: the entry only) read as a memory of
+//! what they held. A record for another JID, a torn write or erased flash reads as empty.
 
 use alloc::vec::Vec;
 
 use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
+use xmpp_handshake_core::login::{self, LoginMemory};
 use xmpp_handshake_core::sasl::{MechanismSet, ScramCacheEntry};
 
-/// Longest record: JID up to 255 bytes, an entry up to 512 bytes.
-pub const MAX_RECORD: usize = 4 + 1 + 255 + 2 + 2 + 512 + 4;
+/// Longest record: JID up to 255 bytes, a memory up to [`login::MAX_LEN`].
+pub const MAX_RECORD: usize = 4 + 1 + 255 + 2 + login::MAX_LEN + 4;
 
-const MAGIC: &[u8; 4] = b"XSC2";
-/// The format before the offer was kept: read, never written.
+const MAGIC: &[u8; 4] = b"XSC3";
+/// The formats before the core's login memory: read, never written.
+const MAGIC_V2: &[u8; 4] = b"XSC2";
 const MAGIC_V1: &[u8; 4] = b"XSC1";
-
-/// What one login keeps for the next.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CachedLogin {
-    /// The SCRAM keys.
-    pub entry: ScramCacheEntry,
-    /// What the server offered after TLS (empty: unknown, nothing is pipelined).
-    pub offer: MechanismSet,
-}
 
 /// Why a store could not save.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,12 +38,12 @@ pub enum StoreError {
     Medium,
 }
 
-/// Keeps one SCRAM cache entry for one JID.
+/// Keeps the login memory of one JID.
 pub trait CacheStore {
-    /// The stored login, if there is one for `jid` and it reads back intact.
-    fn load(&mut self, jid: &str) -> Option<CachedLogin>;
-    /// Replaces the stored login.
-    fn save(&mut self, jid: &str, login: &CachedLogin) -> Result<(), StoreError>;
+    /// The stored memory, if there is one for `jid` and it reads back intact.
+    fn load(&mut self, jid: &str) -> Option<LoginMemory>;
+    /// Replaces the stored memory.
+    fn save(&mut self, jid: &str, memory: &LoginMemory) -> Result<(), StoreError>;
 }
 
 fn fnv1a(data: &[u8]) -> u32 {
@@ -59,16 +52,15 @@ fn fnv1a(data: &[u8]) -> u32 {
     })
 }
 
-/// The record for `jid` and `login`.
-pub fn encode(jid: &str, login: &CachedLogin) -> Result<Vec<u8>, StoreError> {
-    let bytes = login.entry.to_bytes();
+/// The record for `jid` and `memory`.
+pub fn encode(jid: &str, memory: &LoginMemory) -> Result<Vec<u8>, StoreError> {
+    let bytes = memory.to_bytes().map_err(|_| StoreError::TooLarge)?;
     let jid_len = u8::try_from(jid.len()).map_err(|_| StoreError::TooLarge)?;
     let len = u16::try_from(bytes.len()).map_err(|_| StoreError::TooLarge)?;
     let mut out = Vec::with_capacity(11 + jid.len() + bytes.len());
     out.extend_from_slice(MAGIC);
     out.push(jid_len);
     out.extend_from_slice(jid.as_bytes());
-    out.extend_from_slice(&login.offer.bits().to_be_bytes());
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(&bytes);
     let sum = fnv1a(&out);
@@ -76,23 +68,23 @@ pub fn encode(jid: &str, login: &CachedLogin) -> Result<Vec<u8>, StoreError> {
     Ok(out)
 }
 
-/// The entry in `record` if it is intact and belongs to `jid`. Trailing bytes (erased
+/// The memory in `record` if it is intact and belongs to `jid`. Trailing bytes (erased
 /// flash) are ignored.
-pub fn decode(record: &[u8], jid: &str) -> Option<CachedLogin> {
-    let (rest, offer_len) = match record.strip_prefix(MAGIC) {
-        Some(rest) => (rest, 2),
-        None => (record.strip_prefix(MAGIC_V1)?, 0),
+pub fn decode(record: &[u8], jid: &str) -> Option<LoginMemory> {
+    // (format, bytes of offer bits before the length)
+    let (rest, format, offer_len) = if let Some(rest) = record.strip_prefix(MAGIC) {
+        (rest, 3, 0)
+    } else if let Some(rest) = record.strip_prefix(MAGIC_V2) {
+        (rest, 2, 2)
+    } else {
+        (record.strip_prefix(MAGIC_V1)?, 1, 0)
     };
     let (&jid_len, rest) = rest.split_first()?;
     let (stored_jid, rest) = rest.split_at_checked(usize::from(jid_len))?;
     let (offer, rest) = rest.split_at_checked(offer_len)?;
-    let offer = match offer {
-        [a, b] => MechanismSet::from_bits(u16::from_be_bytes([*a, *b])),
-        _ => MechanismSet::default(),
-    };
     let (len, rest) = rest.split_at_checked(2)?;
     let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
-    let (entry, rest) = rest.split_at_checked(len)?;
+    let (body, rest) = rest.split_at_checked(len)?;
     let (sum, _) = rest.split_at_checked(4)?;
     let covered = 4 + 1 + usize::from(jid_len) + offer_len + 2 + len;
     if fnv1a(&record[..covered]) != u32::from_be_bytes([sum[0], sum[1], sum[2], sum[3]]) {
@@ -101,8 +93,18 @@ pub fn decode(record: &[u8], jid: &str) -> Option<CachedLogin> {
     if stored_jid != jid.as_bytes() {
         return None;
     }
-    let entry = ScramCacheEntry::from_bytes(entry).ok()?;
-    Some(CachedLogin { entry, offer })
+    if format == 3 {
+        return LoginMemory::from_bytes(body).ok();
+    }
+    let offer = match offer {
+        [a, b] => Some(MechanismSet::from_bits(u16::from_be_bytes([*a, *b]))),
+        _ => None,
+    };
+    Some(LoginMemory {
+        scram: Some(ScramCacheEntry::from_bytes(body).ok()?),
+        offer,
+        ..LoginMemory::default()
+    })
 }
 
 /// Keeps the record in RAM (lost at reset): for boards without a spare flash sector.
@@ -112,12 +114,12 @@ pub struct RamStore {
 }
 
 impl CacheStore for RamStore {
-    fn load(&mut self, jid: &str) -> Option<CachedLogin> {
+    fn load(&mut self, jid: &str) -> Option<LoginMemory> {
         decode(self.record.as_deref()?, jid)
     }
 
-    fn save(&mut self, jid: &str, login: &CachedLogin) -> Result<(), StoreError> {
-        self.record = Some(encode(jid, login)?);
+    fn save(&mut self, jid: &str, memory: &LoginMemory) -> Result<(), StoreError> {
+        self.record = Some(encode(jid, memory)?);
         Ok(())
     }
 }
@@ -143,15 +145,17 @@ impl<F: NorFlash> NorFlashStore<F> {
 }
 
 impl<F: NorFlash> CacheStore for NorFlashStore<F> {
-    fn load(&mut self, jid: &str) -> Option<CachedLogin> {
-        let mut buf = [0u8; MAX_RECORD];
-        let n = buf.len().min(self.size as usize);
-        ReadNorFlash::read(&mut self.flash, self.offset, &mut buf[..n]).ok()?;
-        decode(&buf[..n], jid)
+    fn load(&mut self, jid: &str) -> Option<LoginMemory> {
+        // On the heap, not the stack: the record's bound (1.3 KB) would count against the
+        // deepest task stack (firmware/README.md, RAM).
+        let n = MAX_RECORD.min(self.size as usize);
+        let mut buf = alloc::vec![0u8; n];
+        ReadNorFlash::read(&mut self.flash, self.offset, &mut buf).ok()?;
+        decode(&buf, jid)
     }
 
-    fn save(&mut self, jid: &str, login: &CachedLogin) -> Result<(), StoreError> {
-        let mut record = encode(jid, login)?;
+    fn save(&mut self, jid: &str, memory: &LoginMemory) -> Result<(), StoreError> {
+        let mut record = encode(jid, memory)?;
         let w = F::WRITE_SIZE.max(1);
         record.resize(record.len().div_ceil(w) * w, 0xff);
         if record.len() > self.size as usize {
@@ -183,12 +187,12 @@ impl FileStore {
 
 #[cfg(feature = "std")]
 impl CacheStore for FileStore {
-    fn load(&mut self, jid: &str) -> Option<CachedLogin> {
+    fn load(&mut self, jid: &str) -> Option<LoginMemory> {
         decode(&std::fs::read(&self.path).ok()?, jid)
     }
 
-    fn save(&mut self, jid: &str, login: &CachedLogin) -> Result<(), StoreError> {
-        let record = encode(jid, login)?;
+    fn save(&mut self, jid: &str, memory: &LoginMemory) -> Result<(), StoreError> {
+        let record = encode(jid, memory)?;
         let tmp = self.path.with_extension("tmp");
         std::fs::write(&tmp, record).map_err(|_| StoreError::Medium)?;
         std::fs::rename(&tmp, &self.path).map_err(|_| StoreError::Medium)
@@ -200,10 +204,16 @@ mod tests {
     use super::*;
     use xmpp_handshake_core::sasl::ScramHash;
 
-    fn entry() -> CachedLogin {
-        CachedLogin {
-            entry: ScramCacheEntry::from_password(ScramHash::Sha1, "pencil", b"salt-salt", 64),
-            offer: MechanismSet::from_names(["SCRAM-SHA-1", "PLAIN"]),
+    fn entry() -> LoginMemory {
+        LoginMemory {
+            scram: Some(ScramCacheEntry::from_password(
+                ScramHash::Sha1,
+                "pencil",
+                b"salt-salt",
+                64,
+            )),
+            offer: Some(MechanismSet::from_names(["SCRAM-SHA-1", "PLAIN"])),
+            ..LoginMemory::default()
         }
     }
 
@@ -215,21 +225,32 @@ mod tests {
         assert!(decode(&record, "bob@example.test").is_none());
     }
 
-    #[test]
-    fn first_format_records_read_with_an_empty_offer() {
-        let login = entry();
-        let bytes = login.entry.to_bytes();
+    /// A record of an earlier format: `offer` bits between the JID and the entry (XSC2).
+    fn earlier(magic: &[u8; 4], offer: Option<MechanismSet>) -> Vec<u8> {
+        let bytes = entry().scram.unwrap().to_bytes();
         let jid = "alice@example.test";
-        let mut v1 = b"XSC1".to_vec();
-        v1.push(jid.len() as u8);
-        v1.extend_from_slice(jid.as_bytes());
-        v1.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
-        v1.extend_from_slice(&bytes);
-        let sum = fnv1a(&v1);
-        v1.extend_from_slice(&sum.to_be_bytes());
-        let back = decode(&v1, jid).unwrap();
-        assert_eq!(back.entry, login.entry);
-        assert_eq!(back.offer, MechanismSet::default());
+        let mut v = magic.to_vec();
+        v.push(jid.len() as u8);
+        v.extend_from_slice(jid.as_bytes());
+        if let Some(offer) = offer {
+            v.extend_from_slice(&offer.bits().to_be_bytes());
+        }
+        v.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        v.extend_from_slice(&bytes);
+        let sum = fnv1a(&v);
+        v.extend_from_slice(&sum.to_be_bytes());
+        v
+    }
+
+    #[test]
+    fn earlier_format_records_read_as_what_they_held() {
+        let v1 = decode(&earlier(b"XSC1", None), "alice@example.test").unwrap();
+        assert_eq!(v1.scram, entry().scram);
+        assert_eq!(v1.offer, None);
+        let offer = MechanismSet::from_names(["SCRAM-SHA-1", "PLAIN"]);
+        let v2 = decode(&earlier(b"XSC2", Some(offer)), "alice@example.test").unwrap();
+        assert_eq!(v2.scram, entry().scram);
+        assert_eq!(v2.offer, Some(offer));
     }
 
     #[test]
@@ -279,9 +300,15 @@ mod tests {
         let mut store = NorFlashStore::new(Flash([0xff; 4096]), 1024, 1024);
         assert!(store.load("alice@example.test").is_none());
         store.save("alice@example.test", &entry()).unwrap();
-        let other = CachedLogin {
-            entry: ScramCacheEntry::from_password(ScramHash::Sha1, "pencil", b"other", 64),
-            offer: MechanismSet::from_names(["PLAIN"]),
+        let other = LoginMemory {
+            scram: Some(ScramCacheEntry::from_password(
+                ScramHash::Sha1,
+                "pencil",
+                b"other",
+                64,
+            )),
+            offer: Some(MechanismSet::from_names(["PLAIN"])),
+            ..LoginMemory::default()
         };
         store.save("alice@example.test", &other).unwrap();
         assert_eq!(store.load("alice@example.test"), Some(other));

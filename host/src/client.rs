@@ -293,7 +293,7 @@ pub async fn login_typed(
 /// Direct TLS (XEP-0368) over `transport` (a fresh TCP connection): the TLS handshake at
 /// once (SNI the JID's domain, ALPN `xmpp-client`, the same certificate policy as after
 /// STARTTLS), then SASL and binding on the protected stream, `<auth/>` right behind the
-/// first header when [`Login::pipeline_mechanism`] or [`Login::pipeline_offer`] names one.
+/// first header when [`Login::pipeline_mechanism`] or the offer kept in [`Login::memory`] names one.
 pub async fn login_direct_tls(
     transport: Transport,
     login: &Login,
