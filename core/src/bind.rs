@@ -1,11 +1,11 @@
 //! Resource binding (RFC 6120 §7): the `<bind/>` request and its result, both roles.
 
-use alloc::format;
 use alloc::string::String;
 
 use crate::jid::Jid;
 use crate::stream::features::NS_BIND;
 use crate::xml::escape::{escape_attr, escape_text};
+use crate::Error;
 
 /// The id of our bind request.
 pub const REQUEST_ID: &str = "bind_1";
@@ -74,12 +74,12 @@ pub fn parse_request(node: roxmltree::Node<'_, '_>) -> Option<(String, Option<St
     Some((String::from(node.attribute("id").unwrap_or("")), resource))
 }
 
-/// The answer to our request: `Ok(full JID)` or `Err(condition)`. `None` if `node` is not
-/// the answer to [`REQUEST_ID`].
+/// The answer to our request: `Ok(full JID)`, or [`Error::Bind`] with the condition.
+/// `None` if `node` is not the answer to [`REQUEST_ID`].
 ///
 /// The `<jid/>` of a result must be a full JID (§7.6.1, RFC 7622): one that [`Jid::parse`]
-/// refuses, or one without a resourcepart, is an `Err` saying why.
-pub fn parse_response(node: roxmltree::Node<'_, '_>) -> Option<Result<Jid, String>> {
+/// refuses, or one without a resourcepart, is [`Error::BoundJid`] with the rule it breaks.
+pub fn parse_response(node: roxmltree::Node<'_, '_>) -> Option<Result<Jid, Error>> {
     if node.tag_name().name() != "iq" || node.attribute("id") != Some(REQUEST_ID) {
         return None;
     }
@@ -90,11 +90,11 @@ pub fn parse_response(node: roxmltree::Node<'_, '_>) -> Option<Result<Jid, Strin
                 .and_then(|j| j.text())
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
-                .ok_or_else(|| String::from("result without a JID"))
+                .ok_or_else(|| Error::Bind(String::from("result without a JID")))
                 .and_then(|t| {
                     Jid::parse(t)
                         .and_then(Jid::require_resource)
-                        .map_err(|e| format!("the result's JID is not a full JID: {e}"))
+                        .map_err(Error::BoundJid)
                 }),
         ),
         Some("error") => {
@@ -104,7 +104,7 @@ pub fn parse_response(node: roxmltree::Node<'_, '_>) -> Option<Result<Jid, Strin
                 .and_then(|e| e.children().find(|c| c.is_element()))
                 .map(|c| String::from(c.tag_name().name()))
                 .unwrap_or_else(|| String::from("undefined-condition"));
-            Some(Err(condition))
+            Some(Err(Error::Bind(condition)))
         }
         _ => None,
     }

@@ -713,7 +713,7 @@ impl ExpectBindResult {
                 cx.outbox.step(Step::Bound);
                 Ok(cx.negotiated(self.features, self.stream_id, Some(jid.into_string())))
             }
-            Some(Err(condition)) => Err(cx.close(Error::Bind(condition))),
+            Some(Err(error)) => Err(cx.close(error)),
             None => Err(unexpected("the bind result", node)),
         }
     }

@@ -45,6 +45,7 @@ pub const MAX_LABEL_BYTES: usize = 63;
 
 /// Which part of a JID an error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Part {
     /// The localpart, before `@` (RFC 7622 §3.3).
     Local,
@@ -66,6 +67,7 @@ impl fmt::Display for Part {
 
 /// Why a domainpart is not a domain (RFC 7622 §3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum DomainError {
     /// An empty label: `a..b`, a leading dot, or two trailing dots.
@@ -104,6 +106,7 @@ impl fmt::Display for DomainError {
 
 /// A string that is not a JID, or not the kind of JID needed (RFC 7622).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum JidError {
     /// `@` with nothing before it (§3.3: a localpart is 1 to 1023 bytes).

@@ -765,7 +765,7 @@ fn rfc6120_7_6_1_the_bind_result_must_be_a_full_jid() {
         ("juliet@exa mple.com/balcony", "domainpart is not a domain"),
     ] {
         match client_bound_with(jid) {
-            Err(Error::Bind(e)) => assert!(e.contains(why), "{jid}: {e}"),
+            Err(Error::BoundJid(e)) => assert!(e.to_string().contains(why), "{jid}: {e}"),
             other => panic!("{jid}: {other:?}"),
         }
     }

@@ -81,6 +81,9 @@ pub enum Error {
     SaslAfterSuccess,
     /// Resource binding failed (§7.6.2): the condition, or what was missing.
     Bind(String),
+    /// The server's bind result names an address that is not a full JID (§7.6.1, RFC
+    /// 7622): the rule it breaks.
+    BoundJid(crate::jid::JidError),
     /// A step took longer than the configured bound.
     Timeout,
     /// This side closed the stream before the negotiation finished.
@@ -119,7 +122,7 @@ impl Error {
             | Error::WrongNamespace
             | Error::SaslAfterSuccess => ErrorKind::Protocol,
             Error::Sasl(e) | Error::AuthenticationFailed { error: e, .. } => e.kind(),
-            Error::Bind(_) => ErrorKind::Bind,
+            Error::Bind(_) | Error::BoundJid(_) => ErrorKind::Bind,
             Error::Aborted => ErrorKind::Aborted,
             Error::ElementSkipped { .. } => ErrorKind::Limit,
         }
@@ -302,6 +305,10 @@ impl fmt::Display for Error {
             Error::Bind(e) => write!(
                 f,
                 "resource binding failed: {e}; try another resource, or let the server choose one"
+            ),
+            Error::BoundJid(e) => write!(
+                f,
+                "the server bound an address that is not a full JID ({e}); report it to its operator"
             ),
             Error::Timeout => f.write_str(
                 "the peer did not answer in time; check the network and the server, then retry",

@@ -84,9 +84,10 @@ fn variant(e: &Error) -> usize {
         Error::Timeout => 21,
         Error::Aborted => 22,
         Error::ElementSkipped { .. } => 23,
+        Error::BoundJid(_) => 24,
     }
 }
-const ERROR_VARIANTS: usize = 24;
+const ERROR_VARIANTS: usize = 25;
 
 fn tls_variant(e: &TlsError) -> usize {
     match e {
@@ -281,6 +282,10 @@ fn errors() -> Vec<(Error, ErrorKind)> {
         ),
         (Error::SaslAfterSuccess, ErrorKind::Protocol),
         (Error::Bind("conflict".into()), ErrorKind::Bind),
+        (
+            Error::BoundJid(crate::jid::JidError::MissingResource),
+            ErrorKind::Bind,
+        ),
         (Error::Timeout, ErrorKind::Transport),
         (Error::Aborted, ErrorKind::Aborted),
         (
