@@ -489,11 +489,7 @@ impl ExpectFeaturesAfterSasl {
             // §7.1: no resource binding between servers.
             return Ok(cx.negotiated(features, self.stream_id, None));
         }
-        if !features.bind {
-            return Err(cx.close(Error::Bind(String::from(
-                "the server did not offer binding",
-            ))));
-        }
+        bind_offered(cx, &features)?;
         let request = bind::request(sasl.resource.as_deref());
         cx.outbox
             .send(&stanza::qualified(&request, cx.config.framing));
@@ -510,19 +506,28 @@ impl ExpectFeaturesAfterPipelinedBind {
         cx: &mut Context<'_, R>,
         features: StreamFeatures,
     ) -> Result<State, Error> {
-        if features.mechanisms.is_some() {
-            return Err(cx.close(Error::SaslAfterSuccess));
-        }
-        if !features.bind {
-            return Err(cx.close(Error::Bind(String::from(
-                "the server did not offer binding",
-            ))));
-        }
+        bind_offered(cx, &features)?;
         Ok(State::BindResult(ExpectBindResult {
             stream_id: self.stream_id,
             features,
         }))
     }
+}
+
+/// §6.4.6, §7: the authenticated stream offers binding, and never SASL again.
+fn bind_offered<R: RngCore + CryptoRng>(
+    cx: &mut Context<'_, R>,
+    features: &StreamFeatures,
+) -> Result<(), Error> {
+    if features.mechanisms.is_some() {
+        return Err(cx.close(Error::SaslAfterSuccess));
+    }
+    if !features.bind {
+        return Err(cx.close(Error::Bind(String::from(
+            "the server did not offer binding",
+        ))));
+    }
+    Ok(())
 }
 
 impl ExpectProceed {
