@@ -42,7 +42,6 @@ pub mod sasl;
 pub mod stanza;
 pub mod starttls;
 pub mod stream;
-pub mod tls_records;
 pub mod transcript;
 pub mod trust;
 pub mod xml;
