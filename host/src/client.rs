@@ -1,6 +1,7 @@
 //! The initiating entity as `demo` and `connect` (and the interop suites) run it: TCP with
 //! Nagle off, STARTTLS or Direct TLS (XEP-0368) with rustls and the XMPP certificate
-//! policy, SASL, binding; then the stanza phase through a [`Session`].
+//! policy, SASL, binding; then the bound stream through the library's
+//! [`BoundStream`].
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -9,9 +10,7 @@ use embedded_io_adapters::tokio_1::FromTokio;
 use rustls::RootCertStore;
 use tokio::net::TcpStream;
 use xmpp_handshake_core::connection::{Connection, ConnectionOptions, Timeouts};
-use xmpp_handshake_core::driver::{
-    negotiate_session, Clock as _, Observer as _, Session, TlsUpgrade as _,
-};
+use xmpp_handshake_core::driver::{self, Clock as _, MaybeTls, Observer as _, TlsUpgrade as _};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
 use xmpp_handshake_core::login::LoginMemory;
 use xmpp_handshake_core::sasl::{Credentials, Mechanism, SaslPolicy};
@@ -20,6 +19,7 @@ use xmpp_handshake_core::trust::{
     CertificatePolicy, FirstUse, NoPins, PinStore, ReferenceIdentity,
 };
 use xmpp_handshake_core::{Error, Jid};
+use xmpp_handshake_tokio::BoundStream;
 
 use crate::clock::TokioClock;
 use crate::direct_tls::{self, Stream};
@@ -33,11 +33,12 @@ use crate::upgrade::RustlsClient;
 pub type DirectTls = tokio_rustls::client::TlsStream<TcpStream>;
 /// The transport a negotiation starts on: TCP (STARTTLS follows) or Direct TLS.
 pub type Transport = FromTokio<Stream<DirectTls>>;
-/// The transport after STARTTLS.
-pub type Protected = FromTokio<tokio_rustls::client::TlsStream<Stream<DirectTls>>>;
 /// A negotiated client stream.
-pub type ClientSession =
-    Session<Transport, Protected, InitiatingEntity<rand_core::OsRng>, TokioClock>;
+pub type ClientSession = BoundStream;
+
+/// Received stanzas held for the caller at most (past it the stream ends with
+/// `<resource-constraint/>`, nothing is dropped).
+const RECEIVE_QUEUE: usize = 1024;
 
 /// The connection options of the CLI's clients: the callers bound the whole login with
 /// their own `--timeout` (which includes the TCP connect), so the core's negotiation
@@ -351,9 +352,9 @@ async fn bound(
     transcript: &mut Transcript,
     started: Instant,
 ) -> Result<LoggedIn, Error> {
-    let session = negotiate_session(transport, tls, connection, transcript, TokioClock).await?;
+    let session = negotiate(transport, tls, connection, transcript).await?;
     let jid = session
-        .outcome
+        .outcome()
         .jid
         .clone()
         .ok_or_else(|| Error::Bind("negotiation ended without a bound resource".into()))?;
@@ -364,8 +365,20 @@ async fn bound(
     })
 }
 
+/// Negotiates `connection` over `transport`, then runs its bound stream.
+async fn negotiate(
+    transport: Transport,
+    tls: &mut Recording<RustlsClient>,
+    mut connection: Connection<InitiatingEntity<rand_core::OsRng>>,
+    transcript: &mut Transcript,
+) -> Result<ClientSession, Error> {
+    let mut io = MaybeTls::Plain(transport);
+    let outcome = driver::negotiate(&mut io, tls, &mut connection, transcript, &TokioClock).await?;
+    BoundStream::spawn(io, connection, outcome, RECEIVE_QUEUE).map_err(|_| Error::ConnectionClosed)
+}
+
 /// Runs `config` (e.g. an S2S initiating entity without SASL) to the end of its
-/// negotiation and returns the session (the caller reads `session.outcome`).
+/// negotiation and returns the session (the caller reads `session.outcome()`).
 pub async fn negotiate_with(
     transport: Transport,
     config: InitiatorConfig,
@@ -379,7 +392,7 @@ pub async fn negotiate_with(
         own_certificate: None,
     };
     let connection = Connection::initiate(config, rand_core::OsRng, options(), TokioClock.now());
-    negotiate_session(transport, &mut tls, connection, transcript, TokioClock).await
+    negotiate(transport, &mut tls, connection, transcript).await
 }
 
 /// Sends `stanza`, recording it.
@@ -389,7 +402,10 @@ pub async fn send(
     stanza: &str,
 ) -> Result<(), Failure> {
     transcript.stanza_sent(stanza);
-    session.send(stanza).await.map_err(|e| exit::from_core(&e))
+    session
+        .send(stanza)
+        .await
+        .map_err(|e| exit::from_library(&e))
 }
 
 /// The next element, recording it; `None` when the server closed the stream.
@@ -397,10 +413,10 @@ pub async fn receive(
     session: &mut ClientSession,
     transcript: &mut Transcript,
 ) -> Result<Option<String>, Failure> {
-    match session.next_element().await {
-        Ok(Some(e)) => {
-            transcript.stanza_received(&e);
-            Ok(Some(e))
+    match session.next_stanza().await {
+        Ok(Some(stanza)) => {
+            transcript.stanza_received(stanza.raw());
+            Ok(Some(stanza.raw().to_string()))
         }
         Ok(None) => {
             transcript.stanza_received("</stream:stream>");
