@@ -23,12 +23,7 @@
 //! [`Event::Negotiated`] the connection carries the bound stream (§8) with the same framer,
 //! so nothing received is lost at the switch.
 
-mod event;
-mod negotiator;
-
-pub use event::{Closed, Event, Outcome, Stanza, Step, TlsInfo};
-pub use negotiator::Negotiator;
-pub(crate) use negotiator::Outbox;
+pub use crate::negotiation::{Closed, Event, Negotiator, Outcome, Stanza, Step, TlsInfo};
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -672,7 +667,7 @@ impl<M: Negotiator> Connection<M> {
                 // §4.9: a stream error the peer sent ends the stream; one we must send for
                 // a broken element too.
                 Ok(Received::Element(wrapped)) => {
-                    match wrapped.parse(crate::initiator::received_stream_error) {
+                    match wrapped.parse(crate::negotiation::received_stream_error) {
                         Ok(None) => self.events.push_back(Event::Stanza(Stanza(wrapped))),
                         Ok(Some(received)) => {
                             self.transmits.clear();
