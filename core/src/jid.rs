@@ -512,11 +512,11 @@ fn check_label(label: &str) -> Result<(), DomainError> {
     Ok(())
 }
 
-/// With `idna`: the U-labels must convert to A-labels (UTS #46, the conversion
-/// [`crate::trust::ReferenceIdentity`] applies).
+/// With `idna`: the U-labels must convert to A-labels (UTS #46 with the STD3 and DNS length
+/// rules, the conversion [`crate::trust::ReferenceIdentity`] applies).
 #[cfg(feature = "idna")]
 fn check_idn(domain: &str) -> Result<(), DomainError> {
-    crate::trust::name::normalize_reference(domain)
+    idna::domain_to_ascii_strict(domain)
         .map(drop)
         .map_err(|_| DomainError::InvalidIdn)
 }
@@ -931,6 +931,21 @@ mod tests {
             err("juliet@\u{301}a.example"),
             JidError::InvalidDomain(DomainError::InvalidIdn)
         );
+        // The same verdict as the certificate policy's reference identity, whose A-labels
+        // a connection to this domain checks the certificate against.
+        let long_label = alloc::format!("{}ü.example", "a".repeat(62));
+        for domain in [
+            "bücher.example",
+            "\u{301}a.example",
+            "xn--bcher-kva.example",
+            "münchen.example",
+            long_label.as_str(),
+            "ex\u{200d}ample.example",
+        ] {
+            let jid = Jid::parse(&alloc::format!("juliet@{domain}")).is_ok();
+            let reference = crate::trust::ReferenceIdentity::client_to_server(domain).is_ok();
+            assert_eq!(jid, reference, "{domain}");
+        }
     }
 
     #[test]
