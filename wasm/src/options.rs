@@ -118,7 +118,8 @@ pub fn parse(options: &JsValue) -> Result<Options, Failure> {
         Some("tunnel") => Mode::Tunnel,
         other => {
             return Err(Failure::config(format!(
-                "mode must be \"websocket\" or \"tunnel\", not {other:?}"
+                "mode must be \"websocket\" or \"tunnel\", not \"{}\"",
+                other.unwrap_or_default()
             )))
         }
     };
@@ -157,7 +158,7 @@ pub fn parse(options: &JsValue) -> Result<Options, Failure> {
         Some("required") => CbPolicy::Required,
         Some(other) => {
             return Err(Failure::config(format!(
-                "channelBinding must be \"when-offered\", \"off\" or \"required\", not {other:?}"
+                "channelBinding must be \"when-offered\", \"off\" or \"required\", not \"{other}\""
             )))
         }
     };
@@ -197,8 +198,8 @@ pub fn parse(options: &JsValue) -> Result<Options, Failure> {
 
 /// `ws://` only to loopback; returns whether the URL is `wss://`.
 pub fn check_url(url: &str) -> Result<bool, Failure> {
-    let parsed =
-        web_sys::Url::new(url).map_err(|_| Failure::config(format!("url {url:?} is not a URL")))?;
+    let parsed = web_sys::Url::new(url)
+        .map_err(|_| Failure::config(format!("url \"{url}\" is not a URL")))?;
     match parsed.protocol().as_str() {
         "wss:" => Ok(true),
         "ws:" if is_loopback(&parsed.hostname()) => Ok(false),
@@ -229,7 +230,7 @@ fn account(jid: &str) -> Result<Jid, Failure> {
     Jid::parse(jid)
         .and_then(Jid::require_local)
         .map(|jid| jid.bare())
-        .map_err(|e| Failure::config(format!("jid must be user@domain, not {jid:?}: {e}")))
+        .map_err(|e| Failure::config(format!("jid must be user@domain, not \"{jid}\": {e}")))
 }
 
 /// The DER certificates of every `CERTIFICATE` block in `pem`.
