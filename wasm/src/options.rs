@@ -219,9 +219,22 @@ pub fn is_loopback(host: &str) -> bool {
     host == "localhost"
         || host.ends_with(".localhost")
         || host == "[::1]"
-        || host
-            .parse::<core::net::Ipv4Addr>()
-            .is_ok_and(|ip| ip.is_loopback())
+        || is_ipv4_loopback(&host)
+}
+
+/// A dotted-decimal IPv4 address in 127.0.0.0/8 (the URL parser prints IPv4 hosts so:
+/// four decimal numbers up to 255, no leading zeros). By hand: `core::net`'s parser is
+/// ~3 KB of the package.
+fn is_ipv4_loopback(host: &str) -> bool {
+    let octets: Vec<&str> = host.split('.').collect();
+    octets.len() == 4
+        && octets[0] == "127"
+        && octets.iter().all(|o| {
+            (1..=3).contains(&o.len())
+                && o.bytes().all(|b| b.is_ascii_digit())
+                && !(o.len() > 1 && o.starts_with('0'))
+                && o.parse::<u8>().is_ok()
+        })
 }
 
 /// The bare JID of `jid`, which must be `user@domain` (RFC 7622, parsed by core's [`Jid`]);
