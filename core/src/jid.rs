@@ -548,7 +548,7 @@ fn push_canonical_domain(out: &mut String, domain: &str) {
 /// The eight groups of an IPv6 address in RFC 4291 §2.2 text form (`x:x:x:x:x:x:x:x`, one
 /// `::`, a trailing dotted IPv4 address). Written here rather than with `core::net`, whose
 /// parser and RFC 5952 printer (~3 KB on Cortex-M) every firmware image would carry.
-fn ipv6_groups(text: &str) -> Option<[u16; 8]> {
+pub(crate) fn ipv6_groups(text: &str) -> Option<[u16; 8]> {
     fn hex_groups(part: &str, out: &mut heapless::Vec<u16, 8>) -> Option<()> {
         if part.is_empty() {
             return Some(());
@@ -556,18 +556,7 @@ fn ipv6_groups(text: &str) -> Option<[u16; 8]> {
         let mut fields = part.split(':').peekable();
         while let Some(field) = fields.next() {
             if fields.peek().is_none() && field.contains('.') {
-                let mut v4 = [0u8; 4];
-                let mut octets = field.split('.');
-                for octet in &mut v4 {
-                    let o = octets.next()?;
-                    if o.is_empty() || o.len() > 3 || (o.len() > 1 && o.starts_with('0')) {
-                        return None;
-                    }
-                    *octet = o.parse().ok()?;
-                }
-                if octets.next().is_some() {
-                    return None;
-                }
+                let v4 = ipv4_octets(field)?;
                 out.push(u16::from_be_bytes([v4[0], v4[1]])).ok()?;
                 out.push(u16::from_be_bytes([v4[2], v4[3]])).ok()?;
             } else {
@@ -612,6 +601,28 @@ fn ipv6_groups(text: &str) -> Option<[u16; 8]> {
     groups[..head.len()].copy_from_slice(&head);
     groups[8 - tail.len()..].copy_from_slice(&tail);
     Some(groups)
+}
+
+/// The four octets of a dotted-decimal IPv4 address (`192.0.2.1`: four decimal numbers up
+/// to 255, no leading zeros), as `core::net::Ipv4Addr` parses it, without its parser.
+pub(crate) fn ipv4_octets(text: &str) -> Option<[u8; 4]> {
+    let mut v4 = [0u8; 4];
+    let mut octets = text.split('.');
+    for octet in &mut v4 {
+        let o = octets.next()?;
+        if o.is_empty()
+            || o.len() > 3
+            || (o.len() > 1 && o.starts_with('0'))
+            || !o.bytes().all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        *octet = o.parse().ok()?;
+    }
+    if octets.next().is_some() {
+        return None;
+    }
+    Some(v4)
 }
 
 /// RFC 5952 §4: lowercase hex without leading zeros, the first longest run of two or more
@@ -876,6 +887,45 @@ mod tests {
             assert_eq!(ipv6_groups(bad), None, "{bad}");
             assert!(
                 bad.parse::<core::net::Ipv6Addr>().is_err(),
+                "{bad} (core::net agrees)"
+            );
+        }
+    }
+
+    #[test]
+    fn ipv4_octets_agree_with_core_net() {
+        for text in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "192.0.2.1",
+            "255.255.255.255",
+            "10.0.10.100",
+        ] {
+            let theirs: core::net::Ipv4Addr = text.parse().unwrap();
+            assert_eq!(ipv4_octets(text), Some(theirs.octets()), "{text}");
+        }
+        for bad in [
+            "",
+            "1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1.2.3.",
+            ".1.2.3",
+            "1..2.3",
+            "256.1.1.1",
+            "1.2.3.1000",
+            "01.2.3.4",
+            "1.2.3.00",
+            "+1.2.3.4",
+            "1.2.3.-4",
+            "1.2.3.4 ",
+            "a.b.c.d",
+            "0x7f.0.0.1",
+            "::1",
+        ] {
+            assert_eq!(ipv4_octets(bad), None, "{bad}");
+            assert!(
+                bad.parse::<core::net::Ipv4Addr>().is_err(),
                 "{bad} (core::net agrees)"
             );
         }
