@@ -16,7 +16,7 @@ use xmpp_handshake_core::login::LoginMemory;
 use xmpp_handshake_core::sasl::{Credentials, Mechanism, SaslPolicy};
 use xmpp_handshake_core::starttls::TlsPolicy;
 use xmpp_handshake_core::trust::{
-    CertificatePolicy, FirstUse, NoPins, PinStore, ReferenceIdentity,
+    CertError, CertificatePolicy, FirstUse, NoPins, PinStore, ReferenceIdentity, Verdict,
 };
 use xmpp_handshake_core::{Error, Jid};
 use xmpp_handshake_tokio::BoundStream;
@@ -213,6 +213,12 @@ impl ClientTrust {
         })
     }
 
+    /// The verifier's verdict on the last certificate it checked (with the reason of a
+    /// refusal), `None` before any.
+    pub fn last_verdict(&self) -> Option<Result<Verdict, CertError>> {
+        self.verifier.last_verdict()
+    }
+
     /// The same verifier, TLS 1.2 only (to see what a server offers there, e.g. `-PLUS`
     /// with `tls-unique`).
     pub fn tls12_only(&self) -> Result<Self, Failure> {
@@ -227,13 +233,6 @@ impl ClientTrust {
             verifier: self.verifier.clone(),
             config: Arc::new(config),
         })
-    }
-
-    /// The same, offering ALPN `xmpp-client` (Direct TLS, XEP-0368 §3).
-    fn direct_tls_config(&self) -> Arc<rustls::ClientConfig> {
-        let mut config = (*self.config).clone();
-        config.alpn_protocols = vec![direct_tls::ALPN_CLIENT.to_vec()];
-        Arc::new(config)
     }
 }
 
@@ -317,22 +316,48 @@ pub async fn login_direct_tls_typed(
     transcript: &mut Transcript,
 ) -> Result<LoggedIn, Error> {
     let started = Instant::now();
+    let session = negotiate_direct_tls(
+        transport,
+        login.config(),
+        trust,
+        direct_tls::ALPN_CLIENT,
+        tls_cell,
+        transcript,
+    )
+    .await?;
+    logged_in(session, started)
+}
+
+/// Direct TLS (XEP-0368) over `transport` (a fresh TCP connection) with ALPN `alpn`
+/// (`xmpp-client`, or `xmpp-server` for S2S): the TLS handshake at once (SNI the
+/// configured domain, the same certificate policy as after STARTTLS), then the negotiation
+/// of `config` on the protected stream. A failed handshake is [`Error::Tls`] (the
+/// certificate policy's refusal inside it) with nothing sent but the ClientHello.
+pub async fn negotiate_direct_tls(
+    transport: Transport,
+    mut config: InitiatorConfig,
+    trust: &ClientTrust,
+    alpn: &[u8],
+    tls_cell: TlsCell,
+    transcript: &mut Transcript,
+) -> Result<ClientSession, Error> {
     let Stream::Tcp(tcp) = transport.into_inner() else {
         return Err(Error::StartTlsAfterTls);
     };
+    let mut direct_config = (*trust.config).clone();
+    direct_config.alpn_protocols = vec![alpn.to_vec()];
     let mut direct = Recording {
-        inner: RustlsClient::new(trust.direct_tls_config()),
+        inner: RustlsClient::new(Arc::new(direct_config)),
         cell: tls_cell.clone(),
         own_certificate: None,
     };
     let stream = direct
-        .upgrade(FromTokio::new(tcp), login.domain())
+        .upgrade(FromTokio::new(tcp), &config.domain)
         .await
         .map_err(|e| Error::Tls(crate::upgrade::classify(e)))?;
     let info = direct.tls_info(&stream);
     transcript.tls_established();
     let transport = FromTokio::new(Stream::Tls(Box::new(stream.into_inner())));
-    let mut config = login.config();
     config.secure_transport = true;
     let connection =
         Connection::initiate_with_tls(config, rand_core::OsRng, info, options(), TokioClock.now());
@@ -342,7 +367,7 @@ pub async fn login_direct_tls_typed(
         cell: tls_cell,
         own_certificate: None,
     };
-    bound(transport, &mut tls, connection, transcript, started).await
+    negotiate(transport, &mut tls, connection, transcript).await
 }
 
 async fn bound(
@@ -353,6 +378,11 @@ async fn bound(
     started: Instant,
 ) -> Result<LoggedIn, Error> {
     let session = negotiate(transport, tls, connection, transcript).await?;
+    logged_in(session, started)
+}
+
+/// The bound session, with the JID the server bound.
+fn logged_in(session: ClientSession, started: Instant) -> Result<LoggedIn, Error> {
     let jid = session
         .outcome()
         .jid
