@@ -199,13 +199,6 @@ mod tests {
             (Error::Bind("conflict".into()), Protocol),
             (Error::Timeout, Protocol),
             (Error::Aborted, Protocol),
-            (
-                Error::ElementSkipped {
-                    cost: 2,
-                    allowed: 1,
-                },
-                Protocol,
-            ),
         ];
         for (error, code) in cases {
             assert_eq!(code_for(&error), code, "{error:?}");

@@ -548,6 +548,9 @@ fn firmware_app_heap_per_element_stays_under_its_bound() {
             bob.send(&stanza::message(&device, &body, Some("over")))
                 .await
                 .unwrap();
+            // Sent once Prosody closed our stream in answer to ours: the runtime ends with
+            // this block, and bob's stream with it.
+            bob.close().await.expect("bob's stream closes cleanly");
         });
         app.wait_for("bound as alice@xmpp.test/", 2, Duration::from_secs(60))?;
         let after = peak_after(app, 2)?;

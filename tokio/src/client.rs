@@ -1,7 +1,7 @@
 //! The front door for a tokio program: [`Client::connect`] resolves the JID's domain,
 //! connects, negotiates STARTTLS or Direct TLS with rustls and the XMPP certificate policy,
 //! authenticates and binds a resource; the bound stream's stanzas then come as an async
-//! [`Stream`], [`Client::send`] sends, [`Client::close`] closes (RFC 6120 §4.4).
+//! [`Stream`], [`BoundStream::send`](crate::BoundStream::send) sends, [`Client::close`] closes (RFC 6120 §4.4).
 //!
 //! Every protocol rule and timer is the core's [`Connection`]; a task runs it with
 //! [`driver::run`], waiting on the socket, the application's commands and the timers

@@ -1,7 +1,7 @@
 //! The receiving role for a tokio program: a [`Listener`] accepts TCP connections, and each
 //! [`Incoming`] negotiates as RFC 6120's receiving entity (STARTTLS, or Direct TLS from the
 //! first byte, XEP-0368; SASL against a [`CredentialStore`]; resource binding) into a
-//! [`Peer`]: the client's bound stream, its stanzas as an async [`Stream`], [`Peer::send`]
+//! [`Peer`]: the client's bound stream, its stanzas as an async [`Stream`], [`BoundStream::send`](crate::BoundStream::send)
 //! and [`Peer::close`] as on a [`crate::Client`].
 
 use std::io;

@@ -45,8 +45,6 @@ pub enum ErrorKind {
     /// The configuration cannot work: missing credentials, a mechanism this build lacks,
     /// a TLS backend set up wrong. Fix the configuration; retrying will not help.
     Config,
-    /// A configured bound was hit: an element too costly to parse was skipped (§13.12).
-    Limit,
     /// This side closed the stream before the negotiation finished.
     Aborted,
 }
@@ -66,7 +64,6 @@ impl ErrorKind {
             ErrorKind::Transport => "transport",
             ErrorKind::Policy => "policy",
             ErrorKind::Config => "config",
-            ErrorKind::Limit => "limit",
             ErrorKind::Aborted => "aborted",
         }
     }

@@ -88,15 +88,6 @@ pub enum Error {
     Timeout,
     /// This side closed the stream before the negotiation finished.
     Aborted,
-    /// In the stanza phase ([`crate::driver::Session`]): the peer sent an element whose
-    /// parse would need more heap than `Limits::max_parse_bytes` allows (§13.12). It was
-    /// skipped unparsed (an IQ in it goes unanswered, §8.2.3); the session goes on.
-    ElementSkipped {
-        /// What [`crate::xml::element::parse_cost`] bounds its parse at, in bytes.
-        cost: usize,
-        /// `Limits::max_parse_bytes`.
-        allowed: usize,
-    },
 }
 
 impl Error {
@@ -124,7 +115,6 @@ impl Error {
             Error::Sasl(e) | Error::AuthenticationFailed { error: e, .. } => e.kind(),
             Error::Bind(_) | Error::BoundJid(_) => ErrorKind::Bind,
             Error::Aborted => ErrorKind::Aborted,
-            Error::ElementSkipped { .. } => ErrorKind::Limit,
         }
     }
 
@@ -315,10 +305,6 @@ impl fmt::Display for Error {
             ),
             Error::Aborted => f.write_str(
                 "closed by this side before the negotiation finished; nothing to do unless that was not meant",
-            ),
-            Error::ElementSkipped { cost, allowed } => write!(
-                f,
-                "skipped an element that could take {cost} bytes to parse (more than the {allowed} allowed); raise Limits::max_parse_bytes if the peer is trusted to send such elements"
             ),
         }
     }

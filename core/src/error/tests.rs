@@ -83,11 +83,10 @@ fn variant(e: &Error) -> usize {
         Error::Bind(_) => 20,
         Error::Timeout => 21,
         Error::Aborted => 22,
-        Error::ElementSkipped { .. } => 23,
-        Error::BoundJid(_) => 24,
+        Error::BoundJid(_) => 23,
     }
 }
-const ERROR_VARIANTS: usize = 25;
+const ERROR_VARIANTS: usize = 24;
 
 fn tls_variant(e: &TlsError) -> usize {
     match e {
@@ -288,13 +287,6 @@ fn errors() -> Vec<(Error, ErrorKind)> {
         ),
         (Error::Timeout, ErrorKind::Transport),
         (Error::Aborted, ErrorKind::Aborted),
-        (
-            Error::ElementSkipped {
-                cost: 9000,
-                allowed: 4096,
-            },
-            ErrorKind::Limit,
-        ),
     ]
 }
 
@@ -429,7 +421,6 @@ fn kinds_have_names() {
         ErrorKind::Transport,
         ErrorKind::Policy,
         ErrorKind::Config,
-        ErrorKind::Limit,
         ErrorKind::Aborted,
     ];
     let mut names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();

@@ -1,4 +1,4 @@
-//! What a [`Connection`](super::Connection) reports: negotiation steps, the request to
+//! What a [`Connection`](crate::connection::Connection) reports: negotiation steps, the request to
 //! start TLS, the outcome, received stanzas and the end of the stream.
 
 use alloc::string::String;
@@ -59,7 +59,7 @@ pub enum Event {
     /// stream now carries stanzas ([`Event::Stanza`]) and [`Connection::send_stanza`]
     /// sends them.
     ///
-    /// [`Connection::send_stanza`]: super::Connection::send_stanza
+    /// [`Connection::send_stanza`]: crate::connection::Connection::send_stanza
     Negotiated(Outcome),
     /// A top-level element of the bound stream (§8): a stanza, or another element such as
     /// an XEP-0198 ack. Already checked well-formed and not a stream error.
@@ -69,7 +69,7 @@ pub enum Event {
     /// goes on; a server ends it with [`Connection::stream_error`] and
     /// [`too_costly`](crate::xml::element::too_costly) if that is its policy.
     ///
-    /// [`Connection::stream_error`]: super::Connection::stream_error
+    /// [`Connection::stream_error`]: crate::connection::Connection::stream_error
     ElementSkipped {
         /// What [`crate::xml::element::parse_cost`] bounds its parse at, in bytes.
         cost: usize,
@@ -79,7 +79,7 @@ pub enum Event {
     /// The stream is over: send what [`Connection::poll_transmit`] still holds, then end
     /// TLS and the transport. Always the last event.
     ///
-    /// [`Connection::poll_transmit`]: super::Connection::poll_transmit
+    /// [`Connection::poll_transmit`]: crate::connection::Connection::poll_transmit
     Closed(Closed),
 }
 
@@ -169,7 +169,7 @@ pub struct Outcome {
 }
 
 /// What the TLS layer tells the connection once the handshake is done
-/// ([`Connection::handle_tls_established`](super::Connection::handle_tls_established)).
+/// ([`Connection::handle_tls_established`](crate::connection::Connection::handle_tls_established)).
 #[derive(Debug, Clone, Default)]
 pub struct TlsInfo {
     /// The protocol version, as on the wire (`0x0304` is TLS 1.3), when the backend says.
