@@ -278,6 +278,7 @@ mod tests {
             channel_binding: Some(CbPolicy::WhenOffered),
             fast_token: None,
             bound_before: true,
+            channel_bound: true,
         }
     }
 
