@@ -14,8 +14,9 @@
 //!    server accepts: its XEP-0440 list when it sent one, otherwise any type. With
 //!    [`CbPolicy::WhenOffered`] and no XEP-0440 list, `-PLUS` is preferred even though some
 //!    servers (ejabberd 23.01 on TLS 1.3) offer it and then fail it; that failure is reported
-//!    as [`SaslError::ChannelBindingRejected`] and never turned into a silent retry (see the
-//!    [module docs](super)).
+//!    as [`SaslError::ChannelBindingRejected`] and never turned into a silent retry here (see
+//!    the [module docs](super); a caller with a per-server memory may retry once with
+//!    [`CbPolicy::RetryUnbound`]).
 //! 5. For SCRAM without `-PLUS` the gs2 flag is `y` when the client could bind but the
 //!    server offers no `-PLUS` (so a server that can bind detects the stripped offer), and `n`
 //!    otherwise (binding off, no data, or no type in common with the server).
