@@ -182,9 +182,17 @@ pub async fn run_with_password<R: SrvResolver>(
         // Same salt, other keys: the password was changed on the server (a new salt would
         // have made the core derive new keys on its own). The rest of the memory (that
         // the server bound the channel before) is kept.
-        eprintln!(
-            "xmpp-handshake: the server refused the cached SCRAM keys; trying again with the password"
-        );
+        if failure.cb_rejected.is_some() && bound_before {
+            eprintln!(
+                "xmpp-handshake: a server that bound before refused the channel binding; \
+                 trying once more, still bound, with the password (the cached SCRAM keys may \
+                 be stale)"
+            );
+        } else {
+            eprintln!(
+                "xmpp-handshake: the server refused the cached SCRAM keys; trying again with the password"
+            );
+        }
         keys_dropped = true;
         if let Some(memory) = &mut login.memory {
             memory.scram = None;

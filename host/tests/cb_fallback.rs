@@ -109,8 +109,14 @@ async fn a_server_that_bound_before_and_refuses_now_fails_loudly() {
     assert!(!stderr.contains(RETRIED_UNBOUND), "{stderr}");
     assert_eq!(s.channel_bound(), Some(true));
 
+    // Cached keys from the first login: the password is tried once more, still bound (stale
+    // keys are refused the same way), then the loud failure.
     let (code, stderr) = s.connect(&[]).await;
     assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("still bound, with the password"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("channel binding refused by a server that bound before"),
         "{stderr}"
@@ -120,10 +126,12 @@ async fn a_server_that_bound_before_and_refuses_now_fails_loudly() {
     assert!(!stderr.contains("online as"), "{stderr}");
     assert_eq!(s.channel_bound(), Some(true), "the memory stays");
 
-    // Again: still refused (the failed connect did not weaken the memory).
+    // Again (no cached keys now): refused at once; the failed connect did not weaken the
+    // memory.
     let (code, stderr) = s.connect(&[]).await;
     assert_eq!(code, Some(3), "{stderr}");
     assert!(stderr.contains("bound before"), "{stderr}");
+    assert!(!stderr.contains("with the password"), "{stderr}");
 
     // The user's explicit override still works, and the server stays marked.
     let (code, stderr) = s.connect(&["--channel-binding", "off"]).await;
