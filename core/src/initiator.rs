@@ -229,6 +229,8 @@ struct Learned {
     mechanism: Option<Mechanism>,
     scram_cache: Option<ScramCacheEntry>,
     sasl_offer: Option<MechanismSet>,
+    /// The TLS-protected stream's features listed binding types (XEP-0440).
+    cb_types_advertised: bool,
 }
 
 struct Context<'a, R> {
@@ -418,6 +420,7 @@ impl ExpectFeaturesBeforeTls {
 /// §6.3.4: only a protected stream's offer is worth keeping for a later login.
 fn keep_offer<R>(cx: &mut Context<'_, R>, features: &StreamFeatures) {
     if cx.learned.secure {
+        cx.learned.cb_types_advertised = features.channel_binding_types.is_some();
         cx.learned.sasl_offer = features
             .mechanisms
             .as_ref()
@@ -664,7 +667,10 @@ impl ExpectSaslResult {
                 Ok(State::Restart)
             }
             Some(Ok(Received::Failure { condition, text })) => {
-                let error = self.mechanism.failure(condition);
+                let mut error = self.mechanism.failure(condition);
+                if let SaslError::ChannelBindingRejected { xep0440, .. } = &mut error {
+                    *xep0440 = cx.learned.cb_types_advertised;
+                }
                 Err(cx.close(Error::AuthenticationFailed { error, text }))
             }
             Some(Err(())) => Err(cx.abort(SaslError::IncorrectEncoding)),

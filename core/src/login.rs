@@ -12,16 +12,21 @@
 //! # Byte format ([`LoginMemory::to_bytes`], [`LoginMemory::from_bytes`])
 //!
 //! ```text
-//! version    u8   = 1
+//! version    u8   = 2 (1 is still read)
 //! flags      u8   bit 0 SCRAM entry, 1 offer, 2 mechanism, 3 channel-binding policy,
-//!                 4 FAST token, 5 bound before; bits 6 and 7 are 0
+//!                 4 FAST token, 5 bound before, 6 channel-bound before (version 2);
+//!                 bit 7 is 0 (and bit 6 in version 1)
 //! offer      u16  BE, MechanismSet::bits                    (flag 1)
 //! mechanism  u8   index in Mechanism::ALL                    (flag 2)
-//! cb policy  u8   0 required, 1 when-offered, 2 off          (flag 3)
+//! cb policy  u8   0 required, 1 when-offered, 2 off,
+//!                 3 retry-unbound (version 2)                (flag 3)
 //! SCRAM      u16  BE length, then ScramCacheEntry::to_bytes  (flag 0)
 //! FAST       u8 length, mechanism name (ASCII); u16 BE length, token;
 //!            u8 0 or 1, then the expiry as u64 BE seconds since the epoch if 1 (flag 4)
 //! ```
+//!
+//! Version 1 is version 2 without bit 6 and without policy 3: it reads as a memory of a
+//! server that never completed a channel-bound login.
 //!
 //! At most [`MAX_LEN`] bytes. Another version, a truncated or oversized input, a reserved
 //! flag, a value out of range or bytes after the end are a [`LoginMemoryError`], never a
@@ -42,7 +47,11 @@ use crate::sasl::{CbPolicy, Mechanism, MechanismSet, SaslPolicy, ScramCacheEntry
 use crate::trust::UnixTime;
 
 /// The format version [`LoginMemory::to_bytes`] writes.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
+
+/// The earlier format version [`LoginMemory::from_bytes`] still reads (no channel-bound flag,
+/// no [`CbPolicy::RetryUnbound`]).
+pub const VERSION_1: u8 = 1;
 
 /// The longest encoding [`LoginMemory::from_bytes`] reads and [`LoginMemory::to_bytes`]
 /// writes: room for a SCRAM-SHA-512 entry with a 256-byte salt and a FAST token.
@@ -60,7 +69,9 @@ const FLAG_MECHANISM: u8 = 1 << 2;
 const FLAG_CB_POLICY: u8 = 1 << 3;
 const FLAG_FAST: u8 = 1 << 4;
 const FLAG_BOUND: u8 = 1 << 5;
-const FLAGS_KNOWN: u8 = (1 << 6) - 1;
+const FLAG_CHANNEL_BOUND: u8 = 1 << 6;
+const FLAGS_KNOWN_V1: u8 = (1 << 6) - 1;
+const FLAGS_KNOWN: u8 = (1 << 7) - 1;
 
 /// A FAST token (XEP-0484): room for later, not used by the negotiation yet.
 #[derive(Clone, PartialEq, Eq)]
@@ -102,6 +113,12 @@ pub struct LoginMemory {
     /// The server bound a resource for this account before (for later: e.g. to pipeline
     /// binding only with servers known to accept it).
     pub bound_before: bool,
+    /// This server completed a channel-bound (`-PLUS`) login to this account before: like
+    /// HSTS, once set it stays set. A server that offers `-PLUS` without XEP-0440 and
+    /// refuses the binding may be retried once without binding
+    /// ([`CbPolicy::RetryUnbound`]) only while this is false; once a server has bound, a
+    /// refusal is an error (it can be an attack), never a retry.
+    pub channel_bound: bool,
 }
 
 impl fmt::Debug for LoginMemory {
@@ -113,6 +130,7 @@ impl fmt::Debug for LoginMemory {
             .field("channel_binding", &self.channel_binding)
             .field("fast_token", &self.fast_token)
             .field("bound_before", &self.bound_before)
+            .field("channel_bound", &self.channel_bound)
             .finish()
     }
 }
@@ -152,7 +170,7 @@ impl fmt::Display for LoginMemoryError {
             LoginMemoryError::UnknownVersion(v) => {
                 write!(
                     f,
-                    "the login memory is of format version {v}, not {VERSION}"
+                    "the login memory is of format version {v}, not {VERSION} or {VERSION_1}"
                 )
             }
             LoginMemoryError::Invalid(what) => write!(f, "the login memory's {what} is invalid"),
@@ -164,7 +182,12 @@ impl fmt::Display for LoginMemoryError {
 
 impl core::error::Error for LoginMemoryError {}
 
-const CB_POLICIES: [CbPolicy; 3] = [CbPolicy::Required, CbPolicy::WhenOffered, CbPolicy::Off];
+const CB_POLICIES: [CbPolicy; 4] = [
+    CbPolicy::Required,
+    CbPolicy::WhenOffered,
+    CbPolicy::Off,
+    CbPolicy::RetryUnbound,
+];
 
 /// Reads `bytes` front to back.
 struct Reader<'a>(&'a [u8]);
@@ -198,7 +221,10 @@ impl<'a> Reader<'a> {
 impl LoginMemory {
     /// What the negotiation that ended with `outcome` teaches the next login: the SCRAM
     /// keys, the post-TLS offer, the mechanism and `policy`'s channel-binding policy (the
-    /// one it was chosen under), and whether a resource was bound. No FAST token yet.
+    /// one it was chosen under), whether a resource was bound and whether the login was
+    /// channel-bound (a verified `-PLUS` mechanism). No FAST token yet. The caller keeps
+    /// [`LoginMemory::channel_bound`] of the earlier memory set
+    /// ([`LoginMemory::remembering`]).
     pub fn from_outcome(outcome: &Outcome, policy: &SaslPolicy) -> Self {
         LoginMemory {
             scram: outcome.scram_cache.clone(),
@@ -207,7 +233,17 @@ impl LoginMemory {
             channel_binding: outcome.mechanism.map(|_| policy.channel_binding),
             fast_token: None,
             bound_before: outcome.jid.is_some(),
+            channel_bound: outcome.mechanism.is_some_and(Mechanism::is_plus),
         }
+    }
+
+    /// This memory, keeping what `earlier` (the memory the login started from) knew for
+    /// good: that the server bound the channel once ([`LoginMemory::channel_bound`]), even
+    /// if this login did not bind (`--channel-binding off`).
+    #[must_use]
+    pub fn remembering(mut self, earlier: Option<&LoginMemory>) -> Self {
+        self.channel_bound |= earlier.is_some_and(|m| m.channel_bound);
+        self
     }
 
     /// The post-TLS offer the next `<auth/>` is pipelined from under `policy`: the kept
@@ -242,6 +278,7 @@ impl LoginMemory {
                 CbPolicy::Required => 0,
                 CbPolicy::WhenOffered => 1,
                 CbPolicy::Off => 2,
+                CbPolicy::RetryUnbound => 3,
             });
         }
         if let Some(entry) = &self.scram {
@@ -273,6 +310,9 @@ impl LoginMemory {
         if self.bound_before {
             flags |= FLAG_BOUND;
         }
+        if self.channel_bound {
+            flags |= FLAG_CHANNEL_BOUND;
+        }
         bounded(2 + body.len(), MAX_LEN)?;
         let mut out = Vec::with_capacity(2 + body.len());
         out.push(VERSION);
@@ -287,11 +327,13 @@ impl LoginMemory {
         bounded(bytes.len(), MAX_LEN)?;
         let mut r = Reader(bytes);
         let version = r.u8()?;
-        if version != VERSION {
-            return Err(LoginMemoryError::UnknownVersion(version));
-        }
+        let (known, policies) = match version {
+            VERSION => (FLAGS_KNOWN, CB_POLICIES.len()),
+            VERSION_1 => (FLAGS_KNOWN_V1, 3),
+            _ => return Err(LoginMemoryError::UnknownVersion(version)),
+        };
         let flags = r.u8()?;
-        if flags & !FLAGS_KNOWN != 0 {
+        if flags & !known != 0 {
             return Err(LoginMemoryError::Invalid("flags"));
         }
         let mut memory = LoginMemory::default();
@@ -307,7 +349,7 @@ impl LoginMemory {
         }
         if flags & FLAG_CB_POLICY != 0 {
             let i = usize::from(r.u8()?);
-            let cb = CB_POLICIES
+            let cb = CB_POLICIES[..policies]
                 .get(i)
                 .ok_or(LoginMemoryError::Invalid("channel-binding policy"))?;
             memory.channel_binding = Some(*cb);
@@ -348,6 +390,7 @@ impl LoginMemory {
             });
         }
         memory.bound_before = flags & FLAG_BOUND != 0;
+        memory.channel_bound = flags & FLAG_CHANNEL_BOUND != 0;
         if !r.0.is_empty() {
             return Err(LoginMemoryError::TrailingBytes);
         }

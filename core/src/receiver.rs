@@ -44,6 +44,24 @@ pub enum TlsOffer {
     None,
 }
 
+/// How the receiving entity handles channel binding: as RFC 5802 and XEP-0440 say, or, to
+/// test clients against servers seen in the wild, as those do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BindingQuirk {
+    /// `-PLUS` offered with the XEP-0440 list of binding types, the binding verified, the
+    /// gs2 flag `y` refused while `-PLUS` is offered (RFC 5802 §6).
+    #[default]
+    None,
+    /// As [`BindingQuirk::None`] but without the XEP-0440 list (servers before XEP-0440):
+    /// the binding is still verified.
+    Unadvertised,
+    /// ejabberd 23.01 on TLS 1.3: `-PLUS` offered without the XEP-0440 list, every `-PLUS`
+    /// `<auth/>` answered `not-authorized` ("Invalid channel binding"), and SCRAM with the
+    /// gs2 flag `y` accepted although `-PLUS` is offered (RFC 5802 §6 says to refuse it).
+    /// For tests only.
+    Unverifiable,
+}
+
 /// What the receiving entity is configured with.
 #[derive(Debug, Clone)]
 pub struct ReceiverConfig {
@@ -64,6 +82,8 @@ pub struct ReceiverConfig {
     pub sasl: Option<ServerOptions>,
     /// Failed authentications allowed on one stream before it is closed (§6.4.5).
     pub max_auth_failures: u32,
+    /// Channel-binding behaviour ([`BindingQuirk::None`] unless testing clients).
+    pub binding_quirk: BindingQuirk,
 }
 
 impl ReceiverConfig {
@@ -79,6 +99,7 @@ impl ReceiverConfig {
             limits: Limits::default(),
             sasl: Some(ServerOptions::default()),
             max_auth_failures: 3,
+            binding_quirk: BindingQuirk::None,
         }
     }
 
@@ -240,7 +261,10 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Context<'_, R, S> {
             let _ = write!(features, "<mechanism>{}</mechanism>", m.name());
         }
         features.push_str("</mechanisms>");
-        let types = options.channel_binding_types(secure, cb);
+        let types = match self.config.binding_quirk {
+            BindingQuirk::None => options.channel_binding_types(secure, cb),
+            BindingQuirk::Unadvertised | BindingQuirk::Unverifiable => Vec::new(),
+        };
         if !types.is_empty() {
             features.push_str("<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>");
             for t in types {
@@ -375,8 +399,23 @@ impl ExpectAuth {
             _ => return Err(cx.not_yet(node, "authentication")),
         };
         cx.outbox.step(Step::AuthStarted);
+        // BindingQuirk::Unverifiable: -PLUS refused at once; the others see an offer without
+        // -PLUS, so that `y` passes.
+        let unplussed: Vec<Mechanism>;
+        let mut offered = &self.offered[..];
+        if cx.config.binding_quirk == BindingQuirk::Unverifiable {
+            if Mechanism::from_name(&name).is_some_and(|m| m.is_plus() && offered.contains(&m)) {
+                return self.failed(
+                    cx,
+                    SaslFailure::NotAuthorized,
+                    Some("Invalid channel binding"),
+                );
+            }
+            unplussed = offered.iter().copied().filter(|m| !m.is_plus()).collect();
+            offered = &unplussed;
+        }
         let context = ServerContext {
-            offered: &self.offered,
+            offered,
             tls: cx.learned.secure,
             channel_binding: &cx.learned.tls.channel_binding,
             external_identity: cx.learned.tls.peer_identity.as_deref(),

@@ -319,6 +319,18 @@ fn pump_with_tls_info(
     writes: &mut Vec<String>,
     info: &TlsInfo,
 ) -> Result<xmpp_handshake_core::connection::Outcome, Error> {
+    pump_with_tls_infos(i, r, writes, info, info)
+}
+
+/// [`pump_with_tls_info`] with what each side's TLS layer reports (other binding data on
+/// the two sides: a man in the middle, or a server that cannot compute it).
+fn pump_with_tls_infos(
+    i: &mut InitiatingEntity<CountingRng>,
+    r: &mut ReceivingEntity<CountingRng, MemoryStore>,
+    writes: &mut Vec<String>,
+    info: &TlsInfo,
+    server_info: &TlsInfo,
+) -> Result<xmpp_handshake_core::connection::Outcome, Error> {
     for _ in 0..30 {
         let to_r = output(i);
         if !to_r.is_empty() {
@@ -335,7 +347,7 @@ fn pump_with_tls_info(
             .iter()
             .any(|e| matches!(e, Event::StartTls { .. }))
         {
-            r.tls_established(info.clone())?;
+            r.tls_established(server_info.clone())?;
         }
         for e in client_events {
             match e {
@@ -769,4 +781,93 @@ fn rfc6120_7_6_1_the_bind_result_must_be_a_full_jid() {
             other => panic!("{jid}: {other:?}"),
         }
     }
+}
+
+/// The refused binding says whether the server had advertised its types (XEP-0440): the
+/// CLI retries only when it had not. `CbPolicy::RetryUnbound` logs in to a server that
+/// refuses every binding and accepts `y` (ejabberd 23.01, `BindingQuirk::Unverifiable`), and
+/// is refused by a server that can bind (RFC 5802 §6): the retry gains an attacker nothing.
+#[test]
+fn binding_refusal_reports_xep0440_and_the_unbound_retry_sends_y() {
+    use xmpp_handshake_core::receiver::BindingQuirk;
+    use xmpp_handshake_core::sasl::{
+        CbPolicy, ChannelBindingData, Mechanism, SaslError, SaslFailure, ScramHash,
+    };
+    let info = |byte| TlsInfo {
+        channel_binding: ChannelBindingData {
+            exporter: Some([byte; 32]),
+            ..ChannelBindingData::default()
+        },
+        ..TlsInfo::default()
+    };
+    let client = |cb: CbPolicy| {
+        let mut config = InitiatorConfig::client("example.com");
+        let mut sasl = ClientSasl::password("juliet", "r0m30", Some("balcony"));
+        sasl.policy.channel_binding = cb;
+        config.sasl = Some(sasl);
+        InitiatingEntity::new(config, CountingRng(1))
+    };
+    let server = |quirk: BindingQuirk| {
+        let mut sconfig = ReceiverConfig::client_to_server("example.com");
+        sconfig.sasl = Some(ServerOptions {
+            scram_hashes: vec![ScramHash::Sha256],
+            ..ServerOptions::default()
+        });
+        sconfig.binding_quirk = quirk;
+        let mut store = MemoryStore::new();
+        store.add_password("juliet", "r0m30", 4096, &mut CountingRng(9));
+        ReceivingEntity::new(sconfig, CountingRng(2), store)
+    };
+    let rejected = |result: Result<_, Error>| match result {
+        Err(Error::AuthenticationFailed {
+            error: SaslError::ChannelBindingRejected { xep0440, .. },
+            ..
+        }) => xep0440,
+        other => panic!("expected ChannelBindingRejected, got {other:?}"),
+    };
+
+    // Different binding data on the two sides (the binding is broken on the way).
+    for (quirk, advertised) in [
+        (BindingQuirk::None, true),
+        (BindingQuirk::Unadvertised, false),
+    ] {
+        let (mut i, mut r) = (client(CbPolicy::WhenOffered), server(quirk));
+        let mut writes = Vec::new();
+        let result = pump_with_tls_infos(&mut i, &mut r, &mut writes, &info(0x5a), &info(0x33));
+        assert!(
+            writes.iter().any(|w| w.contains("SCRAM-SHA-256-PLUS")),
+            "{writes:?}"
+        );
+        assert_eq!(rejected(result), advertised, "{quirk:?}");
+    }
+    // The same data, but a server that cannot verify any binding: no XEP-0440 list.
+    let (mut i, mut r) = (
+        client(CbPolicy::WhenOffered),
+        server(BindingQuirk::Unverifiable),
+    );
+    let mut writes = Vec::new();
+    let result = pump_with_tls_info(&mut i, &mut r, &mut writes, &info(0x5a));
+    assert!(!rejected(result));
+
+    // The retry: plain SCRAM with `y`, accepted by that server.
+    let (mut i, mut r) = (
+        client(CbPolicy::RetryUnbound),
+        server(BindingQuirk::Unverifiable),
+    );
+    let mut writes = Vec::new();
+    let outcome = pump_with_tls_info(&mut i, &mut r, &mut writes, &info(0x5a)).unwrap();
+    assert_eq!(outcome.mechanism, Some(Mechanism::ScramSha256));
+    assert!(client_first(&writes).starts_with("y,,"), "{writes:?}");
+
+    // The same retry to a server that can bind (and offers -PLUS): refused as a downgrade.
+    let (mut i, mut r) = (client(CbPolicy::RetryUnbound), server(BindingQuirk::None));
+    let mut writes = Vec::new();
+    match pump_with_tls_info(&mut i, &mut r, &mut writes, &info(0x5a)) {
+        Err(Error::AuthenticationFailed {
+            error: SaslError::Failure(SaslFailure::NotAuthorized),
+            ..
+        }) => {}
+        other => panic!("expected not-authorized, got {other:?}"),
+    }
+    assert!(client_first(&writes).starts_with("y,,"), "{writes:?}");
 }

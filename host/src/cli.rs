@@ -157,7 +157,8 @@ pub enum TlsMode {
 pub enum ChannelBinding {
     /// Only channel-bound SCRAM (-PLUS).
     Required,
-    /// -PLUS when offered (default).
+    /// -PLUS when offered (default); one retry without binding for a server that never
+    /// bound before.
     WhenOffered,
     /// Never bind.
     Off,
@@ -196,10 +197,11 @@ pub struct ConnectArgs {
     /// STARTTLS policy.
     #[arg(long, value_enum, default_value_t = TlsMode::Required)]
     pub tls: TlsMode,
-    /// SCRAM channel binding: `when-offered` uses -PLUS whenever the server offers it
-    /// (a server that offers it but cannot verify it fails the login; ejabberd 23.01 on
-    /// TLS 1.3 does), `off` never binds (for such a server, if you trust the path to it),
-    /// `required` refuses servers without -PLUS.
+    /// SCRAM channel binding: `when-offered` uses -PLUS whenever the server offers it; a
+    /// server that offers it without XEP-0440 and refuses the binding (ejabberd 23.01 on
+    /// TLS 1.3) is retried once without binding (gs2 flag y) unless the login cache says
+    /// it bound before (then the login fails: it can be an attack). `off` never binds,
+    /// `required` refuses servers without -PLUS and never retries.
     #[arg(long, value_enum, default_value_t = ChannelBinding::WhenOffered)]
     pub channel_binding: ChannelBinding,
     /// Trust anchors (PEM) instead of the system's.

@@ -11,7 +11,7 @@ use xmpp_handshake_core::Jid;
 
 use crate::cli::{ChannelBinding, ConnectArgs, TlsMode};
 use crate::client::{self, ClientTrust, LoggedIn, Login};
-use crate::exit::{ExitCode, Failure};
+use crate::exit::{self, ExitCode, Failure};
 use crate::pins::{self, FilePinStore};
 use crate::progress::{Progress, Style};
 use crate::resolve::{self, Security, SrvResolver, SystemResolver, Targets};
@@ -147,29 +147,61 @@ pub async fn run_with_password<R: SrvResolver>(
     .await
     .map_err(|e| Failure::protocol(format!("resolving {domain}: {e}")))?;
     drop(resolving);
-    let (logged_in, mut transcript, security) = match establish(&args, &targets, &login, &trust)
-        .await
-    {
-        Err(f)
-            if f.code == ExitCode::Authentication
-                && login.memory.as_ref().is_some_and(|m| m.scram.is_some()) =>
-        {
-            // Same salt, other keys: the password was changed on the server (a new
-            // salt would have made the core derive new keys on its own).
+    // At most one retry without channel binding and one without the cached keys.
+    let mut retried_unbound = false;
+    let mut keys_dropped = false;
+    let (logged_in, mut transcript, security) = loop {
+        let failure = match establish(&args, &targets, &login, &trust).await {
+            Ok(established) => break established,
+            Err(f) => f,
+        };
+        let keys_cached = login.memory.as_ref().is_some_and(|m| m.scram.is_some());
+        let bound_before = login.memory.as_ref().is_some_and(|m| m.channel_bound);
+        // -PLUS offered without XEP-0440, then the binding refused, under the default
+        // policy: the login memory decides (like HSTS).
+        if let Some(rejection) = failure.cb_rejected.filter(|r| {
+            !r.xep0440 && login.sasl.channel_binding == CbPolicy::WhenOffered && !retried_unbound
+        }) {
+            if !bound_before {
+                // Never bound: once more with SCRAM and the gs2 flag `y` (RFC 5802 §6), which
+                // a server that can bind must refuse.
+                eprintln!("xmpp-handshake: {}", exit::RETRIED_UNBOUND);
+                login.sasl.channel_binding = CbPolicy::RetryUnbound;
+                retried_unbound = true;
+                continue;
+            }
+            if !keys_cached {
+                return Err(exit::refused_after_binding(&rejection, None));
+            }
+            // Bound before, with cached keys: stale keys are refused the same way, so try
+            // the password (still bound) before calling it an attack.
+        }
+        if failure.code != ExitCode::Authentication || !keys_cached || keys_dropped {
+            return Err(failure);
+        }
+        // Same salt, other keys: the password was changed on the server (a new salt would
+        // have made the core derive new keys on its own). The rest of the memory (that
+        // the server bound the channel before) is kept.
+        if failure.cb_rejected.is_some() && bound_before {
             eprintln!(
-                    "xmpp-handshake: the server refused the cached SCRAM keys; trying again with the password"
-                );
+                "xmpp-handshake: a server that bound before refused the channel binding; \
+                 trying once more, still bound, with the password (the cached SCRAM keys may \
+                 be stale)"
+            );
+        } else {
+            eprintln!(
+                "xmpp-handshake: the server refused the cached SCRAM keys; trying again with the password"
+            );
+        }
+        keys_dropped = true;
+        if let Some(memory) = &mut login.memory {
+            memory.scram = None;
             if let Some(c) = &mut cache {
-                if let Err(e) = c.remove(&domain, &user) {
+                if let Err(e) = c.put(&domain, &user, &password, memory) {
                     eprintln!("xmpp-handshake: warning: {}: {e}", c.path().display());
                 }
             }
-            if let Some(memory) = &mut login.memory {
-                memory.scram = None;
-            }
-            establish(&args, &targets, &login, &trust).await?
         }
-        result => result?,
     };
     if let Some(mut p) = transcript.take_progress() {
         p.finish();
@@ -184,7 +216,9 @@ pub async fn run_with_password<R: SrvResolver>(
         (None, _) => "",
     };
     if let (Some(c), Some(_)) = (&mut cache, outcome.mechanism) {
-        let keep = LoginMemory::from_outcome(outcome, &login.sasl);
+        // Verified login only; a server that bound once stays marked as such.
+        let keep =
+            LoginMemory::from_outcome(outcome, &login.sasl).remembering(login.memory.as_ref());
         if c.get(&domain, &user, &password).as_ref() != Some(&keep) {
             if let Err(e) = c.put(&domain, &user, &password, &keep) {
                 eprintln!("xmpp-handshake: warning: {}: {e}", c.path().display());
@@ -200,8 +234,13 @@ pub async fn run_with_password<R: SrvResolver>(
         Security::DirectTls => "Direct TLS",
         Security::StartTls => "STARTTLS",
     };
+    let retry = if retried_unbound {
+        format!("; {}", exit::RETRIED_UNBOUND)
+    } else {
+        String::new()
+    };
     eprintln!(
-        "xmpp-handshake: online as {} ({mechanism}, {via}, {tls}, {} round trips, {:.1} ms{keys})",
+        "xmpp-handshake: online as {} ({mechanism}, {via}, {tls}, {} round trips, {:.1} ms{keys}{retry})",
         logged_in.jid,
         transcript.round_trips(),
         logged_in.elapsed.as_secs_f64() * 1000.0

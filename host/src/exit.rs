@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use xmpp_handshake_core::sasl::SaslError;
+use xmpp_handshake_core::sasl::{ChannelBindingType, Mechanism, SaslError};
 use xmpp_handshake_core::{Error, ErrorKind, TlsError};
 
 /// A documented exit status.
@@ -45,6 +45,45 @@ pub struct Failure {
     pub code: ExitCode,
     /// One line, saying what happened and, where useful, what to do.
     pub message: String,
+    /// The server refused the channel binding (`connect` decides from it whether to retry
+    /// once without binding).
+    pub cb_rejected: Option<CbRejection>,
+}
+
+/// A refused channel binding ([`SaslError::ChannelBindingRejected`]), kept with the
+/// [`Failure`] it became.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CbRejection {
+    /// The `-PLUS` mechanism.
+    pub mechanism: Mechanism,
+    /// The binding type sent.
+    pub cb_type: ChannelBindingType,
+    /// The server had advertised its binding types (XEP-0440).
+    pub xep0440: bool,
+}
+
+/// What `connect` prints (and says in its summary line) when it retries without binding.
+pub const RETRIED_UNBOUND: &str = "channel binding refused by a server that never bound \
+     before: retried once without binding (gs2 flag y)";
+
+/// A server that completed a channel-bound login before (the login memory says so) refused
+/// the binding now: exit 3, no retry.
+pub fn refused_after_binding(rejection: &CbRejection, server_text: Option<&str>) -> Failure {
+    Failure::new(
+        ExitCode::Authentication,
+        format!(
+            "channel binding refused by a server that bound before: {} with {} was refused, \
+             but this server completed a channel-bound login to this account earlier. This \
+             can be an attack (a man in the middle cannot forward the binding); not retrying \
+             without binding. If the password is right and the server was reconfigured on \
+             purpose, connect once with --channel-binding off{}",
+            rejection.mechanism,
+            rejection.cb_type,
+            server_text
+                .map(|t| format!(" (server says: {t})"))
+                .unwrap_or_default()
+        ),
+    )
 }
 
 impl Failure {
@@ -53,6 +92,7 @@ impl Failure {
         Failure {
             code,
             message: message.into(),
+            cb_rejected: None,
         }
     }
 
@@ -118,19 +158,37 @@ pub fn from_library(error: &xmpp_handshake_tokio::client::Error) -> Failure {
 
 /// A core error as a [`Failure`], with a message that says what to do.
 pub fn from_core(error: &Error) -> Failure {
+    let mut cb_rejected = None;
     let message = match error {
         Error::AuthenticationFailed {
-            error: SaslError::ChannelBindingRejected { mechanism, cb_type },
+            error:
+                SaslError::ChannelBindingRejected {
+                    mechanism,
+                    cb_type,
+                    xep0440,
+                },
             text,
-        } => format!(
-            "authentication failed: wrong password, or the server cannot verify channel binding \
-             ({mechanism} with {cb_type}; ejabberd 23.01 on TLS 1.3 cannot). If the password is \
-             right and you trust the network path to this server, retry with \
-             --channel-binding off{}",
-            text.as_deref()
-                .map(|t| format!(" (server says: {t})"))
-                .unwrap_or_default()
-        ),
+        } => {
+            cb_rejected = Some(CbRejection {
+                mechanism: *mechanism,
+                cb_type: *cb_type,
+                xep0440: *xep0440,
+            });
+            let advertised = if *xep0440 {
+                " although it advertised that type (XEP-0440)"
+            } else {
+                ""
+            };
+            format!(
+                "authentication failed: wrong password, or the server cannot verify channel \
+                 binding ({mechanism} with {cb_type} refused{advertised}; ejabberd 23.01 on TLS \
+                 1.3 cannot). If the password is right and you trust the network path to this \
+                 server, retry with --channel-binding off{}",
+                text.as_deref()
+                    .map(|t| format!(" (server says: {t})"))
+                    .unwrap_or_default()
+            )
+        }
         Error::Tls(TlsError::Certificate(cert)) => {
             format!("the server's certificate was not accepted: {cert}")
         }
@@ -138,14 +196,17 @@ pub fn from_core(error: &Error) -> Failure {
         Error::ConnectionClosed => "the server closed the connection".to_string(),
         other => other.to_string(),
     };
-    Failure::new(code_for(error), message)
+    Failure {
+        cb_rejected,
+        ..Failure::new(code_for(error), message)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use xmpp_handshake_core::error::{Alert, HandshakeFailure};
-    use xmpp_handshake_core::sasl::{ChannelBindingType, Mechanism, SaslFailure};
+    use xmpp_handshake_core::sasl::SaslFailure;
     use xmpp_handshake_core::stream::error::{StreamError, StreamErrorCondition};
     use xmpp_handshake_core::trust::CertError;
 
@@ -268,9 +329,24 @@ mod tests {
             error: SaslError::ChannelBindingRejected {
                 mechanism: Mechanism::ScramSha1Plus,
                 cb_type: ChannelBindingType::TlsExporter,
+                xep0440: false,
             },
             text: None,
         });
+        assert_eq!(
+            plus.cb_rejected,
+            Some(CbRejection {
+                mechanism: Mechanism::ScramSha1Plus,
+                cb_type: ChannelBindingType::TlsExporter,
+                xep0440: false,
+            })
+        );
+        assert_eq!(from_core(&Error::PeerClosed).cb_rejected, None);
+        let loud =
+            refused_after_binding(&plus.cb_rejected.unwrap(), Some("Invalid channel binding"));
+        assert_eq!(loud.code, ExitCode::Authentication);
+        assert!(loud.message.contains("bound before"), "{}", loud.message);
+        assert!(loud.message.contains("attack"), "{}", loud.message);
         assert_eq!(plus.code, ExitCode::Authentication);
         assert!(
             plus.message.contains("--channel-binding off"),

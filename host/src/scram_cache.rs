@@ -278,6 +278,7 @@ mod tests {
             channel_binding: Some(CbPolicy::WhenOffered),
             fast_token: None,
             bound_before: true,
+            channel_bound: true,
         }
     }
 
@@ -362,14 +363,25 @@ mod tests {
         let good = std::fs::read_to_string(&path).unwrap();
         let keys_without_nonce = base64::encode(&scram_login().to_bytes().unwrap());
         let nothing = base64::encode(&LoginMemory::default().to_bytes().unwrap());
-        let other_version = base64::encode(&[2, 0]);
+        let other_version = base64::encode(&[3, 0]);
+        // A line written with format version 1 (before the channel-bound flag) is read.
+        let plain = LoginMemory {
+            mechanism: Some(Mechanism::Plain),
+            channel_binding: Some(CbPolicy::Off),
+            bound_before: true,
+            ..LoginMemory::default()
+        };
+        let mut v1 = plain.to_bytes().unwrap();
+        v1[0] = xmpp_handshake_core::login::VERSION_1;
+        let v1 = base64::encode(&v1);
         std::fs::write(
             &path,
             format!(
                 "{good}example.com b - {keys_without_nonce}\n\
                  example.com c AAAA {nothing}\n\
                  example.com d - {other_version}\n\
-                 example.com e - AQ\nexample.com f\n"
+                 example.com e - AQ\nexample.com f\n\
+                 example.com g - {v1}\n"
             ),
         )
         .unwrap();
@@ -378,6 +390,7 @@ mod tests {
         for user in ["b", "c", "d", "e", "f"] {
             assert_eq!(cache.get("example.com", user, "pw"), None, "{user}");
         }
+        assert_eq!(cache.get("example.com", "g", "pw"), Some(plain));
     }
 
     /// A cache of the earlier formats (its keys sealed field by field) is not read: that

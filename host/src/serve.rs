@@ -12,6 +12,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout, timeout_at, Instant};
 use xmpp_handshake_core::connection::{Connection, ConnectionOptions, Timeouts};
 use xmpp_handshake_core::driver::{Clock as _, NoTls, Observer as _, TlsUpgrade};
+pub use xmpp_handshake_core::receiver::BindingQuirk;
 use xmpp_handshake_core::receiver::ReceiverConfig;
 use xmpp_handshake_core::sasl::{
     CredentialStore, MemoryStore, SaslFailure, ScramCredentials, ScramHash,
@@ -74,6 +76,10 @@ impl CredentialStore for SharedStore {
     }
 }
 
+/// [`ServeConfig::binds_once`]: whether a client completed a `-PLUS` login yet.
+#[derive(Debug, Clone, Default)]
+pub struct BindsOnce(Arc<AtomicBool>);
+
 /// What a server runs with.
 #[derive(Clone)]
 pub struct ServeConfig {
@@ -93,6 +99,13 @@ pub struct ServeConfig {
     /// `-PLUS` and then bind with a type we did not advertise (slixmpp 1.8 sends
     /// `tls-unique` on TLS 1.3) and fail; turning this off lets them in with plain SCRAM.
     pub channel_binding: bool,
+    /// How channel binding is handled, to test clients against servers seen in the wild
+    /// ([`BindingQuirk::None`]: as RFC 5802 and XEP-0440 say).
+    pub binding_quirk: BindingQuirk,
+    /// A server that stops binding after binding once: once a client completed a `-PLUS`
+    /// login, every later connection is served as [`BindingQuirk::Unverifiable`] (tests of
+    /// a client's memory of servers that bound before).
+    pub binds_once: Option<BindsOnce>,
     /// Resource bounds and timeouts.
     pub limits: ServeLimits,
 }
@@ -109,6 +122,8 @@ impl ServeConfig {
             verbose: false,
             trace: false,
             channel_binding: true,
+            binding_quirk: BindingQuirk::None,
+            binds_once: None,
             limits: ServeLimits::default(),
         }
     }
@@ -292,6 +307,15 @@ fn configure(receiver: &mut ReceiverConfig, config: &ServeConfig) {
     if let Some(sasl) = &mut receiver.sasl {
         sasl.channel_binding = config.channel_binding;
     }
+    receiver.binding_quirk = if config
+        .binds_once
+        .as_ref()
+        .is_some_and(|b| b.0.load(Ordering::Relaxed))
+    {
+        BindingQuirk::Unverifiable
+    } else {
+        config.binding_quirk
+    };
 }
 
 async fn connection(
@@ -445,6 +469,11 @@ async fn serve_negotiation(
         e => format!("negotiation failed: {e}"),
     })?;
     let jid = session.jid().to_string();
+    if let Some(once) = &config.binds_once {
+        if session.outcome().mechanism.is_some_and(|m| m.is_plus()) {
+            once.0.store(true, Ordering::Relaxed);
+        }
+    }
     let mechanism = session.outcome().mechanism.map(|m| m.name()).unwrap_or("?");
     if config.log_connections {
         eprintln!("serve: {peer}: {jid} bound ({mechanism})");

@@ -3,12 +3,18 @@
 //! SCRAM-SHA-1 and -PLUS, `sha256` SCRAM-SHA-256 and -PLUS).
 //!
 //! ejabberd 23.01 offers `-PLUS` on TLS 1.3 and then rejects `tls-exporter` (FACTS.md).
-//! Our default (`CbPolicy::WhenOffered`) therefore fails there, with the typed
-//! [`SaslError::ChannelBindingRejected`] and exit code 3, and never retries unbound on its
-//! own (a man in the middle would get exactly that retry); `CbPolicy::Off` (the CLI's
-//! `--channel-binding off`) logs in with plain SCRAM. Both are asserted.
+//! The core's default (`CbPolicy::WhenOffered`) therefore fails there, with the typed
+//! [`SaslError::ChannelBindingRejected`] (no XEP-0440 list: `xep0440: false`), and never
+//! retries unbound on its own; `CbPolicy::Off` (the CLI's `--channel-binding off`) logs in
+//! with plain SCRAM. Both are asserted. The CLI's `connect` with default options retries
+//! once with `CbPolicy::RetryUnbound` (gs2 flag `y`, which ejabberd accepts) because its
+//! login memory has never seen this server bind, logs in, and says so: asserted against the
+//! binary in [`cli_connect_by_default_logs_in_after_one_retry_without_binding`].
 
 mod interop_support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use interop_support::{block_on, close, exchange, login, How};
 use xmpp_handshake_core::sasl::{CbPolicy, Mechanism, SaslError, SaslFailure};
@@ -33,6 +39,15 @@ fn each_hash(hash: ScramHash, family: &str) {
     };
     let (alice, bob) = (e.user(0).clone(), e.user(1).clone());
     block_on(async {
+        // The retry policy: plain SCRAM of that family with the gs2 flag `y`, accepted.
+        let retry = How {
+            cb: CbPolicy::RetryUnbound,
+            ..OFF
+        };
+        let a = login(&e, &alice.name, &alice.password, "retry", retry).await;
+        assert_eq!(a.used().as_deref(), Some(family), "{}", a.dump());
+        close(a.ok()).await;
+
         // Default policy: -PLUS is offered and chosen, and ejabberd rejects the binding.
         let a = login(&e, &alice.name, &alice.password, "plus", How::default()).await;
         let offered = a.offered();
@@ -47,9 +62,9 @@ fn each_hash(hash: ScramHash, family: &str) {
         let dump = a.dump();
         match &a.result {
             Err(Error::AuthenticationFailed {
-                error: SaslError::ChannelBindingRejected { .. },
+                error: SaslError::ChannelBindingRejected { xep0440, .. },
                 ..
-            }) => {}
+            }) => assert!(!xep0440, "ejabberd 23.01 sends no XEP-0440 list"),
             Ok(_) => eprintln!("NOTE: ejabberd accepted {plus} over TLS 1.3"),
             Err(other) => panic!("expected ChannelBindingRejected, got {other:?}\n{dump}"),
         }
@@ -207,4 +222,72 @@ fn direct_tls_binds_in_four_round_trips_after_the_connect() {
         close(a).await;
         close(b).await;
     });
+}
+
+/// The `xmpp-handshake` binary beside this test binary (`cargo build -p
+/// xmpp-handshake-host` builds it).
+fn cli() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("xmpp-handshake");
+    assert!(
+        bin.exists(),
+        "{} not found: build it with `cargo build -p xmpp-handshake-host`",
+        bin.display()
+    );
+    bin
+}
+
+fn connect(e: &Ejabberd, user: &str, password: &str, config: &Path, extra: &[&str]) -> Output {
+    let jid = format!("{user}@{}", e.domain);
+    let port = e.ports.c2s.to_string();
+    let ca = e.ca_path.display().to_string();
+    let mut args = vec!["connect", &jid, "--host", "127.0.0.1", "--port", &port];
+    args.extend(extra);
+    args.extend(["--ca", &ca, "--send", &jid, "hi", "--timeout", "20"]);
+    Command::new(cli())
+        .args(&args)
+        .env("XMPP_PASSWORD", password)
+        .env("XDG_CONFIG_HOME", config)
+        .output()
+        .expect("the binary runs")
+}
+
+/// `connect` with default options (channel binding when offered) on TLS 1.3: the -PLUS
+/// attempt is refused, the login memory has never seen ejabberd bind, so one retry without
+/// binding (gs2 flag `y`) logs in (exit 0) and the output says so; the next connect (keys
+/// from the cache) again. `--channel-binding required` still fails (exit 3, no retry).
+#[test]
+fn cli_connect_by_default_logs_in_after_one_retry_without_binding() {
+    let Some(e) = Ejabberd::start_or_skip(EjabberdOptions::default()) else {
+        return;
+    };
+    let alice = e.user(0).clone();
+    let config = tempfile::tempdir().unwrap();
+    let note = "channel binding refused by a server that never bound before: retried once \
+                without binding (gs2 flag y)";
+    for round in 0..2 {
+        let out = connect(&e, &alice.name, &alice.password, config.path(), &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "round {round}: {stderr}");
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with("xmpp-handshake: online as "))
+            .unwrap_or_else(|| panic!("no summary line: {stderr}"));
+        eprintln!("{line}");
+        assert!(line.contains("TLS 1.3"), "{line}");
+        assert!(line.contains("(SCRAM-SHA-256, STARTTLS"), "{line}");
+        assert!(line.contains(note), "{line}");
+        assert_eq!(stderr.matches(note).count(), 2, "{stderr}");
+    }
+    let out = connect(
+        &e,
+        &alice.name,
+        &alice.password,
+        config.path(),
+        &["--channel-binding", "required"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(!stderr.contains(note), "{stderr}");
 }

@@ -181,6 +181,7 @@ fn sasl_errors() -> Vec<(SaslError, ErrorKind)> {
             SaslError::ChannelBindingRejected {
                 mechanism: Mechanism::ScramSha1Plus,
                 cb_type: ChannelBindingType::TlsExporter,
+                xep0440: false,
             },
             Auth,
         ),

@@ -27,6 +27,7 @@ fn full() -> LoginMemory {
             expires: Some(UnixTime(1_900_000_000)),
         }),
         bound_before: true,
+        channel_bound: true,
     }
 }
 
@@ -70,7 +71,7 @@ fn every_truncation_is_a_typed_error() {
 fn other_versions_trailing_and_oversized_input_are_typed_errors() {
     let bytes = full().to_bytes().unwrap();
     for version in 0..=u8::MAX {
-        if version == VERSION {
+        if version == VERSION || version == VERSION_1 {
             continue;
         }
         let mut other = bytes.clone();
@@ -102,14 +103,20 @@ fn out_of_range_fields_are_invalid() {
         Err(LoginMemoryError::Invalid(what)) => what,
         other => panic!("{bytes:?}: {other:?}"),
     };
-    assert_eq!(invalid(&[VERSION, 1 << 6]), "flags");
     assert_eq!(invalid(&[VERSION, 1 << 7]), "flags");
+    // Version 1 had neither the channel-bound flag nor the retry-unbound policy.
+    assert_eq!(invalid(&[VERSION_1, 1 << 6]), "flags");
+    assert_eq!(invalid(&[VERSION_1, 1 << 7]), "flags");
+    assert_eq!(
+        invalid(&[VERSION_1, FLAG_CB_POLICY, 3]),
+        "channel-binding policy"
+    );
     assert_eq!(
         invalid(&[VERSION, FLAG_MECHANISM, Mechanism::ALL.len() as u8]),
         "mechanism"
     );
     assert_eq!(
-        invalid(&[VERSION, FLAG_CB_POLICY, 3]),
+        invalid(&[VERSION, FLAG_CB_POLICY, 4]),
         "channel-binding policy"
     );
     assert_eq!(invalid(&[VERSION, FLAG_SCRAM, 0, 2, 1, 1]), "SCRAM entry");
@@ -242,6 +249,69 @@ fn a_login_is_remembered_from_its_outcome_and_used_by_the_next() {
     assert_eq!(cold.pipeline_offer, None);
 }
 
+/// Bytes written by format version 1 (before the channel-bound flag), byte for byte as
+/// that version wrote them: still read, as a server that never bound the channel.
+#[test]
+fn version_1_is_still_read_as_never_channel_bound() {
+    let v1 = LoginMemory {
+        channel_bound: false,
+        ..full()
+    };
+    let mut bytes = v1.to_bytes().unwrap();
+    assert_eq!(bytes[1] & FLAG_CHANNEL_BOUND, 0);
+    bytes[0] = VERSION_1;
+    assert_eq!(LoginMemory::from_bytes(&bytes), Ok(v1));
+    // A literal version-1 memory: offer SCRAM-SHA-1 + PLAIN, mechanism, policy off, bound.
+    let offer = MechanismSet::from_names(["SCRAM-SHA-1", "PLAIN"]).bits();
+    let m = Mechanism::ALL
+        .iter()
+        .position(|m| *m == Mechanism::ScramSha1)
+        .unwrap() as u8;
+    let [hi, lo] = offer.to_be_bytes();
+    let old = [
+        VERSION_1,
+        FLAG_OFFER | FLAG_MECHANISM | FLAG_CB_POLICY | FLAG_BOUND,
+        hi,
+        lo,
+        m,
+        2,
+    ];
+    let read = LoginMemory::from_bytes(&old).unwrap();
+    assert_eq!(read.offer, Some(MechanismSet::from_bits(offer)));
+    assert_eq!(read.mechanism, Some(Mechanism::ScramSha1));
+    assert_eq!(read.channel_binding, Some(CbPolicy::Off));
+    assert!(read.bound_before);
+    assert!(!read.channel_bound);
+    // Written again, it is version 2.
+    assert_eq!(read.to_bytes().unwrap()[0], VERSION);
+}
+
+/// A verified -PLUS login sets the channel-bound flag; an unbound one does not clear what an
+/// earlier memory knew (HSTS-like).
+#[test]
+fn channel_bound_is_learned_from_a_plus_login_and_never_forgotten() {
+    let plus = Outcome {
+        mechanism: Some(Mechanism::ScramSha1Plus),
+        ..outcome()
+    };
+    let bound = LoginMemory::from_outcome(&plus, &SaslPolicy::default());
+    assert!(bound.channel_bound);
+    let unbound = LoginMemory::from_outcome(&outcome(), &SaslPolicy::default());
+    assert!(!unbound.channel_bound);
+    assert!(unbound.clone().remembering(Some(&bound)).channel_bound);
+    assert!(!unbound.clone().remembering(None).channel_bound);
+    assert!(!unbound.clone().remembering(Some(&unbound)).channel_bound);
+    // The retry policy is remembered as such.
+    let retry = SaslPolicy {
+        channel_binding: CbPolicy::RetryUnbound,
+        ..SaslPolicy::default()
+    };
+    let memory = LoginMemory::from_outcome(&outcome(), &retry);
+    assert_eq!(memory.channel_binding, Some(CbPolicy::RetryUnbound));
+    let bytes = memory.to_bytes().unwrap();
+    assert_eq!(LoginMemory::from_bytes(&bytes), Ok(memory));
+}
+
 fn memories() -> impl Strategy<Value = LoginMemory> {
     let fast = (
         "[A-Z0-9-]{0,64}",
@@ -266,15 +336,17 @@ fn memories() -> impl Strategy<Value = LoginMemory> {
         proptest::option::of(0..CB_POLICIES.len()),
         proptest::option::of(fast),
         any::<bool>(),
+        any::<bool>(),
     )
         .prop_map(
-            |(scram, offer, mechanism, cb, fast_token, bound_before)| LoginMemory {
+            |(scram, offer, mechanism, cb, fast_token, bound_before, channel_bound)| LoginMemory {
                 scram,
                 offer: offer.map(MechanismSet::from_bits),
                 mechanism: mechanism.map(|i| Mechanism::ALL[i]),
                 channel_binding: cb.map(|i| CB_POLICIES[i]),
                 fast_token,
                 bound_before,
+                channel_bound,
             },
         )
 }

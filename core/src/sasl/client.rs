@@ -315,13 +315,15 @@ impl ClientMechanism {
 
     /// The error for a received `<failure/>`. A channel-bound exchange failed with
     /// `not-authorized` becomes [`SaslError::ChannelBindingRejected`] so the user learns that
-    /// the binding may be the cause; nothing is retried here.
+    /// the binding may be the cause; nothing is retried here. Its `xep0440` is false: the
+    /// negotiation, which saw the features, sets it.
     pub fn failure(&self, condition: SaslFailure) -> SaslError {
         match (&self.inner, condition) {
             (Inner::Scram(s), SaslFailure::NotAuthorized) => match s.flag() {
                 Gs2CbFlag::Used(cb_type) => SaslError::ChannelBindingRejected {
                     mechanism: self.mechanism,
                     cb_type: *cb_type,
+                    xep0440: false,
                 },
                 _ => SaslError::Failure(condition),
             },

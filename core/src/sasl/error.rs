@@ -102,12 +102,17 @@ pub enum SaslError {
     /// The server failed a channel-bound (`-PLUS`) exchange with `not-authorized`. Either the
     /// password is wrong, or the server cannot verify this binding type (ejabberd 23.01 on
     /// TLS 1.3 offers `-PLUS` and rejects `tls-exporter`), or someone in the middle broke
-    /// the binding. Never retried automatically.
+    /// the binding. Never retried by the core; a caller that keeps a per-server memory may
+    /// retry once with [`CbPolicy::RetryUnbound`](super::CbPolicy::RetryUnbound) when
+    /// `xep0440` is false and the server never bound before.
     ChannelBindingRejected {
         /// The `-PLUS` mechanism used.
         mechanism: Mechanism,
         /// The binding type sent.
         cb_type: ChannelBindingType,
+        /// The server advertised its binding types (XEP-0440) on this stream, so it claimed
+        /// to verify this one: no excuse for refusing it.
+        xep0440: bool,
     },
     /// No offered mechanism is allowed by the policy and the credentials.
     NoAcceptableMechanism,
@@ -180,7 +185,9 @@ impl fmt::Display for SaslError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SaslError::Failure(c) => fmt::Display::fmt(c, f),
-            SaslError::ChannelBindingRejected { mechanism, cb_type } => write!(
+            SaslError::ChannelBindingRejected {
+                mechanism, cb_type, ..
+            } => write!(
                 f,
                 "the server refused {mechanism} with {cb_type} channel binding: a wrong \
                  password, a server that offers -PLUS but cannot verify {cb_type} (ejabberd \

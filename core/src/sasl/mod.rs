@@ -58,7 +58,10 @@
 //! nothing here retries on its own: not with plain SCRAM (a man in the middle who breaks
 //! the binding would get exactly that retry) and never with PLAIN. A user who knows the
 //! server is merely old sets [`CbPolicy::Off`] for that server, which selects plain SCRAM
-//! with the gs2 flag `n`. When the server offers no `-PLUS` at all but the client could
+//! with the gs2 flag `n`. A caller that remembers per server whether it ever bound (the
+//! CLI's login memory, [`crate::login::LoginMemory::channel_bound`]) may retry once with
+//! [`CbPolicy::RetryUnbound`] (plain SCRAM, gs2 flag `y`, RFC 5802 §6) when the refused
+//! server sent no XEP-0440 list and never bound before. When the server offers no `-PLUS` at all but the client could
 //! bind, the client sends `y`, so a server that does support binding detects the stripped
 //! offer ([`ServerMechanism`] does, and fails with `not-authorized`).
 //!

@@ -14,11 +14,15 @@
 //!    server accepts: its XEP-0440 list when it sent one, otherwise any type. With
 //!    [`CbPolicy::WhenOffered`] and no XEP-0440 list, `-PLUS` is preferred even though some
 //!    servers (ejabberd 23.01 on TLS 1.3) offer it and then fail it; that failure is reported
-//!    as [`SaslError::ChannelBindingRejected`] and never turned into a silent retry (see the
-//!    [module docs](super)).
+//!    as [`SaslError::ChannelBindingRejected`] and never turned into a silent retry here (see
+//!    the [module docs](super); a caller with a per-server memory may retry once with
+//!    [`CbPolicy::RetryUnbound`]).
 //! 5. For SCRAM without `-PLUS` the gs2 flag is `y` when the client could bind but the
 //!    server offers no `-PLUS` (so a server that can bind detects the stripped offer), and `n`
 //!    otherwise (binding off, no data, or no type in common with the server).
+//! 6. [`CbPolicy::RetryUnbound`] never picks `-PLUS` and sends `y` whenever binding data
+//!    exists on a TLS stream, `-PLUS` offered or not: the one retry after a server that
+//!    never bound before refused the binding (RFC 5802 §6).
 
 use alloc::string::String;
 
@@ -51,6 +55,15 @@ pub enum CbPolicy {
     /// Never bind; SCRAM goes out with the gs2 flag `n`. For servers known to offer `-PLUS`
     /// and fail it (ejabberd 23.01 on TLS 1.3), set per server by the user.
     Off,
+    /// Never bind, but say that we could: SCRAM goes out with the gs2 flag `y` whenever the
+    /// TLS layer gives binding data, even though the server offers `-PLUS` (`n` without
+    /// data). For the single retry after a server offered `-PLUS` without a XEP-0440 list
+    /// and then refused the binding (ejabberd 23.01 on TLS 1.3), when nothing records that
+    /// it ever bound. RFC 5802 §6: `y` means "the client supports channel binding but thinks
+    /// the server does not"; a server that does support it MUST then fail the exchange, so
+    /// a man in the middle who broke the binding of a binding-capable server gains nothing
+    /// from the retry. Never chosen by default: the caller (the CLI's login memory) decides.
+    RetryUnbound,
 }
 
 /// The client's SASL policy. [`Default`] is the safe choice: PLAIN only over TLS, no
@@ -228,7 +241,14 @@ pub fn choose_from(
     let server_offers_plus = Mechanism::ALL
         .into_iter()
         .any(|m| m.is_plus() && is_offered(m));
-    let binding_on = tls && policy.channel_binding != CbPolicy::Off;
+    let binding_on = tls
+        && !matches!(
+            policy.channel_binding,
+            CbPolicy::Off | CbPolicy::RetryUnbound
+        );
+    // RFC 5802 §6: after the binding was refused, `y` ("we could bind, we think you
+    // cannot") so that a server that can bind fails the exchange.
+    let retry_unbound = tls && policy.channel_binding == CbPolicy::RetryUnbound && !cb.is_empty();
     let cb_type = if binding_on {
         usable_cb_type(cb, server_cb_types)
     } else {
@@ -246,6 +266,7 @@ pub fn choose_from(
                     _ if binding_on && !cb.is_empty() && !server_offers_plus => {
                         Gs2CbFlag::SupportedNotUsed
                     }
+                    _ if retry_unbound && m.scram_hash().is_some() => Gs2CbFlag::SupportedNotUsed,
                     _ => Gs2CbFlag::NoSupport,
                 };
                 debug!("SASL: chose {}", m.name());
@@ -714,6 +735,52 @@ mod tests {
         };
         assert_eq!(
             select(&offered, None, true, &none, anon, &strict),
+            Err(SaslError::NoAcceptableMechanism)
+        );
+    }
+
+    /// The retry after ejabberd 23.01 on TLS 1.3 refused the binding: plain SCRAM with `y`
+    /// although -PLUS is offered (RFC 5802 §6), never -PLUS, never PLAIN; `n` without TLS
+    /// or without binding data; `Required` keeps refusing anything unbound.
+    #[test]
+    fn retry_unbound_sends_y_even_though_plus_is_offered() {
+        let offered = names(&["SCRAM-SHA-1", "SCRAM-SHA-1-PLUS", "PLAIN", "X-OAUTH2"]);
+        let retry = SaslPolicy {
+            channel_binding: CbPolicy::RetryUnbound,
+            ..Default::default()
+        };
+        for cb in [exporter(), end_point()] {
+            let s = choose(&offered, None, true, &cb, PASSWORD, &retry).unwrap();
+            assert_eq!(s.mechanism, Mechanism::ScramSha1);
+            assert_eq!(s.cb_flag, Gs2CbFlag::SupportedNotUsed);
+        }
+        // With an XEP-0440 list as well (the CLI does not retry then, the core still never binds).
+        let types = names(&["tls-exporter"]);
+        let s = choose(&offered, Some(&types), true, &exporter(), PASSWORD, &retry).unwrap();
+        assert_eq!(s.mechanism, Mechanism::ScramSha1);
+        assert_eq!(s.cb_flag, Gs2CbFlag::SupportedNotUsed);
+        // No binding data: nothing to claim, `n`.
+        let s = choose(
+            &offered,
+            None,
+            true,
+            &ChannelBindingData::none(),
+            PASSWORD,
+            &retry,
+        )
+        .unwrap();
+        assert_eq!(s, Selection::unbound(Mechanism::ScramSha1));
+        // No TLS: `n`.
+        let s = choose(&offered, None, false, &exporter(), PASSWORD, &retry).unwrap();
+        assert_eq!(s, Selection::unbound(Mechanism::ScramSha1));
+        // A server offering PLAIN only: PLAIN (no gs2 flag at all).
+        let plain = names(&["PLAIN"]);
+        let s = choose(&plain, None, true, &exporter(), PASSWORD, &retry).unwrap();
+        assert_eq!(s, Selection::unbound(Mechanism::Plain));
+        // Only -PLUS offered: nothing acceptable (it never binds).
+        let plus = names(&["SCRAM-SHA-1-PLUS"]);
+        assert_eq!(
+            choose(&plus, None, true, &exporter(), PASSWORD, &retry),
             Err(SaslError::NoAcceptableMechanism)
         );
     }

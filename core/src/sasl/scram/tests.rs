@@ -157,7 +157,8 @@ fn channel_binding_mismatch_fails_and_is_reported_as_binding_rejection() {
         c.failure(SaslFailure::NotAuthorized),
         SaslError::ChannelBindingRejected {
             mechanism: Mechanism::ScramSha256Plus,
-            cb_type: ChannelBindingType::TlsExporter
+            cb_type: ChannelBindingType::TlsExporter,
+            xep0440: false,
         }
     );
 }
