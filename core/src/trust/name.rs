@@ -158,9 +158,11 @@ pub(crate) fn normalize_reference(input: &str) -> Result<String, ReferenceError>
     if trimmed.contains('*') {
         return Err(ReferenceError::Wildcard);
     }
+    // IP literals as `core::net` reads them, by the JID module's parsers (`core::net`'s
+    // parser is ~1.5 KB of a firmware image).
     if trimmed.starts_with('[')
-        || trimmed.parse::<core::net::Ipv4Addr>().is_ok()
-        || trimmed.parse::<core::net::Ipv6Addr>().is_ok()
+        || crate::jid::ipv4_octets(trimmed).is_some()
+        || crate::jid::ipv6_groups(trimmed).is_some()
     {
         return Err(ReferenceError::IpAddress);
     }
