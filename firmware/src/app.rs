@@ -483,9 +483,10 @@ fn initiator(config: &Config<'_>, bare: &str, cached: Option<&LoginMemory>) -> I
 
 /// A sensor-style reading (a stand-in for a real sensor: a counter and the uptime).
 fn reading(n: u32, online: Duration) -> String {
+    // The seconds as `u32` (136 years): `u64`'s `Display` is not linked for them alone.
+    let online = u32::try_from(online.as_secs()).unwrap_or(u32::MAX);
     format!(
-        "reading {n}: online {} s, temperature {}.{} C",
-        online.as_secs(),
+        "reading {n}: online {online} s, temperature {}.{} C",
         20 + n % 5,
         n % 10
     )
