@@ -26,7 +26,7 @@ use xmpp_handshake_core::{stanza, Error};
 use crate::clock::EmbassyClock;
 use crate::config::Config;
 use crate::store::CacheStore;
-use crate::tls::EmbeddedTlsConnector;
+use crate::tls::{EmbeddedTlsConnector, TlsSlot};
 use crate::transport::Halves;
 use xmpp_handshake_core::login::LoginMemory;
 
@@ -276,6 +276,7 @@ where
     let bare = format!("{}@{}", config.username, config.domain);
     let cached = store.load(&bare);
     let halves = Halves::new(socket.split());
+    let mut slot = TlsSlot::new();
     let mut io = MaybeTls::Plain(halves.duplex());
     let mut connection = InitiatingConnection::initiate(
         initiator(config, &bare, cached.as_ref()),
@@ -283,10 +284,10 @@ where
         options(config),
         clock.now(),
     );
+    let mut progress = Progress::default();
     // The upgrade (with the verifier's verdict) is needed for the negotiation only.
     {
-        let mut upgrade = tls.upgrade(rng);
-        let mut progress = Progress::default();
+        let mut upgrade = tls.upgrade(rng, &mut slot);
         let outcome = driver::negotiate(
             &mut io,
             &mut upgrade,
@@ -322,8 +323,13 @@ where
             }
         }
     }
-    // STARTTLS is required (the initiator's default): a bound stream is a TLS one.
-    let MaybeTls::Tls(stream) = &mut io else {
+    // STARTTLS is required (the initiator's default): a bound stream is a TLS one. `run`
+    // reads through the reader taken out of it and writes through `io`, as the negotiation
+    // did (one copy of the driver's writing code, with the same observer).
+    let Some(mut reader) = (match &mut io {
+        MaybeTls::Tls(stream) => stream.take_reader(),
+        _ => None,
+    }) else {
         return Err(Failure::Xmpp(Error::StartTlsNotOffered));
     };
 
@@ -357,14 +363,13 @@ where
         count: &mut stats.readings,
     };
     let mut buf = [0; READ_CHUNK];
-    let (mut reader, mut writer) = stream.split();
     let closed = driver::run(
         &mut reader,
-        &mut writer,
+        &mut io,
         &mut connection,
         &mut outgoing,
         &mut answers,
-        &mut (),
+        &mut progress,
         &clock,
         &mut buf,
     )
