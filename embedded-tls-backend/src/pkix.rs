@@ -36,8 +36,8 @@ use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use sha2::{Digest, Sha384};
 
 use xmpp_handshake_core::trust::x509::{
-    element, oid, only_element, read_bit_string, read_oid, Certificate, PublicKeyInfo,
-    ID_CE_SUBJECT_ALT_NAME,
+    element, oid, only_element, read_bit_string, read_bool, read_oid, read_u8, Certificate,
+    PublicKeyInfo, ID_CE_SUBJECT_ALT_NAME,
 };
 use xmpp_handshake_core::trust::{Fingerprint, PkixOutcome, UnixTime};
 
@@ -121,14 +121,14 @@ fn basic_constraints(der: &[u8]) -> der::Result<(bool, Option<u8>)> {
     let (contents, _) = only_element(der, Tag::Sequence)?;
     read_all(contents, |r| {
         let ca = if !r.is_finished() && Tag::peek(r)? == Tag::Boolean {
-            r.decode::<bool>()?
+            read_bool(r)?
         } else {
             false
         };
         let path_len = if r.is_finished() {
             None
         } else {
-            Some(r.decode::<u8>()?)
+            Some(read_u8(r)?)
         };
         Ok((ca, path_len))
     })
