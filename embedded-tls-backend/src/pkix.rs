@@ -29,8 +29,8 @@
 use alloc::format;
 use alloc::vec::Vec;
 
-use der::asn1::{AnyRef, ObjectIdentifier, UintRef};
-use der::{Decode, Reader, SliceReader, Tag};
+use der::asn1::ObjectIdentifier;
+use der::{Reader, SliceReader, Tag};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 #[cfg(feature = "sha-512")]
 use sha2::{Digest, Sha384};
@@ -413,17 +413,10 @@ fn ecdsa_sig_value(der: &[u8], field_len: usize) -> Result<Vec<u8>, SignatureErr
     let bad = SignatureError::Unsupported("ECDSA signature encoding");
     // Through the certificate view's element reader: no second generic DER decoder.
     let (r, s) = read_all(der, |reader| element(reader, Tag::Sequence))
-        .and_then(|(pair, _)| {
-            read_all(pair, |seq| {
-                let r = AnyRef::decode(seq)?.decode_as::<UintRef<'_>>()?;
-                let s = AnyRef::decode(seq)?.decode_as::<UintRef<'_>>()?;
-                Ok((r, s))
-            })
-        })
+        .and_then(|(pair, _)| read_all(pair, |seq| Ok((uint(seq)?, uint(seq)?))))
         .map_err(|_| bad.clone())?;
     let mut out = alloc::vec![0u8; 2 * field_len];
-    for (value, half) in [(r, 0), (s, 1)] {
-        let bytes = value.as_bytes();
+    for (bytes, half) in [(r, 0), (s, 1)] {
         if bytes.len() > field_len {
             return Err(bad);
         }
@@ -431,6 +424,20 @@ fn ecdsa_sig_value(der: &[u8], field_len: usize) -> Result<Vec<u8>, SignatureErr
         out[end - bytes.len()..end].copy_from_slice(bytes);
     }
     Ok(out)
+}
+
+/// The next element of `reader`, a non-negative INTEGER in its minimal encoding (X.690
+/// §8.3): its magnitude, without the leading zero octet a value whose first bit is set
+/// takes. The rules of der's `UintRef`, without its generic decoder (~0.3 KB of flash).
+fn uint<'a>(reader: &mut SliceReader<'a>) -> der::Result<&'a [u8]> {
+    match element(reader, Tag::Integer)?.0 {
+        [] => Err(Tag::Integer.length_error().into()),
+        contents @ [0] => Ok(contents),
+        [0, next, ..] if *next < 0x80 => Err(Tag::Integer.non_canonical_error().into()),
+        [0, magnitude @ ..] => Ok(magnitude),
+        [first, ..] if *first >= 0x80 => Err(Tag::Integer.value_error().into()),
+        contents => Ok(contents),
+    }
 }
 
 /// The named curve of an id-ecPublicKey SubjectPublicKeyInfo.
@@ -449,4 +456,34 @@ pub(crate) fn ec_curve(spki: &PublicKeyInfo<'_>) -> Result<ObjectIdentifier, Sig
 /// The end entity's SubjectPublicKeyInfo.
 pub(crate) fn leaf_spki(der: &[u8]) -> Option<PublicKeyInfo<'_>> {
     Certificate::parse(der).ok().map(|c| c.public_key)
+}
+
+#[cfg(test)]
+mod tests {
+    use der::asn1::UintRef;
+    use der::Decode;
+
+    use super::*;
+
+    #[test]
+    fn integers_read_as_ders_uint_ref_reads_them() {
+        let check = |contents: &[u8]| {
+            let mut tlv = alloc::vec![0x02, contents.len() as u8];
+            tlv.extend_from_slice(contents);
+            let ours = read_all(&tlv, uint).ok();
+            let theirs = UintRef::from_der(&tlv).ok();
+            let theirs = theirs.as_ref().map(UintRef::as_bytes);
+            assert_eq!(ours, theirs, "{tlv:02x?}");
+        };
+        check(&[]);
+        for a in 0..=255u8 {
+            check(&[a]);
+            for b in 0..=255u8 {
+                check(&[a, b]);
+            }
+            check(&[0, 0, a]);
+            check(&[0, a, 0]);
+            check(&[a, 0, 0, 1]);
+        }
+    }
 }

@@ -204,14 +204,14 @@ fn subject_alt_names(
                     Ok((type_id, read_all(explicit, |v| v.decode::<AnyRef<'_>>())?))
                 })?;
                 if type_id == ID_ON_XMPP_ADDR {
-                    match value.decode_as::<Utf8StringRef<'_>>() {
-                        Ok(s) => presented.push(PresentedId::XmppAddr(s.as_str().into())),
-                        Err(_) => debug!("xmppAddr that is not a UTF8String ignored"),
+                    match string(value, Tag::Utf8String, Utf8StringRef::new) {
+                        Some(s) => presented.push(PresentedId::XmppAddr(s.as_str().into())),
+                        None => debug!("xmppAddr that is not a UTF8String ignored"),
                     }
                 } else if type_id == ID_ON_DNS_SRV {
-                    match value.decode_as::<Ia5StringRef<'_>>() {
-                        Ok(s) => presented.push(PresentedId::SrvId(s.as_str().into())),
-                        Err(_) => debug!("SRVName that is not an IA5String ignored"),
+                    match string(value, Tag::Ia5String, Ia5StringRef::new) {
+                        Some(s) => presented.push(PresentedId::SrvId(s.as_str().into())),
+                        None => debug!("SRVName that is not an IA5String ignored"),
                     }
                 }
             }
@@ -237,23 +237,27 @@ fn subject_alt_names(
     Ok(())
 }
 
+/// `value` as the string type whose tag is `tag`, checked by its `new` (what der's
+/// `decode_as` does for these types, without one generic instance per type): `None` for
+/// another tag or a value outside the type's character set.
+fn string<'a, T>(value: AnyRef<'a>, tag: Tag, new: fn(&'a [u8]) -> der::Result<T>) -> Option<T> {
+    if value.tag() == tag {
+        new(value.value()).ok()
+    } else {
+        None
+    }
+}
+
 /// `DirectoryString` (RFC 5280 §4.1.2.4) as text; `None` for other types.
 fn directory_string(value: AnyRef<'_>) -> Option<String> {
+    let bytes = value.value();
     match value.tag() {
-        Tag::PrintableString => value
-            .decode_as::<PrintableStringRef<'_>>()
+        Tag::PrintableString => PrintableStringRef::new(bytes)
             .ok()
             .map(|s| s.as_str().into()),
-        Tag::TeletexString => value
-            .decode_as::<TeletexStringRef<'_>>()
-            .ok()
-            .map(|s| s.as_str().into()),
-        Tag::Utf8String => value
-            .decode_as::<Utf8StringRef<'_>>()
-            .ok()
-            .map(|s| s.as_str().into()),
-        Tag::BmpString => value
-            .decode_as::<BmpString>()
+        Tag::TeletexString => TeletexStringRef::new(bytes).ok().map(|s| s.as_str().into()),
+        Tag::Utf8String => Utf8StringRef::new(bytes).ok().map(|s| s.as_str().into()),
+        Tag::BmpString => BmpString::from_ucs2(bytes)
             .ok()
             .map(|s| s.chars().collect()),
         _ => None,
@@ -383,6 +387,8 @@ fn pss_hash_oid(params_contents: &[u8]) -> der::Result<Option<ObjectIdentifier>>
 
 #[cfg(test)]
 mod tests {
+    use der::Decode;
+
     use super::*;
 
     fn oid(dotted: &str) -> ObjectIdentifier {
@@ -430,6 +436,59 @@ mod tests {
         #[cfg(not(feature = "sha-512"))]
         for dotted in ["1.2.840.113549.1.1.12", "1.2.840.10045.4.3.4"] {
             assert_eq!(hash(dotted), None, "{dotted}");
+        }
+    }
+
+    #[test]
+    fn strings_read_as_ders_decode_as_reads_them() {
+        let samples: [&[u8]; 7] = [
+            b"example.org",
+            b"a b'()+,-./:=?",
+            b"under_score*",
+            "bücher".as_bytes(),
+            &[0xff, 0xfe],
+            &[0, 0x41, 0xd8, 0x00],
+            b"",
+        ];
+        // UTF8String, PrintableString, TeletexString, IA5String, BMPString, OCTET STRING.
+        for tag in [0x0c, 0x13, 0x14, 0x16, 0x1e, 0x04] {
+            for sample in samples {
+                let mut tlv = alloc::vec![tag, sample.len() as u8];
+                tlv.extend_from_slice(sample);
+                let any = AnyRef::from_der(&tlv).unwrap();
+                assert_eq!(
+                    string(any, Tag::Utf8String, Utf8StringRef::new).map(|s| s.as_str()),
+                    any.decode_as::<Utf8StringRef<'_>>()
+                        .ok()
+                        .map(|s| s.as_str()),
+                    "{tlv:02x?}"
+                );
+                assert_eq!(
+                    string(any, Tag::Ia5String, Ia5StringRef::new).map(|s| s.as_str()),
+                    any.decode_as::<Ia5StringRef<'_>>().ok().map(|s| s.as_str()),
+                    "{tlv:02x?}"
+                );
+                let theirs = match any.tag() {
+                    Tag::PrintableString => any
+                        .decode_as::<PrintableStringRef<'_>>()
+                        .ok()
+                        .map(|s| String::from(s.as_str())),
+                    Tag::TeletexString => any
+                        .decode_as::<TeletexStringRef<'_>>()
+                        .ok()
+                        .map(|s| String::from(s.as_str())),
+                    Tag::Utf8String => any
+                        .decode_as::<Utf8StringRef<'_>>()
+                        .ok()
+                        .map(|s| String::from(s.as_str())),
+                    Tag::BmpString => any
+                        .decode_as::<BmpString>()
+                        .ok()
+                        .map(|s| s.chars().collect()),
+                    _ => None,
+                };
+                assert_eq!(directory_string(any), theirs, "{tlv:02x?}");
+            }
         }
     }
 
