@@ -223,7 +223,7 @@ where
     C: Clock,
 {
     loop {
-        flush(io, connection, observer).await?;
+        flush(io, connection, observer, clock).await?;
         if let Some(event) = connection.poll_event() {
             match event {
                 Event::Step(step) => observer.step(step),
@@ -307,8 +307,30 @@ where
 }
 
 /// Writes everything the connection has to send: over TCP in one write (pipelined units
-/// leave together), on a message transport one write per unit.
-async fn flush<W, M, O>(
+/// leave together), on a message transport one write per unit. A write blocked longer than
+/// [`Timeouts::write`](crate::connection::Timeouts) (the peer stopped reading) fails with
+/// [`Error::Transport`] `TimedOut`.
+async fn flush<W, M, O, C>(
+    io: &mut W,
+    connection: &mut Connection<M>,
+    observer: &mut O,
+    clock: &C,
+) -> Result<(), Error>
+where
+    W: Write,
+    M: Negotiator,
+    O: Observer + ?Sized,
+    C: Clock,
+{
+    let deadline = connection.timeouts().write.map(|limit| clock.now() + limit);
+    let write = pin!(write_pending(io, connection, observer));
+    match race(write, core::future::pending::<()>(), timer(clock, deadline)).await {
+        Woke::Read(result) => result,
+        Woke::Command(()) | Woke::Timer => Err(Error::Transport(ErrorKind::TimedOut)),
+    }
+}
+
+async fn write_pending<W, M, O>(
     io: &mut W,
     connection: &mut Connection<M>,
     observer: &mut O,
@@ -365,6 +387,9 @@ pub enum Command {
     Send(String),
     /// Close the stream (§4.4, [`Connection::close`]).
     Close,
+    /// End the stream with this error (§4.9, [`Connection::stream_error`]): a server
+    /// replacing a session (`<conflict/>`), say.
+    StreamError(crate::stream::error::StreamError),
 }
 
 /// Where [`run`] gets the application's commands from: a channel, a queue. `next` must be
@@ -392,6 +417,15 @@ pub trait Deliver {
     fn backlog_full(&self) -> bool {
         false
     }
+    /// Whether [`run`] should stop reading until [`Deliver::room`] completes: the
+    /// application is behind, and the transport's window holds the peer back meanwhile
+    /// (commands and timers still run). The stanzas of one read still arrive.
+    fn paused(&self) -> bool {
+        false
+    }
+    /// Completes once the application takes stanzas again. Cancel-safe.
+    #[allow(async_fn_in_trait)]
+    async fn room(&mut self) {}
 }
 
 /// The bound stream (§8) over a transport split in two halves: reads, the application's
@@ -422,7 +456,7 @@ where
 {
     loop {
         // Everything queued goes out, every event is handed over, before waiting again.
-        if let Err(e) = flush(writer, connection, observer).await {
+        if let Err(e) = flush(writer, connection, observer, clock).await {
             connection.handle_eof(Some(e));
         }
         while let Some(event) = connection.poll_event() {
@@ -438,12 +472,27 @@ where
                 }
                 Event::ElementSkipped { cost, allowed } => deliver.skipped(cost, allowed),
                 Event::Closed(closed) => {
-                    let _ = flush(writer, connection, observer).await;
+                    let _ = flush(writer, connection, observer, clock).await;
                     return closed;
                 }
                 Event::Step(step) => observer.step(step),
                 Event::StartTls { .. } | Event::Negotiated(_) => {}
             }
+        }
+        if deliver.paused() {
+            // No read is pending here: none is cancelled.
+            let deadline = connection.poll_timeout();
+            let woke = {
+                let room = pin!(deliver.room());
+                race(room, commands.next(), timer(clock, deadline)).await
+            };
+            let now = clock.now();
+            match woke {
+                Woke::Read(()) => {}
+                Woke::Command(command) => apply(command, connection, deliver, now),
+                Woke::Timer => connection.handle_timeout(now),
+            }
+            continue;
         }
         let n = {
             let mut read = pin!(reader.read(&mut *buf));
@@ -453,16 +502,11 @@ where
                 let now = clock.now();
                 match woke {
                     Woke::Read(r) => break r,
-                    Woke::Command(Some(Command::Send(stanza))) => {
-                        if let Err(e) = connection.send_stanza(&stanza, now) {
-                            deliver.refused(stanza, e);
-                        }
-                    }
-                    Woke::Command(Some(Command::Close) | None) => connection.close(now),
+                    Woke::Command(command) => apply(command, connection, deliver, now),
                     Woke::Timer => connection.handle_timeout(now),
                 }
                 // The read stays pending; what the command or timer queued goes out now.
-                if let Err(e) = flush(writer, connection, observer).await {
+                if let Err(e) = flush(writer, connection, observer, clock).await {
                     connection.handle_eof(Some(e));
                 }
                 if connection.is_closed() {
@@ -483,6 +527,24 @@ where
     }
 }
 
+/// Carries out the application's `command` (`None`: the application is gone, close).
+fn apply<M: Negotiator, D: Deliver + ?Sized>(
+    command: Option<Command>,
+    connection: &mut Connection<M>,
+    deliver: &mut D,
+    now: Duration,
+) {
+    match command {
+        Some(Command::Send(stanza)) => {
+            if let Err(e) = connection.send_stanza(&stanza, now) {
+                deliver.refused(stanza, e);
+            }
+        }
+        Some(Command::Close) | None => connection.close(now),
+        Some(Command::StreamError(error)) => connection.stream_error(error),
+    }
+}
+
 impl<T, S> MaybeTls<T, S> {
     /// Whether the transport is TLS-protected.
     pub fn is_tls(&self) -> bool {
@@ -492,162 +554,5 @@ impl<T, S> MaybeTls<T, S> {
     /// Moves the transport out.
     pub fn take(&mut self) -> MaybeTls<T, S> {
         mem::replace(self, MaybeTls::Closed)
-    }
-}
-
-/// Runs the negotiation of `connection` over `transport` ([`negotiate`]) and returns the
-/// bound stream as a [`Session`].
-pub async fn negotiate_session<T, U, M, O, C>(
-    transport: T,
-    tls: &mut U,
-    mut connection: Connection<M>,
-    observer: &mut O,
-    clock: C,
-) -> Result<Session<T, U::Stream, M, C>, Error>
-where
-    T: Read + Write,
-    U: TlsUpgrade<T>,
-    M: Negotiator,
-    O: Observer + ?Sized,
-    C: Clock,
-{
-    let mut io = MaybeTls::Plain(transport);
-    let outcome = negotiate(&mut io, tls, &mut connection, observer, &clock).await?;
-    Ok(Session::new(io, connection, outcome, clock))
-}
-
-/// A bound stream driven over one transport object, for wrappers that read and write
-/// through the same handle in turn (not both at once; [`run`] is the form that waits on
-/// the transport and the application together). Every rule and timer is the
-/// [`Connection`]'s; this only moves bytes.
-pub struct Session<T, S, M, C> {
-    transport: MaybeTls<T, S>,
-    connection: Connection<M>,
-    clock: C,
-    /// How the negotiation ended (bound JID, mechanism, ...).
-    pub outcome: Outcome,
-}
-
-impl<T: Read + Write, S: Read + Write, M: Negotiator, C: Clock> Session<T, S, M, C> {
-    /// The bound stream of a negotiated `connection` over `transport`.
-    pub fn new(
-        transport: MaybeTls<T, S>,
-        connection: Connection<M>,
-        outcome: Outcome,
-        clock: C,
-    ) -> Self {
-        Session {
-            transport,
-            connection,
-            clock,
-            outcome,
-        }
-    }
-
-    /// The transport (to read TLS details, or to close it).
-    pub fn transport(&self) -> &MaybeTls<T, S> {
-        &self.transport
-    }
-
-    /// The connection (the bound stream's state).
-    pub fn connection(&self) -> &Connection<M> {
-        &self.connection
-    }
-
-    /// How the stream is carried (TCP or RFC 7395 WebSocket).
-    pub fn framing(&self) -> crate::stream::header::Framing {
-        self.connection.framing()
-    }
-
-    /// Sends one top-level element ([`Connection::send_stanza`]).
-    pub async fn send(&mut self, element: &str) -> Result<(), Error> {
-        self.connection
-            .send_stanza(element, self.clock.now())
-            .map_err(|_| Error::ConnectionClosed)?;
-        flush(&mut self.transport, &mut self.connection, &mut ()).await
-    }
-
-    /// Ends the stream with `error` (§4.9): the error and our closing tag are sent; the
-    /// caller then drops the transport.
-    pub async fn stream_error(&mut self, error: crate::stream::error::StreamError) {
-        self.connection.stream_error(error);
-        let _ = flush(&mut self.transport, &mut self.connection, &mut ()).await;
-    }
-
-    /// The next top-level element, as raw text; `None` once the stream closed cleanly
-    /// (§4.4). Whitespace keep-alives are skipped. A rule the peer breaks is answered with
-    /// a stream error and reported; a stream error it sends is reported.
-    ///
-    /// An element too costly to parse ([`Error::ElementSkipped`]) leaves the session usable
-    /// (call again); every other `Err` ends it.
-    pub async fn next_element(&mut self) -> Result<Option<String>, Error> {
-        Ok(self.next_stanza().await?.map(|s| String::from(s.raw())))
-    }
-
-    /// As [`Session::next_element`], with `f` given the element's raw text and its parse.
-    pub async fn next_element_with<R>(
-        &mut self,
-        f: impl FnOnce(&str, roxmltree::Node<'_, '_>) -> R,
-    ) -> Result<Option<R>, Error> {
-        let Some(stanza) = self.next_stanza().await? else {
-            return Ok(None);
-        };
-        let raw = stanza.raw();
-        Ok(stanza.parse(|node| f(raw, node)))
-    }
-
-    /// The next [`Stanza`]; see [`Session::next_element`].
-    pub async fn next_stanza(&mut self) -> Result<Option<Stanza>, Error> {
-        loop {
-            flush(&mut self.transport, &mut self.connection, &mut ()).await?;
-            if let Some(event) = self.connection.poll_event() {
-                match event {
-                    Event::Stanza(stanza) => return Ok(Some(stanza)),
-                    Event::ElementSkipped { cost, allowed } => {
-                        return Err(Error::ElementSkipped { cost, allowed })
-                    }
-                    Event::Closed(Closed::ByPeer | Closed::ByUs) => return Ok(None),
-                    Event::Closed(Closed::Failed(e)) => return Err(e),
-                    _ => continue,
-                }
-            }
-            if self.connection.is_closed() {
-                return Ok(None);
-            }
-            let deadline = self.connection.poll_timeout();
-            let woke = {
-                let buf = self.connection.receive_buffer();
-                let read = pin!(self.transport.read(buf));
-                race(
-                    read,
-                    core::future::pending::<()>(),
-                    timer(&self.clock, deadline),
-                )
-                .await
-            };
-            let now = self.clock.now();
-            match woke {
-                Woke::Read(Ok(0)) if !self.connection.receive_buffer().is_empty() => {
-                    self.connection.handle_eof(None)
-                }
-                Woke::Read(Ok(n)) => self.connection.handle_received(n, now),
-                Woke::Read(Err(e)) => self.connection.handle_eof(Some(Error::Transport(e.0))),
-                Woke::Command(()) | Woke::Timer => self.connection.handle_timeout(now),
-            }
-        }
-    }
-
-    /// Closes the stream (§4.4): sends our closing tag, then reads until the peer's
-    /// (elements still arriving are dropped) or the close timeout. Returns the transport
-    /// for the wrapper to end TLS and the connection.
-    pub async fn close(mut self) -> Result<MaybeTls<T, S>, Error> {
-        self.connection.close(self.clock.now());
-        loop {
-            match self.next_stanza().await {
-                Ok(Some(_)) | Err(Error::ElementSkipped { .. }) => {}
-                Ok(None) => return Ok(self.transport),
-                Err(e) => return Err(e),
-            }
-        }
     }
 }

@@ -13,12 +13,12 @@
 //! `starttls_sent`.
 
 use alloc::string::String;
-use core::mem;
 
 use rand_core::{CryptoRng, RngCore};
 
 use crate::bind;
-use crate::connection::{Event, Negotiator, Outbox, Outcome, Step, TlsInfo};
+use crate::negotiation::dispatch::{self, is_streams, received_stream_error, Inbound, Role};
+use crate::negotiation::{qualified_name, Event, Negotiator, Outbox, Outcome, Step, TlsInfo};
 use crate::sasl::element::{self as sasl_element, Received};
 use crate::sasl::{
     self, CbPolicy, ClientMechanism, Credentials, Mechanism, MechanismSet, SaslError, SaslPolicy,
@@ -29,8 +29,7 @@ use crate::starttls::{self, Answer, TlsPolicy};
 use crate::stream::error::{StreamError, StreamErrorCondition};
 use crate::stream::features::StreamFeatures;
 use crate::stream::header::{closing_tag, ContentNamespace, Framing, HeaderOut, StreamHeader};
-use crate::xml::element;
-use crate::xml::framer::{Frame, Framer, Limits};
+use crate::xml::framer::{Framer, Limits};
 use crate::Error;
 
 /// What the initiating entity is told by its user.
@@ -306,12 +305,6 @@ impl<R: RngCore + CryptoRng> Context<'_, R> {
         error
     }
 
-    /// Sends a stream error for a rule the peer broke (§4.9) and reports it.
-    fn stream_error(&mut self, error: StreamError) -> Error {
-        self.outbox.stream_error(self.config.framing, &error);
-        Error::StreamErrorSent(error)
-    }
-
     fn negotiated(
         &mut self,
         features: StreamFeatures,
@@ -341,7 +334,7 @@ impl ExpectHeader {
     fn handle<R: RngCore + CryptoRng>(
         self,
         cx: &mut Context<'_, R>,
-        header: StreamHeader,
+        header: &StreamHeader,
     ) -> Result<State, Error> {
         if header.version_numbers().is_none_or(|(major, _)| major != 1) {
             // §4.7.5: we speak 1.0 only; a peer without version='1.0' cannot do STARTTLS.
@@ -353,7 +346,7 @@ impl ExpectHeader {
             return Err(cx.stream_error(StreamError::new(StreamErrorCondition::InvalidNamespace)));
         }
         cx.outbox.step(Step::HeaderReceived);
-        let id = header.id;
+        let id = header.id.clone();
         let mut next = self.next;
         match &mut next {
             Features::BeforeTls(f) => f.stream_id = id,
@@ -724,11 +717,6 @@ impl ExpectBindResult {
     }
 }
 
-fn is_streams(node: roxmltree::Node<'_, '_>, name: &str) -> bool {
-    node.tag_name().namespace() == Some(crate::stream::header::NS_STREAMS)
-        && node.tag_name().name() == name
-}
-
 fn unexpected(expected: &'static str, node: roxmltree::Node<'_, '_>) -> Error {
     Error::UnexpectedElement {
         expected,
@@ -736,41 +724,12 @@ fn unexpected(expected: &'static str, node: roxmltree::Node<'_, '_>) -> Error {
     }
 }
 
-pub(crate) fn qualified_name(node: roxmltree::Node<'_, '_>) -> String {
-    let mut s = String::new();
-    if let Some(ns) = node.tag_name().namespace() {
-        s.push('{');
-        s.push_str(ns);
-        s.push('}');
-    }
-    s.push_str(node.tag_name().name());
-    s
-}
-
-/// A stream error the peer sent, or its redirect (§4.9.3.19), which is never followed.
-pub(crate) fn received_stream_error(node: roxmltree::Node<'_, '_>) -> Option<Error> {
-    if !is_streams(node, "error") {
-        return None;
-    }
-    let error = StreamError::parse(node);
-    if error.condition == StreamErrorCondition::SeeOtherHost {
-        let host = node
-            .children()
-            .find(|c| c.tag_name().name() == "see-other-host")
-            .and_then(|c| c.text())
-            .unwrap_or_default();
-        return Some(Error::SeeOtherHost(String::from(host)));
-    }
-    Some(Error::StreamErrorReceived(error))
-}
-
 /// The initiating entity. See the module docs.
 pub struct InitiatingEntity<R> {
     config: InitiatorConfig,
-    framer: Framer,
+    inbound: Inbound,
     outbox: Outbox,
     state: State,
-    peer_header: StreamHeader,
     rng: R,
     learned: Learned,
 }
@@ -785,7 +744,7 @@ impl<R: RngCore + CryptoRng> InitiatingEntity<R> {
     /// As [`InitiatingEntity::new`], on a transport that is already TLS (Direct TLS,
     /// XEP-0368, with `config.secure_transport`), whose channel binding is `tls`.
     pub fn with_tls(config: InitiatorConfig, mut rng: R, tls: TlsInfo) -> Self {
-        let framer = Framer::new(config.framing, config.limits);
+        let inbound = Inbound::new(Framer::new(config.framing, config.limits));
         let mut outbox = Outbox::default();
         let secure = config.secure_transport || config.framing == Framing::WebSocket;
         let mut learned = Learned {
@@ -822,10 +781,9 @@ impl<R: RngCore + CryptoRng> InitiatingEntity<R> {
             }
         };
         InitiatingEntity {
-            framer,
+            inbound,
             outbox,
             state: State::Header(first),
-            peer_header: StreamHeader::default(),
             rng,
             learned,
             config,
@@ -838,106 +796,110 @@ impl<R: RngCore + CryptoRng> InitiatingEntity<R> {
     }
 
     fn process(&mut self) -> Result<(), Error> {
-        loop {
-            match self.state {
-                State::AwaitTls => {
-                    // §5.4.2.3: whatever followed `<proceed/>` was sent in plaintext
-                    // and must never reach the TLS-protected stream.
-                    if !self.framer.pending().is_empty() {
-                        self.state = State::Failed;
-                        return Err(Error::PlaintextAfterProceed);
-                    }
-                    return Ok(());
+        let mut cx = Context {
+            config: &self.config,
+            outbox: &mut self.outbox,
+            rng: &mut self.rng,
+            learned: &mut self.learned,
+        };
+        dispatch::run(
+            &mut cx,
+            &mut self.state,
+            &mut self.inbound,
+            &self.config.limits,
+        )
+    }
+}
+
+impl<R: RngCore + CryptoRng> Role for Context<'_, R> {
+    type State = State;
+    const FAILED: State = State::Failed;
+
+    fn between_frames(
+        &mut self,
+        state: &mut State,
+        inbound: &mut Inbound,
+    ) -> Option<Result<(), Error>> {
+        match state {
+            State::AwaitTls => {
+                // §5.4.2.3: whatever followed `<proceed/>` was sent in plaintext and must
+                // never reach the TLS-protected stream.
+                if !inbound.framer.pending().is_empty() {
+                    *state = State::Failed;
+                    return Some(Err(Error::PlaintextAfterProceed));
                 }
-                State::Restart => {
-                    // §6.4.6: a new stream on the same transport, no closing tag first.
-                    self.framer.restart();
-                    self.peer_header = StreamHeader::default();
-                    self.outbox.step(Step::StreamRestarted);
-                    let mut cx = Context {
-                        config: &self.config,
-                        outbox: &mut self.outbox,
-                        rng: &mut self.rng,
-                        learned: &mut self.learned,
-                    };
-                    cx.send_header(cx.learned.secure);
-                    let mut next = Features::AfterSasl(ExpectFeaturesAfterSasl { stream_id: None });
-                    if let Some(sasl) = self.config.sasl.as_ref().filter(|s| s.pipeline_bind) {
-                        if self.config.ns == ContentNamespace::Client {
-                            let request = bind::request(sasl.resource.as_deref());
-                            self.outbox
-                                .send(&stanza::qualified(&request, self.config.framing));
-                            next = Features::AfterPipelinedBind(ExpectFeaturesAfterPipelinedBind {
-                                stream_id: None,
-                            });
-                        }
-                    }
-                    self.state = State::Header(ExpectHeader { next });
-                }
-                State::Negotiated | State::Failed => return Ok(()),
-                _ => {}
+                Some(Ok(()))
             }
-            let mut cx = Context {
-                config: &self.config,
-                outbox: &mut self.outbox,
-                rng: &mut self.rng,
-                learned: &mut self.learned,
-            };
-            let frame = match self.framer.next_frame() {
-                Ok(Some(frame)) => frame,
-                Ok(None) => return Ok(()),
-                Err(e) => {
-                    self.state = State::Failed;
-                    return Err(cx.stream_error(e));
+            State::Restart => {
+                // §6.4.6: a new stream on the same transport, no closing tag first.
+                inbound.restart();
+                self.outbox.step(Step::StreamRestarted);
+                self.send_header(self.learned.secure);
+                let mut next = Features::AfterSasl(ExpectFeaturesAfterSasl { stream_id: None });
+                if let Some(sasl) = self.config.sasl.as_ref().filter(|s| s.pipeline_bind) {
+                    if self.config.ns == ContentNamespace::Client {
+                        let request = bind::request(sasl.resource.as_deref());
+                        self.outbox
+                            .send(&stanza::qualified(&request, self.config.framing));
+                        next = Features::AfterPipelinedBind(ExpectFeaturesAfterPipelinedBind {
+                            stream_id: None,
+                        });
+                    }
                 }
-            };
-            let state = mem::replace(&mut self.state, State::Failed);
-            self.state = match (state, frame) {
-                (_, Frame::End) => return Err(cx.close(Error::PeerClosed)),
-                (State::Header(s), Frame::Header(h)) => {
-                    self.peer_header = h.clone();
-                    s.handle(&mut cx, h)?
-                }
-                // §5.3.3: no whitespace from `<starttls/>` to `<proceed/>`.
-                (State::Proceed(_), Frame::KeepAlive) => {
-                    return Err(cx.close(Error::WhitespaceDuringStartTls))
-                }
-                (state, Frame::KeepAlive) => state,
-                (state, Frame::Element(raw)) => {
-                    let header = &self.peer_header;
-                    element::parse_within(raw, header, &self.config.limits, |node| {
-                        if let Some(e) = received_stream_error(node) {
-                            return Err(e);
-                        }
-                        match state {
-                            State::Features(s) => s.handle(&mut cx, node),
-                            State::Proceed(s) => s.handle(&mut cx, node),
-                            State::Sasl(s) => s.handle(&mut cx, node),
-                            State::RefusedAuth(s) => s.handle(&mut cx, node),
-                            State::BindResult(s) => s.handle(&mut cx, node),
-                            _ => Err(unexpected("a stream header", node)),
-                        }
-                    })
-                    .map_err(|e| cx.stream_error(e))??
-                }
-                (_, Frame::Header(_)) => {
-                    return Err(cx.stream_error(StreamError::with_text(
-                        StreamErrorCondition::NotWellFormed,
-                        "unexpected stream header",
-                    )))
-                }
-            };
+                *state = State::Header(ExpectHeader { next });
+                None
+            }
+            State::Negotiated | State::Failed => Some(Ok(())),
+            _ => None,
         }
+    }
+
+    fn header(&mut self, state: State, header: &StreamHeader) -> Result<State, Error> {
+        match state {
+            State::Header(s) => s.handle(self, header),
+            _ => Err(self.stream_error(dispatch::not_well_formed("unexpected stream header"))),
+        }
+    }
+
+    fn element(&mut self, state: State, node: roxmltree::Node<'_, '_>) -> Result<State, Error> {
+        if let Some(e) = received_stream_error(node) {
+            return Err(e);
+        }
+        match state {
+            State::Features(s) => s.handle(self, node),
+            State::Proceed(s) => s.handle(self, node),
+            State::Sasl(s) => s.handle(self, node),
+            State::RefusedAuth(s) => s.handle(self, node),
+            State::BindResult(s) => s.handle(self, node),
+            _ => Err(unexpected("a stream header", node)),
+        }
+    }
+
+    /// §5.3.3: no whitespace from `<starttls/>` to `<proceed/>`.
+    fn keepalive(&mut self, state: State) -> Result<State, Error> {
+        match state {
+            State::Proceed(_) => Err(self.close(Error::WhitespaceDuringStartTls)),
+            state => Ok(state),
+        }
+    }
+
+    fn end(&mut self) -> Error {
+        self.close(Error::PeerClosed)
+    }
+
+    fn stream_error(&mut self, error: StreamError) -> Error {
+        self.outbox.stream_error(self.config.framing, &error);
+        Error::StreamErrorSent(error)
     }
 }
 
 impl<R: RngCore + CryptoRng> Negotiator for InitiatingEntity<R> {
     fn receive_buffer(&mut self) -> &mut [u8] {
-        self.framer.free_space()
+        self.inbound.framer.free_space()
     }
 
     fn received(&mut self, n: usize) -> Result<(), Error> {
-        self.framer.commit(n);
+        self.inbound.framer.commit(n);
         self.process()
     }
 
@@ -950,7 +912,7 @@ impl<R: RngCore + CryptoRng> Negotiator for InitiatingEntity<R> {
     }
 
     fn into_parts(self) -> (Framer, StreamHeader) {
-        (self.framer, self.peer_header)
+        (self.inbound.framer, self.inbound.header)
     }
 
     /// §5.4.3.3: forget everything learned before TLS (stream id, `from`, features) and
@@ -962,8 +924,7 @@ impl<R: RngCore + CryptoRng> Negotiator for InitiatingEntity<R> {
                 got: String::from("tls_established"),
             });
         }
-        self.framer.restart();
-        self.peer_header = StreamHeader::default();
+        self.inbound.restart();
         self.learned.secure = true;
         self.learned.channel_binding = info.channel_binding;
         self.outbox.step(Step::TlsEstablished);

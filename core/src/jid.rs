@@ -512,11 +512,11 @@ fn check_label(label: &str) -> Result<(), DomainError> {
     Ok(())
 }
 
-/// With `idna`: the U-labels must convert to A-labels (UTS #46, the conversion
-/// [`crate::trust::ReferenceIdentity`] applies).
+/// With `idna`: the U-labels must convert to A-labels (UTS #46 with the STD3 and DNS length
+/// rules, the conversion [`crate::trust::ReferenceIdentity`] applies).
 #[cfg(feature = "idna")]
 fn check_idn(domain: &str) -> Result<(), DomainError> {
-    crate::trust::name::normalize_reference(domain)
+    idna::domain_to_ascii_strict(domain)
         .map(drop)
         .map_err(|_| DomainError::InvalidIdn)
 }
@@ -905,32 +905,43 @@ mod tests {
     }
 
     #[test]
-    fn ipv4_literals_parse_as_core_net_does() {
+    fn ipv4_octets_agree_with_core_net() {
         for text in [
             "0.0.0.0",
             "127.0.0.1",
             "192.0.2.1",
             "255.255.255.255",
             "10.0.10.100",
-            "1.2.3.4",
+        ] {
+            let theirs: core::net::Ipv4Addr = text.parse().unwrap();
+            assert_eq!(ipv4_octets(text), Some(theirs.octets()), "{text}");
+        }
+        for bad in [
             "",
+            "1",
             "1.2.3",
             "1.2.3.4.5",
             "1.2.3.",
             ".1.2.3",
-            "01.2.3.4",
-            "1.2.3.00",
+            "1..2.3",
             "256.1.1.1",
             "1.2.3.1000",
-            "1.2.3.-4",
+            "01.2.3.4",
+            "1.2.3.00",
+            "+1.2.3.4",
             "1.2.3.+4",
+            "1.2.3.-4",
             "1.2.3.4 ",
             "a.b.c.d",
-            "1..2.3",
-            "１.2.3.4",
+            "0x7f.0.0.1",
+            "::1",
+            "\u{ff11}.2.3.4",
         ] {
-            let theirs = text.parse::<core::net::Ipv4Addr>().ok().map(|a| a.octets());
-            assert_eq!(ipv4_octets(text), theirs, "{text}");
+            assert_eq!(ipv4_octets(bad), None, "{bad}");
+            assert!(
+                bad.parse::<core::net::Ipv4Addr>().is_err(),
+                "{bad} (core::net agrees)"
+            );
         }
     }
 
@@ -984,6 +995,21 @@ mod tests {
             err("juliet@\u{301}a.example"),
             JidError::InvalidDomain(DomainError::InvalidIdn)
         );
+        // The same verdict as the certificate policy's reference identity, whose A-labels
+        // a connection to this domain checks the certificate against.
+        let long_label = alloc::format!("{}ü.example", "a".repeat(62));
+        for domain in [
+            "bücher.example",
+            "\u{301}a.example",
+            "xn--bcher-kva.example",
+            "münchen.example",
+            long_label.as_str(),
+            "ex\u{200d}ample.example",
+        ] {
+            let jid = Jid::parse(&alloc::format!("juliet@{domain}")).is_ok();
+            let reference = crate::trust::ReferenceIdentity::client_to_server(domain).is_ok();
+            assert_eq!(jid, reference, "{domain}");
+        }
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub mod error;
 pub mod initiator;
 pub mod jid;
 pub mod login;
+mod negotiation;
 pub mod receiver;
 pub mod sasl;
 pub mod stanza;

@@ -16,9 +16,9 @@ use core::mem;
 use rand_core::{CryptoRng, RngCore};
 
 use crate::bind;
-use crate::connection::{Event, Negotiator, Outbox, Outcome, Step, TlsInfo};
-use crate::initiator::qualified_name;
 use crate::jid::{self, Jid};
+use crate::negotiation::dispatch::{self, Inbound, Role};
+use crate::negotiation::{qualified_name, Event, Negotiator, Outbox, Outcome, Step, TlsInfo};
 use crate::sasl::element::{self as sasl_element, Received};
 use crate::sasl::{
     CredentialStore, Mechanism, SaslFailure, ServerContext, ServerMechanism, ServerOptions,
@@ -28,8 +28,7 @@ use crate::starttls;
 use crate::stream::error::{StreamError, StreamErrorCondition};
 use crate::stream::features::{StreamFeatures, NS_SASL};
 use crate::stream::header::{closing_tag, ContentNamespace, Framing, HeaderOut, StreamHeader};
-use crate::xml::element;
-use crate::xml::framer::{Frame, Framer, Limits};
+use crate::xml::framer::{Framer, Limits};
 use crate::Error;
 
 /// What the receiving entity offers for TLS (§5.3.1).
@@ -201,17 +200,6 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Context<'_, R, S> {
         self.outbox.send(&s);
         self.outbox.step(Step::HeaderSent);
         self.header_sent = true;
-    }
-
-    /// Sends a stream error (§4.9); while the stream is being set up our header goes
-    /// first (§4.9.1.2).
-    fn stream_error(&mut self, error: StreamError) -> Error {
-        if !self.header_sent {
-            let from = self.config.domains.first().cloned();
-            self.send_header(&StreamHeader::default(), from.as_deref());
-        }
-        self.outbox.stream_error(self.config.framing, &error);
-        Error::StreamErrorSent(error)
     }
 
     /// An element that is not allowed before the stream is negotiated: a stanza gets
@@ -588,13 +576,12 @@ fn eq_domain(a: &str, b: &str) -> bool {
 /// The receiving entity. See the module docs.
 pub struct ReceivingEntity<R, S> {
     config: ReceiverConfig,
-    framer: Framer,
+    inbound: Inbound,
     outbox: Outbox,
     state: State,
     rng: R,
     store: S,
     learned: Learned,
-    peer_header: StreamHeader,
     header_sent: bool,
 }
 
@@ -610,7 +597,7 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> ReceivingEntity<R, S> {
     pub fn with_tls(config: ReceiverConfig, rng: R, store: S, tls: TlsInfo) -> Self {
         let secure = config.secure_transport || config.framing == Framing::WebSocket;
         ReceivingEntity {
-            framer: Framer::new(config.framing, config.limits),
+            inbound: Inbound::new(Framer::new(config.framing, config.limits)),
             outbox: Outbox::default(),
             state: State::Header(ExpectHeader {
                 phase: if secure {
@@ -630,7 +617,6 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> ReceivingEntity<R, S> {
                 },
                 ..Learned::default()
             },
-            peer_header: StreamHeader::default(),
             header_sent: false,
             config,
         }
@@ -638,100 +624,111 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> ReceivingEntity<R, S> {
 
     /// The initiating entity's current header (after TLS: the one sent over TLS only).
     pub fn peer_header(&self) -> &StreamHeader {
-        &self.peer_header
+        &self.inbound.header
     }
 
     fn process(&mut self) -> Result<(), Error> {
-        loop {
-            match self.state {
-                State::AwaitTls | State::Negotiated | State::Failed => return Ok(()),
-                State::Restart => {
-                    // §6.4.6: the initiating entity opens a new stream; forget its header.
-                    self.framer.restart();
-                    self.peer_header = StreamHeader::default();
-                    self.header_sent = false;
-                    self.outbox.step(Step::StreamRestarted);
-                    self.state = State::Header(ExpectHeader {
-                        phase: Phase::Authenticated,
-                    });
-                }
-                _ => {}
+        let mut cx = Context {
+            config: &self.config,
+            outbox: &mut self.outbox,
+            rng: &mut self.rng,
+            store: &self.store,
+            learned: &mut self.learned,
+            header_sent: self.header_sent,
+        };
+        let result = dispatch::run(
+            &mut cx,
+            &mut self.state,
+            &mut self.inbound,
+            &self.config.limits,
+        );
+        self.header_sent = cx.header_sent;
+        result
+    }
+}
+
+impl<R: RngCore + CryptoRng, S: CredentialStore> Role for Context<'_, R, S> {
+    type State = State;
+    const FAILED: State = State::Failed;
+
+    fn between_frames(
+        &mut self,
+        state: &mut State,
+        inbound: &mut Inbound,
+    ) -> Option<Result<(), Error>> {
+        match state {
+            State::AwaitTls | State::Negotiated | State::Failed => Some(Ok(())),
+            State::Restart => {
+                // §6.4.6: the initiating entity opens a new stream; forget its header.
+                inbound.restart();
+                self.header_sent = false;
+                self.outbox.step(Step::StreamRestarted);
+                *state = State::Header(ExpectHeader {
+                    phase: Phase::Authenticated,
+                });
+                None
             }
-            let mut cx = Context {
-                config: &self.config,
-                outbox: &mut self.outbox,
-                rng: &mut self.rng,
-                store: &self.store,
-                learned: &mut self.learned,
-                header_sent: self.header_sent,
-            };
-            let result = match self.framer.next_frame() {
-                Ok(None) => return Ok(()),
-                Err(e) => Err(cx.stream_error(e)),
-                Ok(Some(frame)) => {
-                    let state = mem::replace(&mut self.state, State::Failed);
-                    match (state, frame) {
-                        (_, Frame::End) => {
-                            cx.outbox.send(closing_tag(cx.config.framing));
-                            Err(Error::PeerClosed)
-                        }
-                        (State::Header(s), Frame::Header(h)) => {
-                            let r = s.handle(&mut cx, &h);
-                            self.peer_header = h;
-                            r
-                        }
-                        (state, Frame::KeepAlive) => Ok(state),
-                        (state @ State::Header(_), Frame::Element(_))
-                        | (state, Frame::Header(_)) => {
-                            drop(state);
-                            Err(cx.stream_error(StreamError::with_text(
-                                StreamErrorCondition::NotWellFormed,
-                                "unexpected data",
-                            )))
-                        }
-                        (state, Frame::Element(raw)) => {
-                            let header = &self.peer_header;
-                            match element::parse_within(raw, header, &self.config.limits, |node| {
-                                match state {
-                                    State::StartTls(s) => s.handle(&mut cx, node),
-                                    State::Auth(s) => s.handle(&mut cx, node),
-                                    State::Response(s) => s.handle(&mut cx, node),
-                                    State::Bind(s) => s.handle(&mut cx, node),
-                                    _ => Err(cx.not_yet(node, "negotiation")),
-                                }
-                            }) {
-                                Ok(r) => r,
-                                Err(e) => Err(cx.stream_error(e)),
-                            }
-                        }
+            State::StartTlsReceived(domain) => {
+                let domain = mem::take(domain);
+                match proceed(self, domain, !inbound.framer.pending().is_empty()) {
+                    Ok(next) => {
+                        *state = next;
+                        None
+                    }
+                    Err(e) => {
+                        *state = State::Failed;
+                        Some(Err(e))
                     }
                 }
-            };
-            let result = match result {
-                Ok(State::StartTlsReceived(domain)) => {
-                    proceed(&mut cx, domain, !self.framer.pending().is_empty())
-                }
-                other => other,
-            };
-            self.header_sent = cx.header_sent;
-            match result {
-                Ok(state) => self.state = state,
-                Err(e) => {
-                    self.state = State::Failed;
-                    return Err(e);
-                }
             }
+            _ => None,
         }
+    }
+
+    fn header(&mut self, state: State, header: &StreamHeader) -> Result<State, Error> {
+        match state {
+            State::Header(s) => s.handle(self, header),
+            _ => Err(self.stream_error(dispatch::not_well_formed("unexpected data"))),
+        }
+    }
+
+    fn element(&mut self, state: State, node: roxmltree::Node<'_, '_>) -> Result<State, Error> {
+        match state {
+            State::Header(_) => {
+                Err(self.stream_error(dispatch::not_well_formed("unexpected data")))
+            }
+            State::StartTls(s) => s.handle(self, node),
+            State::Auth(s) => s.handle(self, node),
+            State::Response(s) => s.handle(self, node),
+            State::Bind(s) => s.handle(self, node),
+            _ => Err(self.not_yet(node, "negotiation")),
+        }
+    }
+
+    fn end(&mut self) -> Error {
+        self.outbox.send(closing_tag(self.config.framing));
+        Error::PeerClosed
+    }
+
+    /// Sends a stream error (§4.9); while the stream is being set up our header goes
+    /// first (§4.9.1.2).
+    fn stream_error(&mut self, error: StreamError) -> Error {
+        if !self.header_sent {
+            let from = self.config.domains.first().cloned();
+            self.send_header(&StreamHeader::default(), from.as_deref());
+        }
+        self.outbox.stream_error(self.config.framing, &error);
+        Error::StreamErrorSent(error)
     }
 }
 
 impl<R: RngCore + CryptoRng, S: CredentialStore> Negotiator for ReceivingEntity<R, S> {
     fn receive_buffer(&mut self) -> &mut [u8] {
-        self.framer.free_space()
+        self.inbound.framer.free_space()
     }
 
     fn received(&mut self, n: usize) -> Result<(), Error> {
-        self.framer.commit(n);
+        self.inbound.framer.commit(n);
         self.process()
     }
 
@@ -744,7 +741,7 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Negotiator for ReceivingEntity<
     }
 
     fn into_parts(self) -> (Framer, StreamHeader) {
-        (self.framer, self.peer_header)
+        (self.inbound.framer, self.inbound.header)
     }
 
     /// §5.4.3.3: forget what the initiating entity said before TLS (its `from`, its
@@ -756,8 +753,7 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Negotiator for ReceivingEntity<
                 got: String::from("tls_established"),
             });
         }
-        self.framer.restart();
-        self.peer_header = StreamHeader::default();
+        self.inbound.restart();
         self.header_sent = false;
         self.learned.secure = true;
         self.learned.tls = info;

@@ -245,6 +245,7 @@ fn options(config: &Config<'_>) -> ConnectionOptions {
             ..Timeouts::default()
         },
         max_queued_bytes: 2 * config.limits.max_element_bytes,
+        ..ConnectionOptions::default()
     }
 }
 

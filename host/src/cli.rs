@@ -62,6 +62,42 @@ pub enum Command {
     /// both ways. Only targets given with --allow are reached (HTTP 403 otherwise); the
     /// bridge never parses the stream, and after STARTTLS sees only TLS records.
     Bridge(BridgeArgs),
+    /// Check DOMAIN's server-to-server service as an originating server would see it.
+    ///
+    /// Looks up the SRV records _xmpps-server._tcp (Direct TLS) and _xmpp-server._tcp
+    /// (STARTTLS) (else DOMAIN:5269), tries each target, and prints the TLS version, the
+    /// certificate's verdict against DOMAIN (PKIX to --ca or the system's anchors; DNS-ID,
+    /// SRV-ID or XmppAddr) with its fingerprints, and what the server offers on the
+    /// protected stream (SASL EXTERNAL, dialback). Exit codes as `connect`: 0 when TLS was
+    /// established with a certificate valid for DOMAIN, 4 for a certificate refused, 5 when
+    /// TLS could not be established, 6 for other failures.
+    S2sCheck(S2sCheckArgs),
+}
+
+/// `s2s-check`
+#[derive(Debug, Args)]
+pub struct S2sCheckArgs {
+    /// The domain to check.
+    pub domain: String,
+    /// Connect to this host instead of looking up DNS SRV. The certificate is still
+    /// checked against DOMAIN.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port (default: from SRV, else 5269, or 5270 with --direct-tls).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Direct TLS only (XEP-0368: TLS from the first byte, ALPN xmpp-server).
+    #[arg(long)]
+    pub direct_tls: bool,
+    /// Trust anchors (PEM) instead of the system's.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Print the negotiation transcript on stderr.
+    #[arg(long)]
+    pub trace: bool,
+    /// Seconds allowed for each target (connecting and negotiating).
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
 }
 
 /// `bridge`

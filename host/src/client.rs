@@ -1,6 +1,7 @@
 //! The initiating entity as `demo` and `connect` (and the interop suites) run it: TCP with
 //! Nagle off, STARTTLS or Direct TLS (XEP-0368) with rustls and the XMPP certificate
-//! policy, SASL, binding; then the stanza phase through a [`Session`].
+//! policy, SASL, binding; then the bound stream through the library's
+//! [`BoundStream`].
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -9,17 +10,16 @@ use embedded_io_adapters::tokio_1::FromTokio;
 use rustls::RootCertStore;
 use tokio::net::TcpStream;
 use xmpp_handshake_core::connection::{Connection, ConnectionOptions, Timeouts};
-use xmpp_handshake_core::driver::{
-    negotiate_session, Clock as _, Observer as _, Session, TlsUpgrade as _,
-};
+use xmpp_handshake_core::driver::{self, Clock as _, MaybeTls, Observer as _, TlsUpgrade as _};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
 use xmpp_handshake_core::login::LoginMemory;
 use xmpp_handshake_core::sasl::{Credentials, Mechanism, SaslPolicy};
 use xmpp_handshake_core::starttls::TlsPolicy;
 use xmpp_handshake_core::trust::{
-    CertificatePolicy, FirstUse, NoPins, PinStore, ReferenceIdentity,
+    CertError, CertificatePolicy, FirstUse, NoPins, PinStore, ReferenceIdentity, Verdict,
 };
 use xmpp_handshake_core::{Error, Jid};
+use xmpp_handshake_tokio::BoundStream;
 
 use crate::clock::TokioClock;
 use crate::direct_tls::{self, Stream};
@@ -33,11 +33,12 @@ use crate::upgrade::RustlsClient;
 pub type DirectTls = tokio_rustls::client::TlsStream<TcpStream>;
 /// The transport a negotiation starts on: TCP (STARTTLS follows) or Direct TLS.
 pub type Transport = FromTokio<Stream<DirectTls>>;
-/// The transport after STARTTLS.
-pub type Protected = FromTokio<tokio_rustls::client::TlsStream<Stream<DirectTls>>>;
 /// A negotiated client stream.
-pub type ClientSession =
-    Session<Transport, Protected, InitiatingEntity<rand_core::OsRng>, TokioClock>;
+pub type ClientSession = BoundStream;
+
+/// Received stanzas held for the caller at most (past it the stream ends with
+/// `<resource-constraint/>`, nothing is dropped).
+const RECEIVE_QUEUE: usize = 1024;
 
 /// The connection options of the CLI's clients: the callers bound the whole login with
 /// their own `--timeout` (which includes the TCP connect), so the core's negotiation
@@ -212,6 +213,12 @@ impl ClientTrust {
         })
     }
 
+    /// The verifier's verdict on the last certificate it checked (with the reason of a
+    /// refusal), `None` before any.
+    pub fn last_verdict(&self) -> Option<Result<Verdict, CertError>> {
+        self.verifier.last_verdict()
+    }
+
     /// The same verifier, TLS 1.2 only (to see what a server offers there, e.g. `-PLUS`
     /// with `tls-unique`).
     pub fn tls12_only(&self) -> Result<Self, Failure> {
@@ -226,13 +233,6 @@ impl ClientTrust {
             verifier: self.verifier.clone(),
             config: Arc::new(config),
         })
-    }
-
-    /// The same, offering ALPN `xmpp-client` (Direct TLS, XEP-0368 §3).
-    fn direct_tls_config(&self) -> Arc<rustls::ClientConfig> {
-        let mut config = (*self.config).clone();
-        config.alpn_protocols = vec![direct_tls::ALPN_CLIENT.to_vec()];
-        Arc::new(config)
     }
 }
 
@@ -316,22 +316,48 @@ pub async fn login_direct_tls_typed(
     transcript: &mut Transcript,
 ) -> Result<LoggedIn, Error> {
     let started = Instant::now();
+    let session = negotiate_direct_tls(
+        transport,
+        login.config(),
+        trust,
+        direct_tls::ALPN_CLIENT,
+        tls_cell,
+        transcript,
+    )
+    .await?;
+    logged_in(session, started)
+}
+
+/// Direct TLS (XEP-0368) over `transport` (a fresh TCP connection) with ALPN `alpn`
+/// (`xmpp-client`, or `xmpp-server` for S2S): the TLS handshake at once (SNI the
+/// configured domain, the same certificate policy as after STARTTLS), then the negotiation
+/// of `config` on the protected stream. A failed handshake is [`Error::Tls`] (the
+/// certificate policy's refusal inside it) with nothing sent but the ClientHello.
+pub async fn negotiate_direct_tls(
+    transport: Transport,
+    mut config: InitiatorConfig,
+    trust: &ClientTrust,
+    alpn: &[u8],
+    tls_cell: TlsCell,
+    transcript: &mut Transcript,
+) -> Result<ClientSession, Error> {
     let Stream::Tcp(tcp) = transport.into_inner() else {
         return Err(Error::StartTlsAfterTls);
     };
+    let mut direct_config = (*trust.config).clone();
+    direct_config.alpn_protocols = vec![alpn.to_vec()];
     let mut direct = Recording {
-        inner: RustlsClient::new(trust.direct_tls_config()),
+        inner: RustlsClient::new(Arc::new(direct_config)),
         cell: tls_cell.clone(),
         own_certificate: None,
     };
     let stream = direct
-        .upgrade(FromTokio::new(tcp), login.domain())
+        .upgrade(FromTokio::new(tcp), &config.domain)
         .await
         .map_err(|e| Error::Tls(crate::upgrade::classify(e)))?;
     let info = direct.tls_info(&stream);
     transcript.tls_established();
     let transport = FromTokio::new(Stream::Tls(Box::new(stream.into_inner())));
-    let mut config = login.config();
     config.secure_transport = true;
     let connection =
         Connection::initiate_with_tls(config, rand_core::OsRng, info, options(), TokioClock.now());
@@ -341,7 +367,7 @@ pub async fn login_direct_tls_typed(
         cell: tls_cell,
         own_certificate: None,
     };
-    bound(transport, &mut tls, connection, transcript, started).await
+    negotiate(transport, &mut tls, connection, transcript).await
 }
 
 async fn bound(
@@ -351,9 +377,14 @@ async fn bound(
     transcript: &mut Transcript,
     started: Instant,
 ) -> Result<LoggedIn, Error> {
-    let session = negotiate_session(transport, tls, connection, transcript, TokioClock).await?;
+    let session = negotiate(transport, tls, connection, transcript).await?;
+    logged_in(session, started)
+}
+
+/// The bound session, with the JID the server bound.
+fn logged_in(session: ClientSession, started: Instant) -> Result<LoggedIn, Error> {
     let jid = session
-        .outcome
+        .outcome()
         .jid
         .clone()
         .ok_or_else(|| Error::Bind("negotiation ended without a bound resource".into()))?;
@@ -364,8 +395,20 @@ async fn bound(
     })
 }
 
+/// Negotiates `connection` over `transport`, then runs its bound stream.
+async fn negotiate(
+    transport: Transport,
+    tls: &mut Recording<RustlsClient>,
+    mut connection: Connection<InitiatingEntity<rand_core::OsRng>>,
+    transcript: &mut Transcript,
+) -> Result<ClientSession, Error> {
+    let mut io = MaybeTls::Plain(transport);
+    let outcome = driver::negotiate(&mut io, tls, &mut connection, transcript, &TokioClock).await?;
+    BoundStream::spawn(io, connection, outcome, RECEIVE_QUEUE).map_err(|_| Error::ConnectionClosed)
+}
+
 /// Runs `config` (e.g. an S2S initiating entity without SASL) to the end of its
-/// negotiation and returns the session (the caller reads `session.outcome`).
+/// negotiation and returns the session (the caller reads `session.outcome()`).
 pub async fn negotiate_with(
     transport: Transport,
     config: InitiatorConfig,
@@ -379,7 +422,7 @@ pub async fn negotiate_with(
         own_certificate: None,
     };
     let connection = Connection::initiate(config, rand_core::OsRng, options(), TokioClock.now());
-    negotiate_session(transport, &mut tls, connection, transcript, TokioClock).await
+    negotiate(transport, &mut tls, connection, transcript).await
 }
 
 /// Sends `stanza`, recording it.
@@ -389,7 +432,10 @@ pub async fn send(
     stanza: &str,
 ) -> Result<(), Failure> {
     transcript.stanza_sent(stanza);
-    session.send(stanza).await.map_err(|e| exit::from_core(&e))
+    session
+        .send(stanza)
+        .await
+        .map_err(|e| exit::from_library(&e))
 }
 
 /// The next element, recording it; `None` when the server closed the stream.
@@ -397,10 +443,10 @@ pub async fn receive(
     session: &mut ClientSession,
     transcript: &mut Transcript,
 ) -> Result<Option<String>, Failure> {
-    match session.next_element().await {
-        Ok(Some(e)) => {
-            transcript.stanza_received(&e);
-            Ok(Some(e))
+    match session.next_stanza().await {
+        Ok(Some(stanza)) => {
+            transcript.stanza_received(stanza.raw());
+            Ok(Some(stanza.raw().to_string()))
         }
         Ok(None) => {
             transcript.stanza_received("</stream:stream>");

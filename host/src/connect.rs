@@ -175,7 +175,7 @@ pub async fn run_with_password<R: SrvResolver>(
         p.finish();
     }
     let mut session = logged_in.session;
-    let outcome = &session.outcome;
+    let outcome = session.outcome();
     let cached = login.memory.as_ref().and_then(|m| m.scram.as_ref());
     let keys = match (&outcome.scram_cache, cached) {
         (Some(used), Some(cached)) if used == cached => "; SCRAM keys from the cache",
@@ -218,7 +218,7 @@ pub async fn run_with_password<R: SrvResolver>(
         tokio::time::timeout(CLOSE_TIMEOUT, session.close())
             .await
             .map_err(|_| Failure::protocol("the server did not close the stream in time"))?
-            .map_err(|e| crate::exit::from_core(&e))?;
+            .map_err(|e| crate::exit::from_library(&e))?;
         transcript.stanza_received("</stream:stream>");
         eprintln!("xmpp-handshake: message sent to {to}; the server closed the stream");
         return Ok(());

@@ -117,7 +117,7 @@ async fn run_inner(
         }
     }
     let mechanism = session
-        .outcome
+        .outcome()
         .mechanism
         .map(|m| m.name().to_string())
         .ok_or_else(|| Failure::protocol("no SASL mechanism was used"))?;
@@ -149,7 +149,7 @@ async fn run_inner(
     session
         .close()
         .await
-        .map_err(|e| crate::exit::from_core(&e))?;
+        .map_err(|e| crate::exit::from_library(&e))?;
     transcript.stanza_received("</stream:stream>");
     let time_total = started.elapsed();
     let round_trips_total = transcript.round_trips();

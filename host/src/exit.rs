@@ -107,6 +107,15 @@ pub fn code_for(error: &Error) -> ExitCode {
     }
 }
 
+/// An error of the library's bound stream as a [`Failure`]: the core's inside it, or the
+/// stream being closed already.
+pub fn from_library(error: &xmpp_handshake_tokio::client::Error) -> Failure {
+    match error {
+        xmpp_handshake_tokio::client::Error::Xmpp(e) => from_core(e),
+        _ => from_core(&Error::ConnectionClosed),
+    }
+}
+
 /// A core error as a [`Failure`], with a message that says what to do.
 pub fn from_core(error: &Error) -> Failure {
     let message = match error {

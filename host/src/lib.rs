@@ -16,6 +16,7 @@ pub mod exit;
 pub mod limits;
 pub mod progress;
 pub mod router;
+pub mod s2s_check;
 pub mod scram_cache;
 pub mod serve;
 pub mod tls_info;

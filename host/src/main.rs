@@ -7,14 +7,14 @@ use clap::Parser;
 use xmpp_handshake_host::cli::{BridgeArgs, Cli, Command, DemoArgs, HashPasswordArgs, ServeArgs};
 use xmpp_handshake_host::exit::{ExitCode, Failure};
 use xmpp_handshake_host::progress::{Progress, Style};
-use xmpp_handshake_host::{bridge, certs, connect, demo, serve, users, web};
+use xmpp_handshake_host::{bridge, certs, connect, demo, s2s_check, serve, users, web};
 
 fn main() {
     let cli = Cli::parse();
     let runtime = match cli.command {
         // One connection: a single-threaded runtime (no worker threads, their stacks and
         // malloc arenas, less code run: less memory for a login, README, Performance).
-        Command::Connect(_) | Command::HashPassword(_) => {
+        Command::Connect(_) | Command::HashPassword(_) | Command::S2sCheck(_) => {
             tokio::runtime::Builder::new_current_thread()
         }
         Command::Demo(_) | Command::Serve(_) | Command::Bridge(_) => {
@@ -36,6 +36,7 @@ fn main() {
             Command::Serve(args) => run_serve(*args).await,
             Command::HashPassword(args) => hash_password(args),
             Command::Bridge(args) => run_bridge(args).await,
+            Command::S2sCheck(args) => s2s_check::run(&args).await,
         }
     });
     match result {

@@ -1,9 +1,10 @@
 //! `serve`: the receiving entity as a small C2S server for device developers.
 //!
 //! Every connection runs the core's [`ReceivingEntity`](xmpp_handshake_core::receiver::ReceivingEntity) (STARTTLS required, SCRAM-SHA-256
-//! and SCRAM-SHA-1 with `-PLUS` on TLS 1.3, PLAIN over TLS, resource binding), then a
-//! session task that hands received stanzas to the [`Registry`] and writes what the
-//! registry routes to it. A newer session binding the same full JID replaces the older,
+//! and SCRAM-SHA-1 with `-PLUS` on TLS 1.3, PLAIN over TLS, resource binding) through the
+//! library's receiving role ([`server::receive`]), whose [`Peer`] runs the bound stream;
+//! a session task hands its stanzas to the [`Registry`] and sends what the registry routes
+//! to it. A newer session binding the same full JID replaces the older,
 //! which gets `<conflict/>` (RFC 6120 §7.7.2.2). [`Server::listen_direct_tls`] adds a port
 //! for Direct TLS (XEP-0368): TLS from the first byte, ALPN `xmpp-client`, the certificate
 //! by SNI, then the same negotiation without STARTTLS. Every wait has a timeout and every
@@ -14,23 +15,23 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use embedded_io_async::{Read, Write};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use embedded_io::ErrorKind;
+use embedded_io_adapters::tokio_1::FromTokio;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout, timeout_at, Instant};
-use xmpp_handshake_core::connection::{Connection, ConnectionOptions, Negotiator, Timeouts};
-use xmpp_handshake_core::driver::{
-    negotiate_session, Clock as _, Observer as _, Session, TlsUpgrade,
-};
+use xmpp_handshake_core::connection::{Connection, ConnectionOptions, Timeouts};
+use xmpp_handshake_core::driver::{Clock as _, NoTls, Observer as _, TlsUpgrade};
 use xmpp_handshake_core::receiver::ReceiverConfig;
 use xmpp_handshake_core::sasl::{
     CredentialStore, MemoryStore, SaslFailure, ScramCredentials, ScramHash,
 };
 use xmpp_handshake_core::stream::error::{StreamError, StreamErrorCondition};
 use xmpp_handshake_core::stream::header::{closing_tag, ContentNamespace, Framing, HeaderOut};
-use xmpp_handshake_core::xml::element;
 use xmpp_handshake_core::Error;
+use xmpp_handshake_tokio::client::Error as LibraryError;
+use xmpp_handshake_tokio::server::{self, Peer};
 
 use crate::certs::{server_template, ServerIdentity};
 use crate::clock::TokioClock;
@@ -47,6 +48,9 @@ const REFUSALS_AT_ONCE: usize = 16;
 
 /// How long a refused connection gets to read its stream error.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Received stanzas waiting for the router, per session (routing does not wait).
+const RECEIVE_QUEUE: usize = 256;
 
 /// The user store shared by all connections.
 #[derive(Clone, Debug, Default)]
@@ -319,8 +323,8 @@ async fn connection(
 
 /// Negotiates one client's stream over `transport` (TCP here, RFC 7395 WebSocket in
 /// [`crate::web`]) with `receiver`, then runs its session until it ends.
-pub async fn run_connection<T, U>(
-    transport: T,
+pub async fn run_connection<T, S, U>(
+    transport: FromTokio<T>,
     tls: &mut U,
     cell: TlsCell,
     mut receiver: ReceiverConfig,
@@ -329,8 +333,9 @@ pub async fn run_connection<T, U>(
     registry: &Registry,
 ) -> Result<(), String>
 where
-    T: Read + Write,
-    U: TlsUpgrade<T>,
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    U: TlsUpgrade<FromTokio<T>, Stream = FromTokio<S>>,
 {
     configure(&mut receiver, config);
     let options = options(config, config.limits.handshake_timeout);
@@ -342,22 +347,26 @@ where
         TokioClock.now(),
     );
     let mut transcript = transcript(cell, peer, config);
-    let negotiation = negotiate_session(transport, tls, connection, &mut transcript, TokioClock);
+    let negotiation = server::receive(transport, tls, connection, &mut transcript, RECEIVE_QUEUE);
     serve_negotiation(negotiation, peer, config, registry).await
 }
 
-/// The timers of a client's connection (all the core's): the negotiation within
+/// The connection's options (all its timers are the core's): the negotiation within
 /// `negotiation`; on the bound stream, a client silent for `--idle-timeout` (no element,
 /// no whitespace keep-alive) gets a ping (XEP-0199), silent for another a
-/// `<connection-timeout/>`.
+/// `<connection-timeout/>`; a client that stops reading for as long loses its connection;
+/// an element over `--max-parse-bytes` gets `<policy-violation/>` (§13.12), as every
+/// limit does.
 fn options(config: &ServeConfig, negotiation: Duration) -> ConnectionOptions {
     ConnectionOptions {
         timeouts: Timeouts {
             negotiation: Some(negotiation),
             idle: Some(config.limits.idle_timeout),
             ping_when_idle: true,
+            write: Some(config.limits.idle_timeout),
             ..Timeouts::default()
         },
+        refuse_costly_elements: true,
         ..ConnectionOptions::default()
     }
 }
@@ -400,7 +409,15 @@ async fn direct_tls_connection(
         options(config, left),
         TokioClock.now(),
     );
-    let negotiation = negotiate_session(stream, &mut tls, connection, &mut transcript, TokioClock);
+    // The machine never asks for STARTTLS on a secure transport: `NoTls` fills the type.
+    let mut no_tls = NoTls;
+    let negotiation = server::receive(
+        stream,
+        &mut no_tls,
+        connection,
+        &mut transcript,
+        RECEIVE_QUEUE,
+    );
     serve_negotiation(negotiation, &peer, config, registry).await
 }
 
@@ -414,30 +431,21 @@ fn transcript(cell: TlsCell, peer: &str, config: &ServeConfig) -> Transcript {
 
 /// Waits for `negotiation` (bounded by the connection's own deadline), then runs the
 /// bound session until it ends.
-async fn serve_negotiation<T, S, M>(
-    negotiation: impl Future<Output = Result<Session<T, S, M, TokioClock>, Error>>,
+async fn serve_negotiation(
+    negotiation: impl Future<Output = Result<Peer, LibraryError>>,
     peer: &str,
     config: &ServeConfig,
     registry: &Registry,
-) -> Result<(), String>
-where
-    T: Read + Write,
-    S: Read + Write,
-    M: Negotiator,
-{
+) -> Result<(), String> {
     let mut session = negotiation.await.map_err(|e| match e {
-        Error::Timeout => format!(
+        LibraryError::Xmpp(Error::Timeout) => format!(
             "negotiation not done within {} s",
             config.limits.handshake_timeout.as_secs()
         ),
         e => format!("negotiation failed: {e}"),
     })?;
-    let jid = session
-        .outcome
-        .jid
-        .clone()
-        .ok_or("negotiation ended without a bound resource")?;
-    let mechanism = session.outcome.mechanism.map(|m| m.name()).unwrap_or("?");
+    let jid = session.jid().to_string();
+    let mechanism = session.outcome().mechanism.map(|m| m.name()).unwrap_or("?");
     if config.log_connections {
         eprintln!("serve: {peer}: {jid} bound ({mechanism})");
     }
@@ -454,68 +462,65 @@ where
     result.map(|_| ())
 }
 
-/// Writes `text`, unless the client stops reading for `limit`.
-async fn send_within<T: Read + Write, S: Read + Write, M: Negotiator>(
-    session: &mut Session<T, S, M, TokioClock>,
-    text: &str,
-    limit: Duration,
-) -> Result<(), String> {
-    match timeout(limit, session.send(text)).await {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(_) => Err(format!(
-            "a write blocked for {} s (the client stopped reading)",
-            limit.as_secs()
-        )),
+/// Why a bound session ended, for the log.
+fn ended_because(error: &Error, config: &ServeConfig) -> String {
+    let idle = config.limits.idle_timeout.as_secs();
+    match error {
+        Error::Timeout => format!(
+            "silent for {} s, ping unanswered (connection-timeout)",
+            2 * idle
+        ),
+        Error::Transport(ErrorKind::TimedOut) => {
+            format!("a write blocked for {idle} s (the client stopped reading)")
+        }
+        e => e.to_string(),
     }
 }
 
 /// The bound stream: the client's elements go to the router, the router's to the client.
-/// Idle clients are the connection's timers' business (see [`options`]).
-async fn session_loop<T: Read + Write, S: Read + Write, M: Negotiator>(
-    session: &mut Session<T, S, M, TokioClock>,
+/// Idle clients, clients that stop reading and elements over the limits are the
+/// connection's business (see [`options`]). While a stanza waits for the connection (its
+/// writes blocked), the client's stanzas are still routed and the router's wait in the
+/// registry's bounded queue.
+async fn session_loop(
+    session: &mut Peer,
     mut rx: mpsc::UnboundedReceiver<ToSession>,
     registration: &Registration,
     jid: &str,
     config: &ServeConfig,
     registry: &Registry,
 ) -> Result<&'static str, String> {
-    let idle = config.limits.idle_timeout;
+    let sender = session.sender();
+    let mut pending: Option<String> = None;
     loop {
         tokio::select! {
-            element = session.next_element() => {
-                match element {
-                    Ok(Some(element)) => {
-                        let routed = registry.route(jid, &element);
-                        if config.verbose {
-                            eprintln!("serve: {jid}: {}", routed.note);
-                        }
+            stanza = session.next_stanza() => match stanza {
+                Ok(Some(stanza)) => {
+                    let routed = registry.route(jid, stanza.raw());
+                    if config.verbose {
+                        eprintln!("serve: {jid}: {}", routed.note);
                     }
-                    // §4.4: the client closed; the connection answered with our closing tag.
-                    Ok(None) => return Ok("closed by the client"),
-                    // An element over `--max-parse-bytes`, skipped unparsed: as every
-                    // limit, `<policy-violation/>` and the stream closed (§13.12).
-                    Err(e @ Error::ElementSkipped { .. }) => {
-                        let _ = timeout(idle, session.stream_error(element::too_costly())).await;
-                        return Err(e.to_string());
-                    }
-                    Err(Error::Timeout) => {
-                        return Err(format!(
-                            "silent for {} s, ping unanswered (connection-timeout)",
-                            2 * idle.as_secs()
-                        ))
-                    }
-                    Err(e) => return Err(e.to_string()),
                 }
+                // §4.4: the client closed; the connection answered with our closing tag.
+                Ok(None) => return Ok("closed by the client"),
+                Err(e) => return Err(ended_because(&e, config)),
             },
-            message = rx.recv() => {
+            // Cancel-safe: a send abandoned for another branch sends nothing.
+            _ = sender.send(pending.as_deref().unwrap_or_default()), if pending.is_some() => {
+                // Failed only once the connection is over: the next read says why.
+                pending = None;
+            },
+            message = rx.recv(), if pending.is_none() => {
                 if let Some(m) = &message {
                     registration.dequeued(m);
                 }
                 match message {
-                    Some(ToSession::Stanza(stanza)) => send_within(session, &stanza, idle).await?,
+                    Some(ToSession::Stanza(stanza)) => pending = Some(stanza),
                     Some(ToSession::Conflict) => {
                         let conflict = StreamError::with_text(StreamErrorCondition::Conflict, "Replaced by new connection");
-                        let _ = timeout(idle, session.stream_error(conflict)).await;
+                        if session.stream_error(conflict).await.is_ok() {
+                            let _ = session.ended().await;
+                        }
                         return Ok("replaced by a newer session (conflict)");
                     }
                     None => return Ok("server stopped"),

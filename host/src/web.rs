@@ -11,10 +11,12 @@
 //! * `/bridge?target=HOST:PORT` – the relay (allow-listed targets only);
 //! * `/xmpp-websocket` – RFC 7395 with the `xmpp` subprotocol.
 
-use std::collections::VecDeque;
+use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -22,8 +24,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use embedded_io::{ErrorKind, ErrorType};
-use embedded_io_async::{Read, Write};
+use embedded_io_adapters::tokio_1::FromTokio;
+use futures_util::{Sink, Stream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
 use xmpp_handshake_core::driver::NoTls;
@@ -35,7 +38,6 @@ use crate::exit::Failure;
 use crate::router::Registry;
 use crate::serve::{run_connection, ServeConfig};
 use crate::tls_info::TlsCell;
-use xmpp_handshake_core::xml::splitter::Splitter;
 
 /// The RFC 7395 subprotocol.
 pub const SUBPROTOCOL: &str = "xmpp";
@@ -196,7 +198,7 @@ async fn xmpp_websocket(
             receiver.framing = Framing::WebSocket;
             let label = format!("{peer} (WebSocket)");
             let result = run_connection(
-                XmppWebSocket::new(socket),
+                FromTokio::new(XmppWebSocket::new(socket)),
                 &mut NoTls,
                 TlsCell::default(),
                 receiver,
@@ -213,41 +215,23 @@ async fn xmpp_websocket(
         })
 }
 
-/// Why the WebSocket transport failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WebSocketError(pub ErrorKind);
-
-impl std::fmt::Display for WebSocketError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "WebSocket: {:?}", self.0)
-    }
-}
-
-impl std::error::Error for WebSocketError {}
-
-impl embedded_io::Error for WebSocketError {
-    fn kind(&self) -> ErrorKind {
-        self.0
-    }
-}
-
-/// An RFC 7395 WebSocket as the core's byte transport.
+/// An RFC 7395 WebSocket as a tokio byte stream, for the core's connection.
 ///
 /// Reading yields the text of the client's messages one after the other (the core's
 /// framer with [`Framing::WebSocket`] finds the elements); a binary message is an error
-/// (§3.2: text only). Writing cuts what the core writes into complete top-level elements and
-/// sends each, on flush, as one text message (§3.3.3: one element per message); after our
-/// `<close/>` (§3.6) the WebSocket is closed too.
+/// (§3.2: text only). Writing: the core writes one unit (one element, §3.3.3) per write on
+/// a WebSocket stream, and each write is sent as one text message; after our `<close/>`
+/// (§3.6) the WebSocket is closed too.
 pub struct XmppWebSocket {
     socket: WebSocket,
     incoming: Vec<u8>,
     read_pos: usize,
-    splitter: Splitter,
-    outgoing: VecDeque<String>,
     /// The client's WebSocket close arrived (reads end).
     closed: bool,
-    /// We sent our `<close/>` and the WebSocket close (writes end).
+    /// We sent our `<close/>` (writes end); the WebSocket close follows on flush.
     sent_close: bool,
+    /// The WebSocket close is still to be sent.
+    close_pending: bool,
 }
 
 impl XmppWebSocket {
@@ -257,70 +241,90 @@ impl XmppWebSocket {
             socket,
             incoming: Vec::new(),
             read_pos: 0,
-            splitter: Splitter::default(),
-            outgoing: VecDeque::new(),
             closed: false,
             sent_close: false,
+            close_pending: false,
         }
     }
 }
 
-impl ErrorType for XmppWebSocket {
-    type Error = WebSocketError;
+fn reset(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionReset, e)
 }
 
-impl Read for XmppWebSocket {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        while self.read_pos >= self.incoming.len() {
-            if self.closed {
-                return Ok(0);
+impl AsyncRead for XmppWebSocket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        while this.read_pos >= this.incoming.len() {
+            if this.closed {
+                return Poll::Ready(Ok(()));
             }
-            match self.socket.recv().await {
-                None | Some(Ok(Message::Close(_))) => {
-                    self.closed = true;
-                    return Ok(0);
-                }
+            match ready!(Pin::new(&mut this.socket).poll_next(cx)) {
+                None | Some(Ok(Message::Close(_))) => this.closed = true,
                 Some(Ok(Message::Text(text))) => {
-                    self.incoming = text.as_str().as_bytes().to_vec();
-                    self.read_pos = 0;
+                    this.incoming = text.as_str().as_bytes().to_vec();
+                    this.read_pos = 0;
                 }
-                Some(Ok(Message::Binary(_))) => return Err(WebSocketError(ErrorKind::InvalidData)),
+                Some(Ok(Message::Binary(_))) => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "a binary WebSocket message (RFC 7395 §3.2: text only)",
+                    )))
+                }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Err(_)) => return Err(WebSocketError(ErrorKind::ConnectionReset)),
+                Some(Err(e)) => return Poll::Ready(Err(reset(e))),
             }
         }
-        let n = buf.len().min(self.incoming.len() - self.read_pos);
-        buf[..n].copy_from_slice(&self.incoming[self.read_pos..self.read_pos + n]);
-        self.read_pos += n;
-        Ok(n)
+        let rest = &this.incoming[this.read_pos..];
+        let n = buf.remaining().min(rest.len());
+        buf.put_slice(&rest[..n]);
+        this.read_pos += n;
+        Poll::Ready(Ok(()))
     }
 }
 
-impl Write for XmppWebSocket {
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-        if self.sent_close {
-            return Err(WebSocketError(ErrorKind::NotConnected));
+impl AsyncWrite for XmppWebSocket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.sent_close {
+            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
         }
-        self.outgoing.extend(self.splitter.feed(buf));
-        Ok(buf.len())
+        ready!(Pin::new(&mut this.socket).poll_ready(cx)).map_err(reset)?;
+        let text =
+            std::str::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if text == closing_tag(Framing::WebSocket) {
+            this.sent_close = true;
+            this.close_pending = true;
+        }
+        Pin::new(&mut this.socket)
+            .start_send(Message::Text(text.into()))
+            .map_err(reset)?;
+        Poll::Ready(Ok(buf.len()))
     }
 
-    async fn flush(&mut self) -> Result<(), Self::Error> {
-        while let Some(element) = self.outgoing.pop_front() {
-            let last = element == closing_tag(Framing::WebSocket);
-            self.socket
-                .send(Message::Text(element.into()))
-                .await
-                .map_err(|_| WebSocketError(ErrorKind::ConnectionReset))?;
-            if last {
-                self.sent_close = true;
-                let _ = self.socket.send(Message::Close(None)).await;
-            }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.close_pending {
+            ready!(Pin::new(&mut this.socket).poll_ready(cx)).map_err(reset)?;
+            Pin::new(&mut this.socket)
+                .start_send(Message::Close(None))
+                .map_err(reset)?;
+            this.close_pending = false;
         }
-        Ok(())
+        Pin::new(&mut this.socket).poll_flush(cx).map_err(reset)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.as_mut().poll_flush(cx))?;
+        Pin::new(&mut self.socket).poll_close(cx).map_err(reset)
     }
 }
 

@@ -361,7 +361,13 @@ async fn messages_route_by_bare_and_full_jid() {
             .send(&stanza::message("juliet@example.com", "by bare JID", None))
             .await
             .unwrap();
-        let got = juliet.session.next_element().await.unwrap().unwrap();
+        let got = juliet
+            .session
+            .next_stanza()
+            .await
+            .unwrap()
+            .unwrap()
+            .to_string();
         let (from, body) = message_body(&got).unwrap();
         assert_eq!(body, "by bare JID");
         assert_eq!(from.as_deref(), Some("romeo@example.com/orchard"));
@@ -371,7 +377,13 @@ async fn messages_route_by_bare_and_full_jid() {
             .send(&stanza::message("nurse@example.com", "x", Some("m2")))
             .await
             .unwrap();
-        let got = romeo.session.next_element().await.unwrap().unwrap();
+        let got = romeo
+            .session
+            .next_stanza()
+            .await
+            .unwrap()
+            .unwrap()
+            .to_string();
         assert!(got.contains("service-unavailable"), "{got}");
         romeo.session.close().await.unwrap();
         juliet.session.close().await.unwrap();
@@ -387,7 +399,7 @@ async fn newer_session_with_same_full_jid_gets_the_old_one_a_conflict() {
         let mut old = s.login("juliet@example.com/balcony", "j-1").await.unwrap();
         let mut new = s.login("juliet@example.com/balcony", "j-1").await.unwrap();
         assert_eq!(new.jid, "juliet@example.com/balcony");
-        match old.session.next_element().await {
+        match old.session.next_stanza().await {
             Err(Error::StreamErrorReceived(e)) => assert_eq!(e.condition.to_string(), "conflict"),
             other => panic!("expected <conflict/>, got {other:?}"),
         }
@@ -400,7 +412,13 @@ async fn newer_session_with_same_full_jid_gets_the_old_one_a_conflict() {
             ))
             .await
             .unwrap();
-        let got = new.session.next_element().await.unwrap().unwrap();
+        let got = new
+            .session
+            .next_stanza()
+            .await
+            .unwrap()
+            .unwrap()
+            .to_string();
         assert_eq!(message_body(&got).unwrap().1, "still here");
         new.session.close().await.unwrap();
     })
@@ -541,7 +559,7 @@ async fn connect_online_prints_incoming_stanzas_until_interrupted() {
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let mut romeo = s.login("romeo@example.com/orchard", "r-1").await.unwrap();
+        let romeo = s.login("romeo@example.com/orchard", "r-1").await.unwrap();
         romeo
             .session
             .send(&stanza::message("juliet@example.com", "wherefore", None))

@@ -22,7 +22,7 @@ use common::{client_tls, pki, server_tls, Pki};
 use embedded_io_adapters::tokio_1::FromTokio;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use xmpp_handshake_core::connection::{Connection, ConnectionOptions, Negotiator};
-use xmpp_handshake_core::driver::{negotiate_session, Clock as _};
+use xmpp_handshake_core::driver::Clock as _;
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
 use xmpp_handshake_core::receiver::{ReceiverConfig, ReceivingEntity};
 use xmpp_handshake_core::sasl::MemoryStore;
@@ -311,12 +311,11 @@ where
     let mut ctls = client_tls(&setup.pki);
     let mut stls = server_tls(&setup.pki, "example.com");
     let client = async {
-        let n = negotiate_session(
+        let n = common::pull::negotiate(
             FromTokio::new(c),
             &mut ctls,
             tcp(setup.initiator()),
             &mut (),
-            TokioClock,
         )
         .await?;
         if n.outcome.jid.as_deref() != Some("juliet@example.com/balcony") {
@@ -325,14 +324,9 @@ where
         n.close().await.map(drop)
     };
     let server = async {
-        let n = negotiate_session(
-            FromTokio::new(s),
-            &mut stls,
-            tcp(setup.receiver()),
-            &mut (),
-            TokioClock,
-        )
-        .await?;
+        let n =
+            common::pull::negotiate(FromTokio::new(s), &mut stls, tcp(setup.receiver()), &mut ())
+                .await?;
         n.close().await.map(drop)
     };
     tokio::time::timeout(RUN_LIMIT, async { tokio::join!(client, server) })

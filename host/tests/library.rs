@@ -168,3 +168,65 @@ async fn a_listener_serves_a_client_with_the_same_stream_api() {
         .unwrap();
     assert_eq!(hello, "<presence/>");
 }
+
+/// An application that falls behind: with room for 8 received stanzas, 3,000 messages
+/// arrive while it does not read. The client stops reading (TCP holds the server back)
+/// instead of ending the stream or dropping one; when the application reads again, every
+/// message arrives once, in order, and the stream is still up.
+#[tokio::test]
+async fn a_slow_application_holds_the_server_back_and_loses_nothing() {
+    const N: usize = 3000;
+    let serve = ServeBin::start(&[], &[]).await;
+    let slow = ClientOptions {
+        receive_queue: 8,
+        ..options(&serve)
+    };
+    let mut alice = Client::connect("alice@example.com/slow", "alice-pw", slow)
+        .await
+        .unwrap();
+    let bob = Client::connect("bob@example.com/fast", "bob-pw", options(&serve))
+        .await
+        .unwrap();
+    let body = "b".repeat(200);
+    let sending = tokio::spawn(async move {
+        for n in 0..N {
+            let m = stanza::message("alice@example.com/slow", &format!("{n} {body}"), None);
+            bob.send(&m).await.unwrap();
+        }
+        bob
+    });
+    // Not reading while most of it is on its way.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for n in 0..N {
+        let got = tokio::time::timeout(Duration::from_secs(10), alice.next())
+            .await
+            .unwrap_or_else(|_| panic!("message {n} did not come"))
+            .unwrap_or_else(|| panic!("the stream ended before message {n}"));
+        let text = got
+            .parse(|node| {
+                node.descendants()
+                    .find(|c| c.has_tag_name("body"))
+                    .and_then(|b| b.text())
+                    .map(String::from)
+            })
+            .flatten()
+            .unwrap_or_default();
+        assert!(
+            text.starts_with(&format!("{n} ")),
+            "expected {n}, got {text:.20}"
+        );
+    }
+    let bob = sending.await.unwrap();
+    alice
+        .send(&stanza::message("bob@example.com/fast", "all here", None))
+        .await
+        .unwrap();
+    let mut bob = bob;
+    let ack = tokio::time::timeout(Duration::from_secs(5), bob.next())
+        .await
+        .unwrap()
+        .expect("alice's stream is still up");
+    assert!(ack.raw().contains("all here"));
+    alice.close().await.unwrap();
+    bob.close().await.unwrap();
+}

@@ -74,7 +74,7 @@ fn b64(bytes: &[u8]) -> String {
 async fn stream_error(session: &mut ClientSession) -> StreamErrorCondition {
     let result = tokio::time::timeout(LIMIT, async {
         loop {
-            match session.next_element().await {
+            match session.next_stanza().await {
                 Ok(Some(_)) => continue,
                 other => return other,
             }
@@ -92,8 +92,8 @@ async fn stream_error(session: &mut ClientSession) -> StreamErrorCondition {
 async fn element_with(session: &mut ClientSession, needle: &str, limit: Duration) -> String {
     tokio::time::timeout(limit, async {
         loop {
-            match session.next_element().await {
-                Ok(Some(e)) if e.contains(needle) => return e,
+            match session.next_stanza().await {
+                Ok(Some(e)) if e.raw().contains(needle) => return e.to_string(),
                 Ok(Some(_)) => continue,
                 other => panic!("waiting for {needle:?}: {other:?}"),
             }
@@ -336,7 +336,7 @@ async fn idle_streams_get_a_ping_then_connection_timeout_unless_alive() {
                 break;
             }
             sent += 1;
-            match tokio::time::timeout(Duration::from_millis(250), dribbler.next_element()).await {
+            match tokio::time::timeout(Duration::from_millis(250), dribbler.next_stanza()).await {
                 Err(_) | Ok(Ok(Some(_))) => {}
                 Ok(Err(Error::StreamErrorReceived(e))) => {
                     return (e.condition, started.elapsed(), sent)
@@ -411,10 +411,13 @@ async fn a_client_that_stops_reading_cannot_make_the_server_queue_without_bound(
             sent += body.len();
         }
         while let Ok(next) =
-            tokio::time::timeout(Duration::from_millis(1), alice.next_element()).await
+            tokio::time::timeout(Duration::from_millis(1), alice.next_stanza()).await
         {
             // Bounced while the client is online; undeliverable once its session ended.
-            let e = next.unwrap().unwrap();
+            let e = next
+                .unwrap_or_else(|e| panic!("{e:?}\n{}", serve.log()))
+                .unwrap()
+                .to_string();
             if e.contains("<resource-constraint") && e.contains("type='wait'") {
                 assert!(!gone, "{e}");
                 bounced += 1;

@@ -49,11 +49,12 @@ async fn client_phase(
             counts.sent.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        let element = tokio::time::timeout(Duration::from_secs(60), session.next_element())
+        let element = tokio::time::timeout(Duration::from_secs(60), session.next_stanza())
             .await
             .map_err(|_| format!("nothing received for 60 s after {received} messages"))?
             .map_err(|e| e.to_string())?
-            .ok_or("the server closed the stream")?;
+            .ok_or("the server closed the stream")?
+            .to_string();
         let expected = format!("<body>soak {}</body>", first + received);
         if !element.starts_with("<message") || !element.contains(&expected) {
             return Err(format!("expected {expected}, got {element}"));

@@ -201,13 +201,13 @@ async fn rfc7395_login_and_messages_with_a_tcp_client_of_the_same_server() {
 
     let to_bob = stanza::message("bob@example.com/tcp", "over the WebSocket", None);
     send(&mut ws, &to_bob).await;
-    let got = tokio::time::timeout(LIMIT, bob.session.next_element())
+    let got = tokio::time::timeout(LIMIT, bob.session.next_stanza())
         .await
         .unwrap()
         .unwrap()
         .unwrap();
     assert_eq!(
-        message_body(&got),
+        message_body(got.raw()),
         Some((
             Some("alice@example.com/web".into()),
             "over the WebSocket".into()

@@ -183,7 +183,7 @@ async fn our_login(
     }
     .map_err(|e| e.to_string())?;
     let elapsed = started.elapsed();
-    let outcome = logged_in.session.outcome.clone();
+    let outcome = logged_in.session.outcome().clone();
     logged_in.session.close().await.map_err(|e| e.to_string())?;
     let learned = match (outcome.scram_cache, outcome.mechanism) {
         (Some(cache), Some(mechanism)) => Some(Learned { cache, mechanism }),

@@ -78,10 +78,10 @@ fn bench(name: &str, server: &ServerInfo, cb: CbPolicy, logins: usize) {
                 // What the CLI keeps after a login: the keys and the mechanism used.
                 let (_, _, first) = login(server, &cold, &trust, direct_tls).await;
                 how.memory = Some(LoginMemory {
-                    scram: first.session.outcome.scram_cache.clone(),
+                    scram: first.session.outcome().scram_cache.clone(),
                     ..LoginMemory::default()
                 });
-                how.pipeline_mechanism = first.session.outcome.mechanism;
+                how.pipeline_mechanism = first.session.outcome().mechanism;
                 first.session.close().await.expect("close");
             }
             let mut times = Vec::with_capacity(logins);

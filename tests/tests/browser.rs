@@ -189,12 +189,12 @@ async fn exchange_with(browser: &Browser, page_jid: &str, peer: &mut LoggedIn, t
     browser.click("send").await;
     let deadline = tokio::time::Instant::now() + STEP;
     loop {
-        let element = tokio::time::timeout_at(deadline, peer.session.next_element())
+        let element = tokio::time::timeout_at(deadline, peer.session.next_stanza())
             .await
             .expect("the peer receives the page's message in time")
             .unwrap()
             .expect("the peer's stream is open");
-        if let Some((from, body)) = message_body(&element) {
+        if let Some((from, body)) = message_body(element.raw()) {
             if body == to_peer {
                 assert_eq!(from.as_deref(), Some(page_jid), "{element}");
                 break;

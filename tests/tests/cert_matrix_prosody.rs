@@ -23,7 +23,7 @@ use rcgen::date_time_ymd;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::RootCertStore;
 use xmpp_handshake_core::connection::{Connection, ConnectionOptions};
-use xmpp_handshake_core::driver::{negotiate_session, Clock as _};
+use xmpp_handshake_core::driver::{self, Clock as _, MaybeTls};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
 use xmpp_handshake_core::sasl::{Credentials, SaslPolicy};
 use xmpp_handshake_core::trust::{
@@ -145,11 +145,11 @@ async fn negotiate_to(
             ConnectionOptions::default(),
             TokioClock.now(),
         );
-        let session =
-            negotiate_session(transport, &mut tls, connection, &mut (), TokioClock).await?;
-        let jid = session.outcome.jid.clone().unwrap_or_default();
-        let _ = session.close().await;
-        Ok(jid)
+        let mut connection = connection;
+        let mut io = MaybeTls::Plain(transport);
+        let outcome =
+            driver::negotiate(&mut io, &mut tls, &mut connection, &mut (), &TokioClock).await?;
+        Ok(outcome.jid.unwrap_or_default())
     };
     let result = tokio::time::timeout(LIMIT, attempt)
         .await

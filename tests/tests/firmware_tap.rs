@@ -23,16 +23,17 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use xmpp_handshake_core::connection::{ConnectionOptions, InitiatingConnection};
-use xmpp_handshake_core::driver::{negotiate_session, Clock as _, Session};
-use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
+use xmpp_handshake_core::driver::{self, Clock as _, MaybeTls};
+use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
 use xmpp_handshake_core::sasl::{Credentials, SaslPolicy};
 use xmpp_handshake_core::stanza;
 use xmpp_handshake_host::clock::TokioClock;
-use xmpp_handshake_host::transport::{connect, Transport};
+use xmpp_handshake_host::transport::connect;
 use xmpp_handshake_host::upgrade::RustlsClient;
 use xmpp_handshake_tests::netns::Netns;
 use xmpp_handshake_tests::process::{RunAs, ServerProcess};
 use xmpp_handshake_tests::{servers_required, Prosody, ProsodyOptions, ServerInfo, TestPki};
+use xmpp_handshake_tokio::BoundStream;
 
 const DOMAIN: &str = "xmpp.test";
 const SERVER_ADDR: &str = "10.203.0.1";
@@ -118,21 +119,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-type BobSession = Session<
-    Transport,
-    <RustlsClient as BobTls>::Stream,
-    InitiatingEntity<rand_core::OsRng>,
-    TokioClock,
->;
-
-/// Names the stream type of the host's rustls upgrade.
-trait BobTls {
-    type Stream;
-}
-
-impl BobTls for RustlsClient {
-    type Stream = <RustlsClient as xmpp_handshake_core::driver::TlsUpgrade<Transport>>::Stream;
-}
+type BobSession = BoundStream;
 
 /// The second client: bob, with the host's rustls stack, over 127.0.0.1 in the namespace.
 async fn bob(server: &ServerInfo) -> BobSession {
@@ -154,9 +141,12 @@ async fn bob(server: &ServerInfo) -> BobSession {
         ConnectionOptions::default(),
         TokioClock.now(),
     );
-    let mut session = negotiate_session(transport, &mut tls, connection, &mut (), TokioClock)
+    let mut connection = connection;
+    let mut io = MaybeTls::Plain(transport);
+    let outcome = driver::negotiate(&mut io, &mut tls, &mut connection, &mut (), &TokioClock)
         .await
         .expect("bob logs in");
+    let session = BoundStream::spawn(io, connection, outcome, 1024).expect("bob's stream");
     session.send(&stanza::presence(None)).await.unwrap();
     session
 }
@@ -166,10 +156,11 @@ async fn message_containing(session: &mut BobSession, needle: &str, limit: Durat
     let wait = async {
         loop {
             let element = session
-                .next_element()
+                .next_stanza()
                 .await
                 .expect("bob's stream")
-                .expect("bob's stream stays open");
+                .expect("bob's stream stays open")
+                .to_string();
             if element.starts_with("<message") && element.contains(needle) {
                 return element;
             }
@@ -552,7 +543,7 @@ fn firmware_app_heap_per_element_stays_under_its_bound() {
         }
         // Over the bound: refused with policy-violation before parsing; the app reconnects.
         block_on(async {
-            let mut bob = bob(server).await;
+            let bob = bob(server).await;
             let body = "o".repeat(6000);
             bob.send(&stanza::message(&device, &body, Some("over")))
                 .await

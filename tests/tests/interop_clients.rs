@@ -132,8 +132,8 @@ async fn exchange_with(fx: &Fixture, mut cmd: Command, name: &str) {
     // that exits first fails the test with its output.
     let wait_message = async {
         loop {
-            let element = rust.session.next_element().await.unwrap().expect("open");
-            if let Some((from, body)) = message_body(&element) {
+            let element = rust.session.next_stanza().await.unwrap().expect("open");
+            if let Some((from, body)) = message_body(element.raw()) {
                 assert_eq!(body, format!("hello from {name}"), "{element}");
                 break from.expect("from stamped");
             }

@@ -105,7 +105,7 @@ fn starttls_optional_server_with_required_and_optional_client() {
             let a = login(&e, &alice.name, &alice.password, "r", How { tls, ..OFF }).await;
             assert!(a.transcript.tls().is_some(), "STARTTLS used with {tls:?}");
             let l = a.ok();
-            assert!(l.session.outcome.secure);
+            assert!(l.session.outcome().secure);
             close(l).await;
         }
     });
@@ -200,7 +200,7 @@ fn direct_tls_binds_in_four_round_trips_after_the_connect() {
         assert_eq!(a.used().as_deref(), Some("SCRAM-SHA-256"), "{dump}");
         assert_eq!(a.transcript.round_trips(), 4, "{dump}");
         let mut a = a.ok();
-        assert!(a.session.outcome.secure);
+        assert!(a.session.outcome().secure);
         let mut b = login(&e, &bob.name, &bob.password, "b", OFF).await.ok();
         exchange(&mut a, &mut b, "over Direct TLS").await;
         exchange(&mut b, &mut a, "back over STARTTLS").await;

@@ -61,7 +61,7 @@ fn scram_login_bind_and_message_each_way() {
             .await
             .unwrap();
         loop {
-            let e = a.session.next_element().await.unwrap().unwrap();
+            let e = a.session.next_stanza().await.unwrap().unwrap().to_string();
             if e.contains("<body>self</body>") {
                 break;
             }
@@ -96,7 +96,7 @@ fn starttls_optional_server_with_required_and_optional_client() {
             .await;
             assert!(a.transcript.tls().is_some(), "STARTTLS used with {tls:?}");
             let l = a.ok();
-            assert!(l.session.outcome.secure);
+            assert!(l.session.outcome().secure);
             close(l).await;
         }
     });
@@ -231,7 +231,7 @@ fn s2s_without_dialback_prosody_has_no_features_after_tls() {
                 assert_eq!(e.condition.to_string(), "undefined-condition");
             }
             Err(e) => panic!("{e:?}"),
-            Ok(s) => panic!("unexpected features {:?}", s.outcome.features),
+            Ok(s) => panic!("unexpected features {:?}", s.outcome().features),
         }
     });
 }
@@ -251,8 +251,8 @@ fn s2s_with_dialback_prosody_offers_dialback_after_tls() {
         let (result, transcript) = s2s_attempt(&p).await;
         let dump = transcript.lines().join("\n");
         let session = result.unwrap_or_else(|e| panic!("{e:?}\n{dump}"));
-        assert!(session.outcome.secure, "{dump}");
-        let f = &session.outcome.features;
+        assert!(session.outcome().secure, "{dump}");
+        let f = &session.outcome().features;
         let dialback = f.other.iter().any(|o| o.contains("dialback"));
         let external = f
             .mechanisms
@@ -332,7 +332,7 @@ fn direct_tls_binds_in_four_round_trips_after_the_connect() {
         );
         assert_eq!(a.transcript.round_trips(), 4, "{dump}");
         let mut a = a.ok();
-        assert!(a.session.outcome.secure);
+        assert!(a.session.outcome().secure);
         eprintln!(
             "prosody Direct TLS: bound {} in 4 round trips after the connect, {:.1} ms",
             a.jid,

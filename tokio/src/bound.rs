@@ -1,14 +1,20 @@
 //! A bound stream run by a task: the core's [`Connection`] driven with [`driver::run`] over
-//! a tokio socket split in two halves. [`crate::Client`] and [`crate::server::Peer`] are
-//! this handle with what their negotiation learned.
+//! a tokio socket split in two halves, waiting on the socket, the application's commands
+//! and the connection's timers together. [`crate::Client`] and [`crate::server::Peer`] are
+//! this handle with the JID their negotiation bound; a program that negotiates by itself
+//! (its own transcript, an S2S stream without a JID) calls [`BoundStream::spawn`].
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use embedded_io_adapters::tokio_1::FromTokio;
+use futures_core::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::{mpsc, oneshot};
-use xmpp_handshake_core::connection::{Closed, Connection, Negotiator, SendError, Stanza};
+use xmpp_handshake_core::connection::{Closed, Connection, Negotiator, Outcome, SendError, Stanza};
 use xmpp_handshake_core::driver::{self, Command, Commands, Deliver, MaybeTls};
+use xmpp_handshake_core::stream::error::StreamError;
 
 use crate::client::Error;
 use crate::clock::TokioClock;
@@ -17,19 +23,28 @@ use crate::clock::TokioClock;
 trait Socket: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Socket for T {}
 
-/// The application's side of a bound stream.
-pub(crate) struct BoundStream {
+/// Commands the application may have in flight before [`BoundStream::send`] waits.
+const COMMAND_QUEUE: usize = 64;
+
+/// The application's side of a bound stream: received stanzas as a [`Stream`] (or
+/// [`BoundStream::next_stanza`]), [`BoundStream::send`], [`BoundStream::close`].
+pub struct BoundStream {
+    outcome: Outcome,
     commands: mpsc::Sender<Command>,
     stanzas: mpsc::Receiver<Stanza>,
     ended: Option<oneshot::Receiver<Closed>>,
 }
 
 impl BoundStream {
-    /// Runs the bound stream of `connection` over `io` (plain or TLS) in a task; at most
-    /// `receive_queue` received stanzas wait for the application.
-    pub(crate) fn spawn<T, S, M>(
+    /// Runs the bound stream of `connection`, negotiated over `io` (plain, or TLS after
+    /// STARTTLS or from the first byte) with the `outcome` [`driver::negotiate`] returned,
+    /// in a task of its own. At most `receive_queue` received stanzas wait for the
+    /// application; past it the task stops reading until the application takes some (the
+    /// peer is held back by TCP), so nothing is dropped and no memory grows.
+    pub fn spawn<T, S, M>(
         io: MaybeTls<FromTokio<T>, FromTokio<S>>,
         mut connection: Connection<M>,
+        outcome: Outcome,
         receive_queue: usize,
     ) -> Result<Self, Error>
     where
@@ -42,7 +57,7 @@ impl BoundStream {
             MaybeTls::Tls(s) => Box::new(s.into_inner()),
             MaybeTls::Closed => return Err(Error::Closed),
         };
-        let (commands_tx, commands_rx) = mpsc::channel(64);
+        let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let (stanzas_tx, stanzas_rx) = mpsc::channel(receive_queue.max(1));
         let (ended_tx, ended_rx) = oneshot::channel();
         tokio::spawn(async move {
@@ -52,7 +67,7 @@ impl BoundStream {
             let mut commands = Queue(commands_rx);
             let mut deliver = ToApplication {
                 tx: stanzas_tx,
-                full: false,
+                overflow: VecDeque::new(),
             };
             let mut buf = vec![0; 16 * 1024];
             let closed = driver::run(
@@ -66,42 +81,104 @@ impl BoundStream {
                 &mut buf,
             )
             .await;
-            // End TLS (close_notify) and the TCP connection.
-            let _ = writer.inner_mut().shutdown().await;
+            // End TLS (close_notify) and the TCP connection, unless the peer stopped
+            // reading (then the shutdown would wait for it too).
+            let write_limit = connection.timeouts().write;
+            let shutdown = writer.inner_mut().shutdown();
+            let _ = match write_limit {
+                Some(limit) => tokio::time::timeout(limit, shutdown).await.ok(),
+                None => Some(shutdown.await),
+            };
             let _ = ended_tx.send(closed);
         });
         Ok(BoundStream {
+            outcome,
             commands: commands_tx,
             stanzas: stanzas_rx,
             ended: Some(ended_rx),
         })
     }
 
-    pub(crate) async fn send(&self, stanza: &str) -> Result<(), Error> {
-        self.commands
-            .send(Command::Send(stanza.to_string()))
-            .await
-            .map_err(|_| Error::Closed)
+    /// How the negotiation ended (mechanism, TLS, stream id, SCRAM keys to keep).
+    pub fn outcome(&self) -> &Outcome {
+        &self.outcome
     }
 
-    pub(crate) async fn close(mut self) -> Result<(), Error> {
+    /// Sends one stanza (build it with [`xmpp_handshake_core::stanza`]). Waits while the
+    /// command queue is full; [`Error::Closed`] once the stream is over.
+    pub async fn send(&self, stanza: &str) -> Result<(), Error> {
+        send(&self.commands, Command::Send(stanza.to_string())).await
+    }
+
+    /// A handle that sends on this stream from elsewhere: another task, or a `select!`
+    /// branch beside a pending [`BoundStream::next_stanza`].
+    pub fn sender(&self) -> Sender {
+        Sender(self.commands.clone())
+    }
+
+    /// Ends the stream with `error` (RFC 6120 §4.9): the error and our closing tag are
+    /// sent, then the connection is closed. [`BoundStream::ended`] tells when.
+    pub async fn stream_error(&self, error: StreamError) -> Result<(), Error> {
+        send(&self.commands, Command::StreamError(error)).await
+    }
+
+    /// The next received stanza: `Ok(None)` once the stream closed cleanly (§4.4), the
+    /// core's error when it failed (a stream error received or sent, the transport lost,
+    /// a timer expired). Cancel-safe.
+    pub async fn next_stanza(&mut self) -> Result<Option<Stanza>, xmpp_handshake_core::Error> {
+        if let Some(stanza) = self.stanzas.recv().await {
+            return Ok(Some(stanza));
+        }
+        match self.ended().await {
+            Some(Closed::ByUs | Closed::ByPeer) => Ok(None),
+            Some(Closed::Failed(e)) => Err(e),
+            None => Err(xmpp_handshake_core::Error::ConnectionClosed),
+        }
+    }
+
+    /// Closes the stream (§4.4) and waits until the peer closed its side (everything sent
+    /// before was processed) or the connection's close timeout passed. Stanzas still
+    /// arriving meanwhile are dropped.
+    pub async fn close(mut self) -> Result<(), Error> {
         let _ = self.commands.send(Command::Close).await;
         self.stanzas.close();
-        match self.ended.take() {
-            Some(ended) => match ended.await {
-                Ok(Closed::ByUs | Closed::ByPeer) => Ok(()),
-                Ok(Closed::Failed(e)) => Err(Error::Xmpp(e)),
-                Err(_) => Err(Error::Closed),
-            },
+        match self.ended().await {
+            Some(Closed::ByUs | Closed::ByPeer) => Ok(()),
+            Some(Closed::Failed(e)) => Err(Error::Xmpp(e)),
             None => Err(Error::Closed),
         }
     }
 
-    pub(crate) async fn ended(&mut self) -> Option<Closed> {
-        self.ended.take()?.await.ok()
+    /// How the stream ended: waits for the end, after the [`Stream`] returned `None`.
+    /// `None` when it was asked for before (or the task was lost). Cancel-safe.
+    pub async fn ended(&mut self) -> Option<Closed> {
+        // Awaited by reference: cancelling this (in a `select!`) loses nothing.
+        let closed = self.ended.as_mut()?.await.ok();
+        self.ended = None;
+        closed
     }
+}
 
-    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Stanza>> {
+/// Sends on a [`BoundStream`] ([`BoundStream::sender`]).
+#[derive(Clone, Debug)]
+pub struct Sender(mpsc::Sender<Command>);
+
+impl Sender {
+    /// As [`BoundStream::send`]. Cancel-safe: a send abandoned while it waits sends
+    /// nothing.
+    pub async fn send(&self, stanza: &str) -> Result<(), Error> {
+        send(&self.0, Command::Send(stanza.to_string())).await
+    }
+}
+
+async fn send(commands: &mpsc::Sender<Command>, command: Command) -> Result<(), Error> {
+    commands.send(command).await.map_err(|_| Error::Closed)
+}
+
+impl Stream for BoundStream {
+    type Item = Stanza;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Stanza>> {
         self.stanzas.poll_recv(cx)
     }
 }
@@ -115,24 +192,51 @@ impl Commands for Queue {
     }
 }
 
-/// Received stanzas, to the application: a bounded queue.
+/// Received stanzas, to the application: a bounded queue. When it is full, reading pauses
+/// (TCP's window holds the peer back) and the stanzas of the last read wait in `overflow`,
+/// bounded by what one read of the buffer can hold.
 struct ToApplication {
     tx: mpsc::Sender<Stanza>,
-    full: bool,
+    overflow: VecDeque<Stanza>,
 }
 
 impl Deliver for ToApplication {
     fn stanza(&mut self, stanza: Stanza) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(stanza) {
-            self.full = true;
+        if !self.overflow.is_empty() {
+            self.overflow.push_back(stanza);
+            return;
         }
+        match self.tx.try_send(stanza) {
+            Err(mpsc::error::TrySendError::Full(stanza)) => self.overflow.push_back(stanza),
+            // The application dropped the stream: nobody to deliver to.
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    fn skipped(&mut self, cost: usize, allowed: usize) {
+        log::warn!(
+            "an element was skipped unparsed: parsing it would cost {cost} bytes, {allowed} allowed"
+        );
     }
 
     fn refused(&mut self, _stanza: String, error: SendError) {
         log::warn!("a stanza was not sent: {error}");
     }
 
-    fn backlog_full(&self) -> bool {
-        self.full
+    fn paused(&self) -> bool {
+        !self.overflow.is_empty()
+    }
+
+    async fn room(&mut self) {
+        while !self.overflow.is_empty() {
+            // A permit first: cancelled while waiting, nothing has left `overflow`.
+            let Ok(permit) = self.tx.reserve().await else {
+                self.overflow.clear();
+                return;
+            };
+            if let Some(stanza) = self.overflow.pop_front() {
+                permit.send(stanza);
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! together.
 
 use std::io;
+use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -17,9 +18,7 @@ use embedded_io_adapters::tokio_1::FromTokio;
 use futures_core::Stream;
 use rustls::RootCertStore;
 use tokio::net::TcpStream;
-use xmpp_handshake_core::connection::{
-    Closed, Connection, ConnectionOptions, Outcome, Stanza, Timeouts,
-};
+use xmpp_handshake_core::connection::{Connection, ConnectionOptions, Outcome, Stanza, Timeouts};
 use xmpp_handshake_core::driver::{self, Clock as _, MaybeTls, TlsUpgrade as _};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
 use xmpp_handshake_core::jid::{Jid, JidError};
@@ -75,8 +74,8 @@ pub struct ClientOptions {
     pub resource: Option<String>,
     /// The connection's timers (negotiation deadline, idle ping, keep-alive).
     pub timeouts: Timeouts,
-    /// Received stanzas held for the application at most; past it the stream ends with
-    /// `<resource-constraint/>` (nothing is dropped silently).
+    /// Received stanzas held for the application at most; past it reading pauses until
+    /// the application takes some (the server is held back by TCP; nothing is dropped).
     pub receive_queue: usize,
 }
 
@@ -144,9 +143,11 @@ impl From<xmpp_handshake_core::Error> for Error {
 }
 
 /// A bound client stream. See the module docs.
+///
+/// What the stream does (send, receive, close) is its [`BoundStream`]'s, reached through
+/// `Deref`.
 pub struct Client {
     jid: Jid,
-    outcome: Outcome,
     stream: BoundStream,
 }
 
@@ -208,26 +209,24 @@ impl Client {
         &self.jid
     }
 
-    /// How the negotiation ended (mechanism, TLS, stream id, SCRAM keys to keep).
-    pub fn outcome(&self) -> &Outcome {
-        &self.outcome
-    }
-
-    /// Sends one stanza (build it with [`xmpp_handshake_core::stanza`]). Waits while the
-    /// send queue is full.
-    pub async fn send(&self, stanza: &str) -> Result<(), Error> {
-        self.stream.send(stanza).await
-    }
-
     /// Closes the stream (§4.4) and waits until the server closed its side (everything
     /// sent before was processed) or the connection's close timeout passed.
     pub async fn close(self) -> Result<(), Error> {
         self.stream.close().await
     }
+}
 
-    /// How the stream ended, once the [`Stream`] returned `None`.
-    pub async fn ended(&mut self) -> Option<Closed> {
-        self.stream.ended().await
+impl Deref for Client {
+    type Target = BoundStream;
+
+    fn deref(&self) -> &BoundStream {
+        &self.stream
+    }
+}
+
+impl DerefMut for Client {
+    fn deref_mut(&mut self) -> &mut BoundStream {
+        &mut self.stream
     }
 }
 
@@ -235,7 +234,7 @@ impl Stream for Client {
     type Item = Stanza;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Stanza>> {
-        self.stream.poll_next(cx)
+        Pin::new(&mut self.stream).poll_next(cx)
     }
 }
 
@@ -321,17 +320,18 @@ async fn login(
     let mut io = MaybeTls::Plain(FromTokio::new(transport));
     let outcome =
         driver::negotiate(&mut io, &mut tls, &mut connection, &mut (), &TokioClock).await?;
-    let jid = outcome
+    let jid = bound_jid(&outcome)?;
+    let stream = BoundStream::spawn(io, connection, outcome, options.receive_queue)?;
+    Ok(Client { jid, stream })
+}
+
+/// The JID the negotiation bound (§7.6.1).
+pub(crate) fn bound_jid(outcome: &Outcome) -> Result<Jid, Error> {
+    outcome
         .jid
         .as_deref()
         .and_then(|j| Jid::parse(j).ok())
         .ok_or(Error::Xmpp(xmpp_handshake_core::Error::Bind(
             "negotiation ended without a bound resource".into(),
-        )))?;
-    let stream = BoundStream::spawn(io, connection, options.receive_queue)?;
-    Ok(Client {
-        jid,
-        outcome,
-        stream,
-    })
+        )))
 }

@@ -25,14 +25,16 @@
 //! ```
 //!
 //! The pieces it is built on are public for those who drive the core themselves: the
-//! rustls upgrade for both roles ([`upgrade`]), the certificate verifier ([`tls::verify`]),
+//! bound stream's task ([`BoundStream::spawn`], after their own
+//! [`negotiate`](xmpp_handshake_core::driver::negotiate)), the receiving role over any tokio transport
+//! ([`server::receive`]), the rustls upgrade for both roles ([`upgrade`]), the certificate verifier ([`tls::verify`]),
 //! the SRV resolution ([`resolve`]), the pin store ([`pins`]) and the tokio
 //! [`clock::TokioClock`] the core's timers run on.
 #![warn(missing_docs)]
 
 pub use xmpp_handshake_core as core;
 
-mod bound;
+pub mod bound;
 pub mod client;
 pub mod clock;
 pub mod direct_tls;
@@ -43,6 +45,7 @@ pub mod tls;
 pub mod transport;
 pub mod upgrade;
 
+pub use bound::BoundStream;
 pub use client::{Client, ClientOptions, Trust};
 pub use server::{Listener, Peer, ServerOptions};
 

@@ -13,6 +13,35 @@ use std::io;
 /// The default c2s port (§14.7 IANA registration).
 pub const DEFAULT_PORT: u16 = 5222;
 
+/// Which XMPP service a domain is looked up for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Client-to-server: `_xmpps-client._tcp`, `_xmpp-client._tcp`, port 5222 (5223 for
+    /// Direct TLS).
+    Client,
+    /// Server-to-server: `_xmpps-server._tcp`, `_xmpp-server._tcp`, port 5269 (5270 for
+    /// Direct TLS), RFC 6120 §3.2, XEP-0368.
+    Server,
+}
+
+impl Service {
+    /// The SRV names, Direct TLS first: `(_xmpps-…, _xmpp-…)`.
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Service::Client => ("_xmpps-client._tcp", "_xmpp-client._tcp"),
+            Service::Server => ("_xmpps-server._tcp", "_xmpp-server._tcp"),
+        }
+    }
+
+    /// The fallback ports: `(STARTTLS, Direct TLS)`.
+    fn ports(self) -> (u16, u16) {
+        match self {
+            Service::Client => (DEFAULT_PORT, crate::direct_tls::DEFAULT_PORT),
+            Service::Server => (5269, 5270),
+        }
+    }
+}
+
 /// One SRV record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SrvRecord {
@@ -176,10 +205,25 @@ pub async fn targets<R: SrvResolver>(
     port: Option<u16>,
     direct_tls: bool,
 ) -> io::Result<Targets> {
+    targets_for(resolver, Service::Client, domain, host, port, direct_tls).await
+}
+
+/// [`targets`] for `service`: the same rules with the server-to-server names and ports for
+/// [`Service::Server`].
+pub async fn targets_for<R: SrvResolver>(
+    resolver: &R,
+    service_kind: Service,
+    domain: &str,
+    host: Option<&str>,
+    port: Option<u16>,
+    direct_tls: bool,
+) -> io::Result<Targets> {
+    let (direct_name, starttls_name) = service_kind.names();
+    let (starttls_port, direct_port) = service_kind.ports();
     let (security, default_port) = if direct_tls {
-        (Security::DirectTls, crate::direct_tls::DEFAULT_PORT)
+        (Security::DirectTls, direct_port)
     } else {
-        (Security::StartTls, DEFAULT_PORT)
+        (Security::StartTls, starttls_port)
     };
     let fixed = |host: &str, source| Targets {
         addresses: vec![Target {
@@ -195,7 +239,7 @@ pub async fn targets<R: SrvResolver>(
     if port.is_some() {
         return Ok(fixed(domain, "fallback"));
     }
-    let direct = service(resolver, "_xmpps-client._tcp", domain).await;
+    let direct = service(resolver, direct_name, domain).await;
     if direct_tls {
         let addresses = merged(direct.unwrap_or_default(), Vec::new());
         return Ok(if addresses.is_empty() {
@@ -204,7 +248,7 @@ pub async fn targets<R: SrvResolver>(
             Targets { addresses }
         });
     }
-    let starttls = service(resolver, "_xmpp-client._tcp", domain).await;
+    let starttls = service(resolver, starttls_name, domain).await;
     // RFC 6120 §3.2.2: no STARTTLS records, the domain itself on 5222, after any Direct
     // TLS ones; not when either service is announced absent (XEP-0368 §4).
     let fallback = starttls.as_ref().is_some_and(Vec::is_empty) && direct.is_some();
@@ -215,7 +259,13 @@ pub async fn targets<R: SrvResolver>(
     if addresses.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
-            format!("{domain} announces no XMPP client service (SRV target \".\")"),
+            format!(
+                "{domain} announces no XMPP {} service (SRV target \".\")",
+                match service_kind {
+                    Service::Client => "client",
+                    Service::Server => "server",
+                }
+            ),
         ));
     }
     Ok(Targets { addresses })
@@ -326,6 +376,49 @@ mod tests {
             ]
         );
         assert!(t.addresses.iter().all(|a| a.source == "SRV"));
+    }
+
+    #[test]
+    fn server_to_server_uses_the_server_records_and_port_5269() {
+        let r = StaticResolver {
+            records: vec![
+                (
+                    "_xmpp-client._tcp.example.com".into(),
+                    vec![rec(0, 0, "c2s.example.com", 5222)],
+                ),
+                (
+                    "_xmpps-server._tcp.example.com".into(),
+                    vec![rec(5, 0, "tls.s2s.example.com", 5270)],
+                ),
+            ],
+        };
+        let t = block_on(targets_for(
+            &r,
+            Service::Server,
+            "example.com",
+            None,
+            None,
+            false,
+        ))
+        .unwrap();
+        assert_eq!(
+            at(&t),
+            vec![
+                direct("tls.s2s.example.com", 5270),
+                starttls("example.com", 5269)
+            ]
+        );
+        let none = StaticResolver::default();
+        let t = block_on(targets_for(
+            &none,
+            Service::Server,
+            "example.com",
+            None,
+            None,
+            true,
+        ))
+        .unwrap();
+        assert_eq!(at(&t), vec![direct("example.com", 5270)]);
     }
 
     #[test]

@@ -6,23 +6,25 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use embedded_io_adapters::tokio_1::FromTokio;
 use futures_core::Stream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use xmpp_handshake_core::connection::{
-    Closed, Connection, ConnectionOptions, Outcome, Stanza, Timeouts,
+    Connection, ConnectionOptions, Negotiator, Stanza, Timeouts,
 };
-use xmpp_handshake_core::driver::{self, Clock as _, MaybeTls, TlsUpgrade as _};
+use xmpp_handshake_core::driver::{self, Clock as _, MaybeTls, Observer, TlsUpgrade};
 use xmpp_handshake_core::jid::Jid;
 use xmpp_handshake_core::receiver::ReceiverConfig;
 use xmpp_handshake_core::sasl::CredentialStore;
 
 use crate::bound::BoundStream;
-use crate::client::Error;
+use crate::client::{bound_jid, Error};
 use crate::clock::TokioClock;
 use crate::direct_tls::Stream as MaybeDirect;
 use crate::upgrade::RustlsServer;
@@ -118,7 +120,7 @@ impl<S: CredentialStore + Clone + Send + Sync + 'static> Incoming<S> {
         };
         let mut tls = options.tls.clone();
         let mut receiver = options.receiver.clone();
-        let (mut connection, transport) = if options.direct_tls {
+        let (connection, transport) = if options.direct_tls {
             let name = receiver.domains.first().cloned().unwrap_or_default();
             let deadline = options.timeouts.negotiation;
             let handshake = tls.upgrade(FromTokio::new(self.tcp), &name);
@@ -152,31 +154,48 @@ impl<S: CredentialStore + Clone + Send + Sync + 'static> Incoming<S> {
             );
             (connection, MaybeDirect::Tcp(self.tcp))
         };
-        let mut io = MaybeTls::Plain(FromTokio::new(transport));
-        let outcome =
-            driver::negotiate(&mut io, &mut tls, &mut connection, &mut (), &TokioClock).await?;
-        let jid = outcome
-            .jid
-            .as_deref()
-            .and_then(|j| Jid::parse(j).ok())
-            .ok_or(Error::Xmpp(xmpp_handshake_core::Error::Bind(
-                "negotiation ended without a bound resource".into(),
-            )))?;
-        let stream = BoundStream::spawn(io, connection, options.receive_queue)?;
-        Ok(Peer {
-            jid,
-            outcome,
-            peer: self.peer,
-            stream,
-        })
+        receive(
+            FromTokio::new(transport),
+            &mut tls,
+            connection,
+            &mut (),
+            options.receive_queue,
+        )
+        .await
     }
 }
 
-/// A client's bound stream on the server side.
+/// The receiving role over a transport the caller accepted (a TCP connection, a TLS
+/// stream of its own Direct TLS port, an RFC 7395 WebSocket): negotiates `connection`
+/// (built with [`Connection::accept`] or [`Connection::accept_with_tls`]) up to the bound
+/// resource, upgrading with `tls` on `<starttls/>` ([`NoTls`](driver::NoTls) where TLS is
+/// not the stream's business), reporting to `observer` (a transcript), then runs the bound
+/// stream in a task. At most `receive_queue` received stanzas wait for the application.
+pub async fn receive<T, S, U, M, O>(
+    transport: FromTokio<T>,
+    tls: &mut U,
+    mut connection: Connection<M>,
+    observer: &mut O,
+    receive_queue: usize,
+) -> Result<Peer, Error>
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    U: TlsUpgrade<FromTokio<T>, Stream = FromTokio<S>>,
+    M: Negotiator + Send + 'static,
+    O: Observer + ?Sized,
+{
+    let mut io = MaybeTls::Plain(transport);
+    let outcome = driver::negotiate(&mut io, tls, &mut connection, observer, &TokioClock).await?;
+    let jid = bound_jid(&outcome)?;
+    let stream = BoundStream::spawn(io, connection, outcome, receive_queue)?;
+    Ok(Peer { jid, stream })
+}
+
+/// A client's bound stream on the server side. What the stream does (send, receive,
+/// close) is its [`BoundStream`]'s, reached through `Deref`.
 pub struct Peer {
     jid: Jid,
-    outcome: Outcome,
-    peer: SocketAddr,
     stream: BoundStream,
 }
 
@@ -186,30 +205,24 @@ impl Peer {
         &self.jid
     }
 
-    /// How the negotiation ended (mechanism, TLS).
-    pub fn outcome(&self) -> &Outcome {
-        &self.outcome
-    }
-
-    /// The client's address.
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.peer
-    }
-
-    /// Sends one stanza to the client. Waits while the send queue is full.
-    pub async fn send(&self, stanza: &str) -> Result<(), Error> {
-        self.stream.send(stanza).await
-    }
-
     /// Closes the stream (§4.4) and waits for the client's closing tag (or the close
     /// timeout).
     pub async fn close(self) -> Result<(), Error> {
         self.stream.close().await
     }
+}
 
-    /// How the stream ended, once the [`Stream`] returned `None`.
-    pub async fn ended(&mut self) -> Option<Closed> {
-        self.stream.ended().await
+impl Deref for Peer {
+    type Target = BoundStream;
+
+    fn deref(&self) -> &BoundStream {
+        &self.stream
+    }
+}
+
+impl DerefMut for Peer {
+    fn deref_mut(&mut self) -> &mut BoundStream {
+        &mut self.stream
     }
 }
 
@@ -217,6 +230,6 @@ impl Stream for Peer {
     type Item = Stanza;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Stanza>> {
-        self.stream.poll_next(cx)
+        Pin::new(&mut self.stream).poll_next(cx)
     }
 }

@@ -192,7 +192,7 @@ export interface HandshakeError extends Error {
     fn pin_domain(domain: &str) -> Result<String, JsValue> {
         ReferenceIdentity::client_to_server(domain)
             .map(|r| r.domain().to_string())
-            .map_err(|e| Failure::config(format!("{domain:?}: {e}")).to_js())
+            .map_err(|e| Failure::config(format!("\"{domain}\": {e}")).to_js())
     }
 
     /// The pin kept in `localStorage` for `domain` (tunnel mode, trust on first use):

@@ -118,7 +118,8 @@ pub fn parse(options: &JsValue) -> Result<Options, Failure> {
         Some("tunnel") => Mode::Tunnel,
         other => {
             return Err(Failure::config(format!(
-                "mode must be \"websocket\" or \"tunnel\", not {other:?}"
+                "mode must be \"websocket\" or \"tunnel\", not \"{}\"",
+                other.unwrap_or_default()
             )))
         }
     };
@@ -157,7 +158,7 @@ pub fn parse(options: &JsValue) -> Result<Options, Failure> {
         Some("required") => CbPolicy::Required,
         Some(other) => {
             return Err(Failure::config(format!(
-                "channelBinding must be \"when-offered\", \"off\" or \"required\", not {other:?}"
+                "channelBinding must be \"when-offered\", \"off\" or \"required\", not \"{other}\""
             )))
         }
     };
@@ -197,8 +198,8 @@ pub fn parse(options: &JsValue) -> Result<Options, Failure> {
 
 /// `ws://` only to loopback; returns whether the URL is `wss://`.
 pub fn check_url(url: &str) -> Result<bool, Failure> {
-    let parsed =
-        web_sys::Url::new(url).map_err(|_| Failure::config(format!("url {url:?} is not a URL")))?;
+    let parsed = web_sys::Url::new(url)
+        .map_err(|_| Failure::config(format!("url \"{url}\" is not a URL")))?;
     match parsed.protocol().as_str() {
         "wss:" => Ok(true),
         "ws:" if is_loopback(&parsed.hostname()) => Ok(false),
@@ -218,9 +219,22 @@ pub fn is_loopback(host: &str) -> bool {
     host == "localhost"
         || host.ends_with(".localhost")
         || host == "[::1]"
-        || host
-            .parse::<core::net::Ipv4Addr>()
-            .is_ok_and(|ip| ip.is_loopback())
+        || is_ipv4_loopback(&host)
+}
+
+/// A dotted-decimal IPv4 address in 127.0.0.0/8 (the URL parser prints IPv4 hosts so:
+/// four decimal numbers up to 255, no leading zeros). By hand: `core::net`'s parser is
+/// ~3 KB of the package.
+fn is_ipv4_loopback(host: &str) -> bool {
+    let octets: Vec<&str> = host.split('.').collect();
+    octets.len() == 4
+        && octets[0] == "127"
+        && octets.iter().all(|o| {
+            (1..=3).contains(&o.len())
+                && o.bytes().all(|b| b.is_ascii_digit())
+                && !(o.len() > 1 && o.starts_with('0'))
+                && o.parse::<u8>().is_ok()
+        })
 }
 
 /// The bare JID of `jid`, which must be `user@domain` (RFC 7622, parsed by core's [`Jid`]);
@@ -229,7 +243,7 @@ fn account(jid: &str) -> Result<Jid, Failure> {
     Jid::parse(jid)
         .and_then(Jid::require_local)
         .map(|jid| jid.bare())
-        .map_err(|e| Failure::config(format!("jid must be user@domain, not {jid:?}: {e}")))
+        .map_err(|e| Failure::config(format!("jid must be user@domain, not \"{jid}\": {e}")))
 }
 
 /// The DER certificates of every `CERTIFICATE` block in `pem`.

@@ -23,12 +23,7 @@
 //! [`Event::Negotiated`] the connection carries the bound stream (§8) with the same framer,
 //! so nothing received is lost at the switch.
 
-mod event;
-mod negotiator;
-
-pub use event::{Closed, Event, Outcome, Stanza, Step, TlsInfo};
-pub use negotiator::Negotiator;
-pub(crate) use negotiator::Outbox;
+pub use crate::negotiation::{Closed, Event, Negotiator, Outcome, Stanza, Step, TlsInfo};
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -73,10 +68,16 @@ pub struct Timeouts {
     /// After our closing tag: how long to wait for the peer's before the stream is
     /// reported closed anyway (§4.4).
     pub close: Duration,
+    /// How long one write to the transport may stay blocked: a peer that stops reading
+    /// fills its receive window and then the write waits for ever. Past it the driver
+    /// gives up on the connection ([`Error::Transport`] with `TimedOut`; no stream error
+    /// can get through a blocked transport).
+    pub write: Option<Duration>,
 }
 
 impl Default for Timeouts {
-    /// 30 s to negotiate, 10 s to close; no idle limit, no keep-alive.
+    /// 30 s to negotiate, 10 s to close, 30 s for a blocked write; no idle limit, no
+    /// keep-alive.
     fn default() -> Self {
         Timeouts {
             negotiation: Some(Duration::from_secs(30)),
@@ -84,6 +85,7 @@ impl Default for Timeouts {
             ping_when_idle: false,
             keepalive: None,
             close: Duration::from_secs(10),
+            write: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -97,6 +99,11 @@ pub struct ConnectionOptions {
     /// [`Connection::poll_transmit`]; a stanza beyond it is refused with
     /// [`SendError::QueueFull`], never queued.
     pub max_queued_bytes: usize,
+    /// On the bound stream, an element too costly to parse (§13.12, the framer's
+    /// [`Limits::max_parse_bytes`](crate::xml::limits::Limits)) ends the stream with
+    /// `<policy-violation/>` instead of being skipped ([`Event::ElementSkipped`]): what a
+    /// server does to a client over its limits.
+    pub refuse_costly_elements: bool,
 }
 
 impl Default for ConnectionOptions {
@@ -104,6 +111,7 @@ impl Default for ConnectionOptions {
         ConnectionOptions {
             timeouts: Timeouts::default(),
             max_queued_bytes: 256 * 1024,
+            refuse_costly_elements: false,
         }
     }
 }
@@ -526,6 +534,11 @@ impl<M: Negotiator> Connection<M> {
         matches!(self.phase, Phase::Bound(_))
     }
 
+    /// The timers this connection runs with.
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.options.timeouts
+    }
+
     /// How the stream is carried (TCP or RFC 7395 WebSocket).
     pub fn framing(&self) -> Framing {
         self.framing
@@ -643,6 +656,10 @@ impl<M: Negotiator> Connection<M> {
                     }
                     return true;
                 }
+                Ok(Received::TooCostly(_)) if self.options.refuse_costly_elements => {
+                    self.stream_error(element::too_costly());
+                    return true;
+                }
                 Ok(Received::TooCostly(cost)) => self.events.push_back(Event::ElementSkipped {
                     cost,
                     allowed: limits.max_parse_bytes,
@@ -650,7 +667,7 @@ impl<M: Negotiator> Connection<M> {
                 // §4.9: a stream error the peer sent ends the stream; one we must send for
                 // a broken element too.
                 Ok(Received::Element(wrapped)) => {
-                    match wrapped.parse(crate::initiator::received_stream_error) {
+                    match wrapped.parse(crate::negotiation::received_stream_error) {
                         Ok(None) => self.events.push_back(Event::Stanza(Stanza(wrapped))),
                         Ok(Some(received)) => {
                             self.transmits.clear();

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod pull;
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -14,7 +15,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use xmpp_handshake_core::connection::{Connection, ConnectionOptions, Outcome, Step};
-use xmpp_handshake_core::driver::{negotiate_session, Clock as _, Observer, Session, TlsUpgrade};
+use xmpp_handshake_core::driver::{Clock as _, Observer, TlsUpgrade};
 use xmpp_handshake_core::initiator::{InitiatingEntity, InitiatorConfig};
 use xmpp_handshake_core::receiver::{ReceiverConfig, ReceivingEntity};
 use xmpp_handshake_core::sasl::MemoryStore;
@@ -118,9 +119,9 @@ impl Observer for Steps {
 }
 
 /// A negotiated stream of the initiating entity over `T` (TLS stream `S`).
-pub type Initiated<T, S> = Session<T, S, InitiatingEntity<rand_core::OsRng>, TokioClock>;
+pub type Initiated<T, S> = pull::Negotiated<T, S, InitiatingEntity<rand_core::OsRng>>;
 /// A negotiated stream of the receiving entity over `T` (TLS stream `S`).
-pub type Received<T, S> = Session<T, S, ReceivingEntity<rand_core::OsRng, MemoryStore>, TokioClock>;
+pub type Received<T, S> = pull::Negotiated<T, S, ReceivingEntity<rand_core::OsRng, MemoryStore>>;
 
 pub type ClientSession = Initiated<FromTokio<Tap>, FromTokio<tokio_rustls::client::TlsStream<Tap>>>;
 pub type ServerSession =
@@ -183,14 +184,7 @@ where
             ConnectionOptions::default(),
             TokioClock.now(),
         );
-        negotiate_session(
-            FromTokio::new(b),
-            &mut server_tls,
-            connection,
-            &mut (),
-            TokioClock,
-        )
-        .await
+        pull::negotiate(FromTokio::new(b), &mut server_tls, connection, &mut ()).await
     };
     let mut steps = Steps::default();
     let client = async {
@@ -200,14 +194,7 @@ where
             ConnectionOptions::default(),
             TokioClock.now(),
         );
-        negotiate_session(
-            FromTokio::new(tap),
-            client_tls,
-            connection,
-            &mut steps,
-            TokioClock,
-        )
-        .await
+        pull::negotiate(FromTokio::new(tap), client_tls, connection, &mut steps).await
     };
     let (client, server) = tokio::time::timeout(std::time::Duration::from_secs(20), async {
         tokio::join!(client, server)

@@ -144,11 +144,11 @@ pub async fn exchange(from: &mut LoggedIn, to: &mut LoggedIn, body: &str) {
     loop {
         let element = to
             .session
-            .next_element()
+            .next_stanza()
             .await
             .unwrap()
             .expect("stream still open");
-        if let Some((sender, text)) = message_body(&element) {
+        if let Some((sender, text)) = message_body(element.raw()) {
             if text == body {
                 assert_eq!(sender.as_deref(), Some(from.jid.as_str()), "{element}");
                 return;

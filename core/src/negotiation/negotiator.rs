@@ -1,4 +1,4 @@
-//! The negotiation phase of a [`Connection`](super::Connection): the trait both state
+//! The negotiation phase of a [`Connection`](crate::connection::Connection): the trait both state
 //! machines ([`crate::initiator`], [`crate::receiver`]) implement, and the outbox they write
 //! into. A machine takes bytes and returns whole units to send (one header, one element, one
 //! closing tag per item) and events; the connection drives it until

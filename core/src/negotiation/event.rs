@@ -111,6 +111,13 @@ impl Closed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stanza(pub(crate) Wrapped);
 
+/// The element's text as received ([`Stanza::raw`]).
+impl core::fmt::Display for Stanza {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.raw())
+    }
+}
+
 impl Stanza {
     /// The element as the peer sent it.
     pub fn raw(&self) -> &str {

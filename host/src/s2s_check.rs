@@ -1,0 +1,176 @@
+//! `s2s-check DOMAIN`: the server-to-server negotiation of DOMAIN as an originating server
+//! sees it (RFC 6120 §3.2, §5, §13.7.2; XEP-0368): the SRV records `_xmpps-server._tcp`
+//! and `_xmpp-server._tcp` and each target tried, STARTTLS or Direct TLS (ALPN
+//! `xmpp-server`), the certificate's verdict against DOMAIN (DNS-ID, SRV-ID
+//! `_xmpp-server.DOMAIN`, XmppAddr) with its fingerprint, and what the peer offers on the
+//! protected stream (SASL mechanisms such as EXTERNAL, dialback). Without `--from` nothing
+//! is authenticated: the check succeeds when TLS was established with a certificate the
+//! policy accepts.
+
+use std::time::Duration;
+
+use xmpp_handshake_core::initiator::InitiatorConfig;
+use xmpp_handshake_core::stream::features::StreamFeatures;
+use xmpp_handshake_core::trust::{CertError, Verdict};
+use xmpp_handshake_core::Error;
+
+use crate::cli::S2sCheckArgs;
+use crate::client::{self, ClientTrust};
+use crate::exit::{self, ExitCode, Failure};
+use crate::resolve::{self, Security, Service, SystemResolver, Target};
+use crate::tls::verify::{platform_roots, roots_from_pem};
+use crate::tls_info::TlsCell;
+use crate::transcript::{Side, Transcript};
+
+/// The ALPN protocol id of server-to-server XMPP over Direct TLS (XEP-0368 §3).
+pub const ALPN_SERVER: &[u8] = b"xmpp-server";
+
+/// Runs the check; prints what it sees on stdout.
+pub async fn run(args: &S2sCheckArgs) -> Result<(), Failure> {
+    let domain = args.domain.trim_end_matches('.').to_ascii_lowercase();
+    let trust = trust(args, &domain)?;
+    let targets = resolve::targets_for(
+        &SystemResolver,
+        Service::Server,
+        &domain,
+        args.host.as_deref(),
+        args.port,
+        args.direct_tls,
+    )
+    .await
+    .map_err(|e| Failure::protocol(format!("resolving {domain}: {e}")))?;
+    println!("s2s-check {domain}");
+    for t in &targets.addresses {
+        println!("  target {}:{} ({}, {})", t.host, t.port, via(t), t.source);
+    }
+    let limit = Duration::from_secs(args.timeout);
+    let mut last = Failure::protocol(format!("no target of {domain} could be reached"));
+    for target in &targets.addresses {
+        println!("trying {}:{} ({})", target.host, target.port, via(target));
+        match tokio::time::timeout(limit, check(args, &domain, target, &trust)).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(failure)) => {
+                println!("  failed: {failure}");
+                // A certificate the policy refuses is the answer; another target would
+                // present the same domain's certificate.
+                if failure.code == ExitCode::Certificate {
+                    return Err(failure);
+                }
+                last = failure;
+            }
+            Err(_) => {
+                println!("  failed: no answer within {} s", args.timeout);
+                last = Failure::protocol(format!("{domain}: no answer within {limit:?}"));
+            }
+        }
+    }
+    Err(last)
+}
+
+fn via(target: &Target) -> &'static str {
+    match target.security {
+        Security::StartTls => "STARTTLS",
+        Security::DirectTls => "Direct TLS",
+    }
+}
+
+/// PKIX to `--ca` (or the system's anchors) for the peer `domain`.
+fn trust(args: &S2sCheckArgs, domain: &str) -> Result<ClientTrust, Failure> {
+    let roots = match &args.ca {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| Failure::usage(format!("reading {}: {e}", path.display())))?;
+            roots_from_pem(&pem).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?
+        }
+        None => platform_roots().map_err(|e| {
+            Failure::new(
+                ExitCode::Certificate,
+                format!("no trust anchors ({e}): use --ca FILE"),
+            )
+        })?,
+    };
+    ClientTrust::anchors_s2s(domain, roots)
+}
+
+/// One target: connect, negotiate up to the features of the protected stream, report.
+async fn check(
+    args: &S2sCheckArgs,
+    domain: &str,
+    target: &Target,
+    trust: &ClientTrust,
+) -> Result<(), Failure> {
+    let transport = client::connect_tcp(&target.host, target.port).await?;
+    let mut config = InitiatorConfig::server(domain, "");
+    // No `--from`: nothing to authenticate as, so no `from` on any header.
+    config.from = None;
+    let cell = TlsCell::default();
+    let mut transcript = Transcript::new(Side::Initiating, cell.clone());
+    transcript.print_live(args.trace);
+    let result = match target.security {
+        Security::StartTls => {
+            client::negotiate_with(transport, config, trust, cell, &mut transcript).await
+        }
+        Security::DirectTls => {
+            client::negotiate_direct_tls(
+                transport,
+                config,
+                trust,
+                ALPN_SERVER,
+                cell,
+                &mut transcript,
+            )
+            .await
+        }
+    };
+    let tls = transcript.tls();
+    match &tls {
+        Some(t) => println!("  TLS: {} {}", t.version, t.cipher_suite),
+        None => println!("  TLS: not established"),
+    }
+    print_verdict(domain, trust.last_verdict());
+    match result {
+        Ok(session) => {
+            print_offer(&session.outcome().features);
+            let _ = session.close().await;
+            Ok(())
+        }
+        // TLS and the certificate were good; without `--from` the peer may end the stream
+        // when it has nothing to offer us (Prosody without dialback: no features).
+        Err(Error::StreamErrorReceived(e)) if tls.is_some() => {
+            let text = e.text.as_deref().unwrap_or("");
+            println!(
+                "  offered: nothing; the peer closed the stream: <{}/> {text}",
+                e.condition
+            );
+            Ok(())
+        }
+        Err(e) => Err(exit::from_core(&e)),
+    }
+}
+
+fn print_verdict(domain: &str, verdict: Option<Result<Verdict, CertError>>) {
+    match verdict {
+        Some(Ok(v)) => {
+            let matched = v
+                .identity
+                .map(|id| id.to_string())
+                .unwrap_or_else(|| "-".into());
+            println!("  certificate: trusted for {domain} (matched {matched})");
+            println!("  certificate SHA-256: {}", v.pin.cert_sha256);
+            println!("  key (SPKI) SHA-256: {}", v.pin.spki_sha256);
+        }
+        Some(Err(e)) => println!("  certificate: refused for {domain}: {e}"),
+        None => println!("  certificate: none checked"),
+    }
+}
+
+fn print_offer(features: &StreamFeatures) {
+    let mechanisms = features
+        .mechanisms
+        .as_ref()
+        .map(|m| m.join(" "))
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| "none".into());
+    let dialback = features.other.iter().any(|o| o.contains("dialback"));
+    println!("  offered: SASL mechanisms {mechanisms}; dialback (XEP-0220) {dialback}");
+}

@@ -1,0 +1,117 @@
+//! `xmpp-handshake s2s-check DOMAIN` against a real Prosody's server-to-server port: the
+//! STARTTLS negotiation an originating server sees, each way it can end here: a good
+//! certificate (exit 0, its fingerprint printed, what Prosody offers after TLS, with and
+//! without its dialback module), a certificate from a CA we do not trust (exit 4), and a
+//! port where nothing listens (exit 6).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+use xmpp_handshake_tests::{Prosody, ProsodyOptions, TestPki};
+
+fn cli() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("xmpp-handshake");
+    assert!(bin.exists(), "{} not found", bin.display());
+    bin
+}
+
+fn s2s_check(domain: &str, port: u16, ca: &Path) -> Output {
+    let port = port.to_string();
+    let ca = ca.display().to_string();
+    Command::new(cli())
+        .args([
+            "s2s-check",
+            domain,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--ca",
+            &ca,
+            "--timeout",
+            "20",
+        ])
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `AB:CD:…` of the DER certificate, as the verifier prints fingerprints.
+fn fingerprint(der: &[u8]) -> String {
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[test]
+fn a_good_certificate_passes_with_its_fingerprint_and_the_offer() {
+    let Some(p) = Prosody::start_or_skip(ProsodyOptions::default()) else {
+        return;
+    };
+    let out = s2s_check(&p.domain, p.ports.s2s, &p.ca_path);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("(STARTTLS, --host)"), "{all}");
+    assert!(all.contains("TLS: TLS 1."), "{all}");
+    assert!(
+        all.contains(&format!("certificate: trusted for {}", p.domain)),
+        "{all}"
+    );
+    let expected = fingerprint(&p.pki.leaf_der);
+    assert!(
+        all.contains(&format!("certificate SHA-256: {expected}")),
+        "expected {expected}: {all}"
+    );
+    // Without dialback and without a client certificate Prosody has nothing to offer.
+    assert!(all.contains("offered: nothing"), "{all}");
+}
+
+#[test]
+fn prosody_with_dialback_shows_dialback_offered() {
+    let Some(p) = Prosody::start_or_skip(ProsodyOptions {
+        extra_global_config: "modules_enabled = { \"disco\"; \"roster\"; \"saslauth\"; \"tls\"; \"ping\"; \"websocket\"; \"dialback\" }".into(),
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let out = s2s_check(&p.domain, p.ports.s2s, &p.ca_path);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("dialback (XEP-0220) true"), "{all}");
+}
+
+#[test]
+fn a_certificate_from_another_ca_is_refused_with_exit_4_and_a_closed_port_is_6() {
+    let Some(p) = Prosody::start_or_skip(ProsodyOptions::default()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other-ca.pem");
+    let pki = TestPki::generate(&p.domain).unwrap();
+    std::fs::write(&other, pki.ca_pem).unwrap();
+    let out = s2s_check(&p.domain, p.ports.s2s, &other);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{all}");
+    assert!(
+        all.contains(&format!("certificate: refused for {}", p.domain)),
+        "{all}"
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let out = s2s_check(&p.domain, port, &p.ca_path);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+}
