@@ -34,7 +34,7 @@
 //! itself, as the certificate matching of [`crate::trust`] does.
 
 use alloc::string::String;
-use core::fmt::{self, Write as _};
+use core::fmt;
 use core::str::FromStr;
 
 /// The largest localpart, domainpart or resourcepart, in bytes (RFC 7622 §3.2, §3.3, §3.4).
@@ -545,84 +545,91 @@ fn push_canonical_domain(out: &mut String, domain: &str) {
     }
 }
 
-/// The eight groups of an IPv6 address in RFC 4291 §2.2 text form (`x:x:x:x:x:x:x:x`, one
-/// `::`, a trailing dotted IPv4 address). Written here rather than with `core::net`, whose
-/// parser and RFC 5952 printer (~3 KB on Cortex-M) every firmware image would carry.
-pub(crate) fn ipv6_groups(text: &str) -> Option<[u16; 8]> {
-    fn hex_groups(part: &str, out: &mut heapless::Vec<u16, 8>) -> Option<()> {
-        if part.is_empty() {
-            return Some(());
-        }
-        let mut fields = part.split(':').peekable();
-        while let Some(field) = fields.next() {
-            if fields.peek().is_none() && field.contains('.') {
-                let v4 = ipv4_octets(field)?;
-                out.push(u16::from_be_bytes([v4[0], v4[1]])).ok()?;
-                out.push(u16::from_be_bytes([v4[2], v4[3]])).ok()?;
-            } else {
-                if field.is_empty() || field.len() > 4 {
-                    return None;
-                }
-                out.push(u16::from_str_radix(field, 16).ok()?).ok()?;
-            }
-        }
-        Some(())
-    }
-    if !text
-        .bytes()
-        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-    {
-        return None;
-    }
-    let mut head = heapless::Vec::<u16, 8>::new();
-    let mut tail = heapless::Vec::<u16, 8>::new();
-    // `::` found bytewise: `str::split_once` with a `&str` pattern links the two-way
-    // searcher (~700 bytes on Cortex-M).
-    let double = text.as_bytes().windows(2).position(|w| w == b"::");
-    match double.map(|i| (&text[..i], &text[i + 2..])) {
-        Some((h, t)) => {
-            if t.as_bytes().windows(2).any(|w| w == b"::") || h.contains('.') {
-                return None;
-            }
-            hex_groups(h, &mut head)?;
-            hex_groups(t, &mut tail)?;
-            if head.len() + tail.len() > 7 {
-                return None;
-            }
-        }
-        None => {
-            hex_groups(text, &mut head)?;
-            if head.len() != 8 {
-                return None;
-            }
-        }
-    }
-    let mut groups = [0u16; 8];
-    groups[..head.len()].copy_from_slice(&head);
-    groups[8 - tail.len()..].copy_from_slice(&tail);
-    Some(groups)
-}
-
-/// The four octets of a dotted-decimal IPv4 address (`192.0.2.1`: four decimal numbers up
-/// to 255, no leading zeros), as `core::net::Ipv4Addr` parses it, without its parser.
+/// The four octets of a dotted-decimal IPv4 address (`192.0.2.1`), read as `core::net`
+/// reads one: four decimal numbers up to 255, each without leading zeros. Written here,
+/// bytewise, for the same reason as [`ipv6_groups`]; also the reference identity's check
+/// for an IP literal ([`crate::trust::ReferenceIdentity`]).
 pub(crate) fn ipv4_octets(text: &str) -> Option<[u8; 4]> {
-    let mut v4 = [0u8; 4];
-    let mut octets = text.split('.');
-    for octet in &mut v4 {
-        let o = octets.next()?;
-        if o.is_empty()
-            || o.len() > 3
-            || (o.len() > 1 && o.starts_with('0'))
-            || !o.bytes().all(|b| b.is_ascii_digit())
+    let mut octets = [0u8; 4];
+    let mut fields = text.split('.');
+    for octet in &mut octets {
+        let field = fields.next()?.as_bytes();
+        if field.is_empty() || field.len() > 3 || (field.len() > 1 && field.first() == Some(&b'0'))
         {
             return None;
         }
-        *octet = o.parse().ok()?;
+        let mut value = 0u16;
+        for &b in field {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            value = value * 10 + u16::from(b - b'0');
+        }
+        *octet = u8::try_from(value).ok()?;
     }
-    if octets.next().is_some() {
-        return None;
+    match fields.next() {
+        Some(_) => None,
+        None => Some(octets),
     }
-    Some(v4)
+}
+
+/// The eight groups of an IPv6 address in RFC 4291 §2.2 text form (`x:x:x:x:x:x:x:x`, one
+/// `::`, a trailing dotted IPv4 address). Written here rather than with `core::net`, whose
+/// parser and RFC 5952 printer (~3 KB on Cortex-M) every firmware image would carry; read
+/// bytewise (no `from_str_radix`, no string searcher).
+pub(crate) fn ipv6_groups(text: &str) -> Option<[u16; 8]> {
+    let mut groups = [0u16; 8];
+    // `::` found bytewise: `str::split_once` with a `&str` pattern links the two-way
+    // searcher (~700 bytes on Cortex-M).
+    match text.as_bytes().windows(2).position(|w| w == b"::") {
+        None => {
+            let head = hex_fields(text, &mut groups, true)?;
+            (head == 8).then_some(groups)
+        }
+        Some(i) => {
+            // A dotted IPv4 tail only at the very end; a second `::` leaves an empty field
+            // in the tail, which is refused.
+            let head = hex_fields(text.get(..i)?, &mut groups, false)?;
+            let mut tail = [0u16; 8];
+            let n = hex_fields(text.get(i + 2..)?, &mut tail, true)?;
+            if head + n > 7 {
+                return None;
+            }
+            let (from, to) = (tail.get(..n)?, groups.get_mut(8 - n..)?);
+            to.copy_from_slice(from);
+            Some(groups)
+        }
+    }
+}
+
+/// The `:`-separated groups of `part` (1 to 4 hex digits each; the last one may be a
+/// dotted IPv4 address, two groups, when `v4_last`) into `out`; how many.
+fn hex_fields(part: &str, out: &mut [u16; 8], v4_last: bool) -> Option<usize> {
+    let mut n = 0;
+    if part.is_empty() {
+        return Some(n);
+    }
+    let mut fields = part.split(':').peekable();
+    while let Some(field) = fields.next() {
+        if v4_last && fields.peek().is_none() && field.contains('.') {
+            let [a, b, c, d] = ipv4_octets(field)?;
+            for group in [u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d])] {
+                *out.get_mut(n)? = group;
+                n += 1;
+            }
+            continue;
+        }
+        if field.is_empty() || field.len() > 4 {
+            return None;
+        }
+        let mut group = 0u16;
+        for b in field.bytes() {
+            group = (group << 4) | char::from(b).to_digit(16)? as u16;
+        }
+        *out.get_mut(n)? = group;
+        n += 1;
+    }
+    Some(n)
 }
 
 /// RFC 5952 §4: lowercase hex without leading zeros, the first longest run of two or more
@@ -645,7 +652,7 @@ fn push_ipv6(out: &mut String, groups: &[u16; 8]) {
     }
     let skip = if best.1 >= 2 { best } else { (8, 0) };
     let mut i = 0;
-    while i < 8 {
+    while let Some(&group) = groups.get(i) {
         if i == skip.0 {
             out.push_str("::");
             i += skip.1;
@@ -654,7 +661,12 @@ fn push_ipv6(out: &mut String, groups: &[u16; 8]) {
         if i > 0 && i != skip.0 + skip.1 {
             out.push(':');
         }
-        let _ = write!(out, "{:x}", groups[i]);
+        // Hex by hand: no `core::fmt` for a JID's domain.
+        let digits = (16 - group.leading_zeros()).div_ceil(4).max(1);
+        for shift in (0..digits).rev() {
+            let nibble = u32::from(group >> (4 * shift)) & 0xf;
+            out.push(char::from_digit(nibble, 16).unwrap_or('0'));
+        }
         i += 1;
     }
 }
@@ -917,11 +929,13 @@ mod tests {
             "01.2.3.4",
             "1.2.3.00",
             "+1.2.3.4",
+            "1.2.3.+4",
             "1.2.3.-4",
             "1.2.3.4 ",
             "a.b.c.d",
             "0x7f.0.0.1",
             "::1",
+            "\u{ff11}.2.3.4",
         ] {
             assert_eq!(ipv4_octets(bad), None, "{bad}");
             assert!(

@@ -342,7 +342,9 @@ impl<'a, P: PinStore> ServerVerifier<'a, P> {
     }
 
     /// The policy's decision about the last certificate (`None` before any). Carries the
-    /// fingerprints, the matched identity and `tls-server-end-point`.
+    /// fingerprints, the matched identity and `tls-server-end-point`. After
+    /// [`EmbeddedTls`]'s upgrade failed on a refused certificate, the refusal is in its
+    /// error ([`EmbeddedTlsError::Certificate`]) and this is `None`.
     pub fn verdict(&self) -> Option<&Result<Verdict, CertError>> {
         self.verdict.as_ref()
     }
@@ -391,6 +393,24 @@ impl<'a, P: PinStore> ServerVerifier<'a, P> {
         if let Some(Err(e)) = &self.verdict {
             return Err(EmbeddedTlsError::Certificate(e.clone()));
         }
+        self.proven(opened)
+    }
+
+    /// [`ServerVerifier::accepted`] for [`EmbeddedTls`]'s own upgrade, which serves one
+    /// connection: a refusal moves into the error rather than being cloned (a `Clone` of
+    /// `CertError` is ~0.5 KB of flash on Cortex-M), and [`ServerVerifier::verdict`] is
+    /// `None` afterwards.
+    fn settle(&mut self, opened: Result<(), TlsError>) -> Result<(), EmbeddedTlsError> {
+        if let Some(Err(_)) = &self.verdict {
+            if let Some(Err(e)) = self.verdict.take() {
+                return Err(EmbeddedTlsError::Certificate(e));
+            }
+        }
+        self.proven(opened)
+    }
+
+    /// The checks of [`ServerVerifier::accepted`] after the certificate's.
+    fn proven(&self, opened: Result<(), TlsError>) -> Result<(), EmbeddedTlsError> {
         match &self.proof {
             Some(Err(SignatureError::Invalid)) => return Err(EmbeddedTlsError::HandshakeSignature),
             Some(Err(SignatureError::Unsupported(what))) => {
@@ -771,7 +791,7 @@ where
         let mut connection = TlsConnection::new(transport, read, write);
         let provider = self.verifier.crypto_provider::<R, CS>(&mut self.rng);
         let opened = connection.open(TlsContext::new(&config, provider)).await;
-        self.verifier.accepted(opened)?;
+        self.verifier.settle(opened)?;
         Ok(EmbeddedTlsStream {
             connection,
             peer_closed: false,

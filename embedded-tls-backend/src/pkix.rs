@@ -27,17 +27,18 @@
 //! [`CertificatePolicy`]: xmpp_handshake_core::trust::CertificatePolicy
 
 use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
 
-use der::asn1::{AnyRef, ObjectIdentifier, UintRef};
-use der::{Decode, Reader, SliceReader, Tag};
+use der::asn1::ObjectIdentifier;
+use der::{Reader, SliceReader, Tag};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 #[cfg(feature = "sha-512")]
 use sha2::{Digest, Sha384};
 
 use xmpp_handshake_core::trust::x509::{
-    element, oid, only_element, read_bit_string, read_oid, Certificate, PublicKeyInfo,
-    ID_CE_SUBJECT_ALT_NAME,
+    element, oid, only_element, read_bit_string, read_bool, read_oid, read_u8, Certificate,
+    PublicKeyInfo, ID_CE_SUBJECT_ALT_NAME,
 };
 use xmpp_handshake_core::trust::{Fingerprint, PkixOutcome, UnixTime};
 
@@ -121,14 +122,14 @@ fn basic_constraints(der: &[u8]) -> der::Result<(bool, Option<u8>)> {
     let (contents, _) = only_element(der, Tag::Sequence)?;
     read_all(contents, |r| {
         let ca = if !r.is_finished() && Tag::peek(r)? == Tag::Boolean {
-            r.decode::<bool>()?
+            read_bool(r)?
         } else {
             false
         };
         let path_len = if r.is_finished() {
             None
         } else {
-            Some(r.decode::<u8>()?)
+            Some(read_u8(r)?)
         };
         Ok((ca, path_len))
     })
@@ -212,10 +213,9 @@ impl<'d> Parsed<'d> {
     fn critical_extensions(&self) -> Result<(), PkixOutcome> {
         for ext in &self.cert.extensions {
             if ext.critical && !UNDERSTOOD.contains(&ext.oid) {
-                return Err(PkixOutcome::Other(format!(
-                    "unsupported critical extension {}",
-                    ext.oid
-                )));
+                let mut text = String::from("unsupported critical extension ");
+                push_dotted(&mut text, &ext.oid);
+                return Err(PkixOutcome::Other(text));
             }
         }
         Ok(())
@@ -281,6 +281,51 @@ impl<'d> Parsed<'d> {
         }
         self.key_usage_allows(DIGITAL_SIGNATURE)?;
         self.server_auth_usage()
+    }
+}
+
+/// Appends `oid` in its dotted form (`2.5.29.30`), read from its DER contents (X.690
+/// §8.19: base-128 arcs, the first two as one): const-oid's `Display` and its arc iterator
+/// cost ~0.3 KB of flash for this one error text.
+fn push_dotted(out: &mut String, oid: &ObjectIdentifier) {
+    let mut arc = 0u32;
+    let mut first = true;
+    for &b in oid.as_bytes() {
+        // const-oid checked the encoding: arcs fit in 32 bits.
+        arc = (arc << 7) | u32::from(b & 0x7f);
+        if b & 0x80 != 0 {
+            continue;
+        }
+        if first {
+            let top = (arc / 40).min(2);
+            push_decimal(out, top);
+            out.push('.');
+            push_decimal(out, arc - 40 * top);
+            first = false;
+        } else {
+            out.push('.');
+            push_decimal(out, arc);
+        }
+        arc = 0;
+    }
+}
+
+fn push_decimal(out: &mut String, n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        if let Some(digit) = digits.get_mut(i) {
+            *digit = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if let Ok(text) = core::str::from_utf8(digits.get(i..).unwrap_or_default()) {
+        out.push_str(text);
     }
 }
 
@@ -413,17 +458,10 @@ fn ecdsa_sig_value(der: &[u8], field_len: usize) -> Result<Vec<u8>, SignatureErr
     let bad = SignatureError::Unsupported("ECDSA signature encoding");
     // Through the certificate view's element reader: no second generic DER decoder.
     let (r, s) = read_all(der, |reader| element(reader, Tag::Sequence))
-        .and_then(|(pair, _)| {
-            read_all(pair, |seq| {
-                let r = AnyRef::decode(seq)?.decode_as::<UintRef<'_>>()?;
-                let s = AnyRef::decode(seq)?.decode_as::<UintRef<'_>>()?;
-                Ok((r, s))
-            })
-        })
+        .and_then(|(pair, _)| read_all(pair, |seq| Ok((uint(seq)?, uint(seq)?))))
         .map_err(|_| bad.clone())?;
     let mut out = alloc::vec![0u8; 2 * field_len];
-    for (value, half) in [(r, 0), (s, 1)] {
-        let bytes = value.as_bytes();
+    for (bytes, half) in [(r, 0), (s, 1)] {
         if bytes.len() > field_len {
             return Err(bad);
         }
@@ -431,6 +469,20 @@ fn ecdsa_sig_value(der: &[u8], field_len: usize) -> Result<Vec<u8>, SignatureErr
         out[end - bytes.len()..end].copy_from_slice(bytes);
     }
     Ok(out)
+}
+
+/// The next element of `reader`, a non-negative INTEGER in its minimal encoding (X.690
+/// §8.3): its magnitude, without the leading zero octet a value whose first bit is set
+/// takes. The rules of der's `UintRef`, without its generic decoder (~0.3 KB of flash).
+fn uint<'a>(reader: &mut SliceReader<'a>) -> der::Result<&'a [u8]> {
+    match element(reader, Tag::Integer)?.0 {
+        [] => Err(Tag::Integer.length_error().into()),
+        contents @ [0] => Ok(contents),
+        [0, next, ..] if *next < 0x80 => Err(Tag::Integer.non_canonical_error().into()),
+        [0, magnitude @ ..] => Ok(magnitude),
+        [first, ..] if *first >= 0x80 => Err(Tag::Integer.value_error().into()),
+        contents => Ok(contents),
+    }
 }
 
 /// The named curve of an id-ecPublicKey SubjectPublicKeyInfo.
@@ -449,4 +501,56 @@ pub(crate) fn ec_curve(spki: &PublicKeyInfo<'_>) -> Result<ObjectIdentifier, Sig
 /// The end entity's SubjectPublicKeyInfo.
 pub(crate) fn leaf_spki(der: &[u8]) -> Option<PublicKeyInfo<'_>> {
     Certificate::parse(der).ok().map(|c| c.public_key)
+}
+
+#[cfg(test)]
+mod tests {
+    use der::asn1::UintRef;
+    use der::Decode;
+
+    use super::*;
+
+    #[test]
+    fn oids_print_as_const_oid_prints_them() {
+        for dotted in [
+            "0.0",
+            "0.39",
+            "1.0",
+            "1.39",
+            "2.0",
+            "2.5.29.30",
+            "2.39.1",
+            "1.2.840.113549.1.1.11",
+            "1.3.6.1.4.1.99999.1",
+            "1.3.6.1.4.1.4294967295",
+        ] {
+            let oid = ObjectIdentifier::new(dotted).expect(dotted);
+            let mut ours = String::new();
+            push_dotted(&mut ours, &oid);
+            assert_eq!(ours, alloc::string::ToString::to_string(&oid), "{dotted}");
+            assert_eq!(ours, dotted);
+        }
+    }
+
+    #[test]
+    fn integers_read_as_ders_uint_ref_reads_them() {
+        let check = |contents: &[u8]| {
+            let mut tlv = alloc::vec![0x02, contents.len() as u8];
+            tlv.extend_from_slice(contents);
+            let ours = read_all(&tlv, uint).ok();
+            let theirs = UintRef::from_der(&tlv).ok();
+            let theirs = theirs.as_ref().map(UintRef::as_bytes);
+            assert_eq!(ours, theirs, "{tlv:02x?}");
+        };
+        check(&[]);
+        for a in 0..=255u8 {
+            check(&[a]);
+            for b in 0..=255u8 {
+                check(&[a, b]);
+            }
+            check(&[0, 0, a]);
+            check(&[0, a, 0]);
+            check(&[a, 0, 0, 1]);
+        }
+    }
 }

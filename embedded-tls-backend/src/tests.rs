@@ -13,7 +13,9 @@ use rcgen::{
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SigningKey, PKCS_ECDSA_P384_SHA384,
 };
 use sha2::{Digest, Sha256};
-use xmpp_handshake_core::trust::{EndEntityCertificate, NoPins, PkixOutcome, TrustBasis};
+use xmpp_handshake_core::trust::{
+    EndEntityCertificate, Fingerprint, NoPins, PkixOutcome, TrustBasis,
+};
 
 use super::pkix::check_chain;
 use super::*;
@@ -333,6 +335,51 @@ fn certificate_verify_proves_possession_of_the_key() {
         v.accepted(Err(TlsError::InvalidSignatureScheme)),
         Err(EmbeddedTlsError::UnsupportedHandshakeSignature(_))
     ));
+}
+
+#[test]
+fn the_upgrades_settlement_moves_a_refusal_into_its_error() {
+    let key = KeyPair::generate().unwrap();
+    let leaf = server("example.org")
+        .self_signed(&key)
+        .unwrap()
+        .der()
+        .to_vec();
+    // Pinned to another key: the policy refuses the certificate.
+    let mut v: ServerVerifier<'_, NoPins> = ServerVerifier::new(
+        ReferenceIdentity::client_to_server("example.org").unwrap(),
+        CertificatePolicy::pinned(vec![Fingerprint::of(b"another key")]),
+        &[],
+        NoPins,
+    )
+    .with_time(NOW);
+    let mut cert = CertificateRef::with_context(&[]);
+    cert.add(CertificateEntryRef::X509(&leaf)).unwrap();
+    assert!(
+        TlsVerifier::<Aes128GcmSha256>::verify_certificate(&mut v, &Sha256::new(), cert).is_err()
+    );
+    let Some(Err(refusal)) = v.verdict().cloned() else {
+        panic!("no refusal: {:?}", v.verdict());
+    };
+    // `accepted` leaves the verdict in place; the upgrade's settlement moves it out.
+    assert!(matches!(
+        v.accepted(Err(TlsError::InvalidCertificate)),
+        Err(EmbeddedTlsError::Certificate(e)) if e == refusal
+    ));
+    assert!(matches!(
+        v.settle(Err(TlsError::InvalidCertificate)),
+        Err(EmbeddedTlsError::Certificate(e)) if e == refusal
+    ));
+    assert!(v.verdict().is_none());
+
+    // An accepted certificate is settled as `accepted` does, and its verdict stays.
+    let mut transcript = Sha256::new();
+    transcript.update(b"ClientHello..Certificate");
+    let mut v = accepted(&leaf, &transcript);
+    let good = key.sign(&signed_content(&transcript)).unwrap();
+    certificate_verify(&mut v, SignatureScheme::EcdsaSecp256r1Sha256, &good).unwrap();
+    assert!(v.settle(Ok(())).is_ok());
+    assert!(matches!(v.verdict(), Some(Ok(_))));
 }
 
 #[test]

@@ -26,7 +26,7 @@ use xmpp_handshake_core::{stanza, Error};
 use crate::clock::EmbassyClock;
 use crate::config::Config;
 use crate::store::CacheStore;
-use crate::tls::EmbeddedTlsConnector;
+use crate::tls::{EmbeddedTlsConnector, TlsSlot};
 use crate::transport::Halves;
 use xmpp_handshake_core::login::LoginMemory;
 
@@ -277,6 +277,7 @@ where
     let bare = format!("{}@{}", config.username, config.domain);
     let cached = store.load(&bare);
     let halves = Halves::new(socket.split());
+    let mut slot = TlsSlot::new();
     let mut io = MaybeTls::Plain(halves.duplex());
     let mut connection = InitiatingConnection::initiate(
         initiator(config, &bare, cached.as_ref()),
@@ -284,10 +285,10 @@ where
         options(config),
         clock.now(),
     );
+    let mut progress = Progress::default();
     // The upgrade (with the verifier's verdict) is needed for the negotiation only.
     {
-        let mut upgrade = tls.upgrade(rng);
-        let mut progress = Progress::default();
+        let mut upgrade = tls.upgrade(rng, &mut slot);
         let outcome = driver::negotiate(
             &mut io,
             &mut upgrade,
@@ -323,8 +324,13 @@ where
             }
         }
     }
-    // STARTTLS is required (the initiator's default): a bound stream is a TLS one.
-    let MaybeTls::Tls(stream) = &mut io else {
+    // STARTTLS is required (the initiator's default): a bound stream is a TLS one. `run`
+    // reads through the reader taken out of it and writes through `io`, as the negotiation
+    // did (one copy of the driver's writing code, with the same observer).
+    let Some(mut reader) = (match &mut io {
+        MaybeTls::Tls(stream) => stream.take_reader(),
+        _ => None,
+    }) else {
         return Err(Failure::Xmpp(Error::StartTlsNotOffered));
     };
 
@@ -358,14 +364,13 @@ where
         count: &mut stats.readings,
     };
     let mut buf = [0; READ_CHUNK];
-    let (mut reader, mut writer) = stream.split();
     let closed = driver::run(
         &mut reader,
-        &mut writer,
+        &mut io,
         &mut connection,
         &mut outgoing,
         &mut answers,
-        &mut (),
+        &mut progress,
         &clock,
         &mut buf,
     )
@@ -484,12 +489,38 @@ fn initiator(config: &Config<'_>, bare: &str, cached: Option<&LoginMemory>) -> I
 
 /// A sensor-style reading (a stand-in for a real sensor: a counter and the uptime).
 fn reading(n: u32, online: Duration) -> String {
-    format!(
-        "reading {n}: online {} s, temperature {}.{} C",
-        online.as_secs(),
-        20 + n % 5,
-        n % 10
-    )
+    // The seconds as `u32` (136 years). Digits written by hand: the integers' `Display`
+    // (and `Formatter::pad_integral`, ~0.9 KB of flash) were linked for this text alone.
+    let online = u32::try_from(online.as_secs()).unwrap_or(u32::MAX);
+    let mut body = String::from("reading ");
+    push_decimal(&mut body, n);
+    body.push_str(": online ");
+    push_decimal(&mut body, online);
+    body.push_str(" s, temperature ");
+    push_decimal(&mut body, 20 + n % 5);
+    body.push('.');
+    push_decimal(&mut body, n % 10);
+    body.push_str(" C");
+    body
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        if let Some(digit) = digits.get_mut(start) {
+            *digit = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if let Ok(text) = core::str::from_utf8(digits.get(start..).unwrap_or_default()) {
+        out.push_str(text);
+    }
 }
 
 /// What to answer to one received top-level element, if anything.
@@ -545,6 +576,22 @@ mod tests {
 
     fn reply(raw: &str) -> Option<String> {
         answer_to(raw, true)
+    }
+
+    #[test]
+    fn readings_say_what_format_would() {
+        for (n, secs) in [(1, 0), (7, 59), (10, 3600), (u32::MAX, u64::from(u32::MAX))] {
+            assert_eq!(
+                reading(n, Duration::from_secs(secs)),
+                alloc::format!(
+                    "reading {n}: online {secs} s, temperature {}.{} C",
+                    20 + n % 5,
+                    n % 10
+                )
+            );
+        }
+        // Past 136 years the uptime stops at u32::MAX seconds.
+        assert!(reading(1, Duration::from_secs(1 << 40)).contains("online 4294967295 s"));
     }
 
     #[test]

@@ -92,13 +92,43 @@ pub fn from_build_env<'a>(
     report_to: Option<&'a str>,
     period_ms: Option<&'a str>,
 ) -> Option<Config<'a>> {
-    let server: core::net::SocketAddrV4 = server?.parse().ok()?;
-    let mut config = Config::new(jid?, password?, (*server.ip(), server.port()).into()).ok()?;
+    let mut config = Config::new(jid?, password?, server_address(server?)?).ok()?;
     config.behaviour.report_to = report_to.filter(|r| !r.is_empty());
     if let Some(ms) = period_ms.and_then(|p| p.parse().ok()) {
         config.behaviour.period = Duration::from_millis(ms);
     }
     Some(config)
+}
+
+/// `a.b.c.d:port`, read bytewise: `core::net`'s address parser is ~1.5 KB of a board's
+/// flash. The address as `core::net` reads one (four decimal octets up to 255, without
+/// leading zeros), the port 1 to 5 decimal digits up to 65535.
+fn server_address(text: &str) -> Option<IpEndpoint> {
+    let (address, port) = text.split_once(':')?;
+    let mut octets = [0u8; 4];
+    let mut fields = address.split('.');
+    for octet in &mut octets {
+        let field = fields.next()?;
+        if field.len() > 1 && field.starts_with('0') {
+            return None;
+        }
+        *octet = u8::try_from(decimal(field, 3)?).ok()?;
+    }
+    if fields.next().is_some() {
+        return None;
+    }
+    let port = u16::try_from(decimal(port, 5)?).ok()?;
+    Some((embassy_net::Ipv4Address::from(octets), port).into())
+}
+
+/// 1 to `max_digits` ASCII digits.
+fn decimal(text: &str, max_digits: usize) -> Option<u32> {
+    if text.is_empty() || text.len() > max_digits {
+        return None;
+    }
+    text.bytes().try_fold(0u32, |value, b| {
+        b.is_ascii_digit().then(|| value * 10 + u32::from(b - b'0'))
+    })
 }
 
 /// Buffer sizes. The board allocates them (statics); the app borrows them for its lifetime.
@@ -177,6 +207,38 @@ mod tests {
         assert!(
             from_build_env(Some("a@b"), Some("pw"), Some("example.test"), None, None).is_none()
         );
+    }
+
+    #[test]
+    fn server_is_read_as_core_net_reads_it() {
+        for text in [
+            "10.0.0.1:5222",
+            "192.0.2.1:5222",
+            "255.255.255.255:65535",
+            "0.0.0.0:0",
+            "10.0.0.1",
+            "10.0.0.1:",
+            "10.0.0.1:65536",
+            "10.0.0.1:99999",
+            "10.0.0.1:123456",
+            "10.0.0.1:+52",
+            "10.0.0.1:05222",
+            "10.0.0.1:5222:1",
+            "010.0.0.1:5222",
+            "256.0.0.1:5222",
+            "10.0.0:5222",
+            "10.0.0.1.2:5222",
+            "example.test:5222",
+            "[::1]:5222",
+            ":5222",
+            "",
+        ] {
+            let theirs = text
+                .parse::<core::net::SocketAddrV4>()
+                .ok()
+                .map(|s| IpEndpoint::from((*s.ip(), s.port())));
+            assert_eq!(server_address(text), theirs, "{text}");
+        }
     }
 
     fn server() -> IpEndpoint {

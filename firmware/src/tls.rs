@@ -1,7 +1,10 @@
 //! How the app gets its TLS: an [`EmbeddedTlsConnector`] makes one core
 //! [`TlsUpgrade`] per connection, lending it the TLS
 //! record buffers for that connection only (an upgrade moves its buffers into the stream it
-//! returns, so each reconnect needs a fresh one).
+//! makes, so each reconnect needs a fresh one). The stream stays in the connection's
+//! [`TlsSlot`]; the upgrade returns its halves ([`TlsHalves`]), through which the
+//! negotiation reads and writes and the bound stream writes, so that the driver's writing
+//! code is linked for one writer type (1 KB of flash on the F767).
 //!
 //! The upgrade is the embedded-tls backend's [`EmbeddedTls`] (crate `xmpp-handshake-embedded-tls`): embedded-tls (TLS 1.3,
 //! TLS_AES_128_GCM_SHA256, P-256) whose `TlsVerifier` is the core's certificate policy
@@ -9,6 +12,8 @@
 //! the configured trust anchors, proof of possession). It asks for max_fragment_length 2^12
 //! (RFC 6066) so that a 4 KiB + 256 read buffer holds every record. There is no path that
 //! skips verification unless the crate feature `insecure-skip-verify` is on.
+
+use core::cell::Cell;
 
 use embedded_io_async::{ErrorType, Read, Write};
 use rand_core::{CryptoRng, RngCore};
@@ -73,8 +78,18 @@ impl<'a> EmbeddedTlsConnector<'a> {
 
 impl EmbeddedTlsConnector<'_> {
     /// A fresh upgrade for the next connection, borrowing the record buffers for it and
-    /// drawing its randomness (key share, client random) from `rng`.
-    pub fn upgrade<G: RngCore + CryptoRng>(&mut self, rng: G) -> Upgrade<'_, G> {
+    /// drawing its randomness (key share, client random) from `rng`. The TLS stream it
+    /// makes stays in `slot` for the connection's life; the connection reads and writes it
+    /// through its halves ([`TlsHalves`]).
+    pub fn upgrade<'b, G, T>(
+        &'b mut self,
+        rng: G,
+        slot: &'b mut TlsSlot<'b, T>,
+    ) -> Upgrade<'b, G, T>
+    where
+        G: RngCore + CryptoRng,
+        T: Read + Write + 'b,
+    {
         let mut verifier = ServerVerifier::new(
             self.reference.clone(),
             self.policy.clone(),
@@ -84,22 +99,47 @@ impl EmbeddedTlsConnector<'_> {
         if let Clock::Now(now) = self.clock {
             verifier = verifier.with_time(now());
         }
-        Upgrade(
-            EmbeddedTls::new(&mut *self.read, &mut *self.write, rng, verifier)
+        Upgrade {
+            tls: EmbeddedTls::new(&mut *self.read, &mut *self.write, rng, verifier)
                 .with_max_fragment_length(MaxFragmentLength::Bits12),
-        )
+            slot: Some(slot),
+            info: Cell::new(TlsInfo::default()),
+        }
     }
 }
 
-/// The core's [`EmbeddedTls`] upgrade, returning a [`TlsStream`].
-pub struct Upgrade<'b, G>(EmbeddedTls<'b, G, NoPins>);
+/// Where one connection's TLS stream stays while it is used through its halves: a local
+/// of the connection, made empty before its [`Upgrade`].
+pub struct TlsSlot<'b, T: Read + Write + 'b>(Option<EmbeddedTlsStream<'b, T, Aes128GcmSha256>>);
 
-impl<'b, T, G> TlsUpgrade<T> for Upgrade<'b, G>
+impl<'b, T: Read + Write + 'b> TlsSlot<'b, T> {
+    /// An empty slot.
+    pub fn new() -> Self {
+        TlsSlot(None)
+    }
+}
+
+impl<'b, T: Read + Write + 'b> Default for TlsSlot<'b, T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The core's [`TlsUpgrade`] with the embedded-tls backend's [`EmbeddedTls`]: the stream
+/// goes into the [`TlsSlot`] and the upgrade returns its halves.
+pub struct Upgrade<'b, G, T: Read + Write + 'b> {
+    tls: EmbeddedTls<'b, G, NoPins>,
+    slot: Option<&'b mut TlsSlot<'b, T>>,
+    /// What the handshake established, until the driver asks.
+    info: Cell<TlsInfo>,
+}
+
+impl<'b, T, G> TlsUpgrade<T> for Upgrade<'b, G, T>
 where
     T: Read + Write + Clone + 'b,
     G: RngCore + CryptoRng,
 {
-    type Stream = TlsStream<'b, T>;
+    type Stream = TlsHalves<'b, T>;
     type Error = EmbeddedTlsError;
 
     async fn upgrade(
@@ -107,54 +147,64 @@ where
         transport: T,
         server_name: &str,
     ) -> Result<Self::Stream, Self::Error> {
-        self.0.upgrade(transport, server_name).await.map(TlsStream)
+        let slot = self.slot.take().ok_or(EmbeddedTlsError::AlreadyUsed)?;
+        let stream = self.tls.upgrade(transport, server_name).await?;
+        self.info
+            .set(<EmbeddedTls<'b, G, NoPins> as TlsUpgrade<T>>::tls_info(
+                &self.tls, &stream,
+            ));
+        let (reader, writer) = slot.0.insert(stream).split();
+        Ok(TlsHalves {
+            reader: Some(reader),
+            writer,
+        })
     }
 
     fn classify(error: Self::Error) -> xmpp_handshake_core::TlsError {
         <EmbeddedTls<'b, G, NoPins> as TlsUpgrade<T>>::classify(error)
     }
 
-    fn tls_info(&self, stream: &Self::Stream) -> TlsInfo {
-        self.0.tls_info(&stream.0)
+    fn tls_info(&self, _stream: &Self::Stream) -> TlsInfo {
+        self.info.take()
     }
 }
 
-/// The TLS stream. The negotiation reads and writes it through the halves the bound stream
-/// uses ([`TlsStream::split`], for `driver::run`), so that embedded-tls's read and write
-/// paths are linked once, not a second time for its whole connection (1.1 KB of flash on
-/// the F767).
-pub struct TlsStream<'b, T: Read + Write + 'b>(EmbeddedTlsStream<'b, T, Aes128GcmSha256>);
+/// The TLS stream as its two halves. The negotiation reads and writes through them, and
+/// the bound stream writes through the same `MaybeTls` (one copy of the driver's writing
+/// code, not one per writer type) while `driver::run` reads through the reader taken out
+/// ([`TlsHalves::take_reader`]).
+pub struct TlsHalves<'b, T: 'b> {
+    reader: Option<EmbeddedTlsReader<'b, T, Aes128GcmSha256>>,
+    writer: TlsWriter<'b, T, Aes128GcmSha256>,
+}
 
-impl<'b, T: Read + Write + Clone + 'b> TlsStream<'b, T> {
-    /// A reader and a writer usable at the same time.
-    // One copy for the reads and writes below, not one inlined into each.
-    #[inline(never)]
-    pub fn split(
-        &mut self,
-    ) -> (
-        EmbeddedTlsReader<'_, T, Aes128GcmSha256>,
-        TlsWriter<'_, T, Aes128GcmSha256>,
-    ) {
-        self.0.split()
+impl<'b, T: 'b> TlsHalves<'b, T> {
+    /// The reader, for a loop that reads while it writes through `self`; reads through
+    /// `self` fail afterwards.
+    pub fn take_reader(&mut self) -> Option<EmbeddedTlsReader<'b, T, Aes128GcmSha256>> {
+        self.reader.take()
     }
 }
 
-impl<'b, T: Read + Write + 'b> ErrorType for TlsStream<'b, T> {
+impl<'b, T: 'b> ErrorType for TlsHalves<'b, T> {
     type Error = TlsError;
 }
 
-impl<'b, T: Read + Write + Clone + 'b> Read for TlsStream<'b, T> {
+impl<'b, T: Read + 'b> Read for TlsHalves<'b, T> {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, TlsError> {
-        self.split().0.read(buf).await
+        match &mut self.reader {
+            Some(reader) => reader.read(buf).await,
+            None => Err(TlsError::InternalError),
+        }
     }
 }
 
-impl<'b, T: Read + Write + Clone + 'b> Write for TlsStream<'b, T> {
+impl<'b, T: Write + 'b> Write for TlsHalves<'b, T> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, TlsError> {
-        self.split().1.write(buf).await
+        self.writer.write(buf).await
     }
 
     async fn flush(&mut self) -> Result<(), TlsError> {
-        self.split().1.flush().await
+        self.writer.flush().await
     }
 }

@@ -28,7 +28,8 @@ macro_rules! failures {
             /// The condition for an element name; `None` for an undefined one (a client
             /// treats that as `not-authorized`, §6.5).
             pub fn from_name(name: &str) -> Option<Self> {
-                match name { $($name => Some(SaslFailure::$variant),)* _ => None }
+                // A search of the names, as `StreamErrorCondition::from_name`.
+                SaslFailure::ALL.iter().copied().find(|c| c.name() == name)
             }
 
             const fn advice(self) -> &'static str {

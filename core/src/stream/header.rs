@@ -3,7 +3,6 @@
 //! written by [`HeaderOut::write`].
 
 use alloc::string::String;
-use core::fmt::Write as _;
 
 use crate::stream::error::{StreamError, StreamErrorCondition};
 use crate::xml::document;
@@ -105,20 +104,23 @@ impl HeaderOut<'_> {
     /// TCP framing gets `<?xml version='1.0'?>` first (§4.2: the XML declaration is allowed
     /// and what every server sends); WebSocket framing gets a self-closed `<open/>`.
     pub fn write(&self, framing: Framing, out: &mut String) {
+        // Pieces pushed one by one: no `core::fmt` (`write!`) for the header.
         match framing {
             Framing::Tcp => out.push_str("<?xml version='1.0'?><stream:stream"),
             Framing::WebSocket => {
-                let _ = write!(out, "<open xmlns='{NS_FRAMING}'");
+                out.push_str("<open xmlns='");
+                out.push_str(NS_FRAMING);
+                out.push('\'');
             }
         }
         for (name, value) in [
-            ("from", self.from),
-            ("to", self.to),
-            ("id", self.id),
-            ("xml:lang", self.lang),
+            (" from='", self.from),
+            (" to='", self.to),
+            (" id='", self.id),
+            (" xml:lang='", self.lang),
         ] {
             if let Some(value) = value {
-                let _ = write!(out, " {name}='");
+                out.push_str(name);
                 escape_attr(value, out);
                 out.push('\'');
             }
@@ -126,11 +128,11 @@ impl HeaderOut<'_> {
         out.push_str(" version='1.0'");
         match framing {
             Framing::Tcp => {
-                let _ = write!(
-                    out,
-                    " xmlns='{}' xmlns:stream='{NS_STREAMS}'>",
-                    self.ns.as_str()
-                );
+                out.push_str(" xmlns='");
+                out.push_str(self.ns.as_str());
+                out.push_str("' xmlns:stream='");
+                out.push_str(NS_STREAMS);
+                out.push_str("'>");
             }
             Framing::WebSocket => out.push_str("/>"),
         }

@@ -268,7 +268,7 @@ impl CertificatePolicy {
         let leaf_der = chain.first().ok_or(CertError::EmptyChain)?;
         let leaf = EndEntityCertificate::parse(leaf_der)?;
         let pin = leaf.pin();
-        let end_point = leaf.tls_server_end_point().ok();
+        let end_point = leaf.tls_server_end_point_data();
 
         #[cfg(feature = "insecure-skip-verify")]
         if self.trust == Trust::InsecureSkipVerify {

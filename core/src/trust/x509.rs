@@ -12,7 +12,7 @@
 //! contents by [`Certificate::extension`]'s callers, attribute values by the CN lookup.
 //!
 //! The DER helpers ([`element`], [`only_element`], [`read_oid`], [`read_bit_string`],
-//! [`oid`]) are public so that a backend decodes extensions and signatures with this same
+//! [`read_bool`], [`read_u8`], [`oid`]) are public so that a backend decodes extensions and signatures with this same
 //! code rather than with `der`'s generic decoders (each generic instance costs flash on
 //! microcontrollers). They are not generic, so one copy serves the core and the backend;
 //! the one generic helper, `read_all`, stays private (exported, its instances were no
@@ -69,6 +69,30 @@ pub fn read_bit_string<'a>(reader: &mut SliceReader<'a>) -> der::Result<BitStrin
         .split_first()
         .ok_or_else(|| der::Error::from(Tag::BitString.length_error()))?;
     BitStringRef::new(unused_bits, bits)
+}
+
+/// The next element of `reader`, a BOOLEAN (X.690 §11.1: one contents octet, `0x00` or
+/// `0xFF`), read as der's own decoder reads one but without its generic instance (with
+/// [`read_u8`]'s, ~1.1 KB of flash on Cortex-M).
+pub fn read_bool(reader: &mut SliceReader<'_>) -> der::Result<bool> {
+    match element(reader, Tag::Boolean)?.0 {
+        [0x00] => Ok(false),
+        [0xff] => Ok(true),
+        [_] => Err(Tag::Boolean.non_canonical_error().into()),
+        _ => Err(Tag::Boolean.length_error().into()),
+    }
+}
+
+/// The next element of `reader`, an INTEGER from 0 to 255 in its minimal encoding (X.690
+/// §8.3: from 128 on, with a leading zero octet), read as der's decoder for `u8` reads one.
+pub fn read_u8(reader: &mut SliceReader<'_>) -> der::Result<u8> {
+    match element(reader, Tag::Integer)?.0 {
+        [value] if *value < 0x80 => Ok(*value),
+        [0x00, value] if *value >= 0x80 => Ok(*value),
+        // Negative.
+        [_] => Err(Tag::Integer.value_error().into()),
+        _ => Err(Tag::Integer.non_canonical_error().into()),
+    }
 }
 
 /// The one element `der` holds, which must carry `tag`: as [`element`]. Not generic: one
@@ -201,7 +225,7 @@ impl<'a> Certificate<'a> {
             let mut version = 0;
             if Tag::peek(r)? == context(0, true) {
                 let (explicit, _) = element(r, context(0, true))?;
-                version = read_all(explicit, u8::decode)?;
+                version = read_all(explicit, read_u8)?;
                 if version > 2 {
                     return Err(Tag::Integer.value_error().into());
                 }
@@ -235,7 +259,7 @@ impl<'a> Certificate<'a> {
                     let extension = read_all(contents, |x| {
                         let oid = read_oid(x)?;
                         let critical = if Tag::peek(x)? == Tag::Boolean {
-                            bool::decode(x)?
+                            read_bool(x)?
                         } else {
                             false
                         };
@@ -374,6 +398,36 @@ mod tests {
         let mut out = alloc::vec![tag, text.len() as u8];
         out.extend_from_slice(text);
         out
+    }
+
+    /// `read` and der's decoder for `T` on a TLV of `tag` and `contents`.
+    fn same_verdict<T: PartialEq + core::fmt::Debug + for<'a> Decode<'a>>(
+        tag: u8,
+        contents: &[u8],
+        read: fn(&mut SliceReader<'_>) -> der::Result<T>,
+    ) {
+        let encoded = tlv(tag, contents);
+        let ours = read_all(&encoded, read).ok();
+        let theirs = T::from_der(&encoded).ok();
+        assert_eq!(ours, theirs, "{encoded:02x?}");
+    }
+
+    #[test]
+    fn booleans_and_small_integers_read_as_der_reads_them() {
+        for tag in [0x01, 0x02, 0x04] {
+            same_verdict::<bool>(tag, &[], read_bool);
+            same_verdict::<u8>(tag, &[], read_u8);
+            for a in 0..=255u8 {
+                same_verdict::<bool>(tag, &[a], read_bool);
+                same_verdict::<u8>(tag, &[a], read_u8);
+                for b in 0..=255u8 {
+                    same_verdict::<bool>(tag, &[a, b], read_bool);
+                    same_verdict::<u8>(tag, &[a, b], read_u8);
+                }
+                same_verdict::<u8>(tag, &[0, 0, a], read_u8);
+                same_verdict::<u8>(tag, &[0, a, 0], read_u8);
+            }
+        }
     }
 
     #[test]
