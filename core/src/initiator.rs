@@ -43,8 +43,10 @@ pub struct InitiatorConfig {
     /// for the certificate (§13.7.2.1). Never replaced by anything learned from DNS or
     /// from the peer.
     pub domain: String,
-    /// `from` (§4.7.1): the user's bare JID, or our server domain on S2S. Sent only on a
-    /// protected stream, so it never leaks in plaintext.
+    /// `from` (§4.7.1): the user's bare JID, or our server domain on S2S. A client's is sent
+    /// only on a protected stream, so it never leaks in plaintext; a server's (public, and
+    /// what the peer checks the certificate and EXTERNAL against) on every header, the
+    /// same each time (a `from` that changes is `<improper-addressing/>` to the peer).
     pub from: Option<String>,
     /// `xml:lang` (§4.7.4)
     pub lang: Option<String>,
@@ -282,7 +284,7 @@ impl<R: RngCore + CryptoRng> Context<'_, R> {
         let mut s = String::new();
         HeaderOut {
             ns: self.config.ns,
-            from: if secure {
+            from: if secure || self.config.ns == ContentNamespace::Server {
                 self.config.from.as_deref()
             } else {
                 None

@@ -56,6 +56,10 @@ fn seed_initiator(config: InitiatorConfig, r: [&str; 4], expected_ns: &str, mech
     for chunk in [1, 2, 3, 7, 64, 4096] {
         let mut config = config.clone();
         config.pipeline_starttls = false;
+        // §4.7.1: a server's `from` goes on every header, the same each time; a client's
+        // only once TLS protects it.
+        let server = expected_ns == "jabber:server";
+        let from = config.from.clone();
         let mut i = InitiatingEntity::new(config, CountingRng(100));
         // Step 1: our header, version 1.0, to the configured domain.
         let sent = parse_sent(&output(&mut i));
@@ -63,6 +67,8 @@ fn seed_initiator(config: InitiatorConfig, r: [&str; 4], expected_ns: &str, mech
         assert_eq!(sent[0].0, format!("{{{STREAMS}}}stream"));
         assert_eq!(attr(&sent[0], "to"), Some("example.com"));
         assert_eq!(attr(&sent[0], "version"), Some("1.0"));
+        let expected_from = if server { from.as_deref() } else { None };
+        assert_eq!(attr(&sent[0], "from"), expected_from);
         // Steps 2-3: the receiving entity's header and features.
         feed(&mut i, format!("{}{}", r[0], r[1]).as_bytes(), chunk).unwrap();
         // Step 4: <starttls/>.
@@ -86,6 +92,7 @@ fn seed_initiator(config: InitiatorConfig, r: [&str; 4], expected_ns: &str, mech
         let sent = parse_sent(&out);
         assert_eq!(sent.len(), 1);
         assert!(out.contains(&format!("xmlns='{expected_ns}'")));
+        assert_eq!(attr(&sent[0], "from"), from.as_deref());
         // Step 8: new header and features; negotiation reaches the SASL seam.
         feed(&mut i, format!("{}{}", r[2], r[3]).as_bytes(), chunk).unwrap();
         let (_, ev) = events(&mut i);

@@ -68,9 +68,11 @@ pub enum Command {
     /// (STARTTLS) (else DOMAIN:5269), tries each target, and prints the TLS version, the
     /// certificate's verdict against DOMAIN (PKIX to --ca or the system's anchors; DNS-ID,
     /// SRV-ID or XmppAddr) with its fingerprints, and what the server offers on the
-    /// protected stream (SASL EXTERNAL, dialback). Exit codes as `connect`: 0 when TLS was
-    /// established with a certificate valid for DOMAIN, 4 for a certificate refused, 5 when
-    /// TLS could not be established, 6 for other failures.
+    /// protected stream (SASL EXTERNAL, dialback); with --from/--cert/--key it authenticates
+    /// with EXTERNAL. Exit codes as `connect`: 0 when TLS was established with a certificate
+    /// valid for DOMAIN (and, with --from, EXTERNAL succeeded), 3 when authentication
+    /// failed, 4 for a certificate refused, 5 when TLS could not be established, 6 for other
+    /// failures.
     S2sCheck(S2sCheckArgs),
 }
 
@@ -92,6 +94,17 @@ pub struct S2sCheckArgs {
     /// Trust anchors (PEM) instead of the system's.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
+    /// Authenticate as this server domain with SASL EXTERNAL (needs --cert and --key): the
+    /// stream's `from`, on every header.
+    #[arg(long, value_name = "MYDOMAIN", requires_all = ["cert", "key"])]
+    pub from: Option<String>,
+    /// Our certificate chain (PEM), presented as the TLS client certificate: it must name
+    /// MYDOMAIN (DNS-ID) and allow client use (EKU clientAuth, or no EKU).
+    #[arg(long, value_name = "PEM", requires = "from")]
+    pub cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, value_name = "PEM", requires = "from")]
+    pub key: Option<PathBuf>,
     /// Print the negotiation transcript on stderr.
     #[arg(long)]
     pub trace: bool,

@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use embedded_io_adapters::tokio_1::FromTokio;
+use rustls::client::ResolvesClientCert;
+use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
 use tokio::net::TcpStream;
 use xmpp_handshake_core::connection::{Connection, ConnectionOptions, Timeouts};
@@ -213,6 +215,23 @@ impl ClientTrust {
         })
     }
 
+    /// The same trust, presenting `identity` as the TLS client certificate: an originating
+    /// server's own certificate, which the receiving server checks for SASL EXTERNAL (RFC
+    /// 6120 §6.4, §13.7.1.4; XEP-0178).
+    pub fn presenting(&self, identity: Arc<CertifiedKey>) -> Result<Self, Failure> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Failure::protocol(format!("TLS configuration: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(self.verifier.clone())
+            .with_client_cert_resolver(Arc::new(Present(identity)));
+        Ok(ClientTrust {
+            verifier: self.verifier.clone(),
+            config: Arc::new(config),
+        })
+    }
+
     /// The verifier's verdict on the last certificate it checked (with the reason of a
     /// refusal), `None` before any.
     pub fn last_verdict(&self) -> Option<Result<Verdict, CertError>> {
@@ -233,6 +252,24 @@ impl ClientTrust {
             verifier: self.verifier.clone(),
             config: Arc::new(config),
         })
+    }
+}
+
+/// Presents one certificate whatever the server asks for.
+#[derive(Debug)]
+struct Present(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for Present {
+    fn resolve(
+        &self,
+        _acceptable_issuers: &[&[u8]],
+        _schemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
     }
 }
 

@@ -5,15 +5,19 @@
 //! `_xmpp-server.DOMAIN`, XmppAddr) with its fingerprint, and what the peer offers on the
 //! protected stream (SASL mechanisms such as EXTERNAL, dialback). Without `--from` nothing
 //! is authenticated: the check succeeds when TLS was established with a certificate the
-//! policy accepts.
+//! policy accepts. With `--from MYDOMAIN --cert --key` our certificate is presented as the
+//! TLS client certificate and the stream authenticated with SASL EXTERNAL (RFC 6120 §6.4,
+//! XEP-0178), `from` the same on every header; it succeeds with the authenticated stream.
 
 use std::time::Duration;
 
-use xmpp_handshake_core::initiator::InitiatorConfig;
+use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
+use xmpp_handshake_core::sasl::Credentials;
 use xmpp_handshake_core::stream::features::StreamFeatures;
 use xmpp_handshake_core::trust::{CertError, Verdict};
 use xmpp_handshake_core::Error;
 
+use crate::certs::ServerIdentity;
 use crate::cli::S2sCheckArgs;
 use crate::client::{self, ClientTrust};
 use crate::exit::{self, ExitCode, Failure};
@@ -28,7 +32,10 @@ pub const ALPN_SERVER: &[u8] = b"xmpp-server";
 /// Runs the check; prints what it sees on stdout.
 pub async fn run(args: &S2sCheckArgs) -> Result<(), Failure> {
     let domain = args.domain.trim_end_matches('.').to_ascii_lowercase();
-    let trust = trust(args, &domain)?;
+    let mut trust = trust(args, &domain)?;
+    if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
+        trust = trust.presenting(ServerIdentity::load(cert, key)?.key)?;
+    }
     let targets = resolve::targets_for(
         &SystemResolver,
         Service::Server,
@@ -100,9 +107,19 @@ async fn check(
     trust: &ClientTrust,
 ) -> Result<(), Failure> {
     let transport = client::connect_tcp(&target.host, target.port).await?;
-    let mut config = InitiatorConfig::server(domain, "");
-    // No `--from`: nothing to authenticate as, so no `from` on any header.
-    config.from = None;
+    let mut config = InitiatorConfig::server(domain, args.from.as_deref().unwrap_or_default());
+    match &args.from {
+        // SASL EXTERNAL with an empty authzid (`=`): the identity is the certificate's,
+        // checked by the peer against `from` (RFC 6120 §6.3.8, XEP-0178 §2).
+        Some(_) => {
+            let mut sasl = ClientSasl::password("", "", None);
+            sasl.credentials = Credentials::external(None);
+            sasl.pipeline_bind = false;
+            config.sasl = Some(sasl);
+        }
+        // Nothing to authenticate as: no `from` on any header.
+        None => config.from = None,
+    }
     let cell = TlsCell::default();
     let mut transcript = Transcript::new(Side::Initiating, cell.clone());
     transcript.print_live(args.trace);
@@ -130,13 +147,20 @@ async fn check(
     print_verdict(domain, trust.last_verdict());
     match result {
         Ok(session) => {
-            print_offer(&session.outcome().features);
+            let outcome = session.outcome();
+            match (&args.from, outcome.mechanism) {
+                (Some(from), Some(mechanism)) => println!(
+                    "  authenticated as {from} with {} (restarted, no binding on S2S)",
+                    mechanism.name()
+                ),
+                _ => print_offer(&outcome.features),
+            }
             let _ = session.close().await;
             Ok(())
         }
         // TLS and the certificate were good; without `--from` the peer may end the stream
         // when it has nothing to offer us (Prosody without dialback: no features).
-        Err(Error::StreamErrorReceived(e)) if tls.is_some() => {
+        Err(Error::StreamErrorReceived(e)) if tls.is_some() && args.from.is_none() => {
             let text = e.text.as_deref().unwrap_or("");
             println!(
                 "  offered: nothing; the peer closed the stream: <{}/> {text}",
@@ -144,7 +168,12 @@ async fn check(
             );
             Ok(())
         }
-        Err(e) => Err(exit::from_core(&e)),
+        Err(e) => {
+            if args.from.is_some() {
+                println!("  authentication: failed: {e}");
+            }
+            Err(exit::from_core(&e))
+        }
     }
 }
 

@@ -115,3 +115,79 @@ fn a_certificate_from_another_ca_is_refused_with_exit_4_and_a_closed_port_is_6()
     let out = s2s_check(&p.domain, port, &p.ca_path);
     assert_eq!(out.status.code(), Some(6), "{}", text(&out));
 }
+
+/// `--from MYDOMAIN --cert --key`: our certificate (issued by a CA Prosody's `s2s_ssl`
+/// trusts, naming MYDOMAIN) is the TLS client certificate, and Prosody, which then offers
+/// SASL EXTERNAL, authenticates the stream with it (exit 0). The same certificate for
+/// another `from` earns nothing: Prosody offers no EXTERNAL for a domain the certificate does
+/// not name, has no other feature (no dialback module) and ends the stream (exit 6, as
+/// `connect` for a stream error).
+#[test]
+fn external_authenticates_as_the_domain_our_certificate_names() {
+    let ours = TestPki::generate("verona.test").unwrap();
+    // Readable by the `prosody` user the server runs as.
+    let dir = tempfile::tempdir().unwrap();
+    let mode = |path: &Path, mode: u32| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    mode(dir.path(), 0o755);
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        mode(&path, 0o644);
+        path
+    };
+    let our_ca = write("our-ca.pem", &ours.ca_pem);
+    let cert = write("verona.pem", &ours.leaf_pem);
+    let key = write("verona.key", &ours.leaf_key_pem);
+    let Some(p) = Prosody::start_or_skip(ProsodyOptions {
+        extra_global_config: format!(
+            "s2s_ssl = {{ cafile = {:?} }}",
+            our_ca.display().to_string()
+        ),
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let run = |from: &str| {
+        let port = p.ports.s2s.to_string();
+        let ca = p.ca_path.display().to_string();
+        let cert = cert.display().to_string();
+        let key = key.display().to_string();
+        Command::new(cli())
+            .args([
+                "s2s-check",
+                &p.domain,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--ca",
+                &ca,
+                "--from",
+                from,
+                "--cert",
+                &cert,
+                "--key",
+                &key,
+                "--timeout",
+                "20",
+            ])
+            .output()
+            .expect("the binary runs")
+    };
+    let out = run("verona.test");
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}\n{}", p.log_tail(30));
+    assert!(
+        all.contains("authenticated as verona.test with EXTERNAL"),
+        "{all}"
+    );
+    let out = run("padua.test");
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(6), "{all}\n{}", p.log_tail(30));
+    assert!(all.contains("authentication: failed"), "{all}");
+    assert!(all.contains("No stream features to offer"), "{all}");
+    assert!(!all.contains("authenticated as"), "{all}");
+}
