@@ -190,6 +190,9 @@ struct Learned {
     mechanism: Option<Mechanism>,
     /// The authenticated identity: a bare JID on C2S, a domain on S2S.
     identity: Option<String>,
+    /// S2S: the `from` of the first header on the protected stream; every later header must
+    /// carry the same (a changed one is `<improper-addressing/>`).
+    peer_from: Option<String>,
 }
 
 struct Context<'a, R, S> {
@@ -252,7 +255,7 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Context<'_, R, S> {
     fn sasl_features(&self, options: &ServerOptions, features: &mut String) -> Vec<Mechanism> {
         let secure = self.learned.secure;
         let cb = &self.learned.tls.channel_binding;
-        let offered = options.offer(secure, cb, self.learned.tls.peer_identity.as_deref());
+        let offered = options.offer(secure, cb, external_identity(self.config, self.learned));
         if offered.is_empty() {
             return offered;
         }
@@ -311,8 +314,29 @@ impl ExpectHeader {
         if header.version_numbers().is_none_or(|(major, _)| major != 1) {
             return Err(cx.stream_error(StreamError::new(StreamErrorCondition::UnsupportedVersion)));
         }
+        // §4.7.1, §5.4.3.3: an initiating server names itself on the protected stream (what
+        // came before TLS is forgotten) and keeps that name on every later header.
+        if cx.config.ns == ContentNamespace::Server {
+            match self.phase {
+                Phase::Plain => {}
+                Phase::Unauthenticated => cx.learned.peer_from = header.from.clone(),
+                Phase::Authenticated => {
+                    let same = match (&header.from, &cx.learned.peer_from) {
+                        (Some(now), Some(before)) => eq_domain(now, before),
+                        (None, None) => true,
+                        _ => false,
+                    };
+                    if !same {
+                        return Err(cx.stream_error(StreamError::with_text(
+                            StreamErrorCondition::ImproperAddressing,
+                            "'from' changed between headers",
+                        )));
+                    }
+                }
+            }
+        }
         let mut features = String::from("<stream:features>");
-        let state = self.offer(cx, domain, &mut features);
+        let state = self.offer(cx, domain, &mut features)?;
         features.push_str("</stream:features>");
         cx.outbox.send(&features);
         cx.outbox.step(Step::FeaturesSent);
@@ -326,7 +350,7 @@ impl ExpectHeader {
         cx: &mut Context<'_, R, S>,
         domain: String,
         features: &mut String,
-    ) -> State {
+    ) -> Result<State, Error> {
         let tls_to_come = self.phase == Phase::Plain && cx.config.framing == Framing::Tcp;
         let starttls = match cx.config.tls {
             TlsOffer::Required if tls_to_come => Some(true),
@@ -351,7 +375,7 @@ impl ExpectHeader {
             .filter(|auth| !auth.offered.is_empty()),
             _ => None,
         };
-        match (starttls, auth) {
+        Ok(match (starttls, auth) {
             (Some(_), auth) => State::StartTls(ExpectStartTls { domain, auth }),
             (None, Some(auth)) => State::Auth(auth),
             (None, None) if self.phase == Phase::Authenticated => {
@@ -364,8 +388,17 @@ impl ExpectHeader {
                     cx.negotiated(StreamFeatures::default(), identity)
                 }
             }
+            // SASL is required here and no mechanism could authenticate this peer (on S2S:
+            // its certificate does not name the stream's `from`): the stream never goes on
+            // unauthenticated (§4.9.3.12).
+            (None, None) if cx.config.sasl.is_some() => {
+                return Err(cx.stream_error(StreamError::with_text(
+                    StreamErrorCondition::NotAuthorized,
+                    "no SASL mechanism can authenticate you here",
+                )))
+            }
             (None, None) => cx.negotiated(StreamFeatures::default(), None),
-        }
+        })
     }
 }
 
@@ -418,7 +451,7 @@ impl ExpectAuth {
             offered,
             tls: cx.learned.secure,
             channel_binding: &cx.learned.tls.channel_binding,
-            external_identity: cx.learned.tls.peer_identity.as_deref(),
+            external_identity: external_identity(cx.config, cx.learned),
         };
         match ServerMechanism::start(&name, &context, cx.rng) {
             Ok(mechanism) => ExpectResponse {
@@ -490,8 +523,15 @@ impl ExpectResponse {
                             }
                         }
                     }
+                    // XEP-0178 §2: the authzid is empty or the domain authenticated.
                     ContentNamespace::Server => match authzid {
-                        Some(authzid) if authzid.contains('@') => authzid,
+                        Some(authzid) if !eq_domain(&authzid, &authcid) => {
+                            return self.auth.failed(
+                                cx,
+                                SaslFailure::InvalidAuthzid,
+                                Some("the authzid names another domain than the certificate"),
+                            )
+                        }
                         _ => authcid,
                     },
                 };
@@ -607,6 +647,21 @@ fn is_sasl(node: roxmltree::Node<'_, '_>) -> bool {
 }
 
 /// Domain names compare case-insensitively, a trailing dot ignored (RFC 7622 §3.2).
+/// Whom SASL EXTERNAL would authenticate (§6.3.4, §13.7.2.2): on C2S the bare JID the
+/// client certificate names; on S2S the stream's `from`, if the certificate names that
+/// domain (XEP-0178 §3, RFC 6125), else nobody (a certificate for another domain never
+/// earns EXTERNAL).
+fn external_identity<'a>(config: &ReceiverConfig, learned: &'a Learned) -> Option<&'a str> {
+    let names = &learned.tls.peer_identities;
+    match config.ns {
+        ContentNamespace::Client => names.first().map(String::as_str),
+        ContentNamespace::Server => learned
+            .peer_from
+            .as_deref()
+            .filter(|from| names.iter().any(|n| eq_domain(n, from))),
+    }
+}
+
 fn eq_domain(a: &str, b: &str) -> bool {
     a.trim_end_matches('.')
         .eq_ignore_ascii_case(b.trim_end_matches('.'))

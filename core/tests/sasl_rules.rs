@@ -7,7 +7,7 @@ use xmpp_handshake_core::connection::{Event, Negotiator, TlsInfo};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
 use xmpp_handshake_core::receiver::{ReceiverConfig, ReceivingEntity};
 use xmpp_handshake_core::sasl::{
-    base64, Credentials, MechanismSet, MemoryStore, SaslPolicy, ServerOptions,
+    base64, Credentials, Mechanism, MechanismSet, MemoryStore, SaslPolicy, ServerOptions,
 };
 use xmpp_handshake_core::stream::error::StreamErrorCondition as C;
 use xmpp_handshake_core::Error;
@@ -289,7 +289,7 @@ fn external_identity_of_another_domain_is_refused() {
     let mut config = ReceiverConfig::client_to_server("example.com");
     config.secure_transport = true;
     let tls = TlsInfo {
-        peer_identity: Some("mallory@evil.example".into()),
+        peer_identities: vec!["mallory@evil.example".into()],
         ..TlsInfo::default()
     };
     let mut r = ReceivingEntity::with_tls(config, CountingRng(0), MemoryStore::new(), tls);
@@ -870,4 +870,116 @@ fn binding_refusal_reports_xep0440_and_the_unbound_retry_sends_y() {
         other => panic!("expected not-authorized, got {other:?}"),
     }
     assert!(client_first(&writes).starts_with("y,,"), "{writes:?}");
+}
+
+/// An S2S stream header from `from` to example.com.
+fn s2s_header(from: &str) -> String {
+    format!(
+        "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' \
+         to='example.com' from='{from}' version='1.0'>"
+    )
+}
+
+/// An S2S receiving entity on a protected transport whose peer presented a certificate
+/// naming `names` (DNS-IDs).
+fn s2s_receiver(names: &[&str]) -> ReceivingEntity<CountingRng, MemoryStore> {
+    let mut config = ReceiverConfig::server_to_server("example.com");
+    config.secure_transport = true;
+    let tls = TlsInfo {
+        peer_identities: names.iter().map(|n| n.to_string()).collect(),
+        ..TlsInfo::default()
+    };
+    ReceivingEntity::with_tls(config, CountingRng(0), MemoryStore::new(), tls)
+}
+
+const EXTERNAL_EMPTY: &str =
+    "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>";
+
+/// XEP-0178 §3, RFC 6120 §13.7.2.2: EXTERNAL is offered to a server whose certificate names
+/// the stream's `from`, among other names too, and authenticates that domain; the stream
+/// restarts and ends negotiated without binding.
+#[test]
+fn s2s_external_for_the_domain_the_certificate_names() {
+    let mut r = s2s_receiver(&["conference.verona.example", "verona.example"]);
+    feed(&mut r, s2s_header("verona.example").as_bytes(), 4096).unwrap();
+    assert!(output(&mut r).contains("<mechanism>EXTERNAL</mechanism>"));
+    feed(&mut r, EXTERNAL_EMPTY.as_bytes(), 4096).unwrap();
+    assert!(output(&mut r).contains("<success"));
+    feed(&mut r, s2s_header("verona.example").as_bytes(), 4096).unwrap();
+    let (_, ev) = events(&mut r);
+    let outcome = ev
+        .iter()
+        .find_map(|e| match e {
+            Event::Negotiated(o) => Some(o),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{ev:?}"));
+    assert_eq!(outcome.mechanism, Some(Mechanism::External));
+    assert!(!output(&mut r).contains("<bind"));
+}
+
+/// A certificate for another domain never earns EXTERNAL: not offered, and with nothing
+/// else to authenticate with, the stream ends with `<not-authorized/>` instead of going on
+/// unauthenticated.
+#[test]
+fn s2s_external_is_not_offered_for_a_domain_the_certificate_does_not_name() {
+    let mut r = s2s_receiver(&["verona.example"]);
+    let result = feed(&mut r, s2s_header("padua.example").as_bytes(), 4096);
+    let out = output(&mut r);
+    assert!(!out.contains("EXTERNAL"), "{out}");
+    // Nothing else could authenticate it: the stream ends, never unauthenticated.
+    assert!(
+        matches!(&result, Err(Error::StreamErrorSent(e)) if e.condition == C::NotAuthorized),
+        "{result:?}"
+    );
+    assert!(!out.contains("<stream:features>"), "{out}");
+    let (_, ev) = events(&mut r);
+    assert!(
+        !ev.iter().any(|e| matches!(e, Event::Negotiated(_))),
+        "{ev:?}"
+    );
+}
+
+/// XEP-0178 §2: the authzid is empty or the certified domain; one naming another domain is
+/// `<invalid-authzid/>`.
+#[test]
+fn s2s_external_with_an_authzid_of_another_domain_is_refused() {
+    let mut r = s2s_receiver(&["verona.example"]);
+    feed(&mut r, s2s_header("verona.example").as_bytes(), 4096).unwrap();
+    output(&mut r);
+    let authzid = base64::encode(b"padua.example");
+    let auth = format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>{authzid}</auth>"
+    );
+    feed(&mut r, auth.as_bytes(), 4096).unwrap();
+    let out = output(&mut r);
+    assert!(out.contains("<invalid-authzid/>"), "{out}");
+    assert!(!out.contains("<success"), "{out}");
+    // Its own domain as authzid is fine.
+    let mut r = s2s_receiver(&["verona.example"]);
+    feed(&mut r, s2s_header("verona.example").as_bytes(), 4096).unwrap();
+    output(&mut r);
+    let authzid = base64::encode(b"verona.example");
+    let auth = format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>{authzid}</auth>"
+    );
+    feed(&mut r, auth.as_bytes(), 4096).unwrap();
+    assert!(output(&mut r).contains("<success"));
+}
+
+/// A `from` that changes between the headers of the protected stream is
+/// `<improper-addressing/>` (§4.9.3.7).
+#[test]
+fn s2s_from_changing_after_authentication_is_improper_addressing() {
+    let mut r = s2s_receiver(&["verona.example"]);
+    feed(&mut r, s2s_header("verona.example").as_bytes(), 4096).unwrap();
+    output(&mut r);
+    feed(&mut r, EXTERNAL_EMPTY.as_bytes(), 4096).unwrap();
+    assert!(output(&mut r).contains("<success"));
+    let result = feed(&mut r, s2s_header("padua.example").as_bytes(), 4096);
+    assert!(
+        matches!(&result, Err(Error::StreamErrorSent(e)) if e.condition == C::ImproperAddressing),
+        "{result:?}"
+    );
+    assert!(output(&mut r).contains("<improper-addressing"));
 }

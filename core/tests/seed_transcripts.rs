@@ -191,7 +191,7 @@ fn seed_receiver(config: ReceiverConfig, i_header: &str, ns: &str) {
         r.tls_established(TlsInfo::default()).unwrap();
         assert_eq!(output(&mut r), "", "nothing before the new header arrives");
         // Steps 7-8: new header → a new id, features without STARTTLS.
-        feed(&mut r, i_header.as_bytes(), chunk).unwrap();
+        let result = feed(&mut r, i_header.as_bytes(), chunk);
         let out = output(&mut r);
         let sent = parse_sent(&out);
         let id2 = attr(&sent[0], "id").expect("stream id");
@@ -202,11 +202,15 @@ fn seed_receiver(config: ReceiverConfig, i_header: &str, ns: &str) {
         if ns == "jabber:client" {
             assert!(out.contains("<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-256</mechanism>"), "{out}");
             assert!(ev.is_empty());
+            result.unwrap();
         } else {
-            // S2S without a client certificate: no SASL EXTERNAL to offer; the caller
-            // goes on (dialback) from here.
+            // S2S without a client certificate: no SASL EXTERNAL to offer and no dialback
+            // here, so nothing can authenticate the peer: the stream ends with
+            // <not-authorized/> rather than go on unauthenticated.
             assert!(!out.contains("<mechanisms"), "{out}");
-            assert!(matches!(ev.as_slice(), [Event::Negotiated(o)] if o.secure));
+            assert!(out.contains("<not-authorized"), "{out}");
+            assert!(matches!(result, Err(Error::StreamErrorSent(_))), "{result:?}");
+            assert!(!ev.iter().any(|e| matches!(e, Event::Negotiated(_))), "{ev:?}");
         }
     }
 }

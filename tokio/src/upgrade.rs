@@ -104,7 +104,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> TlsUpgrade<FromTokio<T>> for RustlsClien
             version: conn.protocol_version().map(u16::from),
             cipher_suite: conn.negotiated_cipher_suite().map(|s| u16::from(s.suite())),
             channel_binding: channel_binding(conn, leaf.map(|c| c.as_ref())),
-            peer_identity: None,
+            peer_identities: Vec::new(),
         }
     }
 }
@@ -209,24 +209,32 @@ impl<T: AsyncRead + AsyncWrite + Unpin> TlsUpgrade<FromTokio<T>> for RustlsServe
             .and_then(|sni| self.certificates.get(sni))
             .or_else(|| self.certificates.get(&self.stream_to));
         let leaf = ours.as_ref().and_then(|k| k.cert.first());
-        let peer_identity = self.external.as_ref().and_then(|(policy, service)| {
-            let now = rustls::pki_types::UnixTime::now();
-            match external_identity(policy, conn.peer_certificates(), now)? {
-                Ok(cert) => match service {
-                    Service::Client => cert.sole_xmpp_addr().map(str::to_owned),
-                    Service::Server => cert.dns_ids.first().cloned(),
-                },
-                Err(e) => {
-                    log::warn!("client certificate not usable for EXTERNAL: {e}");
-                    None
+        let peer_identities = self
+            .external
+            .as_ref()
+            .and_then(|(policy, service)| {
+                let now = rustls::pki_types::UnixTime::now();
+                match external_identity(policy, conn.peer_certificates(), now)? {
+                    Ok(cert) => Some(match service {
+                        Service::Client => cert
+                            .sole_xmpp_addr()
+                            .map(str::to_owned)
+                            .into_iter()
+                            .collect(),
+                        Service::Server => cert.dns_ids,
+                    }),
+                    Err(e) => {
+                        log::warn!("client certificate not usable for EXTERNAL: {e}");
+                        None
+                    }
                 }
-            }
-        });
+            })
+            .unwrap_or_default();
         TlsInfo {
             version: conn.protocol_version().map(u16::from),
             cipher_suite: conn.negotiated_cipher_suite().map(|s| u16::from(s.suite())),
             channel_binding: channel_binding(conn, leaf.map(|c| c.as_ref())),
-            peer_identity,
+            peer_identities,
         }
     }
 }

@@ -179,7 +179,9 @@ pub struct TlsInfo {
     /// Channel-binding data for SCRAM `-PLUS` (RFC 9266 `tls-exporter`, RFC 5929
     /// `tls-server-end-point`).
     pub channel_binding: ChannelBindingData,
-    /// The identity verified from the peer's certificate (receiving entity: for SASL
-    /// EXTERNAL, §6.3.4 / §13.7.2.2).
-    pub peer_identity: Option<String>,
+    /// The identities verified from the peer's certificate (receiving entity, for SASL
+    /// EXTERNAL, §6.3.4, §13.7.2.2, XEP-0178): a client's bare JID (its XmppAddr), or the
+    /// domains a server's certificate names (its DNS-IDs), one of which must be the
+    /// stream's `from`.
+    pub peer_identities: alloc::vec::Vec<String>,
 }

@@ -140,8 +140,10 @@ impl Scenario {
                 exporter: Some([0x5a; 32]),
                 ..ChannelBindingData::default()
             },
-            peer_identity: (self == Scenario::S2sExternal && !initiator)
-                .then(|| "verona.example".to_string()),
+            peer_identities: (self == Scenario::S2sExternal && !initiator)
+                .then(|| "verona.example".to_string())
+                .into_iter()
+                .collect(),
             ..TlsInfo::default()
         }
     }
