@@ -209,8 +209,14 @@ fn seed_receiver(config: ReceiverConfig, i_header: &str, ns: &str) {
             // <not-authorized/> rather than go on unauthenticated.
             assert!(!out.contains("<mechanisms"), "{out}");
             assert!(out.contains("<not-authorized"), "{out}");
-            assert!(matches!(result, Err(Error::StreamErrorSent(_))), "{result:?}");
-            assert!(!ev.iter().any(|e| matches!(e, Event::Negotiated(_))), "{ev:?}");
+            assert!(
+                matches!(result, Err(Error::StreamErrorSent(_))),
+                "{result:?}"
+            );
+            assert!(
+                !ev.iter().any(|e| matches!(e, Event::Negotiated(_))),
+                "{ev:?}"
+            );
         }
     }
 }
