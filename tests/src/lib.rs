@@ -29,7 +29,7 @@ pub mod raw;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use certs::TestPki;
 pub use ejabberd::{Ejabberd, EjabberdOptions, ScramHash};
@@ -45,6 +45,21 @@ fn env_flag(name: &str) -> bool {
         std::env::var(name).as_deref().map(str::trim),
         Ok("1") | Ok("true") | Ok("yes")
     )
+}
+
+/// The `xmpp-handshake` binary of this build (`cargo test --workspace` builds it), beside
+/// the test binaries' directory.
+pub fn cli_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("xmpp-handshake");
+    assert!(
+        bin.exists(),
+        "{} not found: build it with `cargo build -p xmpp-handshake-host` \
+         (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
 }
 
 /// Must real servers be present (`XMPP_HANDSHAKE_REQUIRE_SERVERS=1`)?

@@ -13,20 +13,7 @@ use std::process::{Command, Output};
 use base64::Engine as _;
 use xmpp_handshake_core::login::LoginMemory;
 use xmpp_handshake_core::sasl::{CbPolicy, Mechanism, MechanismSet, ScramCacheEntry};
-use xmpp_handshake_tests::{Prosody, ProsodyOptions};
-
-fn cli() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("xmpp-handshake");
-    assert!(
-        bin.exists(),
-        "{} not found: build it with `cargo build -p xmpp-handshake-host` \
-         (cargo test --workspace does)",
-        bin.display()
-    );
-    bin
-}
+use xmpp_handshake_tests::{cli_binary, Prosody, ProsodyOptions};
 
 /// One `connect --send` (to ourselves) as `user` with `password`, config dir `config`, to
 /// the STARTTLS port (the Direct TLS port with `--direct-tls` in `extra`).
@@ -42,7 +29,7 @@ fn connect(p: &Prosody, user: &str, password: &str, config: &Path, extra: &[&str
     args.extend(extra);
     let ca = p.ca_path.display().to_string();
     args.extend(["--ca", &ca, "--send", &jid, "hi", "--timeout", "20"]);
-    Command::new(cli())
+    Command::new(cli_binary())
         .args(&args)
         .env("XMPP_PASSWORD", password)
         .env("XDG_CONFIG_HOME", config)

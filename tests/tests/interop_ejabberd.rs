@@ -13,14 +13,16 @@
 
 mod interop_support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use interop_support::{block_on, close, exchange, login, How};
 use xmpp_handshake_core::sasl::{CbPolicy, Mechanism, SaslError, SaslFailure};
 use xmpp_handshake_core::starttls::TlsPolicy;
 use xmpp_handshake_core::Error;
-use xmpp_handshake_tests::{Ejabberd, EjabberdOptions, ScramHash, TlsPolicy as ServerTls};
+use xmpp_handshake_tests::{
+    cli_binary, Ejabberd, EjabberdOptions, ScramHash, TlsPolicy as ServerTls,
+};
 
 const OFF: How = How {
     pipeline: None,
@@ -226,18 +228,6 @@ fn direct_tls_binds_in_four_round_trips_after_the_connect() {
 
 /// The `xmpp-handshake` binary beside this test binary (`cargo build -p
 /// xmpp-handshake-host` builds it).
-fn cli() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("xmpp-handshake");
-    assert!(
-        bin.exists(),
-        "{} not found: build it with `cargo build -p xmpp-handshake-host`",
-        bin.display()
-    );
-    bin
-}
-
 fn connect(e: &Ejabberd, user: &str, password: &str, config: &Path, extra: &[&str]) -> Output {
     let jid = format!("{user}@{}", e.domain);
     let port = e.ports.c2s.to_string();
@@ -245,7 +235,7 @@ fn connect(e: &Ejabberd, user: &str, password: &str, config: &Path, extra: &[&st
     let mut args = vec!["connect", &jid, "--host", "127.0.0.1", "--port", &port];
     args.extend(extra);
     args.extend(["--ca", &ca, "--send", &jid, "hi", "--timeout", "20"]);
-    Command::new(cli())
+    Command::new(cli_binary())
         .args(&args)
         .env("XMPP_PASSWORD", password)
         .env("XDG_CONFIG_HOME", config)

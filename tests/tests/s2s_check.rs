@@ -5,24 +5,18 @@
 //! a port where nothing listens (exit 6), and SASL EXTERNAL with our certificate, accepted
 //! for the domain it names and refused for another.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use sha2::{Digest, Sha256};
-use xmpp_handshake_tests::{Ejabberd, EjabberdOptions, Prosody, ProsodyOptions, TestPki};
-
-fn cli() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("xmpp-handshake");
-    assert!(bin.exists(), "{} not found", bin.display());
-    bin
-}
+use xmpp_handshake_tests::{
+    cli_binary, Ejabberd, EjabberdOptions, Prosody, ProsodyOptions, TestPki,
+};
 
 fn s2s_check(domain: &str, port: u16, ca: &Path) -> Output {
     let port = port.to_string();
     let ca = ca.display().to_string();
-    Command::new(cli())
+    Command::new(cli_binary())
         .args([
             "s2s-check",
             domain,
@@ -190,7 +184,7 @@ impl OurIdentity {
         let port = port.to_string();
         let ca = ca.display().to_string();
         let (cert, key) = (self.path("verona.pem"), self.path("verona.key"));
-        Command::new(cli())
+        Command::new(cli_binary())
             .args([
                 "s2s-check",
                 domain,
