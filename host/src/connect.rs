@@ -1,8 +1,10 @@
 //! `connect JID`: log in to a real server; send one message or stay online.
 
 use std::io::{IsTerminal as _, Write as _};
+use std::path::Path;
 use std::time::Duration;
 
+use rustls::RootCertStore;
 use xmpp_handshake_core::login::LoginMemory;
 use xmpp_handshake_core::sasl::CbPolicy;
 use xmpp_handshake_core::stanza;
@@ -45,17 +47,17 @@ pub fn password(jid: &str) -> Result<String, Failure> {
     })
 }
 
+/// The trust anchors of a `--ca FILE` (every certificate in the PEM bundle).
+pub fn ca_roots(path: &Path) -> Result<RootCertStore, Failure> {
+    let pem = std::fs::read(path)
+        .map_err(|e| Failure::usage(format!("reading {}: {e}", path.display())))?;
+    roots_from_pem(&pem).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))
+}
+
 /// The certificate policy from `--ca` / `--trust-first-use`.
 pub fn trust(args: &ConnectArgs, domain: &str) -> Result<ClientTrust, Failure> {
     let roots = match &args.ca {
-        Some(path) => {
-            let pem = std::fs::read(path)
-                .map_err(|e| Failure::usage(format!("reading {}: {e}", path.display())))?;
-            Some(
-                roots_from_pem(&pem)
-                    .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?,
-            )
-        }
+        Some(path) => Some(ca_roots(path)?),
         None => platform_roots().ok(),
     };
     if args.trust_first_use {
@@ -230,10 +232,7 @@ pub async fn run_with_password<R: SrvResolver>(
         .tls()
         .map(|t| format!("{} {}", t.version, t.cipher_suite))
         .unwrap_or_else(|| "no TLS".into());
-    let via = match security {
-        Security::DirectTls => "Direct TLS",
-        Security::StartTls => "STARTTLS",
-    };
+    let via = security.name();
     let retry = if retried_unbound {
         format!("; {}", exit::RETRIED_UNBOUND)
     } else {
@@ -308,10 +307,7 @@ async fn establish(
             continue;
         }
         let mut progress = progress(args);
-        let via = match target.security {
-            Security::DirectTls => "Direct TLS",
-            Security::StartTls => "STARTTLS",
-        };
+        let via = target.security.name();
         progress.status(&format!(
             "connecting to {host}:{port} ({via}, {})",
             target.source

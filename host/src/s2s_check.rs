@@ -20,9 +20,10 @@ use xmpp_handshake_core::Error;
 use crate::certs::ServerIdentity;
 use crate::cli::S2sCheckArgs;
 use crate::client::{self, ClientTrust};
+use crate::connect;
 use crate::exit::{self, ExitCode, Failure};
 use crate::resolve::{self, Security, Service, SystemResolver, Target};
-use crate::tls::verify::{platform_roots, roots_from_pem};
+use crate::tls::verify::platform_roots;
 use crate::tls_info::TlsCell;
 use crate::transcript::{Side, Transcript};
 
@@ -48,12 +49,23 @@ pub async fn run(args: &S2sCheckArgs) -> Result<(), Failure> {
     .map_err(|e| Failure::protocol(format!("resolving {domain}: {e}")))?;
     println!("s2s-check {domain}");
     for t in &targets.addresses {
-        println!("  target {}:{} ({}, {})", t.host, t.port, via(t), t.source);
+        println!(
+            "  target {}:{} ({}, {})",
+            t.host,
+            t.port,
+            t.security.name(),
+            t.source
+        );
     }
     let limit = Duration::from_secs(args.timeout);
     let mut last = Failure::protocol(format!("no target of {domain} could be reached"));
     for target in &targets.addresses {
-        println!("trying {}:{} ({})", target.host, target.port, via(target));
+        println!(
+            "trying {}:{} ({})",
+            target.host,
+            target.port,
+            target.security.name()
+        );
         match tokio::time::timeout(limit, check(args, &domain, target, &trust)).await {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(failure)) => {
@@ -74,21 +86,10 @@ pub async fn run(args: &S2sCheckArgs) -> Result<(), Failure> {
     Err(last)
 }
 
-fn via(target: &Target) -> &'static str {
-    match target.security {
-        Security::StartTls => "STARTTLS",
-        Security::DirectTls => "Direct TLS",
-    }
-}
-
 /// PKIX to `--ca` (or the system's anchors) for the peer `domain`.
 fn trust(args: &S2sCheckArgs, domain: &str) -> Result<ClientTrust, Failure> {
     let roots = match &args.ca {
-        Some(path) => {
-            let pem = std::fs::read(path)
-                .map_err(|e| Failure::usage(format!("reading {}: {e}", path.display())))?;
-            roots_from_pem(&pem).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?
-        }
+        Some(path) => connect::ca_roots(path)?,
         None => platform_roots().map_err(|e| {
             Failure::new(
                 ExitCode::Certificate,
@@ -107,18 +108,16 @@ async fn check(
     trust: &ClientTrust,
 ) -> Result<(), Failure> {
     let transport = client::connect_tcp(&target.host, target.port).await?;
-    let mut config = InitiatorConfig::server(domain, args.from.as_deref().unwrap_or_default());
-    match &args.from {
+    let mut config = InitiatorConfig::server(domain, "");
+    // Without `--from` there is nothing to authenticate as: no `from` on any header.
+    config.from = args.from.clone();
+    if args.from.is_some() {
         // SASL EXTERNAL with an empty authzid (`=`): the identity is the certificate's,
         // checked by the peer against `from` (RFC 6120 §6.3.8, XEP-0178 §2).
-        Some(_) => {
-            let mut sasl = ClientSasl::password("", "", None);
-            sasl.credentials = Credentials::external(None);
-            sasl.pipeline_bind = false;
-            config.sasl = Some(sasl);
-        }
-        // Nothing to authenticate as: no `from` on any header.
-        None => config.from = None,
+        let mut sasl = ClientSasl::password("", "", None);
+        sasl.credentials = Credentials::external(None);
+        sasl.pipeline_bind = false;
+        config.sasl = Some(sasl);
     }
     let cell = TlsCell::default();
     let mut transcript = Transcript::new(Side::Initiating, cell.clone());

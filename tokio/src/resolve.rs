@@ -123,6 +123,16 @@ pub enum Security {
     DirectTls,
 }
 
+impl Security {
+    /// `STARTTLS` or `Direct TLS`, for messages.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Security::StartTls => "STARTTLS",
+            Security::DirectTls => "Direct TLS",
+        }
+    }
+}
+
 /// One place to connect to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
