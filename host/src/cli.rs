@@ -100,10 +100,10 @@ pub struct S2sCheckArgs {
     pub from: Option<String>,
     /// Our certificate chain (PEM), presented as the TLS client certificate: it must name
     /// MYDOMAIN (DNS-ID) and allow client use (EKU clientAuth, or no EKU).
-    #[arg(long, value_name = "PEM", requires = "from")]
+    #[arg(long, value_name = "FILE", requires = "from")]
     pub cert: Option<PathBuf>,
     /// The private key (PEM) of --cert.
-    #[arg(long, value_name = "PEM", requires = "from")]
+    #[arg(long, value_name = "FILE", requires = "from")]
     pub key: Option<PathBuf>,
     /// Print the negotiation transcript on stderr.
     #[arg(long)]
