@@ -13,8 +13,8 @@ use embassy_net::{Runner, StackResources};
 use embassy_time::{Duration, Timer};
 use embedded_storage::nor_flash::ReadNorFlash;
 use esp_hal::clock::CpuClock;
-use esp_hal::rng::{Trng, TrngSource};
 use esp_hal::peripherals::TIMG0;
+use esp_hal::rng::{Trng, TrngSource};
 use esp_hal::timer::timg::{MwdtStage, TimerGroup, Wdt};
 use esp_radio::wifi::sta::StationConfig;
 use esp_radio::wifi::{
@@ -23,8 +23,8 @@ use esp_radio::wifi::{
 use esp_storage::FlashStorage;
 use rand_core::RngCore;
 use static_cell::StaticCell;
-use xmpp_handshake_firmware::store::NorFlashStore;
 use xmpp_handshake_firmware::config::{self, BuildEnv};
+use xmpp_handshake_firmware::store::NorFlashStore;
 use xmpp_handshake_firmware::{watchdog, Memory};
 use {esp_backtrace as _, esp_println as _};
 
@@ -147,13 +147,8 @@ async fn main(spawner: Spawner) -> ! {
     spawner.spawn(unwrap!(wifi_task(controller)));
     spawner.spawn(unwrap!(net_task(runner)));
 
-    let (buffers, tls) = xmpp_handshake_firmware::board_session!(
-        MEMORY,
-        TRUST_ANCHOR,
-        PINS,
-        FIRST_USE,
-        app.domain
-    );
+    let (buffers, tls) =
+        xmpp_handshake_firmware::board_session!(MEMORY, TRUST_ANCHOR, PINS, FIRST_USE, app.domain);
     let mut tls = unwrap!(tls.ok());
     // The SCRAM cache in the flash's last 4 KiB sector (outside the partition table's
     // default layout: nvs, phy_init, factory app at 0x10000).

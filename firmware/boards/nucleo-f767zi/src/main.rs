@@ -13,17 +13,17 @@ use embassy_executor::Spawner;
 use embassy_net::StackResources;
 use embassy_stm32::eth::{Ethernet, GenericPhy, PacketQueue, Sma};
 use embassy_stm32::flash::{Blocking, Flash};
+use embassy_stm32::peripherals::IWDG;
 use embassy_stm32::peripherals::{ETH, ETH_SMA, RNG};
 use embassy_stm32::rng::{self, Rng};
-use embassy_stm32::peripherals::IWDG;
 use embassy_stm32::time::Hertz;
 use embassy_stm32::wdg::IndependentWatchdog;
 use embassy_stm32::{bind_interrupts, eth, Config};
 use static_cell::{ConstStaticCell, StaticCell};
 use xmpp_handshake_firmware::app::SocketBuffers;
+use xmpp_handshake_firmware::config::{self, BuildEnv};
 use xmpp_handshake_firmware::store::NorFlashStore;
 use xmpp_handshake_firmware::tls::EmbeddedTlsConnector;
-use xmpp_handshake_firmware::config::{self, BuildEnv};
 use xmpp_handshake_firmware::{watchdog, Memory};
 use {defmt_rtt as _, panic_probe as _};
 
@@ -195,13 +195,8 @@ fn setup(spawner: Spawner) -> Board {
     );
     spawner.spawn(unwrap!(net_task(runner)));
 
-    let (buffers, tls) = xmpp_handshake_firmware::board_session!(
-        MEMORY,
-        TRUST_ANCHOR,
-        PINS,
-        FIRST_USE,
-        app.domain
-    );
+    let (buffers, tls) =
+        xmpp_handshake_firmware::board_session!(MEMORY, TRUST_ANCHOR, PINS, FIRST_USE, app.domain);
     Board {
         stack,
         app,
