@@ -32,7 +32,9 @@ use xmpp_handshake_host::transport::connect;
 use xmpp_handshake_host::upgrade::RustlsClient;
 use xmpp_handshake_tests::netns::Netns;
 use xmpp_handshake_tests::process::{RunAs, ServerProcess};
-use xmpp_handshake_tests::{servers_required, Prosody, ProsodyOptions, ServerInfo, TestPki};
+use xmpp_handshake_tests::{
+    servers_required, ExtraHost, Prosody, ProsodyOptions, ServerInfo, TestPki, User,
+};
 use xmpp_handshake_tokio::BoundStream;
 
 const DOMAIN: &str = "xmpp.test";
@@ -188,12 +190,14 @@ fn restart(server: &mut Prosody) -> ServerProcess {
 }
 
 /// Which trust anchor the app gets.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Anchor {
     /// The CA that issued Prosody's certificate.
     ServersCa,
     /// A CA of another test PKI, issued for the same domain: must never be accepted.
     Foreign,
+    /// This CA certificate (DER).
+    Der(Vec<u8>),
 }
 
 fn start_app(
@@ -218,6 +222,7 @@ fn start_app_as(
     let der = match anchor {
         Anchor::ServersCa => server.ca_der().to_vec(),
         Anchor::Foreign => TestPki::generate(DOMAIN).map_err(|e| e.to_string())?.ca_der,
+        Anchor::Der(der) => der,
     };
     fs::write(&ca, der).map_err(|e| e.to_string())?;
     let log = work.join(format!("{name}.log"));
@@ -760,5 +765,129 @@ fn firmware_app_pins_on_first_use_and_refuses_a_changed_key() {
             ));
         }
         Ok(())
+    });
+}
+
+/// A CA and a leaf for `domain` (P-256, SAN dNSName and XmppAddr as the harness's) whose
+/// validity ended in 2021: `(CA DER, leaf + CA PEM, leaf key PEM)`.
+fn expired_pki(domain: &str) -> (Vec<u8>, String, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("expired CA for {domain}"));
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    ca.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut leaf = CertificateParams::new(vec![domain.to_string()]).unwrap();
+    leaf.distinguished_name.push(DnType::CommonName, domain);
+    leaf.is_ca = IsCa::ExplicitNoCa;
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    leaf.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+    (
+        ca_cert.der().to_vec(),
+        format!("{}{}", leaf_cert.pem(), ca_cert.pem()),
+        leaf_key.serialize_pem(),
+    )
+}
+
+/// chronyd serving its own clock (`local stratum 8`) on the server's side of the TAP
+/// link, without touching the system clock (`-x`).
+fn chronyd(work: &Path) -> Result<Daemon, String> {
+    let conf = work.join("chrony.conf");
+    fs::write(
+        &conf,
+        format!(
+            "local stratum 8\nallow all\nbindaddress {SERVER_ADDR}\ncmdport 0\npidfile {}\n",
+            work.join("chronyd.pid").display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let child = Command::new("chronyd")
+        .args(["-x", "-d", "-u", "root", "-f"])
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stderr(fs::File::create(work.join("chronyd.log")).map_err(|e| e.to_string())?)
+        .spawn()
+        .map_err(|e| format!("chronyd (apt-get install chrony): {e}"))?;
+    Ok(Daemon(child))
+}
+
+#[test]
+fn firmware_app_checks_certificate_dates_once_sntp_gave_the_time() {
+    with_app("sntp", Anchor::ServersCa, &[], |server, app| {
+        stop(app);
+        server.stop();
+        let work = work_dir(app);
+        let domain = "expired.test";
+        let (ca, chain_pem, key_pem) = expired_pki(domain);
+        let opts = ProsodyOptions {
+            domain: DOMAIN.into(),
+            extra_global_config: format!("interfaces = {{ \"127.0.0.1\", \"{SERVER_ADDR}\" }}"),
+            extra_hosts: vec![ExtraHost {
+                domain: domain.into(),
+                chain_pem,
+                key_pem,
+                users: vec![User::new("alice", "device-password")],
+            }],
+            ..ProsodyOptions::default()
+        };
+        let mut expired = Prosody::start(opts).map_err(|e| e.to_string())?;
+        // No SNTP server yet: the dates are skipped (and said so), the expired
+        // certificate verifies otherwise.
+        let env = [
+            ("XMPP_JID", "alice@expired.test"),
+            ("XMPP_PASSWORD", "device-password"),
+            ("XMPP_NTP", SERVER_ADDR),
+        ];
+        let mut app = start_app_as("sntp", &expired, Anchor::Der(ca), &work, &env)?;
+        let result = (|| {
+            app.wait_for("bound as alice@expired.test/", 1, Duration::from_secs(60))?;
+            let log = app.log();
+            if !(log.contains("no time from SNTP") && log.contains("validity dates NOT checked")) {
+                return Err(format!("the skip is not logged:\n{log}"));
+            }
+            // The time arrives; on the next connection the certificate is refused.
+            let _sntp = chronyd(&work)?;
+            let mut restarted = restart(&mut expired);
+            let refused = (|| {
+                app.wait_for("s since the epoch", 1, Duration::from_secs(60))?;
+                // The core's text for CertError::Expired, refused as often as tried.
+                app.wait_for("the certificate expired", 2, Duration::from_secs(60))?;
+                let log = app.log();
+                let after: Vec<&str> = log
+                    .lines()
+                    .skip_while(|l| !l.contains("s since the epoch"))
+                    .collect();
+                let after = after.join("\n");
+                if after.contains("bound as") || !after.contains("the certificate expired") {
+                    return Err(format!(
+                        "not refused as expired once the time was known:\n{log}"
+                    ));
+                }
+                Ok(())
+            })();
+            restarted.stop(Duration::from_secs(5));
+            refused
+        })();
+        if result.is_err() {
+            eprintln!("--- sntp app log ---\n{}", app.log());
+            eprintln!(
+                "--- chronyd ---\n{}",
+                fs::read_to_string(work.join("chronyd.log")).unwrap_or_default()
+            );
+        }
+        result
     });
 }
