@@ -82,12 +82,23 @@ pub fn merged(direct: Vec<SrvRecord>, starttls: Vec<SrvRecord>) -> Vec<(SrvRecor
         .map(|r| (r, Security::DirectTls))
         .chain(starttls.into_iter().map(|r| (r, Security::StartTls)))
         .collect();
-    records.sort_by(|(a, sa), (b, sb)| {
+    let after = |(a, sa): &(SrvRecord, Security), (b, sb): &(SrvRecord, Security)| {
         a.priority
             .cmp(&b.priority)
             .then(b.weight.cmp(&a.weight))
             .then((*sa == Security::StartTls).cmp(&(*sb == Security::StartTls)))
-    });
+            == core::cmp::Ordering::Greater
+    };
+    // Insertion sort: stable (equal records keep the order DNS gave them) in a few hundred
+    // bytes of code, where the slice's stable sort costs a board 2.5 KB of flash; the lists
+    // are short (the SRV codec bounds them).
+    for i in 1..records.len() {
+        let mut j = i;
+        while j > 0 && after(&records[j - 1], &records[j]) {
+            records.swap(j - 1, j);
+            j -= 1;
+        }
+    }
     records
 }
 
