@@ -18,6 +18,7 @@ use embedded_io::{Error as _, ErrorKind, ErrorType};
 use embedded_io_async::{Read, Write};
 
 use crate::connection::{Closed, Connection, Event, Negotiator, Outcome, Stanza, Step, TlsInfo};
+use crate::sm::SmState;
 use crate::{Error, TlsError};
 
 /// Turns a plain transport into a TLS one (§5.4.3). The same trait serves both roles:
@@ -200,14 +201,26 @@ async fn timer<C: Clock>(clock: &C, at: Option<Duration>) {
     }
 }
 
-/// Runs the negotiation of `connection` over `io` until it reports [`Event::Negotiated`]
-/// (the outcome is returned; stanzas the peer pipelined behind it stay queued in the
-/// connection) or the stream ends (the error is returned, after whatever the connection
-/// queued, a stream error say, was sent).
-///
-/// `io` starts as [`MaybeTls::Plain`] (or as the TLS stream of a Direct TLS connection);
-/// the TLS stream is written into it in place, so that on a microcontroller no large value
-/// moves inside the future. After a failed TLS handshake it is [`MaybeTls::Closed`].
+/// A server's detached stream-management sessions (XEP-0198 §5), for
+/// [`negotiate_with_sessions`]: where `<resume/>` finds the session it names.
+pub trait SessionTable {
+    /// Takes the detached session `previd` out of the table, if it is there and not
+    /// expired.
+    fn take(&mut self, previd: &str) -> Option<SmState>;
+    /// A session taken that this peer may not resume (not its account): back it goes.
+    fn put_back(&mut self, state: SmState);
+}
+
+/// No sessions: every `<resume/>` is answered `<failed/>` (`<item-not-found/>`).
+impl SessionTable for () {
+    fn take(&mut self, _previd: &str) -> Option<SmState> {
+        None
+    }
+    fn put_back(&mut self, _state: SmState) {}
+}
+
+/// As [`negotiate_with_sessions`] without a session table (a client, or a server that
+/// keeps no detached sessions).
 pub async fn negotiate<T, U, M, O, C>(
     io: &mut MaybeTls<T, U::Stream>,
     tls: &mut U,
@@ -221,6 +234,36 @@ where
     M: Negotiator,
     O: Observer + ?Sized,
     C: Clock,
+{
+    negotiate_with_sessions(io, tls, connection, observer, clock, &mut ()).await
+}
+
+/// Runs the negotiation of `connection` over `io` until it reports [`Event::Negotiated`]
+/// (the outcome is returned; stanzas the peer pipelined behind it stay queued in the
+/// connection) or the stream ends (the error is returned, after whatever the connection
+/// queued, a stream error say, was sent).
+///
+/// `io` starts as [`MaybeTls::Plain`] (or as the TLS stream of a Direct TLS connection);
+/// the TLS stream is written into it in place, so that on a microcontroller no large value
+/// moves inside the future. After a failed TLS handshake it is [`MaybeTls::Closed`].
+///
+/// A receiving entity with stream management answers `<resume/>` (XEP-0198 §5) from
+/// `sessions`.
+pub async fn negotiate_with_sessions<T, U, M, O, C, S>(
+    io: &mut MaybeTls<T, U::Stream>,
+    tls: &mut U,
+    connection: &mut Connection<M>,
+    observer: &mut O,
+    clock: &C,
+    sessions: &mut S,
+) -> Result<Outcome, Error>
+where
+    T: Read + Write,
+    U: TlsUpgrade<T>,
+    M: Negotiator,
+    O: Observer + ?Sized,
+    C: Clock,
+    S: SessionTable + ?Sized,
 {
     loop {
         flush(io, connection, observer, clock).await?;
@@ -257,8 +300,27 @@ where
                 // The error is moved out: no copy of `Error`'s clone in a small image.
                 Event::Closed(Closed::Failed(e)) => return Err(e),
                 Event::Closed(_) => return Err(Error::PeerClosed),
+                Event::ResumeRequested { previd, .. } => {
+                    let now = clock.now();
+                    match sessions.take(&previd) {
+                        Some(state) => {
+                            if let Some(state) = connection.resume(state, now) {
+                                sessions.put_back(state);
+                            }
+                        }
+                        None => {
+                            connection.refuse_resume(now);
+                        }
+                    }
+                }
                 // Not before `Negotiated`.
-                Event::Stanza(_) | Event::ElementSkipped { .. } => {}
+                Event::Stanza(_)
+                | Event::ElementSkipped { .. }
+                | Event::SmEnabled { .. }
+                | Event::SmFailed { .. }
+                | Event::Acked { .. }
+                | Event::Resumed { .. }
+                | Event::ResumeFailed { .. } => {}
             }
             continue;
         }
@@ -412,6 +474,18 @@ pub trait Deliver {
     fn refused(&mut self, stanza: String, error: crate::connection::SendError) {
         let _ = (stanza, error);
     }
+    /// A stream-management event (XEP-0198): [`Event::SmEnabled`], [`Event::SmFailed`],
+    /// [`Event::Acked`], [`Event::Resumed`], [`Event::ResumeFailed`]. The stanzas a
+    /// `ResumeFailed` or `SmFailed` hands back are the application's to resend or give up:
+    /// the default logs how many and drops them.
+    fn stream_management(&mut self, event: Event) {
+        if let Event::ResumeFailed { not_delivered, .. } = &event {
+            warn!(
+                "{} stanzas were not resumed and are not known delivered",
+                not_delivered.len()
+            );
+        }
+    }
     /// Whether the application's queue of received stanzas is full: [`run`] then ends the
     /// stream with `<resource-constraint/>` (§4.9.3.15) rather than drop a stanza.
     fn backlog_full(&self) -> bool {
@@ -476,7 +550,12 @@ where
                     return closed;
                 }
                 Event::Step(step) => observer.step(step),
-                Event::StartTls { .. } | Event::Negotiated(_) => {}
+                event @ (Event::SmEnabled { .. }
+                | Event::SmFailed { .. }
+                | Event::Acked { .. }
+                | Event::Resumed { .. }
+                | Event::ResumeFailed { .. }) => deliver.stream_management(event),
+                Event::StartTls { .. } | Event::Negotiated(_) | Event::ResumeRequested { .. } => {}
             }
         }
         if deliver.paused() {

@@ -11,6 +11,10 @@
 //! [`ExpectFeaturesAfterPipelinedBind`] (the bind request went out with the header after
 //! SASL); `<starttls/>` sent with the first header is [`ExpectFeaturesBeforeTls`]'s
 //! `starttls_sent`.
+//!
+//! With a session to resume (XEP-0198 §5, [`InitiatorConfig::resume`]) and `<sm/>` offered
+//! after SASL, `<resume/>` replaces the bind request: [`ExpectResumeResult`]; on `<failed/>`
+//! a resource is bound after all.
 
 use alloc::string::String;
 
@@ -24,6 +28,7 @@ use crate::sasl::{
     self, CbPolicy, ClientMechanism, Credentials, Mechanism, MechanismSet, SaslError, SaslPolicy,
     ScramCacheEntry, Selection,
 };
+use crate::sm::{self, element::Nonza, NotResumed, SmConfig, SmError, SmStart, SmState};
 use crate::stanza;
 use crate::starttls::{self, Answer, TlsPolicy};
 use crate::stream::error::{StreamError, StreamErrorCondition};
@@ -63,6 +68,15 @@ pub struct InitiatorConfig {
     /// Authentication and binding; `None` stops after the TLS-protected features (the
     /// caller negotiates the rest, e.g. dialback on S2S).
     pub sasl: Option<ClientSasl>,
+    /// Enable stream management (XEP-0198) after binding when the server offers it.
+    pub stream_management: Option<SmConfig>,
+    /// A session to resume (XEP-0198 §5): the state an earlier connection left
+    /// ([`Connection::take_sm_state`](crate::connection::Connection::take_sm_state)). Used
+    /// with [`InitiatorConfig::stream_management`] when the state has a session id and the
+    /// server offers `<sm/>`; otherwise, or when the server refuses, a resource is bound and
+    /// [`Event::ResumeFailed`] reports which of its stanzas are known delivered. The bind
+    /// request is then never pipelined.
+    pub resume: Option<SmState>,
 }
 
 /// What the initiating entity authenticates and binds with (§6, §7).
@@ -121,7 +135,16 @@ impl InitiatorConfig {
             pipeline_starttls: true,
             limits: Limits::default(),
             sasl: None,
+            stream_management: None,
+            resume: None,
         }
+    }
+
+    /// The session `<resume/>` names and our `h` for it (§5), when one is to be resumed.
+    fn resumable(&self) -> Option<(&str, u32)> {
+        self.stream_management?;
+        let state = self.resume.as_ref()?;
+        Some((state.previd()?, state.handled()))
     }
 
     /// A server (`jabber:server`) named `from` connecting to the server `domain` (S2S).
@@ -201,6 +224,13 @@ pub struct ExpectSaslResult {
     mechanism: ClientMechanism,
 }
 
+/// Waiting for `<resumed/>` or `<failed/>` (XEP-0198 §5); on `<failed/>` a resource is bound.
+#[derive(Debug)]
+pub struct ExpectResumeResult {
+    stream_id: Option<String>,
+    features: StreamFeatures,
+}
+
 /// Waiting for the result of our bind request (§7.6).
 #[derive(Debug)]
 pub struct ExpectBindResult {
@@ -219,8 +249,20 @@ enum State {
     /// `<success/>` verified: restart the stream (§6.4.6).
     Restart,
     BindResult(ExpectBindResult),
+    ResumeResult(ExpectResumeResult),
     Negotiated,
     Failed,
+}
+
+/// How the server answered `<resume/>` (XEP-0198 §5).
+enum ResumeAnswer {
+    Resumed {
+        h: u32,
+    },
+    Failed {
+        h: Option<u32>,
+        condition: Option<String>,
+    },
 }
 
 /// What the negotiation learned that outlives a stream restart.
@@ -233,6 +275,10 @@ struct Learned {
     sasl_offer: Option<MechanismSet>,
     /// The TLS-protected stream's features listed binding types (XEP-0440).
     cb_types_advertised: bool,
+    /// The final features listed `<sm/>` (XEP-0198 §3).
+    sm_offered: bool,
+    /// The answer to `<resume/>`, when one was sent.
+    resume_answer: Option<ResumeAnswer>,
 }
 
 struct Context<'a, R> {
@@ -315,6 +361,7 @@ impl<R: RngCore + CryptoRng> Context<'_, R> {
         stream_id: Option<String>,
         jid: Option<String>,
     ) -> State {
+        self.learned.sm_offered = offers_sm(&features);
         self.outbox.event(Event::Negotiated(Outcome {
             features,
             stream_id,
@@ -487,6 +534,17 @@ impl ExpectFeaturesAfterSasl {
             // §7.1: no resource binding between servers.
             return Ok(cx.negotiated(features, self.stream_id, None));
         }
+        if let Some((previd, h)) = cx.config.resumable().filter(|_| offers_sm(&features)) {
+            // XEP-0198 §5: `<resume/>` in place of binding.
+            if features.mechanisms.is_some() {
+                return Err(cx.close(Error::SaslAfterSuccess));
+            }
+            cx.outbox.send(&sm::element::resume(previd, h));
+            return Ok(State::ResumeResult(ExpectResumeResult {
+                stream_id: self.stream_id,
+                features,
+            }));
+        }
         bind_offered(cx, &features)?;
         let request = bind::request(sasl.resource.as_deref());
         cx.outbox
@@ -495,6 +553,51 @@ impl ExpectFeaturesAfterSasl {
             stream_id: self.stream_id,
             features,
         }))
+    }
+}
+
+/// The features list `<sm xmlns='urn:xmpp:sm:3'/>` (XEP-0198 §2).
+fn offers_sm(features: &StreamFeatures) -> bool {
+    features.other.iter().any(|f| f == "{urn:xmpp:sm:3}sm")
+}
+
+impl ExpectResumeResult {
+    fn handle<R: RngCore + CryptoRng>(
+        self,
+        cx: &mut Context<'_, R>,
+        node: roxmltree::Node<'_, '_>,
+    ) -> Result<State, Error> {
+        match sm::element::parse(node) {
+            Some(Ok(Nonza::Resumed { previd, h })) => {
+                let Some(resume) = &cx.config.resume else {
+                    return Err(unexpected("<resumed/> or <failed/>", node));
+                };
+                if resume.previd() != Some(previd.as_str()) {
+                    return Err(cx.close(Error::StreamManagement(SmError::WrongPrevid)));
+                }
+                let jid = resume.jid().map(String::from);
+                cx.learned.resume_answer = Some(ResumeAnswer::Resumed { h });
+                Ok(cx.negotiated(self.features, self.stream_id, jid))
+            }
+            Some(Ok(Nonza::Failed { h, condition })) => {
+                // §5: the session is gone; bind a new resource (the stanzas it held are
+                // reported to the application, never resent behind its back).
+                cx.learned.resume_answer = Some(ResumeAnswer::Failed { h, condition });
+                bind_offered(cx, &self.features)?;
+                let resource = cx.config.sasl.as_ref().and_then(|s| s.resource.as_deref());
+                let request = bind::request(resource);
+                cx.outbox
+                    .send(&stanza::qualified(&request, cx.config.framing));
+                Ok(State::BindResult(ExpectBindResult {
+                    stream_id: self.stream_id,
+                    features: self.features,
+                }))
+            }
+            Some(Err(sm::element::Malformed(what))) => {
+                Err(cx.close(Error::StreamManagement(SmError::Malformed(what))))
+            }
+            _ => Err(unexpected("<resumed/> or <failed/>", node)),
+        }
     }
 }
 
@@ -844,7 +947,14 @@ impl<R: RngCore + CryptoRng> Role for Context<'_, R> {
                 self.outbox.step(Step::StreamRestarted);
                 self.send_header(self.learned.secure);
                 let mut next = Features::AfterSasl(ExpectFeaturesAfterSasl { stream_id: None });
-                if let Some(sasl) = self.config.sasl.as_ref().filter(|s| s.pipeline_bind) {
+                // A session to resume waits for the features: `<resume/>` or bind.
+                let resuming = self.config.resumable().is_some();
+                if let Some(sasl) = self
+                    .config
+                    .sasl
+                    .as_ref()
+                    .filter(|s| s.pipeline_bind && !resuming)
+                {
                     if self.config.ns == ContentNamespace::Client {
                         let request = bind::request(sasl.resource.as_deref());
                         self.outbox
@@ -879,6 +989,7 @@ impl<R: RngCore + CryptoRng> Role for Context<'_, R> {
             State::Sasl(s) => s.handle(self, node),
             State::RefusedAuth(s) => s.handle(self, node),
             State::BindResult(s) => s.handle(self, node),
+            State::ResumeResult(s) => s.handle(self, node),
             _ => Err(unexpected("a stream header", node)),
         }
     }
@@ -921,6 +1032,39 @@ impl<R: RngCore + CryptoRng> Negotiator for InitiatingEntity<R> {
 
     fn into_parts(self) -> (Framer, StreamHeader) {
         (self.inbound.framer, self.inbound.header)
+    }
+
+    fn stream_management(&mut self) -> SmStart {
+        let resume = self.config.resume.take();
+        let config = self.config.stream_management;
+        match (self.learned.resume_answer.take(), resume) {
+            (Some(ResumeAnswer::Resumed { h }), Some(state)) => SmStart::Resumed {
+                config: config.unwrap_or_default(),
+                state,
+                h,
+            },
+            (answer, resume) => {
+                let not_resumed = resume.map(|state| {
+                    let (h, condition) = match answer {
+                        Some(ResumeAnswer::Failed { h, condition }) => (h, condition),
+                        _ => (None, None),
+                    };
+                    NotResumed {
+                        state,
+                        h,
+                        condition,
+                    }
+                });
+                if config.is_none() && not_resumed.is_none() {
+                    return SmStart::Off;
+                }
+                SmStart::Bound {
+                    config: config.unwrap_or_default(),
+                    offered: config.is_some() && self.learned.sm_offered,
+                    not_resumed,
+                }
+            }
+        }
     }
 
     /// §5.4.3.3: forget everything learned before TLS (stream id, `from`, features) and

@@ -13,6 +13,7 @@
 //! 5. §4.3.3: stream restart: a new header, a new id, new features without STARTTLS.
 //! 6. §6: SASL ([`sasl`]), then a restart again.
 //! 7. §7: resource binding.
+//! 8. XEP-0198: stream management on the bound stream (acks, resumption) ([`sm`]).
 //!
 //! [`initiator`] and [`receiver`] are the two state machines; they take parsed frames and
 //! return bytes to send and actions. [`xml::framer`] cuts bytes into frames in a bounded
@@ -41,6 +42,7 @@ mod negotiation;
 pub mod receiver;
 pub mod resolve;
 pub mod sasl;
+pub mod sm;
 pub mod stanza;
 pub mod starttls;
 pub mod stream;

@@ -6,6 +6,10 @@
 //! driver) → [`ExpectHeader`] on the protected stream (a new id, features without
 //! STARTTLS) → [`ExpectAuth`] / [`ExpectResponse`] (§6.4) → restart (§6.4.6) →
 //! [`ExpectHeader`] → [`ExpectBind`] (§7.6).
+//!
+//! With stream management configured, `<sm/>` is offered beside binding (XEP-0198 §3), and
+//! `<resume/>` in place of the bind request waits in [`AwaitResume`] for the server's
+//! session table ([`Event::ResumeRequested`]).
 
 use alloc::format;
 use alloc::string::String;
@@ -24,6 +28,7 @@ use crate::sasl::{
     CredentialStore, Mechanism, SaslFailure, ServerContext, ServerMechanism, ServerOptions,
     ServerStep,
 };
+use crate::sm::{self, element::Nonza, SmConfig, SmStart, SmState};
 use crate::starttls;
 use crate::stream::error::{StreamError, StreamErrorCondition};
 use crate::stream::features::{StreamFeatures, NS_SASL};
@@ -84,6 +89,8 @@ pub struct ReceiverConfig {
     pub max_auth_failures: u32,
     /// Channel-binding behaviour ([`BindingQuirk::None`] unless testing clients).
     pub binding_quirk: BindingQuirk,
+    /// Offer stream management (XEP-0198) with binding on C2S; `None`: not offered.
+    pub stream_management: Option<SmConfig>,
 }
 
 impl ReceiverConfig {
@@ -100,6 +107,7 @@ impl ReceiverConfig {
             sasl: Some(ServerOptions::default()),
             max_auth_failures: 3,
             binding_quirk: BindingQuirk::None,
+            stream_management: None,
         }
     }
 
@@ -166,6 +174,17 @@ pub struct ExpectBind {
     domain: String,
 }
 
+/// `<resume/>` arrived in place of the bind request (XEP-0198 §5): waiting for the server to
+/// hand over the detached session ([`Connection::resume`]) or refuse.
+///
+/// [`Connection::resume`]: crate::connection::Connection::resume
+#[derive(Debug)]
+pub struct AwaitResume {
+    bind: ExpectBind,
+    previd: String,
+    h: u32,
+}
+
 enum State {
     Header(ExpectHeader),
     StartTls(ExpectStartTls),
@@ -178,6 +197,7 @@ enum State {
     /// `<success/>` sent: the initiating entity restarts the stream (§6.4.6).
     Restart,
     Bind(ExpectBind),
+    Resume(AwaitResume),
     Negotiated,
     Failed,
 }
@@ -193,6 +213,8 @@ struct Learned {
     /// S2S: the `from` of the first header on the protected stream; every later header must
     /// carry the same (a changed one is `<improper-addressing/>`).
     peer_from: Option<String>,
+    /// The session resumed (XEP-0198 §5) and the client's `h`.
+    resumed: Option<(SmState, u32)>,
 }
 
 struct Context<'a, R, S> {
@@ -381,6 +403,9 @@ impl ExpectHeader {
             (None, None) if self.phase == Phase::Authenticated => {
                 if cx.config.ns == ContentNamespace::Client {
                     features.push_str(bind::FEATURE);
+                    if cx.config.stream_management.is_some() {
+                        features.push_str("<sm xmlns='urn:xmpp:sm:3'/>");
+                    }
                     State::Bind(ExpectBind { domain })
                 } else {
                     // §7.1: no binding between servers.
@@ -556,6 +581,28 @@ impl ExpectBind {
         cx: &mut Context<'_, R, S>,
         node: roxmltree::Node<'_, '_>,
     ) -> Result<State, Error> {
+        if cx.config.stream_management.is_some() {
+            match sm::element::parse(node) {
+                Some(Ok(Nonza::Resume { previd, h })) => {
+                    cx.outbox.event(Event::ResumeRequested {
+                        previd: previd.clone(),
+                        h,
+                    });
+                    return Ok(State::Resume(AwaitResume {
+                        bind: self,
+                        previd,
+                        h,
+                    }));
+                }
+                // XEP-0198 §3: `<enable/>` before binding (or anything else) is refused.
+                Some(_) => {
+                    cx.outbox
+                        .send(&sm::element::failed("unexpected-request", None));
+                    return Ok(State::Bind(self));
+                }
+                None => {}
+            }
+        }
         let Some((id, resource)) = bind::parse_request(node) else {
             return Err(cx.not_yet(node, "resource binding"));
         };
@@ -721,6 +768,59 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> ReceivingEntity<R, S> {
         &self.inbound.header
     }
 
+    /// XEP-0198 §5: resumes the session `state` asked for with `<resume/>`: `<resumed/>`
+    /// goes out and the negotiation is complete. `state` is given back when no `<resume/>`
+    /// waits, or when it is not the session named, or not this client's (then `<failed/>`
+    /// with `<item-not-found/>` went out, as for an unknown session: nothing is revealed).
+    fn accept_resume(&mut self, state: SmState) -> Option<SmState> {
+        let State::Resume(wait) = mem::replace(&mut self.state, State::Failed) else {
+            return Some(state);
+        };
+        let bare = state.jid().and_then(|jid| jid.split('/').next());
+        let own = bare.is_some() && bare == self.learned.identity.as_deref();
+        if !own || state.previd() != Some(wait.previd.as_str()) {
+            self.outbox
+                .send(&sm::element::failed("item-not-found", None));
+            self.state = State::Bind(wait.bind);
+            return Some(state);
+        }
+        self.outbox
+            .send(&sm::element::resumed(&wait.previd, state.handled()));
+        let jid = state.jid().map(String::from);
+        self.learned.resumed = Some((state, wait.h));
+        let mut cx = Context {
+            config: &self.config,
+            outbox: &mut self.outbox,
+            rng: &mut self.rng,
+            store: &self.store,
+            learned: &mut self.learned,
+            header_sent: self.header_sent,
+        };
+        let features = StreamFeatures {
+            bind: true,
+            ..StreamFeatures::default()
+        };
+        self.state = cx.negotiated(features, jid);
+        None
+    }
+
+    /// XEP-0198 §5: the session `<resume/>` named is unknown or expired: `<failed/>` with
+    /// `<item-not-found/>`; the client may bind instead. Whether a `<resume/>` waited.
+    fn refuse_pending_resume(&mut self) -> bool {
+        match mem::replace(&mut self.state, State::Failed) {
+            State::Resume(wait) => {
+                self.outbox
+                    .send(&sm::element::failed("item-not-found", None));
+                self.state = State::Bind(wait.bind);
+                true
+            }
+            other => {
+                self.state = other;
+                false
+            }
+        }
+    }
+
     fn process(&mut self) -> Result<(), Error> {
         let mut cx = Context {
             config: &self.config,
@@ -836,6 +936,29 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Negotiator for ReceivingEntity<
 
     fn into_parts(self) -> (Framer, StreamHeader) {
         (self.inbound.framer, self.inbound.header)
+    }
+
+    fn resume(&mut self, state: SmState) -> Option<SmState> {
+        self.accept_resume(state)
+    }
+
+    fn refuse_resume(&mut self) -> bool {
+        self.refuse_pending_resume()
+    }
+
+    fn stream_management(&mut self) -> SmStart {
+        let Some(config) = self.config.stream_management else {
+            return SmStart::Off;
+        };
+        match self.learned.resumed.take() {
+            Some((state, h)) => SmStart::Resumed { config, state, h },
+            // Offered only with binding, on C2S.
+            None if self.config.ns == ContentNamespace::Client => SmStart::Offered {
+                config,
+                id: random_hex(&mut self.rng, 16),
+            },
+            None => SmStart::Off,
+        }
     }
 
     /// §5.4.3.3: forget what the initiating entity said before TLS (its `from`, its

@@ -25,6 +25,7 @@ pub mod netns;
 pub mod peers;
 pub mod process;
 pub mod prosody;
+pub mod proxy;
 pub mod raw;
 
 use std::fmt;

@@ -3,6 +3,11 @@
 //! and the connection's timers together. [`crate::Client`] and [`crate::server::Peer`] are
 //! this handle with the JID their negotiation bound; a program that negotiates by itself
 //! (its own transcript, an S2S stream without a JID) calls [`BoundStream::spawn`].
+//!
+//! With stream management (XEP-0198) on, its events come from
+//! [`BoundStream::next_sm_event`], and once the stream is over [`BoundStream::take_sm_state`]
+//! gives what the next connection resumes with
+//! ([`ClientOptions::resume`](crate::ClientOptions)).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -12,8 +17,11 @@ use embedded_io_adapters::tokio_1::FromTokio;
 use futures_core::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::{mpsc, oneshot};
-use xmpp_handshake_core::connection::{Closed, Connection, Negotiator, Outcome, SendError, Stanza};
+use xmpp_handshake_core::connection::{
+    Closed, Connection, Event, Negotiator, Outcome, SendError, Stanza,
+};
 use xmpp_handshake_core::driver::{self, Command, Commands, Deliver, MaybeTls};
+use xmpp_handshake_core::sm::SmState;
 use xmpp_handshake_core::stream::error::StreamError;
 
 use crate::client::Error;
@@ -32,7 +40,18 @@ pub struct BoundStream {
     outcome: Outcome,
     commands: mpsc::Sender<Command>,
     stanzas: mpsc::Receiver<Stanza>,
-    ended: Option<oneshot::Receiver<Closed>>,
+    sm_events: mpsc::Receiver<Event>,
+    ended: Option<oneshot::Receiver<End>>,
+    sm_state: Option<SmState>,
+    /// Stream-management events that did not fit the channel before the end.
+    sm_leftovers: VecDeque<Event>,
+}
+
+/// How the task ended: the stream's end, the session's state, the events not yet taken.
+struct End {
+    closed: Closed,
+    sm_state: Option<SmState>,
+    sm_leftovers: VecDeque<Event>,
 }
 
 impl BoundStream {
@@ -40,7 +59,9 @@ impl BoundStream {
     /// STARTTLS or from the first byte) with the `outcome` [`driver::negotiate`] returned,
     /// in a task of its own. At most `receive_queue` received stanzas wait for the
     /// application; past it the task stops reading until the application takes some (the
-    /// peer is held back by TCP), so nothing is dropped and no memory grows.
+    /// peer is held back by TCP), so nothing is dropped and no memory grows. The same bound
+    /// holds for stream-management events ([`BoundStream::next_sm_event`]): with stream
+    /// management on, the application must take them.
     pub fn spawn<T, S, M>(
         io: MaybeTls<FromTokio<T>, FromTokio<S>>,
         mut connection: Connection<M>,
@@ -59,6 +80,7 @@ impl BoundStream {
         };
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let (stanzas_tx, stanzas_rx) = mpsc::channel(receive_queue.max(1));
+        let (sm_tx, sm_rx) = mpsc::channel(receive_queue.max(1));
         let (ended_tx, ended_rx) = oneshot::channel();
         tokio::spawn(async move {
             let (read, write) = tokio::io::split(socket);
@@ -68,6 +90,8 @@ impl BoundStream {
             let mut deliver = ToApplication {
                 tx: stanzas_tx,
                 overflow: VecDeque::new(),
+                sm_tx,
+                sm_overflow: VecDeque::new(),
             };
             let mut buf = vec![0; 16 * 1024];
             let closed = driver::run(
@@ -89,13 +113,32 @@ impl BoundStream {
                 Some(limit) => tokio::time::timeout(limit, shutdown).await.ok(),
                 None => Some(shutdown.await),
             };
-            let _ = ended_tx.send(closed);
+            // Stanzas the application handed over that the stream never took: with a
+            // session to resume they join its queue (sent on resumption, or reported not
+            // delivered); without one they are gone, as the stream is.
+            let mut sm_state = connection.take_sm_state();
+            commands.0.close();
+            while let Ok(command) = commands.0.try_recv() {
+                if let (Command::Send(stanza), Some(state)) = (command, sm_state.as_mut()) {
+                    if let Err(e) = state.queue(&stanza) {
+                        log::warn!("a stanza was not kept for resumption: {e}");
+                    }
+                }
+            }
+            let _ = ended_tx.send(End {
+                closed,
+                sm_state,
+                sm_leftovers: deliver.sm_overflow,
+            });
         });
         Ok(BoundStream {
             outcome,
             commands: commands_tx,
             stanzas: stanzas_rx,
+            sm_events: sm_rx,
             ended: Some(ended_rx),
+            sm_state: None,
+            sm_leftovers: VecDeque::new(),
         })
     }
 
@@ -153,9 +196,33 @@ impl BoundStream {
     /// `None` when it was asked for before (or the task was lost). Cancel-safe.
     pub async fn ended(&mut self) -> Option<Closed> {
         // Awaited by reference: cancelling this (in a `select!`) loses nothing.
-        let closed = self.ended.as_mut()?.await.ok();
+        let end = self.ended.as_mut()?.await.ok();
         self.ended = None;
-        closed
+        let end = end?;
+        self.sm_state = end.sm_state;
+        self.sm_leftovers = end.sm_leftovers;
+        Some(end.closed)
+    }
+
+    /// The next stream-management event (XEP-0198): `SmEnabled`, `SmFailed`, `Acked`,
+    /// `Resumed`, `ResumeFailed` ([`Event`]); `None` once the stream is over and all were
+    /// taken. Stanzas are numbered in the order they are sent (message, presence and iq
+    /// only), from 1 on a new session and on from the resumed state's numbers. Cancel-safe.
+    pub async fn next_sm_event(&mut self) -> Option<Event> {
+        if let Some(event) = self.sm_events.recv().await {
+            return Some(event);
+        }
+        if self.ended.is_some() {
+            self.ended().await;
+        }
+        self.sm_leftovers.pop_front()
+    }
+
+    /// What the session leaves for a resumption (XEP-0198 §5): its id, counts and the
+    /// stanzas not acknowledged; available after [`BoundStream::ended`] (or
+    /// [`BoundStream::next_stanza`]) reported the end. Taken once.
+    pub fn take_sm_state(&mut self) -> Option<SmState> {
+        self.sm_state.take()
     }
 }
 
@@ -198,6 +265,8 @@ impl Commands for Queue {
 struct ToApplication {
     tx: mpsc::Sender<Stanza>,
     overflow: VecDeque<Stanza>,
+    sm_tx: mpsc::Sender<Event>,
+    sm_overflow: VecDeque<Event>,
 }
 
 impl Deliver for ToApplication {
@@ -209,6 +278,39 @@ impl Deliver for ToApplication {
         match self.tx.try_send(stanza) {
             Err(mpsc::error::TrySendError::Full(stanza)) => self.overflow.push_back(stanza),
             // The application dropped the stream: nobody to deliver to.
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Bounded without pausing the stream: acks waiting behind a full channel merge into
+    /// one (their numbers are consecutive), and the other events come a few per connection.
+    fn stream_management(&mut self, event: Event) {
+        while let Some(waiting) = self.sm_overflow.pop_front() {
+            if let Err(e) = self.sm_tx.try_send(waiting) {
+                if let mpsc::error::TrySendError::Full(waiting) = e {
+                    self.sm_overflow.push_front(waiting);
+                }
+                break;
+            }
+        }
+        if let (
+            Some(Event::Acked { h, numbers }),
+            Event::Acked {
+                h: newer,
+                numbers: more,
+            },
+        ) = (self.sm_overflow.back_mut(), &event)
+        {
+            *h = *newer;
+            numbers.end = more.end;
+            return;
+        }
+        if !self.sm_overflow.is_empty() {
+            self.sm_overflow.push_back(event);
+            return;
+        }
+        match self.sm_tx.try_send(event) {
+            Err(mpsc::error::TrySendError::Full(event)) => self.sm_overflow.push_back(event),
             Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }

@@ -23,6 +23,7 @@ use xmpp_handshake_core::driver::{self, Clock as _, MaybeTls, TlsUpgrade as _};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
 use xmpp_handshake_core::jid::{Jid, JidError};
 use xmpp_handshake_core::sasl::{Credentials, SaslPolicy};
+use xmpp_handshake_core::sm::{SmConfig, SmState};
 use xmpp_handshake_core::starttls::TlsPolicy;
 use xmpp_handshake_core::trust::{CertificatePolicy, NoPins, ReferenceIdentity};
 
@@ -77,6 +78,13 @@ pub struct ClientOptions {
     /// Received stanzas held for the application at most; past it reading pauses until
     /// the application takes some (the server is held back by TCP; nothing is dropped).
     pub receive_queue: usize,
+    /// Stream management (XEP-0198) after binding, when the server offers it; its events
+    /// come from [`BoundStream::next_sm_event`](crate::BoundStream::next_sm_event).
+    pub stream_management: Option<SmConfig>,
+    /// A session to resume instead of binding (XEP-0198 §5): what
+    /// [`BoundStream::take_sm_state`](crate::BoundStream::take_sm_state) gave after the
+    /// last connection ended.
+    pub resume: Option<SmState>,
 }
 
 impl Default for ClientOptions {
@@ -94,6 +102,8 @@ impl Default for ClientOptions {
                 ..Timeouts::default()
             },
             receive_queue: 1024,
+            stream_management: None,
+            resume: None,
         }
     }
 }
@@ -279,6 +289,8 @@ async fn login(
         .clone()
         .or_else(|| account.resource().map(String::from));
     config.sasl = Some(sasl);
+    config.stream_management = options.stream_management;
+    config.resume.clone_from(&options.resume);
     let connection_options = ConnectionOptions {
         timeouts: options.timeouts,
         ..ConnectionOptions::default()

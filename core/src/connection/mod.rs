@@ -12,6 +12,10 @@
 //! - Commands: [`Connection::send_stanza`], [`Connection::close`],
 //!   [`Connection::stream_error`].
 //!
+//! Stream management (XEP-0198, [`crate::sm`]) runs here too when the role's configuration
+//! asks for it: acks are answered and requested, sent stanzas are kept until acknowledged,
+//! and [`Connection::take_sm_state`] gives what a resumption needs once the stream is over.
+//!
 //! After every call that changes it, a driver sends everything `poll_transmit` returns,
 //! then acts on every event: on [`Event::StartTls`] it starts TLS on the transport right
 //! away (§5.4.2.3: nothing else is read or written in between) and reports it; on
@@ -35,6 +39,7 @@ use rand_core::{CryptoRng, RngCore};
 use crate::initiator::{InitiatingEntity, InitiatorConfig};
 use crate::receiver::{ReceiverConfig, ReceivingEntity};
 use crate::sasl::CredentialStore;
+use crate::sm::{self, element::Nonza, Output, Session, SmError, SmStart, SmState};
 use crate::stanza;
 use crate::stream::error::{StreamError, StreamErrorCondition};
 use crate::stream::header::{closing_tag, Framing, StreamHeader};
@@ -127,6 +132,9 @@ pub enum SendError {
     /// [`ConnectionOptions::max_queued_bytes`] would be exceeded: send what
     /// [`Connection::poll_transmit`] holds first.
     QueueFull,
+    /// Stream management's queue of unacknowledged stanzas is at its bound
+    /// ([`SmConfig::max_unacked`](crate::sm::SmConfig)): wait for acknowledgements.
+    UnackedFull,
 }
 
 impl core::fmt::Display for SendError {
@@ -136,6 +144,9 @@ impl core::fmt::Display for SendError {
             SendError::Closed => "the stream is closed",
             SendError::QueueFull => {
                 "the send queue is full: send what poll_transmit holds, then try again"
+            }
+            SendError::UnackedFull => {
+                "too many stanzas are not acknowledged yet: wait for the peer's acks"
             }
         })
     }
@@ -184,6 +195,10 @@ pub struct Connection<M> {
     close_deadline: Option<Duration>,
     /// [`Event::Closed`] is queued.
     closed_reported: bool,
+    /// The JID the negotiation bound (or authenticated).
+    jid: Option<String>,
+    /// Stream management (XEP-0198) on the bound stream.
+    sm: Option<Session>,
 }
 
 impl<R: RngCore + CryptoRng> InitiatingConnection<R> {
@@ -278,6 +293,8 @@ impl<M: Negotiator> Connection<M> {
             pinged: false,
             close_deadline: None,
             closed_reported: false,
+            jid: None,
+            sm: None,
         };
         connection.drain_machine(now);
         connection
@@ -433,6 +450,9 @@ impl<M: Negotiator> Connection<M> {
                         }
                     }
                 }
+                if let Some(request) = self.sm.as_mut().and_then(|sm| sm.handle_timeout(now)) {
+                    self.queue(String::from(request), now);
+                }
                 if let Some(keepalive) = timeouts.keepalive {
                     if self.framing == Framing::Tcp && now >= self.last_sent + keepalive {
                         // §4.6.1: whitespace between top-level elements.
@@ -470,10 +490,8 @@ impl<M: Negotiator> Connection<M> {
                     .keepalive
                     .filter(|_| self.framing == Framing::Tcp)
                     .map(|k| self.last_sent + k);
-                match (idle, keepalive) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
+                let ack_request = self.sm.as_ref().and_then(Session::poll_timeout);
+                [idle, keepalive, ack_request].into_iter().flatten().min()
             }
         }
     }
@@ -482,7 +500,11 @@ impl<M: Negotiator> Connection<M> {
     /// stream it gets `xmlns='jabber:client'` unless it declares a default namespace
     /// ([`stanza::qualified`]). `element` is sent as it is: build it with [`crate::stanza`]
     /// or escape what goes in it.
-    pub fn send_stanza(&mut self, element: &str, now: Duration) -> Result<(), SendError> {
+    ///
+    /// With stream management on (XEP-0198), a stanza (message, presence, iq) is kept
+    /// until the peer acknowledges it and its number is returned ([`Event::Acked`] names
+    /// it); `<r/>` follows per [`SmConfig`](crate::sm::SmConfig). `Ok(None)`: not tracked.
+    pub fn send_stanza(&mut self, element: &str, now: Duration) -> Result<Option<u64>, SendError> {
         match self.phase {
             Phase::Bound(_) => {}
             Phase::Negotiating(_) => return Err(SendError::NotBound),
@@ -492,8 +514,66 @@ impl<M: Negotiator> Connection<M> {
         if self.queued_bytes + element.len() > self.options.max_queued_bytes {
             return Err(SendError::QueueFull);
         }
+        let (number, request) = match &mut self.sm {
+            Some(sm) => sm.sending(&element, now)?,
+            None => (None, None),
+        };
         self.queue(element.into_owned(), now);
-        Ok(())
+        if let Some(request) = request {
+            self.queue(String::from(request), now);
+        }
+        Ok(number)
+    }
+
+    /// Receiving entity, on [`Event::ResumeRequested`] (XEP-0198 §5): resumes the detached
+    /// session `state` (the server's, kept from [`Connection::take_sm_state`]):
+    /// `<resumed/>` goes out, the negotiation is complete ([`Event::Negotiated`]), and the
+    /// stanzas the client's `h` does not cover are sent again ([`Event::Resumed`]).
+    ///
+    /// `state` is given back (`Some`), and `<failed/>` goes out, when it is not the session
+    /// the client named or not its account's; it is also given back when no `<resume/>`
+    /// waits. `None`: resumed.
+    #[must_use = "a state given back is still a detached session"]
+    pub fn resume(&mut self, state: SmState, now: Duration) -> Option<SmState> {
+        let Phase::Negotiating(machine) = &mut self.phase else {
+            return Some(state);
+        };
+        let back = machine.resume(state);
+        self.negotiation_step(Ok(()), now);
+        back
+    }
+
+    /// Receiving entity, on [`Event::ResumeRequested`]: the session is unknown or expired:
+    /// `<failed/>` with `<item-not-found/>` (XEP-0198 §5); the client may bind instead.
+    pub fn refuse_resume(&mut self, now: Duration) {
+        if let Phase::Negotiating(machine) = &mut self.phase {
+            if machine.refuse_resume() {
+                self.negotiation_step(Ok(()), now);
+            }
+        }
+    }
+
+    /// Sends `<r/>` now (XEP-0198 §4), when stream management is on: say, before closing,
+    /// to learn what arrived. Whether it was sent.
+    pub fn request_ack(&mut self, now: Duration) -> bool {
+        if !self.is_bound() || !self.sm.as_ref().is_some_and(Session::is_counting) {
+            return false;
+        }
+        self.queue(String::from(sm::element::REQUEST), now);
+        true
+    }
+
+    /// The stream-management state of this connection's session (XEP-0198): what a
+    /// resumption on a new connection needs (the session id, the counts, the stanzas not
+    /// acknowledged), taken once, after [`Event::Closed`]. `None` when stream management
+    /// was not on, or was already taken. A client passes it to the next connection
+    /// ([`InitiatorConfig::resume`](crate::initiator::InitiatorConfig)); a server keeps it
+    /// as a detached session (and may [`SmState::queue`] stanzas for it meanwhile).
+    pub fn take_sm_state(&mut self) -> Option<SmState> {
+        if !self.is_closed() {
+            return None;
+        }
+        self.sm.take().and_then(Session::into_state)
     }
 
     /// Closes the stream (§4.4): our closing tag is queued; [`Event::Closed`] comes when the
@@ -571,14 +651,114 @@ impl<M: Negotiator> Connection<M> {
             return;
         }
         if negotiated {
-            if let Phase::Negotiating(machine) = mem::replace(&mut self.phase, Phase::Closed) {
+            if let Phase::Negotiating(mut machine) = mem::replace(&mut self.phase, Phase::Closed) {
+                let start = machine.stream_management();
                 let (framer, header) = machine.into_parts();
                 self.phase = Phase::Bound(Bound { framer, header });
                 self.last_heard = now;
+                self.start_sm(start, now);
                 // Elements the peer pipelined behind the negotiation's last one.
                 self.read_frames(now);
             }
         }
+    }
+
+    /// Stream management on the new bound stream (XEP-0198 §3, §5), as the negotiation
+    /// settled it.
+    fn start_sm(&mut self, start: SmStart, now: Duration) {
+        match start {
+            SmStart::Off => {}
+            SmStart::Offered { config, id } => {
+                self.sm = Some(Session::offered(config, id, self.jid.clone()));
+            }
+            SmStart::Bound {
+                config,
+                offered,
+                not_resumed,
+            } => {
+                let mut next_number = 1;
+                if let Some(not_resumed) = not_resumed {
+                    let report = sm::not_resumed_report(not_resumed);
+                    if let Event::ResumeFailed {
+                        delivered,
+                        not_delivered,
+                        ..
+                    } = &report
+                    {
+                        next_number = not_delivered.last().map_or(delivered.end, |(n, _)| n + 1);
+                    }
+                    self.events.push_back(report);
+                }
+                if offered {
+                    let (session, enable) = Session::enable(config, self.jid.clone(), next_number);
+                    self.sm = Some(session);
+                    self.queue(enable, now);
+                }
+            }
+            SmStart::Resumed {
+                config,
+                mut state,
+                h,
+            } => {
+                let acked = match state.ack(h) {
+                    Ok(acked) => acked,
+                    Err(e) => {
+                        self.sm = Some(Session::resumed(config, state));
+                        return self.sm_error(e);
+                    }
+                };
+                let (resent, units) = state.resend();
+                let mut session = Session::resumed(config, state);
+                let request = session.resent(units.len(), now);
+                self.sm = Some(session);
+                self.events.push_back(Event::Resumed { h, acked, resent });
+                for unit in units {
+                    self.queue(unit, now);
+                }
+                if let Some(request) = request {
+                    self.queue(String::from(request), now);
+                }
+            }
+        }
+    }
+
+    /// A stream-management element arrived on the bound stream.
+    fn sm_element(&mut self, nonza: Nonza, now: Duration) {
+        let Some(session) = &mut self.sm else {
+            return;
+        };
+        let mut out = VecDeque::new();
+        let result = session.handle(nonza, &mut out);
+        for output in out {
+            match output {
+                Output::Send(unit) => self.queue(unit, now),
+                Output::Event(event) => self.events.push_back(event),
+            }
+        }
+        if let Err(e) = result {
+            self.sm_error(e);
+        }
+    }
+
+    /// The peer broke a stream-management rule: the stream error (§4: for an `h` too high,
+    /// `<undefined-condition/>` with `<handled-count-too-high/>`), our closing tag, the end.
+    fn sm_error(&mut self, e: SmError) {
+        let unit = match &e {
+            SmError::HandledCountTooHigh { h, sent } => {
+                sm::element::handled_count_too_high(*h, *sent)
+            }
+            SmError::WrongPrevid | SmError::Malformed(_) => {
+                let mut s = String::new();
+                StreamError::with_text(StreamErrorCondition::BadFormat, "stream management")
+                    .write(&mut s);
+                s
+            }
+        };
+        self.queued_bytes += unit.len();
+        self.transmits.push_back(unit);
+        self.transmits
+            .push_back(String::from(closing_tag(self.framing)));
+        self.finish(Closed::Failed(Error::StreamManagement(e)));
     }
 
     /// Moves the machine's units and events over; whether it reported
@@ -597,6 +777,7 @@ impl<M: Negotiator> Connection<M> {
         while let Some(event) = machine.poll_event() {
             if let Event::Negotiated(outcome) = &event {
                 negotiated = true;
+                self.jid.clone_from(&outcome.jid);
                 // A server pings the client's bound JID; a client its server's domain,
                 // set when it was made.
                 if self.ping_to.is_none() {
@@ -667,9 +848,26 @@ impl<M: Negotiator> Connection<M> {
                 // §4.9: a stream error the peer sent ends the stream; one we must send for
                 // a broken element too.
                 Ok(Received::Element(wrapped)) => {
-                    match wrapped.parse(crate::negotiation::received_stream_error) {
-                        Ok(None) => self.events.push_back(Event::Stanza(Stanza(wrapped))),
-                        Ok(Some(received)) => {
+                    let sm_on = self.sm.is_some();
+                    match wrapped.parse(|node| Inbound::classify(node, sm_on)) {
+                        Ok(Inbound::Other) => self.events.push_back(Event::Stanza(Stanza(wrapped))),
+                        Ok(Inbound::Stanza) => {
+                            if let Some(sm) = &mut self.sm {
+                                sm.received_stanza();
+                            }
+                            self.events.push_back(Event::Stanza(Stanza(wrapped)));
+                        }
+                        Ok(Inbound::Sm(Ok(nonza))) => {
+                            self.sm_element(nonza, now);
+                            if self.is_closed() {
+                                return true;
+                            }
+                        }
+                        Ok(Inbound::Sm(Err(sm::element::Malformed(what)))) => {
+                            self.sm_error(SmError::Malformed(what));
+                            return true;
+                        }
+                        Ok(Inbound::StreamError(received)) => {
                             self.transmits.clear();
                             self.queued_bytes = 0;
                             self.finish(Closed::Failed(received));
@@ -720,6 +918,36 @@ impl<M: Negotiator> Connection<M> {
         if !self.closed_reported {
             self.closed_reported = true;
             self.events.push_back(Event::Closed(closed));
+        }
+    }
+}
+
+/// What a received element is, for the bound stream.
+enum Inbound {
+    /// A stream error (§4.9): the stream ends.
+    StreamError(Error),
+    /// A stream-management element, while stream management is on.
+    Sm(Result<Nonza, sm::element::Malformed>),
+    /// A stanza XEP-0198 counts (message, presence, iq).
+    Stanza,
+    /// Anything else.
+    Other,
+}
+
+impl Inbound {
+    fn classify(node: roxmltree::Node<'_, '_>, sm_on: bool) -> Self {
+        if let Some(e) = crate::negotiation::received_stream_error(node) {
+            return Inbound::StreamError(e);
+        }
+        if sm_on {
+            if let Some(nonza) = sm::element::parse(node) {
+                return Inbound::Sm(nonza);
+            }
+        }
+        if sm::is_received_stanza(node) {
+            Inbound::Stanza
+        } else {
+            Inbound::Other
         }
     }
 }

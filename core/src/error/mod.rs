@@ -88,6 +88,8 @@ pub enum Error {
     Timeout,
     /// This side closed the stream before the negotiation finished.
     Aborted,
+    /// The peer broke a stream-management rule (XEP-0198); the stream ended.
+    StreamManagement(crate::sm::SmError),
 }
 
 impl Error {
@@ -115,6 +117,7 @@ impl Error {
             Error::Sasl(e) | Error::AuthenticationFailed { error: e, .. } => e.kind(),
             Error::Bind(_) | Error::BoundJid(_) => ErrorKind::Bind,
             Error::Aborted => ErrorKind::Aborted,
+            Error::StreamManagement(_) => ErrorKind::Protocol,
         }
     }
 
@@ -306,6 +309,7 @@ impl fmt::Display for Error {
             Error::Aborted => f.write_str(
                 "closed by this side before the negotiation finished; nothing to do unless that was not meant",
             ),
+            Error::StreamManagement(e) => fmt::Display::fmt(e, f),
         }
     }
 }

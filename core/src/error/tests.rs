@@ -84,9 +84,10 @@ fn variant(e: &Error) -> usize {
         Error::Timeout => 21,
         Error::Aborted => 22,
         Error::BoundJid(_) => 23,
+        Error::StreamManagement(_) => 24,
     }
 }
-const ERROR_VARIANTS: usize = 24;
+const ERROR_VARIANTS: usize = 25;
 
 fn tls_variant(e: &TlsError) -> usize {
     match e {
@@ -288,6 +289,10 @@ fn errors() -> Vec<(Error, ErrorKind)> {
         ),
         (Error::Timeout, ErrorKind::Transport),
         (Error::Aborted, ErrorKind::Aborted),
+        (
+            Error::StreamManagement(crate::sm::SmError::HandledCountTooHigh { h: 3, sent: 2 }),
+            ErrorKind::Protocol,
+        ),
     ]
 }
 

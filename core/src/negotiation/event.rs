@@ -2,6 +2,8 @@
 //! start TLS, the outcome, received stanzas and the end of the stream.
 
 use alloc::string::String;
+use alloc::vec::Vec;
+use core::ops::Range;
 
 use crate::sasl::{ChannelBindingData, Mechanism, MechanismSet, ScramCacheEntry};
 use crate::stream::features::StreamFeatures;
@@ -41,8 +43,9 @@ pub enum Step {
     Bound,
 }
 
-/// What the driver must do next.
+/// What the driver must do next. Non-exhaustive: extensions (XEP-0198, ...) add events.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// Informational: a step of the negotiation happened.
     Step(Step),
@@ -75,6 +78,68 @@ pub enum Event {
         cost: usize,
         /// `Limits::max_parse_bytes`.
         allowed: usize,
+    },
+    /// XEP-0198 §3: stream management is on. `id` is set when the session can be resumed
+    /// (§5); `max` is how long the server keeps it (seconds); `location` where to
+    /// reconnect to resume. From here on stanzas are numbered (see
+    /// [`SmState`](crate::sm::SmState)).
+    SmEnabled {
+        /// The session id (`previd` of a later `<resume/>`).
+        id: Option<String>,
+        /// Seconds the session is kept after a drop.
+        max: Option<u32>,
+        /// Where to reconnect to resume (`host[:port]`), if the server said.
+        location: Option<String>,
+    },
+    /// XEP-0198 §3: the server refused `<enable/>`. The stanzas sent since it went out are
+    /// not acknowledged and never will be: here they are, with their numbers.
+    SmFailed {
+        /// The stanza error condition in `<failed/>`.
+        condition: Option<String>,
+        /// The stanzas sent meanwhile.
+        not_acknowledged: Vec<(u64, String)>,
+    },
+    /// XEP-0198 §4: the peer acknowledged these stanzas (by number), `h` in all.
+    Acked {
+        /// The peer's count.
+        h: u32,
+        /// The numbers of the stanzas newly acknowledged.
+        numbers: Range<u64>,
+    },
+    /// XEP-0198 §5: the session resumed on this connection (instead of binding). The
+    /// stanzas `acked` reached the peer before the drop; `resent` are sent again now, in
+    /// order (what was queued while no stream was up included).
+    Resumed {
+        /// The peer's count of our stanzas.
+        h: u32,
+        /// Numbers the peer's `h` acknowledged.
+        acked: Range<u64>,
+        /// Numbers sent again.
+        resent: Range<u64>,
+    },
+    /// XEP-0198 §5: the session could not be resumed; a new resource was bound instead
+    /// (stream management is enabled anew when offered). `delivered` are known to have
+    /// reached the server (from its `h`, when it gave one); `not_delivered` are not known
+    /// to have, and were NOT sent again: the application decides.
+    ResumeFailed {
+        /// The server's `h`, if it gave one.
+        h: Option<u32>,
+        /// The condition in `<failed/>`; `None` when `<sm/>` was not offered at all.
+        condition: Option<String>,
+        /// Numbers known delivered.
+        delivered: Range<u64>,
+        /// Stanzas not known delivered, with their numbers, oldest first.
+        not_delivered: Vec<(u64, String)>,
+    },
+    /// Receiving entity (XEP-0198 §5): the client asks to resume `previd` instead of
+    /// binding. Answer with
+    /// [`Connection::resume`](crate::connection::Connection::resume) (the
+    /// detached session's state) or `refuse_resume`; nothing else happens meanwhile.
+    ResumeRequested {
+        /// The session the client names.
+        previd: String,
+        /// How many of the session's stanzas the client handled.
+        h: u32,
     },
     /// The stream is over: send what [`Connection::poll_transmit`] still holds, then end
     /// TLS and the transport. Always the last event.

@@ -8,6 +8,7 @@ use alloc::collections::VecDeque;
 use alloc::string::String;
 
 use super::event::{Event, Step, TlsInfo};
+use crate::sm::{SmStart, SmState};
 use crate::stream::error::StreamError;
 use crate::stream::header::{closing_tag, Framing, StreamHeader};
 use crate::xml::framer::Framer;
@@ -31,6 +32,19 @@ pub trait Negotiator {
     /// The framer (with whatever it already holds) and the peer's current header, for
     /// the stanza phase once the negotiation is complete.
     fn into_parts(self) -> (Framer, StreamHeader);
+    /// What the negotiation settled about stream management (XEP-0198), taken once it is
+    /// complete, before [`Negotiator::into_parts`].
+    fn stream_management(&mut self) -> SmStart;
+    /// Receiving entity: resumes `state` for the `<resume/>` that waits (XEP-0198 §5), or
+    /// gives it back (no `<resume/>` waits; not the session named, or not this peer's).
+    /// An initiating entity never has one waiting.
+    fn resume(&mut self, state: SmState) -> Option<SmState> {
+        Some(state)
+    }
+    /// Receiving entity: refuses the `<resume/>` that waits; whether one waited.
+    fn refuse_resume(&mut self) -> bool {
+        false
+    }
 }
 
 /// Units to send and events, waiting for the connection. Each `send` is one unit.
