@@ -21,6 +21,7 @@
 pub mod browser;
 pub mod certs;
 pub mod ejabberd;
+pub mod field_chains;
 pub mod netns;
 pub mod peers;
 pub mod process;
