@@ -23,6 +23,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
@@ -322,10 +324,25 @@ impl FieldPki {
         self.dir.path()
     }
 
+    /// One set per test binary while any test holds it (the RSA-4096 key takes a while):
+    /// the first caller generates it, the temp dir goes when the last drops it.
+    pub fn shared() -> Result<Arc<FieldPki>, String> {
+        static SHARED: Mutex<Weak<FieldPki>> = Mutex::new(Weak::new());
+        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pki) = shared.upgrade() {
+            return Ok(pki);
+        }
+        let pki = Arc::new(FieldPki::generate()?);
+        *shared = Arc::downgrade(&pki);
+        Ok(pki)
+    }
+
     /// Issues a leaf for `domain` in `shape` and returns what the server sends.
     pub fn serve(&self, shape: Shape, domain: &str) -> Result<ServedChain, String> {
+        static LEAVES: AtomicUsize = AtomicUsize::new(0);
         let d = self.dir.path();
-        let name = format!("leaf-{}-{domain}", shape.name());
+        let n = LEAVES.fetch_add(1, Ordering::Relaxed);
+        let name = format!("leaf{n}-{}-{domain}", shape.name());
         let key = shape.leaf_key();
         genkey(d, &name, key)?;
         // The RSA leaf has the domain as CN as Let's Encrypt's used to; the ECDSA ones an
@@ -363,10 +380,12 @@ impl FieldPki {
         })
     }
 
-    /// Writes `certs` into one PEM file `name` in the temp dir (a trust bundle), each
-    /// preceded by a comment line as bundles have.
+    /// Writes `certs` (PEM texts, in this order, after a comment line as bundles have)
+    /// into one file in the temp dir, a trust bundle; its path.
     pub fn bundle(&self, name: &str, certs: &[&str]) -> Result<PathBuf, String> {
-        let path = self.dir.path().join(name);
+        static BUNDLES: AtomicUsize = AtomicUsize::new(0);
+        let n = BUNDLES.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.path().join(format!("bundle{n}-{name}"));
         let mut text = String::from("# test trust bundle\n");
         for pem in certs {
             text.push_str(pem);
@@ -546,7 +565,6 @@ mod tests {
     use rustls::client::danger::ServerCertVerifier;
     use rustls::client::WebPkiServerVerifier;
     use rustls::pki_types::{ServerName, UnixTime};
-    use std::sync::Arc;
 
     /// rustls/webpki's verdict on `chain` for `domain` with `anchors`.
     fn verify(chain: &[Vec<u8>], domain: &str, anchors: &[&Cert]) -> Result<(), rustls::Error> {

@@ -22,6 +22,7 @@ pub mod browser;
 pub mod certs;
 pub mod ejabberd;
 pub mod field_chains;
+pub mod firmware;
 pub mod netns;
 pub mod peers;
 pub mod process;
