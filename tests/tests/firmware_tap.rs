@@ -5,7 +5,8 @@
 //! Layout: namespace `xhfw-<pid>` with `lo` and `tap0` (10.203.0.1/24, the server's side);
 //! the app's embassy-net stack is 10.203.0.2/24 on the other end of `tap0`. Prosody runs in
 //! the namespace (the test thread enters it, so Prosody and the second client inherit it)
-//! and also listens on 10.203.0.1.
+//! and also listens on 10.203.0.1. The namespace and the app process are the harness's
+//! (`tests/src/firmware.rs`).
 //!
 //! Passes only if the app completes STARTTLS (embedded-tls with the core's certificate
 //! policy), SCRAM and bind; its periodic reading reaches a second client; it echoes that
