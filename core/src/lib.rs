@@ -39,6 +39,7 @@ pub mod jid;
 pub mod login;
 mod negotiation;
 pub mod receiver;
+pub mod resolve;
 pub mod sasl;
 pub mod stanza;
 pub mod starttls;

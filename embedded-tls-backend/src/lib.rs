@@ -551,7 +551,7 @@ impl<'a, P: PinStore, V: SignatureVerifier> ServerVerifier<'a, P, V> {
             _ => return Err(SignatureError::Unsupported("signature scheme")),
         };
         let spki = pkix::leaf_spki(leaf).ok_or(SignatureError::Invalid)?;
-        if p256_key.is_some() && ecdsa_curve_is_p256(spki.der) != p256_key {
+        if p256_key.is_some() && ecdsa_curve_is_p256(&spki) != p256_key {
             return Err(SignatureError::Invalid);
         }
         let mut message = Vec::with_capacity(64 + SERVER_CONTEXT.len() + hash.len());
@@ -560,7 +560,7 @@ impl<'a, P: PinStore, V: SignatureVerifier> ServerVerifier<'a, P, V> {
         message.extend_from_slice(hash);
         let check = SignatureCheck {
             algorithm,
-            spki: spki.der,
+            key: spki,
             message: &message,
             signature,
         };
@@ -905,7 +905,7 @@ where
         let provider = self.verifier.crypto_provider::<R, CS>(&mut self.rng);
         let opened = connection.open(TlsContext::new(&config, provider)).await;
         // Before any application byte: checks a verifier put off are answered now.
-        if opened.is_ok() {
+        if V::DEFERS && opened.is_ok() {
             self.verifier.settle_signatures().await;
         }
         self.verifier.settle(opened)?;

@@ -206,7 +206,8 @@ struct Later(usize);
 impl AsyncCheck for Later {
     async fn check(&mut self, check: &OwnedCheck) -> Result<(), SignatureError> {
         self.0 += 1;
-        crate::signature::SignatureVerifier::verify(&mut Software, &check.as_check())
+        let check = check.as_check()?;
+        crate::signature::SignatureVerifier::verify(&mut Software, &check)
     }
 }
 

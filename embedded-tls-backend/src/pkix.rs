@@ -143,11 +143,9 @@ impl<'d> Parsed<'d> {
         if self.cert.tbs_signature != outer.der {
             return Err(SignatureError::Invalid);
         }
-        let algorithm =
-            SignatureAlgorithm::of_certificate(&outer.oid).ok_or(SignatureError::Unsupported(
-                "certificate signature algorithm (ECDSA with SHA-256/384, RSA PKCS #1 v1.5 \
-                 with SHA-256/384/512)",
-            ))?;
+        let algorithm = SignatureAlgorithm::of_certificate(&outer.oid).ok_or(
+            SignatureError::Unsupported("certificate signature algorithm"),
+        )?;
         // The encodings webpki accepts: ECDSA without parameters (RFC 5758 §3.2), RSA
         // with NULL (RFC 8017 §A.2.4) or, as some encoders write it, without.
         let parameters_as_specified = match (algorithm, outer.parameters) {
@@ -169,7 +167,7 @@ impl<'d> Parsed<'d> {
             .ok_or(SignatureError::Unsupported("signature bit string"))?;
         verifier.verify(&SignatureCheck {
             algorithm,
-            spki: issuer.der,
+            key: *issuer,
             message: self.cert.tbs,
             signature,
         })
@@ -381,9 +379,7 @@ impl<V: SignatureVerifier> Search<'_, V> {
     /// One signature check, within the search's budget; a failure is remembered.
     fn signed(&mut self, child: &Parsed<'_>, issuer: &PublicKeyInfo<'_>) -> bool {
         let Some(left) = self.checks_left.checked_sub(1) else {
-            self.failure = Some(PkixOutcome::Other(
-                "too many candidate paths (signature check budget spent)".into(),
-            ));
+            self.failure = Some(PkixOutcome::Other("too many candidate paths".into()));
             return false;
         };
         self.checks_left = left;

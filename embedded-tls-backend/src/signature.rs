@@ -133,12 +133,13 @@ impl SignatureAlgorithm {
 }
 
 /// One signature to check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct SignatureCheck<'a> {
     /// How it was made.
     pub algorithm: SignatureAlgorithm,
-    /// The signer's DER SubjectPublicKeyInfo (RFC 5280 §4.1.2.7).
-    pub spki: &'a [u8],
+    /// The signer's SubjectPublicKeyInfo (RFC 5280 §4.1.2.7), decoded; `key.der` is its
+    /// DER.
+    pub key: PublicKeyInfo<'a>,
     /// What was signed (before hashing): a TBSCertificate, or the TLS 1.3 CertificateVerify
     /// content (RFC 8446 §4.4.3).
     pub message: &'a [u8],
@@ -152,17 +153,10 @@ impl SignatureCheck<'_> {
     pub fn to_owned(&self) -> OwnedCheck {
         OwnedCheck {
             algorithm: self.algorithm,
-            spki: self.spki.to_vec(),
+            spki: self.key.der.to_vec(),
             message: self.message.to_vec(),
             signature: self.signature.to_vec(),
         }
-    }
-
-    /// The key: `Ok((curve or key type, key bits))`.
-    fn key(&self) -> Result<(KeyType, PublicKeyInfo<'_>), SignatureError> {
-        let spki = PublicKeyInfo::parse(self.spki)
-            .map_err(|_| SignatureError::Unsupported("public key encoding"))?;
-        key_type(&spki).map(|t| (t, spki))
     }
 }
 
@@ -180,22 +174,35 @@ pub struct OwnedCheck {
 }
 
 impl OwnedCheck {
-    /// The borrowed view.
-    pub fn as_check(&self) -> SignatureCheck<'_> {
-        SignatureCheck {
+    /// The borrowed view; `Err` when the key does not decode.
+    pub fn as_check(&self) -> Result<SignatureCheck<'_>, SignatureError> {
+        Ok(SignatureCheck {
             algorithm: self.algorithm,
-            spki: &self.spki,
+            key: PublicKeyInfo::parse(&self.spki)
+                .map_err(|_| SignatureError::Unsupported("public key encoding"))?,
             message: &self.message,
             signature: &self.signature,
-        }
+        })
+    }
+
+    /// Is this the check `check` asks for?
+    fn is(&self, check: &SignatureCheck<'_>) -> bool {
+        self.algorithm == check.algorithm
+            && self.spki == check.key.der
+            && self.message == check.message
+            && self.signature == check.signature
+    }
+
+    /// The key's type.
+    fn key(&self) -> Option<KeyType> {
+        key_type(&self.as_check().ok()?.key).ok()
     }
 
     /// For an ECDSA check: the signature as the fixed-size `r || s` (IEEE P1363) that
     /// WebCrypto and most APIs other than X.509 take, for the key's curve. `None` for RSA,
     /// an unknown curve or a malformed signature.
     pub fn ecdsa_fixed_signature(&self) -> Option<Vec<u8>> {
-        let (key, _) = self.as_check().key().ok()?;
-        let len = match key {
+        let len = match self.key()? {
             KeyType::P256 => 32,
             KeyType::P384 => 48,
             KeyType::Rsa => return None,
@@ -206,7 +213,7 @@ impl OwnedCheck {
     /// The key's type, as WebCrypto names its algorithm parameters: `Some("P-256")`,
     /// `Some("P-384")` for ECDSA keys, `Some("RSA")` for RSA keys, `None` otherwise.
     pub fn key_type(&self) -> Option<&'static str> {
-        self.as_check().key().ok().map(|(key, _)| match key {
+        self.key().map(|key| match key {
             KeyType::P256 => "P-256",
             KeyType::P384 => "P-384",
             KeyType::Rsa => "RSA",
@@ -278,33 +285,26 @@ fn key_type(spki: &PublicKeyInfo<'_>) -> Result<KeyType, SignatureError> {
         return Ok(KeyType::Rsa);
     }
     if spki.algorithm.oid != ID_EC_PUBLIC_KEY {
-        return Err(SignatureError::Unsupported(
-            "public key type (only ECDSA and RSA)",
-        ));
+        return Err(SignatureError::Unsupported("public key type"));
     }
-    let curve =
-        spki.algorithm
-            .parameters
-            .and_then(|p| oid(p).ok())
-            .ok_or(SignatureError::Unsupported(
-                "EC parameters (only named curves)",
-            ))?;
+    let curve = spki
+        .algorithm
+        .parameters
+        .and_then(|p| oid(p).ok())
+        .ok_or(SignatureError::Unsupported("EC parameters"))?;
     if curve == SECP256R1 {
         Ok(KeyType::P256)
     } else if curve == SECP384R1 {
         Ok(KeyType::P384)
     } else {
-        Err(SignatureError::Unsupported(
-            "elliptic curve (only P-256 and P-384)",
-        ))
+        Err(SignatureError::Unsupported("elliptic curve"))
     }
 }
 
 /// `true` if `spki` is an ECDSA key on P-256 (`Some(false)`: on P-384; `None`: not an
 /// ECDSA key this backend knows). TLS 1.3 ties each ECDSA scheme to one curve.
-pub(crate) fn ecdsa_curve_is_p256(spki: &[u8]) -> Option<bool> {
-    let spki = PublicKeyInfo::parse(spki).ok()?;
-    match key_type(&spki).ok()? {
+pub(crate) fn ecdsa_curve_is_p256(spki: &PublicKeyInfo<'_>) -> Option<bool> {
+    match key_type(spki).ok()? {
         KeyType::P256 => Some(true),
         KeyType::P384 => Some(false),
         KeyType::Rsa => None,
@@ -313,8 +313,9 @@ pub(crate) fn ecdsa_curve_is_p256(spki: &[u8]) -> Option<bool> {
 
 /// [`Software`]'s answer.
 fn verify_in_software(check: &SignatureCheck<'_>) -> Result<(), SignatureError> {
-    let (key, spki) = check.key()?;
-    let point = spki
+    let key = key_type(&check.key)?;
+    let point = check
+        .key
         .key
         .as_bytes()
         .ok_or(SignatureError::Unsupported("public key bit string"))?;
@@ -334,17 +335,17 @@ fn verify_in_software(check: &SignatureCheck<'_>) -> Result<(), SignatureError> 
             &ecdsa_sig_value(check.signature, 48)?,
         ),
         #[cfg(not(feature = "p384"))]
-        (KeyType::P384, SignatureAlgorithm::Ecdsa(_)) => Err(SignatureError::Unsupported(
-            "P-384 key (enable the `p384` feature)",
-        )),
+        (KeyType::P384, SignatureAlgorithm::Ecdsa(_)) => {
+            Err(SignatureError::Unsupported("P-384 key (feature p384)"))
+        }
         #[cfg(feature = "rsa")]
         (KeyType::Rsa, SignatureAlgorithm::RsaPkcs1(_) | SignatureAlgorithm::RsaPss(_)) => {
             crate::rsa::verify(point, check.algorithm, check.message, check.signature)
         }
         #[cfg(not(feature = "rsa"))]
-        (KeyType::Rsa, SignatureAlgorithm::RsaPkcs1(_) | SignatureAlgorithm::RsaPss(_)) => Err(
-            SignatureError::Unsupported("RSA key (enable the `rsa` feature)"),
-        ),
+        (KeyType::Rsa, SignatureAlgorithm::RsaPkcs1(_) | SignatureAlgorithm::RsaPss(_)) => {
+            Err(SignatureError::Unsupported("RSA key (feature rsa)"))
+        }
         // An ECDSA signature by an RSA key, or the other way round, never verifies.
         _ => Err(SignatureError::Invalid),
     }
@@ -388,10 +389,10 @@ impl<A: AsyncCheck> SignatureVerifier for Deferred<A> {
     const DEFERS: bool = true;
 
     fn verify(&mut self, check: &SignatureCheck<'_>) -> Result<(), SignatureError> {
-        if let Some((_, answer)) = self.known.iter().find(|(c, _)| c.as_check() == *check) {
+        if let Some((_, answer)) = self.known.iter().find(|(c, _)| c.is(check)) {
             return answer.clone();
         }
-        if self.pending.iter().any(|c| c.as_check() == *check) {
+        if self.pending.iter().any(|c| c.is(check)) {
             return Ok(());
         }
         if self.known.len() + self.pending.len() >= MAX_DEFERRED_CHECKS {

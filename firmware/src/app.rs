@@ -10,7 +10,7 @@ use core::pin::Pin;
 use core::task::{Poll, Waker};
 
 use embassy_net::tcp::{ConnectError, TcpSocket};
-use embassy_net::Stack;
+use embassy_net::{IpEndpoint, Stack};
 use embassy_time::{with_timeout, Duration, Instant, Timer};
 use rand_core::{CryptoRng, RngCore};
 use xmpp_handshake_core::connection::{
@@ -25,9 +25,11 @@ use xmpp_handshake_core::{stanza, Error};
 
 use crate::clock::EmbassyClock;
 use crate::config::Config;
+use crate::net::{self, ResolveFailure};
 use crate::store::CacheStore;
 use crate::tls::{EmbeddedTlsConnector, TlsSlot};
 use crate::transport::Halves;
+use crate::watchdog::{self, beat};
 use xmpp_handshake_core::login::LoginMemory;
 
 /// The TCP socket's buffers (see [`crate::Memory`]).
@@ -43,6 +45,8 @@ pub struct SocketBuffers<'a> {
 #[derive(Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Failure {
+    /// The server's address was not found.
+    Resolve(ResolveFailure),
     /// TCP connect failed.
     Connect(ConnectError),
     /// The TCP connect took longer than its timeout.
@@ -55,6 +59,7 @@ pub enum Failure {
 impl Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Failure::Resolve(e) => write!(f, "no address for the server: {e}"),
             Failure::Connect(e) => write!(f, "TCP connect failed: {e:?}"),
             Failure::Timeout(what) => write!(f, "timed out: {what}"),
             Failure::Xmpp(e) => write!(f, "{e}"),
@@ -150,23 +155,51 @@ where
     let mut backoff = config.backoff;
     let mut stats = Stats::default();
     loop {
+        beat();
         if !stack.is_config_up() {
             info!("waiting for the network");
             stack.wait_config_up().await;
         }
+        if let (None, Some(server)) = (crate::time::now(), config.ntp) {
+            // The socket buffers are free until the TCP socket is made.
+            match crate::time::sync(stack, server, buffers.rx, buffers.tx).await {
+                Ok(now) => info!("time from SNTP ({}): {} s since the epoch", server, now.0),
+                Err(e) => warn!(
+                    "no time from SNTP ({}): {:?}; certificate dates are not checked until \
+                     it answers",
+                    server, e
+                ),
+            }
+        }
         stats.attempts += 1;
         let bound_before = stats.bound;
-        match connection(
+        let endpoints = net::endpoints(
             stack,
-            config,
-            &mut buffers,
-            tls,
-            store,
-            SharedRng(&rng),
-            &mut stats,
+            config.server,
+            config.domain,
+            &mut SharedRng(&rng),
+            buffers.rx,
+            buffers.tx,
         )
         .await
-        {
+        .map_err(Failure::Resolve);
+        let outcome = match endpoints {
+            Ok(endpoints) => {
+                connection(
+                    stack,
+                    config,
+                    &endpoints,
+                    &mut buffers,
+                    tls,
+                    store,
+                    SharedRng(&rng),
+                    &mut stats,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        match outcome {
             Ok(()) => info!("session ended"),
             Err(e) => warn!("connection failed: {}", e),
         }
@@ -249,10 +282,13 @@ fn options(config: &Config<'_>) -> ConnectionOptions {
     }
 }
 
-/// One connection: TCP, negotiation, the bound stream until it ends.
+/// One connection: TCP to the first of `endpoints` that accepts, negotiation, the bound
+/// stream until it ends.
+#[allow(clippy::too_many_arguments)]
 async fn connection<S, R>(
     stack: Stack<'_>,
     config: &Config<'_>,
+    endpoints: &[IpEndpoint],
     buffers: &mut SocketBuffers<'_>,
     tls: &mut EmbeddedTlsConnector<'_>,
     store: &mut S,
@@ -266,21 +302,31 @@ where
     let mut socket = TcpSocket::new(stack, &mut *buffers.rx, &mut *buffers.tx);
     socket.set_timeout(Some(Duration::from_secs(120)));
     socket.set_keep_alive(Some(Duration::from_secs(30)));
-    info!("connecting to {}", config.server);
-    with_timeout(config.connect_timeout, socket.connect(config.server))
-        .await
-        .map_err(|_| Failure::Timeout("TCP connect"))?
-        .map_err(Failure::Connect)?;
+    let mut connected = Err(Failure::Resolve(ResolveFailure::NoAddress));
+    for endpoint in endpoints {
+        info!("connecting to {}", endpoint);
+        connected = match with_timeout(config.connect_timeout, socket.connect(*endpoint)).await {
+            Ok(Ok(())) => break,
+            Ok(Err(e)) => Err(Failure::Connect(e)),
+            Err(_) => Err(Failure::Timeout("TCP connect")),
+        };
+        socket.abort();
+    }
+    if socket.state() != embassy_net::tcp::State::Established {
+        return connected;
+    }
+    beat();
     let started = Instant::now();
     let clock = EmbassyClock;
 
     let bare = format!("{}@{}", config.username, config.domain);
-    let cached = store.load(&bare);
+    let kept = store.load(&bare).unwrap_or_default();
+    let cached = Some(&kept.memory).filter(|m| **m != LoginMemory::default());
     let halves = Halves::new(socket.split());
     let mut slot = TlsSlot::new();
     let mut io = MaybeTls::Plain(halves.duplex());
     let mut connection = InitiatingConnection::initiate(
-        initiator(config, &bare, cached.as_ref()),
+        initiator(config, &bare, cached),
         rng,
         options(config),
         clock.now(),
@@ -288,7 +334,7 @@ where
     let mut progress = Progress::default();
     // The upgrade (with the verifier's verdict) is needed for the negotiation only.
     {
-        let mut upgrade = tls.upgrade(rng, &mut slot);
+        let mut upgrade = tls.upgrade(rng, &mut slot, kept.pin);
         let outcome = driver::negotiate(
             &mut io,
             &mut upgrade,
@@ -296,8 +342,21 @@ where
             &mut progress,
             &clock,
         )
-        .await
-        .map_err(Failure::Xmpp)?;
+        .await;
+        // A key pinned on first use is kept whether or not the login succeeds, as the
+        // CLI's pin store keeps it.
+        let mut kept = kept.clone();
+        if let Some(pin) = upgrade.recorded_pin().filter(|p| Some(*p) != kept.pin) {
+            if kept.pin.is_none() {
+                info!("pinned the server's key for the next connections (trust on first use)");
+            }
+            kept.pin = Some(pin);
+            if let Err(e) = store.save(&bare, &kept) {
+                warn!("could not store the server's pin: {:?}", e);
+            }
+        }
+        let outcome = outcome.map_err(Failure::Xmpp)?;
+        beat();
         stats.bound += 1;
         info!(
             "bound as {} in {} ms, {} round trips ({}, TLS {})",
@@ -309,15 +368,13 @@ where
         );
         if let Some(entry) = &outcome.scram_cache {
             let keep = LoginMemory::from_outcome(&outcome, &SaslPolicy::default());
-            if cached
-                .as_ref()
-                .is_some_and(|c| c.scram.as_ref() == Some(entry))
-            {
+            if cached.is_some_and(|c| c.scram.as_ref() == Some(entry)) {
                 stats.cache_hits += 1;
                 info!("SCRAM keys came from the cache (no PBKDF2)");
             }
-            if cached.as_ref() != Some(&keep) {
-                match store.save(&bare, &keep) {
+            if kept.memory != keep {
+                kept.memory = keep;
+                match store.save(&bare, &kept) {
                     Ok(()) => info!("SCRAM keys and offer stored for the next login"),
                     Err(e) => warn!("could not store the SCRAM keys: {:?}", e),
                 }
@@ -400,6 +457,7 @@ struct Answers<'a> {
 
 impl Deliver for Answers<'_> {
     fn stanza(&mut self, stanza: Stanza) {
+        beat();
         let echo = self.echo;
         let Some(Some(reply)) = stanza.parse(|node| answer(node, echo)) else {
             return;
@@ -448,12 +506,20 @@ impl Commands for Outgoing<'_> {
     /// Cancel-safe: a reply stays in the queue until it is returned, and the schedule
     /// moves only when a reading is returned.
     async fn next(&mut self) -> Option<Command> {
-        let timer = self.readings.as_ref().map(|r| Timer::at(r.next));
-        if let Some(reply) = self.replies.next(timer).await {
-            return Some(Command::Send(reply));
-        }
-        // The timer expired: there are readings.
-        let readings = self.readings.as_mut()?;
+        // The watchdog's tick: this loop is alive while it waits.
+        let readings = loop {
+            beat();
+            let tick = Instant::now() + watchdog::TICK;
+            let due = self.readings.as_ref().map_or(tick, |r| r.next.min(tick));
+            if let Some(reply) = self.replies.next(Some(Timer::at(due))).await {
+                beat();
+                return Some(Command::Send(reply));
+            }
+            match self.readings.as_mut() {
+                Some(readings) if readings.next <= Instant::now() => break readings,
+                _ => continue,
+            }
+        };
         *self.count += 1;
         let n = *self.count;
         info!("reading {} to {}", n, readings.to);

@@ -1,17 +1,24 @@
-//! What the app is told: account, server, behaviour, timeouts and memory.
+//! What the app is told: account, server, trust, behaviour, timeouts and memory.
 //!
 //! Boards fill this from build-time environment variables (`XMPP_JID`, `XMPP_PASSWORD`,
-//! `XMPP_SERVER`, `XMPP_CA`, ...: see the README), the host build from the process
-//! environment. Nothing here is learned from the network: the domain of the JID is the
-//! stream's `to`, the TLS server name and the certificate's reference identity
-//! (RFC 6120 §13.7.2.1), even when the server is reached by IP address.
+//! `XMPP_SERVER`, `XMPP_CA`, `XMPP_PIN`, ...: see the README), which their build script
+//! checked (`xmpp-handshake-firmware-build`), the host build from the process environment
+//! through the same check. Nothing here is learned from the network: the domain of the
+//! JID is the stream's `to`, the TLS server name and the certificate's reference identity
+//! (RFC 6120 §13.7.2.1), whether the server is reached by address, host name or SRV.
 
-use embassy_net::IpEndpoint;
+use alloc::string::String;
+
 use embassy_time::Duration;
 use xmpp_handshake_core::jid::{JidError, JidParts};
+use xmpp_handshake_core::resolve::ServerSetting;
 use xmpp_handshake_core::xml::framer::Limits;
 
 use crate::backoff::Backoff;
+
+/// The SNTP server when `XMPP_NTP` is not set (the DHCP options embassy-net exposes carry
+/// no NTP server).
+pub const DEFAULT_NTP: &str = "pool.ntp.org";
 
 /// The app's configuration.
 #[derive(Debug, Clone)]
@@ -22,10 +29,15 @@ pub struct Config<'a> {
     pub domain: &'a str,
     /// The password. PBKDF2 runs once; afterwards the SCRAM cache serves the login.
     pub password: &'a str,
-    /// The resource to request (§7.6).
+    /// The resource to request (§7.6): unique per device ([`device_resource`]), so that
+    /// two devices on one account do not replace each other's session (§7.7.2.2).
     pub resource: &'a str,
-    /// Where the server listens (no DNS on the device: an address).
-    pub server: IpEndpoint,
+    /// Where the server is: an address, a host name, or the JID's domain by SRV
+    /// ([`crate::net`]).
+    pub server: ServerSetting<'a>,
+    /// The SNTP server (an address or a host name), `None` for no SNTP: certificate dates
+    /// are then never checked ([`crate::time`]).
+    pub ntp: Option<&'a str>,
     /// What to do once bound.
     pub behaviour: Behaviour<'a>,
     /// Reconnect delays.
@@ -55,9 +67,13 @@ pub struct Behaviour<'a> {
 impl<'a> Config<'a> {
     /// `jid` is `user@domain` (RFC 7622, checked by core's [`JidParts`], which borrows it:
     /// the domain as written, without a trailing dot; a resource in it is ignored, see
-    /// [`Config::resource`]); echo on, no readings, defaults for the rest. `Err` says what
-    /// is wrong with `jid`.
-    pub fn new(jid: &'a str, password: &'a str, server: IpEndpoint) -> Result<Self, JidError> {
+    /// [`Config::resource`]); resource `device`, SNTP from [`DEFAULT_NTP`], echo on, no
+    /// readings, defaults for the rest. `Err` says what is wrong with `jid`.
+    pub fn new(
+        jid: &'a str,
+        password: &'a str,
+        server: ServerSetting<'a>,
+    ) -> Result<Self, JidError> {
         let jid = JidParts::parse(jid)?;
         let username = jid.local.ok_or(JidError::MissingLocal)?;
         let domain = jid.domain;
@@ -67,6 +83,7 @@ impl<'a> Config<'a> {
             password,
             resource: "device",
             server,
+            ntp: Some(DEFAULT_NTP),
             behaviour: Behaviour {
                 echo: true,
                 report_to: None,
@@ -81,54 +98,58 @@ impl<'a> Config<'a> {
     }
 }
 
-/// The configuration from build-time environment variables (boards pass
-/// `option_env!("XMPP_JID")` etc.): `jid` (`user@domain`), `password`, `server`
-/// (`a.b.c.d:port`), optional `report_to` (a JID for periodic readings) and `period_ms`.
-/// `None` if one of the first three is missing or malformed.
-pub fn from_build_env<'a>(
-    jid: Option<&'a str>,
-    password: Option<&'a str>,
-    server: Option<&'a str>,
-    report_to: Option<&'a str>,
-    period_ms: Option<&'a str>,
-) -> Option<Config<'a>> {
-    let mut config = Config::new(jid?, password?, server_address(server?)?).ok()?;
-    config.behaviour.report_to = report_to.filter(|r| !r.is_empty());
-    if let Some(ms) = period_ms.and_then(|p| p.parse().ok()) {
+/// The build-time settings a board passes (`option_env!("XMPP_JID")` etc.), as its build
+/// script checked them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuildEnv<'a> {
+    /// `XMPP_JID`.
+    pub jid: Option<&'a str>,
+    /// `XMPP_PASSWORD`.
+    pub password: Option<&'a str>,
+    /// `XMPP_SERVER`: `a.b.c.d[:port]`, `name[:port]`, or unset for the JID's domain.
+    pub server: Option<&'a str>,
+    /// `XMPP_RESOURCE`: overrides the device's own resource.
+    pub resource: Option<&'a str>,
+    /// `XMPP_REPORT_TO`: the JID that gets the periodic readings.
+    pub report_to: Option<&'a str>,
+    /// `XMPP_PERIOD_MS`: the period of the readings.
+    pub period_ms: Option<&'a str>,
+    /// `XMPP_NTP`: the SNTP server, `off` for none, unset for [`DEFAULT_NTP`].
+    pub ntp: Option<&'a str>,
+}
+
+/// The configuration from the build-time settings; `device_resource` is the resource
+/// when `XMPP_RESOURCE` is not set. `None` if a required setting is missing or malformed,
+/// which the board's build script already refused with an error naming it.
+pub fn from_build_env<'a>(env: BuildEnv<'a>, device_resource: &'a str) -> Option<Config<'a>> {
+    let set = |v: Option<&'a str>| v.filter(|v| !v.is_empty());
+    let server = ServerSetting::parse(set(env.server).unwrap_or_default()).ok()?;
+    let mut config = Config::new(env.jid?, env.password?, server).ok()?;
+    config.resource = set(env.resource).unwrap_or(device_resource);
+    config.behaviour.report_to = set(env.report_to);
+    if let Some(ms) = env.period_ms.and_then(|p| p.parse().ok()) {
         config.behaviour.period = Duration::from_millis(ms);
     }
+    config.ntp = match set(env.ntp) {
+        Some("off") => None,
+        Some(server) => Some(server),
+        None => Some(DEFAULT_NTP),
+    };
     Some(config)
 }
 
-/// `a.b.c.d:port`, read bytewise: `core::net`'s address parser is ~1.5 KB of a board's
-/// flash. The address as `core::net` reads one (four decimal octets up to 255, without
-/// leading zeros), the port 1 to 5 decimal digits up to 65535.
-fn server_address(text: &str) -> Option<IpEndpoint> {
-    let (address, port) = text.split_once(':')?;
-    let mut octets = [0u8; 4];
-    let mut fields = address.split('.');
-    for octet in &mut octets {
-        let field = fields.next()?;
-        if field.len() > 1 && field.starts_with('0') {
-            return None;
-        }
-        *octet = u8::try_from(decimal(field, 3)?).ok()?;
+/// The default resource of a device: `device-` and its hardware identity in hex (a MAC
+/// address, the STM32's 96-bit unique id), the same on every boot and different on every
+/// board. Hex digits written by hand (no `core::fmt`).
+pub fn device_resource(id: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut resource = String::with_capacity(7 + 2 * id.len());
+    resource.push_str("device-");
+    for b in id {
+        resource.push(char::from(HEX[usize::from(b >> 4)]));
+        resource.push(char::from(HEX[usize::from(b & 0xf)]));
     }
-    if fields.next().is_some() {
-        return None;
-    }
-    let port = u16::try_from(decimal(port, 5)?).ok()?;
-    Some((embassy_net::Ipv4Address::from(octets), port).into())
-}
-
-/// 1 to `max_digits` ASCII digits.
-fn decimal(text: &str, max_digits: usize) -> Option<u32> {
-    if text.is_empty() || text.len() > max_digits {
-        return None;
-    }
-    text.bytes().try_fold(0u32, |value, b| {
-        b.is_ascii_digit().then(|| value * 10 + u32::from(b - b'0'))
-    })
+    resource
 }
 
 /// Buffer sizes. The board allocates them (statics); the app borrows them for its lifetime.
@@ -186,63 +207,69 @@ impl Memory {
 mod tests {
     use super::*;
 
-    #[test]
-    fn build_env_needs_jid_password_and_server() {
-        let c = from_build_env(
-            Some("alice@example.test"),
-            Some("pw"),
-            Some("10.0.0.1:5222"),
-            Some("bob@example.test"),
-            Some("1500"),
-        )
-        .unwrap();
-        assert_eq!((c.username, c.domain), ("alice", "example.test"));
-        assert_eq!(c.server.port, 5222);
-        assert_eq!(c.behaviour.report_to, Some("bob@example.test"));
-        assert_eq!(c.behaviour.period, Duration::from_millis(1500));
-        assert!(from_build_env(None, Some("pw"), Some("10.0.0.1:5222"), None, None).is_none());
-        assert!(
-            from_build_env(Some("alice"), Some("pw"), Some("10.0.0.1:5222"), None, None).is_none()
-        );
-        assert!(
-            from_build_env(Some("a@b"), Some("pw"), Some("example.test"), None, None).is_none()
-        );
-    }
-
-    #[test]
-    fn server_is_read_as_core_net_reads_it() {
-        for text in [
-            "10.0.0.1:5222",
-            "192.0.2.1:5222",
-            "255.255.255.255:65535",
-            "0.0.0.0:0",
-            "10.0.0.1",
-            "10.0.0.1:",
-            "10.0.0.1:65536",
-            "10.0.0.1:99999",
-            "10.0.0.1:123456",
-            "10.0.0.1:+52",
-            "10.0.0.1:05222",
-            "10.0.0.1:5222:1",
-            "010.0.0.1:5222",
-            "256.0.0.1:5222",
-            "10.0.0:5222",
-            "10.0.0.1.2:5222",
-            "example.test:5222",
-            "[::1]:5222",
-            ":5222",
-            "",
-        ] {
-            let theirs = text
-                .parse::<core::net::SocketAddrV4>()
-                .ok()
-                .map(|s| IpEndpoint::from((*s.ip(), s.port())));
-            assert_eq!(server_address(text), theirs, "{text}");
+    fn env<'a>(jid: Option<&'a str>, server: Option<&'a str>) -> BuildEnv<'a> {
+        BuildEnv {
+            jid,
+            password: Some("pw"),
+            server,
+            report_to: Some("bob@example.test"),
+            period_ms: Some("1500"),
+            ..BuildEnv::default()
         }
     }
 
-    fn server() -> IpEndpoint {
-        (core::net::Ipv4Addr::new(10, 0, 0, 1), 5222).into()
+    #[test]
+    fn build_env_needs_jid_and_password_and_reads_the_server_setting() {
+        let c = from_build_env(
+            env(Some("alice@example.test"), Some("10.0.0.1")),
+            "device-1",
+        )
+        .unwrap();
+        assert_eq!((c.username, c.domain), ("alice", "example.test"));
+        assert_eq!(
+            c.server,
+            ServerSetting::Address {
+                octets: [10, 0, 0, 1],
+                port: 5222
+            }
+        );
+        assert_eq!((c.resource, c.ntp), ("device-1", Some(DEFAULT_NTP)));
+        assert_eq!(c.behaviour.report_to, Some("bob@example.test"));
+        assert_eq!(c.behaviour.period, Duration::from_millis(1500));
+        let c = from_build_env(env(Some("a@b.test"), None), "d").unwrap();
+        assert_eq!(c.server, ServerSetting::Domain);
+        let c = from_build_env(
+            BuildEnv {
+                resource: Some("kitchen"),
+                ntp: Some("off"),
+                ..env(Some("a@b.test"), Some("xmpp.b.test:5223"))
+            },
+            "d",
+        )
+        .unwrap();
+        assert_eq!((c.resource, c.ntp), ("kitchen", None));
+        assert_eq!(
+            c.server,
+            ServerSetting::Host {
+                name: "xmpp.b.test",
+                port: 5223
+            }
+        );
+        assert!(from_build_env(env(None, None), "d").is_none());
+        assert!(from_build_env(env(Some("alice"), None), "d").is_none());
+        assert!(from_build_env(env(Some("a@b"), Some("bad_name")), "d").is_none());
+    }
+
+    #[test]
+    fn device_resource_is_the_identity_in_hex() {
+        assert_eq!(
+            device_resource(&[0x02, 0xab, 0x00, 0xff, 0x10, 0x9c]),
+            "device-02ab00ff109c"
+        );
+    }
+
+    fn server() -> ServerSetting<'static> {
+        ServerSetting::Domain
     }
 
     #[test]

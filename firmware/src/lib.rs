@@ -5,7 +5,9 @@
 //! random number generator, a store for the SCRAM cache and the memory, then calls
 //! [`app::run`], which never returns:
 //!
-//! 1. connect over TCP to the configured server, with exponential backoff and jitter
+//! 1. set the clock from SNTP while it is unknown ([`time`]; certificate dates are checked
+//!    from then on), find the server (an address, a host name's A record, or the JID's
+//!    domain by SRV: [`net`]) and connect over TCP, with exponential backoff and jitter
 //!    ([`backoff`]) on every failure;
 //! 2. negotiate with the core's [`driver::negotiate`](xmpp_handshake_core::driver::negotiate):
 //!    STARTTLS through a [`tls::EmbeddedTlsConnector`] (embedded-tls, TLS 1.3, P-256), SCRAM
@@ -18,6 +20,9 @@
 //!    on the read, the app's replies and readings and the core's timers together, and never
 //!    drops a pending read (embedded-tls's reads are not cancel-safe);
 //! 4. on any loss (TCP reset, stream error, server shutdown) start over at 1.
+//!
+//! Every step proves progress to [`watchdog`], whose board task feeds the hardware
+//! watchdog only while the app keeps making it: a hang resets the board.
 //!
 //! Memory is the caller's: socket buffers, TLS record buffers and the framer's bound all
 //! come from [`config::Memory`]; the heap holds the parsed elements (see the README).
@@ -36,9 +41,12 @@ pub mod app;
 pub mod backoff;
 pub mod clock;
 pub mod config;
+pub mod net;
 pub mod store;
+pub mod time;
 pub mod tls;
 pub mod transport;
+pub mod watchdog;
 
 pub use app::run;
 
@@ -51,14 +59,15 @@ pub mod __private {
 /// sized by `$memory` (a [`Memory`] const), zero-initialized in `.bss` (`ConstStaticCell`:
 /// a `StaticCell::init([0; N])` would build each array on the main task's stack first and
 /// copy it), and an [`tls::EmbeddedTlsConnector`] with the certificates of `$anchor` (DER
-/// certificates one after the other, see [`trust_anchors`]; empty = no anchor, every server
-/// refused) as its trust anchors and `$domain` as the reference identity.
-/// Boards have no real-time clock: certificate dates are not checked (the chain, the name
-/// and the key still are); set the time from SNTP to check them. Evaluates to
+/// certificates one after the other, see [`trust_anchors`]; empty = none) as its trust
+/// anchors, `$pins` (`XMPP_PIN`: SHA-256 of the key, 32 bytes each;
+/// empty = none) or, with `$first_use`, trust on first use, and `$domain` as the
+/// reference identity. Boards have no real-time clock: certificate dates are checked once
+/// SNTP gave the time ([`time`]), skipped (and logged) before. Evaluates to
 /// `(SocketBuffers, Result<EmbeddedTlsConnector, ReferenceError>)`; use it once.
 #[macro_export]
 macro_rules! board_session {
-    ($memory:path, $anchor:expr, $domain:expr) => {{
+    ($memory:path, $anchor:expr, $pins:expr, $first_use:expr, $domain:expr) => {{
         use $crate::__private::ConstStaticCell;
         static SOCKET_RX: ConstStaticCell<[u8; $memory.socket_rx]> =
             ConstStaticCell::new([0; $memory.socket_rx]);
@@ -73,12 +82,21 @@ macro_rules! board_session {
             tx: SOCKET_TX.take(),
         };
         let anchors = $crate::trust_anchors($anchor);
+        let pins: &'static [u8] = $pins;
+        let trust = if $first_use {
+            $crate::tls::TrustSetting::FirstUse
+        } else if pins.is_empty() {
+            $crate::tls::TrustSetting::Anchors
+        } else {
+            $crate::tls::TrustSetting::Pins(pins)
+        };
         let tls = $crate::tls::EmbeddedTlsConnector::new(
             TLS_READ.take(),
             TLS_WRITE.take(),
             anchors,
+            trust,
             $domain,
-            $crate::tls::Clock::None,
+            $crate::tls::Clock::Sntp,
         );
         (buffers, tls)
     }};

@@ -8,25 +8,44 @@
 //! keys are password-equivalent for this server: keep the store where the password is
 //! (flash of the same device).
 //!
-//! One record per store: `"XSC3"`, JID length (u8), the bare JID the memory belongs to,
-//! its length (u16 BE), the memory ([`LoginMemory::to_bytes`], the core's versioned
-//! format), FNV-1a-32 of everything before it (BE). Records of the earlier formats
-//! (`"XSC2"`: offer bits and a SCRAM entry; `"XSC1"`: the entry only) read as a memory of
-//! what they held. A record for another JID, a torn write or erased flash reads as empty.
+//! With trust on first use (`XMPP_TRUST_FIRST_USE`) the same record keeps the server's
+//! pinned key ([`Kept::pin`]: SHA-256 of its SubjectPublicKeyInfo and of the certificate
+//! it came in), which the next connections must present (RFC 6120 §13.7.2, the core's
+//! `Trust::TrustOnFirstUse`).
+//!
+//! One record per store: `"XSC4"`, JID length (u8), the bare JID the record belongs to,
+//! a pin flag (u8: 0, or 1 followed by the key's and the certificate's SHA-256, 64
+//! bytes), the memory's length (u16 BE), the memory ([`LoginMemory::to_bytes`], the
+//! core's versioned format), FNV-1a-32 of everything before it (BE). Records of the
+//! earlier formats read as what they held, without a pin (`"XSC3"`: no pin flag; `"XSC2"`:
+//! offer bits and a SCRAM entry; `"XSC1"`: the entry only). A record for another JID, a
+//! torn write or erased flash reads as empty.
 
 use alloc::vec::Vec;
 
 use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
 use xmpp_handshake_core::login::{self, LoginMemory};
 use xmpp_handshake_core::sasl::{MechanismSet, ScramCacheEntry};
+use xmpp_handshake_core::trust::{Fingerprint, Pin};
 
-/// Longest record: JID up to 255 bytes, a memory up to [`login::MAX_LEN`].
-pub const MAX_RECORD: usize = 4 + 1 + 255 + 2 + login::MAX_LEN + 4;
+/// Longest record: JID up to 255 bytes, a pin, a memory up to [`login::MAX_LEN`].
+pub const MAX_RECORD: usize = 4 + 1 + 255 + 1 + 64 + 2 + login::MAX_LEN + 4;
 
-const MAGIC: &[u8; 4] = b"XSC3";
+const MAGIC: &[u8; 4] = b"XSC4";
+/// The format before the pin: read, never written.
+const MAGIC_V3: &[u8; 4] = b"XSC3";
 /// The formats before the core's login memory: read, never written.
 const MAGIC_V2: &[u8; 4] = b"XSC2";
 const MAGIC_V1: &[u8; 4] = b"XSC1";
+
+/// What the store keeps for one JID.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Kept {
+    /// What one login keeps for the next (the SCRAM keys, the post-TLS offer).
+    pub memory: LoginMemory,
+    /// The server's key pinned on first use (trust on first use only).
+    pub pin: Option<Pin>,
+}
 
 /// Why a store could not save.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,12 +57,12 @@ pub enum StoreError {
     Medium,
 }
 
-/// Keeps the login memory of one JID.
+/// Keeps the login memory and the pin of one JID.
 pub trait CacheStore {
-    /// The stored memory, if there is one for `jid` and it reads back intact.
-    fn load(&mut self, jid: &str) -> Option<LoginMemory>;
-    /// Replaces the stored memory.
-    fn save(&mut self, jid: &str, memory: &LoginMemory) -> Result<(), StoreError>;
+    /// The stored record, if there is one for `jid` and it reads back intact.
+    fn load(&mut self, jid: &str) -> Option<Kept>;
+    /// Replaces the stored record.
+    fn save(&mut self, jid: &str, kept: &Kept) -> Result<(), StoreError>;
 }
 
 fn fnv1a(data: &[u8]) -> u32 {
@@ -52,15 +71,23 @@ fn fnv1a(data: &[u8]) -> u32 {
     })
 }
 
-/// The record for `jid` and `memory`.
-pub fn encode(jid: &str, memory: &LoginMemory) -> Result<Vec<u8>, StoreError> {
-    let bytes = memory.to_bytes().map_err(|_| StoreError::TooLarge)?;
+/// The record for `jid` and `kept`.
+pub fn encode(jid: &str, kept: &Kept) -> Result<Vec<u8>, StoreError> {
+    let bytes = kept.memory.to_bytes().map_err(|_| StoreError::TooLarge)?;
     let jid_len = u8::try_from(jid.len()).map_err(|_| StoreError::TooLarge)?;
     let len = u16::try_from(bytes.len()).map_err(|_| StoreError::TooLarge)?;
-    let mut out = Vec::with_capacity(11 + jid.len() + bytes.len());
+    let mut out = Vec::with_capacity(76 + jid.len() + bytes.len());
     out.extend_from_slice(MAGIC);
     out.push(jid_len);
     out.extend_from_slice(jid.as_bytes());
+    match &kept.pin {
+        Some(pin) => {
+            out.push(1);
+            out.extend_from_slice(pin.spki_sha256.as_bytes());
+            out.extend_from_slice(pin.cert_sha256.as_bytes());
+        }
+        None => out.push(0),
+    }
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(&bytes);
     let sum = fnv1a(&out);
@@ -68,42 +95,69 @@ pub fn encode(jid: &str, memory: &LoginMemory) -> Result<Vec<u8>, StoreError> {
     Ok(out)
 }
 
-/// The memory in `record` if it is intact and belongs to `jid`. Trailing bytes (erased
+/// What `record` keeps if it is intact and belongs to `jid`. Trailing bytes (erased
 /// flash) are ignored.
-pub fn decode(record: &[u8], jid: &str) -> Option<LoginMemory> {
-    // (format, bytes of offer bits before the length)
-    let (rest, format, offer_len) = if let Some(rest) = record.strip_prefix(MAGIC) {
-        (rest, 3, 0)
+pub fn decode(record: &[u8], jid: &str) -> Option<Kept> {
+    // (format, rest after the magic)
+    let (format, rest) = if let Some(rest) = record.strip_prefix(MAGIC) {
+        (4, rest)
+    } else if let Some(rest) = record.strip_prefix(MAGIC_V3) {
+        (3, rest)
     } else if let Some(rest) = record.strip_prefix(MAGIC_V2) {
-        (rest, 2, 2)
+        (2, rest)
     } else {
-        (record.strip_prefix(MAGIC_V1)?, 1, 0)
+        (1, record.strip_prefix(MAGIC_V1)?)
     };
     let (&jid_len, rest) = rest.split_first()?;
     let (stored_jid, rest) = rest.split_at_checked(usize::from(jid_len))?;
-    let (offer, rest) = rest.split_at_checked(offer_len)?;
+    // The pin (format 4) or the offer bits (format 2) between the JID and the length.
+    let between = match format {
+        4 => 1 + 64 * usize::from(*rest.first()? == 1),
+        2 => 2,
+        _ => 0,
+    };
+    let (extra, rest) = rest.split_at_checked(between)?;
     let (len, rest) = rest.split_at_checked(2)?;
     let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
     let (body, rest) = rest.split_at_checked(len)?;
     let (sum, _) = rest.split_at_checked(4)?;
-    let covered = 4 + 1 + usize::from(jid_len) + offer_len + 2 + len;
+    let covered = 4 + 1 + usize::from(jid_len) + between + 2 + len;
     if fnv1a(&record[..covered]) != u32::from_be_bytes([sum[0], sum[1], sum[2], sum[3]]) {
         return None;
     }
     if stored_jid != jid.as_bytes() {
         return None;
     }
-    if format == 3 {
-        return LoginMemory::from_bytes(body).ok();
+    if format >= 3 {
+        let pin = match extra {
+            [1, pin @ ..] => pin_from(pin),
+            _ => None,
+        };
+        return Some(Kept {
+            memory: LoginMemory::from_bytes(body).ok()?,
+            pin,
+        });
     }
-    let offer = match offer {
+    let offer = match extra {
         [a, b] => Some(MechanismSet::from_bits(u16::from_be_bytes([*a, *b]))),
         _ => None,
     };
-    Some(LoginMemory {
-        scram: Some(ScramCacheEntry::from_bytes(body).ok()?),
-        offer,
-        ..LoginMemory::default()
+    Some(Kept {
+        memory: LoginMemory {
+            scram: Some(ScramCacheEntry::from_bytes(body).ok()?),
+            offer,
+            ..LoginMemory::default()
+        },
+        pin: None,
+    })
+}
+
+/// A pin from its 64 stored bytes: the key's SHA-256, then the certificate's.
+fn pin_from(bytes: &[u8]) -> Option<Pin> {
+    let (spki, cert) = bytes.split_at_checked(32)?;
+    Some(Pin {
+        spki_sha256: Fingerprint(spki.try_into().ok()?),
+        cert_sha256: Fingerprint(cert.try_into().ok()?),
     })
 }
 
@@ -114,12 +168,12 @@ pub struct RamStore {
 }
 
 impl CacheStore for RamStore {
-    fn load(&mut self, jid: &str) -> Option<LoginMemory> {
+    fn load(&mut self, jid: &str) -> Option<Kept> {
         decode(self.record.as_deref()?, jid)
     }
 
-    fn save(&mut self, jid: &str, memory: &LoginMemory) -> Result<(), StoreError> {
-        self.record = Some(encode(jid, memory)?);
+    fn save(&mut self, jid: &str, kept: &Kept) -> Result<(), StoreError> {
+        self.record = Some(encode(jid, kept)?);
         Ok(())
     }
 }
@@ -145,7 +199,7 @@ impl<F: NorFlash> NorFlashStore<F> {
 }
 
 impl<F: NorFlash> CacheStore for NorFlashStore<F> {
-    fn load(&mut self, jid: &str) -> Option<LoginMemory> {
+    fn load(&mut self, jid: &str) -> Option<Kept> {
         // On the heap, not the stack: the record's bound (1.3 KB) would count against the
         // deepest task stack (docs/firmware-size.md, RAM on the F767).
         let n = MAX_RECORD.min(self.size as usize);
@@ -154,8 +208,8 @@ impl<F: NorFlash> CacheStore for NorFlashStore<F> {
         decode(&buf, jid)
     }
 
-    fn save(&mut self, jid: &str, memory: &LoginMemory) -> Result<(), StoreError> {
-        let mut record = encode(jid, memory)?;
+    fn save(&mut self, jid: &str, kept: &Kept) -> Result<(), StoreError> {
+        let mut record = encode(jid, kept)?;
         let w = F::WRITE_SIZE.max(1);
         record.resize(record.len().div_ceil(w) * w, 0xff);
         if record.len() > self.size as usize {
@@ -187,12 +241,12 @@ impl FileStore {
 
 #[cfg(feature = "std")]
 impl CacheStore for FileStore {
-    fn load(&mut self, jid: &str) -> Option<LoginMemory> {
+    fn load(&mut self, jid: &str) -> Option<Kept> {
         decode(&std::fs::read(&self.path).ok()?, jid)
     }
 
-    fn save(&mut self, jid: &str, memory: &LoginMemory) -> Result<(), StoreError> {
-        let record = encode(jid, memory)?;
+    fn save(&mut self, jid: &str, kept: &Kept) -> Result<(), StoreError> {
+        let record = encode(jid, kept)?;
         let tmp = self.path.with_extension("tmp");
         std::fs::write(&tmp, record).map_err(|_| StoreError::Medium)?;
         std::fs::rename(&tmp, &self.path).map_err(|_| StoreError::Medium)
@@ -204,7 +258,7 @@ mod tests {
     use super::*;
     use xmpp_handshake_core::sasl::ScramHash;
 
-    fn entry() -> LoginMemory {
+    fn memory() -> LoginMemory {
         LoginMemory {
             scram: Some(ScramCacheEntry::from_password(
                 ScramHash::Sha1,
@@ -217,17 +271,44 @@ mod tests {
         }
     }
 
+    fn entry() -> Kept {
+        Kept {
+            memory: memory(),
+            pin: None,
+        }
+    }
+
+    fn pinned() -> Kept {
+        Kept {
+            memory: memory(),
+            pin: Some(Pin {
+                spki_sha256: Fingerprint::of(b"key"),
+                cert_sha256: Fingerprint::of(b"certificate"),
+            }),
+        }
+    }
+
     #[test]
     fn record_round_trips_for_its_jid_only() {
-        let record = encode("alice@example.test", &entry()).unwrap();
-        let back = decode(&record, "alice@example.test").unwrap();
-        assert_eq!(back, entry());
-        assert!(decode(&record, "bob@example.test").is_none());
+        for kept in [entry(), pinned(), Kept::default()] {
+            let record = encode("alice@example.test", &kept).unwrap();
+            let back = decode(&record, "alice@example.test").unwrap();
+            assert_eq!(back, kept);
+            assert!(decode(&record, "bob@example.test").is_none());
+        }
+    }
+
+    #[test]
+    fn a_pin_is_kept_in_the_same_record_as_the_login_memory() {
+        let with = encode("alice@example.test", &pinned()).unwrap();
+        let without = encode("alice@example.test", &entry()).unwrap();
+        assert_eq!(with.len(), without.len() + 64);
+        assert!(with.starts_with(b"XSC4"));
     }
 
     /// A record of an earlier format: `offer` bits between the JID and the entry (XSC2).
     fn earlier(magic: &[u8; 4], offer: Option<MechanismSet>) -> Vec<u8> {
-        let bytes = entry().scram.unwrap().to_bytes();
+        let bytes = memory().scram.unwrap().to_bytes();
         let jid = "alice@example.test";
         let mut v = magic.to_vec();
         v.push(jid.len() as u8);
@@ -245,12 +326,23 @@ mod tests {
     #[test]
     fn earlier_format_records_read_as_what_they_held() {
         let v1 = decode(&earlier(b"XSC1", None), "alice@example.test").unwrap();
-        assert_eq!(v1.scram, entry().scram);
-        assert_eq!(v1.offer, None);
+        assert_eq!(v1.memory.scram, memory().scram);
+        assert_eq!((v1.memory.offer, v1.pin), (None, None));
         let offer = MechanismSet::from_names(["SCRAM-SHA-1", "PLAIN"]);
         let v2 = decode(&earlier(b"XSC2", Some(offer)), "alice@example.test").unwrap();
-        assert_eq!(v2.scram, entry().scram);
-        assert_eq!(v2.offer, Some(offer));
+        assert_eq!(v2.memory.scram, memory().scram);
+        assert_eq!(v2.memory.offer, Some(offer));
+        // XSC3: the login memory's bytes right after the JID, no pin flag.
+        let bytes = memory().to_bytes().unwrap();
+        let jid = "alice@example.test";
+        let mut v3 = b"XSC3".to_vec();
+        v3.push(jid.len() as u8);
+        v3.extend_from_slice(jid.as_bytes());
+        v3.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        v3.extend_from_slice(&bytes);
+        let sum = fnv1a(&v3);
+        v3.extend_from_slice(&sum.to_be_bytes());
+        assert_eq!(decode(&v3, jid), Some(entry()));
     }
 
     #[test]
@@ -300,15 +392,18 @@ mod tests {
         let mut store = NorFlashStore::new(Flash([0xff; 4096]), 1024, 1024);
         assert!(store.load("alice@example.test").is_none());
         store.save("alice@example.test", &entry()).unwrap();
-        let other = LoginMemory {
-            scram: Some(ScramCacheEntry::from_password(
-                ScramHash::Sha1,
-                "pencil",
-                b"other",
-                64,
-            )),
-            offer: Some(MechanismSet::from_names(["PLAIN"])),
-            ..LoginMemory::default()
+        let other = Kept {
+            memory: LoginMemory {
+                scram: Some(ScramCacheEntry::from_password(
+                    ScramHash::Sha1,
+                    "pencil",
+                    b"other",
+                    64,
+                )),
+                offer: Some(MechanismSet::from_names(["PLAIN"])),
+                ..LoginMemory::default()
+            },
+            ..pinned()
         };
         store.save("alice@example.test", &other).unwrap();
         assert_eq!(store.load("alice@example.test"), Some(other));

@@ -15,12 +15,14 @@
 
 use core::cell::Cell;
 
+use alloc::vec::Vec;
 use embedded_io_async::{ErrorType, Read, Write};
 use rand_core::{CryptoRng, RngCore};
 use xmpp_handshake_core::connection::TlsInfo;
 use xmpp_handshake_core::driver::TlsUpgrade;
 use xmpp_handshake_core::trust::{
-    CertificatePolicy, ClockPolicy, NoPins, ReferenceError, ReferenceIdentity, UnixTime,
+    CertificatePolicy, ClockPolicy, Fingerprint, FirstUse, Pin, PinStore, PinStoreError,
+    ReferenceError, ReferenceIdentity, UnixTime,
 };
 use xmpp_handshake_embedded_tls::{
     Aes128GcmSha256, EmbeddedTls, EmbeddedTlsError, EmbeddedTlsReader, EmbeddedTlsStream,
@@ -30,11 +32,66 @@ use xmpp_handshake_embedded_tls::{
 /// Where the certificate check gets the time from.
 #[derive(Debug, Clone, Copy)]
 pub enum Clock {
-    /// A real-time source (SNTP, RTC; the host's clock): dates are checked.
+    /// A real-time source (an RTC; the host's clock): dates are checked.
     Now(fn() -> UnixTime),
-    /// No clock on this device: validity dates are not checked (an explicit choice, logged
-    /// by the core on every connection; an expired certificate then still verifies).
-    None,
+    /// The time SNTP set ([`crate::time::now`]): dates are checked once it is known;
+    /// before that they are not (an explicit choice, logged by the core on every
+    /// connection: `ClockPolicy::SkipValidityWithoutClock`; an expired certificate then
+    /// still verifies).
+    Sntp,
+}
+
+/// How the device trusts the server's certificate (RFC 6120 §13.7.2; the settings
+/// `XMPP_CA`, `XMPP_PIN`, `XMPP_TRUST_FIRST_USE`).
+#[derive(Debug, Clone, Copy)]
+pub enum TrustSetting<'a> {
+    /// A chain to the trust anchors (`XMPP_CA`).
+    Anchors,
+    /// Only these keys (`XMPP_PIN`): SHA-256 of the SubjectPublicKeyInfo, 32 bytes each,
+    /// as the build script wrote them. The chain is not consulted; the name, the dates
+    /// and the proof of possession still are.
+    Pins(&'a [u8]),
+    /// Trust on first use (`XMPP_TRUST_FIRST_USE=1`), the policy of the CLI's
+    /// `--trust-first-use` (`FirstUse::Record`): the first key seen is pinned in the
+    /// store ([`PinSlot`]), a changed key is refused with both fingerprints; a first
+    /// certificate that chains to the anchors (if any) is pinned as well.
+    FirstUse,
+}
+
+impl TrustSetting<'_> {
+    fn policy(self) -> CertificatePolicy {
+        match self {
+            TrustSetting::Anchors => CertificatePolicy::anchors(),
+            TrustSetting::Pins(bytes) => CertificatePolicy::pinned(
+                bytes
+                    .chunks_exact(32)
+                    .filter_map(|pin| pin.try_into().ok().map(Fingerprint))
+                    .collect::<Vec<_>>(),
+            ),
+            TrustSetting::FirstUse => CertificatePolicy::trust_on_first_use(FirstUse::Record),
+        }
+    }
+}
+
+/// The pin store of one connection: the pin kept in the store's record
+/// ([`crate::store::Kept::pin`], loaded before the handshake) and the pin the policy
+/// recorded on first use or refreshed (saved to the store after it).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PinSlot {
+    kept: Option<Pin>,
+    recorded: Option<Pin>,
+}
+
+impl PinStore for PinSlot {
+    fn load(&self, _domain: &str) -> Option<Pin> {
+        // One verifier serves one reference domain: the record's pin is that domain's.
+        self.recorded.or(self.kept)
+    }
+
+    fn store(&mut self, _domain: &str, pin: Pin) -> Result<(), PinStoreError> {
+        self.recorded = Some(pin);
+        Ok(())
+    }
 }
 
 /// An [`EmbeddedTls`] for each connection. See the module docs.
@@ -49,16 +106,18 @@ pub struct EmbeddedTlsConnector<'a> {
 
 impl<'a> EmbeddedTlsConnector<'a> {
     /// `read` and `write` are the TLS record buffers (see [`crate::Memory`]); `anchors` the
-    /// DER trust anchors (CA certificates); `domain` the configured XMPP domain.
+    /// DER trust anchors (CA certificates); `trust` how they or pins are used; `domain` the
+    /// configured XMPP domain.
     pub fn new(
         read: &'a mut [u8],
         write: &'a mut [u8],
         anchors: &'a [&'a [u8]],
+        trust: TrustSetting<'_>,
         domain: &str,
         clock: Clock,
     ) -> Result<Self, ReferenceError> {
-        let mut policy = CertificatePolicy::anchors();
-        if matches!(clock, Clock::None) {
+        let mut policy = trust.policy();
+        if matches!(clock, Clock::Sntp) {
             policy.clock = ClockPolicy::SkipValidityWithoutClock;
         }
         #[cfg(feature = "insecure-skip-verify")]
@@ -80,11 +139,13 @@ impl EmbeddedTlsConnector<'_> {
     /// A fresh upgrade for the next connection, borrowing the record buffers for it and
     /// drawing its randomness (key share, client random) from `rng`. The TLS stream it
     /// makes stays in `slot` for the connection's life; the connection reads and writes it
-    /// through its halves ([`TlsHalves`]).
+    /// through its halves ([`TlsHalves`]). `pin` is the key pinned on an earlier first use
+    /// (trust on first use only).
     pub fn upgrade<'b, G, T>(
         &'b mut self,
         rng: G,
         slot: &'b mut TlsSlot<'b, T>,
+        pin: Option<Pin>,
     ) -> Upgrade<'b, G, T>
     where
         G: RngCore + CryptoRng,
@@ -94,11 +155,16 @@ impl EmbeddedTlsConnector<'_> {
             self.reference.clone(),
             self.policy.clone(),
             self.anchors,
-            NoPins,
+            PinSlot {
+                kept: pin,
+                recorded: None,
+            },
         );
-        if let Clock::Now(now) = self.clock {
-            verifier = verifier.with_time(now());
-        }
+        let now = match self.clock {
+            Clock::Now(now) => Some(now()),
+            Clock::Sntp => crate::time::now(),
+        };
+        verifier.set_time(now);
         Upgrade {
             tls: EmbeddedTls::new(&mut *self.read, &mut *self.write, rng, verifier)
                 .with_max_fragment_length(MaxFragmentLength::Bits12),
@@ -128,10 +194,18 @@ impl<'b, T: Read + Write + 'b> Default for TlsSlot<'b, T> {
 /// The core's [`TlsUpgrade`] with the embedded-tls backend's [`EmbeddedTls`]: the stream
 /// goes into the [`TlsSlot`] and the upgrade returns its halves.
 pub struct Upgrade<'b, G, T: Read + Write + 'b> {
-    tls: EmbeddedTls<'b, G, NoPins>,
+    tls: EmbeddedTls<'b, G, PinSlot>,
     slot: Option<&'b mut TlsSlot<'b, T>>,
     /// What the handshake established, until the driver asks.
     info: Cell<TlsInfo>,
+}
+
+impl<'b, G, T: Read + Write + 'b> Upgrade<'b, G, T> {
+    /// The pin the policy recorded during the handshake (a first use, or the same key in
+    /// a renewed certificate), to keep in the store.
+    pub fn recorded_pin(&mut self) -> Option<Pin> {
+        self.tls.verifier_mut().pins_mut().recorded
+    }
 }
 
 impl<'b, T, G> TlsUpgrade<T> for Upgrade<'b, G, T>
@@ -150,7 +224,7 @@ where
         let slot = self.slot.take().ok_or(EmbeddedTlsError::AlreadyUsed)?;
         let stream = self.tls.upgrade(transport, server_name).await?;
         self.info
-            .set(<EmbeddedTls<'b, G, NoPins> as TlsUpgrade<T>>::tls_info(
+            .set(<EmbeddedTls<'b, G, PinSlot> as TlsUpgrade<T>>::tls_info(
                 &self.tls, &stream,
             ));
         let (reader, writer) = slot.0.insert(stream).split();
@@ -161,7 +235,7 @@ where
     }
 
     fn classify(error: Self::Error) -> xmpp_handshake_core::TlsError {
-        <EmbeddedTls<'b, G, NoPins> as TlsUpgrade<T>>::classify(error)
+        <EmbeddedTls<'b, G, PinSlot> as TlsUpgrade<T>>::classify(error)
     }
 
     fn tls_info(&self, _stream: &Self::Stream) -> TlsInfo {

@@ -790,7 +790,7 @@ impl AsyncCheck for LaterChecks {
         if self.refuse {
             return Err(SignatureError::Invalid);
         }
-        Software.verify(&check.as_check())
+        Software.verify(&check.as_check()?)
     }
 }
 

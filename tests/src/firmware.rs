@@ -117,9 +117,16 @@ pub struct App {
 
 impl App {
     /// Starts the app on `tap0` at [`DEVICE_CIDR`] (call it on a thread inside the
-    /// namespace) with `settings`; the SCRAM cache and the logs go to `work`.
+    /// namespace) with `settings`; the SCRAM cache (and a pin kept on first use) and the
+    /// log, `app.log`, go to `work`.
     pub fn start(settings: &AppSettings, work: &Path) -> Result<App, String> {
-        let log = work.join("app.log");
+        Self::start_named("app", settings, work)
+    }
+
+    /// [`App::start`] logging to `NAME.log` (and its stdout to `NAME.out`) in `work`: a
+    /// second run in the same work dir keeps the first one's log and the SCRAM cache.
+    pub fn start_named(name: &str, settings: &AppSettings, work: &Path) -> Result<App, String> {
+        let log = work.join(format!("{name}.log"));
         let child = Command::new(app_binary())
             .env("RUST_LOG", "info")
             .env("XMPP_JID", &settings.jid)
@@ -131,7 +138,7 @@ impl App {
             .env("SCRAM_CACHE", work.join("scram-cache.bin"))
             .envs(settings.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
-            .stdout(fs::File::create(work.join("app.out")).map_err(|e| e.to_string())?)
+            .stdout(fs::File::create(work.join(format!("{name}.out"))).map_err(|e| e.to_string())?)
             .stderr(fs::File::create(&log).map_err(|e| e.to_string())?)
             .spawn()
             .map_err(|e| format!("starting the app: {e}"))?;
@@ -141,6 +148,20 @@ impl App {
     /// Its log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The work dir it was started with (where its log is).
+    pub fn work_dir(&self) -> PathBuf {
+        self.log
+            .parent()
+            .expect("the app's log is in the work dir")
+            .to_path_buf()
+    }
+
+    /// Ends the process now (its TAP device is then free for the next run).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Waits until the log has `n` lines containing `needle`.
@@ -216,7 +237,6 @@ pub fn failed_lines(log: &str) -> Vec<&str> {
 
 impl Drop for App {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }

@@ -20,6 +20,7 @@
 
 use std::fs;
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use xmpp_handshake_core::connection::{ConnectionOptions, InitiatingConnection};
@@ -32,7 +33,7 @@ use xmpp_handshake_host::transport::connect;
 use xmpp_handshake_host::upgrade::RustlsClient;
 use xmpp_handshake_tests::firmware::{in_namespace, App, AppSettings, SERVER_ADDR};
 use xmpp_handshake_tests::process::{RunAs, ServerProcess};
-use xmpp_handshake_tests::{Prosody, ProsodyOptions, ServerInfo, TestPki};
+use xmpp_handshake_tests::{ExtraHost, Prosody, ProsodyOptions, ServerInfo, TestPki, User};
 use xmpp_handshake_tokio::BoundStream;
 
 const DOMAIN: &str = "xmpp.test";
@@ -113,15 +114,29 @@ fn restart(server: &mut Prosody) -> ServerProcess {
 }
 
 /// Which trust anchor the app gets.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Anchor {
     /// The CA that issued Prosody's certificate.
     ServersCa,
     /// A CA of another test PKI, issued for the same domain: must never be accepted.
     Foreign,
+    /// This CA certificate (DER).
+    Der(Vec<u8>),
 }
 
 fn start_app(
+    server: &Prosody,
+    anchor: Anchor,
+    work: &Path,
+    env: &[(&str, &str)],
+) -> Result<App, String> {
+    start_app_as("app", server, anchor, work, env)
+}
+
+/// [`start_app`] logging to `NAME.log`; `{c2s}` in a value of `env` is the server's c2s
+/// port. The SCRAM cache (and a pin kept on first use) stays in `work` across runs.
+fn start_app_as(
+    name: &str,
     server: &Prosody,
     anchor: Anchor,
     work: &Path,
@@ -131,23 +146,28 @@ fn start_app(
     let der = match anchor {
         Anchor::ServersCa => server.ca_der().to_vec(),
         Anchor::Foreign => TestPki::generate(DOMAIN).map_err(|e| e.to_string())?.ca_der,
+        Anchor::Der(der) => der,
     };
     fs::write(&ca, der).map_err(|e| e.to_string())?;
+    let c2s = server.ports.c2s.to_string();
     let alice = server.user(0);
     let mut settings = AppSettings {
         jid: alice.jid(DOMAIN),
         password: alice.password.clone(),
-        server: format!("{SERVER_ADDR}:{}", server.ports.c2s),
+        server: format!("{SERVER_ADDR}:{c2s}"),
         ca,
         env: vec![
+            ("XMPP_RESOURCE".into(), "device".into()),
             ("XMPP_REPORT_TO".into(), server.user(1).jid(DOMAIN)),
             ("XMPP_PERIOD_MS".into(), "500".into()),
         ],
     };
-    settings
-        .env
-        .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    App::start(&settings, work)
+    // Later entries win: a test's own XMPP_SERVER or XMPP_CA replaces the defaults.
+    settings.env.extend(
+        env.iter()
+            .map(|(k, v)| (k.to_string(), v.replace("{c2s}", &c2s))),
+    );
+    App::start_named(name, &settings, work)
 }
 
 /// In a fresh namespace: Prosody, then the app with `anchor`, then `scenario`. The app's
@@ -184,6 +204,10 @@ where
     drop(app);
     let milestones = [
         "bound as",
+        "SRV",
+        "SNTP",
+        "pinned",
+        "connecting to",
         "SCRAM keys",
         "connection failed",
         "reconnecting",
@@ -458,5 +482,291 @@ fn firmware_app_heap_per_element_stays_under_its_bound() {
             ));
         }
         Ok(())
+    });
+}
+
+/// A daemon the test started in its namespace (dnsmasq); killed on drop.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// dnsmasq on the server's side of the TAP link: `server.xmpp.test` and `xmpp.test` have
+/// its address, `_xmpp-client._tcp.xmpp.test` points at `server.xmpp.test` on `port`.
+fn dnsmasq(work: &Path, port: u16) -> Result<Daemon, String> {
+    let child = Command::new("dnsmasq")
+        .args([
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--user=root",
+            &format!("--listen-address={SERVER_ADDR}"),
+            &format!("--pid-file={}", work.join("dnsmasq.pid").display()),
+            &format!("--host-record=server.{DOMAIN},{SERVER_ADDR}"),
+            &format!("--host-record={DOMAIN},{SERVER_ADDR}"),
+            &format!("--srv-host=_xmpp-client._tcp.{DOMAIN},server.{DOMAIN},{port},0,0"),
+        ])
+        .stdin(Stdio::null())
+        .stderr(fs::File::create(work.join("dnsmasq.log")).map_err(|e| e.to_string())?)
+        .spawn()
+        .map_err(|e| format!("dnsmasq (apt-get install dnsmasq-base): {e}"))?;
+    Ok(Daemon(child))
+}
+
+#[test]
+fn firmware_app_finds_the_server_by_host_name_and_by_srv() {
+    let env = [
+        ("XMPP_SERVER", "server.xmpp.test:{c2s}"),
+        ("TAP_DNS", SERVER_ADDR),
+    ];
+    with_app("dns", Anchor::ServersCa, &env, |server, app| {
+        let work = app.work_dir();
+        let _dns = dnsmasq(&work, server.ports.c2s)?;
+        // (a) The host name's A record from dnsmasq (the app retries until it answers).
+        app.wait_for(
+            "bound as alice@xmpp.test/device",
+            1,
+            Duration::from_secs(60),
+        )?;
+        let to = format!("connecting to {SERVER_ADDR}:{}", server.ports.c2s);
+        if !app.log().contains(&to) {
+            return Err(format!("no {to:?} in the log"));
+        }
+        app.stop();
+        // (b) Nothing configured: SRV _xmpp-client._tcp.xmpp.test, then the target's A.
+        let env = [("XMPP_SERVER", ""), ("TAP_DNS", SERVER_ADDR)];
+        let mut srv = start_app_as("srv", server, Anchor::ServersCa, &work, &env)?;
+        srv.wait_for(
+            "bound as alice@xmpp.test/device",
+            1,
+            Duration::from_secs(60),
+        )
+        .map_err(|e| format!("{e}\n{}", srv.log()))?;
+        let found = format!(
+            "SRV: server.xmpp.test:{} at {SERVER_ADDR}",
+            server.ports.c2s
+        );
+        if !srv.log().contains(&found) {
+            return Err(format!("no {found:?} in the log:\n{}", srv.log()));
+        }
+        Ok(())
+    });
+}
+
+/// SHA-256 of the SubjectPublicKeyInfo of `leaf`, as `XMPP_PIN` takes it.
+fn spki_pin(leaf: &[u8]) -> String {
+    xmpp_handshake_core::trust::EndEntityCertificate::parse(leaf)
+        .expect("the test leaf parses")
+        .pin()
+        .spki_sha256
+        .to_string()
+}
+
+#[test]
+fn firmware_app_logs_in_with_a_pin_and_refuses_another_key() {
+    let wrong = "00".repeat(32);
+    let env = [("XMPP_CA", ""), ("XMPP_PIN", wrong.as_str())];
+    with_app("pin", Anchor::ServersCa, &env, |server, app| {
+        // A wrong pin: refused, with the presented key and the configured one.
+        app.wait_for("connection failed", 2, Duration::from_secs(60))?;
+        let log = app.log();
+        let presented = spki_pin(&server.pki.leaf_der);
+        let refusal = log
+            .lines()
+            .find(|l| l.contains("connection failed"))
+            .unwrap_or_default();
+        if log.contains("bound as") || !refusal.contains(&presented) {
+            return Err(format!(
+                "not refused with the presented key {presented}:\n{log}"
+            ));
+        }
+        if !refusal.contains("00:00:00:00") {
+            return Err(format!(
+                "the refusal does not name the configured pin: {refusal}"
+            ));
+        }
+        app.stop();
+        // The right pin, no CA: bound.
+        let env = [("XMPP_CA", ""), ("XMPP_PIN", presented.as_str())];
+        let work = app.work_dir();
+        let mut pinned = start_app_as("pinned", server, Anchor::ServersCa, &work, &env)?;
+        pinned
+            .wait_for(
+                "bound as alice@xmpp.test/device",
+                1,
+                Duration::from_secs(60),
+            )
+            .map_err(|e| format!("{e}\n{}", pinned.log()))
+    });
+}
+
+#[test]
+fn firmware_app_pins_on_first_use_and_refuses_a_changed_key() {
+    let env = [("XMPP_CA", ""), ("XMPP_TRUST_FIRST_USE", "1")];
+    with_app("tofu", Anchor::ServersCa, &env, |server, app| {
+        app.wait_for(
+            "bound as alice@xmpp.test/device",
+            1,
+            Duration::from_secs(60),
+        )?;
+        app.wait_for("pinned the server's key", 1, Duration::from_secs(5))?;
+        let old = spki_pin(&server.pki.leaf_der);
+        app.stop();
+        // Another server for the same domain, with a key of its own (a fresh test PKI).
+        let work = app.work_dir();
+        server.stop();
+        let opts = ProsodyOptions {
+            domain: DOMAIN.into(),
+            extra_global_config: format!("interfaces = {{ \"127.0.0.1\", \"{SERVER_ADDR}\" }}"),
+            ..ProsodyOptions::default()
+        };
+        let other = Prosody::start(opts).map_err(|e| e.to_string())?;
+        let new = spki_pin(&other.pki.leaf_der);
+        let mut again = start_app_as("changed", &other, Anchor::ServersCa, &work, &env)?;
+        again.wait_for("connection failed", 2, Duration::from_secs(60))?;
+        let log = again.log();
+        let refusal = log
+            .lines()
+            .find(|l| l.contains("connection failed"))
+            .unwrap_or_default();
+        if log.contains("bound as") {
+            return Err(format!("a changed key was accepted:\n{log}"));
+        }
+        if !(refusal.contains("HAS CHANGED") && refusal.contains(&old) && refusal.contains(&new)) {
+            return Err(format!(
+                "the refusal does not show both keys {old} and {new}: {refusal}"
+            ));
+        }
+        Ok(())
+    });
+}
+
+/// A CA and a leaf for `domain` (P-256, SAN dNSName and XmppAddr as the harness's) whose
+/// validity ended in 2021: `(CA DER, leaf + CA PEM, leaf key PEM)`.
+fn expired_pki(domain: &str) -> (Vec<u8>, String, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("expired CA for {domain}"));
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    ca.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut leaf = CertificateParams::new(vec![domain.to_string()]).unwrap();
+    leaf.distinguished_name.push(DnType::CommonName, domain);
+    leaf.is_ca = IsCa::ExplicitNoCa;
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    leaf.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+    (
+        ca_cert.der().to_vec(),
+        format!("{}{}", leaf_cert.pem(), ca_cert.pem()),
+        leaf_key.serialize_pem(),
+    )
+}
+
+/// chronyd serving its own clock (`local stratum 8`) on the server's side of the TAP
+/// link, without touching the system clock (`-x`).
+fn chronyd(work: &Path) -> Result<Daemon, String> {
+    let conf = work.join("chrony.conf");
+    fs::write(
+        &conf,
+        format!(
+            "local stratum 8\nallow all\nbindaddress {SERVER_ADDR}\ncmdport 0\npidfile {}\n",
+            work.join("chronyd.pid").display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let child = Command::new("chronyd")
+        .args(["-x", "-d", "-u", "root", "-f"])
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stderr(fs::File::create(work.join("chronyd.log")).map_err(|e| e.to_string())?)
+        .spawn()
+        .map_err(|e| format!("chronyd (apt-get install chrony): {e}"))?;
+    Ok(Daemon(child))
+}
+
+#[test]
+fn firmware_app_checks_certificate_dates_once_sntp_gave_the_time() {
+    with_app("sntp", Anchor::ServersCa, &[], |server, app| {
+        app.stop();
+        server.stop();
+        let work = app.work_dir();
+        let domain = "expired.test";
+        let (ca, chain_pem, key_pem) = expired_pki(domain);
+        let opts = ProsodyOptions {
+            domain: DOMAIN.into(),
+            extra_global_config: format!("interfaces = {{ \"127.0.0.1\", \"{SERVER_ADDR}\" }}"),
+            extra_hosts: vec![ExtraHost {
+                domain: domain.into(),
+                chain_pem,
+                key_pem,
+                users: vec![User::new("alice", "device-password")],
+            }],
+            ..ProsodyOptions::default()
+        };
+        let mut expired = Prosody::start(opts).map_err(|e| e.to_string())?;
+        // No SNTP server yet: the dates are skipped (and said so), the expired
+        // certificate verifies otherwise.
+        let env = [
+            ("XMPP_JID", "alice@expired.test"),
+            ("XMPP_PASSWORD", "device-password"),
+            ("XMPP_NTP", SERVER_ADDR),
+        ];
+        let mut app = start_app_as("sntp", &expired, Anchor::Der(ca), &work, &env)?;
+        let result = (|| {
+            app.wait_for("bound as alice@expired.test/", 1, Duration::from_secs(60))?;
+            let log = app.log();
+            if !(log.contains("no time from SNTP") && log.contains("validity dates NOT checked")) {
+                return Err(format!("the skip is not logged:\n{log}"));
+            }
+            // The time arrives; on the next connection the certificate is refused.
+            let _sntp = chronyd(&work)?;
+            let mut restarted = restart(&mut expired);
+            let refused = (|| {
+                app.wait_for("s since the epoch", 1, Duration::from_secs(60))?;
+                // The core's text for CertError::Expired, refused as often as tried.
+                app.wait_for("the certificate expired", 2, Duration::from_secs(60))?;
+                let log = app.log();
+                let after: Vec<&str> = log
+                    .lines()
+                    .skip_while(|l| !l.contains("s since the epoch"))
+                    .collect();
+                let after = after.join("\n");
+                if after.contains("bound as") || !after.contains("the certificate expired") {
+                    return Err(format!(
+                        "not refused as expired once the time was known:\n{log}"
+                    ));
+                }
+                Ok(())
+            })();
+            restarted.stop(Duration::from_secs(5));
+            refused
+        })();
+        if result.is_err() {
+            eprintln!("--- sntp app log ---\n{}", app.log());
+            eprintln!(
+                "--- chronyd ---\n{}",
+                fs::read_to_string(work.join("chronyd.log")).unwrap_or_default()
+            );
+        }
+        result
     });
 }

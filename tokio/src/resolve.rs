@@ -10,8 +10,11 @@
 use std::future::Future;
 use std::io;
 
+use xmpp_handshake_core::resolve;
+pub use xmpp_handshake_core::resolve::{Security, SrvRecord};
+
 /// The default c2s port (§14.7 IANA registration).
-pub const DEFAULT_PORT: u16 = 5222;
+pub const DEFAULT_PORT: u16 = resolve::CLIENT_PORT;
 
 /// Which XMPP service a domain is looked up for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +31,7 @@ impl Service {
     /// The SRV names, Direct TLS first: `(_xmpps-…, _xmpp-…)`.
     fn names(self) -> (&'static str, &'static str) {
         match self {
-            Service::Client => ("_xmpps-client._tcp", "_xmpp-client._tcp"),
+            Service::Client => resolve::CLIENT_SERVICES,
             Service::Server => ("_xmpps-server._tcp", "_xmpp-server._tcp"),
         }
     }
@@ -40,19 +43,6 @@ impl Service {
             Service::Server => (5269, 5270),
         }
     }
-}
-
-/// One SRV record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SrvRecord {
-    /// Lower is tried first.
-    pub priority: u16,
-    /// Among equal priorities, higher is tried first.
-    pub weight: u16,
-    /// Port.
-    pub port: u16,
-    /// Host name, without the trailing dot; `.` means "no service here" (RFC 2782).
-    pub target: String,
 }
 
 /// Looks up SRV records.
@@ -114,25 +104,6 @@ impl SrvResolver for StaticResolver {
     }
 }
 
-/// How a connection is protected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Security {
-    /// TCP, then STARTTLS (RFC 6120 §5).
-    StartTls,
-    /// TLS from the first byte (XEP-0368).
-    DirectTls,
-}
-
-impl Security {
-    /// `STARTTLS` or `Direct TLS`, for messages.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Security::StartTls => "STARTTLS",
-            Security::DirectTls => "Direct TLS",
-        }
-    }
-}
-
 /// One place to connect to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -153,43 +124,25 @@ pub struct Targets {
     pub addresses: Vec<Target>,
 }
 
-/// The SRV records of `service` for `domain` (the `.` target removed); `None` when the
-/// domain announces that it has no such service (a sole `.` target). A lookup failure
-/// counts as no records (RFC 6120 §3.2.2 allows the fallback).
+/// The SRV records of `service` for `domain` ([`resolve::announced`]: `None` when the
+/// domain announces that it has no such service). A lookup failure counts as no records
+/// (RFC 6120 §3.2.2 allows the fallback).
 async fn service<R: SrvResolver>(
     resolver: &R,
     service: &str,
     domain: &str,
 ) -> Option<Vec<SrvRecord>> {
-    let mut records = resolver
+    let records = resolver
         .lookup_srv(&format!("{service}.{domain}"))
         .await
         .unwrap_or_default();
-    if records.len() == 1 && records[0].target == "." {
-        return None;
-    }
-    records.retain(|r| r.target != ".");
-    Some(records)
+    resolve::announced(records)
 }
 
-/// Both services' records as one list in the order to try them (XEP-0368 §2 rule 1, RFC
-/// 2782): lower priority first; among equal priorities, higher weight first (a fixed order
-/// rather than RFC 2782's weighted random pick: one client, one login); at equal priority
-/// and weight Direct TLS first (the client's preference XEP-0368 allows: a round trip
-/// less, no STARTTLS to strip).
+/// Both services' records in the order to try them ([`resolve::merged`], the core's rule
+/// the firmware applies too).
 fn merged(direct: Vec<SrvRecord>, starttls: Vec<SrvRecord>) -> Vec<Target> {
-    let mut records: Vec<(SrvRecord, Security)> = direct
-        .into_iter()
-        .map(|r| (r, Security::DirectTls))
-        .chain(starttls.into_iter().map(|r| (r, Security::StartTls)))
-        .collect();
-    records.sort_by(|(a, sa), (b, sb)| {
-        a.priority
-            .cmp(&b.priority)
-            .then(b.weight.cmp(&a.weight))
-            .then((*sa == Security::StartTls).cmp(&(*sb == Security::StartTls)))
-    });
-    records
+    resolve::merged(direct, starttls)
         .into_iter()
         .map(|(r, security)| Target {
             host: r.target,

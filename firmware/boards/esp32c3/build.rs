@@ -2,5 +2,5 @@
 //! (linkall.x, defmt.x) are set in .cargo/config.toml.
 
 fn main() {
-    xmpp_handshake_firmware_build::embed_config(&["WIFI_SSID", "WIFI_PASSWORD"]);
+    xmpp_handshake_firmware_build::embed_config(&xmpp_handshake_firmware_build::WIFI_ENV);
 }

@@ -1,16 +1,22 @@
 //! The firmware app on the host: the embassy `std` executor, embassy-time's std driver and
 //! embassy-net over a TAP device, exactly the code the boards run above the network driver.
 //!
-//! Configuration comes from the environment (the boards read the same names at build time):
-//! `XMPP_JID`, `XMPP_PASSWORD`, `XMPP_SERVER` (`a.b.c.d:port`), `XMPP_CA` (path to the trust
-//! anchors: a PEM bundle, or DER), optional `XMPP_REPORT_TO` + `XMPP_PERIOD_MS` (periodic readings),
-//! `XMPP_ECHO` (`0` turns echo off), `XMPP_RESOURCE`; `TAP_IF` (default `tap0`), `TAP_ADDR`
-//! (`a.b.c.d/len`), `SCRAM_CACHE` (file for the SCRAM cache); `XMPP_SOAK=1` closes each
-//! session once bound and reconnects at once (a reconnect soak); `HEAP_REPORT_MS` (default
-//! 5000) is the period of the heap report. Logs go to stderr (`RUST_LOG`).
+//! Configuration comes from the environment, checked by the boards' build-time check
+//! (`xmpp-handshake-firmware-build`, the same names and errors): `XMPP_JID`,
+//! `XMPP_PASSWORD`, `XMPP_SERVER` (`a.b.c.d[:port]`, `name[:port]`, or unset for the JID's
+//! domain by SRV), `XMPP_CA` (path to the trust anchors: a PEM bundle, or DER) or `XMPP_PIN` (SHA-256
+//! of the server's key) or `XMPP_TRUST_FIRST_USE=1`, optional `XMPP_REPORT_TO` +
+//! `XMPP_PERIOD_MS` (periodic readings), `XMPP_RESOURCE` (default: `device-` and a hash of
+//! the host name and the TAP device), `XMPP_NTP` (an SNTP server: the clock then starts
+//! unknown and is set from it, as on the boards; unset: the system clock), `XMPP_ECHO`
+//! (`0` turns echo off); `TAP_IF` (default `tap0`), `TAP_ADDR` (`a.b.c.d/len`), `TAP_DNS`
+//! (the DNS server, `a.b.c.d`, of this static configuration), `SCRAM_CACHE` (file for the
+//! SCRAM cache and the pin); `XMPP_SOAK=1` closes each session once bound and reconnects
+//! at once (a reconnect soak); `HEAP_REPORT_MS` (default 5000) is the period of the heap
+//! report. Logs go to stderr (`RUST_LOG`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::net::SocketAddrV4;
+use std::net::Ipv4Addr;
 use std::process::exit;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -21,10 +27,13 @@ use embassy_time::Duration;
 use rand_core::{OsRng, RngCore};
 use static_cell::StaticCell;
 use xmpp_handshake_firmware::app::SocketBuffers;
-use xmpp_handshake_firmware::core::trust::UnixTime;
+use xmpp_handshake_firmware::config::device_resource;
+use xmpp_handshake_firmware::core::resolve::ServerSetting;
+use xmpp_handshake_firmware::core::trust::{Fingerprint, UnixTime};
 use xmpp_handshake_firmware::store::FileStore;
-use xmpp_handshake_firmware::tls::{Clock, EmbeddedTlsConnector};
+use xmpp_handshake_firmware::tls::{Clock, EmbeddedTlsConnector, TrustSetting};
 use xmpp_handshake_firmware::{Config, Memory};
+use xmpp_handshake_firmware_build::{check, TrustSetting as Trust};
 
 /// The system allocator, counting the peak of live heap bytes (the number a board's heap
 /// must cover).
@@ -93,39 +102,69 @@ async fn heap_report(period: Duration) -> ! {
 async fn main(spawner: Spawner) {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
 
-    let jid = leak(var("XMPP_JID"));
-    let password = leak(var("XMPP_PASSWORD"));
-    let server: SocketAddrV4 = var("XMPP_SERVER").parse().unwrap_or_else(|e| {
-        eprintln!("XMPP_SERVER: {e} (expected a.b.c.d:port)");
+    let settings = check(|name| std::env::var(name).ok(), false).unwrap_or_else(|e| {
+        eprintln!("{e}");
         exit(2)
     });
-    let ca_path = var("XMPP_CA");
+    let jid = leak(settings.jid);
+    let password = leak(settings.password);
+    let server_text = leak(settings.server);
+    let server = ServerSetting::parse(server_text).unwrap_or(ServerSetting::Domain);
+    let (ca_path, trust) = match settings.trust {
+        Trust::Anchor(ca) => (Some(ca), TrustSetting::Anchors),
+        Trust::Pins(pins) => {
+            let bytes: Vec<u8> = pins.iter().flat_map(|p: &Fingerprint| p.0).collect();
+            (None, TrustSetting::Pins(Vec::leak(bytes)))
+        }
+        Trust::FirstUse(ca) => (ca, TrustSetting::FirstUse),
+    };
     // Every certificate of the PEM bundle, as the boards' build scripts read it.
-    let bundle = xmpp_handshake_firmware_build::read_anchors(std::path::Path::new(&ca_path))
-        .unwrap_or_else(|e| {
-            eprintln!("XMPP_CA {ca_path}: {e}");
-            exit(2)
-        });
-    let anchors = xmpp_handshake_firmware::trust_anchors(Vec::leak(bundle));
+    let anchors = match &ca_path {
+        Some(path) => {
+            let bundle = xmpp_handshake_firmware_build::read_anchors(path).unwrap_or_else(|e| {
+                eprintln!("XMPP_CA {}: {e}", path.display());
+                exit(2)
+            });
+            xmpp_handshake_firmware::trust_anchors(Vec::leak(bundle))
+        }
+        None => &[],
+    };
     let tap = std::env::var("TAP_IF").unwrap_or_else(|_| "tap0".into());
     let address: Ipv4Cidr = var("TAP_ADDR").parse().unwrap_or_else(|_| {
         eprintln!("TAP_ADDR: expected a.b.c.d/len");
         exit(2)
     });
+    let mut dns_servers = heapless::Vec::new();
+    if let Ok(dns) = std::env::var("TAP_DNS") {
+        let dns: Ipv4Addr = dns.parse().unwrap_or_else(|_| {
+            eprintln!("TAP_DNS: expected a.b.c.d");
+            exit(2)
+        });
+        let _ = dns_servers.push(dns);
+    }
 
-    let endpoint = (*server.ip(), server.port()).into();
-    let mut config = Config::new(jid, password, endpoint).unwrap_or_else(|e| {
+    let mut config = Config::new(jid, password, server).unwrap_or_else(|e| {
         eprintln!("XMPP_JID: expected user@domain: {e}");
         exit(2)
     });
-    if let Ok(r) = std::env::var("XMPP_RESOURCE") {
-        config.resource = leak(r);
-    }
+    config.resource = match settings.resource {
+        Some(r) => leak(r),
+        None => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            let id = Fingerprint::of(format!("{}/{tap}", host.trim()).as_bytes());
+            leak(device_resource(&id.0[..6]))
+        }
+    };
+    config.ntp = settings.ntp.filter(|n| n != "off").map(leak);
+    let clock = match config.ntp {
+        Some(_) => Clock::Sntp,
+        None => Clock::Now(now),
+    };
     config.behaviour.echo = std::env::var("XMPP_ECHO").as_deref() != Ok("0");
     config.behaviour.soak = std::env::var("XMPP_SOAK").as_deref() == Ok("1");
-    config.behaviour.report_to = std::env::var("XMPP_REPORT_TO").ok().map(leak);
-    if let Ok(ms) = std::env::var("XMPP_PERIOD_MS") {
-        config.behaviour.period = Duration::from_millis(ms.parse().unwrap_or(60_000));
+    config.behaviour.report_to = settings.report_to.map(leak);
+    if let Some(ms) = settings.period_ms {
+        config.behaviour.period = Duration::from_millis(ms);
     }
     config.backoff = xmpp_handshake_firmware::backoff::Backoff::new(
         Duration::from_millis(250),
@@ -139,7 +178,7 @@ async fn main(spawner: Spawner) {
     let net_config = embassy_net::Config::ipv4_static(StaticConfigV4 {
         address,
         gateway: None,
-        dns_servers: Default::default(),
+        dns_servers,
     });
     static RESOURCES: StaticCell<StackResources<2>> = StaticCell::new();
     let (stack, runner) = embassy_net::new(
@@ -165,8 +204,9 @@ async fn main(spawner: Spawner) {
         Vec::leak(vec![0; memory.tls_read]),
         Vec::leak(vec![0; memory.tls_write]),
         anchors,
+        trust,
         config.domain,
-        Clock::Now(now),
+        clock,
     )
     .unwrap_or_else(|e| {
         eprintln!("XMPP_JID: the domain is not usable as a certificate reference: {e}");
@@ -177,6 +217,14 @@ async fn main(spawner: Spawner) {
     let live = LIVE.load(Ordering::Relaxed);
     BASELINE.store(live, Ordering::Relaxed);
     PEAK.store(live, Ordering::Relaxed);
-    log::info!("xmpp firmware app (host build) on {tap} {address}, {jid} via {server}");
+    log::info!(
+        "xmpp firmware app (host build) on {tap} {address}, {jid}/{} via {}",
+        config.resource,
+        if server_text.is_empty() {
+            "the JID's domain"
+        } else {
+            server_text
+        }
+    );
     xmpp_handshake_firmware::run(stack, &config, buffers, &mut tls, &mut store, OsRng).await
 }

@@ -1,6 +1,8 @@
 //! The firmware app on a NUCLEO-F767ZI: on-board Ethernet (RMII, LAN8742A) with DHCP, the
-//! hardware RNG, the SCRAM cache in flash sector 11. Configuration: build-time environment
-//! (see the README's Firmware section). All logic is in the `xmpp-handshake-firmware` crate.
+//! hardware RNG, the SCRAM cache (and a pin kept on first use) in flash sector 11, the
+//! independent watchdog (IWDG) fed while the app makes progress. Configuration: build-time
+//! environment, checked by build.rs (see the README's Firmware section). All logic is in
+//! the `xmpp-handshake-firmware` crate.
 #![no_std]
 #![no_main]
 
@@ -11,15 +13,18 @@ use embassy_executor::Spawner;
 use embassy_net::StackResources;
 use embassy_stm32::eth::{Ethernet, GenericPhy, PacketQueue, Sma};
 use embassy_stm32::flash::{Blocking, Flash};
+use embassy_stm32::peripherals::IWDG;
 use embassy_stm32::peripherals::{ETH, ETH_SMA, RNG};
 use embassy_stm32::rng::{self, Rng};
 use embassy_stm32::time::Hertz;
+use embassy_stm32::wdg::IndependentWatchdog;
 use embassy_stm32::{bind_interrupts, eth, Config};
 use static_cell::{ConstStaticCell, StaticCell};
 use xmpp_handshake_firmware::app::SocketBuffers;
+use xmpp_handshake_firmware::config::{self, BuildEnv};
 use xmpp_handshake_firmware::store::NorFlashStore;
 use xmpp_handshake_firmware::tls::EmbeddedTlsConnector;
-use xmpp_handshake_firmware::{config, Memory};
+use xmpp_handshake_firmware::{watchdog, Memory};
 use {defmt_rtt as _, panic_probe as _};
 
 bind_interrupts!(struct Irqs {
@@ -38,6 +43,15 @@ const CACHE_SIZE: u32 = 0x4_0000;
 static ALLOCATOR: embedded_alloc::LlffHeap = embedded_alloc::LlffHeap::empty();
 
 static TRUST_ANCHOR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ca.der"));
+/// `XMPP_PIN`: SHA-256 of the server's key, 32 bytes each (empty: no pins).
+static PINS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pins.bin"));
+/// `XMPP_TRUST_FIRST_USE=1`.
+const FIRST_USE: bool = match option_env!("XMPP_TRUST_FIRST_USE") {
+    Some(v) => v.len() == 1 && v.as_bytes()[0] == b'1',
+    None => false,
+};
+/// The IWDG's timeout: the watchdog task pets it every second while the app progresses.
+const WATCHDOG_TIMEOUT_US: u32 = 8_000_000;
 
 type Device = Ethernet<'static, ETH, GenericPhy<Sma<'static, ETH_SMA>>>;
 
@@ -55,6 +69,13 @@ unsafe fn HardFault(_frame: &cortex_m_rt::ExceptionFrame) -> ! {
 #[embassy_executor::task]
 async fn net_task(mut runner: embassy_net::Runner<'static, Device>) -> ! {
     runner.run().await
+}
+
+/// Pets the IWDG while the app proves progress ([`watchdog::keep_fed`]).
+#[embassy_executor::task]
+async fn watchdog_task(mut iwdg: IndependentWatchdog<'static, IWDG>) -> ! {
+    iwdg.unleash();
+    watchdog::keep_fed(|| iwdg.pet()).await
 }
 
 #[embassy_executor::main]
@@ -112,24 +133,35 @@ fn setup(spawner: Spawner) -> Board {
         config.rcc.sys = Sysclk::PLL1_P;
     }
     let p = embassy_stm32::init(config);
+    spawner.spawn(unwrap!(watchdog_task(IndependentWatchdog::new(
+        p.IWDG,
+        WATCHDOG_TIMEOUT_US
+    ))));
     let mut rng = Rng::new(p.RNG, Irqs);
 
-    let Some(app) = config::from_build_env(
-        option_env!("XMPP_JID"),
-        option_env!("XMPP_PASSWORD"),
-        option_env!("XMPP_SERVER"),
-        option_env!("XMPP_REPORT_TO"),
-        option_env!("XMPP_PERIOD_MS"),
-    ) else {
-        defmt::panic!("set XMPP_JID, XMPP_PASSWORD and XMPP_SERVER when building");
-    };
+    // The default resource from the chip's 96-bit unique id: two boards on one account
+    // keep their own sessions.
+    let uid = embassy_stm32::uid::uid();
+    let resource = config::device_resource(&uid).leak();
+    // build.rs refused a missing or malformed setting, naming it.
+    let app = unwrap!(config::from_build_env(
+        BuildEnv {
+            jid: option_env!("XMPP_JID"),
+            password: option_env!("XMPP_PASSWORD"),
+            server: option_env!("XMPP_SERVER"),
+            resource: option_env!("XMPP_RESOURCE"),
+            report_to: option_env!("XMPP_REPORT_TO"),
+            period_ms: option_env!("XMPP_PERIOD_MS"),
+            ntp: option_env!("XMPP_NTP"),
+        },
+        resource,
+    ));
     info!(
-        "xmpp firmware app on NUCLEO-F767ZI: {}@{}",
-        app.username, app.domain
+        "xmpp firmware app on NUCLEO-F767ZI: {}@{}/{}",
+        app.username, app.domain, app.resource
     );
 
     // A locally administered MAC from the chip's unique id.
-    let uid = embassy_stm32::uid::uid();
     let mac = [0x02, uid[0], uid[1], uid[2], uid[3], uid[4]];
     // Const-initialized in .bss: `StaticCell::init(PacketQueue::new())` built the queue on
     // the main task's stack first and copied it. One TX buffer: frames go out one at a time
@@ -152,8 +184,9 @@ fn setup(spawner: Spawner) -> Board {
         p.PA2,
         p.PC1,
     );
-    // Two sockets: DHCP and the one TCP connection (dropped before the next is made).
-    static RESOURCES: StaticCell<StackResources<2>> = StaticCell::new();
+    // Three sockets: DHCP, DNS, and the one TCP connection or UDP exchange (SNTP, SRV;
+    // each dropped before the next is made).
+    static RESOURCES: StaticCell<StackResources<3>> = StaticCell::new();
     let (stack, runner) = embassy_net::new(
         device,
         embassy_net::Config::dhcpv4(Default::default()),
@@ -162,7 +195,8 @@ fn setup(spawner: Spawner) -> Board {
     );
     spawner.spawn(unwrap!(net_task(runner)));
 
-    let (buffers, tls) = xmpp_handshake_firmware::board_session!(MEMORY, TRUST_ANCHOR, app.domain);
+    let (buffers, tls) =
+        xmpp_handshake_firmware::board_session!(MEMORY, TRUST_ANCHOR, PINS, FIRST_USE, app.domain);
     Board {
         stack,
         app,
