@@ -5,7 +5,8 @@
 //! Layout: namespace `xhfw-<pid>` with `lo` and `tap0` (10.203.0.1/24, the server's side);
 //! the app's embassy-net stack is 10.203.0.2/24 on the other end of `tap0`. Prosody runs in
 //! the namespace (the test thread enters it, so Prosody and the second client inherit it)
-//! and also listens on 10.203.0.1.
+//! and also listens on 10.203.0.1. The namespace and the app process are the harness's
+//! (`tests/src/firmware.rs`).
 //!
 //! Passes only if the app completes STARTTLS (embedded-tls with the core's certificate
 //! policy), SCRAM and bind; its periodic reading reaches a second client; it echoes that
@@ -18,7 +19,7 @@
 //! unless `XMPP_HANDSHAKE_REQUIRE_SERVERS=1` (tests/run): then it fails.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,89 +31,12 @@ use xmpp_handshake_core::stanza;
 use xmpp_handshake_host::clock::TokioClock;
 use xmpp_handshake_host::transport::connect;
 use xmpp_handshake_host::upgrade::RustlsClient;
-use xmpp_handshake_tests::netns::Netns;
+use xmpp_handshake_tests::firmware::{in_namespace, App, AppSettings, SERVER_ADDR};
 use xmpp_handshake_tests::process::{RunAs, ServerProcess};
-use xmpp_handshake_tests::{
-    servers_required, ExtraHost, Prosody, ProsodyOptions, ServerInfo, TestPki, User,
-};
+use xmpp_handshake_tests::{ExtraHost, Prosody, ProsodyOptions, ServerInfo, TestPki, User};
 use xmpp_handshake_tokio::BoundStream;
 
 const DOMAIN: &str = "xmpp.test";
-const SERVER_ADDR: &str = "10.203.0.1";
-const DEVICE_CIDR: &str = "10.203.0.2/24";
-const APP_BIN: &str = "xmpp-firmware-host";
-
-/// Why this machine cannot run the test, if it cannot.
-fn missing_prerequisite() -> Option<String> {
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } != 0 {
-        return Some("needs root (network namespaces, TAP devices)".into());
-    }
-    if !Path::new("/dev/net/tun").exists() {
-        return Some("/dev/net/tun is missing".into());
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        return Some("`ip` (iproute2) is missing".into());
-    }
-    None
-}
-
-/// The app binary, next to this test's `deps/` directory (cargo builds it with the
-/// workspace's tests); `XMPP_FIRMWARE_HOST_BIN` overrides.
-fn app_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("XMPP_FIRMWARE_HOST_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join(APP_BIN);
-    assert!(
-        bin.exists(),
-        "{} not found: build it with `cargo build -p xmpp-handshake-firmware-host` \
-         (cargo test --workspace does)",
-        bin.display()
-    );
-    bin
-}
-
-/// The app as a child process; killed on drop. Its log (stderr) goes to a file.
-struct App {
-    child: Child,
-    log: PathBuf,
-}
-
-impl App {
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the log has `n` lines containing `needle`.
-    fn wait_for(&mut self, needle: &str, n: usize, limit: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if self.log().matches(needle).count() >= n {
-                return Ok(());
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("the app exited ({status}) before {needle:?} x{n}"));
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "no {needle:?} x{n} in the app's log within {limit:?}"
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -225,32 +149,25 @@ fn start_app_as(
         Anchor::Der(der) => der,
     };
     fs::write(&ca, der).map_err(|e| e.to_string())?;
-    let log = work.join(format!("{name}.log"));
     let c2s = server.ports.c2s.to_string();
-    let env: Vec<(&str, String)> = env
-        .iter()
-        .map(|(k, v)| (*k, v.replace("{c2s}", &c2s)))
-        .collect();
     let alice = server.user(0);
-    let child = Command::new(app_binary())
-        .env("RUST_LOG", "info")
-        .env("XMPP_JID", alice.jid(DOMAIN))
-        .env("XMPP_PASSWORD", &alice.password)
-        .env("XMPP_SERVER", format!("{SERVER_ADDR}:{}", server.ports.c2s))
-        .env("XMPP_CA", &ca)
-        .env("XMPP_RESOURCE", "device")
-        .env("XMPP_REPORT_TO", server.user(1).jid(DOMAIN))
-        .env("XMPP_PERIOD_MS", "500")
-        .env("TAP_IF", "tap0")
-        .env("TAP_ADDR", DEVICE_CIDR)
-        .env("SCRAM_CACHE", work.join("scram-cache.bin"))
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(work.join(format!("{name}.out"))).map_err(|e| e.to_string())?)
-        .stderr(fs::File::create(&log).map_err(|e| e.to_string())?)
-        .spawn()
-        .map_err(|e| format!("starting the app: {e}"))?;
-    Ok(App { child, log })
+    let mut settings = AppSettings {
+        jid: alice.jid(DOMAIN),
+        password: alice.password.clone(),
+        server: format!("{SERVER_ADDR}:{c2s}"),
+        ca,
+        env: vec![
+            ("XMPP_RESOURCE".into(), "device".into()),
+            ("XMPP_REPORT_TO".into(), server.user(1).jid(DOMAIN)),
+            ("XMPP_PERIOD_MS".into(), "500".into()),
+        ],
+    };
+    // Later entries win: a test's own XMPP_SERVER or XMPP_CA replaces the defaults.
+    settings.env.extend(
+        env.iter()
+            .map(|(k, v)| (k.to_string(), v.replace("{c2s}", &c2s))),
+    );
+    App::start_named(name, &settings, work)
 }
 
 /// In a fresh namespace: Prosody, then the app with `anchor`, then `scenario`. The app's
@@ -259,41 +176,16 @@ fn with_app<F>(tag: &str, anchor: Anchor, env: &[(&str, &str)], scenario: F)
 where
     F: FnOnce(&mut Prosody, &mut App) -> Result<(), String> + Send,
 {
-    if let Some(reason) = missing_prerequisite() {
-        if servers_required() {
-            panic!("cannot run the TAP test: {reason}");
-        }
-        eprintln!("SKIPPED (firmware TAP test): {reason}");
-        return;
-    }
-    let ns = Netns::create(
-        &format!("xhfw-{}-{tag}", std::process::id()),
-        &format!("{SERVER_ADDR}/24"),
-    )
-    .expect("network namespace");
-    // A thread of its own: only it (and what it spawns) enters the namespace.
-    let result = std::thread::scope(|s| {
-        s.spawn(|| run_in_namespace(&ns, anchor, env, scenario))
-            .join()
-    });
-    drop(ns);
-    match result {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("{e}"),
-        Err(panic) => std::panic::resume_unwind(panic),
+    match in_namespace(tag, |_| run_in_namespace(anchor, env, scenario)) {
+        None | Some(Ok(())) => {}
+        Some(Err(e)) => panic!("{e}"),
     }
 }
 
-fn run_in_namespace<F>(
-    ns: &Netns,
-    anchor: Anchor,
-    env: &[(&str, &str)],
-    scenario: F,
-) -> Result<(), String>
+fn run_in_namespace<F>(anchor: Anchor, env: &[(&str, &str)], scenario: F) -> Result<(), String>
 where
     F: FnOnce(&mut Prosody, &mut App) -> Result<(), String>,
 {
-    ns.enter()?;
     let opts = ProsodyOptions {
         domain: DOMAIN.into(),
         // Also on the TAP side, where the app is (the harness binds 127.0.0.1).
@@ -627,19 +519,6 @@ fn dnsmasq(work: &Path, port: u16) -> Result<Daemon, String> {
     Ok(Daemon(child))
 }
 
-fn work_dir(app: &App) -> PathBuf {
-    app.log
-        .parent()
-        .expect("the app's log is in the work dir")
-        .to_path_buf()
-}
-
-/// Ends `app` (its TAP device is then free for the next run).
-fn stop(app: &mut App) {
-    let _ = app.child.kill();
-    let _ = app.child.wait();
-}
-
 #[test]
 fn firmware_app_finds_the_server_by_host_name_and_by_srv() {
     let env = [
@@ -647,7 +526,7 @@ fn firmware_app_finds_the_server_by_host_name_and_by_srv() {
         ("TAP_DNS", SERVER_ADDR),
     ];
     with_app("dns", Anchor::ServersCa, &env, |server, app| {
-        let work = work_dir(app);
+        let work = app.work_dir();
         let _dns = dnsmasq(&work, server.ports.c2s)?;
         // (a) The host name's A record from dnsmasq (the app retries until it answers).
         app.wait_for(
@@ -659,7 +538,7 @@ fn firmware_app_finds_the_server_by_host_name_and_by_srv() {
         if !app.log().contains(&to) {
             return Err(format!("no {to:?} in the log"));
         }
-        stop(app);
+        app.stop();
         // (b) Nothing configured: SRV _xmpp-client._tcp.xmpp.test, then the target's A.
         let env = [("XMPP_SERVER", ""), ("TAP_DNS", SERVER_ADDR)];
         let mut srv = start_app_as("srv", server, Anchor::ServersCa, &work, &env)?;
@@ -712,10 +591,10 @@ fn firmware_app_logs_in_with_a_pin_and_refuses_another_key() {
                 "the refusal does not name the configured pin: {refusal}"
             ));
         }
-        stop(app);
+        app.stop();
         // The right pin, no CA: bound.
         let env = [("XMPP_CA", ""), ("XMPP_PIN", presented.as_str())];
-        let work = work_dir(app);
+        let work = app.work_dir();
         let mut pinned = start_app_as("pinned", server, Anchor::ServersCa, &work, &env)?;
         pinned
             .wait_for(
@@ -738,9 +617,9 @@ fn firmware_app_pins_on_first_use_and_refuses_a_changed_key() {
         )?;
         app.wait_for("pinned the server's key", 1, Duration::from_secs(5))?;
         let old = spki_pin(&server.pki.leaf_der);
-        stop(app);
+        app.stop();
         // Another server for the same domain, with a key of its own (a fresh test PKI).
-        let work = work_dir(app);
+        let work = app.work_dir();
         server.stop();
         let opts = ProsodyOptions {
             domain: DOMAIN.into(),
@@ -827,9 +706,9 @@ fn chronyd(work: &Path) -> Result<Daemon, String> {
 #[test]
 fn firmware_app_checks_certificate_dates_once_sntp_gave_the_time() {
     with_app("sntp", Anchor::ServersCa, &[], |server, app| {
-        stop(app);
+        app.stop();
         server.stop();
-        let work = work_dir(app);
+        let work = app.work_dir();
         let domain = "expired.test";
         let (ca, chain_pem, key_pem) = expired_pki(domain);
         let opts = ProsodyOptions {
