@@ -32,15 +32,17 @@ mod error;
 mod events;
 #[cfg(target_arch = "wasm32")]
 mod options;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "tunnel"))]
 mod pins;
+#[cfg(all(target_arch = "wasm32", not(feature = "tunnel")))]
+mod plain;
 #[cfg(target_arch = "wasm32")]
 mod rng;
 #[cfg(target_arch = "wasm32")]
 mod session;
 #[cfg(all(test, target_arch = "wasm32"))]
 mod tests;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "tunnel"))]
 mod tls;
 #[cfg(target_arch = "wasm32")]
 mod websocket;
@@ -57,9 +59,13 @@ mod api {
     use wasm_bindgen::prelude::*;
 
     use crate::error::Failure;
+    #[cfg(feature = "tunnel")]
     use xmpp_handshake_core::trust::ReferenceIdentity;
 
-    use crate::events::{detail, Reporter};
+    #[cfg(feature = "tunnel")]
+    use crate::events::detail;
+    use crate::events::Reporter;
+    #[cfg(feature = "tunnel")]
     use crate::pins::LocalStoragePins;
     use crate::rng::BrowserRng;
     use crate::session::{self, ControlCell, Request};
@@ -189,12 +195,14 @@ export interface HandshakeError extends Error {
         })
     }
 
+    #[cfg(feature = "tunnel")]
     fn pin_domain(domain: &str) -> Result<String, JsValue> {
         ReferenceIdentity::client_to_server(domain)
             .map(|r| r.domain().to_string())
             .map_err(|e| Failure::config(format!("\"{domain}\": {e}")).to_js())
     }
 
+    #[cfg(feature = "tunnel")]
     /// The pin kept in `localStorage` for `domain` (tunnel mode, trust on first use):
     /// `{ fingerprint, key }` (SHA-256 of the certificate and of its key), or `null`.
     #[wasm_bindgen(js_name = pinFor, unchecked_return_type = "{ fingerprint: string, key: string } | null")]
@@ -212,6 +220,7 @@ export interface HandshakeError extends Error {
         })
     }
 
+    #[cfg(feature = "tunnel")]
     /// Forgets the pin for `domain`: the next tunnel connection is a first use again.
     #[wasm_bindgen(js_name = forgetPin)]
     pub fn forget_pin(domain: &str) -> Result<(), JsValue> {

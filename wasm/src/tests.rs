@@ -11,14 +11,8 @@ use js_sys::{Function, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_test::*;
 use xmpp_handshake_core::driver::Observer;
-use xmpp_handshake_core::trust::{
-    accept_changed_certificate, CertError, CertificatePolicy, FirstUse, PinStore, PkixOutcome,
-    ReferenceIdentity, TrustBasis,
-};
 
 use crate::events::{Callbacks, Reporter};
-use crate::options::pem_certificates;
-use crate::pins::{LocalStoragePins, KEY_PREFIX};
 use crate::websocket::{Carrying, Socket};
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -35,8 +29,16 @@ macro_rules! server {
     }};
 }
 
+#[cfg(feature = "tunnel")]
 #[wasm_bindgen_test]
 fn pins_first_use_then_same_then_changed_key() {
+    use crate::options::pem_certificates;
+    use crate::pins::{LocalStoragePins, KEY_PREFIX};
+    use xmpp_handshake_core::trust::{
+        accept_changed_certificate, CertError, CertificatePolicy, FirstUse, PinStore, PkixOutcome,
+        ReferenceIdentity, TrustBasis,
+    };
+
     let domain = server!("XH_WASM_DOMAIN");
     let first = pem_certificates(server!("XH_WASM_LEAF_PEM")).expect("leaf PEM");
     let other = pem_certificates(server!("XH_WASM_OTHER_LEAF_PEM")).expect("other PEM");

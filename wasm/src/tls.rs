@@ -61,6 +61,14 @@ pub struct TunnelTls<'a> {
     detail: TlsCell,
 }
 
+/// The TLS upgrade of a connection (the name the session uses in both builds).
+pub type Upgrade<'a> = TunnelTls<'a>;
+
+/// The upgrade of an RFC 7395 stream: none.
+pub fn no_tls<'a>() -> Upgrade<'a> {
+    TunnelTls::none()
+}
+
 /// The protected stream of a tunnel.
 pub type TlsStream<'a> = EmbeddedTlsStream<'a, Socket, Aes128GcmSha256>;
 
@@ -83,7 +91,7 @@ impl<'a> TunnelTls<'a> {
     }
 
     /// No TLS in the page (RFC 7395): an upgrade request is refused.
-    pub fn none() -> Self {
+    fn none() -> Self {
         TunnelTls {
             inner: None,
             detail: TlsCell::default(),
