@@ -50,6 +50,14 @@ mod websocket;
 #[cfg(target_arch = "wasm32")]
 pub use api::*;
 
+/// The heap (a free list, see `lol_alloc`): smaller than the standard library's dlmalloc.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+// SAFETY: wasm32-unknown-unknown without the `atomics` target feature runs on one thread:
+// the page's; the allocator is never reached from another.
+static HEAP: lol_alloc::AssumeSingleThreaded<lol_alloc::FreeListAllocator> =
+    unsafe { lol_alloc::AssumeSingleThreaded::new(lol_alloc::FreeListAllocator::new()) };
+
 #[cfg(target_arch = "wasm32")]
 mod api {
     use std::cell::RefCell;
