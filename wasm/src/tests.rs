@@ -244,3 +244,215 @@ async fn a_websocket_without_the_xmpp_subprotocol_is_refused() {
         .expect("no XMPP endpoint there");
     assert!(err.0.contains("not-xmpp"), "{}", err.0);
 }
+
+/// The WebCrypto glue against signatures openssl made (`wasm/tests/fixtures/webcrypto/make`):
+/// every scheme verifies its known-good signature, and refuses an altered message, an
+/// altered signature, a key of another type or curve.
+#[cfg(feature = "tunnel")]
+mod webcrypto {
+    use wasm_bindgen_test::*;
+
+    use crate::webcrypto::{ecdsa_der_to_p1363, verify, Scheme, WebCryptoError};
+
+    macro_rules! fixture {
+        ($name:literal) => {
+            include_bytes!(concat!("../tests/fixtures/webcrypto/", $name)).as_slice()
+        };
+    }
+
+    const MESSAGE: &[u8] = fixture!("message.bin");
+    const RSA2048: &[u8] = fixture!("rsa2048.spki.der");
+    const RSA4096: &[u8] = fixture!("rsa4096.spki.der");
+    const P256: &[u8] = fixture!("p256.spki.der");
+    const P384: &[u8] = fixture!("p384.spki.der");
+
+    /// (scheme, key, known-good signature) for every scheme.
+    fn cases() -> Vec<(Scheme, &'static [u8], &'static [u8])> {
+        vec![
+            (
+                Scheme::RsaPkcs1Sha256,
+                RSA2048,
+                fixture!("rsa2048.pkcs1-sha256.sig"),
+            ),
+            (
+                Scheme::RsaPkcs1Sha384,
+                RSA2048,
+                fixture!("rsa2048.pkcs1-sha384.sig"),
+            ),
+            (
+                Scheme::RsaPkcs1Sha512,
+                RSA2048,
+                fixture!("rsa2048.pkcs1-sha512.sig"),
+            ),
+            (
+                Scheme::RsaPssSha256,
+                RSA2048,
+                fixture!("rsa2048.pss-sha256.sig"),
+            ),
+            (
+                Scheme::RsaPssSha384,
+                RSA2048,
+                fixture!("rsa2048.pss-sha384.sig"),
+            ),
+            (
+                Scheme::RsaPssSha512,
+                RSA2048,
+                fixture!("rsa2048.pss-sha512.sig"),
+            ),
+            (
+                Scheme::RsaPkcs1Sha256,
+                RSA4096,
+                fixture!("rsa4096.pkcs1-sha256.sig"),
+            ),
+            (
+                Scheme::RsaPssSha384,
+                RSA4096,
+                fixture!("rsa4096.pss-sha384.sig"),
+            ),
+            (
+                Scheme::EcdsaP256Sha256,
+                P256,
+                fixture!("p256.ecdsa-sha256.sig"),
+            ),
+            (
+                Scheme::EcdsaP256Sha384,
+                P256,
+                fixture!("p256.ecdsa-sha384.sig"),
+            ),
+            (
+                Scheme::EcdsaP384Sha256,
+                P384,
+                fixture!("p384.ecdsa-sha256.sig"),
+            ),
+            (
+                Scheme::EcdsaP384Sha384,
+                P384,
+                fixture!("p384.ecdsa-sha384.sig"),
+            ),
+        ]
+    }
+
+    #[wasm_bindgen_test]
+    async fn every_scheme_verifies_a_known_good_signature() {
+        for (scheme, key, signature) in cases() {
+            assert_eq!(
+                verify(scheme, key, MESSAGE, signature).await,
+                Ok(()),
+                "{scheme:?}"
+            );
+        }
+    }
+
+    #[wasm_bindgen_test]
+    async fn an_altered_message_or_signature_is_invalid() {
+        for (scheme, key, signature) in cases() {
+            let mut message = MESSAGE.to_vec();
+            message[0] ^= 1;
+            assert_eq!(
+                verify(scheme, key, &message, signature).await,
+                Err(WebCryptoError::Invalid),
+                "{scheme:?}: altered message"
+            );
+            // The last byte: the end of RSA's signature, of ECDSA's s.
+            let mut altered = signature.to_vec();
+            *altered.last_mut().unwrap() ^= 1;
+            assert_eq!(
+                verify(scheme, key, MESSAGE, &altered).await,
+                Err(WebCryptoError::Invalid),
+                "{scheme:?}: altered signature"
+            );
+        }
+    }
+
+    #[wasm_bindgen_test]
+    async fn the_wrong_hash_or_padding_is_invalid() {
+        let pkcs1 = fixture!("rsa2048.pkcs1-sha256.sig");
+        let pss = fixture!("rsa2048.pss-sha256.sig");
+        let ecdsa = fixture!("p384.ecdsa-sha384.sig");
+        for (scheme, key, signature) in [
+            (Scheme::RsaPssSha256, RSA2048, pkcs1),
+            (Scheme::RsaPkcs1Sha256, RSA2048, pss),
+            (Scheme::RsaPkcs1Sha384, RSA2048, pkcs1),
+            (Scheme::EcdsaP384Sha256, P384, ecdsa),
+        ] {
+            assert_eq!(
+                verify(scheme, key, MESSAGE, signature).await,
+                Err(WebCryptoError::Invalid),
+                "{scheme:?}"
+            );
+        }
+    }
+
+    #[wasm_bindgen_test]
+    async fn a_key_of_another_type_or_curve_is_unsupported() {
+        let ecdsa = fixture!("p256.ecdsa-sha256.sig");
+        for (scheme, key) in [
+            (Scheme::EcdsaP384Sha256, P256),
+            (Scheme::EcdsaP256Sha256, RSA2048),
+            (Scheme::RsaPkcs1Sha256, P256),
+        ] {
+            let verdict = verify(scheme, key, MESSAGE, ecdsa).await;
+            assert!(
+                matches!(verdict, Err(WebCryptoError::Unsupported(_))),
+                "{scheme:?}: {verdict:?}"
+            );
+        }
+    }
+
+    #[wasm_bindgen_test]
+    fn der_signatures_become_padded_r_and_s() {
+        // r with a sign byte, s shorter than the curve: 0x00-padded on the left.
+        let der = [0x30, 0x08, 0x02, 0x02, 0x00, 0x80, 0x02, 0x02, 0x01, 0x02];
+        let mut want = vec![0u8; 64];
+        want[31] = 0x80;
+        want[62] = 0x01;
+        want[63] = 0x02;
+        assert_eq!(ecdsa_der_to_p1363(&der, 32), Ok(want));
+        // A P-384 signature of 104 bytes (both with sign bytes) has 48-byte halves.
+        let p1363 = ecdsa_der_to_p1363(fixture!("p384.ecdsa-sha384.sig"), 48).unwrap();
+        assert_eq!(p1363.len(), 96);
+    }
+
+    #[wasm_bindgen_test]
+    fn non_der_or_oversized_signatures_are_refused() {
+        let refused = |der: &[u8], size: usize| {
+            matches!(
+                ecdsa_der_to_p1363(der, size),
+                Err(WebCryptoError::Unsupported(_))
+            )
+        };
+        // Not minimal: a zero byte before a byte without its top bit.
+        assert!(refused(
+            &[0x30, 0x07, 0x02, 0x02, 0x00, 0x01, 0x02, 0x01, 0x01],
+            32
+        ));
+        // Negative r.
+        assert!(refused(
+            &[0x30, 0x06, 0x02, 0x01, 0x81, 0x02, 0x01, 0x01],
+            32
+        ));
+        // Zero s.
+        assert!(refused(
+            &[0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x00],
+            32
+        ));
+        // Trailing bytes, inside and after the sequence.
+        assert!(refused(
+            &[0x30, 0x07, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01, 0x00],
+            32
+        ));
+        assert!(refused(
+            &[0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01, 0x00],
+            32
+        ));
+        // Long-form length for a short sequence.
+        assert!(refused(
+            &[0x30, 0x81, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01],
+            32
+        ));
+        // Truncated.
+        assert!(refused(&[0x30, 0x06, 0x02, 0x01, 0x01, 0x02], 32));
+        // r longer than the curve: a P-384 signature read as P-256.
+        assert!(refused(fixture!("p384.ecdsa-sha384.sig"), 32));
+    }
+}
