@@ -1,7 +1,8 @@
 //! The demo page (wasm/www + the built wasm package) in real headless Chromium, driven over
 //! WebDriver, against real servers on loopback:
 //!
-//! (a) RFC 7395 WebSocket mode to Prosody's mod_websocket;
+//! (a) RFC 7395 WebSocket mode to Prosody's mod_websocket, with the full package and with
+//!     the WebSocket-only one;
 //! (b) tunnel mode through the bridge to Prosody's C2S port, STARTTLS and TLS inside the
 //!     page, the harness CA as the pinned anchor;
 //! (c) both modes against `serve --web` (the receiving entity in process), with the form as
@@ -12,8 +13,9 @@
 //! Each logs in, exchanges a message both ways with a second client (our CLI's client code
 //! over TCP + STARTTLS), and saves screenshots under `$CARGO_TARGET_DIR/artifacts/browser/`.
 //!
-//! The wasm package comes from `wasm/build` (tests/run builds it first) in `wasm/pkg`, or
-//! from `XMPP_HANDSHAKE_WASM_PKG`. Without it, or without Chromium, the suite skips unless
+//! The wasm packages come from `wasm/build` (tests/run builds them first) in `wasm/pkg` and
+//! `wasm/pkg-websocket`, or from `XMPP_HANDSHAKE_WASM_PKG` and
+//! `XMPP_HANDSHAKE_WASM_WEBSOCKET_PKG`. Without it, or without Chromium, the suite skips unless
 //! `XMPP_HANDSHAKE_REQUIRE_SERVERS=1`.
 
 #[path = "interop_support/mod.rs"]
@@ -50,9 +52,19 @@ fn repo() -> PathBuf {
 
 /// The built package, or `None` (skip) / a panic (required) when it is missing.
 fn package() -> Option<PathBuf> {
-    let dir = std::env::var_os("XMPP_HANDSHAKE_WASM_PKG")
+    package_in("XMPP_HANDSHAKE_WASM_PKG", "wasm/pkg")
+}
+
+/// The WebSocket-only package (`wasm/build` writes it to `wasm/pkg-websocket`, or
+/// `XMPP_HANDSHAKE_WASM_WEBSOCKET_PKG`): RFC 7395 only, no TLS code in the page.
+fn websocket_only_package() -> Option<PathBuf> {
+    package_in("XMPP_HANDSHAKE_WASM_WEBSOCKET_PKG", "wasm/pkg-websocket")
+}
+
+fn package_in(variable: &str, default: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os(variable)
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("wasm/pkg"));
+        .unwrap_or_else(|| repo().join(default));
     if dir.join(PACKAGE_MODULE).is_file() {
         return Some(dir);
     }
@@ -244,14 +256,30 @@ async fn prosody_peer(p: &Prosody, resource: &str) -> LoggedIn {
 #[tokio::test]
 async fn a_websocket_mode_to_prosody_mod_websocket() {
     let Some(pkg) = package() else { return };
+    websocket_mode_to_prosody(&pkg, "a-prosody-websocket", "a").await;
+}
+
+/// The WebSocket-only bundle (RFC 7395, TLS by the browser, no TLS code in the page) as
+/// the demo page loads it: the same login and messages as with the full package.
+#[tokio::test]
+async fn a_websocket_only_package_to_prosody_mod_websocket() {
+    let Some(pkg) = websocket_only_package() else {
+        return;
+    };
+    websocket_mode_to_prosody(&pkg, "a-prosody-websocket-only", "a-ws-only").await;
+}
+
+/// The page in WebSocket mode with the package in `pkg` logs in to Prosody's
+/// mod_websocket, exchanges a message with a second client, and disconnects.
+async fn websocket_mode_to_prosody(pkg: &Path, screenshots: &str, tag: &str) {
     let Some(prosody) = Prosody::shared() else {
         return;
     };
     let _one = ONE_BROWSER.lock().await;
-    let Some(browser) = Browser::start_or_skip("a-prosody-websocket", 1440, 1200).await else {
+    let Some(browser) = Browser::start_or_skip(screenshots, 1440, 1200).await else {
         return;
     };
-    let web = web_server(&pkg, Vec::new(), None).await;
+    let web = web_server(pkg, Vec::new(), None).await;
     let alice = prosody.user(0).clone();
     let url = format!(
         "{}?mode=websocket&ws={}&jid={}",
@@ -293,8 +321,8 @@ async fn a_websocket_mode_to_prosody_mod_websocket() {
         "password in the transcript"
     );
 
-    let mut bob = prosody_peer(prosody, "cli-a").await;
-    exchange_with(&browser, &jid, &mut bob, "a").await;
+    let mut bob = prosody_peer(prosody, &format!("cli-{tag}")).await;
+    exchange_with(&browser, &jid, &mut bob, tag).await;
     browser.screenshot("online").await;
     disconnect(&browser).await;
     browser.close().await;

@@ -296,6 +296,9 @@ async fn bad_options_are_config_errors_before_any_connection() {
         ("jid", JsValue::from("no-domain")),
         ("url", JsValue::from("http://127.0.0.1/")),
         ("channelBinding", JsValue::from("sometimes")),
+        // The WebSocket-only package has no tunnel.
+        #[cfg(not(feature = "tunnel"))]
+        ("mode", JsValue::from("tunnel")),
     ] {
         let (opts, _) = websocket_options("a", "b");
         Reflect::set(&opts, &name.into(), &value).unwrap();
