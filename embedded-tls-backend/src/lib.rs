@@ -19,11 +19,13 @@
 //!   1. [`CertificatePolicy::verify_server`] decides identity (DNS-ID, SRV-ID, XmppAddr),
 //!      dates (with the time given by [`ServerVerifier::with_time`]), pins and
 //!      trust-on-first-use;
-//!   2. when the policy needs it (not for configured or stored pins), a PKIX chain walk to
-//!      the configured DER trust anchors (name chaining, ECDSA signatures on P-256 (P-384
-//!      with the `p384` feature), basicConstraints CA, keyUsage and extendedKeyUsage on
-//!      issuers, path length, dates of intermediates, server usage of the end entity, no
-//!      unprocessed critical extension such as nameConstraints) supplies the
+//!   2. when the policy needs it (not for configured or stored pins), a PKIX path search
+//!      to the configured DER trust anchors (name chaining with backtracking over
+//!      cross-signed alternatives, signatures through a [`signature::SignatureVerifier`]:
+//!      ECDSA P-256, and with the `p384` and `rsa` features P-384 and RSA 2048-4096;
+//!      basicConstraints CA, keyUsage and extendedKeyUsage on issuers, path length, dates
+//!      of intermediates, server usage of the end entity, no unprocessed critical extension
+//!      such as nameConstraints) supplies the
 //!      [`PkixOutcome`](xmpp_handshake_core::trust::PkixOutcome);
 //!   3. always, pinned or not, the TLS 1.3 CertificateVerify signature is checked with the
 //!      accepted end entity's key (proof of possession): a replayed certificate fails.
@@ -37,12 +39,11 @@
 //!   accept the P-256 key share); one cipher suite per connection, by type parameter
 //!   ([`Aes128GcmSha256`] by default, or [`Aes256GcmSha384`]). No client certificate
 //!   (no SASL EXTERNAL).
-//! * Handshake signatures: ECDSA P-256/SHA-256 (P-384/SHA-384 with the `p384` feature).
-//!   embedded-tls's ClientHello also lists Ed25519 (and RSA only with its `alloc` feature,
-//!   which this crate does not enable); a server that picks Ed25519 fails with
-//!   [`EmbeddedTlsError::UnsupportedHandshakeSignature`]. Certificate chains signed with
-//!   RSA fail the chain walk (`PkixOutcome::Other`): use pinning for such servers, or an
-//!   ECDSA chain.
+//! * Handshake signatures: ECDSA P-256/SHA-256; with `p384` ECDSA P-384/SHA-384; with
+//!   `rsa` RSA-PSS (rsa_pss_rsae_sha256/384/512, and the RSA schemes are then listed in
+//!   the ClientHello). A verifier that defers ([`signature::Deferred`], the browser's
+//!   WebCrypto) lists them too. A server that picks Ed25519 (embedded-tls lists it) fails
+//!   with [`EmbeddedTlsError::UnsupportedHandshakeSignature`].
 //! * **No `tls-exporter`** channel binding (RFC 9266): embedded-tls exposes no exporter
 //!   and no key schedule. SCRAM `-PLUS` uses `tls-server-end-point` (RFC 5929) only; a
 //!   server that binds only with `tls-exporter` gets plain SCRAM or nothing, per the SASL
@@ -71,9 +72,13 @@
 //! certificate size and extension count.
 //!
 //! # Features
-//! * `sha-512`: ecdsa-with-SHA384 certificate signatures in the chain walk (and the
-//!   core's `sha-512`). Firmware leaves it out.
-//! * `p384`: P-384 keys in chains and CertificateVerify (implies `sha-512`).
+//! * `sha-512`: SHA-384/512 signatures (ecdsa-with-SHA384 in chains, and the core's
+//!   `sha-512`).
+//! * `p384`: P-384 keys in chains and CertificateVerify (implies `sha-512`), on
+//!   crypto-bigint: Let's Encrypt's ECDSA hierarchy (ISRG Root X2).
+//! * `rsa`: RSA keys of 2048 to 4096 bits (implies `sha-512`), on RustCrypto's `rsa`: Let's
+//!   Encrypt's RSA hierarchy (ISRG Root X1). With both, 28 KB more flash on the
+//!   NUCLEO-F767ZI than with P-256 alone.
 //! * `log` or `defmt`: where this crate, the core and embedded-tls log.
 //! * `terse-errors`: no effect any more, kept so that builds naming it still build: a
 //!   failure reaches the caller typed (`TlsUpgrade::classify` into the core's `TlsError`),
@@ -87,7 +92,14 @@ extern crate alloc;
 #[macro_use]
 mod fmt;
 
+#[cfg(feature = "p384")]
+mod p384;
+#[cfg(all(test, feature = "rsa", feature = "p384"))]
+mod parity_tests;
 mod pkix;
+#[cfg(feature = "rsa")]
+mod rsa;
+pub mod signature;
 #[cfg(test)]
 mod tests;
 
@@ -115,7 +127,10 @@ use xmpp_handshake_core::trust::{
     CertError, CertificatePolicy, PinStore, ReferenceIdentity, UnixTime, Verdict,
 };
 
-use pkix::{HashAlg, SignatureError};
+use signature::{
+    ecdsa_curve_is_p256, HashAlg, SignatureAlgorithm, SignatureCheck, SignatureError,
+    SignatureVerifier, Software,
+};
 
 /// The context string of a server CertificateVerify (RFC 8446 §4.4.3).
 const SERVER_CONTEXT: &[u8] = b"TLS 1.3, server CertificateVerify\x00";
@@ -271,19 +286,31 @@ fn classify_library(error: TlsError) -> CoreTlsError {
 ///
 /// One verifier serves one reference identity, fixed at construction from configuration;
 /// the SNI embedded-tls reports is not used for matching.
-pub struct ServerVerifier<'a, P> {
+pub struct ServerVerifier<'a, P, V = Software> {
     reference: ReferenceIdentity,
     policy: CertificatePolicy,
     anchors: &'a [&'a [u8]],
     pins: P,
+    signatures: V,
     now: Option<UnixTime>,
     leaf: Option<Vec<u8>>,
     transcript_hash: Option<Vec<u8>>,
     verdict: Option<Result<Verdict, CertError>>,
     proof: Option<Result<(), SignatureError>>,
+    /// What a verifier that defers signature checks decides again on: the presented chain
+    /// and the CertificateVerify (empty otherwise).
+    deferred: Option<DeferredInputs>,
 }
 
-impl<P> core::fmt::Debug for ServerVerifier<'_, P> {
+/// The handshake's inputs to the certificate decision, kept while signature checks are
+/// deferred (see [`signature::Deferred`]).
+#[derive(Debug)]
+struct DeferredInputs {
+    chain: Vec<Vec<u8>>,
+    certificate_verify: Option<(SignatureScheme, Vec<u8>)>,
+}
+
+impl<P, V> core::fmt::Debug for ServerVerifier<'_, P, V> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("ServerVerifier")
             .field("reference", &self.reference)
@@ -296,7 +323,8 @@ impl<P> core::fmt::Debug for ServerVerifier<'_, P> {
 }
 
 impl<'a, P: PinStore> ServerVerifier<'a, P> {
-    /// A verifier for `reference` under `policy`.
+    /// A verifier for `reference` under `policy`, checking signatures in software
+    /// ([`Software`]; see [`ServerVerifier::with_signature_verifier`]).
     ///
     /// * `anchors`: DER trust anchors (CA certificates, e.g. `include_bytes!` in flash);
     ///   empty when the policy never needs them (`Trust::Pinned`). A policy that does then
@@ -316,14 +344,39 @@ impl<'a, P: PinStore> ServerVerifier<'a, P> {
             policy,
             anchors,
             pins,
+            signatures: Software,
             now: None,
             leaf: None,
             transcript_hash: None,
             verdict: None,
             proof: None,
+            deferred: None,
         }
     }
 
+    /// Checks signatures with `signatures` instead (e.g. [`signature::Deferred`], which
+    /// puts them off until after the handshake).
+    pub fn with_signature_verifier<W: SignatureVerifier>(
+        self,
+        signatures: W,
+    ) -> ServerVerifier<'a, P, W> {
+        ServerVerifier {
+            reference: self.reference,
+            policy: self.policy,
+            anchors: self.anchors,
+            pins: self.pins,
+            signatures,
+            now: self.now,
+            leaf: self.leaf,
+            transcript_hash: self.transcript_hash,
+            verdict: self.verdict,
+            proof: self.proof,
+            deferred: self.deferred,
+        }
+    }
+}
+
+impl<'a, P: PinStore, V: SignatureVerifier> ServerVerifier<'a, P, V> {
     /// The current time (seconds since the epoch, from SNTP, an RTC or the browser), for
     /// the validity dates of the end entity and the intermediates.
     pub fn with_time(mut self, now: UnixTime) -> Self {
@@ -377,7 +430,7 @@ impl<'a, P: PinStore> ServerVerifier<'a, P> {
     pub fn crypto_provider<'v, R, CS>(
         &'v mut self,
         rng: &'v mut R,
-    ) -> XmppCryptoProvider<'v, 'a, R, P, CS> {
+    ) -> XmppCryptoProvider<'v, 'a, R, P, CS, V> {
         self.reset();
         XmppCryptoProvider {
             rng,
@@ -430,24 +483,46 @@ impl<'a, P: PinStore> ServerVerifier<'a, P> {
         self.transcript_hash = None;
         self.verdict = None;
         self.proof = None;
+        self.deferred = None;
     }
 
     fn decide(&mut self, chain: &[&[u8]]) -> Result<Verdict, CertError> {
         let anchors = self.anchors;
         let now = self.now;
+        let signatures = &mut self.signatures;
         self.policy.verify_server(
             chain,
             &self.reference,
-            || pkix::check_chain(chain, anchors, now),
+            || pkix::check_chain(chain, anchors, now, signatures),
             now,
             &mut self.pins,
         )
     }
 
+    /// After the handshake: answers the signature checks the verifier put off and decides
+    /// again on the answers, until the verdict rests on answers only (a synchronous
+    /// verifier puts nothing off, and this returns at once). Each round answers what the
+    /// last decision assumed, so a search that backtracks takes a few rounds; bounded by
+    /// [`signature::MAX_DEFERRED_CHECKS`].
+    pub async fn settle_signatures(&mut self) {
+        while self.signatures.settle().await {
+            let Some(inputs) = self.deferred.take() else {
+                return;
+            };
+            let chain: Vec<&[u8]> = inputs.chain.iter().map(Vec::as_slice).collect();
+            let verdict = self.decide(&chain);
+            self.verdict = Some(verdict);
+            if let Some((scheme, signature)) = &inputs.certificate_verify {
+                self.proof = Some(self.check_certificate_verify(*scheme, signature));
+            }
+            self.deferred = Some(inputs);
+        }
+    }
+
     /// RFC 8446 §4.4.3: the signature over 64 spaces, the context string and the
     /// transcript hash up to Certificate, with the accepted end entity's key.
     fn check_certificate_verify(
-        &self,
+        &mut self,
         scheme: SignatureScheme,
         signature: &[u8],
     ) -> Result<(), SignatureError> {
@@ -456,25 +531,46 @@ impl<'a, P: PinStore> ServerVerifier<'a, P> {
         else {
             return Err(SignatureError::Invalid);
         };
-        let (curve, alg) = match scheme {
-            SignatureScheme::EcdsaSecp256r1Sha256 => (pkix::SECP256R1, HashAlg::Sha256),
-            SignatureScheme::EcdsaSecp384r1Sha384 => (pkix::SECP384R1, HashAlg::Sha384),
+        // TLS 1.3 ties each ECDSA scheme to one curve; RSA keys sign with PSS only.
+        let (algorithm, p256_key) = match scheme {
+            SignatureScheme::EcdsaSecp256r1Sha256 => {
+                (SignatureAlgorithm::Ecdsa(HashAlg::Sha256), Some(true))
+            }
+            SignatureScheme::EcdsaSecp384r1Sha384 => {
+                (SignatureAlgorithm::Ecdsa(HashAlg::Sha384), Some(false))
+            }
+            SignatureScheme::RsaPssRsaeSha256 => {
+                (SignatureAlgorithm::RsaPss(HashAlg::Sha256), None)
+            }
+            SignatureScheme::RsaPssRsaeSha384 => {
+                (SignatureAlgorithm::RsaPss(HashAlg::Sha384), None)
+            }
+            SignatureScheme::RsaPssRsaeSha512 => {
+                (SignatureAlgorithm::RsaPss(HashAlg::Sha512), None)
+            }
             _ => return Err(SignatureError::Unsupported("signature scheme")),
         };
         let spki = pkix::leaf_spki(leaf).ok_or(SignatureError::Invalid)?;
-        // TLS 1.3 ties the ECDSA scheme to the curve of the key.
-        if pkix::ec_curve(&spki)? != curve {
+        if p256_key.is_some() && ecdsa_curve_is_p256(spki.der) != p256_key {
             return Err(SignatureError::Invalid);
         }
         let mut message = Vec::with_capacity(64 + SERVER_CONTEXT.len() + hash.len());
         message.resize(64, 0x20);
         message.extend_from_slice(SERVER_CONTEXT);
         message.extend_from_slice(hash);
-        pkix::verify_ecdsa_der(&spki, alg, &message, signature)
+        let check = SignatureCheck {
+            algorithm,
+            spki: spki.der,
+            message: &message,
+            signature,
+        };
+        self.signatures.verify(&check)
     }
 }
 
-impl<P: PinStore, CS: TlsCipherSuite> TlsVerifier<CS> for ServerVerifier<'_, P> {
+impl<P: PinStore, V: SignatureVerifier, CS: TlsCipherSuite> TlsVerifier<CS>
+    for ServerVerifier<'_, P, V>
+{
     fn set_hostname_verification(&mut self, hostname: &str) -> Result<(), TlsError> {
         if !hostname
             .trim_end_matches('.')
@@ -506,6 +602,12 @@ impl<P: PinStore, CS: TlsCipherSuite> TlsVerifier<CS> for ServerVerifier<'_, P> 
             }
         }
         let result = self.decide(&chain);
+        if V::DEFERS {
+            self.deferred = Some(DeferredInputs {
+                chain: chain.iter().map(|c| c.to_vec()).collect(),
+                certificate_verify: None,
+            });
+        }
         match &result {
             Ok(_) => {
                 debug!("certificate for {} accepted", self.reference.domain());
@@ -525,6 +627,9 @@ impl<P: PinStore, CS: TlsCipherSuite> TlsVerifier<CS> for ServerVerifier<'_, P> 
 
     fn verify_signature(&mut self, verify: CertificateVerifyRef<'_>) -> Result<(), TlsError> {
         let result = self.check_certificate_verify(verify.signature_scheme, verify.signature);
+        if let Some(inputs) = &mut self.deferred {
+            inputs.certificate_verify = Some((verify.signature_scheme, verify.signature.to_vec()));
+        }
         let error = match &result {
             Ok(()) => None,
             Err(SignatureError::Invalid) => Some(TlsError::InvalidSignature),
@@ -540,16 +645,17 @@ impl<P: PinStore, CS: TlsCipherSuite> TlsVerifier<CS> for ServerVerifier<'_, P> 
 
 /// The `CryptoProvider` handed to embedded-tls: the caller's RNG and a [`ServerVerifier`].
 /// No client certificate.
-pub struct XmppCryptoProvider<'v, 'a, R, P, CS> {
+pub struct XmppCryptoProvider<'v, 'a, R, P, CS, V = Software> {
     rng: &'v mut R,
-    verifier: &'v mut ServerVerifier<'a, P>,
+    verifier: &'v mut ServerVerifier<'a, P, V>,
     _suite: PhantomData<CS>,
 }
 
-impl<R, P, CS> CryptoProvider for XmppCryptoProvider<'_, '_, R, P, CS>
+impl<R, P, CS, V> CryptoProvider for XmppCryptoProvider<'_, '_, R, P, CS, V>
 where
     R: RngCore + CryptoRng,
     P: PinStore,
+    V: SignatureVerifier,
     CS: TlsCipherSuite,
 {
     type CipherSuite = CS;
@@ -704,23 +810,23 @@ where
 /// let mut tls = EmbeddedTls::new(&mut rx, &mut tx, rng, verifier);
 /// let negotiated = negotiate(socket, &mut tls, machine, &mut ()).await?;
 /// ```
-pub struct EmbeddedTls<'a, R, P, CS = Aes128GcmSha256> {
+pub struct EmbeddedTls<'a, R, P, CS = Aes128GcmSha256, V = Software> {
     read_buffer: Option<&'a mut [u8]>,
     write_buffer: Option<&'a mut [u8]>,
     rng: R,
-    verifier: ServerVerifier<'a, P>,
+    verifier: ServerVerifier<'a, P, V>,
     max_fragment_length: Option<MaxFragmentLength>,
     _suite: PhantomData<CS>,
 }
 
-impl<'a, R, P> EmbeddedTls<'a, R, P, Aes128GcmSha256> {
+impl<'a, R, P, V> EmbeddedTls<'a, R, P, Aes128GcmSha256, V> {
     /// An upgrade with TLS_AES_128_GCM_SHA256, the caller's record buffers (see the module
     /// docs for sizes), RNG and verifier.
     pub fn new(
         read_buffer: &'a mut [u8],
         write_buffer: &'a mut [u8],
         rng: R,
-        verifier: ServerVerifier<'a, P>,
+        verifier: ServerVerifier<'a, P, V>,
     ) -> Self {
         EmbeddedTls {
             read_buffer: Some(read_buffer),
@@ -733,9 +839,9 @@ impl<'a, R, P> EmbeddedTls<'a, R, P, Aes128GcmSha256> {
     }
 }
 
-impl<'a, R, P, CS> EmbeddedTls<'a, R, P, CS> {
+impl<'a, R, P, CS, V> EmbeddedTls<'a, R, P, CS, V> {
     /// Offers another cipher suite instead ([`Aes256GcmSha384`]).
-    pub fn with_cipher_suite<Other: TlsCipherSuite>(self) -> EmbeddedTls<'a, R, P, Other> {
+    pub fn with_cipher_suite<Other: TlsCipherSuite>(self) -> EmbeddedTls<'a, R, P, Other, V> {
         EmbeddedTls {
             read_buffer: self.read_buffer,
             write_buffer: self.write_buffer,
@@ -753,21 +859,22 @@ impl<'a, R, P, CS> EmbeddedTls<'a, R, P, CS> {
     }
 
     /// The verifier (its verdict after a handshake).
-    pub fn verifier(&self) -> &ServerVerifier<'a, P> {
+    pub fn verifier(&self) -> &ServerVerifier<'a, P, V> {
         &self.verifier
     }
 
     /// The verifier, mutably (the pin store, the time).
-    pub fn verifier_mut(&mut self) -> &mut ServerVerifier<'a, P> {
+    pub fn verifier_mut(&mut self) -> &mut ServerVerifier<'a, P, V> {
         &mut self.verifier
     }
 }
 
-impl<'a, T, R, P, CS> TlsUpgrade<T> for EmbeddedTls<'a, R, P, CS>
+impl<'a, T, R, P, CS, V> TlsUpgrade<T> for EmbeddedTls<'a, R, P, CS, V>
 where
     T: Read + Write + 'a,
     R: RngCore + CryptoRng,
     P: PinStore,
+    V: SignatureVerifier,
     CS: TlsCipherSuite + 'static,
 {
     type Stream = EmbeddedTlsStream<'a, T, CS>;
@@ -785,12 +892,22 @@ where
             return Err(EmbeddedTlsError::BufferTooSmall);
         }
         let mut config = TlsConfig::new().with_server_name(server_name);
+        // RSA schemes in signature_algorithms (RFC 8446 §4.2.3): a server with an RSA key
+        // would otherwise abort the handshake. Offered whenever a verifier may check them
+        // (the `rsa` feature, or one that defers to an outside verifier).
+        if cfg!(feature = "rsa") || V::DEFERS {
+            config = config.enable_rsa_signatures();
+        }
         if let Some(length) = self.max_fragment_length {
             config = config.with_max_fragment_length(length);
         }
         let mut connection = TlsConnection::new(transport, read, write);
         let provider = self.verifier.crypto_provider::<R, CS>(&mut self.rng);
         let opened = connection.open(TlsContext::new(&config, provider)).await;
+        // Before any application byte: checks a verifier put off are answered now.
+        if opened.is_ok() {
+            self.verifier.settle_signatures().await;
+        }
         self.verifier.settle(opened)?;
         Ok(EmbeddedTlsStream {
             connection,

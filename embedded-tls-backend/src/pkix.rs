@@ -1,12 +1,12 @@
-//! The PKIX half of the embedded-tls backend: a chain walk from the end entity to a
-//! configured trust anchor (RFC 5280 §6, reduced to what a TLS client needs), and ECDSA
-//! signature checks on RustCrypto's `p256` (and `p384` with the `p384` feature). No name
-//! check here: identity is [`CertificatePolicy`]'s.
+//! The PKIX half of the embedded-tls backend: a search for a path from the end entity to
+//! one of the configured trust anchors (RFC 5280 §6, reduced to what a TLS client needs;
+//! RFC 4158's depth-first building with backtracking), its signatures checked through a
+//! [`SignatureVerifier`]. No name check here: identity is [`CertificatePolicy`]'s.
 //!
 //! What it checks, per link of the path:
 //! * issuer/subject name chaining (the issuer's subject equals the child's issuer);
-//! * the child's signature with the issuer's key (ecdsa-with-SHA256, and ecdsa-with-SHA384
-//!   with the `sha-512` feature, over the TBSCertificate bytes exactly as received);
+//! * the child's signature with the issuer's key, over the TBSCertificate bytes exactly as
+//!   received (the algorithms of [`crate::signature`]);
 //! * an intermediate is a CA: basicConstraints `cA` TRUE, keyUsage (when present) with
 //!   keyCertSign, pathLenConstraint (when present) not exceeded, extendedKeyUsage (when
 //!   present) allowing serverAuth;
@@ -19,10 +19,11 @@
 //!   extendedKeyUsage (when present) holds serverAuth.
 //!
 //! Trust anchors are taken as given (subject name and key, as webpki does); their own dates
-//! and constraints are not checked. The walk is greedy (the first issuer candidate that
-//! verifies is taken, no backtracking), which suffices for the ordered or unordered chains
-//! servers send; cross-signed alternatives beyond that are not searched. RSA and Ed25519
-//! signatures are not supported (a chain using them fails with `PkixOutcome::Other`).
+//! and constraints are not checked. Every candidate issuer whose subject matches is tried,
+//! anchors first, and a dead end backtracks: a chain served with a cross-signed root (Let's
+//! Encrypt's ISRG Root X2 signed by X1) verifies to either root, and a bundle of anchors
+//! with several roots of one name is searched. The search stops after
+//! [`MAX_SIGNATURE_CHECKS`] signature checks (webpki's budget is 100).
 //!
 //! [`CertificatePolicy`]: xmpp_handshake_core::trust::CertificatePolicy
 
@@ -31,22 +32,16 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use der::asn1::ObjectIdentifier;
-use der::{Reader, SliceReader, Tag};
-use p256::ecdsa::signature::hazmat::PrehashVerifier;
-#[cfg(feature = "sha-512")]
-use sha2::{Digest, Sha384};
+use der::{Reader, SliceReader, Tag, Tagged};
 
 use xmpp_handshake_core::trust::x509::{
-    element, oid, only_element, read_bit_string, read_bool, read_oid, read_u8, Certificate,
+    element, only_element, read_bit_string, read_bool, read_oid, read_u8, Certificate,
     PublicKeyInfo, ID_CE_SUBJECT_ALT_NAME,
 };
-use xmpp_handshake_core::trust::{Fingerprint, PkixOutcome, UnixTime};
+use xmpp_handshake_core::trust::{PkixOutcome, UnixTime};
 
-const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
-const ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
-const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
-pub(crate) const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
-pub(crate) const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+use crate::signature::{SignatureAlgorithm, SignatureCheck, SignatureError, SignatureVerifier};
+
 const ID_KP_SERVER_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.1");
 const ANY_EXTENDED_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37.0");
 const ID_CE_BASIC_CONSTRAINTS: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.19");
@@ -68,45 +63,14 @@ const KEY_CERT_SIGN: usize = 5;
 /// Longest path walked: end entity + this many intermediates, then an anchor.
 const MAX_INTERMEDIATES: usize = 6;
 
-/// Which hash a signature is computed over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum HashAlg {
-    Sha256,
-    /// Without the `sha-512` feature: refused as unsupported.
-    Sha384,
-}
-
-impl HashAlg {
-    fn digest(self, message: &[u8]) -> Result<Vec<u8>, SignatureError> {
-        match self {
-            // SHA-256 through the core's `Fingerprint::of`: firmware then links one copy
-            // of SHA-256's `digest` (an instance of our own cost ~0.3 KB of flash).
-            HashAlg::Sha256 => Ok(Fingerprint::of(message).as_bytes().to_vec()),
-            #[cfg(feature = "sha-512")]
-            HashAlg::Sha384 => Ok(Sha384::digest(message).to_vec()),
-            #[cfg(not(feature = "sha-512"))]
-            HashAlg::Sha384 => Err(SignatureError::Unsupported(
-                "SHA-384 signature (enable the `sha-512` feature)",
-            )),
-        }
-    }
-}
-
-/// Why a signature did not verify.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum SignatureError {
-    /// The math failed: wrong key, or altered data.
-    Invalid,
-    /// A key, curve or algorithm this backend does not implement, or an undecodable key or
-    /// signature.
-    Unsupported(&'static str),
-}
+/// Most signature checks one chain's search makes before it gives up.
+pub const MAX_SIGNATURE_CHECKS: usize = 48;
 
 /// Runs `f` on a reader over `contents`, which it must consume entirely (the core's
 /// certificate view has the same helper, crate-private: its instances would be this crate's
 /// closures anyway, and exporting it from the core cost the core's own callers their
 /// inlining).
-fn read_all<'a, T>(
+pub(crate) fn read_all<'a, T>(
     contents: &'a [u8],
     f: impl FnOnce(&mut SliceReader<'a>) -> der::Result<T>,
 ) -> der::Result<T> {
@@ -168,32 +132,47 @@ impl<'d> Parsed<'d> {
         Certificate::parse(der).ok().map(|cert| Parsed { cert })
     }
 
-    fn spki(&self) -> &PublicKeyInfo<'d> {
-        &self.cert.public_key
-    }
-
     /// This certificate's signature, made by `issuer`'s key, verifies.
-    fn signed_by(&self, issuer: &PublicKeyInfo<'_>) -> Result<(), SignatureError> {
+    fn signed_by(
+        &self,
+        issuer: &PublicKeyInfo<'_>,
+        verifier: &mut impl SignatureVerifier,
+    ) -> Result<(), SignatureError> {
         // RFC 5280 §4.1.1.2: the signed and the outer algorithm must be the same.
-        if self.cert.tbs_signature != self.cert.signature_algorithm.der {
+        let outer = &self.cert.signature_algorithm;
+        if self.cert.tbs_signature != outer.der {
             return Err(SignatureError::Invalid);
         }
-        let alg = &self.cert.signature_algorithm.oid;
-        let hash = if *alg == ECDSA_WITH_SHA256 {
-            HashAlg::Sha256
-        } else if *alg == ECDSA_WITH_SHA384 {
-            HashAlg::Sha384
-        } else {
-            return Err(SignatureError::Unsupported(
-                "certificate signature algorithm (only ecdsa-with-SHA256/SHA384)",
-            ));
+        let algorithm =
+            SignatureAlgorithm::of_certificate(&outer.oid).ok_or(SignatureError::Unsupported(
+                "certificate signature algorithm (ECDSA with SHA-256/384, RSA PKCS #1 v1.5 \
+                 with SHA-256/384/512)",
+            ))?;
+        // The encodings webpki accepts: ECDSA without parameters (RFC 5758 §3.2), RSA
+        // with NULL (RFC 8017 §A.2.4) or, as some encoders write it, without.
+        let parameters_as_specified = match (algorithm, outer.parameters) {
+            (SignatureAlgorithm::Ecdsa(_), None) | (SignatureAlgorithm::RsaPkcs1(_), None) => true,
+            (SignatureAlgorithm::RsaPkcs1(_), Some(p)) => {
+                p.tag() == Tag::Null && p.value().is_empty()
+            }
+            _ => false,
         };
+        if !parameters_as_specified {
+            return Err(SignatureError::Unsupported(
+                "certificate signature algorithm parameters",
+            ));
+        }
         let signature = self
             .cert
             .signature
             .as_bytes()
             .ok_or(SignatureError::Unsupported("signature bit string"))?;
-        verify_ecdsa_der(issuer, hash, self.cert.tbs, signature)
+        verifier.verify(&SignatureCheck {
+            algorithm,
+            spki: issuer.der,
+            message: self.cert.tbs,
+            signature,
+        })
     }
 
     /// Dates of a certificate in the chain, when the time is known.
@@ -338,12 +317,13 @@ fn unsupported(e: SignatureError) -> PkixOutcome {
     }
 }
 
-/// The chain walk: `chain` is the presented chain (end entity first, intermediates in any
-/// order), `anchors` DER certificates. `NotChecked` without anchors.
+/// The path search: `chain` is the presented chain (end entity first, intermediates in
+/// any order), `anchors` DER certificates. `NotChecked` without anchors.
 pub(crate) fn check_chain(
     chain: &[&[u8]],
     anchors: &[&[u8]],
     now: Option<UnixTime>,
+    verifier: &mut impl SignatureVerifier,
 ) -> PkixOutcome {
     if anchors.is_empty() {
         return PkixOutcome::NotChecked;
@@ -357,104 +337,162 @@ pub(crate) fn check_chain(
     if let Err(e) = leaf.end_entity_usage() {
         return e;
     }
-    let intermediates: Vec<Option<Parsed<'_>>> =
-        chain[1..].iter().map(|der| Parsed::decode(der)).collect();
-    let anchors: Vec<Parsed<'_>> = anchors.iter().filter_map(|d| Parsed::decode(d)).collect();
-    if anchors.is_empty() {
+    let candidates = Candidates {
+        intermediates: chain[1..]
+            .iter()
+            .take(MAX_INTERMEDIATES)
+            .map(|der| Parsed::decode(der))
+            .collect(),
+        anchors: anchors.iter().filter_map(|d| Parsed::decode(d)).collect(),
+        now,
+    };
+    if candidates.anchors.is_empty() {
         return PkixOutcome::Other("no trust anchor could be decoded".into());
     }
-
-    let mut used = [false; MAX_INTERMEDIATES];
-    let mut current = &leaf;
-    // The most specific failure seen on a candidate whose name matched.
-    let mut failure: Option<PkixOutcome> = None;
-    for depth in 0..=MAX_INTERMEDIATES {
-        let issuer_name = current.cert.issuer;
-        for anchor in &anchors {
-            if anchor.cert.subject != issuer_name {
-                continue;
-            }
-            match current.signed_by(anchor.spki()) {
-                Ok(()) => return PkixOutcome::Valid,
-                Err(e) => failure = Some(unsupported(e)),
-            }
-        }
-        if depth == MAX_INTERMEDIATES {
-            break;
-        }
-        let mut next = None;
-        for (i, candidate) in intermediates.iter().enumerate().take(MAX_INTERMEDIATES) {
-            let Some(candidate) = candidate else { continue };
-            if used[i] || candidate.cert.subject != issuer_name {
-                continue;
-            }
-            let verdict = candidate
-                .may_issue(depth)
-                .and_then(|()| candidate.dates(now))
-                .and_then(|()| current.signed_by(candidate.spki()).map_err(unsupported));
-            match verdict {
-                Ok(()) => {
-                    next = Some(i);
-                    break;
-                }
-                Err(e) => failure = Some(e),
-            }
-        }
-        match next {
-            Some(i) => {
-                used[i] = true;
-                current = intermediates[i].as_ref().expect("decoded above");
-            }
-            None => break,
-        }
+    let mut search = Search {
+        checks_left: MAX_SIGNATURE_CHECKS,
+        failure: None,
+        verifier,
+    };
+    if candidates.search(&leaf, &mut search) {
+        PkixOutcome::Valid
+    } else {
+        search.failure.unwrap_or(PkixOutcome::UnknownIssuer)
     }
-    failure.unwrap_or(PkixOutcome::UnknownIssuer)
 }
 
-/// Verifies a DER ECDSA signature (`Ecdsa-Sig-Value`, as in certificates and TLS 1.3
-/// CertificateVerify) over `message` hashed with `hash`, with the key in `spki`.
-pub(crate) fn verify_ecdsa_der(
-    spki: &PublicKeyInfo<'_>,
-    hash: HashAlg,
-    message: &[u8],
-    signature: &[u8],
-) -> Result<(), SignatureError> {
-    let curve = ec_curve(spki)?;
-    let point = spki
-        .key
-        .as_bytes()
-        .ok_or(SignatureError::Unsupported("public key bit string"))?;
-    if curve == SECP256R1 {
-        let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
-            .map_err(|_| SignatureError::Unsupported("P-256 public key"))?;
-        let sig = p256::ecdsa::Signature::from_slice(&ecdsa_sig_value(signature, 32)?)
-            .map_err(|_| SignatureError::Invalid)?;
-        return key
-            .verify_prehash(&hash.digest(message)?, &sig)
-            .map_err(|_| SignatureError::Invalid);
+/// What a path may be built from.
+struct Candidates<'c> {
+    /// The presented intermediates; `None` for one that did not decode.
+    intermediates: Vec<Option<Parsed<'c>>>,
+    anchors: Vec<Parsed<'c>>,
+    now: Option<UnixTime>,
+}
+
+/// The state of one search.
+struct Search<'v, V> {
+    checks_left: usize,
+    /// The most specific failure seen on a candidate whose name matched.
+    failure: Option<PkixOutcome>,
+    verifier: &'v mut V,
+}
+
+impl<V: SignatureVerifier> Search<'_, V> {
+    /// One signature check, within the search's budget; a failure is remembered.
+    fn signed(&mut self, child: &Parsed<'_>, issuer: &PublicKeyInfo<'_>) -> bool {
+        let Some(left) = self.checks_left.checked_sub(1) else {
+            self.failure = Some(PkixOutcome::Other(
+                "too many candidate paths (signature check budget spent)".into(),
+            ));
+            return false;
+        };
+        self.checks_left = left;
+        let verdict = child.signed_by(issuer, self.verifier).map_err(unsupported);
+        self.holds(verdict)
     }
-    #[cfg(feature = "p384")]
-    if curve == SECP384R1 {
-        let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(point)
-            .map_err(|_| SignatureError::Unsupported("P-384 public key"))?;
-        let sig = p384::ecdsa::Signature::from_slice(&ecdsa_sig_value(signature, 48)?)
-            .map_err(|_| SignatureError::Invalid)?;
-        return key
-            .verify_prehash(&hash.digest(message)?, &sig)
-            .map_err(|_| SignatureError::Invalid);
+
+    /// `true` for `Ok`; an `Err` is remembered.
+    fn holds(&mut self, verdict: Result<(), PkixOutcome>) -> bool {
+        match verdict {
+            Ok(()) => true,
+            Err(e) => {
+                self.failure = Some(e);
+                false
+            }
+        }
     }
-    if curve == SECP384R1 {
-        return Err(SignatureError::Unsupported(
-            "P-384 key (enable the `p384` feature)",
-        ));
+}
+
+impl Candidates<'_> {
+    /// Depth-first, without recursion (the stack a board must reserve stays what the
+    /// static estimate sees): `path[..depth]` are the intermediates above the leaf, and
+    /// `next[d]` the first candidate not yet tried as the issuer of the certificate at
+    /// depth `d`. Each certificate reached tries the anchors first.
+    fn search<V: SignatureVerifier>(&self, leaf: &Parsed<'_>, search: &mut Search<'_, V>) -> bool {
+        if self.anchored(leaf, search) {
+            return true;
+        }
+        let mut path = [0usize; MAX_INTERMEDIATES];
+        let mut next = [0usize; MAX_INTERMEDIATES];
+        let mut depth = 0;
+        loop {
+            let issuer = if depth < MAX_INTERMEDIATES {
+                let child = match depth.checked_sub(1) {
+                    None => Some(leaf),
+                    Some(d) => self.intermediate(path[d]),
+                };
+                child.and_then(|child| self.issuer(child, &path[..depth], &mut next[depth], search))
+            } else {
+                None
+            };
+            match issuer {
+                Some(i) => {
+                    path[depth] = i;
+                    depth += 1;
+                    if let Some(slot) = next.get_mut(depth) {
+                        *slot = 0;
+                    }
+                    if self
+                        .intermediate(i)
+                        .is_some_and(|c| self.anchored(c, search))
+                    {
+                        return true;
+                    }
+                }
+                None if depth == 0 => return false,
+                None => depth -= 1,
+            }
+        }
     }
-    Err(SignatureError::Unsupported("elliptic curve"))
+
+    fn intermediate(&self, i: usize) -> Option<&Parsed<'_>> {
+        self.intermediates.get(i).and_then(Option::as_ref)
+    }
+
+    /// An anchor named as `child`'s issuer signed it.
+    fn anchored<V: SignatureVerifier>(
+        &self,
+        child: &Parsed<'_>,
+        search: &mut Search<'_, V>,
+    ) -> bool {
+        self.anchors.iter().any(|anchor| {
+            anchor.cert.subject == child.cert.issuer
+                && search.signed(child, &anchor.cert.public_key)
+        })
+    }
+
+    /// The next intermediate from `*from` on, not on `path`, that issued `child`, which has
+    /// `path.len()` intermediates above the leaf: its name matches, it may issue (RFC 5280
+    /// §4.2.1.9, §4.2.1.3), its dates hold and its key signed `child`.
+    fn issuer<V: SignatureVerifier>(
+        &self,
+        child: &Parsed<'_>,
+        path: &[usize],
+        from: &mut usize,
+        search: &mut Search<'_, V>,
+    ) -> Option<usize> {
+        while let Some(candidate) = self.intermediates.get(*from) {
+            let i = *from;
+            *from += 1;
+            let Some(candidate) = candidate else { continue };
+            if path.contains(&i) || candidate.cert.subject != child.cert.issuer {
+                continue;
+            }
+            let usable = candidate
+                .may_issue(path.len())
+                .and_then(|()| candidate.dates(self.now));
+            if search.holds(usable) && search.signed(child, &candidate.cert.public_key) {
+                return Some(i);
+            }
+        }
+        None
+    }
 }
 
 /// `Ecdsa-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }` (RFC 5480 §2.2, RFC 8446
 /// §4.2.3) as the fixed-size `r || s` of a curve with `field_len`-byte scalars. Decoded with
 /// the same `der` 0.8 as the certificates, so no second DER decoder is linked for it.
-fn ecdsa_sig_value(der: &[u8], field_len: usize) -> Result<Vec<u8>, SignatureError> {
+pub(crate) fn ecdsa_sig_value(der: &[u8], field_len: usize) -> Result<Vec<u8>, SignatureError> {
     let bad = SignatureError::Unsupported("ECDSA signature encoding");
     // Through the certificate view's element reader: no second generic DER decoder.
     let (r, s) = read_all(der, |reader| element(reader, Tag::Sequence))
@@ -474,7 +512,7 @@ fn ecdsa_sig_value(der: &[u8], field_len: usize) -> Result<Vec<u8>, SignatureErr
 /// The next element of `reader`, a non-negative INTEGER in its minimal encoding (X.690
 /// §8.3): its magnitude, without the leading zero octet a value whose first bit is set
 /// takes. The rules of der's `UintRef`, without its generic decoder (~0.3 KB of flash).
-fn uint<'a>(reader: &mut SliceReader<'a>) -> der::Result<&'a [u8]> {
+pub(crate) fn uint<'a>(reader: &mut SliceReader<'a>) -> der::Result<&'a [u8]> {
     match element(reader, Tag::Integer)?.0 {
         [] => Err(Tag::Integer.length_error().into()),
         contents @ [0] => Ok(contents),
@@ -483,19 +521,6 @@ fn uint<'a>(reader: &mut SliceReader<'a>) -> der::Result<&'a [u8]> {
         [first, ..] if *first >= 0x80 => Err(Tag::Integer.value_error().into()),
         contents => Ok(contents),
     }
-}
-
-/// The named curve of an id-ecPublicKey SubjectPublicKeyInfo.
-pub(crate) fn ec_curve(spki: &PublicKeyInfo<'_>) -> Result<ObjectIdentifier, SignatureError> {
-    if spki.algorithm.oid != ID_EC_PUBLIC_KEY {
-        return Err(SignatureError::Unsupported("public key type (only ECDSA)"));
-    }
-    spki.algorithm
-        .parameters
-        .and_then(|p| oid(p).ok())
-        .ok_or(SignatureError::Unsupported(
-            "EC parameters (only named curves)",
-        ))
 }
 
 /// The end entity's SubjectPublicKeyInfo.

@@ -17,7 +17,13 @@ use xmpp_handshake_core::trust::{
     EndEntityCertificate, Fingerprint, NoPins, PkixOutcome, TrustBasis,
 };
 
-use super::pkix::check_chain;
+use super::pkix;
+use super::signature::Software;
+
+/// The path search with software signature checks.
+fn check_chain(chain: &[&[u8]], anchors: &[&[u8]], now: Option<UnixTime>) -> PkixOutcome {
+    pkix::check_chain(chain, anchors, now, &mut Software)
+}
 use super::*;
 
 const NOW: UnixTime = UnixTime(1_800_000_000); // 2027: inside rcgen's default validity

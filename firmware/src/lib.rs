@@ -44,21 +44,22 @@ pub use app::run;
 
 #[doc(hidden)]
 pub mod __private {
-    pub use static_cell::{ConstStaticCell, StaticCell};
+    pub use static_cell::ConstStaticCell;
 }
 
 /// The statics every board binary needs for [`run`]: socket buffers and TLS record buffers
 /// sized by `$memory` (a [`Memory`] const), zero-initialized in `.bss` (`ConstStaticCell`:
 /// a `StaticCell::init([0; N])` would build each array on the main task's stack first and
-/// copy it), and an [`tls::EmbeddedTlsConnector`] with `$anchor` (DER; empty = no anchor,
-/// every server refused) as its only trust anchor and `$domain` as the reference identity.
+/// copy it), and an [`tls::EmbeddedTlsConnector`] with the certificates of `$anchor` (DER
+/// certificates one after the other, see [`trust_anchors`]; empty = no anchor, every server
+/// refused) as its trust anchors and `$domain` as the reference identity.
 /// Boards have no real-time clock: certificate dates are not checked (the chain, the name
 /// and the key still are); set the time from SNTP to check them. Evaluates to
 /// `(SocketBuffers, Result<EmbeddedTlsConnector, ReferenceError>)`; use it once.
 #[macro_export]
 macro_rules! board_session {
     ($memory:path, $anchor:expr, $domain:expr) => {{
-        use $crate::__private::{ConstStaticCell, StaticCell};
+        use $crate::__private::ConstStaticCell;
         static SOCKET_RX: ConstStaticCell<[u8; $memory.socket_rx]> =
             ConstStaticCell::new([0; $memory.socket_rx]);
         static SOCKET_TX: ConstStaticCell<[u8; $memory.socket_tx]> =
@@ -67,17 +68,11 @@ macro_rules! board_session {
             ConstStaticCell::new([0; $memory.tls_read]);
         static TLS_WRITE: ConstStaticCell<[u8; $memory.tls_write]> =
             ConstStaticCell::new([0; $memory.tls_write]);
-        static ANCHORS: StaticCell<[&[u8]; 1]> = StaticCell::new();
         let buffers = $crate::app::SocketBuffers {
             rx: SOCKET_RX.take(),
             tx: SOCKET_TX.take(),
         };
-        let anchor: &'static [u8] = $anchor;
-        let anchors: &'static [&'static [u8]] = if anchor.is_empty() {
-            &[]
-        } else {
-            ANCHORS.init([anchor])
-        };
+        let anchors = $crate::trust_anchors($anchor);
         let tls = $crate::tls::EmbeddedTlsConnector::new(
             TLS_READ.take(),
             TLS_WRITE.take(),
@@ -89,5 +84,14 @@ macro_rules! board_session {
     }};
 }
 pub use config::{Behaviour, Config, Memory};
+
+/// The trust anchors of `bundle`: DER certificates one after the other, as the boards'
+/// build scripts write `XMPP_CA` (every certificate of a PEM bundle) into the image. The
+/// build checked that it splits; should it not, there are no anchors and every server
+/// certificate is refused.
+pub fn trust_anchors(bundle: &'static [u8]) -> &'static [&'static [u8]] {
+    let anchors = xmpp_handshake_core::trust::x509::concatenated(bundle).unwrap_or_default();
+    alloc::vec::Vec::leak(anchors)
+}
 pub use xmpp_handshake_core as core;
 pub use xmpp_handshake_embedded_tls as embedded_tls;

@@ -101,6 +101,18 @@ pub fn only_element(der: &[u8], tag: Tag) -> der::Result<(&[u8], &[u8])> {
     read_all(der, |r| element(r, tag))
 }
 
+/// The certificates of a bundle: DER certificates one after the other (what a PEM file of
+/// several `CERTIFICATE` blocks decodes to), each a SEQUENCE, nothing else between or
+/// after them. `Err` if the bytes are not such a sequence.
+pub fn concatenated(bundle: &[u8]) -> der::Result<Vec<&[u8]>> {
+    let mut reader = SliceReader::new(bundle)?;
+    let mut certificates = Vec::new();
+    while !reader.is_finished() {
+        certificates.push(element(&mut reader, Tag::Sequence)?.1);
+    }
+    Ok(certificates)
+}
+
 /// Runs `f` on a reader over `contents`, which it must consume entirely.
 pub(crate) fn read_all<'a, T>(
     contents: &'a [u8],
@@ -158,6 +170,11 @@ pub struct PublicKeyInfo<'a> {
 }
 
 impl<'a> PublicKeyInfo<'a> {
+    /// Decodes one DER SubjectPublicKeyInfo (RFC 5280 §4.1.2.7), nothing after it.
+    pub fn parse(der: &'a [u8]) -> der::Result<Self> {
+        read_all(der, Self::read)
+    }
+
     fn read(reader: &mut SliceReader<'a>) -> der::Result<Self> {
         let (contents, der) = element(reader, Tag::Sequence)?;
         let (algorithm, key) = read_all(contents, |r| {
@@ -376,6 +393,18 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn a_bundle_splits_into_its_certificates_and_nothing_else() {
+        let a: &[u8] = &[0x30, 0x03, 0x02, 0x01, 0x05];
+        let b: &[u8] = &[0x30, 0x02, 0x05, 0x00];
+        assert_eq!(concatenated(&[a, b].concat()).unwrap(), [a, b]);
+        assert_eq!(concatenated(&[]).unwrap(), Vec::<&[u8]>::new());
+        // Not a SEQUENCE, a truncated one, trailing bytes.
+        assert!(concatenated(&[0x02, 0x01, 0x05]).is_err());
+        assert!(concatenated(&a[..4]).is_err());
+        assert!(concatenated(&[a, &[0x30]].concat()).is_err());
+    }
 
     /// `time` on one TLV.
     fn ours(tlv: &[u8]) -> Option<u64> {

@@ -2,8 +2,8 @@
 //! embassy-net over a TAP device, exactly the code the boards run above the network driver.
 //!
 //! Configuration comes from the environment (the boards read the same names at build time):
-//! `XMPP_JID`, `XMPP_PASSWORD`, `XMPP_SERVER` (`a.b.c.d:port`), `XMPP_CA` (path to the DER or
-//! PEM trust anchor), optional `XMPP_REPORT_TO` + `XMPP_PERIOD_MS` (periodic readings),
+//! `XMPP_JID`, `XMPP_PASSWORD`, `XMPP_SERVER` (`a.b.c.d:port`), `XMPP_CA` (path to the trust
+//! anchors: a PEM bundle, or DER), optional `XMPP_REPORT_TO` + `XMPP_PERIOD_MS` (periodic readings),
 //! `XMPP_ECHO` (`0` turns echo off), `XMPP_RESOURCE`; `TAP_IF` (default `tap0`), `TAP_ADDR`
 //! (`a.b.c.d/len`), `SCRAM_CACHE` (file for the SCRAM cache); `XMPP_SOAK=1` closes each
 //! session once bound and reconnects at once (a reconnect soak); `HEAP_REPORT_MS` (default
@@ -65,47 +65,6 @@ fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
 }
 
-/// A PEM certificate's DER, or the bytes as they are.
-fn der(bytes: Vec<u8>) -> Vec<u8> {
-    let Ok(text) = std::str::from_utf8(&bytes) else {
-        return bytes;
-    };
-    let Some(body) = text
-        .split("-----BEGIN CERTIFICATE-----")
-        .nth(1)
-        .and_then(|b| b.split("-----END CERTIFICATE-----").next())
-    else {
-        return bytes;
-    };
-    let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-    base64_decode(&b64).unwrap_or_else(|| {
-        eprintln!("XMPP_CA: bad PEM");
-        exit(2)
-    })
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in s.bytes().take_while(|c| *c != b'=') {
-        acc = (acc << 6) | u32::from(value(c)?);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
-}
-
 fn now() -> UnixTime {
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     UnixTime(since.map(|d| d.as_secs()).unwrap_or(0))
@@ -141,10 +100,13 @@ async fn main(spawner: Spawner) {
         exit(2)
     });
     let ca_path = var("XMPP_CA");
-    let trust_anchor: &'static [u8] = Vec::leak(der(std::fs::read(&ca_path).unwrap_or_else(|e| {
-        eprintln!("XMPP_CA {ca_path}: {e}");
-        exit(2)
-    })));
+    // Every certificate of the PEM bundle, as the boards' build scripts read it.
+    let bundle = xmpp_handshake_firmware_build::read_anchors(std::path::Path::new(&ca_path))
+        .unwrap_or_else(|e| {
+            eprintln!("XMPP_CA {ca_path}: {e}");
+            exit(2)
+        });
+    let anchors = xmpp_handshake_firmware::trust_anchors(Vec::leak(bundle));
     let tap = std::env::var("TAP_IF").unwrap_or_else(|_| "tap0".into());
     let address: Ipv4Cidr = var("TAP_ADDR").parse().unwrap_or_else(|_| {
         eprintln!("TAP_ADDR: expected a.b.c.d/len");
@@ -199,7 +161,6 @@ async fn main(spawner: Spawner) {
         rx: Vec::leak(vec![0; memory.socket_rx]),
         tx: Vec::leak(vec![0; memory.socket_tx]),
     };
-    let anchors: &'static [&'static [u8]] = Vec::leak(vec![trust_anchor]);
     let mut tls = EmbeddedTlsConnector::new(
         Vec::leak(vec![0; memory.tls_read]),
         Vec::leak(vec![0; memory.tls_write]),
