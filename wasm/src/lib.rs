@@ -45,8 +45,6 @@ mod tests;
 #[cfg(all(target_arch = "wasm32", feature = "tunnel"))]
 mod tls;
 #[cfg(all(target_arch = "wasm32", feature = "tunnel"))]
-// Tested on its own; wired into the tunnel's trust once the backend defers its checks.
-#[allow(dead_code)]
 mod webcrypto;
 #[cfg(target_arch = "wasm32")]
 mod websocket;

@@ -246,13 +246,17 @@ async fn a_websocket_without_the_xmpp_subprotocol_is_refused() {
 }
 
 /// The WebCrypto glue against signatures openssl made (`wasm/tests/fixtures/webcrypto/make`):
-/// every scheme verifies its known-good signature, and refuses an altered message, an
-/// altered signature, a key of another type or curve.
+/// every algorithm verifies its known-good signature and refuses an altered message or
+/// signature, the wrong hash or padding, a key of another type, curve or size; where the
+/// page's software verifier also answers (P-256), both answer the same.
 #[cfg(feature = "tunnel")]
 mod webcrypto {
     use wasm_bindgen_test::*;
+    use xmpp_handshake_embedded_tls::signature::{
+        HashAlg, OwnedCheck, SignatureAlgorithm, SignatureError, SignatureVerifier, Software,
+    };
 
-    use crate::webcrypto::{ecdsa_der_to_p1363, verify, Scheme, WebCryptoError};
+    use crate::webcrypto::verify;
 
     macro_rules! fixture {
         ($name:literal) => {
@@ -266,193 +270,158 @@ mod webcrypto {
     const P256: &[u8] = fixture!("p256.spki.der");
     const P384: &[u8] = fixture!("p384.spki.der");
 
-    /// (scheme, key, known-good signature) for every scheme.
-    fn cases() -> Vec<(Scheme, &'static [u8], &'static [u8])> {
+    use HashAlg::{Sha256, Sha384, Sha512};
+    use SignatureAlgorithm::{Ecdsa, RsaPkcs1, RsaPss};
+
+    fn check(algorithm: SignatureAlgorithm, spki: &[u8], signature: &[u8]) -> OwnedCheck {
+        OwnedCheck {
+            algorithm,
+            spki: spki.to_vec(),
+            message: MESSAGE.to_vec(),
+            signature: signature.to_vec(),
+        }
+    }
+
+    /// Every algorithm with a known-good signature.
+    fn good() -> Vec<OwnedCheck> {
         vec![
-            (
-                Scheme::RsaPkcs1Sha256,
+            check(
+                RsaPkcs1(Sha256),
                 RSA2048,
                 fixture!("rsa2048.pkcs1-sha256.sig"),
             ),
-            (
-                Scheme::RsaPkcs1Sha384,
+            check(
+                RsaPkcs1(Sha384),
                 RSA2048,
                 fixture!("rsa2048.pkcs1-sha384.sig"),
             ),
-            (
-                Scheme::RsaPkcs1Sha512,
+            check(
+                RsaPkcs1(Sha512),
                 RSA2048,
                 fixture!("rsa2048.pkcs1-sha512.sig"),
             ),
-            (
-                Scheme::RsaPssSha256,
-                RSA2048,
-                fixture!("rsa2048.pss-sha256.sig"),
-            ),
-            (
-                Scheme::RsaPssSha384,
-                RSA2048,
-                fixture!("rsa2048.pss-sha384.sig"),
-            ),
-            (
-                Scheme::RsaPssSha512,
-                RSA2048,
-                fixture!("rsa2048.pss-sha512.sig"),
-            ),
-            (
-                Scheme::RsaPkcs1Sha256,
+            check(RsaPss(Sha256), RSA2048, fixture!("rsa2048.pss-sha256.sig")),
+            check(RsaPss(Sha384), RSA2048, fixture!("rsa2048.pss-sha384.sig")),
+            check(RsaPss(Sha512), RSA2048, fixture!("rsa2048.pss-sha512.sig")),
+            check(
+                RsaPkcs1(Sha256),
                 RSA4096,
                 fixture!("rsa4096.pkcs1-sha256.sig"),
             ),
-            (
-                Scheme::RsaPssSha384,
-                RSA4096,
-                fixture!("rsa4096.pss-sha384.sig"),
-            ),
-            (
-                Scheme::EcdsaP256Sha256,
-                P256,
-                fixture!("p256.ecdsa-sha256.sig"),
-            ),
-            (
-                Scheme::EcdsaP256Sha384,
-                P256,
-                fixture!("p256.ecdsa-sha384.sig"),
-            ),
-            (
-                Scheme::EcdsaP384Sha256,
-                P384,
-                fixture!("p384.ecdsa-sha256.sig"),
-            ),
-            (
-                Scheme::EcdsaP384Sha384,
-                P384,
-                fixture!("p384.ecdsa-sha384.sig"),
-            ),
+            check(RsaPss(Sha384), RSA4096, fixture!("rsa4096.pss-sha384.sig")),
+            check(Ecdsa(Sha256), P256, fixture!("p256.ecdsa-sha256.sig")),
+            check(Ecdsa(Sha384), P256, fixture!("p256.ecdsa-sha384.sig")),
+            check(Ecdsa(Sha256), P384, fixture!("p384.ecdsa-sha256.sig")),
+            check(Ecdsa(Sha384), P384, fixture!("p384.ecdsa-sha384.sig")),
         ]
     }
 
     #[wasm_bindgen_test]
-    async fn every_scheme_verifies_a_known_good_signature() {
-        for (scheme, key, signature) in cases() {
-            assert_eq!(
-                verify(scheme, key, MESSAGE, signature).await,
-                Ok(()),
-                "{scheme:?}"
-            );
+    async fn every_algorithm_verifies_a_known_good_signature() {
+        for c in good() {
+            assert_eq!(verify(&c).await, Ok(()), "{:?}", c.algorithm);
         }
     }
 
     #[wasm_bindgen_test]
     async fn an_altered_message_or_signature_is_invalid() {
-        for (scheme, key, signature) in cases() {
-            let mut message = MESSAGE.to_vec();
-            message[0] ^= 1;
+        for c in good() {
+            let mut altered = c.clone();
+            altered.message[0] ^= 1;
             assert_eq!(
-                verify(scheme, key, &message, signature).await,
-                Err(WebCryptoError::Invalid),
-                "{scheme:?}: altered message"
+                verify(&altered).await,
+                Err(SignatureError::Invalid),
+                "{:?}: altered message",
+                c.algorithm
             );
             // The last byte: the end of RSA's signature, of ECDSA's s.
-            let mut altered = signature.to_vec();
-            *altered.last_mut().unwrap() ^= 1;
+            let mut altered = c.clone();
+            *altered.signature.last_mut().unwrap() ^= 1;
             assert_eq!(
-                verify(scheme, key, MESSAGE, &altered).await,
-                Err(WebCryptoError::Invalid),
-                "{scheme:?}: altered signature"
+                verify(&altered).await,
+                Err(SignatureError::Invalid),
+                "{:?}: altered signature",
+                c.algorithm
             );
         }
     }
 
     #[wasm_bindgen_test]
-    async fn the_wrong_hash_or_padding_is_invalid() {
+    async fn the_wrong_hash_padding_or_key_type_is_invalid() {
         let pkcs1 = fixture!("rsa2048.pkcs1-sha256.sig");
         let pss = fixture!("rsa2048.pss-sha256.sig");
-        let ecdsa = fixture!("p384.ecdsa-sha384.sig");
-        for (scheme, key, signature) in [
-            (Scheme::RsaPssSha256, RSA2048, pkcs1),
-            (Scheme::RsaPkcs1Sha256, RSA2048, pss),
-            (Scheme::RsaPkcs1Sha384, RSA2048, pkcs1),
-            (Scheme::EcdsaP384Sha256, P384, ecdsa),
+        let ecdsa = fixture!("p256.ecdsa-sha256.sig");
+        for c in [
+            check(RsaPss(Sha256), RSA2048, pkcs1),
+            check(RsaPkcs1(Sha256), RSA2048, pss),
+            check(RsaPkcs1(Sha384), RSA2048, pkcs1),
+            check(Ecdsa(Sha384), P256, ecdsa),
+            // An ECDSA signature with an RSA key, and the other way round.
+            check(Ecdsa(Sha256), RSA2048, ecdsa),
+            check(RsaPkcs1(Sha256), P256, pkcs1),
         ] {
             assert_eq!(
-                verify(scheme, key, MESSAGE, signature).await,
-                Err(WebCryptoError::Invalid),
-                "{scheme:?}"
+                verify(&c).await,
+                Err(SignatureError::Invalid),
+                "{:?}",
+                c.algorithm
             );
         }
     }
 
     #[wasm_bindgen_test]
-    async fn a_key_of_another_type_or_curve_is_unsupported() {
-        let ecdsa = fixture!("p256.ecdsa-sha256.sig");
-        for (scheme, key) in [
-            (Scheme::EcdsaP384Sha256, P256),
-            (Scheme::EcdsaP256Sha256, RSA2048),
-            (Scheme::RsaPkcs1Sha256, P256),
+    async fn keys_webpki_refuses_are_unsupported() {
+        for c in [
+            // RSA under 2048 bits, even with its own good signature.
+            check(
+                RsaPkcs1(Sha256),
+                fixture!("rsa1024.spki.der"),
+                fixture!("rsa1024.pkcs1-sha256.sig"),
+            ),
+            // A P-384 signature with a P-256 key: r and s do not fit the curve.
+            check(Ecdsa(Sha384), P256, fixture!("p384.ecdsa-sha384.sig")),
+            // Not a SubjectPublicKeyInfo.
+            check(
+                Ecdsa(Sha256),
+                b"\x30\x03\x02\x01\x01",
+                fixture!("p256.ecdsa-sha256.sig"),
+            ),
         ] {
-            let verdict = verify(scheme, key, MESSAGE, ecdsa).await;
+            let answer = verify(&c).await;
             assert!(
-                matches!(verdict, Err(WebCryptoError::Unsupported(_))),
-                "{scheme:?}: {verdict:?}"
+                matches!(answer, Err(SignatureError::Unsupported(_))),
+                "{:?}: {answer:?}",
+                c.algorithm
             );
         }
     }
 
     #[wasm_bindgen_test]
-    fn der_signatures_become_padded_r_and_s() {
-        // r with a sign byte, s shorter than the curve: 0x00-padded on the left.
-        let der = [0x30, 0x08, 0x02, 0x02, 0x00, 0x80, 0x02, 0x02, 0x01, 0x02];
-        let mut want = vec![0u8; 64];
-        want[31] = 0x80;
-        want[62] = 0x01;
-        want[63] = 0x02;
-        assert_eq!(ecdsa_der_to_p1363(&der, 32), Ok(want));
-        // A P-384 signature of 104 bytes (both with sign bytes) has 48-byte halves.
-        let p1363 = ecdsa_der_to_p1363(fixture!("p384.ecdsa-sha384.sig"), 48).unwrap();
-        assert_eq!(p1363.len(), 96);
-    }
-
-    #[wasm_bindgen_test]
-    fn non_der_or_oversized_signatures_are_refused() {
-        let refused = |der: &[u8], size: usize| {
-            matches!(
-                ecdsa_der_to_p1363(der, size),
-                Err(WebCryptoError::Unsupported(_))
-            )
-        };
-        // Not minimal: a zero byte before a byte without its top bit.
-        assert!(refused(
-            &[0x30, 0x07, 0x02, 0x02, 0x00, 0x01, 0x02, 0x01, 0x01],
-            32
-        ));
-        // Negative r.
-        assert!(refused(
-            &[0x30, 0x06, 0x02, 0x01, 0x81, 0x02, 0x01, 0x01],
-            32
-        ));
-        // Zero s.
-        assert!(refused(
-            &[0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x00],
-            32
-        ));
-        // Trailing bytes, inside and after the sequence.
-        assert!(refused(
-            &[0x30, 0x07, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01, 0x00],
-            32
-        ));
-        assert!(refused(
-            &[0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01, 0x00],
-            32
-        ));
-        // Long-form length for a short sequence.
-        assert!(refused(
-            &[0x30, 0x81, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01],
-            32
-        ));
-        // Truncated.
-        assert!(refused(&[0x30, 0x06, 0x02, 0x01, 0x01, 0x02], 32));
-        // r longer than the curve: a P-384 signature read as P-256.
-        assert!(refused(fixture!("p384.ecdsa-sha384.sig"), 32));
+    async fn webcrypto_answers_as_the_software_verifier_on_p256() {
+        let ecdsa = fixture!("p256.ecdsa-sha256.sig");
+        let mut altered = ecdsa.to_vec();
+        *altered.last_mut().unwrap() ^= 1;
+        for c in [
+            check(Ecdsa(Sha256), P256, ecdsa),
+            check(Ecdsa(Sha256), P256, &altered),
+            check(Ecdsa(Sha384), P256, fixture!("p256.ecdsa-sha384.sig")),
+            check(Ecdsa(Sha384), P256, ecdsa),
+            check(RsaPkcs1(Sha256), P256, ecdsa),
+        ] {
+            let software = Software.verify(&c.as_check());
+            let browser = verify(&c).await;
+            // The same answer; `Unsupported`'s text may differ.
+            let kind = |r: &Result<(), SignatureError>| match r {
+                Ok(()) => "valid",
+                Err(SignatureError::Invalid) => "invalid",
+                Err(SignatureError::Unsupported(_)) => "unsupported",
+            };
+            assert_eq!(
+                kind(&browser),
+                kind(&software),
+                "{:?}: {browser:?} / {software:?}",
+                c.algorithm
+            );
+        }
     }
 }

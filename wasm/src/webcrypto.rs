@@ -12,15 +12,25 @@
 //!   `ecdsa-with-SHA*` certificate signatures and `ecdsa_secp*r1_sha*` CertificateVerify).
 //! * ECDSA signatures come DER-encoded (`Ecdsa-Sig-Value ::= SEQUENCE { r INTEGER,
 //!   s INTEGER }`, RFC 5480 §2.2 / RFC 8446 §4.2.3); WebCrypto takes `r || s`, each
-//!   left-padded to the curve's size (IEEE P1363): [`ecdsa_der_to_p1363`] converts, strictly
-//!   (a signature that is not minimal DER is refused, as a DER verifier would).
+//!   left-padded to the curve's size (IEEE P1363): the backend's
+//!   [`OwnedCheck::ecdsa_fixed_signature`] converts, strictly.
 //!
-//! Both calls are asynchronous (Promises), so the checks run after the TLS handshake and
-//! before any XMPP byte goes out on the tunnel (see `tls.rs`).
+//! Both calls are asynchronous (Promises): [`WebCrypto`] is the backend's [`AsyncCheck`],
+//! behind its [`Deferred`] verifier, which answers the checks after the TLS handshake and
+//! before the upgrade returns, so before any XMPP byte goes out on the tunnel (see
+//! `tls.rs`). The answers are the backend's software verifier's: the same
+//! [`SignatureError`] for the same key, algorithm and signature (RSA keys of 2048 to 4096
+//! bits, ECDSA on the key's own curve, an ECDSA signature with an RSA key or the other way
+//! round invalid).
+//!
+//! [`Deferred`]: xmpp_handshake_embedded_tls::signature::Deferred
 
 use js_sys::{Array, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
+use xmpp_handshake_embedded_tls::signature::{
+    AsyncCheck, HashAlg, OwnedCheck, SignatureAlgorithm, SignatureError,
+};
 
 #[wasm_bindgen]
 extern "C" {
@@ -45,87 +55,18 @@ extern "C" {
     ) -> Result<Promise, JsValue>;
 }
 
-/// A signature scheme of a certificate or of a TLS 1.3 CertificateVerify.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    /// ECDSA on P-256 with SHA-256.
-    EcdsaP256Sha256,
-    /// ECDSA on P-256 with SHA-384 (a P-384 CA's hash over a P-256 key: not in TLS 1.3's
-    /// list, but in certificates).
-    EcdsaP256Sha384,
-    /// ECDSA on P-384 with SHA-256.
-    EcdsaP384Sha256,
-    /// ECDSA on P-384 with SHA-384.
-    EcdsaP384Sha384,
-    /// RSASSA-PKCS1-v1_5 with SHA-256.
-    RsaPkcs1Sha256,
-    /// RSASSA-PKCS1-v1_5 with SHA-384.
-    RsaPkcs1Sha384,
-    /// RSASSA-PKCS1-v1_5 with SHA-512.
-    RsaPkcs1Sha512,
-    /// RSA-PSS, MGF1 and salt on SHA-256.
-    RsaPssSha256,
-    /// RSA-PSS, MGF1 and salt on SHA-384.
-    RsaPssSha384,
-    /// RSA-PSS, MGF1 and salt on SHA-512.
-    RsaPssSha512,
-}
+/// The browser's WebCrypto as the backend's [`AsyncCheck`]; see the module docs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WebCrypto;
 
-/// The WebCrypto parameters of a [`Scheme`].
-enum Params {
-    /// Curve name and the byte length of a coordinate (and of `r`, `s`).
-    Ecdsa(&'static str, usize),
-    RsaPkcs1,
-    /// Salt length in bytes.
-    RsaPss(u32),
-}
-
-impl Scheme {
-    /// The hash's WebCrypto name, and the scheme's parameters.
-    fn params(self) -> (&'static str, Params) {
-        const P256: Params = Params::Ecdsa("P-256", 32);
-        const P384: Params = Params::Ecdsa("P-384", 48);
-        match self {
-            Scheme::EcdsaP256Sha256 => ("SHA-256", P256),
-            Scheme::EcdsaP256Sha384 => ("SHA-384", P256),
-            Scheme::EcdsaP384Sha256 => ("SHA-256", P384),
-            Scheme::EcdsaP384Sha384 => ("SHA-384", P384),
-            Scheme::RsaPkcs1Sha256 => ("SHA-256", Params::RsaPkcs1),
-            Scheme::RsaPkcs1Sha384 => ("SHA-384", Params::RsaPkcs1),
-            Scheme::RsaPkcs1Sha512 => ("SHA-512", Params::RsaPkcs1),
-            Scheme::RsaPssSha256 => ("SHA-256", Params::RsaPss(32)),
-            Scheme::RsaPssSha384 => ("SHA-384", Params::RsaPss(48)),
-            Scheme::RsaPssSha512 => ("SHA-512", Params::RsaPss(64)),
-        }
+impl AsyncCheck for WebCrypto {
+    async fn check(&mut self, check: &OwnedCheck) -> Result<(), SignatureError> {
+        verify(check).await
     }
 }
 
-/// Why a signature was not accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WebCryptoError {
-    /// The signature does not verify with the key: wrong key, or altered data.
-    Invalid,
-    /// The key or signature cannot be used with the scheme (a key of another type or curve,
-    /// an ECDSA signature that is not DER or does not fit the curve).
-    Unsupported(&'static str),
-    /// The page has no WebCrypto (`crypto.subtle` exists in secure contexts only: `https:`
-    /// or a loopback host), or the browser failed otherwise.
-    Unavailable(String),
-}
-
-impl core::fmt::Display for WebCryptoError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            WebCryptoError::Invalid => f.write_str("the signature does not verify"),
-            WebCryptoError::Unsupported(why) => write!(f, "not verifiable: {why}"),
-            WebCryptoError::Unavailable(why) => write!(
-                f,
-                "the browser's WebCrypto cannot verify signatures here ({why}); serve the \
-                 page over https:// or from a loopback host"
-            ),
-        }
-    }
-}
+/// RSA keys WebCrypto is asked to use: webpki's and the software verifier's bounds.
+const RSA_BITS: core::ops::RangeInclusive<f64> = 2048.0..=4096.0;
 
 /// `{ name, … }` for `importKey` and `verify`.
 fn algorithm(name: &str, pairs: &[(&str, JsValue)]) -> Object {
@@ -137,108 +78,75 @@ fn algorithm(name: &str, pairs: &[(&str, JsValue)]) -> Object {
     o
 }
 
-/// The text of a thrown or rejected JS value (a `DOMException`'s name and message).
-fn describe(e: &JsValue) -> String {
-    e.dyn_ref::<js_sys::Error>()
-        .map(|e| String::from(e.to_string()))
-        .or_else(|| e.as_string())
-        .unwrap_or_else(|| "unknown error".into())
+/// The WebCrypto name of a hash, and its length in bytes (RSA-PSS's salt length).
+fn hash(h: HashAlg) -> (&'static str, u32) {
+    match h {
+        HashAlg::Sha256 => ("SHA-256", 32),
+        HashAlg::Sha384 => ("SHA-384", 48),
+        HashAlg::Sha512 => ("SHA-512", 64),
+    }
 }
 
-/// Verifies `signature` over `message` with the key in `spki` (DER SubjectPublicKeyInfo).
-/// ECDSA signatures are DER, as certificates and CertificateVerify carry them.
-pub async fn verify(
-    scheme: Scheme,
-    spki: &[u8],
-    message: &[u8],
-    signature: &[u8],
-) -> Result<(), WebCryptoError> {
-    let (hash, params) = scheme.params();
-    let p1363;
-    let (import, check, signature) = match params {
-        Params::Ecdsa(curve, size) => {
-            p1363 = ecdsa_der_to_p1363(signature, size)?;
+/// Does `check` verify, by the browser's WebCrypto? See the module docs.
+pub async fn verify(check: &OwnedCheck) -> Result<(), SignatureError> {
+    const UNAVAILABLE: SignatureError = SignatureError::Unsupported(
+        "no WebCrypto in this page (crypto.subtle needs https:// or a loopback host)",
+    );
+    let key_type = check.key_type().ok_or(SignatureError::Unsupported(
+        "public key type (only ECDSA and RSA)",
+    ))?;
+    let ecdsa_signature;
+    let (import, verify, signature) = match (key_type, check.algorithm) {
+        ("P-256" | "P-384", SignatureAlgorithm::Ecdsa(h)) => {
+            ecdsa_signature = check
+                .ecdsa_fixed_signature()
+                .ok_or(SignatureError::Unsupported("ECDSA signature encoding"))?;
             (
-                algorithm("ECDSA", &[("namedCurve", curve.into())]),
-                algorithm("ECDSA", &[("hash", hash.into())]),
-                p1363.as_slice(),
+                algorithm("ECDSA", &[("namedCurve", key_type.into())]),
+                algorithm("ECDSA", &[("hash", hash(h).0.into())]),
+                ecdsa_signature.as_slice(),
             )
         }
-        Params::RsaPkcs1 => (
-            algorithm("RSASSA-PKCS1-v1_5", &[("hash", hash.into())]),
+        ("RSA", SignatureAlgorithm::RsaPkcs1(h)) => (
+            algorithm("RSASSA-PKCS1-v1_5", &[("hash", hash(h).0.into())]),
             algorithm("RSASSA-PKCS1-v1_5", &[]),
-            signature,
+            check.signature.as_slice(),
         ),
-        Params::RsaPss(salt) => (
-            algorithm("RSA-PSS", &[("hash", hash.into())]),
-            algorithm("RSA-PSS", &[("saltLength", salt.into())]),
-            signature,
+        ("RSA", SignatureAlgorithm::RsaPss(h)) => (
+            algorithm("RSA-PSS", &[("hash", hash(h).0.into())]),
+            algorithm("RSA-PSS", &[("saltLength", hash(h).1.into())]),
+            check.signature.as_slice(),
         ),
+        // An ECDSA signature by an RSA key, or the other way round, never verifies.
+        _ => return Err(SignatureError::Invalid),
     };
-    let unavailable = |e: JsValue| WebCryptoError::Unavailable(describe(&e));
     let usages = Array::of1(&"verify".into());
-    let imported = import_key("spki", spki, &import, false, &usages).map_err(unavailable)?;
-    // A rejected import: the browser's DataError for a key of another type or curve.
-    let key = JsFuture::from(imported).await.map_err(|_| {
-        WebCryptoError::Unsupported("a key WebCrypto does not take for this algorithm")
-    })?;
-    let verified = subtle_verify(&check, &key, signature, message).map_err(unavailable)?;
-    match JsFuture::from(verified).await {
-        Ok(v) if v.as_bool() == Some(true) => Ok(()),
-        Ok(_) => Err(WebCryptoError::Invalid),
-        Err(e) => Err(unavailable(e)),
-    }
-}
-
-/// `Ecdsa-Sig-Value` (DER `SEQUENCE { r INTEGER, s INTEGER }`) to `r || s`, each
-/// big-endian and left-padded to `size` bytes (IEEE P1363, what WebCrypto's ECDSA takes).
-/// Strict DER: definite short or one-byte long lengths, minimal positive integers, nothing
-/// after the sequence; `r` and `s` must be non-zero and fit `size` bytes.
-pub fn ecdsa_der_to_p1363(der: &[u8], size: usize) -> Result<Vec<u8>, WebCryptoError> {
-    const MALFORMED: WebCryptoError =
-        WebCryptoError::Unsupported("an ECDSA signature that is not a DER Ecdsa-Sig-Value");
-    /// One TLV with `tag` at the front of `input`: (contents, rest).
-    fn tlv(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-        let (&t, rest) = input.split_first()?;
-        let (&first, rest) = rest.split_first()?;
-        let (len, rest) = match first {
-            0..=0x7f => (usize::from(first), rest),
-            // One length byte: 128..=255 (a shorter length in long form is not DER).
-            0x81 => {
-                let (&len, rest) = rest.split_first()?;
-                (len >= 0x80).then_some((usize::from(len), rest))?
-            }
-            _ => return None,
-        };
-        (t == tag && rest.len() >= len).then(|| rest.split_at(len))
-    }
-    /// A minimal positive INTEGER's magnitude, without its sign byte.
-    fn integer(input: &[u8]) -> Option<(&[u8], &[u8])> {
-        let (value, rest) = tlv(input, 0x02)?;
-        let magnitude = match value {
-            // Negative, or empty.
-            [] | [0x80..=0xff, ..] => return None,
-            // A zero byte only where the next has its top bit set (else not minimal).
-            [0, next, ..] if *next < 0x80 => return None,
-            [0, magnitude @ ..] => magnitude,
-            _ => value,
-        };
-        Some((magnitude, rest))
-    }
-    let (contents, rest) = tlv(der, 0x30).ok_or(MALFORMED)?;
-    let (r, after_r) = integer(contents).ok_or(MALFORMED)?;
-    let (s, after_s) = integer(after_r).ok_or(MALFORMED)?;
-    if !rest.is_empty() || !after_s.is_empty() {
-        return Err(MALFORMED);
-    }
-    let mut out = vec![0u8; 2 * size];
-    for (value, half) in [r, s].into_iter().zip(out.chunks_exact_mut(size)) {
-        if value.is_empty() || value.len() > size || value.iter().all(|&b| b == 0) {
-            return Err(WebCryptoError::Unsupported(
-                "an ECDSA signature whose r or s does not fit the curve",
+    let imported =
+        import_key("spki", &check.spki, &import, false, &usages).map_err(|_| UNAVAILABLE)?;
+    // A rejected import: the browser's DataError for a key it cannot read.
+    let key = JsFuture::from(imported)
+        .await
+        .map_err(|_| SignatureError::Unsupported("public key encoding"))?;
+    if key_type == "RSA" {
+        let bits = Reflect::get(&key, &"algorithm".into())
+            .and_then(|a| Reflect::get(&a, &"modulusLength".into()))
+            .ok()
+            .and_then(|b| b.as_f64())
+            .unwrap_or(0.0);
+        if !RSA_BITS.contains(&bits) {
+            return Err(SignatureError::Unsupported(
+                "RSA key (only 2048 to 4096 bits)",
             ));
         }
-        half[size - value.len()..].copy_from_slice(value);
     }
-    Ok(out)
+    let verified =
+        subtle_verify(&verify, &key, signature, &check.message).map_err(|_| UNAVAILABLE)?;
+    match JsFuture::from(verified).await {
+        Ok(v) if v.as_bool() == Some(true) => Ok(()),
+        Ok(_) => Err(SignatureError::Invalid),
+        // The browser refused the operation itself (not the signature): nothing verified.
+        Err(_) => Err(SignatureError::Unsupported(
+            "WebCrypto refused the signature check",
+        )),
+    }
 }
