@@ -147,7 +147,7 @@ impl<F: NorFlash> NorFlashStore<F> {
 impl<F: NorFlash> CacheStore for NorFlashStore<F> {
     fn load(&mut self, jid: &str) -> Option<LoginMemory> {
         // On the heap, not the stack: the record's bound (1.3 KB) would count against the
-        // deepest task stack (firmware/README.md, RAM).
+        // deepest task stack (docs/firmware-size.md, RAM on the F767).
         let n = MAX_RECORD.min(self.size as usize);
         let mut buf = alloc::vec![0u8; n];
         ReadNorFlash::read(&mut self.flash, self.offset, &mut buf).ok()?;

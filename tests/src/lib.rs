@@ -21,6 +21,8 @@
 pub mod browser;
 pub mod certs;
 pub mod ejabberd;
+pub mod field_chains;
+pub mod firmware;
 pub mod netns;
 pub mod peers;
 pub mod process;

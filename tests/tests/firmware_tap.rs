@@ -5,7 +5,8 @@
 //! Layout: namespace `xhfw-<pid>` with `lo` and `tap0` (10.203.0.1/24, the server's side);
 //! the app's embassy-net stack is 10.203.0.2/24 on the other end of `tap0`. Prosody runs in
 //! the namespace (the test thread enters it, so Prosody and the second client inherit it)
-//! and also listens on 10.203.0.1.
+//! and also listens on 10.203.0.1. The namespace and the app process are the harness's
+//! (`tests/src/firmware.rs`).
 //!
 //! Passes only if the app completes STARTTLS (embedded-tls with the core's certificate
 //! policy), SCRAM and bind; its periodic reading reaches a second client; it echoes that
@@ -18,8 +19,7 @@
 //! unless `XMPP_HANDSHAKE_REQUIRE_SERVERS=1` (tests/run): then it fails.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use xmpp_handshake_core::connection::{ConnectionOptions, InitiatingConnection};
@@ -30,87 +30,12 @@ use xmpp_handshake_core::stanza;
 use xmpp_handshake_host::clock::TokioClock;
 use xmpp_handshake_host::transport::connect;
 use xmpp_handshake_host::upgrade::RustlsClient;
-use xmpp_handshake_tests::netns::Netns;
+use xmpp_handshake_tests::firmware::{in_namespace, App, AppSettings, SERVER_ADDR};
 use xmpp_handshake_tests::process::{RunAs, ServerProcess};
-use xmpp_handshake_tests::{servers_required, Prosody, ProsodyOptions, ServerInfo, TestPki};
+use xmpp_handshake_tests::{Prosody, ProsodyOptions, ServerInfo, TestPki};
 use xmpp_handshake_tokio::BoundStream;
 
 const DOMAIN: &str = "xmpp.test";
-const SERVER_ADDR: &str = "10.203.0.1";
-const DEVICE_CIDR: &str = "10.203.0.2/24";
-const APP_BIN: &str = "xmpp-firmware-host";
-
-/// Why this machine cannot run the test, if it cannot.
-fn missing_prerequisite() -> Option<String> {
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } != 0 {
-        return Some("needs root (network namespaces, TAP devices)".into());
-    }
-    if !Path::new("/dev/net/tun").exists() {
-        return Some("/dev/net/tun is missing".into());
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        return Some("`ip` (iproute2) is missing".into());
-    }
-    None
-}
-
-/// The app binary, next to this test's `deps/` directory (cargo builds it with the
-/// workspace's tests); `XMPP_FIRMWARE_HOST_BIN` overrides.
-fn app_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("XMPP_FIRMWARE_HOST_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join(APP_BIN);
-    assert!(
-        bin.exists(),
-        "{} not found: build it with `cargo build -p xmpp-handshake-firmware-host` \
-         (cargo test --workspace does)",
-        bin.display()
-    );
-    bin
-}
-
-/// The app as a child process; killed on drop. Its log (stderr) goes to a file.
-struct App {
-    child: Child,
-    log: PathBuf,
-}
-
-impl App {
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the log has `n` lines containing `needle`.
-    fn wait_for(&mut self, needle: &str, n: usize, limit: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if self.log().matches(needle).count() >= n {
-                return Ok(());
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("the app exited ({status}) before {needle:?} x{n}"));
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "no {needle:?} x{n} in the app's log within {limit:?}"
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -208,26 +133,21 @@ fn start_app(
         Anchor::Foreign => TestPki::generate(DOMAIN).map_err(|e| e.to_string())?.ca_der,
     };
     fs::write(&ca, der).map_err(|e| e.to_string())?;
-    let log = work.join("app.log");
     let alice = server.user(0);
-    let child = Command::new(app_binary())
-        .env("RUST_LOG", "info")
-        .env("XMPP_JID", alice.jid(DOMAIN))
-        .env("XMPP_PASSWORD", &alice.password)
-        .env("XMPP_SERVER", format!("{SERVER_ADDR}:{}", server.ports.c2s))
-        .env("XMPP_CA", &ca)
-        .env("XMPP_REPORT_TO", server.user(1).jid(DOMAIN))
-        .env("XMPP_PERIOD_MS", "500")
-        .env("TAP_IF", "tap0")
-        .env("TAP_ADDR", DEVICE_CIDR)
-        .env("SCRAM_CACHE", work.join("scram-cache.bin"))
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(work.join("app.out")).map_err(|e| e.to_string())?)
-        .stderr(fs::File::create(&log).map_err(|e| e.to_string())?)
-        .spawn()
-        .map_err(|e| format!("starting the app: {e}"))?;
-    Ok(App { child, log })
+    let mut settings = AppSettings {
+        jid: alice.jid(DOMAIN),
+        password: alice.password.clone(),
+        server: format!("{SERVER_ADDR}:{}", server.ports.c2s),
+        ca,
+        env: vec![
+            ("XMPP_REPORT_TO".into(), server.user(1).jid(DOMAIN)),
+            ("XMPP_PERIOD_MS".into(), "500".into()),
+        ],
+    };
+    settings
+        .env
+        .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    App::start(&settings, work)
 }
 
 /// In a fresh namespace: Prosody, then the app with `anchor`, then `scenario`. The app's
@@ -236,41 +156,16 @@ fn with_app<F>(tag: &str, anchor: Anchor, env: &[(&str, &str)], scenario: F)
 where
     F: FnOnce(&mut Prosody, &mut App) -> Result<(), String> + Send,
 {
-    if let Some(reason) = missing_prerequisite() {
-        if servers_required() {
-            panic!("cannot run the TAP test: {reason}");
-        }
-        eprintln!("SKIPPED (firmware TAP test): {reason}");
-        return;
-    }
-    let ns = Netns::create(
-        &format!("xhfw-{}-{tag}", std::process::id()),
-        &format!("{SERVER_ADDR}/24"),
-    )
-    .expect("network namespace");
-    // A thread of its own: only it (and what it spawns) enters the namespace.
-    let result = std::thread::scope(|s| {
-        s.spawn(|| run_in_namespace(&ns, anchor, env, scenario))
-            .join()
-    });
-    drop(ns);
-    match result {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("{e}"),
-        Err(panic) => std::panic::resume_unwind(panic),
+    match in_namespace(tag, |_| run_in_namespace(anchor, env, scenario)) {
+        None | Some(Ok(())) => {}
+        Some(Err(e)) => panic!("{e}"),
     }
 }
 
-fn run_in_namespace<F>(
-    ns: &Netns,
-    anchor: Anchor,
-    env: &[(&str, &str)],
-    scenario: F,
-) -> Result<(), String>
+fn run_in_namespace<F>(anchor: Anchor, env: &[(&str, &str)], scenario: F) -> Result<(), String>
 where
     F: FnOnce(&mut Prosody, &mut App) -> Result<(), String>,
 {
-    ns.enter()?;
     let opts = ProsodyOptions {
         domain: DOMAIN.into(),
         // Also on the TAP side, where the app is (the harness binds 127.0.0.1).
