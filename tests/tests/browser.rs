@@ -13,8 +13,9 @@
 //!     RSA-2048 leaf; P-384 → P-384 → P-256 leaf), every signature verified by the
 //!     browser's WebCrypto; a chain with an altered signature refused before any XMPP byte.
 //!
-//! (a) to (d) each log in, exchange a message both ways with a second client (our CLI's client code
-//! over TCP + STARTTLS), and saves screenshots under `$CARGO_TARGET_DIR/artifacts/browser/`.
+//! (a) to (d) each log in and exchange a message both ways with a second client (our CLI's
+//! client code over TCP + STARTTLS). Screenshots go to
+//! `$CARGO_TARGET_DIR/artifacts/browser/`.
 //!
 //! The wasm packages come from `wasm/build` (tests/run builds them first) in `wasm/pkg` and
 //! `wasm/pkg-websocket`, or from `XMPP_HANDSHAKE_WASM_PKG` and

@@ -12,6 +12,9 @@
 //!   `xmpp-handshake-embedded-tls`): the core's certificate policy, a CA (`ca`) or trust on
 //!   first use with pins in `localStorage`, a changed key reported with both fingerprints,
 //!   and `tls-server-end-point` for SCRAM `-PLUS`. The bridge sees only TLS after STARTTLS.
+//!   Signatures (RSA, ECDSA P-256/P-384) are verified by the browser's WebCrypto after the
+//!   handshake and before any XMPP byte (`webcrypto.rs`, `tls.rs`). Needs the `tunnel`
+//!   feature (the default); without it the package is RFC 7395 only and has no TLS code.
 //!
 //! ```js
 //! import init, { connect } from "./pkg/xmpp_handshake_wasm.js";
