@@ -1,19 +1,25 @@
 //! The demo page (wasm/www + the built wasm package) in real headless Chromium, driven over
 //! WebDriver, against real servers on loopback:
 //!
-//! (a) RFC 7395 WebSocket mode to Prosody's mod_websocket;
+//! (a) RFC 7395 WebSocket mode to Prosody's mod_websocket, with the full package and with
+//!     the WebSocket-only one;
 //! (b) tunnel mode through the bridge to Prosody's C2S port, STARTTLS and TLS inside the
 //!     page, the harness CA as the pinned anchor;
 //! (c) both modes against `serve --web` (the receiving entity in process), with the form as
 //!     the page fills it from /config.json;
 //! (d) trust on first use, then a server with another key: the changed-key error with both
-//!     fingerprints, and "accept new key".
+//!     fingerprints, and "accept new key";
+//! (e) tunnel mode to Prosody serving Let's Encrypt-shaped chains (RSA-4096 → RSA-2048 →
+//!     RSA-2048 leaf; P-384 → P-384 → P-256 leaf), every signature verified by the
+//!     browser's WebCrypto; a chain with an altered signature refused before any XMPP byte.
 //!
-//! Each logs in, exchanges a message both ways with a second client (our CLI's client code
-//! over TCP + STARTTLS), and saves screenshots under `$CARGO_TARGET_DIR/artifacts/browser/`.
+//! (a) to (d) each log in and exchange a message both ways with a second client (our CLI's
+//! client code over TCP + STARTTLS). Screenshots go to
+//! `$CARGO_TARGET_DIR/artifacts/browser/`.
 //!
-//! The wasm package comes from `wasm/build` (tests/run builds it first) in `wasm/pkg`, or
-//! from `XMPP_HANDSHAKE_WASM_PKG`. Without it, or without Chromium, the suite skips unless
+//! The wasm packages come from `wasm/build` (tests/run builds them first) in `wasm/pkg` and
+//! `wasm/pkg-websocket`, or from `XMPP_HANDSHAKE_WASM_PKG` and
+//! `XMPP_HANDSHAKE_WASM_WEBSOCKET_PKG`. Without it, or without Chromium, the suite skips unless
 //! `XMPP_HANDSHAKE_REQUIRE_SERVERS=1`.
 
 #[path = "interop_support/mod.rs"]
@@ -34,7 +40,8 @@ use xmpp_handshake_host::tls_info::{fingerprint, TlsCell};
 use xmpp_handshake_host::transcript::{Side, Transcript};
 use xmpp_handshake_host::web::{self, WebConfig, WebServer, XmppEndpoint, PACKAGE_MODULE};
 use xmpp_handshake_tests::browser::Browser;
-use xmpp_handshake_tests::{servers_required, Prosody};
+use xmpp_handshake_tests::field_chains::{pem_certificates, FieldPki, Shape};
+use xmpp_handshake_tests::{servers_required, ExtraHost, Prosody, ProsodyOptions, User};
 
 use interop_support::How;
 
@@ -50,9 +57,19 @@ fn repo() -> PathBuf {
 
 /// The built package, or `None` (skip) / a panic (required) when it is missing.
 fn package() -> Option<PathBuf> {
-    let dir = std::env::var_os("XMPP_HANDSHAKE_WASM_PKG")
+    package_in("XMPP_HANDSHAKE_WASM_PKG", "wasm/pkg")
+}
+
+/// The WebSocket-only package (`wasm/build` writes it to `wasm/pkg-websocket`, or
+/// `XMPP_HANDSHAKE_WASM_WEBSOCKET_PKG`): RFC 7395 only, no TLS code in the page.
+fn websocket_only_package() -> Option<PathBuf> {
+    package_in("XMPP_HANDSHAKE_WASM_WEBSOCKET_PKG", "wasm/pkg-websocket")
+}
+
+fn package_in(variable: &str, default: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os(variable)
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("wasm/pkg"));
+        .unwrap_or_else(|| repo().join(default));
     if dir.join(PACKAGE_MODULE).is_file() {
         return Some(dir);
     }
@@ -244,14 +261,30 @@ async fn prosody_peer(p: &Prosody, resource: &str) -> LoggedIn {
 #[tokio::test]
 async fn a_websocket_mode_to_prosody_mod_websocket() {
     let Some(pkg) = package() else { return };
+    websocket_mode_to_prosody(&pkg, "a-prosody-websocket", "a").await;
+}
+
+/// The WebSocket-only bundle (RFC 7395, TLS by the browser, no TLS code in the page) as
+/// the demo page loads it: the same login and messages as with the full package.
+#[tokio::test]
+async fn a_websocket_only_package_to_prosody_mod_websocket() {
+    let Some(pkg) = websocket_only_package() else {
+        return;
+    };
+    websocket_mode_to_prosody(&pkg, "a-prosody-websocket-only", "a-ws-only").await;
+}
+
+/// The page in WebSocket mode with the package in `pkg` logs in to Prosody's
+/// mod_websocket, exchanges a message with a second client, and disconnects.
+async fn websocket_mode_to_prosody(pkg: &Path, screenshots: &str, tag: &str) {
     let Some(prosody) = Prosody::shared() else {
         return;
     };
     let _one = ONE_BROWSER.lock().await;
-    let Some(browser) = Browser::start_or_skip("a-prosody-websocket", 1440, 1200).await else {
+    let Some(browser) = Browser::start_or_skip(screenshots, 1440, 1200).await else {
         return;
     };
-    let web = web_server(&pkg, Vec::new(), None).await;
+    let web = web_server(pkg, Vec::new(), None).await;
     let alice = prosody.user(0).clone();
     let url = format!(
         "{}?mode=websocket&ws={}&jid={}",
@@ -293,8 +326,8 @@ async fn a_websocket_mode_to_prosody_mod_websocket() {
         "password in the transcript"
     );
 
-    let mut bob = prosody_peer(prosody, "cli-a").await;
-    exchange_with(&browser, &jid, &mut bob, "a").await;
+    let mut bob = prosody_peer(prosody, &format!("cli-{tag}")).await;
+    exchange_with(&browser, &jid, &mut bob, tag).await;
     browser.screenshot("online").await;
     disconnect(&browser).await;
     browser.close().await;
@@ -547,4 +580,161 @@ async fn d_trust_on_first_use_then_a_changed_key() {
     connect(&browser).await;
     disconnect(&browser).await;
     browser.close().await;
+}
+
+// ---- (e) field-shaped chains: every signature through the browser's WebCrypto -----------
+
+/// The page's transcript, `dir text` per line.
+async fn transcript_lines(browser: &Browser) -> Vec<String> {
+    let v = browser
+        .js(
+            "return [...document.querySelectorAll('#transcript li')].map(l => l.className + ' ' + l.querySelector('.text').textContent);",
+            vec![],
+        )
+        .await;
+    serde_json::from_value(v).unwrap()
+}
+
+/// `chain_pem` with the last byte of the first intermediate's signature flipped: a link
+/// whose signature no longer verifies, everything else intact.
+fn with_tampered_intermediate(chain_pem: &str) -> String {
+    let mut chain = pem_certificates(chain_pem).expect("the generator wrote PEM");
+    assert!(chain.len() >= 2, "leaf and intermediate");
+    // A certificate ends with its signature BIT STRING.
+    *chain[1].last_mut().unwrap() ^= 0x01;
+    chain
+        .iter()
+        .map(|der| {
+            let b64 = xmpp_handshake_core::sasl::base64::encode(der);
+            let lines: Vec<&str> = b64
+                .as_bytes()
+                .chunks(64)
+                .map(|l| std::str::from_utf8(l).unwrap())
+                .collect();
+            format!(
+                "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                lines.join("\n")
+            )
+        })
+        .collect()
+}
+
+/// The tunnel against Prosody serving Let's Encrypt-shaped chains (made with openssl at
+/// test time, `xmpp_handshake_tests::field_chains`), the root as the page's `ca`: an
+/// RSA-2048 leaf under an RSA-2048 intermediate and an RSA-4096 root (TLS 1.3: RSA-PSS
+/// CertificateVerify), and a P-256 leaf under a P-384 intermediate and root
+/// (ecdsa-with-SHA384) log in; the ECDSA chain with its intermediate's signature altered is
+/// refused with the typed certificate error, and the page sends no XMPP byte after the
+/// TLS handshake. The page has no RSA or P-384 arithmetic: WebCrypto verifies.
+#[tokio::test]
+async fn e_tunnel_field_chains_verified_by_webcrypto() {
+    let Some(pkg) = package() else { return };
+    let pki = FieldPki::shared().expect("openssl makes the chains");
+    let serve =
+        |shape: Shape, domain: &str| pki.serve(shape, domain).expect("openssl issues a leaf");
+    let rsa = serve(Shape::Rsa, "rsa.browser.test");
+    let ecdsa = serve(Shape::Ecdsa, "ecdsa.browser.test");
+    let mut tampered = serve(Shape::Ecdsa, "tampered.browser.test");
+    tampered.chain_pem = with_tampered_intermediate(&tampered.chain_pem);
+    let password = "field-browser-1";
+    let hosts = [&rsa, &ecdsa, &tampered]
+        .into_iter()
+        .map(|s| ExtraHost {
+            domain: s.domain.clone(),
+            chain_pem: s.chain_pem.clone(),
+            key_pem: s.key_pem.clone(),
+            users: vec![User::new("alice", password)],
+        })
+        .collect();
+    let Some(prosody) = Prosody::start_or_skip(ProsodyOptions {
+        domain: "browser.test".into(),
+        extra_hosts: hosts,
+        ..ProsodyOptions::default()
+    }) else {
+        return;
+    };
+    let _one = ONE_BROWSER.lock().await;
+    let Some(browser) = Browser::start_or_skip("e-field-chains", 1440, 1200).await else {
+        return;
+    };
+    let c2s = prosody.c2s_addr();
+    let web = web_server(&pkg, vec![target(c2s)], None).await;
+    let open = |domain: &str, anchor: &str| {
+        let url = format!("{}?mode=tunnel&target={c2s}&jid=alice@{domain}", web.url());
+        let anchor = anchor.to_string();
+        let browser = &browser;
+        async move {
+            open_page(browser, &url).await;
+            browser.choose("trust-ca").await;
+            browser.fill("ca-pem", &anchor).await;
+            browser.fill("password", password).await;
+        }
+    };
+
+    for (served, what) in [(&rsa, "rsa"), (&ecdsa, "ecdsa")] {
+        let anchor = &served.shape.anchors(&pki)[0].pem;
+        open(&served.domain, anchor).await;
+        let jid = connect(&browser).await;
+        assert!(
+            jid.starts_with(&format!("alice@{}/", served.domain)),
+            "{jid}"
+        );
+        let tls = tls_row(&browser).await;
+        assert!(
+            tls.to_ascii_uppercase()
+                .contains(&fingerprint(&served.chain_der()[0])),
+            "{what}: {tls}"
+        );
+        browser.screenshot(what).await;
+        disconnect(&browser).await;
+    }
+
+    // The altered link: refused after the handshake, before any XMPP byte.
+    open(&tampered.domain, &tampered.shape.anchors(&pki)[0].pem).await;
+    browser.click("connect").await;
+    browser
+        .wait_for(
+            "the refusal",
+            "document.body.dataset.state === 'error' || document.body.dataset.state === 'online'",
+            STEP,
+        )
+        .await;
+    let (state, kind, message) = {
+        let v = browser
+            .js(
+                "return [document.body.dataset.state, document.getElementById('error').dataset.kind, document.getElementById('error').innerText];",
+                vec![],
+            )
+            .await;
+        let v: Vec<String> = serde_json::from_value(v).unwrap();
+        (v[0].clone(), v[1].clone(), v[2].clone())
+    };
+    browser.screenshot("tampered").await;
+    assert_eq!(state, "error", "{message}");
+    // The verdict a synchronous check gives for a link that does not verify
+    // (`PkixOutcome::BadSignature`), typed as `certificate`.
+    assert_eq!(kind, "certificate", "{message}");
+    assert!(
+        message.contains("a signature in the chain does not verify"),
+        "{message}"
+    );
+    assert_steps(
+        &timeline(&browser).await,
+        &[("tls", "failed"), ("sasl", "pending")],
+    );
+    let lines = transcript_lines(&browser).await;
+    let proceed = lines
+        .iter()
+        .position(|l| l.starts_with("in ") && l.contains("<proceed"))
+        .unwrap_or_else(|| panic!("no <proceed/> in {lines:#?}"));
+    assert!(
+        lines[proceed..].iter().all(|l| !l.starts_with("out ")),
+        "an XMPP byte after TLS: {lines:#?}"
+    );
+    browser.close().await;
+    let log = prosody.log_tail(40);
+    assert!(
+        !log.contains("alice@tampered.browser.test"),
+        "the server saw a login: {log}"
+    );
 }

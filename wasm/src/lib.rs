@@ -12,6 +12,9 @@
 //!   `xmpp-handshake-embedded-tls`): the core's certificate policy, a CA (`ca`) or trust on
 //!   first use with pins in `localStorage`, a changed key reported with both fingerprints,
 //!   and `tls-server-end-point` for SCRAM `-PLUS`. The bridge sees only TLS after STARTTLS.
+//!   Signatures (RSA, ECDSA P-256/P-384) are verified by the browser's WebCrypto after the
+//!   handshake and before any XMPP byte (`webcrypto.rs`, `tls.rs`). Needs the `tunnel`
+//!   feature (the default); without it the package is RFC 7395 only and has no TLS code.
 //!
 //! ```js
 //! import init, { connect } from "./pkg/xmpp_handshake_wasm.js";
@@ -32,21 +35,33 @@ mod error;
 mod events;
 #[cfg(target_arch = "wasm32")]
 mod options;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "tunnel"))]
 mod pins;
+#[cfg(all(target_arch = "wasm32", not(feature = "tunnel")))]
+mod plain;
 #[cfg(target_arch = "wasm32")]
 mod rng;
 #[cfg(target_arch = "wasm32")]
 mod session;
 #[cfg(all(test, target_arch = "wasm32"))]
 mod tests;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "tunnel"))]
 mod tls;
+#[cfg(all(target_arch = "wasm32", feature = "tunnel"))]
+mod webcrypto;
 #[cfg(target_arch = "wasm32")]
 mod websocket;
 
 #[cfg(target_arch = "wasm32")]
 pub use api::*;
+
+/// The heap (a free list, see `lol_alloc`): smaller than the standard library's dlmalloc.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+// SAFETY: wasm32-unknown-unknown without the `atomics` target feature runs on one thread:
+// the page's; the allocator is never reached from another.
+static HEAP: lol_alloc::AssumeSingleThreaded<lol_alloc::FreeListAllocator> =
+    unsafe { lol_alloc::AssumeSingleThreaded::new(lol_alloc::FreeListAllocator::new()) };
 
 #[cfg(target_arch = "wasm32")]
 mod api {
@@ -57,9 +72,13 @@ mod api {
     use wasm_bindgen::prelude::*;
 
     use crate::error::Failure;
+    #[cfg(feature = "tunnel")]
     use xmpp_handshake_core::trust::ReferenceIdentity;
 
-    use crate::events::{detail, Reporter};
+    #[cfg(feature = "tunnel")]
+    use crate::events::detail;
+    use crate::events::Reporter;
+    #[cfg(feature = "tunnel")]
     use crate::pins::LocalStoragePins;
     use crate::rng::BrowserRng;
     use crate::session::{self, ControlCell, Request};
@@ -189,12 +208,14 @@ export interface HandshakeError extends Error {
         })
     }
 
+    #[cfg(feature = "tunnel")]
     fn pin_domain(domain: &str) -> Result<String, JsValue> {
         ReferenceIdentity::client_to_server(domain)
             .map(|r| r.domain().to_string())
             .map_err(|e| Failure::config(format!("\"{domain}\": {e}")).to_js())
     }
 
+    #[cfg(feature = "tunnel")]
     /// The pin kept in `localStorage` for `domain` (tunnel mode, trust on first use):
     /// `{ fingerprint, key }` (SHA-256 of the certificate and of its key), or `null`.
     #[wasm_bindgen(js_name = pinFor, unchecked_return_type = "{ fingerprint: string, key: string } | null")]
@@ -212,6 +233,7 @@ export interface HandshakeError extends Error {
         })
     }
 
+    #[cfg(feature = "tunnel")]
     /// Forgets the pin for `domain`: the next tunnel connection is a first use again.
     #[wasm_bindgen(js_name = forgetPin)]
     pub fn forget_pin(domain: &str) -> Result<(), JsValue> {

@@ -21,6 +21,7 @@ pub enum Mode {
     /// RFC 7395 to the server's WebSocket endpoint.
     WebSocket,
     /// The raw stream over a WebSocket-to-TCP bridge, STARTTLS in the page.
+    #[cfg(feature = "tunnel")]
     Tunnel,
 }
 
@@ -41,10 +42,13 @@ pub struct Options {
     /// `resource`
     pub resource: Option<String>,
     /// `ca`: PEM trust anchors, as DER.
+    #[cfg(feature = "tunnel")]
     pub anchors: Vec<Vec<u8>>,
     /// `trustFirstUse`
+    #[cfg(feature = "tunnel")]
     pub trust_first_use: bool,
     /// `acceptChangedKey`
+    #[cfg(feature = "tunnel")]
     pub accept_changed_key: AcceptChangedKey,
     /// `channelBinding`
     pub channel_binding: CbPolicy,
@@ -56,6 +60,7 @@ pub struct Options {
     pub callbacks: Callbacks,
 }
 
+#[cfg(feature = "tunnel")]
 /// Whether a changed server key is accepted on this connection (interactive clients, after
 /// the user compared the fingerprints of a `pin-changed` error).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,7 +120,15 @@ pub fn parse(options: &JsValue) -> Result<Options, Failure> {
     }
     let mode = match string(options, "mode", true)?.as_deref() {
         Some("websocket") => Mode::WebSocket,
+        #[cfg(feature = "tunnel")]
         Some("tunnel") => Mode::Tunnel,
+        #[cfg(not(feature = "tunnel"))]
+        Some("tunnel") => {
+            return Err(Failure::config(
+                "this package is the WebSocket-only build (RFC 7395, no TLS in the page): \
+                 mode \"tunnel\" needs the full package",
+            ))
+        }
         other => {
             return Err(Failure::config(format!(
                 "mode must be \"websocket\" or \"tunnel\", not \"{}\"",
@@ -131,6 +144,66 @@ pub fn parse(options: &JsValue) -> Result<Options, Failure> {
     let resource = string(options, "resource", false)?.filter(|r| !r.is_empty());
     if let Some(r) = &resource {
         check_resource(r).map_err(|e| Failure::config(format!("resource: {e}")))?;
+    }
+    #[cfg(feature = "tunnel")]
+    let (anchors, accept_changed_key) = tunnel_trust(options, mode)?;
+    let channel_binding = match string(options, "channelBinding", false)?.as_deref() {
+        None | Some("when-offered") => CbPolicy::WhenOffered,
+        Some("off") => CbPolicy::Off,
+        Some("required") => CbPolicy::Required,
+        Some(other) => {
+            return Err(Failure::config(format!(
+                "channelBinding must be \"when-offered\", \"off\" or \"required\", not \"{other}\""
+            )))
+        }
+    };
+    let timeout = get(options, "timeoutMs");
+    let timeout_ms = match timeout.as_f64() {
+        None if timeout.is_undefined() || timeout.is_null() => DEFAULT_TIMEOUT_MS,
+        Some(ms) if ms >= 1.0 && ms <= f64::from(i32::MAX) => ms as u32,
+        _ => return Err(Failure::config("timeoutMs must be a positive number")),
+    };
+    let has_ca = string(options, "ca", false)?.is_some_and(|ca| !ca.trim().is_empty());
+    let trust_first_use = boolean(options, "trustFirstUse")?;
+    let options = Options {
+        mode,
+        url,
+        wss,
+        jid,
+        password,
+        resource,
+        #[cfg(feature = "tunnel")]
+        anchors,
+        #[cfg(feature = "tunnel")]
+        trust_first_use,
+        #[cfg(feature = "tunnel")]
+        accept_changed_key,
+        channel_binding,
+        allow_plain: boolean(options, "allowPlain")?,
+        timeout_ms,
+        callbacks: Callbacks {
+            on_event: callback(options, "onEvent")?,
+            on_transcript: callback(options, "onTranscript")?,
+            on_stanza: callback(options, "onStanza")?,
+        },
+    };
+    if options.mode == Mode::WebSocket && (has_ca || trust_first_use) {
+        return Err(Failure::config(
+            "ca and trustFirstUse apply to tunnel mode only: in websocket mode the browser \
+             verifies the wss:// certificate",
+        ));
+    }
+    Ok(options)
+}
+
+/// `ca` (PEM anchors, as DER) and `acceptChangedKey` of a tunnel.
+#[cfg(feature = "tunnel")]
+fn tunnel_trust(
+    options: &JsValue,
+    mode: Mode,
+) -> Result<(Vec<Vec<u8>>, AcceptChangedKey), Failure> {
+    if mode != Mode::Tunnel {
+        return Ok((Vec::new(), AcceptChangedKey::No));
     }
     let anchors = match string(options, "ca", false)? {
         Some(pem) => pem_certificates(&pem)?,
@@ -152,48 +225,7 @@ pub fn parse(options: &JsValue) -> Result<Options, Failure> {
             "acceptChangedKey must be a boolean or the new certificate fingerprint",
         ));
     };
-    let channel_binding = match string(options, "channelBinding", false)?.as_deref() {
-        None | Some("when-offered") => CbPolicy::WhenOffered,
-        Some("off") => CbPolicy::Off,
-        Some("required") => CbPolicy::Required,
-        Some(other) => {
-            return Err(Failure::config(format!(
-                "channelBinding must be \"when-offered\", \"off\" or \"required\", not \"{other}\""
-            )))
-        }
-    };
-    let timeout = get(options, "timeoutMs");
-    let timeout_ms = match timeout.as_f64() {
-        None if timeout.is_undefined() || timeout.is_null() => DEFAULT_TIMEOUT_MS,
-        Some(ms) if ms >= 1.0 && ms <= f64::from(i32::MAX) => ms as u32,
-        _ => return Err(Failure::config("timeoutMs must be a positive number")),
-    };
-    let options = Options {
-        mode,
-        url,
-        wss,
-        jid,
-        password,
-        resource,
-        anchors,
-        trust_first_use: boolean(options, "trustFirstUse")?,
-        accept_changed_key,
-        channel_binding,
-        allow_plain: boolean(options, "allowPlain")?,
-        timeout_ms,
-        callbacks: Callbacks {
-            on_event: callback(options, "onEvent")?,
-            on_transcript: callback(options, "onTranscript")?,
-            on_stanza: callback(options, "onStanza")?,
-        },
-    };
-    if options.mode == Mode::WebSocket && (!options.anchors.is_empty() || options.trust_first_use) {
-        return Err(Failure::config(
-            "ca and trustFirstUse apply to tunnel mode only: in websocket mode the browser \
-             verifies the wss:// certificate",
-        ));
-    }
-    Ok(options)
+    Ok((anchors, accept_changed_key))
 }
 
 /// `ws://` only to loopback; returns whether the URL is `wss://`.
@@ -247,6 +279,7 @@ fn account(jid: &str) -> Result<Jid, Failure> {
 }
 
 /// The DER certificates of every `CERTIFICATE` block in `pem`.
+#[cfg(feature = "tunnel")]
 pub fn pem_certificates(pem: &str) -> Result<Vec<Vec<u8>>, Failure> {
     const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
     const END: &str = "-----END CERTIFICATE-----";

@@ -27,17 +27,26 @@ use xmpp_handshake_core::driver::{self, negotiate, Clock as _, Command, Commands
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
 use xmpp_handshake_core::sasl::{Minimum, SaslPolicy};
 use xmpp_handshake_core::stream::header::{Framing, StreamHeader, NS_FRAMING, NS_STREAMS};
+#[cfg(feature = "tunnel")]
 use xmpp_handshake_core::trust::{accept_changed_certificate, CertError, ReferenceIdentity};
 use xmpp_handshake_core::xml::element;
-use xmpp_handshake_core::{Error, TlsError};
+use xmpp_handshake_core::Error;
+#[cfg(feature = "tunnel")]
+use xmpp_handshake_core::TlsError;
 
 use crate::clock::BrowserClock;
 use crate::error::Failure;
 use crate::events::{detail, Reporter, TlsCell};
-use crate::options::{AcceptChangedKey, Mode, Options};
+#[cfg(feature = "tunnel")]
+use crate::options::AcceptChangedKey;
+use crate::options::{Mode, Options};
+#[cfg(feature = "tunnel")]
 use crate::pins::LocalStoragePins;
+#[cfg(not(feature = "tunnel"))]
+use crate::plain::{self as tls, Reader, Upgrade, Writer};
 use crate::rng::BrowserRng;
-use crate::tls::{self, Reader, TunnelTls, Writer};
+#[cfg(feature = "tunnel")]
+use crate::tls::{self, Reader, TunnelTls, Upgrade, Writer};
 use crate::websocket::{Carrying, Socket};
 
 /// Most bytes of stanzas the page may have waiting for the task; more is refused at once
@@ -200,8 +209,12 @@ pub async fn run(
     control: ControlCell,
 ) {
     let mut ready = Some(ready);
+    // Only a tunnel has TLS details to report.
+    #[cfg(not(feature = "tunnel"))]
+    let _ = tls_cell;
     let result = match options.mode {
         Mode::WebSocket => websocket_mode(&options, reporter, &mut ready, &control).await,
+        #[cfg(feature = "tunnel")]
         Mode::Tunnel => tunnel_mode(&options, reporter, tls_cell, &mut ready, &control).await,
     };
     let failure = match result {
@@ -256,7 +269,7 @@ async fn websocket_mode(
     let socket = open(options, Carrying::Elements, &reporter).await?;
     let mut config = initiator(options);
     config.framing = Framing::WebSocket;
-    let mut upgrade = TunnelTls::none();
+    let mut upgrade = tls::no_tls();
     let closed = connection(
         options,
         config,
@@ -272,6 +285,7 @@ async fn websocket_mode(
 }
 
 /// The raw stream through the bridge, STARTTLS and TLS in the page.
+#[cfg(feature = "tunnel")]
 async fn tunnel_mode(
     options: &Options,
     mut reporter: Reporter,
@@ -355,7 +369,7 @@ async fn connection(
     options: &Options,
     config: InitiatorConfig,
     socket: &Socket,
-    upgrade: &mut TunnelTls<'_>,
+    upgrade: &mut Upgrade<'_>,
     reporter: &mut Reporter,
     ready: &mut Option<oneshot::Sender<Result<String, Failure>>>,
     control: &ControlCell,
@@ -381,6 +395,7 @@ async fn connection(
     };
     // After the closing tags (§4.4): close_notify; the WebSocket closes with its last
     // handle, when the caller is done with it.
+    #[cfg(feature = "tunnel")]
     if let MaybeTls::Tls(stream) = io.take() {
         let _ = stream.close().await;
     }
@@ -398,6 +413,7 @@ async fn open(
         .map_err(|e| fail(reporter, Failure::transport(e.0)))?;
     let mode = match options.mode {
         Mode::WebSocket => "websocket",
+        #[cfg(feature = "tunnel")]
         Mode::Tunnel => "tunnel",
     };
     reporter.transcript(

@@ -11,14 +11,8 @@ use js_sys::{Function, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_test::*;
 use xmpp_handshake_core::driver::Observer;
-use xmpp_handshake_core::trust::{
-    accept_changed_certificate, CertError, CertificatePolicy, FirstUse, PinStore, PkixOutcome,
-    ReferenceIdentity, TrustBasis,
-};
 
 use crate::events::{Callbacks, Reporter};
-use crate::options::pem_certificates;
-use crate::pins::{LocalStoragePins, KEY_PREFIX};
 use crate::websocket::{Carrying, Socket};
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -35,8 +29,16 @@ macro_rules! server {
     }};
 }
 
+#[cfg(feature = "tunnel")]
 #[wasm_bindgen_test]
 fn pins_first_use_then_same_then_changed_key() {
+    use crate::options::pem_certificates;
+    use crate::pins::{LocalStoragePins, KEY_PREFIX};
+    use xmpp_handshake_core::trust::{
+        accept_changed_certificate, CertError, CertificatePolicy, FirstUse, PinStore, PkixOutcome,
+        ReferenceIdentity, TrustBasis,
+    };
+
     let domain = server!("XH_WASM_DOMAIN");
     let first = pem_certificates(server!("XH_WASM_LEAF_PEM")).expect("leaf PEM");
     let other = pem_certificates(server!("XH_WASM_OTHER_LEAF_PEM")).expect("other PEM");
@@ -241,4 +243,185 @@ async fn a_websocket_without_the_xmpp_subprotocol_is_refused() {
         .err()
         .expect("no XMPP endpoint there");
     assert!(err.0.contains("not-xmpp"), "{}", err.0);
+}
+
+/// The WebCrypto glue against signatures openssl made (`wasm/tests/fixtures/webcrypto/make`):
+/// every algorithm verifies its known-good signature and refuses an altered message or
+/// signature, the wrong hash or padding, a key of another type, curve or size; where the
+/// page's software verifier also answers (P-256), both answer the same.
+#[cfg(feature = "tunnel")]
+mod webcrypto {
+    use wasm_bindgen_test::*;
+    use xmpp_handshake_embedded_tls::signature::{
+        HashAlg, OwnedCheck, SignatureAlgorithm, SignatureError, SignatureVerifier, Software,
+    };
+
+    use crate::webcrypto::verify;
+
+    macro_rules! fixture {
+        ($name:literal) => {
+            include_bytes!(concat!("../tests/fixtures/webcrypto/", $name)).as_slice()
+        };
+    }
+
+    const MESSAGE: &[u8] = fixture!("message.bin");
+    const RSA2048: &[u8] = fixture!("rsa2048.spki.der");
+    const RSA4096: &[u8] = fixture!("rsa4096.spki.der");
+    const P256: &[u8] = fixture!("p256.spki.der");
+    const P384: &[u8] = fixture!("p384.spki.der");
+
+    use HashAlg::{Sha256, Sha384, Sha512};
+    use SignatureAlgorithm::{Ecdsa, RsaPkcs1, RsaPss};
+
+    fn check(algorithm: SignatureAlgorithm, spki: &[u8], signature: &[u8]) -> OwnedCheck {
+        OwnedCheck {
+            algorithm,
+            spki: spki.to_vec(),
+            message: MESSAGE.to_vec(),
+            signature: signature.to_vec(),
+        }
+    }
+
+    /// Every algorithm with a known-good signature.
+    fn good() -> Vec<OwnedCheck> {
+        vec![
+            check(
+                RsaPkcs1(Sha256),
+                RSA2048,
+                fixture!("rsa2048.pkcs1-sha256.sig"),
+            ),
+            check(
+                RsaPkcs1(Sha384),
+                RSA2048,
+                fixture!("rsa2048.pkcs1-sha384.sig"),
+            ),
+            check(
+                RsaPkcs1(Sha512),
+                RSA2048,
+                fixture!("rsa2048.pkcs1-sha512.sig"),
+            ),
+            check(RsaPss(Sha256), RSA2048, fixture!("rsa2048.pss-sha256.sig")),
+            check(RsaPss(Sha384), RSA2048, fixture!("rsa2048.pss-sha384.sig")),
+            check(RsaPss(Sha512), RSA2048, fixture!("rsa2048.pss-sha512.sig")),
+            check(
+                RsaPkcs1(Sha256),
+                RSA4096,
+                fixture!("rsa4096.pkcs1-sha256.sig"),
+            ),
+            check(RsaPss(Sha384), RSA4096, fixture!("rsa4096.pss-sha384.sig")),
+            check(Ecdsa(Sha256), P256, fixture!("p256.ecdsa-sha256.sig")),
+            check(Ecdsa(Sha384), P256, fixture!("p256.ecdsa-sha384.sig")),
+            check(Ecdsa(Sha256), P384, fixture!("p384.ecdsa-sha256.sig")),
+            check(Ecdsa(Sha384), P384, fixture!("p384.ecdsa-sha384.sig")),
+        ]
+    }
+
+    #[wasm_bindgen_test]
+    async fn every_algorithm_verifies_a_known_good_signature() {
+        for c in good() {
+            assert_eq!(verify(&c).await, Ok(()), "{:?}", c.algorithm);
+        }
+    }
+
+    #[wasm_bindgen_test]
+    async fn an_altered_message_or_signature_is_invalid() {
+        for c in good() {
+            let mut altered = c.clone();
+            altered.message[0] ^= 1;
+            assert_eq!(
+                verify(&altered).await,
+                Err(SignatureError::Invalid),
+                "{:?}: altered message",
+                c.algorithm
+            );
+            // The last byte: the end of RSA's signature, of ECDSA's s.
+            let mut altered = c.clone();
+            *altered.signature.last_mut().unwrap() ^= 1;
+            assert_eq!(
+                verify(&altered).await,
+                Err(SignatureError::Invalid),
+                "{:?}: altered signature",
+                c.algorithm
+            );
+        }
+    }
+
+    #[wasm_bindgen_test]
+    async fn the_wrong_hash_padding_or_key_type_is_invalid() {
+        let pkcs1 = fixture!("rsa2048.pkcs1-sha256.sig");
+        let pss = fixture!("rsa2048.pss-sha256.sig");
+        let ecdsa = fixture!("p256.ecdsa-sha256.sig");
+        for c in [
+            check(RsaPss(Sha256), RSA2048, pkcs1),
+            check(RsaPkcs1(Sha256), RSA2048, pss),
+            check(RsaPkcs1(Sha384), RSA2048, pkcs1),
+            check(Ecdsa(Sha384), P256, ecdsa),
+            // An ECDSA signature with an RSA key, and the other way round.
+            check(Ecdsa(Sha256), RSA2048, ecdsa),
+            check(RsaPkcs1(Sha256), P256, pkcs1),
+        ] {
+            assert_eq!(
+                verify(&c).await,
+                Err(SignatureError::Invalid),
+                "{:?}",
+                c.algorithm
+            );
+        }
+    }
+
+    #[wasm_bindgen_test]
+    async fn keys_webpki_refuses_are_unsupported() {
+        for c in [
+            // RSA under 2048 bits, even with its own good signature.
+            check(
+                RsaPkcs1(Sha256),
+                fixture!("rsa1024.spki.der"),
+                fixture!("rsa1024.pkcs1-sha256.sig"),
+            ),
+            // A P-384 signature with a P-256 key: r and s do not fit the curve.
+            check(Ecdsa(Sha384), P256, fixture!("p384.ecdsa-sha384.sig")),
+            // Not a SubjectPublicKeyInfo.
+            check(
+                Ecdsa(Sha256),
+                b"\x30\x03\x02\x01\x01",
+                fixture!("p256.ecdsa-sha256.sig"),
+            ),
+        ] {
+            let answer = verify(&c).await;
+            assert!(
+                matches!(answer, Err(SignatureError::Unsupported(_))),
+                "{:?}: {answer:?}",
+                c.algorithm
+            );
+        }
+    }
+
+    #[wasm_bindgen_test]
+    async fn webcrypto_answers_as_the_software_verifier_on_p256() {
+        let ecdsa = fixture!("p256.ecdsa-sha256.sig");
+        let mut altered = ecdsa.to_vec();
+        *altered.last_mut().unwrap() ^= 1;
+        for c in [
+            check(Ecdsa(Sha256), P256, ecdsa),
+            check(Ecdsa(Sha256), P256, &altered),
+            check(Ecdsa(Sha384), P256, fixture!("p256.ecdsa-sha384.sig")),
+            check(Ecdsa(Sha384), P256, ecdsa),
+            check(RsaPkcs1(Sha256), P256, ecdsa),
+        ] {
+            let software = Software.verify(&c.as_check());
+            let browser = verify(&c).await;
+            // The same answer; `Unsupported`'s text may differ.
+            let kind = |r: &Result<(), SignatureError>| match r {
+                Ok(()) => "valid",
+                Err(SignatureError::Invalid) => "invalid",
+                Err(SignatureError::Unsupported(_)) => "unsupported",
+            };
+            assert_eq!(
+                kind(&browser),
+                kind(&software),
+                "{:?}: {browser:?} / {software:?}",
+                c.algorithm
+            );
+        }
+    }
 }

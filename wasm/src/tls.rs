@@ -10,26 +10,38 @@
 //! * A key different from the pinned one is always refused with `pin-changed` (both
 //!   fingerprints); only `acceptChangedKey` replaces the pin (the caller then reconnects).
 //!
-//! Validity dates use the browser's clock. TLS 1.3 with TLS_AES_128_GCM_SHA256 and P-256
-//! only (embedded-tls 0.19, see the `xmpp_handshake_embedded_tls` docs); SCRAM `-PLUS`
-//! binds with `tls-server-end-point` (RFC 5929).
+//! Validity dates use the browser's clock. TLS 1.3 with TLS_AES_128_GCM_SHA256 and a P-256
+//! key exchange (embedded-tls 0.19, see the `xmpp_handshake_embedded_tls` docs); SCRAM
+//! `-PLUS` binds with `tls-server-end-point` (RFC 5929).
+//!
+//! Signatures (the chain's links and the server's CertificateVerify, RFC 8446 §4.4.3) are
+//! the browser's to verify: the backend's chain walk runs with its `Deferred` verifier,
+//! which assumes each check it has no answer for and records it; when the handshake is
+//! done, the upgrade has WebCrypto answer them ([`crate::webcrypto`]) and decides again,
+//! until the verdict rests on answers only. Only then does it return the stream: a chain
+//! that does not verify fails the upgrade with the same typed certificate error as a
+//! synchronous check, and no XMPP byte is sent on that connection. So the page carries no
+//! RSA or P-384 arithmetic and still accepts RSA 2048–4096 (PKCS #1 v1.5 in chains, PSS in
+//! CertificateVerify) and ECDSA P-256/P-384 with SHA-256/384.
 
 use embedded_io::{Error as _, ErrorKind, ErrorType};
 use embedded_io_async::{Read, Write};
 use xmpp_handshake_core::connection::TlsInfo;
 use xmpp_handshake_core::driver::{MaybeTls, TlsUpgrade};
 use xmpp_handshake_core::trust::{
-    CertificatePolicy, FirstUse, ReferenceIdentity, TrustBasis, UnixTime,
+    CertError, CertificatePolicy, FirstUse, ReferenceIdentity, TrustBasis, UnixTime,
 };
 use xmpp_handshake_core::TlsError as CoreTlsError;
+use xmpp_handshake_embedded_tls::signature::Deferred;
 use xmpp_handshake_embedded_tls::{
     Aes128GcmSha256, EmbeddedTls, EmbeddedTlsError, EmbeddedTlsReader, EmbeddedTlsStream,
     ServerVerifier, TlsError, TlsWriter,
 };
 
 use crate::events::{TlsCell, TlsDetail};
-use crate::pins::LocalStoragePins;
+use crate::pins::{HeldPins, LocalStoragePins};
 use crate::rng::BrowserRng;
+use crate::webcrypto::WebCrypto;
 use crate::websocket::Socket;
 
 /// TLS record buffers: a whole record without max_fragment_length (RFC 8446 §5.2), and
@@ -57,8 +69,16 @@ pub fn now() -> UnixTime {
 /// details for the `tls` event (a failure comes typed in the core's error); none on an
 /// RFC 7395 stream, where TLS is the browser's and the core never asks for STARTTLS.
 pub struct TunnelTls<'a> {
-    inner: Option<EmbeddedTls<'a, BrowserRng, &'a mut LocalStoragePins>>,
+    inner: Option<EmbeddedTls<'a, BrowserRng, HeldPins<'a>, Aes128GcmSha256, Deferred<WebCrypto>>>,
     detail: TlsCell,
+}
+
+/// The TLS upgrade of a connection (the name the session uses in both builds).
+pub type Upgrade<'a> = TunnelTls<'a>;
+
+/// The upgrade of an RFC 7395 stream: none.
+pub fn no_tls<'a>() -> Upgrade<'a> {
+    TunnelTls::none()
 }
 
 /// The protected stream of a tunnel.
@@ -75,7 +95,9 @@ impl<'a> TunnelTls<'a> {
         pins: &'a mut LocalStoragePins,
         detail: TlsCell,
     ) -> Self {
-        let verifier = ServerVerifier::new(reference, policy, anchors, pins).with_time(now());
+        let verifier = ServerVerifier::new(reference, policy, anchors, HeldPins::new(pins))
+            .with_signature_verifier(Deferred::new(WebCrypto))
+            .with_time(now());
         TunnelTls {
             inner: Some(EmbeddedTls::new(read, write, BrowserRng, verifier)),
             detail,
@@ -83,7 +105,7 @@ impl<'a> TunnelTls<'a> {
     }
 
     /// No TLS in the page (RFC 7395): an upgrade request is refused.
-    pub fn none() -> Self {
+    fn none() -> Self {
         TunnelTls {
             inner: None,
             detail: TlsCell::default(),
@@ -92,7 +114,7 @@ impl<'a> TunnelTls<'a> {
 
     /// The pin store (to accept a changed key), in a tunnel.
     pub fn pins_mut(&mut self) -> Option<&mut LocalStoragePins> {
-        Some(self.inner.as_mut()?.verifier_mut().pins_mut())
+        Some(self.inner.as_mut()?.verifier_mut().pins_mut().store_mut())
     }
 }
 
@@ -109,7 +131,18 @@ impl<'a> TlsUpgrade<Socket> for TunnelTls<'a> {
             // Not TLS in the page on this transport.
             return Err(EmbeddedTlsError::Tls(TlsError::Unimplemented));
         };
-        let result = inner.upgrade(transport, server_name).await;
+        let mut result = inner.upgrade(transport, server_name).await;
+        // The verdict is final now (the deferred checks answered): a pin the policy
+        // recorded is written only for an accepted handshake (see `HeldPins`).
+        let pins = inner.verifier_mut().pins_mut();
+        match &result {
+            Ok(_) => {
+                if let Err(e) = pins.commit() {
+                    result = Err(EmbeddedTlsError::Certificate(CertError::PinStore(e)));
+                }
+            }
+            Err(_) => pins.discard(),
+        }
         if result.is_ok() {
             if let Some(Ok(verdict)) = inner.verifier().verdict() {
                 *self.detail.borrow_mut() = Some(TlsDetail {

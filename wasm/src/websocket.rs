@@ -4,7 +4,7 @@
 //!   top-level element (or `<open/>`/`<close/>`) per message (§3.3.3). The core hands out
 //!   one such unit per write (its `poll_transmit`), so each write is sent as one message;
 //!   incoming messages are handed to the core's framer, which checks each element.
-//! * [`Carrying::Bytes`] (tunnel): binary messages carrying raw TCP bytes both ways, to a
+//! * `Carrying::Bytes` (tunnel, with the `tunnel` feature): binary messages carrying raw TCP bytes both ways, to a
 //!   WebSocket-to-TCP bridge; the XMPP stream (and, after STARTTLS, TLS records) inside.
 //!
 //! A [`Socket`] is a handle: clones share the one WebSocket, so a reader and a writer (the
@@ -25,7 +25,9 @@ use std::vec::Vec;
 
 use embedded_io::{ErrorKind, ErrorType};
 use embedded_io_async::{Read, Write};
-use js_sys::{ArrayBuffer, JsString, Uint8Array};
+use js_sys::JsString;
+#[cfg(feature = "tunnel")]
+use js_sys::{ArrayBuffer, Uint8Array};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
 use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
@@ -43,6 +45,7 @@ pub enum Carrying {
     /// RFC 7395: one XML element per text message, one message per write.
     Elements,
     /// A tunnel: raw stream bytes in binary messages.
+    #[cfg(feature = "tunnel")]
     Bytes,
 }
 
@@ -119,6 +122,7 @@ impl Socket {
     pub async fn open(url: &str, carrying: Carrying) -> Result<Socket, OpenError> {
         let ws = match carrying {
             Carrying::Elements => WebSocket::new_with_str(url, SUBPROTOCOL),
+            #[cfg(feature = "tunnel")]
             Carrying::Bytes => WebSocket::new(url),
         }
         .map_err(|e| {
@@ -216,6 +220,7 @@ fn attach(ws: &WebSocket, carrying: Carrying, inbox: &Rc<RefCell<Inbox>>) -> Han
                     let s: String = s.into();
                     s.into_bytes()
                 }),
+                #[cfg(feature = "tunnel")]
                 Carrying::Bytes => data
                     .dyn_ref::<ArrayBuffer>()
                     .map(|b| Uint8Array::new(b).to_vec()),
@@ -225,6 +230,7 @@ fn attach(ws: &WebSocket, carrying: Carrying, inbox: &Rc<RefCell<Inbox>>) -> Han
                     Carrying::Elements => "a binary WebSocket message on an RFC 7395 stream \
                                            (§3.3.3: text messages only)"
                         .into(),
+                    #[cfg(feature = "tunnel")]
                     Carrying::Bytes => "a text WebSocket message from the bridge (it sends \
                                         the stream's bytes as binary messages)"
                         .into(),
@@ -340,6 +346,7 @@ impl Write for Socket {
             return Err(ErrorKind::OutOfMemory);
         }
         let sent = match self.0.carrying {
+            #[cfg(feature = "tunnel")]
             Carrying::Bytes => ws.send_with_u8_array(buf),
             Carrying::Elements => {
                 let text = core::str::from_utf8(buf).map_err(|_| ErrorKind::InvalidData)?;

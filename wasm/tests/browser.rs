@@ -13,7 +13,7 @@ use js_sys::{Array, Function, Object, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
-use xmpp_handshake_wasm::{connect, forget_pin, pin_for, ConnectOptions, Session};
+use xmpp_handshake_wasm::{connect, ConnectOptions, Session};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -296,6 +296,9 @@ async fn bad_options_are_config_errors_before_any_connection() {
         ("jid", JsValue::from("no-domain")),
         ("url", JsValue::from("http://127.0.0.1/")),
         ("channelBinding", JsValue::from("sometimes")),
+        // The WebSocket-only package has no tunnel.
+        #[cfg(not(feature = "tunnel"))]
+        ("mode", JsValue::from("tunnel")),
     ] {
         let (opts, _) = websocket_options("a", "b");
         Reflect::set(&opts, &name.into(), &value).unwrap();
@@ -324,278 +327,285 @@ async fn no_server_is_a_transport_error() {
 
 // ---- tunnel mode: STARTTLS in the page through the bridge to Prosody's C2S port ----------
 
-fn tunnel_options(url: &str, extra: &[(&str, JsValue)]) -> (ConnectOptions, SeenCell) {
-    let mut pairs = vec![
-        ("mode", JsValue::from("tunnel")),
-        ("url", url.into()),
-        (
-            "jid",
-            format!("{}@{}", server!("XH_WASM_USER"), server!("XH_WASM_DOMAIN")).into(),
-        ),
-        ("password", server!("XH_WASM_PASSWORD").into()),
-        ("resource", "tunnel".into()),
-    ];
-    pairs.extend(extra.iter().cloned());
-    options(&pairs)
-}
+/// Tunnel mode, in the package with the `tunnel` feature (the default).
+#[cfg(feature = "tunnel")]
+mod tunnel {
+    use super::*;
+    use xmpp_handshake_wasm::{forget_pin, pin_for};
 
-fn steps(seen: &SeenCell) -> Vec<String> {
-    seen.borrow()
-        .events
-        .iter()
-        .map(|(s, _)| s.clone())
-        .collect()
-}
+    fn tunnel_options(url: &str, extra: &[(&str, JsValue)]) -> (ConnectOptions, SeenCell) {
+        let mut pairs = vec![
+            ("mode", JsValue::from("tunnel")),
+            ("url", url.into()),
+            (
+                "jid",
+                format!("{}@{}", server!("XH_WASM_USER"), server!("XH_WASM_DOMAIN")).into(),
+            ),
+            ("password", server!("XH_WASM_PASSWORD").into()),
+            ("resource", "tunnel".into()),
+        ];
+        pairs.extend(extra.iter().cloned());
+        options(&pairs)
+    }
 
-fn event(seen: &SeenCell, step: &str) -> JsValue {
-    seen.borrow()
-        .events
-        .iter()
-        .find(|(s, _)| s == step)
-        .map(|(_, d)| d.clone())
-        .unwrap_or_else(|| panic!("no {step} event"))
-}
+    fn steps(seen: &SeenCell) -> Vec<String> {
+        seen.borrow()
+            .events
+            .iter()
+            .map(|(s, _)| s.clone())
+            .collect()
+    }
 
-#[wasm_bindgen_test]
-async fn tunnel_mode_negotiates_starttls_in_the_page_with_a_ca() {
-    let (opts, seen) = tunnel_options(
-        server!("XH_WASM_TUNNEL_URL"),
-        &[("ca", server!("XH_WASM_CA_PEM").into())],
-    );
-    let alice = connect(opts).await.expect("tunnel login");
-    assert_eq!(
-        alice.jid(),
-        format!(
-            "{}@{}/tunnel",
-            server!("XH_WASM_USER"),
-            server!("XH_WASM_DOMAIN")
-        )
-    );
-    // The seed's order: header and <starttls/> (pipelined), the server's header and
-    // features, <proceed/>, TLS, restart, SASL, restart, bind.
-    let expected = [
-        "connect", "header", "starttls", "header", "features", "proceed", "tls", "restart",
-        "header", "header", "features", "sasl", "sasl", "restart", "header", "bind", "header",
-        "features", "bound",
-    ];
-    assert_eq!(steps(&seen), expected);
-    let features = event(&seen, "features");
-    assert_eq!(prop(&features, "starttls").as_bool(), Some(true));
-    assert_eq!(prop(&features, "starttlsRequired").as_bool(), Some(true));
-    let tls = event(&seen, "tls");
-    assert_eq!(text(&tls, "version"), "TLS 1.3");
-    assert_eq!(text(&tls, "cipher"), "TLS_AES_128_GCM_SHA256");
-    assert_eq!(text(&tls, "fingerprint"), server!("XH_WASM_LEAF_SHA256"));
-    assert_eq!(text(&tls, "trust"), "anchors");
-    assert_eq!(prop(&tls, "firstUse").as_bool(), Some(false));
-    {
-        let seen = seen.borrow();
-        let transcript = &seen.transcript;
-        // Plaintext before TLS, then the protected stream's plaintext side.
-        let starttls = transcript
+    fn event(seen: &SeenCell, step: &str) -> JsValue {
+        seen.borrow()
+            .events
             .iter()
-            .position(|(d, t)| d == "out" && t.starts_with("<starttls"))
-            .expect("<starttls/> in the transcript");
-        let handshake = transcript
-            .iter()
-            .position(|(d, t)| d == "info" && t.contains("TLS 1.3 handshake"))
-            .expect("the handshake line");
-        assert!(starttls < handshake);
-        assert!(transcript[handshake..]
-            .iter()
-            .any(|(d, t)| d == "out" && t.starts_with("<auth")));
-        for (_, t) in transcript {
-            assert!(!t.contains(server!("XH_WASM_PASSWORD")), "{t}");
+            .find(|(s, _)| s == step)
+            .map(|(_, d)| d.clone())
+            .unwrap_or_else(|| panic!("no {step} event"))
+    }
+
+    #[wasm_bindgen_test]
+    async fn tunnel_mode_negotiates_starttls_in_the_page_with_a_ca() {
+        let (opts, seen) = tunnel_options(
+            server!("XH_WASM_TUNNEL_URL"),
+            &[("ca", server!("XH_WASM_CA_PEM").into())],
+        );
+        let alice = connect(opts).await.expect("tunnel login");
+        assert_eq!(
+            alice.jid(),
+            format!(
+                "{}@{}/tunnel",
+                server!("XH_WASM_USER"),
+                server!("XH_WASM_DOMAIN")
+            )
+        );
+        // The seed's order: header and <starttls/> (pipelined), the server's header and
+        // features, <proceed/>, TLS, restart, SASL, restart, bind.
+        let expected = [
+            "connect", "header", "starttls", "header", "features", "proceed", "tls", "restart",
+            "header", "header", "features", "sasl", "sasl", "restart", "header", "bind", "header",
+            "features", "bound",
+        ];
+        assert_eq!(steps(&seen), expected);
+        let features = event(&seen, "features");
+        assert_eq!(prop(&features, "starttls").as_bool(), Some(true));
+        assert_eq!(prop(&features, "starttlsRequired").as_bool(), Some(true));
+        let tls = event(&seen, "tls");
+        assert_eq!(text(&tls, "version"), "TLS 1.3");
+        assert_eq!(text(&tls, "cipher"), "TLS_AES_128_GCM_SHA256");
+        assert_eq!(text(&tls, "fingerprint"), server!("XH_WASM_LEAF_SHA256"));
+        assert_eq!(text(&tls, "trust"), "anchors");
+        assert_eq!(prop(&tls, "firstUse").as_bool(), Some(false));
+        {
+            let seen = seen.borrow();
+            let transcript = &seen.transcript;
+            // Plaintext before TLS, then the protected stream's plaintext side.
+            let starttls = transcript
+                .iter()
+                .position(|(d, t)| d == "out" && t.starts_with("<starttls"))
+                .expect("<starttls/> in the transcript");
+            let handshake = transcript
+                .iter()
+                .position(|(d, t)| d == "info" && t.contains("TLS 1.3 handshake"))
+                .expect("the handshake line");
+            assert!(starttls < handshake);
+            assert!(transcript[handshake..]
+                .iter()
+                .any(|(d, t)| d == "out" && t.starts_with("<auth")));
+            for (_, t) in transcript {
+                assert!(!t.contains(server!("XH_WASM_PASSWORD")), "{t}");
+            }
         }
-    }
 
-    // A message from a websocket-mode session to the tunnel session and back: reads give
-    // way to sends between TLS records without losing a byte.
-    let (opts, bob_seen) =
-        websocket_options(server!("XH_WASM_USER2"), server!("XH_WASM_PASSWORD2"));
-    let bob = connect(opts).await.expect("bob connects");
-    for i in 0..5 {
-        let to_alice = format!(
-            "<message to='{}' type='chat' id='b{i}'><body>to the tunnel {i}</body></message>",
-            alice.jid()
-        );
-        done(bob.send(to_alice)).await.expect("bob sends");
-        let to_bob = format!(
-            "<message to='{}' type='chat' id='a{i}'><body>from the tunnel {i}</body></message>",
-            bob.jid()
-        );
-        done(alice.send(to_bob))
-            .await
-            .expect("alice sends through TLS");
-    }
-    let mut waited = 0;
-    let arrived = |seen: &SeenCell, prefix: char| {
-        (0..5)
-            .filter(|i| {
-                seen.borrow().stanzas.iter().any(|s| {
-                    s.contains(&format!("id='{prefix}{i}'"))
-                        || s.contains(&format!("id=\"{prefix}{i}\""))
+        // A message from a websocket-mode session to the tunnel session and back: reads give
+        // way to sends between TLS records without losing a byte.
+        let (opts, bob_seen) =
+            websocket_options(server!("XH_WASM_USER2"), server!("XH_WASM_PASSWORD2"));
+        let bob = connect(opts).await.expect("bob connects");
+        for i in 0..5 {
+            let to_alice = format!(
+                "<message to='{}' type='chat' id='b{i}'><body>to the tunnel {i}</body></message>",
+                alice.jid()
+            );
+            done(bob.send(to_alice)).await.expect("bob sends");
+            let to_bob = format!(
+                "<message to='{}' type='chat' id='a{i}'><body>from the tunnel {i}</body></message>",
+                bob.jid()
+            );
+            done(alice.send(to_bob))
+                .await
+                .expect("alice sends through TLS");
+        }
+        let mut waited = 0;
+        let arrived = |seen: &SeenCell, prefix: char| {
+            (0..5)
+                .filter(|i| {
+                    seen.borrow().stanzas.iter().any(|s| {
+                        s.contains(&format!("id='{prefix}{i}'"))
+                            || s.contains(&format!("id=\"{prefix}{i}\""))
+                    })
                 })
-            })
-            .count()
-    };
-    while arrived(&seen, 'b') < 5 || arrived(&bob_seen, 'a') < 5 {
-        assert!(
-            waited < 5000,
-            "messages lost: {} to alice, {} to bob",
-            arrived(&seen, 'b'),
-            arrived(&bob_seen, 'a')
-        );
-        sleep(20).await;
-        waited += 20;
+                .count()
+        };
+        while arrived(&seen, 'b') < 5 || arrived(&bob_seen, 'a') < 5 {
+            assert!(
+                waited < 5000,
+                "messages lost: {} to alice, {} to bob",
+                arrived(&seen, 'b'),
+                arrived(&bob_seen, 'a')
+            );
+            sleep(20).await;
+            waited += 20;
+        }
+        done(alice.close())
+            .await
+            .expect("alice closes (close_notify)");
+        done(bob.close()).await.expect("bob closes");
     }
-    done(alice.close())
-        .await
-        .expect("alice closes (close_notify)");
-    done(bob.close()).await.expect("bob closes");
-}
 
-#[wasm_bindgen_test]
-async fn tunnel_trust_on_first_use_then_same_then_changed_key() {
-    let domain = server!("XH_WASM_DOMAIN");
-    forget_pin(domain).expect("forget");
-    let first = server!("XH_WASM_LEAF_SHA256");
-    let changed = server!("XH_WASM_OTHER_LEAF_SHA256");
+    #[wasm_bindgen_test]
+    async fn tunnel_trust_on_first_use_then_same_then_changed_key() {
+        let domain = server!("XH_WASM_DOMAIN");
+        forget_pin(domain).expect("forget");
+        let first = server!("XH_WASM_LEAF_SHA256");
+        let changed = server!("XH_WASM_OTHER_LEAF_SHA256");
 
-    // No CA and no trustFirstUse: an unknown key is refused with its fingerprint.
-    let (opts, _) = tunnel_options(server!("XH_WASM_TUNNEL_URL"), &[]);
-    let err = error_of(opts).await;
-    assert_eq!(
-        text(&err, "kind"),
-        "certificate",
-        "{}",
-        text(&err, "message")
-    );
-    assert_eq!(text(&err, "fingerprint"), first);
-    assert!(pin_for(domain).expect("pinFor").is_null(), "nothing pinned");
+        // No CA and no trustFirstUse: an unknown key is refused with its fingerprint.
+        let (opts, _) = tunnel_options(server!("XH_WASM_TUNNEL_URL"), &[]);
+        let err = error_of(opts).await;
+        assert_eq!(
+            text(&err, "kind"),
+            "certificate",
+            "{}",
+            text(&err, "message")
+        );
+        assert_eq!(text(&err, "fingerprint"), first);
+        assert!(pin_for(domain).expect("pinFor").is_null(), "nothing pinned");
 
-    // First use: pinned and accepted.
-    let tofu = [("trustFirstUse", JsValue::TRUE)];
-    let (opts, seen) = tunnel_options(server!("XH_WASM_TUNNEL_URL"), &tofu);
-    let session = connect(opts).await.expect("first use");
-    let tls = event(&seen, "tls");
-    assert_eq!(text(&tls, "trust"), "first-use");
-    assert_eq!(prop(&tls, "firstUse").as_bool(), Some(true));
-    assert_eq!(text(&tls, "fingerprint"), first);
-    let pin = pin_for(domain).expect("pinFor");
-    assert_eq!(text(&pin, "fingerprint"), first);
-    assert_eq!(text(&pin, "key"), text(&tls, "spki"));
-    done(session.close()).await.expect("close");
+        // First use: pinned and accepted.
+        let tofu = [("trustFirstUse", JsValue::TRUE)];
+        let (opts, seen) = tunnel_options(server!("XH_WASM_TUNNEL_URL"), &tofu);
+        let session = connect(opts).await.expect("first use");
+        let tls = event(&seen, "tls");
+        assert_eq!(text(&tls, "trust"), "first-use");
+        assert_eq!(prop(&tls, "firstUse").as_bool(), Some(true));
+        assert_eq!(text(&tls, "fingerprint"), first);
+        let pin = pin_for(domain).expect("pinFor");
+        assert_eq!(text(&pin, "fingerprint"), first);
+        assert_eq!(text(&pin, "key"), text(&tls, "spki"));
+        done(session.close()).await.expect("close");
 
-    // Same key: the stored pin.
-    let (opts, seen) = tunnel_options(server!("XH_WASM_TUNNEL_URL"), &tofu);
-    let session = connect(opts).await.expect("same key");
-    let tls = event(&seen, "tls");
-    assert_eq!(text(&tls, "trust"), "stored-pin");
-    assert_eq!(prop(&tls, "firstUse").as_bool(), Some(false));
-    done(session.close()).await.expect("close");
+        // Same key: the stored pin.
+        let (opts, seen) = tunnel_options(server!("XH_WASM_TUNNEL_URL"), &tofu);
+        let session = connect(opts).await.expect("same key");
+        let tls = event(&seen, "tls");
+        assert_eq!(text(&tls, "trust"), "stored-pin");
+        assert_eq!(prop(&tls, "firstUse").as_bool(), Some(false));
+        done(session.close()).await.expect("close");
 
-    // Another server for the same domain with another key: refused, both fingerprints.
-    let (opts, seen) = tunnel_options(server!("XH_WASM_OTHER_TUNNEL_URL"), &tofu);
-    let err = error_of(opts).await;
-    assert_eq!(
-        text(&err, "kind"),
-        "pin-changed",
-        "{}",
-        text(&err, "message")
-    );
-    assert_eq!(text(&err, "domain"), domain);
-    assert_eq!(text(&err, "oldFingerprint"), first);
-    assert_eq!(text(&err, "newFingerprint"), changed);
-    assert_ne!(text(&err, "oldKey"), text(&err, "newKey"));
-    assert!(
-        !steps(&seen).contains(&"sasl".to_string()),
-        "no credentials after a refused key"
-    );
-    assert_eq!(
-        text(&pin_for(domain).expect("pinFor"), "fingerprint"),
-        first,
-        "pin kept"
-    );
+        // Another server for the same domain with another key: refused, both fingerprints.
+        let (opts, seen) = tunnel_options(server!("XH_WASM_OTHER_TUNNEL_URL"), &tofu);
+        let err = error_of(opts).await;
+        assert_eq!(
+            text(&err, "kind"),
+            "pin-changed",
+            "{}",
+            text(&err, "message")
+        );
+        assert_eq!(text(&err, "domain"), domain);
+        assert_eq!(text(&err, "oldFingerprint"), first);
+        assert_eq!(text(&err, "newFingerprint"), changed);
+        assert_ne!(text(&err, "oldKey"), text(&err, "newKey"));
+        assert!(
+            !steps(&seen).contains(&"sasl".to_string()),
+            "no credentials after a refused key"
+        );
+        assert_eq!(
+            text(&pin_for(domain).expect("pinFor"), "fingerprint"),
+            first,
+            "pin kept"
+        );
 
-    // Accepting another fingerprint than the one presented changes nothing.
-    let (opts, _) = tunnel_options(
-        server!("XH_WASM_OTHER_TUNNEL_URL"),
-        &[
-            ("trustFirstUse", JsValue::TRUE),
-            ("acceptChangedKey", first.into()),
-        ],
-    );
-    let err = error_of(opts).await;
-    assert_eq!(text(&err, "kind"), "pin-changed");
-    assert_eq!(
-        text(&pin_for(domain).expect("pinFor"), "fingerprint"),
-        first
-    );
+        // Accepting another fingerprint than the one presented changes nothing.
+        let (opts, _) = tunnel_options(
+            server!("XH_WASM_OTHER_TUNNEL_URL"),
+            &[
+                ("trustFirstUse", JsValue::TRUE),
+                ("acceptChangedKey", first.into()),
+            ],
+        );
+        let err = error_of(opts).await;
+        assert_eq!(text(&err, "kind"), "pin-changed");
+        assert_eq!(
+            text(&pin_for(domain).expect("pinFor"), "fingerprint"),
+            first
+        );
 
-    // The user compared and accepts exactly the new fingerprint: re-pinned, logged in.
-    let (opts, seen) = tunnel_options(
-        server!("XH_WASM_OTHER_TUNNEL_URL"),
-        &[
-            ("trustFirstUse", JsValue::TRUE),
-            ("acceptChangedKey", changed.into()),
-        ],
-    );
-    let session = connect(opts).await.expect("accepted changed key");
-    assert_eq!(text(&event(&seen, "tls"), "fingerprint"), changed);
-    assert_eq!(text(&event(&seen, "tls"), "trust"), "stored-pin");
-    assert_eq!(
-        text(&pin_for(domain).expect("pinFor"), "fingerprint"),
-        changed
-    );
-    assert!(seen
-        .borrow()
-        .transcript
-        .iter()
-        .any(|(d, t)| d == "info" && t.contains("changed certificate")));
-    done(session.close()).await.expect("close");
+        // The user compared and accepts exactly the new fingerprint: re-pinned, logged in.
+        let (opts, seen) = tunnel_options(
+            server!("XH_WASM_OTHER_TUNNEL_URL"),
+            &[
+                ("trustFirstUse", JsValue::TRUE),
+                ("acceptChangedKey", changed.into()),
+            ],
+        );
+        let session = connect(opts).await.expect("accepted changed key");
+        assert_eq!(text(&event(&seen, "tls"), "fingerprint"), changed);
+        assert_eq!(text(&event(&seen, "tls"), "trust"), "stored-pin");
+        assert_eq!(
+            text(&pin_for(domain).expect("pinFor"), "fingerprint"),
+            changed
+        );
+        assert!(seen
+            .borrow()
+            .transcript
+            .iter()
+            .any(|(d, t)| d == "info" && t.contains("changed certificate")));
+        done(session.close()).await.expect("close");
 
-    // Now the first server is the changed one.
-    let (opts, _) = tunnel_options(server!("XH_WASM_TUNNEL_URL"), &tofu);
-    let err = error_of(opts).await;
-    assert_eq!(text(&err, "kind"), "pin-changed");
-    assert_eq!(text(&err, "oldFingerprint"), changed);
-    forget_pin(domain).expect("forget");
-}
+        // Now the first server is the changed one.
+        let (opts, _) = tunnel_options(server!("XH_WASM_TUNNEL_URL"), &tofu);
+        let err = error_of(opts).await;
+        assert_eq!(text(&err, "kind"), "pin-changed");
+        assert_eq!(text(&err, "oldFingerprint"), changed);
+        forget_pin(domain).expect("forget");
+    }
 
-#[wasm_bindgen_test]
-async fn tunnel_with_the_wrong_ca_is_a_certificate_error() {
-    // The other server's chain does not lead to the first server's CA.
-    let (opts, seen) = tunnel_options(
-        server!("XH_WASM_OTHER_TUNNEL_URL"),
-        &[("ca", server!("XH_WASM_CA_PEM").into())],
-    );
-    let err = error_of(opts).await;
-    assert_eq!(
-        text(&err, "kind"),
-        "certificate",
-        "{}",
-        text(&err, "message")
-    );
-    assert!(!steps(&seen).contains(&"sasl".to_string()));
-}
+    #[wasm_bindgen_test]
+    async fn tunnel_with_the_wrong_ca_is_a_certificate_error() {
+        // The other server's chain does not lead to the first server's CA.
+        let (opts, seen) = tunnel_options(
+            server!("XH_WASM_OTHER_TUNNEL_URL"),
+            &[("ca", server!("XH_WASM_CA_PEM").into())],
+        );
+        let err = error_of(opts).await;
+        assert_eq!(
+            text(&err, "kind"),
+            "certificate",
+            "{}",
+            text(&err, "message")
+        );
+        assert!(!steps(&seen).contains(&"sasl".to_string()));
+    }
 
-#[wasm_bindgen_test]
-async fn tunnel_scram_plus_binds_to_the_certificate_with_our_server() {
-    // Our receiving entity offers SCRAM -PLUS on TLS 1.3 and checks tls-server-end-point;
-    // with binding required, nothing else would do.
-    let (opts, seen) = tunnel_options(
-        server!("XH_WASM_SERVE_TUNNEL_URL"),
-        &[
-            ("ca", server!("XH_WASM_SERVE_CA_PEM").into()),
-            ("channelBinding", "required".into()),
-        ],
-    );
-    let session = connect(opts)
-        .await
-        .expect("SCRAM -PLUS login through the tunnel");
-    let bound = event(&seen, "bound");
-    let mechanism = text(&bound, "mechanism");
-    assert!(mechanism.ends_with("-PLUS"), "{mechanism}");
-    done(session.close()).await.expect("close");
+    #[wasm_bindgen_test]
+    async fn tunnel_scram_plus_binds_to_the_certificate_with_our_server() {
+        // Our receiving entity offers SCRAM -PLUS on TLS 1.3 and checks tls-server-end-point;
+        // with binding required, nothing else would do.
+        let (opts, seen) = tunnel_options(
+            server!("XH_WASM_SERVE_TUNNEL_URL"),
+            &[
+                ("ca", server!("XH_WASM_SERVE_CA_PEM").into()),
+                ("channelBinding", "required".into()),
+            ],
+        );
+        let session = connect(opts)
+            .await
+            .expect("SCRAM -PLUS login through the tunnel");
+        let bound = event(&seen, "bound");
+        let mechanism = text(&bound, "mechanism");
+        assert!(mechanism.ends_with("-PLUS"), "{mechanism}");
+        done(session.close()).await.expect("close");
+    }
 }
