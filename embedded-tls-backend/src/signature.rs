@@ -165,7 +165,7 @@ impl SignatureCheck<'_> {
 pub struct OwnedCheck {
     /// See [`SignatureCheck::algorithm`].
     pub algorithm: SignatureAlgorithm,
-    /// See [`SignatureCheck::spki`].
+    /// The DER of [`SignatureCheck::key`].
     pub spki: Vec<u8>,
     /// See [`SignatureCheck::message`].
     pub message: Vec<u8>,
