@@ -362,6 +362,10 @@ pub trait AsyncCheck {
 pub const MAX_DEFERRED_CHECKS: usize = 64;
 
 /// The deferring verifier (see the module docs): answers from `known`, puts the rest off.
+///
+/// With trust on first use, the policy writes a first-use pin at its first decision, which
+/// rests on assumed answers: give the verifier a pin store that holds writes back until
+/// the verdict is final (the wasm crate's `HeldPins`), or a forged chain's key stays pinned.
 #[derive(Debug)]
 pub struct Deferred<A> {
     checker: A,
