@@ -15,6 +15,13 @@
 //! answer, §8.2.3); silent for another `idle_timeout` (a client dribbling a stanza byte by
 //! byte, or gone), the stream gets `<connection-timeout/>` (§4.9.3.4) and is closed, as
 //! when one write stays blocked for `idle_timeout` (a client that stopped reading).
+//!
+//! Stream management (XEP-0198): a session whose connection broke is kept for
+//! `resume_timeout` (the `max` of `<enabled/>`, §3) so that its client can resume it (§5),
+//! at most `max_detached_sessions` of them; the stanzas it has not acknowledged, and those
+//! routed to it while it is detached, are bounded by the core's unacknowledged queue
+//! ([`SmConfig::max_unacked`](xmpp_handshake_core::sm::SmConfig)): one more is bounced to its
+//! sender with `<resource-constraint/>`.
 
 use std::time::Duration;
 
@@ -40,6 +47,11 @@ pub struct ServeLimits {
     pub max_connections: usize,
     /// Bytes of stanzas queued for one client that has not read them yet.
     pub max_queue_bytes: usize,
+    /// How long a session whose connection broke may be resumed (XEP-0198 §5; `max` on
+    /// `<enabled/>`, §3).
+    pub resume_timeout: Duration,
+    /// Sessions kept for resumption at once; past it the one closest to expiry goes first.
+    pub max_detached_sessions: usize,
 }
 
 impl Default for ServeLimits {
@@ -51,6 +63,8 @@ impl Default for ServeLimits {
             idle_timeout: Duration::from_secs(300),
             max_connections: 512,
             max_queue_bytes: 256 * 1024,
+            resume_timeout: Duration::from_secs(300),
+            max_detached_sessions: 512,
         }
     }
 }
@@ -92,6 +106,12 @@ pub struct LimitArgs {
     /// Bytes of stanzas queued for one client before more are bounced.
     #[arg(long, value_name = "BYTES", default_value_t = ServeLimits::default().max_queue_bytes)]
     pub max_queue_bytes: usize,
+    /// Seconds a session whose connection broke stays resumable (XEP-0198 §5).
+    #[arg(long, value_name = "SECS", default_value_t = ServeLimits::default().resume_timeout.as_secs())]
+    pub resume_timeout: u64,
+    /// Sessions kept for resumption at once.
+    #[arg(long, value_name = "N", default_value_t = ServeLimits::default().max_detached_sessions)]
+    pub max_detached_sessions: usize,
 }
 
 impl LimitArgs {
@@ -110,7 +130,13 @@ impl LimitArgs {
             ("--idle-timeout", self.idle_timeout),
             ("--max-connections", self.max_connections as u64),
             ("--max-queue-bytes", self.max_queue_bytes as u64),
+            ("--resume-timeout", self.resume_timeout),
+            ("--max-detached-sessions", self.max_detached_sessions as u64),
         ];
+        // `max` on `<enabled/>` is a 32-bit number of seconds (XEP-0198 §3).
+        if u32::try_from(self.resume_timeout).is_err() {
+            return Err(format!("--resume-timeout must be at most {}", u32::MAX));
+        }
         if let Some((flag, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{flag} must be at least 1"));
         }
@@ -131,6 +157,8 @@ impl LimitArgs {
             idle_timeout: Duration::from_secs(self.idle_timeout),
             max_connections: self.max_connections,
             max_queue_bytes: self.max_queue_bytes,
+            resume_timeout: Duration::from_secs(self.resume_timeout),
+            max_detached_sessions: self.max_detached_sessions,
         })
     }
 }

@@ -16,13 +16,25 @@
 //!   would overflow it is not queued and its sender gets `<resource-constraint/>`
 //!   (§8.3.3.18: the recipient is busy); that answer goes through the sender's own queue
 //!   and is dropped when that one is full too.
+//! * Stream management (XEP-0198 §5): a session whose connection broke is kept, detached,
+//!   under its session id (`previd`) until it is resumed or its `max` seconds pass; at most
+//!   a bounded number of them (past it, the one closest to expiry goes). Stanzas routed to
+//!   a detached session join its unacknowledged queue, sent when it resumes; one more than
+//!   the queue's bound is bounced with `<resource-constraint/>`. A session that expires, is
+//!   pushed out, or is replaced by a new binding of its full JID bounces what it still
+//!   held with `<service-unavailable/>` (§8.3.3.19): nothing is dropped unsaid.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use xmpp_handshake_core::driver::SessionTable;
+use xmpp_handshake_core::sm::SmState;
+use xmpp_handshake_core::stanza::qualified;
+use xmpp_handshake_core::stream::header::Framing;
 use xmpp_handshake_core::xml::escape::escape_attr;
 use xmpp_handshake_core::Jid;
 
@@ -61,15 +73,34 @@ impl Entry {
     }
 }
 
-/// The bound sessions of one domain.
-pub struct Registry {
-    domain: String,
-    sessions: Mutex<HashMap<String, Entry>>,
-    next_id: AtomicU64,
-    max_queue_bytes: usize,
+/// A session whose connection broke, kept for resumption (XEP-0198 §5).
+struct Detached {
+    /// Its full JID, as [`normalize`]d.
+    jid: String,
+    state: SmState,
+    expires: Instant,
 }
 
-/// A registration; pass it back to [`Registry::unbind`].
+/// Bound and detached sessions, under one lock: a session moves from one to the other
+/// without a stanza routed in between finding neither.
+#[derive(Default)]
+struct Sessions {
+    /// By full JID.
+    online: HashMap<String, Entry>,
+    /// By session id (`previd`).
+    detached: HashMap<String, Detached>,
+}
+
+/// The bound sessions of one domain, and its detached ones.
+pub struct Registry {
+    domain: String,
+    sessions: Mutex<Sessions>,
+    next_id: AtomicU64,
+    max_queue_bytes: usize,
+    max_detached: usize,
+}
+
+/// A registration; pass it back to [`Registry::end`].
 #[derive(Debug, Clone)]
 pub struct Registration {
     /// The full JID.
@@ -104,11 +135,22 @@ impl Registry {
 
     /// An empty registry for `domain` queueing at most `max_queue_bytes` per session.
     pub fn with_queue_limit(domain: &str, max_queue_bytes: usize) -> Self {
+        Self::with_limits(
+            domain,
+            max_queue_bytes,
+            crate::limits::ServeLimits::default().max_detached_sessions,
+        )
+    }
+
+    /// An empty registry for `domain` queueing at most `max_queue_bytes` per bound session
+    /// and keeping at most `max_detached` sessions for resumption (XEP-0198 §5).
+    pub fn with_limits(domain: &str, max_queue_bytes: usize, max_detached: usize) -> Self {
         Registry {
             domain: canonical_domain(domain),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(Sessions::default()),
             next_id: AtomicU64::new(1),
             max_queue_bytes,
+            max_detached,
         }
     }
 
@@ -117,12 +159,13 @@ impl Registry {
         &self.domain
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Registers a session bound to `full_jid`; an older one with that JID is told
-    /// [`ToSession::Conflict`] and forgotten.
+    /// [`ToSession::Conflict`] and forgotten, and a detached one with that JID ends
+    /// (XEP-0198 §5: the new binding replaces it), bouncing what it held.
     pub fn bind(&self, full_jid: &str, tx: mpsc::UnboundedSender<ToSession>) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let key = normalize(full_jid);
@@ -132,7 +175,19 @@ impl Registry {
             tx,
             queued: queued.clone(),
         };
-        if let Some(old) = self.lock().insert(key.clone(), entry) {
+        let mut sessions = self.lock();
+        let replaced: Vec<String> = sessions
+            .detached
+            .iter()
+            .filter(|(_, d)| d.jid == key)
+            .map(|(previd, _)| previd.clone())
+            .collect();
+        for previd in replaced {
+            if let Some(detached) = sessions.detached.remove(&previd) {
+                self.bounce(&mut sessions, detached.state);
+            }
+        }
+        if let Some(old) = sessions.online.insert(key.clone(), entry) {
             let _ = old.tx.send(ToSession::Conflict);
         }
         Registration {
@@ -142,45 +197,243 @@ impl Registry {
         }
     }
 
-    /// Removes a session, unless a newer one replaced it already.
-    pub fn unbind(&self, registration: &Registration) {
+    /// The session of `registration` ended. With `resumable` (its connection broke) and a
+    /// resumable stream-management `state`, it is kept, detached, under its
+    /// [`SmState::previd`] until resumed or `state`'s `max` seconds pass (XEP-0198 §5).
+    /// What was routed to it and not written joins the state's queue, oldest first:
+    /// `pending` (taken from `rx`, not written), then what `rx` still holds. Otherwise (a
+    /// clean close, no stream management, a session a newer binding replaced) whatever it
+    /// held is bounced to the senders. Returns whether the session was kept.
+    pub fn end(
+        &self,
+        registration: &Registration,
+        rx: &mut mpsc::UnboundedReceiver<ToSession>,
+        pending: Option<String>,
+        state: Option<SmState>,
+        resumable: bool,
+    ) -> bool {
         let mut sessions = self.lock();
-        if sessions
+        let current = sessions
+            .online
             .get(&registration.jid)
-            .is_some_and(|e| e.id == registration.id)
-        {
-            sessions.remove(&registration.jid);
+            .is_some_and(|e| e.id == registration.id);
+        if current {
+            sessions.online.remove(&registration.jid);
+        }
+        // Nothing is routed to `rx` from here on: the entry is gone, the lock held.
+        rx.close();
+        let mut waiting: Vec<String> = pending.into_iter().collect();
+        while let Ok(message) = rx.try_recv() {
+            registration.dequeued(&message);
+            if let ToSession::Stanza(stanza) = message {
+                waiting.push(stanza);
+            }
+        }
+        let now = Instant::now();
+        self.expire(&mut sessions, now);
+        let keep = resumable
+            && current
+            && self.max_detached > 0
+            && state.as_ref().is_some_and(|s| s.previd().is_some());
+        let mut state = match state {
+            Some(state) if keep => state,
+            gone => {
+                for stanza in waiting {
+                    self.bounce_one(&mut sessions, &stanza, "service-unavailable", "cancel");
+                }
+                if let Some(state) = gone {
+                    self.bounce(&mut sessions, state);
+                }
+                return false;
+            }
+        };
+        for stanza in waiting {
+            if state
+                .queue(&qualified(&stanza, Framing::WebSocket))
+                .is_err()
+            {
+                self.bounce_one(&mut sessions, &stanza, "resource-constraint", "wait");
+            }
+        }
+        while sessions.detached.len() >= self.max_detached {
+            let Some(soonest) = sessions
+                .detached
+                .iter()
+                .min_by_key(|(_, d)| d.expires)
+                .map(|(previd, _)| previd.clone())
+            else {
+                break;
+            };
+            if let Some(gone) = sessions.detached.remove(&soonest) {
+                self.bounce(&mut sessions, gone.state);
+            }
+        }
+        let previd = state.previd().unwrap_or_default().to_string();
+        let window = Duration::from_secs(u64::from(state.max().unwrap_or_default()));
+        let detached = Detached {
+            jid: registration.jid.clone(),
+            state,
+            expires: now + window,
+        };
+        if let Some(old) = sessions.detached.insert(previd, detached) {
+            self.bounce(&mut sessions, old.state);
+        }
+        true
+    }
+
+    /// Sessions kept for resumption now (expired ones are let go first).
+    pub fn detached(&self) -> usize {
+        let mut sessions = self.lock();
+        self.expire(&mut sessions, Instant::now());
+        sessions.detached.len()
+    }
+
+    /// A handle through which one connection's `<resume/>` finds its session
+    /// ([`SessionTable`], XEP-0198 §5).
+    pub fn session_table(&self) -> DetachedSessions<'_> {
+        DetachedSessions {
+            registry: self,
+            taken: None,
+        }
+    }
+
+    /// Lets go of the detached sessions whose time passed, bouncing what they held.
+    fn expire(&self, sessions: &mut Sessions, now: Instant) {
+        let expired: Vec<String> = sessions
+            .detached
+            .iter()
+            .filter(|(_, d)| d.expires <= now)
+            .map(|(previd, _)| previd.clone())
+            .collect();
+        for previd in expired {
+            if let Some(gone) = sessions.detached.remove(&previd) {
+                self.bounce(sessions, gone.state);
+            }
+        }
+    }
+
+    /// A session is over for good: each stanza it still held is answered to its sender
+    /// with `<service-unavailable/>` (RFC 6120 §8.3.3.19), errors excepted (§8.3.1).
+    fn bounce(&self, sessions: &mut Sessions, state: SmState) {
+        let held: Vec<String> = state.unacked().map(|(_, s)| s.to_string()).collect();
+        for stanza in held {
+            self.bounce_one(sessions, &stanza, "service-unavailable", "cancel");
+        }
+    }
+
+    /// Answers `stanza` (which was routed from a session of ours) to its `from` with
+    /// `condition`, when that sender is still here; errors are not answered (§8.3.1).
+    fn bounce_one(&self, sessions: &mut Sessions, stanza: &str, condition: &str, kind: &str) {
+        let Some(head) = parse_head(stanza) else {
+            return;
+        };
+        let Some(sender) = head.attr("from").and_then(|f| Jid::parse(f).ok()) else {
+            return;
+        };
+        if head.attr("type") == Some("error") {
+            return;
+        }
+        let reply = error_reply(&head, &self.domain, sender.as_str(), condition, kind);
+        self.deliver(sessions, &key(&sender), &reply);
+    }
+
+    /// Delivers `stanza` to the session of `to`, bound or detached; `false` when its queue
+    /// is full (`true` when there is no such session: nobody to be busy).
+    fn deliver(&self, sessions: &mut Sessions, to: &str, stanza: &str) -> bool {
+        if let Some(e) = sessions.online.get(to) {
+            return e.offer(stanza, self.max_queue_bytes);
+        }
+        match sessions.detached.values_mut().find(|d| d.jid == to) {
+            Some(d) => d
+                .state
+                .queue(&qualified(stanza, Framing::WebSocket))
+                .is_ok(),
+            None => true,
         }
     }
 
     /// Full JIDs online, sorted.
     pub fn online(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.lock().keys().cloned().collect();
+        let mut v: Vec<String> = self.lock().online.keys().cloned().collect();
         v.sort();
         v
     }
 
     /// Handles a stanza from the session bound to `from`: delivers it or answers it.
-    /// Returns what it did, for logs.
+    /// A detached session (XEP-0198 §5) is a recipient like a bound one: what is routed to
+    /// it waits in its queue. Returns what it did, for logs.
     pub fn route(&self, from: &str, element: &str) -> Routed {
-        let mut decision = decide(&self.domain, &self.online(), from, element);
-        let sessions = self.lock();
+        let mut sessions = self.lock();
+        self.expire(&mut sessions, Instant::now());
+        let reachable: Vec<String> = sessions
+            .online
+            .keys()
+            .chain(sessions.detached.values().map(|d| &d.jid))
+            .cloned()
+            .collect();
+        let mut decision = decide(&self.domain, &reachable, from, element);
         let mut busy = false;
         for (to, stanza) in &decision.deliveries {
-            if let Some(e) = sessions.get(to) {
-                busy |= !e.offer(stanza, self.max_queue_bytes);
-            }
+            busy |= !self.deliver(&mut sessions, to, stanza);
         }
         if busy && decision.reply.is_none() {
             decision.reply = busy_reply(&self.domain, from, element);
             decision.note.push_str(" (a recipient's queue is full)");
         }
         if let Some(reply) = &decision.reply {
-            if let Some(e) = sessions.get(&normalize(from)) {
+            if let Some(e) = sessions.online.get(&normalize(from)) {
                 e.offer(reply, self.max_queue_bytes);
             }
         }
         decision
+    }
+}
+
+/// One connection's view of the detached sessions, for
+/// [`receive_with_sessions`](xmpp_handshake_tokio::server::receive_with_sessions): a
+/// `<resume/>` takes the session it names (XEP-0198 §5); the core checks that the
+/// authenticated account owns it and, when not, puts it back, with its time left as it
+/// was.
+pub struct DetachedSessions<'a> {
+    registry: &'a Registry,
+    /// The session taken and not put back (its full JID and expiry, for
+    /// [`SessionTable::put_back`]).
+    taken: Option<(String, Instant)>,
+}
+
+impl DetachedSessions<'_> {
+    /// Whether a session was taken and not put back: after the negotiation, whether it
+    /// resumed one.
+    pub fn resumed(&self) -> bool {
+        self.taken.is_some()
+    }
+}
+
+impl SessionTable for DetachedSessions<'_> {
+    fn take(&mut self, previd: &str) -> Option<SmState> {
+        let mut sessions = self.registry.lock();
+        self.registry.expire(&mut sessions, Instant::now());
+        let detached = sessions.detached.remove(previd)?;
+        self.taken = Some((detached.jid, detached.expires));
+        Some(detached.state)
+    }
+
+    fn put_back(&mut self, state: SmState) {
+        let mut sessions = self.registry.lock();
+        match (self.taken.take(), state.previd()) {
+            (Some((jid, expires)), Some(previd)) => {
+                let previd = previd.to_string();
+                let detached = Detached {
+                    jid,
+                    state,
+                    expires,
+                };
+                if let Some(old) = sessions.detached.insert(previd, detached) {
+                    self.registry.bounce(&mut sessions, old.state);
+                }
+            }
+            _ => self.registry.bounce(&mut sessions, state),
+        }
     }
 }
 
@@ -726,7 +979,8 @@ mod tests {
         let second = reg.bind("juliet@example.com/balcony", tx2);
         assert_eq!(rx1.try_recv().unwrap(), ToSession::Conflict);
         // The old session's cleanup must not remove the new one.
-        reg.unbind(&first);
+        let (_, mut rx1_rest) = mpsc::unbounded_channel();
+        assert!(!reg.end(&first, &mut rx1_rest, None, None, true));
         assert_eq!(reg.online(), vec!["juliet@example.com/balcony".to_string()]);
         let (tx3, _rx3) = mpsc::unbounded_channel();
         let _romeo = reg.bind("romeo@example.com/orchard", tx3);
@@ -737,7 +991,8 @@ mod tests {
         assert!(
             matches!(rx2.try_recv().unwrap(), ToSession::Stanza(s) if s.contains("<body>hi</body>"))
         );
-        reg.unbind(&second);
+        let (_, mut rx2_rest) = mpsc::unbounded_channel();
+        assert!(!reg.end(&second, &mut rx2_rest, None, None, false));
         assert_eq!(reg.online(), vec!["romeo@example.com/orchard".to_string()]);
     }
 }

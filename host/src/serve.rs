@@ -9,8 +9,12 @@
 //! for Direct TLS (XEP-0368): TLS from the first byte, ALPN `xmpp-client`, the certificate
 //! by SNI, then the same negotiation without STARTTLS. Every wait has a timeout and every
 //! buffer a bound: see [`crate::limits`].
+//!
+//! Stream management (XEP-0198) is offered with resumption: a session whose connection
+//! breaks (anything but a clean `</stream:stream>`, §4.4) is kept in the [`Registry`] for
+//! `--resume-timeout` seconds; a `<resume/>` of the same account on a new connection
+//! (§5) takes it back, with what was routed to it meanwhile.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,6 +33,7 @@ use xmpp_handshake_core::receiver::ReceiverConfig;
 use xmpp_handshake_core::sasl::{
     CredentialStore, MemoryStore, SaslFailure, ScramCredentials, ScramHash,
 };
+use xmpp_handshake_core::sm::SmConfig;
 use xmpp_handshake_core::stream::error::{StreamError, StreamErrorCondition};
 use xmpp_handshake_core::stream::header::{closing_tag, ContentNamespace, Framing, HeaderOut};
 use xmpp_handshake_core::Error;
@@ -148,9 +153,10 @@ impl Server {
             .await
             .map_err(|e| Failure::protocol(format!("listening on {listen}: {e}")))?;
         let addr = listener.local_addr()?;
-        let registry = Arc::new(Registry::with_queue_limit(
+        let registry = Arc::new(Registry::with_limits(
             &config.domain,
             config.limits.max_queue_bytes,
+            config.limits.max_detached_sessions,
         ));
         let slots = Arc::new(Semaphore::new(config.limits.max_connections));
         let config = Arc::new(config);
@@ -300,9 +306,15 @@ async fn refuse(mut tcp: TcpStream, domain: String, _permit: OwnedSemaphorePermi
     .await;
 }
 
-/// The receiving entity's configuration from `config`: channel binding and the limits.
+/// The receiving entity's configuration from `config`: channel binding, the limits, and
+/// stream management with resumption (XEP-0198 §3: `max` is `--resume-timeout`).
 fn configure(receiver: &mut ReceiverConfig, config: &ServeConfig) {
     receiver.limits = config.limits.xml;
+    receiver.stream_management = Some(SmConfig {
+        resume: true,
+        max_resume: Some(u32::try_from(config.limits.resume_timeout.as_secs()).unwrap_or(u32::MAX)),
+        ..SmConfig::default()
+    });
     receiver.max_auth_failures = config.limits.max_auth_failures;
     if let Some(sasl) = &mut receiver.sasl {
         sasl.channel_binding = config.channel_binding;
@@ -371,8 +383,18 @@ where
         TokioClock.now(),
     );
     let mut transcript = transcript(cell, peer, config);
-    let negotiation = server::receive(transport, tls, connection, &mut transcript, RECEIVE_QUEUE);
-    serve_negotiation(negotiation, peer, config, registry).await
+    let mut sessions = registry.session_table();
+    let negotiation = server::receive_with_sessions(
+        transport,
+        tls,
+        connection,
+        &mut transcript,
+        RECEIVE_QUEUE,
+        &mut sessions,
+    )
+    .await;
+    let resumed = sessions.resumed();
+    serve_negotiation(negotiation, resumed, peer, config, registry).await
 }
 
 /// The connection's options (all its timers are the core's): the negotiation within
@@ -435,14 +457,18 @@ async fn direct_tls_connection(
     );
     // The machine never asks for STARTTLS on a secure transport: `NoTls` fills the type.
     let mut no_tls = NoTls;
-    let negotiation = server::receive(
+    let mut sessions = registry.session_table();
+    let negotiation = server::receive_with_sessions(
         stream,
         &mut no_tls,
         connection,
         &mut transcript,
         RECEIVE_QUEUE,
-    );
-    serve_negotiation(negotiation, &peer, config, registry).await
+        &mut sessions,
+    )
+    .await;
+    let resumed = sessions.resumed();
+    serve_negotiation(negotiation, resumed, &peer, config, registry).await
 }
 
 /// The transcript of one connection (printed live with `--trace`).
@@ -453,15 +479,16 @@ fn transcript(cell: TlsCell, peer: &str, config: &ServeConfig) -> Transcript {
     transcript
 }
 
-/// Waits for `negotiation` (bounded by the connection's own deadline), then runs the
-/// bound session until it ends.
+/// After `negotiation` (bounded by the connection's own deadline; `resumed`: it resumed a
+/// detached session, XEP-0198 §5), runs the bound session until it ends.
 async fn serve_negotiation(
-    negotiation: impl Future<Output = Result<Peer, LibraryError>>,
+    negotiation: Result<Peer, LibraryError>,
+    resumed: bool,
     peer: &str,
     config: &ServeConfig,
     registry: &Registry,
 ) -> Result<(), String> {
-    let mut session = negotiation.await.map_err(|e| match e {
+    let mut session = negotiation.map_err(|e| match e {
         LibraryError::Xmpp(Error::Timeout) => format!(
             "negotiation not done within {} s",
             config.limits.handshake_timeout.as_secs()
@@ -476,16 +503,32 @@ async fn serve_negotiation(
     }
     let mechanism = session.outcome().mechanism.map(|m| m.name()).unwrap_or("?");
     if config.log_connections {
-        eprintln!("serve: {peer}: {jid} bound ({mechanism})");
+        let how = if resumed { "resumed" } else { "bound" };
+        eprintln!("serve: {peer}: {jid} {how} ({mechanism})");
     }
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::unbounded_channel();
     let registration = registry.bind(&jid, tx);
-    let result = session_loop(&mut session, rx, &registration, &jid, config, registry).await;
-    registry.unbind(&registration);
+    let mut pending = None;
+    let result = session_loop(
+        &mut session,
+        &mut rx,
+        &mut pending,
+        &registration,
+        &jid,
+        config,
+        registry,
+    )
+    .await;
+    // The stream is over (the loop saw its end) but for a stopped server: the session's
+    // state is there. XEP-0198 §5: a broken connection leaves a resumable session; a clean
+    // close or a replaced session does not.
+    let state = session.take_sm_state();
+    let kept = registry.end(&registration, &mut rx, pending, state, result.is_err());
     if config.log_connections {
         eprintln!(
-            "serve: {peer}: {jid} gone ({})",
-            result.as_deref().unwrap_or_else(|e| e)
+            "serve: {peer}: {jid} gone ({}){}",
+            result.as_deref().unwrap_or_else(|e| e),
+            if kept { "; resumable" } else { "" }
         );
     }
     result.map(|_| ())
@@ -510,17 +553,19 @@ fn ended_because(error: &Error, config: &ServeConfig) -> String {
 /// Idle clients, clients that stop reading and elements over the limits are the
 /// connection's business (see [`options`]). While a stanza waits for the connection (its
 /// writes blocked), the client's stanzas are still routed and the router's wait in the
-/// registry's bounded queue.
+/// registry's bounded queue. A stanza taken from `rx` and not handed to the connection yet
+/// is left in `pending` when the loop ends (the registry keeps it for a resumption, or
+/// bounces it).
 async fn session_loop(
     session: &mut Peer,
-    mut rx: mpsc::UnboundedReceiver<ToSession>,
+    rx: &mut mpsc::UnboundedReceiver<ToSession>,
+    pending: &mut Option<String>,
     registration: &Registration,
     jid: &str,
     config: &ServeConfig,
     registry: &Registry,
 ) -> Result<&'static str, String> {
     let sender = session.sender();
-    let mut pending: Option<String> = None;
     loop {
         tokio::select! {
             stanza = session.next_stanza() => match stanza {
@@ -535,16 +580,19 @@ async fn session_loop(
                 Err(e) => return Err(ended_because(&e, config)),
             },
             // Cancel-safe: a send abandoned for another branch sends nothing.
-            _ = sender.send(pending.as_deref().unwrap_or_default()), if pending.is_some() => {
-                // Failed only once the connection is over: the next read says why.
-                pending = None;
+            sent = sender.send(pending.as_deref().unwrap_or_default()), if pending.is_some() => {
+                // Failed only once the connection is over: the next read says why, and the
+                // stanza stays pending for the session's end (kept or bounced).
+                if sent.is_ok() {
+                    *pending = None;
+                }
             },
             message = rx.recv(), if pending.is_none() => {
                 if let Some(m) = &message {
                     registration.dequeued(m);
                 }
                 match message {
-                    Some(ToSession::Stanza(stanza)) => pending = Some(stanza),
+                    Some(ToSession::Stanza(stanza)) => *pending = Some(stanza),
                     Some(ToSession::Conflict) => {
                         let conflict = StreamError::with_text(StreamErrorCondition::Conflict, "Replaced by new connection");
                         if session.stream_error(conflict).await.is_ok() {

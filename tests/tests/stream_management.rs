@@ -8,8 +8,16 @@
 //! When the server lost the session (its resumption window passed), the client reports
 //! which messages are not known delivered, and resending exactly those again gives Bob
 //! every message once.
+//!
+//! The same runs against our own `serve` (the CLI binary), which also keeps what Bob sends
+//! to Alice while she is away and delivers it when she resumes (XEP-0198 §5), or bounces
+//! it to Bob with `<service-unavailable/>` when her session expired.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use xmpp_handshake_core::connection::Event;
@@ -17,7 +25,9 @@ use xmpp_handshake_core::sasl::{CbPolicy, SaslPolicy};
 use xmpp_handshake_core::sm::{SmConfig, SmState};
 use xmpp_handshake_core::stanza;
 use xmpp_handshake_tests::proxy::{CutProxy, Direction};
-use xmpp_handshake_tests::{Ejabberd, EjabberdOptions, Prosody, ProsodyOptions, ServerInfo};
+use xmpp_handshake_tests::{
+    cli_binary, Ejabberd, EjabberdOptions, Prosody, ProsodyOptions, ServerInfo,
+};
 use xmpp_handshake_tokio::{BoundStream, Client, ClientOptions, Trust};
 
 /// `<r/>` after every 3 messages; no timer (the test decides when acks may come).
@@ -29,9 +39,126 @@ fn sm() -> SmConfig {
     }
 }
 
-fn options(server: &ServerInfo, port: u16) -> ClientOptions {
+/// Where the clients log in: a real server, or our `serve`.
+struct Target {
+    domain: String,
+    ca_pem: Vec<u8>,
+    /// Alice's and Bob's `(name, password)`.
+    users: Vec<(String, String)>,
+    c2s: SocketAddr,
+}
+
+impl From<&ServerInfo> for Target {
+    fn from(server: &ServerInfo) -> Self {
+        Target {
+            domain: server.domain.clone(),
+            ca_pem: server.ca_pem().to_vec(),
+            users: server
+                .users
+                .iter()
+                .map(|u| (u.name.clone(), u.password.clone()))
+                .collect(),
+            c2s: server.c2s_addr(),
+        }
+    }
+}
+
+/// `xmpp-handshake serve` as a child process (killed on drop) with a generated certificate,
+/// users alice and bob, sessions resumable for `resume_timeout` seconds; its log is kept
+/// (and echoed on stderr).
+struct Serve {
+    child: Child,
+    target: Target,
+    log: Arc<Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Serve {
+    fn start(resume_timeout: u64) -> Serve {
+        const DOMAIN: &str = "example.com";
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let ca = dir.path().join("ca.pem");
+        let resume_timeout = resume_timeout.to_string();
+        let mut child = Command::new(cli_binary())
+            .args(["serve", "--listen", "127.0.0.1:0", "--domain", DOMAIN])
+            .args(["--user", "alice:alice-pw", "--user", "bob:bob-pw"])
+            .args(["--resume-timeout", &resume_timeout])
+            .arg("--write-ca")
+            .arg(&ca)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("serve starts");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("serve's stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let stdout = child.stdout.take().expect("serve's stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut addr = None;
+        for line in lines.by_ref() {
+            let line = line.expect("serve's banner");
+            if let Some(rest) = line.strip_prefix(&format!("xmpp-handshake serve: {DOMAIN} on ")) {
+                addr = rest.trim().parse().ok();
+            }
+            if line.contains("STARTTLS required") {
+                break;
+            }
+        }
+        // Keep reading stdout so that serve never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        let c2s = addr.expect("serve prints its address");
+        Serve {
+            child,
+            target: Target {
+                domain: DOMAIN.into(),
+                ca_pem: std::fs::read(&ca).expect("the CA serve wrote"),
+                users: vec![
+                    ("alice".into(), "alice-pw".into()),
+                    ("bob".into(), "bob-pw".into()),
+                ],
+                c2s,
+            },
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// Waits (10 s at most) until serve's log has `needle` `n` times.
+    async fn wait_log(&self, needle: &str, n: usize) {
+        let count = || {
+            self.log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .matches(needle)
+                .count()
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while count() < n && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(count() >= n, "no {needle:?} x{n} in serve's log");
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn options(server: &Target, port: u16) -> ClientOptions {
     ClientOptions {
-        trust: Trust::pem(server.ca_pem()).expect("the test CA"),
+        trust: Trust::pem(&server.ca_pem).expect("the test CA"),
         host: Some("127.0.0.1".into()),
         port: Some(port),
         // ejabberd 23.01 offers -PLUS on TLS 1.3 and refuses every binding (FACTS.md);
@@ -44,9 +171,9 @@ fn options(server: &ServerInfo, port: u16) -> ClientOptions {
     }
 }
 
-fn user(server: &ServerInfo, i: usize) -> (String, String) {
-    let u = &server.users[i];
-    (format!("{}@{}", u.name, server.domain), u.password.clone())
+fn user(server: &Target, i: usize) -> (String, String) {
+    let (name, password) = &server.users[i];
+    (format!("{name}@{}", server.domain), password.clone())
 }
 
 async fn next_sm(stream: &mut BoundStream) -> Event {
@@ -63,9 +190,9 @@ struct Bob {
 }
 
 impl Bob {
-    async fn connect(server: &ServerInfo) -> Self {
+    async fn connect(server: &Target) -> Self {
         let (jid, password) = user(server, 1);
-        let mut options = options(server, server.ports.c2s);
+        let mut options = options(server, server.c2s.port());
         options.resource = Some("bob".into());
         let client = Client::connect(&jid, &password, options)
             .await
@@ -122,6 +249,29 @@ impl Bob {
         }
     }
 
+    /// Reads until the error answering the message with `id` comes (10 s at most); its
+    /// condition.
+    async fn bounce_of(&mut self, id: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let Ok(Ok(Some(stanza))) =
+                tokio::time::timeout_at(deadline, self.client.next_stanza()).await
+            else {
+                panic!("no error for {id} came");
+            };
+            let condition = stanza.parse(|n| {
+                (n.attribute("type") == Some("error") && n.attribute("id") == Some(id))
+                    .then(|| n.children().find(|c| c.has_tag_name("error")))
+                    .flatten()
+                    .and_then(|e| e.first_element_child())
+                    .map(|c| c.tag_name().name().to_string())
+            });
+            if let Some(Some(condition)) = condition {
+                return condition;
+            }
+        }
+    }
+
     fn assert_each_once(&self, count: u32, label: &str) {
         let expected: BTreeMap<String, usize> = (1..=count).map(|n| (body(n), 1)).collect();
         assert_eq!(self.seen, expected, "{label}: every message exactly once");
@@ -132,16 +282,46 @@ fn body(n: u32) -> String {
     format!("reading {n:02}")
 }
 
+/// What Bob sends Alice while her connection is down.
+const AWAY: &str = "sent while you were away";
+
+/// The message bodies `client` receives within `grace` of the last one, counted.
+async fn bodies(client: &mut Client, grace: Duration) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    while let Ok(Ok(Some(stanza))) = tokio::time::timeout(grace, client.next_stanza()).await {
+        if let Some(Some(text)) = stanza.parse(|n| {
+            n.children()
+                .find(|c| c.has_tag_name("body"))
+                .and_then(|b| b.text())
+                .map(String::from)
+        }) {
+            *seen.entry(text).or_default() += 1;
+        }
+    }
+    seen
+}
+
 /// Alice connected through `proxy`, resuming `resume` if given.
-async fn alice(server: &ServerInfo, proxy: &CutProxy, resume: Option<SmState>) -> Client {
-    let (jid, password) = user(server, 0);
-    let mut options = options(server, proxy.addr.port());
-    options.resource = Some("sensor".into());
+async fn alice(server: &Target, proxy: &CutProxy, resume: Option<SmState>) -> Client {
+    login(server, 0, "sensor", proxy.addr.port(), resume).await
+}
+
+/// User `i` (0 Alice, 1 Bob) with stream management, on `port`, resuming `resume` if given.
+async fn login(
+    server: &Target,
+    i: usize,
+    resource: &str,
+    port: u16,
+    resume: Option<SmState>,
+) -> Client {
+    let (jid, password) = user(server, i);
+    let mut options = options(server, port);
+    options.resource = Some(resource.into());
     options.stream_management = Some(sm());
     options.resume = resume;
     Client::connect(&jid, &password, options)
         .await
-        .expect("alice logs in")
+        .expect("logs in")
 }
 
 /// Waits for the end of a broken stream and takes what it leaves for resumption.
@@ -156,10 +336,12 @@ async fn dropped(mut alice: Client) -> SmState {
     alice.take_sm_state().expect("the session's state")
 }
 
-async fn resume_sends_exactly_the_unacknowledged(server: &ServerInfo, label: &str) {
+/// `away`: Bob also sends Alice a message while she is detached, which she must get once
+/// after resuming (XEP-0198 §5).
+async fn resume_sends_exactly_the_unacknowledged(server: &Target, away: bool, label: &str) {
     let mut bob = Bob::connect(server).await;
     let to = bob.jid();
-    let proxy = CutProxy::start(server.c2s_addr()).await.unwrap();
+    let proxy = CutProxy::start(server.c2s).await.unwrap();
     let mut alice = alice(server, &proxy, None).await;
     assert!(
         matches!(
@@ -213,6 +395,14 @@ async fn resume_sends_exactly_the_unacknowledged(server: &ServerInfo, label: &st
         "{label}: the client knows only 1-3 arrived"
     );
 
+    if away {
+        let alice_jid = state.jid().expect("the session's full JID").to_string();
+        bob.client
+            .send(&stanza::message(&alice_jid, AWAY, None))
+            .await
+            .unwrap();
+    }
+
     let mut alice = self::alice(server, &proxy, Some(state)).await;
     assert_eq!(
         next_sm(&mut alice).await,
@@ -230,19 +420,29 @@ async fn resume_sends_exactly_the_unacknowledged(server: &ServerInfo, label: &st
     bob.wait_for(&body(10)).await;
     bob.settle(Duration::from_secs(1)).await;
     bob.assert_each_once(10, label);
+    if away {
+        assert_eq!(
+            bodies(&mut alice, Duration::from_secs(2)).await,
+            BTreeMap::from([(AWAY.to_string(), 1)]),
+            "{label}: what Bob sent while Alice was away comes once, after she resumed"
+        );
+    }
     alice.close().await.expect("alice closes cleanly");
     bob.client.close().await.expect("bob closes cleanly");
 }
 
 /// The server's resumption window is `window`: after it the session is gone.
+/// `away`: Bob also sends Alice a message while she is detached; when her session expires
+/// he must get it back as `<service-unavailable/>` (never a silent loss).
 async fn expired_session_reports_what_is_not_known_delivered(
-    server: &ServerInfo,
+    server: &Target,
     window: Duration,
+    away: bool,
     label: &str,
 ) {
     let mut bob = Bob::connect(server).await;
     let to = bob.jid();
-    let proxy = CutProxy::start(server.c2s_addr()).await.unwrap();
+    let proxy = CutProxy::start(server.c2s).await.unwrap();
     let mut alice = alice(server, &proxy, None).await;
     assert!(matches!(
         next_sm(&mut alice).await,
@@ -269,6 +469,13 @@ async fn expired_session_reports_what_is_not_known_delivered(
     tokio::time::sleep(Duration::from_millis(300)).await;
     proxy.cut();
     let state = dropped(alice).await;
+    if away {
+        let alice_jid = state.jid().expect("the session's full JID").to_string();
+        bob.client
+            .send(&stanza::message(&alice_jid, AWAY, Some("away")))
+            .await
+            .unwrap();
+    }
     tokio::time::sleep(window + Duration::from_secs(2)).await;
 
     let mut alice = self::alice(server, &proxy, Some(state)).await;
@@ -296,6 +503,13 @@ async fn expired_session_reports_what_is_not_known_delivered(
     // The application resends them, as they were.
     for (_, stanza) in &not_delivered {
         alice.send(stanza).await.unwrap();
+    }
+    if away {
+        assert_eq!(
+            bob.bounce_of("away").await,
+            "service-unavailable",
+            "{label}: the message to the expired session comes back"
+        );
     }
     bob.wait_for(&body(5)).await;
     bob.settle(Duration::from_secs(1)).await;
@@ -325,7 +539,7 @@ fn ejabberd(resume_timeout: u32) -> Option<Ejabberd> {
 #[tokio::test]
 async fn prosody_resumption_resends_exactly_the_unacknowledged() {
     let Some(server) = prosody(None) else { return };
-    resume_sends_exactly_the_unacknowledged(&server, "prosody").await;
+    resume_sends_exactly_the_unacknowledged(&Target::from(&*server), false, "prosody").await;
 }
 
 #[tokio::test]
@@ -333,23 +547,141 @@ async fn prosody_expired_session_reports_what_is_not_known_delivered() {
     let Some(server) = prosody(Some(1)) else {
         return;
     };
-    expired_session_reports_what_is_not_known_delivered(&server, Duration::from_secs(1), "prosody")
-        .await;
+    expired_session_reports_what_is_not_known_delivered(
+        &Target::from(&*server),
+        Duration::from_secs(1),
+        false,
+        "prosody",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn ejabberd_resumption_resends_exactly_the_unacknowledged() {
     let Some(server) = ejabberd(300) else { return };
-    resume_sends_exactly_the_unacknowledged(&server, "ejabberd").await;
+    resume_sends_exactly_the_unacknowledged(&Target::from(&*server), false, "ejabberd").await;
 }
 
 #[tokio::test]
 async fn ejabberd_expired_session_reports_what_is_not_known_delivered() {
     let Some(server) = ejabberd(1) else { return };
     expired_session_reports_what_is_not_known_delivered(
-        &server,
+        &Target::from(&*server),
         Duration::from_secs(1),
+        false,
         "ejabberd",
     )
     .await;
+}
+
+#[tokio::test]
+async fn serve_resumption_resends_exactly_the_unacknowledged() {
+    let serve = Serve::start(300);
+    resume_sends_exactly_the_unacknowledged(&serve.target, true, "serve").await;
+}
+
+#[tokio::test]
+async fn serve_expired_session_reports_what_is_not_known_delivered() {
+    let serve = Serve::start(1);
+    expired_session_reports_what_is_not_known_delivered(
+        &serve.target,
+        Duration::from_secs(1),
+        true,
+        "serve",
+    )
+    .await;
+}
+
+/// XEP-0198 §5 with serve's bounds: what is routed to a detached session waits in its
+/// unacknowledged queue, up to the bound; each message past it comes back to its sender as
+/// `<resource-constraint/>` (RFC 6120 §8.3.3.18), and the resumed session gets exactly the
+/// ones kept, once.
+#[tokio::test]
+async fn serve_queue_for_a_detached_session_is_bounded() {
+    let serve = Serve::start(300);
+    let server = &serve.target;
+    let mut bob = Bob::connect(server).await;
+    let proxy = CutProxy::start(server.c2s).await.unwrap();
+    let mut alice = alice(server, &proxy, None).await;
+    assert!(matches!(
+        next_sm(&mut alice).await,
+        Event::SmEnabled { id: Some(_), .. }
+    ));
+    proxy.cut();
+    let state = dropped(alice).await;
+    serve.wait_log("sensor gone", 1).await;
+    serve.wait_log("; resumable", 1).await;
+
+    let bound = u32::try_from(SmConfig::default().max_unacked).unwrap();
+    let to = state.jid().expect("the session's full JID").to_string();
+    for n in 1..=bound + 4 {
+        let id = format!("m{n}");
+        bob.client
+            .send(&stanza::message(&to, &body(n), Some(&id)))
+            .await
+            .unwrap();
+    }
+    for n in bound + 1..=bound + 4 {
+        assert_eq!(
+            bob.bounce_of(&format!("m{n}")).await,
+            "resource-constraint",
+            "message {n} is past the bound"
+        );
+    }
+
+    let mut alice = self::alice(server, &proxy, Some(state)).await;
+    assert!(
+        matches!(next_sm(&mut alice).await, Event::Resumed { h: 0, .. }),
+        "alice resumes"
+    );
+    let seen = bodies(&mut alice, Duration::from_secs(2)).await;
+    let expected: BTreeMap<String, usize> = (1..=bound).map(|n| (body(n), 1)).collect();
+    assert_eq!(seen, expected, "the kept messages, each once");
+    alice.close().await.expect("alice closes cleanly");
+    bob.client.close().await.expect("bob closes cleanly");
+}
+
+/// XEP-0198 §5: only the account that owns a detached session may resume it. Bob, naming
+/// Alice's session, is refused with `<item-not-found/>` and binds a resource of his own;
+/// the session stays, and Alice resumes it after.
+#[tokio::test]
+async fn serve_refuses_to_resume_another_accounts_session() {
+    let serve = Serve::start(300);
+    let server = &serve.target;
+    let proxy = CutProxy::start(server.c2s).await.unwrap();
+    let mut alice = alice(server, &proxy, None).await;
+    assert!(matches!(
+        next_sm(&mut alice).await,
+        Event::SmEnabled { id: Some(_), .. }
+    ));
+    let to = alice.jid().to_string();
+    for n in 1..=3 {
+        alice
+            .send(&stanza::message(&to, &body(n), None))
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        next_sm(&mut alice).await,
+        Event::Acked { h: 3, .. }
+    ));
+    proxy.cut();
+    let state = dropped(alice).await;
+    serve.wait_log("; resumable", 1).await;
+
+    let mut bob = login(server, 1, "thief", server.c2s.port(), Some(state.clone())).await;
+    let Event::ResumeFailed { condition, .. } = next_sm(&mut bob).await else {
+        panic!("bob may not resume alice's session");
+    };
+    assert_eq!(condition.as_deref(), Some("item-not-found"));
+    assert_eq!(bob.jid().to_string(), "bob@example.com/thief");
+
+    let mut alice = self::alice(server, &proxy, Some(state)).await;
+    assert!(
+        matches!(next_sm(&mut alice).await, Event::Resumed { h: 3, .. }),
+        "the session was put back for its owner"
+    );
+    assert_eq!(alice.jid().to_string(), "alice@example.com/sensor");
+    alice.close().await.expect("alice closes cleanly");
+    bob.close().await.expect("bob closes cleanly");
 }

@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use xmpp_handshake_core::connection::{
     Connection, ConnectionOptions, Negotiator, Stanza, Timeouts,
 };
-use xmpp_handshake_core::driver::{self, Clock as _, MaybeTls, Observer, TlsUpgrade};
+use xmpp_handshake_core::driver::{self, Clock as _, MaybeTls, Observer, SessionTable, TlsUpgrade};
 use xmpp_handshake_core::jid::Jid;
 use xmpp_handshake_core::receiver::ReceiverConfig;
 use xmpp_handshake_core::sasl::CredentialStore;
@@ -174,7 +174,7 @@ impl<S: CredentialStore + Clone + Send + Sync + 'static> Incoming<S> {
 pub async fn receive<T, S, U, M, O>(
     transport: FromTokio<T>,
     tls: &mut U,
-    mut connection: Connection<M>,
+    connection: Connection<M>,
     observer: &mut O,
     receive_queue: usize,
 ) -> Result<Peer, Error>
@@ -185,8 +185,42 @@ where
     M: Negotiator + Send + 'static,
     O: Observer + ?Sized,
 {
+    receive_with_sessions(transport, tls, connection, observer, receive_queue, &mut ()).await
+}
+
+/// As [`receive`], for a server that keeps detached stream-management sessions
+/// (XEP-0198 §5): a `<resume/>` in place of binding takes the session it names from
+/// `sessions` ([`SessionTable::take`]); the core checks that it is the authenticated
+/// account's, and gives it back ([`SessionTable::put_back`]) when it is not. The
+/// [`Peer`] of a resumed session has the session's full JID, and the stanzas its client
+/// had not acknowledged go out again first. Once the stream is over,
+/// [`BoundStream::take_sm_state`] gives what to keep for the next resumption.
+pub async fn receive_with_sessions<T, S, U, M, O, Q>(
+    transport: FromTokio<T>,
+    tls: &mut U,
+    mut connection: Connection<M>,
+    observer: &mut O,
+    receive_queue: usize,
+    sessions: &mut Q,
+) -> Result<Peer, Error>
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    U: TlsUpgrade<FromTokio<T>, Stream = FromTokio<S>>,
+    M: Negotiator + Send + 'static,
+    O: Observer + ?Sized,
+    Q: SessionTable + ?Sized,
+{
     let mut io = MaybeTls::Plain(transport);
-    let outcome = driver::negotiate(&mut io, tls, &mut connection, observer, &TokioClock).await?;
+    let outcome = driver::negotiate_with_sessions(
+        &mut io,
+        tls,
+        &mut connection,
+        observer,
+        &TokioClock,
+        sessions,
+    )
+    .await?;
     let jid = bound_jid(&outcome)?;
     let stream = BoundStream::spawn(io, connection, outcome, receive_queue)?;
     Ok(Peer { jid, stream })
