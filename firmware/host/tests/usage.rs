@@ -12,5 +12,5 @@ fn names_the_missing_setting() {
         .expect("the binary runs");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("XMPP_JID is not set"), "{stderr}");
+    assert!(stderr.contains("XMPP_JID: not set"), "{stderr}");
 }
