@@ -363,7 +363,7 @@ fn firmware_app_reconnects_without_memory_growth() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(40);
-    let env = [("XMPP_SOAK", "1"), ("HEAP_REPORT_MS", "100")];
+    let env = [("XMPP_SOAK", "1"), ("HEAP_REPORT_MS", "20")];
     with_app("soak", Anchor::ServersCa, &env, |_, app| {
         let started = Instant::now();
         let quarter = sessions / 4;
@@ -385,8 +385,23 @@ fn firmware_app_reconnects_without_memory_growth() {
         let log = app.log();
         let samples = heap_samples(&log);
         let floor = |s: &[(usize, usize)]| s.iter().map(|(_, live)| *live).min().unwrap_or(0);
-        let tail = samples.len().saturating_sub(warm_samples.max(10));
-        let (warm, end) = (floor(&samples[..warm_samples]), floor(&samples[tail..]));
+        // The end window is the last half of the run: a window of the last few samples can
+        // fall wholly inside sessions on a loaded machine (seen: 6.6 KB above the floor).
+        let tail = (samples.len() / 2)
+            .max(warm_samples)
+            .min(samples.len().saturating_sub(1));
+        // The warm window starts at the second session: before it, what the app keeps from
+        // its first login (the login memory) is not allocated yet, and a floor sampled
+        // then is lower by that much (seen: 71,424 B against 78,025 B later).
+        let second_bind = log
+            .match_indices("bound as")
+            .nth(1)
+            .map_or(0, |(at, _)| heap_samples(&log[..at]).len());
+        let warm_from = second_bind.min(warm_samples.saturating_sub(1));
+        let (warm, end) = (
+            floor(&samples[warm_from..warm_samples]),
+            floor(&samples[tail..]),
+        );
         eprintln!(
             "firmware soak: {sessions} sessions in {:.1} s; live heap floor {warm} B after \
              {quarter} sessions, {end} B at the end; RSS {rss_warm} KiB -> {rss_end} KiB",
@@ -395,10 +410,11 @@ fn firmware_app_reconnects_without_memory_growth() {
         if log.contains("connection failed") {
             return Err("a reconnect failed".into());
         }
-        // 1 KiB of slack: the floor is the least of 100 ms samples, and on a loaded machine
-        // the last window may miss the moment between two sessions (a leak of 35 B per
-        // session still shows over the last 30).
-        if warm == 0 || end > warm + 1024 {
+        // 2 KiB of slack: the floor is the least of 20 ms samples and moves by about 1 KiB
+        // from window to window without a leak (40 sessions take about a second); a leak of
+        // 100 B per session shows over the last 20 of 40, and `FIRMWARE_SOAK_SESSIONS=1000`
+        // finds smaller ones.
+        if warm == 0 || end > warm + 2048 {
             return Err(format!(
                 "live heap between sessions grew: {warm} B -> {end} B"
             ));
