@@ -98,8 +98,8 @@ impl<'a> Config<'a> {
     }
 }
 
-/// The build-time settings a board passes (`option_env!("XMPP_JID")` etc.), as its build
-/// script checked them.
+/// The build-time settings a board passes (`option_env!("XMPP_JID")` etc., which
+/// [`build_env!`](crate::build_env) reads), as its build script checked them.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BuildEnv<'a> {
     /// `XMPP_JID`.

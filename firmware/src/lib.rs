@@ -55,6 +55,23 @@ pub mod __private {
     pub use static_cell::ConstStaticCell;
 }
 
+/// The board's [`config::BuildEnv`]: every `XMPP_*` setting as `option_env!` reads it
+/// where this expands, in the board crate, whose build script checked them.
+#[macro_export]
+macro_rules! build_env {
+    () => {
+        $crate::config::BuildEnv {
+            jid: option_env!("XMPP_JID"),
+            password: option_env!("XMPP_PASSWORD"),
+            server: option_env!("XMPP_SERVER"),
+            resource: option_env!("XMPP_RESOURCE"),
+            report_to: option_env!("XMPP_REPORT_TO"),
+            period_ms: option_env!("XMPP_PERIOD_MS"),
+            ntp: option_env!("XMPP_NTP"),
+        }
+    };
+}
+
 /// The statics every board binary needs for [`run`]: socket buffers and TLS record buffers
 /// sized by `$memory` (a [`Memory`] const), zero-initialized in `.bss` (`ConstStaticCell`:
 /// a `StaticCell::init([0; N])` would build each array on the main task's stack first and

@@ -23,7 +23,7 @@ use esp_radio::wifi::{
 use esp_storage::FlashStorage;
 use rand_core::RngCore;
 use static_cell::StaticCell;
-use xmpp_handshake_firmware::config::{self, BuildEnv};
+use xmpp_handshake_firmware::config;
 use xmpp_handshake_firmware::store::NorFlashStore;
 use xmpp_handshake_firmware::{watchdog, Memory};
 use {esp_backtrace as _, esp_println as _};
@@ -104,15 +104,7 @@ async fn main(spawner: Spawner) -> ! {
     let resource = config::device_resource(mac.as_bytes()).leak();
     // build.rs refused a missing or malformed setting, naming it.
     let app = unwrap!(config::from_build_env(
-        BuildEnv {
-            jid: option_env!("XMPP_JID"),
-            password: option_env!("XMPP_PASSWORD"),
-            server: option_env!("XMPP_SERVER"),
-            resource: option_env!("XMPP_RESOURCE"),
-            report_to: option_env!("XMPP_REPORT_TO"),
-            period_ms: option_env!("XMPP_PERIOD_MS"),
-            ntp: option_env!("XMPP_NTP"),
-        },
+        xmpp_handshake_firmware::build_env!(),
         resource,
     ));
     info!(

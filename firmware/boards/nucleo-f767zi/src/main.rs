@@ -21,7 +21,7 @@ use embassy_stm32::wdg::IndependentWatchdog;
 use embassy_stm32::{bind_interrupts, eth, Config};
 use static_cell::{ConstStaticCell, StaticCell};
 use xmpp_handshake_firmware::app::SocketBuffers;
-use xmpp_handshake_firmware::config::{self, BuildEnv};
+use xmpp_handshake_firmware::config;
 use xmpp_handshake_firmware::store::NorFlashStore;
 use xmpp_handshake_firmware::tls::EmbeddedTlsConnector;
 use xmpp_handshake_firmware::{watchdog, Memory};
@@ -145,15 +145,7 @@ fn setup(spawner: Spawner) -> Board {
     let resource = config::device_resource(&uid).leak();
     // build.rs refused a missing or malformed setting, naming it.
     let app = unwrap!(config::from_build_env(
-        BuildEnv {
-            jid: option_env!("XMPP_JID"),
-            password: option_env!("XMPP_PASSWORD"),
-            server: option_env!("XMPP_SERVER"),
-            resource: option_env!("XMPP_RESOURCE"),
-            report_to: option_env!("XMPP_REPORT_TO"),
-            period_ms: option_env!("XMPP_PERIOD_MS"),
-            ntp: option_env!("XMPP_NTP"),
-        },
+        xmpp_handshake_firmware::build_env!(),
         resource,
     ));
     info!(
