@@ -217,6 +217,10 @@ pub struct ConnectArgs {
     /// `required` refuses servers without -PLUS and never retries.
     #[arg(long, value_enum, default_value_t = ChannelBinding::WhenOffered)]
     pub channel_binding: ChannelBinding,
+    /// Allow DIGEST-MD5 (RFC 6331 deprecated it) for old servers that offer nothing
+    /// better: chosen only when no SCRAM mechanism is offered.
+    #[arg(long)]
+    pub allow_digest_md5: bool,
     /// Trust anchors (PEM) instead of the system's.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
