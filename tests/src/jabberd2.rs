@@ -1,8 +1,9 @@
 //! jabberd2 (Debian's 2.7.0) on loopback: the third server, an older code base with its own
 //! XML and SASL stacks (gsasl).
 //!
-//! jabberd2 is a router and components: `jabberd2-router`, `jabberd2-sm` (sessions) and
-//! `jabberd2-c2s` (client connections) run from one `sh` in one process group, their configs,
+//! jabberd2 is a router and components: `jabberd2-router`, `jabberd2-sm` (sessions),
+//! `jabberd2-c2s` (client connections) and `jabberd2-s2s` (server connections: STARTTLS and
+//! dialback, no SASL EXTERNAL) run from one `sh` in one process group, their configs,
 //! certificate, storage (the `fs` driver) and logs (stdout) in the temp dir. Accounts come
 //! from the `pipe` authenticator (c2s/authreg_pipe.c's line protocol: `USER-EXISTS`,
 //! `GET-PASSWORD`, `CHECK-PASSWORD`), a small `sh` script reading a `name password` file, so
@@ -25,7 +26,12 @@ use crate::{
 const INSTALL_HINT: &str = "install it with `apt-get install jabberd2` (tests/run does this)";
 
 /// The three programs, in the order they start.
-const PROGRAMS: [&str; 3] = ["jabberd2-router", "jabberd2-sm", "jabberd2-c2s"];
+const PROGRAMS: [&str; 4] = [
+    "jabberd2-router",
+    "jabberd2-sm",
+    "jabberd2-c2s",
+    "jabberd2-s2s",
+];
 
 /// How to configure a [`Jabberd2`].
 #[derive(Clone, Debug)]
@@ -109,16 +115,16 @@ impl Jabberd2 {
         process::write_file(&run_as, &root.join("auth.sh"), AUTH_PIPE.as_bytes(), 0o700)
             .map_err(|e| io("write auth.sh", e))?;
 
-        let p = process::free_ports(3).map_err(|e| io("picking ports", e))?;
+        let p = process::free_ports(4).map_err(|e| io("picking ports", e))?;
         let ports = Ports {
             c2s: p[0],
             c2s_direct_tls: p[1],
-            s2s: 0,
+            s2s: p[3],
             http: 0,
             https: 0,
         };
         let router_port = p[2];
-        let secret = format!("router-{}", p[2]);
+        let secret = format!("router-{router_port}");
         let files = [
             ("router.xml", router_config(&root, router_port, &secret)),
             (
@@ -135,6 +141,10 @@ impl Jabberd2 {
                 "c2s.xml",
                 c2s_config(&root, &modules, opts, &ports, router_port, &secret),
             ),
+            (
+                "s2s.xml",
+                s2s_config(&root, &opts.domain, ports.s2s, router_port, &secret),
+            ),
         ];
         for (name, text) in &files {
             process::write_file(&run_as, &root.join(name), text.as_bytes(), 0o600)
@@ -146,7 +156,10 @@ impl Jabberd2 {
         let mut cmd = Command::new("sh");
         cmd.current_dir(&root)
             .arg("-c")
-            .arg(r#""$1" -c router.xml & sleep 0.3; "$2" -c sm.xml & "$3" -c c2s.xml & wait"#)
+            .arg(
+                r#""$1" -c router.xml & sleep 0.3
+                "$2" -c sm.xml & "$3" -c c2s.xml & "$4" -c s2s.xml & wait"#,
+            )
             .arg("jabberd2")
             .args(&programs);
         let mut process = ServerProcess::spawn("jabberd2", cmd, &console_log_path, Some(&root))?;
@@ -163,7 +176,7 @@ impl Jabberd2 {
             dir: root.clone(),
             tls: crate::TlsPolicy::Required,
         };
-        let addrs = [info.c2s_addr(), info.direct_tls_addr()];
+        let addrs = [info.c2s_addr(), info.direct_tls_addr(), info.s2s_addr()];
         let mut result = process.wait_ready(&addrs, opts.start_timeout);
         if result.is_ok() {
             // c2s listens before sm has joined the router; a login then fails.
@@ -338,5 +351,21 @@ fn c2s_config(
         domain = opts.domain,
         c2s = ports.c2s,
         ssl = ports.c2s_direct_tls,
+    )
+}
+
+fn s2s_config(root: &Path, domain: &str, port: u16, router_port: u16, secret: &str) -> String {
+    format!(
+        "<s2s>\n<id>s2s</id><pidfile>{root}/s2s.pid</pidfile>\n{router}\n<log type='stdout'/>\n\
+         <local><id>{domain}</id><ip>127.0.0.1</ip><port>{port}</port>\
+         <pemfile>{root}/server.pem</pemfile></local>\n\
+         <io><max_fds>256</max_fds><limits><stanzasize>65535</stanzasize></limits></io>\n\
+         <check><interval>60</interval><queue>60</queue><retry>300</retry><idle>86400</idle>\
+         <keepalive>0</keepalive><dnscache>300</dnscache></check>\n\
+         <lookup><srv>xmpp-server</srv><min-ttl>30</min-ttl><max-ttl>86400</max-ttl>\
+         <etc-hosts-ttl>86400</etc-hosts-ttl><bad-host-timeout>3600</bad-host-timeout></lookup>\n\
+         <security/>\n</s2s>\n",
+        root = root.display(),
+        router = router_link(router_port, secret),
     )
 }

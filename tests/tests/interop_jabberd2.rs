@@ -6,6 +6,9 @@
 //! prefix until the header's declarations were carried into every element's scope
 //! (`core::xml::element`, XML namespaces §6.1).
 //!
+//! Federation as far as jabberd2 goes: its s2s offers STARTTLS and dialback, no SASL
+//! EXTERNAL; `s2s-check` sees exactly that.
+//!
 //! DIGEST-MD5 (RFC 6331 deprecated it; the mandatory mechanism of RFC 3920) is the legacy
 //! mechanism some old servers still offer alone: with only DIGEST-MD5 offered the client
 //! refuses by default, and logs in with `--allow-digest-md5`.
@@ -134,4 +137,47 @@ fn digest_md5_only_with_the_opt_in() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("not-authorized"), "{stderr}");
+}
+
+fn s2s_check(j: &Jabberd2, ca: &Path) -> Output {
+    Command::new(cli_binary())
+        .args(["s2s-check", &j.domain, "--host", "127.0.0.1", "--port"])
+        .arg(j.ports.s2s.to_string())
+        .arg("--ca")
+        .arg(ca)
+        .args(["--timeout", "20"])
+        .output()
+        .expect("the binary runs")
+}
+
+/// `s2s-check` against jabberd2's s2s port: STARTTLS, the certificate trusted for the
+/// domain, dialback offered and no SASL mechanism (exit 0); with another CA the certificate
+/// verdict fails the check (exit 4).
+#[test]
+fn s2s_check_sees_starttls_the_certificate_and_dialback() {
+    let Some(j) = Jabberd2::start_or_skip(Jabberd2Options::default()) else {
+        return;
+    };
+    let out = s2s_check(&j, &j.ca_path);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}");
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("(STARTTLS"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("certificate: trusted for {}", j.domain)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("offered: SASL mechanisms none; dialback (XEP-0220) true"),
+        "{stdout}"
+    );
+
+    let other = tempfile::tempdir().unwrap();
+    let other_ca = other.path().join("ca.pem");
+    let pki = xmpp_handshake_tests::TestPki::generate(&j.domain).unwrap();
+    std::fs::write(&other_ca, pki.ca_pem).unwrap();
+    let out = s2s_check(&j, &other_ca);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{stdout}");
 }
