@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use xmpp_handshake_core::sasl::{CbPolicy, SaslPolicy};
 use xmpp_handshake_core::stanza;
-use xmpp_handshake_tests::{cli_binary, Prosody, ProsodyOptions};
+use xmpp_handshake_tests::{cli_binary, Ejabberd, EjabberdOptions, Prosody, ProsodyOptions};
 use xmpp_handshake_tokio::{Client, ClientOptions, Trust};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -108,7 +108,12 @@ struct Ours {
 
 impl Ours {
     fn new() -> Self {
-        let (ca_pem, leaves) = dns_only_pki("b.test test CA", &["b.test", "evil.test"]);
+        Self::for_domain("b.test")
+    }
+
+    /// Our certificate for `domain`, and one for `evil.test`.
+    fn for_domain(domain: &str) -> Self {
+        let (ca_pem, leaves) = dns_only_pki("serve test CA", &[domain, "evil.test"]);
         let files = Files::new();
         let ca = files.write("our-ca.pem", &ca_pem);
         let cert = files.write("b.pem", &leaves[0].0);
@@ -144,7 +149,7 @@ fn own_loopback() -> std::net::Ipv4Addr {
     panic!("no free 127.77.x.y:5269");
 }
 
-/// `xmpp-handshake serve` for `b.test` (killed on drop), user bob; its log is kept.
+/// `xmpp-handshake serve` (killed on drop), user bob; its log is kept.
 struct Serve {
     child: Child,
     c2s: SocketAddr,
@@ -152,9 +157,14 @@ struct Serve {
 }
 
 impl Serve {
+    /// Serves `b.test`.
     fn start(args: &[String]) -> Serve {
+        Self::start_for("b.test", args)
+    }
+
+    fn start_for(domain: &str, args: &[String]) -> Serve {
         let mut child = Command::new(cli_binary())
-            .args(["serve", "--listen", "127.0.0.1:0", "--domain", "b.test"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--domain", domain])
             .args(["--user", "bob:bob-pw", "--trace", "-v"])
             .args(args)
             .stdin(Stdio::null())
@@ -178,7 +188,7 @@ impl Serve {
         let mut addr = None;
         for line in lines.by_ref() {
             let line = line.expect("serve's banner");
-            if let Some(rest) = line.strip_prefix("xmpp-handshake serve: b.test on ") {
+            if let Some(rest) = line.strip_prefix(&format!("xmpp-handshake serve: {domain} on ")) {
                 addr = rest.trim().parse().ok();
             }
             if line.contains("STARTTLS required") {
@@ -370,6 +380,120 @@ async fn serve_and_prosody_federate_both_ways_with_external() {
         log.contains("serve: s2s out a.test: ") && log.contains("<auth"),
         "--trace shows S2S: {log}"
     );
+    let _ = bob.close().await;
+    let _ = alice.close().await;
+}
+
+/// ejabberd 23.01 (`a.test`) and serve federate both ways with EXTERNAL. ejabberd resolves
+/// peers with the system's getaddrinfo (after DNS SRV), so serve is `localhost` here (the
+/// one name that resolves to loopback everywhere) and ejabberd's `outgoing_s2s_port` is
+/// serve's S2S port. Our certificate names `localhost` by dNSName only (ejabberd 23.01's
+/// S2S receiver crashes on an id-on-xmppAddr SAN, see s2s_check.rs) and has EKU clientAuth,
+/// which ejabberd requires of a client certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_and_ejabberd_federate_both_ways_with_external() {
+    let ours = Ours::for_domain("localhost");
+    let s2s_port = StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Some(e) = Ejabberd::start_or_skip(EjabberdOptions {
+        domain: "a.test".into(),
+        extra_config: format!(
+            "s2s_cafile: {:?}\noutgoing_s2s_port: {s2s_port}\noutgoing_s2s_families: [ipv4]\ns2s_dns_timeout: 2\ns2s_dns_retries: 1\n",
+            ours.ca
+        ),
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let serve = Serve::start_for(
+        "localhost",
+        &[
+            "--cert".into(),
+            ours.cert.clone(),
+            "--key".into(),
+            ours.key.clone(),
+            "--s2s-listen".into(),
+            format!("127.0.0.1:{s2s_port}"),
+            "--s2s-peer".into(),
+            format!("a.test={}", e.s2s_addr()),
+            "--s2s-ca".into(),
+            e.ca_path.display().to_string(),
+        ],
+    );
+    let mut bob = Client::connect(
+        "bob@localhost",
+        "bob-pw",
+        options(ours.ca_pem.as_bytes(), serve.c2s, "phone"),
+    )
+    .await
+    .expect("bob logs in to serve");
+    let alice_user = e.user(0);
+    let mut alice = Client::connect(
+        &alice_user.jid("a.test"),
+        &alice_user.password,
+        options(e.ca_pem(), e.c2s_addr(), "laptop"),
+    )
+    .await
+    .expect("alice logs in to ejabberd");
+    alice.send(&stanza::presence(None)).await.unwrap();
+    bob.send(&stanza::presence(None)).await.unwrap();
+
+    // serve -> ejabberd.
+    bob.send(&stanza::message(
+        "alice@a.test/laptop",
+        "hello from serve",
+        Some("m1"),
+    ))
+    .await
+    .unwrap();
+    let (from, body) = tokio::time::timeout(LIMIT * 2, next_message(&mut alice))
+        .await
+        .unwrap_or_else(|_| panic!("nothing for alice\n{}\n{}", serve.log(), e.log_tail(60)));
+    assert_eq!(
+        (from.as_str(), body.as_str()),
+        ("bob@localhost/phone", "hello from serve")
+    );
+    // ejabberd -> serve.
+    alice
+        .send(&stanza::message(
+            &from,
+            "hello back from ejabberd",
+            Some("m2"),
+        ))
+        .await
+        .unwrap();
+    let (from_alice, body) = tokio::time::timeout(LIMIT * 2, next_message(&mut bob))
+        .await
+        .unwrap_or_else(|_| panic!("no reply\n{}\n{}", serve.log(), e.log_tail(60)));
+    assert_eq!(
+        (from_alice.as_str(), body.as_str()),
+        ("alice@a.test/laptop", "hello back from ejabberd")
+    );
+    // The other way round on the links now up.
+    alice
+        .send(&stanza::message(
+            "bob@localhost/phone",
+            "second round",
+            Some("m3"),
+        ))
+        .await
+        .unwrap();
+    let (_, body) = next_message(&mut bob).await;
+    assert_eq!(body, "second round");
+    bob.send(&stanza::message(&from_alice, "second answer", Some("m4")))
+        .await
+        .unwrap();
+    let (_, body) = next_message(&mut alice).await;
+    assert_eq!(body, "second answer");
+    let log = serve.log();
+    assert!(
+        log.contains("s2s out a.test: authenticated (EXTERNAL)"),
+        "{log}"
+    );
+    assert!(log.contains("a.test authenticated (EXTERNAL)"), "{log}");
     let _ = bob.close().await;
     let _ = alice.close().await;
 }
