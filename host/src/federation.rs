@@ -52,6 +52,7 @@ use crate::certs::ServerIdentity;
 use crate::client::{self, ClientSession, ClientTrust};
 use crate::clock::TokioClock;
 use crate::exit::Failure;
+use crate::limits::ServeLimits;
 use crate::resolve::{self, Security, Service, SystemResolver, Target};
 use crate::router::{error_for, Registry, Remote};
 use crate::s2s_check::ALPN_SERVER;
@@ -85,6 +86,10 @@ pub struct S2sConfig {
     pub queue_bytes: usize,
     /// Incoming connections at once (`--s2s-max-incoming`).
     pub max_incoming: usize,
+    /// `serve`'s bounds that apply to S2S streams too: element sizes, failed
+    /// authentications, the idle timeout (an unused outgoing link is closed after it; a
+    /// silent incoming stream gets `<connection-timeout/>`).
+    pub limits: ServeLimits,
 }
 
 impl S2sConfig {
@@ -98,6 +103,7 @@ impl S2sConfig {
             max_peers: 64,
             queue_bytes: 256 * 1024,
             max_incoming: 128,
+            limits: ServeLimits::default(),
         }
     }
 }
@@ -258,7 +264,7 @@ impl Federation {
         tls: RustlsServer,
     ) -> Result<(), String> {
         let registry = self.registry.upgrade().ok_or("server stopped")?;
-        let limits = registry_limits();
+        let limits = self.config.limits;
         let transport = crate::transport::accepted(tcp).map_err(|e| e.to_string())?;
         let cell = TlsCell::default();
         let mut tls = Recording {
@@ -446,7 +452,7 @@ impl Federation {
         if self.log {
             eprintln!("serve: s2s out {domain}: authenticated (EXTERNAL)");
         }
-        let idle = registry_limits().idle_timeout;
+        let idle = self.config.limits.idle_timeout;
         let ended = loop {
             tokio::select! {
                 stanza = rx.recv() => {
@@ -623,11 +629,6 @@ impl Remote for Federation {
         }
         Ok(())
     }
-}
-
-/// The limits of `serve` that apply to S2S streams too (the defaults).
-fn registry_limits() -> crate::limits::ServeLimits {
-    crate::limits::ServeLimits::default()
 }
 
 /// Checks a stanza received from the authenticated `peer` domain: its `from` must be in

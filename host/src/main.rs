@@ -93,6 +93,7 @@ async fn federate(
     config.max_peers = s2s.s2s_max_peers;
     config.queue_bytes = s2s.s2s_queue_bytes;
     config.max_incoming = s2s.s2s_max_incoming;
+    config.limits = args.limits.limits().map_err(Failure::usage)?;
     let fed = federation::Federation::attach(
         &server.registry,
         identity,

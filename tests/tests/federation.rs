@@ -713,6 +713,11 @@ async fn a_peer_stanza_reaches_a_local_session() {
     serve.wait_log("evil.test authenticated (EXTERNAL)").await;
 }
 
+/// The bounces (§8.3.3.15, §8.3.3.16) and the bounds of outgoing links: a closed port is
+/// `<remote-server-not-found/>`, a peer that accepts and never answers
+/// `<remote-server-timeout/>` after `--s2s-timeout`; meanwhile its queue is bounded
+/// (`--s2s-queue-bytes`) and so is the number of links (`--s2s-max-peers`), both refused
+/// with `<resource-constraint/>`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_and_slow_domains_bounce() {
     let ours = Ours::new();
@@ -732,6 +737,10 @@ async fn unreachable_and_slow_domains_bounce() {
             &format!("slow.test={silent_addr}"),
             "--s2s-timeout",
             "2",
+            "--s2s-max-peers",
+            "1",
+            "--s2s-queue-bytes",
+            "300",
         ],
     );
     let mut bob = Client::connect(
@@ -752,10 +761,67 @@ async fn unreachable_and_slow_domains_bounce() {
     bob.send(&stanza::message("x@slow.test", "hello?", Some("s1")))
         .await
         .unwrap();
+    // While the link to slow.test waits: its queue holds 300 bytes (one more stanza
+    // over it is refused), and it is the one link allowed (another domain is refused).
+    bob.send(&stanza::message(
+        "x@slow.test",
+        &"x".repeat(200),
+        Some("s2"),
+    ))
+    .await
+    .unwrap();
+    let refused = next_containing(&mut bob, "id='s2'").await;
+    assert!(refused.contains("<resource-constraint"), "{refused}");
+    bob.send(&stanza::message("x@third.test", "and you?", Some("t1")))
+        .await
+        .unwrap();
+    let refused = next_containing(&mut bob, "id='t1'").await;
+    assert!(refused.contains("<resource-constraint"), "{refused}");
     let bounce = next_containing(&mut bob, "id='s1'").await;
     assert!(
         bounce.contains("type='error'") && bounce.contains("<remote-server-timeout"),
         "{bounce}"
     );
     drop(silent);
+}
+
+/// At most 4 authenticated streams of one peer domain at once: the fifth is closed with
+/// `<resource-constraint/>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_per_peer_domain_are_bounded() {
+    let ours = Ours::new();
+    let (serve, addr) = serve_with_listener(&ours, &[]);
+    let mut open = Vec::new();
+    for i in 0..5 {
+        let (mut tls, _) = raw_peer(
+            addr,
+            &ours,
+            &ours.evil_cert,
+            &ours.evil_key,
+            "evil.test",
+            "evil.test",
+        )
+        .await;
+        tls.write_all(
+            b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>",
+        )
+        .await
+        .unwrap();
+        assert!(read_until(&mut tls, "<success").await.contains("<success"));
+        tls.write_all(format!("{S2S_HEADER} from='evil.test'>").as_bytes())
+            .await
+            .unwrap();
+        let text = read_until(&mut tls, "</stream:features>").await;
+        if i < 4 {
+            assert!(!text.contains("<resource-constraint"), "{text}");
+            open.push(tls);
+        } else {
+            let text = text + &read_until(&mut tls, "</stream:stream>").await;
+            assert!(
+                text.contains("<resource-constraint"),
+                "{text}\n{}",
+                serve.log()
+            );
+        }
+    }
 }
