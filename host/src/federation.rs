@@ -1,7 +1,7 @@
 //! `serve` federates: server-to-server streams (RFC 6120 §2.5, §5, §6.4; XEP-0178 SASL
 //! EXTERNAL; XEP-0368 for finding peers).
 //!
-//! * **Outgoing** ([`Federation::send`]): a stanza of a local session for another domain
+//! * **Outgoing** ([`Remote::send`]): a stanza of a local session for another domain
 //!   goes to that domain's link, one per peer domain. The first stanza starts it: the
 //!   targets from `--s2s-peer DOMAIN=HOST:PORT`, else DNS SRV `_xmpps-server._tcp` (Direct
 //!   TLS, ALPN `xmpp-server`) and `_xmpp-server._tcp` (STARTTLS) in XEP-0368 order, else

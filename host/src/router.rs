@@ -4,7 +4,9 @@
 //!   full JID replaces the old one, which is told to end with `<conflict/>` (§7.7.2.2).
 //! * `<message/>` to a full JID goes to that session; to a bare JID (or a full JID with no
 //!   such resource) to every session of the account; with nobody online the sender gets
-//!   `<service-unavailable/>`; another domain gets `<remote-server-not-found/>`. The
+//!   `<service-unavailable/>`; another domain gets `<remote-server-not-found/>`, or, when
+//!   federating ([`Registry::set_remote`], [`crate::federation`]), any stanza for another
+//!   domain goes over server-to-server, and stanzas from peers are routed here. The
 //!   server stamps `from` with the sender's full JID (§8.1.2.1).
 //! * `<iq/>` to the server or to the sender's own account is answered here: roster (an
 //!   empty one), ping, legacy session, disco#info; anything else `<service-unavailable/>`.
