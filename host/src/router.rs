@@ -1061,6 +1061,59 @@ mod tests {
         assert_eq!(send("m3").reply, None);
     }
 
+    /// Records what it is given; refuses `refused.example`.
+    #[derive(Default)]
+    struct FakeRemote(Mutex<Vec<(String, String)>>);
+
+    impl Remote for FakeRemote {
+        fn send(&self, domain: &str, stanza: String) -> Result<(), &'static str> {
+            if domain == "refused.example" {
+                return Err("remote-server-not-found");
+            }
+            self.0.lock().unwrap().push((domain.to_string(), stanza));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn federating_sends_other_domains_to_the_remote_with_from_stamped() {
+        let reg = Registry::new(D);
+        let remote = Arc::new(FakeRemote::default());
+        reg.set_remote(remote.clone());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let _romeo = reg.bind("romeo@example.com/orchard", tx);
+        let r = reg.route(
+            "romeo@example.com/orchard",
+            "<message to='Juliet@Capulet.example' from='forged@evil' id='m1'><body>hi</body></message>",
+        );
+        assert_eq!(r.reply, None);
+        let sent = remote.0.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, "capulet.example");
+        assert!(
+            sent[0].1.starts_with(
+                "<message from='romeo@example.com/orchard' to='Juliet@Capulet.example'"
+            ),
+            "{}",
+            sent[0].1
+        );
+        // Refused at once: the sender gets the error.
+        let r = reg.route(
+            "romeo@example.com/orchard",
+            "<message to='x@refused.example' id='m2'><body>hi</body></message>",
+        );
+        let bounce = r.reply.expect("a bounce");
+        assert!(bounce.contains("<remote-server-not-found") && bounce.contains("id='m2'"));
+        assert!(matches!(rx.try_recv(), Ok(ToSession::Stanza(s)) if s == bounce));
+        // Our own domain stays here.
+        let r = reg.route(
+            "romeo@example.com/orchard",
+            "<message to='nurse@example.com' id='m3'><body>x</body></message>",
+        );
+        assert!(r.reply.unwrap().contains("service-unavailable"));
+        assert_eq!(remote.0.lock().unwrap().len(), 1);
+    }
+
     #[test]
     fn newer_session_replaces_older_with_conflict() {
         let reg = Registry::new(D);
