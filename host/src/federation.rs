@@ -53,7 +53,7 @@ use crate::client::{self, ClientSession, ClientTrust};
 use crate::clock::TokioClock;
 use crate::exit::Failure;
 use crate::limits::ServeLimits;
-use crate::resolve::{self, Security, Service, SystemResolver, Target};
+use crate::resolve::{self, Security, Service, StaticResolver, SystemResolver, Target};
 use crate::router::{error_for, Registry, Remote};
 use crate::s2s_check::ALPN_SERVER;
 use crate::serve::SharedStore;
@@ -86,6 +86,8 @@ pub struct S2sConfig {
     pub queue_bytes: usize,
     /// Incoming connections at once (`--s2s-max-incoming`).
     pub max_incoming: usize,
+    /// A fixed SRV table instead of the system's DNS (tests).
+    pub srv: Option<StaticResolver>,
     /// `serve`'s bounds that apply to S2S streams too: element sizes, failed
     /// authentications, the idle timeout (an unused outgoing link is closed after it; a
     /// silent incoming stream gets `<connection-timeout/>`).
@@ -103,6 +105,7 @@ impl S2sConfig {
             max_peers: 64,
             queue_bytes: 256 * 1024,
             max_incoming: 128,
+            srv: None,
             limits: ServeLimits::default(),
         }
     }
@@ -509,8 +512,24 @@ impl Federation {
                 source: "--s2s-peer",
             }],
             None => {
-                resolve::targets_for(&SystemResolver, Service::Server, domain, None, None, false)
-                    .await
+                let found = match &self.config.srv {
+                    Some(table) => {
+                        resolve::targets_for(table, Service::Server, domain, None, None, false)
+                            .await
+                    }
+                    None => {
+                        resolve::targets_for(
+                            &SystemResolver,
+                            Service::Server,
+                            domain,
+                            None,
+                            None,
+                            false,
+                        )
+                        .await
+                    }
+                };
+                found
                     .map_err(|e| LinkFailure::NotFound(format!("resolving {domain}: {e}")))?
                     .addresses
             }
