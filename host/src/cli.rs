@@ -298,7 +298,8 @@ pub struct ServeArgs {
     pub s2s: S2sArgs,
 }
 
-/// `serve`'s federation flags: any of --s2s-listen, --s2s-peer, --s2s-ca turns it on.
+/// `serve`'s federation flags: any of --s2s-listen, --s2s-direct-tls-listen, --s2s-peer,
+/// --s2s-ca turns it on.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Federation (server-to-server)")]
 pub struct S2sArgs {
@@ -306,6 +307,10 @@ pub struct S2sArgs {
     /// against --s2s-ca, SASL EXTERNAL), e.g. 0.0.0.0:5269.
     #[arg(long, value_name = "ADDR")]
     pub s2s_listen: Option<SocketAddr>,
+    /// Also accept peer servers with Direct TLS (XEP-0368: TLS from the first byte, ALPN
+    /// xmpp-server; what _xmpps-server._tcp records point at), e.g. 0.0.0.0:5270.
+    #[arg(long, value_name = "ADDR")]
+    pub s2s_direct_tls_listen: Option<SocketAddr>,
     /// Reach DOMAIN's server at HOST:PORT (STARTTLS) instead of looking up DNS SRV
     /// _xmpps-server._tcp / _xmpp-server._tcp (repeatable).
     #[arg(long = "s2s-peer", value_name = "DOMAIN=HOST:PORT")]
@@ -336,7 +341,10 @@ pub struct S2sArgs {
 impl S2sArgs {
     /// Whether any federation flag was given.
     pub fn enabled(&self) -> bool {
-        self.s2s_listen.is_some() || !self.s2s_peers.is_empty() || self.s2s_ca.is_some()
+        self.s2s_listen.is_some()
+            || self.s2s_direct_tls_listen.is_some()
+            || !self.s2s_peers.is_empty()
+            || self.s2s_ca.is_some()
     }
 }
 

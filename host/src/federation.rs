@@ -13,7 +13,8 @@
 //!   within `--s2s-timeout` with `<remote-server-timeout/>` (§8.3.3.15, §8.3.3.16). At
 //!   most `--s2s-max-peers` links exist at once; a stanza for one more domain gets
 //!   `<resource-constraint/>`, as one that would overflow a link's queue.
-//! * **Incoming** (`--s2s-listen`): STARTTLS required; the peer's TLS client certificate
+//! * **Incoming** (`--s2s-listen`; `--s2s-direct-tls-listen` for Direct TLS, ALPN
+//!   `xmpp-server`): STARTTLS required; the peer's TLS client certificate
 //!   requested and verified against `--s2s-ca`; SASL EXTERNAL offered only when it names
 //!   the stream's `from` (§13.7.2.3), so a certificate for another domain never earns it;
 //!   a `from` that changes between headers is `<improper-addressing/>`, stanzas before
@@ -38,7 +39,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::timeout;
 use xmpp_handshake_core::connection::{Connection, ConnectionOptions, Timeouts};
-use xmpp_handshake_core::driver::Clock as _;
+use xmpp_handshake_core::driver::{Clock as _, NoTls, Observer as _, TlsUpgrade as _};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
 use xmpp_handshake_core::receiver::ReceiverConfig;
 use xmpp_handshake_core::sasl::Credentials;
@@ -194,20 +195,38 @@ impl Federation {
         self.links.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Accepts peer servers on `listen`; returns the bound address.
+    /// Accepts peer servers on `listen` (STARTTLS); returns the bound address.
     pub async fn listen(
         self: &Arc<Self>,
         listen: SocketAddr,
+    ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), Failure> {
+        self.listen_on(listen, false).await
+    }
+
+    /// Accepts peer servers on `listen` with Direct TLS (XEP-0368: TLS from the first
+    /// byte, ALPN `xmpp-server`, what `_xmpps-server._tcp` records point at); returns the
+    /// bound address.
+    pub async fn listen_direct_tls(
+        self: &Arc<Self>,
+        listen: SocketAddr,
+    ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), Failure> {
+        self.listen_on(listen, true).await
+    }
+
+    async fn listen_on(
+        self: &Arc<Self>,
+        listen: SocketAddr,
+        direct_tls: bool,
     ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), Failure> {
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| Failure::protocol(format!("listening on {listen}: {e}")))?;
         let addr = listener.local_addr()?;
-        let task = tokio::spawn(self.clone().accept_loop(listener));
+        let task = tokio::spawn(self.clone().accept_loop(listener, direct_tls));
         Ok((addr, task))
     }
 
-    async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener, direct_tls: bool) {
         let slots = Arc::new(Semaphore::new(self.config.max_incoming));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = match client_cert_verifier(self.config.anchors.clone(), provider) {
@@ -224,6 +243,10 @@ impl Federation {
         .expect("ring supports the default versions")
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(rustls::server::ResolvesServerCertUsingSni::new()));
+        let mut template = template;
+        if direct_tls {
+            template.alpn_protocols = vec![ALPN_SERVER.to_vec()];
+        }
         let mut certificates = Certificates::default();
         certificates.insert(&self.domain, self.identity.key.clone());
         let tls = RustlsServer::new(certificates, template)
@@ -250,7 +273,7 @@ impl Federation {
             let tls = tls.clone();
             tokio::spawn(async move {
                 let _slot = slot;
-                if let Err(e) = this.incoming(tcp, peer, tls).await {
+                if let Err(e) = this.incoming(tcp, peer, tls, direct_tls).await {
                     if this.log {
                         eprintln!("serve: s2s in {peer}: {e}");
                     }
@@ -259,12 +282,13 @@ impl Federation {
         }
     }
 
-    /// One peer server's stream to us.
+    /// One peer server's stream to us (`direct_tls`: TLS from the first byte).
     async fn incoming(
         &self,
         tcp: TcpStream,
         peer: SocketAddr,
         tls: RustlsServer,
+        direct_tls: bool,
     ) -> Result<(), String> {
         let registry = self.registry.upgrade().ok_or("server stopped")?;
         let limits = self.config.limits;
@@ -281,10 +305,11 @@ impl Federation {
         let mut receiver = ReceiverConfig::server_to_server(&self.domain);
         receiver.limits = limits.xml;
         receiver.max_auth_failures = limits.max_auth_failures;
+        let deadline = tokio::time::Instant::now() + self.config.timeout;
         // Nothing may be sent to the peer on its stream (it is unidirectional): no pings.
-        let options = ConnectionOptions {
+        let options = |negotiation| ConnectionOptions {
             timeouts: Timeouts {
-                negotiation: Some(self.config.timeout),
+                negotiation: Some(negotiation),
                 idle: Some(limits.idle_timeout),
                 ping_when_idle: false,
                 write: Some(limits.idle_timeout),
@@ -293,22 +318,50 @@ impl Federation {
             refuse_costly_elements: true,
             ..ConnectionOptions::default()
         };
-        let connection = Connection::accept(
-            receiver,
-            rand_core::OsRng,
-            SharedStore::default(),
-            options,
-            TokioClock.now(),
-        );
-        let mut session = server::receive(
-            transport,
-            &mut tls,
-            connection,
-            &mut transcript,
-            RECEIVE_QUEUE,
-        )
-        .await
-        .map_err(|e| match e {
+        let negotiated = if direct_tls {
+            let stream = tokio::time::timeout_at(deadline, tls.upgrade(transport, &self.domain))
+                .await
+                .map_err(|_| "TLS handshake timed out".to_string())?
+                .map_err(|e| format!("TLS handshake failed: {e}"))?;
+            let info = tls.tls_info(&stream);
+            transcript.tls_established();
+            receiver.secure_transport = true;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let connection = Connection::accept_with_tls(
+                receiver,
+                rand_core::OsRng,
+                SharedStore::default(),
+                info,
+                options(left),
+                TokioClock.now(),
+            );
+            // The machine never asks for STARTTLS on a secure transport.
+            server::receive(
+                stream,
+                &mut NoTls,
+                connection,
+                &mut transcript,
+                RECEIVE_QUEUE,
+            )
+            .await
+        } else {
+            let connection = Connection::accept(
+                receiver,
+                rand_core::OsRng,
+                SharedStore::default(),
+                options(self.config.timeout),
+                TokioClock.now(),
+            );
+            server::receive(
+                transport,
+                &mut tls,
+                connection,
+                &mut transcript,
+                RECEIVE_QUEUE,
+            )
+            .await
+        };
+        let mut session = negotiated.map_err(|e| match e {
             LibraryError::Xmpp(Error::Timeout) => format!(
                 "negotiation not done within {} s",
                 self.config.timeout.as_secs()
@@ -539,7 +592,7 @@ impl Federation {
             match self.negotiate(domain, &target, &trust).await {
                 Ok(session) => return Ok(session),
                 Err(e) => {
-                    last = format!("{}:{}: {e}", target.host, target.port);
+                    last = e;
                     if self.log {
                         eprintln!("serve: s2s out {domain}: {last}");
                     }
@@ -584,7 +637,14 @@ impl Federation {
                 .await
             }
         };
-        result.map_err(|e| e.to_string())
+        result.map_err(|e| {
+            format!(
+                "{}:{} ({}): {e}",
+                target.host,
+                target.port,
+                target.security.name()
+            )
+        })
     }
 }
 

@@ -69,12 +69,12 @@ async fn run_demo(args: DemoArgs) -> Result<(), Failure> {
 }
 
 /// `serve`'s federation (`--s2s-*`): stanzas for other domains go over S2S; with
-/// `--s2s-listen`, peers are accepted there (returns its address).
+/// `--s2s-listen` / `--s2s-direct-tls-listen`, peers are accepted there (returns where).
 async fn federate(
     args: &ServeArgs,
     server: &serve::Server,
     identity: certs::ServerIdentity,
-) -> Result<Option<SocketAddr>, Failure> {
+) -> Result<Option<String>, Failure> {
     let s2s = &args.s2s;
     let anchors = match &s2s.s2s_ca {
         Some(path) => connect::ca_roots(path)?,
@@ -102,14 +102,16 @@ async fn federate(
         args.trace,
         args.verbose,
     );
-    match s2s.s2s_listen {
-        Some(addr) => {
-            // The task runs as long as the process.
-            let (addr, _task) = fed.listen(addr).await?;
-            Ok(Some(addr))
-        }
-        None => Ok(None),
+    // The listeners' tasks run as long as the process.
+    let mut addrs = Vec::new();
+    if let Some(addr) = s2s.s2s_listen {
+        addrs.push(fed.listen(addr).await?.0.to_string());
     }
+    if let Some(addr) = s2s.s2s_direct_tls_listen {
+        let (addr, _task) = fed.listen_direct_tls(addr).await?;
+        addrs.push(format!("{addr} (Direct TLS, ALPN xmpp-server)"));
+    }
+    Ok((!addrs.is_empty()).then(|| addrs.join(", ")))
 }
 
 async fn run_serve(args: ServeArgs) -> Result<(), Failure> {

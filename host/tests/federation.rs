@@ -1,8 +1,9 @@
 //! Two `serve`s federating in one process (the library, no real servers): `a.test` reaches
-//! `b.test` through DNS SRV (a fixed table: a `_xmpps-server._tcp` record at a closed port
-//! first, then `_xmpp-server._tcp` at b's S2S listener, XEP-0368 order, the first target
-//! failing over to the next), `b.test` reaches `a.test` through a static route; both
-//! directions authenticate with SASL EXTERNAL, and a message and its reply cross.
+//! `b.test` through DNS SRV (a fixed table, XEP-0368 order: a `_xmpps-server._tcp` record
+//! at a closed port, then one at b's Direct TLS S2S listener, ALPN `xmpp-server`; the
+//! `_xmpp-server._tcp` record at a closed port), `b.test` reaches `a.test` through a static
+//! route (STARTTLS); both directions authenticate with SASL EXTERNAL, and a message and its
+//! reply cross.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +25,8 @@ const LIMIT: Duration = Duration::from_secs(20);
 
 struct Side {
     server: Server,
+    /// The Direct TLS S2S listener.
+    direct: SocketAddr,
     federation: Arc<Federation>,
     ca_pem: String,
 }
@@ -50,8 +53,13 @@ async fn side(
         .listen(SocketAddr::from(([127, 0, 0, 1], s2s_port)))
         .await
         .unwrap();
+    let (direct, _task) = federation
+        .listen_direct_tls("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     Side {
         server,
+        direct,
         federation,
         ca_pem,
     }
@@ -86,7 +94,7 @@ async fn next_message(client: &mut Client) -> (String, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_serves_federate_through_srv_and_a_static_route() {
+async fn two_serves_federate_through_srv_direct_tls_and_a_static_route() {
     let a_id = ServerIdentity::generate("a.test").unwrap();
     let b_id = ServerIdentity::generate("b.test").unwrap();
     let mut anchors = RootCertStore::empty();
@@ -109,31 +117,37 @@ async fn two_serves_federate_through_srv_and_a_static_route() {
         port,
         target: "127.0.0.1".into(),
     };
-    let srv = StaticResolver {
-        records: vec![
-            ("_xmpps-server._tcp.b.test".into(), vec![record(0, closed)]),
-            ("_xmpp-server._tcp.b.test".into(), vec![record(10, b_port)]),
-        ],
-    };
-    let a = side("a.test", a_port, a_id, anchors.clone(), |c| {
-        c.srv = Some(srv)
-    })
-    .await;
-    let b = side("b.test", b_port, b_id, anchors, |c| {
+    let b = side("b.test", b_port, b_id, anchors.clone(), |c| {
         c.peers
             .insert("a.test".into(), ("127.0.0.1".into(), a_port));
     })
     .await;
+    // Only b's Direct TLS listener can answer: the first Direct TLS record and the
+    // STARTTLS record point at closed ports.
+    let srv = StaticResolver {
+        records: vec![
+            (
+                "_xmpps-server._tcp.b.test".into(),
+                vec![record(0, closed), record(5, b.direct.port())],
+            ),
+            ("_xmpp-server._tcp.b.test".into(), vec![record(10, closed)]),
+        ],
+    };
+    let a = side("a.test", a_port, a_id, anchors, |c| c.srv = Some(srv)).await;
     let mut alice = login(&a, "user@a.test").await;
     let mut bob = login(&b, "user@b.test").await;
     alice
-        .send(&stanza::message("user@b.test/r", "over SRV", Some("m1")))
+        .send(&stanza::message(
+            "user@b.test/r",
+            "over SRV and Direct TLS",
+            Some("m1"),
+        ))
         .await
         .unwrap();
     let (from, body) = next_message(&mut bob).await;
     assert_eq!(
         (from.as_str(), body.as_str()),
-        ("user@a.test/r", "over SRV")
+        ("user@a.test/r", "over SRV and Direct TLS")
     );
     assert_eq!(a.federation.links(), 1);
     bob.send(&stanza::message(&from, "over the static route", Some("m2")))
