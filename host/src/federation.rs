@@ -489,7 +489,9 @@ impl Federation {
             Ok(Err(failure)) => {
                 if self.log {
                     if let LinkFailure::NotFound(why) = &failure {
-                        eprintln!("serve: s2s out {domain}: {why}");
+                        eprintln!(
+                            "serve: s2s out {domain}: {why} (queued stanzas answered <remote-server-not-found/>)"
+                        );
                     }
                 }
                 return self.close_link(&domain, &mut rx, &queued, &failure);
@@ -497,7 +499,8 @@ impl Federation {
             Err(_) => {
                 if self.log {
                     eprintln!(
-                        "serve: s2s out {domain}: not negotiated within {} s",
+                        "serve: s2s out {domain}: not negotiated within {} s (queued stanzas answered \
+                         <remote-server-timeout/>)",
                         self.config.timeout.as_secs()
                     );
                 }
@@ -588,12 +591,14 @@ impl Federation {
             }
         };
         let mut last = format!("{domain}: no target");
-        for target in targets {
+        let count = targets.len();
+        for (i, target) in targets.into_iter().enumerate() {
             match self.negotiate(domain, &target, &trust).await {
                 Ok(session) => return Ok(session),
                 Err(e) => {
                     last = e;
-                    if self.log {
+                    // The last one's failure is the link's, logged by the caller.
+                    if self.log && i + 1 < count {
                         eprintln!("serve: s2s out {domain}: {last}");
                     }
                 }

@@ -522,7 +522,8 @@ async fn read_until<S: AsyncRead + Unpin>(s: &mut S, needle: &str) -> String {
     text
 }
 
-/// A serve with an S2S listener trusting our own CA (the raw peers' certificates).
+/// A serve with an S2S listener trusting our own CA (the raw peers' certificates); `{s2s}`
+/// in `extra` is that listener's address.
 fn serve_with_listener(ours: &Ours, extra: &[&str]) -> (Serve, SocketAddr) {
     let port = StdListener::bind("127.0.0.1:0")
         .unwrap()
@@ -539,7 +540,8 @@ fn serve_with_listener(ours: &Ours, extra: &[&str]) -> (Serve, SocketAddr) {
         "--s2s-ca".into(),
         ours.ca.clone(),
     ];
-    args.extend(extra.iter().map(|s| s.to_string()));
+    let listener = format!("127.0.0.1:{port}");
+    args.extend(extra.iter().map(|s| s.replace("{s2s}", &listener)));
     let serve = Serve::start(&args);
     (serve, SocketAddr::from(([127, 0, 0, 1], port)))
 }
@@ -714,8 +716,8 @@ async fn a_peer_stanza_reaches_a_local_session() {
 }
 
 /// The bounces (§8.3.3.15, §8.3.3.16) and the bounds of outgoing links: a closed port is
-/// `<remote-server-not-found/>`, a peer that accepts and never answers
-/// `<remote-server-timeout/>` after `--s2s-timeout`; meanwhile its queue is bounded
+/// `<remote-server-not-found/>`, and so is a peer whose certificate names another domain;
+/// a peer that accepts and never answers `<remote-server-timeout/>` after `--s2s-timeout`; meanwhile its queue is bounded
 /// (`--s2s-queue-bytes`) and so is the number of links (`--s2s-max-peers`), both refused
 /// with `<resource-constraint/>`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -728,6 +730,13 @@ async fn unreachable_and_slow_domains_bounce() {
         .unwrap();
     let silent = StdListener::bind("127.0.0.1:0").unwrap();
     let silent_addr = silent.local_addr().unwrap();
+    let wrong = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let wrong_addr = wrong.local_addr().unwrap();
+    tokio::spawn(peer_with_certificate(
+        wrong,
+        ours.cert.clone(),
+        ours.key.clone(),
+    ));
     let (serve, _) = serve_with_listener(
         &ours,
         &[
@@ -735,6 +744,8 @@ async fn unreachable_and_slow_domains_bounce() {
             &format!("gone.test={closed}"),
             "--s2s-peer",
             &format!("slow.test={silent_addr}"),
+            "--s2s-peer",
+            &format!("wrong.test={wrong_addr}"),
             "--s2s-timeout",
             "2",
             "--s2s-max-peers",
@@ -782,6 +793,17 @@ async fn unreachable_and_slow_domains_bounce() {
         bounce.contains("type='error'") && bounce.contains("<remote-server-timeout"),
         "{bounce}"
     );
+    // A peer whose certificate does not name the domain: not found either.
+    bob.send(&stanza::message("x@wrong.test", "who are you?", Some("w1")))
+        .await
+        .unwrap();
+    let bounce = next_containing(&mut bob, "id='w1'").await;
+    assert!(bounce.contains("<remote-server-not-found"), "{bounce}");
+    assert!(
+        serve.log().contains("not valid for wrong.test") || serve.log().contains("wrong.test"),
+        "{}",
+        serve.log()
+    );
     drop(silent);
 }
 
@@ -822,6 +844,37 @@ async fn streams_per_peer_domain_are_bounded() {
                 "{text}\n{}",
                 serve.log()
             );
+        }
+    }
+}
+
+/// A peer for `wrong.test` that presents `cert` (b.test's) after STARTTLS.
+async fn peer_with_certificate(listener: tokio::net::TcpListener, cert: String, key: String) {
+    let chain: Vec<_> = CertificateDer::pem_file_iter(&cert)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    while let Ok((mut tcp, _)) = listener.accept().await {
+        read_until(&mut tcp, "<starttls").await;
+        let _ = tcp
+            .write_all(
+                b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+xmlns:stream='http://etherx.jabber.org/streams' version='1.0' from='wrong.test' id='w'>\
+<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>\
+</stream:features><proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+            )
+            .await;
+        if let Ok(mut tls) = acceptor.accept(tcp).await {
+            read_until(&mut tls, "never").await;
         }
     }
 }
