@@ -28,6 +28,7 @@ pub mod peers;
 pub mod process;
 pub mod prosody;
 pub mod proxy;
+pub mod qemu;
 pub mod raw;
 
 use std::fmt;

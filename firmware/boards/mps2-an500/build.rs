@@ -15,7 +15,14 @@ fn main() {
     println!("cargo:rerun-if-changed=memory.x");
     xmpp_handshake_firmware_build::embed_config(&[]);
 
-    for var in ["NET_ADDR", "NET_GATEWAY", "NET_DNS", "MPS2_TEST_ONLY_SEED", "MPS2_REPORT_MS"] {
+    for var in [
+        "NET_ADDR",
+        "NET_GATEWAY",
+        "NET_DNS",
+        "MPS2_TEST_ONLY_SEED",
+        "MPS2_REPORT_MS",
+        "MPS2_SOAK",
+    ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     let set = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -27,17 +34,26 @@ fn main() {
     }
     for name in ["NET_GATEWAY", "NET_DNS"] {
         if let Some(v) = set(name) {
-            assert!(v.parse::<Ipv4Addr>().is_ok(), "{name}: {v:?}: expected a.b.c.d");
+            assert!(
+                v.parse::<Ipv4Addr>().is_ok(),
+                "{name}: {v:?}: expected a.b.c.d"
+            );
         }
     }
     if let Some(ms) = set("MPS2_REPORT_MS") {
-        assert!(ms.parse::<u64>().is_ok(), "MPS2_REPORT_MS: {ms:?}: expected milliseconds");
+        assert!(
+            ms.parse::<u64>().is_ok(),
+            "MPS2_REPORT_MS: {ms:?}: expected milliseconds"
+        );
     }
     let seed: Vec<u8> = match set("MPS2_TEST_ONLY_SEED") {
         Some(hex) => {
             let bytes: Option<Vec<u8>> = (0..hex.len())
                 .step_by(2)
-                .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+                .map(|i| {
+                    hex.get(i..i + 2)
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                })
                 .collect();
             match bytes {
                 Some(b) if b.len() == 32 => b,

@@ -217,7 +217,10 @@ impl<B: Bus> Lan9118<B> {
             return Err(InitError::NoChip(test));
         }
         let id = bus.read(reg::ID_REV);
-        if !matches!(id >> 16, 0x0118 | 0x0117 | 0x0116 | 0x0115 | 0x9220 | 0x9221) {
+        if !matches!(
+            id >> 16,
+            0x0118 | 0x0117 | 0x0116 | 0x0115 | 0x9220 | 0x9221
+        ) {
             return Err(InitError::UnknownChip(id));
         }
         bus.write(reg::HW_CFG, HW_CFG_SRST);
@@ -567,7 +570,12 @@ mod tests {
         let chip = driver.bus.0.borrow();
         assert_eq!(
             chip.tx_data,
-            [TX_CMD_A_FIRST | TX_CMD_A_LAST | 5, 5, 0x0403_0201, 0x0000_0005]
+            [
+                TX_CMD_A_FIRST | TX_CMD_A_LAST | 5,
+                5,
+                0x0403_0201,
+                0x0000_0005
+            ]
         );
     }
 
@@ -575,6 +583,9 @@ mod tests {
     fn reads_the_link_from_the_phy() {
         let bus = FakeBus(RefCell::new(Chip::default()));
         let mut driver = Lan9118::new(bus, [2; 6]).unwrap();
-        assert!(matches!(waker_cx(|cx| driver.link_state(cx)), LinkState::Up));
+        assert!(matches!(
+            waker_cx(|cx| driver.link_state(cx)),
+            LinkState::Up
+        ));
     }
 }

@@ -65,7 +65,10 @@ const fn parse_u64(s: &str) -> u64 {
     let mut i = 0;
     let mut n = 0u64;
     while i < b.len() {
-        assert!(b[i].is_ascii_digit(), "MPS2_REPORT_MS: expected milliseconds");
+        assert!(
+            b[i].is_ascii_digit(),
+            "MPS2_REPORT_MS: expected milliseconds"
+        );
         n = n * 10 + (b[i] - b'0') as u64;
         i += 1;
     }
@@ -184,8 +187,7 @@ fn main() -> ! {
     let mut core = unwrap!(cortex_m::Peripherals::take());
     time_driver::start(&mut core.SYST);
     static EXECUTOR: StaticCell<raw::Executor> = StaticCell::new();
-    let executor: &'static raw::Executor =
-        EXECUTOR.init(raw::Executor::new(core::ptr::null_mut()));
+    let executor: &'static raw::Executor = EXECUTOR.init(raw::Executor::new(core::ptr::null_mut()));
     let spawner = executor.spawner();
     spawner.spawn(unwrap!(app_task(spawner)));
     loop {
@@ -308,10 +310,12 @@ fn setup(spawner: Spawner) -> Board {
     let mac = device.mac_address();
     // The default resource from the MAC address, as the F767 takes its chip's id.
     let resource = config::device_resource(&mac).leak();
-    let app = unwrap!(config::from_build_env(
+    let mut app = unwrap!(config::from_build_env(
         xmpp_handshake_firmware::build_env!(),
         resource,
     ));
+    // `MPS2_SOAK=1`: the reconnect soak (each session closes once bound; test images only).
+    app.behaviour.soak = matches!(option_env!("MPS2_SOAK"), Some("1"));
     info!(
         "xmpp firmware app on MPS2-AN500 (QEMU, boot {}): {}@{}/{}",
         boots, app.username, app.domain, app.resource
@@ -339,7 +343,11 @@ fn setup(spawner: Spawner) -> Board {
         app,
         buffers,
         tls: unwrap!(tls.ok()),
-        store: NorFlashStore::new(unwrap!(flash::EmulatedFlash::take()), CACHE_OFFSET, CACHE_SIZE),
+        store: NorFlashStore::new(
+            unwrap!(flash::EmulatedFlash::take()),
+            CACHE_OFFSET,
+            CACHE_SIZE,
+        ),
         rng,
     }
 }
