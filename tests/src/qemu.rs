@@ -205,3 +205,26 @@ pub fn numbers(line: &str) -> Vec<u64> {
         .filter_map(|s| s.parse().ok())
         .collect()
 }
+
+/// The static estimate of the deepest task stack of `elf` (`firmware/boards/stack-estimate`,
+/// what `firmware/boards/check` holds against the budget), to set against the painted figure.
+pub fn stack_estimate(elf: &Path) -> Result<u64, String> {
+    let out = Command::new(board_dir().join("../stack-estimate"))
+        .arg(elf)
+        .arg(r"TaskStorage\$LT\$F\$GT\$4poll")
+        .current_dir(board_dir())
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .output()
+        .map_err(|e| format!("stack-estimate: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter_map(|l| l.strip_prefix("stack estimate "))
+        .filter_map(|l| l.split(' ').next()?.parse().ok())
+        .max()
+        .ok_or_else(|| {
+            format!(
+                "stack-estimate printed no estimate:\n{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
