@@ -75,10 +75,13 @@ const fn parse_u64(s: &str) -> u64 {
     n
 }
 
-/// The allocator, with its high-water mark: the figure the 24 KiB heap must cover.
+/// The allocator, with its high-water mark (the figure the 24 KiB heap must cover) and its
+/// low-water mark since the last report (what stays allocated between sessions: a leak
+/// raises it).
 struct MeasuredHeap {
     heap: embedded_alloc::LlffHeap,
     peak: AtomicUsize,
+    low: AtomicUsize,
 }
 
 unsafe impl GlobalAlloc for MeasuredHeap {
@@ -92,7 +95,8 @@ unsafe impl GlobalAlloc for MeasuredHeap {
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: forwarded as received.
-        unsafe { self.heap.dealloc(ptr, layout) }
+        unsafe { self.heap.dealloc(ptr, layout) };
+        self.low.fetch_min(self.heap.used(), Ordering::Relaxed);
     }
 }
 
@@ -100,6 +104,7 @@ unsafe impl GlobalAlloc for MeasuredHeap {
 static ALLOCATOR: MeasuredHeap = MeasuredHeap {
     heap: embedded_alloc::LlffHeap::empty(),
     peak: AtomicUsize::new(0),
+    low: AtomicUsize::new(usize::MAX),
 };
 
 static TRUST_ANCHOR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ca.der"));
@@ -205,12 +210,16 @@ async fn report_task(heap_at_start: usize) -> ! {
         Timer::after(Duration::from_millis(REPORT_MS)).await;
         time_driver::uncounted(|| {
             let (static_ram, stack) = stack_use();
+            let used = ALLOCATOR.heap.used();
+            let low = ALLOCATOR.low.swap(used, Ordering::Relaxed).min(used);
             info!(
-                "heap: peak {} of {} bytes ({} live at the app's start, {} live now)",
+                "heap: peak {} of {} bytes ({} live at the app's start, {} live now, {} at \
+                 least since the last report)",
                 ALLOCATOR.peak.load(Ordering::Relaxed),
                 HEAP,
                 heap_at_start,
-                ALLOCATOR.heap.used()
+                used,
+                low
             );
             info!(
                 "stack: deepest {} bytes; static RAM {} + stack = {} of {}",
