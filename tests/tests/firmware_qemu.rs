@@ -11,7 +11,8 @@
 //! bind), a second client gets its reading and its echo, the largest element the app
 //! accepts is echoed, it logs in again from its SCRAM cache after a Prosody restart and
 //! after a panic and a HardFault (each resets the board), and its heap and stack stay in
-//! the F767's budgets; it never binds to a server whose certificate names another domain;
+//! the F767's budgets; it never binds to a server whose certificate names another domain
+//! (that image takes its address from a DHCP server, dnsmasq, on the link);
 //! and the reconnect soak shows no heap growth. The figures (heap and stack high-water
 //! marks, instructions per login) are printed (`--nocapture`) for `firmware/README.md`.
 //!
@@ -20,6 +21,7 @@
 
 use std::fs;
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use xmpp_handshake_core::connection::{ConnectionOptions, InitiatingConnection};
@@ -370,6 +372,41 @@ fn emulated_cortex_m7_logs_in_and_logs_in_again_after_a_restart_a_panic_and_a_ha
     });
 }
 
+/// A daemon the test started in its namespace; killed on drop.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// dnsmasq as the DHCP server (no DNS) on the server's side of the TAP link.
+fn dhcp_server(work: &Path) -> Result<Daemon, String> {
+    let child = Command::new("dnsmasq")
+        .args([
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--port=0",
+            "--interface=tap0",
+            "--bind-interfaces",
+            "--user=root",
+            "--dhcp-authoritative",
+            "--dhcp-range=10.203.0.50,10.203.0.99,255.255.255.0,10m",
+            &format!("--dhcp-leasefile={}", work.join("leases").display()),
+            &format!("--pid-file={}", work.join("dnsmasq.pid").display()),
+        ])
+        .stdin(Stdio::null())
+        .stderr(fs::File::create(work.join("dnsmasq.log")).map_err(|e| e.to_string())?)
+        .spawn()
+        .map_err(|e| format!("dnsmasq (apt-get install dnsmasq-base): {e}"))?;
+    Ok(Daemon(child))
+}
+
+/// Also the board's DHCP path: its address comes from dnsmasq (`NET_ADDR` unset).
 #[test]
 fn emulated_cortex_m7_never_binds_to_a_server_whose_certificate_names_another_domain() {
     in_qemu_namespace("qemu-domain", |work| {
@@ -397,12 +434,19 @@ fn emulated_cortex_m7_never_binds_to_a_server_whose_certificate_names_another_do
             &[
                 ("XMPP_JID", format!("alice@{DOMAIN}")),
                 ("XMPP_PASSWORD", "alice-pass".into()),
+                ("NET_ADDR", String::new()),
             ],
         );
+        let _dhcp = dhcp_server(work)?;
         let elf = qemu::build_image("domain", &env, work)?;
         let mut board = Board::boot("domain", &elf, work)?;
         with_board(&mut board, &server.log_path.clone(), |board| {
             board.wait_for("connection failed", 3, Duration::from_secs(120))?;
+            let leases = fs::read_to_string(work.join("leases")).unwrap_or_default();
+            if !leases.contains("10.203.0.") {
+                return Err(format!("no DHCP lease for the board: {leases:?}"));
+            }
+            eprintln!("DHCP lease: {}", leases.trim());
             let log = board.log();
             if log.contains("bound as") || log.contains("TLS established") {
                 return Err("the board accepted a certificate for another domain".into());
