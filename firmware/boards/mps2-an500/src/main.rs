@@ -12,7 +12,7 @@
 //! counted, [`time_driver::instructions`]).
 //!
 //! Test commands on UART0 (QEMU's stdin): `p` panics, `f` raises a HardFault; both end in
-//! [`HardFault`], which resets the board, as on the F767.
+//! the `HardFault` handler, which resets the board, as on the F767.
 #![no_std]
 #![no_main]
 
