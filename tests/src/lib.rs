@@ -29,6 +29,7 @@ pub mod peers;
 pub mod process;
 pub mod prosody;
 pub mod proxy;
+pub mod qemu;
 pub mod raw;
 
 use std::fmt;
