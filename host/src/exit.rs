@@ -152,6 +152,9 @@ pub fn code_for(error: &Error) -> ExitCode {
 pub fn from_library(error: &xmpp_handshake_tokio::client::Error) -> Failure {
     match error {
         xmpp_handshake_tokio::client::Error::Xmpp(e) => from_core(e),
+        xmpp_handshake_tokio::client::Error::Refused(e) => {
+            Failure::protocol(format!("the stanza was not sent: {e}"))
+        }
         _ => from_core(&Error::ConnectionClosed),
     }
 }

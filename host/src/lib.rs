@@ -14,6 +14,7 @@ pub mod connect;
 pub mod demo;
 pub mod exit;
 pub mod limits;
+pub mod online;
 pub mod progress;
 pub mod router;
 pub mod s2s_check;
