@@ -7,7 +7,7 @@
 //! | 3 | authentication: SASL failed (wrong password, mechanism refused, ...) |
 //! | 4 | certificate / trust: the server's certificate was not accepted |
 //! | 5 | TLS required but STARTTLS not offered, or STARTTLS / the TLS handshake failed |
-//! | 6 | any other protocol or network error |
+//! | 6 | any other protocol or network error; `connect --send-lines`: lines not acknowledged |
 
 use std::fmt;
 

@@ -621,7 +621,9 @@ fn sm_event(event: Event, link: &mut Link, ledger: &mut Ledger) -> bool {
             link.resuming = false;
             ledger.acked(delivered);
             let lines = ledger.not_delivered(not_delivered.into_iter().map(|(n, _)| n));
-            let why = condition.as_deref().unwrap_or("stream management not offered");
+            let why = condition
+                .as_deref()
+                .unwrap_or("it was not resumable, or stream management is not offered now");
             if lines.is_empty() {
                 eprintln!(
                     "xmpp-handshake: the server lost the session ({why}); a new one was bound, \
