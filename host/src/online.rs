@@ -308,7 +308,10 @@ pub async fn run(
     let mut partial = Vec::new();
     let mut stdin_done = false;
     // One id per run: a line keeps its id when sent again.
-    let run_id = format!("{:08x}", rand_core::RngCore::next_u32(&mut rand_core::OsRng));
+    let run_id = format!(
+        "{:08x}",
+        rand_core::RngCore::next_u32(&mut rand_core::OsRng)
+    );
     let mut link = Link::new(session, transcript, false);
     let mut attempts_since_progress = 0u32;
     let mut reconnections = 0u32;

@@ -37,8 +37,8 @@ use xmpp_handshake_core::sm::SmConfig;
 use xmpp_handshake_core::stream::error::{StreamError, StreamErrorCondition};
 use xmpp_handshake_core::stream::header::{closing_tag, ContentNamespace, Framing, HeaderOut};
 use xmpp_handshake_core::Error;
-use xmpp_handshake_tokio::client::Error as LibraryError;
 use xmpp_handshake_tokio::bound::Refusals;
+use xmpp_handshake_tokio::client::Error as LibraryError;
 use xmpp_handshake_tokio::server::{self, Peer};
 
 use crate::certs::{server_template, ServerIdentity};

@@ -729,9 +729,7 @@ async fn serve_bounces_what_an_unacknowledging_client_has_no_room_for() {
             "message {n} is past the bound"
         );
     }
-    serve
-        .wait_log("a stanza for it was not sent", 4)
-        .await;
+    serve.wait_log("a stanza for it was not sent", 4).await;
     proxy.cut();
     let state = dropped(alice).await;
     serve.wait_log("; resumable", 1).await;
@@ -789,8 +787,17 @@ impl LinesRun {
 }
 
 /// `xmpp-handshake connect alice/lines --send-lines TO` through port `port`, lines 1 to
-/// `count` on its standard input, with `extra` arguments.
-async fn send_lines(server: &Target, port: u16, to: &str, count: u32, extra: &[&str]) -> LinesRun {
+/// `count` on its standard input, with `extra` arguments. With `cut_at_resume`, the proxy's
+/// connection is cut the moment the CLI's transcript (`--trace`) shows its first
+/// `<resume/>` sent: during the resumption, before or after the server acted on it.
+async fn send_lines(
+    server: &Target,
+    port: u16,
+    to: &str,
+    count: u32,
+    extra: &[&str],
+    cut_at_resume: Option<Arc<CutProxy>>,
+) -> LinesRun {
     use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
     let dir = tempfile::tempdir().expect("a temp dir");
     let ca = dir.path().join("ca.pem");
@@ -798,7 +805,13 @@ async fn send_lines(server: &Target, port: u16, to: &str, count: u32, extra: &[&
     let (jid, password) = user(server, 0);
     let mut child = tokio::process::Command::new(cli_binary())
         .args(["connect", &format!("{jid}/lines"), "--host", "127.0.0.1"])
-        .args(["--port", &port.to_string(), "--no-cache", "--channel-binding", "off"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--no-cache",
+            "--channel-binding",
+            "off",
+        ])
         .args(["--send-lines", to])
         .arg("--ca")
         .arg(&ca)
@@ -825,7 +838,19 @@ async fn send_lines(server: &Target, port: u16, to: &str, count: u32, extra: &[&
     let log = tokio::spawn(async move {
         let mut lines = tokio::io::BufReader::new(stderr).lines();
         let mut log = String::new();
+        let mut cut_at_resume = cut_at_resume;
         while let Ok(Some(text)) = lines.next_line().await {
+            if text.starts_with("I: <resume ") {
+                if let Some(proxy) = cut_at_resume.take() {
+                    proxy.cut();
+                    eprintln!("cli: -- the proxy cut the link here --");
+                    log.push_str("-- the proxy cut the link here --\n");
+                }
+            }
+            if text.starts_with("I: <message") || text.starts_with("R: <a ") {
+                // The transcript of the lines themselves: kept out of the test's log.
+                continue;
+            }
             eprintln!("cli: {text}");
             log.push_str(&text);
             log.push('\n');
@@ -843,13 +868,16 @@ async fn send_lines(server: &Target, port: u16, to: &str, count: u32, extra: &[&
     }
 }
 
-/// The cuts: inside a TLS record of the lines; inside the reconnection's TLS handshake
-/// (server side), and after it (client side: SASL, `<resume/>`); after the server's answers
-/// (its `<a/>` to our `<r/>`) were lost on the way; inside the lines again.
+/// The cuts: inside a TLS record of the lines; inside the reconnection's negotiation (its
+/// TLS handshake or SASL, depending on the server's certificate); a connection the test
+/// cuts when `<resume/>` goes out ([`send_lines`]); right after a resumption, while the
+/// unacknowledged lines are sent again; after the server's answers (its `<a/>` to our
+/// `<r/>`) were lost on the way; inside the lines again.
 fn cuts() -> Vec<Plan> {
     vec![
         Plan::cut_after(Direction::Up, 7_000),
         Plan::cut_after(Direction::Down, 1_500),
+        Plan::default(),
         Plan::cut_after(Direction::Up, 2_300),
         Plan {
             swallow_down_after_up: Some(4_000),
@@ -864,10 +892,18 @@ fn cuts() -> Vec<Plan> {
 async fn lines_survive_cuts(server: &Target, label: &str) {
     let mut bob = Bob::connect(server).await;
     let to = bob.jid();
-    let proxy = CutProxy::start(server.c2s).await.unwrap();
+    let proxy = Arc::new(CutProxy::start(server.c2s).await.unwrap());
     let plans = cuts();
     proxy.plan(plans.clone());
-    let run = send_lines(server, proxy.addr.port(), &to, LINES, &[]).await;
+    let run = send_lines(
+        server,
+        proxy.addr.port(),
+        &to,
+        LINES,
+        &["--trace"],
+        Some(proxy.clone()),
+    )
+    .await;
     eprintln!("{label}: the proxy carried {:?}", proxy.carried());
     assert_eq!(run.code, Some(0), "{label}: every line acknowledged");
     assert!(
@@ -878,6 +914,10 @@ async fn lines_survive_cuts(server: &Target, label: &str) {
     assert!(
         run.stderr.contains("session resumed"),
         "{label}: the session was resumed"
+    );
+    assert!(
+        run.stderr.contains("-- the proxy cut the link here --"),
+        "{label}: a resumption was cut"
     );
     assert!(
         !run.stderr.contains("lost the session"),
@@ -904,14 +944,21 @@ async fn lines_survive_a_lost_session(server: &Target, label: &str) {
         Plan::refuse(),
         Plan::refuse(),
     ]);
-    let run = send_lines(server, proxy.addr.port(), &to, LINES, &[]).await;
-    assert_eq!(run.code, Some(0), "{label}: every line acknowledged in the end");
+    let run = send_lines(server, proxy.addr.port(), &to, LINES, &[], None).await;
+    assert_eq!(
+        run.code,
+        Some(0),
+        "{label}: every line acknowledged in the end"
+    );
     assert!(
         run.stderr.contains("the server lost the session"),
         "{label}: the loss is reported"
     );
     let named = run.named_after("Not acknowledged: lines ");
-    assert!(!named.is_empty(), "{label}: lines were named as not acknowledged");
+    assert!(
+        !named.is_empty(),
+        "{label}: lines were named as not acknowledged"
+    );
     bob.wait_for(&line(LINES)).await;
     bob.settle(Duration::from_secs(1)).await;
     for n in 1..=LINES {
@@ -975,7 +1022,15 @@ async fn serve_cli_send_lines_exits_6_naming_the_unacknowledged() {
     let proxy = CutProxy::start(server.c2s).await.unwrap();
     proxy.plan([Plan::cut_after(Direction::Up, 7_000)]);
     proxy.plan(std::iter::repeat_n(Plan::refuse(), 10));
-    let run = send_lines(server, proxy.addr.port(), &to, LINES, &["--reconnect", "2"]).await;
+    let run = send_lines(
+        server,
+        proxy.addr.port(),
+        &to,
+        LINES,
+        &["--reconnect", "2"],
+        None,
+    )
+    .await;
     assert_eq!(run.code, Some(6), "lines not acknowledged: exit 6");
     let named = run.named_after("lines read not acknowledged by the server: lines ");
     assert!(!named.is_empty(), "the lines are named");
@@ -988,12 +1043,18 @@ async fn serve_cli_send_lines_exits_6_naming_the_unacknowledged() {
         summary.contains(&format!("error: {} of ", named.len())),
         "how many, and which: {summary}"
     );
-    assert!(summary.contains("gave up reconnecting after 2 attempts"), "{summary}");
+    assert!(
+        summary.contains("gave up reconnecting after 2 attempts"),
+        "{summary}"
+    );
     bob.settle(Duration::from_secs(1)).await;
     let read = *named.last().unwrap();
     for n in 1..=read {
         if !bob.seen.contains_key(&line(n)) {
-            assert!(named.contains(&n), "line {n} did not arrive and was not named");
+            assert!(
+                named.contains(&n),
+                "line {n} did not arrive and was not named"
+            );
         }
     }
     bob.client.close().await.expect("bob closes cleanly");
@@ -1007,7 +1068,15 @@ async fn serve_cli_send_lines_without_stream_management_confirms_by_closing() {
     let server = &serve.target;
     let mut bob = Bob::connect(server).await;
     let to = bob.jid();
-    let run = send_lines(server, server.c2s.port(), &to, 50, &["--no-stream-management"]).await;
+    let run = send_lines(
+        server,
+        server.c2s.port(),
+        &to,
+        50,
+        &["--no-stream-management"],
+        None,
+    )
+    .await;
     assert_eq!(run.code, Some(0));
     assert!(
         run.stderr.contains("confirmed by the server's closing tag"),

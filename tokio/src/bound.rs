@@ -211,7 +211,11 @@ impl BoundStream {
     /// refuse the stanza (its queue of unacknowledged stanzas full, XEP-0198), it comes
     /// back through [`BoundStream::take_refusals`].
     pub async fn send(&self, stanza: &str) -> Result<(), Error> {
-        send(&self.commands, Request::new(Command::Send(stanza.to_string()))).await
+        send(
+            &self.commands,
+            Request::new(Command::Send(stanza.to_string())),
+        )
+        .await
     }
 
     /// Sends one stanza and waits until the stream took it: `Ok(Some(n))` is the number
@@ -304,9 +308,7 @@ impl BoundStream {
     /// both. Once the stream is over and both were taken, `Ok(None)` for a clean close
     /// (§4.4) and the core's error for a failed stream, as [`BoundStream::next_stanza`]
     /// says; [`BoundStream::take_sm_state`] then has the session's state. Cancel-safe.
-    pub async fn next_incoming(
-        &mut self,
-    ) -> Result<Option<Incoming>, xmpp_handshake_core::Error> {
+    pub async fn next_incoming(&mut self) -> Result<Option<Incoming>, xmpp_handshake_core::Error> {
         tokio::select! {
             biased;
             Some(event) = self.sm_events.recv() => {
@@ -443,10 +445,11 @@ impl ToApplication {
                 return;
             }
         }
-        if let Err(e) = self.refused_tx.try_send((stanza, error)) {
-            if let mpsc::error::TrySendError::Full(_) = e {
-                log::warn!("a stanza was not sent ({error}) and the application was not told: it takes no refusals");
-            }
+        if self.refused_tx.try_send((stanza, error)).is_err() {
+            log::warn!(
+                "a stanza was not sent ({error}) and the application was not told: it takes no \
+                 refusals"
+            );
         }
     }
 }
