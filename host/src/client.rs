@@ -86,8 +86,9 @@ pub struct Login {
     /// A session to resume instead of binding (XEP-0198 §5): what the last connection's
     /// stream left ([`BoundStream::take_sm_state`]).
     pub resume: Option<SmState>,
-    /// How long the server may stay silent on the bound stream before it is probed
-    /// (see [`options`]); `None`: no limit.
+    /// How long the server may stay silent on the bound stream before it is probed (a
+    /// ping, or `<r/>` with stream management; silent as long again, the stream ends),
+    /// and how long we stay silent before a whitespace keep-alive; `None`: no limit.
     pub idle: Option<Duration>,
 }
 
