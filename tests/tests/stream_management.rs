@@ -1089,3 +1089,90 @@ async fn serve_cli_send_lines_without_stream_management_confirms_by_closing() {
     assert_eq!(bob.seen, expected, "every line exactly once");
     bob.client.close().await.expect("bob closes cleanly");
 }
+
+/// `connect` without `--send`: online, printing what arrives on stdout. The link is cut;
+/// Bob writes meanwhile; the CLI reconnects, resumes, and prints Bob's message once; Ctrl-C
+/// closes the stream, exit 0.
+#[tokio::test]
+async fn serve_cli_stays_online_across_a_cut() {
+    use tokio::io::AsyncBufReadExt as _;
+    let serve = Serve::start(300);
+    let server = &serve.target;
+    let bob = Bob::connect(server).await;
+    let proxy = CutProxy::start(server.c2s).await.unwrap();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &server.ca_pem).expect("the CA written");
+    let (jid, password) = user(server, 0);
+    let mut child = tokio::process::Command::new(cli_binary())
+        .args(["connect", &format!("{jid}/online"), "--host", "127.0.0.1"])
+        .args(["--port", &proxy.addr.port().to_string(), "--no-cache"])
+        .arg("--ca")
+        .arg(&ca)
+        .env("XMPP_PASSWORD", password)
+        .env("HOME", dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the CLI starts");
+    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut err = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut stderr = String::new();
+    let mut stdout = String::new();
+    // Reads both until `done` says so (10 s at most).
+    macro_rules! read_until {
+        ($done:expr) => {{
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while !$done(&stdout, &stderr) {
+                tokio::select! {
+                    Ok(Some(l)) = out.next_line() => { stdout.push_str(&l); stdout.push('\n'); }
+                    Ok(Some(l)) = err.next_line() => {
+                        eprintln!("cli: {l}");
+                        stderr.push_str(&l);
+                        stderr.push('\n');
+                    }
+                    _ = tokio::time::sleep_until(deadline) => panic!("timed out:\n{stderr}"),
+                }
+            }
+        }};
+    }
+    read_until!(|_: &String, e: &String| e.contains("stream management on"));
+    let alice = format!("{jid}/online");
+    bob.client
+        .send(&stanza::message(&alice, "before the cut", None))
+        .await
+        .unwrap();
+    read_until!(|o: &String, _: &String| o.contains("before the cut"));
+    proxy.cut();
+    read_until!(|_: &String, e: &String| e.contains("the link was lost"));
+    bob.client
+        .send(&stanza::message(&alice, "while away", None))
+        .await
+        .unwrap();
+    read_until!(|o: &String, e: &String| e.contains("session resumed") && o.contains("while away"));
+    // Anything sent twice would come now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    read_until!(|_: &String, e: &String| e.contains("xmpp-handshake: closed"));
+    while let Ok(Ok(Some(l))) =
+        tokio::time::timeout(Duration::from_millis(200), out.next_line()).await
+    {
+        stdout.push_str(&l);
+        stdout.push('\n');
+    }
+    let code = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the CLI exits")
+        .unwrap()
+        .code();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.matches("before the cut").count(), 1, "{stdout}");
+    assert_eq!(stdout.matches("while away").count(), 1, "{stdout}");
+    assert!(!stderr.contains("lost the session"), "{stderr}");
+}
