@@ -18,7 +18,8 @@ fn parse_mechanism(name: &str) -> Result<Mechanism, String> {
     version,
     after_help = "Exit codes: 0 success, 2 usage, 3 authentication failed, \
                   4 certificate not trusted, 5 TLS required but not offered (or STARTTLS/TLS failed), \
-                  6 other protocol or network error."
+                  6 other protocol or network error; for `connect --send-lines`, lines not \
+                  acknowledged by the server (the message says how many and which)."
 )]
 pub struct Cli {
     /// What to do.
@@ -41,7 +42,13 @@ pub enum Command {
     ///
     /// The password comes from the environment variable XMPP_PASSWORD or a prompt, never
     /// from the command line. Without --send, stays online and prints incoming stanzas
-    /// until Ctrl-C.
+    /// until Ctrl-C; with --send-lines TO, sends each line of standard input to TO.
+    ///
+    /// Stream management (XEP-0198) is enabled when the server offers it. When the link
+    /// drops, connect reconnects (at once, then after 1, 2, 4 ... 30 s; --reconnect
+    /// attempts) and resumes the session: the server says which stanzas it has, the rest
+    /// are sent again. If the server lost the session, a new one is bound and the lines not
+    /// acknowledged are named on stderr and sent again.
     Connect(ConnectArgs),
     /// Run a small client-to-server XMPP server (receiving entity) for device development.
     ///
@@ -234,6 +241,23 @@ pub struct ConnectArgs {
     /// Send one message (TO, BODY), close the stream, wait for the server to close, exit.
     #[arg(long, num_args = 2, value_names = ["TO", "BODY"])]
     pub send: Option<Vec<String>>,
+    /// Send one chat message to TO per line of standard input (until its end), then close.
+    /// Exit 0 only when the server acknowledged every line (XEP-0198 `<a/>`; without
+    /// stream management: its answer to our closing tag), else 6 naming the lines that
+    /// were not. Reconnects and resumes as needed while it runs.
+    #[arg(long, value_name = "TO", conflicts_with = "send")]
+    pub send_lines: Option<String>,
+    /// Do not ask for stream management (XEP-0198): no acknowledgements, no resumption.
+    #[arg(long)]
+    pub no_stream_management: bool,
+    /// Reconnection attempts after the link drops (the count starts over once a new
+    /// connection got anywhere); 0: do not reconnect.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub reconnect: u32,
+    /// Seconds the server may stay silent before it is probed (a ping, or `<r/>` with
+    /// stream management); silent as long again, the link counts as lost. 0: never.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub idle_timeout: u64,
     /// Seconds allowed for connecting and negotiating.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,

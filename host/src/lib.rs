@@ -15,6 +15,7 @@ pub mod demo;
 pub mod exit;
 pub mod federation;
 pub mod limits;
+pub mod online;
 pub mod progress;
 pub mod router;
 pub mod s2s_check;

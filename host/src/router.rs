@@ -22,7 +22,8 @@
 //!   under its session id (`previd`) until it is resumed or its `max` seconds pass; at most
 //!   a bounded number of them (past it, the one closest to expiry goes). Stanzas routed to
 //!   a detached session join its unacknowledged queue, sent when it resumes; one more than
-//!   the queue's bound is bounced with `<resource-constraint/>`. A session that expires, is
+//!   the queue's bound is bounced with `<resource-constraint/>`, and so is a stanza for a
+//!   bound session whose client has not acknowledged that many. A session that expires, is
 //!   pushed out, or is replaced by a new binding of its full JID bounces what it still
 //!   held with `<service-unavailable/>` (§8.3.3.19): nothing is dropped unsaid.
 
@@ -304,6 +305,15 @@ impl Registry {
             self.bounce(&mut sessions, old.state);
         }
         true
+    }
+
+    /// A stanza routed to a bound session that its connection refused (the client has
+    /// not acknowledged as many stanzas as stream management keeps, XEP-0198): its sender
+    /// gets `<resource-constraint/>` (RFC 6120 §8.3.3.18: the recipient is busy, try
+    /// later), errors excepted (§8.3.1).
+    pub fn refused(&self, stanza: &str) {
+        let mut sessions = self.lock();
+        self.bounce_one(&mut sessions, stanza, "resource-constraint", "wait");
     }
 
     /// Sessions kept for resumption now (expired ones are let go first).
