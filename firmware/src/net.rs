@@ -172,12 +172,10 @@ async fn ask<T>(
             loop {
                 match socket.recv_from(answer).await {
                     // Only the server asked, only the answer to this query.
-                    Ok((n, meta)) if meta.endpoint == to => {
-                        match answers(id, name, &answer[..n]) {
-                            Err(DnsError::NotOurs) => continue,
-                            other => return other,
-                        }
-                    }
+                    Ok((n, meta)) if meta.endpoint == to => match answers(id, name, &answer[..n]) {
+                        Err(DnsError::NotOurs) => continue,
+                        other => return other,
+                    },
                     _ => continue,
                 }
             }

@@ -437,12 +437,25 @@ mod tests {
             a_answers(9, "XMPP.example.test.", &m),
             Ok(vec![[192, 0, 2, 1], [192, 0, 2, 2]])
         );
-        assert_eq!(a_answers(10, "xmpp.example.test", &m), Err(DnsError::NotOurs));
+        assert_eq!(
+            a_answers(10, "xmpp.example.test", &m),
+            Err(DnsError::NotOurs)
+        );
         for cut in 0..m.len() {
-            assert!(a_answers(9, "xmpp.example.test", &m[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                a_answers(9, "xmpp.example.test", &m[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
-        let bad = a_answer(9, "xmpp.example.test", &[("xmpp.example.test", TYPE_A, &[1, 2, 3])]);
-        assert_eq!(a_answers(9, "xmpp.example.test", &bad), Err(DnsError::Malformed));
+        let bad = a_answer(
+            9,
+            "xmpp.example.test",
+            &[("xmpp.example.test", TYPE_A, &[1, 2, 3])],
+        );
+        assert_eq!(
+            a_answers(9, "xmpp.example.test", &bad),
+            Err(DnsError::Malformed)
+        );
         let mut nxdomain = a_answer(9, "xmpp.example.test", &[]);
         nxdomain[3] |= 3;
         assert_eq!(a_answers(9, "xmpp.example.test", &nxdomain), Ok(vec![]));
