@@ -217,6 +217,10 @@ pub struct ConnectArgs {
     /// `required` refuses servers without -PLUS and never retries.
     #[arg(long, value_enum, default_value_t = ChannelBinding::WhenOffered)]
     pub channel_binding: ChannelBinding,
+    /// Allow DIGEST-MD5 (RFC 6331 deprecated it) for old servers that offer nothing
+    /// better: chosen only when no SCRAM mechanism is offered.
+    #[arg(long)]
+    pub allow_digest_md5: bool,
     /// Trust anchors (PEM) instead of the system's.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
@@ -293,6 +297,59 @@ pub struct ServeArgs {
     /// Resource bounds and timeouts.
     #[command(flatten)]
     pub limits: crate::limits::LimitArgs,
+    /// Federation (server-to-server).
+    #[command(flatten)]
+    pub s2s: S2sArgs,
+}
+
+/// `serve`'s federation flags: any of --s2s-listen, --s2s-direct-tls-listen, --s2s-peer,
+/// --s2s-ca turns it on.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Federation (server-to-server)")]
+pub struct S2sArgs {
+    /// Accept peer servers here (STARTTLS required, their TLS client certificate checked
+    /// against --s2s-ca, SASL EXTERNAL), e.g. 0.0.0.0:5269.
+    #[arg(long, value_name = "ADDR")]
+    pub s2s_listen: Option<SocketAddr>,
+    /// Also accept peer servers with Direct TLS (XEP-0368: TLS from the first byte, ALPN
+    /// xmpp-server; what _xmpps-server._tcp records point at), e.g. 0.0.0.0:5270.
+    #[arg(long, value_name = "ADDR")]
+    pub s2s_direct_tls_listen: Option<SocketAddr>,
+    /// Reach DOMAIN's server at HOST:PORT (STARTTLS) instead of looking up DNS SRV
+    /// _xmpps-server._tcp / _xmpp-server._tcp (repeatable).
+    #[arg(long = "s2s-peer", value_name = "DOMAIN=HOST:PORT")]
+    pub s2s_peers: Vec<String>,
+    /// Trust anchors (PEM) for peer servers' certificates, both directions (default: the
+    /// system's). Our --cert/--key is presented to peers as the TLS client certificate
+    /// too: it must name our domain (DNS-ID) and allow client use (EKU clientAuth, or no
+    /// EKU; ejabberd requires it).
+    #[arg(long, value_name = "FILE")]
+    pub s2s_ca: Option<PathBuf>,
+    /// Seconds to reach and authenticate with a peer; then its queued stanzas get
+    /// <remote-server-timeout/>.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub s2s_timeout: u64,
+    /// Outgoing server-to-server links at once (one per peer domain); a stanza for one
+    /// more domain gets <resource-constraint/>.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub s2s_max_peers: usize,
+    /// Bytes of stanzas waiting for one peer; one more gets <resource-constraint/>.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024)]
+    pub s2s_queue_bytes: usize,
+    /// Incoming server-to-server connections at once (at most 4 authenticated streams
+    /// per peer domain).
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    pub s2s_max_incoming: usize,
+}
+
+impl S2sArgs {
+    /// Whether any federation flag was given.
+    pub fn enabled(&self) -> bool {
+        self.s2s_listen.is_some()
+            || self.s2s_direct_tls_listen.is_some()
+            || !self.s2s_peers.is_empty()
+            || self.s2s_ca.is_some()
+    }
 }
 
 /// `hash-password`

@@ -126,6 +126,7 @@ pub async fn run_with_password<R: SrvResolver>(
         ChannelBinding::WhenOffered => CbPolicy::WhenOffered,
         ChannelBinding::Off => CbPolicy::Off,
     };
+    login.sasl.allow_digest_md5 = args.allow_digest_md5;
     login.pipeline_mechanism = args.pipeline_mechanism;
     let domain = login.domain().to_string();
     let user = login.jid.local().unwrap_or_default().to_string();

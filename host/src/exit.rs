@@ -189,6 +189,12 @@ pub fn from_core(error: &Error) -> Failure {
                     .unwrap_or_default()
             )
         }
+        Error::Sasl(SaslError::NoAcceptableMechanism) => {
+            "authentication failed: the server offers no SASL mechanism this client accepts \
+             (SCRAM, or PLAIN over TLS; --trace shows the offer). An old server that offers \
+             only DIGEST-MD5 needs --allow-digest-md5"
+                .to_string()
+        }
         Error::Tls(TlsError::Certificate(cert)) => {
             format!("the server's certificate was not accepted: {cert}")
         }

@@ -13,6 +13,7 @@ pub mod client;
 pub mod connect;
 pub mod demo;
 pub mod exit;
+pub mod federation;
 pub mod limits;
 pub mod progress;
 pub mod router;
