@@ -69,6 +69,8 @@ pub struct InitiatorConfig {
     /// caller negotiates the rest, e.g. dialback on S2S).
     pub sasl: Option<ClientSasl>,
     /// Enable stream management (XEP-0198) after binding when the server offers it.
+    /// Only in a build with the core's `stream-management` feature; ignored without it
+    /// (and so is [`InitiatorConfig::resume`]).
     pub stream_management: Option<SmConfig>,
     /// A session to resume (XEP-0198 §5): the state an earlier connection left
     /// ([`Connection::take_sm_state`](crate::connection::Connection::take_sm_state)). Used
@@ -142,6 +144,9 @@ impl InitiatorConfig {
 
     /// The session `<resume/>` names and our `h` for it (§5), when one is to be resumed.
     fn resumable(&self) -> Option<(&str, u32)> {
+        if !cfg!(feature = "stream-management") {
+            return None;
+        }
         self.stream_management?;
         let state = self.resume.as_ref()?;
         Some((state.previd()?, state.handled()))
@@ -994,7 +999,8 @@ impl<R: RngCore + CryptoRng> Role for Context<'_, R> {
             State::Sasl(s) => s.handle(self, node),
             State::RefusedAuth(s) => s.handle(self, node),
             State::BindResult(s) => s.handle(self, node),
-            State::ResumeResult(s) => s.handle(self, node),
+            // Never entered without `stream-management` (no `<resume/>` is sent).
+            State::ResumeResult(s) if cfg!(feature = "stream-management") => s.handle(self, node),
             _ => Err(unexpected("a stream header", node)),
         }
     }
@@ -1040,6 +1046,9 @@ impl<R: RngCore + CryptoRng> Negotiator for InitiatingEntity<R> {
     }
 
     fn stream_management(&mut self) -> SmStart {
+        if !cfg!(feature = "stream-management") {
+            return SmStart::Off;
+        }
         let resume = self.config.resume.take();
         let config = self.config.stream_management;
         match (self.learned.resume_answer.take(), resume) {

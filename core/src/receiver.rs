@@ -90,6 +90,7 @@ pub struct ReceiverConfig {
     /// Channel-binding behaviour ([`BindingQuirk::None`] unless testing clients).
     pub binding_quirk: BindingQuirk,
     /// Offer stream management (XEP-0198) with binding on C2S; `None`: not offered.
+    /// Only in a build with the core's `stream-management` feature; ignored without it.
     pub stream_management: Option<SmConfig>,
 }
 
@@ -126,6 +127,13 @@ impl ReceiverConfig {
             }),
             ..ReceiverConfig::client_to_server(domain)
         }
+    }
+
+    /// [`ReceiverConfig::stream_management`], in a build with the `stream-management`
+    /// feature; `None` without it.
+    fn sm_config(&self) -> Option<SmConfig> {
+        self.stream_management
+            .filter(|_| cfg!(feature = "stream-management"))
     }
 }
 
@@ -403,7 +411,7 @@ impl ExpectHeader {
             (None, None) if self.phase == Phase::Authenticated => {
                 if cx.config.ns == ContentNamespace::Client {
                     features.push_str(bind::FEATURE);
-                    if cx.config.stream_management.is_some() {
+                    if cx.config.sm_config().is_some() {
                         features.push_str("<sm xmlns='urn:xmpp:sm:3'/>");
                     }
                     State::Bind(ExpectBind { domain })
@@ -581,7 +589,7 @@ impl ExpectBind {
         cx: &mut Context<'_, R, S>,
         node: roxmltree::Node<'_, '_>,
     ) -> Result<State, Error> {
-        if cx.config.stream_management.is_some() {
+        if cx.config.sm_config().is_some() {
             match sm::element::parse(node) {
                 Some(Ok(Nonza::Resume { previd, h })) => {
                     cx.outbox.event(Event::ResumeRequested {
@@ -947,7 +955,7 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Negotiator for ReceivingEntity<
     }
 
     fn stream_management(&mut self) -> SmStart {
-        let Some(config) = self.config.stream_management else {
+        let Some(config) = self.config.sm_config() else {
             return SmStart::Off;
         };
         match self.learned.resumed.take() {

@@ -162,7 +162,9 @@ where
         }
         if let (None, Some(server)) = (crate::time::now(), config.ntp) {
             // The socket buffers are free until the TCP socket is made.
-            match crate::time::sync(stack, server, buffers.rx, buffers.tx).await {
+            match crate::time::sync(stack, server, &mut SharedRng(&rng), buffers.rx, buffers.tx)
+                .await
+            {
                 Ok(now) => info!("time from SNTP ({}): {} s since the epoch", server, now.0),
                 Err(e) => warn!(
                     "no time from SNTP ({}): {:?}; certificate dates are not checked until \

@@ -1,9 +1,10 @@
-//! Where the server is (RFC 6120 §3.2): `XMPP_SERVER`'s address; a host name's A record
-//! through embassy-net's DNS socket; or, with nothing configured, the JID's domain by
-//! SRV `_xmpp-client._tcp` (one DNS message over UDP, written and read by the core's
-//! [`dns`] codec, since smoltcp asks only for A/AAAA), in the order the core's
-//! [`resolve::merged`] gives (the CLI's order), falling back to the domain itself on port
-//! 5222. The app speaks STARTTLS only, so `_xmpps-client._tcp` (Direct TLS, XEP-0368) is
+//! Where the server is (RFC 6120 §3.2): `XMPP_SERVER`'s address; a host name's A record;
+//! or, with nothing configured, the JID's domain by SRV `_xmpp-client._tcp`, in the order
+//! the core's [`resolve::merged`] gives (the CLI's order), falling back to the domain
+//! itself on port 5222. Each lookup is one DNS message over a UDP socket, written and read
+//! by the core's [`dns`] codec: smoltcp asks only for A/AAAA, and its DNS socket (the
+//! embassy-net `dns` feature) cost more flash than the codec's A query on the UDP socket
+//! that SRV and SNTP need anyway. The app speaks STARTTLS only, so `_xmpps-client._tcp` (Direct TLS, XEP-0368) is
 //! not asked for.
 //!
 //! The certificate is checked against the JID's domain whatever this finds, never
@@ -12,9 +13,8 @@
 use alloc::format;
 use alloc::vec::Vec;
 
-use embassy_net::dns::{DnsQueryType, Error as DnsSocketError};
 use embassy_net::udp::{PacketMetadata, UdpSocket};
-use embassy_net::{IpAddress, IpEndpoint, Ipv4Address, Stack};
+use embassy_net::{IpEndpoint, Ipv4Address, Stack};
 use embassy_time::{with_timeout, Duration};
 use rand_core::RngCore;
 use xmpp_handshake_core::resolve::dns::{self, DnsError, MAX_UDP_MESSAGE};
@@ -22,15 +22,15 @@ use xmpp_handshake_core::resolve::{self, ServerSetting, CLIENT_PORT, CLIENT_SERV
 
 /// The DNS port (RFC 1035 §4.2.1).
 const DNS_PORT: u16 = 53;
-/// How long one SRV query may take (tried twice).
-const SRV_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one DNS query may take (tried twice).
+const DNS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Why no address was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum ResolveFailure {
-    /// The A query failed (no DNS server, no such name, no answer).
-    Dns(DnsSocketError),
+    /// The A query failed (no DNS server, no answer, a malformed or failed one).
+    Dns(DnsError),
     /// The name has no A record.
     NoAddress,
     /// The domain announces that it has no XMPP client service (SRV target `.`, RFC 2782;
@@ -41,7 +41,7 @@ pub enum ResolveFailure {
 impl core::fmt::Display for ResolveFailure {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            ResolveFailure::Dns(e) => write!(f, "DNS query failed: {e:?}"),
+            ResolveFailure::Dns(e) => write!(f, "DNS query failed: {e}"),
             ResolveFailure::NoAddress => f.write_str("the name has no IPv4 address"),
             ResolveFailure::NoService => {
                 f.write_str("the domain announces no XMPP client service (SRV target \".\")")
@@ -50,20 +50,30 @@ impl core::fmt::Display for ResolveFailure {
     }
 }
 
-/// The first IPv4 address of `name` (an address in text form is taken as it is).
-pub async fn lookup_a(stack: Stack<'_>, name: &str) -> Result<Ipv4Address, ResolveFailure> {
-    let addresses = stack
-        .dns_query(name, DnsQueryType::A)
+/// The first IPv4 address of `name` (an address in text form is taken as it is). `rx`
+/// and `tx` are the UDP socket's buffers, as for [`endpoints`].
+pub async fn lookup_a(
+    stack: Stack<'_>,
+    name: &str,
+    rng: &mut impl RngCore,
+    rx: &mut [u8],
+    tx: &mut [u8],
+) -> Result<Ipv4Address, ResolveFailure> {
+    if let Ok(ServerSetting::Address { octets, .. }) = ServerSetting::parse(name) {
+        return Ok(Ipv4Address::from(octets));
+    }
+    let addresses = ask(stack, name, rng, rx, tx, dns::a_query, dns::a_answers)
         .await
         .map_err(ResolveFailure::Dns)?;
     match addresses.first() {
-        Some(IpAddress::Ipv4(address)) => Ok(*address),
+        Some(&octets) => Ok(Ipv4Address::from(octets)),
         None => Err(ResolveFailure::NoAddress),
     }
 }
 
 /// Where to connect, in order, for `server` and the JID's `domain`. `rx` and `tx` are
-/// the buffers of the UDP socket of an SRV query (the TCP socket's, before it is made).
+/// the buffers of the UDP socket of the DNS queries (the TCP socket's, before it is made;
+/// `rx` holds 1024 bytes at least).
 pub async fn endpoints(
     stack: Stack<'_>,
     server: ServerSetting<'_>,
@@ -79,7 +89,17 @@ pub async fn endpoints(
         ServerSetting::Host { name, port } => (name, port),
         ServerSetting::Domain => {
             let srv_name = format!("{}.{}", CLIENT_SERVICES.1, domain);
-            let records = match srv(stack, &srv_name, rng, rx, tx).await {
+            let records = match ask(
+                stack,
+                &srv_name,
+                rng,
+                rx,
+                tx,
+                dns::srv_query,
+                dns::srv_answers,
+            )
+            .await
+            {
                 Ok(records) => records,
                 // RFC 6120 §3.2.2: a failed lookup allows the fallback.
                 Err(e) => {
@@ -90,7 +110,7 @@ pub async fn endpoints(
             let records = resolve::announced(records).ok_or(ResolveFailure::NoService)?;
             let mut found = Vec::new();
             for (record, _) in resolve::merged(Vec::new(), records) {
-                match lookup_a(stack, &record.target).await {
+                match lookup_a(stack, &record.target, rng, &mut *rx, &mut *tx).await {
                     Ok(address) => {
                         info!(
                             "SRV: {}:{} at {}",
@@ -109,18 +129,21 @@ pub async fn endpoints(
             (domain, CLIENT_PORT)
         }
     };
-    let address = lookup_a(stack, name).await?;
+    let address = lookup_a(stack, name, rng, rx, tx).await?;
     Ok([IpEndpoint::new(address.into(), port)].into())
 }
 
-/// The SRV records of `name`, from the first DNS server the network configuration gives.
-async fn srv(
+/// One DNS question about `name` (`query` writes it, `answers` reads the answer), to the
+/// first DNS server the network configuration gives.
+async fn ask<T>(
     stack: Stack<'_>,
     name: &str,
     rng: &mut impl RngCore,
     rx: &mut [u8],
     tx: &mut [u8],
-) -> Result<Vec<resolve::SrvRecord>, DnsError> {
+    query: fn(u16, &str, &mut [u8]) -> Result<usize, DnsError>,
+    answers: fn(u16, &str, &[u8]) -> Result<T, DnsError>,
+) -> Result<T, DnsError> {
     let server = stack
         .config_v4()
         .and_then(|c| c.dns_servers.first().copied())
@@ -132,7 +155,7 @@ async fn srv(
     let answer = answer
         .get_mut(..MAX_UDP_MESSAGE)
         .ok_or(DnsError::Malformed)?;
-    let (query, tx) = tx.split_at_mut(tx.len() / 2);
+    let (message, tx) = tx.split_at_mut(tx.len() / 2);
     let mut rx_meta = [PacketMetadata::EMPTY; 2];
     let mut tx_meta = [PacketMetadata::EMPTY; 1];
     let mut socket = UdpSocket::new(stack, &mut rx_meta, rx, &mut tx_meta, tx);
@@ -140,21 +163,19 @@ async fn srv(
     let mut last = DnsError::Failed(2);
     for _ in 0..2 {
         let id = rng.next_u32() as u16;
-        let len = dns::srv_query(id, name, query)?;
+        let len = query(id, name, message)?;
         let to = IpEndpoint::new(server.into(), DNS_PORT);
-        if socket.send_to(&query[..len], to).await.is_err() {
+        if socket.send_to(&message[..len], to).await.is_err() {
             continue;
         }
-        let read = with_timeout(SRV_TIMEOUT, async {
+        let read = with_timeout(DNS_TIMEOUT, async {
             loop {
                 match socket.recv_from(answer).await {
                     // Only the server asked, only the answer to this query.
-                    Ok((n, meta)) if meta.endpoint == to => {
-                        match dns::srv_answers(id, name, &answer[..n]) {
-                            Err(DnsError::NotOurs) => continue,
-                            other => return other,
-                        }
-                    }
+                    Ok((n, meta)) if meta.endpoint == to => match answers(id, name, &answer[..n]) {
+                        Err(DnsError::NotOurs) => continue,
+                        other => return other,
+                    },
                     _ => continue,
                 }
             }

@@ -77,14 +77,16 @@ pub enum SntpFailure {
 
 /// Asks `server` (an IPv4 address or a host name, port 123) for the time and sets the
 /// clock from its answer. `rx` and `tx` are the UDP socket's buffers for the exchange
-/// (48 bytes each suffice; the TCP socket's, before it is made, serve).
+/// and the name's lookup (the TCP socket's, before it is made, serve; see
+/// [`crate::net::endpoints`]).
 pub async fn sync(
     stack: Stack<'_>,
     server: &str,
+    rng: &mut impl rand_core::RngCore,
     rx: &mut [u8],
     tx: &mut [u8],
 ) -> Result<UnixTime, SntpFailure> {
-    let address = crate::net::lookup_a(stack, server)
+    let address = crate::net::lookup_a(stack, server, rng, &mut *rx, &mut *tx)
         .await
         .map_err(|_| SntpFailure::Resolve)?;
     let mut rx_meta = [PacketMetadata::EMPTY; 1];

@@ -462,7 +462,7 @@ impl<M: Negotiator> Connection<M> {
                         }
                     }
                 }
-                if let Some(request) = self.sm.as_mut().and_then(|sm| sm.handle_timeout(now)) {
+                if let Some(request) = self.sm_mut().and_then(|sm| sm.handle_timeout(now)) {
                     self.queue(String::from(request), now);
                 }
                 if let Some(keepalive) = timeouts.keepalive {
@@ -502,7 +502,7 @@ impl<M: Negotiator> Connection<M> {
                     .keepalive
                     .filter(|_| self.framing == Framing::Tcp)
                     .map(|k| self.last_sent + k);
-                let ack_request = self.sm.as_ref().and_then(Session::poll_timeout);
+                let ack_request = self.sm().and_then(Session::poll_timeout);
                 [idle, keepalive, ack_request].into_iter().flatten().min()
             }
         }
@@ -526,7 +526,7 @@ impl<M: Negotiator> Connection<M> {
         if self.queued_bytes + element.len() > self.options.max_queued_bytes {
             return Err(SendError::QueueFull);
         }
-        let (number, request) = match &mut self.sm {
+        let (number, request) = match self.sm_mut() {
             Some(sm) => sm.sending(&element, now)?,
             None => (None, None),
         };
@@ -568,7 +568,7 @@ impl<M: Negotiator> Connection<M> {
     /// Sends `<r/>` now (XEP-0198 §4), when stream management is on: say, before closing,
     /// to learn what arrived. Whether it was sent.
     pub fn request_ack(&mut self, now: Duration) -> bool {
-        if !self.is_bound() || !self.sm.as_ref().is_some_and(Session::is_counting) {
+        if !self.is_bound() || !self.sm().is_some_and(Session::is_counting) {
             return false;
         }
         self.queue(String::from(sm::element::REQUEST), now);
@@ -583,6 +583,9 @@ impl<M: Negotiator> Connection<M> {
     /// as a detached session (and may [`SmState::queue`] stanzas for it meanwhile).
     pub fn take_sm_state(&mut self) -> Option<SmState> {
         if !self.is_closed() {
+            return None;
+        }
+        if !cfg!(feature = "stream-management") {
             return None;
         }
         self.sm.take().and_then(Session::into_state)
@@ -678,6 +681,9 @@ impl<M: Negotiator> Connection<M> {
     /// Stream management on the new bound stream (XEP-0198 §3, §5), as the negotiation
     /// settled it.
     fn start_sm(&mut self, start: SmStart, now: Duration) {
+        if !cfg!(feature = "stream-management") {
+            return;
+        }
         match start {
             SmStart::Off => {}
             SmStart::Offered { config, id } => {
@@ -736,7 +742,7 @@ impl<M: Negotiator> Connection<M> {
 
     /// A stream-management element arrived on the bound stream.
     fn sm_element(&mut self, nonza: Nonza, now: Duration) {
-        let Some(session) = &mut self.sm else {
+        let Some(session) = self.sm_mut() else {
             return;
         };
         let mut out = VecDeque::new();
@@ -860,11 +866,11 @@ impl<M: Negotiator> Connection<M> {
                 // §4.9: a stream error the peer sent ends the stream; one we must send for
                 // a broken element too.
                 Ok(Received::Element(wrapped)) => {
-                    let sm_on = self.sm.is_some();
+                    let sm_on = self.sm().is_some();
                     match wrapped.parse(|node| Inbound::classify(node, sm_on)) {
                         Ok(Inbound::Other) => self.events.push_back(Event::Stanza(Stanza(wrapped))),
                         Ok(Inbound::Stanza) => {
-                            if let Some(sm) = &mut self.sm {
+                            if let Some(sm) = self.sm_mut() {
                                 sm.received_stanza();
                             }
                             self.events.push_back(Event::Stanza(Stanza(wrapped)));
@@ -904,6 +910,26 @@ impl<M: Negotiator> Connection<M> {
                 self.last_heard = now;
                 self.pinged = false;
             }
+        }
+    }
+
+    /// Stream management's session on the bound stream, when it is on. Never in a build
+    /// without the `stream-management` feature: there every use of it is dead code, and
+    /// the linker leaves XEP-0198 out.
+    fn sm(&self) -> Option<&Session> {
+        if cfg!(feature = "stream-management") {
+            self.sm.as_ref()
+        } else {
+            None
+        }
+    }
+
+    /// [`Connection::sm`], mutable.
+    fn sm_mut(&mut self) -> Option<&mut Session> {
+        if cfg!(feature = "stream-management") {
+            self.sm.as_mut()
+        } else {
+            None
         }
     }
 
@@ -951,12 +977,12 @@ impl Inbound {
         if let Some(e) = crate::negotiation::received_stream_error(node) {
             return Inbound::StreamError(e);
         }
-        if sm_on {
+        if cfg!(feature = "stream-management") && sm_on {
             if let Some(nonza) = sm::element::parse(node) {
                 return Inbound::Sm(nonza);
             }
         }
-        if sm::is_received_stanza(node) {
+        if sm_on && sm::is_received_stanza(node) {
             Inbound::Stanza
         } else {
             Inbound::Other

@@ -1,11 +1,13 @@
-//! The one DNS exchange a device needs beyond A records: an SRV query (RFC 2782) in a
-//! DNS message over UDP (RFC 1035 §4.1), and the SRV records of its answer.
+//! The DNS exchanges a device needs: an SRV query (RFC 2782) or an A query (RFC 1035
+//! §3.2.2) in a DNS message over UDP (RFC 1035 §4.1), and the SRV records or IPv4
+//! addresses of its answer.
 //!
 //! Written here rather than taken from a crate: smoltcp (under embassy-net) asks only for
-//! A/AAAA and keeps its message code private, and the DNS message crates decode every
-//! record type into owned values (several KB of flash for one record type on a board
-//! whose budget is counted in hundreds of bytes). This is a query builder and a bounded
-//! reader for one question and its SRV answers; the names in the answer may be
+//! A/AAAA and keeps its message code private (and its DNS socket costs more flash than
+//! this codec with a UDP socket the device has anyway), and the DNS message crates decode
+//! every record type into owned values (several KB of flash for one record type on a
+//! board whose budget is counted in hundreds of bytes). This is a query builder and a
+//! bounded reader for one question and its answers; the names in the answer may be
 //! compressed (RFC 1035 §4.1.4), the pointers are followed backwards only.
 
 use alloc::string::String;
@@ -16,11 +18,15 @@ use super::SrvRecord;
 
 /// Record type SRV (RFC 2782).
 const TYPE_SRV: u16 = 33;
+/// Record type A (RFC 1035 §3.2.2).
+const TYPE_A: u16 = 1;
+/// Record type CNAME (RFC 1035 §3.2.2).
+const TYPE_CNAME: u16 = 5;
 /// Class IN.
 const CLASS_IN: u16 = 1;
 /// Longest name in text form (RFC 1035 §2.3.4: 255 octets on the wire).
 const MAX_NAME: usize = 253;
-/// SRV records kept from one answer; more are ignored.
+/// SRV records (or IPv4 addresses) kept from one answer; more are ignored.
 pub const MAX_RECORDS: usize = 8;
 /// Largest DNS message over UDP without EDNS (RFC 1035 §4.2.1): what a reader's buffer
 /// needs.
@@ -60,6 +66,17 @@ impl core::error::Error for DnsError {}
 /// Writes a recursive query (RD set) for the SRV records of `name` with `id` into `out`;
 /// returns its length.
 pub fn srv_query(id: u16, name: &str, out: &mut [u8]) -> Result<usize, DnsError> {
+    query(id, name, TYPE_SRV, out)
+}
+
+/// Writes a recursive query (RD set) for the A records (IPv4 addresses) of the host
+/// `name` with `id` into `out`; returns its length.
+pub fn a_query(id: u16, name: &str, out: &mut [u8]) -> Result<usize, DnsError> {
+    query(id, name, TYPE_A, out)
+}
+
+/// One question for `kind` records of `name`.
+fn query(id: u16, name: &str, kind: u16, out: &mut [u8]) -> Result<usize, DnsError> {
     let name = name.strip_suffix('.').unwrap_or(name);
     // Service labels start with `_`: checked as host names once it is dropped.
     let plain = name.split('.').all(|label| {
@@ -82,7 +99,7 @@ pub fn srv_query(id: u16, name: &str, out: &mut [u8]) -> Result<usize, DnsError>
         at += 1 + label.len();
     }
     at += 1; // the root label
-    out[at..at + 2].copy_from_slice(&TYPE_SRV.to_be_bytes());
+    out[at..at + 2].copy_from_slice(&kind.to_be_bytes());
     out[at + 2..at + 4].copy_from_slice(&CLASS_IN.to_be_bytes());
     Ok(len)
 }
@@ -92,6 +109,80 @@ pub fn srv_query(id: u16, name: &str, out: &mut [u8]) -> Result<usize, DnsError>
 /// (NXDOMAIN) has no records: `Ok` and empty.
 pub fn srv_answers(id: u16, name: &str, message: &[u8]) -> Result<Vec<SrvRecord>, DnsError> {
     let name = name.strip_suffix('.').unwrap_or(name);
+    let Some((mut at, answers)) = answer_section(id, name, message)? else {
+        return Ok(Vec::new());
+    };
+    let mut owner = String::new();
+    let mut records = Vec::new();
+    for _ in 0..answers {
+        let (kind, class, data) = record(message, &mut at, &mut owner)?;
+        // Other records (a CNAME on the way, say) and other owners are skipped.
+        if kind != TYPE_SRV || class != CLASS_IN || !owner.eq_ignore_ascii_case(name) {
+            continue;
+        }
+        let [p0, p1, w0, w1, o0, o1, ..] = *data else {
+            return Err(DnsError::Malformed);
+        };
+        let mut target = String::new();
+        if read_name(message, at - data.len() + 6, &mut target)? > at {
+            return Err(DnsError::Malformed);
+        }
+        if target.is_empty() {
+            target.push('.');
+        }
+        if records.len() < MAX_RECORDS {
+            records.push(SrvRecord {
+                priority: u16::from_be_bytes([p0, p1]),
+                weight: u16::from_be_bytes([w0, w1]),
+                port: u16::from_be_bytes([o0, o1]),
+                target,
+            });
+        }
+    }
+    Ok(records)
+}
+
+/// The IPv4 addresses of `name` in `message`, the answer to [`a_query`] with `id`: at most
+/// [`MAX_RECORDS`], in the order of the message, following the CNAME records on the way
+/// (an alias's A records are owned by its canonical name). A name that does not exist
+/// (NXDOMAIN) has no addresses: `Ok` and empty.
+pub fn a_answers(id: u16, name: &str, message: &[u8]) -> Result<Vec<[u8; 4]>, DnsError> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let Some((mut at, answers)) = answer_section(id, name, message)? else {
+        return Ok(Vec::new());
+    };
+    let mut wanted = String::from(name);
+    let mut owner = String::new();
+    let mut addresses = Vec::new();
+    for _ in 0..answers {
+        let (kind, class, data) = record(message, &mut at, &mut owner)?;
+        if class != CLASS_IN || !owner.eq_ignore_ascii_case(&wanted) {
+            continue;
+        }
+        match kind {
+            TYPE_CNAME => {
+                let mut target = String::new();
+                if read_name(message, at - data.len(), &mut target)? > at {
+                    return Err(DnsError::Malformed);
+                }
+                wanted = target;
+            }
+            TYPE_A => {
+                let address = <[u8; 4]>::try_from(data).map_err(|_| DnsError::Malformed)?;
+                if addresses.len() < MAX_RECORDS {
+                    addresses.push(address);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(addresses)
+}
+
+/// Checks that `message` answers the query `id` for `name` and skips its question: where
+/// the answer section starts and how many records it holds, or `None` for a name that does
+/// not exist (NXDOMAIN).
+fn answer_section(id: u16, name: &str, message: &[u8]) -> Result<Option<(usize, u16)>, DnsError> {
     let header = message.get(..12).ok_or(DnsError::Malformed)?;
     let field = |i: usize| u16::from_be_bytes([header[i], header[i + 1]]);
     let flags = field(2);
@@ -113,44 +204,30 @@ pub fn srv_answers(id: u16, name: &str, message: &[u8]) -> Result<Vec<SrvRecord>
     }
     at += 4;
     match (flags & 0x000f) as u8 {
-        0 => {}
-        3 => return Ok(Vec::new()),
-        code => return Err(DnsError::Failed(code)),
+        0 => Ok(Some((at, answers))),
+        3 => Ok(None),
+        code => Err(DnsError::Failed(code)),
     }
-    let mut records = Vec::new();
-    for _ in 0..answers {
-        owner.clear();
-        at = read_name(message, at, &mut owner)?;
-        let fixed = message.get(at..at + 10).ok_or(DnsError::Malformed)?;
-        let word = |i: usize| u16::from_be_bytes([fixed[i], fixed[i + 1]]);
-        let (kind, class, length) = (word(0), word(2), usize::from(word(8)));
-        let data_at = at + 10;
-        at = data_at + length;
-        let data = message.get(data_at..at).ok_or(DnsError::Malformed)?;
-        // Other records (a CNAME on the way, say) and other owners are skipped.
-        if kind != TYPE_SRV || class != CLASS_IN || !owner.eq_ignore_ascii_case(name) {
-            continue;
-        }
-        let [p0, p1, w0, w1, o0, o1, ..] = *data else {
-            return Err(DnsError::Malformed);
-        };
-        let mut target = String::new();
-        if read_name(message, data_at + 6, &mut target)? > at {
-            return Err(DnsError::Malformed);
-        }
-        if target.is_empty() {
-            target.push('.');
-        }
-        if records.len() < MAX_RECORDS {
-            records.push(SrvRecord {
-                priority: u16::from_be_bytes([p0, p1]),
-                weight: u16::from_be_bytes([w0, w1]),
-                port: u16::from_be_bytes([o0, o1]),
-                target,
-            });
-        }
-    }
-    Ok(records)
+}
+
+/// Reads the resource record at `*at` (RFC 1035 §4.1.3): its owner into `owner`, and its
+/// type, class and data; `*at` moves past it.
+fn record<'m>(
+    message: &'m [u8],
+    at: &mut usize,
+    owner: &mut String,
+) -> Result<(u16, u16, &'m [u8]), DnsError> {
+    owner.clear();
+    let fixed_at = read_name(message, *at, owner)?;
+    let fixed = message
+        .get(fixed_at..fixed_at + 10)
+        .ok_or(DnsError::Malformed)?;
+    let word = |i: usize| u16::from_be_bytes([fixed[i], fixed[i + 1]]);
+    let (kind, class, length) = (word(0), word(2), usize::from(word(8)));
+    let data_at = fixed_at + 10;
+    *at = data_at + length;
+    let data = message.get(data_at..*at).ok_or(DnsError::Malformed)?;
+    Ok((kind, class, data))
 }
 
 /// Appends the name at `at` in `message` in text form (labels joined by `.`, no trailing
@@ -306,6 +383,82 @@ mod tests {
         let owner = m.len() - (2 + 10 + 6 + 8);
         m[owner + 1] = owner as u8;
         assert_eq!(srv_answers(7, NAME, &m), Err(DnsError::Malformed));
+    }
+
+    /// An answer to an A query for `name`: `records` are (owner, type, data), the owner
+    /// written uncompressed.
+    fn a_answer(id: u16, name: &str, records: &[(&str, u16, &[u8])]) -> Vec<u8> {
+        let mut query = vec![0; 512];
+        let len = a_query(id, name, &mut query).unwrap();
+        let mut m = query[..len].to_vec();
+        m[2] |= 0x80;
+        m[3] = 0x80;
+        m[7] = records.len() as u8;
+        let labels = |m: &mut Vec<u8>, name: &str| {
+            for label in name.split('.') {
+                m.push(label.len() as u8);
+                m.extend_from_slice(label.as_bytes());
+            }
+            m.push(0);
+        };
+        for &(owner, kind, data) in records {
+            labels(&mut m, owner);
+            m.extend_from_slice(&kind.to_be_bytes());
+            m.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
+            m.extend_from_slice(&(data.len() as u16).to_be_bytes());
+            m.extend_from_slice(data);
+        }
+        m
+    }
+
+    #[test]
+    fn a_query_is_one_a_question() {
+        let mut out = [0u8; 64];
+        let len = a_query(0x0102, "xmpp.example.test", &mut out).unwrap();
+        let expected: &[u8] = b"\x01\x02\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\
+            \x04xmpp\x07example\x04test\x00\x00\x01\x00\x01";
+        assert_eq!(&out[..len], expected);
+    }
+
+    #[test]
+    fn a_answers_follow_cnames_and_skip_other_owners() {
+        let cname = b"\x04real\x07example\x04test\x00";
+        let m = a_answer(
+            9,
+            "xmpp.example.test",
+            &[
+                ("other.example.test", TYPE_A, &[10, 0, 0, 9]),
+                ("xmpp.example.test", TYPE_CNAME, cname),
+                ("real.example.test", TYPE_A, &[192, 0, 2, 1]),
+                ("real.example.test", TYPE_A, &[192, 0, 2, 2]),
+            ],
+        );
+        assert_eq!(
+            a_answers(9, "XMPP.example.test.", &m),
+            Ok(vec![[192, 0, 2, 1], [192, 0, 2, 2]])
+        );
+        assert_eq!(
+            a_answers(10, "xmpp.example.test", &m),
+            Err(DnsError::NotOurs)
+        );
+        for cut in 0..m.len() {
+            assert!(
+                a_answers(9, "xmpp.example.test", &m[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let bad = a_answer(
+            9,
+            "xmpp.example.test",
+            &[("xmpp.example.test", TYPE_A, &[1, 2, 3])],
+        );
+        assert_eq!(
+            a_answers(9, "xmpp.example.test", &bad),
+            Err(DnsError::Malformed)
+        );
+        let mut nxdomain = a_answer(9, "xmpp.example.test", &[]);
+        nxdomain[3] |= 3;
+        assert_eq!(a_answers(9, "xmpp.example.test", &nxdomain), Ok(vec![]));
     }
 
     #[test]
