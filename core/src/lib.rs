@@ -42,6 +42,7 @@ mod negotiation;
 pub mod receiver;
 pub mod resolve;
 pub mod sasl;
+pub mod sasl2;
 pub mod sm;
 pub mod stanza;
 pub mod starttls;

@@ -269,6 +269,9 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Context<'_, R, S> {
             jid,
             scram_cache: None,
             sasl_offer: None,
+            sasl2: false,
+            fast_token: None,
+            fast_token_rejected: false,
         }));
         State::Negotiated
     }

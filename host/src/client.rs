@@ -118,6 +118,7 @@ impl Login {
             pipeline_mechanism: self.pipeline_mechanism,
             pipeline_offer: None,
             pipeline_bind: true,
+            sasl2: Default::default(),
         };
         config.sasl = Some(match &self.memory {
             Some(memory) => sasl.with_memory(memory),

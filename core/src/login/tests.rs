@@ -28,6 +28,7 @@ fn full() -> LoginMemory {
         }),
         bound_before: true,
         channel_bound: true,
+        user_agent_id: Some("2f4c0a8e-6c0d-4d6b-9a0e-7c1f3b8d9e10".into()),
     }
 }
 
@@ -71,7 +72,7 @@ fn every_truncation_is_a_typed_error() {
 fn other_versions_trailing_and_oversized_input_are_typed_errors() {
     let bytes = full().to_bytes().unwrap();
     for version in 0..=u8::MAX {
-        if version == VERSION || version == VERSION_1 {
+        if version == VERSION || version == VERSION_2 || version == VERSION_1 {
             continue;
         }
         let mut other = bytes.clone();
@@ -103,7 +104,11 @@ fn out_of_range_fields_are_invalid() {
         Err(LoginMemoryError::Invalid(what)) => what,
         other => panic!("{bytes:?}: {other:?}"),
     };
-    assert_eq!(invalid(&[VERSION, 1 << 7]), "flags");
+    assert_eq!(invalid(&[VERSION_2, 1 << 7]), "flags");
+    assert_eq!(
+        invalid(&[VERSION, FLAG_USER_AGENT, 2, b'a', 0xff]),
+        "user agent id"
+    );
     // Version 1 had neither the channel-bound flag nor the retry-unbound policy.
     assert_eq!(invalid(&[VERSION_1, 1 << 6]), "flags");
     assert_eq!(invalid(&[VERSION_1, 1 << 7]), "flags");
@@ -198,6 +203,9 @@ fn outcome() -> Outcome {
         jid: Some("juliet@example.com/balcony".into()),
         scram_cache: Some(entry()),
         sasl_offer: Some(MechanismSet::from_names(["SCRAM-SHA-1", "PLAIN"])),
+        sasl2: false,
+        fast_token: None,
+        fast_token_rejected: false,
     }
 }
 
@@ -255,6 +263,7 @@ fn a_login_is_remembered_from_its_outcome_and_used_by_the_next() {
 fn version_1_is_still_read_as_never_channel_bound() {
     let v1 = LoginMemory {
         channel_bound: false,
+        user_agent_id: None,
         ..full()
     };
     let mut bytes = v1.to_bytes().unwrap();
@@ -298,9 +307,19 @@ fn channel_bound_is_learned_from_a_plus_login_and_never_forgotten() {
     assert!(bound.channel_bound);
     let unbound = LoginMemory::from_outcome(&outcome(), &SaslPolicy::default());
     assert!(!unbound.channel_bound);
-    assert!(unbound.clone().remembering(Some(&bound)).channel_bound);
-    assert!(!unbound.clone().remembering(None).channel_bound);
-    assert!(!unbound.clone().remembering(Some(&unbound)).channel_bound);
+    assert!(
+        unbound
+            .clone()
+            .remembering(Some(&bound), false)
+            .channel_bound
+    );
+    assert!(!unbound.clone().remembering(None, false).channel_bound);
+    assert!(
+        !unbound
+            .clone()
+            .remembering(Some(&unbound), false)
+            .channel_bound
+    );
     // The retry policy is remembered as such.
     let retry = SaslPolicy {
         channel_binding: CbPolicy::RetryUnbound,
@@ -337,9 +356,19 @@ fn memories() -> impl Strategy<Value = LoginMemory> {
         proptest::option::of(fast),
         any::<bool>(),
         any::<bool>(),
+        proptest::option::of("[0-9a-f-]{0,64}"),
     )
         .prop_map(
-            |(scram, offer, mechanism, cb, fast_token, bound_before, channel_bound)| LoginMemory {
+            |(
+                scram,
+                offer,
+                mechanism,
+                cb,
+                fast_token,
+                bound_before,
+                channel_bound,
+                user_agent_id,
+            )| LoginMemory {
                 scram,
                 offer: offer.map(MechanismSet::from_bits),
                 mechanism: mechanism.map(|i| Mechanism::ALL[i]),
@@ -347,6 +376,7 @@ fn memories() -> impl Strategy<Value = LoginMemory> {
                 fast_token,
                 bound_before,
                 channel_bound,
+                user_agent_id,
             },
         )
 }
