@@ -710,7 +710,11 @@ fn start_sasl2<R: RngCore + CryptoRng>(
     let request = sasl2::Authenticate {
         initial_response: initial.as_deref(),
         user_agent,
-        bind: offer.bind2.then_some(sasl.resource.as_deref()),
+        // XEP-0386 §4: the tag names the client (the server adds a suffix of its own);
+        // a resource asked for is the best name there is, else the software's.
+        bind: offer
+            .bind2
+            .then_some(sasl.resource.as_deref().or(sasl.sasl2.software.as_deref())),
         enable_sm: sm_config
             .filter(|_| offer.bind2 && offer.bind2_sm)
             .map(|c| (c.resume, c.max_resume)),

@@ -136,6 +136,15 @@ pub async fn run_with_password<R: SrvResolver>(
     login.memory = cache
         .as_ref()
         .and_then(|c| c.get(&domain, &user, &password));
+    // SASL2's user agent id (XEP-0388 §2.2.1): one per account on this machine, kept in
+    // the login cache with the FAST token the server ties to it. Without a cache there is
+    // nothing to keep a token in: no id, no token.
+    if cache.is_some() {
+        let memory = login.memory.get_or_insert_with(LoginMemory::default);
+        if memory.user_agent_id.is_none() {
+            memory.user_agent_id = Some(new_user_agent_id());
+        }
+    }
 
     let mut resolving = progress(&args);
     resolving.status(&format!("resolving {domain}"));
@@ -217,17 +226,30 @@ pub async fn run_with_password<R: SrvResolver>(
         (Some(_), _) => "; SCRAM keys derived",
         (None, _) => "",
     };
-    if let (Some(c), Some(_)) = (&mut cache, outcome.mechanism) {
-        // Verified login only; a server that bound once stays marked as such.
-        let keep =
-            LoginMemory::from_outcome(outcome, &login.sasl).remembering(login.memory.as_ref());
+    if let (Some(c), true) = (&mut cache, outcome.mechanism.is_some() || outcome.sasl2) {
+        // Verified login only (a SASL mechanism, or a FAST token whose server proof was
+        // checked); a server that bound once stays marked as such; a token the server
+        // refused is forgotten, a new or rotated one kept.
+        let keep = LoginMemory::from_outcome(outcome, &login.sasl)
+            .remembering(login.memory.as_ref(), outcome.fast_token_rejected);
         if c.get(&domain, &user, &password).as_ref() != Some(&keep) {
             if let Err(e) = c.put(&domain, &user, &password, &keep) {
                 eprintln!("xmpp-handshake: warning: {}: {e}", c.path().display());
             }
         }
     }
-    let mechanism = outcome.mechanism.map(|m| m.name()).unwrap_or("no SASL");
+    let mechanism = match (outcome.mechanism, outcome.sasl2) {
+        (Some(m), true) => format!("SASL2 {}", m.name()),
+        (Some(m), false) => m.name().to_string(),
+        (None, true) => "SASL2 with a FAST token".to_string(),
+        (None, false) => "no SASL".to_string(),
+    };
+    let fast = match (&outcome.fast_token, outcome.fast_token_rejected) {
+        (Some(_), true) => "; the FAST token was refused, a new one cached",
+        (None, true) => "; the FAST token was refused and forgotten",
+        (Some(_), false) if cache.is_some() => "; FAST token cached",
+        _ => "",
+    };
     let tls = transcript
         .tls()
         .map(|t| format!("{} {}", t.version, t.cipher_suite))
@@ -239,7 +261,7 @@ pub async fn run_with_password<R: SrvResolver>(
         String::new()
     };
     eprintln!(
-        "xmpp-handshake: online as {} ({mechanism}, {via}, {tls}, {} round trips, {:.1} ms{keys}{retry})",
+        "xmpp-handshake: online as {} ({mechanism}, {via}, {tls}, {} round trips, {:.1} ms{keys}{fast}{retry})",
         logged_in.jid,
         transcript.round_trips(),
         logged_in.elapsed.as_secs_f64() * 1000.0
@@ -412,4 +434,22 @@ fn first_use_hint(f: Failure, args: &ConnectArgs, domain: &str) -> Failure {
 /// Runs `connect` with the system resolver.
 pub async fn run_system(args: ConnectArgs) -> Result<(), Failure> {
     run(args, &SystemResolver).await
+}
+
+/// A random UUID (RFC 9562 version 4): the SASL2 user agent id of a new login memory.
+fn new_user_agent_id() -> String {
+    use rand_core::RngCore as _;
+    let mut b = [0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
