@@ -698,6 +698,10 @@ fn start_sasl2<R: RngCore + CryptoRng>(
     };
     let sm_config = cx.config.stream_management;
     let resume = cx.config.resumable().filter(|_| offer.sm);
+    // A session to resume that cannot be resumed inline is resumed (or a resource bound)
+    // from the features after the success, as after an RFC 6120 restart: Bind 2 would
+    // bind a new resource instead.
+    let bind2 = offer.bind2 && (resume.is_some() || cx.config.resumable().is_none());
     let user_agent = sasl
         .sasl2
         .user_agent_id
@@ -712,11 +716,9 @@ fn start_sasl2<R: RngCore + CryptoRng>(
         user_agent,
         // XEP-0386 §4: the tag names the client (the server adds a suffix of its own);
         // a resource asked for is the best name there is, else the software's.
-        bind: offer
-            .bind2
-            .then_some(sasl.resource.as_deref().or(sasl.sasl2.software.as_deref())),
+        bind: bind2.then_some(sasl.resource.as_deref().or(sasl.sasl2.software.as_deref())),
         enable_sm: sm_config
-            .filter(|_| offer.bind2 && offer.bind2_sm)
+            .filter(|_| bind2 && offer.bind2_sm)
             .map(|c| (c.resume, c.max_resume)),
         resume,
         request_token: token_requested.map(HtMechanism::name),

@@ -14,9 +14,9 @@
 //! ```text
 //! version    u8   = 3 (1 and 2 are still read)
 //! flags      u8   bit 0 SCRAM entry, 1 offer, 2 mechanism, 3 channel-binding policy,
-//!                 4 FAST token, 5 bound before, 6 channel-bound before (version 2),
-//!                 7 user agent id (version 3); bit 7 is 0 in version 2 (and bit 6 in
-//!                 version 1)
+//!                 4 FAST token, 5 bound before, 6 channel-bound before (version 2);
+//!                 bit 7 is 0 (and bit 6 in version 1)
+//! flags 2    u8   version 3 only: bit 0 user agent id, 1 SASL2 offered; others 0
 //! offer      u16  BE, MechanismSet::bits                    (flag 1)
 //! mechanism  u8   index in Mechanism::ALL                    (flag 2)
 //! cb policy  u8   0 required, 1 when-offered, 2 off,
@@ -24,7 +24,7 @@
 //! SCRAM      u16  BE length, then ScramCacheEntry::to_bytes  (flag 0)
 //! FAST       u8 length, mechanism name (ASCII); u16 BE length, token;
 //!            u8 0 or 1, then the expiry as u64 BE seconds since the epoch if 1 (flag 4)
-//! user agent u8 length, the id (ASCII)                       (flag 7)
+//! user agent u8 length, the id (ASCII)                       (flags 2, bit 0)
 //! ```
 //!
 //! Version 1 is version 2 without bit 6 and without policy 3: it reads as a memory of a
@@ -76,9 +76,10 @@ const FLAG_FAST: u8 = 1 << 4;
 const FLAG_BOUND: u8 = 1 << 5;
 const FLAG_CHANNEL_BOUND: u8 = 1 << 6;
 const FLAGS_KNOWN_V1: u8 = (1 << 6) - 1;
-const FLAG_USER_AGENT: u8 = 1 << 7;
-const FLAGS_KNOWN_V2: u8 = (1 << 7) - 1;
-const FLAGS_KNOWN: u8 = u8::MAX;
+const FLAGS_KNOWN: u8 = (1 << 7) - 1;
+const FLAG2_USER_AGENT: u8 = 1 << 0;
+const FLAG2_SASL2: u8 = 1 << 1;
+const FLAGS2_KNOWN: u8 = (1 << 2) - 1;
 
 /// Longest user agent id kept (XEP-0388 ids are UUIDs, 36 characters).
 pub const MAX_USER_AGENT_ID: usize = 64;
@@ -124,6 +125,9 @@ pub struct LoginMemory {
     /// The SASL2 `<user-agent id=…>` (XEP-0388 §2.2.1) this device logs in to this account
     /// with: the server ties the FAST token to it, so it is kept with the token.
     pub user_agent_id: Option<String>,
+    /// The server offered SASL2 (XEP-0388) on the protected stream: the next login waits
+    /// for its features rather than pipelining an RFC 6120 `<auth/>`.
+    pub sasl2: bool,
     /// The server bound a resource for this account before (for later: e.g. to pipeline
     /// binding only with servers known to accept it).
     pub bound_before: bool,
@@ -146,6 +150,7 @@ impl fmt::Debug for LoginMemory {
             .field("bound_before", &self.bound_before)
             .field("channel_bound", &self.channel_bound)
             .field("user_agent_id", &self.user_agent_id)
+            .field("sasl2", &self.sasl2)
             .finish()
     }
 }
@@ -248,6 +253,7 @@ impl LoginMemory {
             channel_binding: outcome.mechanism.map(|_| policy.channel_binding),
             fast_token: outcome.fast_token.clone(),
             user_agent_id: None,
+            sasl2: outcome.sasl2,
             bound_before: outcome.jid.is_some(),
             channel_bound: outcome.mechanism.is_some_and(Mechanism::is_plus),
         }
@@ -269,6 +275,7 @@ impl LoginMemory {
         if self.user_agent_id.is_none() {
             self.user_agent_id.clone_from(&earlier.user_agent_id);
         }
+        self.sasl2 |= earlier.sasl2 && self.mechanism.is_none();
         if self.fast_token.is_none() && !fast_token_rejected {
             self.fast_token.clone_from(&earlier.fast_token);
         }
@@ -348,8 +355,12 @@ impl LoginMemory {
         if self.channel_bound {
             flags |= FLAG_CHANNEL_BOUND;
         }
+        let mut flags2 = 0;
+        if self.sasl2 {
+            flags2 |= FLAG2_SASL2;
+        }
         if let Some(id) = &self.user_agent_id {
-            flags |= FLAG_USER_AGENT;
+            flags2 |= FLAG2_USER_AGENT;
             if !id.is_ascii() {
                 return Err(LoginMemoryError::Invalid("user agent id"));
             }
@@ -357,10 +368,11 @@ impl LoginMemory {
             body.push(len as u8);
             body.extend_from_slice(id.as_bytes());
         }
-        bounded(2 + body.len(), MAX_LEN)?;
-        let mut out = Vec::with_capacity(2 + body.len());
+        bounded(3 + body.len(), MAX_LEN)?;
+        let mut out = Vec::with_capacity(3 + body.len());
         out.push(VERSION);
         out.push(flags);
+        out.push(flags2);
         out.extend_from_slice(&body);
         Ok(out)
     }
@@ -372,13 +384,16 @@ impl LoginMemory {
         let mut r = Reader(bytes);
         let version = r.u8()?;
         let (known, policies) = match version {
-            VERSION => (FLAGS_KNOWN, CB_POLICIES.len()),
-            VERSION_2 => (FLAGS_KNOWN_V2, CB_POLICIES.len()),
+            VERSION | VERSION_2 => (FLAGS_KNOWN, CB_POLICIES.len()),
             VERSION_1 => (FLAGS_KNOWN_V1, 3),
             _ => return Err(LoginMemoryError::UnknownVersion(version)),
         };
         let flags = r.u8()?;
         if flags & !known != 0 {
+            return Err(LoginMemoryError::Invalid("flags"));
+        }
+        let flags2 = if version == VERSION { r.u8()? } else { 0 };
+        if flags2 & !FLAGS2_KNOWN != 0 {
             return Err(LoginMemoryError::Invalid("flags"));
         }
         let mut memory = LoginMemory::default();
@@ -436,7 +451,8 @@ impl LoginMemory {
         }
         memory.bound_before = flags & FLAG_BOUND != 0;
         memory.channel_bound = flags & FLAG_CHANNEL_BOUND != 0;
-        if flags & FLAG_USER_AGENT != 0 {
+        memory.sasl2 = flags2 & FLAG2_SASL2 != 0;
+        if flags2 & FLAG2_USER_AGENT != 0 {
             let len = usize::from(r.u8()?);
             if len > MAX_USER_AGENT_ID {
                 return Err(LoginMemoryError::Invalid("user agent id"));
@@ -480,7 +496,10 @@ impl ClientSasl {
         if let Some(entry) = &memory.scram {
             self.credentials.scram_cache = Some(entry.clone());
         }
-        if self.pipeline_mechanism.is_none() && self.pipeline_offer.is_none() {
+        // A server that offered SASL2 gets `<authenticate/>` once its features are in, not
+        // an RFC 6120 `<auth/>` ahead of them.
+        let sasl2 = memory.sasl2 && self.sasl2.enabled;
+        if self.pipeline_mechanism.is_none() && self.pipeline_offer.is_none() && !sasl2 {
             self.pipeline_offer = memory.pipeline_offer(&self.policy);
         }
         self

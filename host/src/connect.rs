@@ -161,6 +161,7 @@ pub async fn run_with_password<R: SrvResolver>(
     // At most one retry without channel binding and one without the cached keys.
     let mut retried_unbound = false;
     let mut keys_dropped = false;
+    let mut token_dropped = false;
     let (logged_in, mut transcript, security) = loop {
         let failure = match establish(&args, &targets, &login, &trust).await {
             Ok(established) => break established,
@@ -186,6 +187,29 @@ pub async fn run_with_password<R: SrvResolver>(
             }
             // Bound before, with cached keys: stale keys are refused the same way, so try
             // the password (still bound) before calling it an attack.
+        }
+        // A refused FAST token: the core logs in with the password on the same stream
+        // (XEP-0388 leaves the stream as it was after a failure), but Prosody's mod_sasl2
+        // (prosody-modules 2023-02) keeps the token's SASL handler and then refuses the
+        // password's mechanism as `<invalid-mechanism/>`. Once more, without the token.
+        let token_held = login
+            .memory
+            .as_ref()
+            .is_some_and(|m| m.fast_token.is_some());
+        if failure.code == ExitCode::Authentication && token_held && !token_dropped {
+            eprintln!(
+                "xmpp-handshake: the server refused the FAST token; logging in again with the password"
+            );
+            token_dropped = true;
+            if let Some(memory) = &mut login.memory {
+                memory.fast_token = None;
+                if let Some(c) = &mut cache {
+                    if let Err(e) = c.put(&domain, &user, &password, memory) {
+                        eprintln!("xmpp-handshake: warning: {}: {e}", c.path().display());
+                    }
+                }
+            }
+            continue;
         }
         if failure.code != ExitCode::Authentication || !keys_cached || keys_dropped {
             return Err(failure);

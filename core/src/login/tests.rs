@@ -29,6 +29,7 @@ fn full() -> LoginMemory {
         bound_before: true,
         channel_bound: true,
         user_agent_id: Some("2f4c0a8e-6c0d-4d6b-9a0e-7c1f3b8d9e10".into()),
+        sasl2: true,
     }
 }
 
@@ -52,7 +53,7 @@ fn memories_round_trip() {
         assert!(bytes.len() <= MAX_LEN);
         assert_eq!(LoginMemory::from_bytes(&bytes), Ok(memory));
     }
-    assert_eq!(LoginMemory::default().to_bytes().unwrap(), [VERSION, 0]);
+    assert_eq!(LoginMemory::default().to_bytes().unwrap(), [VERSION, 0, 0]);
 }
 
 #[test]
@@ -105,8 +106,10 @@ fn out_of_range_fields_are_invalid() {
         other => panic!("{bytes:?}: {other:?}"),
     };
     assert_eq!(invalid(&[VERSION_2, 1 << 7]), "flags");
+    assert_eq!(invalid(&[VERSION, 1 << 7, 0]), "flags");
+    assert_eq!(invalid(&[VERSION, 0, 1 << 2]), "flags");
     assert_eq!(
-        invalid(&[VERSION, FLAG_USER_AGENT, 2, b'a', 0xff]),
+        invalid(&[VERSION, 0, FLAG2_USER_AGENT, 2, b'a', 0xff]),
         "user agent id"
     );
     // Version 1 had neither the channel-bound flag nor the retry-unbound policy.
@@ -117,27 +120,30 @@ fn out_of_range_fields_are_invalid() {
         "channel-binding policy"
     );
     assert_eq!(
-        invalid(&[VERSION, FLAG_MECHANISM, Mechanism::ALL.len() as u8]),
+        invalid(&[VERSION, FLAG_MECHANISM, 0, Mechanism::ALL.len() as u8]),
         "mechanism"
     );
     assert_eq!(
-        invalid(&[VERSION, FLAG_CB_POLICY, 4]),
+        invalid(&[VERSION, FLAG_CB_POLICY, 0, 4]),
         "channel-binding policy"
     );
-    assert_eq!(invalid(&[VERSION, FLAG_SCRAM, 0, 2, 1, 1]), "SCRAM entry");
     assert_eq!(
-        invalid(&[VERSION, FLAG_FAST, 1, 0xc3]),
+        invalid(&[VERSION, FLAG_SCRAM, 0, 0, 2, 1, 1]),
+        "SCRAM entry"
+    );
+    assert_eq!(
+        invalid(&[VERSION, FLAG_FAST, 0, 1, 0xc3]),
         "FAST mechanism name"
     );
     assert_eq!(
-        invalid(&[VERSION, FLAG_FAST, MAX_FAST_MECHANISM as u8 + 1]),
+        invalid(&[VERSION, FLAG_FAST, 0, MAX_FAST_MECHANISM as u8 + 1]),
         "FAST mechanism name"
     );
     assert_eq!(
-        invalid(&[VERSION, FLAG_FAST, 0, 0, 0, 2]),
+        invalid(&[VERSION, FLAG_FAST, 0, 0, 0, 0, 2]),
         "FAST token expiry"
     );
-    assert_eq!(invalid(&[VERSION, FLAG_FAST, 0, 1, 1]), "FAST token");
+    assert_eq!(invalid(&[VERSION, FLAG_FAST, 0, 0, 1, 1]), "FAST token");
     // Every mechanism and policy has its code.
     for m in Mechanism::ALL {
         for cb in CB_POLICIES {
@@ -264,11 +270,13 @@ fn version_1_is_still_read_as_never_channel_bound() {
     let v1 = LoginMemory {
         channel_bound: false,
         user_agent_id: None,
+        sasl2: false,
         ..full()
     };
     let mut bytes = v1.to_bytes().unwrap();
     assert_eq!(bytes[1] & FLAG_CHANNEL_BOUND, 0);
     bytes[0] = VERSION_1;
+    assert_eq!(bytes.remove(2), 0, "no second flags byte before version 3");
     assert_eq!(LoginMemory::from_bytes(&bytes), Ok(v1));
     // A literal version-1 memory: offer SCRAM-SHA-1 + PLAIN, mechanism, policy off, bound.
     let offer = MechanismSet::from_names(["SCRAM-SHA-1", "PLAIN"]).bits();
@@ -291,7 +299,7 @@ fn version_1_is_still_read_as_never_channel_bound() {
     assert_eq!(read.channel_binding, Some(CbPolicy::Off));
     assert!(read.bound_before);
     assert!(!read.channel_bound);
-    // Written again, it is version 2.
+    // Written again, it is the current version.
     assert_eq!(read.to_bytes().unwrap()[0], VERSION);
 }
 
@@ -357,6 +365,7 @@ fn memories() -> impl Strategy<Value = LoginMemory> {
         any::<bool>(),
         any::<bool>(),
         proptest::option::of("[0-9a-f-]{0,64}"),
+        any::<bool>(),
     )
         .prop_map(
             |(
@@ -368,6 +377,7 @@ fn memories() -> impl Strategy<Value = LoginMemory> {
                 bound_before,
                 channel_bound,
                 user_agent_id,
+                sasl2,
             )| LoginMemory {
                 scram,
                 offer: offer.map(MechanismSet::from_bits),
@@ -377,6 +387,7 @@ fn memories() -> impl Strategy<Value = LoginMemory> {
                 bound_before,
                 channel_bound,
                 user_agent_id,
+                sasl2,
             },
         )
 }
