@@ -531,3 +531,79 @@ fn a_session_resumes_inside_sasl2() {
         "{out}"
     );
 }
+
+/// Our receiving entity offering SASL2, Bind 2 with inline stream management and XEP-0474,
+/// against our client, back to back: one `<authenticate/>`, no restart, no bind `<iq/>`,
+/// no `<enable/>` after it, the SCRAM `h=` checked and matching, both sides counting from
+/// the inline `<enable/>`.
+#[test]
+fn our_client_and_receiver_negotiate_sasl2_bind2_and_inline_sm() {
+    use xmpp_handshake_core::receiver::{ReceiverConfig, ReceivingEntity, TlsOffer};
+    let mut client = client(None, None);
+    let mut config = ReceiverConfig::client_to_server(DOMAIN);
+    config.secure_transport = true;
+    config.tls = TlsOffer::None;
+    config.sasl2 = true;
+    config.downgrade_protection = true;
+    config.stream_management = Some(SmConfig::default());
+    let mut store = MemoryStore::new();
+    store.add_password(USER.0, USER.1, ITERATIONS, &mut CountingRng(7));
+    let mut server = Connection::new(
+        ReceivingEntity::with_tls(config, CountingRng(1000), store, TlsInfo::default()),
+        Framing::Tcp,
+        ConnectionOptions::default(),
+        T0,
+    );
+    let (mut client_events, mut server_events) = (Vec::new(), Vec::new());
+    let mut wire = String::new();
+    for _ in 0..20 {
+        let c = sent(&mut client);
+        let s = sent(&mut server);
+        wire.push_str(&c);
+        wire.push_str(&s);
+        server.handle_input(c.as_bytes(), T0);
+        client.handle_input(s.as_bytes(), T0);
+        client_events.extend(events(&mut client));
+        server_events.extend(events(&mut server));
+        if client.is_bound() && server.is_bound() {
+            break;
+        }
+    }
+    let o = outcome(&client_events).unwrap_or_else(|| panic!("{client_events:?}\n{wire}"));
+    assert!(o.sasl2);
+    assert!(
+        wire.contains("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='SCRAM-SHA-"),
+        "{wire}"
+    );
+    assert!(
+        !wire.contains("<iq") && !wire.contains("<enable xmlns='urn:xmpp:sm:3'/>"),
+        "{wire}"
+    );
+    let jid = o.jid.clone().expect("bound");
+    assert!(jid.starts_with("juliet@example.com/cli~"), "{jid}");
+    assert_eq!(
+        outcome(&server_events).and_then(|o| o.jid.clone()),
+        Some(jid)
+    );
+    assert!(client_events
+        .iter()
+        .any(|e| matches!(e, Event::SmEnabled { id: Some(_), .. })));
+    assert!(server_events
+        .iter()
+        .any(|e| matches!(e, Event::SmEnabled { id: Some(_), .. })));
+    // XEP-0474: the server hashed its offer and the client found it unchanged.
+    let challenge = text_of(&wire, "challenge").unwrap();
+    let server_first = String::from_utf8(decode_strict(challenge).unwrap()).unwrap();
+    assert!(server_first.contains(",h="), "{server_first}");
+    // Both count from the inline `<enable/>`.
+    assert_eq!(
+        client.send_stanza("<message to='a@b'><body>1</body></message>", T0),
+        Ok(Some(1))
+    );
+    assert!(client.request_ack(T0));
+    server.handle_input(sent(&mut client).as_bytes(), T0);
+    client.handle_input(sent(&mut server).as_bytes(), T0);
+    assert!(events(&mut client)
+        .iter()
+        .any(|e| matches!(e, Event::Acked { h: 1, .. })));
+}

@@ -78,6 +78,11 @@ struct Serve {
 
 impl Serve {
     fn start(resume_timeout: u64) -> Serve {
+        Serve::start_with(resume_timeout, &[])
+    }
+
+    /// [`Serve::start`] with more command-line arguments.
+    fn start_with(resume_timeout: u64, extra: &[&str]) -> Serve {
         const DOMAIN: &str = "example.com";
         let dir = tempfile::tempdir().expect("a temp dir");
         let ca = dir.path().join("ca.pem");
@@ -86,6 +91,7 @@ impl Serve {
             .args(["serve", "--listen", "127.0.0.1:0", "--domain", DOMAIN])
             .args(["--user", "alice:alice-pw", "--user", "bob:bob-pw"])
             .args(["--resume-timeout", &resume_timeout])
+            .args(extra)
             .arg("--write-ca")
             .arg(&ca)
             .stdin(Stdio::null())
@@ -129,7 +135,7 @@ impl Serve {
                     ("bob".into(), "bob-pw".into()),
                 ],
                 c2s,
-                sasl2: false,
+                sasl2: extra.contains(&"--sasl2"),
             },
             log,
             _dir: dir,
@@ -717,4 +723,13 @@ async fn serve_refuses_to_resume_another_accounts_session() {
     assert_eq!(alice.jid().to_string(), "alice@example.com/sensor");
     alice.close().await.expect("alice closes cleanly");
     bob.close().await.expect("bob closes cleanly");
+}
+
+/// `serve --sasl2` and our client: SASL2 with Bind 2 and stream management enabled inside
+/// it (no `<enable/>` after binding), then a cut link resumed from the features after the
+/// next SASL2 success (serve offers no inline `<resume/>`).
+#[tokio::test]
+async fn serve_sasl2_resumption_resends_exactly_the_unacknowledged() {
+    let serve = Serve::start_with(60, &["--sasl2"]);
+    resume_sends_exactly_the_unacknowledged(&serve.target, true, "serve sasl2").await;
 }
