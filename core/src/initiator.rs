@@ -472,7 +472,7 @@ impl<R: RngCore + CryptoRng> Context<'_, R> {
             scram_cache: self.learned.scram_cache.clone(),
             sasl_offer: self.learned.sasl_offer,
             sasl2: self.learned.sasl2,
-            fast_token: self.learned.fast_token.clone(),
+            fast_token: self.learned.fast_token.clone().map(alloc::boxed::Box::new),
             fast_token_rejected: self.learned.fast_token_rejected,
         }));
         State::Negotiated

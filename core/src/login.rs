@@ -251,7 +251,7 @@ impl LoginMemory {
             offer: outcome.sasl_offer,
             mechanism: outcome.mechanism,
             channel_binding: outcome.mechanism.map(|_| policy.channel_binding),
-            fast_token: outcome.fast_token.clone(),
+            fast_token: outcome.fast_token.as_deref().cloned(),
             user_agent_id: None,
             sasl2: outcome.sasl2,
             bound_before: outcome.jid.is_some(),

@@ -279,6 +279,8 @@ mod tests {
             fast_token: None,
             bound_before: true,
             channel_bound: true,
+            user_agent_id: Some(String::from("0b6c8a52-3f1e-4b8e-9a43-5d2f7e1c9a60")),
+            sasl2: true,
         }
     }
 

@@ -235,7 +235,7 @@ pub struct Outcome {
     pub sasl2: bool,
     /// Initiating entity: a FAST token (XEP-0484) the server issued on this login, new or
     /// rotated: keep it (with the login memory) for the next.
-    pub fast_token: Option<crate::login::FastToken>,
+    pub fast_token: Option<alloc::boxed::Box<crate::login::FastToken>>,
     /// Initiating entity: the FAST token we offered was refused (and the password logged
     /// in instead): forget it.
     pub fast_token_rejected: bool,

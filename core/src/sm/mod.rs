@@ -177,6 +177,9 @@ enum Status {
 }
 
 /// Something the connection must do after the session handled an element or a send.
+// Short-lived (made and drained within one call); boxing the event would cost an
+// allocation per acknowledgement on a microcontroller.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Output {
     /// Send this unit.
     Send(String),

@@ -90,7 +90,7 @@ pub struct StreamFeatures {
     /// `<bind/>` (§7.2)
     pub bind: bool,
     /// XEP-0388 `<authentication/>` (SASL2), if offered.
-    pub sasl2: Option<Sasl2Feature>,
+    pub sasl2: Option<alloc::boxed::Box<Sasl2Feature>>,
     /// Any other feature, as `{namespace}name`.
     pub other: Vec<String>,
 }
@@ -131,7 +131,7 @@ impl StreamFeatures {
                 }
                 (Some(NS_BIND), "bind") => features.bind = true,
                 (Some(NS_SASL2), "authentication") => {
-                    features.sasl2 = Some(Sasl2Feature::parse(child))
+                    features.sasl2 = Some(alloc::boxed::Box::new(Sasl2Feature::parse(child)))
                 }
                 (ns, local) => {
                     let mut s = String::new();
