@@ -365,7 +365,7 @@ mod tests {
         let good = std::fs::read_to_string(&path).unwrap();
         let keys_without_nonce = base64::encode(&scram_login().to_bytes().unwrap());
         let nothing = base64::encode(&LoginMemory::default().to_bytes().unwrap());
-        let other_version = base64::encode(&[3, 0]);
+        let other_version = base64::encode(&[4, 0, 0]);
         // A line written with format version 1 (before the channel-bound flag) is read.
         let plain = LoginMemory {
             mechanism: Some(Mechanism::Plain),
@@ -375,6 +375,8 @@ mod tests {
         };
         let mut v1 = plain.to_bytes().unwrap();
         v1[0] = xmpp_handshake_core::login::VERSION_1;
+        // Version 3 added a second flags byte (empty here).
+        assert_eq!(v1.remove(2), 0);
         let v1 = base64::encode(&v1);
         std::fs::write(
             &path,
