@@ -35,16 +35,22 @@ use crate::negotiation::dispatch::{self, is_streams, received_stream_error, Inbo
 use crate::negotiation::{qualified_name, Event, Negotiator, Outbox, Outcome, Step, TlsInfo};
 use crate::sasl::element::{self as sasl_element, Received};
 use crate::sasl::{
-    self, CbPolicy, ClientMechanism, Credentials, Gs2CbFlag, HtClient, HtMechanism, Mechanism,
-    MechanismSet, SaslError, SaslPolicy, ScramCacheEntry, Selection,
+    self, CbPolicy, ClientMechanism, Credentials, Mechanism, MechanismSet, SaslError, SaslPolicy,
+    ScramCacheEntry, Selection,
 };
+#[cfg(feature = "sasl2")]
+use crate::sasl::{Gs2CbFlag, HtClient, HtMechanism};
+#[cfg(feature = "sasl2")]
 use crate::sasl2::{self, SmAnswer};
 use crate::sm::{self, element::Nonza, NotResumed, SmConfig, SmError, SmStart, SmState};
 use crate::stanza;
 use crate::starttls::{self, Answer, TlsPolicy};
 use crate::stream::error::{StreamError, StreamErrorCondition};
-use crate::stream::features::{Sasl2Feature, StreamFeatures};
+#[cfg(feature = "sasl2")]
+use crate::stream::features::Sasl2Feature;
+use crate::stream::features::StreamFeatures;
 use crate::stream::header::{closing_tag, ContentNamespace, Framing, HeaderOut, StreamHeader};
+#[cfg(feature = "sasl2")]
 use crate::trust::UnixTime;
 use crate::xml::framer::{Framer, Limits};
 use crate::Error;
@@ -125,6 +131,7 @@ pub struct ClientSasl {
 #[derive(Debug, Clone)]
 pub struct Sasl2Config {
     /// Use SASL2 when the protected stream offers it (else RFC 6120 SASL and binding).
+    /// Without the crate feature `sasl2` it is never used.
     pub enabled: bool,
     /// `<user-agent id=…>` (XEP-0388 §2.2.1): stable per device and account, a UUID. The
     /// server ties FAST tokens (and Bind 2 resource names) to it: without it no token is
@@ -231,6 +238,7 @@ enum Features {
     AfterPipelinedAuth(ExpectFeaturesAfterPipelinedAuth),
     AfterSasl(ExpectFeaturesAfterSasl),
     AfterPipelinedBind(ExpectFeaturesAfterPipelinedBind),
+    #[cfg(feature = "sasl2")]
     AfterSasl2(ExpectFeaturesAfterSasl2),
 }
 
@@ -294,6 +302,7 @@ pub struct ExpectResumeResult {
 }
 
 /// The exchange a SASL2 `<authenticate/>` started.
+#[cfg(feature = "sasl2")]
 enum Sasl2Exchange {
     /// A SASL mechanism (§6.3.3's choice), with the password or SCRAM keys.
     Sasl(ClientMechanism),
@@ -303,6 +312,7 @@ enum Sasl2Exchange {
 
 /// Waiting for SASL2's `<challenge/>`, `<success/>`, `<failure/>` or `<continue/>`
 /// (XEP-0388 §2.4–§2.6) to our `<authenticate/>`.
+#[cfg(feature = "sasl2")]
 pub struct ExpectSasl2Result {
     exchange: Sasl2Exchange,
     /// The features SASL2 started from: a refused FAST token falls back to the password
@@ -316,6 +326,7 @@ pub struct ExpectSasl2Result {
 /// Waiting for the features that follow SASL2's `<success/>` (XEP-0388 §2.6.1, no
 /// restart): the negotiation ends there if Bind 2 bound a resource or `<resume/>`
 /// resumed; otherwise a resource is bound (§7) or a session resumed from them.
+#[cfg(feature = "sasl2")]
 pub struct ExpectFeaturesAfterSasl2 {
     stream_id: Option<String>,
     /// The full JID Bind 2 bound.
@@ -337,6 +348,7 @@ enum State {
     /// `<proceed/>` read: nothing more may be read or sent in plaintext (§5.4.2.3).
     AwaitTls,
     Sasl(ExpectSaslResult),
+    #[cfg(feature = "sasl2")]
     Sasl2(ExpectSasl2Result),
     RefusedAuth(ExpectRefusedAuth),
     /// `<success/>` verified: restart the stream (§6.4.6).
@@ -479,6 +491,7 @@ impl<R: RngCore + CryptoRng> Context<'_, R> {
     }
 
     /// A SASL2 error of ours: `<abort/>` (XEP-0388 §3.5), close, report.
+    #[cfg(feature = "sasl2")]
     fn sasl2_abort(&mut self, error: SaslError) -> Error {
         self.outbox.send(sasl2::ABORT);
         self.close(Error::Sasl(error))
@@ -515,6 +528,7 @@ impl ExpectHeader {
             Features::AfterPipelinedAuth(f) => f.stream_id = id,
             Features::AfterSasl(f) => f.stream_id = id,
             Features::AfterPipelinedBind(f) => f.stream_id = id,
+            #[cfg(feature = "sasl2")]
             Features::AfterSasl2(f) => f.stream_id = id,
         }
         Ok(State::Features(next))
@@ -546,6 +560,7 @@ impl Features {
             Features::AfterPipelinedAuth(s) => s.handle(cx, features),
             Features::AfterSasl(s) => s.handle(cx, features),
             Features::AfterPipelinedBind(s) => s.handle(cx, features),
+            #[cfg(feature = "sasl2")]
             Features::AfterSasl2(s) => s.handle(cx, features),
         }
     }
@@ -596,6 +611,7 @@ impl ExpectFeaturesAfterTls {
         features: StreamFeatures,
     ) -> Result<State, Error> {
         keep_offer(cx, &features);
+        #[cfg(feature = "sasl2")]
         if uses_sasl2(cx, &features) {
             return start_sasl2(cx, features, self.stream_id, true);
         }
@@ -604,14 +620,17 @@ impl ExpectFeaturesAfterTls {
 }
 
 /// SASL2 is offered and the configuration allows it (XEP-0388 §2.1).
+#[cfg(feature = "sasl2")]
 fn uses_sasl2<R>(cx: &Context<'_, R>, features: &StreamFeatures) -> bool {
-    cx.config.ns == ContentNamespace::Client
+    cfg!(feature = "sasl2")
+        && cx.config.ns == ContentNamespace::Client
         && features.sasl2.is_some()
         && cx.config.sasl.as_ref().is_some_and(|s| s.sasl2.enabled)
 }
 
 /// The FAST token to authenticate with on this offer: a token, a user agent id, and its
 /// mechanism offered under `<fast/>` with the binding data it needs (XEP-0484 §3.4).
+#[cfg(feature = "sasl2")]
 fn fast_exchange(
     config: &Sasl2Config,
     offer: &Sasl2Feature,
@@ -632,6 +651,7 @@ fn fast_exchange(
 /// token when `try_fast` and one fits, otherwise with the mechanism the policy picks
 /// (§6.3.3, as for `<auth/>`); Bind 2, inline `<enable/>`/`<resume/>` and a token request
 /// as offered and configured.
+#[cfg(feature = "sasl2")]
 fn start_sasl2<R: RngCore + CryptoRng>(
     cx: &mut Context<'_, R>,
     features: StreamFeatures,
@@ -734,6 +754,7 @@ fn start_sasl2<R: RngCore + CryptoRng>(
     }))
 }
 
+#[cfg(feature = "sasl2")]
 impl ExpectSasl2Result {
     fn handle<R: RngCore + CryptoRng>(
         mut self,
@@ -819,7 +840,11 @@ impl ExpectSasl2Result {
             Sasl2Exchange::Fast(ht) => Some(ht.mechanism()),
             Sasl2Exchange::Sasl(_) => None,
         });
-        if let (Some(grant), Some(mechanism)) = (success.token, token_mechanism) {
+        // A token longer than the login memory keeps is not kept (nor half kept).
+        let grant = success
+            .token
+            .filter(|g| g.token.len() <= crate::login::MAX_FAST_TOKEN);
+        if let (Some(grant), Some(mechanism)) = (grant, token_mechanism) {
             let expires = grant.expiry.as_deref().and_then(sasl2::parse_datetime);
             cx.learned.fast_token = Some(FastToken {
                 mechanism: String::from(mechanism.name()),
@@ -884,6 +909,7 @@ impl ExpectSasl2Result {
     }
 }
 
+#[cfg(feature = "sasl2")]
 impl ExpectFeaturesAfterSasl2 {
     fn handle<R: RngCore + CryptoRng>(
         self,
@@ -1413,6 +1439,7 @@ impl<R: RngCore + CryptoRng> Role for Context<'_, R> {
             State::Features(s) => s.handle(self, node),
             State::Proceed(s) => s.handle(self, node),
             State::Sasl(s) => s.handle(self, node),
+            #[cfg(feature = "sasl2")]
             State::Sasl2(s) => s.handle(self, node),
             State::RefusedAuth(s) => s.handle(self, node),
             State::BindResult(s) => s.handle(self, node),

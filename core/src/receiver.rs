@@ -95,7 +95,8 @@ pub struct ReceiverConfig {
     /// Offer stream management (XEP-0198) with binding on C2S; `None`: not offered.
     pub stream_management: Option<SmConfig>,
     /// C2S: offer SASL2 (XEP-0388) beside RFC 6120 SASL, with Bind 2 (XEP-0386) and
-    /// `<enable/>` inside it (XEP-0198) when [`ReceiverConfig::stream_management`] is set.
+    /// `<enable/>` inside it (XEP-0198) when [`ReceiverConfig::stream_management`] is set
+    /// (with the crate feature `sasl2`).
     pub sasl2: bool,
     /// Put XEP-0474's `h=` (the hash of the mechanisms and binding types offered) into
     /// SCRAM's server-first-message, on both SASL profiles.
@@ -337,7 +338,10 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Context<'_, R, S> {
             }
             features.push_str("</sasl-channel-binding>");
         }
-        if self.config.sasl2 && self.config.ns == ContentNamespace::Client {
+        if cfg!(feature = "sasl2")
+            && self.config.sasl2
+            && self.config.ns == ContentNamespace::Client
+        {
             features.push_str("<authentication xmlns='urn:xmpp:sasl:2'>");
             for m in &offered {
                 let _ = write!(features, "<mechanism>{}</mechanism>", m.name());
@@ -447,7 +451,9 @@ impl ExpectHeader {
                 Some(ExpectAuth {
                     offered,
                     cb_types,
-                    sasl2: cx.config.sasl2 && cx.config.ns == ContentNamespace::Client,
+                    sasl2: cfg!(feature = "sasl2")
+                        && cx.config.sasl2
+                        && cx.config.ns == ContentNamespace::Client,
                     domain: domain.clone(),
                     failures: 0,
                 })

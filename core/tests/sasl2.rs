@@ -5,6 +5,8 @@
 //! no second `<enable/>`), takes the token, logs in with it next time, falls back to the
 //! password on the same stream when it is refused, and fails loudly on a changed offer.
 
+#![cfg(feature = "sasl2")]
+
 mod support;
 
 use core::time::Duration;

@@ -130,7 +130,7 @@ impl StreamFeatures {
                     )
                 }
                 (Some(NS_BIND), "bind") => features.bind = true,
-                (Some(NS_SASL2), "authentication") => {
+                (Some(NS_SASL2), "authentication") if cfg!(feature = "sasl2") => {
                     features.sasl2 = Some(alloc::boxed::Box::new(Sasl2Feature::parse(child)))
                 }
                 (ns, local) => {
