@@ -123,8 +123,9 @@ pub struct ClientSasl {
     /// Send the bind request together with the header after `<success/>` (saves a round
     /// trip; Prosody 0.12 and ejabberd 23.01 accept it).
     pub pipeline_bind: bool,
-    /// SASL2 (XEP-0388) with Bind 2, inline stream management and FAST, when offered.
-    pub sasl2: Sasl2Config,
+    /// SASL2 (XEP-0388) with Bind 2, inline stream management and FAST, when offered
+    /// (boxed: a device that never uses it keeps a pointer).
+    pub sasl2: alloc::boxed::Box<Sasl2Config>,
 }
 
 /// How the client uses SASL2 (XEP-0388) and what rides in it.
@@ -184,7 +185,7 @@ impl ClientSasl {
             pipeline_mechanism: None,
             pipeline_offer: None,
             pipeline_bind: true,
-            sasl2: Sasl2Config::default(),
+            sasl2: alloc::boxed::Box::default(),
         }
     }
 }
@@ -384,14 +385,28 @@ struct Learned {
     sm_offered: bool,
     /// The answer to `<resume/>`, when one was sent.
     resume_answer: Option<ResumeAnswer>,
-    /// SASL2 authenticated the stream (XEP-0388).
-    sasl2: bool,
+    /// What SASL2 settled, once it ran (boxed: firmware without SASL2 keeps a pointer).
+    sasl2: Option<alloc::boxed::Box<Sasl2Learned>>,
+}
+
+/// What a SASL2 negotiation learned (XEP-0388, XEP-0386, XEP-0484).
+#[derive(Default)]
+struct Sasl2Learned {
+    /// SASL2 authenticated the stream.
+    authenticated: bool,
     /// The answer to `<enable/>` inside Bind 2: `Ok` enabled, `Err` failed (its condition).
     sm_inline: Option<Result<sm::InlineEnabled, Option<String>>>,
     /// A FAST token the server issued on this login.
     fast_token: Option<FastToken>,
     /// The FAST token we authenticated with was refused.
     fast_token_rejected: bool,
+}
+
+impl Learned {
+    #[cfg(feature = "sasl2")]
+    fn sasl2(&mut self) -> &mut Sasl2Learned {
+        self.sasl2.get_or_insert_with(Default::default)
+    }
 }
 
 struct Context<'a, R> {
@@ -483,9 +498,18 @@ impl<R: RngCore + CryptoRng> Context<'_, R> {
             jid,
             scram_cache: self.learned.scram_cache.clone(),
             sasl_offer: self.learned.sasl_offer,
-            sasl2: self.learned.sasl2,
-            fast_token: self.learned.fast_token.clone().map(alloc::boxed::Box::new),
-            fast_token_rejected: self.learned.fast_token_rejected,
+            sasl2: self.learned.sasl2.as_ref().is_some_and(|l| l.authenticated),
+            fast_token: self
+                .learned
+                .sasl2
+                .as_ref()
+                .and_then(|l| l.fast_token.clone())
+                .map(alloc::boxed::Box::new),
+            fast_token_rejected: self
+                .learned
+                .sasl2
+                .as_ref()
+                .is_some_and(|l| l.fast_token_rejected),
         }));
         State::Negotiated
     }
@@ -796,7 +820,7 @@ impl ExpectSasl2Result {
                 // a SASL2 failure leaves the stream as it was (XEP-0388 §2.6.2).
                 Sasl2Exchange::Fast(_) => {
                     warn!("the FAST token was refused; logging in with the password");
-                    cx.learned.fast_token_rejected = true;
+                    cx.learned.sasl2().fast_token_rejected = true;
                     start_sasl2(cx, self.features, self.stream_id, false)
                 }
                 Sasl2Exchange::Sasl(m) => {
@@ -829,7 +853,7 @@ impl ExpectSasl2Result {
             Ok(cache) => cache,
             Err(e) => return Err(cx.close(Error::Sasl(e))),
         };
-        cx.learned.sasl2 = true;
+        cx.learned.sasl2().authenticated = true;
         if let Sasl2Exchange::Sasl(m) = &self.exchange {
             cx.learned.mechanism = Some(m.mechanism());
             cx.learned.scram_cache = exchange_cache;
@@ -846,7 +870,7 @@ impl ExpectSasl2Result {
             .filter(|g| g.token.len() <= crate::login::MAX_FAST_TOKEN);
         if let (Some(grant), Some(mechanism)) = (grant, token_mechanism) {
             let expires = grant.expiry.as_deref().and_then(sasl2::parse_datetime);
-            cx.learned.fast_token = Some(FastToken {
+            cx.learned.sasl2().fast_token = Some(FastToken {
                 mechanism: String::from(mechanism.name()),
                 token: grant.token.into_bytes(),
                 expires: expires.map(UnixTime),
@@ -885,7 +909,7 @@ impl ExpectSasl2Result {
                                 .map_err(Error::BoundJid)
                         })
                         .map_err(|e| cx.close(e))?;
-                    cx.learned.sm_inline = match sm_answer {
+                    cx.learned.sasl2().sm_inline = match sm_answer {
                         Some(SmAnswer::Enabled { id, max, location }) => {
                             Some(Ok(sm::InlineEnabled { id, max, location }))
                         }
@@ -1509,10 +1533,10 @@ impl<R: RngCore + CryptoRng> Negotiator for InitiatingEntity<R> {
                         condition,
                     }
                 });
-                if config.is_none() && not_resumed.is_none() && self.learned.sm_inline.is_none() {
+                let inline = self.learned.sasl2.as_mut().and_then(|l| l.sm_inline.take());
+                if config.is_none() && not_resumed.is_none() && inline.is_none() {
                     return SmStart::Off;
                 }
-                let inline = self.learned.sm_inline.take();
                 SmStart::Bound {
                     config: config.unwrap_or_default(),
                     offered: config.is_some() && self.learned.sm_offered && inline.is_none(),

@@ -118,10 +118,10 @@ impl Login {
             pipeline_mechanism: self.pipeline_mechanism,
             pipeline_offer: None,
             pipeline_bind: true,
-            sasl2: Sasl2Config {
+            sasl2: Box::new(Sasl2Config {
                 software: Some(String::from("xmpp-handshake")),
                 ..Sasl2Config::default()
-            },
+            }),
         };
         config.sasl = Some(match &self.memory {
             Some(memory) => sasl.with_memory(memory),
