@@ -474,6 +474,11 @@ pub trait Deliver {
     fn refused(&mut self, stanza: String, error: crate::connection::SendError) {
         let _ = (stanza, error);
     }
+    /// The stanza of the last [`Command::Send`] was queued; `number` is the one stream
+    /// management gave it ([`Connection::send_stanza`]), `None` when it is not tracked.
+    fn sent(&mut self, number: Option<u64>) {
+        let _ = number;
+    }
     /// A stream-management event (XEP-0198): [`Event::SmEnabled`], [`Event::SmFailed`],
     /// [`Event::Acked`], [`Event::Resumed`], [`Event::ResumeFailed`]. The stanzas a
     /// `ResumeFailed` or `SmFailed` hands back are the application's to resend or give up:
@@ -614,11 +619,10 @@ fn apply<M: Negotiator, D: Deliver + ?Sized>(
     now: Duration,
 ) {
     match command {
-        Some(Command::Send(stanza)) => {
-            if let Err(e) = connection.send_stanza(&stanza, now) {
-                deliver.refused(stanza, e);
-            }
-        }
+        Some(Command::Send(stanza)) => match connection.send_stanza(&stanza, now) {
+            Ok(number) => deliver.sent(number),
+            Err(e) => deliver.refused(stanza, e),
+        },
         Some(Command::Close) | None => connection.close(now),
         Some(Command::StreamError(error)) => connection.stream_error(error),
     }

@@ -1157,9 +1157,14 @@ fn start_sasl<R: RngCore + CryptoRng>(
     let Some(sasl) = &cx.config.sasl else {
         return Err(SaslError::NoAcceptableMechanism);
     };
+    let mut credentials = sasl.credentials.clone();
+    // DIGEST-MD5's `digest-uri` names the server: the configured domain unless told otherwise.
+    credentials
+        .domain
+        .get_or_insert_with(|| cx.config.domain.clone());
     let mut mechanism = ClientMechanism::new(
         &selection,
-        sasl.credentials.clone(),
+        credentials,
         &cx.learned.channel_binding,
         policy,
         cx.rng,

@@ -33,6 +33,7 @@ mod fmt;
 
 pub mod bind;
 pub mod connection;
+pub mod dialback;
 pub mod driver;
 pub mod error;
 pub mod initiator;

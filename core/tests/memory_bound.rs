@@ -261,6 +261,7 @@ fn client_header() -> StreamHeader {
     StreamHeader {
         default_ns: Some("jabber:client".into()),
         stream_prefix: "stream".into(),
+        prefixes: Vec::new(),
         version: Some("1.0".into()),
         ..StreamHeader::default()
     }

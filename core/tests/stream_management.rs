@@ -45,6 +45,10 @@ fn client(config: SmConfig, resume: Option<SmState>) -> Connection<impl Negotiat
 }
 
 fn server(config: SmConfig) -> Connection<impl Negotiator> {
+    server_with(config, ConnectionOptions::default())
+}
+
+fn server_with(config: SmConfig, options: ConnectionOptions) -> Connection<impl Negotiator> {
     let mut c = ReceiverConfig::client_to_server(support::negotiation::DOMAIN);
     c.stream_management = Some(config);
     let mut store = xmpp_handshake_core::sasl::MemoryStore::new();
@@ -58,7 +62,7 @@ fn server(config: SmConfig) -> Connection<impl Negotiator> {
     Connection::new(
         ReceivingEntity::new(c, CountingRng(1000), store),
         Framing::Tcp,
-        ConnectionOptions::default(),
+        options,
         T0,
     )
 }
@@ -450,4 +454,46 @@ fn failed_with_h_reports_the_delivered_ones() {
     assert!(client.is_bound());
     // The new session's numbers do not reuse the old ones.
     assert_eq!(client.send_stanza(&message(5), T0), Ok(Some(5)));
+}
+
+/// XEP-0198 §4 with an idle peer (RFC 6120 §4.6.1): the liveness probe is `<r/>`, which is
+/// not counted; a ping iq would be counted by the peer and not by us, and its next `h`
+/// would then be "too high".
+#[test]
+fn an_idle_peer_is_asked_for_an_ack_not_pinged() {
+    use xmpp_handshake_core::connection::Timeouts;
+    let idle = Duration::from_secs(10);
+    let options = ConnectionOptions {
+        timeouts: Timeouts {
+            idle: Some(idle),
+            ping_when_idle: true,
+            ..Timeouts::default()
+        },
+        ..ConnectionOptions::default()
+    };
+    let config = sm(0, 16);
+    let mut p = Pair::new(client(config, None), server_with(config, options), None);
+    assert!(p
+        .server_events
+        .iter()
+        .any(|e| matches!(e, Event::SmEnabled { id: Some(_), .. })));
+    p.server.send_stanza(&message(1), T0).unwrap();
+    p.pump();
+    p.server.handle_timeout(T0 + idle);
+    let probe = transmits(&mut p.server);
+    assert_eq!(probe, "<r xmlns='urn:xmpp:sm:3'/>", "no ping iq with SM on");
+    p.client.handle_input(probe.as_bytes(), T0 + idle);
+    let answer = transmits(&mut p.client);
+    assert!(answer.contains("h='1'"), "{answer}");
+    p.server
+        .handle_input(answer.as_bytes(), T0 + idle + Duration::from_secs(1));
+    p.server.handle_timeout(T0 + 2 * idle);
+    assert!(!p.server.is_closed(), "the answer showed the peer alive");
+    let events: Vec<Event> = core::iter::from_fn(|| p.server.poll_event()).collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Acked { h: 1, numbers } if *numbers == (1..2))),
+        "{events:?}"
+    );
 }

@@ -317,6 +317,7 @@ where
     }
     beat();
     let started = Instant::now();
+    let instructions_before = crate::meter::instructions();
     let clock = EmbassyClock;
 
     let bare = format!("{}@{}", config.username, config.domain);
@@ -366,6 +367,12 @@ where
             outcome.mechanism.map(|m| m.name()).unwrap_or("no SASL"),
             outcome.secure
         );
+        if let (Some(before), Some(now)) = (instructions_before, crate::meter::instructions()) {
+            info!(
+                "login: {} instructions from the TCP connect to the bound resource",
+                now - before
+            );
+        }
         if let Some(entry) = &outcome.scram_cache {
             let keep = LoginMemory::from_outcome(&outcome, &SaslPolicy::default());
             if cached.is_some_and(|c| c.scram.as_ref() == Some(entry)) {

@@ -41,6 +41,7 @@ pub mod app;
 pub mod backoff;
 pub mod clock;
 pub mod config;
+pub mod meter;
 pub mod net;
 pub mod store;
 pub mod time;

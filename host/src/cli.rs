@@ -18,7 +18,8 @@ fn parse_mechanism(name: &str) -> Result<Mechanism, String> {
     version,
     after_help = "Exit codes: 0 success, 2 usage, 3 authentication failed, \
                   4 certificate not trusted, 5 TLS required but not offered (or STARTTLS/TLS failed), \
-                  6 other protocol or network error."
+                  6 other protocol or network error; for `connect --send-lines`, lines not \
+                  acknowledged by the server (the message says how many and which)."
 )]
 pub struct Cli {
     /// What to do.
@@ -41,7 +42,13 @@ pub enum Command {
     ///
     /// The password comes from the environment variable XMPP_PASSWORD or a prompt, never
     /// from the command line. Without --send, stays online and prints incoming stanzas
-    /// until Ctrl-C.
+    /// until Ctrl-C; with --send-lines TO, sends each line of standard input to TO.
+    ///
+    /// Stream management (XEP-0198) is enabled when the server offers it. When the link
+    /// drops, connect reconnects (at once, then after 1, 2, 4 ... 30 s; --reconnect
+    /// attempts) and resumes the session: the server says which stanzas it has, the rest
+    /// are sent again. If the server lost the session, a new one is bound and the lines not
+    /// acknowledged are named on stderr and sent again.
     Connect(ConnectArgs),
     /// Run a small client-to-server XMPP server (receiving entity) for device development.
     ///
@@ -217,6 +224,10 @@ pub struct ConnectArgs {
     /// `required` refuses servers without -PLUS and never retries.
     #[arg(long, value_enum, default_value_t = ChannelBinding::WhenOffered)]
     pub channel_binding: ChannelBinding,
+    /// Allow DIGEST-MD5 (RFC 6331 deprecated it) for old servers that offer nothing
+    /// better: chosen only when no SCRAM mechanism is offered.
+    #[arg(long)]
+    pub allow_digest_md5: bool,
     /// Trust anchors (PEM) instead of the system's.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
@@ -230,6 +241,23 @@ pub struct ConnectArgs {
     /// Send one message (TO, BODY), close the stream, wait for the server to close, exit.
     #[arg(long, num_args = 2, value_names = ["TO", "BODY"])]
     pub send: Option<Vec<String>>,
+    /// Send one chat message to TO per line of standard input (until its end), then close.
+    /// Exit 0 only when the server acknowledged every line (XEP-0198 `<a/>`; without
+    /// stream management: its answer to our closing tag), else 6 naming the lines that
+    /// were not. Reconnects and resumes as needed while it runs.
+    #[arg(long, value_name = "TO", conflicts_with = "send")]
+    pub send_lines: Option<String>,
+    /// Do not ask for stream management (XEP-0198): no acknowledgements, no resumption.
+    #[arg(long)]
+    pub no_stream_management: bool,
+    /// Reconnection attempts after the link drops (the count starts over once a new
+    /// connection got anywhere); 0: do not reconnect.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub reconnect: u32,
+    /// Seconds the server may stay silent before it is probed (a ping, or `<r/>` with
+    /// stream management); silent as long again, the link counts as lost. 0: never.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub idle_timeout: u64,
     /// Seconds allowed for connecting and negotiating.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
@@ -298,6 +326,59 @@ pub struct ServeArgs {
     /// Resource bounds and timeouts.
     #[command(flatten)]
     pub limits: crate::limits::LimitArgs,
+    /// Federation (server-to-server).
+    #[command(flatten)]
+    pub s2s: S2sArgs,
+}
+
+/// `serve`'s federation flags: any of --s2s-listen, --s2s-direct-tls-listen, --s2s-peer,
+/// --s2s-ca turns it on.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Federation (server-to-server)")]
+pub struct S2sArgs {
+    /// Accept peer servers here (STARTTLS required, their TLS client certificate checked
+    /// against --s2s-ca, SASL EXTERNAL), e.g. 0.0.0.0:5269.
+    #[arg(long, value_name = "ADDR")]
+    pub s2s_listen: Option<SocketAddr>,
+    /// Also accept peer servers with Direct TLS (XEP-0368: TLS from the first byte, ALPN
+    /// xmpp-server; what _xmpps-server._tcp records point at), e.g. 0.0.0.0:5270.
+    #[arg(long, value_name = "ADDR")]
+    pub s2s_direct_tls_listen: Option<SocketAddr>,
+    /// Reach DOMAIN's server at HOST:PORT (STARTTLS) instead of looking up DNS SRV
+    /// _xmpps-server._tcp / _xmpp-server._tcp (repeatable).
+    #[arg(long = "s2s-peer", value_name = "DOMAIN=HOST:PORT")]
+    pub s2s_peers: Vec<String>,
+    /// Trust anchors (PEM) for peer servers' certificates, both directions (default: the
+    /// system's). Our --cert/--key is presented to peers as the TLS client certificate
+    /// too: it must name our domain (DNS-ID) and allow client use (EKU clientAuth, or no
+    /// EKU; ejabberd requires it).
+    #[arg(long, value_name = "FILE")]
+    pub s2s_ca: Option<PathBuf>,
+    /// Seconds to reach and authenticate with a peer; then its queued stanzas get
+    /// <remote-server-timeout/>.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub s2s_timeout: u64,
+    /// Outgoing server-to-server links at once (one per peer domain); a stanza for one
+    /// more domain gets <resource-constraint/>.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub s2s_max_peers: usize,
+    /// Bytes of stanzas waiting for one peer; one more gets <resource-constraint/>.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024)]
+    pub s2s_queue_bytes: usize,
+    /// Incoming server-to-server connections at once (at most 4 authenticated streams
+    /// per peer domain).
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    pub s2s_max_incoming: usize,
+}
+
+impl S2sArgs {
+    /// Whether any federation flag was given.
+    pub fn enabled(&self) -> bool {
+        self.s2s_listen.is_some()
+            || self.s2s_direct_tls_listen.is_some()
+            || !self.s2s_peers.is_empty()
+            || self.s2s_ca.is_some()
+    }
 }
 
 /// `hash-password`

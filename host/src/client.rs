@@ -16,6 +16,7 @@ use xmpp_handshake_core::driver::{self, Clock as _, MaybeTls, Observer as _, Tls
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig, Sasl2Config};
 use xmpp_handshake_core::login::LoginMemory;
 use xmpp_handshake_core::sasl::{Credentials, Mechanism, SaslPolicy};
+use xmpp_handshake_core::sm::{SmConfig, SmState};
 use xmpp_handshake_core::starttls::TlsPolicy;
 use xmpp_handshake_core::trust::{
     CertError, CertificatePolicy, FirstUse, NoPins, PinStore, ReferenceIdentity, Verdict,
@@ -44,11 +45,16 @@ const RECEIVE_QUEUE: usize = 1024;
 
 /// The connection options of the CLI's clients: the callers bound the whole login with
 /// their own `--timeout` (which includes the TCP connect), so the core's negotiation
-/// deadline is not set here.
-fn options() -> ConnectionOptions {
+/// deadline is not set here. With `idle`, a silent server is probed after it (a ping, or
+/// `<r/>` with stream management) and given up after as long again; we send a whitespace
+/// keep-alive after as long without sending.
+fn options(idle: Option<Duration>) -> ConnectionOptions {
     ConnectionOptions {
         timeouts: Timeouts {
             negotiation: None,
+            idle,
+            ping_when_idle: idle.is_some(),
+            keepalive: idle,
             ..Timeouts::default()
         },
         ..ConnectionOptions::default()
@@ -75,6 +81,15 @@ pub struct Login {
     /// the post-TLS offer the pipelined mechanism is chosen from with [`Login::sasl`], as
     /// from a live offer ([`ClientSasl::with_memory`]).
     pub memory: Option<LoginMemory>,
+    /// Stream management (XEP-0198) after binding, when the server offers it.
+    pub stream_management: Option<SmConfig>,
+    /// A session to resume instead of binding (XEP-0198 §5): what the last connection's
+    /// stream left ([`BoundStream::take_sm_state`]).
+    pub resume: Option<SmState>,
+    /// How long the server may stay silent on the bound stream before it is probed (a
+    /// ping, or `<r/>` with stream management; silent as long again, the stream ends),
+    /// and how long we stay silent before a whitespace keep-alive; `None`: no limit.
+    pub idle: Option<Duration>,
 }
 
 impl std::fmt::Debug for Login {
@@ -96,6 +111,9 @@ impl Login {
             sasl: SaslPolicy::default(),
             pipeline_mechanism: None,
             memory: None,
+            stream_management: None,
+            resume: None,
+            idle: None,
         })
     }
 
@@ -127,6 +145,8 @@ impl Login {
             Some(memory) => sasl.with_memory(memory),
             None => sasl,
         });
+        config.stream_management = self.stream_management;
+        config.resume.clone_from(&self.resume);
         config
     }
 }
@@ -325,7 +345,7 @@ pub async fn login_typed(
     let connection = Connection::initiate(
         login.config(),
         rand_core::OsRng,
-        options(),
+        options(login.idle),
         TokioClock.now(),
     );
     bound(transport, &mut tls, connection, transcript, started).await
@@ -357,13 +377,14 @@ pub async fn login_direct_tls_typed(
     transcript: &mut Transcript,
 ) -> Result<LoggedIn, Error> {
     let started = Instant::now();
-    let session = negotiate_direct_tls(
+    let session = negotiate_direct_tls_with(
         transport,
         login.config(),
         trust,
         direct_tls::ALPN_CLIENT,
         tls_cell,
         transcript,
+        options(login.idle),
     )
     .await?;
     logged_in(session, started)
@@ -376,11 +397,32 @@ pub async fn login_direct_tls_typed(
 /// certificate policy's refusal inside it) with nothing sent but the ClientHello.
 pub async fn negotiate_direct_tls(
     transport: Transport,
+    config: InitiatorConfig,
+    trust: &ClientTrust,
+    alpn: &[u8],
+    tls_cell: TlsCell,
+    transcript: &mut Transcript,
+) -> Result<ClientSession, Error> {
+    negotiate_direct_tls_with(
+        transport,
+        config,
+        trust,
+        alpn,
+        tls_cell,
+        transcript,
+        options(None),
+    )
+    .await
+}
+
+async fn negotiate_direct_tls_with(
+    transport: Transport,
     mut config: InitiatorConfig,
     trust: &ClientTrust,
     alpn: &[u8],
     tls_cell: TlsCell,
     transcript: &mut Transcript,
+    options: ConnectionOptions,
 ) -> Result<ClientSession, Error> {
     let Stream::Tcp(tcp) = transport.into_inner() else {
         return Err(Error::StartTlsAfterTls);
@@ -401,7 +443,7 @@ pub async fn negotiate_direct_tls(
     let transport = FromTokio::new(Stream::Tls(Box::new(stream.into_inner())));
     config.secure_transport = true;
     let connection =
-        Connection::initiate_with_tls(config, rand_core::OsRng, info, options(), TokioClock.now());
+        Connection::initiate_with_tls(config, rand_core::OsRng, info, options, TokioClock.now());
     // The machine never asks for STARTTLS on a secure transport; this only fills the type.
     let mut tls = Recording {
         inner: RustlsClient::new(trust.config.clone()),
@@ -462,7 +504,8 @@ pub async fn negotiate_with(
         cell: tls_cell,
         own_certificate: None,
     };
-    let connection = Connection::initiate(config, rand_core::OsRng, options(), TokioClock.now());
+    let connection =
+        Connection::initiate(config, rand_core::OsRng, options(None), TokioClock.now());
     negotiate(transport, &mut tls, connection, transcript).await
 }
 

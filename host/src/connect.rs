@@ -1,6 +1,6 @@
 //! `connect JID`: log in to a real server; send one message or stay online.
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::IsTerminal as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use xmpp_handshake_core::Jid;
 use crate::cli::{ChannelBinding, ConnectArgs, TlsMode};
 use crate::client::{self, ClientTrust, LoggedIn, Login};
 use crate::exit::{self, ExitCode, Failure};
+use crate::online;
 use crate::pins::{self, FilePinStore};
 use crate::progress::{Progress, Style};
 use crate::resolve::{self, Security, SrvResolver, SystemResolver, Targets};
@@ -117,6 +118,14 @@ pub async fn run_with_password<R: SrvResolver>(
     if let Some([to, _]) = args.send.as_deref() {
         Jid::parse(to).map_err(|e| Failure::usage(format!("--send: {to:?} is not a JID: {e}")))?;
     }
+    if let Some(to) = &args.send_lines {
+        Jid::parse(to)
+            .map_err(|e| Failure::usage(format!("--send-lines: {to:?} is not a JID: {e}")))?;
+    }
+    if !args.no_stream_management {
+        login.stream_management = Some(online::sm_config());
+    }
+    login.idle = (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout));
     login.tls = match args.tls {
         TlsMode::Required => TlsPolicy::Required,
         TlsMode::Optional => TlsPolicy::Optional,
@@ -126,6 +135,7 @@ pub async fn run_with_password<R: SrvResolver>(
         ChannelBinding::WhenOffered => CbPolicy::WhenOffered,
         ChannelBinding::Off => CbPolicy::Off,
     };
+    login.sasl.allow_digest_md5 = args.allow_digest_md5;
     login.pipeline_mechanism = args.pipeline_mechanism;
     let domain = login.domain().to_string();
     let user = login.jid.local().unwrap_or_default().to_string();
@@ -250,17 +260,21 @@ pub async fn run_with_password<R: SrvResolver>(
         (Some(_), _) => "; SCRAM keys derived",
         (None, _) => "",
     };
-    if let (Some(c), true) = (&mut cache, outcome.mechanism.is_some() || outcome.sasl2) {
+    let mut keep = None;
+    if outcome.mechanism.is_some() || outcome.sasl2 {
         // Verified login only (a SASL mechanism, or a FAST token whose server proof was
         // checked); a server that bound once stays marked as such; a token the server
         // refused is forgotten, a new or rotated one kept.
-        let keep = LoginMemory::from_outcome(outcome, &login.sasl)
+        let memory = LoginMemory::from_outcome(outcome, &login.sasl)
             .remembering(login.memory.as_ref(), outcome.fast_token_rejected);
-        if c.get(&domain, &user, &password).as_ref() != Some(&keep) {
-            if let Err(e) = c.put(&domain, &user, &password, &keep) {
-                eprintln!("xmpp-handshake: warning: {}: {e}", c.path().display());
+        if let Some(c) = &mut cache {
+            if c.get(&domain, &user, &password).as_ref() != Some(&memory) {
+                if let Err(e) = c.put(&domain, &user, &password, &memory) {
+                    eprintln!("xmpp-handshake: warning: {}: {e}", c.path().display());
+                }
             }
         }
+        keep = Some(memory);
     }
     let mechanism = match (outcome.mechanism, outcome.sasl2) {
         (Some(m), true) => format!("SASL2 {}", m.name()),
@@ -308,27 +322,19 @@ pub async fn run_with_password<R: SrvResolver>(
         return Ok(());
     }
 
-    // Online: initial presence (RFC 6121 §4.2), then print what arrives.
-    client::send(&mut session, &mut transcript, &stanza::presence(None)).await?;
-    eprintln!("xmpp-handshake: printing incoming stanzas; Ctrl-C to close");
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {
-                transcript.stanza_sent("</stream:stream>");
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.close()).await;
-                eprintln!("xmpp-handshake: closed");
-                return Ok(());
-            }
-            element = client::receive(&mut session, &mut transcript) => match element? {
-                Some(element) => {
-                    let mut out = std::io::stdout().lock();
-                    let _ = writeln!(out, "{element}");
-                    let _ = out.flush();
-                }
-                None => return Err(Failure::protocol("the server closed the stream")),
-            },
-        }
+    // Online (initial presence, RFC 6121 §4.2, and what arrives printed), or the lines of
+    // standard input sent; either way across drops, resuming (XEP-0198 §5). Reconnections
+    // log in with what this login left (its SCRAM keys: no PBKDF2 again).
+    if keep.is_some() {
+        login.memory = keep;
     }
+    let reconnect = online::Reconnect {
+        args: &args,
+        targets: &targets,
+        login: &mut login,
+        trust: &trust,
+    };
+    online::run(reconnect, session, transcript, args.send_lines.as_deref()).await
 }
 
 /// Connects to the targets in order and logs in at the first that answers.
@@ -338,7 +344,7 @@ pub async fn run_with_password<R: SrvResolver>(
 /// but a ClientHello was sent, so that is safe, except that a STARTTLS target after it
 /// is tried only when TLS is required there: a blocked Direct TLS port must never lead to
 /// plaintext.
-async fn establish(
+pub(crate) async fn establish(
     args: &ConnectArgs,
     targets: &Targets,
     login: &Login,

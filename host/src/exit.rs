@@ -7,7 +7,7 @@
 //! | 3 | authentication: SASL failed (wrong password, mechanism refused, ...) |
 //! | 4 | certificate / trust: the server's certificate was not accepted |
 //! | 5 | TLS required but STARTTLS not offered, or STARTTLS / the TLS handshake failed |
-//! | 6 | any other protocol or network error |
+//! | 6 | any other protocol or network error; `connect --send-lines`: lines not acknowledged |
 
 use std::fmt;
 
@@ -152,6 +152,9 @@ pub fn code_for(error: &Error) -> ExitCode {
 pub fn from_library(error: &xmpp_handshake_tokio::client::Error) -> Failure {
     match error {
         xmpp_handshake_tokio::client::Error::Xmpp(e) => from_core(e),
+        xmpp_handshake_tokio::client::Error::Refused(e) => {
+            Failure::protocol(format!("the stanza was not sent: {e}"))
+        }
         _ => from_core(&Error::ConnectionClosed),
     }
 }
@@ -188,6 +191,12 @@ pub fn from_core(error: &Error) -> Failure {
                     .map(|t| format!(" (server says: {t})"))
                     .unwrap_or_default()
             )
+        }
+        Error::Sasl(SaslError::NoAcceptableMechanism) => {
+            "authentication failed: the server offers no SASL mechanism this client accepts \
+             (SCRAM, or PLAIN over TLS; --trace shows the offer). An old server that offers \
+             only DIGEST-MD5 needs --allow-digest-md5"
+                .to_string()
         }
         Error::Tls(TlsError::Certificate(cert)) => {
             format!("the server's certificate was not accepted: {cert}")

@@ -7,7 +7,7 @@ use clap::Parser;
 use xmpp_handshake_host::cli::{BridgeArgs, Cli, Command, DemoArgs, HashPasswordArgs, ServeArgs};
 use xmpp_handshake_host::exit::{ExitCode, Failure};
 use xmpp_handshake_host::progress::{Progress, Style};
-use xmpp_handshake_host::{bridge, certs, connect, demo, s2s_check, serve, users, web};
+use xmpp_handshake_host::{bridge, certs, connect, demo, federation, s2s_check, serve, users, web};
 
 fn main() {
     let cli = Cli::parse();
@@ -68,6 +68,52 @@ async fn run_demo(args: DemoArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `serve`'s federation (`--s2s-*`): stanzas for other domains go over S2S; with
+/// `--s2s-listen` / `--s2s-direct-tls-listen`, peers are accepted there (returns where).
+async fn federate(
+    args: &ServeArgs,
+    server: &serve::Server,
+    identity: certs::ServerIdentity,
+) -> Result<Option<String>, Failure> {
+    let s2s = &args.s2s;
+    let anchors = match &s2s.s2s_ca {
+        Some(path) => connect::ca_roots(path)?,
+        None => xmpp_handshake_host::tls::verify::platform_roots().map_err(|e| {
+            Failure::usage(format!(
+                "no trust anchors for peer servers ({e}): use --s2s-ca FILE"
+            ))
+        })?,
+    };
+    let mut config = federation::S2sConfig::new(anchors);
+    for peer in &s2s.s2s_peers {
+        let (domain, target) = federation::parse_peer(peer).map_err(Failure::usage)?;
+        config.peers.insert(domain, target);
+    }
+    config.timeout = std::time::Duration::from_secs(s2s.s2s_timeout);
+    config.max_peers = s2s.s2s_max_peers;
+    config.queue_bytes = s2s.s2s_queue_bytes;
+    config.max_incoming = s2s.s2s_max_incoming;
+    config.limits = args.limits.limits().map_err(Failure::usage)?;
+    let fed = federation::Federation::attach(
+        &server.registry,
+        identity,
+        config,
+        true,
+        args.trace,
+        args.verbose,
+    );
+    // The listeners' tasks run as long as the process.
+    let mut addrs = Vec::new();
+    if let Some(addr) = s2s.s2s_listen {
+        addrs.push(fed.listen(addr).await?.0.to_string());
+    }
+    if let Some(addr) = s2s.s2s_direct_tls_listen {
+        let (addr, _task) = fed.listen_direct_tls(addr).await?;
+        addrs.push(format!("{addr} (Direct TLS, ALPN xmpp-server)"));
+    }
+    Ok((!addrs.is_empty()).then(|| addrs.join(", ")))
+}
+
 async fn run_serve(args: ServeArgs) -> Result<(), Failure> {
     let (store, names) =
         serve::load_users(&args.users, args.users_file.as_deref(), args.iterations)?;
@@ -90,6 +136,10 @@ async fn run_serve(args: ServeArgs) -> Result<(), Failure> {
         ..serve::ServeConfig::new(args.domain.clone(), store, identity.clone())
     };
     let mut server = serve::Server::start(listen, config.clone()).await?;
+    let s2s_listen = match args.s2s.enabled() {
+        true => federate(&args, &server, identity.clone()).await?,
+        false => None,
+    };
     let direct_tls = match args.direct_tls_listen {
         Some(addr) => Some(server.listen_direct_tls(addr).await?),
         None => None,
@@ -114,6 +164,16 @@ async fn run_serve(args: ServeArgs) -> Result<(), Failure> {
     );
     if let Some(addr) = direct_tls {
         let _ = writeln!(out, "  Direct TLS (XEP-0368, ALPN xmpp-client) on {addr}");
+    }
+    if args.s2s.enabled() {
+        match s2s_listen {
+            Some(addr) => {
+                let _ = writeln!(out, "  server-to-server (federation) on {addr}");
+            }
+            None => {
+                let _ = writeln!(out, "  server-to-server: outgoing only");
+            }
+        }
     }
     let _ = writeln!(out, "  users: {}", names.join(", "));
     let _ = writeln!(

@@ -4,7 +4,9 @@
 //!   full JID replaces the old one, which is told to end with `<conflict/>` (§7.7.2.2).
 //! * `<message/>` to a full JID goes to that session; to a bare JID (or a full JID with no
 //!   such resource) to every session of the account; with nobody online the sender gets
-//!   `<service-unavailable/>`; another domain gets `<remote-server-not-found/>`. The
+//!   `<service-unavailable/>`; another domain gets `<remote-server-not-found/>`, or, when
+//!   federating ([`Registry::set_remote`], [`crate::federation`]), any stanza for another
+//!   domain goes over server-to-server, and stanzas from peers are routed here. The
 //!   server stamps `from` with the sender's full JID (§8.1.2.1).
 //! * `<iq/>` to the server or to the sender's own account is answered here: roster (an
 //!   empty one), ping, legacy session, disco#info; anything else `<service-unavailable/>`.
@@ -20,13 +22,14 @@
 //!   under its session id (`previd`) until it is resumed or its `max` seconds pass; at most
 //!   a bounded number of them (past it, the one closest to expiry goes). Stanzas routed to
 //!   a detached session join its unacknowledged queue, sent when it resumes; one more than
-//!   the queue's bound is bounced with `<resource-constraint/>`. A session that expires, is
+//!   the queue's bound is bounced with `<resource-constraint/>`, and so is a stanza for a
+//!   bound session whose client has not acknowledged that many. A session that expires, is
 //!   pushed out, or is replaced by a new binding of its full JID bounces what it still
 //!   held with `<service-unavailable/>` (§8.3.3.19): nothing is dropped unsaid.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -91,9 +94,19 @@ struct Sessions {
     detached: HashMap<String, Detached>,
 }
 
+/// Where stanzas for other domains go when `serve` federates ([`crate::federation`]).
+pub trait Remote: Send + Sync {
+    /// Hands `stanza` (its `from` stamped, its `to` in `domain`) to the server-to-server
+    /// link of `domain`; `Err` names the stanza error condition to answer with at once
+    /// (`remote-server-not-found`, `resource-constraint`).
+    fn send(&self, domain: &str, stanza: String) -> Result<(), &'static str>;
+}
+
 /// The bound sessions of one domain, and its detached ones.
 pub struct Registry {
     domain: String,
+    /// Other domains' route, when federating.
+    remote: OnceLock<Arc<dyn Remote>>,
     sessions: Mutex<Sessions>,
     next_id: AtomicU64,
     max_queue_bytes: usize,
@@ -147,6 +160,7 @@ impl Registry {
     pub fn with_limits(domain: &str, max_queue_bytes: usize, max_detached: usize) -> Self {
         Registry {
             domain: canonical_domain(domain),
+            remote: OnceLock::new(),
             sessions: Mutex::new(Sessions::default()),
             next_id: AtomicU64::new(1),
             max_queue_bytes,
@@ -157,6 +171,18 @@ impl Registry {
     /// The served domain.
     pub fn domain(&self) -> &str {
         &self.domain
+    }
+
+    /// Routes stanzas to other domains through `remote` (once; later calls are ignored).
+    pub fn set_remote(&self, remote: Arc<dyn Remote>) {
+        let _ = self.remote.set(remote);
+    }
+
+    /// Delivers `stanza` from elsewhere (a bounce, a peer server's stanza) to the session
+    /// of the full JID `to`, bound or detached; `false` when its queue is full.
+    pub fn deliver_local(&self, to: &str, stanza: &str) -> bool {
+        let mut sessions = self.lock();
+        self.deliver(&mut sessions, &normalize(to), stanza)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
@@ -281,6 +307,15 @@ impl Registry {
         true
     }
 
+    /// A stanza routed to a bound session that its connection refused (the client has
+    /// not acknowledged as many stanzas as stream management keeps, XEP-0198): its sender
+    /// gets `<resource-constraint/>` (RFC 6120 §8.3.3.18: the recipient is busy, try
+    /// later), errors excepted (§8.3.1).
+    pub fn refused(&self, stanza: &str) {
+        let mut sessions = self.lock();
+        self.bounce_one(&mut sessions, stanza, "resource-constraint", "wait");
+    }
+
     /// Sessions kept for resumption now (expired ones are let go first).
     pub fn detached(&self) -> usize {
         let mut sessions = self.lock();
@@ -363,6 +398,59 @@ impl Registry {
     /// A detached session (XEP-0198 §5) is a recipient like a bound one: what is routed to
     /// it waits in its queue. Returns what it did, for logs.
     pub fn route(&self, from: &str, element: &str) -> Routed {
+        if let Some(routed) = self.route_remote(from, element) {
+            return routed;
+        }
+        let decision = self.route_here(from, element);
+        if let Some(reply) = &decision.reply {
+            if let Some(e) = self.lock().online.get(&normalize(from)) {
+                e.offer(reply, self.max_queue_bytes);
+            }
+        }
+        decision
+    }
+
+    /// A stanza of a local session for another domain, when federating: `from` stamped,
+    /// handed to [`Remote::send`]; refused at once, the sender gets the error. `None` when
+    /// the stanza stays here.
+    fn route_remote(&self, from: &str, element: &str) -> Option<Routed> {
+        let remote = self.remote.get()?;
+        let head = parse_head(element)?;
+        let to = Jid::parse(head.attr("to")?).ok()?;
+        if to.domain() == self.domain {
+            return None;
+        }
+        let sender = Jid::parse(from).ok()?.into_string();
+        let stanza = with_addresses(element, Some(&sender), None);
+        let mut routed = Routed {
+            note: format!("{} {sender} -> {to} (server-to-server)", head.name),
+            ..Routed::default()
+        };
+        if let Err(condition) = remote.send(to.domain(), stanza) {
+            let kind = if condition == "resource-constraint" {
+                "wait"
+            } else {
+                "cancel"
+            };
+            if head.attr("type") != Some("error") {
+                let reply = error_reply(&head, &self.domain, &sender, condition, kind);
+                self.deliver_local(&sender, &reply);
+                routed.reply = Some(reply);
+            }
+            routed.note.push_str(&format!(": {condition}"));
+        }
+        Some(routed)
+    }
+
+    /// A stanza from the peer server of `from`'s domain (its `to` is ours, its `from`
+    /// checked by the caller): delivered to local sessions as one from a local session
+    /// would be. The answer, if any, is in [`Routed::reply`], for the caller to send back.
+    pub fn route_from_peer(&self, from: &str, element: &str) -> Routed {
+        self.route_here(from, element)
+    }
+
+    /// Decides and delivers; the answer is left to the caller.
+    fn route_here(&self, from: &str, element: &str) -> Routed {
         let mut sessions = self.lock();
         self.expire(&mut sessions, Instant::now());
         let reachable: Vec<String> = sessions
@@ -379,11 +467,6 @@ impl Registry {
         if busy && decision.reply.is_none() {
             decision.reply = busy_reply(&self.domain, from, element);
             decision.note.push_str(" (a recipient's queue is full)");
-        }
-        if let Some(reply) = &decision.reply {
-            if let Some(e) = sessions.online.get(&normalize(from)) {
-                e.offer(reply, self.max_queue_bytes);
-            }
         }
         decision
     }
@@ -605,6 +688,24 @@ fn busy_reply(domain: &str, from: &str, element: &str) -> Option<String> {
     let sender = Jid::parse(from).ok()?.into_string();
     (head.attr("type") != Some("error"))
         .then(|| error_reply(&head, domain, &sender, "resource-constraint", "wait"))
+}
+
+/// The stanza error answering `element` (§8.3) with `condition` of `kind`, and its
+/// recipient (the stanza's `from`); `None` for an error (§8.3.1) or an element without a
+/// sender.
+pub fn error_for(
+    element: &str,
+    own_domain: &str,
+    condition: &str,
+    kind: &str,
+) -> Option<(String, String)> {
+    let head = parse_head(element)?;
+    let sender = head.attr("from").and_then(|f| Jid::parse(f).ok())?;
+    if head.attr("type") == Some("error") {
+        return None;
+    }
+    let reply = error_reply(&head, own_domain, sender.as_str(), condition, kind);
+    Some((sender.into_string(), reply))
 }
 
 /// A stanza error answering `head` (§8.3): addresses swapped, same id.
@@ -968,6 +1069,59 @@ mod tests {
         juliet.dequeued(&written);
         assert_eq!(juliet.queued_bytes(), 0);
         assert_eq!(send("m3").reply, None);
+    }
+
+    /// Records what it is given; refuses `refused.example`.
+    #[derive(Default)]
+    struct FakeRemote(Mutex<Vec<(String, String)>>);
+
+    impl Remote for FakeRemote {
+        fn send(&self, domain: &str, stanza: String) -> Result<(), &'static str> {
+            if domain == "refused.example" {
+                return Err("remote-server-not-found");
+            }
+            self.0.lock().unwrap().push((domain.to_string(), stanza));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn federating_sends_other_domains_to_the_remote_with_from_stamped() {
+        let reg = Registry::new(D);
+        let remote = Arc::new(FakeRemote::default());
+        reg.set_remote(remote.clone());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let _romeo = reg.bind("romeo@example.com/orchard", tx);
+        let r = reg.route(
+            "romeo@example.com/orchard",
+            "<message to='Juliet@Capulet.example' from='forged@evil' id='m1'><body>hi</body></message>",
+        );
+        assert_eq!(r.reply, None);
+        let sent = remote.0.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, "capulet.example");
+        assert!(
+            sent[0].1.starts_with(
+                "<message from='romeo@example.com/orchard' to='Juliet@Capulet.example'"
+            ),
+            "{}",
+            sent[0].1
+        );
+        // Refused at once: the sender gets the error.
+        let r = reg.route(
+            "romeo@example.com/orchard",
+            "<message to='x@refused.example' id='m2'><body>hi</body></message>",
+        );
+        let bounce = r.reply.expect("a bounce");
+        assert!(bounce.contains("<remote-server-not-found") && bounce.contains("id='m2'"));
+        assert!(matches!(rx.try_recv(), Ok(ToSession::Stanza(s)) if s == bounce));
+        // Our own domain stays here.
+        let r = reg.route(
+            "romeo@example.com/orchard",
+            "<message to='nurse@example.com' id='m3'><body>x</body></message>",
+        );
+        assert!(r.reply.unwrap().contains("service-unavailable"));
+        assert_eq!(remote.0.lock().unwrap().len(), 1);
     }
 
     #[test]

@@ -37,6 +37,7 @@ use xmpp_handshake_core::sm::SmConfig;
 use xmpp_handshake_core::stream::error::{StreamError, StreamErrorCondition};
 use xmpp_handshake_core::stream::header::{closing_tag, ContentNamespace, Framing, HeaderOut};
 use xmpp_handshake_core::Error;
+use xmpp_handshake_tokio::bound::Refusals;
 use xmpp_handshake_tokio::client::Error as LibraryError;
 use xmpp_handshake_tokio::server::{self, Peer};
 
@@ -516,8 +517,10 @@ async fn serve_negotiation(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let registration = registry.bind(&jid, tx);
     let mut pending = None;
+    let mut refusals = session.take_refusals();
     let result = session_loop(
         &mut session,
+        &mut refusals,
         &mut rx,
         &mut pending,
         &registration,
@@ -562,9 +565,14 @@ fn ended_because(error: &Error, config: &ServeConfig) -> String {
 /// writes blocked), the client's stanzas are still routed and the router's wait in the
 /// registry's bounded queue. A stanza taken from `rx` and not handed to the connection yet
 /// is left in `pending` when the loop ends (the registry keeps it for a resumption, or
-/// bounces it).
+/// bounces it). A stanza the connection refuses (the client has not acknowledged the
+/// stream-management bound of stanzas, XEP-0198) goes back to its sender as
+/// `<resource-constraint/>` (RFC 6120 §8.3.3.18), never dropped unsaid.
+// Each argument is a separate borrow the loop needs at the same time.
+#[allow(clippy::too_many_arguments)]
 async fn session_loop(
     session: &mut Peer,
+    refusals: &mut Option<Refusals>,
     rx: &mut mpsc::UnboundedReceiver<ToSession>,
     pending: &mut Option<String>,
     registration: &Registration,
@@ -585,6 +593,17 @@ async fn session_loop(
                 // §4.4: the client closed; the connection answered with our closing tag.
                 Ok(None) => return Ok("closed by the client"),
                 Err(e) => return Err(ended_because(&e, config)),
+            },
+            refused = async { refusals.as_mut()?.next().await }, if refusals.is_some() => {
+                match refused {
+                    Some((stanza, error)) => {
+                        registry.refused(&stanza);
+                        if config.log_connections {
+                            eprintln!("serve: {jid}: a stanza for it was not sent ({error}); bounced to its sender");
+                        }
+                    }
+                    None => *refusals = None,
+                }
             },
             // Cancel-safe: a send abandoned for another branch sends nothing.
             sent = sender.send(pending.as_deref().unwrap_or_default()), if pending.is_some() => {

@@ -236,3 +236,71 @@ async fn a_slow_application_holds_the_server_back_and_loses_nothing() {
     alice.close().await.unwrap();
     bob.close().await.unwrap();
 }
+
+/// `send_tracked` says what stream management (XEP-0198) made of each stanza: numbers from
+/// 1, which the acks then name (`next_incoming` brings them beside the stanzas); a nonza is
+/// not tracked; without stream management nothing is.
+#[tokio::test]
+async fn send_tracked_gives_the_numbers_the_acks_name() {
+    use xmpp_handshake_core::connection::Event;
+    use xmpp_handshake_core::sm::SmConfig;
+    use xmpp_handshake_tokio::Incoming;
+
+    let serve = ServeBin::start(&[], &[]).await;
+    let mut options = options(&serve);
+    options.stream_management = Some(SmConfig {
+        request_every: 2,
+        request_after: None,
+        ..SmConfig::default()
+    });
+    let mut alice = Client::connect("alice@example.com/tracked", "alice-pw", options)
+        .await
+        .expect("alice logs in");
+    let to = alice.jid().to_string();
+    for (n, body) in [(1, "one"), (2, "two")] {
+        assert_eq!(
+            alice
+                .send_tracked(&stanza::message(&to, body, None))
+                .await
+                .unwrap(),
+            Some(n)
+        );
+    }
+    assert_eq!(
+        alice
+            .send_tracked("<x xmlns='urn:example'/>")
+            .await
+            .unwrap(),
+        None,
+        "not a stanza: not counted"
+    );
+    let mut acked = 1..1;
+    let mut bodies = 0;
+    while acked.end < 3 || bodies < 2 {
+        match tokio::time::timeout(Duration::from_secs(5), alice.next_incoming())
+            .await
+            .expect("in time")
+            .expect("the stream stays up")
+            .expect("not closed")
+        {
+            Incoming::StreamManagement(Event::Acked { numbers, .. }) => acked.end = numbers.end,
+            Incoming::StreamManagement(_) => {}
+            Incoming::Stanza(s) => bodies += usize::from(s.name() == "message"),
+        }
+    }
+    assert_eq!(acked, 1..3, "the server acknowledged exactly 1 and 2");
+    alice.close().await.expect("alice closes cleanly");
+
+    let plain = Client::connect("bob@example.com", "bob-pw", self::options(&serve))
+        .await
+        .expect("bob logs in");
+    assert_eq!(
+        plain
+            .send_tracked(&stanza::message(&to, "untracked", None))
+            .await
+            .unwrap(),
+        None,
+        "no stream management: nothing tracked"
+    );
+    plain.close().await.expect("bob closes cleanly");
+}

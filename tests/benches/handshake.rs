@@ -124,7 +124,9 @@ fn account(server: &ServerInfo) -> (String, String, CbPolicy) {
     // (`interop_ejabberd.rs`): the documented setting for it is channel binding off.
     let cb = match server.kind {
         xmpp_handshake_tests::ServerKind::Ejabberd => CbPolicy::Off,
-        xmpp_handshake_tests::ServerKind::Prosody => CbPolicy::WhenOffered,
+        xmpp_handshake_tests::ServerKind::Prosody | xmpp_handshake_tests::ServerKind::Jabberd2 => {
+            CbPolicy::WhenOffered
+        }
     };
     (user.jid(&server.domain), user.password.clone(), cb)
 }

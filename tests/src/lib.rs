@@ -23,11 +23,13 @@ pub mod certs;
 pub mod ejabberd;
 pub mod field_chains;
 pub mod firmware;
+pub mod jabberd2;
 pub mod netns;
 pub mod peers;
 pub mod process;
 pub mod prosody;
 pub mod proxy;
+pub mod qemu;
 pub mod raw;
 
 use std::fmt;
@@ -36,6 +38,7 @@ use std::path::{Path, PathBuf};
 
 pub use certs::TestPki;
 pub use ejabberd::{Ejabberd, EjabberdOptions, ScramHash};
+pub use jabberd2::{Jabberd2, Jabberd2Options};
 pub use prosody::{ExtraHost, Prosody, ProsodyOptions};
 
 /// Set to `1` to make a missing server a test failure instead of a skip.
@@ -167,6 +170,7 @@ pub enum TlsPolicy {
 pub enum ServerKind {
     Prosody,
     Ejabberd,
+    Jabberd2,
 }
 
 /// Loopback ports of a running server.

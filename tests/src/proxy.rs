@@ -3,9 +3,16 @@
 //! and dropped, as on a link that died one way, TLS records and stanzas cut wherever the
 //! drop falls) or to cut the connection ([`CutProxy::cut`]: both sockets closed at once).
 //! Each new connection starts forwarding again; only the newest one is controlled.
+//!
+//! For a client that reconnects by itself, [`CutProxy::plan`] decides each next
+//! connection's fate in advance ([`Plan`]): cut once so many bytes went one way (the read
+//! that crosses the mark is forwarded only up to it, so the cut falls inside whatever TLS
+//! record or stanza it was), swallow the server's bytes from some point on (its acks lost),
+//! or refuse the connection outright (the server unreachable).
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -21,6 +28,44 @@ pub enum Direction {
     Down,
 }
 
+/// What happens to one connection ([`CutProxy::plan`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Close it at once (the server unreachable, as the client sees it).
+    pub refuse: bool,
+    /// Once this many bytes went up (client to server), drop what comes down.
+    pub swallow_down_after_up: Option<u64>,
+    /// Close both sockets once this many bytes went this way.
+    pub cut_after: Option<(Direction, u64)>,
+}
+
+impl Plan {
+    /// Forwarded until `bytes` went `direction`, then cut there.
+    pub fn cut_after(direction: Direction, bytes: u64) -> Self {
+        Plan {
+            cut_after: Some((direction, bytes)),
+            ..Plan::default()
+        }
+    }
+
+    /// Closed as soon as it is accepted.
+    pub fn refuse() -> Self {
+        Plan {
+            refuse: true,
+            ..Plan::default()
+        }
+    }
+}
+
+/// What went through one connection that ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Carried {
+    /// Bytes client to server.
+    pub up: u64,
+    /// Bytes server to client (dropped ones included).
+    pub down: u64,
+}
+
 /// The controls of the newest connection.
 #[derive(Clone)]
 struct Link {
@@ -34,6 +79,9 @@ pub struct CutProxy {
     /// Where clients connect.
     pub addr: SocketAddr,
     current: Arc<Mutex<Option<Link>>>,
+    plans: Arc<Mutex<VecDeque<Plan>>>,
+    accepted: Arc<AtomicUsize>,
+    carried: Arc<Mutex<Vec<Carried>>>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -44,8 +92,24 @@ impl CutProxy {
         let addr = listener.local_addr()?;
         let current: Arc<Mutex<Option<Link>>> = Arc::default();
         let links = current.clone();
+        let plans: Arc<Mutex<VecDeque<Plan>>> = Arc::default();
+        let next_plans = plans.clone();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        let carried: Arc<Mutex<Vec<Carried>>> = Arc::default();
+        let record = carried.clone();
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let plan = next_plans
+                    .lock()
+                    .expect("proxy lock")
+                    .pop_front()
+                    .unwrap_or_default();
+                if plan.refuse {
+                    drop(client);
+                    continue;
+                }
                 let Ok(server) = TcpStream::connect(upstream).await else {
                     continue;
                 };
@@ -60,20 +124,66 @@ impl CutProxy {
                 *links.lock().expect("proxy lock") = Some(link.clone());
                 let (client_read, client_write) = client.into_split();
                 let (server_read, server_write) = server.into_split();
-                tokio::spawn(pump(
-                    client_read,
-                    server_write,
-                    link.up_dropped.clone(),
-                    cut_rx.clone(),
-                ));
-                tokio::spawn(pump(server_read, client_write, link.down_dropped, cut_rx));
+                let cut_at = |direction| {
+                    plan.cut_after
+                        .filter(|(d, _)| *d == direction)
+                        .map(|(_, bytes)| bytes)
+                };
+                let up = Pump {
+                    dropped: link.up_dropped.clone(),
+                    cut: cut_rx.clone(),
+                    cut_now: link.cut.clone(),
+                    cut_at: cut_at(Direction::Up),
+                    swallow_other: plan
+                        .swallow_down_after_up
+                        .map(|at| (at, link.down_dropped.clone())),
+                    total: Arc::default(),
+                };
+                let down = Pump {
+                    dropped: link.down_dropped.clone(),
+                    cut: cut_rx,
+                    cut_now: link.cut.clone(),
+                    cut_at: cut_at(Direction::Down),
+                    swallow_other: None,
+                    total: Arc::default(),
+                };
+                let (up_total, down_total) = (up.total.clone(), down.total.clone());
+                let up_task = tokio::spawn(up.run(client_read, server_write));
+                let down_task = tokio::spawn(down.run(server_read, client_write));
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let _ = up_task.await;
+                    let _ = down_task.await;
+                    record.lock().expect("proxy lock").push(Carried {
+                        up: up_total.load(Ordering::SeqCst),
+                        down: down_total.load(Ordering::SeqCst),
+                    });
+                });
             }
         });
         Ok(CutProxy {
             addr,
             current,
+            plans,
+            accepted,
+            carried,
             accept,
         })
+    }
+
+    /// The next connections, in order, follow `plans`; those after them are forwarded.
+    pub fn plan(&self, plans: impl IntoIterator<Item = Plan>) {
+        self.plans.lock().expect("proxy lock").extend(plans);
+    }
+
+    /// Connections accepted so far (refused ones included).
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// What each connection that ended carried, in the order they ended.
+    pub fn carried(&self) -> Vec<Carried> {
+        self.carried.lock().expect("proxy lock").clone()
     }
 
     fn link(&self) -> Option<Link> {
@@ -105,28 +215,60 @@ impl Drop for CutProxy {
     }
 }
 
-/// Copies `from` to `to` until either ends or the link is cut; drops what it reads while
-/// `dropped` is set. Returning drops both halves: the sockets close.
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
+/// One direction of a connection.
+struct Pump {
+    /// Drop what is read while set.
     dropped: Arc<AtomicBool>,
-    mut cut: watch::Receiver<bool>,
-) {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        tokio::select! {
-            _ = cut.changed() => return,
-            read = from.read(&mut buf) => {
-                let n = match read {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                if dropped.load(Ordering::SeqCst) {
-                    continue;
-                }
-                if to.write_all(&buf[..n]).await.is_err() {
-                    return;
+    cut: watch::Receiver<bool>,
+    /// Cuts the connection (both directions).
+    cut_now: watch::Sender<bool>,
+    /// Cut once this many bytes went this way.
+    cut_at: Option<u64>,
+    /// Once this many bytes went this way, set the other direction's `dropped`.
+    swallow_other: Option<(u64, Arc<AtomicBool>)>,
+    /// Bytes read so far.
+    total: Arc<AtomicU64>,
+}
+
+impl Pump {
+    /// Copies `from` to `to` until either ends or the link is cut; drops what it reads
+    /// while `dropped` is set. Returning drops both halves: the sockets close.
+    async fn run(
+        mut self,
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+    ) {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            tokio::select! {
+                _ = self.cut.changed() => return,
+                read = from.read(&mut buf) => {
+                    let n = match read {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    let before = self.total.fetch_add(n as u64, Ordering::SeqCst);
+                    let after = before + n as u64;
+                    if let Some((at, other)) = &self.swallow_other {
+                        if after >= *at {
+                            other.store(true, Ordering::SeqCst);
+                        }
+                    }
+                    let cut_here = self.cut_at.filter(|at| after >= *at);
+                    let forward = match cut_here {
+                        Some(at) => usize::try_from(at.saturating_sub(before)).unwrap_or(n).min(n),
+                        None => n,
+                    };
+                    if !self.dropped.load(Ordering::SeqCst)
+                        && to.write_all(&buf[..forward]).await.is_err()
+                    {
+                        return;
+                    }
+                    if cut_here.is_some() {
+                        let _ = to.flush().await;
+                        let _ = self.cut_now.send(true);
+                        return;
+                    }
                 }
             }
         }

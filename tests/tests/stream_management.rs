@@ -12,6 +12,15 @@
 //! The same runs against our own `serve` (the CLI binary), which also keeps what Bob sends
 //! to Alice while she is away and delivers it when she resumes (XEP-0198 §5), or bounces
 //! it to Bob with `<service-unavailable/>` when her session expired.
+//!
+//! Then the CLI itself: `connect --send-lines BOB` fed 200 lines through a proxy that cuts
+//! the connection again and again at planned points (inside a TLS record of the lines,
+//! inside the reconnection's own negotiation and resumption, after the server's acks were
+//! lost on the way): Bob gets every line exactly once and the CLI exits 0. Where the server
+//! lost the session (the server out of reach for longer than its resumption window), the
+//! CLI names the lines not acknowledged and sends them again: Bob gets every line, and a
+//! line twice only if the CLI named it. Out of reach for good, it exits 6 naming the lines
+//! not acknowledged, and every line Bob did not get is among them.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
@@ -24,7 +33,7 @@ use xmpp_handshake_core::connection::Event;
 use xmpp_handshake_core::sasl::{CbPolicy, SaslPolicy};
 use xmpp_handshake_core::sm::{SmConfig, SmState};
 use xmpp_handshake_core::stanza;
-use xmpp_handshake_tests::proxy::{CutProxy, Direction};
+use xmpp_handshake_tests::proxy::{CutProxy, Direction, Plan};
 use xmpp_handshake_tests::{
     cli_binary, Ejabberd, EjabberdOptions, Prosody, ProsodyOptions, ServerInfo,
 };
@@ -723,6 +732,488 @@ async fn serve_refuses_to_resume_another_accounts_session() {
     assert_eq!(alice.jid().to_string(), "alice@example.com/sensor");
     alice.close().await.expect("alice closes cleanly");
     bob.close().await.expect("bob closes cleanly");
+}
+
+/// RFC 6120 §8.3.3.18 with XEP-0198 on a bound session: a client whose acknowledgements
+/// stop (the link swallows what serve sends it) holds at most the bound of unacknowledged
+/// stanzas at serve; each message past it comes back to its sender as
+/// `<resource-constraint/>` instead of being dropped unsaid, and the client, resuming, gets
+/// exactly the ones kept, once.
+#[tokio::test]
+async fn serve_bounces_what_an_unacknowledging_client_has_no_room_for() {
+    let serve = Serve::start(300);
+    let server = &serve.target;
+    let mut bob = Bob::connect(server).await;
+    let proxy = CutProxy::start(server.c2s).await.unwrap();
+    let mut alice = alice(server, &proxy, None).await;
+    assert!(matches!(
+        next_sm(&mut alice).await,
+        Event::SmEnabled { id: Some(_), .. }
+    ));
+    let to = alice.jid().to_string();
+    // What serve sends Alice (messages, `<r/>`) goes nowhere: she never acknowledges.
+    proxy.blackhole(Direction::Down);
+    let bound = u32::try_from(SmConfig::default().max_unacked).unwrap();
+    for n in 1..=bound + 4 {
+        let id = format!("m{n}");
+        bob.client
+            .send(&stanza::message(&to, &body(n), Some(&id)))
+            .await
+            .unwrap();
+    }
+    for n in bound + 1..=bound + 4 {
+        assert_eq!(
+            bob.bounce_of(&format!("m{n}")).await,
+            "resource-constraint",
+            "message {n} is past the bound"
+        );
+    }
+    serve.wait_log("a stanza for it was not sent", 4).await;
+    proxy.cut();
+    let state = dropped(alice).await;
+    serve.wait_log("; resumable", 1).await;
+    let mut alice = self::alice(server, &proxy, Some(state)).await;
+    assert!(
+        matches!(next_sm(&mut alice).await, Event::Resumed { h: 0, .. }),
+        "alice resumes"
+    );
+    let seen = bodies(&mut alice, Duration::from_secs(2)).await;
+    let expected: BTreeMap<String, usize> = (1..=bound).map(|n| (body(n), 1)).collect();
+    assert_eq!(seen, expected, "the kept messages, each once");
+    alice.close().await.expect("alice closes cleanly");
+    bob.client.close().await.expect("bob closes cleanly");
+}
+
+/// Lines `connect --send-lines` is fed.
+const LINES: u32 = 200;
+
+fn line(n: u32) -> String {
+    format!("line {n:03}")
+}
+
+/// What `connect --send-lines` did.
+struct LinesRun {
+    code: Option<i32>,
+    stderr: String,
+}
+
+impl LinesRun {
+    /// The lines named after `marker` on stderr (`3, 5-9`), up to `;`, `(` or the line's end.
+    fn named_after(&self, marker: &str) -> std::collections::BTreeSet<u32> {
+        let mut named = std::collections::BTreeSet::new();
+        for text in self.stderr.lines() {
+            let Some(at) = text.find(marker) else {
+                continue;
+            };
+            let rest = &text[at + marker.len()..];
+            let end = rest.find([';', '(']).unwrap_or(rest.len());
+            for part in rest[..end].split(',') {
+                let part = part.trim();
+                match part.split_once('-') {
+                    Some((a, b)) => {
+                        let (a, b): (u32, u32) = (a.parse().unwrap(), b.parse().unwrap());
+                        named.extend(a..=b);
+                    }
+                    None if !part.is_empty() => {
+                        named.insert(part.parse().unwrap_or_else(|_| panic!("{text}")));
+                    }
+                    None => {}
+                }
+            }
+        }
+        named
+    }
+}
+
+/// `xmpp-handshake connect alice/lines --send-lines TO` through port `port`, lines 1 to
+/// `count` on its standard input, with `extra` arguments. With `cut_at_resume`, the proxy's
+/// connection is cut the moment the CLI's transcript (`--trace`) shows its first
+/// `<resume/>` sent: during the resumption, before or after the server acted on it.
+async fn send_lines(
+    server: &Target,
+    port: u16,
+    to: &str,
+    count: u32,
+    extra: &[&str],
+    cut_at_resume: Option<Arc<CutProxy>>,
+) -> LinesRun {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &server.ca_pem).expect("the CA written");
+    let (jid, password) = user(server, 0);
+    let mut child = tokio::process::Command::new(cli_binary())
+        .args(["connect", &format!("{jid}/lines"), "--host", "127.0.0.1"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--no-cache",
+            "--channel-binding",
+            "off",
+        ])
+        .args(["--send-lines", to])
+        .arg("--ca")
+        .arg(&ca)
+        .args(extra)
+        .env("XMPP_PASSWORD", password)
+        .env("HOME", dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the CLI starts");
+    let mut stdin = child.stdin.take().expect("its stdin");
+    let input: String = (1..=count).map(|n| line(n) + "\n").collect();
+    tokio::spawn(async move {
+        // The CLI may stop reading (it gave up): then the write fails, which is fine.
+        let _ = stdin.write_all(input.as_bytes()).await;
+    });
+    let mut stdout = child.stdout.take().expect("its stdout");
+    tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut stdout, &mut tokio::io::sink()).await;
+    });
+    let stderr = child.stderr.take().expect("its stderr");
+    let log = tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        let mut log = String::new();
+        let mut cut_at_resume = cut_at_resume;
+        while let Ok(Some(text)) = lines.next_line().await {
+            if text.starts_with("I: <resume ") {
+                if let Some(proxy) = cut_at_resume.take() {
+                    proxy.cut();
+                    eprintln!("cli: -- the proxy cut the link here --");
+                    log.push_str("-- the proxy cut the link here --\n");
+                }
+            }
+            if text.starts_with("I: <message") || text.starts_with("R: <a ") {
+                // The transcript of the lines themselves: kept out of the test's log.
+                continue;
+            }
+            eprintln!("cli: {text}");
+            log.push_str(&text);
+            log.push('\n');
+        }
+        log
+    });
+    let status = tokio::time::timeout(Duration::from_secs(180), child.wait())
+        .await
+        .expect("the CLI ends within 180 s")
+        .expect("its exit status");
+    let stderr = log.await.unwrap_or_default();
+    LinesRun {
+        code: status.code(),
+        stderr,
+    }
+}
+
+/// The cuts: inside a TLS record of the lines; inside the reconnection's negotiation (its
+/// TLS handshake or SASL, depending on the server's certificate); a connection the test
+/// cuts when `<resume/>` goes out ([`send_lines`]); right after a resumption, while the
+/// unacknowledged lines are sent again; after the server's answers (its `<a/>` to our
+/// `<r/>`) were lost on the way; inside the lines again.
+fn cuts() -> Vec<Plan> {
+    vec![
+        Plan::cut_after(Direction::Up, 7_000),
+        Plan::cut_after(Direction::Down, 1_500),
+        Plan::default(),
+        Plan::cut_after(Direction::Up, 2_300),
+        Plan {
+            swallow_down_after_up: Some(4_000),
+            cut_after: Some((Direction::Up, 7_500)),
+            ..Plan::default()
+        },
+        Plan::cut_after(Direction::Up, 9_500),
+    ]
+}
+
+/// `--send-lines` through [`cuts`]: every line exactly once, exit 0.
+async fn lines_survive_cuts(server: &Target, label: &str) {
+    let mut bob = Bob::connect(server).await;
+    let to = bob.jid();
+    let proxy = Arc::new(CutProxy::start(server.c2s).await.unwrap());
+    let plans = cuts();
+    proxy.plan(plans.clone());
+    let run = send_lines(
+        server,
+        proxy.addr.port(),
+        &to,
+        LINES,
+        &["--trace"],
+        Some(proxy.clone()),
+    )
+    .await;
+    eprintln!("{label}: the proxy carried {:?}", proxy.carried());
+    assert_eq!(run.code, Some(0), "{label}: every line acknowledged");
+    assert!(
+        proxy.accepted() > plans.len(),
+        "{label}: every planned cut happened ({} connections)",
+        proxy.accepted()
+    );
+    assert!(
+        run.stderr.contains("session resumed"),
+        "{label}: the session was resumed"
+    );
+    assert!(
+        run.stderr.contains("-- the proxy cut the link here --"),
+        "{label}: a resumption was cut"
+    );
+    assert!(
+        !run.stderr.contains("lost the session"),
+        "{label}: no session was lost"
+    );
+    bob.wait_for(&line(LINES)).await;
+    bob.settle(Duration::from_secs(1)).await;
+    let expected: BTreeMap<String, usize> = (1..=LINES).map(|n| (line(n), 1)).collect();
+    assert_eq!(bob.seen, expected, "{label}: every line exactly once");
+    bob.client.close().await.expect("bob closes cleanly");
+}
+
+/// The server out of reach for longer than its resumption window (1 s) after a cut: the
+/// session is lost; the CLI names the lines not acknowledged and sends them again. Every
+/// line arrives; one arrives twice only if it was named.
+async fn lines_survive_a_lost_session(server: &Target, label: &str) {
+    let mut bob = Bob::connect(server).await;
+    let to = bob.jid();
+    let proxy = CutProxy::start(server.c2s).await.unwrap();
+    // Attempts at once, after 1 s and 2 s refused; the fourth, 7 s after the cut, gets in.
+    proxy.plan([
+        Plan::cut_after(Direction::Up, 7_000),
+        Plan::refuse(),
+        Plan::refuse(),
+        Plan::refuse(),
+    ]);
+    let run = send_lines(server, proxy.addr.port(), &to, LINES, &[], None).await;
+    assert_eq!(
+        run.code,
+        Some(0),
+        "{label}: every line acknowledged in the end"
+    );
+    assert!(
+        run.stderr.contains("the server lost the session"),
+        "{label}: the loss is reported"
+    );
+    let named = run.named_after("Not acknowledged: lines ");
+    assert!(
+        !named.is_empty(),
+        "{label}: lines were named as not acknowledged"
+    );
+    bob.wait_for(&line(LINES)).await;
+    bob.settle(Duration::from_secs(1)).await;
+    for n in 1..=LINES {
+        let seen = bob.seen.get(&line(n)).copied().unwrap_or(0);
+        assert!(seen >= 1, "{label}: line {n} never came");
+        assert!(
+            seen == 1 || (seen == 2 && named.contains(&n)),
+            "{label}: line {n} came {seen} times, named: {named:?}"
+        );
+    }
+    assert_eq!(bob.seen.len(), LINES as usize, "{label}: nothing else came");
+    bob.client.close().await.expect("bob closes cleanly");
+}
+
+#[tokio::test]
+async fn prosody_cli_send_lines_survive_cuts() {
+    let Some(server) = prosody(None) else { return };
+    lines_survive_cuts(&Target::from(&*server), "prosody").await;
+}
+
+#[tokio::test]
+async fn prosody_cli_send_lines_survive_a_lost_session() {
+    let Some(server) = prosody(Some(1)) else {
+        return;
+    };
+    lines_survive_a_lost_session(&Target::from(&*server), "prosody").await;
+}
+
+#[tokio::test]
+async fn ejabberd_cli_send_lines_survive_cuts() {
+    let Some(server) = ejabberd(300) else { return };
+    lines_survive_cuts(&Target::from(&*server), "ejabberd").await;
+}
+
+#[tokio::test]
+async fn ejabberd_cli_send_lines_survive_a_lost_session() {
+    let Some(server) = ejabberd(1) else { return };
+    lines_survive_a_lost_session(&Target::from(&*server), "ejabberd").await;
+}
+
+#[tokio::test]
+async fn serve_cli_send_lines_survive_cuts() {
+    let serve = Serve::start(300);
+    lines_survive_cuts(&serve.target, "serve").await;
+}
+
+#[tokio::test]
+async fn serve_cli_send_lines_survive_a_lost_session() {
+    let serve = Serve::start(1);
+    lines_survive_a_lost_session(&serve.target, "serve").await;
+}
+
+/// Out of reach for good after a cut, `--reconnect 2`: exit 6, naming how many lines were
+/// not acknowledged and which; every line Bob did not get is among them.
+#[tokio::test]
+async fn serve_cli_send_lines_exits_6_naming_the_unacknowledged() {
+    let serve = Serve::start(300);
+    let server = &serve.target;
+    let mut bob = Bob::connect(server).await;
+    let to = bob.jid();
+    let proxy = CutProxy::start(server.c2s).await.unwrap();
+    proxy.plan([Plan::cut_after(Direction::Up, 7_000)]);
+    proxy.plan(std::iter::repeat_n(Plan::refuse(), 10));
+    let run = send_lines(
+        server,
+        proxy.addr.port(),
+        &to,
+        LINES,
+        &["--reconnect", "2"],
+        None,
+    )
+    .await;
+    assert_eq!(run.code, Some(6), "lines not acknowledged: exit 6");
+    let named = run.named_after("lines read not acknowledged by the server: lines ");
+    assert!(!named.is_empty(), "the lines are named");
+    let summary = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("lines read not acknowledged"))
+        .expect("the error line");
+    assert!(
+        summary.contains(&format!("error: {} of ", named.len())),
+        "how many, and which: {summary}"
+    );
+    assert!(
+        summary.contains("gave up reconnecting after 2 attempts"),
+        "{summary}"
+    );
+    bob.settle(Duration::from_secs(1)).await;
+    let read = *named.last().unwrap();
+    for n in 1..=read {
+        if !bob.seen.contains_key(&line(n)) {
+            assert!(
+                named.contains(&n),
+                "line {n} did not arrive and was not named"
+            );
+        }
+    }
+    bob.client.close().await.expect("bob closes cleanly");
+}
+
+/// Without stream management (`--no-stream-management`) the lines are confirmed together by
+/// the server's answer to our closing tag (RFC 6120 §4.4), and the CLI says so.
+#[tokio::test]
+async fn serve_cli_send_lines_without_stream_management_confirms_by_closing() {
+    let serve = Serve::start(300);
+    let server = &serve.target;
+    let mut bob = Bob::connect(server).await;
+    let to = bob.jid();
+    let run = send_lines(
+        server,
+        server.c2s.port(),
+        &to,
+        50,
+        &["--no-stream-management"],
+        None,
+    )
+    .await;
+    assert_eq!(run.code, Some(0));
+    assert!(
+        run.stderr.contains("confirmed by the server's closing tag"),
+        "{}",
+        run.stderr
+    );
+    bob.wait_for(&line(50)).await;
+    bob.settle(Duration::from_millis(500)).await;
+    let expected: BTreeMap<String, usize> = (1..=50).map(|n| (line(n), 1)).collect();
+    assert_eq!(bob.seen, expected, "every line exactly once");
+    bob.client.close().await.expect("bob closes cleanly");
+}
+
+/// `connect` without `--send`: online, printing what arrives on stdout. The link is cut;
+/// Bob writes meanwhile; the CLI reconnects, resumes, and prints Bob's message once; Ctrl-C
+/// closes the stream, exit 0.
+#[tokio::test]
+async fn serve_cli_stays_online_across_a_cut() {
+    use tokio::io::AsyncBufReadExt as _;
+    let serve = Serve::start(300);
+    let server = &serve.target;
+    let bob = Bob::connect(server).await;
+    let proxy = CutProxy::start(server.c2s).await.unwrap();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &server.ca_pem).expect("the CA written");
+    let (jid, password) = user(server, 0);
+    let mut child = tokio::process::Command::new(cli_binary())
+        .args(["connect", &format!("{jid}/online"), "--host", "127.0.0.1"])
+        .args(["--port", &proxy.addr.port().to_string(), "--no-cache"])
+        .arg("--ca")
+        .arg(&ca)
+        .env("XMPP_PASSWORD", password)
+        .env("HOME", dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the CLI starts");
+    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut err = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut stderr = String::new();
+    let mut stdout = String::new();
+    // Reads both until `done` says so (10 s at most).
+    macro_rules! read_until {
+        ($done:expr) => {{
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while !$done(&stdout, &stderr) {
+                tokio::select! {
+                    Ok(Some(l)) = out.next_line() => { stdout.push_str(&l); stdout.push('\n'); }
+                    Ok(Some(l)) = err.next_line() => {
+                        eprintln!("cli: {l}");
+                        stderr.push_str(&l);
+                        stderr.push('\n');
+                    }
+                    _ = tokio::time::sleep_until(deadline) => panic!("timed out:\n{stderr}"),
+                }
+            }
+        }};
+    }
+    read_until!(|_: &String, e: &String| e.contains("stream management on"));
+    let alice = format!("{jid}/online");
+    bob.client
+        .send(&stanza::message(&alice, "before the cut", None))
+        .await
+        .unwrap();
+    read_until!(|o: &String, _: &String| o.contains("before the cut"));
+    proxy.cut();
+    read_until!(|_: &String, e: &String| e.contains("the link was lost"));
+    bob.client
+        .send(&stanza::message(&alice, "while away", None))
+        .await
+        .unwrap();
+    read_until!(|o: &String, e: &String| e.contains("session resumed") && o.contains("while away"));
+    // Anything sent twice would come now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    read_until!(|_: &String, e: &String| e.contains("xmpp-handshake: closed"));
+    while let Ok(Ok(Some(l))) =
+        tokio::time::timeout(Duration::from_millis(200), out.next_line()).await
+    {
+        stdout.push_str(&l);
+        stdout.push('\n');
+    }
+    let code = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the CLI exits")
+        .unwrap()
+        .code();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.matches("before the cut").count(), 1, "{stdout}");
+    assert_eq!(stdout.matches("while away").count(), 1, "{stdout}");
+    assert!(!stderr.contains("lost the session"), "{stderr}");
 }
 
 /// `serve --sasl2` and our client: SASL2 with Bind 2 and stream management enabled inside

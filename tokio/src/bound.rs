@@ -8,9 +8,15 @@
 //! [`BoundStream::next_sm_event`], and once the stream is over [`BoundStream::take_sm_state`]
 //! gives what the next connection resumes with
 //! ([`ClientOptions::resume`](crate::ClientOptions)).
+//!
+//! Nothing the application hands over is dropped unsaid: [`BoundStream::send_tracked`]
+//! answers with the stanza's stream-management number or why it was refused, and a stanza
+//! of [`BoundStream::send`] that the stream refused (its queue of unacknowledged stanzas
+//! full, say) comes back through [`BoundStream::take_refusals`].
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use embedded_io_adapters::tokio_1::FromTokio;
@@ -34,17 +40,53 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Socket for T {}
 /// Commands the application may have in flight before [`BoundStream::send`] waits.
 const COMMAND_QUEUE: usize = 64;
 
+/// Where the outcome of one [`BoundStream::send_tracked`] goes.
+type Reply = oneshot::Sender<Result<Option<u64>, SendError>>;
+
+/// A command, with where its outcome goes when the application waits for it.
+struct Request {
+    command: Command,
+    reply: Option<Reply>,
+}
+
+impl Request {
+    fn new(command: Command) -> Self {
+        Request {
+            command,
+            reply: None,
+        }
+    }
+}
+
+/// The reply of the command being carried out: [`Queue`] puts it here, and the
+/// [`Deliver`] calls the driver makes for that command ([`Deliver::sent`],
+/// [`Deliver::refused`]) take it, before the next command is read.
+type Pending = Arc<Mutex<Option<Reply>>>;
+
 /// The application's side of a bound stream: received stanzas as a [`Stream`] (or
 /// [`BoundStream::next_stanza`]), [`BoundStream::send`], [`BoundStream::close`].
 pub struct BoundStream {
     outcome: Outcome,
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::Sender<Request>,
     stanzas: mpsc::Receiver<Stanza>,
     sm_events: mpsc::Receiver<Event>,
+    refusals: Option<mpsc::Receiver<(String, SendError)>>,
     ended: Option<oneshot::Receiver<End>>,
     sm_state: Option<SmState>,
     /// Stream-management events that did not fit the channel before the end.
     sm_leftovers: VecDeque<Event>,
+    /// How the stream ended, once [`BoundStream::next_incoming`] learned it and before it
+    /// reported it.
+    closed: Option<Closed>,
+}
+
+/// What [`BoundStream::next_incoming`] brings.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A received stanza (or another top-level element).
+    Stanza(Stanza),
+    /// A stream-management event (XEP-0198), as [`BoundStream::next_sm_event`] gives.
+    StreamManagement(Event),
 }
 
 /// How the task ended: the stream's end, the session's state, the events not yet taken.
@@ -61,7 +103,8 @@ impl BoundStream {
     /// application; past it the task stops reading until the application takes some (the
     /// peer is held back by TCP), so nothing is dropped and no memory grows. The same bound
     /// holds for stream-management events ([`BoundStream::next_sm_event`]): with stream
-    /// management on, the application must take them.
+    /// management on, the application must take them, and so for refused stanzas
+    /// ([`BoundStream::take_refusals`]): past the bound they are only logged.
     pub fn spawn<T, S, M>(
         io: MaybeTls<FromTokio<T>, FromTokio<S>>,
         mut connection: Connection<M>,
@@ -81,17 +124,24 @@ impl BoundStream {
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let (stanzas_tx, stanzas_rx) = mpsc::channel(receive_queue.max(1));
         let (sm_tx, sm_rx) = mpsc::channel(receive_queue.max(1));
+        let (refused_tx, refused_rx) = mpsc::channel(receive_queue.max(1));
         let (ended_tx, ended_rx) = oneshot::channel();
+        let pending = Pending::default();
         tokio::spawn(async move {
             let (read, write) = tokio::io::split(socket);
             let mut reader = FromTokio::new(read);
             let mut writer = FromTokio::new(write);
-            let mut commands = Queue(commands_rx);
+            let mut commands = Queue {
+                rx: commands_rx,
+                pending: pending.clone(),
+            };
             let mut deliver = ToApplication {
                 tx: stanzas_tx,
                 overflow: VecDeque::new(),
                 sm_tx,
                 sm_overflow: VecDeque::new(),
+                refused_tx,
+                pending,
             };
             let mut buf = vec![0; 16 * 1024];
             let closed = driver::run(
@@ -115,14 +165,21 @@ impl BoundStream {
             };
             // Stanzas the application handed over that the stream never took: with a
             // session to resume they join its queue (sent on resumption, or reported not
-            // delivered); without one they are gone, as the stream is.
+            // delivered) and get their numbers; without one they are gone, as the stream
+            // is ([`BoundStream::send_tracked`] says so: [`Error::Closed`]).
             let mut sm_state = connection.take_sm_state();
-            commands.0.close();
-            while let Ok(command) = commands.0.try_recv() {
-                if let (Command::Send(stanza), Some(state)) = (command, sm_state.as_mut()) {
-                    if let Err(e) = state.queue(&stanza) {
-                        log::warn!("a stanza was not kept for resumption: {e}");
+            commands.rx.close();
+            while let Ok(Request { command, reply }) = commands.rx.try_recv() {
+                let (Command::Send(stanza), Some(state)) = (command, sm_state.as_mut()) else {
+                    continue;
+                };
+                match state.queue(&stanza) {
+                    Ok(number) => {
+                        if let Some(reply) = reply {
+                            let _ = reply.send(Ok(Some(number)));
+                        }
                     }
+                    Err(e) => deliver.refuse(stanza, e, reply),
                 }
             }
             let _ = ended_tx.send(End {
@@ -136,9 +193,11 @@ impl BoundStream {
             commands: commands_tx,
             stanzas: stanzas_rx,
             sm_events: sm_rx,
+            refusals: Some(refused_rx),
             ended: Some(ended_rx),
             sm_state: None,
             sm_leftovers: VecDeque::new(),
+            closed: None,
         })
     }
 
@@ -148,9 +207,35 @@ impl BoundStream {
     }
 
     /// Sends one stanza (build it with [`xmpp_handshake_core::stanza`]). Waits while the
-    /// command queue is full; [`Error::Closed`] once the stream is over.
+    /// command queue is full; [`Error::Closed`] once the stream is over. Should the stream
+    /// refuse the stanza (its queue of unacknowledged stanzas full, XEP-0198), it comes
+    /// back through [`BoundStream::take_refusals`].
     pub async fn send(&self, stanza: &str) -> Result<(), Error> {
-        send(&self.commands, Command::Send(stanza.to_string())).await
+        send(
+            &self.commands,
+            Request::new(Command::Send(stanza.to_string())),
+        )
+        .await
+    }
+
+    /// Sends one stanza and waits until the stream took it: `Ok(Some(n))` is the number
+    /// stream management gave it (XEP-0198; [`Event::Acked`] names it when the peer
+    /// acknowledged it), `Ok(None)` when it is not tracked (stream management off or not
+    /// enabled, or not a stanza). [`Error::Refused`]: not sent (e.g.
+    /// [`SendError::UnackedFull`]: wait for acks). [`Error::Closed`]: the stream is over
+    /// and the stanza was not kept (had the session been resumable, it would have joined
+    /// the state of [`BoundStream::take_sm_state`], numbered). Cancelling it after the
+    /// stanza was handed over does not take it back; a refusal then goes to
+    /// [`BoundStream::take_refusals`].
+    pub async fn send_tracked(&self, stanza: &str) -> Result<Option<u64>, Error> {
+        send_tracked(&self.commands, stanza).await
+    }
+
+    /// The stanzas the stream refused after [`BoundStream::send`] (or a cancelled
+    /// [`BoundStream::send_tracked`]), with why: taken once (then `None`). At most the
+    /// receive queue's bound wait; past it a refusal is only logged.
+    pub fn take_refusals(&mut self) -> Option<Refusals> {
+        self.refusals.take().map(Refusals)
     }
 
     /// A handle that sends on this stream from elsewhere: another task, or a `select!`
@@ -162,7 +247,7 @@ impl BoundStream {
     /// Ends the stream with `error` (RFC 6120 §4.9): the error and our closing tag are
     /// sent, then the connection is closed. [`BoundStream::ended`] tells when.
     pub async fn stream_error(&self, error: StreamError) -> Result<(), Error> {
-        send(&self.commands, Command::StreamError(error)).await
+        send(&self.commands, Request::new(Command::StreamError(error))).await
     }
 
     /// The next received stanza: `Ok(None)` once the stream closed cleanly (§4.4), the
@@ -183,7 +268,7 @@ impl BoundStream {
     /// before was processed) or the connection's close timeout passed. Stanzas still
     /// arriving meanwhile are dropped.
     pub async fn close(mut self) -> Result<(), Error> {
-        let _ = self.commands.send(Command::Close).await;
+        let _ = self.commands.send(Request::new(Command::Close)).await;
         self.stanzas.close();
         match self.ended().await {
             Some(Closed::ByUs | Closed::ByPeer) => Ok(()),
@@ -218,6 +303,33 @@ impl BoundStream {
         self.sm_leftovers.pop_front()
     }
 
+    /// The next received stanza or stream-management event, whichever comes first (the
+    /// two keep their own order, not each other's): one loop for a client that waits on
+    /// both. Once the stream is over and both were taken, `Ok(None)` for a clean close
+    /// (§4.4) and the core's error for a failed stream, as [`BoundStream::next_stanza`]
+    /// says; [`BoundStream::take_sm_state`] then has the session's state. Cancel-safe.
+    pub async fn next_incoming(&mut self) -> Result<Option<Incoming>, xmpp_handshake_core::Error> {
+        tokio::select! {
+            biased;
+            Some(event) = self.sm_events.recv() => {
+                return Ok(Some(Incoming::StreamManagement(event)));
+            }
+            Some(stanza) = self.stanzas.recv() => return Ok(Some(Incoming::Stanza(stanza))),
+            else => {}
+        }
+        if self.ended.is_some() {
+            self.closed = self.ended().await;
+        }
+        if let Some(event) = self.sm_leftovers.pop_front() {
+            return Ok(Some(Incoming::StreamManagement(event)));
+        }
+        match self.closed.take() {
+            Some(Closed::ByUs | Closed::ByPeer) => Ok(None),
+            Some(Closed::Failed(e)) => Err(e),
+            None => Err(xmpp_handshake_core::Error::ConnectionClosed),
+        }
+    }
+
     /// What the session leaves for a resumption (XEP-0198 §5): its id, counts and the
     /// stanzas not acknowledged; available after [`BoundStream::ended`] (or
     /// [`BoundStream::next_stanza`]) reported the end. Taken once.
@@ -227,19 +339,61 @@ impl BoundStream {
 }
 
 /// Sends on a [`BoundStream`] ([`BoundStream::sender`]).
-#[derive(Clone, Debug)]
-pub struct Sender(mpsc::Sender<Command>);
+#[derive(Clone)]
+pub struct Sender(mpsc::Sender<Request>);
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("closed", &self.0.is_closed())
+            .finish()
+    }
+}
 
 impl Sender {
     /// As [`BoundStream::send`]. Cancel-safe: a send abandoned while it waits sends
     /// nothing.
     pub async fn send(&self, stanza: &str) -> Result<(), Error> {
-        send(&self.0, Command::Send(stanza.to_string())).await
+        send(&self.0, Request::new(Command::Send(stanza.to_string()))).await
+    }
+
+    /// As [`BoundStream::send_tracked`].
+    pub async fn send_tracked(&self, stanza: &str) -> Result<Option<u64>, Error> {
+        send_tracked(&self.0, stanza).await
     }
 }
 
-async fn send(commands: &mpsc::Sender<Command>, command: Command) -> Result<(), Error> {
-    commands.send(command).await.map_err(|_| Error::Closed)
+/// The stanzas a stream refused ([`BoundStream::take_refusals`]).
+#[derive(Debug)]
+pub struct Refusals(mpsc::Receiver<(String, SendError)>);
+
+impl Refusals {
+    /// The next refused stanza (as handed to [`BoundStream::send`]) and why; `None` once
+    /// the stream is over and all were taken. Cancel-safe.
+    pub async fn next(&mut self) -> Option<(String, SendError)> {
+        self.0.recv().await
+    }
+}
+
+async fn send(commands: &mpsc::Sender<Request>, request: Request) -> Result<(), Error> {
+    commands.send(request).await.map_err(|_| Error::Closed)
+}
+
+async fn send_tracked(
+    commands: &mpsc::Sender<Request>,
+    stanza: &str,
+) -> Result<Option<u64>, Error> {
+    let (reply, outcome) = oneshot::channel();
+    let request = Request {
+        command: Command::Send(stanza.to_string()),
+        reply: Some(reply),
+    };
+    send(commands, request).await?;
+    match outcome.await {
+        Ok(Ok(number)) => Ok(number),
+        Ok(Err(e)) => Err(Error::Refused(e)),
+        Err(_) => Err(Error::Closed),
+    }
 }
 
 impl Stream for BoundStream {
@@ -250,12 +404,17 @@ impl Stream for BoundStream {
     }
 }
 
-/// The application's commands.
-struct Queue(mpsc::Receiver<Command>);
+/// The application's commands; the reply of the one returned waits in `pending`.
+struct Queue {
+    rx: mpsc::Receiver<Request>,
+    pending: Pending,
+}
 
 impl Commands for Queue {
     async fn next(&mut self) -> Option<Command> {
-        self.0.recv().await
+        let Request { command, reply } = self.rx.recv().await?;
+        *self.pending.lock().unwrap_or_else(PoisonError::into_inner) = reply;
+        Some(command)
     }
 }
 
@@ -267,6 +426,32 @@ struct ToApplication {
     overflow: VecDeque<Stanza>,
     sm_tx: mpsc::Sender<Event>,
     sm_overflow: VecDeque<Event>,
+    refused_tx: mpsc::Sender<(String, SendError)>,
+    pending: Pending,
+}
+
+impl ToApplication {
+    fn reply(&mut self) -> Option<Reply> {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// `stanza` was not sent: to the caller waiting for it, else to the refusals.
+    fn refuse(&mut self, stanza: String, error: SendError, reply: Option<Reply>) {
+        if let Some(reply) = reply {
+            if reply.send(Err(error)).is_ok() {
+                return;
+            }
+        }
+        if self.refused_tx.try_send((stanza, error)).is_err() {
+            log::warn!(
+                "a stanza was not sent ({error}) and the application was not told: it takes no \
+                 refusals"
+            );
+        }
+    }
 }
 
 impl Deliver for ToApplication {
@@ -321,8 +506,15 @@ impl Deliver for ToApplication {
         );
     }
 
-    fn refused(&mut self, _stanza: String, error: SendError) {
-        log::warn!("a stanza was not sent: {error}");
+    fn refused(&mut self, stanza: String, error: SendError) {
+        let reply = self.reply();
+        self.refuse(stanza, error, reply);
+    }
+
+    fn sent(&mut self, number: Option<u64>) {
+        if let Some(reply) = self.reply() {
+            let _ = reply.send(Ok(number));
+        }
     }
 
     fn paused(&self) -> bool {

@@ -127,6 +127,9 @@ pub enum Error {
     Xmpp(xmpp_handshake_core::Error),
     /// The stream is closed: nothing more can be sent.
     Closed,
+    /// The stream did not take the stanza
+    /// ([`BoundStream::send_tracked`](crate::BoundStream::send_tracked)); it was not sent.
+    Refused(xmpp_handshake_core::connection::SendError),
 }
 
 impl std::fmt::Display for Error {
@@ -140,6 +143,7 @@ impl std::fmt::Display for Error {
             ),
             Error::Xmpp(e) => write!(f, "{e}"),
             Error::Closed => f.write_str("the stream is closed"),
+            Error::Refused(e) => write!(f, "the stanza was not sent: {e}"),
         }
     }
 }

@@ -45,7 +45,7 @@ pub mod tls;
 pub mod transport;
 pub mod upgrade;
 
-pub use bound::BoundStream;
+pub use bound::{BoundStream, Incoming};
 pub use client::{Client, ClientOptions, Trust};
 pub use server::{Listener, Peer, ServerOptions};
 

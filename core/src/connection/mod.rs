@@ -61,8 +61,10 @@ pub struct Timeouts {
     pub negotiation: Option<Duration>,
     /// On the bound stream: how long the peer may stay silent (no element, no whitespace
     /// keep-alive; a stanza dribbled without end does not count). Past it a ping (XEP-0199)
-    /// is sent when [`Timeouts::ping_when_idle`] is set, and after as long again without an
-    /// answer the stream ends with `<connection-timeout/>` (§4.6.1, §4.9.3.4).
+    /// is sent when [`Timeouts::ping_when_idle`] is set (with stream management on, an ack
+    /// request `<r/>` instead: XEP-0198 counts a ping iq as a stanza), and after as long
+    /// again without an answer the stream ends with `<connection-timeout/>` (§4.6.1,
+    /// §4.9.3.4).
     pub idle: Option<Duration>,
     /// Ping a silent peer once before giving up on it (see [`Timeouts::idle`]).
     pub ping_when_idle: bool,
@@ -429,15 +431,25 @@ impl<M: Negotiator> Connection<M> {
                 if let Some(idle) = timeouts.idle {
                     if now >= self.last_heard + idle {
                         if timeouts.ping_when_idle && !self.pinged {
-                            // XEP-0199 §4.2: any answer, even an error, shows the peer alive.
-                            let to = self.ping_to.clone();
-                            let ping = stanza::iq(
-                                "get",
-                                "idle-ping",
-                                to.as_deref(),
-                                "<ping xmlns='urn:xmpp:ping'/>",
-                            );
-                            self.queue(stanza::qualified(&ping, self.framing).into_owned(), now);
+                            if self.sm.as_ref().is_some_and(Session::is_counting) {
+                                // XEP-0198 §4: `<r/>` asks as well, and is not a stanza:
+                                // a ping iq would be counted by the peer and not by us.
+                                self.queue(String::from(sm::element::REQUEST), now);
+                            } else {
+                                // XEP-0199 §4.2: any answer, even an error, shows the peer
+                                // alive.
+                                let to = self.ping_to.clone();
+                                let ping = stanza::iq(
+                                    "get",
+                                    "idle-ping",
+                                    to.as_deref(),
+                                    "<ping xmlns='urn:xmpp:ping'/>",
+                                );
+                                self.queue(
+                                    stanza::qualified(&ping, self.framing).into_owned(),
+                                    now,
+                                );
+                            }
                             self.pinged = true;
                             self.last_heard = now;
                         } else {

@@ -3,6 +3,7 @@
 //! written by [`HeaderOut::write`].
 
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use crate::stream::error::{StreamError, StreamErrorCondition};
 use crate::xml::document;
@@ -72,7 +73,17 @@ pub struct StreamHeader {
     pub default_ns: Option<String>,
     /// The prefix bound to [`NS_STREAMS`] (almost always `stream`); empty for RFC 7395.
     pub stream_prefix: String,
+    /// The header's other prefixed namespace declarations, `(prefix, namespace)`: they are
+    /// in scope for every element of the stream (XML namespaces §6.1; RFC 6120 §4.8.4 lets
+    /// the header declare them). jabberd2 declares `xmlns:ack` there and sends
+    /// `<ack:ack/>` in its features. At most [`MAX_HEADER_PREFIXES`].
+    pub prefixes: Vec<(String, String)>,
 }
+
+/// The most prefixed namespace declarations (besides the stream prefix) a stream header may
+/// carry; more is `policy-violation` (RFC 6120 §4.9.3.14): each is re-declared around
+/// every element the stream carries.
+pub const MAX_HEADER_PREFIXES: usize = 8;
 
 impl StreamHeader {
     /// The major and minor version numbers, if `version` is present and well formed.
@@ -182,7 +193,32 @@ pub(crate) fn parse(tag: &str, limits: &Limits) -> Result<StreamHeader, StreamEr
         .next()
         .unwrap_or_default();
     let prefix = qname.split_once(':').map_or("", |(prefix, _)| prefix);
-    attributes(root, default_ns, prefix)
+    let mut header = attributes(root, default_ns, prefix)?;
+    header.prefixes = declared_prefixes(root, prefix)?;
+    Ok(header)
+}
+
+/// The prefixed namespace declarations of the header other than the stream prefix (and
+/// `xml`, bound by definition), bounded by [`MAX_HEADER_PREFIXES`].
+fn declared_prefixes(
+    root: roxmltree::Node<'_, '_>,
+    stream_prefix: &str,
+) -> Result<Vec<(String, String)>, StreamError> {
+    let mut prefixes = Vec::new();
+    for ns in root.namespaces() {
+        let Some(name) = ns.name() else { continue };
+        if name == stream_prefix || name == "xml" {
+            continue;
+        }
+        if prefixes.len() == MAX_HEADER_PREFIXES {
+            return Err(StreamError::with_text(
+                StreamErrorCondition::PolicyViolation,
+                "too many namespace declarations on the stream header",
+            ));
+        }
+        prefixes.push((String::from(name), String::from(ns.uri())));
+    }
+    Ok(prefixes)
 }
 
 /// The header in an RFC 7395 `<open/>` (§3.3), an element the framer parsed and found in
@@ -209,6 +245,7 @@ fn attributes(
             .map(String::from),
         default_ns: default_ns.map(String::from),
         stream_prefix: String::from(prefix),
+        prefixes: Vec::new(),
     };
     if header.version.is_some() && !matches!(header.version_numbers(), Some((1, _))) {
         return Err(StreamError::with_text(
@@ -252,6 +289,7 @@ mod tests {
                 lang: Some("de".into()),
                 default_ns: Some("jabber:server".into()),
                 stream_prefix: "s".into(),
+                prefixes: Vec::new(),
             })
         );
     }
@@ -295,6 +333,30 @@ mod tests {
     }
 
     #[test]
+    fn other_prefixes_are_kept_and_bounded() {
+        let tag = "<stream:stream xmlns='jabber:client' \
+                   xmlns:stream='http://etherx.jabber.org/streams' \
+                   xmlns:ack='http://www.xmpp.org/extensions/xep-0198.html#ns' version='1.0'>";
+        let header = parsed(tag).unwrap();
+        assert_eq!(
+            header.prefixes,
+            [(
+                String::from("ack"),
+                String::from("http://www.xmpp.org/extensions/xep-0198.html#ns")
+            )]
+        );
+        assert_eq!(header.stream_prefix, "stream");
+        let many: String = (0..=MAX_HEADER_PREFIXES)
+            .map(|i| alloc::format!(" xmlns:p{i}='urn:x:{i}'"))
+            .collect();
+        let tag = alloc::format!(
+            "<stream:stream xmlns='jabber:client' \
+             xmlns:stream='http://etherx.jabber.org/streams'{many}>"
+        );
+        assert_eq!(condition(&tag), Some(C::PolicyViolation));
+    }
+
+    #[test]
     fn the_header_we_write_parses_back() {
         let ours = HeaderOut {
             ns: ContentNamespace::Server,
@@ -316,6 +378,7 @@ mod tests {
                 lang: Some("en".into()),
                 default_ns: Some("jabber:server".into()),
                 stream_prefix: "stream".into(),
+                prefixes: Vec::new(),
             })
         );
     }

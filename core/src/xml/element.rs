@@ -71,22 +71,23 @@ pub struct Wrapped {
 /// [`parse_cost`] exceeds `limits.max_parse_bytes`, that cost (nothing allocated).
 pub fn wrap(raw: &str, header: &StreamHeader, limits: &Limits) -> Result<Wrapped, usize> {
     let (prefix, ns) = scope(header);
-    let len = wrapped_len(raw, prefix, ns);
-    let cost = document_cost(raw, len - raw.len(), limits);
+    let len = wrapped_len(raw, header);
+    let cost = document_cost(raw, len - raw.len(), header.prefixes.len(), limits);
     if cost > limits.max_parse_bytes {
         return Err(cost);
     }
-    // `<p:stream xmlns='ns' xmlns:p='NS_STREAMS'>` + raw + `</p:stream>`.
+    // `<p:stream xmlns='ns' xmlns:p='NS_STREAMS' xmlns:q='…'…>` + raw + `</p:stream>`.
     let mut text = String::with_capacity(len);
     text.push('<');
     text.push_str(prefix);
     text.push_str(":stream xmlns='");
     escape_attr(ns, &mut text);
-    text.push_str("' xmlns:");
-    text.push_str(prefix);
-    text.push_str("='");
-    text.push_str(NS_STREAMS);
-    text.push_str("'>");
+    text.push('\'');
+    declare(prefix, NS_STREAMS, &mut text);
+    for (other, uri) in &header.prefixes {
+        declare(other, uri, &mut text);
+    }
+    text.push('>');
     let start = text.len();
     text.push_str(raw);
     let raw = start..text.len();
@@ -94,6 +95,15 @@ pub fn wrap(raw: &str, header: &StreamHeader, limits: &Limits) -> Result<Wrapped
     text.push_str(prefix);
     text.push_str(":stream>");
     Ok(Wrapped { text, raw })
+}
+
+/// ` xmlns:prefix='uri'`, the namespace escaped.
+fn declare(prefix: &str, uri: &str, text: &mut String) {
+    text.push_str(" xmlns:");
+    text.push_str(prefix);
+    text.push_str("='");
+    escape_attr(uri, text);
+    text.push('\'');
 }
 
 impl Wrapped {
@@ -142,10 +152,16 @@ fn scope(header: &StreamHeader) -> (&str, &str) {
     (prefix, ns)
 }
 
-/// Bytes [`wrap`] allocates for `raw`; the namespace is escaped, so it may take up to six
+/// Bytes [`wrap`] allocates for `raw`; namespaces are escaped, so they may take up to six
 /// bytes per byte (`&apos;`).
-fn wrapped_len(raw: &str, prefix: &str, ns: &str) -> usize {
-    raw.len() + 3 * prefix.len() + 6 * ns.len() + NS_STREAMS.len() + 40
+fn wrapped_len(raw: &str, header: &StreamHeader) -> usize {
+    let (prefix, ns) = scope(header);
+    let declarations: usize = header
+        .prefixes
+        .iter()
+        .map(|(other, uri)| other.len() + 6 * uri.len() + 10)
+        .sum();
+    raw.len() + 3 * prefix.len() + 6 * ns.len() + NS_STREAMS.len() + 40 + declarations
 }
 
 /// An upper bound of the heap [`parse_within`] takes to parse `raw` (RFC 6120 §13.12): the
@@ -160,8 +176,12 @@ fn wrapped_len(raw: &str, prefix: &str, ns: &str) -> usize {
 /// Counting is one linear pass; the bound is checked by `core/tests/memory_bound.rs`
 /// against a counting allocator on adversarial elements.
 pub fn parse_cost(raw: &str, header: &StreamHeader, limits: &Limits) -> usize {
-    let (prefix, ns) = scope(header);
-    document_cost(raw, wrapped_len(raw, prefix, ns) - raw.len(), limits)
+    document_cost(
+        raw,
+        wrapped_len(raw, header) - raw.len(),
+        header.prefixes.len(),
+        limits,
+    )
 }
 
 #[cfg(test)]
@@ -174,6 +194,7 @@ mod tests {
         StreamHeader {
             default_ns: Some("jabber:client".into()),
             stream_prefix: "stream".into(),
+            prefixes: Vec::new(),
             version: Some("1.0".into()),
             ..StreamHeader::default()
         }
@@ -250,6 +271,35 @@ mod tests {
         })
         .unwrap();
         assert_eq!(ns.as_deref(), Some(NS_STREAMS));
+    }
+
+    #[test]
+    fn prefixes_declared_on_the_header_are_in_scope() {
+        // jabberd2 2.7: `xmlns:ack` on the header, `<ack:ack/>` in the features.
+        let header = StreamHeader {
+            prefixes: alloc::vec![(
+                "ack".into(),
+                "http://www.xmpp.org/extensions/xep-0198.html#ns".into()
+            )],
+            ..client_header()
+        };
+        let raw = "<stream:features><ack:ack/><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>\
+                   </stream:features>";
+        let first = parse(raw, &header, |n| {
+            let child = n.first_element_child().unwrap();
+            child.tag_name().namespace().map(ToString::to_string)
+        })
+        .unwrap();
+        assert_eq!(
+            first.as_deref(),
+            Some("http://www.xmpp.org/extensions/xep-0198.html#ns")
+        );
+        // Without the header's declaration the same element is refused.
+        let e = parse(raw, &client_header(), |_| ()).unwrap_err();
+        assert_eq!(e.condition, StreamErrorCondition::BadNamespacePrefix);
+        // The declarations are counted in the parse's bound.
+        let limits = Limits::default();
+        assert!(parse_cost(raw, &header, &limits) > parse_cost(raw, &client_header(), &limits));
     }
 
     #[test]

@@ -1079,6 +1079,7 @@ mod tests {
             version: Some("1.0".into()),
             default_ns: Some("jabber:client".into()),
             stream_prefix: "stream".into(),
+            prefixes: Vec::new(),
             ..StreamHeader::default()
         }
     }

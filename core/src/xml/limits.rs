@@ -93,16 +93,21 @@ const FIXED: usize = 512;
 /// `limits.max_parse_bytes`, else [`too_costly`].
 #[inline(never)]
 pub(crate) fn within_cost(text: &str, extra: usize, limits: &Limits) -> Result<(), StreamError> {
-    if document_cost(text, extra, limits) > limits.max_parse_bytes {
+    if document_cost(text, extra, 0, limits) > limits.max_parse_bytes {
         return Err(too_costly());
     }
     Ok(())
 }
 
 /// [`crate::xml::element::parse_cost`] of `text` with `extra` bytes around it that hold at
-/// most two `<`, two `=` and two namespace declarations (the synthetic root, or `/>` closing
-/// a stream header).
-pub(crate) fn document_cost(text: &str, extra: usize, limits: &Limits) -> usize {
+/// most two `<`, and two namespace declarations besides `more_declarations` (the synthetic
+/// root with the header's other prefixes, or `/>` closing a stream header).
+pub(crate) fn document_cost(
+    text: &str,
+    extra: usize,
+    more_declarations: usize,
+    limits: &Limits,
+) -> usize {
     let bytes = text.as_bytes();
     let len = bytes.len().saturating_add(extra);
     // One pass (a loop is smaller on a device than one memchr search per byte value):
@@ -111,7 +116,8 @@ pub(crate) fn document_cost(text: &str, extra: usize, limits: &Limits) -> usize 
     // `xmlns` may start a declaration (two around the text, and `xml`'s, which roxmltree
     // declares itself); a reference or CR anywhere, a tab or newline in an attribute value
     // (newlines in text are kept as they are) make it decode a copy.
-    let (mut lt, mut eq, mut declarations) = (2usize, 2usize, 3usize);
+    let around = more_declarations.saturating_add(2);
+    let (mut lt, mut eq, mut declarations) = (2usize, around, around.saturating_add(1));
     let mut decoded = false;
     // Inside a tag; the quote of the attribute value we are in (0: none). `<` cannot be
     // in a value (the framer refuses it); quotes in CDATA confuse this, but CDATA is
