@@ -15,12 +15,22 @@
 //! With a session to resume (XEP-0198 §5, [`InitiatorConfig::resume`]) and `<sm/>` offered
 //! after SASL, `<resume/>` replaces the bind request: [`ExpectResumeResult`]; on `<failed/>`
 //! a resource is bound after all.
+//!
+//! When the protected stream offers SASL2 (XEP-0388) and [`ClientSasl::sasl2`] allows it,
+//! `<authenticate/>` replaces `<auth/>`, carrying what used to take round trips of its own:
+//! Bind 2 (XEP-0386), `<enable/>` and `<resume/>` of XEP-0198, a FAST token request or
+//! the token itself (XEP-0484): [`ExpectSasl2Result`]. No restart follows its `<success/>`;
+//! the features of the authenticated stream come right behind it
+//! ([`ExpectFeaturesAfterSasl2`]), and binding happens there only if Bind 2 did not.
+//! The mechanism is chosen by the same rules as for `<auth/>` (§6.3.3,
+//! [`sasl::choose_from`]); SCRAM checks XEP-0474's `h=` against the SASL2 offer.
 
 use alloc::string::String;
 
 use rand_core::{CryptoRng, RngCore};
 
 use crate::bind;
+use crate::login::FastToken;
 use crate::negotiation::dispatch::{self, is_streams, received_stream_error, Inbound, Role};
 use crate::negotiation::{qualified_name, Event, Negotiator, Outbox, Outcome, Step, TlsInfo};
 use crate::sasl::element::{self as sasl_element, Received};
@@ -28,12 +38,20 @@ use crate::sasl::{
     self, CbPolicy, ClientMechanism, Credentials, Mechanism, MechanismSet, SaslError, SaslPolicy,
     ScramCacheEntry, Selection,
 };
+#[cfg(feature = "sasl2")]
+use crate::sasl::{Gs2CbFlag, HtClient, HtMechanism};
+#[cfg(feature = "sasl2")]
+use crate::sasl2::{self, SmAnswer};
 use crate::sm::{self, element::Nonza, NotResumed, SmConfig, SmError, SmStart, SmState};
 use crate::stanza;
 use crate::starttls::{self, Answer, TlsPolicy};
 use crate::stream::error::{StreamError, StreamErrorCondition};
+#[cfg(feature = "sasl2")]
+use crate::stream::features::Sasl2Feature;
 use crate::stream::features::StreamFeatures;
 use crate::stream::header::{closing_tag, ContentNamespace, Framing, HeaderOut, StreamHeader};
+#[cfg(feature = "sasl2")]
+use crate::trust::UnixTime;
 use crate::xml::framer::{Framer, Limits};
 use crate::Error;
 
@@ -107,6 +125,56 @@ pub struct ClientSasl {
     /// Send the bind request together with the header after `<success/>` (saves a round
     /// trip; Prosody 0.12 and ejabberd 23.01 accept it).
     pub pipeline_bind: bool,
+    /// SASL2 (XEP-0388) with Bind 2, inline stream management and FAST, when offered
+    /// (boxed: a device that never uses it keeps a pointer).
+    pub sasl2: alloc::boxed::Box<Sasl2Config>,
+}
+
+/// How the client uses SASL2 (XEP-0388) and what rides in it.
+#[derive(Debug, Clone)]
+pub struct Sasl2Config {
+    /// Use SASL2 when the protected stream offers it (else RFC 6120 SASL and binding).
+    /// Without the crate feature `sasl2` it is never used.
+    pub enabled: bool,
+    /// `<user-agent id=…>` (XEP-0388 §2.2.1): stable per device and account, a UUID. The
+    /// server ties FAST tokens (and Bind 2 resource names) to it: without it no token is
+    /// requested or used.
+    pub user_agent_id: Option<String>,
+    /// `<software/>` of the user agent.
+    pub software: Option<String>,
+    /// `<device/>` of the user agent.
+    pub device: Option<String>,
+    /// A FAST token from an earlier login (XEP-0484 §3.4): used when the server offers its
+    /// mechanism; on `<failure/>` the password login follows on the same stream and
+    /// [`Outcome::fast_token_rejected`](crate::connection::Outcome::fast_token_rejected)
+    /// tells the caller to forget it.
+    pub fast_token: Option<FastToken>,
+    /// Ask for a FAST token when the server offers FAST (XEP-0484 §3.2).
+    pub request_fast_token: bool,
+}
+
+impl Default for Sasl2Config {
+    /// SASL2 on, no user agent id (so no FAST), tokens requested once there is one.
+    fn default() -> Self {
+        Sasl2Config {
+            enabled: true,
+            user_agent_id: None,
+            software: None,
+            device: None,
+            fast_token: None,
+            request_fast_token: true,
+        }
+    }
+}
+
+impl Sasl2Config {
+    /// RFC 6120 SASL and binding only.
+    pub fn off() -> Self {
+        Sasl2Config {
+            enabled: false,
+            ..Sasl2Config::default()
+        }
+    }
 }
 
 impl ClientSasl {
@@ -119,6 +187,7 @@ impl ClientSasl {
             pipeline_mechanism: None,
             pipeline_offer: None,
             pipeline_bind: true,
+            sasl2: alloc::boxed::Box::default(),
         }
     }
 }
@@ -175,6 +244,8 @@ enum Features {
     AfterPipelinedAuth(ExpectFeaturesAfterPipelinedAuth),
     AfterSasl(ExpectFeaturesAfterSasl),
     AfterPipelinedBind(ExpectFeaturesAfterPipelinedBind),
+    #[cfg(feature = "sasl2")]
+    AfterSasl2(ExpectFeaturesAfterSasl2),
 }
 
 /// Waiting for the first stream's features (§5.4.2): STARTTLS is decided from them.
@@ -236,6 +307,39 @@ pub struct ExpectResumeResult {
     features: StreamFeatures,
 }
 
+/// The exchange a SASL2 `<authenticate/>` started.
+#[cfg(feature = "sasl2")]
+enum Sasl2Exchange {
+    /// A SASL mechanism (§6.3.3's choice), with the password or SCRAM keys.
+    Sasl(ClientMechanism),
+    /// A FAST token (XEP-0484 §3.4).
+    Fast(HtClient),
+}
+
+/// Waiting for SASL2's `<challenge/>`, `<success/>`, `<failure/>` or `<continue/>`
+/// (XEP-0388 §2.4–§2.6) to our `<authenticate/>`.
+#[cfg(feature = "sasl2")]
+pub struct ExpectSasl2Result {
+    exchange: Sasl2Exchange,
+    /// The features SASL2 started from: a refused FAST token falls back to the password
+    /// on them (XEP-0484 §4.1; the stream is unchanged by a failure, XEP-0388 §2.6).
+    features: StreamFeatures,
+    stream_id: Option<String>,
+    /// The FAST mechanism a token was requested for.
+    token_requested: Option<HtMechanism>,
+}
+
+/// Waiting for the features that follow SASL2's `<success/>` (XEP-0388 §2.6.1, no
+/// restart): the negotiation ends there if Bind 2 bound a resource or `<resume/>`
+/// resumed; otherwise a resource is bound (§7) or a session resumed from them.
+#[cfg(feature = "sasl2")]
+pub struct ExpectFeaturesAfterSasl2 {
+    stream_id: Option<String>,
+    /// The full JID Bind 2 bound.
+    bound: Option<String>,
+    resumed: bool,
+}
+
 /// Waiting for the result of our bind request (§7.6).
 #[derive(Debug)]
 pub struct ExpectBindResult {
@@ -250,6 +354,8 @@ enum State {
     /// `<proceed/>` read: nothing more may be read or sent in plaintext (§5.4.2.3).
     AwaitTls,
     Sasl(ExpectSaslResult),
+    #[cfg(feature = "sasl2")]
+    Sasl2(ExpectSasl2Result),
     RefusedAuth(ExpectRefusedAuth),
     /// `<success/>` verified: restart the stream (§6.4.6).
     Restart,
@@ -284,6 +390,28 @@ struct Learned {
     sm_offered: bool,
     /// The answer to `<resume/>`, when one was sent.
     resume_answer: Option<ResumeAnswer>,
+    /// What SASL2 settled, once it ran (boxed: firmware without SASL2 keeps a pointer).
+    sasl2: Option<alloc::boxed::Box<Sasl2Learned>>,
+}
+
+/// What a SASL2 negotiation learned (XEP-0388, XEP-0386, XEP-0484).
+#[derive(Default)]
+struct Sasl2Learned {
+    /// SASL2 authenticated the stream.
+    authenticated: bool,
+    /// The answer to `<enable/>` inside Bind 2: `Ok` enabled, `Err` failed (its condition).
+    sm_inline: Option<Result<sm::InlineEnabled, Option<String>>>,
+    /// A FAST token the server issued on this login.
+    fast_token: Option<FastToken>,
+    /// The FAST token we authenticated with was refused.
+    fast_token_rejected: bool,
+}
+
+impl Learned {
+    #[cfg(feature = "sasl2")]
+    fn sasl2(&mut self) -> &mut Sasl2Learned {
+        self.sasl2.get_or_insert_with(Default::default)
+    }
 }
 
 struct Context<'a, R> {
@@ -375,8 +503,27 @@ impl<R: RngCore + CryptoRng> Context<'_, R> {
             jid,
             scram_cache: self.learned.scram_cache.clone(),
             sasl_offer: self.learned.sasl_offer,
+            sasl2: self.learned.sasl2.as_ref().is_some_and(|l| l.authenticated),
+            fast_token: self
+                .learned
+                .sasl2
+                .as_ref()
+                .and_then(|l| l.fast_token.clone())
+                .map(alloc::boxed::Box::new),
+            fast_token_rejected: self
+                .learned
+                .sasl2
+                .as_ref()
+                .is_some_and(|l| l.fast_token_rejected),
         }));
         State::Negotiated
+    }
+
+    /// A SASL2 error of ours: `<abort/>` (XEP-0388 §3.5), close, report.
+    #[cfg(feature = "sasl2")]
+    fn sasl2_abort(&mut self, error: SaslError) -> Error {
+        self.outbox.send(sasl2::ABORT);
+        self.close(Error::Sasl(error))
     }
 
     /// A SASL error of ours: abort the exchange (§6.4.4), close, report.
@@ -410,6 +557,8 @@ impl ExpectHeader {
             Features::AfterPipelinedAuth(f) => f.stream_id = id,
             Features::AfterSasl(f) => f.stream_id = id,
             Features::AfterPipelinedBind(f) => f.stream_id = id,
+            #[cfg(feature = "sasl2")]
+            Features::AfterSasl2(f) => f.stream_id = id,
         }
         Ok(State::Features(next))
     }
@@ -440,6 +589,8 @@ impl Features {
             Features::AfterPipelinedAuth(s) => s.handle(cx, features),
             Features::AfterSasl(s) => s.handle(cx, features),
             Features::AfterPipelinedBind(s) => s.handle(cx, features),
+            #[cfg(feature = "sasl2")]
+            Features::AfterSasl2(s) => s.handle(cx, features),
         }
     }
 }
@@ -489,7 +640,328 @@ impl ExpectFeaturesAfterTls {
         features: StreamFeatures,
     ) -> Result<State, Error> {
         keep_offer(cx, &features);
+        #[cfg(feature = "sasl2")]
+        if uses_sasl2(cx, &features) {
+            return start_sasl2(cx, features, self.stream_id, true);
+        }
         start_sasl_from(cx, features, self.stream_id)
+    }
+}
+
+/// SASL2 is offered and the configuration allows it (XEP-0388 §2.1).
+#[cfg(feature = "sasl2")]
+fn uses_sasl2<R>(cx: &Context<'_, R>, features: &StreamFeatures) -> bool {
+    cfg!(feature = "sasl2")
+        && cx.config.ns == ContentNamespace::Client
+        && features.sasl2.is_some()
+        && cx.config.sasl.as_ref().is_some_and(|s| s.sasl2.enabled)
+}
+
+/// The FAST token to authenticate with on this offer: a token, a user agent id, and its
+/// mechanism offered under `<fast/>` with the binding data it needs (XEP-0484 §3.4).
+#[cfg(feature = "sasl2")]
+fn fast_exchange(
+    config: &Sasl2Config,
+    offer: &Sasl2Feature,
+    cb: &sasl::ChannelBindingData,
+) -> Option<HtClient> {
+    let token = config.fast_token.as_ref()?;
+    config.user_agent_id.as_ref()?;
+    let mechanism = HtMechanism::from_name(&token.mechanism)?;
+    offer
+        .fast
+        .as_ref()?
+        .iter()
+        .any(|m| m == mechanism.name())
+        .then(|| HtClient::new(mechanism, &token.token, cb).ok())?
+}
+
+/// Sends `<authenticate/>` (XEP-0388 §2.2) from the SASL2 offer in `features`: with a FAST
+/// token when `try_fast` and one fits, otherwise with the mechanism the policy picks
+/// (§6.3.3, as for `<auth/>`); Bind 2, inline `<enable/>`/`<resume/>` and a token request
+/// as offered and configured.
+#[cfg(feature = "sasl2")]
+fn start_sasl2<R: RngCore + CryptoRng>(
+    cx: &mut Context<'_, R>,
+    features: StreamFeatures,
+    stream_id: Option<String>,
+    try_fast: bool,
+) -> Result<State, Error> {
+    let (Some(sasl), Some(offer)) = (&cx.config.sasl, &features.sasl2) else {
+        return Err(cx.close(Error::Sasl(SaslError::NoAcceptableMechanism)));
+    };
+    let cb_types = features.channel_binding_types.as_deref();
+    let fast = if try_fast {
+        fast_exchange(&sasl.sasl2, offer, &cx.learned.channel_binding)
+    } else {
+        None
+    };
+    let (mut exchange, bound) = match fast {
+        Some(ht) => (Sasl2Exchange::Fast(ht), false),
+        None => {
+            let offered = MechanismSet::from_names(offer.mechanisms.iter().map(String::as_str));
+            let selection = cx
+                .choose(offered, cb_types, &sasl.policy)
+                .map_err(|e| cx.close(Error::Sasl(e)))?;
+            let mechanism = ClientMechanism::new(
+                &selection,
+                sasl.credentials.clone(),
+                &cx.learned.channel_binding,
+                &sasl.policy,
+                cx.rng,
+            )
+            .map_err(|e| cx.close(Error::Sasl(e)))?
+            .with_downgrade_protection(sasl::ssdp::advertised(
+                offer.mechanisms.iter().map(String::as_str),
+                cb_types,
+            ));
+            let bound = matches!(selection.cb_flag, Gs2CbFlag::Used(_));
+            (Sasl2Exchange::Sasl(mechanism), bound)
+        }
+    };
+    let (name, initial) = match &mut exchange {
+        Sasl2Exchange::Sasl(m) => (
+            m.mechanism().name(),
+            m.initial_response().map_err(|e| cx.close(Error::Sasl(e)))?,
+        ),
+        Sasl2Exchange::Fast(ht) => (
+            ht.mechanism().name(),
+            Some(
+                ht.initial_response(&sasl.credentials.username)
+                    .map_err(|e| cx.close(Error::Sasl(e)))?,
+            ),
+        ),
+    };
+    let using_fast = matches!(exchange, Sasl2Exchange::Fast(_));
+    // XEP-0484 §3.2: a token for the binding in use (HT-*-NONE when unbound); while a
+    // token logs in, the server rotates it by itself.
+    let token_requested = match (&offer.fast, &sasl.sasl2.user_agent_id) {
+        (Some(fast), Some(_)) if sasl.sasl2.request_fast_token && !using_fast => {
+            HtMechanism::choose(
+                fast.iter().map(String::as_str),
+                &cx.learned.channel_binding,
+                bound,
+            )
+        }
+        _ => None,
+    };
+    let sm_config = cx.config.stream_management;
+    let resume = cx.config.resumable().filter(|_| offer.sm);
+    // A session to resume that cannot be resumed inline is resumed (or a resource bound)
+    // from the features after the success, as after an RFC 6120 restart: Bind 2 would
+    // bind a new resource instead.
+    let bind2 = offer.bind2 && (resume.is_some() || cx.config.resumable().is_none());
+    let user_agent = sasl
+        .sasl2
+        .user_agent_id
+        .as_deref()
+        .map(|id| sasl2::UserAgent {
+            id,
+            software: sasl.sasl2.software.as_deref(),
+            device: sasl.sasl2.device.as_deref(),
+        });
+    let request = sasl2::Authenticate {
+        initial_response: initial.as_deref(),
+        user_agent,
+        // XEP-0386 §4: the tag names the client (the server adds a suffix of its own);
+        // a resource asked for is the best name there is, else the software's.
+        bind: bind2.then_some(sasl.resource.as_deref().or(sasl.sasl2.software.as_deref())),
+        enable_sm: sm_config
+            .filter(|_| bind2 && offer.bind2_sm)
+            .map(|c| (c.resume, c.max_resume)),
+        resume,
+        request_token: token_requested.map(HtMechanism::name),
+        fast: using_fast,
+    };
+    cx.outbox.send(&sasl2::authenticate(name, &request));
+    cx.outbox.step(Step::AuthStarted);
+    Ok(State::Sasl2(ExpectSasl2Result {
+        exchange,
+        features,
+        stream_id,
+        token_requested,
+    }))
+}
+
+#[cfg(feature = "sasl2")]
+impl ExpectSasl2Result {
+    fn handle<R: RngCore + CryptoRng>(
+        mut self,
+        cx: &mut Context<'_, R>,
+        node: roxmltree::Node<'_, '_>,
+    ) -> Result<State, Error> {
+        let received = match sasl2::parse(node) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => return Err(cx.sasl2_abort(SaslError::IncorrectEncoding)),
+            None => {
+                return Err(unexpected(
+                    "SASL2 <challenge/>, <success/>, <failure/> or <continue/>",
+                    node,
+                ))
+            }
+        };
+        match received {
+            sasl2::Received::Challenge(data) => {
+                let response = match &mut self.exchange {
+                    Sasl2Exchange::Sasl(m) => m.challenge(&data),
+                    Sasl2Exchange::Fast(_) => Err(SaslError::UnexpectedChallenge),
+                }
+                .map_err(|e| cx.sasl2_abort(e))?;
+                cx.outbox.send(&sasl2::response(&response));
+                Ok(State::Sasl2(self))
+            }
+            sasl2::Received::Continue(tasks) => {
+                let mut list = String::new();
+                for (i, t) in tasks.iter().enumerate() {
+                    if i > 0 {
+                        list.push_str(", ");
+                    }
+                    list.push_str(t);
+                }
+                Err(cx.sasl2_abort(SaslError::ContinueRequired(list)))
+            }
+            sasl2::Received::Failure { condition, text } => match self.exchange {
+                // XEP-0484 §4.1: discard the token and log in with the password, here:
+                // a SASL2 failure leaves the stream as it was (XEP-0388 §2.6.2).
+                Sasl2Exchange::Fast(_) => {
+                    warn!("the FAST token was refused; logging in with the password");
+                    cx.learned.sasl2().fast_token_rejected = true;
+                    start_sasl2(cx, self.features, self.stream_id, false)
+                }
+                Sasl2Exchange::Sasl(m) => {
+                    let mut error = m.failure(condition);
+                    if let SaslError::ChannelBindingRejected { xep0440, .. } = &mut error {
+                        *xep0440 = cx.learned.cb_types_advertised;
+                    }
+                    Err(cx.close(Error::AuthenticationFailed { error, text }))
+                }
+            },
+            sasl2::Received::Success(success) => self.succeeded(cx, success),
+        }
+    }
+
+    fn succeeded<R: RngCore + CryptoRng>(
+        mut self,
+        cx: &mut Context<'_, R>,
+        success: sasl2::Success,
+    ) -> Result<State, Error> {
+        // The server proves itself before anything in the success is believed.
+        let verified = match &mut self.exchange {
+            Sasl2Exchange::Sasl(m) => m
+                .success(success.additional_data.as_deref())
+                .map(|()| m.cache_entry()),
+            Sasl2Exchange::Fast(ht) => ht
+                .success(success.additional_data.as_deref())
+                .map(|()| None),
+        };
+        let exchange_cache = match verified {
+            Ok(cache) => cache,
+            Err(e) => return Err(cx.close(Error::Sasl(e))),
+        };
+        cx.learned.sasl2().authenticated = true;
+        if let Sasl2Exchange::Sasl(m) = &self.exchange {
+            cx.learned.mechanism = Some(m.mechanism());
+            cx.learned.scram_cache = exchange_cache;
+        }
+        cx.outbox.step(Step::Authenticated);
+        // XEP-0484 §3.3/§3.5: a token we asked for, or the rotation of the one we used.
+        let token_mechanism = self.token_requested.or(match &self.exchange {
+            Sasl2Exchange::Fast(ht) => Some(ht.mechanism()),
+            Sasl2Exchange::Sasl(_) => None,
+        });
+        // A token longer than the login memory keeps is not kept (nor half kept).
+        let grant = success
+            .token
+            .filter(|g| g.token.len() <= crate::login::MAX_FAST_TOKEN);
+        if let (Some(grant), Some(mechanism)) = (grant, token_mechanism) {
+            let expires = grant.expiry.as_deref().and_then(sasl2::parse_datetime);
+            cx.learned.sasl2().fast_token = Some(FastToken {
+                mechanism: String::from(mechanism.name()),
+                token: grant.token.into_bytes(),
+                expires: expires.map(UnixTime),
+            });
+        }
+        let mut resumed = false;
+        match success.resume {
+            Some(SmAnswer::Resumed { previd, h }) => {
+                let matches = cx
+                    .config
+                    .resume
+                    .as_ref()
+                    .is_some_and(|r| r.previd() == Some(previd.as_str()));
+                if !matches {
+                    return Err(cx.close(Error::StreamManagement(SmError::WrongPrevid)));
+                }
+                cx.learned.resume_answer = Some(ResumeAnswer::Resumed { h });
+                resumed = true;
+            }
+            Some(SmAnswer::Failed { h, condition }) => {
+                cx.learned.resume_answer = Some(ResumeAnswer::Failed { h, condition });
+            }
+            _ => {}
+        }
+        let mut bound = None;
+        if !resumed {
+            match success.bound {
+                Some(Ok(sm_answer)) => {
+                    let jid = success
+                        .authorization_identifier
+                        .as_deref()
+                        .ok_or_else(|| Error::Bind(String::from("no authorization-identifier")))
+                        .and_then(|t| {
+                            crate::jid::Jid::parse(t)
+                                .and_then(crate::jid::Jid::require_resource)
+                                .map_err(Error::BoundJid)
+                        })
+                        .map_err(|e| cx.close(e))?;
+                    cx.learned.sasl2().sm_inline = match sm_answer {
+                        Some(SmAnswer::Enabled { id, max, location }) => {
+                            Some(Ok(sm::InlineEnabled { id, max, location }))
+                        }
+                        Some(SmAnswer::Failed { condition, .. }) => Some(Err(condition)),
+                        _ => None,
+                    };
+                    cx.outbox.step(Step::Bound);
+                    bound = Some(jid.into_string());
+                }
+                Some(Err(condition)) => return Err(cx.close(Error::Bind(condition))),
+                None => {}
+            }
+        }
+        Ok(State::Features(Features::AfterSasl2(
+            ExpectFeaturesAfterSasl2 {
+                stream_id: self.stream_id,
+                bound,
+                resumed,
+            },
+        )))
+    }
+}
+
+#[cfg(feature = "sasl2")]
+impl ExpectFeaturesAfterSasl2 {
+    fn handle<R: RngCore + CryptoRng>(
+        self,
+        cx: &mut Context<'_, R>,
+        features: StreamFeatures,
+    ) -> Result<State, Error> {
+        if self.resumed {
+            let jid = cx
+                .config
+                .resume
+                .as_ref()
+                .and_then(|r| r.jid())
+                .map(String::from);
+            return Ok(cx.negotiated(features, self.stream_id, jid));
+        }
+        if let Some(jid) = self.bound {
+            return Ok(cx.negotiated(features, self.stream_id, Some(jid)));
+        }
+        // No Bind 2: bind (or resume) as after an RFC 6120 restart.
+        ExpectFeaturesAfterSasl {
+            stream_id: self.stream_id,
+        }
+        .handle(cx, features)
     }
 }
 
@@ -731,6 +1203,10 @@ fn protected_header<R: RngCore + CryptoRng>(cx: &mut Context<'_, R>) -> ExpectHe
     let Some(sasl) = &cx.config.sasl else {
         return after_tls;
     };
+    // A FAST token logs in through SASL2 (XEP-0484): no RFC 6120 `<auth/>` ahead of it.
+    if sasl.sasl2.enabled && sasl.sasl2.fast_token.is_some() && sasl.sasl2.user_agent_id.is_some() {
+        return after_tls;
+    }
     let mut policy = sasl.policy.clone();
     match (sasl.pipeline_mechanism, sasl.pipeline_offer) {
         (Some(named), _) => {
@@ -997,6 +1473,8 @@ impl<R: RngCore + CryptoRng> Role for Context<'_, R> {
             State::Features(s) => s.handle(self, node),
             State::Proceed(s) => s.handle(self, node),
             State::Sasl(s) => s.handle(self, node),
+            #[cfg(feature = "sasl2")]
+            State::Sasl2(s) => s.handle(self, node),
             State::RefusedAuth(s) => s.handle(self, node),
             State::BindResult(s) => s.handle(self, node),
             // Never entered without `stream-management` (no `<resume/>` is sent).
@@ -1069,13 +1547,15 @@ impl<R: RngCore + CryptoRng> Negotiator for InitiatingEntity<R> {
                         condition,
                     }
                 });
-                if config.is_none() && not_resumed.is_none() {
+                let inline = self.learned.sasl2.as_mut().and_then(|l| l.sm_inline.take());
+                if config.is_none() && not_resumed.is_none() && inline.is_none() {
                     return SmStart::Off;
                 }
                 SmStart::Bound {
                     config: config.unwrap_or_default(),
-                    offered: config.is_some() && self.learned.sm_offered,
+                    offered: config.is_some() && self.learned.sm_offered && inline.is_none(),
                     not_resumed,
+                    inline,
                 }
             }
         }

@@ -43,6 +43,7 @@ mod negotiation;
 pub mod receiver;
 pub mod resolve;
 pub mod sasl;
+pub mod sasl2;
 pub mod sm;
 pub mod stanza;
 pub mod starttls;

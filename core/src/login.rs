@@ -12,10 +12,11 @@
 //! # Byte format ([`LoginMemory::to_bytes`], [`LoginMemory::from_bytes`])
 //!
 //! ```text
-//! version    u8   = 2 (1 is still read)
+//! version    u8   = 3 (1 and 2 are still read)
 //! flags      u8   bit 0 SCRAM entry, 1 offer, 2 mechanism, 3 channel-binding policy,
 //!                 4 FAST token, 5 bound before, 6 channel-bound before (version 2);
 //!                 bit 7 is 0 (and bit 6 in version 1)
+//! flags 2    u8   version 3 only: bit 0 user agent id, 1 SASL2 offered; others 0
 //! offer      u16  BE, MechanismSet::bits                    (flag 1)
 //! mechanism  u8   index in Mechanism::ALL                    (flag 2)
 //! cb policy  u8   0 required, 1 when-offered, 2 off,
@@ -23,6 +24,7 @@
 //! SCRAM      u16  BE length, then ScramCacheEntry::to_bytes  (flag 0)
 //! FAST       u8 length, mechanism name (ASCII); u16 BE length, token;
 //!            u8 0 or 1, then the expiry as u64 BE seconds since the epoch if 1 (flag 4)
+//! user agent u8 length, the id (ASCII)                       (flags 2, bit 0)
 //! ```
 //!
 //! Version 1 is version 2 without bit 6 and without policy 3: it reads as a memory of a
@@ -47,7 +49,10 @@ use crate::sasl::{CbPolicy, Mechanism, MechanismSet, SaslPolicy, ScramCacheEntry
 use crate::trust::UnixTime;
 
 /// The format version [`LoginMemory::to_bytes`] writes.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
+
+/// The earlier format version [`LoginMemory::from_bytes`] still reads (no user agent id).
+pub const VERSION_2: u8 = 2;
 
 /// The earlier format version [`LoginMemory::from_bytes`] still reads (no channel-bound flag,
 /// no [`CbPolicy::RetryUnbound`]).
@@ -72,8 +77,15 @@ const FLAG_BOUND: u8 = 1 << 5;
 const FLAG_CHANNEL_BOUND: u8 = 1 << 6;
 const FLAGS_KNOWN_V1: u8 = (1 << 6) - 1;
 const FLAGS_KNOWN: u8 = (1 << 7) - 1;
+const FLAG2_USER_AGENT: u8 = 1 << 0;
+const FLAG2_SASL2: u8 = 1 << 1;
+const FLAGS2_KNOWN: u8 = (1 << 2) - 1;
 
-/// A FAST token (XEP-0484): room for later, not used by the negotiation yet.
+/// Longest user agent id kept (XEP-0388 ids are UUIDs, 36 characters).
+pub const MAX_USER_AGENT_ID: usize = 64;
+
+/// A FAST token (XEP-0484 §3.3): what the server issued, for the mechanism it was
+/// requested for; it logs in on the next connection ([`crate::initiator::Sasl2Config`]).
 #[derive(Clone, PartialEq, Eq)]
 pub struct FastToken {
     /// The token mechanism, e.g. `HT-SHA-256-EXPR`.
@@ -108,8 +120,14 @@ pub struct LoginMemory {
     /// The channel-binding policy [`LoginMemory::mechanism`] was chosen under: without an
     /// offer, that mechanism is pipelined again only under the same policy.
     pub channel_binding: Option<CbPolicy>,
-    /// A FAST token (XEP-0484), for later.
+    /// A FAST token (XEP-0484): the next login uses it instead of the password.
     pub fast_token: Option<FastToken>,
+    /// The SASL2 `<user-agent id=…>` (XEP-0388 §2.2.1) this device logs in to this account
+    /// with: the server ties the FAST token to it, so it is kept with the token.
+    pub user_agent_id: Option<String>,
+    /// The server offered SASL2 (XEP-0388) on the protected stream: the next login waits
+    /// for its features rather than pipelining an RFC 6120 `<auth/>`.
+    pub sasl2: bool,
     /// The server bound a resource for this account before (for later: e.g. to pipeline
     /// binding only with servers known to accept it).
     pub bound_before: bool,
@@ -131,6 +149,8 @@ impl fmt::Debug for LoginMemory {
             .field("fast_token", &self.fast_token)
             .field("bound_before", &self.bound_before)
             .field("channel_bound", &self.channel_bound)
+            .field("user_agent_id", &self.user_agent_id)
+            .field("sasl2", &self.sasl2)
             .finish()
     }
 }
@@ -170,7 +190,8 @@ impl fmt::Display for LoginMemoryError {
             LoginMemoryError::UnknownVersion(v) => {
                 write!(
                     f,
-                    "the login memory is of format version {v}, not {VERSION} or {VERSION_1}"
+                    "the login memory is of format version {v}, not {VERSION}, {VERSION_2} or \
+                     {VERSION_1}"
                 )
             }
             LoginMemoryError::Invalid(what) => write!(f, "the login memory's {what} is invalid"),
@@ -222,27 +243,48 @@ impl LoginMemory {
     /// What the negotiation that ended with `outcome` teaches the next login: the SCRAM
     /// keys, the post-TLS offer, the mechanism and `policy`'s channel-binding policy (the
     /// one it was chosen under), whether a resource was bound and whether the login was
-    /// channel-bound (a verified `-PLUS` mechanism). No FAST token yet. The caller keeps
-    /// [`LoginMemory::channel_bound`] of the earlier memory set
-    /// ([`LoginMemory::remembering`]).
+    /// channel-bound (a verified `-PLUS` mechanism), and a FAST token the server issued.
+    /// The caller keeps what the earlier memory knew ([`LoginMemory::remembering`]).
     pub fn from_outcome(outcome: &Outcome, policy: &SaslPolicy) -> Self {
         LoginMemory {
             scram: outcome.scram_cache.clone(),
             offer: outcome.sasl_offer,
             mechanism: outcome.mechanism,
             channel_binding: outcome.mechanism.map(|_| policy.channel_binding),
-            fast_token: None,
+            fast_token: outcome.fast_token.as_deref().cloned(),
+            user_agent_id: None,
+            sasl2: outcome.sasl2,
             bound_before: outcome.jid.is_some(),
             channel_bound: outcome.mechanism.is_some_and(Mechanism::is_plus),
         }
     }
 
-    /// This memory, keeping what `earlier` (the memory the login started from) knew for
-    /// good: that the server bound the channel once ([`LoginMemory::channel_bound`]), even
-    /// if this login did not bind (`--channel-binding off`).
+    /// This memory (of the login that started from `earlier`), keeping what `earlier`
+    /// knew for good: that the server bound the channel once
+    /// ([`LoginMemory::channel_bound`]), even if this login did not bind
+    /// (`--channel-binding off`); the user agent id; the FAST token unless this login
+    /// replaced it or the server refused it (`fast_token_rejected`); and, after a login
+    /// without a SASL mechanism (a FAST token), the SCRAM keys and offer of the last
+    /// password login.
     #[must_use]
-    pub fn remembering(mut self, earlier: Option<&LoginMemory>) -> Self {
-        self.channel_bound |= earlier.is_some_and(|m| m.channel_bound);
+    pub fn remembering(mut self, earlier: Option<&LoginMemory>, fast_token_rejected: bool) -> Self {
+        let Some(earlier) = earlier else {
+            return self;
+        };
+        self.channel_bound |= earlier.channel_bound;
+        if self.user_agent_id.is_none() {
+            self.user_agent_id.clone_from(&earlier.user_agent_id);
+        }
+        self.sasl2 |= earlier.sasl2 && self.mechanism.is_none();
+        if self.fast_token.is_none() && !fast_token_rejected {
+            self.fast_token.clone_from(&earlier.fast_token);
+        }
+        if self.mechanism.is_none() {
+            self.scram = self.scram.or_else(|| earlier.scram.clone());
+            self.offer = self.offer.or(earlier.offer);
+            self.mechanism = earlier.mechanism;
+            self.channel_binding = earlier.channel_binding;
+        }
         self
     }
 
@@ -313,10 +355,24 @@ impl LoginMemory {
         if self.channel_bound {
             flags |= FLAG_CHANNEL_BOUND;
         }
-        bounded(2 + body.len(), MAX_LEN)?;
-        let mut out = Vec::with_capacity(2 + body.len());
+        let mut flags2 = 0;
+        if self.sasl2 {
+            flags2 |= FLAG2_SASL2;
+        }
+        if let Some(id) = &self.user_agent_id {
+            flags2 |= FLAG2_USER_AGENT;
+            if !id.is_ascii() {
+                return Err(LoginMemoryError::Invalid("user agent id"));
+            }
+            let len = bounded(id.len(), MAX_USER_AGENT_ID)?;
+            body.push(len as u8);
+            body.extend_from_slice(id.as_bytes());
+        }
+        bounded(3 + body.len(), MAX_LEN)?;
+        let mut out = Vec::with_capacity(3 + body.len());
         out.push(VERSION);
         out.push(flags);
+        out.push(flags2);
         out.extend_from_slice(&body);
         Ok(out)
     }
@@ -328,12 +384,16 @@ impl LoginMemory {
         let mut r = Reader(bytes);
         let version = r.u8()?;
         let (known, policies) = match version {
-            VERSION => (FLAGS_KNOWN, CB_POLICIES.len()),
+            VERSION | VERSION_2 => (FLAGS_KNOWN, CB_POLICIES.len()),
             VERSION_1 => (FLAGS_KNOWN_V1, 3),
             _ => return Err(LoginMemoryError::UnknownVersion(version)),
         };
         let flags = r.u8()?;
         if flags & !known != 0 {
+            return Err(LoginMemoryError::Invalid("flags"));
+        }
+        let flags2 = if version == VERSION { r.u8()? } else { 0 };
+        if flags2 & !FLAGS2_KNOWN != 0 {
             return Err(LoginMemoryError::Invalid("flags"));
         }
         let mut memory = LoginMemory::default();
@@ -391,6 +451,18 @@ impl LoginMemory {
         }
         memory.bound_before = flags & FLAG_BOUND != 0;
         memory.channel_bound = flags & FLAG_CHANNEL_BOUND != 0;
+        memory.sasl2 = flags2 & FLAG2_SASL2 != 0;
+        if flags2 & FLAG2_USER_AGENT != 0 {
+            let len = usize::from(r.u8()?);
+            if len > MAX_USER_AGENT_ID {
+                return Err(LoginMemoryError::Invalid("user agent id"));
+            }
+            let id = core::str::from_utf8(r.take(len)?)
+                .ok()
+                .filter(|id| id.is_ascii())
+                .ok_or(LoginMemoryError::Invalid("user agent id"))?;
+            memory.user_agent_id = Some(String::from(id));
+        }
         if !r.0.is_empty() {
             return Err(LoginMemoryError::TrailingBytes);
         }
@@ -410,13 +482,24 @@ impl ClientSasl {
     /// Uses what an earlier login kept ([`LoginMemory`]): its SCRAM keys (the password is
     /// still needed when the server's salt or iteration count changed), and, unless a
     /// pipelined mechanism or offer is already set, the `<auth/>` pipelined after TLS is
-    /// chosen from its offer ([`LoginMemory::pipeline_offer`]) under this policy.
+    /// chosen from its offer ([`LoginMemory::pipeline_offer`]) under this policy. Its FAST
+    /// token and user agent id go to [`ClientSasl::sasl2`] (an id already set stays).
     #[must_use]
     pub fn with_memory(mut self, memory: &LoginMemory) -> Self {
+        if self.sasl2.user_agent_id.is_none() {
+            self.sasl2.user_agent_id.clone_from(&memory.user_agent_id);
+        }
+        // The token is tied to the id it was issued under.
+        if self.sasl2.user_agent_id == memory.user_agent_id {
+            self.sasl2.fast_token.clone_from(&memory.fast_token);
+        }
         if let Some(entry) = &memory.scram {
             self.credentials.scram_cache = Some(entry.clone());
         }
-        if self.pipeline_mechanism.is_none() && self.pipeline_offer.is_none() {
+        // A server that offered SASL2 gets `<authenticate/>` once its features are in, not
+        // an RFC 6120 `<auth/>` ahead of them.
+        let sasl2 = memory.sasl2 && self.sasl2.enabled;
+        if self.pipeline_mechanism.is_none() && self.pipeline_offer.is_none() && !sasl2 {
             self.pipeline_offer = memory.pipeline_offer(&self.policy);
         }
         self

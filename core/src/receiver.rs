@@ -23,16 +23,19 @@ use crate::bind;
 use crate::jid::{self, Jid};
 use crate::negotiation::dispatch::{self, Inbound, Role};
 use crate::negotiation::{qualified_name, Event, Negotiator, Outbox, Outcome, Step, TlsInfo};
+use crate::sasl::base64::{decode_strict, encode};
 use crate::sasl::element::{self as sasl_element, Received};
 use crate::sasl::{
-    CredentialStore, Mechanism, SaslFailure, ServerContext, ServerMechanism, ServerOptions,
+    ssdp, CredentialStore, Mechanism, SaslFailure, ServerContext, ServerMechanism, ServerOptions,
     ServerStep,
 };
 use crate::sm::{self, element::Nonza, SmConfig, SmStart, SmState};
 use crate::starttls;
 use crate::stream::error::{StreamError, StreamErrorCondition};
 use crate::stream::features::{StreamFeatures, NS_SASL};
+use crate::stream::features::{NS_BIND2, NS_SASL2, NS_SM};
 use crate::stream::header::{closing_tag, ContentNamespace, Framing, HeaderOut, StreamHeader};
+use crate::xml::escape::escape_text;
 use crate::xml::framer::{Framer, Limits};
 use crate::Error;
 
@@ -92,6 +95,13 @@ pub struct ReceiverConfig {
     /// Offer stream management (XEP-0198) with binding on C2S; `None`: not offered.
     /// Only in a build with the core's `stream-management` feature; ignored without it.
     pub stream_management: Option<SmConfig>,
+    /// C2S: offer SASL2 (XEP-0388) beside RFC 6120 SASL, with Bind 2 (XEP-0386) and
+    /// `<enable/>` inside it (XEP-0198) when [`ReceiverConfig::stream_management`] is set
+    /// (with the crate feature `sasl2`).
+    pub sasl2: bool,
+    /// Put XEP-0474's `h=` (the hash of the mechanisms and binding types offered) into
+    /// SCRAM's server-first-message, on both SASL profiles.
+    pub downgrade_protection: bool,
 }
 
 impl ReceiverConfig {
@@ -109,6 +119,8 @@ impl ReceiverConfig {
             max_auth_failures: 3,
             binding_quirk: BindingQuirk::None,
             stream_management: None,
+            sasl2: false,
+            downgrade_protection: false,
         }
     }
 
@@ -162,18 +174,34 @@ pub struct ExpectStartTls {
     auth: Option<ExpectAuth>,
 }
 
-/// Waiting for `<auth/>` (§6.4.2).
+/// Waiting for `<auth/>` (§6.4.2), or SASL2's `<authenticate/>` (XEP-0388 §2.2) where
+/// it is offered.
 #[derive(Debug)]
 pub struct ExpectAuth {
     domain: String,
     offered: Vec<Mechanism>,
+    /// The XEP-0440 binding types offered, if any (for XEP-0474's hash).
+    cb_types: Option<Vec<String>>,
+    /// SASL2 was offered beside `<mechanisms/>`.
+    sasl2: bool,
     failures: u32,
 }
 
-/// Waiting for `<response/>` or `<abort/>` (§6.4.3, §6.4.4).
+/// What a SASL2 `<authenticate/>` asked for besides authentication.
+#[derive(Debug, Default)]
+struct Sasl2Request {
+    /// Bind 2 (XEP-0386): `Some(tag)`.
+    bind: Option<Option<String>>,
+    /// `<enable/>` inside `<bind/>`, with its `resume`.
+    enable: Option<bool>,
+}
+
+/// Waiting for `<response/>` or `<abort/>` (§6.4.3, §6.4.4; XEP-0388 §2.4 on SASL2).
 pub struct ExpectResponse {
     auth: ExpectAuth,
     mechanism: ServerMechanism,
+    /// The exchange is SASL2's, and what came with its `<authenticate/>`.
+    sasl2: Option<Sasl2Request>,
 }
 
 /// Waiting for the bind request (§7.6).
@@ -223,6 +251,10 @@ struct Learned {
     peer_from: Option<String>,
     /// The session resumed (XEP-0198 §5) and the client's `h`.
     resumed: Option<(SmState, u32)>,
+    /// SASL2 authenticated the stream.
+    sasl2: bool,
+    /// Stream management enabled inside Bind 2.
+    sm_inline: Option<sm::InlineEnabled>,
 }
 
 struct Context<'a, R, S> {
@@ -277,17 +309,26 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Context<'_, R, S> {
             jid,
             scram_cache: None,
             sasl_offer: None,
+            sasl2: self.learned.sasl2,
+            fast_token: None,
+            fast_token_rejected: false,
         }));
         State::Negotiated
     }
 
-    /// The `<mechanisms/>` feature for this stream, with the XEP-0440 binding types.
-    fn sasl_features(&self, options: &ServerOptions, features: &mut String) -> Vec<Mechanism> {
+    /// The `<mechanisms/>` feature for this stream, with the XEP-0440 binding types, and
+    /// SASL2's `<authentication/>` when configured (C2S): the mechanisms and the binding
+    /// types offered.
+    fn sasl_features(
+        &self,
+        options: &ServerOptions,
+        features: &mut String,
+    ) -> (Vec<Mechanism>, Option<Vec<String>>) {
         let secure = self.learned.secure;
         let cb = &self.learned.tls.channel_binding;
         let offered = options.offer(secure, cb, external_identity(self.config, self.learned));
         if offered.is_empty() {
-            return offered;
+            return (offered, None);
         }
         features.push_str("<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>");
         for m in &offered {
@@ -300,12 +341,28 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Context<'_, R, S> {
         };
         if !types.is_empty() {
             features.push_str("<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>");
-            for t in types {
+            for t in &types {
                 let _ = write!(features, "<channel-binding type='{}'/>", t.name());
             }
             features.push_str("</sasl-channel-binding>");
         }
-        offered
+        if cfg!(feature = "sasl2")
+            && self.config.sasl2
+            && self.config.ns == ContentNamespace::Client
+        {
+            features.push_str("<authentication xmlns='urn:xmpp:sasl:2'>");
+            for m in &offered {
+                let _ = write!(features, "<mechanism>{}</mechanism>", m.name());
+            }
+            features.push_str("<inline><bind xmlns='urn:xmpp:bind:0'>");
+            if self.config.stream_management.is_some() {
+                features.push_str("<inline><feature var='urn:xmpp:sm:3'/></inline>");
+            }
+            features.push_str("</bind></inline></authentication>");
+        }
+        let types =
+            (!types.is_empty()).then(|| types.iter().map(|t| String::from(t.name())).collect());
+        (offered, types)
     }
 }
 
@@ -397,12 +454,19 @@ impl ExpectHeader {
         // §5.3.1: when TLS is mandatory, nothing else is offered before it.
         let sasl_now = starttls != Some(true) && self.phase != Phase::Authenticated;
         let auth = match (&cx.config.sasl, sasl_now) {
-            (Some(options), true) => Some(ExpectAuth {
-                offered: cx.sasl_features(options, features),
-                domain: domain.clone(),
-                failures: 0,
-            })
-            .filter(|auth| !auth.offered.is_empty()),
+            (Some(options), true) => {
+                let (offered, cb_types) = cx.sasl_features(options, features);
+                Some(ExpectAuth {
+                    offered,
+                    cb_types,
+                    sasl2: cfg!(feature = "sasl2")
+                        && cx.config.sasl2
+                        && cx.config.ns == ContentNamespace::Client,
+                    domain: domain.clone(),
+                    failures: 0,
+                })
+                .filter(|auth| !auth.offered.is_empty())
+            }
             _ => None,
         };
         Ok(match (starttls, auth) {
@@ -458,12 +522,21 @@ impl ExpectAuth {
         cx: &mut Context<'_, R, S>,
         node: roxmltree::Node<'_, '_>,
     ) -> Result<State, Error> {
+        let mut sasl2 = None;
         let (name, payload) = match sasl_element::parse(node) {
             Some(Ok(Received::Auth { mechanism, payload })) => (mechanism, payload),
             Some(Err(())) => return self.failed(cx, SaslFailure::IncorrectEncoding, None),
             Some(Ok(Received::Abort)) => return self.failed(cx, SaslFailure::Aborted, None),
+            _ if self.sasl2 && is_sasl2(node, "authenticate") => {
+                let Ok((name, payload, request)) = read_authenticate(node) else {
+                    return self.failed_as(cx, SaslFailure::IncorrectEncoding, None, true);
+                };
+                sasl2 = Some(request);
+                (name, payload)
+            }
             _ => return Err(cx.not_yet(node, "authentication")),
         };
+        let in_sasl2 = sasl2.is_some();
         cx.outbox.step(Step::AuthStarted);
         // BindingQuirk::Unverifiable: -PLUS refused at once; the others see an offer without
         // -PLUS, so that `y` passes.
@@ -487,23 +560,55 @@ impl ExpectAuth {
             external_identity: external_identity(cx.config, cx.learned),
         };
         match ServerMechanism::start(&name, &context, cx.rng) {
-            Ok(mechanism) => ExpectResponse {
-                auth: self,
-                mechanism,
+            Ok(mut mechanism) => {
+                if cx.config.downgrade_protection {
+                    let names = self.offered.iter().map(|m| m.name());
+                    let advertised = ssdp::advertised(names, self.cb_types.as_deref());
+                    mechanism = mechanism.with_downgrade_protection(advertised);
+                }
+                ExpectResponse {
+                    auth: self,
+                    mechanism,
+                    sasl2,
+                }
+                .step(cx, payload.as_deref())
             }
-            .step(cx, payload.as_deref()),
-            Err(failure) => self.failed(cx, failure, None),
+            Err(failure) => self.failed_as(cx, failure, None, in_sasl2),
         }
     }
 
     /// Sends `<failure/>` (§6.4.5) and waits for another attempt, up to the bound.
     fn failed<R: RngCore + CryptoRng, S: CredentialStore>(
-        mut self,
+        self,
         cx: &mut Context<'_, R, S>,
         failure: SaslFailure,
         text: Option<&str>,
     ) -> Result<State, Error> {
-        cx.outbox.send(&sasl_element::failure(failure, text));
+        self.failed_as(cx, failure, text, false)
+    }
+
+    /// [`ExpectAuth::failed`], as SASL2's `<failure/>` (XEP-0388 §2.6.2) when `sasl2`.
+    fn failed_as<R: RngCore + CryptoRng, S: CredentialStore>(
+        mut self,
+        cx: &mut Context<'_, R, S>,
+        failure: SaslFailure,
+        text: Option<&str>,
+        sasl2: bool,
+    ) -> Result<State, Error> {
+        if sasl2 {
+            let mut s = String::from("<failure xmlns='urn:xmpp:sasl:2'><");
+            s.push_str(failure.name());
+            s.push_str(" xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+            if let Some(text) = text {
+                s.push_str("<text>");
+                escape_text(text, &mut s);
+                s.push_str("</text>");
+            }
+            s.push_str("</failure>");
+            cx.outbox.send(&s);
+        } else {
+            cx.outbox.send(&sasl_element::failure(failure, text));
+        }
         self.failures += 1;
         if self.failures >= cx.config.max_auth_failures {
             return Err(cx.stream_error(StreamError::with_text(
@@ -521,6 +626,20 @@ impl ExpectResponse {
         cx: &mut Context<'_, R, S>,
         node: roxmltree::Node<'_, '_>,
     ) -> Result<State, Error> {
+        if self.sasl2.is_some() {
+            return if is_sasl2(node, "response") {
+                match sasl2_payload(node) {
+                    Ok(payload) => self.step(cx, Some(&payload)),
+                    Err(()) => self
+                        .auth
+                        .failed_as(cx, SaslFailure::IncorrectEncoding, None, true),
+                }
+            } else if is_sasl2(node, "abort") {
+                self.auth.failed_as(cx, SaslFailure::Aborted, None, true)
+            } else {
+                Err(cx.not_yet(node, "the SASL2 response"))
+            };
+        }
         match sasl_element::parse(node) {
             Some(Ok(Received::Response(payload))) => {
                 let payload = payload.unwrap_or_default();
@@ -539,7 +658,14 @@ impl ExpectResponse {
     ) -> Result<State, Error> {
         match self.mechanism.step(cx.store, payload) {
             Ok(ServerStep::Challenge(data)) => {
-                cx.outbox.send(&sasl_element::challenge(&data));
+                if self.sasl2.is_some() {
+                    cx.outbox.send(&format!(
+                        "<challenge xmlns='urn:xmpp:sasl:2'>{}</challenge>",
+                        encode(&data)
+                    ));
+                } else {
+                    cx.outbox.send(&sasl_element::challenge(&data));
+                }
                 Ok(State::Response(self))
             }
             Ok(ServerStep::Success {
@@ -552,7 +678,13 @@ impl ExpectResponse {
                         match client_identity(&authcid, authzid.as_deref(), &self.auth.domain) {
                             Ok(jid) => jid.into_string(),
                             Err(why) => {
-                                return self.auth.failed(cx, SaslFailure::InvalidAuthzid, Some(why))
+                                let sasl2 = self.sasl2.is_some();
+                                return self.auth.failed_as(
+                                    cx,
+                                    SaslFailure::InvalidAuthzid,
+                                    Some(why),
+                                    sasl2,
+                                );
                             }
                         }
                     }
@@ -568,16 +700,20 @@ impl ExpectResponse {
                         _ => authcid,
                     },
                 };
+                cx.learned.mechanism = Some(self.mechanism.mechanism());
+                if let Some(request) = self.sasl2 {
+                    return sasl2_success(cx, request, identity, additional_data, self.auth.domain);
+                }
                 cx.outbox
                     .send(&sasl_element::success(additional_data.as_deref()));
                 cx.outbox.step(Step::Authenticated);
-                cx.learned.mechanism = Some(self.mechanism.mechanism());
                 cx.learned.identity = Some(identity);
                 Ok(State::Restart)
             }
             Err(failure) => {
                 let reason = self.mechanism.failure_reason();
-                self.auth.failed(cx, failure, reason)
+                let sasl2 = self.sasl2.is_some();
+                self.auth.failed_as(cx, failure, reason, sasl2)
             }
         }
     }
@@ -642,6 +778,127 @@ impl ExpectBind {
     }
 }
 
+/// SASL2 succeeded (XEP-0388 §2.6.1): `<success/>` with the server's additional data, the
+/// authorization identifier and what Bind 2 bound (with `<enabled/>` when asked), then,
+/// without a restart, the features of the authenticated stream: none more when Bind 2
+/// bound, binding and `<sm/>` otherwise.
+fn sasl2_success<R: RngCore + CryptoRng, S: CredentialStore>(
+    cx: &mut Context<'_, R, S>,
+    request: Sasl2Request,
+    identity: String,
+    additional_data: Option<Vec<u8>>,
+    domain: String,
+) -> Result<State, Error> {
+    cx.learned.sasl2 = true;
+    let mut success = String::from("<success xmlns='urn:xmpp:sasl:2'>");
+    if let Some(data) = additional_data {
+        let _ = write!(
+            success,
+            "<additional-data>{}</additional-data>",
+            encode(&data)
+        );
+    }
+    let bound = request.bind.map(|tag| {
+        // XEP-0386 §4: the server makes the resource, from the tag when there is one.
+        let suffix = random_hex(cx.rng, 6);
+        let resource = match tag.filter(|t| jid::check_resource(t).is_ok()) {
+            Some(tag) => format!("{tag}~{suffix}"),
+            None => suffix,
+        };
+        let jid = Jid::parse(&identity)
+            .and_then(|bare| bare.with_resource(&resource))
+            .map(Jid::into_string);
+        jid.unwrap_or_else(|_| identity.clone())
+    });
+    success.push_str("<authorization-identifier>");
+    escape_text(bound.as_deref().unwrap_or(&identity), &mut success);
+    success.push_str("</authorization-identifier>");
+    if bound.is_some() {
+        success.push_str("<bound xmlns='urn:xmpp:bind:0'>");
+        if let (Some(resume), Some(config)) = (request.enable, cx.config.stream_management) {
+            let id = (resume && config.resume).then(|| random_hex(cx.rng, 16));
+            let max = id.as_ref().and(config.max_resume);
+            success.push_str(&sm::element::enabled(id.as_deref(), max));
+            cx.learned.sm_inline = Some(sm::InlineEnabled {
+                id,
+                max,
+                location: None,
+            });
+        }
+        success.push_str("</bound>");
+    }
+    success.push_str("</success>");
+    cx.outbox.send(&success);
+    cx.outbox.step(Step::Authenticated);
+    cx.learned.identity = Some(identity);
+    let mut features = String::from("<stream:features>");
+    let state = match bound {
+        Some(jid) => {
+            cx.outbox.step(Step::Bound);
+            features.push_str("</stream:features>");
+            cx.outbox.send(&features);
+            cx.negotiated(StreamFeatures::default(), Some(jid))
+        }
+        None => {
+            features.push_str(bind::FEATURE);
+            if cx.config.stream_management.is_some() {
+                features.push_str("<sm xmlns='urn:xmpp:sm:3'/>");
+            }
+            features.push_str("</stream:features>");
+            cx.outbox.send(&features);
+            State::Bind(ExpectBind { domain })
+        }
+    };
+    cx.outbox.step(Step::FeaturesSent);
+    Ok(state)
+}
+
+fn is_sasl2(node: roxmltree::Node<'_, '_>, name: &str) -> bool {
+    node.tag_name().namespace() == Some(NS_SASL2) && node.tag_name().name() == name
+}
+
+/// Base64 element text, whitespace ignored.
+fn sasl2_payload(node: roxmltree::Node<'_, '_>) -> Result<Vec<u8>, ()> {
+    let text: String = node
+        .text()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    decode_strict(&text).map_err(|_| ())
+}
+
+/// `<authenticate mechanism=…>` (XEP-0388 §2.2): the mechanism, the initial response (`None`
+/// without `<initial-response/>`) and the Bind 2 request with its `<enable/>`.
+fn read_authenticate(
+    node: roxmltree::Node<'_, '_>,
+) -> Result<(String, Option<Vec<u8>>, Sasl2Request), ()> {
+    let name = String::from(node.attribute("mechanism").unwrap_or_default());
+    let mut payload = None;
+    let mut request = Sasl2Request::default();
+    for child in node.children().filter(|c| c.is_element()) {
+        match (child.tag_name().namespace(), child.tag_name().name()) {
+            (Some(NS_SASL2), "initial-response") => payload = Some(sasl2_payload(child)?),
+            (Some(NS_BIND2), "bind") => {
+                let tag = child
+                    .children()
+                    .find(|c| c.is_element() && c.tag_name().name() == "tag")
+                    .and_then(|t| t.text())
+                    .map(|t| String::from(t.trim()));
+                request.bind = Some(tag);
+                request.enable = child
+                    .children()
+                    .find(|c| {
+                        c.tag_name().namespace() == Some(NS_SM) && c.tag_name().name() == "enable"
+                    })
+                    .map(|e| matches!(e.attribute("resume"), Some("true" | "1")));
+            }
+            _ => {}
+        }
+    }
+    Ok((name, payload, request))
+}
+
 /// The bare JID a client authenticated as (RFC 6120 §6.3.8): the authzid when it is a JID
 /// (`user@domain`), else the authentication identity when it is one (EXTERNAL: the
 /// certificate's XmppAddr), else `authcid@domain`. It must be a bare JID with a localpart
@@ -698,7 +955,7 @@ fn is_stanza(node: roxmltree::Node<'_, '_>, ns: ContentNamespace) -> bool {
 }
 
 fn is_sasl(node: roxmltree::Node<'_, '_>) -> bool {
-    node.tag_name().namespace() == Some(NS_SASL)
+    node.tag_name().namespace() == Some(NS_SASL) || node.tag_name().namespace() == Some(NS_SASL2)
 }
 
 /// Domain names compare case-insensitively, a trailing dot ignored (RFC 7622 §3.2).
@@ -958,6 +1215,14 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Negotiator for ReceivingEntity<
         let Some(config) = self.config.sm_config() else {
             return SmStart::Off;
         };
+        if let Some(enabled) = self.learned.sm_inline.take() {
+            return SmStart::Bound {
+                config,
+                offered: false,
+                not_resumed: None,
+                inline: Some(Ok(enabled)),
+            };
+        }
         match self.learned.resumed.take() {
             Some((state, h)) => SmStart::Resumed { config, state, h },
             // Offered only with binding, on C2S.

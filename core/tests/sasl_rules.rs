@@ -38,6 +38,7 @@ fn sasl_client() -> InitiatingEntity<CountingRng> {
         pipeline_mechanism: None,
         pipeline_offer: None,
         pipeline_bind: true,
+        sasl2: Default::default(),
     });
     InitiatingEntity::new(config, CountingRng(1))
 }
@@ -242,6 +243,7 @@ fn plaintext_pair() -> (
         pipeline_mechanism: None,
         pipeline_offer: None,
         pipeline_bind: true,
+        sasl2: Default::default(),
     });
     let i = InitiatingEntity::new(config, CountingRng(1));
     let mut sconfig = ReceiverConfig::client_to_server("example.com");

@@ -554,6 +554,7 @@ fn initiator(config: &Config<'_>, bare: &str, cached: Option<&LoginMemory>) -> I
         pipeline_mechanism: None,
         pipeline_offer: None,
         pipeline_bind: true,
+        sasl2: Default::default(),
     };
     initiator.sasl = Some(match cached {
         Some(memory) => sasl.with_memory(memory),

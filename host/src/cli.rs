@@ -300,6 +300,11 @@ pub struct ServeArgs {
     /// TLS 1.3 and fails); they then log in with plain SCRAM.
     #[arg(long)]
     pub no_channel_binding: bool,
+    /// Offer SASL2 (XEP-0388) too, with Bind 2 (XEP-0386) and XEP-0198 stream management
+    /// enabled inside it: a client that speaks it authenticates, binds and enables stream
+    /// management in one exchange, without a stream restart.
+    #[arg(long)]
+    pub sasl2: bool,
     /// Print each client's negotiation transcript on stderr (`I:` the client, `R:` this
     /// server; SASL payloads redacted): what your device really sent.
     #[arg(long)]

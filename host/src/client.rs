@@ -13,7 +13,7 @@ use rustls::RootCertStore;
 use tokio::net::TcpStream;
 use xmpp_handshake_core::connection::{Connection, ConnectionOptions, Timeouts};
 use xmpp_handshake_core::driver::{self, Clock as _, MaybeTls, Observer as _, TlsUpgrade as _};
-use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
+use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig, Sasl2Config};
 use xmpp_handshake_core::login::LoginMemory;
 use xmpp_handshake_core::sasl::{Credentials, Mechanism, SaslPolicy};
 use xmpp_handshake_core::sm::{SmConfig, SmState};
@@ -136,6 +136,10 @@ impl Login {
             pipeline_mechanism: self.pipeline_mechanism,
             pipeline_offer: None,
             pipeline_bind: true,
+            sasl2: Box::new(Sasl2Config {
+                software: Some(String::from("xmpp-handshake")),
+                ..Sasl2Config::default()
+            }),
         };
         config.sasl = Some(match &self.memory {
             Some(memory) => sasl.with_memory(memory),

@@ -146,6 +146,15 @@ pub async fn run_with_password<R: SrvResolver>(
     login.memory = cache
         .as_ref()
         .and_then(|c| c.get(&domain, &user, &password));
+    // SASL2's user agent id (XEP-0388 §2.2.1): one per account on this machine, kept in
+    // the login cache with the FAST token the server ties to it. Without a cache there is
+    // nothing to keep a token in: no id, no token.
+    if cache.is_some() {
+        let memory = login.memory.get_or_insert_with(LoginMemory::default);
+        if memory.user_agent_id.is_none() {
+            memory.user_agent_id = Some(new_user_agent_id());
+        }
+    }
 
     let mut resolving = progress(&args);
     resolving.status(&format!("resolving {domain}"));
@@ -162,6 +171,7 @@ pub async fn run_with_password<R: SrvResolver>(
     // At most one retry without channel binding and one without the cached keys.
     let mut retried_unbound = false;
     let mut keys_dropped = false;
+    let mut token_dropped = false;
     let (logged_in, mut transcript, security) = loop {
         let failure = match establish(&args, &targets, &login, &trust).await {
             Ok(established) => break established,
@@ -187,6 +197,29 @@ pub async fn run_with_password<R: SrvResolver>(
             }
             // Bound before, with cached keys: stale keys are refused the same way, so try
             // the password (still bound) before calling it an attack.
+        }
+        // A refused FAST token: the core logs in with the password on the same stream
+        // (XEP-0388 leaves the stream as it was after a failure), but Prosody's mod_sasl2
+        // (prosody-modules 2023-02) keeps the token's SASL handler and then refuses the
+        // password's mechanism as `<invalid-mechanism/>`. Once more, without the token.
+        let token_held = login
+            .memory
+            .as_ref()
+            .is_some_and(|m| m.fast_token.is_some());
+        if failure.code == ExitCode::Authentication && token_held && !token_dropped {
+            eprintln!(
+                "xmpp-handshake: the server refused the FAST token; logging in again with the password"
+            );
+            token_dropped = true;
+            if let Some(memory) = &mut login.memory {
+                memory.fast_token = None;
+                if let Some(c) = &mut cache {
+                    if let Err(e) = c.put(&domain, &user, &password, memory) {
+                        eprintln!("xmpp-handshake: warning: {}: {e}", c.path().display());
+                    }
+                }
+            }
+            continue;
         }
         if failure.code != ExitCode::Authentication || !keys_cached || keys_dropped {
             return Err(failure);
@@ -228,10 +261,12 @@ pub async fn run_with_password<R: SrvResolver>(
         (None, _) => "",
     };
     let mut keep = None;
-    if outcome.mechanism.is_some() {
-        // Verified login only; a server that bound once stays marked as such.
-        let memory =
-            LoginMemory::from_outcome(outcome, &login.sasl).remembering(login.memory.as_ref());
+    if outcome.mechanism.is_some() || outcome.sasl2 {
+        // Verified login only (a SASL mechanism, or a FAST token whose server proof was
+        // checked); a server that bound once stays marked as such; a token the server
+        // refused is forgotten, a new or rotated one kept.
+        let memory = LoginMemory::from_outcome(outcome, &login.sasl)
+            .remembering(login.memory.as_ref(), outcome.fast_token_rejected);
         if let Some(c) = &mut cache {
             if c.get(&domain, &user, &password).as_ref() != Some(&memory) {
                 if let Err(e) = c.put(&domain, &user, &password, &memory) {
@@ -241,7 +276,18 @@ pub async fn run_with_password<R: SrvResolver>(
         }
         keep = Some(memory);
     }
-    let mechanism = outcome.mechanism.map(|m| m.name()).unwrap_or("no SASL");
+    let mechanism = match (outcome.mechanism, outcome.sasl2) {
+        (Some(m), true) => format!("SASL2 {}", m.name()),
+        (Some(m), false) => m.name().to_string(),
+        (None, true) => "SASL2 with a FAST token".to_string(),
+        (None, false) => "no SASL".to_string(),
+    };
+    let fast = match (&outcome.fast_token, outcome.fast_token_rejected) {
+        (Some(_), true) => "; the FAST token was refused, a new one cached",
+        (None, true) => "; the FAST token was refused and forgotten",
+        (Some(_), false) if cache.is_some() => "; FAST token cached",
+        _ => "",
+    };
     let tls = transcript
         .tls()
         .map(|t| format!("{} {}", t.version, t.cipher_suite))
@@ -253,7 +299,7 @@ pub async fn run_with_password<R: SrvResolver>(
         String::new()
     };
     eprintln!(
-        "xmpp-handshake: online as {} ({mechanism}, {via}, {tls}, {} round trips, {:.1} ms{keys}{retry})",
+        "xmpp-handshake: online as {} ({mechanism}, {via}, {tls}, {} round trips, {:.1} ms{keys}{fast}{retry})",
         logged_in.jid,
         transcript.round_trips(),
         logged_in.elapsed.as_secs_f64() * 1000.0
@@ -418,4 +464,22 @@ fn first_use_hint(f: Failure, args: &ConnectArgs, domain: &str) -> Failure {
 /// Runs `connect` with the system resolver.
 pub async fn run_system(args: ConnectArgs) -> Result<(), Failure> {
     run(args, &SystemResolver).await
+}
+
+/// A random UUID (RFC 9562 version 4): the SASL2 user agent id of a new login memory.
+fn new_user_agent_id() -> String {
+    use rand_core::RngCore as _;
+    let mut b = [0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }

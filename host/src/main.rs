@@ -129,6 +129,7 @@ async fn run_serve(args: ServeArgs) -> Result<(), Failure> {
     let config = serve::ServeConfig {
         verbose: args.verbose,
         channel_binding: !args.no_channel_binding,
+        sasl2: args.sasl2,
         log_connections: true,
         trace: args.trace,
         limits: args.limits.limits().map_err(Failure::usage)?,

@@ -279,6 +279,8 @@ mod tests {
             fast_token: None,
             bound_before: true,
             channel_bound: true,
+            user_agent_id: Some(String::from("0b6c8a52-3f1e-4b8e-9a43-5d2f7e1c9a60")),
+            sasl2: true,
         }
     }
 
@@ -363,7 +365,7 @@ mod tests {
         let good = std::fs::read_to_string(&path).unwrap();
         let keys_without_nonce = base64::encode(&scram_login().to_bytes().unwrap());
         let nothing = base64::encode(&LoginMemory::default().to_bytes().unwrap());
-        let other_version = base64::encode(&[3, 0]);
+        let other_version = base64::encode(&[4, 0, 0]);
         // A line written with format version 1 (before the channel-bound flag) is read.
         let plain = LoginMemory {
             mechanism: Some(Mechanism::Plain),
@@ -373,6 +375,8 @@ mod tests {
         };
         let mut v1 = plain.to_bytes().unwrap();
         v1[0] = xmpp_handshake_core::login::VERSION_1;
+        // Version 3 added a second flags byte (empty here).
+        assert_eq!(v1.remove(2), 0);
         let v1 = base64::encode(&v1);
         std::fs::write(
             &path,

@@ -114,6 +114,10 @@ pub struct ServeConfig {
     pub binds_once: Option<BindsOnce>,
     /// Resource bounds and timeouts.
     pub limits: ServeLimits,
+    /// Offer SASL2 (XEP-0388) beside RFC 6120 SASL, with Bind 2 (XEP-0386) and stream
+    /// management enabled inside it. (SCRAM carries XEP-0474's downgrade-protection hash
+    /// on both profiles, always.)
+    pub sasl2: bool,
 }
 
 impl ServeConfig {
@@ -131,6 +135,7 @@ impl ServeConfig {
             binding_quirk: BindingQuirk::None,
             binds_once: None,
             limits: ServeLimits::default(),
+            sasl2: false,
         }
     }
 }
@@ -317,6 +322,8 @@ fn configure(receiver: &mut ReceiverConfig, config: &ServeConfig) {
         ..SmConfig::default()
     });
     receiver.max_auth_failures = config.limits.max_auth_failures;
+    receiver.sasl2 = config.sasl2;
+    receiver.downgrade_protection = true;
     if let Some(sasl) = &mut receiver.sasl {
         sasl.channel_binding = config.channel_binding;
     }

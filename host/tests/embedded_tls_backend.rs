@@ -82,6 +82,7 @@ async fn starttls_scram_plus_with_server_end_point_and_bind() {
         pipeline_mechanism: None,
         pipeline_offer: None,
         pipeline_bind: true,
+        sasl2: Default::default(),
     });
     let mut server_config = ReceiverConfig::client_to_server("example.com");
     server_config.sasl = Some(ServerOptions::default());

@@ -27,6 +27,7 @@ fn client(credentials: Credentials, policy: SaslPolicy) -> InitiatorConfig {
         pipeline_mechanism: None,
         pipeline_offer: None,
         pipeline_bind: true,
+        sasl2: Default::default(),
     });
     config
 }

@@ -367,6 +367,7 @@ fn debug_of_every_credential_type_is_redacted() {
         pipeline_mechanism: None,
         pipeline_offer: None,
         pipeline_bind: true,
+        sasl2: Default::default(),
     });
     let mut store = MemoryStore::new();
     store.insert(

@@ -41,7 +41,17 @@ pub struct ProsodyOptions {
     pub start_timeout: Duration,
     /// More VirtualHosts, each presenting its own certificate. Default none.
     pub extra_hosts: Vec<ExtraHost>,
+    /// Load Debian's prosody-modules SASL2 family on the main host: `mod_sasl2`
+    /// (XEP-0388), `mod_sasl2_bind2` (XEP-0386), `mod_sasl2_fast` (XEP-0484), with
+    /// `mod_smacks` and the harness's `mod_sasl2_compat` shim (see that file). Not
+    /// `mod_sasl2_sm`: it needs a newer mod_smacks than 0.12.3's.
+    pub sasl2_modules: bool,
 }
+
+/// Where Debian's `prosody-modules` puts `mod_NAME/mod_NAME.lua`.
+pub const PROSODY_MODULES: &str = "/usr/lib/prosody/modules";
+
+const SASL2_COMPAT: &str = include_str!("prosody/mod_sasl2_compat.lua");
 
 /// A further VirtualHost of a [`Prosody`] with a certificate chain and key of the test's
 /// choosing (which need not name the host, be valid, or chain anywhere).
@@ -82,6 +92,7 @@ impl Default for ProsodyOptions {
             extra_host_config: String::new(),
             start_timeout: Duration::from_secs(30),
             extra_hosts: Vec::new(),
+            sasl2_modules: false,
         }
     }
 }
@@ -107,6 +118,18 @@ impl Prosody {
     /// Start a Prosody (a few hundred ms). Retries with new ports if a port was taken meanwhile.
     pub fn start(opts: ProsodyOptions) -> Result<Self> {
         check_installed()?;
+        if opts.sasl2_modules
+            && !Path::new(PROSODY_MODULES)
+                .join("mod_sasl2/mod_sasl2.lua")
+                .exists()
+        {
+            return Err(Error::Unavailable {
+                server: "prosody".into(),
+                reason: "mod_sasl2 not found: install it with `apt-get install prosody-modules` \
+                         (tests/run does this)"
+                    .into(),
+            });
+        }
         // "Failed to open server port N on 127.0.0.1, check that Prosody or another XMPP
         // server is not already running and using this port".
         crate::start_with_retries("Failed to open server port", || Self::start_once(&opts))
@@ -200,6 +223,19 @@ impl Prosody {
             process::write_file(&run_as, &key, h.key_pem.as_bytes(), 0o600)
                 .map_err(|e| io("write extra host key", e))?;
             extra.push((h.domain.as_str(), cert, key));
+        }
+        if opts.sasl2_modules {
+            let plugins = root.join("plugins/mod_sasl2_compat");
+            process::make_dir(&run_as, &root.join("plugins"))
+                .map_err(|e| io("mkdir plugins", e))?;
+            process::make_dir(&run_as, &plugins).map_err(|e| io("mkdir plugins", e))?;
+            process::write_file(
+                &run_as,
+                &plugins.join("mod_sasl2_compat.lua"),
+                SASL2_COMPAT.as_bytes(),
+                0o644,
+            )
+            .map_err(|e| io("write mod_sasl2_compat", e))?;
         }
         let config = config(
             opts, &root, &cert_path, &key_path, &log_path, &ports, &extra,
@@ -387,9 +423,11 @@ log = {{ {{ levels = {{ min = "{level}" }}; to = "file"; filename = {log} }} }}
 ssl = {ssl}
 https_ssl = {ssl}
 c2s_direct_tls_ssl = {ssl}
+{plugins}
 {extra_global}
 VirtualHost {domain}
   ssl = {ssl}
+{sasl2}
 {extra_host}
 "#,
         pidfile = path_lua(&root.join("prosody.pid")),
@@ -405,6 +443,20 @@ VirtualHost {domain}
         extra_global = opts.extra_global_config,
         domain = lua(&opts.domain),
         extra_host = opts.extra_host_config,
+        plugins = if opts.sasl2_modules {
+            format!(
+                "plugin_paths = {{ {}, {} }}",
+                lua(PROSODY_MODULES),
+                path_lua(&root.join("plugins"))
+            )
+        } else {
+            String::new()
+        },
+        sasl2 = if opts.sasl2_modules {
+            "  modules_enabled = { \"smacks\"; \"sasl2\"; \"sasl2_bind2\"; \"sasl2_fast\"; \"sasl2_compat\" }"
+        } else {
+            ""
+        },
     );
     // `ssl`: STARTTLS on c2s/s2s for streams to this host; `c2s_direct_tls_ssl`: the
     // direct TLS port's certificate for this SNI (else the global one would be inherited).

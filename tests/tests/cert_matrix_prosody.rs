@@ -124,6 +124,7 @@ async fn login(
         pipeline_mechanism: None,
         pipeline_offer: None,
         pipeline_bind: true,
+        sasl2: Default::default(),
     });
     negotiate_to(p.ports.c2s, config, v).await
 }

@@ -69,6 +69,7 @@ async fn bob(server: &ServerInfo) -> BoundStream {
         pipeline_mechanism: None,
         pipeline_offer: None,
         pipeline_bind: true,
+        sasl2: Default::default(),
     });
     let transport = connect(server.c2s_addr()).await.expect("bob connects");
     let mut tls = RustlsClient::new(server.tls_client_config());

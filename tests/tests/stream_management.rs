@@ -55,6 +55,8 @@ struct Target {
     /// Alice's and Bob's `(name, password)`.
     users: Vec<(String, String)>,
     c2s: SocketAddr,
+    /// The server offers SASL2 (XEP-0388): the client must have used it.
+    sasl2: bool,
 }
 
 impl From<&ServerInfo> for Target {
@@ -68,6 +70,7 @@ impl From<&ServerInfo> for Target {
                 .map(|u| (u.name.clone(), u.password.clone()))
                 .collect(),
             c2s: server.c2s_addr(),
+            sasl2: false,
         }
     }
 }
@@ -84,6 +87,11 @@ struct Serve {
 
 impl Serve {
     fn start(resume_timeout: u64) -> Serve {
+        Serve::start_with(resume_timeout, &[])
+    }
+
+    /// [`Serve::start`] with more command-line arguments.
+    fn start_with(resume_timeout: u64, extra: &[&str]) -> Serve {
         const DOMAIN: &str = "example.com";
         let dir = tempfile::tempdir().expect("a temp dir");
         let ca = dir.path().join("ca.pem");
@@ -92,6 +100,7 @@ impl Serve {
             .args(["serve", "--listen", "127.0.0.1:0", "--domain", DOMAIN])
             .args(["--user", "alice:alice-pw", "--user", "bob:bob-pw"])
             .args(["--resume-timeout", &resume_timeout])
+            .args(extra)
             .arg("--write-ca")
             .arg(&ca)
             .stdin(Stdio::null())
@@ -135,6 +144,7 @@ impl Serve {
                     ("bob".into(), "bob-pw".into()),
                 ],
                 c2s,
+                sasl2: extra.contains(&"--sasl2"),
             },
             log,
             _dir: dir,
@@ -352,6 +362,11 @@ async fn resume_sends_exactly_the_unacknowledged(server: &Target, away: bool, la
     let to = bob.jid();
     let proxy = CutProxy::start(server.c2s).await.unwrap();
     let mut alice = alice(server, &proxy, None).await;
+    assert_eq!(
+        alice.outcome().sasl2,
+        server.sasl2,
+        "{label}: SASL2 when offered"
+    );
     assert!(
         matches!(
             next_sm(&mut alice).await,
@@ -413,6 +428,11 @@ async fn resume_sends_exactly_the_unacknowledged(server: &Target, away: bool, la
     }
 
     let mut alice = self::alice(server, &proxy, Some(state)).await;
+    assert_eq!(
+        alice.outcome().sasl2,
+        server.sasl2,
+        "{label}: SASL2 when offered"
+    );
     assert_eq!(
         next_sm(&mut alice).await,
         Event::Resumed {
@@ -549,6 +569,25 @@ fn ejabberd(resume_timeout: u32) -> Option<Ejabberd> {
 async fn prosody_resumption_resends_exactly_the_unacknowledged() {
     let Some(server) = prosody(None) else { return };
     resume_sends_exactly_the_unacknowledged(&Target::from(&*server), false, "prosody").await;
+}
+
+/// With Debian's prosody-modules SASL2 family loaded (mod_sasl2, mod_sasl2_bind2): the login
+/// is SASL2 with Bind 2, stream management is enabled after it (this Prosody cannot do it
+/// inline: mod_sasl2_sm needs a newer mod_smacks) and the session resumes from the
+/// features that follow SASL2's success, not Bind 2 (which would bind a new resource).
+#[tokio::test]
+async fn prosody_sasl2_resumption_resends_exactly_the_unacknowledged() {
+    let Some(server) = Prosody::start_or_skip(ProsodyOptions {
+        sasl2_modules: true,
+        ..ProsodyOptions::default()
+    }) else {
+        return;
+    };
+    let target = Target {
+        sasl2: true,
+        ..Target::from(&*server)
+    };
+    resume_sends_exactly_the_unacknowledged(&target, true, "prosody sasl2").await;
 }
 
 #[tokio::test]
@@ -1175,4 +1214,13 @@ async fn serve_cli_stays_online_across_a_cut() {
     assert_eq!(stdout.matches("before the cut").count(), 1, "{stdout}");
     assert_eq!(stdout.matches("while away").count(), 1, "{stdout}");
     assert!(!stderr.contains("lost the session"), "{stderr}");
+}
+
+/// `serve --sasl2` and our client: SASL2 with Bind 2 and stream management enabled inside
+/// it (no `<enable/>` after binding), then a cut link resumed from the features after the
+/// next SASL2 success (serve offers no inline `<resume/>`).
+#[tokio::test]
+async fn serve_sasl2_resumption_resends_exactly_the_unacknowledged() {
+    let serve = Serve::start_with(60, &["--sasl2"]);
+    resume_sends_exactly_the_unacknowledged(&serve.target, true, "serve sasl2").await;
 }

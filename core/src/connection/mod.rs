@@ -693,6 +693,7 @@ impl<M: Negotiator> Connection<M> {
                 config,
                 offered,
                 not_resumed,
+                inline,
             } => {
                 let mut next_number = 1;
                 if let Some(not_resumed) = not_resumed {
@@ -706,6 +707,23 @@ impl<M: Negotiator> Connection<M> {
                         next_number = not_delivered.last().map_or(delivered.end, |(n, _)| n + 1);
                     }
                     self.events.push_back(report);
+                }
+                match inline {
+                    Some(Ok(enabled)) => {
+                        let (session, event) =
+                            Session::enabled_inline(config, self.jid.clone(), next_number, enabled);
+                        self.sm = Some(session);
+                        self.events.push_back(event);
+                        return;
+                    }
+                    Some(Err(condition)) => {
+                        self.events.push_back(Event::SmFailed {
+                            condition,
+                            not_acknowledged: alloc::vec::Vec::new(),
+                        });
+                        return;
+                    }
+                    None => {}
                 }
                 if offered {
                     let (session, enable) = Session::enable(config, self.jid.clone(), next_number);

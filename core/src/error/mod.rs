@@ -163,6 +163,8 @@ impl SaslError {
             SaslError::NoAcceptableMechanism
             | SaslError::PlainRequiresTls
             | SaslError::ChannelBindingDowngrade
+            | SaslError::DowngradeDetected
+            | SaslError::ContinueRequired(_)
             | SaslError::ChannelBindingUnavailable
             | SaslError::MechanismNotOffered(_)
             | SaslError::IterationsTooLow { .. }

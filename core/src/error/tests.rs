@@ -131,9 +131,11 @@ fn sasl_variant(e: &SaslError) -> usize {
         SaslError::UnexpectedSuccess => 22,
         SaslError::TooManyRounds => 23,
         SaslError::OutOfOrder => 24,
+        SaslError::DowngradeDetected => 25,
+        SaslError::ContinueRequired(_) => 26,
     }
 }
-const SASL_VARIANTS: usize = 25;
+const SASL_VARIANTS: usize = 27;
 
 fn fingerprint(byte: u8) -> Fingerprint {
     Fingerprint([byte; 32])
@@ -227,6 +229,8 @@ fn sasl_errors() -> Vec<(SaslError, ErrorKind)> {
         (SaslError::UnexpectedSuccess, Protocol),
         (SaslError::TooManyRounds, Protocol),
         (SaslError::OutOfOrder, Config),
+        (SaslError::DowngradeDetected, Policy),
+        (SaslError::ContinueRequired(String::from("TOTP")), Policy),
     ]
 }
 

@@ -28,6 +28,8 @@ fn full() -> LoginMemory {
         }),
         bound_before: true,
         channel_bound: true,
+        user_agent_id: Some("2f4c0a8e-6c0d-4d6b-9a0e-7c1f3b8d9e10".into()),
+        sasl2: true,
     }
 }
 
@@ -51,7 +53,7 @@ fn memories_round_trip() {
         assert!(bytes.len() <= MAX_LEN);
         assert_eq!(LoginMemory::from_bytes(&bytes), Ok(memory));
     }
-    assert_eq!(LoginMemory::default().to_bytes().unwrap(), [VERSION, 0]);
+    assert_eq!(LoginMemory::default().to_bytes().unwrap(), [VERSION, 0, 0]);
 }
 
 #[test]
@@ -71,7 +73,7 @@ fn every_truncation_is_a_typed_error() {
 fn other_versions_trailing_and_oversized_input_are_typed_errors() {
     let bytes = full().to_bytes().unwrap();
     for version in 0..=u8::MAX {
-        if version == VERSION || version == VERSION_1 {
+        if version == VERSION || version == VERSION_2 || version == VERSION_1 {
             continue;
         }
         let mut other = bytes.clone();
@@ -103,7 +105,13 @@ fn out_of_range_fields_are_invalid() {
         Err(LoginMemoryError::Invalid(what)) => what,
         other => panic!("{bytes:?}: {other:?}"),
     };
-    assert_eq!(invalid(&[VERSION, 1 << 7]), "flags");
+    assert_eq!(invalid(&[VERSION_2, 1 << 7]), "flags");
+    assert_eq!(invalid(&[VERSION, 1 << 7, 0]), "flags");
+    assert_eq!(invalid(&[VERSION, 0, 1 << 2]), "flags");
+    assert_eq!(
+        invalid(&[VERSION, 0, FLAG2_USER_AGENT, 2, b'a', 0xff]),
+        "user agent id"
+    );
     // Version 1 had neither the channel-bound flag nor the retry-unbound policy.
     assert_eq!(invalid(&[VERSION_1, 1 << 6]), "flags");
     assert_eq!(invalid(&[VERSION_1, 1 << 7]), "flags");
@@ -112,27 +120,30 @@ fn out_of_range_fields_are_invalid() {
         "channel-binding policy"
     );
     assert_eq!(
-        invalid(&[VERSION, FLAG_MECHANISM, Mechanism::ALL.len() as u8]),
+        invalid(&[VERSION, FLAG_MECHANISM, 0, Mechanism::ALL.len() as u8]),
         "mechanism"
     );
     assert_eq!(
-        invalid(&[VERSION, FLAG_CB_POLICY, 4]),
+        invalid(&[VERSION, FLAG_CB_POLICY, 0, 4]),
         "channel-binding policy"
     );
-    assert_eq!(invalid(&[VERSION, FLAG_SCRAM, 0, 2, 1, 1]), "SCRAM entry");
     assert_eq!(
-        invalid(&[VERSION, FLAG_FAST, 1, 0xc3]),
+        invalid(&[VERSION, FLAG_SCRAM, 0, 0, 2, 1, 1]),
+        "SCRAM entry"
+    );
+    assert_eq!(
+        invalid(&[VERSION, FLAG_FAST, 0, 1, 0xc3]),
         "FAST mechanism name"
     );
     assert_eq!(
-        invalid(&[VERSION, FLAG_FAST, MAX_FAST_MECHANISM as u8 + 1]),
+        invalid(&[VERSION, FLAG_FAST, 0, MAX_FAST_MECHANISM as u8 + 1]),
         "FAST mechanism name"
     );
     assert_eq!(
-        invalid(&[VERSION, FLAG_FAST, 0, 0, 0, 2]),
+        invalid(&[VERSION, FLAG_FAST, 0, 0, 0, 0, 2]),
         "FAST token expiry"
     );
-    assert_eq!(invalid(&[VERSION, FLAG_FAST, 0, 1, 1]), "FAST token");
+    assert_eq!(invalid(&[VERSION, FLAG_FAST, 0, 0, 1, 1]), "FAST token");
     // Every mechanism and policy has its code.
     for m in Mechanism::ALL {
         for cb in CB_POLICIES {
@@ -198,6 +209,9 @@ fn outcome() -> Outcome {
         jid: Some("juliet@example.com/balcony".into()),
         scram_cache: Some(entry()),
         sasl_offer: Some(MechanismSet::from_names(["SCRAM-SHA-1", "PLAIN"])),
+        sasl2: false,
+        fast_token: None,
+        fast_token_rejected: false,
     }
 }
 
@@ -255,11 +269,14 @@ fn a_login_is_remembered_from_its_outcome_and_used_by_the_next() {
 fn version_1_is_still_read_as_never_channel_bound() {
     let v1 = LoginMemory {
         channel_bound: false,
+        user_agent_id: None,
+        sasl2: false,
         ..full()
     };
     let mut bytes = v1.to_bytes().unwrap();
     assert_eq!(bytes[1] & FLAG_CHANNEL_BOUND, 0);
     bytes[0] = VERSION_1;
+    assert_eq!(bytes.remove(2), 0, "no second flags byte before version 3");
     assert_eq!(LoginMemory::from_bytes(&bytes), Ok(v1));
     // A literal version-1 memory: offer SCRAM-SHA-1 + PLAIN, mechanism, policy off, bound.
     let offer = MechanismSet::from_names(["SCRAM-SHA-1", "PLAIN"]).bits();
@@ -282,7 +299,7 @@ fn version_1_is_still_read_as_never_channel_bound() {
     assert_eq!(read.channel_binding, Some(CbPolicy::Off));
     assert!(read.bound_before);
     assert!(!read.channel_bound);
-    // Written again, it is version 2.
+    // Written again, it is the current version.
     assert_eq!(read.to_bytes().unwrap()[0], VERSION);
 }
 
@@ -298,9 +315,19 @@ fn channel_bound_is_learned_from_a_plus_login_and_never_forgotten() {
     assert!(bound.channel_bound);
     let unbound = LoginMemory::from_outcome(&outcome(), &SaslPolicy::default());
     assert!(!unbound.channel_bound);
-    assert!(unbound.clone().remembering(Some(&bound)).channel_bound);
-    assert!(!unbound.clone().remembering(None).channel_bound);
-    assert!(!unbound.clone().remembering(Some(&unbound)).channel_bound);
+    assert!(
+        unbound
+            .clone()
+            .remembering(Some(&bound), false)
+            .channel_bound
+    );
+    assert!(!unbound.clone().remembering(None, false).channel_bound);
+    assert!(
+        !unbound
+            .clone()
+            .remembering(Some(&unbound), false)
+            .channel_bound
+    );
     // The retry policy is remembered as such.
     let retry = SaslPolicy {
         channel_binding: CbPolicy::RetryUnbound,
@@ -337,9 +364,21 @@ fn memories() -> impl Strategy<Value = LoginMemory> {
         proptest::option::of(fast),
         any::<bool>(),
         any::<bool>(),
+        proptest::option::of("[0-9a-f-]{0,64}"),
+        any::<bool>(),
     )
         .prop_map(
-            |(scram, offer, mechanism, cb, fast_token, bound_before, channel_bound)| LoginMemory {
+            |(
+                scram,
+                offer,
+                mechanism,
+                cb,
+                fast_token,
+                bound_before,
+                channel_bound,
+                user_agent_id,
+                sasl2,
+            )| LoginMemory {
                 scram,
                 offer: offer.map(MechanismSet::from_bits),
                 mechanism: mechanism.map(|i| Mechanism::ALL[i]),
@@ -347,6 +386,8 @@ fn memories() -> impl Strategy<Value = LoginMemory> {
                 fast_token,
                 bound_before,
                 channel_bound,
+                user_agent_id,
+                sasl2,
             },
         )
 }

@@ -231,6 +231,14 @@ pub struct Outcome {
     /// [`ClientSasl::pipeline_offer`](crate::initiator::ClientSasl::pipeline_offer) of a
     /// later login; never a pre-TLS list (§6.3.4).
     pub sasl_offer: Option<MechanismSet>,
+    /// Initiating entity: SASL2 (XEP-0388) authenticated the stream.
+    pub sasl2: bool,
+    /// Initiating entity: a FAST token (XEP-0484) the server issued on this login, new or
+    /// rotated: keep it (with the login memory) for the next.
+    pub fast_token: Option<alloc::boxed::Box<crate::login::FastToken>>,
+    /// Initiating entity: the FAST token we offered was refused (and the password logged
+    /// in instead): forget it.
+    pub fast_token_rejected: bool,
 }
 
 /// What the TLS layer tells the connection once the handshake is done

@@ -246,6 +246,17 @@ impl ClientMechanism {
         })
     }
 
+    /// XEP-0474: check the SCRAM server's `h=` against `advertised` (what
+    /// [`crate::sasl::ssdp::advertised`] makes of the offer received). No effect on other
+    /// mechanisms.
+    #[must_use]
+    pub fn with_downgrade_protection(mut self, advertised: Vec<u8>) -> Self {
+        if let Inner::Scram(s) = &mut self.inner {
+            s.ssdp = Some(advertised);
+        }
+        self
+    }
+
     /// The mechanism, for `<auth mechanism='...'>`.
     pub fn mechanism(&self) -> Mechanism {
         self.mechanism

@@ -136,6 +136,12 @@ pub enum SaslError {
     /// SCRAM: the server signature `v=` did not match: the server does not know the
     /// password (RFC 5802 §9); do not trust this `<success/>`.
     ServerSignatureMismatch,
+    /// SCRAM (XEP-0474): the server's hash of the mechanisms and channel-binding types it
+    /// advertised differs from what arrived here: someone changed the offer on the way.
+    DowngradeDetected,
+    /// SASL2 (XEP-0388 §2.6.3): the server wants more than the mechanism (a second factor,
+    /// a password change: these tasks) before it authenticates; not supported here.
+    ContinueRequired(String),
     /// SCRAM: `<success/>` came without the server signature and none was received before.
     MissingServerSignature,
     /// SCRAM: the server-final message carried `e=` with this value.
@@ -236,6 +242,17 @@ impl fmt::Display for SaslError {
             SaslError::ServerSignatureMismatch => f.write_str(
                 "the SCRAM server signature is wrong: the server does not know the password; \
                  treat the connection as hostile and close it",
+            ),
+            SaslError::DowngradeDetected => f.write_str(
+                "the server's downgrade-protection hash (XEP-0474) does not match the \
+                 mechanisms and channel-binding types received: someone in the middle changed \
+                 the offer; do not retry on this network",
+            ),
+            SaslError::ContinueRequired(tasks) => write!(
+                f,
+                "the server requires further steps after authentication ({tasks}), which \
+                 this client does not support: complete them with another client, or ask \
+                 the server's operator"
             ),
             SaslError::MissingServerSignature => f.write_str(
                 "the server reported success without a SCRAM server signature; not trusted, \

@@ -79,11 +79,13 @@ mod credentials;
 mod digest_md5;
 pub mod element;
 mod error;
+mod ht;
 mod mechanism;
 mod scram;
 pub mod select;
 mod server;
 mod simple;
+pub mod ssdp;
 #[cfg(test)]
 pub(crate) mod testutil;
 
@@ -93,6 +95,7 @@ pub use channel_binding::{
 pub use client::{ClientMechanism, Credentials};
 pub use credentials::{CredentialStore, MemoryStore};
 pub use error::{SaslError, SaslFailure};
+pub use ht::{HtClient, HtMechanism};
 pub use mechanism::{Mechanism, MechanismSet};
 pub use scram::{escape_saslname, unescape_saslname, ScramCacheEntry, ScramCredentials, ScramHash};
 pub use select::{

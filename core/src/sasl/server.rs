@@ -224,6 +224,16 @@ impl ServerMechanism {
         }
     }
 
+    /// XEP-0474: put `h=`, the hash of `advertised` (what [`crate::sasl::ssdp::advertised`]
+    /// makes of our offer), into SCRAM's server-first-message. No effect on other mechanisms.
+    #[must_use]
+    pub fn with_downgrade_protection(mut self, advertised: Vec<u8>) -> Self {
+        if let Inner::Scram(s) = &mut self.inner {
+            s.ssdp = Some(advertised);
+        }
+        self
+    }
+
     /// The mechanism in use.
     pub fn mechanism(&self) -> Mechanism {
         self.mechanism

@@ -138,6 +138,9 @@ pub enum SmStart {
         offered: bool,
         /// The session that was to be resumed and was not.
         not_resumed: Option<NotResumed>,
+        /// The answer to `<enable/>` sent inside Bind 2 (XEP-0386 with XEP-0198): `Ok`,
+        /// stream management is on already; `Err`, refused (its condition).
+        inline: Option<Result<InlineEnabled, Option<String>>>,
     },
     /// Either entity: the session resumed (§5).
     Resumed {
@@ -148,6 +151,17 @@ pub enum SmStart {
         /// The peer's `h`: how many of our stanzas it handled.
         h: u32,
     },
+}
+
+/// What `<enabled/>` said when it came inside SASL2's `<success/>` (Bind 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InlineEnabled {
+    /// The session id, when resumable.
+    pub id: Option<String>,
+    /// Seconds the session is kept.
+    pub max: Option<u32>,
+    /// Where to reconnect to resume.
+    pub location: Option<String>,
 }
 
 /// Where the session of one connection is.
@@ -163,6 +177,9 @@ enum Status {
 }
 
 /// Something the connection must do after the session handled an element or a send.
+// Short-lived (made and drained within one call); boxing the event would cost an
+// allocation per acknowledgement on a microcontroller.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Output {
     /// Send this unit.
     Send(String),
@@ -200,6 +217,27 @@ impl Session {
         state.jid = jid;
         let unit = element::enable(config.resume, config.max_resume);
         (Session::with(config, Status::Enabling, state), unit)
+    }
+
+    /// Initiating entity: `<enable/>` went inside Bind 2 and `<enabled/>` came back in the
+    /// SASL2 success (both counts ran from there: nothing was sent or received since).
+    pub(crate) fn enabled_inline(
+        config: SmConfig,
+        jid: Option<String>,
+        next_number: u64,
+        enabled: InlineEnabled,
+    ) -> (Self, Event) {
+        let mut state = SmState::new(&config, next_number);
+        state.jid = jid;
+        state.id.clone_from(&enabled.id);
+        state.max = enabled.max;
+        state.location.clone_from(&enabled.location);
+        let event = Event::SmEnabled {
+            id: enabled.id,
+            max: enabled.max,
+            location: enabled.location,
+        };
+        (Session::with(config, Status::Enabled, state), event)
     }
 
     /// Either entity: a session resumed with `state`.

@@ -13,6 +13,62 @@ pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 pub const NS_SASL_CB: &str = "urn:xmpp:sasl-cb:0";
 /// `urn:ietf:params:xml:ns:xmpp-session` (RFC 3921 session, optional in RFC 6121)
 pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+/// `urn:xmpp:sasl:2` (XEP-0388, Extensible SASL Profile)
+pub const NS_SASL2: &str = "urn:xmpp:sasl:2";
+/// `urn:xmpp:bind:0` (XEP-0386, Bind 2)
+pub const NS_BIND2: &str = "urn:xmpp:bind:0";
+/// `urn:xmpp:fast:0` (XEP-0484, FAST)
+pub const NS_FAST: &str = "urn:xmpp:fast:0";
+/// `urn:xmpp:sm:3` (XEP-0198)
+pub const NS_SM: &str = "urn:xmpp:sm:3";
+
+/// The `<authentication xmlns='urn:xmpp:sasl:2'/>` feature (XEP-0388 §2.1) and what it
+/// offers inline (`<inline/>`): Bind 2 (XEP-0386 §3), stream management (XEP-0198 inside
+/// SASL2 and Bind 2) and FAST (XEP-0484 §3.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sasl2Feature {
+    /// `<mechanism/>` names, in the order offered.
+    pub mechanisms: Vec<String>,
+    /// `<bind xmlns='urn:xmpp:bind:0'/>` inline: a resource can be bound in `<authenticate/>`.
+    pub bind2: bool,
+    /// Bind 2 lists `<feature var='urn:xmpp:sm:3'/>`: `<enable/>` can go inside `<bind/>`.
+    pub bind2_sm: bool,
+    /// `<sm xmlns='urn:xmpp:sm:3'/>` inline: `<resume/>` can go inside `<authenticate/>`.
+    pub sm: bool,
+    /// `<fast xmlns='urn:xmpp:fast:0'/>`: its token mechanisms; `None` without FAST.
+    pub fast: Option<Vec<String>>,
+}
+
+impl Sasl2Feature {
+    fn parse(node: roxmltree::Node<'_, '_>) -> Self {
+        let mut feature = Sasl2Feature::default();
+        let mechanisms = |n: roxmltree::Node<'_, '_>| -> Vec<String> {
+            n.children()
+                .filter(|c| c.is_element() && c.tag_name().name() == "mechanism")
+                .filter_map(|c| c.text())
+                .map(|t| String::from(t.trim()))
+                .collect()
+        };
+        feature.mechanisms = mechanisms(node);
+        let inline = node.children().filter(|c| c.is_element()).filter(|c| {
+            c.tag_name().name() == "inline" && c.tag_name().namespace() == Some(NS_SASL2)
+        });
+        for child in inline.flat_map(|i| i.children()).filter(|c| c.is_element()) {
+            match (child.tag_name().namespace(), child.tag_name().name()) {
+                (Some(NS_BIND2), "bind") => {
+                    feature.bind2 = true;
+                    feature.bind2_sm = child.descendants().any(|f| {
+                        f.tag_name().name() == "feature" && f.attribute("var") == Some(NS_SM)
+                    });
+                }
+                (Some(NS_SM), "sm") => feature.sm = true,
+                (Some(NS_FAST), "fast") => feature.fast = Some(mechanisms(child)),
+                _ => {}
+            }
+        }
+        feature
+    }
+}
 
 /// The `<starttls/>` feature (§5.4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +89,8 @@ pub struct StreamFeatures {
     pub channel_binding_types: Option<Vec<String>>,
     /// `<bind/>` (§7.2)
     pub bind: bool,
+    /// XEP-0388 `<authentication/>` (SASL2), if offered.
+    pub sasl2: Option<alloc::boxed::Box<Sasl2Feature>>,
     /// Any other feature, as `{namespace}name`.
     pub other: Vec<String>,
 }
@@ -72,6 +130,9 @@ impl StreamFeatures {
                     )
                 }
                 (Some(NS_BIND), "bind") => features.bind = true,
+                (Some(NS_SASL2), "authentication") if cfg!(feature = "sasl2") => {
+                    features.sasl2 = Some(alloc::boxed::Box::new(Sasl2Feature::parse(child)))
+                }
                 (ns, local) => {
                     let mut s = String::new();
                     if let Some(ns) = ns {
@@ -92,7 +153,12 @@ impl StreamFeatures {
     pub fn starttls_mandatory(&self) -> bool {
         match self.starttls {
             Some(StartTlsFeature { required: true }) => true,
-            Some(_) => self.mechanisms.is_none() && !self.bind && self.other.is_empty(),
+            Some(_) => {
+                self.mechanisms.is_none()
+                    && self.sasl2.is_none()
+                    && !self.bind
+                    && self.other.is_empty()
+            }
             None => false,
         }
     }

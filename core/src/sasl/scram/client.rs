@@ -46,6 +46,8 @@ pub(crate) struct ScramClient {
     min_iterations: u32,
     max_iterations: u32,
     state: ClientState,
+    /// XEP-0474: what the server advertised, as [`crate::sasl::ssdp::advertised`] joins it.
+    pub(crate) ssdp: Option<Vec<u8>>,
     /// PBKDF2 runs so far (a cache hit makes none).
     pub(crate) derivations: u32,
 }
@@ -100,6 +102,7 @@ impl ScramClient {
             min_iterations: p.min_iterations,
             max_iterations: p.max_iterations,
             state: ClientState::Initial,
+            ssdp: None,
             derivations: 0,
         })
     }
@@ -154,6 +157,13 @@ impl ScramClient {
         client_first_bare: &str,
     ) -> Result<Vec<u8>, SaslError> {
         let server_first = message::parse_server_first(data, &self.client_nonce)?;
+        // XEP-0474 §5.2: the server's hash of its offer against ours of what arrived.
+        if let (Some(theirs), Some(advertised)) = (server_first.ssdp, &self.ssdp) {
+            let ours = super::super::base64::encode(&self.hash.digest(advertised));
+            if !ct_eq(ours.as_bytes(), theirs.as_bytes()) {
+                return Err(SaslError::DowngradeDetected);
+            }
+        }
         let (salt, iterations) = (&server_first.salt, server_first.iterations);
         if iterations < self.min_iterations {
             return Err(SaslError::IterationsTooLow {

@@ -61,7 +61,7 @@ impl ScramHash {
     }
 
     /// H(data).
-    pub(super) fn digest(self, data: &[u8]) -> Vec<u8> {
+    pub(crate) fn digest(self, data: &[u8]) -> Vec<u8> {
         match self {
             ScramHash::Sha1 => Sha1::digest(data).to_vec(),
             ScramHash::Sha256 => Sha256::digest(data).to_vec(),
@@ -116,6 +116,6 @@ pub(super) fn xor(a: &[u8], b: &[u8]) -> Vec<u8> {
 }
 
 /// `a == b` in time that depends on the lengths only.
-pub(super) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     bool::from(a.ct_eq(b))
 }

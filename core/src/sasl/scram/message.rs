@@ -244,6 +244,8 @@ pub(super) struct ServerFirst<'a> {
     pub salt: Vec<u8>,
     /// The iteration count, at least 1.
     pub iterations: u32,
+    /// XEP-0474 `h=`: the server's hash of what it advertised, base64, if it sent one.
+    pub ssdp: Option<&'a str>,
 }
 
 /// Reads server-first: `r=`, `s=`, `i=`, then extensions, which are ignored; a mandatory
@@ -257,6 +259,7 @@ pub(super) fn parse_server_first<'a>(
     let mut nonce = None;
     let mut salt = None;
     let mut iterations = None;
+    let mut ssdp = None;
     for (i, attr) in attributes(text).enumerate() {
         let (name, value) = attr.ok_or(SaslError::MalformedChallenge("attribute syntax"))?;
         match (i, name) {
@@ -265,7 +268,8 @@ pub(super) fn parse_server_first<'a>(
             (1, b's') => salt = Some(value),
             (2, b'i') => iterations = Some(value),
             (0..=2, _) => return Err(SaslError::MalformedChallenge("expected r=, s=, i=")),
-            _ => {} // extensions: ignored (RFC 5802 §7)
+            (_, b'h') => ssdp = Some(value),
+            _ => {} // other extensions: ignored (RFC 5802 §7)
         }
     }
     let (Some(nonce), Some(salt), Some(iterations)) = (nonce, salt, iterations) else {
@@ -288,6 +292,7 @@ pub(super) fn parse_server_first<'a>(
         nonce,
         salt,
         iterations,
+        ssdp,
     })
 }
 

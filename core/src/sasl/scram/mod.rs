@@ -33,6 +33,7 @@ mod server;
 mod tests;
 
 pub(crate) use client::{ScramClient, ScramClientParams};
+pub(crate) use hash::ct_eq;
 pub use hash::ScramHash;
 pub use keys::{ScramCacheEntry, ScramCredentials};
 pub use message::{escape_saslname, unescape_saslname};

@@ -63,6 +63,8 @@ pub(crate) struct ScramServer {
     state: ServerState,
     /// Why the last step failed, for logs and `<text/>`.
     pub(crate) reason: Option<&'static str>,
+    /// XEP-0474: what was advertised (mechanisms, binding types), hashed into `h=`.
+    pub(crate) ssdp: Option<Vec<u8>>,
 }
 
 impl ScramServer {
@@ -85,6 +87,7 @@ impl ScramServer {
             fake_salt,
             state: ServerState::Initial { asked: false },
             reason: None,
+            ssdp: None,
         }
     }
 
@@ -193,7 +196,12 @@ impl ScramServer {
         };
         let mut nonce = String::from(bare.nonce);
         nonce.push_str(&self.server_nonce);
-        let server_first = message::server_first(&nonce, salt, iterations);
+        let mut server_first = message::server_first(&nonce, salt, iterations);
+        // XEP-0474 §5.1: the hash of our offer, covered by both proofs.
+        if let Some(advertised) = &self.ssdp {
+            server_first.push_str(",h=");
+            server_first.push_str(&encode(&self.hash.digest(advertised)));
+        }
         let out = server_first.clone().into_bytes();
         self.state = ServerState::FirstSent(Box::new(Pending {
             gs2_header: String::from(client_first.gs2_header),

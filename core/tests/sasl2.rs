@@ -1,0 +1,611 @@
+//! SASL2 (XEP-0388) with Bind 2 (XEP-0386), stream management inside them (XEP-0198),
+//! FAST tokens (XEP-0484) and SCRAM downgrade protection (XEP-0474), client side, against a
+//! scripted server whose SCRAM answers come from this crate's own server mechanism: the
+//! client uses SASL2 when offered, binds and enables stream management inline (no `<iq/>`,
+//! no second `<enable/>`), takes the token, logs in with it next time, falls back to the
+//! password on the same stream when it is refused, and fails loudly on a changed offer.
+
+#![cfg(feature = "sasl2")]
+
+mod support;
+
+use core::time::Duration;
+
+use support::negotiation::{CountingRng, DOMAIN, ITERATIONS, USER};
+use xmpp_handshake_core::connection::TlsInfo;
+use xmpp_handshake_core::connection::{Connection, ConnectionOptions, Event, Negotiator, Outcome};
+use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
+use xmpp_handshake_core::login::{FastToken, LoginMemory};
+use xmpp_handshake_core::sasl::base64::{decode_strict, encode};
+use xmpp_handshake_core::sasl::{
+    ChannelBindingData, Mechanism, MemoryStore, SaslError, ServerContext, ServerMechanism,
+    ServerStep,
+};
+use xmpp_handshake_core::sm::{SmConfig, SmState};
+use xmpp_handshake_core::stream::header::Framing;
+use xmpp_handshake_core::Error;
+
+const T0: Duration = Duration::from_secs(1000);
+const UA: &str = "7d0b1a9c-3c1e-4f4e-9d55-0e2b7c1f6a10";
+const TOKEN: &str = "secret-token:fast-abc";
+const HEADER: &str = "<stream:stream xmlns='jabber:client' \
+    xmlns:stream='http://etherx.jabber.org/streams' from='example.com' id='s1' version='1.0'>";
+
+fn features(mechanisms: &[&str], inline: &str) -> String {
+    let mut m = String::new();
+    for name in mechanisms {
+        m.push_str(&format!("<mechanism>{name}</mechanism>"));
+    }
+    format!(
+        "<stream:features><authentication xmlns='urn:xmpp:sasl:2'>{m}<inline>{inline}</inline>\
+         </authentication><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{m}</mechanisms>\
+         </stream:features>"
+    )
+}
+
+const BIND2_SM_FAST: &str = "<bind xmlns='urn:xmpp:bind:0'><inline><feature var='urn:xmpp:sm:3'/>\
+    </inline></bind><sm xmlns='urn:xmpp:sm:3'/><fast xmlns='urn:xmpp:fast:0'>\
+    <mechanism>HT-SHA-256-NONE</mechanism></fast>";
+
+/// Prosody's features after a SASL2 success: `<bind/>` and `<sm/>` are listed again.
+const AFTER: &str = "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><required/>\
+    </bind><sm xmlns='urn:xmpp:sm:3'><optional/></sm></stream:features>";
+
+fn client(memory: Option<&LoginMemory>, resume: Option<SmState>) -> Connection<impl Negotiator> {
+    let mut config = InitiatorConfig::client(DOMAIN);
+    config.secure_transport = true;
+    config.from = Some(format!("{}@{DOMAIN}", USER.0));
+    let mut sasl = ClientSasl::password(USER.0, USER.1, Some("cli"));
+    sasl.sasl2.user_agent_id = Some(String::from(UA));
+    sasl.policy.min_iterations = ITERATIONS;
+    if let Some(m) = memory {
+        sasl = sasl.with_memory(m);
+    }
+    config.sasl = Some(sasl);
+    config.stream_management = Some(SmConfig::default());
+    config.resume = resume;
+    Connection::new(
+        InitiatingEntity::with_tls(config, CountingRng(1), TlsInfo::default()),
+        Framing::Tcp,
+        ConnectionOptions::default(),
+        T0,
+    )
+}
+
+fn sent<M: Negotiator>(c: &mut Connection<M>) -> String {
+    core::iter::from_fn(|| c.poll_transmit()).collect()
+}
+
+fn events<M: Negotiator>(c: &mut Connection<M>) -> Vec<Event> {
+    core::iter::from_fn(|| c.poll_event()).collect()
+}
+
+fn outcome(events: &[Event]) -> Option<&Outcome> {
+    events.iter().find_map(|e| match e {
+        Event::Negotiated(o) => Some(o),
+        _ => None,
+    })
+}
+
+fn closed_error(events: &[Event]) -> Option<&Error> {
+    events.iter().find_map(|e| match e {
+        Event::Closed(c) => c.error(),
+        _ => None,
+    })
+}
+
+/// The text of `<name>` in `xml` (first one).
+fn text_of<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    let tag = xml.find(&format!("<{name}"))?;
+    let start = tag + xml[tag..].find('>')? + 1;
+    let end = xml[start..].find(&format!("</{name}>"))?;
+    Some(&xml[start..start + end])
+}
+
+/// The attribute `name` of the first `<element …>` in `xml`.
+fn attr_of<'a>(xml: &'a str, element: &str, name: &str) -> Option<&'a str> {
+    let start = xml.find(&format!("<{element} "))?;
+    let tag = &xml[start..start + xml[start..].find('>')?];
+    let key = format!("{name}='");
+    let v = tag.find(&key)? + key.len();
+    Some(&tag[v..v + tag[v..].find('\'')?])
+}
+
+/// A SCRAM server for the scripted answers (this crate's receiving side).
+struct Scram {
+    mechanism: ServerMechanism,
+    store: MemoryStore,
+}
+
+impl Scram {
+    fn start(name: &str) -> Self {
+        let mut store = MemoryStore::new();
+        store.add_password(USER.0, USER.1, ITERATIONS, &mut CountingRng(7));
+        let offered = [
+            Mechanism::ScramSha1,
+            Mechanism::ScramSha256,
+            Mechanism::Plain,
+        ];
+        let ctx = ServerContext {
+            offered: &offered,
+            tls: true,
+            channel_binding: &ChannelBindingData::none(),
+            external_identity: None,
+        };
+        Scram {
+            mechanism: ServerMechanism::start(name, &ctx, &mut CountingRng(99)).unwrap(),
+            store,
+        }
+    }
+
+    fn step(&mut self, payload_b64: &str) -> ServerStep {
+        let data = decode_strict(payload_b64).unwrap();
+        self.mechanism.step(&self.store, Some(&data)).unwrap()
+    }
+}
+
+/// Runs a SCRAM-SHA-1 SASL2 login to `<success/>` (exclusive); returns what the client sent
+/// in `<authenticate/>` and the success's additional data.
+fn scram_login<M: Negotiator>(c: &mut Connection<M>, offer: &str) -> (String, String) {
+    c.handle_input(HEADER.as_bytes(), T0);
+    c.handle_input(offer.as_bytes(), T0);
+    let authenticate = sent(c);
+    assert!(
+        authenticate.contains("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='SCRAM-SHA-1'>"),
+        "{authenticate}"
+    );
+    let mut server = Scram::start("SCRAM-SHA-1");
+    let ServerStep::Challenge(first) =
+        server.step(text_of(&authenticate, "initial-response").unwrap())
+    else {
+        panic!("no challenge")
+    };
+    c.handle_input(
+        format!(
+            "<challenge xmlns='urn:xmpp:sasl:2'>{}</challenge>",
+            encode(&first)
+        )
+        .as_bytes(),
+        T0,
+    );
+    let response = sent(c);
+    let payload =
+        text_of(&response, "response").unwrap_or_else(|| panic!("{response} {:?}", events(c)));
+    let ServerStep::Success {
+        additional_data, ..
+    } = server.step(payload)
+    else {
+        panic!("no success")
+    };
+    (authenticate, encode(&additional_data.unwrap()))
+}
+
+#[test]
+fn sasl2_binds_and_enables_stream_management_inline_and_takes_a_fast_token() {
+    let mut c = client(None, None);
+    let header = sent(&mut c);
+    assert!(header.contains("from='juliet@example.com'"), "{header}");
+    let (authenticate, v) =
+        scram_login(&mut c, &features(&["SCRAM-SHA-1", "PLAIN"], BIND2_SM_FAST));
+    assert!(
+        authenticate.contains(&format!("<user-agent id='{UA}'>")),
+        "{authenticate}"
+    );
+    assert!(
+        authenticate.contains("<bind xmlns='urn:xmpp:bind:0'><tag>cli</tag><enable xmlns='urn:xmpp:sm:3' resume='true'"),
+        "{authenticate}"
+    );
+    assert!(
+        authenticate
+            .contains("<request-token xmlns='urn:xmpp:fast:0' mechanism='HT-SHA-256-NONE'/>"),
+        "{authenticate}"
+    );
+    assert!(
+        !authenticate.contains("<fast "),
+        "no token yet: {authenticate}"
+    );
+    c.handle_input(
+        format!(
+            "<success xmlns='urn:xmpp:sasl:2'><additional-data>{v}</additional-data>\
+             <bound xmlns='urn:xmpp:bind:0'><enabled xmlns='urn:xmpp:sm:3' id='sm-1' resume='1' max='300'/></bound>\
+             <token xmlns='urn:xmpp:fast:0' expiry='2026-12-28T21:15:20Z' token='{TOKEN}'/>\
+             <authorization-identifier>juliet@example.com/cli~Uk5h</authorization-identifier></success>{AFTER}"
+        )
+        .as_bytes(),
+        T0,
+    );
+    let ev = events(&mut c);
+    let o = outcome(&ev).unwrap_or_else(|| panic!("{ev:?}"));
+    assert!(o.sasl2);
+    assert_eq!(o.jid.as_deref(), Some("juliet@example.com/cli~Uk5h"));
+    assert_eq!(o.mechanism, Some(Mechanism::ScramSha1));
+    let token = o.fast_token.clone().expect("the token");
+    assert_eq!(token.token, TOKEN.as_bytes());
+    assert_eq!(token.mechanism, "HT-SHA-256-NONE");
+    assert_eq!(token.expires.map(|t| t.0), Some(1_798_492_520));
+    assert!(ev.iter().any(|e| matches!(e,
+        Event::SmEnabled { id: Some(id), max: Some(300), .. } if id == "sm-1")));
+    // Bound and enabled inline: no bind `<iq/>`, no second `<enable/>`.
+    let after = sent(&mut c);
+    assert!(
+        !after.contains("<iq") && !after.contains("<enable"),
+        "{after}"
+    );
+    // Stream management counts from the inline `<enable/>`: the first stanza is number 1.
+    assert_eq!(
+        c.send_stanza("<message to='a@b'><body>1</body></message>", T0),
+        Ok(Some(1))
+    );
+    c.handle_input(b"<a xmlns='urn:xmpp:sm:3' h='1'/>", T0);
+    assert!(events(&mut c)
+        .iter()
+        .any(|e| matches!(e, Event::Acked { h: 1, .. })));
+
+    // The memory keeps the token and the id; the next login uses it.
+    let sasl = ClientSasl::password(USER.0, USER.1, None);
+    let memory = LoginMemory {
+        user_agent_id: Some(String::from(UA)),
+        ..LoginMemory::from_outcome(o, &sasl.policy)
+    };
+    let bytes = memory.to_bytes().unwrap();
+    assert_eq!(LoginMemory::from_bytes(&bytes).unwrap(), memory);
+    fast_login_uses_the_token(&memory);
+}
+
+fn ht(label: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(TOKEN.as_bytes()).unwrap();
+    m.update(label);
+    encode(&m.finalize().into_bytes())
+}
+
+fn fast_login_uses_the_token(memory: &LoginMemory) {
+    let mut c = client(Some(memory), None);
+    sent(&mut c);
+    c.handle_input(HEADER.as_bytes(), T0);
+    c.handle_input(features(&["SCRAM-SHA-1"], BIND2_SM_FAST).as_bytes(), T0);
+    let authenticate = sent(&mut c);
+    assert!(
+        authenticate.contains("mechanism='HT-SHA-256-NONE'")
+            && authenticate.contains("<fast xmlns='urn:xmpp:fast:0'/>"),
+        "{authenticate}"
+    );
+    assert!(!authenticate.contains("<request-token"), "{authenticate}");
+    let ir = decode_strict(text_of(&authenticate, "initial-response").unwrap()).unwrap();
+    let mut expected = b"juliet\0".to_vec();
+    expected.extend(decode_strict(&ht(b"Initiator")).unwrap());
+    assert_eq!(ir, expected, "username NUL HMAC(token, Initiator)");
+    c.handle_input(
+        format!(
+            "<success xmlns='urn:xmpp:sasl:2'><additional-data>{}</additional-data>\
+             <bound xmlns='urn:xmpp:bind:0'/>\
+             <authorization-identifier>juliet@example.com/cli~Uk5h</authorization-identifier></success>{AFTER}",
+            ht(b"Responder")
+        )
+        .as_bytes(),
+        T0,
+    );
+    let ev = events(&mut c);
+    let o = outcome(&ev).unwrap_or_else(|| panic!("{ev:?}"));
+    assert_eq!(o.mechanism, None, "a token, not a SASL mechanism");
+    assert!(!o.fast_token_rejected && o.fast_token.is_none());
+    // What the FAST login leaves: the earlier token, id and SCRAM keys stay.
+    let next = LoginMemory::from_outcome(o, &Default::default()).remembering(Some(memory), false);
+    assert_eq!(next.fast_token, memory.fast_token);
+    assert_eq!(next.user_agent_id, memory.user_agent_id);
+    assert_eq!(next.scram, memory.scram);
+}
+
+fn token_memory() -> LoginMemory {
+    LoginMemory {
+        user_agent_id: Some(String::from(UA)),
+        fast_token: Some(FastToken {
+            mechanism: String::from("HT-SHA-256-NONE"),
+            token: TOKEN.as_bytes().to_vec(),
+            expires: None,
+        }),
+        ..LoginMemory::default()
+    }
+}
+
+#[test]
+fn a_refused_token_falls_back_to_the_password_on_the_same_stream_and_is_forgotten() {
+    let memory = token_memory();
+    let mut c = client(Some(&memory), None);
+    sent(&mut c);
+    c.handle_input(HEADER.as_bytes(), T0);
+    c.handle_input(features(&["SCRAM-SHA-1"], BIND2_SM_FAST).as_bytes(), T0);
+    assert!(sent(&mut c).contains("<fast xmlns='urn:xmpp:fast:0'/>"));
+    c.handle_input(
+        b"<failure xmlns='urn:xmpp:sasl:2'><credentials-expired xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/></failure>",
+        T0,
+    );
+    let retry = sent(&mut c);
+    assert!(
+        retry.contains("mechanism='SCRAM-SHA-1'") && !retry.contains("<fast "),
+        "{retry}"
+    );
+    assert!(
+        retry.contains("<request-token"),
+        "a new token is asked for: {retry}"
+    );
+    let mut server = Scram::start("SCRAM-SHA-1");
+    let ServerStep::Challenge(first) = server.step(text_of(&retry, "initial-response").unwrap())
+    else {
+        panic!()
+    };
+    c.handle_input(
+        format!(
+            "<challenge xmlns='urn:xmpp:sasl:2'>{}</challenge>",
+            encode(&first)
+        )
+        .as_bytes(),
+        T0,
+    );
+    let response = sent(&mut c);
+    let ServerStep::Success {
+        additional_data, ..
+    } = server.step(text_of(&response, "response").unwrap())
+    else {
+        panic!()
+    };
+    c.handle_input(
+        format!(
+            "<success xmlns='urn:xmpp:sasl:2'><additional-data>{}</additional-data><bound xmlns='urn:xmpp:bind:0'/>\
+             <authorization-identifier>juliet@example.com/cli~Uk5h</authorization-identifier></success>{AFTER}",
+            encode(&additional_data.unwrap())
+        )
+        .as_bytes(),
+        T0,
+    );
+    let ev = events(&mut c);
+    let o = outcome(&ev).unwrap_or_else(|| panic!("{ev:?}"));
+    assert!(o.fast_token_rejected);
+    let next = LoginMemory::from_outcome(o, &Default::default()).remembering(Some(&memory), true);
+    assert_eq!(next.fast_token, None, "the refused token is forgotten");
+}
+
+#[test]
+fn a_forged_fast_success_is_refused() {
+    let mut c = client(Some(&token_memory()), None);
+    sent(&mut c);
+    c.handle_input(HEADER.as_bytes(), T0);
+    c.handle_input(features(&["SCRAM-SHA-1"], BIND2_SM_FAST).as_bytes(), T0);
+    sent(&mut c);
+    c.handle_input(
+        format!(
+            "<success xmlns='urn:xmpp:sasl:2'><additional-data>{}</additional-data><bound xmlns='urn:xmpp:bind:0'/>\
+             <authorization-identifier>juliet@example.com/x</authorization-identifier></success>",
+            ht(b"Initiator")
+        )
+        .as_bytes(),
+        T0,
+    );
+    let ev = events(&mut c);
+    assert!(outcome(&ev).is_none());
+    assert_eq!(
+        closed_error(&ev),
+        Some(&Error::Sasl(SaslError::ServerSignatureMismatch))
+    );
+}
+
+#[test]
+fn without_sasl2_the_client_uses_rfc_6120_sasl() {
+    let mut c = client(None, None);
+    sent(&mut c);
+    c.handle_input(HEADER.as_bytes(), T0);
+    c.handle_input(
+        b"<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-1</mechanism></mechanisms></stream:features>",
+        T0,
+    );
+    let out = sent(&mut c);
+    assert!(
+        out.contains("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1'>"),
+        "{out}"
+    );
+    assert!(!out.contains("authenticate"), "{out}");
+}
+
+#[test]
+fn continue_is_refused_as_unsupported() {
+    let mut c = client(None, None);
+    sent(&mut c);
+    c.handle_input(HEADER.as_bytes(), T0);
+    c.handle_input(features(&["PLAIN"], "").as_bytes(), T0);
+    assert!(sent(&mut c).contains("mechanism='PLAIN'"));
+    c.handle_input(
+        b"<continue xmlns='urn:xmpp:sasl:2'><tasks><task>TOTP-EXAMPLE</task></tasks></continue>",
+        T0,
+    );
+    assert!(sent(&mut c).contains("<abort xmlns='urn:xmpp:sasl:2'/>"));
+    let ev = events(&mut c);
+    assert_eq!(
+        closed_error(&ev),
+        Some(&Error::Sasl(SaslError::ContinueRequired(String::from(
+            "TOTP-EXAMPLE"
+        ))))
+    );
+}
+
+/// XEP-0474: the server hashed an offer with SCRAM-SHA-256 in it; the client received one
+/// without (stripped on the way) and fails before sending its proof.
+#[test]
+fn a_stripped_mechanism_is_caught_by_the_downgrade_protection_hash() {
+    use sha1::{Digest, Sha1};
+    for (server_offer, caught) in [
+        (&b"PLAIN\x1eSCRAM-SHA-1\x1eSCRAM-SHA-256"[..], true),
+        (&b"PLAIN\x1eSCRAM-SHA-1"[..], false),
+    ] {
+        let mut c = client(None, None);
+        sent(&mut c);
+        c.handle_input(HEADER.as_bytes(), T0);
+        c.handle_input(features(&["SCRAM-SHA-1", "PLAIN"], "").as_bytes(), T0);
+        let authenticate = sent(&mut c);
+        let mut server = Scram::start("SCRAM-SHA-1");
+        let ServerStep::Challenge(first) =
+            server.step(text_of(&authenticate, "initial-response").unwrap())
+        else {
+            panic!()
+        };
+        let mut first = String::from_utf8(first).unwrap();
+        first.push_str(",h=");
+        first.push_str(&encode(&Sha1::digest(server_offer)));
+        c.handle_input(
+            format!(
+                "<challenge xmlns='urn:xmpp:sasl:2'>{}</challenge>",
+                encode(first.as_bytes())
+            )
+            .as_bytes(),
+            T0,
+        );
+        let out = sent(&mut c);
+        let ev = events(&mut c);
+        if caught {
+            assert!(
+                out.contains("<abort xmlns='urn:xmpp:sasl:2'/>") && !out.contains("<response"),
+                "{out}"
+            );
+            assert_eq!(
+                closed_error(&ev),
+                Some(&Error::Sasl(SaslError::DowngradeDetected))
+            );
+        } else {
+            assert!(out.contains("<response xmlns='urn:xmpp:sasl:2'>"), "{out}");
+            assert_eq!(closed_error(&ev), None);
+        }
+    }
+}
+
+/// A session resumed inside SASL2 (XEP-0198 with SASL2): `<resume/>` rides in
+/// `<authenticate/>`, `<resumed/>` in `<success/>`; the unacknowledged stanza is resent.
+#[test]
+fn a_session_resumes_inside_sasl2() {
+    // A first connection: enabled inline, one stanza sent, then the link drops.
+    let mut first = client(None, None);
+    sent(&mut first);
+    let (_, v) = scram_login(&mut first, &features(&["SCRAM-SHA-1"], BIND2_SM_FAST));
+    first.handle_input(
+        format!(
+            "<success xmlns='urn:xmpp:sasl:2'><additional-data>{v}</additional-data>\
+             <bound xmlns='urn:xmpp:bind:0'><enabled xmlns='urn:xmpp:sm:3' id='sm-1' resume='true'/></bound>\
+             <authorization-identifier>juliet@example.com/cli~Uk5h</authorization-identifier></success>{AFTER}"
+        )
+        .as_bytes(),
+        T0,
+    );
+    first
+        .send_stanza("<message to='a@b'><body>lost?</body></message>", T0)
+        .unwrap();
+    sent(&mut first);
+    first.handle_eof(None);
+    let state = first.take_sm_state().expect("a resumable session");
+
+    let mut c = client(None, Some(state));
+    sent(&mut c);
+    let (authenticate, v) = scram_login(&mut c, &features(&["SCRAM-SHA-1"], BIND2_SM_FAST));
+    assert_eq!(
+        attr_of(&authenticate, "resume", "previd"),
+        Some("sm-1"),
+        "{authenticate}"
+    );
+    assert_eq!(
+        attr_of(&authenticate, "resume", "h"),
+        Some("0"),
+        "{authenticate}"
+    );
+    c.handle_input(
+        format!(
+            "<success xmlns='urn:xmpp:sasl:2'><additional-data>{v}</additional-data>\
+             <resumed xmlns='urn:xmpp:sm:3' previd='sm-1' h='0'/>\
+             <authorization-identifier>juliet@example.com</authorization-identifier></success>{AFTER}"
+        )
+        .as_bytes(),
+        T0,
+    );
+    let ev = events(&mut c);
+    assert!(
+        ev.iter().any(|e| matches!(e, Event::Resumed { h: 0, .. })),
+        "{ev:?}"
+    );
+    let out = sent(&mut c);
+    assert!(
+        out.contains("<body>lost?</body>") && !out.contains("<iq"),
+        "{out}"
+    );
+}
+
+/// Our receiving entity offering SASL2, Bind 2 with inline stream management and XEP-0474,
+/// against our client, back to back: one `<authenticate/>`, no restart, no bind `<iq/>`,
+/// no `<enable/>` after it, the SCRAM `h=` checked and matching, both sides counting from
+/// the inline `<enable/>`.
+#[test]
+fn our_client_and_receiver_negotiate_sasl2_bind2_and_inline_sm() {
+    use xmpp_handshake_core::receiver::{ReceiverConfig, ReceivingEntity, TlsOffer};
+    let mut client = client(None, None);
+    let mut config = ReceiverConfig::client_to_server(DOMAIN);
+    config.secure_transport = true;
+    config.tls = TlsOffer::None;
+    config.sasl2 = true;
+    config.downgrade_protection = true;
+    config.stream_management = Some(SmConfig::default());
+    let mut store = MemoryStore::new();
+    store.add_password(USER.0, USER.1, ITERATIONS, &mut CountingRng(7));
+    let mut server = Connection::new(
+        ReceivingEntity::with_tls(config, CountingRng(1000), store, TlsInfo::default()),
+        Framing::Tcp,
+        ConnectionOptions::default(),
+        T0,
+    );
+    let (mut client_events, mut server_events) = (Vec::new(), Vec::new());
+    let mut wire = String::new();
+    for _ in 0..20 {
+        let c = sent(&mut client);
+        let s = sent(&mut server);
+        wire.push_str(&c);
+        wire.push_str(&s);
+        server.handle_input(c.as_bytes(), T0);
+        client.handle_input(s.as_bytes(), T0);
+        client_events.extend(events(&mut client));
+        server_events.extend(events(&mut server));
+        if client.is_bound() && server.is_bound() {
+            break;
+        }
+    }
+    let o = outcome(&client_events).unwrap_or_else(|| panic!("{client_events:?}\n{wire}"));
+    assert!(o.sasl2);
+    assert!(
+        wire.contains("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='SCRAM-SHA-"),
+        "{wire}"
+    );
+    assert!(
+        !wire.contains("<iq") && !wire.contains("<enable xmlns='urn:xmpp:sm:3'/>"),
+        "{wire}"
+    );
+    let jid = o.jid.clone().expect("bound");
+    assert!(jid.starts_with("juliet@example.com/cli~"), "{jid}");
+    assert_eq!(
+        outcome(&server_events).and_then(|o| o.jid.clone()),
+        Some(jid)
+    );
+    assert!(client_events
+        .iter()
+        .any(|e| matches!(e, Event::SmEnabled { id: Some(_), .. })));
+    assert!(server_events
+        .iter()
+        .any(|e| matches!(e, Event::SmEnabled { id: Some(_), .. })));
+    // XEP-0474: the server hashed its offer and the client found it unchanged.
+    let challenge = text_of(&wire, "challenge").unwrap();
+    let server_first = String::from_utf8(decode_strict(challenge).unwrap()).unwrap();
+    assert!(server_first.contains(",h="), "{server_first}");
+    // Both count from the inline `<enable/>`.
+    assert_eq!(
+        client.send_stanza("<message to='a@b'><body>1</body></message>", T0),
+        Ok(Some(1))
+    );
+    assert!(client.request_ack(T0));
+    server.handle_input(sent(&mut client).as_bytes(), T0);
+    client.handle_input(sent(&mut server).as_bytes(), T0);
+    assert!(events(&mut client)
+        .iter()
+        .any(|e| matches!(e, Event::Acked { h: 1, .. })));
+}
