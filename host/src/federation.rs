@@ -56,7 +56,7 @@ use crate::exit::Failure;
 use crate::limits::ServeLimits;
 use crate::resolve::{self, Security, Service, StaticResolver, SystemResolver, Target};
 use crate::router::{error_for, Registry, Remote};
-use crate::s2s_check::ALPN_SERVER;
+use crate::s2s_check::{self, ALPN_SERVER};
 use crate::serve::SharedStore;
 use crate::tls::verify::client_cert_verifier;
 use crate::tls_info::{Recording, TlsCell};
@@ -626,22 +626,15 @@ impl Federation {
         let mut transcript = Transcript::new(Side::Initiating, cell.clone());
         transcript.print_live(self.trace);
         transcript.live_prefix(&format!("serve: s2s out {domain}: "));
-        let result = match target.security {
-            Security::StartTls => {
-                client::negotiate_with(transport, config, trust, cell, &mut transcript).await
-            }
-            Security::DirectTls => {
-                client::negotiate_direct_tls(
-                    transport,
-                    config,
-                    trust,
-                    ALPN_SERVER,
-                    cell,
-                    &mut transcript,
-                )
-                .await
-            }
-        };
+        let result = s2s_check::negotiate(
+            transport,
+            target.security,
+            config,
+            trust,
+            cell,
+            &mut transcript,
+        )
+        .await;
         result.map_err(|e| {
             format!(
                 "{}:{} ({}): {e}",

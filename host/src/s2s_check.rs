@@ -30,6 +30,28 @@ use crate::transcript::{Side, Transcript};
 /// The ALPN protocol id of server-to-server XMPP over Direct TLS (XEP-0368 §3).
 pub const ALPN_SERVER: &[u8] = b"xmpp-server";
 
+/// An S2S stream to a target found as `security` says: STARTTLS (RFC 6120 §5), or TLS from
+/// the first byte with ALPN `xmpp-server` (XEP-0368); then the negotiation `config` asks
+/// for. Shared by this check and `serve`'s outgoing links.
+pub async fn negotiate(
+    transport: client::Transport,
+    security: Security,
+    config: InitiatorConfig,
+    trust: &ClientTrust,
+    cell: TlsCell,
+    transcript: &mut Transcript,
+) -> Result<client::ClientSession, Error> {
+    match security {
+        Security::StartTls => {
+            client::negotiate_with(transport, config, trust, cell, transcript).await
+        }
+        Security::DirectTls => {
+            client::negotiate_direct_tls(transport, config, trust, ALPN_SERVER, cell, transcript)
+                .await
+        }
+    }
+}
+
 /// Runs the check; prints what it sees on stdout.
 pub async fn run(args: &S2sCheckArgs) -> Result<(), Failure> {
     let domain = args.domain.trim_end_matches('.').to_ascii_lowercase();
@@ -122,22 +144,15 @@ async fn check(
     let cell = TlsCell::default();
     let mut transcript = Transcript::new(Side::Initiating, cell.clone());
     transcript.print_live(args.trace);
-    let result = match target.security {
-        Security::StartTls => {
-            client::negotiate_with(transport, config, trust, cell, &mut transcript).await
-        }
-        Security::DirectTls => {
-            client::negotiate_direct_tls(
-                transport,
-                config,
-                trust,
-                ALPN_SERVER,
-                cell,
-                &mut transcript,
-            )
-            .await
-        }
-    };
+    let result = negotiate(
+        transport,
+        target.security,
+        config,
+        trust,
+        cell,
+        &mut transcript,
+    )
+    .await;
     let tls = transcript.tls();
     match &tls {
         Some(t) => println!("  TLS: {} {}", t.version, t.cipher_suite),

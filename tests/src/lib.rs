@@ -25,6 +25,7 @@ pub mod field_chains;
 pub mod firmware;
 pub mod jabberd2;
 pub mod netns;
+pub mod observer;
 pub mod peers;
 pub mod process;
 pub mod prosody;
