@@ -371,9 +371,7 @@ fn random_hex<R: RngCore>(rng: &mut R, bytes: usize) -> String {
     let mut buf = [0u8; 32];
     let buf = &mut buf[..bytes.min(32)];
     rng.fill_bytes(buf);
-    for b in buf.iter() {
-        let _ = write!(out, "{b:02x}");
-    }
+    out.push_str(&base16ct::lower::encode_string(buf));
     out
 }
 

@@ -9,7 +9,6 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt::Write;
 
 use md5::{Digest, Md5};
 use subtle::ConstantTimeEq;
@@ -119,11 +118,7 @@ fn quote(value: &str, out: &mut String) {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
+    base16ct::lower::encode_string(bytes)
 }
 
 fn md5(parts: &[&[u8]]) -> [u8; 16] {

@@ -203,9 +203,7 @@ impl ServerMechanism {
                 let mut raw = [0u8; 8];
                 rng.fill_bytes(&mut raw);
                 let mut name = String::from("anon-");
-                for b in raw {
-                    name.push_str(&alloc::format!("{b:02x}"));
-                }
+                name.push_str(&base16ct::lower::encode_string(&raw));
                 Inner::Anonymous { name, asked: false }
             }
             _ => return Err(SaslFailure::InvalidMechanism),
