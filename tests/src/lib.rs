@@ -20,6 +20,7 @@
 
 pub mod browser;
 pub mod certs;
+pub mod cli;
 pub mod ejabberd;
 pub mod field_chains;
 pub mod firmware;

@@ -8,46 +8,13 @@
 //! or Direct TLS, TLS ..., N round trips, T ms; SCRAM keys ...)`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use base64::Engine as _;
 use xmpp_handshake_core::login::LoginMemory;
 use xmpp_handshake_core::sasl::{CbPolicy, Mechanism, MechanismSet, ScramCacheEntry};
-use xmpp_handshake_tests::{cli_binary, Prosody, ProsodyOptions};
-
-/// One `connect --send` (to ourselves) as `user` with `password`, config dir `config`, to
-/// the STARTTLS port (the Direct TLS port with `--direct-tls` in `extra`).
-fn connect(p: &Prosody, user: &str, password: &str, config: &Path, extra: &[&str]) -> Output {
-    let jid = format!("{user}@{}", p.domain);
-    let port = if extra.contains(&"--direct-tls") {
-        p.ports.c2s_direct_tls
-    } else {
-        p.ports.c2s
-    }
-    .to_string();
-    let mut args = vec!["connect", &jid, "--host", "127.0.0.1", "--port", &port];
-    args.extend(extra);
-    let ca = p.ca_path.display().to_string();
-    args.extend(["--ca", &ca, "--send", &jid, "hi", "--timeout", "20"]);
-    Command::new(cli_binary())
-        .args(&args)
-        .env("XMPP_PASSWORD", password)
-        .env("XDG_CONFIG_HOME", config)
-        .output()
-        .expect("the binary runs")
-}
-
-/// The summary line of a successful run.
-fn online(out: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let line = stderr
-        .lines()
-        .find(|l| l.starts_with("xmpp-handshake: online as "))
-        .unwrap_or_else(|| panic!("no summary line: {stderr}"));
-    eprintln!("{line}");
-    line.to_string()
-}
+use xmpp_handshake_tests::cli::{connect_send, online};
+use xmpp_handshake_tests::{Prosody, ProsodyOptions};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -128,7 +95,7 @@ fn scram_cache_skips_pbkdf2_pipelines_auth_and_recovers_when_stale() {
 
     // First login: keys derived (PBKDF2), cached with the mechanism; 6 round trips after
     // the connect (header+<starttls/>, TLS, header, SCRAM x2, header+bind).
-    let first = online(&connect(&p, &alice.name, &alice.password, config, &[]));
+    let first = online(&connect_send(&p, &alice.name, &alice.password, config, &[]));
     assert!(first.contains("(SCRAM-SHA-1, STARTTLS, TLS 1.3"), "{first}");
     assert!(first.contains(" 6 round trips"), "{first}");
     assert!(first.contains("SCRAM keys derived and cached"), "{first}");
@@ -152,13 +119,13 @@ fn scram_cache_skips_pbkdf2_pipelines_auth_and_recovers_when_stale() {
     }
 
     // Second: no PBKDF2, <auth/> sent right behind the post-TLS header: 5 round trips.
-    let second = online(&connect(&p, &alice.name, &alice.password, config, &[]));
+    let second = online(&connect_send(&p, &alice.name, &alice.password, config, &[]));
     assert!(second.contains("SCRAM keys from the cache"), "{second}");
     assert!(second.contains(" 5 round trips"), "{second}");
 
     // Keys the server refuses (same salt): refused once, derived again, cached again.
     spoil_keys(config, "alice");
-    let out = connect(&p, &alice.name, &alice.password, config, &[]);
+    let out = connect_send(&p, &alice.name, &alice.password, config, &[]);
     assert!(
         stderr(&out).contains("refused the cached SCRAM keys"),
         "{}",
@@ -166,17 +133,17 @@ fn scram_cache_skips_pbkdf2_pipelines_auth_and_recovers_when_stale() {
     );
     let line = online(&out);
     assert!(line.contains("SCRAM keys derived and cached"), "{line}");
-    let line = online(&connect(&p, &alice.name, &alice.password, config, &[]));
+    let line = online(&connect_send(&p, &alice.name, &alice.password, config, &[]));
     assert!(line.contains("SCRAM keys from the cache"), "{line}");
 
     // A wrong password with a cache present logs in no more than without one.
-    let out = connect(&p, &alice.name, "not-her-password", config, &[]);
+    let out = connect_send(&p, &alice.name, "not-her-password", config, &[]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
 
     // The password changed on the server: Prosody stores it with a new salt, so the core
     // derives new keys at once (no refused attempt); they are cached.
     p.register(&alice.name, "alice-new-2").unwrap();
-    let out = connect(&p, &alice.name, "alice-new-2", config, &[]);
+    let out = connect_send(&p, &alice.name, "alice-new-2", config, &[]);
     assert!(
         !stderr(&out).contains("refused the cached SCRAM keys"),
         "{}",
@@ -184,13 +151,13 @@ fn scram_cache_skips_pbkdf2_pipelines_auth_and_recovers_when_stale() {
     );
     let line = online(&out);
     assert!(line.contains("SCRAM keys derived and cached"), "{line}");
-    let line = online(&connect(&p, &alice.name, "alice-new-2", config, &[]));
+    let line = online(&connect_send(&p, &alice.name, "alice-new-2", config, &[]));
     assert!(line.contains("SCRAM keys from the cache"), "{line}");
     assert!(line.contains(" 5 round trips"), "{line}");
 
     // --no-cache: neither read nor written.
     let before = std::fs::read_to_string(cache_file(config)).unwrap();
-    let line = online(&connect(
+    let line = online(&connect_send(
         &p,
         &alice.name,
         "alice-new-2",
@@ -213,13 +180,13 @@ fn direct_tls_login_with_the_cache_takes_four_round_trips_after_the_connect() {
     let config = tempfile::tempdir().unwrap();
     let config = config.path();
     let direct = ["--direct-tls"];
-    let first = online(&connect(&p, &bob.name, &bob.password, config, &direct));
+    let first = online(&connect_send(&p, &bob.name, &bob.password, config, &direct));
     assert!(
         first.contains("(SCRAM-SHA-1, Direct TLS, TLS 1.3"),
         "{first}"
     );
     assert!(first.contains(" 5 round trips"), "{first}");
-    let second = online(&connect(&p, &bob.name, &bob.password, config, &direct));
+    let second = online(&connect_send(&p, &bob.name, &bob.password, config, &direct));
     assert!(second.contains("Direct TLS"), "{second}");
     assert!(second.contains("SCRAM keys from the cache"), "{second}");
     assert!(second.contains(" 4 round trips"), "{second}");
@@ -239,12 +206,12 @@ fn cached_offer_the_server_no_longer_makes_restarts_sasl_and_is_replaced() {
     let alice = p.user(0).clone();
     let config = tempfile::tempdir().unwrap();
     let config = config.path();
-    online(&connect(&p, &alice.name, &alice.password, config, &[]));
+    online(&connect_send(&p, &alice.name, &alice.password, config, &[]));
 
     edit_memory(config, "alice", |m| {
         m.offer = Some(MechanismSet::from_names(["SCRAM-SHA-256", "PLAIN"]));
     });
-    let out = connect(&p, &alice.name, &alice.password, config, &[]);
+    let out = connect_send(&p, &alice.name, &alice.password, config, &[]);
     let line = online(&out);
     assert!(line.contains("(SCRAM-SHA-1, STARTTLS"), "{line}");
     // The refused <auth/> costs the round trip the pipelining would have saved.
@@ -255,7 +222,7 @@ fn cached_offer_the_server_no_longer_makes_restarts_sasl_and_is_replaced() {
         .collect();
     names.sort_unstable();
     assert_eq!(names, ["PLAIN", "SCRAM-SHA-1"]);
-    let line = online(&connect(&p, &alice.name, &alice.password, config, &[]));
+    let line = online(&connect_send(&p, &alice.name, &alice.password, config, &[]));
     assert!(line.contains(" 5 round trips"), "{line}");
 
     // The earlier format: domain user mechanism policy offer nonce keys.
@@ -272,11 +239,11 @@ fn cached_offer_the_server_no_longer_makes_restarts_sasl_and_is_replaced() {
         .map(String::from)
         .to_vec();
     });
-    let line = online(&connect(&p, &alice.name, &alice.password, config, &[]));
+    let line = online(&connect_send(&p, &alice.name, &alice.password, config, &[]));
     assert!(line.contains("SCRAM keys derived and cached"), "{line}");
     assert!(line.contains(" 6 round trips"), "{line}");
     assert!(offer_field(config, "alice").contains("SCRAM-SHA-1"));
-    let line = online(&connect(&p, &alice.name, &alice.password, config, &[]));
+    let line = online(&connect_send(&p, &alice.name, &alice.password, config, &[]));
     assert!(line.contains("SCRAM keys from the cache"), "{line}");
     assert!(line.contains(" 5 round trips"), "{line}");
 }

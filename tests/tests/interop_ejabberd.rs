@@ -13,16 +13,12 @@
 
 mod interop_support;
 
-use std::path::Path;
-use std::process::{Command, Output};
-
 use interop_support::{block_on, close, exchange, login, How};
 use xmpp_handshake_core::sasl::{CbPolicy, Mechanism, SaslError, SaslFailure};
 use xmpp_handshake_core::starttls::TlsPolicy;
 use xmpp_handshake_core::Error;
-use xmpp_handshake_tests::{
-    cli_binary, Ejabberd, EjabberdOptions, ScramHash, TlsPolicy as ServerTls,
-};
+use xmpp_handshake_tests::cli::connect_send;
+use xmpp_handshake_tests::{Ejabberd, EjabberdOptions, ScramHash, TlsPolicy as ServerTls};
 
 const OFF: How = How {
     pipeline: None,
@@ -226,23 +222,6 @@ fn direct_tls_binds_in_four_round_trips_after_the_connect() {
     });
 }
 
-/// The `xmpp-handshake` binary beside this test binary (`cargo build -p
-/// xmpp-handshake-host` builds it).
-fn connect(e: &Ejabberd, user: &str, password: &str, config: &Path, extra: &[&str]) -> Output {
-    let jid = format!("{user}@{}", e.domain);
-    let port = e.ports.c2s.to_string();
-    let ca = e.ca_path.display().to_string();
-    let mut args = vec!["connect", &jid, "--host", "127.0.0.1", "--port", &port];
-    args.extend(extra);
-    args.extend(["--ca", &ca, "--send", &jid, "hi", "--timeout", "20"]);
-    Command::new(cli_binary())
-        .args(&args)
-        .env("XMPP_PASSWORD", password)
-        .env("XDG_CONFIG_HOME", config)
-        .output()
-        .expect("the binary runs")
-}
-
 /// `connect` with default options (channel binding when offered) on TLS 1.3: the -PLUS
 /// attempt is refused, the login memory has never seen ejabberd bind, so one retry without
 /// binding (gs2 flag `y`) logs in (exit 0) and the output says so; the next connect (keys
@@ -257,7 +236,7 @@ fn cli_connect_by_default_logs_in_after_one_retry_without_binding() {
     let note = "channel binding refused by a server that never bound before: retried once \
                 without binding (gs2 flag y)";
     for round in 0..2 {
-        let out = connect(&e, &alice.name, &alice.password, config.path(), &[]);
+        let out = connect_send(&e, &alice.name, &alice.password, config.path(), &[]);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(out.status.code(), Some(0), "round {round}: {stderr}");
         let line = stderr
@@ -270,7 +249,7 @@ fn cli_connect_by_default_logs_in_after_one_retry_without_binding() {
         assert!(line.contains(note), "{line}");
         assert_eq!(stderr.matches(note).count(), 2, "{stderr}");
     }
-    let out = connect(
+    let out = connect_send(
         &e,
         &alice.name,
         &alice.password,

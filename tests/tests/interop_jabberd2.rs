@@ -19,6 +19,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use interop_support::{block_on, close, exchange, login, How};
+use xmpp_handshake_tests::cli::{connect_send, online};
 use xmpp_handshake_tests::{cli_binary, Jabberd2, Jabberd2Options};
 
 /// Both users log in (STARTTLS, and Direct TLS on jabberd2's legacy SSL port), with
@@ -56,28 +57,9 @@ fn logs_in_with_scram_and_exchanges_messages() {
     });
 }
 
+/// `connect --send` as the first user with `password`.
 fn connect(j: &Jabberd2, password: &str, config: &Path, extra: &[&str]) -> Output {
-    let jid = j.user(0).jid(&j.domain);
-    let port = j.ports.c2s.to_string();
-    let ca = j.ca_path.display().to_string();
-    let mut args = vec!["connect", &jid, "--host", "127.0.0.1", "--port", &port];
-    args.extend(extra);
-    args.extend(["--ca", &ca, "--send", &jid, "hi", "--timeout", "20"]);
-    Command::new(cli_binary())
-        .args(&args)
-        .env("XMPP_PASSWORD", password)
-        .env("XDG_CONFIG_HOME", config)
-        .output()
-        .expect("the binary runs")
-}
-
-fn summary(out: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    stderr
-        .lines()
-        .find(|l| l.starts_with("xmpp-handshake: online as "))
-        .map(str::to_string)
-        .unwrap_or_else(|| panic!("no summary line: {stderr}"))
+    connect_send(j, &j.user(0).name, password, config, extra)
 }
 
 /// `connect` with default options, twice (the second from the SCRAM cache).
@@ -92,7 +74,7 @@ fn cli_connect_logs_in_and_again_from_the_cache() {
         let out = connect(&j, &password, config.path(), &[]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "round {round}: {stderr}");
-        let line = summary(&out);
+        let line = online(&out);
         eprintln!("{line}");
         assert!(line.contains("(SCRAM-SHA-1, STARTTLS"), "{line}");
     }
@@ -124,7 +106,7 @@ fn digest_md5_only_with_the_opt_in() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let line = summary(&out);
+    let line = online(&out);
     eprintln!("{line}");
     assert!(line.contains("(DIGEST-MD5, STARTTLS"), "{line}");
 

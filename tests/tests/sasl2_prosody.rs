@@ -14,11 +14,12 @@
 //! What the binary did is read from its summary line and its login cache.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use base64::Engine as _;
 use xmpp_handshake_core::login::LoginMemory;
-use xmpp_handshake_tests::{cli_binary, Prosody, ProsodyOptions};
+use xmpp_handshake_tests::cli::{connect_send, online};
+use xmpp_handshake_tests::{Prosody, ProsodyOptions};
 
 fn prosody(extra_host_config: &str) -> Option<Prosody> {
     Prosody::start_or_skip(ProsodyOptions {
@@ -31,37 +32,8 @@ fn prosody(extra_host_config: &str) -> Option<Prosody> {
 /// One `connect --send` to ourselves as the first user, config dir `config`.
 fn connect(p: &Prosody, config: &Path, direct_tls: bool) -> Output {
     let user = &p.users[0];
-    let jid = format!("{}@{}", user.name, p.domain);
-    let port = if direct_tls {
-        p.ports.c2s_direct_tls
-    } else {
-        p.ports.c2s
-    }
-    .to_string();
-    let mut args = vec!["connect", &jid, "--host", "127.0.0.1", "--port", &port];
-    if direct_tls {
-        args.push("--direct-tls");
-    }
-    let ca = p.ca_path.display().to_string();
-    args.extend(["--ca", &ca, "--send", &jid, "hi", "--timeout", "20"]);
-    Command::new(cli_binary())
-        .args(&args)
-        .env("XMPP_PASSWORD", &user.password)
-        .env("XDG_CONFIG_HOME", config)
-        .output()
-        .expect("the binary runs")
-}
-
-/// The summary line of a successful run.
-fn online(out: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let line = stderr
-        .lines()
-        .find(|l| l.starts_with("xmpp-handshake: online as "))
-        .unwrap_or_else(|| panic!("no summary line: {stderr}"));
-    eprintln!("{line}");
-    line.to_string()
+    let extra: &[&str] = if direct_tls { &["--direct-tls"] } else { &[] };
+    connect_send(p, &user.name, &user.password, config, extra)
 }
 
 fn round_trips(line: &str) -> u32 {
