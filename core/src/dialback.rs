@@ -22,6 +22,7 @@
 //! among the stream features (XEP-0220 §2.1.1, "Stream feature").
 
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -285,6 +286,36 @@ pub fn answer_verify(
         key: None,
         verdict: Some(verdict),
     })
+}
+
+/// Server Dialback for one server, in every role: the secret its keys are made from
+/// (XEP-0185 §3; the same secret answers `<db:verify/>` for keys it gave out) and the
+/// policy on when dialback is used (by default only over TLS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialbackConfig {
+    /// The key secret: random per process unless the operator gives one (then keys stay
+    /// valid across restarts and between several processes serving the domain).
+    pub secret: Vec<u8>,
+    /// When the receiving role accepts dialback; `allow_without_tls` also lets the
+    /// originating role use it on a stream without TLS.
+    pub policy: ReceivingPolicy,
+}
+
+impl DialbackConfig {
+    /// Dialback with `secret`, only over TLS.
+    pub fn new(secret: &[u8]) -> Self {
+        DialbackConfig {
+            secret: secret.to_vec(),
+            policy: ReceivingPolicy::default(),
+        }
+    }
+
+    /// The originating server's `<db:result/>` (§2.1.1) on a stream the receiving
+    /// server gave `stream_id`.
+    pub fn result_request(&self, originating: &str, receiving: &str, stream_id: &str) -> Dialback {
+        let key = key(&self.secret, receiving, originating, stream_id);
+        Dialback::result_request(originating, receiving, &key)
+    }
 }
 
 /// When the receiving server may take a domain's word through dialback (XEP-0220 §2.1.2,

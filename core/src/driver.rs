@@ -18,6 +18,7 @@ use embedded_io::{Error as _, ErrorKind, ErrorType};
 use embedded_io_async::{Read, Write};
 
 use crate::connection::{Closed, Connection, Event, Negotiator, Outcome, Stanza, Step, TlsInfo};
+use crate::dialback::{Dialback, Verdict};
 use crate::sm::SmState;
 use crate::{Error, TlsError};
 
@@ -219,6 +220,24 @@ impl SessionTable for () {
     fn put_back(&mut self, _state: SmState) {}
 }
 
+/// A receiving server's way to the authoritative servers of other domains, for
+/// [`negotiate_with_authority`]: Server Dialback's `<db:verify/>` (XEP-0220 §2.1.2).
+#[allow(async_fn_in_trait)]
+pub trait DialbackAuthority {
+    /// Asks the authoritative server of `verify.to` (found as for any stanza to that
+    /// domain) whether the key is its own; its answer, or an error verdict
+    /// (`remote-server-not-found`, `remote-server-timeout`) when it could not be asked.
+    async fn verify(&mut self, verify: &Dialback) -> Verdict;
+}
+
+/// No way out: every dialback key gets `remote-server-not-found` (a server that does not
+/// configure dialback never asks).
+impl DialbackAuthority for () {
+    async fn verify(&mut self, _verify: &Dialback) -> Verdict {
+        Verdict::Error(String::from("remote-server-not-found"))
+    }
+}
+
 /// As [`negotiate_with_sessions`] without a session table (a client, or a server that
 /// keeps no detached sessions).
 pub async fn negotiate<T, U, M, O, C>(
@@ -238,17 +257,7 @@ where
     negotiate_with_sessions(io, tls, connection, observer, clock, &mut ()).await
 }
 
-/// Runs the negotiation of `connection` over `io` until it reports [`Event::Negotiated`]
-/// (the outcome is returned; stanzas the peer pipelined behind it stay queued in the
-/// connection) or the stream ends (the error is returned, after whatever the connection
-/// queued, a stream error say, was sent).
-///
-/// `io` starts as [`MaybeTls::Plain`] (or as the TLS stream of a Direct TLS connection);
-/// the TLS stream is written into it in place, so that on a microcontroller no large value
-/// moves inside the future. After a failed TLS handshake it is [`MaybeTls::Closed`].
-///
-/// A receiving entity with stream management answers `<resume/>` (XEP-0198 §5) from
-/// `sessions`.
+/// As [`negotiate_with_authority`] without dialback.
 pub async fn negotiate_with_sessions<T, U, M, O, C, S>(
     io: &mut MaybeTls<T, U::Stream>,
     tls: &mut U,
@@ -264,6 +273,39 @@ where
     O: Observer + ?Sized,
     C: Clock,
     S: SessionTable + ?Sized,
+{
+    negotiate_with_authority(io, tls, connection, observer, clock, sessions, &mut ()).await
+}
+
+/// Runs the negotiation of `connection` over `io` until it reports [`Event::Negotiated`]
+/// (the outcome is returned; stanzas the peer pipelined behind it stay queued in the
+/// connection) or the stream ends (the error is returned, after whatever the connection
+/// queued, a stream error say, was sent).
+///
+/// `io` starts as [`MaybeTls::Plain`] (or as the TLS stream of a Direct TLS connection);
+/// the TLS stream is written into it in place, so that on a microcontroller no large value
+/// moves inside the future. After a failed TLS handshake it is [`MaybeTls::Closed`].
+///
+/// A receiving entity with stream management answers `<resume/>` (XEP-0198 §5) from
+/// `sessions`; a receiving server asks `authority` about dialback keys (XEP-0220 §2.1.2),
+/// within the negotiation deadline (the stream is not read meanwhile).
+pub async fn negotiate_with_authority<T, U, M, O, C, S, A>(
+    io: &mut MaybeTls<T, U::Stream>,
+    tls: &mut U,
+    connection: &mut Connection<M>,
+    observer: &mut O,
+    clock: &C,
+    sessions: &mut S,
+    authority: &mut A,
+) -> Result<Outcome, Error>
+where
+    T: Read + Write,
+    U: TlsUpgrade<T>,
+    M: Negotiator,
+    O: Observer + ?Sized,
+    C: Clock,
+    S: SessionTable + ?Sized,
+    A: DialbackAuthority + ?Sized,
 {
     loop {
         flush(io, connection, observer, clock).await?;
@@ -311,6 +353,17 @@ where
                         None => {
                             connection.refuse_resume(now);
                         }
+                    }
+                }
+                Event::DialbackRequested { verify } => {
+                    let deadline = connection.poll_timeout();
+                    let woke = {
+                        let asked = pin!(authority.verify(&verify));
+                        race(asked, core::future::pending::<()>(), timer(clock, deadline)).await
+                    };
+                    match woke {
+                        Woke::Read(verdict) => connection.dialback_verdict(verdict, clock.now()),
+                        Woke::Command(()) | Woke::Timer => connection.handle_timeout(clock.now()),
                     }
                 }
                 // Not before `Negotiated`.
@@ -560,7 +613,10 @@ where
                 | Event::Acked { .. }
                 | Event::Resumed { .. }
                 | Event::ResumeFailed { .. }) => deliver.stream_management(event),
-                Event::StartTls { .. } | Event::Negotiated(_) | Event::ResumeRequested { .. } => {}
+                Event::StartTls { .. }
+                | Event::Negotiated(_)
+                | Event::ResumeRequested { .. }
+                | Event::DialbackRequested { .. } => {}
             }
         }
         if deliver.paused() {

@@ -16,6 +16,12 @@
 //! after SASL, `<resume/>` replaces the bind request: [`ExpectResumeResult`]; on `<failed/>`
 //! a resource is bound after all.
 //!
+//! On S2S with [`InitiatorConfig::dialback`], the originating server falls back to Server
+//! Dialback (XEP-0220 §2.1.1) where SASL EXTERNAL is not offered or fails, and the policy
+//! allows it (by default only on a TLS-protected stream) and the peer speaks it: it sends
+//! `<db:result/>` with the XEP-0185 key for the stream id and waits for the verdict in
+//! [`ExpectDialbackResult`]; `valid` authenticates the stream, without a restart.
+//!
 //! When the protected stream offers SASL2 (XEP-0388) and [`ClientSasl::sasl2`] allows it,
 //! `<authenticate/>` replaces `<auth/>`, carrying what used to take round trips of its own:
 //! Bind 2 (XEP-0386), `<enable/>` and `<resume/>` of XEP-0198, a FAST token request or
@@ -30,6 +36,7 @@ use alloc::string::String;
 use rand_core::{CryptoRng, RngCore};
 
 use crate::bind;
+use crate::dialback::{self, Dialback, DialbackConfig, Verdict};
 use crate::login::FastToken;
 use crate::negotiation::dispatch::{self, is_streams, received_stream_error, Inbound, Role};
 use crate::negotiation::{qualified_name, Event, Negotiator, Outbox, Outcome, Step, TlsInfo};
@@ -97,6 +104,9 @@ pub struct InitiatorConfig {
     /// [`Event::ResumeFailed`] reports which of its stanzas are known delivered. The bind
     /// request is then never pipelined.
     pub resume: Option<SmState>,
+    /// S2S: Server Dialback (XEP-0220) as the originating server, with this key secret,
+    /// where EXTERNAL is not offered or fails; `None`: SASL only.
+    pub dialback: Option<DialbackConfig>,
 }
 
 /// What the initiating entity authenticates and binds with (§6, §7).
@@ -208,6 +218,7 @@ impl InitiatorConfig {
             sasl: None,
             stream_management: None,
             resume: None,
+            dialback: None,
         }
     }
 
@@ -298,6 +309,16 @@ pub struct ExpectProceed;
 /// Waiting for `<challenge/>`, `<success/>` or `<failure/>` (§6.4.3–§6.4.6).
 pub struct ExpectSaslResult {
     mechanism: ClientMechanism,
+    /// S2S: on `<failure/>`, dialback on this stream (its features and id; boxed: a
+    /// client never has it).
+    dialback_after_failure: Option<alloc::boxed::Box<(StreamFeatures, Option<String>)>>,
+}
+
+/// S2S: `<db:result/>` sent with our key (XEP-0220 §2.1.1): waiting for the receiving
+/// server's verdict (§2.1.4).
+pub struct ExpectDialbackResult {
+    features: StreamFeatures,
+    stream_id: Option<String>,
 }
 
 /// Waiting for `<resumed/>` or `<failed/>` (XEP-0198 §5); on `<failed/>` a resource is bound.
@@ -354,6 +375,7 @@ enum State {
     /// `<proceed/>` read: nothing more may be read or sent in plaintext (§5.4.2.3).
     AwaitTls,
     Sasl(ExpectSaslResult),
+    Dialback(ExpectDialbackResult),
     #[cfg(feature = "sasl2")]
     Sasl2(ExpectSasl2Result),
     RefusedAuth(ExpectRefusedAuth),
@@ -392,6 +414,10 @@ struct Learned {
     resume_answer: Option<ResumeAnswer>,
     /// What SASL2 settled, once it ran (boxed: firmware without SASL2 keeps a pointer).
     sasl2: Option<alloc::boxed::Box<Sasl2Learned>>,
+    /// S2S: the peer's last header bound the dialback namespace (XEP-0220 §2.1.1).
+    peer_dialback: bool,
+    /// S2S: Server Dialback authenticated the stream.
+    dialback: bool,
 }
 
 /// What a SASL2 negotiation learned (XEP-0388, XEP-0386, XEP-0484).
@@ -515,8 +541,49 @@ impl<R: RngCore + CryptoRng> Context<'_, R> {
                 .sasl2
                 .as_ref()
                 .is_some_and(|l| l.fast_token_rejected),
+            dialback: self.learned.dialback,
         }));
         State::Negotiated
+    }
+
+    /// S2S: dialback may authenticate this stream: configured, the peer speaks it (its
+    /// header binds the namespace, or its features list it) and the stream is protected
+    /// unless the policy allows it without TLS.
+    fn dialback_allowed(&self, features: &StreamFeatures) -> bool {
+        let offered = self.learned.peer_dialback || offers_dialback(features);
+        self.config.ns == ContentNamespace::Server
+            && offered
+            && self
+                .config
+                .dialback
+                .as_ref()
+                .is_some_and(|d| self.learned.secure || d.policy.allow_without_tls)
+    }
+
+    /// XEP-0220 §2.1.1: `<db:result/>` with our key for this stream.
+    fn start_dialback(
+        &mut self,
+        features: StreamFeatures,
+        stream_id: Option<String>,
+    ) -> Result<State, Error> {
+        let (Some(config), Some(from), Some(id)) =
+            (&self.config.dialback, &self.config.from, &stream_id)
+        else {
+            return Err(self.close(Error::UnexpectedElement {
+                expected: "a stream id to make the dialback key with",
+                got: String::from("a header without id"),
+            }));
+        };
+        let mut out = String::new();
+        config
+            .result_request(from, &self.config.domain, id)
+            .write(&mut out);
+        self.outbox.send(&out);
+        self.outbox.step(Step::AuthStarted);
+        Ok(State::Dialback(ExpectDialbackResult {
+            features,
+            stream_id,
+        }))
     }
 
     /// A SASL2 error of ours: `<abort/>` (XEP-0388 §3.5), close, report.
@@ -549,6 +616,7 @@ impl ExpectHeader {
             return Err(cx.stream_error(StreamError::new(StreamErrorCondition::InvalidNamespace)));
         }
         cx.outbox.step(Step::HeaderReceived);
+        cx.learned.peer_dialback = header.prefixes.iter().any(|(_, ns)| ns == dialback::NS);
         let id = header.id.clone();
         let mut next = self.next;
         match &mut next {
@@ -1136,6 +1204,17 @@ fn start_sasl_from<R: RngCore + CryptoRng>(
     features: StreamFeatures,
     stream_id: Option<String>,
 ) -> Result<State, Error> {
+    // XEP-0220 §2.1.1, XEP-0178: a server tries EXTERNAL where offered (its certificate
+    // proves more than DNS), dialback where not, or where EXTERNAL fails.
+    let dialback = cx.dialback_allowed(&features);
+    let external_offered = features
+        .mechanisms
+        .iter()
+        .flatten()
+        .any(|m| m == Mechanism::External.name());
+    if dialback && (cx.config.sasl.is_none() || !external_offered) {
+        return cx.start_dialback(features, stream_id);
+    }
     let Some(sasl) = &cx.config.sasl else {
         return Ok(cx.negotiated(features, stream_id, None));
     };
@@ -1144,9 +1223,21 @@ fn start_sasl_from<R: RngCore + CryptoRng>(
         MechanismSet::from_names(features.mechanisms.iter().flatten().map(String::as_str));
     let cb_types = features.channel_binding_types.as_deref();
     let policy = sasl.policy.clone();
-    let (sasl, _) =
+    let (mut sasl, _) =
         start_sasl(cx, offered, cb_types, &policy).map_err(|e| cx.close(Error::Sasl(e)))?;
+    if dialback {
+        sasl.dialback_after_failure = Some(alloc::boxed::Box::new((features, stream_id)));
+    }
     Ok(State::Sasl(sasl))
+}
+
+/// The features list `<dialback xmlns='urn:xmpp:features:dialback'/>` (XEP-0220 §2.1.1).
+fn offers_dialback(features: &StreamFeatures) -> bool {
+    features.other.iter().any(|f| {
+        f.strip_prefix('{')
+            .and_then(|f| f.strip_suffix("}dialback"))
+            == Some(dialback::NS_FEATURE)
+    })
 }
 
 /// Chooses a mechanism from `offered` and sends `<auth/>` (§6.4.2); returns the exchange
@@ -1180,7 +1271,13 @@ fn start_sasl<R: RngCore + CryptoRng>(
         initial.as_deref(),
     ));
     cx.outbox.step(Step::AuthStarted);
-    Ok((ExpectSaslResult { mechanism }, selection))
+    Ok((
+        ExpectSaslResult {
+            mechanism,
+            dialback_after_failure: None,
+        },
+        selection,
+    ))
 }
 
 /// The header of a protected, unauthenticated stream, with `<auth/>` right behind it when
@@ -1257,6 +1354,14 @@ impl ExpectSaslResult {
                 cx.outbox.step(Step::Authenticated);
                 Ok(State::Restart)
             }
+            // XEP-0220 §2.1.1: a failed EXTERNAL leaves the stream as it was; dialback next.
+            Some(Ok(Received::Failure { .. })) if self.dialback_after_failure.is_some() => {
+                let Some(fallback) = self.dialback_after_failure else {
+                    return Err(unexpected("<failure/>", node));
+                };
+                let (features, stream_id) = *fallback;
+                cx.start_dialback(features, stream_id)
+            }
             Some(Ok(Received::Failure { condition, text })) => {
                 let mut error = self.mechanism.failure(condition);
                 if let SaslError::ChannelBindingRejected { xep0440, .. } = &mut error {
@@ -1266,6 +1371,35 @@ impl ExpectSaslResult {
             }
             Some(Err(())) => Err(cx.abort(SaslError::IncorrectEncoding)),
             _ => Err(unexpected("<challenge/>, <success/> or <failure/>", node)),
+        }
+    }
+}
+
+impl ExpectDialbackResult {
+    /// §2.1.4: `<db:result type='valid'/>` from the receiving server to us authenticates
+    /// the stream; `invalid` or an error ends it.
+    fn handle<R: RngCore + CryptoRng>(
+        self,
+        cx: &mut Context<'_, R>,
+        node: roxmltree::Node<'_, '_>,
+    ) -> Result<State, Error> {
+        let answer = match Dialback::parse(node) {
+            Some(Ok(answer)) => answer,
+            Some(Err(e)) => return Err(cx.stream_error(e)),
+            None => return Err(unexpected("<db:result/>", node)),
+        };
+        let ours = cx.config.from.as_deref().unwrap_or_default();
+        let addressed = answer.kind == dialback::Kind::Result
+            && answer.from.eq_ignore_ascii_case(&cx.config.domain)
+            && answer.to.eq_ignore_ascii_case(ours);
+        match answer.verdict {
+            Some(Verdict::Valid) if addressed => {
+                cx.outbox.step(Step::Authenticated);
+                cx.learned.dialback = true;
+                Ok(cx.negotiated(self.features, self.stream_id, None))
+            }
+            Some(verdict) if addressed => Err(cx.close(Error::DialbackRefused(verdict))),
+            _ => Err(unexpected("<db:result/> with our verdict", node)),
         }
     }
 }
@@ -1473,6 +1607,7 @@ impl<R: RngCore + CryptoRng> Role for Context<'_, R> {
             State::Features(s) => s.handle(self, node),
             State::Proceed(s) => s.handle(self, node),
             State::Sasl(s) => s.handle(self, node),
+            State::Dialback(s) => s.handle(self, node),
             #[cfg(feature = "sasl2")]
             State::Sasl2(s) => s.handle(self, node),
             State::RefusedAuth(s) => s.handle(self, node),

@@ -7,6 +7,14 @@
 //! STARTTLS) → [`ExpectAuth`] / [`ExpectResponse`] (§6.4) → restart (§6.4.6) →
 //! [`ExpectHeader`] → [`ExpectBind`] (§7.6).
 //!
+//! On S2S with [`ReceiverConfig::dialback`], Server Dialback (XEP-0220) is offered beside
+//! SASL on the unauthenticated stream: `<db:verify/>` is answered at once as the
+//! authoritative server (§2.1.3, [`dialback::answer_verify`]); a `<db:result/>` the policy
+//! admits ([`dialback::ReceivingPolicy::admits`]: TLS, no certificate for another domain) waits in
+//! [`AwaitDialback`] while the caller asks the authoritative server
+//! ([`Event::DialbackRequested`]); its verdict either authenticates the stream (no restart)
+//! or ends it with `<not-authorized/>`. Nothing else is accepted before authentication.
+//!
 //! With stream management configured, `<sm/>` is offered beside binding (XEP-0198 §3), and
 //! `<resume/>` in place of the bind request waits in [`AwaitResume`] for the server's
 //! session table ([`Event::ResumeRequested`]).
@@ -20,6 +28,7 @@ use core::mem;
 use rand_core::{CryptoRng, RngCore};
 
 use crate::bind;
+use crate::dialback::{self, Dialback, DialbackConfig, PeerCertificate, Verdict};
 use crate::jid::{self, Jid};
 use crate::negotiation::dispatch::{self, Inbound, Role};
 use crate::negotiation::{qualified_name, Event, Negotiator, Outbox, Outcome, Step, TlsInfo};
@@ -102,6 +111,9 @@ pub struct ReceiverConfig {
     /// Put XEP-0474's `h=` (the hash of the mechanisms and binding types offered) into
     /// SCRAM's server-first-message, on both SASL profiles.
     pub downgrade_protection: bool,
+    /// S2S: Server Dialback (XEP-0220) in the receiving and authoritative roles, with this
+    /// key secret and policy; `None`: SASL only.
+    pub dialback: Option<DialbackConfig>,
 }
 
 impl ReceiverConfig {
@@ -121,6 +133,7 @@ impl ReceiverConfig {
             stream_management: None,
             sasl2: false,
             downgrade_protection: false,
+            dialback: None,
         }
     }
 
@@ -139,6 +152,13 @@ impl ReceiverConfig {
             }),
             ..ReceiverConfig::client_to_server(domain)
         }
+    }
+
+    /// Dialback, when configured on a server stream.
+    fn s2s_dialback(&self) -> Option<&DialbackConfig> {
+        self.dialback
+            .as_ref()
+            .filter(|_| self.ns == ContentNamespace::Server)
     }
 
     /// [`ReceiverConfig::stream_management`], in a build with the `stream-management`
@@ -204,6 +224,22 @@ pub struct ExpectResponse {
     sasl2: Option<Sasl2Request>,
 }
 
+/// A `<db:result/>` was admitted (XEP-0220 §2.1.2): waiting for the authoritative
+/// server's verdict ([`Event::DialbackRequested`]); `<db:verify/>` is still answered,
+/// anything else refused. On an error verdict the stream goes back to `back`.
+pub struct AwaitDialback {
+    request: Dialback,
+    back: alloc::boxed::Box<State>,
+}
+
+/// What [`Context::dialback_element`] made of an element.
+enum Dialbacked {
+    /// Not a dialback element, or dialback is off: the state it arrived in, untouched.
+    Other(State),
+    /// Handled: the next state, or the stream error sent.
+    Handled(Result<State, Error>),
+}
+
 /// Waiting for the bind request (§7.6).
 #[derive(Debug)]
 pub struct ExpectBind {
@@ -230,6 +266,7 @@ enum State {
     AwaitTls,
     Auth(ExpectAuth),
     Response(ExpectResponse),
+    Dialback(AwaitDialback),
     /// `<success/>` sent: the initiating entity restarts the stream (§6.4.6).
     Restart,
     Bind(ExpectBind),
@@ -255,6 +292,10 @@ struct Learned {
     sasl2: bool,
     /// Stream management enabled inside Bind 2.
     sm_inline: Option<sm::InlineEnabled>,
+    /// The id of the stream we opened last (§4.7.3): a dialback key is bound to it.
+    stream_id: Option<String>,
+    /// S2S: Server Dialback authenticated the stream.
+    dialback: bool,
 }
 
 struct Context<'a, R, S> {
@@ -274,6 +315,7 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Context<'_, R, S> {
 
     fn send_header(&mut self, peer: &StreamHeader, from: Option<&str>) {
         let id = self.fresh_id();
+        self.learned.stream_id = Some(id.clone());
         let mut s = String::new();
         HeaderOut {
             ns: self.config.ns,
@@ -312,8 +354,93 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Context<'_, R, S> {
             sasl2: self.learned.sasl2,
             fast_token: None,
             fast_token_rejected: false,
+            dialback: self.learned.dialback,
         }));
         State::Negotiated
+    }
+
+    /// A dialback element on a stream not yet authenticated (XEP-0220 §2), where dialback
+    /// is configured; `None` for anything else. `back` is the state it arrived in.
+    fn dialback_element(&mut self, node: roxmltree::Node<'_, '_>, back: State) -> Dialbacked {
+        let Some(config) = self.config.s2s_dialback() else {
+            return Dialbacked::Other(back);
+        };
+        let request = match Dialback::parse(node) {
+            None => return Dialbacked::Other(back),
+            Some(Err(e)) => return Dialbacked::Handled(Err(self.stream_error(e))),
+            Some(Ok(request)) => request,
+        };
+        let domains = &self.config.domains;
+        // §2.1.3: the authoritative role needs no state; answered on any stream.
+        if let Some(answer) = dialback::answer_verify(&request, &config.secret, |d| {
+            domains.iter().any(|o| eq_domain(o, d))
+        }) {
+            let mut out = String::new();
+            answer.write(&mut out);
+            self.outbox.send(&out);
+            return Dialbacked::Handled(Ok(back));
+        }
+        if request.kind != dialback::Kind::Result || request.verdict.is_some() {
+            return Dialbacked::Handled(Err(self.stream_error(StreamError::with_text(
+                StreamErrorCondition::PolicyViolation,
+                "only <db:result/> and <db:verify/> requests come to a receiving server",
+            ))));
+        }
+        Dialbacked::Handled(self.admit_dialback(config.policy, request, back))
+    }
+
+    /// §2.1.2: whether the receiving server goes on to verify `request`: it names one of
+    /// our domains (`<host-unknown/>`), the domain the stream's `from` gave
+    /// (`<improper-addressing/>`), and the policy admits it.
+    fn admit_dialback(
+        &mut self,
+        policy: dialback::ReceivingPolicy,
+        request: Dialback,
+        back: State,
+    ) -> Result<State, Error> {
+        if !self
+            .config
+            .domains
+            .iter()
+            .any(|d| eq_domain(d, &request.to))
+        {
+            return Err(self.stream_error(StreamError::with_text(
+                StreamErrorCondition::HostUnknown,
+                "dialback for a domain not served here",
+            )));
+        }
+        if self
+            .learned
+            .peer_from
+            .as_deref()
+            .is_some_and(|from| !eq_domain(from, &request.from))
+        {
+            return Err(self.stream_error(StreamError::with_text(
+                StreamErrorCondition::ImproperAddressing,
+                "dialback for another domain than the stream's 'from'",
+            )));
+        }
+        let names = &self.learned.tls.peer_identities;
+        let certificate = match names.iter().find(|n| eq_domain(n, &request.from)) {
+            Some(name) => PeerCertificate::VerifiedFor(name),
+            None => names.first().map_or(PeerCertificate::Unverified, |n| {
+                PeerCertificate::VerifiedFor(n)
+            }),
+        };
+        if let Err(e) = policy.admits(&request.from, self.learned.secure, certificate) {
+            return Err(self.stream_error(e));
+        }
+        let Some(stream_id) = self.learned.stream_id.clone() else {
+            return Err(
+                self.stream_error(StreamError::new(StreamErrorCondition::InternalServerError))
+            );
+        };
+        let verify = Dialback::verify_request(&request, &stream_id);
+        self.outbox.event(Event::DialbackRequested { verify });
+        Ok(State::Dialback(AwaitDialback {
+            request,
+            back: alloc::boxed::Box::new(back),
+        }))
     }
 
     /// The `<mechanisms/>` feature for this stream, with the XEP-0440 binding types, and
@@ -451,9 +578,23 @@ impl ExpectHeader {
         }
         // §5.3.1: when TLS is mandatory, nothing else is offered before it.
         let sasl_now = starttls != Some(true) && self.phase != Phase::Authenticated;
+        // XEP-0220 §2.1.1: dialback beside SASL, where the policy would admit it.
+        let dialback = sasl_now
+            && cx
+                .config
+                .s2s_dialback()
+                .is_some_and(|d| cx.learned.secure || d.policy.allow_without_tls);
         let auth = match (&cx.config.sasl, sasl_now) {
-            (Some(options), true) => {
-                let (offered, cb_types) = cx.sasl_features(options, features);
+            (sasl, true) if sasl.is_some() || dialback => {
+                let (offered, cb_types) = match sasl {
+                    Some(options) => cx.sasl_features(options, features),
+                    None => (Vec::new(), None),
+                };
+                if dialback {
+                    features.push_str("<dialback xmlns='");
+                    features.push_str(dialback::NS_FEATURE);
+                    features.push_str("'><errors/></dialback>");
+                }
                 Some(ExpectAuth {
                     offered,
                     cb_types,
@@ -463,7 +604,7 @@ impl ExpectHeader {
                     domain: domain.clone(),
                     failures: 0,
                 })
-                .filter(|auth| !auth.offered.is_empty())
+                .filter(|auth| !auth.offered.is_empty() || dialback)
             }
             _ => None,
         };
@@ -507,7 +648,17 @@ impl ExpectStartTls {
             cx.outbox.step(Step::StartTlsReceived);
             return Ok(State::StartTlsReceived(self.domain));
         }
-        match self.auth {
+        // Dialback before TLS: the policy decides (by default `<policy-violation/>`).
+        let this = match cx.dialback_element(node, State::StartTls(self)) {
+            Dialbacked::Handled(next) => return next,
+            Dialbacked::Other(State::StartTls(this)) => this,
+            Dialbacked::Other(_) => {
+                return Err(
+                    cx.stream_error(StreamError::new(StreamErrorCondition::InternalServerError))
+                )
+            }
+        };
+        match this.auth {
             Some(auth) if is_sasl(node) => auth.handle(cx, node),
             _ => Err(cx.not_yet(node, "STARTTLS")),
         }
@@ -516,6 +667,24 @@ impl ExpectStartTls {
 
 impl ExpectAuth {
     fn handle<R: RngCore + CryptoRng, S: CredentialStore>(
+        self,
+        cx: &mut Context<'_, R, S>,
+        node: roxmltree::Node<'_, '_>,
+    ) -> Result<State, Error> {
+        let this = match cx.dialback_element(node, State::Auth(self)) {
+            Dialbacked::Handled(next) => return next,
+            Dialbacked::Other(State::Auth(this)) => this,
+            Dialbacked::Other(_) => {
+                return Err(
+                    cx.stream_error(StreamError::new(StreamErrorCondition::InternalServerError))
+                )
+            }
+        };
+        this.sasl_element(cx, node)
+    }
+
+    /// An RFC 6120 `<auth/>` (or SASL2's `<authenticate/>`), or anything else, refused.
+    fn sasl_element<R: RngCore + CryptoRng, S: CredentialStore>(
         self,
         cx: &mut Context<'_, R, S>,
         node: roxmltree::Node<'_, '_>,
@@ -713,6 +882,53 @@ impl ExpectResponse {
                 let sasl2 = self.sasl2.is_some();
                 self.auth.failed_as(cx, failure, reason, sasl2)
             }
+        }
+    }
+}
+
+impl AwaitDialback {
+    /// While the authoritative server is asked: `<db:verify/>` answered, nothing else.
+    fn handle<R: RngCore + CryptoRng, S: CredentialStore>(
+        self,
+        cx: &mut Context<'_, R, S>,
+        node: roxmltree::Node<'_, '_>,
+    ) -> Result<State, Error> {
+        // A second `<db:result/>` before the first is settled: one at a time.
+        if node.tag_name().namespace() == Some(dialback::NS) && node.tag_name().name() == "result" {
+            return Err(cx.stream_error(StreamError::with_text(
+                StreamErrorCondition::PolicyViolation,
+                "one dialback request at a time",
+            )));
+        }
+        match cx.dialback_element(node, State::Dialback(self)) {
+            Dialbacked::Handled(next) => next,
+            Dialbacked::Other(_) => Err(cx.not_yet(node, "dialback verification")),
+        }
+    }
+
+    /// The authoritative server's `verdict` (§2.1.4): passed on to the peer; `valid`
+    /// authenticates the stream for the requested domain, `invalid` ends it with
+    /// `<not-authorized/>`, an error leaves it as it was before the request.
+    fn settle<R: RngCore + CryptoRng, S: CredentialStore>(
+        self,
+        cx: &mut Context<'_, R, S>,
+        verdict: Verdict,
+    ) -> Result<State, Error> {
+        let mut out = String::new();
+        Dialback::result_answer(&self.request, verdict.clone()).write(&mut out);
+        cx.outbox.send(&out);
+        match verdict {
+            Verdict::Valid => {
+                cx.outbox.step(Step::Authenticated);
+                cx.learned.dialback = true;
+                cx.learned.identity = Some(self.request.from.clone());
+                Ok(cx.negotiated(StreamFeatures::default(), Some(self.request.from)))
+            }
+            Verdict::Invalid => Err(cx.stream_error(StreamError::with_text(
+                StreamErrorCondition::NotAuthorized,
+                "the dialback key did not verify",
+            ))),
+            Verdict::Error(_) => Ok(*self.back),
         }
     }
 }
@@ -1157,6 +1373,7 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Role for Context<'_, R, S> {
             State::StartTls(s) => s.handle(self, node),
             State::Auth(s) => s.handle(self, node),
             State::Response(s) => s.handle(self, node),
+            State::Dialback(s) => s.handle(self, node),
             State::Bind(s) => s.handle(self, node),
             _ => Err(self.not_yet(node, "negotiation")),
         }
@@ -1207,6 +1424,26 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Negotiator for ReceivingEntity<
 
     fn refuse_resume(&mut self) -> bool {
         self.refuse_pending_resume()
+    }
+
+    fn dialback_verdict(&mut self, verdict: Verdict) -> Result<bool, Error> {
+        if !matches!(self.state, State::Dialback(_)) {
+            return Ok(false);
+        }
+        let State::Dialback(wait) = mem::replace(&mut self.state, State::Failed) else {
+            return Ok(false);
+        };
+        let mut cx = Context {
+            config: &self.config,
+            outbox: &mut self.outbox,
+            rng: &mut self.rng,
+            store: &self.store,
+            learned: &mut self.learned,
+            header_sent: self.header_sent,
+        };
+        self.state = wait.settle(&mut cx, verdict)?;
+        // Frames that came meanwhile are read in the state the verdict left.
+        self.process().map(|()| true)
     }
 
     fn stream_management(&mut self) -> SmStart {

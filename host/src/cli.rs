@@ -336,8 +336,8 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Federation (server-to-server)")]
 pub struct S2sArgs {
-    /// Accept peer servers here (STARTTLS required, their TLS client certificate checked
-    /// against --s2s-ca, SASL EXTERNAL), e.g. 0.0.0.0:5269.
+    /// Accept peer servers here (STARTTLS required; SASL EXTERNAL for a TLS client
+    /// certificate that verifies against --s2s-ca, else Server Dialback), e.g. 0.0.0.0:5269.
     #[arg(long, value_name = "ADDR")]
     pub s2s_listen: Option<SocketAddr>,
     /// Also accept peer servers with Direct TLS (XEP-0368: TLS from the first byte, ALPN
@@ -369,6 +369,16 @@ pub struct S2sArgs {
     /// per peer domain).
     #[arg(long, value_name = "N", default_value_t = 128)]
     pub s2s_max_incoming: usize,
+    /// Server Dialback (XEP-0220) key secret, read from FILE (XEP-0185 keys): give the same
+    /// file to every process serving the domain. Without it the secret is random per
+    /// process (keys it gave out verify only while it runs).
+    #[arg(long, value_name = "FILE", conflicts_with = "s2s_no_dialback")]
+    pub s2s_dialback_secret_file: Option<PathBuf>,
+    /// No Server Dialback (XEP-0220): peers authenticate with SASL EXTERNAL only, and so do
+    /// we. By default dialback is used where EXTERNAL is not offered or fails, only over
+    /// TLS and never for a domain a verified certificate contradicts.
+    #[arg(long)]
+    pub s2s_no_dialback: bool,
 }
 
 impl S2sArgs {

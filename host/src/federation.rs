@@ -25,8 +25,19 @@
 //!   At most `--s2s-max-incoming` connections at once, and [`STREAMS_PER_PEER`]
 //!   authenticated ones per peer domain.
 //!
+//! * **Server Dialback** (XEP-0220, keys as XEP-0185; on unless `--s2s-no-dialback`), in
+//!   the three roles: *originating*, our link sends `<db:result/>` with its key where the
+//!   peer offers no EXTERNAL or EXTERNAL fails; *receiving*, a peer's `<db:result/>` the
+//!   core admits (only over TLS, never for a domain its verified certificate contradicts)
+//!   is checked by asking the claimed domain's authoritative server on a stream of our
+//!   own, reached as every outgoing link (`--s2s-peer`, SRV) and its certificate checked
+//!   as theirs; *authoritative*, a `<db:verify/>` is answered on whatever stream it comes
+//!   (before or after authentication, incoming or outgoing) from the key secret
+//!   (`--s2s-dialback-secret-file`, else random per process). The peer's TLS client
+//!   certificate is optional: one that does not verify earns no EXTERNAL, only dialback.
+//!
 //! Streams are unidirectional (no XEP-0288): a peer sends on the stream it opened, we on
-//! ours. Dialback (XEP-0220) is not implemented: peers must authenticate with EXTERNAL.
+//! ours (dialback answers excepted).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -38,8 +49,11 @@ use rustls::RootCertStore;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::timeout;
-use xmpp_handshake_core::connection::{Connection, ConnectionOptions, Timeouts};
-use xmpp_handshake_core::driver::{Clock as _, NoTls, Observer as _, TlsUpgrade as _};
+use xmpp_handshake_core::connection::{Connection, ConnectionOptions, Stanza, Timeouts};
+use xmpp_handshake_core::dialback::{self, Dialback, DialbackConfig, Verdict};
+use xmpp_handshake_core::driver::{
+    Clock as _, DialbackAuthority, NoTls, Observer as _, TlsUpgrade as _,
+};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
 use xmpp_handshake_core::receiver::ReceiverConfig;
 use xmpp_handshake_core::sasl::Credentials;
@@ -58,7 +72,7 @@ use crate::resolve::{self, Security, Service, StaticResolver, SystemResolver, Ta
 use crate::router::{error_for, Registry, Remote};
 use crate::s2s_check::{self, ALPN_SERVER};
 use crate::serve::SharedStore;
-use crate::tls::verify::client_cert_verifier;
+use crate::tls::verify::{client_cert_verifier, OptionalClientCertificate};
 use crate::tls_info::{Recording, TlsCell};
 use crate::transcript::{Side, Transcript};
 use crate::upgrade::{Certificates, RustlsServer};
@@ -93,6 +107,8 @@ pub struct S2sConfig {
     /// authentications, the idle timeout (an unused outgoing link is closed after it; a
     /// silent incoming stream gets `<connection-timeout/>`).
     pub limits: ServeLimits,
+    /// Server Dialback (XEP-0220) in all three roles; `None`: EXTERNAL only.
+    pub dialback: Option<DialbackConfig>,
 }
 
 impl S2sConfig {
@@ -108,6 +124,7 @@ impl S2sConfig {
             max_incoming: 128,
             srv: None,
             limits: ServeLimits::default(),
+            dialback: None,
         }
     }
 }
@@ -229,12 +246,30 @@ impl Federation {
     async fn accept_loop(self: Arc<Self>, listener: TcpListener, direct_tls: bool) {
         let slots = Arc::new(Semaphore::new(self.config.max_incoming));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = match client_cert_verifier(self.config.anchors.clone(), provider) {
+        // A client certificate that does not verify earns no EXTERNAL but does not end the
+        // handshake: dialback may still authenticate the peer (unless it is off).
+        let optional = match OptionalClientCertificate::new(self.config.anchors.clone(), provider) {
             Ok(v) => v,
             Err(e) => {
                 eprintln!("serve: s2s: no client-certificate verifier ({e}); not listening");
                 return;
             }
+        };
+        let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> = match self
+            .config
+            .dialback
+        {
+            Some(_) => optional.clone(),
+            None => match client_cert_verifier(
+                self.config.anchors.clone(),
+                Arc::new(rustls::crypto::ring::default_provider()),
+            ) {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("serve: s2s: no client-certificate verifier ({e}); not listening");
+                    return;
+                }
+            },
         };
         let template = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
@@ -250,7 +285,8 @@ impl Federation {
         let mut certificates = Certificates::default();
         certificates.insert(&self.domain, self.identity.key.clone());
         let tls = RustlsServer::new(certificates, template)
-            .with_external(CertificatePolicy::anchors(), TrustService::Server);
+            .with_external(CertificatePolicy::anchors(), TrustService::Server)
+            .revalidating(optional);
         loop {
             let (tcp, peer) = match listener.accept().await {
                 Ok(c) => c,
@@ -305,6 +341,8 @@ impl Federation {
         let mut receiver = ReceiverConfig::server_to_server(&self.domain);
         receiver.limits = limits.xml;
         receiver.max_auth_failures = limits.max_auth_failures;
+        receiver.dialback = self.config.dialback.clone();
+        let mut authority = Authority(self);
         let deadline = tokio::time::Instant::now() + self.config.timeout;
         // Nothing may be sent to the peer on its stream (it is unidirectional): no pings.
         let options = |negotiation| ConnectionOptions {
@@ -336,12 +374,14 @@ impl Federation {
                 TokioClock.now(),
             );
             // The machine never asks for STARTTLS on a secure transport.
-            server::receive(
+            server::receive_with_authority(
                 stream,
                 &mut NoTls,
                 connection,
                 &mut transcript,
                 RECEIVE_QUEUE,
+                &mut (),
+                &mut authority,
             )
             .await
         } else {
@@ -352,12 +392,14 @@ impl Federation {
                 options(self.config.timeout),
                 TokioClock.now(),
             );
-            server::receive(
+            server::receive_with_authority(
                 transport,
                 &mut tls,
                 connection,
                 &mut transcript,
                 RECEIVE_QUEUE,
+                &mut (),
+                &mut authority,
             )
             .await
         };
@@ -383,7 +425,10 @@ impl Federation {
             }
         };
         if self.log {
-            eprintln!("serve: s2s in {peer}: {domain} authenticated (EXTERNAL)");
+            eprintln!(
+                "serve: s2s in {peer}: {domain} authenticated ({})",
+                how_authenticated(session.outcome())
+            );
         }
         loop {
             let stanza = match session.next_stanza().await {
@@ -396,6 +441,13 @@ impl Federation {
                 }
                 Err(e) => return Err(format!("{domain}: {e}")),
             };
+            if let Some(answer) = self.dialback_on_stream(&stanza, &domain) {
+                // The authoritative role on an authenticated stream (XEP-0220 §2.1.3).
+                if let Some(answer) = answer {
+                    let _ = session.send(&answer).await;
+                }
+                continue;
+            }
             let raw = without_default_namespace(stanza.raw(), "jabber:server");
             if self.trace {
                 eprintln!("serve: s2s in {peer}: I: {raw}");
@@ -509,7 +561,10 @@ impl Federation {
         };
         let mut session = connected;
         if self.log {
-            eprintln!("serve: s2s out {domain}: authenticated (EXTERNAL)");
+            eprintln!(
+                "serve: s2s out {domain}: authenticated ({})",
+                how_authenticated(session.outcome())
+            );
         }
         let idle = self.config.limits.idle_timeout;
         let ended = loop {
@@ -527,8 +582,13 @@ impl Federation {
                     }
                 }
                 received = session.next_stanza() => match received {
-                    // The peer sends on its own stream; anything here is ignored.
-                    Ok(Some(_)) => {}
+                    // The peer sends on its own stream; only a `<db:verify/>` is answered
+                    // (XEP-0220 §2.1.3), anything else ignored.
+                    Ok(Some(stanza)) => {
+                        if let Some(Some(answer)) = self.dialback_on_stream(&stanza, &domain) {
+                            let _ = session.send(&answer).await;
+                        }
+                    }
                     Ok(None) => break "closed by the peer".to_string(),
                     Err(e) => break e.to_string(),
                 },
@@ -557,10 +617,42 @@ impl Federation {
 
     /// Finds `domain`'s server and negotiates an authenticated stream to it.
     async fn connect(&self, domain: &str) -> Result<ClientSession, LinkFailure> {
-        let trust = ClientTrust::anchors_s2s(domain, (*self.config.anchors).clone())
+        let trust = self.trust_for(domain).map_err(LinkFailure::NotFound)?;
+        let targets = self.targets(domain).await.map_err(LinkFailure::NotFound)?;
+        let mut last = format!("{domain}: no target");
+        let count = targets.len();
+        for (i, target) in targets.into_iter().enumerate() {
+            let mut config = InitiatorConfig::server(domain, &self.domain);
+            // XEP-0178 §2: EXTERNAL with an empty authzid; the certificate names us.
+            let mut sasl = ClientSasl::password("", "", None);
+            sasl.credentials = Credentials::external(None);
+            sasl.pipeline_bind = false;
+            config.sasl = Some(sasl);
+            config.dialback = self.config.dialback.clone();
+            match self.negotiate(domain, &target, &trust, config).await {
+                Ok(session) => return Ok(session),
+                Err(e) => {
+                    last = e;
+                    // The last one's failure is the link's, logged by the caller.
+                    if self.log && i + 1 < count {
+                        eprintln!("serve: s2s out {domain}: {last}");
+                    }
+                }
+            }
+        }
+        Err(LinkFailure::NotFound(last))
+    }
+
+    /// PKIX to `--s2s-ca` for `domain`'s server, our certificate presented.
+    fn trust_for(&self, domain: &str) -> Result<ClientTrust, String> {
+        ClientTrust::anchors_s2s(domain, (*self.config.anchors).clone())
             .and_then(|t| t.presenting(self.identity.key.clone()))
-            .map_err(|e| LinkFailure::NotFound(e.to_string()))?;
-        let targets = match self.config.peers.get(domain) {
+            .map_err(|e| e.to_string())
+    }
+
+    /// Where `domain`'s server is: `--s2s-peer`, else DNS SRV (XEP-0368 order).
+    async fn targets(&self, domain: &str) -> Result<Vec<Target>, String> {
+        Ok(match self.config.peers.get(domain) {
             Some((host, port)) => vec![Target {
                 host: host.clone(),
                 port: *port,
@@ -586,42 +678,23 @@ impl Federation {
                     }
                 };
                 found
-                    .map_err(|e| LinkFailure::NotFound(format!("resolving {domain}: {e}")))?
+                    .map_err(|e| format!("resolving {domain}: {e}"))?
                     .addresses
             }
-        };
-        let mut last = format!("{domain}: no target");
-        let count = targets.len();
-        for (i, target) in targets.into_iter().enumerate() {
-            match self.negotiate(domain, &target, &trust).await {
-                Ok(session) => return Ok(session),
-                Err(e) => {
-                    last = e;
-                    // The last one's failure is the link's, logged by the caller.
-                    if self.log && i + 1 < count {
-                        eprintln!("serve: s2s out {domain}: {last}");
-                    }
-                }
-            }
-        }
-        Err(LinkFailure::NotFound(last))
+        })
     }
 
+    /// A stream to `target` of `domain`, negotiated as `config` says.
     async fn negotiate(
         &self,
         domain: &str,
         target: &Target,
         trust: &ClientTrust,
+        config: InitiatorConfig,
     ) -> Result<ClientSession, String> {
         let transport = client::connect_tcp(&target.host, target.port)
             .await
             .map_err(|e| e.to_string())?;
-        let mut config = InitiatorConfig::server(domain, &self.domain);
-        // XEP-0178 §2: EXTERNAL with an empty authzid; the certificate names us.
-        let mut sasl = ClientSasl::password("", "", None);
-        sasl.credentials = Credentials::external(None);
-        sasl.pipeline_bind = false;
-        config.sasl = Some(sasl);
         let cell = TlsCell::default();
         let mut transcript = Transcript::new(Side::Initiating, cell.clone());
         transcript.print_live(self.trace);
@@ -643,6 +716,105 @@ impl Federation {
                 target.security.name()
             )
         })
+    }
+
+    /// A dialback element on a stream with `peer` (XEP-0220): `None` when it is not one;
+    /// `Some(answer)` for a `<db:verify/>` request (the authoritative role, §2.1.3);
+    /// `Some(None)` for anything else of the namespace (ignored, logged).
+    fn dialback_on_stream(&self, stanza: &Stanza, peer: &str) -> Option<Option<String>> {
+        let config = self.config.dialback.as_ref()?;
+        let parsed = stanza.parse(Dialback::parse).flatten()?;
+        let answer = parsed.ok().and_then(|request| {
+            dialback::answer_verify(&request, &config.secret, |d| d == self.domain)
+        });
+        if self.log {
+            let what = if answer.is_some() {
+                "answered"
+            } else {
+                "ignored"
+            };
+            eprintln!("serve: s2s {peer}: dialback {what}: {}", stanza.raw());
+        }
+        Some(answer.map(|a| {
+            let mut out = String::new();
+            a.write(&mut out);
+            out
+        }))
+    }
+
+    /// The receiving role's question (XEP-0220 §2.1.2): `verify` on a stream of our own to
+    /// the authoritative server of `verify.to`, found and checked as for an outgoing link,
+    /// not authenticated (the authoritative server answers any stream). Bounded by
+    /// `--s2s-timeout`.
+    async fn ask_authority(&self, verify: &Dialback) -> Verdict {
+        let domain = verify.to.trim_end_matches('.').to_ascii_lowercase();
+        let asked = timeout(self.config.timeout, self.verify_stream(&domain, verify)).await;
+        let verdict = match asked {
+            Ok(Ok(verdict)) => verdict,
+            Ok(Err(why)) => {
+                if self.log {
+                    eprintln!("serve: s2s dialback {domain}: authoritative server: {why}");
+                }
+                Verdict::Error("remote-server-not-found".into())
+            }
+            Err(_) => Verdict::Error("remote-server-timeout".into()),
+        };
+        if self.log {
+            eprintln!("serve: s2s dialback {domain}: key verdict {verdict:?}");
+        }
+        verdict
+    }
+
+    async fn verify_stream(&self, domain: &str, verify: &Dialback) -> Result<Verdict, String> {
+        let trust = self.trust_for(domain)?;
+        let mut last = format!("{domain}: no target");
+        for target in self.targets(domain).await? {
+            // No SASL, no dialback of our own: the stream ends negotiated after TLS.
+            let config = InitiatorConfig::server(domain, &self.domain);
+            let mut session = match self.negotiate(domain, &target, &trust, config).await {
+                Ok(session) => session,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            let mut request = String::new();
+            verify.write(&mut request);
+            session.send(&request).await.map_err(|e| e.to_string())?;
+            loop {
+                let Some(stanza) = session.next_stanza().await.map_err(|e| e.to_string())? else {
+                    return Err("the authoritative server closed the stream".into());
+                };
+                let answer = stanza.parse(Dialback::parse).flatten();
+                if let Some(Ok(answer)) = answer {
+                    if answer.kind == dialback::Kind::Verify && answer.id == verify.id {
+                        if let Some(verdict) = answer.verdict {
+                            let _ = session.close().await;
+                            return Ok(verdict);
+                        }
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+/// How a peer stream was authenticated, for the log.
+fn how_authenticated(outcome: &xmpp_handshake_core::connection::Outcome) -> &'static str {
+    match (outcome.dialback, outcome.mechanism) {
+        (true, _) => "dialback",
+        (false, Some(m)) => m.name(),
+        (false, None) => "unauthenticated",
+    }
+}
+
+/// The receiving role's way to authoritative servers, for the core's driver.
+struct Authority<'a>(&'a Federation);
+
+impl DialbackAuthority for Authority<'_> {
+    async fn verify(&mut self, verify: &Dialback) -> Verdict {
+        self.0.ask_authority(verify).await
     }
 }
 

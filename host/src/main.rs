@@ -4,6 +4,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 
 use clap::Parser;
+use xmpp_handshake_core::dialback::DialbackConfig;
 use xmpp_handshake_host::cli::{BridgeArgs, Cli, Command, DemoArgs, HashPasswordArgs, ServeArgs};
 use xmpp_handshake_host::exit::{ExitCode, Failure};
 use xmpp_handshake_host::progress::{Progress, Style};
@@ -94,6 +95,25 @@ async fn federate(
     config.queue_bytes = s2s.s2s_queue_bytes;
     config.max_incoming = s2s.s2s_max_incoming;
     config.limits = args.limits.limits().map_err(Failure::usage)?;
+    config.dialback = match (&s2s.s2s_dialback_secret_file, s2s.s2s_no_dialback) {
+        (_, true) => None,
+        (Some(path), false) => {
+            let secret = std::fs::read(path)
+                .map_err(|e| Failure::usage(format!("reading {}: {e}", path.display())))?;
+            if secret.trim_ascii().is_empty() {
+                return Err(Failure::usage(format!(
+                    "{}: an empty secret",
+                    path.display()
+                )));
+            }
+            Some(DialbackConfig::new(secret.trim_ascii()))
+        }
+        (None, false) => {
+            let mut secret = [0u8; 32];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut secret);
+            Some(DialbackConfig::new(&secret))
+        }
+    };
     let fed = federation::Federation::attach(
         &server.registry,
         identity,

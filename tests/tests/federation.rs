@@ -35,8 +35,14 @@ use xmpp_handshake_tokio::{Client, ClientOptions, Trust};
 const LIMIT: Duration = Duration::from_secs(20);
 
 /// A CA and a leaf naming each of `domains` by dNSName only (one leaf per domain), EKU
-/// serverAuth + clientAuth: `(ca_pem, [(leaf_pem, key_pem)])`.
-fn dns_only_pki(ca_name: &str, domains: &[&str]) -> (String, Vec<(String, String)>) {
+/// serverAuth + clientAuth, or serverAuth only for the domains in `server_only` (as public
+/// CAs issue them since 2026: no use as a TLS client certificate, so no SASL EXTERNAL):
+/// `(ca_pem, [(leaf_pem, key_pem)])`.
+fn dns_only_pki(
+    ca_name: &str,
+    domains: &[&str],
+    server_only: &[&str],
+) -> (String, Vec<(String, String)>) {
     use rcgen::{
         BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
         ExtendedKeyUsagePurpose, IsCa, KeyPair,
@@ -57,10 +63,11 @@ fn dns_only_pki(ca_name: &str, domains: &[&str]) -> (String, Vec<(String, String
             let mut leaf = CertificateParams::new(vec![domain.to_string()]).unwrap();
             leaf.distinguished_name = name(domain);
             leaf.is_ca = IsCa::ExplicitNoCa;
-            leaf.extended_key_usages = vec![
-                ExtendedKeyUsagePurpose::ServerAuth,
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ];
+            leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            if !server_only.contains(domain) {
+                leaf.extended_key_usages
+                    .push(ExtendedKeyUsagePurpose::ClientAuth);
+            }
             let leaf = leaf.signed_by(&key, &ca).unwrap();
             (leaf.pem(), key.serialize_pem())
         })
@@ -113,7 +120,7 @@ impl Ours {
 
     /// Our certificate for `domain`, and one for `evil.test`.
     fn for_domain(domain: &str) -> Self {
-        let (ca_pem, leaves) = dns_only_pki("serve test CA", &[domain, "evil.test"]);
+        let (ca_pem, leaves) = dns_only_pki("serve test CA", &[domain, "evil.test"], &[]);
         let files = Files::new();
         let ca = files.write("our-ca.pem", &ca_pem);
         let cert = files.write("b.pem", &leaves[0].0);
@@ -384,6 +391,121 @@ async fn serve_and_prosody_federate_both_ways_with_external() {
     let _ = alice.close().await;
 }
 
+/// Server Dialback (XEP-0220) both ways between serve (`b.test`) and Prosody (`a.test`,
+/// `mod_dialback`, `s2s_secure_auth = false`): Prosody does not trust our CA, so it offers
+/// serve no EXTERNAL; its own certificate (from the CA serve trusts) has EKU serverAuth
+/// only, so serve offers it no EXTERNAL either. serve's link authenticates by dialback
+/// (Prosody receiving, serve authoritative: Prosody asks on its own stream to b.test),
+/// Prosody's stream to serve too (serve receiving: it asks Prosody on a verify stream of
+/// its own, routed by `--s2s-peer`, Prosody's certificate checked as a server's). A
+/// message each way and the reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_and_prosody_federate_both_ways_by_dialback() {
+    let (ca_pem, leaves) = dns_only_pki("dialback test CA", &["b.test", "a.test"], &["a.test"]);
+    let files = Files::new();
+    let ca = files.write("ca.pem", &ca_pem);
+    let cert = files.write("b.pem", &leaves[0].0);
+    let key = files.write("b.key", &leaves[0].1);
+    let a_chain = files.write("a.pem", &format!("{}{}", leaves[1].0, ca_pem));
+    let a_key = files.write("a.key", &leaves[1].1);
+    let ip = own_loopback();
+    let hosts = files.write("hosts", &format!("{ip} b.test\n"));
+    let Some(p) = Prosody::start_or_skip(ProsodyOptions {
+        domain: "a.test".into(),
+        extra_global_config: format!("unbound = {{ hoststxt = {hosts:?} }}\n"),
+        extra_host_config: format!(
+            "  modules_enabled = {{ \"dialback\" }}\n  ssl = {{ certificate = {a_chain:?}; key = {a_key:?} }}\n"
+        ),
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let serve = Serve::start(&[
+        "--cert".into(),
+        cert,
+        "--key".into(),
+        key,
+        "--s2s-listen".into(),
+        format!("{ip}:5269"),
+        "--s2s-peer".into(),
+        format!("a.test={}", p.s2s_addr()),
+        "--s2s-ca".into(),
+        ca,
+    ]);
+    let mut bob = Client::connect(
+        "bob@b.test",
+        "bob-pw",
+        options(ca_pem.as_bytes(), serve.c2s, "phone"),
+    )
+    .await
+    .expect("bob logs in to serve");
+    let alice_user = p.user(0);
+    let mut alice = Client::connect(
+        &alice_user.jid("a.test"),
+        &alice_user.password,
+        options(ca_pem.as_bytes(), p.c2s_addr(), "laptop"),
+    )
+    .await
+    .expect("alice logs in to prosody");
+    alice.send(&stanza::presence(None)).await.unwrap();
+    bob.send(&stanza::presence(None)).await.unwrap();
+
+    bob.send(&stanza::message(
+        "alice@a.test/laptop",
+        "hello by dialback",
+        Some("d1"),
+    ))
+    .await
+    .unwrap();
+    let (from, body) = tokio::time::timeout(LIMIT * 2, next_message(&mut alice))
+        .await
+        .unwrap_or_else(|_| panic!("no message\n{}\n{}", serve.log(), p.log_tail(60)));
+    assert_eq!(
+        (from.as_str(), body.as_str()),
+        ("bob@b.test/phone", "hello by dialback")
+    );
+    alice
+        .send(&stanza::message(&from, "dialback answer", Some("d2")))
+        .await
+        .unwrap();
+    let (from_alice, body) = tokio::time::timeout(LIMIT * 2, next_message(&mut bob))
+        .await
+        .unwrap_or_else(|_| panic!("no reply\n{}\n{}", serve.log(), p.log_tail(60)));
+    assert_eq!(
+        (from_alice.as_str(), body.as_str()),
+        ("alice@a.test/laptop", "dialback answer")
+    );
+    // Alice first on the links now up, Bob answers.
+    alice
+        .send(&stanza::message("bob@b.test", "again", Some("d3")))
+        .await
+        .unwrap();
+    let (_, body) = next_message(&mut bob).await;
+    assert_eq!(body, "again");
+    bob.send(&stanza::message(&from_alice, "again back", Some("d4")))
+        .await
+        .unwrap();
+    let (_, body) = next_message(&mut alice).await;
+    assert_eq!(body, "again back");
+
+    // Both streams by dialback, nothing by EXTERNAL; serve answered Prosody's question
+    // (authoritative) and asked its own (receiving).
+    let log = serve.log();
+    assert!(
+        log.contains("s2s out a.test: authenticated (dialback)"),
+        "{log}"
+    );
+    assert!(log.contains("a.test authenticated (dialback)"), "{log}");
+    assert!(!log.contains("authenticated (EXTERNAL)"), "{log}");
+    assert!(log.contains("dialback answered"), "{log}");
+    assert!(
+        log.contains("s2s dialback a.test: key verdict Valid"),
+        "{log}"
+    );
+    let _ = bob.close().await;
+    let _ = alice.close().await;
+}
+
 /// ejabberd 23.01 (`a.test`) and serve federate both ways with EXTERNAL. ejabberd resolves
 /// peers with the system's getaddrinfo (after DNS SRV), so serve is `localhost` here (the
 /// one name that resolves to loopback everywhere) and ejabberd's `outgoing_s2s_port` is
@@ -500,8 +622,10 @@ async fn serve_and_ejabberd_federate_both_ways_with_external() {
 
 // ---- serve's S2S listener against a scripted raw peer ------------------------------------
 
+/// A peer server's header, binding `db` for dialback as servers do (XEP-0220 §2.1.1).
 const S2S_HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
-xmlns:stream='http://etherx.jabber.org/streams' version='1.0' to='b.test'";
+xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' \
+version='1.0' to='b.test'";
 
 /// Reads until `needle` appears or the peer closes; returns the text.
 async fn read_until<S: AsyncRead + Unpin>(s: &mut S, needle: &str) -> String {
@@ -602,14 +726,40 @@ async fn hostile_peers_are_refused_with_the_named_error() {
     let (evil_cert, evil_key) = (ours.evil_cert.clone(), ours.evil_key.clone());
 
     // A good certificate for evil.test, claiming to be a.test: EXTERNAL is not offered,
-    // and with nothing else to offer the stream ends (<not-authorized/>).
+    // dialback is; a dialback key for a.test is refused without asking a.test
+    // (<not-authorized/>): the certificate contradicts the claim.
     let (mut tls, features) =
         raw_peer(addr, &ours, &evil_cert, &evil_key, "a.test", "a.test").await;
     assert!(!features.contains("EXTERNAL"), "{features}");
-    assert!(features.contains("<not-authorized"), "{features}");
+    assert!(
+        features.contains("urn:xmpp:features:dialback"),
+        "{features}"
+    );
+    tls.write_all(b"<db:result from='a.test' to='b.test'>0123456789abcdef</db:result>")
+        .await
+        .unwrap();
+    let text = read_until(&mut tls, "</stream:stream>").await;
+    assert!(text.contains("<not-authorized"), "{text}");
+    assert!(text.contains("another domain"), "{text}");
     let mut rest = [0u8; 64];
     assert_eq!(tls.read(&mut rest).await.unwrap_or(0), 0, "closed");
     drop(tls);
+
+    // Dialback without TLS: refused by default (<policy-violation/>), never verified.
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(
+        format!(
+            "{S2S_HEADER} from='a.test'><db:result from='a.test' to='b.test'>0123456789abcdef</db:result>"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let text = read_until(&mut tcp, "</stream:stream>").await;
+    assert!(!text.contains("urn:xmpp:features:dialback"), "{text}");
+    assert!(text.contains("<policy-violation"), "{text}");
+    assert!(text.contains("dialback only over TLS"), "{text}");
+    drop(tcp);
 
     // The same certificate for its own domain: EXTERNAL offered; an authzid naming
     // another domain (XEP-0178 §2) fails with <invalid-authzid/>.
@@ -672,6 +822,63 @@ async fn hostile_peers_are_refused_with_the_named_error() {
         .unwrap();
     let text = read_until(&mut tls, "</stream:stream>").await;
     assert!(text.contains("<invalid-from"), "{text}\n{}", serve.log());
+    assert!(!serve.log().contains("key verdict"), "nobody was asked");
+}
+
+/// A dialback key that does not verify ends with `<not-authorized/>`: a raw peer with a
+/// certificate for a.test from a CA serve does not trust (TLS goes on, EXTERNAL is not
+/// offered) claims a.test with a made-up key; serve asks a.test's authoritative server, a
+/// real Prosody, which calls the key invalid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dialback_key_that_does_not_verify_is_not_authorized() {
+    let ours = Ours::new();
+    let Some(p) = Prosody::start_or_skip(ProsodyOptions {
+        domain: "a.test".into(),
+        extra_host_config: "  modules_enabled = { \"dialback\" }\n".into(),
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let anchors = format!("{}{}", ours.ca_pem, String::from_utf8_lossy(p.ca_pem()));
+    let anchors = ours.files.write("anchors.pem", &anchors);
+    let addr = StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let serve = Serve::start(&[
+        "--cert".into(),
+        ours.cert.clone(),
+        "--key".into(),
+        ours.key.clone(),
+        "--s2s-listen".into(),
+        addr.to_string(),
+        "--s2s-ca".into(),
+        anchors,
+        "--s2s-peer".into(),
+        format!("a.test={}", p.s2s_addr()),
+    ]);
+    let (_, stranger) = dns_only_pki("a CA nobody trusts", &["a.test"], &[]);
+    let cert = ours.files.write("stranger.pem", &stranger[0].0);
+    let key = ours.files.write("stranger.key", &stranger[0].1);
+    let (mut tls, features) = raw_peer(addr, &ours, &cert, &key, "a.test", "a.test").await;
+    assert!(!features.contains("EXTERNAL"), "{features}");
+    assert!(
+        features.contains("urn:xmpp:features:dialback"),
+        "{features}"
+    );
+    tls.write_all(b"<db:result from='a.test' to='b.test'>0123456789abcdef</db:result>")
+        .await
+        .unwrap();
+    let text = read_until(&mut tls, "</stream:stream>").await;
+    assert!(text.contains("type='invalid'"), "{text}\n{}", serve.log());
+    assert!(text.contains("<not-authorized"), "{text}");
+    assert!(
+        serve
+            .log()
+            .contains("s2s dialback a.test: key verdict Invalid"),
+        "{}",
+        serve.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,7 +18,9 @@ use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use xmpp_handshake_core::connection::{
     Connection, ConnectionOptions, Negotiator, Stanza, Timeouts,
 };
-use xmpp_handshake_core::driver::{self, Clock as _, MaybeTls, Observer, SessionTable, TlsUpgrade};
+use xmpp_handshake_core::driver::{
+    self, Clock as _, DialbackAuthority, MaybeTls, Observer, SessionTable, TlsUpgrade,
+};
 use xmpp_handshake_core::jid::Jid;
 use xmpp_handshake_core::receiver::ReceiverConfig;
 use xmpp_handshake_core::sasl::CredentialStore;
@@ -198,7 +200,7 @@ where
 pub async fn receive_with_sessions<T, S, U, M, O, Q>(
     transport: FromTokio<T>,
     tls: &mut U,
-    mut connection: Connection<M>,
+    connection: Connection<M>,
     observer: &mut O,
     receive_queue: usize,
     sessions: &mut Q,
@@ -211,14 +213,48 @@ where
     O: Observer + ?Sized,
     Q: SessionTable + ?Sized,
 {
+    receive_with_authority(
+        transport,
+        tls,
+        connection,
+        observer,
+        receive_queue,
+        sessions,
+        &mut (),
+    )
+    .await
+}
+
+/// As [`receive_with_sessions`], for a server-to-server listener with Server Dialback
+/// (XEP-0220): a `<db:result/>` the core admits is checked with `authority` (the
+/// authoritative server of the claimed domain) before the stream counts as authenticated.
+pub async fn receive_with_authority<T, S, U, M, O, Q, A>(
+    transport: FromTokio<T>,
+    tls: &mut U,
+    mut connection: Connection<M>,
+    observer: &mut O,
+    receive_queue: usize,
+    sessions: &mut Q,
+    authority: &mut A,
+) -> Result<Peer, Error>
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    U: TlsUpgrade<FromTokio<T>, Stream = FromTokio<S>>,
+    M: Negotiator + Send + 'static,
+    O: Observer + ?Sized,
+    Q: SessionTable + ?Sized,
+    A: DialbackAuthority + ?Sized,
+{
     let mut io = MaybeTls::Plain(transport);
-    let outcome = driver::negotiate_with_sessions(
+    let outcome = driver::negotiate_with_authority(
         &mut io,
         tls,
         &mut connection,
         observer,
         &TokioClock,
         sessions,
+        authority,
     )
     .await?;
     let jid = bound_jid(&outcome)?;

@@ -20,7 +20,7 @@ use xmpp_handshake_core::sasl::ChannelBindingData;
 use xmpp_handshake_core::trust::{self, CertificatePolicy, Service};
 use xmpp_handshake_core::TlsError;
 
-use crate::tls::verify::{self, external_identity};
+use crate::tls::verify::{self, external_identity, OptionalClientCertificate};
 
 /// A failed tokio-rustls handshake in the core's terms: the rustls error inside (the
 /// certificate policy's refusal among them, see [`verify::classify`]), the peer closing
@@ -153,6 +153,9 @@ pub struct RustlsServer {
     stream_to: String,
     /// How client certificates are read for SASL EXTERNAL (§6.3.4), when requested.
     external: Option<(Arc<CertificatePolicy>, Service)>,
+    /// The template's verifier lets chains through that do not verify: checked again
+    /// before an identity is read from one.
+    revalidate: Option<Arc<OptionalClientCertificate>>,
 }
 
 impl RustlsServer {
@@ -164,7 +167,16 @@ impl RustlsServer {
             template: Arc::new(template),
             stream_to: String::new(),
             external: None,
+            revalidate: None,
         }
+    }
+
+    /// The `template`'s client-certificate verifier is `verifier`, which lets a chain
+    /// through that does not verify (Server Dialback needs none): such a chain gives no
+    /// identity for EXTERNAL.
+    pub fn revalidating(mut self, verifier: Arc<OptionalClientCertificate>) -> Self {
+        self.revalidate = Some(verifier);
+        self
     }
 
     /// Reads the identity of a client certificate (checked by the `template`'s client
@@ -214,7 +226,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> TlsUpgrade<FromTokio<T>> for RustlsServe
             .as_ref()
             .and_then(|(policy, service)| {
                 let now = rustls::pki_types::UnixTime::now();
-                match external_identity(policy, conn.peer_certificates(), now)? {
+                let chain = conn.peer_certificates();
+                if let (Some(verifier), Some(chain)) = (&self.revalidate, chain) {
+                    if !verifier.verifies(chain) {
+                        return None;
+                    }
+                }
+                match external_identity(policy, chain, now)? {
                     Ok(cert) => Some(match service {
                         Service::Client => cert
                             .sole_xmpp_addr()

@@ -565,6 +565,19 @@ impl<M: Negotiator> Connection<M> {
         }
     }
 
+    /// Receiving server, on [`Event::DialbackRequested`]: the authoritative server's
+    /// answer (XEP-0220 §2.1.3). `valid` authenticates the stream for the domain
+    /// ([`Event::Negotiated`]); `invalid` ends it with `<not-authorized/>`; an error is
+    /// passed on to the peer, which may try again.
+    pub fn dialback_verdict(&mut self, verdict: crate::dialback::Verdict, now: Duration) {
+        if let Phase::Negotiating(machine) = &mut self.phase {
+            match machine.dialback_verdict(verdict) {
+                Ok(false) => {}
+                result => self.negotiation_step(result.map(|_| ()), now),
+            }
+        }
+    }
+
     /// Sends `<r/>` now (XEP-0198 §4), when stream management is on: say, before closing,
     /// to learn what arrived. Whether it was sent.
     pub fn request_ack(&mut self, now: Duration) -> bool {

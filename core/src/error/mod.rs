@@ -90,6 +90,10 @@ pub enum Error {
     Aborted,
     /// The peer broke a stream-management rule (XEP-0198); the stream ended.
     StreamManagement(crate::sm::SmError),
+    /// S2S: the receiving server did not accept our Server Dialback key (XEP-0220 §2.1.4):
+    /// `invalid`, or an error such as `remote-server-not-found` when it could not reach
+    /// our authoritative server.
+    DialbackRefused(crate::dialback::Verdict),
 }
 
 impl Error {
@@ -118,6 +122,7 @@ impl Error {
             Error::Bind(_) | Error::BoundJid(_) => ErrorKind::Bind,
             Error::Aborted => ErrorKind::Aborted,
             Error::StreamManagement(_) => ErrorKind::Protocol,
+            Error::DialbackRefused(_) => ErrorKind::Auth,
         }
     }
 
@@ -312,6 +317,18 @@ impl fmt::Display for Error {
                 "closed by this side before the negotiation finished; nothing to do unless that was not meant",
             ),
             Error::StreamManagement(e) => fmt::Display::fmt(e, f),
+            Error::DialbackRefused(verdict) => {
+                f.write_str("the receiving server did not accept our dialback key (")?;
+                match verdict {
+                    crate::dialback::Verdict::Error(condition) => write!(f, "error {condition}")?,
+                    crate::dialback::Verdict::Invalid => f.write_str("invalid")?,
+                    crate::dialback::Verdict::Valid => f.write_str("valid")?,
+                }
+                f.write_str(
+                    "): it must reach this server for our domain (DNS SRV, or its static \
+                     route) and get the same key back; check that route and the dialback secret",
+                )
+            }
         }
     }
 }

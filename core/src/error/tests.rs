@@ -85,9 +85,10 @@ fn variant(e: &Error) -> usize {
         Error::Aborted => 22,
         Error::BoundJid(_) => 23,
         Error::StreamManagement(_) => 24,
+        Error::DialbackRefused(_) => 25,
     }
 }
-const ERROR_VARIANTS: usize = 25;
+const ERROR_VARIANTS: usize = 26;
 
 fn tls_variant(e: &TlsError) -> usize {
     match e {
@@ -296,6 +297,10 @@ fn errors() -> Vec<(Error, ErrorKind)> {
         (
             Error::StreamManagement(crate::sm::SmError::HandledCountTooHigh { h: 3, sent: 2 }),
             ErrorKind::Protocol,
+        ),
+        (
+            Error::DialbackRefused(crate::dialback::Verdict::Invalid),
+            ErrorKind::Auth,
         ),
     ]
 }

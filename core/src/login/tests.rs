@@ -212,6 +212,7 @@ fn outcome() -> Outcome {
         sasl2: false,
         fast_token: None,
         fast_token_rejected: false,
+        dialback: false,
     }
 }
 

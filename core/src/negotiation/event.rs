@@ -141,6 +141,16 @@ pub enum Event {
         /// How many of the session's stanzas the client handled.
         h: u32,
     },
+    /// Receiving server (XEP-0220 §2.1.2): the peer asked to be authenticated by Server
+    /// Dialback and the policy admits it. Send `verify` (a `<db:verify/>` with the key and
+    /// this stream's id) to the authoritative server of `verify.to`, on a stream of our
+    /// own, and hand its answer to
+    /// [`Connection::dialback_verdict`](crate::connection::Connection::dialback_verdict);
+    /// until then the peer's stanzas are refused.
+    DialbackRequested {
+        /// The question for the authoritative server.
+        verify: crate::dialback::Dialback,
+    },
     /// The stream is over: send what [`Connection::poll_transmit`] still holds, then end
     /// TLS and the transport. Always the last event.
     ///
@@ -239,6 +249,8 @@ pub struct Outcome {
     /// Initiating entity: the FAST token we offered was refused (and the password logged
     /// in instead): forget it.
     pub fast_token_rejected: bool,
+    /// S2S: Server Dialback (XEP-0220) authenticated the stream (not SASL).
+    pub dialback: bool,
 }
 
 /// What the TLS layer tells the connection once the handshake is done

@@ -45,6 +45,11 @@ pub trait Negotiator {
     fn refuse_resume(&mut self) -> bool {
         false
     }
+    /// Receiving server: the authoritative server's `verdict` on the dialback key that
+    /// waits (XEP-0220 §2.1.4); whether one waited. An initiating entity never has one.
+    fn dialback_verdict(&mut self, _verdict: crate::dialback::Verdict) -> Result<bool, Error> {
+        Ok(false)
+    }
 }
 
 /// Units to send and events, waiting for the connection. Each `send` is one unit.

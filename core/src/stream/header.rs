@@ -143,6 +143,11 @@ impl HeaderOut<'_> {
                 out.push_str(self.ns.as_str());
                 out.push_str("' xmlns:stream='");
                 out.push_str(NS_STREAMS);
+                // XEP-0220 §2.1.1: a server stream binds `db` for Server Dialback.
+                if self.ns == ContentNamespace::Server {
+                    out.push_str("' xmlns:db='");
+                    out.push_str(crate::dialback::NS);
+                }
                 out.push_str("'>");
             }
             Framing::WebSocket => out.push_str("/>"),
@@ -378,7 +383,8 @@ mod tests {
                 lang: Some("en".into()),
                 default_ns: Some("jabber:server".into()),
                 stream_prefix: "stream".into(),
-                prefixes: Vec::new(),
+                // XEP-0220 §2.1.1: a server header binds the dialback prefix.
+                prefixes: alloc::vec![("db".into(), crate::dialback::NS.into())],
             })
         );
     }

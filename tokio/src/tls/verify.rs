@@ -354,6 +354,92 @@ pub fn client_cert_verifier(
         .build()
 }
 
+/// Receiving server: a client certificate is requested and checked as by
+/// [`client_cert_verifier`], but one that does not verify (unknown issuer, no EKU
+/// clientAuth, ...) does not end the handshake: a server may prove its domain by Server
+/// Dialback instead (XEP-0220), and then its certificate must earn nothing. The
+/// [`RustlsServer`](crate::upgrade::RustlsServer) made
+/// [`revalidating`](crate::upgrade::RustlsServer::revalidating) with it reads identities
+/// only from chains that verify ([`OptionalClientCertificate::verifies`]). The
+/// possession proof (CertificateVerify) is always checked.
+#[derive(Debug)]
+pub struct OptionalClientCertificate {
+    inner: Arc<dyn ClientCertVerifier>,
+}
+
+impl OptionalClientCertificate {
+    /// Checks chains against `roots`.
+    pub fn new(
+        roots: Arc<RootCertStore>,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Arc<Self>, rustls::server::VerifierBuilderError> {
+        Ok(Arc::new(OptionalClientCertificate {
+            inner: client_cert_verifier(roots, provider)?,
+        }))
+    }
+
+    /// Whether `chain` (leaf first) verifies against the anchors now.
+    pub fn verifies(&self, chain: &[CertificateDer<'_>]) -> bool {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return false;
+        };
+        self.inner
+            .verify_client_cert(leaf, intermediates, RustlsTime::now())
+            .is_ok()
+    }
+}
+
+impl ClientCertVerifier for OptionalClientCertificate {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: RustlsTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        if let Err(e) = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)
+        {
+            log::info!("client certificate does not verify ({e}): no SASL EXTERNAL for it");
+        }
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 /// Receiving entity, after a handshake whose client certificate was checked by
 /// [`client_cert_verifier`]: the XmppAddr / DNS-ID identities of the client's certificate
 /// for SASL EXTERNAL, through the core policy (dates, identity presence). `None` when the
