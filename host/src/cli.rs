@@ -101,8 +101,8 @@ pub struct S2sCheckArgs {
     /// Trust anchors (PEM) instead of the system's.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
-    /// Authenticate as this server domain with SASL EXTERNAL (needs --cert and --key): the
-    /// stream's `from`, on every header.
+    /// Authenticate as this server domain with SASL EXTERNAL (needs --cert and --key), and
+    /// with dialback given --dialback-listen: the stream's `from`, on every header.
     #[arg(long, value_name = "MYDOMAIN", requires_all = ["cert", "key"])]
     pub from: Option<String>,
     /// Our certificate chain (PEM), presented as the TLS client certificate: it must name
@@ -112,6 +112,12 @@ pub struct S2sCheckArgs {
     /// The private key (PEM) of --cert.
     #[arg(long, value_name = "FILE", requires = "from")]
     pub key: Option<PathBuf>,
+    /// Also try Server Dialback (XEP-0220) as MYDOMAIN: answer the checked server's
+    /// call-back as MYDOMAIN's authoritative server on ADDR (it must find MYDOMAIN there,
+    /// by its DNS or its own routes; port 5269 unless it knows better), and verify its
+    /// own dialback at DOMAIN as reached here. Without it dialback is not attempted.
+    #[arg(long, value_name = "ADDR", requires = "from")]
+    pub dialback_listen: Option<std::net::SocketAddr>,
     /// Print the negotiation transcript on stderr.
     #[arg(long)]
     pub trace: bool,

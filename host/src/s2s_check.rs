@@ -8,6 +8,11 @@
 //! policy accepts. With `--from MYDOMAIN --cert --key` our certificate is presented as the
 //! TLS client certificate and the stream authenticated with SASL EXTERNAL (RFC 6120 §6.4,
 //! XEP-0178), `from` the same on every header; it succeeds with the authenticated stream.
+//! With `--dialback-listen ADDR` as well, a second stream tries Server Dialback (XEP-0220):
+//! the check sends its key and answers the checked server's call-back on ADDR as
+//! MYDOMAIN's authoritative server (a [`Federation`] of its own, which also verifies the
+//! checked server's dialback at DOMAIN as reached here); it succeeds when either way
+//! authenticated. Without the listener dialback is reported not attempted.
 
 use std::time::Duration;
 
@@ -17,12 +22,18 @@ use xmpp_handshake_core::stream::features::StreamFeatures;
 use xmpp_handshake_core::trust::{CertError, Verdict};
 use xmpp_handshake_core::Error;
 
+use std::sync::Arc;
+
+use xmpp_handshake_core::dialback::DialbackConfig;
+
 use crate::certs::ServerIdentity;
 use crate::cli::S2sCheckArgs;
 use crate::client::{self, ClientTrust};
 use crate::connect;
 use crate::exit::{self, ExitCode, Failure};
+use crate::federation::{Federation, S2sConfig};
 use crate::resolve::{self, Security, Service, SystemResolver, Target};
+use crate::router::Registry;
 use crate::tls::verify::platform_roots;
 use crate::tls_info::TlsCell;
 use crate::transcript::{Side, Transcript};
@@ -56,8 +67,11 @@ pub async fn negotiate(
 pub async fn run(args: &S2sCheckArgs) -> Result<(), Failure> {
     let domain = args.domain.trim_end_matches('.').to_ascii_lowercase();
     let mut trust = trust(args, &domain)?;
+    let mut identity = None;
     if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
-        trust = trust.presenting(ServerIdentity::load(cert, key)?.key)?;
+        let loaded = ServerIdentity::load(cert, key)?;
+        trust = trust.presenting(loaded.key.clone())?;
+        identity = Some(loaded);
     }
     let targets = resolve::targets_for(
         &SystemResolver,
@@ -88,7 +102,14 @@ pub async fn run(args: &S2sCheckArgs) -> Result<(), Failure> {
             target.port,
             target.security.name()
         );
-        match tokio::time::timeout(limit, check(args, &domain, target, &trust)).await {
+        let authority = match (&identity, &args.from, args.dialback_listen) {
+            (Some(identity), Some(from), Some(listen)) => {
+                Some(authoritative(args, identity.clone(), from, listen, &domain, target).await?)
+            }
+            _ => None,
+        };
+        let checked = check(args, &domain, target, &trust, authority.as_ref());
+        match tokio::time::timeout(limit, checked).await {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(failure)) => {
                 println!("  failed: {failure}");
@@ -122,8 +143,120 @@ fn trust(args: &S2sCheckArgs, domain: &str) -> Result<ClientTrust, Failure> {
     ClientTrust::anchors_s2s(domain, roots)
 }
 
-/// One target: connect, negotiate up to the features of the protected stream, report.
+/// MYDOMAIN's side of dialback while one target is checked: its key secret, and a
+/// federation of its own listening on `--dialback-listen` (receiving and authoritative
+/// roles; `domain` routed to `target`, checked against `--ca`).
+struct Authoritative {
+    dialback: DialbackConfig,
+    /// The listener's task (it holds the federation); stopped with the check.
+    listener: tokio::task::JoinHandle<()>,
+    /// MYDOMAIN's (empty) registry: the federation holds it weakly and serves only while
+    /// it lives.
+    _registry: Arc<Registry>,
+}
+
+impl Drop for Authoritative {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+async fn authoritative(
+    args: &S2sCheckArgs,
+    identity: ServerIdentity,
+    from: &str,
+    listen: std::net::SocketAddr,
+    domain: &str,
+    target: &Target,
+) -> Result<Authoritative, Failure> {
+    let anchors = match &args.ca {
+        Some(path) => connect::ca_roots(path)?,
+        None => platform_roots().map_err(|e| {
+            Failure::new(
+                ExitCode::Certificate,
+                format!("no trust anchors ({e}): use --ca FILE"),
+            )
+        })?,
+    };
+    let mut secret = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut secret);
+    let dialback = DialbackConfig::new(&secret);
+    let mut config = S2sConfig::new(anchors);
+    config
+        .peers
+        .insert(domain.to_string(), (target.host.clone(), target.port));
+    config.timeout = Duration::from_secs(args.timeout);
+    config.dialback = Some(dialback.clone());
+    let registry = Arc::new(Registry::new(from));
+    let federation = Federation::attach(&registry, identity, config, args.trace, args.trace, false);
+    let (addr, listener) = federation.listen(listen).await?;
+    println!("  dialback: answering for {from} on {addr}");
+    Ok(Authoritative {
+        dialback,
+        listener,
+        _registry: registry,
+    })
+}
+
+/// One target: EXTERNAL (or, without `--from`, the offer), then dialback; reports both.
 async fn check(
+    args: &S2sCheckArgs,
+    domain: &str,
+    target: &Target,
+    trust: &ClientTrust,
+    authority: Option<&Authoritative>,
+) -> Result<(), Failure> {
+    let external = check_external(args, domain, target, trust).await;
+    let Some(from) = &args.from else {
+        return external;
+    };
+    let Some(authority) = authority else {
+        println!("  dialback: not attempted: no authoritative listener (--dialback-listen)");
+        return external;
+    };
+    let transport = client::connect_tcp(&target.host, target.port).await?;
+    let mut config = InitiatorConfig::server(domain, from);
+    config.dialback = Some(authority.dialback.clone());
+    let cell = TlsCell::default();
+    let mut transcript = Transcript::new(Side::Initiating, cell.clone());
+    transcript.print_live(args.trace);
+    let result = negotiate(
+        transport,
+        target.security,
+        config,
+        trust,
+        cell,
+        &mut transcript,
+    )
+    .await;
+    let dialback = match result {
+        Ok(session) if session.outcome().dialback => {
+            println!("  dialback: authenticated as {from} (the peer verified our key with us)");
+            let _ = session.close().await;
+            Ok(())
+        }
+        Ok(session) => {
+            let _ = session.close().await;
+            println!("  dialback: not offered by the peer");
+            Err(Failure::protocol(format!(
+                "{domain} does not offer dialback"
+            )))
+        }
+        Err(e) => {
+            println!("  dialback: failed: {e}");
+            Err(exit::from_core(&e))
+        }
+    };
+    // Either way authenticated is an authenticated stream.
+    match (external, dialback) {
+        (Ok(()), _) | (_, Ok(())) => Ok(()),
+        (Err(_), Err(e)) => Err(e),
+    }
+}
+
+/// EXTERNAL (RFC 6120 §6.4, XEP-0178) with `--from`, else the offer of the protected
+/// stream.
+async fn check_external(
     args: &S2sCheckArgs,
     domain: &str,
     target: &Target,

@@ -55,6 +55,24 @@ fn env_flag(name: &str) -> bool {
     )
 }
 
+/// A loopback address of its own (127.77.x.y) on which port 5269, the S2S port a peer
+/// server dials for a domain it finds in a hosts file, is free.
+pub fn own_loopback() -> std::net::Ipv4Addr {
+    let seed = std::process::id()
+        ^ (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos());
+    for i in 0..50u32 {
+        let n = seed.wrapping_add(i.wrapping_mul(7919));
+        let ip = std::net::Ipv4Addr::new(127, 77, (n >> 8) as u8, (n as u8).max(2));
+        if std::net::TcpListener::bind((ip, 5269)).is_ok() {
+            return ip;
+        }
+    }
+    panic!("no free 127.77.x.y:5269");
+}
+
 /// The `xmpp-handshake` binary of this build (`cargo test --workspace` builds it), beside
 /// the test binaries' directory.
 pub fn cli_binary() -> PathBuf {

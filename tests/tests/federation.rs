@@ -139,23 +139,6 @@ impl Ours {
     }
 }
 
-/// A loopback address of its own for `b.test` (port 5269 is free on it).
-fn own_loopback() -> std::net::Ipv4Addr {
-    let seed = std::process::id()
-        ^ (std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos());
-    for i in 0..50u32 {
-        let n = seed.wrapping_add(i.wrapping_mul(7919));
-        let ip = std::net::Ipv4Addr::new(127, 77, (n >> 8) as u8, (n as u8).max(2));
-        if StdListener::bind((ip, 5269)).is_ok() {
-            return ip;
-        }
-    }
-    panic!("no free 127.77.x.y:5269");
-}
-
 /// `xmpp-handshake serve` (killed on drop), user bob; its log is kept.
 struct Serve {
     child: Child,
@@ -284,7 +267,7 @@ async fn next_containing(client: &mut Client, needle: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_and_prosody_federate_both_ways_with_external() {
     let ours = Ours::new();
-    let ip = own_loopback();
+    let ip = xmpp_handshake_tests::own_loopback();
     let hosts = ours.files.write("hosts", &format!("{ip} b.test\n"));
     let Some(p) = Prosody::start_or_skip(ProsodyOptions {
         domain: "a.test".into(),
@@ -408,7 +391,7 @@ async fn serve_and_prosody_federate_both_ways_by_dialback() {
     let key = files.write("b.key", &leaves[0].1);
     let a_chain = files.write("a.pem", &format!("{}{}", leaves[1].0, ca_pem));
     let a_key = files.write("a.key", &leaves[1].1);
-    let ip = own_loopback();
+    let ip = xmpp_handshake_tests::own_loopback();
     let hosts = files.write("hosts", &format!("{ip} b.test\n"));
     let Some(p) = Prosody::start_or_skip(ProsodyOptions {
         domain: "a.test".into(),

@@ -3,7 +3,8 @@
 //! here: a good certificate (exit 0, its fingerprint printed, what Prosody offers after TLS,
 //! with and without its dialback module), a certificate from a CA we do not trust (exit 4),
 //! a port where nothing listens (exit 6), and SASL EXTERNAL with our certificate, accepted
-//! for the domain it names and refused for another.
+//! for the domain it names and refused for another; Server Dialback with and without an
+//! authoritative listener for our domain.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -181,6 +182,11 @@ impl OurIdentity {
 
     /// `s2s-check DOMAIN --from FROM` with our certificate, to 127.0.0.1:`port`.
     fn check(&self, domain: &str, port: u16, ca: &Path, from: &str) -> Output {
+        self.check_with(domain, port, ca, from, &[])
+    }
+
+    /// [`OurIdentity::check`] with `extra` arguments.
+    fn check_with(&self, domain: &str, port: u16, ca: &Path, from: &str, extra: &[&str]) -> Output {
         let port = port.to_string();
         let ca = ca.display().to_string();
         let (cert, key) = (self.path("verona.pem"), self.path("verona.key"));
@@ -204,6 +210,7 @@ impl OurIdentity {
                 "20",
                 "--trace",
             ])
+            .args(extra)
             .output()
             .expect("the binary runs")
     }
@@ -256,4 +263,72 @@ fn ejabberd_accepts_external_only_for_the_domain_our_certificate_names() {
     let all = text(&out);
     assert_eq!(out.status.code(), Some(3), "{all}\n{}", e.log_tail(30));
     assert!(all.contains("authentication: failed"), "{all}");
+}
+
+/// Server Dialback against Prosody (`mod_dialback`, our CA not trusted: no EXTERNAL for
+/// us). Without a listener dialback is reported not attempted and the check fails as
+/// EXTERNAL did (exit 3). With `--dialback-listen` on the address Prosody's hosts file
+/// gives verona.test, Prosody calls back (its own stream to us authenticated with EXTERNAL,
+/// its certificate verifying against `--ca`), our listener vouches for the key, and the
+/// check passes (exit 0). As padua.test, which Prosody cannot reach, it fails.
+#[test]
+fn dialback_reaches_a_verdict_with_an_authoritative_listener() {
+    let ours = OurIdentity::new();
+    let ip = xmpp_handshake_tests::own_loopback();
+    let hosts = ours.dir.path().join("hosts");
+    std::fs::write(&hosts, format!("{ip} verona.test\n")).unwrap();
+    let Some(p) = Prosody::start_or_skip(ProsodyOptions {
+        domain: "a.test".into(),
+        extra_global_config: format!("unbound = {{ hoststxt = {hosts:?} }}\n"),
+        extra_host_config: "  modules_enabled = { \"dialback\" }\n".into(),
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let out = ours.check(&p.domain, p.ports.s2s, &p.ca_path, "verona.test");
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{all}\n{}", p.log_tail(30));
+    assert!(all.contains("authentication: failed"), "{all}");
+    assert!(
+        all.contains("dialback: not attempted: no authoritative listener"),
+        "{all}"
+    );
+
+    let listen = format!("{ip}:5269");
+    let out = ours.check_with(
+        &p.domain,
+        p.ports.s2s,
+        &p.ca_path,
+        "verona.test",
+        &["--dialback-listen", &listen],
+    );
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}\n{}", p.log_tail(40));
+    assert!(
+        all.contains("authentication: failed"),
+        "EXTERNAL still fails: {all}"
+    );
+    assert!(
+        all.contains("dialback: authenticated as verona.test"),
+        "{all}"
+    );
+    assert!(
+        all.contains("dialback answered"),
+        "our listener vouched: {all}"
+    );
+
+    // padua.test is nowhere in Prosody's hosts file: it cannot call back and never
+    // answers the key (Prosody sends no error verdict then); the check fails when its
+    // time is up.
+    let out = ours.check_with(
+        &p.domain,
+        p.ports.s2s,
+        &p.ca_path,
+        "padua.test",
+        &["--dialback-listen", &listen],
+    );
+    let all = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{all}\n{}", p.log_tail(40));
+    assert!(all.contains("no answer within 20 s"), "{all}");
+    assert!(!all.contains("dialback: authenticated"), "{all}");
 }
