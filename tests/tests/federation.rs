@@ -497,21 +497,55 @@ async fn serve_and_prosody_federate_both_ways_by_dialback() {
 /// which ejabberd requires of a client certificate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_and_ejabberd_federate_both_ways_with_external() {
+    let log = serve_and_ejabberd_round_trip(false).await;
+    assert!(
+        log.contains("s2s out a.test: authenticated (EXTERNAL)"),
+        "{log}"
+    );
+    assert!(log.contains("a.test authenticated (EXTERNAL)"), "{log}");
+}
+
+/// The same with ejabberd's `mod_s2s_dialback` and without our CA in its `s2s_cafile`:
+/// ejabberd offers EXTERNAL on every encrypted stream and refuses our certificate when
+/// `<auth/>` arrives, so serve's link falls back to dialback on the same stream; ejabberd
+/// verifies the key on a stream of its own to serve (the authoritative server). ejabberd's
+/// own stream to serve may use EXTERNAL (serve trusts its CA).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_and_ejabberd_federate_both_ways_with_dialback_after_external_fails() {
+    let log = serve_and_ejabberd_round_trip(true).await;
+    assert!(
+        log.contains("s2s out a.test: authenticated (dialback)"),
+        "{log}"
+    );
+    assert!(log.contains("dialback answered"), "{log}");
+    assert!(log.contains("a.test authenticated ("), "{log}");
+}
+
+/// serve (`localhost`) and ejabberd (`a.test`) exchange a message each way and the
+/// replies; with `dialback`, ejabberd loads `mod_s2s_dialback` and does not trust our CA.
+/// Returns serve's log (empty when ejabberd is not available here).
+async fn serve_and_ejabberd_round_trip(dialback: bool) -> String {
     let ours = Ours::for_domain("localhost");
     let s2s_port = StdListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
+    // ejabberd's `modules:` section is the last the harness writes: an indented first
+    // line joins it.
+    let trust_or_dialback = if dialback {
+        "  mod_s2s_dialback: {}\n".to_string()
+    } else {
+        format!("s2s_cafile: {:?}\n", ours.ca)
+    };
     let Some(e) = Ejabberd::start_or_skip(EjabberdOptions {
         domain: "a.test".into(),
         extra_config: format!(
-            "s2s_cafile: {:?}\noutgoing_s2s_port: {s2s_port}\noutgoing_s2s_families: [ipv4]\ns2s_dns_timeout: 2\ns2s_dns_retries: 1\n",
-            ours.ca
+            "{trust_or_dialback}outgoing_s2s_port: {s2s_port}\noutgoing_s2s_families: [ipv4]\ns2s_dns_timeout: 2\ns2s_dns_retries: 1\n"
         ),
         ..Default::default()
     }) else {
-        return;
+        return String::new();
     };
     let serve = Serve::start_for(
         "localhost",
@@ -593,14 +627,9 @@ async fn serve_and_ejabberd_federate_both_ways_with_external() {
         .unwrap();
     let (_, body) = next_message(&mut alice).await;
     assert_eq!(body, "second answer");
-    let log = serve.log();
-    assert!(
-        log.contains("s2s out a.test: authenticated (EXTERNAL)"),
-        "{log}"
-    );
-    assert!(log.contains("a.test authenticated (EXTERNAL)"), "{log}");
     let _ = bob.close().await;
     let _ = alice.close().await;
+    serve.log()
 }
 
 // ---- serve's S2S listener against a scripted raw peer ------------------------------------
