@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, OtherNameValue, SanType,
+    KeyUsagePurpose,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -14,9 +14,6 @@ use rustls::sign::CertifiedKey;
 
 use crate::exit::Failure;
 use crate::tls_info::fingerprint;
-
-/// id-on-xmppAddr (RFC 6120 §13.7.1.4).
-const ID_ON_XMPPADDR: [u64; 9] = [1, 3, 6, 1, 5, 5, 7, 8, 5];
 
 /// A server identity: the chain it presents and its key.
 #[derive(Clone)]
@@ -47,7 +44,7 @@ impl ServerIdentity {
             .unwrap_or_default()
     }
 
-    /// A fresh CA and a leaf for `domain` (SAN dNSName and xmppAddr), valid for 30 days.
+    /// A fresh CA and a leaf for `domain` (SAN dNSName), valid for 30 days.
     pub fn generate(domain: &str) -> Result<Self, Failure> {
         generate(domain).map_err(|e| Failure::protocol(format!("generating a certificate: {e}")))
     }
@@ -85,9 +82,12 @@ impl ServerIdentity {
 /// and `serve` present, and what the test servers (Prosody, ejabberd) are given.
 ///
 /// P-256 keys; the CA is `pathLen:0`; the leaf has `CA:FALSE` (rustls rejects a CA
-/// certificate used as an end entity), SAN dNSName and id-on-xmppAddr = the domain
-/// (RFC 6120 §13.7.1.4), EKU serverAuth + clientAuth (S2S), and is valid from yesterday
-/// for 30 days.
+/// certificate used as an end entity), SAN dNSName = the domain (the DNS-ID of RFC 6120
+/// §13.7.1.4), EKU serverAuth + clientAuth (S2S), and is valid from yesterday for 30
+/// days. No id-on-xmppAddr (it MAY be there): ejabberd 23.01's S2S receiver (xmpp 1.6.1,
+/// `xmpp_stream_pkix:get_domains_from_san`) returns a binary instead of a list for an
+/// xmppAddr naming a bare domain inside `lists:flatmap`, crashes with `badarg` and drops
+/// the connection at `<auth/>`.
 #[derive(Clone)]
 pub struct GeneratedPki {
     /// CA certificate, PEM.
@@ -137,10 +137,6 @@ pub fn generate_pki(domain: &str) -> Result<GeneratedPki, rcgen::Error> {
 
     let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut leaf = CertificateParams::new(vec![domain.to_string()])?;
-    leaf.subject_alt_names.push(SanType::OtherName((
-        ID_ON_XMPPADDR.to_vec(),
-        OtherNameValue::Utf8String(domain.to_string()),
-    )));
     leaf.distinguished_name.push(DnType::CommonName, domain);
     leaf.is_ca = IsCa::ExplicitNoCa;
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];

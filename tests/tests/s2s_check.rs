@@ -120,9 +120,9 @@ fn a_certificate_from_another_ca_is_refused_with_exit_4_and_a_closed_port_is_6()
 /// `connect` for a stream error).
 /// Our server's certificate and its CA, in a directory the servers' own users (`prosody`,
 /// `ejabberd`) can read: `verona.test` as its one SAN dNSName (as a public CA issues
-/// them), EKU serverAuth + clientAuth. (With an id-on-xmppAddr SAN as well, as `serve`'s
-/// generated certificates have, ejabberd 23.01's S2S receiver crashes on `<auth/>` in
-/// `xmpp_stream_pkix:get_cert_domains` and drops the connection: measured here.)
+/// them), EKU serverAuth + clientAuth. (With an id-on-xmppAddr SAN for the bare domain as
+/// well, as `serve`'s generated certificates had, ejabberd 23.01's S2S receiver crashes on
+/// `<auth/>` in `xmpp_stream_pkix:get_domains_from_san` and drops the connection.)
 struct OurIdentity {
     dir: tempfile::TempDir,
 }
