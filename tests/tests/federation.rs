@@ -9,8 +9,13 @@
 //! serve's S2S listener has port 5269 (no DNS, no network namespace). serve reaches
 //! `a.test` through `--s2s-peer`.
 //!
+//! Server Dialback (XEP-0220) as well: with Prosody both ways when neither side's
+//! certificate can do EXTERNAL, with ejabberd after it refuses our certificate at
+//! `<auth/>`, and a key that does not verify ends with `<not-authorized/>`.
+//!
 //! Hostile peers against serve's S2S listener (a scripted raw peer): a certificate for
-//! another domain never earns EXTERNAL; a `from` that changes between headers is
+//! another domain never earns EXTERNAL (nor dialback for that domain); dialback over
+//! plaintext is refused; a `from` that changes between headers is
 //! `<improper-addressing/>`; an authzid naming another domain fails; stanzas before
 //! authentication are `<not-authorized/>`; a stanza whose `from` is not the authenticated
 //! domain is `<invalid-from/>`. And the bounces: a domain whose server cannot be reached
