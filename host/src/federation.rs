@@ -725,7 +725,9 @@ impl Federation {
         let config = self.config.dialback.as_ref()?;
         let parsed = stanza.parse(Dialback::parse).flatten()?;
         let answer = parsed.ok().and_then(|request| {
-            dialback::answer_verify(&request, &config.secret, |d| d == self.domain)
+            dialback::answer_verify(&request, &config.secret, |d| {
+                d.trim_end_matches('.').eq_ignore_ascii_case(&self.domain)
+            })
         });
         if self.log {
             let what = if answer.is_some() {

@@ -46,6 +46,11 @@ pub struct Jabberd2Options {
     pub mechanisms: Vec<&'static str>,
     /// How long to wait for the components. Default 20 s.
     pub start_timeout: Duration,
+    /// A hosts file for the s2s component only (it finds peer servers through DNS SRV,
+    /// then `/etc/hosts`): bind-mounted over `/etc/hosts` in a mount namespace of its own,
+    /// so a test can give peer domains loopback addresses without touching the machine's.
+    /// Default none.
+    pub s2s_hosts: Option<PathBuf>,
 }
 
 impl Default for Jabberd2Options {
@@ -55,6 +60,7 @@ impl Default for Jabberd2Options {
             users: default_users(),
             mechanisms: vec!["scram-sha-1", "digest-md5", "plain"],
             start_timeout: Duration::from_secs(20),
+            s2s_hosts: None,
         }
     }
 }
@@ -158,10 +164,18 @@ impl Jabberd2 {
             .arg("-c")
             .arg(
                 r#""$1" -c router.xml & sleep 0.3
-                "$2" -c sm.xml & "$3" -c c2s.xml & "$4" -c s2s.xml & wait"#,
+                "$2" -c sm.xml & "$3" -c c2s.xml &
+                if [ -n "$5" ]; then
+                  unshare --mount --propagation private sh -c \
+                    'mount --bind "$0" /etc/hosts && exec "$1" -c s2s.xml' "$5" "$4" &
+                else
+                  "$4" -c s2s.xml &
+                fi
+                wait"#,
             )
             .arg("jabberd2")
-            .args(&programs);
+            .args(&programs)
+            .arg(opts.s2s_hosts.as_deref().unwrap_or(Path::new("")));
         let mut process = ServerProcess::spawn("jabberd2", cmd, &console_log_path, Some(&root))?;
         let info = ServerInfo {
             kind: ServerKind::Jabberd2,

@@ -34,7 +34,9 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use xmpp_handshake_core::sasl::{CbPolicy, SaslPolicy};
 use xmpp_handshake_core::stanza;
-use xmpp_handshake_tests::{cli_binary, Ejabberd, EjabberdOptions, Prosody, ProsodyOptions};
+use xmpp_handshake_tests::{
+    cli_binary, Ejabberd, EjabberdOptions, Jabberd2, Jabberd2Options, Prosody, ProsodyOptions,
+};
 use xmpp_handshake_tokio::{Client, ClientOptions, Trust};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -488,6 +490,86 @@ async fn serve_and_prosody_federate_both_ways_by_dialback() {
     assert!(log.contains("dialback answered"), "{log}");
     assert!(
         log.contains("s2s dialback a.test: key verdict Valid"),
+        "{log}"
+    );
+    let _ = bob.close().await;
+    let _ = alice.close().await;
+}
+
+/// jabberd2 2.7.0, whose s2s knows no SASL, only dialback: serve (`b.test`) and jabberd2
+/// (`jabberd2.test`) exchange a message each way and the replies, both streams by
+/// dialback. jabberd2's s2s finds b.test through a hosts file of the test's (bind-mounted
+/// over `/etc/hosts` for that process only), on a loopback address of its own with port
+/// 5269; serve reaches jabberd2 through `--s2s-peer`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_and_jabberd2_federate_both_ways_by_dialback() {
+    let ours = Ours::new();
+    let ip = xmpp_handshake_tests::own_loopback();
+    let hosts = ours.files.write("hosts", &format!("{ip} b.test\n"));
+    let Some(j) = Jabberd2::start_or_skip(Jabberd2Options {
+        s2s_hosts: Some(hosts.into()),
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let serve = Serve::start(&[
+        "--cert".into(),
+        ours.cert.clone(),
+        "--key".into(),
+        ours.key.clone(),
+        "--s2s-listen".into(),
+        format!("{ip}:5269"),
+        "--s2s-peer".into(),
+        format!("jabberd2.test={}", j.s2s_addr()),
+        "--s2s-ca".into(),
+        j.ca_path.display().to_string(),
+    ]);
+    let mut bob = Client::connect(
+        "bob@b.test",
+        "bob-pw",
+        options(ours.ca_pem.as_bytes(), serve.c2s, "phone"),
+    )
+    .await
+    .expect("bob logs in to serve");
+    let alice_user = j.user(0);
+    let mut alice = Client::connect(
+        &alice_user.jid("jabberd2.test"),
+        &alice_user.password,
+        options(j.ca_pem(), j.c2s_addr(), "laptop"),
+    )
+    .await
+    .expect("alice logs in to jabberd2");
+    alice.send(&stanza::presence(None)).await.unwrap();
+    bob.send(&stanza::presence(None)).await.unwrap();
+    let alice_jid = format!("{}/laptop", alice_user.jid("jabberd2.test"));
+    bob.send(&stanza::message(&alice_jid, "hello jabberd2", Some("j1")))
+        .await
+        .unwrap();
+    let (from, body) = tokio::time::timeout(LIMIT * 2, next_message(&mut alice))
+        .await
+        .unwrap_or_else(|_| panic!("no message\n{}\n{}", serve.log(), j.log_tail(60)));
+    assert_eq!(
+        (from.as_str(), body.as_str()),
+        ("bob@b.test/phone", "hello jabberd2")
+    );
+    alice
+        .send(&stanza::message(&from, "hello back", Some("j2")))
+        .await
+        .unwrap();
+    let (from_alice, body) = tokio::time::timeout(LIMIT * 2, next_message(&mut bob))
+        .await
+        .unwrap_or_else(|_| panic!("no reply\n{}\n{}", serve.log(), j.log_tail(60)));
+    assert_eq!(
+        (from_alice.as_str(), body.as_str()),
+        (alice_jid.as_str(), "hello back")
+    );
+    let log = serve.log();
+    assert!(
+        log.contains("s2s out jabberd2.test: authenticated (dialback)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("jabberd2.test authenticated (dialback)"),
         "{log}"
     );
     let _ = bob.close().await;
