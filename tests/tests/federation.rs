@@ -478,8 +478,10 @@ async fn serve_and_prosody_federate_both_ways_by_dialback() {
     let (_, body) = next_message(&mut alice).await;
     assert_eq!(body, "again back");
 
-    // Both streams by dialback, nothing by EXTERNAL; serve answered Prosody's question
-    // (authoritative) and asked its own (receiving).
+    // Both streams by dialback, nothing by EXTERNAL: serve's link got Prosody's `valid`
+    // (Prosody asked serve, the authoritative server, on its own stream to b.test, before
+    // or after that stream authenticated as Prosody's timing has it: only the second is
+    // logged), and serve asked Prosody about Prosody's key (receiving).
     let log = serve.log();
     assert!(
         log.contains("s2s out a.test: authenticated (dialback)"),
@@ -487,7 +489,6 @@ async fn serve_and_prosody_federate_both_ways_by_dialback() {
     );
     assert!(log.contains("a.test authenticated (dialback)"), "{log}");
     assert!(!log.contains("authenticated (EXTERNAL)"), "{log}");
-    assert!(log.contains("dialback answered"), "{log}");
     assert!(
         log.contains("s2s dialback a.test: key verdict Valid"),
         "{log}"
@@ -603,7 +604,6 @@ async fn serve_and_ejabberd_federate_both_ways_with_dialback_after_external_fail
         log.contains("s2s out a.test: authenticated (dialback)"),
         "{log}"
     );
-    assert!(log.contains("dialback answered"), "{log}");
     assert!(log.contains("a.test authenticated ("), "{log}");
 }
 
