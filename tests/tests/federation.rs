@@ -951,6 +951,15 @@ async fn hostile_peers_are_refused_with_the_named_error() {
     let text = read_until(&mut tls, "</stream:stream>").await;
     assert!(text.contains("<invalid-from"), "{text}\n{}", serve.log());
     assert!(!serve.log().contains("key verdict"), "nobody was asked");
+
+    // With --s2s-no-dialback the same claim has nothing to try: the stream ends at once.
+    let (_strict, addr) = serve_with_listener(&ours, &["--s2s-no-dialback"]);
+    let (_, features) = raw_peer(addr, &ours, &evil_cert, &evil_key, "a.test", "a.test").await;
+    assert!(
+        !features.contains("urn:xmpp:features:dialback"),
+        "{features}"
+    );
+    assert!(features.contains("<not-authorized"), "{features}");
 }
 
 /// A dialback key that does not verify ends with `<not-authorized/>`: a raw peer with a
