@@ -144,7 +144,7 @@ impl Serve {
                     ("bob".into(), "bob-pw".into()),
                 ],
                 c2s,
-                sasl2: extra.contains(&"--sasl2"),
+                sasl2: !extra.contains(&"--no-sasl2"),
             },
             log,
             _dir: dir,
@@ -622,9 +622,11 @@ async fn ejabberd_expired_session_reports_what_is_not_known_delivered() {
     .await;
 }
 
+/// `serve --no-sasl2`: RFC 6120 SASL and binding, `<enable/>` after binding and
+/// `<resume/>` after the restart.
 #[tokio::test]
 async fn serve_resumption_resends_exactly_the_unacknowledged() {
-    let serve = Serve::start(300);
+    let serve = Serve::start_with(300, &["--no-sasl2"]);
     resume_sends_exactly_the_unacknowledged(&serve.target, true, "serve").await;
 }
 
@@ -1216,11 +1218,105 @@ async fn serve_cli_stays_online_across_a_cut() {
     assert!(!stderr.contains("lost the session"), "{stderr}");
 }
 
-/// `serve --sasl2` and our client: SASL2 with Bind 2 and stream management enabled inside
-/// it (no `<enable/>` after binding), then a cut link resumed from the features after the
-/// next SASL2 success (serve offers no inline `<resume/>`).
+/// `serve` (SASL2 by default) and our client: SASL2 with Bind 2 and stream management
+/// enabled inside it (no `<enable/>` after binding), then a cut link resumed inside the
+/// next `<authenticate/>` (XEP-0198 with SASL2: `<resumed/>` inside `<success/>`, nothing
+/// bound anew).
 #[tokio::test]
 async fn serve_sasl2_resumption_resends_exactly_the_unacknowledged() {
-    let serve = Serve::start_with(60, &["--sasl2"]);
+    let serve = Serve::start_with(60, &["--sasl2", "--trace"]);
     resume_sends_exactly_the_unacknowledged(&serve.target, true, "serve sasl2").await;
+    let log = serve.log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let inline = log
+        .lines()
+        .any(|l| l.contains("<authenticate ") && l.contains("<resume xmlns='urn:xmpp:sm:3'"));
+    let answered = log
+        .lines()
+        .any(|l| l.contains("<success ") && l.contains("<resumed xmlns='urn:xmpp:sm:3'"));
+    assert!(inline && answered, "resumed inside SASL2:\n{log}");
+    assert!(!log.contains("<enable xmlns"), "{log}");
+}
+
+/// A link that goes silent without closing (the proxy swallows both ways and holds the
+/// server's socket open): the client gives up on it and resumes on a new connection
+/// before serve has seen the old one die. As Prosody's mod_smacks does, serve drops the old
+/// link and resumes the session (never `<item-not-found/>` for a session still there):
+/// the server's `h` says what arrived, exactly the rest is sent again, Bob gets every
+/// message once, and it happens at once, not after serve's idle timeout.
+#[tokio::test]
+async fn serve_takes_over_a_session_whose_link_went_silent() {
+    let serve = Serve::start_with(300, &["--idle-timeout", "120"]);
+    let server = &serve.target;
+    let mut bob = Bob::connect(server).await;
+    let to = bob.jid();
+    let proxy = CutProxy::start(server.c2s).await.unwrap();
+    let mut alice = alice(server, &proxy, None).await;
+    assert!(alice.outcome().sasl2);
+    assert!(matches!(
+        next_sm(&mut alice).await,
+        Event::SmEnabled { id: Some(_), .. }
+    ));
+    for n in 1..=3 {
+        alice
+            .send(&stanza::message(&to, &body(n), None))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        next_sm(&mut alice).await,
+        Event::Acked {
+            h: 3,
+            numbers: 1..4
+        }
+    );
+    bob.wait_for(&body(3)).await;
+
+    // The link goes silent: 4-6 never arrive; the client gives up on the link (as its own
+    // ping timeout would) while serve still holds it.
+    proxy.silence();
+    for n in 4..=6 {
+        alice
+            .send(&stanza::message(&to, &body(n), None))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    alice.abandon().await.unwrap();
+    let state = dropped(alice).await;
+    assert_eq!(
+        state.unacked().map(|(n, _)| n).collect::<Vec<_>>(),
+        [4, 5, 6]
+    );
+    assert!(
+        !serve.log.lock().unwrap().contains("sensor gone"),
+        "serve has not noticed"
+    );
+
+    let started = std::time::Instant::now();
+    let mut alice = login(server, 0, "sensor", server.c2s.port(), Some(state)).await;
+    assert_eq!(
+        next_sm(&mut alice).await,
+        Event::Resumed {
+            h: 3,
+            acked: 4..4,
+            resent: 4..7
+        },
+        "resumed, not refused: 4-6 are sent again"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    serve
+        .wait_log(
+            "its client resumed it on a new connection; old link dropped",
+            1,
+        )
+        .await;
+    bob.wait_for(&body(6)).await;
+    bob.settle(Duration::from_secs(1)).await;
+    bob.assert_each_once(6, "take-over");
+    alice.close().await.expect("alice closes cleanly");
+    bob.client.close().await.expect("bob closes cleanly");
 }
