@@ -28,7 +28,7 @@
 //!   held with `<service-unavailable/>` (§8.3.3.19): nothing is dropped unsaid.
 //! * A `<resume/>` may come before the server has seen the old link die (it went silent
 //!   without closing): as Prosody's mod_smacks does, the old link of the same account is
-//!   dropped ([`ToSession::TakeOver`]), its session detached and then resumed; never
+//!   dropped ([`Registration::taken_over`]), its session detached and then resumed; never
 //!   `<item-not-found/>` for a session that is still there.
 
 use std::collections::HashMap;
@@ -52,10 +52,6 @@ pub enum ToSession {
     Stanza(String),
     /// A newer session bound the same full JID: send `<conflict/>` and close (§7.7.2.2).
     Conflict,
-    /// The session's client resumed it on a new connection (XEP-0198 §5): drop this link
-    /// as broken (no stream error, as Prosody's mod_smacks closes the old connection), so
-    /// that the session is detached and the resumption takes it.
-    TakeOver,
 }
 
 /// How long a `<resume/>` waits for a live session's old link to let go of it.
@@ -66,6 +62,8 @@ struct Entry {
     tx: mpsc::UnboundedSender<ToSession>,
     /// Its stream-management session id (XEP-0198), once known.
     sm_id: Option<String>,
+    /// Told when its client resumed it on a new connection.
+    take_over: Arc<tokio::sync::Notify>,
     /// Bytes of stanzas sent to `tx` and not yet written by the session.
     queued: Arc<AtomicUsize>,
 }
@@ -135,6 +133,7 @@ pub struct Registration {
     pub jid: String,
     id: u64,
     queued: Arc<AtomicUsize>,
+    take_over: Arc<tokio::sync::Notify>,
 }
 
 impl Registration {
@@ -148,6 +147,15 @@ impl Registration {
     /// Bytes queued for this session and not yet written.
     pub fn queued_bytes(&self) -> usize {
         self.queued.load(Ordering::Acquire)
+    }
+
+    /// Resolves when the session's client resumed it on a new connection (XEP-0198 §5)
+    /// before this one was seen to die: the session task then drops this link as broken
+    /// (no stream error, as Prosody's mod_smacks closes the old connection), so that the
+    /// session is detached and the resumption takes it. Apart from the stanza queue, so
+    /// that a write blocked on the dead link does not hold it up. Cancel-safe.
+    pub async fn taken_over(&self) {
+        self.take_over.notified().await
     }
 }
 
@@ -212,10 +220,12 @@ impl Registry {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let key = normalize(full_jid);
         let queued = Arc::new(AtomicUsize::new(0));
+        let take_over = Arc::new(tokio::sync::Notify::new());
         let entry = Entry {
             id,
             tx,
             sm_id: None,
+            take_over: take_over.clone(),
             queued: queued.clone(),
         };
         let mut sessions = self.lock();
@@ -237,6 +247,7 @@ impl Registry {
             jid: key,
             id,
             queued,
+            take_over,
         }
     }
 
@@ -529,7 +540,7 @@ impl DetachedSessions<'_> {
 impl SessionTable for DetachedSessions<'_> {
     /// The detached session `previd`; or, when a bound session of `account` has that id
     /// (its link went silent and was not seen to die yet), that link is dropped
-    /// ([`ToSession::TakeOver`]) and its session taken once detached (within 5 s).
+    /// ([`Registration::taken_over`]) and its session taken once detached (within 5 s).
     async fn take(&mut self, previd: &str, account: Option<&str>) -> Option<SmState> {
         let detaching = self.registry.detaching.notified();
         let mut detaching = std::pin::pin!(detaching);
@@ -548,7 +559,8 @@ impl SessionTable for DetachedSessions<'_> {
             let (_, entry) = live?;
             // Registered before the lock is let go: the detaching cannot be missed.
             detaching.as_mut().enable();
-            entry.tx.send(ToSession::TakeOver).ok()?;
+            // A permit is stored if the session task is not waiting right now.
+            entry.take_over.notify_one();
         }
         let deadline = tokio::time::Instant::now() + TAKE_OVER_WAIT;
         loop {
@@ -1186,6 +1198,29 @@ mod tests {
         );
         assert!(r.reply.unwrap().contains("service-unavailable"));
         assert_eq!(remote.0.lock().unwrap().len(), 1);
+    }
+
+    /// A `<resume/>` naming a live session takes it over only for its own account: another
+    /// account's gets nothing, at once, and the session is not disturbed; its own account's
+    /// tells the session to let go.
+    #[tokio::test]
+    async fn only_the_owner_takes_over_a_live_session() {
+        let reg = Registry::new(D);
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let alice = reg.bind("alice@example.com/sensor", tx);
+        reg.set_sm_id(&alice, "s1");
+        let mut table = reg.session_table();
+        assert!(table.take("s1", Some("bob@example.com")).await.is_none());
+        assert!(table.take("s2", Some("alice@example.com")).await.is_none());
+        let told = tokio::time::timeout(Duration::from_millis(50), alice.taken_over()).await;
+        assert!(told.is_err(), "not told to let go");
+        // Its owner: the session is told (the wait for it to detach then runs out here,
+        // as no session task answers).
+        let (took, ()) = tokio::join!(
+            async { table.take("s1", Some("Alice@example.com")).await.is_some() },
+            alice.taken_over()
+        );
+        assert!(!took, "nothing detached within the wait");
     }
 
     #[test]

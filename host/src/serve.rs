@@ -641,6 +641,13 @@ async fn session_loop(
     let sender = session.sender();
     loop {
         tokio::select! {
+            // Kept as resumable (an `Err`): the resumption waiting takes it.
+            () = registration.taken_over() => {
+                if session.abandon().await.is_ok() {
+                    let _ = session.ended().await;
+                }
+                return Err("its client resumed it on a new connection; old link dropped".to_string());
+            },
             incoming = session.next_incoming() => match incoming {
                 Ok(Some(Incoming::Stanza(stanza))) => {
                     let routed = registry.route(jid, stanza.raw());
@@ -691,13 +698,7 @@ async fn session_loop(
                         }
                         return Ok("replaced by a newer session (conflict)");
                     }
-                    // Kept as resumable (an `Err`): the resumption waiting takes it.
-                    Some(ToSession::TakeOver) => {
-                        if session.abandon().await.is_ok() {
-                            let _ = session.ended().await;
-                        }
-                        return Err("its client resumed it on a new connection; old link dropped".to_string());
-                    }
+
                     None => return Ok("server stopped"),
                 }
             },
