@@ -12,11 +12,13 @@
 //! # Byte format ([`LoginMemory::to_bytes`], [`LoginMemory::from_bytes`])
 //!
 //! ```text
-//! version    u8   = 3 (1 and 2 are still read)
+//! version    u8   = 4 (1, 2 and 3 are still read)
 //! flags      u8   bit 0 SCRAM entry, 1 offer, 2 mechanism, 3 channel-binding policy,
 //!                 4 FAST token, 5 bound before, 6 channel-bound before (version 2);
 //!                 bit 7 is 0 (and bit 6 in version 1)
-//! flags 2    u8   version 3 only: bit 0 user agent id, 1 SASL2 offered; others 0
+//! flags 2    u8   versions 3 and 4: bit 0 user agent id, 1 SASL2 offered; version 4:
+//!                 bit 2 SASL2's inline features kept, then 3 Bind 2, 4 `<enable/>` in
+//!                 Bind 2, 5 `<resume/>` inline (3-5 only with 2); others 0
 //! offer      u16  BE, MechanismSet::bits                    (flag 1)
 //! mechanism  u8   index in Mechanism::ALL                    (flag 2)
 //! cb policy  u8   0 required, 1 when-offered, 2 off,
@@ -27,6 +29,7 @@
 //! user agent u8 length, the id (ASCII)                       (flags 2, bit 0)
 //! ```
 //!
+//! Version 3 is version 4 without flags 2's bits 2-5 (no SASL2 inline features kept).
 //! Version 1 is version 2 without bit 6 and without policy 3: it reads as a memory of a
 //! server that never completed a channel-bound login.
 //!
@@ -46,10 +49,15 @@ use core::fmt;
 use crate::connection::Outcome;
 use crate::initiator::ClientSasl;
 use crate::sasl::{CbPolicy, Mechanism, MechanismSet, SaslPolicy, ScramCacheEntry};
+use crate::stream::features::Sasl2Inline;
 use crate::trust::UnixTime;
 
 /// The format version [`LoginMemory::to_bytes`] writes.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
+
+/// The earlier format version [`LoginMemory::from_bytes`] still reads (no SASL2 inline
+/// features).
+pub const VERSION_3: u8 = 3;
 
 /// The earlier format version [`LoginMemory::from_bytes`] still reads (no user agent id).
 pub const VERSION_2: u8 = 2;
@@ -79,7 +87,12 @@ const FLAGS_KNOWN_V1: u8 = (1 << 6) - 1;
 const FLAGS_KNOWN: u8 = (1 << 7) - 1;
 const FLAG2_USER_AGENT: u8 = 1 << 0;
 const FLAG2_SASL2: u8 = 1 << 1;
-const FLAGS2_KNOWN: u8 = (1 << 2) - 1;
+const FLAG2_SASL2_INLINE: u8 = 1 << 2;
+const FLAG2_BIND2: u8 = 1 << 3;
+const FLAG2_BIND2_SM: u8 = 1 << 4;
+const FLAG2_SM_INLINE: u8 = 1 << 5;
+const FLAGS2_KNOWN_V3: u8 = (1 << 2) - 1;
+const FLAGS2_KNOWN: u8 = (1 << 6) - 1;
 
 /// Longest user agent id kept (XEP-0388 ids are UUIDs, 36 characters).
 pub const MAX_USER_AGENT_ID: usize = 64;
@@ -128,6 +141,10 @@ pub struct LoginMemory {
     /// The server offered SASL2 (XEP-0388) on the protected stream: the next login waits
     /// for its features rather than pipelining an RFC 6120 `<auth/>`.
     pub sasl2: bool,
+    /// What the server's SASL2 offer carried inline at the last login (XEP-0388 §2.1):
+    /// with a FAST token, the next `<authenticate/>` is shaped by it and sent before the
+    /// features ([`crate::initiator::Sasl2Config::pipeline`]).
+    pub sasl2_inline: Option<Sasl2Inline>,
     /// The server bound a resource for this account before (for later: e.g. to pipeline
     /// binding only with servers known to accept it).
     pub bound_before: bool,
@@ -151,6 +168,7 @@ impl fmt::Debug for LoginMemory {
             .field("channel_bound", &self.channel_bound)
             .field("user_agent_id", &self.user_agent_id)
             .field("sasl2", &self.sasl2)
+            .field("sasl2_inline", &self.sasl2_inline)
             .finish()
     }
 }
@@ -190,8 +208,8 @@ impl fmt::Display for LoginMemoryError {
             LoginMemoryError::UnknownVersion(v) => {
                 write!(
                     f,
-                    "the login memory is of format version {v}, not {VERSION}, {VERSION_2} or \
-                     {VERSION_1}"
+                    "the login memory is of format version {v}, not {VERSION}, {VERSION_3}, \
+                     {VERSION_2} or {VERSION_1}"
                 )
             }
             LoginMemoryError::Invalid(what) => write!(f, "the login memory's {what} is invalid"),
@@ -243,7 +261,8 @@ impl LoginMemory {
     /// What the negotiation that ended with `outcome` teaches the next login: the SCRAM
     /// keys, the post-TLS offer, the mechanism and `policy`'s channel-binding policy (the
     /// one it was chosen under), whether a resource was bound and whether the login was
-    /// channel-bound (a verified `-PLUS` mechanism), and a FAST token the server issued.
+    /// channel-bound (a verified `-PLUS` mechanism), a FAST token the server issued, and
+    /// what its SASL2 offer carried inline.
     /// The caller keeps what the earlier memory knew ([`LoginMemory::remembering`]).
     pub fn from_outcome(outcome: &Outcome, policy: &SaslPolicy) -> Self {
         LoginMemory {
@@ -254,6 +273,7 @@ impl LoginMemory {
             fast_token: outcome.fast_token.as_deref().cloned(),
             user_agent_id: None,
             sasl2: outcome.sasl2,
+            sasl2_inline: outcome.sasl2_inline,
             bound_before: outcome.jid.is_some(),
             channel_bound: outcome.mechanism.is_some_and(Mechanism::is_plus),
         }
@@ -359,6 +379,18 @@ impl LoginMemory {
         if self.sasl2 {
             flags2 |= FLAG2_SASL2;
         }
+        if let Some(inline) = self.sasl2_inline {
+            flags2 |= FLAG2_SASL2_INLINE;
+            for (on, flag) in [
+                (inline.bind2, FLAG2_BIND2),
+                (inline.bind2_sm, FLAG2_BIND2_SM),
+                (inline.sm, FLAG2_SM_INLINE),
+            ] {
+                if on {
+                    flags2 |= flag;
+                }
+            }
+        }
         if let Some(id) = &self.user_agent_id {
             flags2 |= FLAG2_USER_AGENT;
             if !id.is_ascii() {
@@ -384,7 +416,7 @@ impl LoginMemory {
         let mut r = Reader(bytes);
         let version = r.u8()?;
         let (known, policies) = match version {
-            VERSION | VERSION_2 => (FLAGS_KNOWN, CB_POLICIES.len()),
+            VERSION | VERSION_3 | VERSION_2 => (FLAGS_KNOWN, CB_POLICIES.len()),
             VERSION_1 => (FLAGS_KNOWN_V1, 3),
             _ => return Err(LoginMemoryError::UnknownVersion(version)),
         };
@@ -392,8 +424,14 @@ impl LoginMemory {
         if flags & !known != 0 {
             return Err(LoginMemoryError::Invalid("flags"));
         }
-        let flags2 = if version == VERSION { r.u8()? } else { 0 };
-        if flags2 & !FLAGS2_KNOWN != 0 {
+        let (flags2, known2) = match version {
+            VERSION => (r.u8()?, FLAGS2_KNOWN),
+            VERSION_3 => (r.u8()?, FLAGS2_KNOWN_V3),
+            _ => (0, 0),
+        };
+        let inline_bits = FLAG2_BIND2 | FLAG2_BIND2_SM | FLAG2_SM_INLINE;
+        if flags2 & !known2 != 0 || (flags2 & FLAG2_SASL2_INLINE == 0 && flags2 & inline_bits != 0)
+        {
             return Err(LoginMemoryError::Invalid("flags"));
         }
         let mut memory = LoginMemory::default();
@@ -452,6 +490,11 @@ impl LoginMemory {
         memory.bound_before = flags & FLAG_BOUND != 0;
         memory.channel_bound = flags & FLAG_CHANNEL_BOUND != 0;
         memory.sasl2 = flags2 & FLAG2_SASL2 != 0;
+        memory.sasl2_inline = (flags2 & FLAG2_SASL2_INLINE != 0).then_some(Sasl2Inline {
+            bind2: flags2 & FLAG2_BIND2 != 0,
+            bind2_sm: flags2 & FLAG2_BIND2_SM != 0,
+            sm: flags2 & FLAG2_SM_INLINE != 0,
+        });
         if flags2 & FLAG2_USER_AGENT != 0 {
             let len = usize::from(r.u8()?);
             if len > MAX_USER_AGENT_ID {
@@ -483,7 +526,9 @@ impl ClientSasl {
     /// still needed when the server's salt or iteration count changed), and, unless a
     /// pipelined mechanism or offer is already set, the `<auth/>` pipelined after TLS is
     /// chosen from its offer ([`LoginMemory::pipeline_offer`]) under this policy. Its FAST
-    /// token and user agent id go to [`ClientSasl::sasl2`] (an id already set stays).
+    /// token, user agent id and SASL2 inline features go to [`ClientSasl::sasl2`] (an id
+    /// already set stays; the token and the inline features only with the id they were
+    /// kept with).
     #[must_use]
     pub fn with_memory(mut self, memory: &LoginMemory) -> Self {
         if self.sasl2.user_agent_id.is_none() {
@@ -492,6 +537,7 @@ impl ClientSasl {
         // The token is tied to the id it was issued under.
         if self.sasl2.user_agent_id == memory.user_agent_id {
             self.sasl2.fast_token.clone_from(&memory.fast_token);
+            self.sasl2.pipeline = memory.sasl2_inline;
         }
         if let Some(entry) = &memory.scram {
             self.credentials.scram_cache = Some(entry.clone());

@@ -30,6 +30,11 @@ fn full() -> LoginMemory {
         channel_bound: true,
         user_agent_id: Some("2f4c0a8e-6c0d-4d6b-9a0e-7c1f3b8d9e10".into()),
         sasl2: true,
+        sasl2_inline: Some(Sasl2Inline {
+            bind2: true,
+            bind2_sm: false,
+            sm: true,
+        }),
     }
 }
 
@@ -73,7 +78,7 @@ fn every_truncation_is_a_typed_error() {
 fn other_versions_trailing_and_oversized_input_are_typed_errors() {
     let bytes = full().to_bytes().unwrap();
     for version in 0..=u8::MAX {
-        if version == VERSION || version == VERSION_2 || version == VERSION_1 {
+        if [VERSION, VERSION_3, VERSION_2, VERSION_1].contains(&version) {
             continue;
         }
         let mut other = bytes.clone();
@@ -107,7 +112,10 @@ fn out_of_range_fields_are_invalid() {
     };
     assert_eq!(invalid(&[VERSION_2, 1 << 7]), "flags");
     assert_eq!(invalid(&[VERSION, 1 << 7, 0]), "flags");
-    assert_eq!(invalid(&[VERSION, 0, 1 << 2]), "flags");
+    assert_eq!(invalid(&[VERSION, 0, 1 << 6]), "flags");
+    // Version 3 kept no SASL2 inline features; version 4 names them only with their flag.
+    assert_eq!(invalid(&[VERSION_3, 0, FLAG2_SASL2_INLINE]), "flags");
+    assert_eq!(invalid(&[VERSION, 0, FLAG2_BIND2]), "flags");
     assert_eq!(
         invalid(&[VERSION, 0, FLAG2_USER_AGENT, 2, b'a', 0xff]),
         "user agent id"
@@ -210,6 +218,7 @@ fn outcome() -> Outcome {
         scram_cache: Some(entry()),
         sasl_offer: Some(MechanismSet::from_names(["SCRAM-SHA-1", "PLAIN"])),
         sasl2: false,
+        sasl2_inline: None,
         fast_token: None,
         fast_token_rejected: false,
     }
@@ -271,6 +280,7 @@ fn version_1_is_still_read_as_never_channel_bound() {
         channel_bound: false,
         user_agent_id: None,
         sasl2: false,
+        sasl2_inline: None,
         ..full()
     };
     let mut bytes = v1.to_bytes().unwrap();
@@ -301,6 +311,19 @@ fn version_1_is_still_read_as_never_channel_bound() {
     assert!(!read.channel_bound);
     // Written again, it is the current version.
     assert_eq!(read.to_bytes().unwrap()[0], VERSION);
+}
+
+/// Bytes written by format version 3 (before SASL2's inline features were kept): still
+/// read, with nothing kept of the inline features, so the next login waits for them.
+#[test]
+fn version_3_is_still_read_without_sasl2_inline_features() {
+    let v3 = LoginMemory {
+        sasl2_inline: None,
+        ..full()
+    };
+    let mut bytes = v3.to_bytes().unwrap();
+    bytes[0] = VERSION_3;
+    assert_eq!(LoginMemory::from_bytes(&bytes), Ok(v3));
 }
 
 /// A verified -PLUS login sets the channel-bound flag; an unbound one does not clear what an
@@ -366,6 +389,7 @@ fn memories() -> impl Strategy<Value = LoginMemory> {
         any::<bool>(),
         proptest::option::of("[0-9a-f-]{0,64}"),
         any::<bool>(),
+        proptest::option::of(any::<(bool, bool, bool)>()),
     )
         .prop_map(
             |(
@@ -378,6 +402,7 @@ fn memories() -> impl Strategy<Value = LoginMemory> {
                 channel_bound,
                 user_agent_id,
                 sasl2,
+                inline,
             )| LoginMemory {
                 scram,
                 offer: offer.map(MechanismSet::from_bits),
@@ -388,6 +413,11 @@ fn memories() -> impl Strategy<Value = LoginMemory> {
                 channel_bound,
                 user_agent_id,
                 sasl2,
+                sasl2_inline: inline.map(|(bind2, bind2_sm, sm)| Sasl2Inline {
+                    bind2,
+                    bind2_sm,
+                    sm,
+                }),
             },
         )
 }

@@ -70,6 +70,30 @@ impl Sasl2Feature {
     }
 }
 
+/// What a SASL2 offer carries inline besides FAST (XEP-0388 §2.1): the shape an
+/// `<authenticate/>` is built to. Kept with the login memory, it lets the next login send
+/// `<authenticate/>` before the features arrive; the live offer is checked against it then.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sasl2Inline {
+    /// Bind 2 (XEP-0386 §3).
+    pub bind2: bool,
+    /// `<enable/>` inside Bind 2 (XEP-0198 listed as a Bind 2 feature).
+    pub bind2_sm: bool,
+    /// `<resume/>` inside `<authenticate/>` (XEP-0198 inline).
+    pub sm: bool,
+}
+
+impl Sasl2Feature {
+    /// The inline features of this offer, FAST aside.
+    pub fn inline(&self) -> Sasl2Inline {
+        Sasl2Inline {
+            bind2: self.bind2,
+            bind2_sm: self.bind2_sm,
+            sm: self.sm,
+        }
+    }
+}
+
 /// The `<starttls/>` feature (§5.4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StartTlsFeature {
