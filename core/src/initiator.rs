@@ -161,6 +161,11 @@ pub struct Sasl2Config {
     /// inline feature the request used, or the login ends with
     /// [`SaslError::PipelinedNotOffered`]: never a silent change of course.
     pub pipeline: Option<Sasl2Inline>,
+    /// XEP-0484 §3.4's `count` for this attempt with [`Sasl2Config::fast_token`], sent on
+    /// `<fast/>` when the server allows FAST in TLS 0-RTT early data (`tls-0rtt`), where it
+    /// refuses a count not above the last it saw (replays). The caller raises it before
+    /// every attempt ([`LoginMemory::next_fast_count`](crate::login::LoginMemory::next_fast_count)).
+    pub fast_count: Option<u32>,
 }
 
 impl Default for Sasl2Config {
@@ -174,6 +179,7 @@ impl Default for Sasl2Config {
             fast_token: None,
             request_fast_token: true,
             pipeline: None,
+            fast_count: None,
         }
     }
 }
@@ -825,6 +831,7 @@ fn send_authenticate<R: RngCore + CryptoRng>(
         resume,
         request_token: token_requested.map(HtMechanism::name),
         fast: matches!(exchange, Sasl2Exchange::Fast(_)),
+        fast_count: sasl.sasl2.fast_count.filter(|_| inline.fast_0rtt),
     };
     cx.outbox.send(&sasl2::authenticate(name, &request));
     cx.outbox.step(Step::AuthStarted);
@@ -832,6 +839,7 @@ fn send_authenticate<R: RngCore + CryptoRng>(
         bind2,
         bind2_sm: enable_sm.is_some(),
         sm: resume.is_some(),
+        fast_0rtt: inline.fast_0rtt,
     })
 }
 

@@ -18,18 +18,21 @@
 //!                 bit 7 is 0 (and bit 6 in version 1)
 //! flags 2    u8   versions 3 and 4: bit 0 user agent id, 1 SASL2 offered; version 4:
 //!                 bit 2 SASL2's inline features kept, then 3 Bind 2, 4 `<enable/>` in
-//!                 Bind 2, 5 `<resume/>` inline (3-5 only with 2); others 0
+//!                 Bind 2, 5 `<resume/>` inline, 6 FAST in TLS 0-RTT (3-6 only with 2);
+//!                 bit 7 is 0
 //! offer      u16  BE, MechanismSet::bits                    (flag 1)
 //! mechanism  u8   index in Mechanism::ALL                    (flag 2)
 //! cb policy  u8   0 required, 1 when-offered, 2 off,
 //!                 3 retry-unbound (version 2)                (flag 3)
 //! SCRAM      u16  BE length, then ScramCacheEntry::to_bytes  (flag 0)
 //! FAST       u8 length, mechanism name (ASCII); u16 BE length, token;
-//!            u8 0 or 1, then the expiry as u64 BE seconds since the epoch if 1 (flag 4)
+//!            u8 0 or 1, then the expiry as u64 BE seconds since the epoch if 1;
+//!            version 4: u32 BE, the count of the last attempt with it  (flag 4)
 //! user agent u8 length, the id (ASCII)                       (flags 2, bit 0)
 //! ```
 //!
-//! Version 3 is version 4 without flags 2's bits 2-5 (no SASL2 inline features kept).
+//! Version 3 is version 4 without flags 2's bits 2-6 (no SASL2 inline features kept) and
+//! without the FAST count (read as 0).
 //! Version 1 is version 2 without bit 6 and without policy 3: it reads as a memory of a
 //! server that never completed a channel-bound login.
 //!
@@ -91,8 +94,9 @@ const FLAG2_SASL2_INLINE: u8 = 1 << 2;
 const FLAG2_BIND2: u8 = 1 << 3;
 const FLAG2_BIND2_SM: u8 = 1 << 4;
 const FLAG2_SM_INLINE: u8 = 1 << 5;
+const FLAG2_FAST_0RTT: u8 = 1 << 6;
 const FLAGS2_KNOWN_V3: u8 = (1 << 2) - 1;
-const FLAGS2_KNOWN: u8 = (1 << 6) - 1;
+const FLAGS2_KNOWN: u8 = (1 << 7) - 1;
 
 /// Longest user agent id kept (XEP-0388 ids are UUIDs, 36 characters).
 pub const MAX_USER_AGENT_ID: usize = 64;
@@ -135,6 +139,9 @@ pub struct LoginMemory {
     pub channel_binding: Option<CbPolicy>,
     /// A FAST token (XEP-0484): the next login uses it instead of the password.
     pub fast_token: Option<FastToken>,
+    /// XEP-0484 §3.4's `count` of the last attempt with [`LoginMemory::fast_token`] (0 for
+    /// a new token): [`LoginMemory::next_fast_count`] raises it before each attempt.
+    pub fast_count: u32,
     /// The SASL2 `<user-agent id=…>` (XEP-0388 §2.2.1) this device logs in to this account
     /// with: the server ties the FAST token to it, so it is kept with the token.
     pub user_agent_id: Option<String>,
@@ -164,6 +171,7 @@ impl fmt::Debug for LoginMemory {
             .field("mechanism", &self.mechanism)
             .field("channel_binding", &self.channel_binding)
             .field("fast_token", &self.fast_token)
+            .field("fast_count", &self.fast_count)
             .field("bound_before", &self.bound_before)
             .field("channel_bound", &self.channel_bound)
             .field("user_agent_id", &self.user_agent_id)
@@ -250,6 +258,11 @@ impl<'a> Reader<'a> {
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
 
+    fn u32(&mut self) -> Result<u32, LoginMemoryError> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
     fn u64(&mut self) -> Result<u64, LoginMemoryError> {
         let mut b = [0u8; 8];
         b.copy_from_slice(self.take(8)?);
@@ -271,6 +284,7 @@ impl LoginMemory {
             mechanism: outcome.mechanism,
             channel_binding: outcome.mechanism.map(|_| policy.channel_binding),
             fast_token: outcome.fast_token.as_deref().cloned(),
+            fast_count: 0,
             user_agent_id: None,
             sasl2: outcome.sasl2,
             sasl2_inline: outcome.sasl2_inline,
@@ -298,6 +312,8 @@ impl LoginMemory {
         self.sasl2 |= earlier.sasl2 && self.mechanism.is_none();
         if self.fast_token.is_none() && !fast_token_rejected {
             self.fast_token.clone_from(&earlier.fast_token);
+            // The same token: its count goes on (a new one starts at 0).
+            self.fast_count = earlier.fast_count;
         }
         if self.mechanism.is_none() {
             self.scram = self.scram.or_else(|| earlier.scram.clone());
@@ -306,6 +322,16 @@ impl LoginMemory {
             self.channel_binding = earlier.channel_binding;
         }
         self
+    }
+
+    /// The `count` for the next attempt with the FAST token (XEP-0484 §3.4), one above the
+    /// last: keep the memory again before connecting, so that no count is ever sent twice
+    /// (a server that saw it refuses it in TLS 0-RTT as a replay). `None` without a token
+    /// (or once the count would overflow: log in with the password for a new token).
+    pub fn next_fast_count(&mut self) -> Option<u32> {
+        self.fast_token.as_ref()?;
+        self.fast_count = self.fast_count.checked_add(1)?;
+        Some(self.fast_count)
     }
 
     /// The post-TLS offer the next `<auth/>` is pipelined from under `policy`: the kept
@@ -368,6 +394,7 @@ impl LoginMemory {
                 }
                 None => body.push(0),
             }
+            body.extend_from_slice(&self.fast_count.to_be_bytes());
         }
         if self.bound_before {
             flags |= FLAG_BOUND;
@@ -385,6 +412,7 @@ impl LoginMemory {
                 (inline.bind2, FLAG2_BIND2),
                 (inline.bind2_sm, FLAG2_BIND2_SM),
                 (inline.sm, FLAG2_SM_INLINE),
+                (inline.fast_0rtt, FLAG2_FAST_0RTT),
             ] {
                 if on {
                     flags2 |= flag;
@@ -429,7 +457,7 @@ impl LoginMemory {
             VERSION_3 => (r.u8()?, FLAGS2_KNOWN_V3),
             _ => (0, 0),
         };
-        let inline_bits = FLAG2_BIND2 | FLAG2_BIND2_SM | FLAG2_SM_INLINE;
+        let inline_bits = FLAG2_BIND2 | FLAG2_BIND2_SM | FLAG2_SM_INLINE | FLAG2_FAST_0RTT;
         if flags2 & !known2 != 0 || (flags2 & FLAG2_SASL2_INLINE == 0 && flags2 & inline_bits != 0)
         {
             return Err(LoginMemoryError::Invalid("flags"));
@@ -481,6 +509,9 @@ impl LoginMemory {
                 1 => Some(UnixTime(r.u64()?)),
                 _ => return Err(LoginMemoryError::Invalid("FAST token expiry")),
             };
+            if version == VERSION {
+                memory.fast_count = r.u32()?;
+            }
             memory.fast_token = Some(FastToken {
                 mechanism,
                 token,
@@ -494,6 +525,7 @@ impl LoginMemory {
             bind2: flags2 & FLAG2_BIND2 != 0,
             bind2_sm: flags2 & FLAG2_BIND2_SM != 0,
             sm: flags2 & FLAG2_SM_INLINE != 0,
+            fast_0rtt: flags2 & FLAG2_FAST_0RTT != 0,
         });
         if flags2 & FLAG2_USER_AGENT != 0 {
             let len = usize::from(r.u8()?);
@@ -538,6 +570,7 @@ impl ClientSasl {
         if self.sasl2.user_agent_id == memory.user_agent_id {
             self.sasl2.fast_token.clone_from(&memory.fast_token);
             self.sasl2.pipeline = memory.sasl2_inline;
+            self.sasl2.fast_count = memory.fast_token.as_ref().map(|_| memory.fast_count);
         }
         if let Some(entry) = &memory.scram {
             self.credentials.scram_cache = Some(entry.clone());

@@ -639,6 +639,7 @@ fn pipelining_memory() -> LoginMemory {
             bind2: true,
             bind2_sm: true,
             sm: true,
+            fast_0rtt: false,
         }),
         ..token_memory()
     }
@@ -838,4 +839,42 @@ fn a_stripped_starttls_after_pipelining_it_sends_nothing_in_plaintext() {
         closed_error(&events(&mut c)),
         Some(&Error::StartTlsNotOffered)
     );
+}
+
+/// XEP-0484 §3.4: where the server allows FAST in TLS 0-RTT (`tls-0rtt`), `<fast/>` carries
+/// the attempt's `count` (the replay rule); elsewhere none. The live offer's permission is
+/// kept for the next login.
+#[test]
+fn the_fast_count_goes_where_the_server_allows_0_rtt() {
+    let allowed = LoginMemory {
+        sasl2_inline: Some(Sasl2Inline {
+            fast_0rtt: true,
+            ..pipelining_memory().sasl2_inline.unwrap()
+        }),
+        fast_count: 4,
+        ..pipelining_memory()
+    };
+    let mut c = client(Some(&allowed), None);
+    let out = sent(&mut c);
+    assert!(
+        out.contains("<fast xmlns='urn:xmpp:fast:0' count='4'/>"),
+        "{out}"
+    );
+    c.handle_input(HEADER.as_bytes(), T0);
+    let zero_rtt = BIND2_SM_FAST.replace(
+        "<fast xmlns='urn:xmpp:fast:0'>",
+        "<fast xmlns='urn:xmpp:fast:0' tls-0rtt='true'>",
+    );
+    c.handle_input(features(&["SCRAM-SHA-1"], &zero_rtt).as_bytes(), T0);
+    c.handle_input(fast_success().as_bytes(), T0);
+    let ev = events(&mut c);
+    let o = outcome(&ev).unwrap_or_else(|| panic!("{ev:?}"));
+    assert!(o.sasl2_inline.is_some_and(|i| i.fast_0rtt), "{o:?}");
+
+    let not_allowed = LoginMemory {
+        fast_count: 4,
+        ..pipelining_memory()
+    };
+    let out = sent(&mut client(Some(&not_allowed), None));
+    assert!(out.contains("<fast xmlns='urn:xmpp:fast:0'/>"), "{out}");
 }

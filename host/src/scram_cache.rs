@@ -277,6 +277,7 @@ mod tests {
             mechanism: Some(Mechanism::ScramSha1),
             channel_binding: Some(CbPolicy::WhenOffered),
             fast_token: None,
+            fast_count: 0,
             bound_before: true,
             channel_bound: true,
             user_agent_id: Some(String::from("0b6c8a52-3f1e-4b8e-9a43-5d2f7e1c9a60")),

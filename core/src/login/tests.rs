@@ -26,6 +26,7 @@ fn full() -> LoginMemory {
             token: b"s3cr3t-token".to_vec(),
             expires: Some(UnixTime(1_900_000_000)),
         }),
+        fast_count: 7,
         bound_before: true,
         channel_bound: true,
         user_agent_id: Some("2f4c0a8e-6c0d-4d6b-9a0e-7c1f3b8d9e10".into()),
@@ -34,6 +35,7 @@ fn full() -> LoginMemory {
             bind2: true,
             bind2_sm: false,
             sm: true,
+            fast_0rtt: true,
         }),
     }
 }
@@ -281,10 +283,13 @@ fn version_1_is_still_read_as_never_channel_bound() {
         user_agent_id: None,
         sasl2: false,
         sasl2_inline: None,
+        fast_count: 0,
         ..full()
     };
     let mut bytes = v1.to_bytes().unwrap();
     assert_eq!(bytes[1] & FLAG_CHANNEL_BOUND, 0);
+    // The FAST count (version 4) ends these bytes.
+    assert_eq!(bytes.split_off(bytes.len() - 4), [0; 4]);
     bytes[0] = VERSION_1;
     assert_eq!(bytes.remove(2), 0, "no second flags byte before version 3");
     assert_eq!(LoginMemory::from_bytes(&bytes), Ok(v1));
@@ -313,16 +318,55 @@ fn version_1_is_still_read_as_never_channel_bound() {
     assert_eq!(read.to_bytes().unwrap()[0], VERSION);
 }
 
+/// Counts for FAST in TLS 0-RTT (XEP-0484 §3.4): positive, one higher each attempt, carried
+/// on while the token stays, from 0 again for a new one.
+#[test]
+fn the_fast_count_rises_per_attempt_and_restarts_with_a_new_token() {
+    let mut memory = LoginMemory {
+        fast_count: 0,
+        ..full()
+    };
+    assert_eq!(memory.next_fast_count(), Some(1));
+    assert_eq!(memory.next_fast_count(), Some(2));
+    let sasl = ClientSasl::password("juliet", "pw", None).with_memory(&memory);
+    assert_eq!(sasl.sasl2.fast_count, Some(2));
+    // A login with the same token keeps counting; a new token starts again.
+    let same = LoginMemory::from_outcome(&outcome(), &SaslPolicy::default())
+        .remembering(Some(&memory), false);
+    assert_eq!(same.fast_count, 2);
+    let new = LoginMemory {
+        fast_token: memory.fast_token.clone(),
+        ..LoginMemory::default()
+    }
+    .remembering(Some(&memory), false);
+    assert_eq!(new.fast_count, 0);
+    assert_eq!(LoginMemory::default().next_fast_count(), None, "no token");
+    memory.fast_count = u32::MAX;
+    assert_eq!(
+        memory.next_fast_count(),
+        None,
+        "no count is ever sent twice"
+    );
+}
+
 /// Bytes written by format version 3 (before SASL2's inline features were kept): still
 /// read, with nothing kept of the inline features, so the next login waits for them.
 #[test]
 fn version_3_is_still_read_without_sasl2_inline_features() {
     let v3 = LoginMemory {
         sasl2_inline: None,
+        fast_count: 0,
         ..full()
     };
     let mut bytes = v3.to_bytes().unwrap();
     bytes[0] = VERSION_3;
+    // Version 3 had no FAST count: the token's field ends before the user agent id.
+    let id = v3.user_agent_id.as_deref().unwrap();
+    let count_at = bytes.len() - id.len() - 1 - 4;
+    assert_eq!(
+        bytes.drain(count_at..count_at + 4).collect::<Vec<_>>(),
+        [0; 4]
+    );
     assert_eq!(LoginMemory::from_bytes(&bytes), Ok(v3));
 }
 
@@ -389,7 +433,8 @@ fn memories() -> impl Strategy<Value = LoginMemory> {
         any::<bool>(),
         proptest::option::of("[0-9a-f-]{0,64}"),
         any::<bool>(),
-        proptest::option::of(any::<(bool, bool, bool)>()),
+        proptest::option::of(any::<(bool, bool, bool, bool)>()),
+        any::<u32>(),
     )
         .prop_map(
             |(
@@ -403,7 +448,9 @@ fn memories() -> impl Strategy<Value = LoginMemory> {
                 user_agent_id,
                 sasl2,
                 inline,
+                count,
             )| LoginMemory {
+                fast_count: if fast_token.is_some() { count } else { 0 },
                 scram,
                 offer: offer.map(MechanismSet::from_bits),
                 mechanism: mechanism.map(|i| Mechanism::ALL[i]),
@@ -413,10 +460,11 @@ fn memories() -> impl Strategy<Value = LoginMemory> {
                 channel_bound,
                 user_agent_id,
                 sasl2,
-                sasl2_inline: inline.map(|(bind2, bind2_sm, sm)| Sasl2Inline {
+                sasl2_inline: inline.map(|(bind2, bind2_sm, sm, fast_0rtt)| Sasl2Inline {
                     bind2,
                     bind2_sm,
                     sm,
+                    fast_0rtt,
                 }),
             },
         )
