@@ -203,17 +203,20 @@ async fn timer<C: Clock>(clock: &C, at: Option<Duration>) {
 
 /// A server's detached stream-management sessions (XEP-0198 §5), for
 /// [`negotiate_with_sessions`]: where `<resume/>` finds the session it names.
+#[allow(async_fn_in_trait)]
 pub trait SessionTable {
     /// Takes the detached session `previd` out of the table, if it is there and not
-    /// expired.
-    fn take(&mut self, previd: &str) -> Option<SmState>;
+    /// expired. A server that has not yet seen the session's old link die may end that
+    /// link and take the session from it (XEP-0198 §5; Prosody's mod_smacks closes the old
+    /// connection), but only for `account`, the bare JID the client authenticated as.
+    async fn take(&mut self, previd: &str, account: Option<&str>) -> Option<SmState>;
     /// A session taken that this peer may not resume (not its account): back it goes.
     fn put_back(&mut self, state: SmState);
 }
 
 /// No sessions: every `<resume/>` is answered `<failed/>` (`<item-not-found/>`).
 impl SessionTable for () {
-    fn take(&mut self, _previd: &str) -> Option<SmState> {
+    async fn take(&mut self, _previd: &str, _account: Option<&str>) -> Option<SmState> {
         None
     }
     fn put_back(&mut self, _state: SmState) {}
@@ -300,9 +303,12 @@ where
                 // The error is moved out: no copy of `Error`'s clone in a small image.
                 Event::Closed(Closed::Failed(e)) => return Err(e),
                 Event::Closed(_) => return Err(Error::PeerClosed),
-                Event::ResumeRequested { previd, .. } => {
+                Event::ResumeRequested {
+                    previd, account, ..
+                } => {
+                    let taken = sessions.take(&previd, account.as_deref()).await;
                     let now = clock.now();
-                    match sessions.take(&previd) {
+                    match taken {
                         Some(state) => {
                             if let Some(state) = connection.resume(state, now) {
                                 sessions.put_back(state);
@@ -452,6 +458,11 @@ pub enum Command {
     /// End the stream with this error (§4.9, [`Connection::stream_error`]): a server
     /// replacing a session (`<conflict/>`), say.
     StreamError(crate::stream::error::StreamError),
+    /// Drop the link as if it broke: no closing tag, no stream error, the session stays
+    /// resumable. A server whose client resumed the session on a new connection before
+    /// this one was seen to die does this (XEP-0198 §5, as Prosody's mod_smacks closes
+    /// the old connection).
+    Abandon,
 }
 
 /// Where [`run`] gets the application's commands from: a channel, a queue. `next` must be
@@ -625,6 +636,7 @@ fn apply<M: Negotiator, D: Deliver + ?Sized>(
         },
         Some(Command::Close) | None => connection.close(now),
         Some(Command::StreamError(error)) => connection.stream_error(error),
+        Some(Command::Abandon) => connection.handle_eof(Some(Error::ConnectionClosed)),
     }
 }
 

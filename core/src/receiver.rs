@@ -10,6 +10,12 @@
 //! With stream management configured, `<sm/>` is offered beside binding (XEP-0198 §3), and
 //! `<resume/>` in place of the bind request waits in [`AwaitResume`] for the server's
 //! session table ([`Event::ResumeRequested`]).
+//!
+//! With SASL2 (XEP-0388) the `<authenticate/>` may carry Bind 2 (XEP-0386) with
+//! `<enable/>`, an inline `<resume/>` (XEP-0198 with SASL2, as Prosody's mod_sasl2_sm does
+//! it: the same table and checks, the answer inside `<success/>`) and FAST (XEP-0484):
+//! tokens issued from the store's [`FastTokens`](crate::sasl::fast::FastTokens), logins
+//! with them checked there.
 
 use alloc::format;
 use alloc::string::String;
@@ -25,17 +31,18 @@ use crate::negotiation::dispatch::{self, Inbound, Role};
 use crate::negotiation::{qualified_name, Event, Negotiator, Outbox, Outcome, Step, TlsInfo};
 use crate::sasl::base64::{decode_strict, encode};
 use crate::sasl::element::{self as sasl_element, Received};
+use crate::sasl::fast::{IssuedToken, TokenRefused};
 use crate::sasl::{
-    ssdp, CredentialStore, Mechanism, SaslFailure, ServerContext, ServerMechanism, ServerOptions,
-    ServerStep,
+    split_initial_response, ssdp, ChannelBindingData, CredentialStore, HtMechanism, Mechanism,
+    SaslFailure, ServerContext, ServerMechanism, ServerOptions, ServerStep,
 };
 use crate::sm::{self, element::Nonza, SmConfig, SmStart, SmState};
 use crate::starttls;
 use crate::stream::error::{StreamError, StreamErrorCondition};
 use crate::stream::features::{StreamFeatures, NS_SASL};
-use crate::stream::features::{NS_BIND2, NS_SASL2, NS_SM};
+use crate::stream::features::{NS_BIND2, NS_FAST, NS_SASL2, NS_SM};
 use crate::stream::header::{closing_tag, ContentNamespace, Framing, HeaderOut, StreamHeader};
-use crate::xml::escape::escape_text;
+use crate::xml::escape::{escape_attr, escape_text};
 use crate::xml::framer::{Framer, Limits};
 use crate::Error;
 
@@ -184,6 +191,8 @@ pub struct ExpectAuth {
     cb_types: Option<Vec<String>>,
     /// SASL2 was offered beside `<mechanisms/>`.
     sasl2: bool,
+    /// The FAST mechanisms offered inside SASL2's `<inline/>` (XEP-0484 §3.1).
+    fast: Vec<HtMechanism>,
     failures: u32,
 }
 
@@ -194,6 +203,23 @@ struct Sasl2Request {
     bind: Option<Option<String>>,
     /// `<enable/>` inside `<bind/>`, with its `resume`.
     enable: Option<bool>,
+    /// `<user-agent id=…>` (XEP-0388 §2.2.1).
+    user_agent: Option<String>,
+    /// `<resume previd=… h=…/>` inline (XEP-0198 with SASL2).
+    resume: Option<(String, u32)>,
+    /// `<request-token mechanism=…/>` (XEP-0484 §3.2).
+    request_token: Option<String>,
+    /// `<fast/>` (XEP-0484 §3.4): this login uses a token.
+    fast: Option<FastUse>,
+}
+
+/// `<fast count=… invalidate=…/>` (XEP-0484 §3.4, §3.5).
+#[derive(Debug, Default)]
+struct FastUse {
+    /// The client's use counter (the replay rule for TLS 0-RTT).
+    count: Option<u32>,
+    /// Forget the token after this login.
+    invalidate: bool,
 }
 
 /// Waiting for `<response/>` or `<abort/>` (§6.4.3, §6.4.4; XEP-0388 §2.4 on SASL2).
@@ -221,6 +247,42 @@ pub struct AwaitResume {
     h: u32,
 }
 
+/// SASL2 authenticated the client and its `<authenticate/>` carried `<resume/>`: the
+/// `<success/>` waits for the session table ([`Event::ResumeRequested`]), to carry
+/// `<resumed/>`, or `<failed/>` and what Bind 2 binds instead.
+#[derive(Debug)]
+pub struct AwaitSasl2Resume {
+    success: Sasl2Success,
+    previd: String,
+    h: u32,
+}
+
+/// A SASL2 `<success/>` to send (XEP-0388 §2.6.1), once it is known what rides in it.
+#[derive(Debug)]
+struct Sasl2Success {
+    request: Sasl2Request,
+    /// The authenticated bare JID.
+    identity: String,
+    additional_data: Option<Vec<u8>>,
+    /// A FAST token issued on this login (XEP-0484 §3.3).
+    token: Option<IssuedToken>,
+    domain: String,
+}
+
+/// What happened to an inline `<resume/>`.
+enum InlineResume {
+    /// None was asked for.
+    None,
+    /// `<resumed previd=… h=…/>`: the session's full JID.
+    Resumed {
+        previd: String,
+        h: u32,
+        jid: Option<String>,
+    },
+    /// `<failed/>` with `<item-not-found/>`: Bind 2 goes on.
+    Failed,
+}
+
 enum State {
     Header(ExpectHeader),
     StartTls(ExpectStartTls),
@@ -234,6 +296,9 @@ enum State {
     Restart,
     Bind(ExpectBind),
     Resume(AwaitResume),
+    /// SASL2 authenticated with an inline `<resume/>`: waiting for the server's session
+    /// table before `<success/>` goes out.
+    Sasl2Resume(AwaitSasl2Resume),
     Negotiated,
     Failed,
 }
@@ -324,12 +389,12 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Context<'_, R, S> {
         &self,
         options: &ServerOptions,
         features: &mut String,
-    ) -> (Vec<Mechanism>, Option<Vec<String>>) {
+    ) -> (Vec<Mechanism>, Option<Vec<String>>, Vec<HtMechanism>) {
         let secure = self.learned.secure;
         let cb = &self.learned.tls.channel_binding;
         let offered = options.offer(secure, cb, external_identity(self.config, self.learned));
         if offered.is_empty() {
-            return (offered, None);
+            return (offered, None, Vec::new());
         }
         features.push_str("<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>");
         for m in &offered {
@@ -347,24 +412,56 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Context<'_, R, S> {
             }
             features.push_str("</sasl-channel-binding>");
         }
-        if cfg!(feature = "sasl2")
-            && self.config.sasl2
-            && self.config.ns == ContentNamespace::Client
-        {
+        let mut fast = Vec::new();
+        if self.sasl2_offered() {
             features.push_str("<authentication xmlns='urn:xmpp:sasl:2'>");
             for m in &offered {
                 let _ = write!(features, "<mechanism>{}</mechanism>", m.name());
             }
             features.push_str("<inline><bind xmlns='urn:xmpp:bind:0'>");
-            if self.config.stream_management.is_some() {
+            let sm = self.config.sm_config().is_some();
+            if sm {
                 features.push_str("<inline><feature var='urn:xmpp:sm:3'/></inline>");
             }
-            features.push_str("</bind></inline></authentication>");
+            features.push_str("</bind>");
+            if sm {
+                // `<resume/>` may ride in `<authenticate/>`.
+                features.push_str("<sm xmlns='urn:xmpp:sm:3'/>");
+            }
+            if secure && self.store.fast_tokens(&mut |_, _| {}) {
+                fast = fast_offer(&types, cb);
+                features.push_str("<fast xmlns='urn:xmpp:fast:0'>");
+                for m in &fast {
+                    let _ = write!(features, "<mechanism>{}</mechanism>", m.name());
+                }
+                features.push_str("</fast>");
+            }
+            features.push_str("</inline></authentication>");
         }
         let types =
             (!types.is_empty()).then(|| types.iter().map(|t| String::from(t.name())).collect());
-        (offered, types)
+        (offered, types, fast)
     }
+
+    /// SASL2 is offered on this C2S stream (with the crate feature `sasl2`).
+    fn sasl2_offered(&self) -> bool {
+        cfg!(feature = "sasl2") && self.config.sasl2 && self.config.ns == ContentNamespace::Client
+    }
+}
+
+/// The FAST mechanisms to offer (XEP-0484 §3.1): one bound to each channel-binding type
+/// advertised, channel-bound first, and `HT-SHA-256-NONE`.
+fn fast_offer(
+    types: &[crate::sasl::ChannelBindingType],
+    cb: &ChannelBindingData,
+) -> Vec<HtMechanism> {
+    HtMechanism::PREFERENCE
+        .into_iter()
+        .filter(|m| match m.channel_binding() {
+            Some(t) => types.contains(&t) && cb.get(t).is_some(),
+            None => true,
+        })
+        .collect()
 }
 
 fn random_hex<R: RngCore>(rng: &mut R, bytes: usize) -> String {
@@ -454,13 +551,12 @@ impl ExpectHeader {
         let sasl_now = starttls != Some(true) && self.phase != Phase::Authenticated;
         let auth = match (&cx.config.sasl, sasl_now) {
             (Some(options), true) => {
-                let (offered, cb_types) = cx.sasl_features(options, features);
+                let (offered, cb_types, fast) = cx.sasl_features(options, features);
                 Some(ExpectAuth {
                     offered,
                     cb_types,
-                    sasl2: cfg!(feature = "sasl2")
-                        && cx.config.sasl2
-                        && cx.config.ns == ContentNamespace::Client,
+                    sasl2: cx.sasl2_offered(),
+                    fast,
                     domain: domain.clone(),
                     failures: 0,
                 })
@@ -530,6 +626,10 @@ impl ExpectAuth {
                 let Ok((name, payload, request)) = read_authenticate(node) else {
                     return self.failed_as(cx, SaslFailure::IncorrectEncoding, None, true);
                 };
+                if let Some(mechanism) = HtMechanism::from_name(&name) {
+                    cx.outbox.step(Step::AuthStarted);
+                    return self.fast_login(cx, mechanism, payload.as_deref(), request);
+                }
                 sasl2 = Some(request);
                 (name, payload)
             }
@@ -543,10 +643,11 @@ impl ExpectAuth {
         let mut offered = &self.offered[..];
         if cx.config.binding_quirk == BindingQuirk::Unverifiable {
             if Mechanism::from_name(&name).is_some_and(|m| m.is_plus() && offered.contains(&m)) {
-                return self.failed(
+                return self.failed_as(
                     cx,
                     SaslFailure::NotAuthorized,
                     Some("Invalid channel binding"),
+                    in_sasl2,
                 );
             }
             unplussed = offered.iter().copied().filter(|m| !m.is_plus()).collect();
@@ -574,6 +675,83 @@ impl ExpectAuth {
             }
             Err(failure) => self.failed_as(cx, failure, None, in_sasl2),
         }
+    }
+
+    /// A login with a FAST token (XEP-0484 §3.4): `mechanism` must be one offered under
+    /// `<fast/>`; the proof is checked against the tokens of the account and user agent
+    /// (constant time, the replay rule on `count`); the success carries the server's
+    /// proof, and a new token when the one used is rotated (or asked for again).
+    fn fast_login<R: RngCore + CryptoRng, S: CredentialStore>(
+        self,
+        cx: &mut Context<'_, R, S>,
+        mechanism: HtMechanism,
+        payload: Option<&[u8]>,
+        request: Sasl2Request,
+    ) -> Result<State, Error> {
+        if !self.fast.contains(&mechanism) {
+            return self.failed_as(cx, SaslFailure::InvalidMechanism, None, true);
+        }
+        let Some((authcid, proof)) = payload.and_then(split_initial_response) else {
+            return self.failed_as(cx, SaslFailure::MalformedRequest, None, true);
+        };
+        let Some(user_agent) = request.user_agent.as_deref() else {
+            return self.failed_as(
+                cx,
+                SaslFailure::NotAuthorized,
+                Some("a FAST token needs the <user-agent/> it was issued to"),
+                true,
+            );
+        };
+        let cb_data = match mechanism.channel_binding() {
+            Some(t) => cx.learned.tls.channel_binding.get(t).unwrap_or_default(),
+            None => &[],
+        };
+        let identity = match client_identity(authcid, None, &self.domain) {
+            Ok(jid) => jid.into_string(),
+            Err(why) => return self.failed_as(cx, SaslFailure::InvalidAuthzid, Some(why), true),
+        };
+        let count = request.fast.as_ref().and_then(|f| f.count);
+        let invalidate = request.fast.as_ref().is_some_and(|f| f.invalidate);
+        let mut verdict = Err(TokenRefused::Unknown);
+        let mut issued = None;
+        let (store, rng) = (cx.store, &mut *cx.rng);
+        store.fast_tokens(&mut |tokens, now| {
+            verdict = tokens.verify(&identity, user_agent, mechanism, cb_data, proof, count, now);
+            match &verdict {
+                Ok(_) if invalidate => tokens.invalidate(&identity, user_agent),
+                // XEP-0484 §"Token rotation".
+                Ok(used) if used.rotate => {
+                    issued = tokens.issue(&identity, user_agent, mechanism, rng, now)
+                }
+                _ => {}
+            }
+        });
+        let used = match verdict {
+            Ok(used) => used,
+            Err(TokenRefused::Unknown) => {
+                return self.failed_as(cx, SaslFailure::NotAuthorized, None, true)
+            }
+            Err(TokenRefused::CountReplayed) => {
+                return self.failed_as(
+                    cx,
+                    SaslFailure::NotAuthorized,
+                    Some("FAST count not above the last one seen (replay)"),
+                    true,
+                )
+            }
+        };
+        cx.learned.mechanism = None;
+        let mut success = Sasl2Success {
+            request,
+            identity,
+            additional_data: Some(used.server_proof),
+            token: issued,
+            domain: self.domain,
+        };
+        // A token asked for beside a token login is the rotation's (or none, when
+        // invalidated).
+        success.request.request_token = None;
+        success.send_or_await_resume(cx)
     }
 
     /// Sends `<failure/>` (§6.4.5) and waits for another attempt, up to the bound.
@@ -701,7 +879,15 @@ impl ExpectResponse {
                 };
                 cx.learned.mechanism = Some(self.mechanism.mechanism());
                 if let Some(request) = self.sasl2 {
-                    return sasl2_success(cx, request, identity, additional_data, self.auth.domain);
+                    let token = issue_requested(cx, &self.auth.fast, &request, &identity);
+                    return Sasl2Success {
+                        request,
+                        identity,
+                        additional_data,
+                        token,
+                        domain: self.auth.domain,
+                    }
+                    .send_or_await_resume(cx);
                 }
                 cx.outbox
                     .send(&sasl_element::success(additional_data.as_deref()));
@@ -729,6 +915,7 @@ impl ExpectBind {
                 Some(Ok(Nonza::Resume { previd, h })) => {
                     cx.outbox.event(Event::ResumeRequested {
                         previd: previd.clone(),
+                        account: cx.learned.identity.clone(),
                         h,
                     });
                     return Ok(State::Resume(AwaitResume {
@@ -777,79 +964,160 @@ impl ExpectBind {
     }
 }
 
-/// SASL2 succeeded (XEP-0388 §2.6.1): `<success/>` with the server's additional data, the
-/// authorization identifier and what Bind 2 bound (with `<enabled/>` when asked), then,
-/// without a restart, the features of the authenticated stream: none more when Bind 2
-/// bound, binding and `<sm/>` otherwise.
-fn sasl2_success<R: RngCore + CryptoRng, S: CredentialStore>(
+/// A FAST token for `<request-token mechanism=…/>` (XEP-0484 §3.2), when the mechanism
+/// was offered under `<fast/>` and the client named its user agent.
+fn issue_requested<R: RngCore + CryptoRng, S: CredentialStore>(
     cx: &mut Context<'_, R, S>,
-    request: Sasl2Request,
-    identity: String,
-    additional_data: Option<Vec<u8>>,
-    domain: String,
-) -> Result<State, Error> {
-    cx.learned.sasl2 = true;
-    let mut success = String::from("<success xmlns='urn:xmpp:sasl:2'>");
-    if let Some(data) = additional_data {
-        let _ = write!(
-            success,
-            "<additional-data>{}</additional-data>",
-            encode(&data)
-        );
-    }
-    let bound = request.bind.map(|tag| {
-        // XEP-0386 §4: the server makes the resource, from the tag when there is one.
-        let suffix = random_hex(cx.rng, 6);
-        let resource = match tag.filter(|t| jid::check_resource(t).is_ok()) {
-            Some(tag) => format!("{tag}~{suffix}"),
-            None => suffix,
-        };
-        let jid = Jid::parse(&identity)
-            .and_then(|bare| bare.with_resource(&resource))
-            .map(Jid::into_string);
-        jid.unwrap_or_else(|_| identity.clone())
+    offered: &[HtMechanism],
+    request: &Sasl2Request,
+    identity: &str,
+) -> Option<IssuedToken> {
+    let mechanism = request
+        .request_token
+        .as_deref()
+        .and_then(HtMechanism::from_name)
+        .filter(|m| offered.contains(m))?;
+    let user_agent = request.user_agent.as_deref()?;
+    let mut issued = None;
+    let (store, rng) = (cx.store, &mut *cx.rng);
+    store.fast_tokens(&mut |tokens, now| {
+        issued = tokens.issue(identity, user_agent, mechanism, rng, now);
     });
-    success.push_str("<authorization-identifier>");
-    escape_text(bound.as_deref().unwrap_or(&identity), &mut success);
-    success.push_str("</authorization-identifier>");
-    if bound.is_some() {
-        success.push_str("<bound xmlns='urn:xmpp:bind:0'>");
-        if let (Some(resume), Some(config)) = (request.enable, cx.config.stream_management) {
-            let id = (resume && config.resume).then(|| random_hex(cx.rng, 16));
-            let max = id.as_ref().and(config.max_resume);
-            success.push_str(&sm::element::enabled(id.as_deref(), max));
-            cx.learned.sm_inline = Some(sm::InlineEnabled {
-                id,
-                max,
-                location: None,
-            });
-        }
-        success.push_str("</bound>");
-    }
-    success.push_str("</success>");
-    cx.outbox.send(&success);
-    cx.outbox.step(Step::Authenticated);
-    cx.learned.identity = Some(identity);
-    let mut features = String::from("<stream:features>");
-    let state = match bound {
-        Some(jid) => {
-            cx.outbox.step(Step::Bound);
-            features.push_str("</stream:features>");
-            cx.outbox.send(&features);
-            cx.negotiated(StreamFeatures::default(), Some(jid))
-        }
-        None => {
-            features.push_str(bind::FEATURE);
-            if cx.config.stream_management.is_some() {
-                features.push_str("<sm xmlns='urn:xmpp:sm:3'/>");
+    issued
+}
+
+impl Sasl2Success {
+    /// Sends the success now, or, with an inline `<resume/>` (and stream management
+    /// configured), asks the session table first ([`Event::ResumeRequested`]).
+    fn send_or_await_resume<R: RngCore + CryptoRng, S: CredentialStore>(
+        mut self,
+        cx: &mut Context<'_, R, S>,
+    ) -> Result<State, Error> {
+        cx.learned.sasl2 = true;
+        cx.learned.identity = Some(self.identity.clone());
+        match self.request.resume.take() {
+            Some((previd, h)) if cx.config.sm_config().is_some() => {
+                cx.outbox.event(Event::ResumeRequested {
+                    previd: previd.clone(),
+                    account: Some(self.identity.clone()),
+                    h,
+                });
+                Ok(State::Sasl2Resume(AwaitSasl2Resume {
+                    success: self,
+                    previd,
+                    h,
+                }))
             }
-            features.push_str("</stream:features>");
-            cx.outbox.send(&features);
-            State::Bind(ExpectBind { domain })
+            _ => self.send(cx, InlineResume::None),
         }
-    };
-    cx.outbox.step(Step::FeaturesSent);
-    Ok(state)
+    }
+
+    /// SASL2 succeeded (XEP-0388 §2.6.1): `<success/>` with the server's additional data,
+    /// the authorization identifier, the answer to an inline `<resume/>`, what Bind 2
+    /// bound (with `<enabled/>` when asked) unless the session resumed, and a FAST token;
+    /// then, without a restart, the features of the authenticated stream: none more when
+    /// the session resumed or Bind 2 bound, binding and `<sm/>` otherwise.
+    fn send<R: RngCore + CryptoRng, S: CredentialStore>(
+        self,
+        cx: &mut Context<'_, R, S>,
+        resume: InlineResume,
+    ) -> Result<State, Error> {
+        let Sasl2Success {
+            request,
+            identity,
+            additional_data,
+            token,
+            domain,
+        } = self;
+        let mut success = String::from("<success xmlns='urn:xmpp:sasl:2'>");
+        if let Some(data) = additional_data {
+            let _ = write!(
+                success,
+                "<additional-data>{}</additional-data>",
+                encode(&data)
+            );
+        }
+        let resumed_jid = match &resume {
+            InlineResume::Resumed { previd, h, jid } => {
+                success.push_str(&sm::element::resumed(previd, *h));
+                Some(jid.clone())
+            }
+            InlineResume::Failed => {
+                success.push_str(&sm::element::failed("item-not-found", None));
+                None
+            }
+            InlineResume::None => None,
+        };
+        let bound = request.bind.filter(|_| resumed_jid.is_none()).map(|tag| {
+            // XEP-0386 §4: the server makes the resource, from the tag when there is one.
+            let suffix = random_hex(cx.rng, 6);
+            let resource = match tag.filter(|t| jid::check_resource(t).is_ok()) {
+                Some(tag) => format!("{tag}~{suffix}"),
+                None => suffix,
+            };
+            let jid = Jid::parse(&identity)
+                .and_then(|bare| bare.with_resource(&resource))
+                .map(Jid::into_string);
+            jid.unwrap_or_else(|_| identity.clone())
+        });
+        let authorized = resumed_jid.clone().flatten().or_else(|| bound.clone());
+        success.push_str("<authorization-identifier>");
+        escape_text(authorized.as_deref().unwrap_or(&identity), &mut success);
+        success.push_str("</authorization-identifier>");
+        if bound.is_some() {
+            success.push_str("<bound xmlns='urn:xmpp:bind:0'>");
+            if let (Some(resume), Some(config)) = (request.enable, cx.config.sm_config()) {
+                let id = (resume && config.resume).then(|| random_hex(cx.rng, 16));
+                let max = id.as_ref().and(config.max_resume);
+                success.push_str(&sm::element::enabled(id.as_deref(), max));
+                cx.learned.sm_inline = Some(sm::InlineEnabled {
+                    id,
+                    max,
+                    location: None,
+                });
+            }
+            success.push_str("</bound>");
+        }
+        if let Some(token) = token {
+            success.push_str("<token xmlns='urn:xmpp:fast:0' expiry='");
+            success.push_str(&crate::sasl2::format_datetime(token.expires));
+            success.push_str("' token='");
+            escape_attr(&token.token, &mut success);
+            success.push_str("'/>");
+        }
+        success.push_str("</success>");
+        cx.outbox.send(&success);
+        cx.outbox.step(Step::Authenticated);
+        let mut features = String::from("<stream:features>");
+        let state = match (resumed_jid, bound) {
+            (Some(jid), _) => {
+                features.push_str("</stream:features>");
+                cx.outbox.send(&features);
+                let features = StreamFeatures {
+                    bind: true,
+                    ..StreamFeatures::default()
+                };
+                cx.negotiated(features, jid)
+            }
+            (None, Some(jid)) => {
+                cx.outbox.step(Step::Bound);
+                features.push_str("</stream:features>");
+                cx.outbox.send(&features);
+                cx.negotiated(StreamFeatures::default(), Some(jid))
+            }
+            (None, None) => {
+                features.push_str(bind::FEATURE);
+                if cx.config.sm_config().is_some() {
+                    features.push_str("<sm xmlns='urn:xmpp:sm:3'/>");
+                }
+                features.push_str("</stream:features>");
+                cx.outbox.send(&features);
+                State::Bind(ExpectBind { domain })
+            }
+        };
+        cx.outbox.step(Step::FeaturesSent);
+        Ok(state)
+    }
 }
 
 fn is_sasl2(node: roxmltree::Node<'_, '_>, name: &str) -> bool {
@@ -868,7 +1136,8 @@ fn sasl2_payload(node: roxmltree::Node<'_, '_>) -> Result<Vec<u8>, ()> {
 }
 
 /// `<authenticate mechanism=…>` (XEP-0388 §2.2): the mechanism, the initial response (`None`
-/// without `<initial-response/>`) and the Bind 2 request with its `<enable/>`.
+/// without `<initial-response/>`), the Bind 2 request with its `<enable/>`, the user agent,
+/// an inline `<resume/>` and FAST's elements (XEP-0484 §3.2, §3.4).
 fn read_authenticate(
     node: roxmltree::Node<'_, '_>,
 ) -> Result<(String, Option<Vec<u8>>, Sasl2Request), ()> {
@@ -878,6 +1147,27 @@ fn read_authenticate(
     for child in node.children().filter(|c| c.is_element()) {
         match (child.tag_name().namespace(), child.tag_name().name()) {
             (Some(NS_SASL2), "initial-response") => payload = Some(sasl2_payload(child)?),
+            (Some(NS_SASL2), "user-agent") => {
+                request.user_agent = child.attribute("id").map(String::from);
+            }
+            (Some(NS_SM), "resume") => {
+                if let Some(Ok(Nonza::Resume { previd, h })) = sm::element::parse(child) {
+                    request.resume = Some((previd, h));
+                }
+            }
+            (Some(NS_FAST), "request-token") => {
+                request.request_token = child.attribute("mechanism").map(String::from);
+            }
+            (Some(NS_FAST), "fast") => {
+                let count = match child.attribute("count") {
+                    Some(c) => Some(c.parse::<u32>().map_err(|_| ())?),
+                    None => None,
+                };
+                request.fast = Some(FastUse {
+                    count,
+                    invalidate: matches!(child.attribute("invalidate"), Some("true" | "1")),
+                });
+            }
             (Some(NS_BIND2), "bind") => {
                 let tag = child
                     .children()
@@ -1037,11 +1327,31 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> ReceivingEntity<R, S> {
     /// waits, or when it is not the session named, or not this client's (then `<failed/>`
     /// with `<item-not-found/>` went out, as for an unknown session: nothing is revealed).
     fn accept_resume(&mut self, state: SmState) -> Option<SmState> {
-        let State::Resume(wait) = mem::replace(&mut self.state, State::Failed) else {
-            return Some(state);
-        };
         let bare = state.jid().and_then(|jid| jid.split('/').next());
         let own = bare.is_some() && bare == self.learned.identity.as_deref();
+        let wait = match mem::replace(&mut self.state, State::Failed) {
+            State::Resume(wait) => wait,
+            State::Sasl2Resume(wait) => {
+                let named = state.previd() == Some(wait.previd.as_str());
+                let (answer, back) = if own && named {
+                    let answer = InlineResume::Resumed {
+                        previd: wait.previd,
+                        h: state.handled(),
+                        jid: state.jid().map(String::from),
+                    };
+                    self.learned.resumed = Some((state, wait.h));
+                    (answer, None)
+                } else {
+                    (InlineResume::Failed, Some(state))
+                };
+                self.finish_sasl2(wait.success, answer);
+                return back;
+            }
+            other => {
+                self.state = other;
+                return Some(state);
+            }
+        };
         if !own || state.previd() != Some(wait.previd.as_str()) {
             self.outbox
                 .send(&sm::element::failed("item-not-found", None));
@@ -1072,6 +1382,10 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> ReceivingEntity<R, S> {
     /// `<item-not-found/>`; the client may bind instead. Whether a `<resume/>` waited.
     fn refuse_pending_resume(&mut self) -> bool {
         match mem::replace(&mut self.state, State::Failed) {
+            State::Sasl2Resume(wait) => {
+                self.finish_sasl2(wait.success, InlineResume::Failed);
+                true
+            }
             State::Resume(wait) => {
                 self.outbox
                     .send(&sm::element::failed("item-not-found", None));
@@ -1083,6 +1397,22 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> ReceivingEntity<R, S> {
                 false
             }
         }
+    }
+
+    /// Sends the SASL2 success that waited for the session table.
+    fn finish_sasl2(&mut self, success: Sasl2Success, resume: InlineResume) {
+        let mut cx = Context {
+            config: &self.config,
+            outbox: &mut self.outbox,
+            rng: &mut self.rng,
+            store: &self.store,
+            learned: &mut self.learned,
+            header_sent: self.header_sent,
+        };
+        self.state = match success.send(&mut cx, resume) {
+            Ok(state) => state,
+            Err(_) => State::Failed,
+        };
     }
 
     fn process(&mut self) -> Result<(), Error> {
@@ -1115,7 +1445,12 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Role for Context<'_, R, S> {
         inbound: &mut Inbound,
     ) -> Option<Result<(), Error>> {
         match state {
-            State::AwaitTls | State::Negotiated | State::Failed => Some(Ok(())),
+            // The session table answers a `<resume/>` before anything more is read.
+            State::AwaitTls
+            | State::Negotiated
+            | State::Failed
+            | State::Resume(_)
+            | State::Sasl2Resume(_) => Some(Ok(())),
             State::Restart => {
                 // §6.4.6: the initiating entity opens a new stream; forget its header.
                 inbound.restart();

@@ -367,6 +367,28 @@ pub fn parse_datetime(s: &str) -> Option<u64> {
     u64::try_from(days * 86_400 + h * 3600 + mi * 60 + sec - offset).ok()
 }
 
+/// The XEP-0082 DateTime (`CCYY-MM-DDThh:mm:ssZ`) of `secs` since the Unix epoch.
+pub fn format_datetime(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
+    let rem = secs % 86_400;
+    // The civil date of a day count (proleptic Gregorian), the inverse of `parse_datetime`.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    alloc::format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,6 +477,10 @@ mod tests {
             Some(1_798_492_520)
         );
         assert_eq!(parse_datetime("2026-13-28T21:15:20Z"), None);
+        for secs in [0, 951_782_400, 1_798_492_520, 4_107_542_399] {
+            assert_eq!(parse_datetime(&format_datetime(secs)), Some(secs));
+        }
+        assert_eq!(format_datetime(1_798_492_520), "2026-12-28T21:15:20Z");
         assert_eq!(parse_datetime("yesterday"), None);
     }
 }

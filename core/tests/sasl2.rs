@@ -23,9 +23,10 @@ use xmpp_handshake_core::connection::{Connection, ConnectionOptions, Event, Nego
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig};
 use xmpp_handshake_core::login::{FastToken, LoginMemory};
 use xmpp_handshake_core::sasl::base64::{decode_strict, encode};
+use xmpp_handshake_core::sasl::fast::FastTokens;
 use xmpp_handshake_core::sasl::{
-    ChannelBindingData, Mechanism, MemoryStore, SaslError, ServerContext, ServerMechanism,
-    ServerStep,
+    ChannelBindingData, CredentialStore, Mechanism, MemoryStore, SaslError, SaslFailure,
+    ScramCredentials, ScramHash, ServerContext, ServerMechanism, ServerStep,
 };
 use xmpp_handshake_core::sm::{SmConfig, SmState};
 use xmpp_handshake_core::stream::features::Sasl2Inline;
@@ -877,4 +878,403 @@ fn the_fast_count_goes_where_the_server_allows_0_rtt() {
     };
     let out = sent(&mut client(Some(&not_allowed), None));
     assert!(out.contains("<fast xmlns='urn:xmpp:fast:0'/>"), "{out}");
+}
+
+/// A user store that issues FAST tokens (XEP-0484) from a table in memory, on a clock the
+/// test moves.
+struct TokenStore {
+    users: MemoryStore,
+    tokens: core::cell::RefCell<FastTokens>,
+    now: core::cell::Cell<u64>,
+    /// Each receiver's random numbers start elsewhere.
+    streams: core::cell::Cell<u64>,
+}
+
+/// Tokens live this long (seconds) in [`TokenStore`].
+const LIFETIME: u64 = 1000;
+
+impl TokenStore {
+    fn new() -> Self {
+        let mut users = MemoryStore::new();
+        users.add_password(USER.0, USER.1, ITERATIONS, &mut CountingRng(7));
+        TokenStore {
+            users,
+            tokens: core::cell::RefCell::new(FastTokens::new(16, LIFETIME)),
+            now: core::cell::Cell::new(1_800_000_000),
+            streams: core::cell::Cell::new(0),
+        }
+    }
+}
+
+impl CredentialStore for TokenStore {
+    fn scram_credentials(
+        &self,
+        authcid: &str,
+        hash: ScramHash,
+    ) -> Result<ScramCredentials, SaslFailure> {
+        self.users.scram_credentials(authcid, hash)
+    }
+
+    fn fast_tokens(&self, f: &mut dyn FnMut(&mut FastTokens, u64)) -> bool {
+        f(&mut self.tokens.borrow_mut(), self.now.get());
+        true
+    }
+}
+
+/// Our receiving entity offering SASL2, Bind 2, inline stream management and FAST, on a
+/// TLS stream without channel binding.
+fn receiver(store: &TokenStore) -> Connection<impl Negotiator + '_> {
+    use xmpp_handshake_core::receiver::{ReceiverConfig, ReceivingEntity, TlsOffer};
+    let mut config = ReceiverConfig::client_to_server(DOMAIN);
+    config.secure_transport = true;
+    config.tls = TlsOffer::None;
+    config.sasl2 = true;
+    config.downgrade_protection = true;
+    config.stream_management = Some(SmConfig::default());
+    store.streams.set(store.streams.get() + 1);
+    let rng = CountingRng(store.streams.get() << 32);
+    Connection::new(
+        ReceivingEntity::with_tls(config, rng, store, TlsInfo::default()),
+        Framing::Tcp,
+        ConnectionOptions::default(),
+        T0,
+    )
+}
+
+/// What went over the wire and each side's events.
+#[derive(Default)]
+struct Run {
+    wire: String,
+    client: Vec<Event>,
+    server: Vec<Event>,
+}
+
+/// Runs client against server until both are bound (or 20 rounds); a `<resume/>` is
+/// answered from `detached`, as a server's session table does.
+fn pump<C: Negotiator, S: Negotiator>(
+    client: &mut Connection<C>,
+    server: &mut Connection<S>,
+    detached: &mut Option<SmState>,
+) -> Run {
+    let mut run = Run::default();
+    for _ in 0..20 {
+        let c = sent(client);
+        let s = sent(server);
+        run.wire.push_str(&c);
+        run.wire.push_str(&s);
+        server.handle_input(c.as_bytes(), T0);
+        client.handle_input(s.as_bytes(), T0);
+        while let Some(e) = server.poll_event() {
+            if let Event::ResumeRequested { previd, .. } = &e {
+                match detached
+                    .take()
+                    .filter(|s| s.previd() == Some(previd.as_str()))
+                {
+                    Some(state) => *detached = server.resume(state, T0),
+                    None => server.refuse_resume(T0),
+                }
+            }
+            run.server.push(e);
+        }
+        run.client.extend(events(client));
+        if client.is_bound() && server.is_bound() && c.is_empty() && s.is_empty() {
+            break;
+        }
+    }
+    run
+}
+
+/// The memory our client keeps after `run` (its outcome over `earlier`).
+fn remembered(run: &Run, earlier: Option<&LoginMemory>) -> LoginMemory {
+    let o = outcome(&run.client).unwrap_or_else(|| panic!("{:?}\n{}", run.client, run.wire));
+    let memory = LoginMemory {
+        user_agent_id: Some(String::from(UA)),
+        ..LoginMemory::from_outcome(o, &Default::default())
+    };
+    memory.remembering(earlier, o.fast_token_rejected)
+}
+
+/// One login of our client (with `memory`) to our receiver over `store`.
+fn login(store: &TokenStore, memory: Option<&LoginMemory>) -> Run {
+    let mut c = client(memory, None);
+    let mut s = receiver(store);
+    pump(&mut c, &mut s, &mut None)
+}
+
+/// Our receiver issues a token to our client's `<request-token/>`, with its expiry; the
+/// next login uses it (one `<authenticate/>`, no SCRAM challenge), our client checks the
+/// server's proof; far from its expiry the token is not replaced.
+#[test]
+fn our_receiver_issues_a_fast_token_and_our_client_logs_in_with_it() {
+    let store = TokenStore::new();
+    let first = login(&store, None);
+    assert!(
+        first.wire.contains(
+            "<fast xmlns='urn:xmpp:fast:0'><mechanism>HT-SHA-256-NONE</mechanism></fast>"
+        ),
+        "{}",
+        first.wire
+    );
+    assert!(first.wire.contains("<request-token"), "{}", first.wire);
+    let memory = remembered(&first, None);
+    let token = memory.fast_token.clone().expect("a token issued");
+    assert_eq!(token.mechanism, "HT-SHA-256-NONE");
+    assert_eq!(token.expires.map(|t| t.0), Some(store.now.get() + LIFETIME));
+
+    store.now.set(store.now.get() + 10);
+    let second = login(&store, Some(&memory));
+    let o = outcome(&second.client).unwrap_or_else(|| panic!("{}", second.wire));
+    assert_eq!(o.mechanism, None, "a token, not a SASL mechanism");
+    assert!(!o.fast_token_rejected);
+    assert!(o
+        .jid
+        .as_deref()
+        .is_some_and(|j| j.starts_with("juliet@example.com/")));
+    assert!(
+        second.wire.contains("mechanism='HT-SHA-256-NONE'")
+            && !second.wire.contains("<challenge")
+            && !second.wire.contains("<token "),
+        "{}",
+        second.wire
+    );
+    assert!(outcome(&second.server).is_some_and(|o| o.jid == o.jid));
+}
+
+/// XEP-0484 §"Token rotation": a token used with less than a quarter of its life left is
+/// replaced in the success; the replaced one still logs in (the new one may have been
+/// lost) and is then replaced again; once the newest was used the older ones are refused,
+/// and our client falls back to the password on the same stream.
+#[test]
+fn tokens_are_rotated_near_expiry_and_the_previous_one_lasts_until_the_new_one_is_used() {
+    let store = TokenStore::new();
+    let a = remembered(&login(&store, None), None);
+    store.now.set(store.now.get() + LIFETIME * 4 / 5);
+    let run = login(&store, Some(&a));
+    assert!(
+        run.wire.contains("<token xmlns='urn:xmpp:fast:0' expiry='"),
+        "{}",
+        run.wire
+    );
+    let b = remembered(&run, Some(&a));
+    assert_ne!(b.fast_token, a.fast_token, "rotated");
+
+    // The client lost B and logs in with A again: accepted, and C replaces B.
+    let run = login(&store, Some(&a));
+    let c = remembered(&run, Some(&a));
+    assert!(outcome(&run.client).is_some_and(|o| o.mechanism.is_none()));
+    assert!(
+        c.fast_token != a.fast_token && c.fast_token != b.fast_token,
+        "{}",
+        run.wire
+    );
+    // B is gone: refused; the password logs in on the same stream and D comes.
+    let run = login(&store, Some(&b));
+    assert!(
+        outcome(&run.client).is_some_and(|o| o.fast_token_rejected),
+        "{}",
+        run.wire
+    );
+    let d = remembered(&run, Some(&b));
+    // D logs in, far from its expiry: no new token; after that every older one is refused.
+    let run = login(&store, Some(&d));
+    assert!(!run.wire.contains("<token "), "{}", run.wire);
+    assert!(outcome(&run.client).is_some_and(|o| o.mechanism.is_none() && !o.fast_token_rejected));
+    for old in [&a, &c] {
+        let run = login(&store, Some(old));
+        let o = outcome(&run.client).unwrap_or_else(|| panic!("{}", run.wire));
+        assert!(o.fast_token_rejected && o.mechanism == Some(Mechanism::ScramSha256));
+    }
+    // Expired: refused as well.
+    store.now.set(store.now.get() + LIFETIME);
+    let run = login(&store, Some(&d));
+    assert!(outcome(&run.client).is_some_and(|o| o.fast_token_rejected));
+}
+
+fn ht_proof(token: &str, label: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(token.as_bytes()).unwrap();
+    m.update(label);
+    encode(&m.finalize().into_bytes())
+}
+
+/// A hand-written FAST `<authenticate/>` with `fast` (the `<fast/>` element's attributes)
+/// and the initial response `proof`, to a new stream of our receiver: what it answered.
+fn raw_fast_login(store: &TokenStore, fast: &str, proof: &str) -> String {
+    let mut s = receiver(store);
+    s.handle_input(
+        format!(
+            "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' \
+             to='{DOMAIN}' version='1.0'>"
+        )
+        .as_bytes(),
+        T0,
+    );
+    sent(&mut s);
+    let mut ir = b"juliet\0".to_vec();
+    ir.extend(decode_strict(proof).unwrap());
+    s.handle_input(
+        format!(
+            "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='HT-SHA-256-NONE'>\
+             <initial-response>{}</initial-response><user-agent id='{UA}'/>\
+             <fast xmlns='urn:xmpp:fast:0'{fast}/></authenticate>",
+            encode(&ir)
+        )
+        .as_bytes(),
+        T0,
+    );
+    sent(&mut s)
+}
+
+/// A forged proof is refused; `count` must grow with every use (the replay rule XEP-0484
+/// sets for TLS 0-RTT); `invalidate` ends the token after the login it rides on; the
+/// server proves it knows the token.
+#[test]
+fn forged_proofs_replayed_counts_and_invalidated_tokens_are_refused() {
+    let store = TokenStore::new();
+    let token = store
+        .tokens
+        .borrow_mut()
+        .issue(
+            "juliet@example.com",
+            UA,
+            xmpp_handshake_core::sasl::HtMechanism::Sha256None,
+            &mut CountingRng(5),
+            store.now.get(),
+        )
+        .unwrap()
+        .token;
+    let proof = ht_proof(&token, b"Initiator");
+    let forged = ht_proof("secret-token:guessed", b"Initiator");
+    let refused = "<failure xmlns='urn:xmpp:sasl:2'><not-authorized";
+    assert!(raw_fast_login(&store, "", &forged).contains(refused));
+
+    let ok = raw_fast_login(&store, " count='5'", &proof);
+    assert!(ok.contains("<success"), "{ok}");
+    assert_eq!(
+        text_of(&ok, "additional-data"),
+        Some(ht_proof(&token, b"Responder").as_str()),
+        "{ok}"
+    );
+    for replay in [" count='5'", " count='4'"] {
+        let out = raw_fast_login(&store, replay, &proof);
+        assert!(out.contains(refused) && out.contains("replay"), "{out}");
+    }
+    assert!(raw_fast_login(&store, " count='6' invalidate='true'", &proof).contains("<success"));
+    assert!(raw_fast_login(&store, " count='7'", &proof).contains(refused));
+    assert!(raw_fast_login(&store, "", &proof).contains(refused));
+}
+
+/// XEP-0198 inside SASL2 on our receiver: a `<resume/>` in `<authenticate/>` resumes the
+/// detached session; `<resumed/>` rides in `<success/>`; each side resends exactly what
+/// the other had not acknowledged, and nothing is bound anew.
+#[test]
+fn inline_resume_resends_exactly_the_unacknowledged() {
+    let store = TokenStore::new();
+    let mut c = client(None, None);
+    let mut s = receiver(&store);
+    let run = pump(&mut c, &mut s, &mut None);
+    assert!(c.is_bound() && s.is_bound(), "{}", run.wire);
+    // The server sends 1, asks for an ack and gets it; then 2 and 3 are lost with the link;
+    // the client's "up" is lost too.
+    s.send_stanza(
+        "<message to='juliet@example.com'><body>1</body></message>",
+        T0,
+    )
+    .unwrap();
+    assert!(s.request_ack(T0));
+    c.handle_input(sent(&mut s).as_bytes(), T0);
+    s.handle_input(sent(&mut c).as_bytes(), T0);
+    assert!(events(&mut s)
+        .iter()
+        .any(|e| matches!(e, Event::Acked { h: 1, .. })));
+    for body in ["2", "3"] {
+        s.send_stanza(
+            &format!("<message to='juliet@example.com'><body>{body}</body></message>"),
+            T0,
+        )
+        .unwrap();
+    }
+    c.send_stanza(
+        "<message to='romeo@example.net'><body>up</body></message>",
+        T0,
+    )
+    .unwrap();
+    sent(&mut s);
+    sent(&mut c);
+    events(&mut c);
+    c.handle_eof(None);
+    s.handle_eof(None);
+    let client_state = c.take_sm_state().expect("client session");
+    let mut detached = s.take_sm_state();
+
+    let mut c = client(None, Some(client_state));
+    let mut s = receiver(&store);
+    let run = pump(&mut c, &mut s, &mut detached);
+    assert!(detached.is_none(), "the session was taken");
+    assert!(
+        run.wire.contains("<resume xmlns='urn:xmpp:sm:3'")
+            && run.wire.contains("<resumed xmlns='urn:xmpp:sm:3'")
+            && !run.wire.contains("<bound"),
+        "{}",
+        run.wire
+    );
+    assert!(
+        run.client
+            .iter()
+            .any(|e| matches!(e, Event::Resumed { h: 0, .. })),
+        "{:?}",
+        run.client
+    );
+    assert!(
+        run.server
+            .iter()
+            .any(|e| matches!(e, Event::Resumed { h: 1, .. })),
+        "{:?}",
+        run.server
+    );
+    let bodies = |events: &[Event]| -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Stanza(st) => st.parse(|n| {
+                    n.descendants()
+                        .find(|d| d.has_tag_name("body"))
+                        .and_then(|b| b.text())
+                        .map(String::from)
+                })?,
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(bodies(&run.client), ["2", "3"], "{}", run.wire);
+    assert_eq!(bodies(&run.server), ["up"], "{}", run.wire);
+}
+
+/// An inline `<resume/>` of a session that is not there: `<failed/>` inside `<success/>`
+/// and Bind 2 binds a new resource in the same answer.
+#[test]
+fn a_failed_inline_resume_goes_on_with_bind2() {
+    let store = TokenStore::new();
+    let mut c = client(None, None);
+    let mut s = receiver(&store);
+    pump(&mut c, &mut s, &mut None);
+    c.handle_eof(None);
+    let mut c = client(None, Some(c.take_sm_state().unwrap()));
+    let mut s = receiver(&store);
+    let run = pump(&mut c, &mut s, &mut None);
+    assert!(
+        run.wire
+            .contains("<failed xmlns='urn:xmpp:sm:3'><item-not-found")
+            && run.wire.contains("<bound xmlns='urn:xmpp:bind:0'>"),
+        "{}",
+        run.wire
+    );
+    assert!(c.is_bound() && s.is_bound());
+    assert!(
+        run.client
+            .iter()
+            .any(|e| matches!(e, Event::ResumeFailed { .. })),
+        "{:?}",
+        run.client
+    );
 }

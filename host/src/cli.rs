@@ -300,11 +300,17 @@ pub struct ServeArgs {
     /// TLS 1.3 and fails); they then log in with plain SCRAM.
     #[arg(long)]
     pub no_channel_binding: bool,
-    /// Offer SASL2 (XEP-0388) too, with Bind 2 (XEP-0386) and XEP-0198 stream management
-    /// enabled inside it: a client that speaks it authenticates, binds and enables stream
-    /// management in one exchange, without a stream restart.
-    #[arg(long)]
+    /// Offer SASL2 (XEP-0388) beside RFC 6120 SASL, with Bind 2 (XEP-0386), XEP-0198 stream
+    /// management enabled or resumed inside it and FAST tokens (XEP-0484): a client that
+    /// speaks it authenticates, binds and enables (or resumes) stream management in one
+    /// exchange, without a stream restart, and logs in next time with a token. On by
+    /// default; this flag is kept for scripts that name it.
+    #[arg(long, conflicts_with = "no_sasl2")]
     pub sasl2: bool,
+    /// Do not offer SASL2 (nor Bind 2, inline stream management, FAST): RFC 6120 SASL and
+    /// binding only.
+    #[arg(long)]
+    pub no_sasl2: bool,
     /// Print each client's negotiation transcript on stderr (`I:` the client, `R:` this
     /// server; SASL payloads redacted): what your device really sent.
     #[arg(long)]

@@ -76,11 +76,13 @@ async fn run_inner(
     let mut store = xmpp_handshake_core::sasl::MemoryStore::new();
     store.add_password(user, &password, 4096, &mut rand_core::OsRng);
 
-    let server = Server::start(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        ServeConfig::new(domain, store, identity),
-    )
-    .await?;
+    // The demo walks through RFC 6120's steps one by one (SASL, restart, resource
+    // binding): SASL2's single exchange would hide them.
+    let config = ServeConfig {
+        sasl2: false,
+        ..ServeConfig::new(domain, store, identity)
+    };
+    let server = Server::start(SocketAddr::from(([127, 0, 0, 1], 0)), config).await?;
     progress.status(&format!("receiving entity listening on {}", server.addr));
 
     let login = Login::new(&format!("{user}@{domain}/balcony"), &password)?;

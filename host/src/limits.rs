@@ -52,6 +52,11 @@ pub struct ServeLimits {
     pub resume_timeout: Duration,
     /// Sessions kept for resumption at once; past it the one closest to expiry goes first.
     pub max_detached_sessions: usize,
+    /// How long a FAST token (XEP-0484) logs in; used in its last quarter, it is replaced.
+    pub fast_token_lifetime: Duration,
+    /// Account and client pairs holding FAST tokens at once; past it the pair whose token
+    /// expires first is forgotten.
+    pub max_fast_tokens: usize,
 }
 
 impl Default for ServeLimits {
@@ -65,6 +70,8 @@ impl Default for ServeLimits {
             max_queue_bytes: 256 * 1024,
             resume_timeout: Duration::from_secs(300),
             max_detached_sessions: 512,
+            fast_token_lifetime: Duration::from_secs(14 * 24 * 3600),
+            max_fast_tokens: 4096,
         }
     }
 }
@@ -112,6 +119,12 @@ pub struct LimitArgs {
     /// Sessions kept for resumption at once.
     #[arg(long, value_name = "N", default_value_t = ServeLimits::default().max_detached_sessions)]
     pub max_detached_sessions: usize,
+    /// Seconds a FAST token (XEP-0484) logs in.
+    #[arg(long, value_name = "SECS", default_value_t = ServeLimits::default().fast_token_lifetime.as_secs())]
+    pub fast_token_lifetime: u64,
+    /// Account and client pairs holding FAST tokens at once.
+    #[arg(long, value_name = "N", default_value_t = ServeLimits::default().max_fast_tokens)]
+    pub max_fast_tokens: usize,
 }
 
 impl LimitArgs {
@@ -132,6 +145,8 @@ impl LimitArgs {
             ("--max-queue-bytes", self.max_queue_bytes as u64),
             ("--resume-timeout", self.resume_timeout),
             ("--max-detached-sessions", self.max_detached_sessions as u64),
+            ("--fast-token-lifetime", self.fast_token_lifetime),
+            ("--max-fast-tokens", self.max_fast_tokens as u64),
         ];
         // `max` on `<enabled/>` is a 32-bit number of seconds (XEP-0198 §3).
         if u32::try_from(self.resume_timeout).is_err() {
@@ -159,6 +174,8 @@ impl LimitArgs {
             max_queue_bytes: self.max_queue_bytes,
             resume_timeout: Duration::from_secs(self.resume_timeout),
             max_detached_sessions: self.max_detached_sessions,
+            fast_token_lifetime: Duration::from_secs(self.fast_token_lifetime),
+            max_fast_tokens: self.max_fast_tokens,
         })
     }
 }

@@ -126,14 +126,16 @@ async fn run_serve(args: ServeArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::usage(format!("writing {}: {e}", path.display())))?;
     }
     let listen: SocketAddr = args.listen;
+    let limits = args.limits.limits().map_err(Failure::usage)?;
     let config = serve::ServeConfig {
         verbose: args.verbose,
         channel_binding: !args.no_channel_binding,
-        sasl2: args.sasl2,
+        sasl2: !args.no_sasl2,
         log_connections: true,
         trace: args.trace,
-        limits: args.limits.limits().map_err(Failure::usage)?,
-        ..serve::ServeConfig::new(args.domain.clone(), store, identity.clone())
+        store: serve::SharedStore::new(store, limits.fast_token_lifetime, limits.max_fast_tokens),
+        limits,
+        ..serve::ServeConfig::new(args.domain.clone(), Default::default(), identity.clone())
     };
     let mut server = serve::Server::start(listen, config.clone()).await?;
     let s2s_listen = match args.s2s.enabled() {

@@ -26,6 +26,10 @@
 //!   bound session whose client has not acknowledged that many. A session that expires, is
 //!   pushed out, or is replaced by a new binding of its full JID bounces what it still
 //!   held with `<service-unavailable/>` (§8.3.3.19): nothing is dropped unsaid.
+//! * A `<resume/>` may come before the server has seen the old link die (it went silent
+//!   without closing): as Prosody's mod_smacks does, the old link of the same account is
+//!   dropped ([`ToSession::TakeOver`]), its session detached and then resumed; never
+//!   `<item-not-found/>` for a session that is still there.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -48,11 +52,20 @@ pub enum ToSession {
     Stanza(String),
     /// A newer session bound the same full JID: send `<conflict/>` and close (§7.7.2.2).
     Conflict,
+    /// The session's client resumed it on a new connection (XEP-0198 §5): drop this link
+    /// as broken (no stream error, as Prosody's mod_smacks closes the old connection), so
+    /// that the session is detached and the resumption takes it.
+    TakeOver,
 }
+
+/// How long a `<resume/>` waits for a live session's old link to let go of it.
+const TAKE_OVER_WAIT: Duration = Duration::from_secs(5);
 
 struct Entry {
     id: u64,
     tx: mpsc::UnboundedSender<ToSession>,
+    /// Its stream-management session id (XEP-0198), once known.
+    sm_id: Option<String>,
     /// Bytes of stanzas sent to `tx` and not yet written by the session.
     queued: Arc<AtomicUsize>,
 }
@@ -108,6 +121,8 @@ pub struct Registry {
     /// Other domains' route, when federating.
     remote: OnceLock<Arc<dyn Remote>>,
     sessions: Mutex<Sessions>,
+    /// Woken whenever a session is detached (for a take-over waiting on it).
+    detaching: tokio::sync::Notify,
     next_id: AtomicU64,
     max_queue_bytes: usize,
     max_detached: usize,
@@ -162,6 +177,7 @@ impl Registry {
             domain: canonical_domain(domain),
             remote: OnceLock::new(),
             sessions: Mutex::new(Sessions::default()),
+            detaching: tokio::sync::Notify::new(),
             next_id: AtomicU64::new(1),
             max_queue_bytes,
             max_detached,
@@ -199,6 +215,7 @@ impl Registry {
         let entry = Entry {
             id,
             tx,
+            sm_id: None,
             queued: queued.clone(),
         };
         let mut sessions = self.lock();
@@ -220,6 +237,17 @@ impl Registry {
             jid: key,
             id,
             queued,
+        }
+    }
+
+    /// The session of `registration` has stream-management session id `id` (XEP-0198
+    /// §3), under which a `<resume/>` may take it over.
+    pub fn set_sm_id(&self, registration: &Registration, id: &str) {
+        let mut sessions = self.lock();
+        if let Some(e) = sessions.online.get_mut(&registration.jid) {
+            if e.id == registration.id {
+                e.sm_id = Some(id.to_string());
+            }
         }
     }
 
@@ -304,6 +332,7 @@ impl Registry {
         if let Some(old) = sessions.detached.insert(previd, detached) {
             self.bounce(&mut sessions, old.state);
         }
+        self.detaching.notify_waiters();
         true
     }
 
@@ -480,8 +509,8 @@ impl Registry {
 pub struct DetachedSessions<'a> {
     registry: &'a Registry,
     /// The session taken and not put back (its full JID and expiry, for
-    /// [`SessionTable::put_back`]).
-    taken: Option<(String, Instant)>,
+    /// [`SessionTable::put_back`]), and its id.
+    taken: Option<(String, Instant, String)>,
 }
 
 impl DetachedSessions<'_> {
@@ -490,21 +519,56 @@ impl DetachedSessions<'_> {
     pub fn resumed(&self) -> bool {
         self.taken.is_some()
     }
+
+    /// The id of the session resumed, if one was.
+    pub fn resumed_id(&self) -> Option<&str> {
+        self.taken.as_ref().map(|(_, _, id)| id.as_str())
+    }
 }
 
 impl SessionTable for DetachedSessions<'_> {
-    fn take(&mut self, previd: &str) -> Option<SmState> {
-        let mut sessions = self.registry.lock();
-        self.registry.expire(&mut sessions, Instant::now());
-        let detached = sessions.detached.remove(previd)?;
-        self.taken = Some((detached.jid, detached.expires));
-        Some(detached.state)
+    /// The detached session `previd`; or, when a bound session of `account` has that id
+    /// (its link went silent and was not seen to die yet), that link is dropped
+    /// ([`ToSession::TakeOver`]) and its session taken once detached (within 5 s).
+    async fn take(&mut self, previd: &str, account: Option<&str>) -> Option<SmState> {
+        let detaching = self.registry.detaching.notified();
+        let mut detaching = std::pin::pin!(detaching);
+        {
+            let mut sessions = self.registry.lock();
+            self.registry.expire(&mut sessions, Instant::now());
+            if let Some(detached) = sessions.detached.remove(previd) {
+                self.taken = Some((detached.jid, detached.expires, previd.to_string()));
+                return Some(detached.state);
+            }
+            let account = normalize(account?);
+            let live = sessions.online.iter().find(|(jid, e)| {
+                e.sm_id.as_deref() == Some(previd)
+                    && jid.split('/').next() == Some(account.as_str())
+            });
+            let (_, entry) = live?;
+            // Registered before the lock is let go: the detaching cannot be missed.
+            detaching.as_mut().enable();
+            entry.tx.send(ToSession::TakeOver).ok()?;
+        }
+        let deadline = tokio::time::Instant::now() + TAKE_OVER_WAIT;
+        loop {
+            tokio::time::timeout_at(deadline, detaching.as_mut())
+                .await
+                .ok()?;
+            let mut sessions = self.registry.lock();
+            if let Some(detached) = sessions.detached.remove(previd) {
+                self.taken = Some((detached.jid, detached.expires, previd.to_string()));
+                return Some(detached.state);
+            }
+            detaching.set(self.registry.detaching.notified());
+            detaching.as_mut().enable();
+        }
     }
 
     fn put_back(&mut self, state: SmState) {
         let mut sessions = self.registry.lock();
         match (self.taken.take(), state.previd()) {
-            (Some((jid, expires)), Some(previd)) => {
+            (Some((jid, expires, _)), Some(previd)) => {
                 let previd = previd.to_string();
                 let detached = Detached {
                     jid,

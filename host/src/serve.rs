@@ -17,8 +17,8 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use embedded_io::ErrorKind;
 use embedded_io_adapters::tokio_1::FromTokio;
@@ -26,10 +26,13 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout, timeout_at, Instant};
-use xmpp_handshake_core::connection::{Connection, ConnectionOptions, Timeouts};
+use xmpp_handshake_core::connection::{
+    Connection, ConnectionOptions, Event as CoreEvent, Timeouts,
+};
 use xmpp_handshake_core::driver::{Clock as _, NoTls, Observer as _, TlsUpgrade};
 pub use xmpp_handshake_core::receiver::BindingQuirk;
 use xmpp_handshake_core::receiver::ReceiverConfig;
+use xmpp_handshake_core::sasl::fast::FastTokens;
 use xmpp_handshake_core::sasl::{
     CredentialStore, MemoryStore, SaslFailure, ScramCredentials, ScramHash,
 };
@@ -37,7 +40,7 @@ use xmpp_handshake_core::sm::SmConfig;
 use xmpp_handshake_core::stream::error::{StreamError, StreamErrorCondition};
 use xmpp_handshake_core::stream::header::{closing_tag, ContentNamespace, Framing, HeaderOut};
 use xmpp_handshake_core::Error;
-use xmpp_handshake_tokio::bound::Refusals;
+use xmpp_handshake_tokio::bound::{Incoming, Refusals};
 use xmpp_handshake_tokio::client::Error as LibraryError;
 use xmpp_handshake_tokio::server::{self, Peer};
 
@@ -60,9 +63,39 @@ const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Received stanzas waiting for the router, per session (routing does not wait).
 const RECEIVE_QUEUE: usize = 256;
 
-/// The user store shared by all connections.
-#[derive(Clone, Debug, Default)]
-pub struct SharedStore(pub Arc<MemoryStore>);
+/// The user store shared by all connections, with the FAST tokens (XEP-0484) issued to
+/// them: in memory only, so a restart ends every token (clients then log in with the
+/// password and get a new one).
+#[derive(Clone, Debug)]
+pub struct SharedStore {
+    users: Arc<MemoryStore>,
+    tokens: Arc<Mutex<FastTokens>>,
+}
+
+impl SharedStore {
+    /// `users`, issuing tokens that live `token_lifetime`, for at most `max_tokens`
+    /// account and client pairs.
+    pub fn new(users: MemoryStore, token_lifetime: Duration, max_tokens: usize) -> Self {
+        SharedStore {
+            users: Arc::new(users),
+            tokens: Arc::new(Mutex::new(FastTokens::new(
+                max_tokens,
+                token_lifetime.as_secs(),
+            ))),
+        }
+    }
+}
+
+impl Default for SharedStore {
+    fn default() -> Self {
+        let limits = ServeLimits::default();
+        SharedStore::new(
+            MemoryStore::default(),
+            limits.fast_token_lifetime,
+            limits.max_fast_tokens,
+        )
+    }
+}
 
 impl CredentialStore for SharedStore {
     fn scram_credentials(
@@ -70,15 +103,25 @@ impl CredentialStore for SharedStore {
         authcid: &str,
         hash: ScramHash,
     ) -> Result<ScramCredentials, SaslFailure> {
-        self.0.scram_credentials(authcid, hash)
+        self.users.scram_credentials(authcid, hash)
     }
 
     fn unknown_user_salt(&self, authcid: &str) -> Option<Vec<u8>> {
-        self.0.unknown_user_salt(authcid)
+        self.users.unknown_user_salt(authcid)
     }
 
     fn authorize(&self, authcid: &str, authzid: &str) -> Result<(), SaslFailure> {
-        self.0.authorize(authcid, authzid)
+        self.users.authorize(authcid, authzid)
+    }
+
+    fn fast_tokens(&self, f: &mut dyn FnMut(&mut FastTokens, u64)) -> bool {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        // A panic elsewhere while holding the lock leaves the table as it was: usable.
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut tokens, now);
+        true
     }
 }
 
@@ -114,19 +157,21 @@ pub struct ServeConfig {
     pub binds_once: Option<BindsOnce>,
     /// Resource bounds and timeouts.
     pub limits: ServeLimits,
-    /// Offer SASL2 (XEP-0388) beside RFC 6120 SASL, with Bind 2 (XEP-0386) and stream
-    /// management enabled inside it. (SCRAM carries XEP-0474's downgrade-protection hash
-    /// on both profiles, always.)
+    /// Offer SASL2 (XEP-0388) beside RFC 6120 SASL (on by default), with Bind 2
+    /// (XEP-0386), stream management enabled or resumed inside it (XEP-0198) and FAST
+    /// tokens (XEP-0484). (SCRAM carries XEP-0474's downgrade-protection hash on both
+    /// profiles, always.)
     pub sasl2: bool,
 }
 
 impl ServeConfig {
     /// Serves `domain` to the users in `store` with `identity`'s certificate: channel
-    /// binding offered, default bounds, nothing logged.
+    /// binding and SASL2 offered, default bounds, nothing logged.
     pub fn new(domain: impl Into<String>, store: MemoryStore, identity: ServerIdentity) -> Self {
+        let limits = ServeLimits::default();
         ServeConfig {
             domain: domain.into(),
-            store: SharedStore(Arc::new(store)),
+            store: SharedStore::new(store, limits.fast_token_lifetime, limits.max_fast_tokens),
             identity,
             log_connections: false,
             verbose: false,
@@ -134,8 +179,8 @@ impl ServeConfig {
             channel_binding: true,
             binding_quirk: BindingQuirk::None,
             binds_once: None,
-            limits: ServeLimits::default(),
-            sasl2: false,
+            limits,
+            sasl2: true,
         }
     }
 }
@@ -401,7 +446,7 @@ where
         &mut sessions,
     )
     .await;
-    let resumed = sessions.resumed();
+    let resumed = sessions.resumed_id().map(String::from);
     serve_negotiation(negotiation, resumed, peer, config, registry).await
 }
 
@@ -475,7 +520,7 @@ async fn direct_tls_connection(
         &mut sessions,
     )
     .await;
-    let resumed = sessions.resumed();
+    let resumed = sessions.resumed_id().map(String::from);
     serve_negotiation(negotiation, resumed, &peer, config, registry).await
 }
 
@@ -487,11 +532,11 @@ fn transcript(cell: TlsCell, peer: &str, config: &ServeConfig) -> Transcript {
     transcript
 }
 
-/// After `negotiation` (bounded by the connection's own deadline; `resumed`: it resumed a
-/// detached session, XEP-0198 §5), runs the bound session until it ends.
+/// After `negotiation` (bounded by the connection's own deadline; `resumed`: the id of
+/// the detached session it resumed, XEP-0198 §5), runs the bound session until it ends.
 async fn serve_negotiation(
     negotiation: Result<Peer, LibraryError>,
-    resumed: bool,
+    resumed: Option<String>,
     peer: &str,
     config: &ServeConfig,
     registry: &Registry,
@@ -509,13 +554,26 @@ async fn serve_negotiation(
             once.0.store(true, Ordering::Relaxed);
         }
     }
-    let mechanism = session.outcome().mechanism.map(|m| m.name()).unwrap_or("?");
+    let outcome = session.outcome();
+    let mechanism = match (outcome.mechanism, outcome.sasl2) {
+        (Some(m), true) => format!("SASL2 {}", m.name()),
+        (Some(m), false) => m.name().to_string(),
+        (None, true) => "SASL2 with a FAST token".to_string(),
+        (None, false) => "?".to_string(),
+    };
     if config.log_connections {
-        let how = if resumed { "resumed" } else { "bound" };
+        let how = if resumed.is_some() {
+            "resumed"
+        } else {
+            "bound"
+        };
         eprintln!("serve: {peer}: {jid} {how} ({mechanism})");
     }
     let (tx, mut rx) = mpsc::unbounded_channel();
     let registration = registry.bind(&jid, tx);
+    if let Some(id) = &resumed {
+        registry.set_sm_id(&registration, id);
+    }
     let mut pending = None;
     let mut refusals = session.take_refusals();
     let result = session_loop(
@@ -583,11 +641,18 @@ async fn session_loop(
     let sender = session.sender();
     loop {
         tokio::select! {
-            stanza = session.next_stanza() => match stanza {
-                Ok(Some(stanza)) => {
+            incoming = session.next_incoming() => match incoming {
+                Ok(Some(Incoming::Stanza(stanza))) => {
                     let routed = registry.route(jid, stanza.raw());
                     if config.verbose {
                         eprintln!("serve: {jid}: {}", routed.note);
+                    }
+                }
+                // The session id a `<resume/>` may name (XEP-0198 §3); the other events
+                // are the client's business.
+                Ok(Some(Incoming::StreamManagement(event))) => {
+                    if let CoreEvent::SmEnabled { id: Some(id), .. } = event {
+                        registry.set_sm_id(registration, &id);
                     }
                 }
                 // §4.4: the client closed; the connection answered with our closing tag.
@@ -625,6 +690,13 @@ async fn session_loop(
                             let _ = session.ended().await;
                         }
                         return Ok("replaced by a newer session (conflict)");
+                    }
+                    // Kept as resumable (an `Err`): the resumption waiting takes it.
+                    Some(ToSession::TakeOver) => {
+                        if session.abandon().await.is_ok() {
+                            let _ = session.ended().await;
+                        }
+                        return Err("its client resumed it on a new connection; old link dropped".to_string());
                     }
                     None => return Ok("server stopped"),
                 }

@@ -32,6 +32,8 @@ impl Scripted {
         let config = ServeConfig {
             binding_quirk: quirk,
             binds_once: binds_once.then(BindsOnce::default),
+            // The servers this emulates (ejabberd 23.01) have no SASL2.
+            sasl2: false,
             ..ServeConfig::new("example.com", store, identity.clone())
         };
         let server = Server::start(SocketAddr::from(([127, 0, 0, 1], 0)), config)

@@ -52,17 +52,28 @@ struct TestServer {
 
 impl TestServer {
     async fn start(users: &[(&str, &str)]) -> TestServer {
+        Self::start_with(users, true).await
+    }
+
+    /// Without SASL2: RFC 6120 resource binding, which binds the resource asked for
+    /// (Bind 2 makes one from the client's tag, XEP-0386).
+    async fn start_rfc6120(users: &[(&str, &str)]) -> TestServer {
+        Self::start_with(users, false).await
+    }
+
+    async fn start_with(users: &[(&str, &str)], sasl2: bool) -> TestServer {
         let identity = ServerIdentity::generate("example.com").unwrap();
         let mut store = xmpp_handshake_core::sasl::MemoryStore::new();
         for (u, p) in users {
             store.add_password(u, p, 4096, &mut rand_core::OsRng);
         }
-        let server = Server::start(
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            ServeConfig::new("example.com", store, identity.clone()),
-        )
-        .await
-        .unwrap();
+        let config = ServeConfig {
+            sasl2,
+            ..ServeConfig::new("example.com", store, identity.clone())
+        };
+        let server = Server::start(SocketAddr::from(([127, 0, 0, 1], 0)), config)
+            .await
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ca.pem"), identity.ca_pem.as_ref().unwrap()).unwrap();
         TestServer {
@@ -353,7 +364,7 @@ async fn starttls_not_offered_exits_five() {
 #[tokio::test]
 async fn messages_route_by_bare_and_full_jid() {
     tokio::time::timeout(LIMIT, async {
-        let s = TestServer::start(&[("romeo", "r-1"), ("juliet", "j-1")]).await;
+        let s = TestServer::start_rfc6120(&[("romeo", "r-1"), ("juliet", "j-1")]).await;
         let mut juliet = s.login("juliet@example.com/balcony", "j-1").await.unwrap();
         let mut romeo = s.login("romeo@example.com/orchard", "r-1").await.unwrap();
         romeo
@@ -395,7 +406,7 @@ async fn messages_route_by_bare_and_full_jid() {
 #[tokio::test]
 async fn newer_session_with_same_full_jid_gets_the_old_one_a_conflict() {
     tokio::time::timeout(LIMIT, async {
-        let s = TestServer::start(&[("juliet", "j-1")]).await;
+        let s = TestServer::start_rfc6120(&[("juliet", "j-1")]).await;
         let mut old = s.login("juliet@example.com/balcony", "j-1").await.unwrap();
         let mut new = s.login("juliet@example.com/balcony", "j-1").await.unwrap();
         assert_eq!(new.jid, "juliet@example.com/balcony");
@@ -551,11 +562,13 @@ async fn connect_online_prints_incoming_stanzas_until_interrupted() {
         .spawn()
         .unwrap();
     tokio::time::timeout(LIMIT, async {
+        // Bind 2 (XEP-0386) makes the resource from the one asked for.
         while !s
             .server
             .registry
             .online()
-            .contains(&"juliet@example.com/balcony".to_string())
+            .iter()
+            .any(|jid| jid.starts_with("juliet@example.com/balcony~"))
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -573,7 +586,7 @@ async fn connect_online_prints_incoming_stanzas_until_interrupted() {
             assert!(n > 0, "connect exited: {seen}");
             seen.push_str(&text(&buf[..n]));
         }
-        assert!(seen.contains("from='romeo@example.com/orchard'"), "{seen}");
+        assert!(seen.contains(&format!("from='{}'", romeo.jid)), "{seen}");
         let pid = child.id().unwrap().to_string();
         let status = std::process::Command::new("kill")
             .args(["-INT", &pid])
@@ -666,10 +679,16 @@ async fn serve_trace_prints_each_clients_negotiation() {
         log.contains(&format!("server certificate SHA-256 {fingerprint} --")),
         "{log}"
     );
-    assert!(log.contains("[redacted]</auth>"), "{log}");
+    assert!(log.contains("[redacted]</authenticate>"), "{log}");
     assert!(log.contains("R: <success"), "{log}");
+    // The FAST token (XEP-0484) in the success is a credential too.
     assert!(
-        log.contains("dev@example.com/sensor bound (SCRAM-SHA-256-PLUS)"),
+        log.contains("token='[redacted]'") && !log.contains("secret-token"),
+        "{log}"
+    );
+    assert!(
+        log.contains("dev@example.com/sensor~")
+            && log.contains(" bound (SASL2 SCRAM-SHA-256-PLUS)"),
         "{log}"
     );
     assert!(!log.contains("device-pw"), "{log}");
@@ -789,15 +808,21 @@ async fn serve_direct_tls_port_and_connect_direct_tls_with_the_cache() {
             .unwrap_or_else(|| panic!("{stderr}"))
             .to_string()
     };
+    // SASL2 with Bind 2: authenticated and bound in one exchange, and a FAST token
+    // (XEP-0484) issued; the next login is that token's one round trip.
     let first = online(&run(&args, &env).await);
     assert!(
-        first.contains("(SCRAM-SHA-256-PLUS, Direct TLS, TLS 1.3"),
+        first.contains("(SASL2 SCRAM-SHA-256-PLUS, Direct TLS, TLS 1.3"),
         "{first}"
     );
-    assert!(first.contains(" 5 round trips"), "{first}");
+    assert!(first.contains(" 4 round trips"), "{first}");
+    assert!(first.contains("FAST token cached"), "{first}");
     let second = online(&run(&args, &env).await);
-    assert!(second.contains("SCRAM keys from the cache"), "{second}");
-    assert!(second.contains(" 4 round trips"), "{second}");
+    assert!(
+        second.contains("(SASL2 with a FAST token, Direct TLS, TLS 1.3"),
+        "{second}"
+    );
+    assert!(second.contains(" 3 round trips"), "{second}");
 
     // ALPN: ours or none is served; another protocol only is refused.
     let direct: u16 = direct_port.parse().unwrap();

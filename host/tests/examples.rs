@@ -78,12 +78,13 @@ async fn the_echo_bot_answers_a_message() {
         .env("XMPP_ECHO_LIMIT", "1")
         .spawn()
         .unwrap();
+    // Bind 2 (XEP-0386) makes the bot's resource from "bot"; the bare JID reaches it.
     serve
-        .wait_log("bob@example.com/bot bound", 1, Duration::from_secs(20))
+        .wait_log("bob@example.com/bot~", 1, Duration::from_secs(20))
         .await;
     let mut alice = client(&serve, "alice@example.com/user", "alice-pw").await;
     alice
-        .send(&stanza::message("bob@example.com/bot", "ping 42", None))
+        .send(&stanza::message("bob@example.com", "ping 42", None))
         .await
         .unwrap();
     assert_eq!(body_of_next(&mut alice).await, "ping 42");

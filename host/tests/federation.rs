@@ -136,9 +136,11 @@ async fn two_serves_federate_through_srv_direct_tls_and_a_static_route() {
     let a = side("a.test", a_port, a_id, anchors, |c| c.srv = Some(srv)).await;
     let mut alice = login(&a, "user@a.test").await;
     let mut bob = login(&b, "user@b.test").await;
+    // Bind 2 (XEP-0386) makes each resource from the one asked for: the JIDs bound.
+    let (alice_jid, bob_jid) = (alice.jid().to_string(), bob.jid().to_string());
     alice
         .send(&stanza::message(
-            "user@b.test/r",
+            &bob_jid,
             "over SRV and Direct TLS",
             Some("m1"),
         ))
@@ -147,7 +149,7 @@ async fn two_serves_federate_through_srv_direct_tls_and_a_static_route() {
     let (from, body) = next_message(&mut bob).await;
     assert_eq!(
         (from.as_str(), body.as_str()),
-        ("user@a.test/r", "over SRV and Direct TLS")
+        (alice_jid.as_str(), "over SRV and Direct TLS")
     );
     assert_eq!(a.federation.links(), 1);
     bob.send(&stanza::message(&from, "over the static route", Some("m2")))
@@ -156,7 +158,7 @@ async fn two_serves_federate_through_srv_direct_tls_and_a_static_route() {
     let (from, body) = next_message(&mut alice).await;
     assert_eq!(
         (from.as_str(), body.as_str()),
-        ("user@b.test/r", "over the static route")
+        (bob_jid.as_str(), "over the static route")
     );
     assert_eq!(b.federation.links(), 1);
     let _ = alice.close().await;

@@ -29,7 +29,16 @@ async fn clients_exchange_messages_through_serve_and_close_cleanly() {
     let mut alice = Client::connect("alice@example.com/lib", "alice-pw", options(&serve))
         .await
         .expect("alice logs in");
-    assert_eq!(alice.jid().to_string(), "alice@example.com/lib");
+    // Bind 2 (XEP-0386): the resource is made from the one asked for.
+    assert!(
+        alice
+            .jid()
+            .to_string()
+            .starts_with("alice@example.com/lib~"),
+        "{}",
+        alice.jid()
+    );
+    assert!(alice.outcome().sasl2);
     assert!(alice.outcome().secure);
     let bob = Client::connect("bob@example.com", "bob-pw", options(&serve))
         .await
@@ -37,7 +46,7 @@ async fn clients_exchange_messages_through_serve_and_close_cleanly() {
     assert_eq!(bob.jid().local(), Some("bob"));
 
     bob.send(&stanza::message(
-        "alice@example.com/lib",
+        alice.jid().as_ref(),
         "hello from bob",
         Some("b1"),
     ))
@@ -65,7 +74,8 @@ async fn clients_exchange_messages_through_serve_and_close_cleanly() {
 
 #[tokio::test]
 async fn the_stream_ends_when_the_server_closes_it() {
-    let serve = ServeBin::start(&[], &[]).await;
+    // RFC 6120 binding, which binds the resource asked for (§7.7.2.2's conflict).
+    let serve = ServeBin::start(&["--no-sasl2"], &[]).await;
     let mut first = Client::connect("alice@example.com/same", "alice-pw", options(&serve))
         .await
         .unwrap();
@@ -303,4 +313,104 @@ async fn send_tracked_gives_the_numbers_the_acks_name() {
         "no stream management: nothing tracked"
     );
     plain.close().await.expect("bob closes cleanly");
+}
+
+/// The library's FAST settings (XEP-0484) and inline resumption (XEP-0198 inside SASL2)
+/// against `serve`: the first login asks for a token under its user agent id and keeps it in
+/// its login memory; after the link drops, the next connect logs in with the token and
+/// resumes the session in the same `<authenticate/>`: what was not acknowledged is sent
+/// again and arrives once; the memory survives its own byte form.
+#[tokio::test]
+async fn fast_token_and_inline_resumption_through_the_library() {
+    use xmpp_handshake_core::connection::Event;
+    use xmpp_handshake_core::login::LoginMemory;
+    use xmpp_handshake_core::sm::SmConfig;
+    use xmpp_handshake_tokio::Incoming;
+
+    let serve = ServeBin::start(&[], &[]).await;
+    let mut options = options(&serve);
+    options.user_agent_id = Some("5a1f3c1e-7a9d-4d0e-8b61-0c2f4e9b7d31".into());
+    options.stream_management = Some(SmConfig {
+        request_every: 1,
+        request_after: None,
+        ..SmConfig::default()
+    });
+    let mut bob = Client::connect("bob@example.com", "bob-pw", options.clone())
+        .await
+        .expect("bob logs in");
+    let mut alice = Client::connect("alice@example.com/fast", "alice-pw", options.clone())
+        .await
+        .expect("alice logs in");
+    assert!(alice.outcome().sasl2 && alice.outcome().mechanism.is_some());
+    let memory = alice
+        .login_memory()
+        .cloned()
+        .expect("a verified login is kept");
+    let token = memory.fast_token.clone().expect("a FAST token issued");
+    assert_eq!(
+        token.mechanism, "HT-SHA-256-EXPR",
+        "bound to TLS 1.3's exporter"
+    );
+    let memory = LoginMemory::from_bytes(&memory.to_bytes().unwrap()).unwrap();
+
+    // One acknowledged.
+    let to = bob.jid().to_string();
+    alice
+        .send(&stanza::message(&to, "one", None))
+        .await
+        .unwrap();
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(5), alice.next_sm_event())
+            .await
+            .expect("in time");
+        if let Some(Event::Acked { h: 1, .. }) = next {
+            break;
+        }
+    }
+    // The link drops right behind two more: whether they or their acks got through or
+    // not, the server's `h` on resumption says so.
+    for body in ["two", "three"] {
+        alice.send(&stanza::message(&to, body, None)).await.unwrap();
+    }
+    alice.abandon().await.unwrap();
+    alice.ended().await;
+    let state = alice.take_sm_state().expect("a resumable session");
+
+    options.login_memory = Some(memory);
+    options.resume = Some(state);
+    let mut alice = Client::connect("alice@example.com/fast", "alice-pw", options)
+        .await
+        .expect("alice logs in again");
+    assert!(alice.outcome().sasl2);
+    assert_eq!(
+        alice.outcome().mechanism,
+        None,
+        "the token, not the password"
+    );
+    assert!(!alice.outcome().fast_token_rejected);
+    let resumed = tokio::time::timeout(Duration::from_secs(5), alice.next_sm_event())
+        .await
+        .expect("in time");
+    assert!(
+        matches!(resumed, Some(Event::Resumed { h: 1..=3, .. })),
+        "{resumed:?}"
+    );
+    let mut seen = Vec::new();
+    while let Ok(Ok(Some(incoming))) =
+        tokio::time::timeout(Duration::from_secs(2), bob.next_incoming()).await
+    {
+        if let Incoming::Stanza(s) = incoming {
+            if let Some(Some(body)) = s.parse(|n| {
+                n.descendants()
+                    .find(|d| d.has_tag_name("body"))
+                    .and_then(|b| b.text())
+                    .map(String::from)
+            }) {
+                seen.push(body);
+            }
+        }
+    }
+    assert_eq!(seen, ["one", "two", "three"], "each once, in order");
+    alice.close().await.unwrap();
+    bob.close().await.unwrap();
 }

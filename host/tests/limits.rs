@@ -390,8 +390,11 @@ async fn connections_over_the_limit_get_resource_constraint_and_slots_come_back(
 #[tokio::test]
 async fn a_client_that_stops_reading_cannot_make_the_server_queue_without_bound() {
     let serve = ServeBin::start(&["--max-queue-bytes", "65536", "--idle-timeout", "3"], &[]).await;
-    let to = "bob@example.com/stuck";
-    let stuck = serve.login(to, "bob-pw").await.session;
+    // Bind 2 (XEP-0386) makes the resource from the one asked for: the JID bound.
+    let stuck = serve.login("bob@example.com/stuck", "bob-pw").await;
+    let to = stuck.jid.clone();
+    let to = to.as_str();
+    let stuck = stuck.session;
     let mut alice = serve
         .login("alice@example.com/flood", "alice-pw")
         .await
@@ -436,7 +439,7 @@ async fn a_client_that_stops_reading_cannot_make_the_server_queue_without_bound(
     // The stuck client's session ends (its write blocks, or it never answers the ping);
     // messages to it then bounce as undeliverable.
     serve
-        .wait_log("bob@example.com/stuck gone", 1, Duration::from_secs(20))
+        .wait_log(&format!("{to} gone"), 1, Duration::from_secs(20))
         .await;
     // (A fresh session: the flooding one may have idled out meanwhile.)
     let mut alice = serve

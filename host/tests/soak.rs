@@ -85,21 +85,25 @@ async fn soak(clients: usize, stanzas: u64) -> Figures {
         let user = if i % 2 == 0 { "alice" } else { "bob" };
         format!("{user}@example.com/c{i}")
     };
-    // Log in, a few at a time (PBKDF2 on both sides).
+    // Log in, a few at a time (PBKDF2 on both sides). Bind 2 (XEP-0386) makes each
+    // resource from the one asked for: messages go to the JIDs bound.
     let mut sessions = Vec::new();
+    let mut bound = Vec::new();
     for chunk in (0..clients).collect::<Vec<_>>().chunks(8) {
         let logins = chunk.iter().map(|&i| {
             let serve = &serve;
             let jid = jid(i);
             async move {
                 let password = if i % 2 == 0 { "alice-pw" } else { "bob-pw" };
-                serve.login(&jid, password).await.session
+                serve.login(&jid, password).await
             }
         });
         for s in futures_join(logins.collect()).await {
-            sessions.push(s);
+            bound.push(s.jid);
+            sessions.push(s.session);
         }
     }
+    let bound = Arc::new(bound);
     let counts = Arc::new(Counts::default());
     let per_client = stanzas.div_ceil(clients as u64);
     let warm_quota = (per_client / 10).max(1);
@@ -107,12 +111,13 @@ async fn soak(clients: usize, stanzas: u64) -> Figures {
 
     let run_phase = |sessions: Vec<ClientSession>, first: u64, quota: u64| {
         let counts = counts.clone();
+        let bound = bound.clone();
         async move {
             let tasks: Vec<_> = sessions
                 .into_iter()
                 .enumerate()
                 .map(|(i, mut session)| {
-                    let to = jid((i + 1) % clients);
+                    let to = bound[(i + 1) % clients].clone();
                     let counts = counts.clone();
                     tokio::spawn(async move {
                         let result = client_phase(&mut session, &to, first, quota, &counts).await;

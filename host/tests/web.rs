@@ -199,7 +199,9 @@ async fn rfc7395_login_and_messages_with_a_tcp_client_of_the_same_server() {
         .await
         .unwrap();
 
-    let to_bob = stanza::message("bob@example.com/tcp", "over the WebSocket", None);
+    // Bob's client speaks SASL2: Bind 2 (XEP-0386) made his resource from "tcp".
+    assert!(bob.jid.starts_with("bob@example.com/tcp~"), "{}", bob.jid);
+    let to_bob = stanza::message(&bob.jid, "over the WebSocket", None);
     send(&mut ws, &to_bob).await;
     let got = tokio::time::timeout(LIMIT, bob.session.next_stanza())
         .await
@@ -220,7 +222,7 @@ async fn rfc7395_login_and_messages_with_a_tcp_client_of_the_same_server() {
     let got = next_text(&mut ws).await.unwrap();
     assert_eq!(
         message_body(&got),
-        Some((Some("bob@example.com/tcp".into()), "over TCP".into()))
+        Some((Some(bob.jid.clone()), "over TCP".into()))
     );
 
     // §3.6: our <close/> is answered with <close/>, then the WebSocket closes.

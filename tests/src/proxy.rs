@@ -1,7 +1,10 @@
 //! A TCP proxy a test can break: between a client and a server on loopback, it forwards
 //! both ways until told to swallow one direction ([`CutProxy::blackhole`]: bytes are read
 //! and dropped, as on a link that died one way, TLS records and stanzas cut wherever the
-//! drop falls) or to cut the connection ([`CutProxy::cut`]: both sockets closed at once).
+//! drop falls), to go silent ([`CutProxy::silence`]: both ways swallowed and the server's
+//! socket held open even after the client's closed, as when a radio link dies and the
+//! server has not noticed yet) or to cut the connection ([`CutProxy::cut`]: both sockets
+//! closed at once).
 //! Each new connection starts forwarding again; only the newest one is controlled.
 //!
 //! For a client that reconnects by itself, [`CutProxy::plan`] decides each next
@@ -71,6 +74,8 @@ pub struct Carried {
 struct Link {
     up_dropped: Arc<AtomicBool>,
     down_dropped: Arc<AtomicBool>,
+    /// The sockets stay open when one side closes (only a cut closes them).
+    silent: Arc<AtomicBool>,
     cut: watch::Sender<bool>,
 }
 
@@ -119,6 +124,7 @@ impl CutProxy {
                 let link = Link {
                     up_dropped: Arc::default(),
                     down_dropped: Arc::default(),
+                    silent: Arc::default(),
                     cut,
                 };
                 *links.lock().expect("proxy lock") = Some(link.clone());
@@ -131,6 +137,7 @@ impl CutProxy {
                 };
                 let up = Pump {
                     dropped: link.up_dropped.clone(),
+                    silent: link.silent.clone(),
                     cut: cut_rx.clone(),
                     cut_now: link.cut.clone(),
                     cut_at: cut_at(Direction::Up),
@@ -141,6 +148,7 @@ impl CutProxy {
                 };
                 let down = Pump {
                     dropped: link.down_dropped.clone(),
+                    silent: link.silent.clone(),
                     cut: cut_rx,
                     cut_now: link.cut.clone(),
                     cut_at: cut_at(Direction::Down),
@@ -200,6 +208,17 @@ impl CutProxy {
         }
     }
 
+    /// From now on the newest connection carries nothing either way, and when the client
+    /// closes its side the server's stays open, silent, until the proxy is dropped or
+    /// [`CutProxy::cut`]: the server learns of the dead link only from its own timers.
+    pub fn silence(&self) {
+        if let Some(link) = self.link() {
+            link.silent.store(true, Ordering::SeqCst);
+            link.up_dropped.store(true, Ordering::SeqCst);
+            link.down_dropped.store(true, Ordering::SeqCst);
+        }
+    }
+
     /// Closes the newest connection on both sides at once.
     pub fn cut(&self) {
         if let Some(link) = self.link() {
@@ -219,6 +238,8 @@ impl Drop for CutProxy {
 struct Pump {
     /// Drop what is read while set.
     dropped: Arc<AtomicBool>,
+    /// When the source closes, wait for the cut instead of closing the destination.
+    silent: Arc<AtomicBool>,
     cut: watch::Receiver<bool>,
     /// Cuts the connection (both directions).
     cut_now: watch::Sender<bool>,
@@ -244,7 +265,12 @@ impl Pump {
                 _ = self.cut.changed() => return,
                 read = from.read(&mut buf) => {
                     let n = match read {
-                        Ok(0) | Err(_) => return,
+                        Ok(0) | Err(_) => {
+                            if self.silent.load(Ordering::SeqCst) {
+                                let _ = self.cut.changed().await;
+                            }
+                            return;
+                        }
                         Ok(n) => n,
                     };
                     let before = self.total.fetch_add(n as u64, Ordering::SeqCst);

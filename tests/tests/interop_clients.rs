@@ -170,7 +170,7 @@ async fn exchange_with(fx: &Fixture, mut cmd: Command, name: &str) {
         "{name} failed: {status}\n--- stdout\n{out}\n--- stderr\n{err}"
     );
     assert!(
-        out.contains(&format!("RECEIVED rust@{DOMAIN}/peer hello back to {name}")),
+        out.contains(&format!("RECEIVED {} hello back to {name}", rust.jid)),
         "{name}:\n{out}\n{err}"
     );
     eprintln!("{name}:\n{out}");

@@ -144,7 +144,7 @@ impl Serve {
                     ("bob".into(), "bob-pw".into()),
                 ],
                 c2s,
-                sasl2: extra.contains(&"--sasl2"),
+                sasl2: !extra.contains(&"--no-sasl2"),
             },
             log,
             _dir: dir,
@@ -622,9 +622,11 @@ async fn ejabberd_expired_session_reports_what_is_not_known_delivered() {
     .await;
 }
 
+/// `serve --no-sasl2`: RFC 6120 SASL and binding, `<enable/>` after binding and
+/// `<resume/>` after the restart.
 #[tokio::test]
 async fn serve_resumption_resends_exactly_the_unacknowledged() {
-    let serve = Serve::start(300);
+    let serve = Serve::start_with(300, &["--no-sasl2"]);
     resume_sends_exactly_the_unacknowledged(&serve.target, true, "serve").await;
 }
 
@@ -657,7 +659,6 @@ async fn serve_queue_for_a_detached_session_is_bounded() {
     ));
     proxy.cut();
     let state = dropped(alice).await;
-    serve.wait_log("sensor gone", 1).await;
     serve.wait_log("; resumable", 1).await;
 
     let bound = u32::try_from(SmConfig::default().max_unacked).unwrap();
@@ -715,6 +716,7 @@ async fn serve_refuses_to_resume_another_accounts_session() {
     ));
     proxy.cut();
     let state = dropped(alice).await;
+    let alice_jid = state.jid().expect("the session's full JID").to_string();
     serve.wait_log("; resumable", 1).await;
 
     let mut bob = login(server, 1, "thief", server.c2s.port(), Some(state.clone())).await;
@@ -722,14 +724,19 @@ async fn serve_refuses_to_resume_another_accounts_session() {
         panic!("bob may not resume alice's session");
     };
     assert_eq!(condition.as_deref(), Some("item-not-found"));
-    assert_eq!(bob.jid().to_string(), "bob@example.com/thief");
+    // Bind 2 (XEP-0386) bound a resource of his own from his tag.
+    assert!(
+        bob.jid().to_string().starts_with("bob@example.com/thief~"),
+        "{}",
+        bob.jid()
+    );
 
     let mut alice = self::alice(server, &proxy, Some(state)).await;
     assert!(
         matches!(next_sm(&mut alice).await, Event::Resumed { h: 3, .. }),
         "the session was put back for its owner"
     );
-    assert_eq!(alice.jid().to_string(), "alice@example.com/sensor");
+    assert_eq!(alice.jid().to_string(), alice_jid);
     alice.close().await.expect("alice closes cleanly");
     bob.close().await.expect("bob closes cleanly");
 }
@@ -828,7 +835,9 @@ impl LinesRun {
 /// `xmpp-handshake connect alice/lines --send-lines TO` through port `port`, lines 1 to
 /// `count` on its standard input, with `extra` arguments. With `cut_at_resume`, the proxy's
 /// connection is cut the moment the CLI's transcript (`--trace`) shows its first
-/// `<resume/>` sent: during the resumption, before or after the server acted on it.
+/// `<resume/>` sent: during the resumption, before or after the server acted on it. Over
+/// SASL2 the `<resume/>` rides in the `<authenticate/>` (redacted in the transcript): every
+/// `<authenticate/>` after the first login's is a resumption's.
 async fn send_lines(
     server: &Target,
     port: u16,
@@ -878,14 +887,17 @@ async fn send_lines(
         let mut lines = tokio::io::BufReader::new(stderr).lines();
         let mut log = String::new();
         let mut cut_at_resume = cut_at_resume;
+        let mut authenticated = false;
         while let Ok(Some(text)) = lines.next_line().await {
-            if text.starts_with("I: <resume ") {
+            let sasl2 = text.starts_with("I: <authenticate ");
+            if text.starts_with("I: <resume ") || (sasl2 && authenticated) {
                 if let Some(proxy) = cut_at_resume.take() {
                     proxy.cut();
                     eprintln!("cli: -- the proxy cut the link here --");
                     log.push_str("-- the proxy cut the link here --\n");
                 }
             }
+            authenticated |= sasl2;
             if text.starts_with("I: <message") || text.starts_with("R: <a ") {
                 // The transcript of the lines themselves: kept out of the test's log.
                 continue;
@@ -1216,11 +1228,107 @@ async fn serve_cli_stays_online_across_a_cut() {
     assert!(!stderr.contains("lost the session"), "{stderr}");
 }
 
-/// `serve --sasl2` and our client: SASL2 with Bind 2 and stream management enabled inside
-/// it (no `<enable/>` after binding), then a cut link resumed from the features after the
-/// next SASL2 success (serve offers no inline `<resume/>`).
+/// `serve` (SASL2 by default) and our client: SASL2 with Bind 2 and stream management
+/// enabled inside it (no `<enable/>` after binding), then a cut link resumed inside the
+/// next `<authenticate/>` (XEP-0198 with SASL2: `<resumed/>` inside `<success/>`, nothing
+/// bound anew).
 #[tokio::test]
 async fn serve_sasl2_resumption_resends_exactly_the_unacknowledged() {
-    let serve = Serve::start_with(60, &["--sasl2"]);
+    let serve = Serve::start_with(60, &["--sasl2", "--trace"]);
     resume_sends_exactly_the_unacknowledged(&serve.target, true, "serve sasl2").await;
+    let log = serve.log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    // The `<authenticate/>` is redacted in the trace; the answer is not.
+    let answered = log
+        .lines()
+        .any(|l| l.contains("R: <success ") && l.contains("<resumed xmlns='urn:xmpp:sm:3'"));
+    assert!(answered, "resumed inside SASL2's success:\n{log}");
+    assert!(
+        !log.contains("I: <resume "),
+        "no <resume/> of its own:\n{log}"
+    );
+    assert!(!log.contains("<enable xmlns"), "{log}");
+}
+
+/// A link that goes silent without closing (the proxy swallows both ways and holds the
+/// server's socket open): the client gives up on it and resumes on a new connection
+/// before serve has seen the old one die. As Prosody's mod_smacks does, serve drops the old
+/// link and resumes the session (never `<item-not-found/>` for a session still there):
+/// the server's `h` says what arrived, exactly the rest is sent again, Bob gets every
+/// message once, and it happens at once, not after serve's idle timeout.
+#[tokio::test]
+async fn serve_takes_over_a_session_whose_link_went_silent() {
+    let serve = Serve::start_with(300, &["--idle-timeout", "120"]);
+    let server = &serve.target;
+    let mut bob = Bob::connect(server).await;
+    let to = bob.jid();
+    let proxy = CutProxy::start(server.c2s).await.unwrap();
+    let mut alice = alice(server, &proxy, None).await;
+    assert!(alice.outcome().sasl2);
+    assert!(matches!(
+        next_sm(&mut alice).await,
+        Event::SmEnabled { id: Some(_), .. }
+    ));
+    for n in 1..=3 {
+        alice
+            .send(&stanza::message(&to, &body(n), None))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        next_sm(&mut alice).await,
+        Event::Acked {
+            h: 3,
+            numbers: 1..4
+        }
+    );
+    bob.wait_for(&body(3)).await;
+
+    // The link goes silent: 4-6 never arrive; the client gives up on the link (as its own
+    // ping timeout would) while serve still holds it.
+    proxy.silence();
+    for n in 4..=6 {
+        alice
+            .send(&stanza::message(&to, &body(n), None))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    alice.abandon().await.unwrap();
+    let state = dropped(alice).await;
+    assert_eq!(
+        state.unacked().map(|(n, _)| n).collect::<Vec<_>>(),
+        [4, 5, 6]
+    );
+    assert!(
+        !serve.log.lock().unwrap().contains("sensor gone"),
+        "serve has not noticed"
+    );
+
+    let started = std::time::Instant::now();
+    let mut alice = login(server, 0, "sensor", server.c2s.port(), Some(state)).await;
+    assert_eq!(
+        next_sm(&mut alice).await,
+        Event::Resumed {
+            h: 3,
+            acked: 4..4,
+            resent: 4..7
+        },
+        "resumed, not refused: 4-6 are sent again"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    serve
+        .wait_log(
+            "its client resumed it on a new connection; old link dropped",
+            1,
+        )
+        .await;
+    bob.wait_for(&body(6)).await;
+    bob.settle(Duration::from_secs(1)).await;
+    bob.assert_each_once(6, "take-over");
+    alice.close().await.expect("alice closes cleanly");
+    bob.client.close().await.expect("bob closes cleanly");
 }

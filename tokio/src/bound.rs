@@ -250,6 +250,13 @@ impl BoundStream {
         send(&self.commands, Request::new(Command::StreamError(error))).await
     }
 
+    /// Drops the link as if it broke ([`Command::Abandon`]): the session stays resumable
+    /// and [`BoundStream::take_sm_state`] gives its state once [`BoundStream::ended`]
+    /// reported the end. For a server whose client resumed this session elsewhere.
+    pub async fn abandon(&self) -> Result<(), Error> {
+        send(&self.commands, Request::new(Command::Abandon)).await
+    }
+
     /// The next received stanza: `Ok(None)` once the stream closed cleanly (§4.4), the
     /// core's error when it failed (a stream error received or sent, the transport lost,
     /// a timer expired). Cancel-safe.

@@ -22,6 +22,7 @@ use xmpp_handshake_core::connection::{Connection, ConnectionOptions, Outcome, St
 use xmpp_handshake_core::driver::{self, Clock as _, MaybeTls, TlsUpgrade as _};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
 use xmpp_handshake_core::jid::{Jid, JidError};
+use xmpp_handshake_core::login::LoginMemory;
 use xmpp_handshake_core::sasl::{Credentials, SaslPolicy};
 use xmpp_handshake_core::sm::{SmConfig, SmState};
 use xmpp_handshake_core::starttls::TlsPolicy;
@@ -83,8 +84,22 @@ pub struct ClientOptions {
     pub stream_management: Option<SmConfig>,
     /// A session to resume instead of binding (XEP-0198 §5): what
     /// [`BoundStream::take_sm_state`](crate::BoundStream::take_sm_state) gave after the
-    /// last connection ended.
+    /// last connection ended. Where the server offers SASL2 with inline stream management
+    /// (XEP-0388, XEP-0198), the `<resume/>` rides in the `<authenticate/>` itself.
     pub resume: Option<SmState>,
+    /// The user agent id (XEP-0388 §2.2.1): stable per device and account (a UUID), and
+    /// what the server ties FAST tokens (XEP-0484) to. Without one (here or in
+    /// [`ClientOptions::login_memory`]) no token is asked for or used.
+    pub user_agent_id: Option<String>,
+    /// Ask the server for a FAST token (XEP-0484 §3.2) when it offers FAST: the next
+    /// login can then use it instead of the password (one round trip, no PBKDF2).
+    pub request_fast_token: bool,
+    /// Log in with the FAST token of [`ClientOptions::login_memory`] when the server
+    /// offers its mechanism (a refused token falls back to the password and is forgotten).
+    pub use_fast_token: bool,
+    /// What an earlier login kept ([`Client::login_memory`], stored with
+    /// [`LoginMemory::to_bytes`]): its SCRAM keys, its user agent id and FAST token.
+    pub login_memory: Option<LoginMemory>,
 }
 
 impl Default for ClientOptions {
@@ -104,6 +119,10 @@ impl Default for ClientOptions {
             receive_queue: 1024,
             stream_management: None,
             resume: None,
+            user_agent_id: None,
+            request_fast_token: true,
+            use_fast_token: true,
+            login_memory: None,
         }
     }
 }
@@ -163,6 +182,7 @@ impl From<xmpp_handshake_core::Error> for Error {
 pub struct Client {
     jid: Jid,
     stream: BoundStream,
+    memory: Option<LoginMemory>,
 }
 
 impl Client {
@@ -221,6 +241,38 @@ impl Client {
     /// The full JID the server bound (§7.6.1).
     pub fn jid(&self) -> &Jid {
         &self.jid
+    }
+
+    /// What to keep for the next login ([`ClientOptions::login_memory`]): this login's
+    /// SCRAM keys and offer, the user agent id, and the FAST token the server issued (or
+    /// rotated) on it, else the earlier one unless the server refused it. `None` when the
+    /// server was not verified (no SASL mechanism nor FAST proof).
+    ///
+    /// A reconnect with FAST and inline resumption (XEP-0484, XEP-0388, XEP-0198):
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), xmpp_handshake_tokio::client::Error> {
+    /// use xmpp_handshake_core::sm::SmConfig;
+    /// use xmpp_handshake_tokio::{Client, ClientOptions};
+    ///
+    /// let mut options = ClientOptions {
+    ///     user_agent_id: Some("0b6c8a52-3f1e-4b8e-9a43-5d2f7e1c9a60".into()),
+    ///     stream_management: Some(SmConfig::default()),
+    ///     ..ClientOptions::default()
+    /// };
+    /// let mut client = Client::connect("sensor@example.com", "password", options.clone()).await?;
+    /// // ... the link drops ...
+    /// client.ended().await;
+    /// options.login_memory = client.login_memory().cloned();
+    /// options.resume = client.take_sm_state();
+    /// // One `<authenticate/>` with the token and `<resume/>`: the unacknowledged
+    /// // stanzas go out again, nothing is bound anew.
+    /// let client = Client::connect("sensor@example.com", "password", options).await?;
+    /// assert!(client.outcome().mechanism.is_none(), "logged in with the token");
+    /// # Ok(()) }
+    /// ```
+    pub fn login_memory(&self) -> Option<&LoginMemory> {
+        self.memory.as_ref()
     }
 
     /// Closes the stream (§4.4) and waits until the server closed its side (everything
@@ -292,6 +344,15 @@ async fn login(
         .resource
         .clone()
         .or_else(|| account.resource().map(String::from));
+    sasl.sasl2.user_agent_id.clone_from(&options.user_agent_id);
+    sasl.sasl2.request_fast_token = options.request_fast_token;
+    if let Some(memory) = &options.login_memory {
+        sasl = sasl.with_memory(memory);
+    }
+    if !options.use_fast_token {
+        sasl.sasl2.fast_token = None;
+    }
+    let user_agent_id = sasl.sasl2.user_agent_id.clone();
     config.sasl = Some(sasl);
     config.stream_management = options.stream_management;
     config.resume.clone_from(&options.resume);
@@ -337,8 +398,22 @@ async fn login(
     let outcome =
         driver::negotiate(&mut io, &mut tls, &mut connection, &mut (), &TokioClock).await?;
     let jid = bound_jid(&outcome)?;
+    // Only a verified login is kept (a SASL mechanism, or a FAST token whose server proof
+    // was checked).
+    let memory = (outcome.mechanism.is_some() || outcome.sasl2).then(|| {
+        let mut memory = LoginMemory::from_outcome(&outcome, &options.sasl)
+            .remembering(options.login_memory.as_ref(), outcome.fast_token_rejected);
+        if memory.user_agent_id.is_none() {
+            memory.user_agent_id = user_agent_id;
+        }
+        memory
+    });
     let stream = BoundStream::spawn(io, connection, outcome, options.receive_queue)?;
-    Ok(Client { jid, stream })
+    Ok(Client {
+        jid,
+        stream,
+        memory,
+    })
 }
 
 /// The JID the negotiation bound (§7.6.1).

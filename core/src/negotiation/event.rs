@@ -138,6 +138,9 @@ pub enum Event {
     ResumeRequested {
         /// The session the client names.
         previd: String,
+        /// The bare JID the client authenticated as: only a session of this account may
+        /// be resumed (or taken over from a link not yet seen to die).
+        account: Option<String>,
         /// How many of the session's stanzas the client handled.
         h: u32,
     },

@@ -15,6 +15,7 @@ use core::fmt;
 use rand_core::{CryptoRng, RngCore};
 
 use super::error::SaslFailure;
+use super::fast::FastTokens;
 use super::scram::{ScramCredentials, ScramHash};
 
 /// Where a server finds salted SCRAM credentials. It never sees a password; PLAIN is checked
@@ -50,6 +51,14 @@ pub trait CredentialStore {
             Err(SaslFailure::InvalidAuthzid)
         }
     }
+
+    /// The FAST tokens this server issues (XEP-0484): runs `f` on the table with the
+    /// current time (Unix seconds) and says `true`; `false` (the default) when this store
+    /// issues none, and FAST is then not offered.
+    fn fast_tokens(&self, f: &mut dyn FnMut(&mut FastTokens, u64)) -> bool {
+        let _ = f;
+        false
+    }
 }
 
 impl<T: CredentialStore + ?Sized> CredentialStore for &T {
@@ -67,6 +76,10 @@ impl<T: CredentialStore + ?Sized> CredentialStore for &T {
 
     fn authorize(&self, authcid: &str, authzid: &str) -> Result<(), SaslFailure> {
         (**self).authorize(authcid, authzid)
+    }
+
+    fn fast_tokens(&self, f: &mut dyn FnMut(&mut FastTokens, u64)) -> bool {
+        (**self).fast_tokens(f)
     }
 }
 

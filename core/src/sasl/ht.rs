@@ -3,6 +3,8 @@
 //! `-UNIQ` (`tls-unique`) and `-EXPR` (`tls-exporter`). One round trip: the client sends
 //! `authcid NUL HMAC(token, "Initiator" || cb-data)`; the server proves it knows the token
 //! too with `HMAC(token, "Responder" || cb-data)` in the success's additional data.
+//! [`HtClient`] is the client's exchange; [`initiator_proof_matches`] and
+//! [`responder_proof`] are the server's side of the same two HMACs.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -79,6 +81,34 @@ impl HtMechanism {
     }
 }
 
+/// `HMAC-SHA-256(token, label || cb-data)`: the proofs of both sides.
+fn proof(token: &[u8], label: &[u8], cb_data: &[u8]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(label.len() + cb_data.len());
+    data.extend_from_slice(label);
+    data.extend_from_slice(cb_data);
+    ScramHash::Sha256.hmac(token, &data)
+}
+
+/// The server's check of an initial response's proof: whether `proof` is
+/// `HMAC(token, "Initiator" || cb-data)`, compared in constant time.
+pub fn initiator_proof_matches(token: &[u8], cb_data: &[u8], proof_sent: &[u8]) -> bool {
+    ct_eq(proof_sent, &proof(token, b"Initiator", cb_data))
+}
+
+/// The server's proof for the success's additional data: `HMAC(token, "Responder" ||
+/// cb-data)` (mutual authentication).
+pub fn responder_proof(token: &[u8], cb_data: &[u8]) -> Vec<u8> {
+    proof(token, b"Responder", cb_data)
+}
+
+/// An HT initial response split into its `authcid` and proof; `None` when it has no NUL
+/// or the name is not UTF-8 or empty.
+pub fn split_initial_response(ir: &[u8]) -> Option<(&str, &[u8])> {
+    let nul = ir.iter().position(|&b| b == 0)?;
+    let name = core::str::from_utf8(&ir[..nul]).ok()?;
+    (!name.is_empty()).then_some((name, &ir[nul + 1..]))
+}
+
 /// One HT exchange (client side).
 pub struct HtClient {
     mechanism: HtMechanism,
@@ -123,10 +153,7 @@ impl HtClient {
     }
 
     fn hmac(&self, label: &[u8]) -> Vec<u8> {
-        let mut data = Vec::with_capacity(label.len() + self.cb_data.len());
-        data.extend_from_slice(label);
-        data.extend_from_slice(&self.cb_data);
-        ScramHash::Sha256.hmac(&self.token, &data)
+        proof(&self.token, label, &self.cb_data)
     }
 
     /// The initial response: `username NUL HMAC(token, "Initiator" || cb-data)`.

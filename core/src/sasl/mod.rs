@@ -79,6 +79,7 @@ mod credentials;
 mod digest_md5;
 pub mod element;
 mod error;
+pub mod fast;
 mod ht;
 mod mechanism;
 mod scram;
@@ -95,7 +96,9 @@ pub use channel_binding::{
 pub use client::{ClientMechanism, Credentials};
 pub use credentials::{CredentialStore, MemoryStore};
 pub use error::{SaslError, SaslFailure};
-pub use ht::{HtClient, HtMechanism};
+pub use ht::{
+    initiator_proof_matches, responder_proof, split_initial_response, HtClient, HtMechanism,
+};
 pub use mechanism::{Mechanism, MechanismSet};
 pub use scram::{escape_saslname, unescape_saslname, ScramCacheEntry, ScramCredentials, ScramHash};
 pub use select::{
