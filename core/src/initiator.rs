@@ -30,6 +30,9 @@
 //! ([`ExpectFeaturesAfterSasl2`]), and binding happens there only if Bind 2 did not.
 //! The mechanism is chosen by the same rules as for `<auth/>` (§6.3.3,
 //! [`sasl::choose_from`]); SCRAM checks XEP-0474's `h=` against the SASL2 offer.
+//! With a FAST token and the shape of this server's last SASL2 offer in the login memory,
+//! `<authenticate/>` goes out with the protected header, before the features
+//! ([`ExpectFeaturesAfterPipelinedSasl2`] checks them when they come).
 
 use alloc::string::String;
 
@@ -55,7 +58,7 @@ use crate::starttls::{self, Answer, TlsPolicy};
 use crate::stream::error::{StreamError, StreamErrorCondition};
 #[cfg(feature = "sasl2")]
 use crate::stream::features::Sasl2Feature;
-use crate::stream::features::StreamFeatures;
+use crate::stream::features::{Sasl2Inline, StreamFeatures};
 use crate::stream::header::{closing_tag, ContentNamespace, Framing, HeaderOut, StreamHeader};
 #[cfg(feature = "sasl2")]
 use crate::trust::UnixTime;
@@ -161,6 +164,18 @@ pub struct Sasl2Config {
     pub fast_token: Option<FastToken>,
     /// Ask for a FAST token when the server offers FAST (XEP-0484 §3.2).
     pub request_fast_token: bool,
+    /// What this server's SASL2 offer carried inline at the last login (kept in the login
+    /// memory). With [`Sasl2Config::fast_token`] and a user agent id, `<authenticate/>`
+    /// goes out with the header right after TLS, shaped by it, before the features arrive
+    /// (a round trip saved). They must then offer SASL2, the token's mechanism and every
+    /// inline feature the request used, or the login ends with
+    /// [`SaslError::PipelinedNotOffered`]: never a silent change of course.
+    pub pipeline: Option<Sasl2Inline>,
+    /// XEP-0484 §3.4's `count` for this attempt with [`Sasl2Config::fast_token`], sent on
+    /// `<fast/>` when the server allows FAST in TLS 0-RTT early data (`tls-0rtt`), where it
+    /// refuses a count not above the last it saw (replays). The caller raises it before
+    /// every attempt ([`LoginMemory::next_fast_count`](crate::login::LoginMemory::next_fast_count)).
+    pub fast_count: Option<u32>,
 }
 
 impl Default for Sasl2Config {
@@ -173,6 +188,8 @@ impl Default for Sasl2Config {
             device: None,
             fast_token: None,
             request_fast_token: true,
+            pipeline: None,
+            fast_count: None,
         }
     }
 }
@@ -256,6 +273,8 @@ enum Features {
     AfterSasl(ExpectFeaturesAfterSasl),
     AfterPipelinedBind(ExpectFeaturesAfterPipelinedBind),
     #[cfg(feature = "sasl2")]
+    AfterPipelinedSasl2(ExpectFeaturesAfterPipelinedSasl2),
+    #[cfg(feature = "sasl2")]
     AfterSasl2(ExpectFeaturesAfterSasl2),
 }
 
@@ -278,6 +297,19 @@ pub struct ExpectFeaturesAfterTls {
 pub struct ExpectFeaturesAfterPipelinedAuth {
     sasl: ExpectSaslResult,
     kept_choice: Option<Selection>,
+    stream_id: Option<String>,
+}
+
+/// Waiting for the features of the TLS-protected stream, SASL2's `<authenticate/>` with a
+/// FAST token already sent with the header, shaped by the offer kept from the last login
+/// (XEP-0388 §2.2, XEP-0484 §3.4): they must offer SASL2, the token's mechanism under
+/// `<fast/>` and every inline feature the request used. A missing one is a kept choice
+/// the live offer does not confirm: `<abort/>`, close, [`SaslError::PipelinedNotOffered`].
+#[cfg(feature = "sasl2")]
+pub struct ExpectFeaturesAfterPipelinedSasl2 {
+    exchange: Sasl2Exchange,
+    /// The inline features `<authenticate/>` used.
+    sent: Sasl2Inline,
     stream_id: Option<String>,
 }
 
@@ -406,6 +438,8 @@ struct Learned {
     mechanism: Option<Mechanism>,
     scram_cache: Option<ScramCacheEntry>,
     sasl_offer: Option<MechanismSet>,
+    /// The TLS-protected stream's SASL2 offer, inline features (XEP-0388 §2.1).
+    sasl2_inline: Option<Sasl2Inline>,
     /// The TLS-protected stream's features listed binding types (XEP-0440).
     cb_types_advertised: bool,
     /// The final features listed `<sm/>` (XEP-0198 §3).
@@ -530,6 +564,7 @@ impl<R: RngCore + CryptoRng> Context<'_, R> {
             scram_cache: self.learned.scram_cache.clone(),
             sasl_offer: self.learned.sasl_offer,
             sasl2: self.learned.sasl2.as_ref().is_some_and(|l| l.authenticated),
+            sasl2_inline: self.learned.sasl2_inline,
             fast_token: self
                 .learned
                 .sasl2
@@ -626,6 +661,8 @@ impl ExpectHeader {
             Features::AfterSasl(f) => f.stream_id = id,
             Features::AfterPipelinedBind(f) => f.stream_id = id,
             #[cfg(feature = "sasl2")]
+            Features::AfterPipelinedSasl2(f) => f.stream_id = id,
+            #[cfg(feature = "sasl2")]
             Features::AfterSasl2(f) => f.stream_id = id,
         }
         Ok(State::Features(next))
@@ -657,6 +694,8 @@ impl Features {
             Features::AfterPipelinedAuth(s) => s.handle(cx, features),
             Features::AfterSasl(s) => s.handle(cx, features),
             Features::AfterPipelinedBind(s) => s.handle(cx, features),
+            #[cfg(feature = "sasl2")]
+            Features::AfterPipelinedSasl2(s) => s.handle(cx, features),
             #[cfg(feature = "sasl2")]
             Features::AfterSasl2(s) => s.handle(cx, features),
         }
@@ -694,6 +733,7 @@ impl ExpectFeaturesBeforeTls {
 fn keep_offer<R>(cx: &mut Context<'_, R>, features: &StreamFeatures) {
     if cx.learned.secure {
         cx.learned.cb_types_advertised = features.channel_binding_types.is_some();
+        cx.learned.sasl2_inline = features.sasl2.as_ref().map(|offer| offer.inline());
         cx.learned.sasl_offer = features
             .mechanisms
             .as_ref()
@@ -787,19 +827,6 @@ fn start_sasl2<R: RngCore + CryptoRng>(
             (Sasl2Exchange::Sasl(mechanism), bound)
         }
     };
-    let (name, initial) = match &mut exchange {
-        Sasl2Exchange::Sasl(m) => (
-            m.mechanism().name(),
-            m.initial_response().map_err(|e| cx.close(Error::Sasl(e)))?,
-        ),
-        Sasl2Exchange::Fast(ht) => (
-            ht.mechanism().name(),
-            Some(
-                ht.initial_response(&sasl.credentials.username)
-                    .map_err(|e| cx.close(Error::Sasl(e)))?,
-            ),
-        ),
-    };
     let using_fast = matches!(exchange, Sasl2Exchange::Fast(_));
     // XEP-0484 §3.2: a token for the binding in use (HT-*-NONE when unbound); while a
     // token logs in, the server rotates it by itself.
@@ -813,12 +840,46 @@ fn start_sasl2<R: RngCore + CryptoRng>(
         }
         _ => None,
     };
-    let sm_config = cx.config.stream_management;
-    let resume = cx.config.resumable().filter(|_| offer.sm);
+    send_authenticate(cx, &mut exchange, offer.inline(), token_requested)
+        .map_err(|e| cx.close(Error::Sasl(e)))?;
+    Ok(State::Sasl2(ExpectSasl2Result {
+        exchange,
+        features,
+        stream_id,
+        token_requested,
+    }))
+}
+
+/// Sends `<authenticate/>` (XEP-0388 §2.2) for `exchange`, with what `inline` (the SASL2
+/// offer, live or kept) lets ride in it: Bind 2 with `<enable/>`, `<resume/>` of a session
+/// to resume, a token request. Returns the inline features used; on an error nothing has
+/// been sent.
+#[cfg(feature = "sasl2")]
+fn send_authenticate<R: RngCore + CryptoRng>(
+    cx: &mut Context<'_, R>,
+    exchange: &mut Sasl2Exchange,
+    inline: Sasl2Inline,
+    token_requested: Option<HtMechanism>,
+) -> Result<Sasl2Inline, SaslError> {
+    let config = cx.config;
+    let Some(sasl) = &config.sasl else {
+        return Err(SaslError::NoAcceptableMechanism);
+    };
+    let (name, initial) = match exchange {
+        Sasl2Exchange::Sasl(m) => (m.mechanism().name(), m.initial_response()?),
+        Sasl2Exchange::Fast(ht) => (
+            ht.mechanism().name(),
+            Some(ht.initial_response(&sasl.credentials.username)?),
+        ),
+    };
+    let resume = config.resumable().filter(|_| inline.sm);
     // A session to resume that cannot be resumed inline is resumed (or a resource bound)
     // from the features after the success, as after an RFC 6120 restart: Bind 2 would
     // bind a new resource instead.
-    let bind2 = offer.bind2 && (resume.is_some() || cx.config.resumable().is_none());
+    let bind2 = inline.bind2 && (resume.is_some() || config.resumable().is_none());
+    let enable_sm = config
+        .stream_management
+        .filter(|_| bind2 && inline.bind2_sm);
     let user_agent = sasl
         .sasl2
         .user_agent_id
@@ -834,21 +895,94 @@ fn start_sasl2<R: RngCore + CryptoRng>(
         // XEP-0386 §4: the tag names the client (the server adds a suffix of its own);
         // a resource asked for is the best name there is, else the software's.
         bind: bind2.then_some(sasl.resource.as_deref().or(sasl.sasl2.software.as_deref())),
-        enable_sm: sm_config
-            .filter(|_| bind2 && offer.bind2_sm)
-            .map(|c| (c.resume, c.max_resume)),
+        enable_sm: enable_sm.map(|c| (c.resume, c.max_resume)),
         resume,
         request_token: token_requested.map(HtMechanism::name),
-        fast: using_fast,
+        fast: matches!(exchange, Sasl2Exchange::Fast(_)),
+        fast_count: sasl.sasl2.fast_count.filter(|_| inline.fast_0rtt),
     };
     cx.outbox.send(&sasl2::authenticate(name, &request));
     cx.outbox.step(Step::AuthStarted);
-    Ok(State::Sasl2(ExpectSasl2Result {
-        exchange,
-        features,
-        stream_id,
-        token_requested,
-    }))
+    Ok(Sasl2Inline {
+        bind2,
+        bind2_sm: enable_sm.is_some(),
+        sm: resume.is_some(),
+        fast_0rtt: inline.fast_0rtt,
+    })
+}
+
+/// `<authenticate/>` with the FAST token right behind the protected header, before the
+/// features (XEP-0484 §3.4, a round trip saved): only with a token, a user agent id and
+/// the shape of this server's SASL2 offer kept from the last login
+/// ([`Sasl2Config::pipeline`]), never from anything seen before TLS. `None` when any is
+/// missing (the features then decide, as without pipelining).
+#[cfg(feature = "sasl2")]
+fn pipelined_authenticate<R: RngCore + CryptoRng>(cx: &mut Context<'_, R>) -> Option<ExpectHeader> {
+    let config = cx.config;
+    let sasl = config.sasl.as_ref()?;
+    if config.ns != ContentNamespace::Client || !sasl.sasl2.enabled {
+        return None;
+    }
+    let kept = sasl.sasl2.pipeline?;
+    let token = sasl.sasl2.fast_token.as_ref()?;
+    sasl.sasl2.user_agent_id.as_ref()?;
+    let mechanism = HtMechanism::from_name(&token.mechanism)?;
+    let ht = HtClient::new(mechanism, &token.token, &cx.learned.channel_binding).ok()?;
+    let mut exchange = Sasl2Exchange::Fast(ht);
+    let sent = send_authenticate(cx, &mut exchange, kept, None).ok()?;
+    Some(ExpectHeader {
+        next: Features::AfterPipelinedSasl2(ExpectFeaturesAfterPipelinedSasl2 {
+            exchange,
+            sent,
+            stream_id: None,
+        }),
+    })
+}
+
+#[cfg(feature = "sasl2")]
+impl ExpectFeaturesAfterPipelinedSasl2 {
+    fn handle<R: RngCore + CryptoRng>(
+        self,
+        cx: &mut Context<'_, R>,
+        features: StreamFeatures,
+    ) -> Result<State, Error> {
+        keep_offer(cx, &features);
+        if let Some(what) = self.not_offered(features.sasl2.as_deref()) {
+            return Err(cx.sasl2_abort(SaslError::PipelinedNotOffered(what)));
+        }
+        Ok(State::Sasl2(ExpectSasl2Result {
+            exchange: self.exchange,
+            features,
+            stream_id: self.stream_id,
+            token_requested: None,
+        }))
+    }
+
+    /// The first thing the request used that the live `offer` lacks.
+    fn not_offered(&self, offer: Option<&Sasl2Feature>) -> Option<&'static str> {
+        let Some(offer) = offer else {
+            return Some("SASL2");
+        };
+        let fast = match &self.exchange {
+            Sasl2Exchange::Fast(ht) => offer
+                .fast
+                .iter()
+                .flatten()
+                .any(|m| m == ht.mechanism().name()),
+            Sasl2Exchange::Sasl(_) => false,
+        };
+        if !fast {
+            Some("the FAST token's mechanism")
+        } else if self.sent.bind2 && !offer.bind2 {
+            Some("Bind 2")
+        } else if self.sent.bind2_sm && !offer.bind2_sm {
+            Some("stream management inside Bind 2")
+        } else if self.sent.sm && !offer.sm {
+            Some("resumption inside SASL2")
+        } else {
+            None
+        }
+    }
 }
 
 #[cfg(feature = "sasl2")]
@@ -1300,6 +1434,10 @@ fn protected_header<R: RngCore + CryptoRng>(cx: &mut Context<'_, R>) -> ExpectHe
     let Some(sasl) = &cx.config.sasl else {
         return after_tls;
     };
+    #[cfg(feature = "sasl2")]
+    if let Some(pipelined) = pipelined_authenticate(cx) {
+        return pipelined;
+    }
     // A FAST token logs in through SASL2 (XEP-0484): no RFC 6120 `<auth/>` ahead of it.
     if sasl.sasl2.enabled && sasl.sasl2.fast_token.is_some() && sasl.sasl2.user_agent_id.is_some() {
         return after_tls;

@@ -12,21 +12,27 @@
 //! # Byte format ([`LoginMemory::to_bytes`], [`LoginMemory::from_bytes`])
 //!
 //! ```text
-//! version    u8   = 3 (1 and 2 are still read)
+//! version    u8   = 4 (1, 2 and 3 are still read)
 //! flags      u8   bit 0 SCRAM entry, 1 offer, 2 mechanism, 3 channel-binding policy,
 //!                 4 FAST token, 5 bound before, 6 channel-bound before (version 2);
 //!                 bit 7 is 0 (and bit 6 in version 1)
-//! flags 2    u8   version 3 only: bit 0 user agent id, 1 SASL2 offered; others 0
+//! flags 2    u8   versions 3 and 4: bit 0 user agent id, 1 SASL2 offered; version 4:
+//!                 bit 2 SASL2's inline features kept, then 3 Bind 2, 4 `<enable/>` in
+//!                 Bind 2, 5 `<resume/>` inline, 6 FAST in TLS 0-RTT (3-6 only with 2);
+//!                 bit 7 is 0
 //! offer      u16  BE, MechanismSet::bits                    (flag 1)
 //! mechanism  u8   index in Mechanism::ALL                    (flag 2)
 //! cb policy  u8   0 required, 1 when-offered, 2 off,
 //!                 3 retry-unbound (version 2)                (flag 3)
 //! SCRAM      u16  BE length, then ScramCacheEntry::to_bytes  (flag 0)
 //! FAST       u8 length, mechanism name (ASCII); u16 BE length, token;
-//!            u8 0 or 1, then the expiry as u64 BE seconds since the epoch if 1 (flag 4)
+//!            u8 0 or 1, then the expiry as u64 BE seconds since the epoch if 1;
+//!            version 4: u32 BE, the count of the last attempt with it  (flag 4)
 //! user agent u8 length, the id (ASCII)                       (flags 2, bit 0)
 //! ```
 //!
+//! Version 3 is version 4 without flags 2's bits 2-6 (no SASL2 inline features kept) and
+//! without the FAST count (read as 0).
 //! Version 1 is version 2 without bit 6 and without policy 3: it reads as a memory of a
 //! server that never completed a channel-bound login.
 //!
@@ -46,10 +52,15 @@ use core::fmt;
 use crate::connection::Outcome;
 use crate::initiator::ClientSasl;
 use crate::sasl::{CbPolicy, Mechanism, MechanismSet, SaslPolicy, ScramCacheEntry};
+use crate::stream::features::Sasl2Inline;
 use crate::trust::UnixTime;
 
 /// The format version [`LoginMemory::to_bytes`] writes.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
+
+/// The earlier format version [`LoginMemory::from_bytes`] still reads (no SASL2 inline
+/// features).
+pub const VERSION_3: u8 = 3;
 
 /// The earlier format version [`LoginMemory::from_bytes`] still reads (no user agent id).
 pub const VERSION_2: u8 = 2;
@@ -79,7 +90,13 @@ const FLAGS_KNOWN_V1: u8 = (1 << 6) - 1;
 const FLAGS_KNOWN: u8 = (1 << 7) - 1;
 const FLAG2_USER_AGENT: u8 = 1 << 0;
 const FLAG2_SASL2: u8 = 1 << 1;
-const FLAGS2_KNOWN: u8 = (1 << 2) - 1;
+const FLAG2_SASL2_INLINE: u8 = 1 << 2;
+const FLAG2_BIND2: u8 = 1 << 3;
+const FLAG2_BIND2_SM: u8 = 1 << 4;
+const FLAG2_SM_INLINE: u8 = 1 << 5;
+const FLAG2_FAST_0RTT: u8 = 1 << 6;
+const FLAGS2_KNOWN_V3: u8 = (1 << 2) - 1;
+const FLAGS2_KNOWN: u8 = (1 << 7) - 1;
 
 /// Longest user agent id kept (XEP-0388 ids are UUIDs, 36 characters).
 pub const MAX_USER_AGENT_ID: usize = 64;
@@ -122,12 +139,19 @@ pub struct LoginMemory {
     pub channel_binding: Option<CbPolicy>,
     /// A FAST token (XEP-0484): the next login uses it instead of the password.
     pub fast_token: Option<FastToken>,
+    /// XEP-0484 §3.4's `count` of the last attempt with [`LoginMemory::fast_token`] (0 for
+    /// a new token): [`LoginMemory::next_fast_count`] raises it before each attempt.
+    pub fast_count: u32,
     /// The SASL2 `<user-agent id=…>` (XEP-0388 §2.2.1) this device logs in to this account
     /// with: the server ties the FAST token to it, so it is kept with the token.
     pub user_agent_id: Option<String>,
     /// The server offered SASL2 (XEP-0388) on the protected stream: the next login waits
     /// for its features rather than pipelining an RFC 6120 `<auth/>`.
     pub sasl2: bool,
+    /// What the server's SASL2 offer carried inline at the last login (XEP-0388 §2.1):
+    /// with a FAST token, the next `<authenticate/>` is shaped by it and sent before the
+    /// features ([`crate::initiator::Sasl2Config::pipeline`]).
+    pub sasl2_inline: Option<Sasl2Inline>,
     /// The server bound a resource for this account before (for later: e.g. to pipeline
     /// binding only with servers known to accept it).
     pub bound_before: bool,
@@ -147,10 +171,12 @@ impl fmt::Debug for LoginMemory {
             .field("mechanism", &self.mechanism)
             .field("channel_binding", &self.channel_binding)
             .field("fast_token", &self.fast_token)
+            .field("fast_count", &self.fast_count)
             .field("bound_before", &self.bound_before)
             .field("channel_bound", &self.channel_bound)
             .field("user_agent_id", &self.user_agent_id)
             .field("sasl2", &self.sasl2)
+            .field("sasl2_inline", &self.sasl2_inline)
             .finish()
     }
 }
@@ -190,8 +216,8 @@ impl fmt::Display for LoginMemoryError {
             LoginMemoryError::UnknownVersion(v) => {
                 write!(
                     f,
-                    "the login memory is of format version {v}, not {VERSION}, {VERSION_2} or \
-                     {VERSION_1}"
+                    "the login memory is of format version {v}, not {VERSION}, {VERSION_3}, \
+                     {VERSION_2} or {VERSION_1}"
                 )
             }
             LoginMemoryError::Invalid(what) => write!(f, "the login memory's {what} is invalid"),
@@ -232,6 +258,11 @@ impl<'a> Reader<'a> {
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
 
+    fn u32(&mut self) -> Result<u32, LoginMemoryError> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
     fn u64(&mut self) -> Result<u64, LoginMemoryError> {
         let mut b = [0u8; 8];
         b.copy_from_slice(self.take(8)?);
@@ -243,7 +274,8 @@ impl LoginMemory {
     /// What the negotiation that ended with `outcome` teaches the next login: the SCRAM
     /// keys, the post-TLS offer, the mechanism and `policy`'s channel-binding policy (the
     /// one it was chosen under), whether a resource was bound and whether the login was
-    /// channel-bound (a verified `-PLUS` mechanism), and a FAST token the server issued.
+    /// channel-bound (a verified `-PLUS` mechanism), a FAST token the server issued, and
+    /// what its SASL2 offer carried inline.
     /// The caller keeps what the earlier memory knew ([`LoginMemory::remembering`]).
     pub fn from_outcome(outcome: &Outcome, policy: &SaslPolicy) -> Self {
         LoginMemory {
@@ -252,8 +284,10 @@ impl LoginMemory {
             mechanism: outcome.mechanism,
             channel_binding: outcome.mechanism.map(|_| policy.channel_binding),
             fast_token: outcome.fast_token.as_deref().cloned(),
+            fast_count: 0,
             user_agent_id: None,
             sasl2: outcome.sasl2,
+            sasl2_inline: outcome.sasl2_inline,
             bound_before: outcome.jid.is_some(),
             channel_bound: outcome.mechanism.is_some_and(Mechanism::is_plus),
         }
@@ -278,6 +312,8 @@ impl LoginMemory {
         self.sasl2 |= earlier.sasl2 && self.mechanism.is_none();
         if self.fast_token.is_none() && !fast_token_rejected {
             self.fast_token.clone_from(&earlier.fast_token);
+            // The same token: its count goes on (a new one starts at 0).
+            self.fast_count = earlier.fast_count;
         }
         if self.mechanism.is_none() {
             self.scram = self.scram.or_else(|| earlier.scram.clone());
@@ -286,6 +322,16 @@ impl LoginMemory {
             self.channel_binding = earlier.channel_binding;
         }
         self
+    }
+
+    /// The `count` for the next attempt with the FAST token (XEP-0484 §3.4), one above the
+    /// last: keep the memory again before connecting, so that no count is ever sent twice
+    /// (a server that saw it refuses it in TLS 0-RTT as a replay). `None` without a token
+    /// (or once the count would overflow: log in with the password for a new token).
+    pub fn next_fast_count(&mut self) -> Option<u32> {
+        self.fast_token.as_ref()?;
+        self.fast_count = self.fast_count.checked_add(1)?;
+        Some(self.fast_count)
     }
 
     /// The post-TLS offer the next `<auth/>` is pipelined from under `policy`: the kept
@@ -348,6 +394,7 @@ impl LoginMemory {
                 }
                 None => body.push(0),
             }
+            body.extend_from_slice(&self.fast_count.to_be_bytes());
         }
         if self.bound_before {
             flags |= FLAG_BOUND;
@@ -358,6 +405,19 @@ impl LoginMemory {
         let mut flags2 = 0;
         if self.sasl2 {
             flags2 |= FLAG2_SASL2;
+        }
+        if let Some(inline) = self.sasl2_inline {
+            flags2 |= FLAG2_SASL2_INLINE;
+            for (on, flag) in [
+                (inline.bind2, FLAG2_BIND2),
+                (inline.bind2_sm, FLAG2_BIND2_SM),
+                (inline.sm, FLAG2_SM_INLINE),
+                (inline.fast_0rtt, FLAG2_FAST_0RTT),
+            ] {
+                if on {
+                    flags2 |= flag;
+                }
+            }
         }
         if let Some(id) = &self.user_agent_id {
             flags2 |= FLAG2_USER_AGENT;
@@ -384,7 +444,7 @@ impl LoginMemory {
         let mut r = Reader(bytes);
         let version = r.u8()?;
         let (known, policies) = match version {
-            VERSION | VERSION_2 => (FLAGS_KNOWN, CB_POLICIES.len()),
+            VERSION | VERSION_3 | VERSION_2 => (FLAGS_KNOWN, CB_POLICIES.len()),
             VERSION_1 => (FLAGS_KNOWN_V1, 3),
             _ => return Err(LoginMemoryError::UnknownVersion(version)),
         };
@@ -392,8 +452,14 @@ impl LoginMemory {
         if flags & !known != 0 {
             return Err(LoginMemoryError::Invalid("flags"));
         }
-        let flags2 = if version == VERSION { r.u8()? } else { 0 };
-        if flags2 & !FLAGS2_KNOWN != 0 {
+        let (flags2, known2) = match version {
+            VERSION => (r.u8()?, FLAGS2_KNOWN),
+            VERSION_3 => (r.u8()?, FLAGS2_KNOWN_V3),
+            _ => (0, 0),
+        };
+        let inline_bits = FLAG2_BIND2 | FLAG2_BIND2_SM | FLAG2_SM_INLINE | FLAG2_FAST_0RTT;
+        if flags2 & !known2 != 0 || (flags2 & FLAG2_SASL2_INLINE == 0 && flags2 & inline_bits != 0)
+        {
             return Err(LoginMemoryError::Invalid("flags"));
         }
         let mut memory = LoginMemory::default();
@@ -443,6 +509,9 @@ impl LoginMemory {
                 1 => Some(UnixTime(r.u64()?)),
                 _ => return Err(LoginMemoryError::Invalid("FAST token expiry")),
             };
+            if version == VERSION {
+                memory.fast_count = r.u32()?;
+            }
             memory.fast_token = Some(FastToken {
                 mechanism,
                 token,
@@ -452,6 +521,12 @@ impl LoginMemory {
         memory.bound_before = flags & FLAG_BOUND != 0;
         memory.channel_bound = flags & FLAG_CHANNEL_BOUND != 0;
         memory.sasl2 = flags2 & FLAG2_SASL2 != 0;
+        memory.sasl2_inline = (flags2 & FLAG2_SASL2_INLINE != 0).then_some(Sasl2Inline {
+            bind2: flags2 & FLAG2_BIND2 != 0,
+            bind2_sm: flags2 & FLAG2_BIND2_SM != 0,
+            sm: flags2 & FLAG2_SM_INLINE != 0,
+            fast_0rtt: flags2 & FLAG2_FAST_0RTT != 0,
+        });
         if flags2 & FLAG2_USER_AGENT != 0 {
             let len = usize::from(r.u8()?);
             if len > MAX_USER_AGENT_ID {
@@ -483,7 +558,9 @@ impl ClientSasl {
     /// still needed when the server's salt or iteration count changed), and, unless a
     /// pipelined mechanism or offer is already set, the `<auth/>` pipelined after TLS is
     /// chosen from its offer ([`LoginMemory::pipeline_offer`]) under this policy. Its FAST
-    /// token and user agent id go to [`ClientSasl::sasl2`] (an id already set stays).
+    /// token, user agent id and SASL2 inline features go to [`ClientSasl::sasl2`] (an id
+    /// already set stays; the token and the inline features only with the id they were
+    /// kept with).
     #[must_use]
     pub fn with_memory(mut self, memory: &LoginMemory) -> Self {
         if self.sasl2.user_agent_id.is_none() {
@@ -492,6 +569,8 @@ impl ClientSasl {
         // The token is tied to the id it was issued under.
         if self.sasl2.user_agent_id == memory.user_agent_id {
             self.sasl2.fast_token.clone_from(&memory.fast_token);
+            self.sasl2.pipeline = memory.sasl2_inline;
+            self.sasl2.fast_count = memory.fast_token.as_ref().map(|_| memory.fast_count);
         }
         if let Some(entry) = &memory.scram {
             self.credentials.scram_cache = Some(entry.clone());

@@ -417,6 +417,7 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Context<'_, R, S> {
             scram_cache: None,
             sasl_offer: None,
             sasl2: self.learned.sasl2,
+            sasl2_inline: None,
             fast_token: None,
             fast_token_rejected: false,
             dialback: self.learned.dialback,

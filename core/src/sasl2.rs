@@ -44,6 +44,9 @@ pub struct Authenticate<'a> {
     pub request_token: Option<&'a str>,
     /// XEP-0484 §3.4: `<fast/>`: this authentication uses a token.
     pub fast: bool,
+    /// XEP-0484 §3.4: `<fast count=…/>`, the attempt's number with this token (required
+    /// in TLS 0-RTT early data).
+    pub fast_count: Option<u32>,
 }
 
 /// `<authenticate mechanism=…>` with everything `a` asks for (XEP-0388 §2.2).
@@ -94,7 +97,11 @@ pub fn authenticate(mechanism: &str, a: &Authenticate<'_>) -> String {
         s.push_str("'/>");
     }
     if a.fast {
-        s.push_str("<fast xmlns='urn:xmpp:fast:0'/>");
+        s.push_str("<fast xmlns='urn:xmpp:fast:0'");
+        if let Some(count) = a.fast_count {
+            s.push_str(&alloc::format!(" count='{count}'"));
+        }
+        s.push_str("/>");
     }
     s.push_str("</authenticate>");
     s

@@ -5,6 +5,12 @@
 //! no second `<enable/>`), takes the token, logs in with it next time, falls back to the
 //! password on the same stream when it is refused, and fails loudly on a changed offer.
 
+//!
+//! With a FAST token and the shape of the server's last SASL2 offer kept, `<authenticate/>`
+//! goes out with the protected header (pipelined) and the live offer is checked when it
+//! comes: anything the request used and the offer lacks ends the login with a typed error;
+//! on STARTTLS nothing of it is ever sent before TLS.
+
 #![cfg(feature = "sasl2")]
 
 mod support;
@@ -23,6 +29,7 @@ use xmpp_handshake_core::sasl::{
     ScramCredentials, ScramHash, ServerContext, ServerMechanism, ServerStep,
 };
 use xmpp_handshake_core::sm::{SmConfig, SmState};
+use xmpp_handshake_core::stream::features::Sasl2Inline;
 use xmpp_handshake_core::stream::header::Framing;
 use xmpp_handshake_core::Error;
 
@@ -53,8 +60,17 @@ const AFTER: &str = "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-b
     </bind><sm xmlns='urn:xmpp:sm:3'><optional/></sm></stream:features>";
 
 fn client(memory: Option<&LoginMemory>, resume: Option<SmState>) -> Connection<impl Negotiator> {
+    client_over(true, memory, resume)
+}
+
+/// A client over Direct TLS (`secure_transport`) or STARTTLS.
+fn client_over(
+    secure_transport: bool,
+    memory: Option<&LoginMemory>,
+    resume: Option<SmState>,
+) -> Connection<impl Negotiator> {
     let mut config = InitiatorConfig::client(DOMAIN);
-    config.secure_transport = true;
+    config.secure_transport = secure_transport;
     config.from = Some(format!("{}@{DOMAIN}", USER.0));
     let mut sasl = ClientSasl::password(USER.0, USER.1, Some("cli"));
     sasl.sasl2.user_agent_id = Some(String::from(UA));
@@ -262,10 +278,15 @@ fn ht(label: &[u8]) -> String {
 
 fn fast_login_uses_the_token(memory: &LoginMemory) {
     let mut c = client(Some(memory), None);
-    sent(&mut c);
+    // Pipelined with the header when the memory kept the offer's shape, else after it.
+    let mut authenticate = sent(&mut c);
+    assert_eq!(
+        authenticate.contains("<authenticate "),
+        memory.sasl2_inline.is_some()
+    );
     c.handle_input(HEADER.as_bytes(), T0);
     c.handle_input(features(&["SCRAM-SHA-1"], BIND2_SM_FAST).as_bytes(), T0);
-    let authenticate = sent(&mut c);
+    authenticate.push_str(&sent(&mut c));
     assert!(
         authenticate.contains("mechanism='HT-SHA-256-NONE'")
             && authenticate.contains("<fast xmlns='urn:xmpp:fast:0'/>"),
@@ -609,6 +630,254 @@ fn our_client_and_receiver_negotiate_sasl2_bind2_and_inline_sm() {
     assert!(events(&mut client)
         .iter()
         .any(|e| matches!(e, Event::Acked { h: 1, .. })));
+}
+
+/// A memory with a FAST token and the inline features of the offer `BIND2_SM_FAST`.
+fn pipelining_memory() -> LoginMemory {
+    LoginMemory {
+        sasl2: true,
+        sasl2_inline: Some(Sasl2Inline {
+            bind2: true,
+            bind2_sm: true,
+            sm: true,
+            fast_0rtt: false,
+        }),
+        ..token_memory()
+    }
+}
+
+/// The FAST `<success/>` the scripted server answers the token with, and the features after.
+fn fast_success() -> String {
+    format!(
+        "<success xmlns='urn:xmpp:sasl:2'><additional-data>{}</additional-data>\
+         <bound xmlns='urn:xmpp:bind:0'><enabled xmlns='urn:xmpp:sm:3' id='sm-2' resume='true'/></bound>\
+         <authorization-identifier>juliet@example.com/cli~Uk5h</authorization-identifier></success>{AFTER}",
+        ht(b"Responder")
+    )
+}
+
+#[test]
+fn a_kept_offer_sends_the_fast_authenticate_with_the_header() {
+    let memory = pipelining_memory();
+    let mut c = client(Some(&memory), None);
+    let first = sent(&mut c);
+    let header = first.find("<stream:stream").expect("a header");
+    let authenticate = first
+        .find("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='HT-SHA-256-NONE'>")
+        .unwrap_or_else(|| panic!("<authenticate/> with the header: {first}"));
+    assert!(header < authenticate, "{first}");
+    assert!(
+        first.contains("<bind xmlns='urn:xmpp:bind:0'><tag>cli</tag><enable xmlns='urn:xmpp:sm:3'"),
+        "Bind 2 and <enable/> as the kept offer allows: {first}"
+    );
+    c.handle_input(HEADER.as_bytes(), T0);
+    c.handle_input(features(&["SCRAM-SHA-1"], BIND2_SM_FAST).as_bytes(), T0);
+    assert_eq!(
+        sent(&mut c),
+        "",
+        "nothing more once the features confirm the offer"
+    );
+    c.handle_input(fast_success().as_bytes(), T0);
+    let ev = events(&mut c);
+    let o = outcome(&ev).unwrap_or_else(|| panic!("{ev:?}"));
+    assert!(o.sasl2 && o.mechanism.is_none(), "{o:?}");
+    assert_eq!(o.jid.as_deref(), Some("juliet@example.com/cli~Uk5h"));
+    assert_eq!(
+        o.sasl2_inline, memory.sasl2_inline,
+        "the live offer kept again"
+    );
+    assert!(c.is_bound());
+}
+
+#[test]
+fn a_session_resumes_inside_a_pipelined_authenticate() {
+    let mut first = client(None, None);
+    sent(&mut first);
+    let (_, v) = scram_login(&mut first, &features(&["SCRAM-SHA-1"], BIND2_SM_FAST));
+    first.handle_input(
+        format!(
+            "<success xmlns='urn:xmpp:sasl:2'><additional-data>{v}</additional-data>\
+             <bound xmlns='urn:xmpp:bind:0'><enabled xmlns='urn:xmpp:sm:3' id='sm-1' resume='true'/></bound>\
+             <authorization-identifier>juliet@example.com/cli~Uk5h</authorization-identifier></success>{AFTER}"
+        )
+        .as_bytes(),
+        T0,
+    );
+    first.handle_eof(None);
+    let state = first.take_sm_state().expect("a resumable session");
+
+    let mut c = client(Some(&pipelining_memory()), Some(state));
+    let out = sent(&mut c);
+    assert!(out.contains("<fast xmlns='urn:xmpp:fast:0'/>"), "{out}");
+    assert_eq!(attr_of(&out, "resume", "previd"), Some("sm-1"), "{out}");
+    c.handle_input(HEADER.as_bytes(), T0);
+    c.handle_input(features(&["SCRAM-SHA-1"], BIND2_SM_FAST).as_bytes(), T0);
+    c.handle_input(
+        format!(
+            "<success xmlns='urn:xmpp:sasl:2'><additional-data>{}</additional-data>\
+             <resumed xmlns='urn:xmpp:sm:3' previd='sm-1' h='0'/>\
+             <authorization-identifier>juliet@example.com</authorization-identifier></success>{AFTER}",
+            ht(b"Responder")
+        )
+        .as_bytes(),
+        T0,
+    );
+    let ev = events(&mut c);
+    assert!(
+        ev.iter().any(|e| matches!(e, Event::Resumed { h: 0, .. })),
+        "{ev:?}"
+    );
+}
+
+/// The pipelined `<authenticate/>` against a live offer that lacks `inline` (or SASL2):
+/// the SASL2 `<abort/>`, the closing tag, and the error naming what is missing.
+fn pipelined_against(offer: &str, missing: &'static str) {
+    let mut c = client(Some(&pipelining_memory()), None);
+    assert!(sent(&mut c).contains("<authenticate "));
+    c.handle_input(HEADER.as_bytes(), T0);
+    c.handle_input(offer.as_bytes(), T0);
+    let out = sent(&mut c);
+    assert!(
+        out.contains("<abort xmlns='urn:xmpp:sasl:2'/>") && out.ends_with("</stream:stream>"),
+        "{out}"
+    );
+    let ev = events(&mut c);
+    assert_eq!(
+        closed_error(&ev),
+        Some(&Error::Sasl(SaslError::PipelinedNotOffered(missing))),
+        "{ev:?}"
+    );
+    assert!(outcome(&ev).is_none());
+}
+
+#[test]
+fn a_pipelined_token_is_refused_by_an_offer_without_its_mechanism() {
+    let no_fast =
+        "<bind xmlns='urn:xmpp:bind:0'><inline><feature var='urn:xmpp:sm:3'/></inline></bind>\
+        <sm xmlns='urn:xmpp:sm:3'/>";
+    pipelined_against(
+        &features(&["SCRAM-SHA-1"], no_fast),
+        "the FAST token's mechanism",
+    );
+    let other = "<bind xmlns='urn:xmpp:bind:0'><inline><feature var='urn:xmpp:sm:3'/></inline></bind>\
+        <sm xmlns='urn:xmpp:sm:3'/><fast xmlns='urn:xmpp:fast:0'><mechanism>HT-SHA-256-EXPR</mechanism></fast>";
+    pipelined_against(
+        &features(&["SCRAM-SHA-1"], other),
+        "the FAST token's mechanism",
+    );
+}
+
+#[test]
+fn a_pipelined_authenticate_is_refused_by_an_offer_without_sasl2_or_bind2() {
+    pipelined_against(
+        "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+         <mechanism>SCRAM-SHA-1</mechanism></mechanisms></stream:features>",
+        "SASL2",
+    );
+    let no_bind2 = "<sm xmlns='urn:xmpp:sm:3'/><fast xmlns='urn:xmpp:fast:0'>\
+        <mechanism>HT-SHA-256-NONE</mechanism></fast>";
+    pipelined_against(&features(&["SCRAM-SHA-1"], no_bind2), "Bind 2");
+    let no_sm_in_bind2 = "<bind xmlns='urn:xmpp:bind:0'/><sm xmlns='urn:xmpp:sm:3'/>\
+        <fast xmlns='urn:xmpp:fast:0'><mechanism>HT-SHA-256-NONE</mechanism></fast>";
+    pipelined_against(
+        &features(&["SCRAM-SHA-1"], no_sm_in_bind2),
+        "stream management inside Bind 2",
+    );
+}
+
+const PRE_TLS_HEADER: &str = "<stream:stream xmlns='jabber:client' \
+    xmlns:stream='http://etherx.jabber.org/streams' from='example.com' id='s0' version='1.0'>";
+const PROCEED: &str = "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
+
+#[test]
+fn on_starttls_the_fast_authenticate_goes_with_the_header_after_tls_only() {
+    let mut c = client_over(false, Some(&pipelining_memory()), None);
+    let first = sent(&mut c);
+    assert!(
+        first.contains("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"),
+        "<starttls/> with the first header: {first}"
+    );
+    assert!(
+        !first.contains("authenticate") && !first.contains("juliet"),
+        "{first}"
+    );
+    // The pre-TLS offer (with SASL2 in it) changes nothing: only TLS comes next.
+    c.handle_input(PRE_TLS_HEADER.as_bytes(), T0);
+    let pre_tls = features(&["SCRAM-SHA-1"], BIND2_SM_FAST).replace(
+        "<stream:features>",
+        "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>",
+    );
+    c.handle_input(pre_tls.as_bytes(), T0);
+    c.handle_input(PROCEED.as_bytes(), T0);
+    assert_eq!(sent(&mut c), "", "nothing after <proceed/> in plaintext");
+    c.handle_tls_established(TlsInfo::default(), T0);
+    let protected = sent(&mut c);
+    assert!(
+        protected.contains("<stream:stream") && protected.contains("mechanism='HT-SHA-256-NONE'"),
+        "header and <authenticate/> together after TLS: {protected}"
+    );
+    c.handle_input(HEADER.as_bytes(), T0);
+    c.handle_input(features(&["SCRAM-SHA-1"], BIND2_SM_FAST).as_bytes(), T0);
+    c.handle_input(fast_success().as_bytes(), T0);
+    assert!(outcome(&events(&mut c)).is_some_and(|o| o.secure && o.sasl2));
+}
+
+#[test]
+fn a_stripped_starttls_after_pipelining_it_sends_nothing_in_plaintext() {
+    let mut c = client_over(false, Some(&pipelining_memory()), None);
+    assert!(sent(&mut c).contains("<starttls "));
+    c.handle_input(PRE_TLS_HEADER.as_bytes(), T0);
+    c.handle_input(
+        features(&["SCRAM-SHA-1", "PLAIN"], BIND2_SM_FAST).as_bytes(),
+        T0,
+    );
+    assert_eq!(
+        sent(&mut c),
+        "</stream:stream>",
+        "no token, no <authenticate/>, nothing but the closing tag"
+    );
+    assert_eq!(
+        closed_error(&events(&mut c)),
+        Some(&Error::StartTlsNotOffered)
+    );
+}
+
+/// XEP-0484 §3.4: where the server allows FAST in TLS 0-RTT (`tls-0rtt`), `<fast/>` carries
+/// the attempt's `count` (the replay rule); elsewhere none. The live offer's permission is
+/// kept for the next login.
+#[test]
+fn the_fast_count_goes_where_the_server_allows_0_rtt() {
+    let allowed = LoginMemory {
+        sasl2_inline: Some(Sasl2Inline {
+            fast_0rtt: true,
+            ..pipelining_memory().sasl2_inline.unwrap()
+        }),
+        fast_count: 4,
+        ..pipelining_memory()
+    };
+    let mut c = client(Some(&allowed), None);
+    let out = sent(&mut c);
+    assert!(
+        out.contains("<fast xmlns='urn:xmpp:fast:0' count='4'/>"),
+        "{out}"
+    );
+    c.handle_input(HEADER.as_bytes(), T0);
+    let zero_rtt = BIND2_SM_FAST.replace(
+        "<fast xmlns='urn:xmpp:fast:0'>",
+        "<fast xmlns='urn:xmpp:fast:0' tls-0rtt='true'>",
+    );
+    c.handle_input(features(&["SCRAM-SHA-1"], &zero_rtt).as_bytes(), T0);
+    c.handle_input(fast_success().as_bytes(), T0);
+    let ev = events(&mut c);
+    let o = outcome(&ev).unwrap_or_else(|| panic!("{ev:?}"));
+    assert!(o.sasl2_inline.is_some_and(|i| i.fast_0rtt), "{o:?}");
+
+    let not_allowed = LoginMemory {
+        fast_count: 4,
+        ..pipelining_memory()
+    };
+    let out = sent(&mut client(Some(&not_allowed), None));
+    assert!(out.contains("<fast xmlns='urn:xmpp:fast:0'/>"), "{out}");
 }
 
 /// A user store that issues FAST tokens (XEP-0484) from a table in memory, on a clock the

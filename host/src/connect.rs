@@ -172,11 +172,42 @@ pub async fn run_with_password<R: SrvResolver>(
     let mut retried_unbound = false;
     let mut keys_dropped = false;
     let mut token_dropped = false;
+    let mut offer_dropped = false;
     let (logged_in, mut transcript, security) = loop {
+        // XEP-0484 §3.4: where the server allows FAST in TLS 0-RTT, each attempt with the
+        // token carries a count above every earlier one; kept before it goes out.
+        if let Some(memory) = login
+            .memory
+            .as_mut()
+            .filter(|m| m.sasl2_inline.is_some_and(|i| i.fast_0rtt))
+        {
+            if memory.next_fast_count().is_some() {
+                if let Some(c) = &mut cache {
+                    if let Err(e) = c.put(&domain, &user, &password, memory) {
+                        eprintln!("xmpp-handshake: warning: {}: {e}", c.path().display());
+                    }
+                }
+            }
+        }
         let failure = match establish(&args, &targets, &login, &trust).await {
             Ok(established) => break established,
             Err(f) => f,
         };
+        // The `<authenticate/>` sent ahead of the features used what the server no longer
+        // offers: said, the kept offer forgotten, once more waiting for the features.
+        if failure.offer_changed && !offer_dropped {
+            eprintln!("xmpp-handshake: {}; retrying once", failure.message);
+            offer_dropped = true;
+            if let Some(memory) = &mut login.memory {
+                memory.sasl2_inline = None;
+                if let Some(c) = &mut cache {
+                    if let Err(e) = c.put(&domain, &user, &password, memory) {
+                        eprintln!("xmpp-handshake: warning: {}: {e}", c.path().display());
+                    }
+                }
+            }
+            continue;
+        }
         let keys_cached = login.memory.as_ref().is_some_and(|m| m.scram.is_some());
         let bound_before = login.memory.as_ref().is_some_and(|m| m.channel_bound);
         // -PLUS offered without XEP-0440, then the binding refused, under the default

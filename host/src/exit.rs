@@ -48,6 +48,10 @@ pub struct Failure {
     /// The server refused the channel binding (`connect` decides from it whether to retry
     /// once without binding).
     pub cb_rejected: Option<CbRejection>,
+    /// The server's SASL2 offer no longer has what a pipelined `<authenticate/>` used
+    /// ([`SaslError::PipelinedNotOffered`]): `connect` forgets the kept offer and retries
+    /// once, waiting for the features.
+    pub offer_changed: bool,
 }
 
 /// A refused channel binding ([`SaslError::ChannelBindingRejected`]), kept with the
@@ -93,6 +97,7 @@ impl Failure {
             code,
             message: message.into(),
             cb_rejected: None,
+            offer_changed: false,
         }
     }
 
@@ -207,6 +212,7 @@ pub fn from_core(error: &Error) -> Failure {
     };
     Failure {
         cb_rejected,
+        offer_changed: matches!(error, Error::Sasl(SaslError::PipelinedNotOffered(_))),
         ..Failure::new(code_for(error), message)
     }
 }

@@ -277,10 +277,15 @@ mod tests {
             mechanism: Some(Mechanism::ScramSha1),
             channel_binding: Some(CbPolicy::WhenOffered),
             fast_token: None,
+            fast_count: 0,
             bound_before: true,
             channel_bound: true,
             user_agent_id: Some(String::from("0b6c8a52-3f1e-4b8e-9a43-5d2f7e1c9a60")),
             sasl2: true,
+            sasl2_inline: Some(xmpp_handshake_core::stream::features::Sasl2Inline {
+                bind2: true,
+                ..Default::default()
+            }),
         }
     }
 
@@ -365,7 +370,7 @@ mod tests {
         let good = std::fs::read_to_string(&path).unwrap();
         let keys_without_nonce = base64::encode(&scram_login().to_bytes().unwrap());
         let nothing = base64::encode(&LoginMemory::default().to_bytes().unwrap());
-        let other_version = base64::encode(&[4, 0, 0]);
+        let other_version = base64::encode(&[xmpp_handshake_core::login::VERSION + 1, 0, 0]);
         // A line written with format version 1 (before the channel-bound flag) is read.
         let plain = LoginMemory {
             mechanism: Some(Mechanism::Plain),

@@ -10,6 +10,12 @@
 //!   `<auth/>` pipelined after the TLS handshake);
 //! - ours over Direct TLS (XEP-0368), cold and cached: the same logins on the server's
 //!   Direct TLS port (Prosody's `c2s_direct_tls_ports`, ejabberd's `tls: true` listener);
+//! - ours, reconnect (`--servers prosody-sasl2`, Prosody with the SASL2/FAST modules): what
+//!   the last login kept (a FAST token, XEP-0484, and the shape of the server's SASL2 offer),
+//!   so `<authenticate/>` with the token and Bind 2 goes out with the header right after
+//!   TLS, on STARTTLS and Direct TLS; the round trips the transcript counts are printed
+//!   with the TCP connect. Inline resumption is not in it: Prosody 0.12.3 cannot run
+//!   `mod_sasl2_sm`. The peers beside it do their full login (none has FAST);
 //! - libstrophe (the harness's C client), slixmpp, tokio-xmpp and @xmpp/client (tests/peers),
 //!   each run as `PEER JID PASSWORD HOST PORT CAFILE --logins N`, printing `BOUND <µs>` per
 //!   login, timed inside the peer from the start of its connect.
@@ -18,7 +24,7 @@
 //!   --logins N          logins per client and server (default 20)
 //!   --rtt-ms MS         the link's round-trip time (run inside tests/bench's delayed
 //!                       network namespace): adds round trips = time / RTT
-//!   --servers LIST      prosody,ejabberd (default both)
+//!   --servers LIST      prosody,prosody-sasl2,ejabberd (default all three)
 //!   --tokio-xmpp BIN    the tokio-xmpp peer binary
 //!   --xmppjs DIR        the @xmpp/client peer's dir (login.mjs and node_modules)
 //!   --cli NAME=BIN      an `xmpp-handshake` binary, named after the build that made it
@@ -35,7 +41,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use xmpp_handshake_core::login::LoginMemory;
-use xmpp_handshake_core::sasl::{CbPolicy, Mechanism, ScramCacheEntry};
+use xmpp_handshake_core::sasl::{CbPolicy, Mechanism};
 use xmpp_handshake_host::client::{self, ClientTrust};
 use xmpp_handshake_host::tls_info::TlsCell;
 use xmpp_handshake_host::transcript::{Side, Transcript};
@@ -60,7 +66,7 @@ struct Options {
 fn options() -> Options {
     let mut o = Options {
         logins: 20,
-        servers: vec!["prosody".into(), "ejabberd".into()],
+        servers: vec!["prosody".into(), "prosody-sasl2".into(), "ejabberd".into()],
         ..Default::default()
     };
     let mut args = std::env::args().skip(1);
@@ -131,13 +137,6 @@ fn account(server: &ServerInfo) -> (String, String, CbPolicy) {
     (user.jid(&server.domain), user.password.clone(), cb)
 }
 
-/// What an earlier login taught us.
-#[derive(Clone)]
-struct Learned {
-    cache: ScramCacheEntry,
-    mechanism: Mechanism,
-}
-
 /// How our client reaches the server.
 #[derive(Clone, Copy, PartialEq)]
 enum Route {
@@ -147,24 +146,32 @@ enum Route {
     DirectTls,
 }
 
-/// One login of ours: TCP connect, negotiation to a bound resource, then a clean close.
-/// Returns the time to bound and what the login learned.
+/// What one login of ours took and left.
+struct OurLogin {
+    /// From the TCP connect to the bound resource.
+    elapsed: Duration,
+    /// Counted by the transcript, after the TCP connect.
+    round_trips: u32,
+    /// What the next login keeps.
+    memory: LoginMemory,
+    /// A FAST token logged in (SASL2 without a SASL mechanism).
+    by_token: bool,
+}
+
+/// One login of ours: TCP connect, negotiation to a bound resource, then a clean close,
+/// starting from `memory` (what an earlier login kept) with `pipeline_mechanism`.
 async fn our_login(
     server: &ServerInfo,
     route: Route,
     trust: &ClientTrust,
-    learned: Option<&Learned>,
-) -> Result<(Duration, Option<Learned>), String> {
+    memory: Option<LoginMemory>,
+    pipeline_mechanism: Option<Mechanism>,
+) -> Result<OurLogin, String> {
     let (jid, password, cb) = account(server);
     let mut login = client::Login::new(&jid, &password).map_err(|e| e.to_string())?;
     login.sasl.channel_binding = cb;
-    if let Some(l) = learned {
-        login.memory = Some(LoginMemory {
-            scram: Some(l.cache.clone()),
-            ..LoginMemory::default()
-        });
-        login.pipeline_mechanism = Some(l.mechanism);
-    }
+    login.memory = memory;
+    login.pipeline_mechanism = pipeline_mechanism;
     let port = match route {
         Route::StartTls => server.ports.c2s,
         Route::DirectTls => server.ports.c2s_direct_tls,
@@ -187,32 +194,52 @@ async fn our_login(
     let elapsed = started.elapsed();
     let outcome = logged_in.session.outcome().clone();
     logged_in.session.close().await.map_err(|e| e.to_string())?;
-    let learned = match (outcome.scram_cache, outcome.mechanism) {
-        (Some(cache), Some(mechanism)) => Some(Learned { cache, mechanism }),
-        _ => None,
-    };
-    Ok((elapsed, learned))
+    let memory = LoginMemory::from_outcome(&outcome, &login.sasl)
+        .remembering(login.memory.as_ref(), outcome.fast_token_rejected);
+    Ok(OurLogin {
+        elapsed,
+        round_trips: transcript.round_trips(),
+        memory,
+        by_token: outcome.sasl2 && outcome.mechanism.is_none(),
+    })
 }
 
-fn ours(server: &ServerInfo, route: Route, logins: usize, cached: bool) -> Series {
+/// A runtime and `server`'s trust anchor for our logins.
+fn runtime_and_trust(server: &ServerInfo) -> (tokio::runtime::Runtime, ClientTrust) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     let mut roots = rustls::RootCertStore::empty();
     roots.add(server.ca_der().to_vec().into()).expect("CA");
-    let trust = ClientTrust::anchors(&server.domain, roots).expect("trust");
+    (
+        rt,
+        ClientTrust::anchors(&server.domain, roots).expect("trust"),
+    )
+}
+
+fn ours(server: &ServerInfo, route: Route, logins: usize, cached: bool) -> Series {
+    let (rt, trust) = runtime_and_trust(server);
     let result = rt.block_on(async {
-        let learned = if cached {
-            let (_, learned) = our_login(server, route, &trust, None).await?;
-            Some(learned.ok_or("the first login left no SCRAM cache")?)
+        // The SCRAM keys and the mechanism alone (`<auth/>` pipelined after TLS).
+        let (memory, mechanism) = if cached {
+            let first = our_login(server, route, &trust, None, None).await?;
+            let scram = first
+                .memory
+                .scram
+                .ok_or("the first login left no SCRAM cache")?;
+            let memory = LoginMemory {
+                scram: Some(scram),
+                ..LoginMemory::default()
+            };
+            (Some(memory), first.memory.mechanism)
         } else {
-            None
+            (None, None)
         };
         let mut times = Vec::with_capacity(logins);
         for _ in 0..logins {
-            let (t, _) = our_login(server, route, &trust, learned.as_ref()).await?;
-            times.push(t);
+            let login = our_login(server, route, &trust, memory.clone(), mechanism).await?;
+            times.push(login.elapsed);
         }
         Ok::<_, String>(times)
     });
@@ -226,6 +253,63 @@ fn ours(server: &ServerInfo, route: Route, logins: usize, cached: bool) -> Serie
         client: client.into(),
         result,
     }
+}
+
+/// Our reconnects over `route`: a first login with the password keeps a FAST token and the
+/// shape of the SASL2 offer; each of the `logins` after it starts from what the one before
+/// kept. The durations, and the most round trips one took, counting the TCP connect.
+fn our_reconnects(server: &ServerInfo, route: Route, logins: usize) -> (Series, Option<u32>) {
+    let (rt, trust) = runtime_and_trust(server);
+    let mut most = None;
+    let result = rt.block_on(async {
+        // XEP-0388 §2.2.1: the user agent id the token is tied to.
+        let mut memory = LoginMemory {
+            user_agent_id: Some("0b7c36c4-5f2e-4d55-9a8e-2d7f1c0e6b31".into()),
+            ..LoginMemory::default()
+        };
+        memory = our_login(server, route, &trust, Some(memory), None)
+            .await?
+            .memory;
+        if memory.fast_token.is_none() || memory.sasl2_inline.is_none() {
+            return Err("the first login left no FAST token or SASL2 offer".to_string());
+        }
+        let mut times = Vec::with_capacity(logins);
+        for _ in 0..logins {
+            let login = our_login(server, route, &trust, Some(memory), None).await?;
+            if !login.by_token {
+                return Err("a reconnect logged in with the password, not the token".into());
+            }
+            times.push(login.elapsed);
+            most = most.max(Some(login.round_trips + 1));
+            memory = login.memory;
+        }
+        Ok(times)
+    });
+    let client = match route {
+        Route::StartTls => "ours, reconnect: FAST token",
+        Route::DirectTls => "ours, reconnect: FAST token, Direct TLS",
+    };
+    let series = Series {
+        client: client.into(),
+        result,
+    };
+    (series, most)
+}
+
+/// Our reconnects against `server` (SASL2 and FAST offered) beside the peers' full logins.
+fn bench_reconnects(o: &Options, peers: &Peers, server: &ServerInfo, name: &str) -> bool {
+    let (starttls, starttls_rt) = our_reconnects(server, Route::StartTls, o.logins);
+    let (direct, direct_rt) = our_reconnects(server, Route::DirectTls, o.logins);
+    let mut series = vec![starttls, direct];
+    let ours_ok = series.iter().all(|s| s.result.is_ok());
+    series.extend(peer_series(peers, server, o.logins));
+    print_table(&format!("{name}, reconnects"), &series, o.rtt_ms);
+    for (route, counted) in [("STARTTLS", starttls_rt), ("Direct TLS", direct_rt)] {
+        if let Some(n) = counted {
+            println!("ours, reconnect over {route}: at most {n} round trips counted by the transcript, TCP connect included");
+        }
+    }
+    ours_ok
 }
 
 /// A peer command for `server`'s first user, with the CA in the variables the peers read.
@@ -837,6 +921,15 @@ fn main() {
                 if !o.clis.is_empty() {
                     rss_table(&o, &peers, &p);
                 }
+            }
+            "prosody-sasl2" if o.only_rss => {}
+            "prosody-sasl2" => {
+                let p = Prosody::start(ProsodyOptions {
+                    sasl2_modules: true,
+                    ..ProsodyOptions::default()
+                })
+                .expect("Prosody with the SASL2 modules");
+                ours_ok &= bench_reconnects(&o, &peers, &p, "Prosody 0.12 + SASL2/FAST");
             }
             "ejabberd" if o.only_rss => {}
             "ejabberd" => {

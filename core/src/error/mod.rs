@@ -170,6 +170,7 @@ impl SaslError {
             | SaslError::ChannelBindingDowngrade
             | SaslError::DowngradeDetected
             | SaslError::ContinueRequired(_)
+            | SaslError::PipelinedNotOffered(_)
             | SaslError::ChannelBindingUnavailable
             | SaslError::MechanismNotOffered(_)
             | SaslError::IterationsTooLow { .. }

@@ -134,9 +134,10 @@ fn sasl_variant(e: &SaslError) -> usize {
         SaslError::OutOfOrder => 24,
         SaslError::DowngradeDetected => 25,
         SaslError::ContinueRequired(_) => 26,
+        SaslError::PipelinedNotOffered(_) => 27,
     }
 }
-const SASL_VARIANTS: usize = 27;
+const SASL_VARIANTS: usize = 28;
 
 fn fingerprint(byte: u8) -> Fingerprint {
     Fingerprint([byte; 32])
@@ -232,6 +233,7 @@ fn sasl_errors() -> Vec<(SaslError, ErrorKind)> {
         (SaslError::OutOfOrder, Config),
         (SaslError::DowngradeDetected, Policy),
         (SaslError::ContinueRequired(String::from("TOTP")), Policy),
+        (SaslError::PipelinedNotOffered("Bind 2"), Policy),
     ]
 }
 

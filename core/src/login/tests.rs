@@ -26,10 +26,17 @@ fn full() -> LoginMemory {
             token: b"s3cr3t-token".to_vec(),
             expires: Some(UnixTime(1_900_000_000)),
         }),
+        fast_count: 7,
         bound_before: true,
         channel_bound: true,
         user_agent_id: Some("2f4c0a8e-6c0d-4d6b-9a0e-7c1f3b8d9e10".into()),
         sasl2: true,
+        sasl2_inline: Some(Sasl2Inline {
+            bind2: true,
+            bind2_sm: false,
+            sm: true,
+            fast_0rtt: true,
+        }),
     }
 }
 
@@ -73,7 +80,7 @@ fn every_truncation_is_a_typed_error() {
 fn other_versions_trailing_and_oversized_input_are_typed_errors() {
     let bytes = full().to_bytes().unwrap();
     for version in 0..=u8::MAX {
-        if version == VERSION || version == VERSION_2 || version == VERSION_1 {
+        if [VERSION, VERSION_3, VERSION_2, VERSION_1].contains(&version) {
             continue;
         }
         let mut other = bytes.clone();
@@ -107,7 +114,10 @@ fn out_of_range_fields_are_invalid() {
     };
     assert_eq!(invalid(&[VERSION_2, 1 << 7]), "flags");
     assert_eq!(invalid(&[VERSION, 1 << 7, 0]), "flags");
-    assert_eq!(invalid(&[VERSION, 0, 1 << 2]), "flags");
+    assert_eq!(invalid(&[VERSION, 0, 1 << 6]), "flags");
+    // Version 3 kept no SASL2 inline features; version 4 names them only with their flag.
+    assert_eq!(invalid(&[VERSION_3, 0, FLAG2_SASL2_INLINE]), "flags");
+    assert_eq!(invalid(&[VERSION, 0, FLAG2_BIND2]), "flags");
     assert_eq!(
         invalid(&[VERSION, 0, FLAG2_USER_AGENT, 2, b'a', 0xff]),
         "user agent id"
@@ -210,6 +220,7 @@ fn outcome() -> Outcome {
         scram_cache: Some(entry()),
         sasl_offer: Some(MechanismSet::from_names(["SCRAM-SHA-1", "PLAIN"])),
         sasl2: false,
+        sasl2_inline: None,
         fast_token: None,
         fast_token_rejected: false,
         dialback: false,
@@ -272,10 +283,14 @@ fn version_1_is_still_read_as_never_channel_bound() {
         channel_bound: false,
         user_agent_id: None,
         sasl2: false,
+        sasl2_inline: None,
+        fast_count: 0,
         ..full()
     };
     let mut bytes = v1.to_bytes().unwrap();
     assert_eq!(bytes[1] & FLAG_CHANNEL_BOUND, 0);
+    // The FAST count (version 4) ends these bytes.
+    assert_eq!(bytes.split_off(bytes.len() - 4), [0; 4]);
     bytes[0] = VERSION_1;
     assert_eq!(bytes.remove(2), 0, "no second flags byte before version 3");
     assert_eq!(LoginMemory::from_bytes(&bytes), Ok(v1));
@@ -302,6 +317,58 @@ fn version_1_is_still_read_as_never_channel_bound() {
     assert!(!read.channel_bound);
     // Written again, it is the current version.
     assert_eq!(read.to_bytes().unwrap()[0], VERSION);
+}
+
+/// Counts for FAST in TLS 0-RTT (XEP-0484 §3.4): positive, one higher each attempt, carried
+/// on while the token stays, from 0 again for a new one.
+#[test]
+fn the_fast_count_rises_per_attempt_and_restarts_with_a_new_token() {
+    let mut memory = LoginMemory {
+        fast_count: 0,
+        ..full()
+    };
+    assert_eq!(memory.next_fast_count(), Some(1));
+    assert_eq!(memory.next_fast_count(), Some(2));
+    let sasl = ClientSasl::password("juliet", "pw", None).with_memory(&memory);
+    assert_eq!(sasl.sasl2.fast_count, Some(2));
+    // A login with the same token keeps counting; a new token starts again.
+    let same = LoginMemory::from_outcome(&outcome(), &SaslPolicy::default())
+        .remembering(Some(&memory), false);
+    assert_eq!(same.fast_count, 2);
+    let new = LoginMemory {
+        fast_token: memory.fast_token.clone(),
+        ..LoginMemory::default()
+    }
+    .remembering(Some(&memory), false);
+    assert_eq!(new.fast_count, 0);
+    assert_eq!(LoginMemory::default().next_fast_count(), None, "no token");
+    memory.fast_count = u32::MAX;
+    assert_eq!(
+        memory.next_fast_count(),
+        None,
+        "no count is ever sent twice"
+    );
+}
+
+/// Bytes written by format version 3 (before SASL2's inline features were kept): still
+/// read, with nothing kept of the inline features, so the next login waits for them.
+#[test]
+fn version_3_is_still_read_without_sasl2_inline_features() {
+    let v3 = LoginMemory {
+        sasl2_inline: None,
+        fast_count: 0,
+        ..full()
+    };
+    let mut bytes = v3.to_bytes().unwrap();
+    bytes[0] = VERSION_3;
+    // Version 3 had no FAST count: the token's field ends before the user agent id.
+    let id = v3.user_agent_id.as_deref().unwrap();
+    let count_at = bytes.len() - id.len() - 1 - 4;
+    assert_eq!(
+        bytes.drain(count_at..count_at + 4).collect::<Vec<_>>(),
+        [0; 4]
+    );
+    assert_eq!(LoginMemory::from_bytes(&bytes), Ok(v3));
 }
 
 /// A verified -PLUS login sets the channel-bound flag; an unbound one does not clear what an
@@ -367,6 +434,8 @@ fn memories() -> impl Strategy<Value = LoginMemory> {
         any::<bool>(),
         proptest::option::of("[0-9a-f-]{0,64}"),
         any::<bool>(),
+        proptest::option::of(any::<(bool, bool, bool, bool)>()),
+        any::<u32>(),
     )
         .prop_map(
             |(
@@ -379,7 +448,10 @@ fn memories() -> impl Strategy<Value = LoginMemory> {
                 channel_bound,
                 user_agent_id,
                 sasl2,
+                inline,
+                count,
             )| LoginMemory {
+                fast_count: if fast_token.is_some() { count } else { 0 },
                 scram,
                 offer: offer.map(MechanismSet::from_bits),
                 mechanism: mechanism.map(|i| Mechanism::ALL[i]),
@@ -389,6 +461,12 @@ fn memories() -> impl Strategy<Value = LoginMemory> {
                 channel_bound,
                 user_agent_id,
                 sasl2,
+                sasl2_inline: inline.map(|(bind2, bind2_sm, sm, fast_0rtt)| Sasl2Inline {
+                    bind2,
+                    bind2_sm,
+                    sm,
+                    fast_0rtt,
+                }),
             },
         )
 }

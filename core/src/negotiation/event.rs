@@ -246,6 +246,10 @@ pub struct Outcome {
     pub sasl_offer: Option<MechanismSet>,
     /// Initiating entity: SASL2 (XEP-0388) authenticated the stream.
     pub sasl2: bool,
+    /// Initiating entity: what the SASL2 offer on the protected stream carried inline
+    /// (XEP-0388 §2.1), `None` where SASL2 was not offered. Kept with the login memory, it
+    /// shapes the next login's `<authenticate/>` sent ahead of the features.
+    pub sasl2_inline: Option<crate::stream::features::Sasl2Inline>,
     /// Initiating entity: a FAST token (XEP-0484) the server issued on this login, new or
     /// rotated: keep it (with the login memory) for the next.
     pub fast_token: Option<alloc::boxed::Box<crate::login::FastToken>>,

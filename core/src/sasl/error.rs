@@ -142,6 +142,10 @@ pub enum SaslError {
     /// SASL2 (XEP-0388 §2.6.3): the server wants more than the mechanism (a second factor,
     /// a password change: these tasks) before it authenticates; not supported here.
     ContinueRequired(String),
+    /// SASL2 (XEP-0388 §2.2): `<authenticate/>` went out with the header, before the
+    /// features, shaped by this server's offer at the last login, and the live offer lacks
+    /// what it used (named): a kept choice the server no longer confirms.
+    PipelinedNotOffered(&'static str),
     /// SCRAM: `<success/>` came without the server signature and none was received before.
     MissingServerSignature,
     /// SCRAM: the server-final message carried `e=` with this value.
@@ -247,6 +251,13 @@ impl fmt::Display for SaslError {
                 "the server's downgrade-protection hash (XEP-0474) does not match the \
                  mechanisms and channel-binding types received: someone in the middle changed \
                  the offer; do not retry on this network",
+            ),
+            SaslError::PipelinedNotOffered(what) => write!(
+                f,
+                "the server no longer offers {what}, which this login sent ahead of its \
+                 features because it offered it last time; aborted. Discard what the login \
+                 memory kept of its SASL2 offer and reconnect: that login waits for the \
+                 features"
             ),
             SaslError::ContinueRequired(tasks) => write!(
                 f,

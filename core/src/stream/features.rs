@@ -37,6 +37,9 @@ pub struct Sasl2Feature {
     pub sm: bool,
     /// `<fast xmlns='urn:xmpp:fast:0'/>`: its token mechanisms; `None` without FAST.
     pub fast: Option<Vec<String>>,
+    /// `<fast tls-0rtt='true'/>` (XEP-0484 §3.1): a FAST `<authenticate/>` may ride in TLS
+    /// 1.3 early data (0-RTT), with a `count` the server checks against replays.
+    pub fast_0rtt: bool,
 }
 
 impl Sasl2Feature {
@@ -62,11 +65,41 @@ impl Sasl2Feature {
                     });
                 }
                 (Some(NS_SM), "sm") => feature.sm = true,
-                (Some(NS_FAST), "fast") => feature.fast = Some(mechanisms(child)),
+                (Some(NS_FAST), "fast") => {
+                    feature.fast = Some(mechanisms(child));
+                    feature.fast_0rtt = matches!(child.attribute("tls-0rtt"), Some("true" | "1"));
+                }
                 _ => {}
             }
         }
         feature
+    }
+}
+
+/// What a SASL2 offer carries inline besides FAST's mechanisms (XEP-0388 §2.1): the shape an
+/// `<authenticate/>` is built to. Kept with the login memory, it lets the next login send
+/// `<authenticate/>` before the features arrive; the live offer is checked against it then.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sasl2Inline {
+    /// Bind 2 (XEP-0386 §3).
+    pub bind2: bool,
+    /// `<enable/>` inside Bind 2 (XEP-0198 listed as a Bind 2 feature).
+    pub bind2_sm: bool,
+    /// `<resume/>` inside `<authenticate/>` (XEP-0198 inline).
+    pub sm: bool,
+    /// FAST in TLS 0-RTT early data (`tls-0rtt`, XEP-0484 §3.1).
+    pub fast_0rtt: bool,
+}
+
+impl Sasl2Feature {
+    /// The inline features of this offer, FAST aside.
+    pub fn inline(&self) -> Sasl2Inline {
+        Sasl2Inline {
+            bind2: self.bind2,
+            bind2_sm: self.bind2_sm,
+            sm: self.sm,
+            fast_0rtt: self.fast_0rtt,
+        }
     }
 }
 
