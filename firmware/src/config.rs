@@ -46,6 +46,12 @@ pub struct Config<'a> {
     pub connect_timeout: Duration,
     /// From TCP connect to bound resource.
     pub negotiate_timeout: Duration,
+    /// On the bound stream: after this long without a word from the server an ack request
+    /// (XEP-0198 `<r/>`, or a ping without stream management) goes out, and after as long
+    /// again without an answer the link counts as lost: the app reconnects and resumes.
+    /// Also the longest a write may stay blocked. A link that died silently (no FIN, no
+    /// RST) is found within twice this.
+    pub idle: Duration,
     /// Bounds for the framer (`max_element_bytes` is also its buffer size).
     pub limits: Limits,
 }
@@ -93,6 +99,7 @@ impl<'a> Config<'a> {
             backoff: Backoff::default(),
             connect_timeout: Duration::from_secs(10),
             negotiate_timeout: Duration::from_secs(30),
+            idle: Duration::from_secs(90),
             limits: Memory::DEFAULT.limits(),
         })
     }

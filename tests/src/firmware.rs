@@ -22,6 +22,8 @@ use crate::servers_required;
 pub const SERVER_ADDR: &str = "10.203.0.1";
 /// The app's address (embassy-net, static) on the TAP link.
 pub const DEVICE_CIDR: &str = "10.203.0.2/24";
+/// [`DEVICE_CIDR`]'s address (what [`Netns::cut_link`] cuts).
+pub const DEVICE_ADDR: &str = "10.203.0.2";
 const APP_BIN: &str = "xmpp-firmware-host";
 
 /// Why this machine cannot run the app on a TAP device, if it cannot.

@@ -44,6 +44,50 @@ impl Netns {
         Ok(ns)
     }
 
+    /// Cuts the link to `peer` (an address on `tap0`'s subnet) silently, both ways, as a
+    /// radio link that died: a blackhole route for it (nothing leaves for it) and strict
+    /// reverse-path filtering (what it sends is dropped on arrival: its source now routes
+    /// nowhere). No FIN, no RST, no ICMP: both ends find out by their own timers. TCP
+    /// connections that are not given up meanwhile go on after [`Netns::restore_link`].
+    pub fn cut_link(&self, peer: &str) -> Result<(), String> {
+        ip(&[
+            "-n",
+            &self.name,
+            "route",
+            "add",
+            "blackhole",
+            &format!("{peer}/32"),
+        ])?;
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name, "sysctl", "-q", "-w"])
+            .args([
+                "net.ipv4.conf.all.rp_filter=1",
+                "net.ipv4.conf.tap0.rp_filter=1",
+            ])
+            .output()
+            .map_err(|e| format!("sysctl: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "sysctl rp_filter: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// Undoes [`Netns::cut_link`] for `peer`.
+    pub fn restore_link(&self, peer: &str) -> Result<(), String> {
+        ip(&[
+            "-n",
+            &self.name,
+            "route",
+            "del",
+            "blackhole",
+            &format!("{peer}/32"),
+        ])
+    }
+
     /// Moves the calling thread (and what it spawns from now on) into the namespace.
     pub fn enter(&self) -> Result<(), String> {
         let file = fs::File::open(format!("/run/netns/{}", self.name))

@@ -12,7 +12,9 @@
 //! policy), SCRAM and bind; its periodic reading reaches a second client; it echoes that
 //! client's message; it skips a message too costly to parse (4 KiB of `=`) and stays bound;
 //! and after a Prosody restart it reconnects (SCRAM keys from its cache)
-//! and its readings arrive again.
+//! and its readings arrive again. With `mod_smacks`, a link cut silently by the namespace
+//! is resumed (XEP-0198) and every reading reaches the second client exactly once, also
+//! when the server lost the session meanwhile.
 //!
 //! Needs root, `/dev/net/tun` and `ip`; the app binary is built by `cargo test --workspace`
 //! (package `xmpp-handshake-firmware-host`). Without root or Prosody this prints a skip,
@@ -24,9 +26,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use xmpp_handshake_core::stanza;
-use xmpp_handshake_tests::firmware::{in_namespace, App, AppSettings, SERVER_ADDR};
+use xmpp_handshake_tests::firmware::{in_namespace, App, AppSettings, DEVICE_ADDR, SERVER_ADDR};
+use xmpp_handshake_tests::netns::Netns;
 use xmpp_handshake_tests::observer::{block_on, bob, message_containing, restart};
 use xmpp_handshake_tests::{ExtraHost, Prosody, ProsodyOptions, TestPki, User};
+use xmpp_handshake_tokio::BoundStream;
 
 const DOMAIN: &str = "xmpp.test";
 
@@ -93,13 +97,31 @@ fn with_app<F>(tag: &str, anchor: Anchor, env: &[(&str, &str)], scenario: F)
 where
     F: FnOnce(&mut Prosody, &mut App) -> Result<(), String> + Send,
 {
-    match in_namespace(tag, |_| run_in_namespace(anchor, env, scenario)) {
+    with_app_in(tag, anchor, env, "", |_, server, app| scenario(server, app));
+}
+
+/// [`with_app`] with `host_config` in Prosody's VirtualHost section, the scenario also
+/// given the namespace (to cut the app's link).
+fn with_app_in<F>(tag: &str, anchor: Anchor, env: &[(&str, &str)], host_config: &str, scenario: F)
+where
+    F: FnOnce(&Netns, &mut Prosody, &mut App) -> Result<(), String> + Send,
+{
+    match in_namespace(tag, |ns| {
+        run_in_namespace(anchor, env, host_config, |server, app| {
+            scenario(ns, server, app)
+        })
+    }) {
         None | Some(Ok(())) => {}
         Some(Err(e)) => panic!("{e}"),
     }
 }
 
-fn run_in_namespace<F>(anchor: Anchor, env: &[(&str, &str)], scenario: F) -> Result<(), String>
+fn run_in_namespace<F>(
+    anchor: Anchor,
+    env: &[(&str, &str)],
+    host_config: &str,
+    scenario: F,
+) -> Result<(), String>
 where
     F: FnOnce(&mut Prosody, &mut App) -> Result<(), String>,
 {
@@ -107,6 +129,7 @@ where
         domain: DOMAIN.into(),
         // Also on the TAP side, where the app is (the harness binds 127.0.0.1).
         extra_global_config: format!("interfaces = {{ \"127.0.0.1\", \"{SERVER_ADDR}\" }}"),
+        extra_host_config: host_config.into(),
         ..ProsodyOptions::default()
     };
     let Some(mut server) = Prosody::start_or_skip(opts) else {
@@ -132,6 +155,11 @@ where
         "reading 1 ",
         "heap:",
         "TLS established",
+        "link lost",
+        "session resumed",
+        "lost the session",
+        "not known delivered",
+        "not sent",
     ];
     for line in log
         .lines()
@@ -702,4 +730,205 @@ fn firmware_app_checks_certificate_dates_once_sntp_gave_the_time() {
         }
         result
     });
+}
+
+/// The reading numbers bob receives (`reading N: ...`), in arrival order, into `seen`,
+/// until `done` (checked between stanzas and every 200 ms) says so or `limit` passes.
+/// `Ok(false)`: bob's stream ended first (a server restart).
+async fn collect_readings(
+    bob: &mut BoundStream,
+    seen: &mut Vec<u32>,
+    limit: Duration,
+    mut done: impl FnMut(&[u32]) -> bool,
+) -> Result<bool, String> {
+    let deadline = Instant::now() + limit;
+    while !done(seen) {
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "not done within {limit:?}; bob has readings {seen:?}"
+            ));
+        }
+        let next = tokio::time::timeout(Duration::from_millis(200), bob.next_stanza()).await;
+        match next {
+            Err(_) => {}
+            Ok(Ok(Some(stanza))) => {
+                let raw = stanza.to_string();
+                if let Some(n) = raw
+                    .split_once("<body>reading ")
+                    .and_then(|(_, rest)| rest.split(':').next())
+                    .and_then(|n| n.parse().ok())
+                {
+                    seen.push(n);
+                }
+            }
+            Ok(Ok(None) | Err(_)) => return Ok(false),
+        }
+    }
+    Ok(true)
+}
+
+/// The numbers `N` of the app's log lines containing `needle` followed by `reading N`.
+fn logged_readings(log: &str, needle: &str) -> Vec<u32> {
+    log.lines()
+        .filter_map(|l| l.split_once(needle))
+        .filter_map(|(_, rest)| rest.split_once("reading "))
+        .filter_map(|(_, n)| n.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .collect()
+}
+
+/// The highest reading number the app logged (`reading N to ...`).
+fn last_reading(log: &str) -> u32 {
+    log.lines()
+        .filter_map(|l| l.split_once("] reading "))
+        .filter_map(|(_, rest)| rest.split_once(" to ")?.0.parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+/// XEP-0198 on the device, against Prosody's `mod_smacks`, with the app's link cut by the
+/// namespace (a blackhole route and reverse-path filtering: no FIN, no RST; readings sent
+/// meanwhile go nowhere). The app finds the link dead by its idle timer (an ack request
+/// unanswered), reconnects once the link is back, resumes the session and sends again
+/// exactly what the server had not acknowledged. Then the link is cut again and Prosody
+/// restarts meanwhile: the session is gone (Prosody keeps its `h`, so `<failed h=…/>`
+/// says which readings arrived), and the app sends again the ones not known delivered,
+/// logging each. Passes if bob receives every reading the app took exactly once, in one
+/// unbroken run from 1, both times.
+#[test]
+fn firmware_app_resumes_after_a_cut_link_and_every_reading_arrives_once() {
+    let env = [("XMPP_PERIOD_MS", "1000"), ("XMPP_IDLE_MS", "2000")];
+    let smacks = "  modules_enabled = { \"smacks\" }\n";
+    with_app_in(
+        "smacks",
+        Anchor::ServersCa,
+        &env,
+        smacks,
+        |ns, server, app| {
+            app.wait_for("bound as alice@xmpp.test/", 1, Duration::from_secs(90))?;
+            app.wait_for(
+                "stream management on (resumable)",
+                1,
+                Duration::from_secs(10),
+            )?;
+            let mut seen = Vec::new();
+            let mut restarted = None;
+            // One bob per server process: a message routed to a bob whose stream is gone
+            // unnoticed would be lost on the way to him, not by the app.
+            let result = block_on(async {
+                let mut bob = bob(server).await;
+                collect_readings(&mut bob, &mut seen, Duration::from_secs(30), |s| {
+                    s.len() >= 3
+                })
+                .await?;
+                // 1. The link dies silently, between two readings (a reading is cut on its way
+                // to the server, not only its acknowledgement on the way back); the app
+                // notices within twice its idle time.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                ns.cut_link(DEVICE_ADDR)?;
+                collect_readings(&mut bob, &mut seen, Duration::from_secs(20), |_| {
+                    app.log().contains("link lost")
+                })
+                .await?;
+                // Still cut for a while: the reconnect attempts fail meanwhile.
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                ns.restore_link(DEVICE_ADDR)?;
+                collect_readings(&mut bob, &mut seen, Duration::from_secs(60), |_| {
+                    app.log().contains("session resumed")
+                })
+                .await?;
+                let taken = last_reading(&app.log());
+                collect_readings(&mut bob, &mut seen, Duration::from_secs(30), |s| {
+                    s.iter().any(|n| *n > taken + 2)
+                })
+                .await?;
+                let log = app.log();
+                let line = |needle: &str| {
+                    log.lines()
+                        .find(|l| l.contains(needle))
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let (lost, resumed) = (line("link lost"), line("session resumed"));
+                eprintln!("firmware smacks: {lost}\nfirmware smacks: {resumed}");
+                if lost.contains("link lost: 0 stanzas") || resumed.contains(", 0 sent again") {
+                    return Err(format!(
+                        "nothing was waiting for an acknowledgement at the cut: the resend was \
+                     not exercised\n{lost}\n{resumed}"
+                    ));
+                }
+                if log.contains("the server lost the session") {
+                    return Err("the session was not resumed".into());
+                }
+                exactly_once(&seen, &log)?;
+
+                // 2. Cut again, between two readings; Prosody restarts meanwhile, and the
+                // session is lost with it.
+                let from = seen.iter().max().copied().unwrap_or(0);
+                collect_readings(&mut bob, &mut seen, Duration::from_secs(30), |s| {
+                    s.iter().any(|n| *n > from)
+                })
+                .await?;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                ns.cut_link(DEVICE_ADDR)?;
+                collect_readings(&mut bob, &mut seen, Duration::from_secs(20), |_| {
+                    app.log().matches("link lost").count() >= 2
+                })
+                .await?;
+                restarted = Some(restart(server));
+                // What reached the first bob before the restart ended his stream.
+                let _ =
+                    collect_readings(&mut bob, &mut seen, Duration::from_secs(10), |_| false).await;
+                let mut bob = self::bob(server).await;
+                ns.restore_link(DEVICE_ADDR)?;
+                collect_readings(&mut bob, &mut seen, Duration::from_secs(60), |_| {
+                    app.log().contains("the server lost the session")
+                })
+                .await?;
+                let taken = last_reading(&app.log());
+                collect_readings(&mut bob, &mut seen, Duration::from_secs(30), |s| {
+                    s.iter().any(|n| *n > taken + 2)
+                })
+                .await?;
+                let log = app.log();
+                let resent = logged_readings(&log, "not known delivered, sending again:");
+                eprintln!(
+                "firmware smacks: {}\nfirmware smacks: after the restart, sent again: readings \
+                 {resent:?}",
+                log.lines()
+                    .find(|l| l.contains("the server lost the session"))
+                    .unwrap_or_default()
+            );
+                if resent.is_empty() {
+                    return Err("no reading was sent again after the session was lost".into());
+                }
+                exactly_once(&seen, &log)
+            });
+            if let Some(mut process) = restarted {
+                process.stop(Duration::from_secs(5));
+            }
+            result
+        },
+    );
+}
+
+/// Every reading from 1 to the highest bob saw arrived exactly once, except those the app
+/// logged as not taken (its queue of unacknowledged stanzas full).
+fn exactly_once(seen: &[u32], log: &str) -> Result<(), String> {
+    let not_taken = logged_readings(log, "not sent (");
+    let max = seen.iter().max().copied().unwrap_or(0);
+    let mut problems = Vec::new();
+    for n in 1..=max {
+        let count = seen.iter().filter(|s| **s == n).count();
+        let expected = usize::from(!not_taken.contains(&n));
+        if count != expected {
+            problems.push(format!("reading {n} arrived {count} times"));
+        }
+    }
+    if max == 0 || !problems.is_empty() {
+        return Err(format!(
+            "readings 1..={max}: {}; bob saw {seen:?}",
+            problems.join(", ")
+        ));
+    }
+    Ok(())
 }

@@ -50,6 +50,19 @@ pub struct Callbacks {
     pub on_stanza: Option<Function>,
 }
 
+impl Callbacks {
+    /// Sends `{ step, detail }` to `onEvent`. A throwing callback is the page's problem:
+    /// it is ignored, the connection goes on.
+    pub fn event(&self, step: &str, detail: Object) {
+        if let Some(f) = &self.on_event {
+            let ev = Object::new();
+            set(&ev, "step", step);
+            set(&ev, "detail", detail);
+            let _ = f.call1(&JsValue::NULL, &ev);
+        }
+    }
+}
+
 /// Reports a connection to the page. See the module docs.
 pub struct Reporter {
     callbacks: Callbacks,
@@ -85,15 +98,19 @@ impl Reporter {
         }
     }
 
-    /// Sends `{ step, detail }` to `onEvent`. A throwing callback is the page's problem:
-    /// it is ignored, the connection goes on.
+    /// Sends `{ step, detail }` to `onEvent` ([`Callbacks::event`]).
     pub fn event(&self, step: &str, detail: Object) {
-        if let Some(f) = &self.callbacks.on_event {
-            let ev = Object::new();
-            set(&ev, "step", step);
-            set(&ev, "detail", detail);
-            let _ = f.call1(&JsValue::NULL, &ev);
-        }
+        self.callbacks.event(step, detail);
+    }
+
+    /// A new connection of the same session (a resumption): what the last one left half
+    /// read or half reported is forgotten.
+    pub fn new_connection(&mut self) {
+        *self = Reporter::new(
+            self.callbacks.clone(),
+            core::mem::take(&mut self.secrets),
+            self.tls.clone(),
+        );
     }
 
     /// Sends `{ dir, text }` to `onTranscript`, redacted.

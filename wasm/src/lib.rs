@@ -106,6 +106,13 @@ export interface ConnectOptions {
   allowPlain?: boolean;
   /** Time limit for the whole negotiation, default 30000. */
   timeoutMs?: number;
+  /**
+   * Stream management (XEP-0198) when the server offers it, default true: every stanza is
+   * kept until the server acknowledges it ("ack" events), and a lost link is resumed on a
+   * new connection ("resumed"), what the server had not acknowledged sent again; if the
+   * server lost the session, "resume-failed" lists what is not known delivered.
+   */
+  resume?: boolean;
   onEvent?: (ev: HandshakeEvent) => void;
   onTranscript?: (line: TranscriptLine) => void;
   onStanza?: (xml: string) => void;
@@ -113,13 +120,16 @@ export interface ConnectOptions {
 
 /** A negotiation step, as it really happens. */
 export interface HandshakeEvent {
-  step: "connect" | "header" | "features" | "starttls" | "proceed" | "tls" | "restart" | "sasl" | "bind" | "bound" | "closed" | "error";
+  step: "connect" | "header" | "features" | "starttls" | "proceed" | "tls" | "restart" | "sasl" | "bind" | "bound" | "ack" | "resumed" | "resume-failed" | "closed" | "error";
   /**
    * connect: { url, mode, secure }; header: { dir: "out" | "in" };
    * features: { starttls, starttlsRequired, mechanisms, bind };
    * tls: { version, cipher, fingerprint, spki, trust, firstUse } (SHA-256, OpenSSL's AB:CD:… form);
    * restart: { after: "tls" | "sasl" }; sasl: { state: "started" | "success", mechanism };
-   * bound: { jid, mechanism }; closed: { by: "client" | "server" | "error" }; error: { kind, message }.
+   * bound: { jid, mechanism } (again after a resumption); closed: { by: "client" | "server" | "error" }; error: { kind, message }.
+   * ack: { h, from, to }: the stanzas send() numbered from up to to (exclusive) reached the server.
+   * resumed: { h, acked, resent }: the session resumed on a new connection after the link was lost; acked stanzas had arrived, resent are sent again.
+   * resume-failed: { condition, h, notDelivered }: the server lost the session and a new one was bound; notDelivered (XML, oldest first) are not known to have arrived and were not sent again.
    */
   detail: any;
 }
@@ -171,8 +181,10 @@ export interface HandshakeError extends Error {
             self.jid.clone()
         }
 
-        /// Sends one stanza (one well-formed top-level element).
-        #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+        /// Sends one stanza (one well-formed top-level element). Resolves once it was
+        /// written, with its stream-management number (XEP-0198; `ack` events name it), or
+        /// `undefined` when stream management is off.
+        #[wasm_bindgen(unchecked_return_type = "Promise<number | undefined>")]
         pub fn send(&self, xml: String) -> js_sys::Promise {
             let (done, result) = oneshot::channel();
             session::submit(&self.control, Request::Send(xml, done));
@@ -198,10 +210,12 @@ export interface HandshakeError extends Error {
         }
     }
 
-    fn outcome(result: oneshot::Receiver<Result<(), Failure>>) -> js_sys::Promise {
+    fn outcome(result: oneshot::Receiver<Result<Option<u64>, Failure>>) -> js_sys::Promise {
         wasm_bindgen_futures::future_to_promise(async move {
             match result.await {
-                Ok(Ok(())) => Ok(JsValue::UNDEFINED),
+                Ok(Ok(None)) => Ok(JsValue::UNDEFINED),
+                // The stanza's stream-management number (`ack` events name it).
+                Ok(Ok(Some(number))) => Ok(JsValue::from(number as f64)),
                 Ok(Err(f)) => Err(f.to_js()),
                 Err(_) => Err(Failure::transport("the session ended").to_js()),
             }

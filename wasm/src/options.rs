@@ -56,6 +56,9 @@ pub struct Options {
     pub allow_plain: bool,
     /// `timeoutMs`: the whole negotiation.
     pub timeout_ms: u32,
+    /// `resume` (default true): stream management (XEP-0198) when the server offers it,
+    /// and a lost link resumed on a new connection.
+    pub resume: bool,
     /// `onEvent`, `onTranscript`, `onStanza`
     pub callbacks: Callbacks,
 }
@@ -163,6 +166,14 @@ pub fn parse(options: &JsValue) -> Result<Options, Failure> {
         Some(ms) if ms >= 1.0 && ms <= f64::from(i32::MAX) => ms as u32,
         _ => return Err(Failure::config("timeoutMs must be a positive number")),
     };
+    let resume = get(options, "resume");
+    let resume = if resume.is_undefined() || resume.is_null() {
+        true
+    } else {
+        resume
+            .as_bool()
+            .ok_or_else(|| Failure::config("option 'resume' must be a boolean"))?
+    };
     let has_ca = string(options, "ca", false)?.is_some_and(|ca| !ca.trim().is_empty());
     let trust_first_use = boolean(options, "trustFirstUse")?;
     let options = Options {
@@ -181,6 +192,7 @@ pub fn parse(options: &JsValue) -> Result<Options, Failure> {
         channel_binding,
         allow_plain: boolean(options, "allowPlain")?,
         timeout_ms,
+        resume,
         callbacks: Callbacks {
             on_event: callback(options, "onEvent")?,
             on_transcript: callback(options, "onTranscript")?,

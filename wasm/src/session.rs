@@ -3,6 +3,11 @@
 //! until the page or the server closes. The connection (and every rule and timer) is the
 //! core's `Connection`; this task only wires it to the socket, the page and the clock.
 //!
+//! With stream management (XEP-0198, option `resume`, on by default) a link lost on the
+//! bound stream is not the end: the task opens a new WebSocket and resumes the session on
+//! it (§5), the core sending again exactly what the server had not acknowledged; the page
+//! sees `ack`, `resumed` or `resume-failed` events (see [`PageDeliver`]).
+//!
 //! The task owns everything the connection borrows (TLS record buffers, anchors, pins), so
 //! nothing outlives it. The page talks to it through [`Control`]: `send` and `close` queue a
 //! [`Request`] (bounded, see [`MAX_WAITING_BYTES`]); `driver::run` takes them as commands
@@ -17,15 +22,15 @@ use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use futures_channel::oneshot;
-use js_sys::Function;
 use wasm_bindgen::JsValue;
 use xmpp_handshake_core::connection::{
-    Closed, ConnectionOptions, InitiatingConnection, Outcome, SendError, Stanza,
+    Closed, ConnectionOptions, Event, InitiatingConnection, Outcome, SendError, Stanza,
 };
 use xmpp_handshake_core::driver::MaybeTls;
 use xmpp_handshake_core::driver::{self, negotiate, Clock as _, Command, Commands, Deliver};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
 use xmpp_handshake_core::sasl::{Minimum, SaslPolicy};
+use xmpp_handshake_core::sm::{SmConfig, SmState};
 use xmpp_handshake_core::stream::header::{Framing, StreamHeader, NS_FRAMING, NS_STREAMS};
 #[cfg(feature = "tunnel")]
 use xmpp_handshake_core::trust::{accept_changed_certificate, CertError, ReferenceIdentity};
@@ -36,7 +41,7 @@ use xmpp_handshake_core::TlsError;
 
 use crate::clock::BrowserClock;
 use crate::error::Failure;
-use crate::events::{detail, Reporter, TlsCell};
+use crate::events::{detail, Callbacks, Reporter, TlsCell};
 #[cfg(feature = "tunnel")]
 use crate::options::AcceptChangedKey;
 use crate::options::{Mode, Options};
@@ -56,8 +61,15 @@ pub const MAX_WAITING_BYTES: usize = 256 * 1024;
 /// data; more is read on the next turn).
 const READ_CHUNK: usize = 4096;
 
-/// Settles a page's `send()` or `close()` promise.
-pub type Done = oneshot::Sender<Result<(), Failure>>;
+/// Most connections tried in a row to resume a session whose link was lost, the first at
+/// once, then a second apart ([`RESUME_DELAY`]).
+const RESUME_ATTEMPTS: u32 = 3;
+/// The wait between two attempts to resume.
+const RESUME_DELAY: Duration = Duration::from_secs(1);
+
+/// Settles a page's `send()` promise (with the stanza's stream-management number, when it
+/// is tracked) or `close()` promise.
+pub type Done = oneshot::Sender<Result<Option<u64>, Failure>>;
 
 /// What the page asks of a running session.
 pub enum Request {
@@ -74,9 +86,10 @@ pub struct Control {
     waiting_bytes: usize,
     /// The task waits for a request.
     waker: Option<Waker>,
-    /// The last send handed to the connection: settled once the task asks for the next
-    /// request (it was written), or when the core refuses it, or at the end.
-    in_flight: Option<Done>,
+    /// The last send handed to the connection, and the number stream management gave it:
+    /// settled once the task asks for the next request (it was written), or when the core
+    /// refuses it, or at the end.
+    in_flight: Option<(Done, Option<u64>)>,
     /// `close()` promises, settled when the stream has ended.
     closing: Vec<Done>,
     /// The task ended: requests fail at once.
@@ -97,7 +110,7 @@ pub fn submit(control: &ControlCell, request: Request) {
         }
         // Closing a closed session is done.
         (Some(_), Request::Close(done)) => {
-            let _ = done.send(Ok(()));
+            let _ = done.send(Ok(None));
             return;
         }
         (None, Request::Send(xml, done)) => {
@@ -150,13 +163,13 @@ impl Commands for PageCommands<'_> {
         poll_fn(|cx| {
             let mut c = self.0.borrow_mut();
             // The driver wrote what the last command queued before it asked again.
-            if let Some(done) = c.in_flight.take() {
-                let _ = done.send(Ok(()));
+            if let Some((done, number)) = c.in_flight.take() {
+                let _ = done.send(Ok(number));
             }
             match c.requests.pop_front() {
                 Some(Request::Send(xml, done)) => {
                     c.waiting_bytes = c.waiting_bytes.saturating_sub(xml.len());
-                    c.in_flight = Some(done);
+                    c.in_flight = Some((done, None));
                     Poll::Ready(Some(Command::Send(xml)))
                 }
                 Some(Request::Close(done)) => {
@@ -175,27 +188,83 @@ impl Commands for PageCommands<'_> {
 
 /// Where the bound stream's stanzas go: `onStanza` (the transcript line comes from the
 /// [`Reporter`], which sees every read; so does an element too costly to parse, which the
-/// core skips and the page does not get).
+/// core skips and the page does not get); and stream management's events (XEP-0198):
+/// `ack` `{ h, from, to }` (the numbers `send()` resolved with, `from` up to `to`
+/// exclusive, reached the server), `resumed` `{ h, acked, resent }` (counts), and
+/// `resume-failed` `{ condition, h, notDelivered }` (the server lost the session; a new
+/// one was bound, and the stanzas not known delivered, oldest first, were NOT sent again:
+/// the page decides).
 struct PageDeliver<'c> {
     control: &'c ControlCell,
-    on_stanza: Option<Function>,
+    callbacks: &'c Callbacks,
 }
 
 impl Deliver for PageDeliver<'_> {
     fn stanza(&mut self, stanza: Stanza) {
         // A throwing callback is the page's problem: the connection goes on.
-        if let Some(f) = &self.on_stanza {
+        if let Some(f) = &self.callbacks.on_stanza {
             let _ = f.call1(&JsValue::NULL, &JsValue::from_str(stanza.raw()));
         }
     }
 
     fn refused(&mut self, _stanza: String, error: SendError) {
-        if let Some(done) = self.control.borrow_mut().in_flight.take() {
+        if let Some((done, _)) = self.control.borrow_mut().in_flight.take() {
             // `QueueFull` only for a stanza near MAX_WAITING_BYTES, once qualified.
             let _ = done.send(Err(Failure::transport(match error {
                 SendError::QueueFull => "the stanza is too large to send",
+                SendError::UnackedFull => {
+                    "too many stanzas wait for the server's acknowledgement: await ack events"
+                }
                 _ => "the stream is closed",
             })));
+        }
+    }
+
+    fn sent(&mut self, number: Option<u64>) {
+        if let Some((_, n)) = &mut self.control.borrow_mut().in_flight {
+            *n = number;
+        }
+    }
+
+    fn stream_management(&mut self, event: Event) {
+        let number = |n: u64| JsValue::from(n as f64);
+        match event {
+            Event::Acked { h, numbers } => self.callbacks.event(
+                "ack",
+                detail(&[
+                    ("h", h.into()),
+                    ("from", number(numbers.start)),
+                    ("to", number(numbers.end)),
+                ]),
+            ),
+            Event::Resumed { h, acked, resent } => self.callbacks.event(
+                "resumed",
+                detail(&[
+                    ("h", h.into()),
+                    ("acked", number(acked.end - acked.start)),
+                    ("resent", number(resent.end - resent.start)),
+                ]),
+            ),
+            Event::ResumeFailed {
+                h,
+                condition,
+                not_delivered,
+                ..
+            } => {
+                let stanzas: js_sys::Array = not_delivered
+                    .iter()
+                    .map(|(_, xml)| JsValue::from_str(xml))
+                    .collect();
+                self.callbacks.event(
+                    "resume-failed",
+                    detail(&[
+                        ("condition", condition.map_or(JsValue::NULL, JsValue::from)),
+                        ("h", h.map_or(JsValue::NULL, JsValue::from)),
+                        ("notDelivered", stanzas.into()),
+                    ]),
+                );
+            }
+            _ => {}
         }
     }
 }
@@ -256,7 +325,42 @@ fn initiator(options: &Options) -> InitiatorConfig {
         ..SaslPolicy::default()
     };
     config.sasl = Some(sasl);
+    if options.resume {
+        // An ack request after every stanza: `ack` events follow each send() by a round
+        // trip, and what a drop can catch unacknowledged stays small.
+        config.stream_management = Some(SmConfig {
+            request_every: 1,
+            ..SmConfig::default()
+        });
+    }
     config
+}
+
+/// Whether the session whose link was just lost is resumed on a new connection: it has a
+/// session to resume (`resume`), the page did not ask to close, and fewer than
+/// [`RESUME_ATTEMPTS`] connections failed since the last one that bound. Waits before the
+/// second attempt and later ones.
+async fn resume_again(
+    resume: &Option<SmState>,
+    control: &ControlCell,
+    attempts: &mut u32,
+    reporter: &mut Reporter,
+) -> bool {
+    if resume.is_none() || !control.borrow().closing.is_empty() || *attempts >= RESUME_ATTEMPTS {
+        return false;
+    }
+    if *attempts > 0 {
+        BrowserClock
+            .sleep_until(BrowserClock.now() + RESUME_DELAY)
+            .await;
+    }
+    *attempts += 1;
+    reporter.transcript(
+        "info",
+        &format!("-- link lost; resuming the session (attempt {attempts}) --"),
+    );
+    reporter.new_connection();
+    true
 }
 
 /// RFC 7395 straight to the server: TLS is the browser's (`wss://`), no STARTTLS.
@@ -266,22 +370,51 @@ async fn websocket_mode(
     ready: &mut Option<oneshot::Sender<Result<String, Failure>>>,
     control: &ControlCell,
 ) -> Result<(), Failure> {
-    let socket = open(options, Carrying::Elements, &reporter).await?;
-    let mut config = initiator(options);
-    config.framing = Framing::WebSocket;
-    let mut upgrade = tls::no_tls();
-    let closed = connection(
-        options,
-        config,
-        &socket,
-        &mut upgrade,
-        &mut reporter,
-        ready,
-        control,
-    )
-    .await
-    .map_err(|e| fail(&reporter, Failure::from_core(&e, socket.end_reason())))?;
-    finish(closed, &reporter, control, &socket)
+    let mut resume = None;
+    let mut attempts = 0;
+    loop {
+        let socket = match open(options, Carrying::Elements, &reporter).await {
+            Err(_) if resume_again(&resume, control, &mut attempts, &mut reporter).await => {
+                continue
+            }
+            socket => socket?,
+        };
+        let mut config = initiator(options);
+        config.framing = Framing::WebSocket;
+        let mut upgrade = tls::no_tls();
+        let result = connection(
+            options,
+            config,
+            &socket,
+            &mut upgrade,
+            &mut reporter,
+            ready,
+            control,
+            &mut resume,
+        )
+        .await;
+        if lost(&result, &mut attempts)
+            && resume_again(&resume, control, &mut attempts, &mut reporter).await
+        {
+            continue;
+        }
+        let closed =
+            result.map_err(|e| fail(&reporter, Failure::from_core(&e, socket.end_reason())))?;
+        return finish(closed, &reporter, control, &socket);
+    }
+}
+
+/// Whether a connection's `result` is a lost link (the stream failed, or a connection
+/// made to resume failed to negotiate); a connection that bound resets `attempts`.
+fn lost(result: &Result<Closed, Error>, attempts: &mut u32) -> bool {
+    match result {
+        Ok(Closed::Failed(_)) => {
+            *attempts = 0;
+            true
+        }
+        Ok(_) => false,
+        Err(_) => *attempts > 0,
+    }
 }
 
 /// The raw stream through the bridge, STARTTLS and TLS in the page.
@@ -303,8 +436,15 @@ async fn tunnel_mode(
     let mut read = vec![0u8; tls::READ_BUFFER];
     let mut write = vec![0u8; tls::WRITE_BUFFER];
     let mut accepted_once = false;
+    let mut resume = None;
+    let mut attempts = 0;
     loop {
-        let socket = open(options, Carrying::Bytes, &reporter).await?;
+        let socket = match open(options, Carrying::Bytes, &reporter).await {
+            Err(_) if resume_again(&resume, control, &mut attempts, &mut reporter).await => {
+                continue
+            }
+            socket => socket?,
+        };
         let mut upgrade = TunnelTls::new(
             &mut read,
             &mut write,
@@ -322,8 +462,18 @@ async fn tunnel_mode(
             &mut reporter,
             ready,
             control,
+            &mut resume,
         )
         .await;
+        if lost(&result, &mut attempts)
+            && resume_again(&resume, control, &mut attempts, &mut reporter).await
+        {
+            // The buffers are free again once `upgrade` is gone.
+            drop(upgrade);
+            read.fill(0);
+            write.fill(0);
+            continue;
+        }
         let e = match result {
             Ok(closed) => return finish(closed, &reporter, control, &socket),
             Err(e) => e,
@@ -363,8 +513,10 @@ async fn tunnel_mode(
 }
 
 /// One connection on `socket`, in either mode: the core's `Connection`, negotiated with
-/// `driver::negotiate` (`Err`: why it failed), then the bound stream (see [`bound`]) until
-/// it ends; then TLS is closed.
+/// `driver::negotiate` (`Err`: why it failed), resuming `resume` when there is one, then the
+/// bound stream (see [`bound`]) until it ends; then TLS is closed. A stream that failed
+/// leaves its stream-management session in `resume`, to be resumed; a closed one none.
+#[allow(clippy::too_many_arguments)]
 async fn connection(
     options: &Options,
     config: InitiatorConfig,
@@ -373,13 +525,19 @@ async fn connection(
     reporter: &mut Reporter,
     ready: &mut Option<oneshot::Sender<Result<String, Failure>>>,
     control: &ControlCell,
+    resume: &mut Option<SmState>,
 ) -> Result<Closed, Error> {
     let mut settings = ConnectionOptions::default();
     settings.timeouts.negotiation = Some(Duration::from_millis(options.timeout_ms.into()));
+    let mut config = config;
+    // A copy: the session stays here until a negotiation has taken it over.
+    config.resume.clone_from(resume);
     let mut connection =
         InitiatingConnection::initiate(config, BrowserRng, settings, BrowserClock.now());
     let mut io = MaybeTls::Plain(socket.clone());
     let outcome = negotiate(&mut io, upgrade, &mut connection, reporter, &BrowserClock).await?;
+    // Resumed or reported (`resumed`, `resume-failed`): the connection has it now.
+    *resume = None;
     let closed = {
         let (mut reader, mut writer) = tls::split(&mut io, socket);
         bound(
@@ -393,6 +551,9 @@ async fn connection(
         )
         .await
     };
+    if let Closed::Failed(_) = closed {
+        *resume = connection.take_sm_state();
+    }
     // After the closing tags (§4.4): close_notify; the WebSocket closes with its last
     // handle, when the caller is done with it.
     #[cfg(feature = "tunnel")]
@@ -482,9 +643,10 @@ async fn bound(
     if let Some(ready) = ready.take() {
         let _ = ready.send(Ok(jid));
     }
+    let callbacks = reporter.callbacks().clone();
     let mut deliver = PageDeliver {
         control,
-        on_stanza: reporter.callbacks().on_stanza.clone(),
+        callbacks: &callbacks,
     };
     let mut buf = vec![0u8; READ_CHUNK];
     driver::run(
@@ -516,12 +678,12 @@ fn finish(
         // Everything sent before the closing tags went out (§4.4).
         Closed::ByUs => {
             by("client");
-            (Ok(()), Ok(()))
+            (Ok(None), Ok(()))
         }
         Closed::ByPeer => {
             by("server");
             (
-                Ok(()),
+                Ok(None),
                 Err(Failure::transport("the server closed the stream")),
             )
         }
@@ -536,6 +698,7 @@ fn finish(
             }
         }
     };
+    let in_flight = in_flight.map(|(done, _)| done);
     for done in in_flight.into_iter().chain(closing) {
         let _ = done.send(settled.clone());
     }

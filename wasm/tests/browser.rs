@@ -3,7 +3,10 @@
 //! `tests/run`): websocket mode (RFC 7395 to mod_websocket) and tunnel mode (STARTTLS and
 //! TLS in the page, through the bridge to the C2S port), the events and transcript the
 //! page sees, messages between sessions, close, trust on first use with pins in
-//! localStorage and the changed-key error, and the errors a page must tell apart.
+//! localStorage and the changed-key error, and the errors a page must tell apart; and
+//! stream management (XEP-0198) against Prosody with `mod_smacks` through a proxy the test
+//! cuts: `ack` events, and the session resumed (`resumed`) in both modes with every
+//! message delivered exactly once.
 #![cfg(target_arch = "wasm32")]
 
 use std::cell::RefCell;
@@ -325,6 +328,166 @@ async fn no_server_is_a_transport_error() {
     assert_eq!(text(&err, "kind"), "transport", "{}", text(&err, "message"));
 }
 
+// ---- stream management: a cut link resumed, in both modes ------------------------------
+
+/// Waits (polling every 20 ms) until `done` holds; `false` after `limit_ms`.
+async fn wait_until(limit_ms: i32, done: impl Fn() -> bool) -> bool {
+    let mut waited = 0;
+    while !done() {
+        if waited >= limit_ms {
+            return false;
+        }
+        sleep(20).await;
+        waited += 20;
+    }
+    true
+}
+
+/// Cuts the proxy's newest connection (both sides closed at once, mid-stream): a
+/// connection to its cut port does it (the WebSocket opened there then fails).
+async fn cut(url: &str) {
+    let before = web_sys::WebSocket::new(url).expect("the cut port's URL");
+    // The proxy cuts when the connection is accepted; the handshake then fails.
+    sleep(300).await;
+    before.close().ok();
+}
+
+/// The details of `step` events seen so far.
+fn details(seen: &SeenCell, step: &str) -> Vec<JsValue> {
+    seen.borrow()
+        .events
+        .iter()
+        .filter(|(s, _)| s == step)
+        .map(|(_, d)| d.clone())
+        .collect()
+}
+
+/// How many of the stanzas `seen` got contain `needle`.
+fn received(seen: &SeenCell, needle: &str) -> usize {
+    seen.borrow()
+        .stanzas
+        .iter()
+        .filter(|s| s.contains(needle))
+        .count()
+}
+
+/// alice (`opts`, through a proxy) sends bob (directly) 3 messages, each resolved with its
+/// number and acknowledged (`ack`); the proxy cuts her link; 3 more are sent while she
+/// reconnects; the session resumes (`resumed`, not a new one) and bob gets all 6 exactly
+/// once.
+async fn resumes_after_a_cut(opts: ConnectOptions, seen: SeenCell, cut_url: &str, tag: &str) {
+    let alice: Session = connect(opts)
+        .await
+        .expect("alice connects through the proxy");
+    let (bob_opts, bob_seen) = options(&[
+        ("mode", "websocket".into()),
+        ("url", server!("XH_WASM_SM_DIRECT_WS_URL").into()),
+        (
+            "jid",
+            format!("{}@{}", server!("XH_WASM_USER2"), server!("XH_WASM_DOMAIN")).into(),
+        ),
+        ("password", server!("XH_WASM_SM_PASSWORD2").into()),
+        ("resource", "observer".into()),
+    ]);
+    let bob: Session = connect(bob_opts).await.expect("bob connects");
+    let message = |i: u32| {
+        format!(
+            "<message to='{}' type='chat'><body>{tag} {i}.</body></message>",
+            bob.jid()
+        )
+    };
+    let mut numbers = Vec::new();
+    for i in 1..=3 {
+        let number = done(alice.send(message(i))).await.expect("alice sends");
+        numbers.push(
+            number
+                .as_f64()
+                .expect("send() resolves with the stanza's number"),
+        );
+    }
+    let last = numbers[2];
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1.0),
+        "numbers in order: {numbers:?}"
+    );
+    let acked_up_to = |seen: &SeenCell| {
+        details(seen, "ack")
+            .iter()
+            .filter_map(|d| prop(d, "to").as_f64())
+            .fold(0.0, f64::max)
+    };
+    assert!(
+        wait_until(10_000, || acked_up_to(&seen) > last).await,
+        "no ack event covers {last}: {:?}",
+        details(&seen, "ack")
+    );
+
+    cut(cut_url).await;
+    for i in 4..=6 {
+        // Queued while the task reconnects, or written to the dead link and sent again.
+        done(alice.send(message(i)))
+            .await
+            .expect("a send while the link is down is kept");
+    }
+    assert!(
+        wait_until(20_000, || !details(&seen, "resumed").is_empty()).await,
+        "not resumed; events: {:?}",
+        seen.borrow()
+            .events
+            .iter()
+            .map(|(s, _)| s.clone())
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        details(&seen, "resume-failed").is_empty(),
+        "the session was lost instead of resumed"
+    );
+    let all_arrived = || (1..=6).all(|i| received(&bob_seen, &format!(">{tag} {i}.<")) >= 1);
+    assert!(
+        wait_until(10_000, all_arrived).await,
+        "messages lost: {:?}",
+        bob_seen.borrow().stanzas
+    );
+    // Late duplicates would come within the same round trip.
+    sleep(500).await;
+    for i in 1..=6 {
+        assert_eq!(
+            received(&bob_seen, &format!(">{tag} {i}.<")),
+            1,
+            "message {i} not exactly once: {:?}",
+            bob_seen.borrow().stanzas
+        );
+    }
+    assert!(
+        wait_until(10_000, || acked_up_to(&seen) > last + 3.0).await,
+        "the messages after the cut were not acknowledged: {:?}",
+        details(&seen, "ack")
+    );
+    done(alice.close()).await.expect("alice closes");
+    done(bob.close()).await.expect("bob closes");
+}
+
+#[wasm_bindgen_test]
+async fn websocket_mode_resumes_after_a_cut_link() {
+    let (opts, seen) = options(&[
+        ("mode", "websocket".into()),
+        ("url", server!("XH_WASM_SM_WS_URL").into()),
+        (
+            "jid",
+            format!("{}@{}", server!("XH_WASM_USER"), server!("XH_WASM_DOMAIN")).into(),
+        ),
+        ("password", server!("XH_WASM_SM_PASSWORD").into()),
+        ("resource", "resuming".into()),
+    ]);
+    resumes_after_a_cut(
+        opts,
+        seen,
+        server!("XH_WASM_SM_CUT_WS_URL"),
+        "over websocket",
+    )
+    .await;
+}
+
 // ---- tunnel mode: STARTTLS in the page through the bridge to Prosody's C2S port ----------
 
 /// Tunnel mode, in the package with the `tunnel` feature (the default).
@@ -346,6 +509,28 @@ mod tunnel {
         ];
         pairs.extend(extra.iter().cloned());
         options(&pairs)
+    }
+
+    #[wasm_bindgen_test]
+    async fn tunnel_mode_resumes_after_a_cut_link() {
+        let (opts, seen) = options(&[
+            ("mode", "tunnel".into()),
+            ("url", server!("XH_WASM_SM_TUNNEL_URL").into()),
+            (
+                "jid",
+                format!("{}@{}", server!("XH_WASM_USER"), server!("XH_WASM_DOMAIN")).into(),
+            ),
+            ("password", server!("XH_WASM_SM_PASSWORD").into()),
+            ("resource", "resuming-tunnel".into()),
+            ("ca", server!("XH_WASM_SM_CA_PEM").into()),
+        ]);
+        resumes_after_a_cut(
+            opts,
+            seen,
+            server!("XH_WASM_SM_CUT_TUNNEL_URL"),
+            "through the tunnel",
+        )
+        .await;
     }
 
     fn steps(seen: &SeenCell) -> Vec<String> {

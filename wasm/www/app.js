@@ -201,7 +201,15 @@ function options(acceptChangedKey) {
         onClosed();
       } else if (ev.step === "bound") {
         timeline.detail("bind", { jid: ev.detail && ev.detail.jid });
-      } else if (ev.step !== "error") {
+      } else if (ev.step === "resumed") {
+        // XEP-0198: the link dropped and the session went on over a new connection.
+        const d = ev.detail || {};
+        transcriptLine({ dir: "info", text: `-- session resumed: ${d.acked} acknowledged, ${d.resent} sent again --` });
+      } else if (ev.step === "resume-failed") {
+        const d = ev.detail || {};
+        const lost = (d.notDelivered || []).length;
+        transcriptLine({ dir: "info", text: `-- the server lost the session (${d.condition || "no reason"}); ${lost} not known delivered --` });
+      } else if (ev.step !== "error" && ev.step !== "ack") {
         timeline.event(ev.step, ev.detail);
       }
     },

@@ -4,6 +4,7 @@
 use alloc::string::String;
 use core::fmt::Write as _;
 
+use crate::xml::decimal::push_decimal;
 use crate::xml::escape::escape_attr;
 
 use super::NS_SM;
@@ -108,7 +109,9 @@ pub(crate) fn enable(resume: bool, max: Option<u32>) -> String {
         s.push_str(" resume='true'");
     }
     if let Some(max) = max {
-        let _ = write!(s, " max='{max}'");
+        s.push_str(" max='");
+        push_decimal(&mut s, max);
+        s.push('\'');
     }
     s.push_str("/>");
     s
@@ -122,7 +125,9 @@ pub(crate) fn enabled(id: Option<&str>, max: Option<u32>) -> String {
         escape_attr(id, &mut s);
         s.push_str("' resume='true'");
         if let Some(max) = max {
-            let _ = write!(s, " max='{max}'");
+            s.push_str(" max='");
+            push_decimal(&mut s, max);
+            s.push('\'');
         }
     }
     s.push_str("/>");
@@ -133,7 +138,9 @@ pub(crate) fn enabled(id: Option<&str>, max: Option<u32>) -> String {
 pub(crate) fn failed(condition: &str, h: Option<u32>) -> String {
     let mut s = String::from("<failed xmlns='urn:xmpp:sm:3'");
     if let Some(h) = h {
-        let _ = write!(s, " h='{h}'");
+        s.push_str(" h='");
+        push_decimal(&mut s, h);
+        s.push('\'');
     }
     let _ = write!(s, "><{condition} xmlns='{NS_STANZAS}'/></failed>");
     s
@@ -144,8 +151,9 @@ pub(crate) const REQUEST: &str = "<r xmlns='urn:xmpp:sm:3'/>";
 
 /// `<a h=…/>` (§4).
 pub(crate) fn ack(h: u32) -> String {
-    let mut s = String::new();
-    let _ = write!(s, "<a xmlns='urn:xmpp:sm:3' h='{h}'/>");
+    let mut s = String::from("<a xmlns='urn:xmpp:sm:3' h='");
+    push_decimal(&mut s, h);
+    s.push_str("'/>");
     s
 }
 
@@ -160,8 +168,11 @@ pub(crate) fn resumed(previd: &str, h: u32) -> String {
 }
 
 fn previd_h(name: &str, previd: &str, h: u32) -> String {
-    let mut s = String::new();
-    let _ = write!(s, "<{name} xmlns='urn:xmpp:sm:3' h='{h}' previd='");
+    let mut s = String::from("<");
+    s.push_str(name);
+    s.push_str(" xmlns='urn:xmpp:sm:3' h='");
+    push_decimal(&mut s, h);
+    s.push_str("' previd='");
     escape_attr(previd, &mut s);
     s.push_str("'/>");
     s

@@ -1,4 +1,5 @@
 //! XML for XMPP (RFC 6120 §11): the streaming framer, per-element parsing, escaping.
+pub mod decimal;
 pub(crate) mod document;
 pub mod element;
 pub mod escape;

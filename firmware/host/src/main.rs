@@ -12,7 +12,9 @@
 //! (`0` turns echo off); `TAP_IF` (default `tap0`), `TAP_ADDR` (`a.b.c.d/len`), `TAP_DNS`
 //! (the DNS server, `a.b.c.d`, of this static configuration), `SCRAM_CACHE` (file for the
 //! SCRAM cache and the pin); `XMPP_SOAK=1` closes each session once bound and reconnects
-//! at once (a reconnect soak); `HEAP_REPORT_MS` (default 5000) is the period of the heap
+//! at once (a reconnect soak); `XMPP_IDLE_MS` (default 90000) is how long a silent server
+//! goes before an ack request, and a link without an answer counts as lost after twice it
+//! (`Config::idle`); `HEAP_REPORT_MS` (default 5000) is the period of the heap
 //! report. Logs go to stderr (`RUST_LOG`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -162,6 +164,12 @@ async fn main(spawner: Spawner) {
     };
     config.behaviour.echo = std::env::var("XMPP_ECHO").as_deref() != Ok("0");
     config.behaviour.soak = std::env::var("XMPP_SOAK").as_deref() == Ok("1");
+    if let Some(ms) = std::env::var("XMPP_IDLE_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+    {
+        config.idle = Duration::from_millis(ms);
+    }
     config.behaviour.report_to = settings.report_to.map(leak);
     if let Some(ms) = settings.period_ms {
         config.behaviour.period = Duration::from_millis(ms);

@@ -7,8 +7,10 @@
 //!
 //! Starts two Prosodys for the same domain with different keys (the harness's defaults:
 //! STARTTLS required, mod_websocket with `consider_websocket_secure`, users alice and bob),
-//! our own receiving entity, and the host's WebSocket-to-TCP bridge allowed to reach the
-//! three C2S ports; passes where to find them in `XH_WASM_*` environment variables (the
+//! a third with `mod_smacks` (XEP-0198) reached through two proxies a page can cut (its
+//! WebSocket endpoint and its C2S port; a connection to a proxy's cut port closes the
+//! proxy's newest connection on both sides), our own receiving entity, and the host's
+//! WebSocket-to-TCP bridge allowed to reach the C2S ports; passes where to find them in `XH_WASM_*` environment variables (the
 //! tests read them at compile time), runs the command, stops everything, and exits with
 //! the command's status.
 
@@ -22,6 +24,7 @@ use xmpp_handshake_core::trust::Fingerprint;
 use xmpp_handshake_host::bridge::{self, Bridge, BridgeConfig, Target};
 use xmpp_handshake_host::certs::ServerIdentity;
 use xmpp_handshake_host::serve::{ServeConfig, Server};
+use xmpp_handshake_tests::proxy::CutProxy;
 use xmpp_handshake_tests::{Prosody, ProsodyOptions};
 
 /// Where the in-process servers listen.
@@ -31,12 +34,43 @@ struct InProcess {
     /// Our own receiving entity (`serve`): its C2S port and its CA (PEM).
     serve: u16,
     serve_ca: String,
+    /// The proxy in front of the smacks Prosody's WebSocket endpoint, and its cut port.
+    ws_proxy: u16,
+    ws_cut: u16,
+    /// The proxy in front of its C2S port (the bridge's target), and its cut port.
+    c2s_proxy: u16,
+    c2s_cut: u16,
+}
+
+/// A [`CutProxy`] to `upstream` and a port that cuts its newest connection whenever a
+/// connection to it is accepted (a page opens a WebSocket there; it fails, the cut is
+/// done): `(proxy port, cut port)`. Both run as long as the current runtime.
+async fn cuttable(upstream: std::net::SocketAddr) -> Result<(u16, u16), String> {
+    let proxy = CutProxy::start(upstream).await.map_err(|e| e.to_string())?;
+    let control = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let ports = (
+        proxy.addr.port(),
+        control.local_addr().map_err(|e| e.to_string())?.port(),
+    );
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = control.accept().await {
+            proxy.cut();
+            drop(stream);
+        }
+    });
+    Ok(ports)
 }
 
 /// Starts, in a thread of its own, the bridge (allowed to reach `allow` and our server) and
 /// our receiving entity (SCRAM `-PLUS` with `tls-server-end-point`, which Prosody does not
 /// offer on TLS 1.3), both on ephemeral loopback ports.
-fn start_in_process(mut allow: Vec<Target>, user: (String, String)) -> Result<InProcess, String> {
+fn start_in_process(
+    mut allow: Vec<Target>,
+    user: (String, String),
+    smacks: (std::net::SocketAddr, std::net::SocketAddr),
+) -> Result<InProcess, String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -65,6 +99,12 @@ fn start_in_process(mut allow: Vec<Target>, user: (String, String)) -> Result<In
                     .map_err(|e| e.to_string())?;
                 let bridge = listener.local_addr().map_err(|e| e.to_string())?.port();
                 let serve = server.addr.port();
+                let (ws_proxy, ws_cut) = cuttable(smacks.0).await?;
+                let (c2s_proxy, c2s_cut) = cuttable(smacks.1).await?;
+                allow.push(Target {
+                    host: "127.0.0.1".into(),
+                    port: c2s_proxy,
+                });
                 Ok::<_, String>((
                     server,
                     listener,
@@ -72,6 +112,10 @@ fn start_in_process(mut allow: Vec<Target>, user: (String, String)) -> Result<In
                         bridge,
                         serve,
                         serve_ca,
+                        ws_proxy,
+                        ws_cut,
+                        c2s_proxy,
+                        c2s_cut,
                     },
                 ))
             };
@@ -101,9 +145,15 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let start = || Prosody::start(ProsodyOptions::default());
-    let (prosody, other) = match (start(), start()) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => {
+    let smacks = || {
+        Prosody::start(ProsodyOptions {
+            extra_host_config: "  modules_enabled = { \"smacks\" }\n".into(),
+            ..ProsodyOptions::default()
+        })
+    };
+    let (prosody, other, smacks) = match (start(), start(), smacks()) {
+        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             eprintln!("wasm-test-servers: cannot start Prosody: {e}");
             return ExitCode::from(1);
         }
@@ -116,6 +166,10 @@ fn main() -> ExitCode {
     let in_process = match start_in_process(
         vec![target(&prosody), target(&other)],
         (alice.name.clone(), alice.password.clone()),
+        (
+            ([127, 0, 0, 1], smacks.ports.http).into(),
+            smacks.c2s_addr(),
+        ),
     ) {
         Ok(p) => p,
         Err(e) => {
@@ -157,6 +211,31 @@ fn main() -> ExitCode {
             ),
         ),
         ("XH_WASM_SERVE_CA_PEM", in_process.serve_ca.clone()),
+        // Prosody with mod_smacks through the proxies (same domain, its own accounts).
+        (
+            "XH_WASM_SM_WS_URL",
+            format!("ws://127.0.0.1:{}/xmpp-websocket", in_process.ws_proxy),
+        ),
+        (
+            "XH_WASM_SM_CUT_WS_URL",
+            format!("ws://127.0.0.1:{}/", in_process.ws_cut),
+        ),
+        (
+            "XH_WASM_SM_TUNNEL_URL",
+            format!(
+                "ws://127.0.0.1:{bridge}/bridge?target=127.0.0.1:{}",
+                in_process.c2s_proxy
+            ),
+        ),
+        (
+            "XH_WASM_SM_CUT_TUNNEL_URL",
+            format!("ws://127.0.0.1:{}/", in_process.c2s_cut),
+        ),
+        // The second user's own way in, not through a proxy.
+        ("XH_WASM_SM_DIRECT_WS_URL", smacks.websocket_url()),
+        ("XH_WASM_SM_PASSWORD", smacks.users[0].password.clone()),
+        ("XH_WASM_SM_PASSWORD2", smacks.users[1].password.clone()),
+        ("XH_WASM_SM_CA_PEM", smacks.pki.ca_pem.clone()),
     ];
     for (name, value) in &vars {
         if !name.ends_with("_PEM") {
@@ -166,6 +245,7 @@ fn main() -> ExitCode {
     let status = Command::new(program).args(rest).envs(vars).status();
     drop(prosody);
     drop(other);
+    drop(smacks);
     match status {
         Ok(s) if s.success() => ExitCode::SUCCESS,
         Ok(s) => {
