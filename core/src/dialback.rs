@@ -69,6 +69,7 @@ pub enum Kind {
 
 /// The `type` of an answer (XEP-0220 §2.1.3, §2.1.4, §2.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Verdict {
     /// The key was vouched for.
     Valid,
