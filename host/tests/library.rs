@@ -414,3 +414,51 @@ async fn fast_token_and_inline_resumption_through_the_library() {
     alice.close().await.unwrap();
     bob.close().await.unwrap();
 }
+
+/// RFC 8446 §2.2: the TLS 1.3 ticket serve sent on the first connect is kept in the
+/// options' `tls_sessions`; a reconnect with a clone of those options resumes the TLS
+/// session (no certificate exchange), one with fresh options does a full handshake again.
+/// On the STARTTLS port and on the Direct TLS one (XEP-0368).
+#[tokio::test]
+async fn a_reconnect_resumes_the_tls_session_the_options_kept() {
+    let serve = ServeBin::start(&["--direct-tls-listen", "127.0.0.1:0"], &[]).await;
+    let direct_port: u16 = serve
+        .banner
+        .lines()
+        .find(|l| l.contains("Direct TLS (XEP-0368"))
+        .and_then(|l| l.rsplit(':').next())
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Direct TLS port in {:?}", serve.banner));
+    let direct = || ClientOptions {
+        direct_tls: true,
+        port: Some(direct_port),
+        ..options(&serve)
+    };
+    for (what, fresh) in [
+        (
+            "STARTTLS",
+            &(|| options(&serve)) as &dyn Fn() -> ClientOptions,
+        ),
+        ("Direct TLS", &direct),
+    ] {
+        let kept = fresh();
+        let first = Client::connect("alice@example.com/tls", "alice-pw", kept.clone())
+            .await
+            .expect("alice logs in");
+        assert!(!first.tls_resumed(), "{what}: nothing to resume yet");
+        first.close().await.unwrap();
+
+        let second = Client::connect("alice@example.com/tls", "alice-pw", kept.clone())
+            .await
+            .expect("alice logs in again");
+        assert!(second.tls_resumed(), "{what}: the kept ticket resumed");
+        assert_eq!(second.jid().bare().to_string(), "alice@example.com");
+        second.close().await.unwrap();
+
+        let other = Client::connect("alice@example.com/tls", "alice-pw", fresh())
+            .await
+            .expect("alice logs in with fresh options");
+        assert!(!other.tls_resumed(), "{what}: fresh options hold no ticket");
+        other.close().await.unwrap();
+    }
+}

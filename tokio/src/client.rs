@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use embedded_io_adapters::tokio_1::FromTokio;
 use futures_core::Stream;
-use rustls::RootCertStore;
+use rustls::{HandshakeKind, RootCertStore};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 use xmpp_handshake_core::connection::{Connection, ConnectionOptions, Outcome, Stanza, Timeouts};
 use xmpp_handshake_core::driver::{self, Clock as _, MaybeTls, TlsUpgrade as _};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
@@ -51,6 +52,15 @@ impl Trust {
         crate::tls::verify::roots_from_pem(pem)
             .map(Trust::Anchors)
             .map_err(|e| Error::Config(format!("the CA bundle: {e}")))
+    }
+
+    /// Whether both check certificates against the same anchors.
+    fn same_anchors(&self, other: &Trust) -> bool {
+        match (self, other) {
+            (Trust::Platform, Trust::Platform) => true,
+            (Trust::Anchors(a), Trust::Anchors(b)) => a.roots == b.roots,
+            _ => false,
+        }
     }
 }
 
@@ -100,6 +110,57 @@ pub struct ClientOptions {
     /// What an earlier login kept ([`Client::login_memory`], stored with
     /// [`LoginMemory::to_bytes`]): its SCRAM keys, its user agent id and FAST token.
     pub login_memory: Option<LoginMemory>,
+    /// Where the TLS 1.3 session tickets the server sends are kept (RFC 8446 §2.2,
+    /// §4.6.1): connects made with clones of these options offer them, so a reconnect
+    /// within the process resumes the TLS session instead of a full handshake with
+    /// certificates ([`Client::tls_resumed`] says which happened).
+    pub tls_sessions: TlsSessions,
+}
+
+/// TLS session tickets kept across connects in one process (RFC 8446 §2.2), shared by
+/// clones. rustls resumes a session only under the verifier that checked it, so what is
+/// kept is the whole TLS configuration (its verifier and ticket cache) per domain and
+/// [`Trust`]: a connect with other anchors gets a configuration, and a full handshake,
+/// of its own.
+#[derive(Clone, Debug, Default)]
+pub struct TlsSessions(Arc<Mutex<Vec<KeptTls>>>);
+
+/// One domain's TLS configuration under one trust.
+#[derive(Debug)]
+struct KeptTls {
+    domain: String,
+    trust: Trust,
+    config: Arc<rustls::ClientConfig>,
+}
+
+/// Domains (with their trust) whose TLS configuration [`TlsSessions`] keeps at most; the
+/// oldest goes first.
+const KEPT_DOMAINS: usize = 8;
+
+impl TlsSessions {
+    /// The configuration kept for `domain` under `trust`, else a new one, kept.
+    fn config(&self, domain: &str, trust: &Trust) -> Result<Arc<rustls::ClientConfig>, Error> {
+        let mut kept = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(k) = kept
+            .iter()
+            .find(|k| k.domain == domain && k.trust.same_anchors(trust))
+        {
+            return Ok(k.config.clone());
+        }
+        let config = tls_config(domain, trust)?;
+        if kept.len() == KEPT_DOMAINS {
+            kept.remove(0);
+        }
+        kept.push(KeptTls {
+            domain: domain.to_owned(),
+            trust: trust.clone(),
+            config: config.clone(),
+        });
+        Ok(config)
+    }
 }
 
 impl Default for ClientOptions {
@@ -123,6 +184,7 @@ impl Default for ClientOptions {
             request_fast_token: true,
             use_fast_token: true,
             login_memory: None,
+            tls_sessions: TlsSessions::default(),
         }
     }
 }
@@ -183,6 +245,7 @@ pub struct Client {
     jid: Jid,
     stream: BoundStream,
     memory: Option<LoginMemory>,
+    tls_resumed: bool,
 }
 
 impl Client {
@@ -196,7 +259,7 @@ impl Client {
             .and_then(Jid::require_local)
             .map_err(Error::Jid)?;
         let domain = account.domain().to_string();
-        let tls_config = tls_config(&domain, &options.trust)?;
+        let tls_config = options.tls_sessions.config(&domain, &options.trust)?;
         let targets = resolve::targets(
             &SystemResolver,
             &domain,
@@ -273,6 +336,13 @@ impl Client {
     /// ```
     pub fn login_memory(&self) -> Option<&LoginMemory> {
         self.memory.as_ref()
+    }
+
+    /// Whether the TLS handshake resumed a session whose ticket an earlier connect kept in
+    /// [`ClientOptions::tls_sessions`] (RFC 8446 §2.2: no certificate exchange), rather
+    /// than a full handshake.
+    pub fn tls_resumed(&self) -> bool {
+        self.tls_resumed
     }
 
     /// Closes the stream (§4.4) and waits until the server closed its side (everything
@@ -398,6 +468,7 @@ async fn login(
     let outcome =
         driver::negotiate(&mut io, &mut tls, &mut connection, &mut (), &TokioClock).await?;
     let jid = bound_jid(&outcome)?;
+    let tls_resumed = resumed(&io);
     // Only a verified login is kept (a SASL mechanism, or a FAST token whose server proof
     // was checked).
     let memory = (outcome.mechanism.is_some() || outcome.sasl2).then(|| {
@@ -413,7 +484,24 @@ async fn login(
         jid,
         stream,
         memory,
+        tls_resumed,
     })
+}
+
+/// Whether the connection's TLS, Direct or after STARTTLS, resumed a session (RFC 8446
+/// §2.2).
+fn resumed<T, S>(
+    io: &MaybeTls<FromTokio<MaybeDirect<TlsStream<T>>>, FromTokio<TlsStream<S>>>,
+) -> bool {
+    let connection = match io {
+        MaybeTls::Plain(direct) => match direct.inner() {
+            MaybeDirect::Tls(tls) => Some(tls.get_ref().1),
+            MaybeDirect::Tcp(_) => None,
+        },
+        MaybeTls::Tls(tls) => Some(tls.inner().get_ref().1),
+        MaybeTls::Closed => None,
+    };
+    connection.and_then(|c| c.handshake_kind()) == Some(HandshakeKind::Resumed)
 }
 
 /// The JID the negotiation bound (§7.6.1).

@@ -46,7 +46,7 @@ pub mod transport;
 pub mod upgrade;
 
 pub use bound::{BoundStream, Incoming};
-pub use client::{Client, ClientOptions, Trust};
+pub use client::{Client, ClientOptions, TlsSessions, Trust};
 pub use server::{Listener, Peer, ServerOptions};
 
 /// The README's snippets, compiled and run as doc tests.
