@@ -9,6 +9,9 @@
 //! serve's S2S listener has port 5269 (no DNS, no network namespace). serve reaches
 //! `a.test` through `--s2s-peer`.
 //!
+//! Bidirectional streams (XEP-0288) with Prosody's `mod_s2s_bidi`: the same round trips
+//! on the one connection serve opens.
+//!
 //! Server Dialback (XEP-0220) as well: with Prosody both ways when neither side's
 //! certificate can do EXTERNAL, with ejabberd after it refuses our certificate at
 //! `<auth/>`, and a key that does not verify ends with `<not-authorized/>`.
@@ -273,6 +276,20 @@ async fn next_containing(client: &mut Client, needle: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_and_prosody_federate_both_ways_with_external() {
+    prosody_external_round_trips(false).await;
+}
+
+/// XEP-0288 with Prosody's `mod_s2s_bidi`: serve's link asks for a bidirectional stream,
+/// and every message after Bob's first, Prosody's included, travels on that one
+/// connection: serve's listener never authenticates a stream from `a.test`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_and_prosody_share_one_bidirectional_stream() {
+    prosody_external_round_trips(true).await;
+}
+
+/// Bob (serve) writes first, Alice (Prosody) answers, then Alice first and Bob answers; with
+/// `bidi` Prosody loads `mod_s2s_bidi`.
+async fn prosody_external_round_trips(bidi: bool) {
     let ours = Ours::new();
     let ip = xmpp_handshake_tests::own_loopback();
     let hosts = ours.files.write("hosts", &format!("{ip} b.test\n"));
@@ -282,6 +299,11 @@ async fn serve_and_prosody_federate_both_ways_with_external() {
             "s2s_secure_auth = true\ns2s_ssl = {{ cafile = {:?} }}\nunbound = {{ hoststxt = {hosts:?} }}\n",
             ours.ca
         ),
+        extra_host_config: if bidi {
+            "  modules_enabled = { \"s2s_bidi\" }\n".into()
+        } else {
+            String::new()
+        },
         ..Default::default()
     }) else {
         return;
@@ -332,7 +354,8 @@ async fn serve_and_prosody_federate_both_ways_with_external() {
         serve.log(),
         p.log_tail(40)
     );
-    // Prosody -> serve: Prosody's outgoing stream, found through its hosts file.
+    // Prosody -> serve: Prosody's outgoing stream, found through its hosts file, or with
+    // bidi the stream serve opened.
     alice
         .send(&stanza::message(
             &from,
@@ -366,13 +389,21 @@ async fn serve_and_prosody_federate_both_ways_with_external() {
         ("bob@b.test/phone", "second answer")
     );
 
-    // Both directions authenticated with EXTERNAL, as the trace shows.
+    // Both directions authenticated with EXTERNAL, as the trace shows; with bidi on one
+    // stream, serve's.
     let log = serve.log();
     assert!(
         log.contains("s2s out a.test: authenticated (EXTERNAL)"),
         "{log}"
     );
-    assert!(log.contains("a.test authenticated (EXTERNAL)"), "{log}");
+    if bidi {
+        assert!(log.contains("<bidi xmlns='urn:xmpp:bidi'/>"), "{log}");
+        assert!(!log.contains("a.test authenticated"), "{log}");
+    } else {
+        // Prosody without mod_s2s_bidi offers none: serve never asks.
+        assert!(!log.contains("<bidi xmlns='urn:xmpp:bidi'/>"), "{log}");
+        assert!(log.contains("a.test authenticated (EXTERNAL)"), "{log}");
+    }
     assert!(
         log.contains("serve: s2s out a.test: ") && log.contains("<auth"),
         "--trace shows S2S: {log}"
