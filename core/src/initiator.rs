@@ -38,6 +38,7 @@ use alloc::string::String;
 
 use rand_core::{CryptoRng, RngCore};
 
+use crate::bidi;
 use crate::bind;
 use crate::dialback::{self, Dialback, DialbackConfig, Verdict};
 use crate::login::FastToken;
@@ -110,6 +111,10 @@ pub struct InitiatorConfig {
     /// S2S: Server Dialback (XEP-0220) as the originating server, with this key secret,
     /// where EXTERNAL is not offered or fails; `None`: SASL only.
     pub dialback: Option<DialbackConfig>,
+    /// S2S: ask for a bidirectional stream (XEP-0288) where the receiving server offers it
+    /// on the protected stream; [`Outcome::bidi`](crate::connection::Outcome::bidi) says
+    /// whether it was asked for.
+    pub bidi: bool,
 }
 
 /// What the initiating entity authenticates and binds with (§6, §7).
@@ -236,6 +241,7 @@ impl InitiatorConfig {
             stream_management: None,
             resume: None,
             dialback: None,
+            bidi: false,
         }
     }
 
@@ -452,6 +458,8 @@ struct Learned {
     peer_dialback: bool,
     /// S2S: Server Dialback authenticated the stream.
     dialback: bool,
+    /// S2S: we asked for a bidirectional stream (XEP-0288 §2).
+    bidi: bool,
 }
 
 /// What a SASL2 negotiation learned (XEP-0388, XEP-0386, XEP-0484).
@@ -577,6 +585,7 @@ impl<R: RngCore + CryptoRng> Context<'_, R> {
                 .as_ref()
                 .is_some_and(|l| l.fast_token_rejected),
             dialback: self.learned.dialback,
+            bidi: self.learned.bidi,
         }));
         State::Negotiated
     }
@@ -1341,6 +1350,16 @@ fn start_sasl_from<R: RngCore + CryptoRng>(
     // XEP-0220 §2.1.1, XEP-0178: a server tries EXTERNAL where offered (its certificate
     // proves more than DNS), dialback where not, or where EXTERNAL fails.
     let dialback = cx.dialback_allowed(&features);
+    // XEP-0288 §2: `<bidi/>` before authenticating, on a protected stream that offers it.
+    if cx.config.bidi
+        && cx.config.ns == ContentNamespace::Server
+        && cx.learned.secure
+        && bidi::offered(&features)
+        && (dialback || cx.config.sasl.is_some())
+    {
+        cx.outbox.send(bidi::REQUEST);
+        cx.learned.bidi = true;
+    }
     let external_offered = features
         .mechanisms
         .iter()

@@ -31,6 +31,7 @@ extern crate alloc;
 #[macro_use]
 mod fmt;
 
+pub mod bidi;
 pub mod bind;
 pub mod connection;
 pub mod dialback;

@@ -33,6 +33,7 @@ use core::mem;
 
 use rand_core::{CryptoRng, RngCore};
 
+use crate::bidi;
 use crate::bind;
 use crate::dialback::{self, Dialback, DialbackConfig, PeerCertificate, Verdict};
 use crate::jid::{self, Jid};
@@ -121,6 +122,9 @@ pub struct ReceiverConfig {
     /// S2S: Server Dialback (XEP-0220) in the receiving and authoritative roles, with this
     /// key secret and policy; `None`: SASL only.
     pub dialback: Option<DialbackConfig>,
+    /// S2S: offer bidirectional streams (XEP-0288) on the TLS-protected unauthenticated
+    /// stream and accept the initiating server's `<bidi/>` there.
+    pub bidi: bool,
 }
 
 impl ReceiverConfig {
@@ -141,6 +145,7 @@ impl ReceiverConfig {
             sasl2: false,
             downgrade_protection: false,
             dialback: None,
+            bidi: false,
         }
     }
 
@@ -214,6 +219,8 @@ pub struct ExpectAuth {
     /// The FAST mechanisms offered inside SASL2's `<inline/>` (XEP-0484 §3.1).
     fast: Vec<HtMechanism>,
     failures: u32,
+    /// S2S: bidirectional streams (XEP-0288) were offered with these features.
+    bidi_offered: bool,
 }
 
 /// What a SASL2 `<authenticate/>` asked for besides authentication.
@@ -361,6 +368,8 @@ struct Learned {
     stream_id: Option<String>,
     /// S2S: Server Dialback authenticated the stream.
     dialback: bool,
+    /// S2S: the initiating server asked for a bidirectional stream (XEP-0288 §2).
+    bidi: bool,
 }
 
 struct Context<'a, R, S> {
@@ -421,6 +430,7 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Context<'_, R, S> {
             fast_token: None,
             fast_token_rejected: false,
             dialback: self.learned.dialback,
+            bidi: self.learned.bidi,
         }));
         State::Negotiated
     }
@@ -693,6 +703,12 @@ impl ExpectHeader {
                     features.push_str(dialback::NS_FEATURE);
                     features.push_str("'><errors/></dialback>");
                 }
+                // XEP-0288 §2: before authentication, here only on a protected stream.
+                let bidi =
+                    cx.config.bidi && cx.config.ns == ContentNamespace::Server && cx.learned.secure;
+                if bidi {
+                    features.push_str(bidi::FEATURE);
+                }
                 Some(ExpectAuth {
                     offered,
                     cb_types,
@@ -700,6 +716,7 @@ impl ExpectHeader {
                     fast,
                     domain: domain.clone(),
                     failures: 0,
+                    bidi_offered: bidi,
                 })
                 .filter(|auth| !auth.offered.is_empty() || dialback)
             }
@@ -777,7 +794,33 @@ impl ExpectAuth {
                 )
             }
         };
+        if bidi::is_request(node) {
+            return this.bidi_request(cx);
+        }
         this.sasl_element(cx, node)
+    }
+
+    /// The initiating server's `<bidi/>` (XEP-0288 §2): recorded where it was offered;
+    /// unoffered it is an element this stream does not support (§4.9.3.23), a second one
+    /// a `<policy-violation/>`.
+    fn bidi_request<R: RngCore + CryptoRng, S: CredentialStore>(
+        self,
+        cx: &mut Context<'_, R, S>,
+    ) -> Result<State, Error> {
+        if !self.bidi_offered {
+            return Err(cx.stream_error(StreamError::with_text(
+                StreamErrorCondition::UnsupportedStanzaType,
+                "bidirectional streams (XEP-0288) were not offered",
+            )));
+        }
+        if cx.learned.bidi {
+            return Err(cx.stream_error(StreamError::with_text(
+                StreamErrorCondition::PolicyViolation,
+                "<bidi/> sent twice",
+            )));
+        }
+        cx.learned.bidi = true;
+        Ok(State::Auth(self))
     }
 
     /// An RFC 6120 `<auth/>` (or SASL2's `<authenticate/>`), or anything else, refused.

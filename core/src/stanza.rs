@@ -5,6 +5,8 @@
 use alloc::borrow::Cow;
 use alloc::string::String;
 
+use crate::jid::Jid;
+use crate::stream::error::{StreamError, StreamErrorCondition};
 use crate::stream::header::{ContentNamespace, Framing};
 
 use crate::xml::escape::{escape_attr, escape_text};
@@ -86,6 +88,50 @@ pub fn qualified(element: &str, framing: Framing) -> Cow<'_, str> {
     out.push('\'');
     out.push_str(attributes);
     Cow::Owned(out)
+}
+
+/// Checks a stanza read on a stream between servers, in either direction (on a
+/// bidirectional stream, XEP-0288 §2, the initiating server reads too): its `from` must be
+/// in `peer`, the domain the other end authenticated as on this stream (§4.9.3.9
+/// `<invalid-from/>`), its `to` in `ours` (§4.9.3.6 `<host-unknown/>`), both present
+/// (§4.9.3.7 `<improper-addressing/>`). Returns the `from`.
+pub fn check_server_addresses(
+    element: &str,
+    peer: &str,
+    ours: &str,
+) -> Result<String, StreamError> {
+    let wrapped = alloc::format!("<w xmlns='jabber:server'>{element}</w>");
+    let doc = roxmltree::Document::parse(&wrapped).ok();
+    let node = doc
+        .as_ref()
+        .and_then(|d| d.root_element().first_element_child());
+    let attr = |name: &str| node.and_then(|n| n.attribute(name));
+    let (Some(from), Some(to)) = (attr("from"), attr("to")) else {
+        return Err(StreamError::with_text(
+            StreamErrorCondition::ImproperAddressing,
+            "a stanza between servers needs 'from' and 'to'",
+        ));
+    };
+    let in_domain = |jid: &str, domain: &str| {
+        Jid::parse(jid).is_ok_and(|j| {
+            j.domain()
+                .trim_end_matches('.')
+                .eq_ignore_ascii_case(domain.trim_end_matches('.'))
+        })
+    };
+    if !in_domain(from, peer) {
+        return Err(StreamError::with_text(
+            StreamErrorCondition::InvalidFrom,
+            &alloc::format!("'from' is not in the authenticated domain {peer}"),
+        ));
+    }
+    if !in_domain(to, ours) {
+        return Err(StreamError::with_text(
+            StreamErrorCondition::HostUnknown,
+            &alloc::format!("'to' is not in {ours}"),
+        ));
+    }
+    Ok(String::from(from))
 }
 
 /// Whether the start tag whose attributes begin `attributes` has `xmlns='…'`.

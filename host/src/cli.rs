@@ -391,6 +391,10 @@ pub struct S2sArgs {
     /// TLS and never for a domain a verified certificate contradicts.
     #[arg(long)]
     pub s2s_no_dialback: bool,
+    /// No bidirectional streams (XEP-0288): neither offered to peers nor asked of them, so
+    /// each direction between two servers has its own connection.
+    #[arg(long)]
+    pub s2s_no_bidi: bool,
 }
 
 impl S2sArgs {

@@ -36,8 +36,13 @@
 //!   (`--s2s-dialback-secret-file`, else random per process). The peer's TLS client
 //!   certificate is optional: one that does not verify earns no EXTERNAL, only dialback.
 //!
-//! Streams are unidirectional (no XEP-0288): a peer sends on the stream it opened, we on
-//! ours (dialback answers excepted).
+//! * **Bidirectional streams** (XEP-0288; on unless `--s2s-no-bidi`): our links ask for
+//!   them, our listener offers them (both only over TLS). An authenticated incoming stream
+//!   that is bidirectional becomes the link to its peer when none exists (same queue bound,
+//!   counted against `--s2s-max-peers`), so the peer's reply and our next message need no
+//!   second connection; what the peer sends on our outgoing bidirectional link is checked
+//!   and routed as on its own stream. Without it streams are unidirectional: a peer sends on
+//!   the stream it opened, we on ours (dialback answers excepted).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -57,6 +62,7 @@ use xmpp_handshake_core::driver::{
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
 use xmpp_handshake_core::receiver::ReceiverConfig;
 use xmpp_handshake_core::sasl::Credentials;
+use xmpp_handshake_core::stanza::check_server_addresses;
 use xmpp_handshake_core::stream::error::{StreamError, StreamErrorCondition};
 use xmpp_handshake_core::trust::{CertificatePolicy, Service as TrustService};
 use xmpp_handshake_core::{Error, Jid};
@@ -109,6 +115,9 @@ pub struct S2sConfig {
     pub limits: ServeLimits,
     /// Server Dialback (XEP-0220) in all three roles; `None`: EXTERNAL only.
     pub dialback: Option<DialbackConfig>,
+    /// Bidirectional streams (XEP-0288), offered and asked for; on unless
+    /// `--s2s-no-bidi`.
+    pub bidi: bool,
 }
 
 impl S2sConfig {
@@ -125,6 +134,7 @@ impl S2sConfig {
             srv: None,
             limits: ServeLimits::default(),
             dialback: None,
+            bidi: true,
         }
     }
 }
@@ -165,6 +175,8 @@ pub struct Federation {
     registry: Weak<Registry>,
     links: Mutex<HashMap<String, Link>>,
     incoming: Mutex<HashMap<String, usize>>,
+    /// TCP connections the S2S listeners accepted, ever.
+    accepted: AtomicUsize,
     log: bool,
     trace: bool,
     verbose: bool,
@@ -195,6 +207,7 @@ impl Federation {
             registry: Arc::downgrade(registry),
             links: Mutex::new(HashMap::new()),
             incoming: Mutex::new(HashMap::new()),
+            accepted: AtomicUsize::new(0),
             log,
             trace,
             verbose,
@@ -206,6 +219,11 @@ impl Federation {
     /// Outgoing links now (connecting or up).
     pub fn links(&self) -> usize {
         self.lock_links().len()
+    }
+
+    /// TCP connections the S2S listeners accepted since the start.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::Acquire)
     }
 
     fn lock_links(&self) -> std::sync::MutexGuard<'_, HashMap<String, Link>> {
@@ -296,6 +314,7 @@ impl Federation {
                     continue;
                 }
             };
+            self.accepted.fetch_add(1, Ordering::AcqRel);
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 if self.log {
                     eprintln!(
@@ -342,9 +361,10 @@ impl Federation {
         receiver.limits = limits.xml;
         receiver.max_auth_failures = limits.max_auth_failures;
         receiver.dialback = self.config.dialback.clone();
+        receiver.bidi = self.config.bidi;
         let mut authority = Authority(self);
         let deadline = tokio::time::Instant::now() + self.config.timeout;
-        // Nothing may be sent to the peer on its stream (it is unidirectional): no pings.
+        // No pings: on a unidirectional stream nothing but dialback answers may be sent.
         let options = |negotiation| ConnectionOptions {
             timeouts: Timeouts {
                 negotiation: Some(negotiation),
@@ -430,47 +450,110 @@ impl Federation {
                 how_authenticated(session.outcome())
             );
         }
-        loop {
-            let stanza = match session.next_stanza().await {
-                Ok(Some(s)) => s,
-                Ok(None) => {
-                    if self.log {
-                        eprintln!("serve: s2s in {peer}: {domain} closed the stream");
+        // XEP-0288: a bidirectional stream carries our stanzas to the peer too, unless a
+        // link to it exists already (that one keeps them).
+        let mut link = if session.outcome().bidi {
+            self.adopt_link(&domain)
+        } else {
+            None
+        };
+        let ended = loop {
+            let stanza = tokio::select! {
+                stanza = next_queued(&mut link) => {
+                    let stanza = without_default_namespace(&stanza, "jabber:client");
+                    if self.trace {
+                        eprintln!("serve: s2s in {peer}: O: {stanza}");
                     }
-                    return Ok(());
+                    if let Err(e) = session.send(&stanza).await {
+                        self.bounce(&stanza, &LinkFailure::NotFound(String::new()));
+                        break Err(format!("{domain}: sending failed: {e}"));
+                    }
+                    continue;
                 }
-                Err(e) => return Err(format!("{domain}: {e}")),
+                received = session.next_stanza() => match received {
+                    Ok(Some(s)) => s,
+                    Ok(None) => {
+                        if self.log {
+                            eprintln!("serve: s2s in {peer}: {domain} closed the stream");
+                        }
+                        break Ok(());
+                    }
+                    Err(e) => break Err(format!("{domain}: {e}")),
+                },
             };
-            if let Some(answer) = self.dialback_on_stream(&stanza, &domain) {
-                // The authoritative role on an authenticated stream (XEP-0220 §2.1.3).
-                if let Some(answer) = answer {
+            if self.trace {
+                eprintln!("serve: s2s in {peer}: I: {}", stanza.raw());
+            }
+            match self.receive_from_peer(&registry, &stanza, &domain) {
+                Ok(Some(answer)) => {
                     let _ = session.send(&answer).await;
                 }
-                continue;
-            }
-            let raw = without_default_namespace(stanza.raw(), "jabber:server");
-            if self.trace {
-                eprintln!("serve: s2s in {peer}: I: {raw}");
-            }
-            match check_addresses(&raw, &domain, &self.domain) {
-                Ok(from) => {
-                    let routed = registry.route_from_peer(&from, &raw);
-                    if self.verbose {
-                        eprintln!("serve: s2s in {domain}: {}", routed.note);
-                    }
-                    if let Some(reply) = routed.reply {
-                        let _ = self.send(&domain, reply);
-                    }
-                }
+                Ok(None) => {}
                 Err(error) => {
                     let text = error.text.clone().unwrap_or_default();
                     if session.stream_error(error).await.is_ok() {
                         let _ = session.ended().await;
                     }
-                    return Err(format!("{domain}: {text}"));
+                    break Err(format!("{domain}: {text}"));
                 }
             }
+        };
+        if let Some((mut rx, queued)) = link {
+            let why = LinkFailure::NotFound(String::from("the bidirectional stream ended"));
+            self.close_link(&domain, &mut rx, &queued, &why);
         }
+        ended
+    }
+
+    /// A stanza `peer` sent us, on its stream or (XEP-0288) on ours: a `<db:verify/>` is
+    /// answered (XEP-0220 §2.1.3; the answer is returned), anything else checked
+    /// ([`check_server_addresses`]) and routed to local sessions; what the router answers
+    /// goes back to `peer`. An error ends the stream.
+    fn receive_from_peer(
+        &self,
+        registry: &Registry,
+        stanza: &Stanza,
+        peer: &str,
+    ) -> Result<Option<String>, StreamError> {
+        if let Some(answer) = self.dialback_on_stream(stanza, peer) {
+            return Ok(answer);
+        }
+        let raw = without_default_namespace(stanza.raw(), "jabber:server");
+        let from = check_server_addresses(&raw, peer, &self.domain)?;
+        let routed = registry.route_from_peer(&from, &raw);
+        if self.verbose {
+            eprintln!("serve: s2s from {peer}: {}", routed.note);
+        }
+        if let Some(reply) = routed.reply {
+            let _ = self.send(peer, reply);
+        }
+        Ok(None)
+    }
+
+    /// A link to `domain` served by its incoming bidirectional stream (XEP-0288): its
+    /// queue, registered as the outgoing links' are (same bounds); `None` when a link to
+    /// `domain` exists already or `--s2s-max-peers` are up.
+    fn adopt_link(
+        &self,
+        domain: &str,
+    ) -> Option<(mpsc::UnboundedReceiver<String>, Arc<AtomicUsize>)> {
+        let mut links = self.lock_links();
+        if links.contains_key(domain) || links.len() >= self.config.max_peers {
+            return None;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        links.insert(
+            domain.to_string(),
+            Link {
+                tx,
+                queued: queued.clone(),
+            },
+        );
+        if self.log {
+            eprintln!("serve: s2s in {domain}: bidirectional, our stanzas to it go here too");
+        }
+        Some((rx, queued))
     }
 
     /// Counts one more incoming stream of `domain`, unless it has [`STREAMS_PER_PEER`].
@@ -567,6 +650,15 @@ impl Federation {
             );
         }
         let idle = self.config.limits.idle_timeout;
+        let bidi = session.outcome().bidi;
+        let Some(registry) = self.registry.upgrade() else {
+            return self.close_link(
+                &domain,
+                &mut rx,
+                &queued,
+                &LinkFailure::NotFound("server stopped".into()),
+            );
+        };
         let ended = loop {
             tokio::select! {
                 stanza = rx.recv() => {
@@ -582,8 +674,25 @@ impl Federation {
                     }
                 }
                 received = session.next_stanza() => match received {
-                    // The peer sends on its own stream; only a `<db:verify/>` is answered
+                    // On a bidirectional stream (XEP-0288) the peer's stanzas are routed
+                    // as on its own stream; otherwise only a `<db:verify/>` is answered
                     // (XEP-0220 §2.1.3), anything else ignored.
+                    Ok(Some(stanza)) if bidi => {
+                        if self.trace {
+                            eprintln!("serve: s2s out {domain}: I: {}", stanza.raw());
+                        }
+                        match self.receive_from_peer(&registry, &stanza, &domain) {
+                            Ok(Some(answer)) => { let _ = session.send(&answer).await; }
+                            Ok(None) => {}
+                            Err(error) => {
+                                let text = error.text.clone().unwrap_or_default();
+                                if session.stream_error(error).await.is_ok() {
+                                    let _ = session.ended().await;
+                                }
+                                break text;
+                            }
+                        }
+                    }
                     Ok(Some(stanza)) => {
                         if let Some(Some(answer)) = self.dialback_on_stream(&stanza, &domain) {
                             let _ = session.send(&answer).await;
@@ -629,6 +738,7 @@ impl Federation {
             sasl.pipeline_bind = false;
             config.sasl = Some(sasl);
             config.dialback = self.config.dialback.clone();
+            config.bidi = self.config.bidi;
             match self.negotiate(domain, &target, &trust, config).await {
                 Ok(session) => return Ok(session),
                 Err(e) => {
@@ -811,6 +921,19 @@ fn how_authenticated(outcome: &xmpp_handshake_core::connection::Outcome) -> &'st
     }
 }
 
+/// The next stanza queued for an adopted link; never, without one.
+async fn next_queued(
+    link: &mut Option<(mpsc::UnboundedReceiver<String>, Arc<AtomicUsize>)>,
+) -> String {
+    if let Some((rx, queued)) = link {
+        if let Some(stanza) = rx.recv().await {
+            queued.fetch_sub(stanza.len(), Ordering::AcqRel);
+            return stanza;
+        }
+    }
+    std::future::pending().await
+}
+
 /// The receiving role's way to authoritative servers, for the core's driver.
 struct Authority<'a>(&'a Federation);
 
@@ -882,44 +1005,6 @@ impl Remote for Federation {
     }
 }
 
-/// Checks a stanza received from the authenticated `peer` domain: its `from` must be in
-/// `peer` (§4.9.3.9 `<invalid-from/>`), its `to` in `ours` (`<host-unknown/>`, §4.9.3.6);
-/// both present (`<improper-addressing/>`, §4.9.3.7). Returns the `from`.
-pub fn check_addresses(element: &str, peer: &str, ours: &str) -> Result<String, StreamError> {
-    let attr = |name: &str| -> Option<String> {
-        let wrapped = format!("<w xmlns='jabber:server'>{element}</w>");
-        let doc = roxmltree::Document::parse(&wrapped).ok()?;
-        let node = doc.root_element().first_element_child()?;
-        node.attribute(name).map(str::to_string)
-    };
-    let (Some(from), Some(to)) = (attr("from"), attr("to")) else {
-        return Err(StreamError::with_text(
-            StreamErrorCondition::ImproperAddressing,
-            "a stanza between servers needs 'from' and 'to'",
-        ));
-    };
-    let in_domain = |jid: &str, domain: &str| {
-        Jid::parse(jid).is_ok_and(|j| {
-            j.domain()
-                .trim_end_matches('.')
-                .eq_ignore_ascii_case(domain.trim_end_matches('.'))
-        })
-    };
-    if !in_domain(&from, peer) {
-        return Err(StreamError::with_text(
-            StreamErrorCondition::InvalidFrom,
-            &format!("'from' is not in the authenticated domain {peer}"),
-        ));
-    }
-    if !in_domain(&to, ours) {
-        return Err(StreamError::with_text(
-            StreamErrorCondition::HostUnknown,
-            &format!("'to' is not in {ours}"),
-        ));
-    }
-    Ok(from)
-}
-
 /// `element` without an explicit default namespace `ns` on its start tag (a C2S stanza
 /// written with `xmlns='jabber:client'` forwarded on a `jabber:server` stream, and back).
 pub fn without_default_namespace(element: &str, ns: &str) -> String {
@@ -952,23 +1037,6 @@ mod tests {
         assert!(parse_peer("a.test").is_err());
         assert!(parse_peer("a.test=host").is_err());
         assert!(parse_peer("a.test=host:x").is_err());
-    }
-
-    #[test]
-    fn a_peer_stanza_from_another_domain_is_invalid_from() {
-        let ok = "<message from='juliet@a.test/x' to='romeo@b.test'/>";
-        assert_eq!(
-            check_addresses(ok, "a.test", "b.test").unwrap(),
-            "juliet@a.test/x"
-        );
-        let forged = "<message from='juliet@c.test/x' to='romeo@b.test'/>";
-        let e = check_addresses(forged, "a.test", "b.test").unwrap_err();
-        assert_eq!(e.condition, StreamErrorCondition::InvalidFrom);
-        let elsewhere = "<message from='juliet@a.test/x' to='romeo@c.test'/>";
-        let e = check_addresses(elsewhere, "a.test", "b.test").unwrap_err();
-        assert_eq!(e.condition, StreamErrorCondition::HostUnknown);
-        let e = check_addresses("<message to='romeo@b.test'/>", "a.test", "b.test").unwrap_err();
-        assert_eq!(e.condition, StreamErrorCondition::ImproperAddressing);
     }
 
     #[test]

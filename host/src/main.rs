@@ -95,6 +95,7 @@ async fn federate(
     config.queue_bytes = s2s.s2s_queue_bytes;
     config.max_incoming = s2s.s2s_max_incoming;
     config.limits = args.limits.limits().map_err(Failure::usage)?;
+    config.bidi = !s2s.s2s_no_bidi;
     config.dialback = match (&s2s.s2s_dialback_secret_file, s2s.s2s_no_dialback) {
         (_, true) => None,
         (Some(path), false) => {

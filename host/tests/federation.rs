@@ -3,7 +3,8 @@
 //! at a closed port, then one at b's Direct TLS S2S listener, ALPN `xmpp-server`; the
 //! `_xmpp-server._tcp` record at a closed port), `b.test` reaches `a.test` through a static
 //! route (STARTTLS); both directions authenticate with SASL EXTERNAL, and a message and its
-//! reply cross.
+//! reply cross. With bidirectional streams (XEP-0288, serve's default) both directions share
+//! the one connection a opened.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -117,7 +118,9 @@ async fn two_serves_federate_through_srv_direct_tls_and_a_static_route() {
         port,
         target: "127.0.0.1".into(),
     };
+    // Unidirectional streams: b answers over a connection of its own.
     let b = side("b.test", b_port, b_id, anchors.clone(), |c| {
+        c.bidi = false;
         c.peers
             .insert("a.test".into(), ("127.0.0.1".into(), a_port));
     })
@@ -133,7 +136,11 @@ async fn two_serves_federate_through_srv_direct_tls_and_a_static_route() {
             ("_xmpp-server._tcp.b.test".into(), vec![record(10, closed)]),
         ],
     };
-    let a = side("a.test", a_port, a_id, anchors, |c| c.srv = Some(srv)).await;
+    let a = side("a.test", a_port, a_id, anchors, |c| {
+        c.bidi = false;
+        c.srv = Some(srv);
+    })
+    .await;
     let mut alice = login(&a, "user@a.test").await;
     let mut bob = login(&b, "user@b.test").await;
     // Bind 2 (XEP-0386) makes each resource from the one asked for: the JIDs bound.
@@ -161,6 +168,78 @@ async fn two_serves_federate_through_srv_direct_tls_and_a_static_route() {
         (bob_jid.as_str(), "over the static route")
     );
     assert_eq!(b.federation.links(), 1);
+    // One connection each way.
+    assert_eq!((a.federation.accepted(), b.federation.accepted()), (1, 1));
+    let _ = alice.close().await;
+    let _ = bob.close().await;
+}
+
+/// XEP-0288: a opens the one connection (static route, STARTTLS, EXTERNAL) and asks for a
+/// bidirectional stream; b's reply, b's own message and a's reply to it all travel on it.
+/// b has a route to a as well: had it opened a connection, a's listener would count it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidirectional_stream_carries_both_directions_on_one_connection() {
+    let a_id = ServerIdentity::generate("a.test").unwrap();
+    let b_id = ServerIdentity::generate("b.test").unwrap();
+    let mut anchors = RootCertStore::empty();
+    for id in [&a_id, &b_id] {
+        anchors
+            .add(CertificateDer::from(id.ca_der.clone().unwrap().to_vec()))
+            .unwrap();
+    }
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (a_port, b_port) = (free(), free());
+    let route = |c: &mut S2sConfig, domain: &str, port| {
+        assert!(c.bidi, "serve's default");
+        c.peers.insert(domain.into(), ("127.0.0.1".into(), port));
+    };
+    let a = side("a.test", a_port, a_id, anchors.clone(), |c| {
+        route(c, "b.test", b_port)
+    })
+    .await;
+    let b = side("b.test", b_port, b_id, anchors, |c| {
+        route(c, "a.test", a_port)
+    })
+    .await;
+    let mut alice = login(&a, "user@a.test").await;
+    let mut bob = login(&b, "user@b.test").await;
+    alice
+        .send(&stanza::message("user@b.test/r", "a to b", Some("m1")))
+        .await
+        .unwrap();
+    let (from, body) = next_message(&mut bob).await;
+    assert_eq!((from.as_str(), body.as_str()), ("user@a.test/r", "a to b"));
+    bob.send(&stanza::message(&from, "b's reply", Some("m2")))
+        .await
+        .unwrap();
+    let (from, body) = next_message(&mut alice).await;
+    assert_eq!(
+        (from.as_str(), body.as_str()),
+        ("user@b.test/r", "b's reply")
+    );
+    bob.send(&stanza::message("user@a.test/r", "b to a", Some("m3")))
+        .await
+        .unwrap();
+    let (from, body) = next_message(&mut alice).await;
+    assert_eq!((from.as_str(), body.as_str()), ("user@b.test/r", "b to a"));
+    alice
+        .send(&stanza::message(&from, "a's reply", Some("m4")))
+        .await
+        .unwrap();
+    let (from, body) = next_message(&mut bob).await;
+    assert_eq!(
+        (from.as_str(), body.as_str()),
+        ("user@a.test/r", "a's reply")
+    );
+    // One TCP connection between them, a's; b's link to a is that stream.
+    assert_eq!((a.federation.accepted(), b.federation.accepted()), (0, 1));
+    assert_eq!((a.federation.links(), b.federation.links()), (1, 1));
     let _ = alice.close().await;
     let _ = bob.close().await;
 }

@@ -9,6 +9,9 @@
 //! serve's S2S listener has port 5269 (no DNS, no network namespace). serve reaches
 //! `a.test` through `--s2s-peer`.
 //!
+//! Bidirectional streams (XEP-0288) with Prosody's `mod_s2s_bidi`: the same round trips
+//! on one connection, whether serve opens it or Prosody does.
+//!
 //! Server Dialback (XEP-0220) as well: with Prosody both ways when neither side's
 //! certificate can do EXTERNAL, with ejabberd after it refuses our certificate at
 //! `<auth/>`, and a key that does not verify ends with `<not-authorized/>`.
@@ -273,6 +276,38 @@ async fn next_containing(client: &mut Client, needle: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_and_prosody_federate_both_ways_with_external() {
+    prosody_external_round_trips(Bidi::Off).await;
+}
+
+/// XEP-0288 with Prosody's `mod_s2s_bidi`, serve opening: serve's link asks for a
+/// bidirectional stream, and Prosody's messages travel on it too: serve's listener never
+/// authenticates a stream from `a.test`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_and_prosody_share_serves_bidirectional_stream() {
+    prosody_external_round_trips(Bidi::ServeOpens).await;
+}
+
+/// XEP-0288 with Prosody's `mod_s2s_bidi`, Prosody opening: serve offers bidi, Prosody asks
+/// for it, and serve's answers go back on Prosody's stream: serve opens no link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_and_prosody_share_prosodys_bidirectional_stream() {
+    prosody_external_round_trips(Bidi::ProsodyOpens).await;
+}
+
+/// Bidirectional streams in a Prosody round trip, and who writes first.
+#[derive(PartialEq)]
+enum Bidi {
+    /// Prosody without `mod_s2s_bidi`: one stream each way; Bob writes first.
+    Off,
+    /// `mod_s2s_bidi`; Bob writes first, so serve opens the stream.
+    ServeOpens,
+    /// `mod_s2s_bidi`; Alice writes first, so Prosody opens the stream.
+    ProsodyOpens,
+}
+
+/// Bob (serve) writes and Alice (Prosody) answers, and Alice writes and Bob answers, in the
+/// order `bidi` says.
+async fn prosody_external_round_trips(bidi: Bidi) {
     let ours = Ours::new();
     let ip = xmpp_handshake_tests::own_loopback();
     let hosts = ours.files.write("hosts", &format!("{ip} b.test\n"));
@@ -282,6 +317,11 @@ async fn serve_and_prosody_federate_both_ways_with_external() {
             "s2s_secure_auth = true\ns2s_ssl = {{ cafile = {:?} }}\nunbound = {{ hoststxt = {hosts:?} }}\n",
             ours.ca
         ),
+        extra_host_config: if bidi != Bidi::Off {
+            "  modules_enabled = { \"s2s_bidi\" }\n".into()
+        } else {
+            String::new()
+        },
         ..Default::default()
     }) else {
         return;
@@ -318,69 +358,104 @@ async fn serve_and_prosody_federate_both_ways_with_external() {
     alice.send(&stanza::presence(None)).await.unwrap();
     bob.send(&stanza::presence(None)).await.unwrap();
 
-    // serve -> Prosody: serve's outgoing link authenticates with EXTERNAL.
-    bob.send(&stanza::message(
-        "alice@a.test/laptop",
-        "hello from b.test",
-        Some("m1"),
-    ))
-    .await
-    .unwrap();
-    let (from, body) = next_message(&mut alice).await;
-    assert_eq!(
-        (from.as_str(), body.as_str()),
-        (bob_jid.as_str(), "hello from b.test"),
-        "{}\n{}",
-        serve.log(),
-        p.log_tail(40)
-    );
-    // Prosody -> serve: Prosody's outgoing stream, found through its hosts file.
-    alice
-        .send(&stanza::message(
-            &from,
-            "hello back from a.test",
-            Some("m2"),
-        ))
-        .await
-        .unwrap();
-    let (from_alice, body) = tokio::time::timeout(LIMIT * 2, next_message(&mut bob))
-        .await
-        .unwrap_or_else(|_| panic!("no reply\n{}\n{}", serve.log(), p.log_tail(60)));
-    assert_eq!(from_alice, "alice@a.test/laptop");
-    assert_eq!(body, "hello back from a.test");
+    let why = || format!("{}\n{}", serve.log(), p.log_tail(60));
+    if bidi == Bidi::ProsodyOpens {
+        alice_writes_bob_answers(&mut alice, &mut bob, &bob_jid, "first", why).await;
+        bob_writes_alice_answers(&mut bob, &mut alice, &bob_jid, "second", why).await;
+    } else {
+        bob_writes_alice_answers(&mut bob, &mut alice, &bob_jid, "first", why).await;
+        alice_writes_bob_answers(&mut alice, &mut bob, &bob_jid, "second", why).await;
+    }
 
-    // And the other way round, on the links now up: Alice first, Bob answers.
-    alice
-        .send(&stanza::message("bob@b.test", "second round", Some("m3")))
-        .await
-        .unwrap();
-    let (from_alice, body) = next_message(&mut bob).await;
-    assert_eq!(
-        (from_alice.as_str(), body.as_str()),
-        ("alice@a.test/laptop", "second round")
-    );
-    bob.send(&stanza::message(&from_alice, "second answer", Some("m4")))
-        .await
-        .unwrap();
-    let (from, body) = next_message(&mut alice).await;
-    assert_eq!(
-        (from.as_str(), body.as_str()),
-        (bob_jid.as_str(), "second answer")
-    );
-
-    // Both directions authenticated with EXTERNAL, as the trace shows.
+    // Every stream authenticated with EXTERNAL, as the trace shows; with bidi only one.
     let log = serve.log();
-    assert!(
+    let (out, incoming) = (
         log.contains("s2s out a.test: authenticated (EXTERNAL)"),
-        "{log}"
+        log.contains("a.test authenticated (EXTERNAL)"),
     );
-    assert!(log.contains("a.test authenticated (EXTERNAL)"), "{log}");
+    // Who sent `<bidi/>`: serve on its link, Prosody on its stream to serve.
+    let asked_on = |prefix: &str| {
+        log.lines()
+            .any(|l| l.starts_with(prefix) && l.contains("<bidi xmlns='urn:xmpp:bidi'/>"))
+    };
+    let asked = (
+        asked_on("serve: s2s out a.test:"),
+        asked_on("serve: s2s in "),
+    );
+    let adopted = log.contains("a.test: bidirectional, our stanzas to it go here too");
+    let expected = match bidi {
+        // Prosody without mod_s2s_bidi offers none: serve never asks; Prosody never asks.
+        Bidi::Off => (true, true, (false, false), false),
+        Bidi::ServeOpens => (true, false, (true, false), false),
+        Bidi::ProsodyOpens => (false, true, (false, true), true),
+    };
+    assert_eq!((out, incoming, asked, adopted), expected, "{log}");
     assert!(
-        log.contains("serve: s2s out a.test: ") && log.contains("<auth"),
+        log.contains("serve: s2s ") && log.contains("<auth"),
         "--trace shows S2S: {log}"
     );
     let _ = bob.close().await;
     let _ = alice.close().await;
+}
+
+/// Bob writes to Alice and she answers (`round` names the texts); `why` explains a timeout.
+async fn bob_writes_alice_answers(
+    bob: &mut Client,
+    alice: &mut Client,
+    bob_jid: &str,
+    round: &str,
+    why: impl Fn() -> String,
+) {
+    let text = format!("{round} from b.test");
+    bob.send(&stanza::message("alice@a.test/laptop", &text, None))
+        .await
+        .unwrap();
+    let (from, body) = tokio::time::timeout(LIMIT * 2, next_message(alice))
+        .await
+        .unwrap_or_else(|_| panic!("Alice got nothing\n{}", why()));
+    assert_eq!((from.as_str(), body.as_str()), (bob_jid, text.as_str()));
+    let answer = format!("{round} answer from a.test");
+    alice
+        .send(&stanza::message(&from, &answer, None))
+        .await
+        .unwrap();
+    let (from, body) = tokio::time::timeout(LIMIT * 2, next_message(bob))
+        .await
+        .unwrap_or_else(|_| panic!("Bob got no answer\n{}", why()));
+    assert_eq!(
+        (from.as_str(), body.as_str()),
+        ("alice@a.test/laptop", answer.as_str())
+    );
+}
+
+/// Alice writes to Bob and he answers.
+async fn alice_writes_bob_answers(
+    alice: &mut Client,
+    bob: &mut Client,
+    bob_jid: &str,
+    round: &str,
+    why: impl Fn() -> String,
+) {
+    let text = format!("{round} from a.test");
+    alice
+        .send(&stanza::message("bob@b.test", &text, None))
+        .await
+        .unwrap();
+    let (from, body) = tokio::time::timeout(LIMIT * 2, next_message(bob))
+        .await
+        .unwrap_or_else(|_| panic!("Bob got nothing\n{}", why()));
+    assert_eq!(
+        (from.as_str(), body.as_str()),
+        ("alice@a.test/laptop", text.as_str())
+    );
+    let answer = format!("{round} answer from b.test");
+    bob.send(&stanza::message(&from, &answer, None))
+        .await
+        .unwrap();
+    let (from, body) = tokio::time::timeout(LIMIT * 2, next_message(alice))
+        .await
+        .unwrap_or_else(|_| panic!("Alice got no answer\n{}", why()));
+    assert_eq!((from.as_str(), body.as_str()), (bob_jid, answer.as_str()));
 }
 
 /// Server Dialback (XEP-0220) both ways between serve (`b.test`) and Prosody (`a.test`,
@@ -454,7 +529,7 @@ async fn serve_and_prosody_federate_both_ways_by_dialback() {
         .unwrap_or_else(|_| panic!("no message\n{}\n{}", serve.log(), p.log_tail(60)));
     assert_eq!(
         (from.as_str(), body.as_str()),
-        ("bob@b.test/phone", "hello by dialback")
+        (bob.jid().to_string().as_str(), "hello by dialback")
     );
     alice
         .send(&stanza::message(&from, "dialback answer", Some("d2")))
@@ -553,7 +628,7 @@ async fn serve_and_jabberd2_federate_both_ways_by_dialback() {
         .unwrap_or_else(|_| panic!("no message\n{}\n{}", serve.log(), j.log_tail(60)));
     assert_eq!(
         (from.as_str(), body.as_str()),
-        ("bob@b.test/phone", "hello jabberd2")
+        (bob.jid().to_string().as_str(), "hello jabberd2")
     );
     alice
         .send(&stanza::message(&from, "hello back", Some("j2")))

@@ -224,6 +224,7 @@ fn outcome() -> Outcome {
         fast_token: None,
         fast_token_rejected: false,
         dialback: false,
+        bidi: false,
     }
 }
 

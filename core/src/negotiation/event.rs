@@ -258,6 +258,9 @@ pub struct Outcome {
     pub fast_token_rejected: bool,
     /// S2S: Server Dialback (XEP-0220) authenticated the stream (not SASL).
     pub dialback: bool,
+    /// S2S: the stream is bidirectional (XEP-0288): the initiating server asked for it
+    /// where the receiving one offered it, so stanzas travel both ways on it.
+    pub bidi: bool,
 }
 
 /// What the TLS layer tells the connection once the handshake is done
