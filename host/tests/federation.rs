@@ -209,25 +209,30 @@ async fn bidirectional_stream_carries_both_directions_on_one_connection() {
     .await;
     let mut alice = login(&a, "user@a.test").await;
     let mut bob = login(&b, "user@b.test").await;
+    // Bind 2 (serve's default) makes the resources: the JIDs actually bound.
+    let (alice_jid, bob_jid) = (alice.jid().to_string(), bob.jid().to_string());
     alice
-        .send(&stanza::message("user@b.test/r", "a to b", Some("m1")))
+        .send(&stanza::message(&bob_jid, "a to b", Some("m1")))
         .await
         .unwrap();
     let (from, body) = next_message(&mut bob).await;
-    assert_eq!((from.as_str(), body.as_str()), ("user@a.test/r", "a to b"));
+    assert_eq!(
+        (from.as_str(), body.as_str()),
+        (alice_jid.as_str(), "a to b")
+    );
     bob.send(&stanza::message(&from, "b's reply", Some("m2")))
         .await
         .unwrap();
     let (from, body) = next_message(&mut alice).await;
     assert_eq!(
         (from.as_str(), body.as_str()),
-        ("user@b.test/r", "b's reply")
+        (bob_jid.as_str(), "b's reply")
     );
-    bob.send(&stanza::message("user@a.test/r", "b to a", Some("m3")))
+    bob.send(&stanza::message(&alice_jid, "b to a", Some("m3")))
         .await
         .unwrap();
     let (from, body) = next_message(&mut alice).await;
-    assert_eq!((from.as_str(), body.as_str()), ("user@b.test/r", "b to a"));
+    assert_eq!((from.as_str(), body.as_str()), (bob_jid.as_str(), "b to a"));
     alice
         .send(&stanza::message(&from, "a's reply", Some("m4")))
         .await
@@ -235,7 +240,7 @@ async fn bidirectional_stream_carries_both_directions_on_one_connection() {
     let (from, body) = next_message(&mut bob).await;
     assert_eq!(
         (from.as_str(), body.as_str()),
-        ("user@a.test/r", "a's reply")
+        (alice_jid.as_str(), "a's reply")
     );
     // One TCP connection between them, a's; b's link to a is that stream.
     assert_eq!((a.federation.accepted(), b.federation.accepted()), (0, 1));
