@@ -33,6 +33,7 @@ mod fmt;
 
 pub mod bind;
 pub mod connection;
+#[cfg(feature = "dialback")]
 pub mod dialback;
 pub mod driver;
 pub mod error;

@@ -34,6 +34,7 @@ use core::mem;
 use rand_core::{CryptoRng, RngCore};
 
 use crate::bind;
+#[cfg(feature = "dialback")]
 use crate::dialback::{self, Dialback, DialbackConfig, PeerCertificate, Verdict};
 use crate::jid::{self, Jid};
 use crate::negotiation::dispatch::{self, Inbound, Role};
@@ -120,6 +121,7 @@ pub struct ReceiverConfig {
     pub downgrade_protection: bool,
     /// S2S: Server Dialback (XEP-0220) in the receiving and authoritative roles, with this
     /// key secret and policy; `None`: SASL only.
+    #[cfg(feature = "dialback")]
     pub dialback: Option<DialbackConfig>,
 }
 
@@ -140,6 +142,7 @@ impl ReceiverConfig {
             stream_management: None,
             sasl2: false,
             downgrade_protection: false,
+            #[cfg(feature = "dialback")]
             dialback: None,
         }
     }
@@ -162,6 +165,7 @@ impl ReceiverConfig {
     }
 
     /// Dialback, when configured on a server stream.
+    #[cfg(feature = "dialback")]
     fn s2s_dialback(&self) -> Option<&DialbackConfig> {
         self.dialback
             .as_ref()
@@ -253,12 +257,14 @@ pub struct ExpectResponse {
 /// A `<db:result/>` was admitted (XEP-0220 §2.1.2): waiting for the authoritative
 /// server's verdict ([`Event::DialbackRequested`]); `<db:verify/>` is still answered,
 /// anything else refused. On an error verdict the stream goes back to `back`.
+#[cfg(feature = "dialback")]
 pub struct AwaitDialback {
     request: Dialback,
     back: alloc::boxed::Box<State>,
 }
 
 /// What [`Context::dialback_element`] made of an element.
+#[cfg(feature = "dialback")]
 enum Dialbacked {
     /// Not a dialback element, or dialback is off: the state it arrived in, untouched.
     Other(State),
@@ -328,6 +334,7 @@ enum State {
     AwaitTls,
     Auth(ExpectAuth),
     Response(ExpectResponse),
+    #[cfg(feature = "dialback")]
     Dialback(AwaitDialback),
     /// `<success/>` sent: the initiating entity restarts the stream (§6.4.6).
     Restart,
@@ -360,6 +367,7 @@ struct Learned {
     /// The id of the stream we opened last (§4.7.3): a dialback key is bound to it.
     stream_id: Option<String>,
     /// S2S: Server Dialback authenticated the stream.
+    #[cfg(feature = "dialback")]
     dialback: bool,
 }
 
@@ -420,6 +428,7 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Context<'_, R, S> {
             sasl2_inline: None,
             fast_token: None,
             fast_token_rejected: false,
+            #[cfg(feature = "dialback")]
             dialback: self.learned.dialback,
         }));
         State::Negotiated
@@ -427,6 +436,7 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Context<'_, R, S> {
 
     /// A dialback element on a stream not yet authenticated (XEP-0220 §2), where dialback
     /// is configured; `None` for anything else. `back` is the state it arrived in.
+    #[cfg(feature = "dialback")]
     fn dialback_element(&mut self, node: roxmltree::Node<'_, '_>, back: State) -> Dialbacked {
         let Some(config) = self.config.s2s_dialback() else {
             return Dialbacked::Other(back);
@@ -458,6 +468,7 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Context<'_, R, S> {
     /// §2.1.2: whether the receiving server goes on to verify `request`: it names one of
     /// our domains (`<host-unknown/>`), the domain the stream's `from` gave
     /// (`<improper-addressing/>`), and the policy admits it.
+    #[cfg(feature = "dialback")]
     fn admit_dialback(
         &mut self,
         policy: dialback::ReceivingPolicy,
@@ -677,17 +688,21 @@ impl ExpectHeader {
         // §5.3.1: when TLS is mandatory, nothing else is offered before it.
         let sasl_now = starttls != Some(true) && self.phase != Phase::Authenticated;
         // XEP-0220 §2.1.1: dialback beside SASL, where the policy would admit it.
+        #[cfg(feature = "dialback")]
         let dialback = sasl_now
             && cx
                 .config
                 .s2s_dialback()
                 .is_some_and(|d| cx.learned.secure || d.policy.allow_without_tls);
+        #[cfg(not(feature = "dialback"))]
+        let dialback = false;
         let auth = match (&cx.config.sasl, sasl_now) {
             (sasl, true) if sasl.is_some() || dialback => {
                 let (offered, cb_types, fast) = match sasl {
                     Some(options) => cx.sasl_features(options, features),
                     None => (Vec::new(), None, Vec::new()),
                 };
+                #[cfg(feature = "dialback")]
                 if dialback {
                     features.push_str("<dialback xmlns='");
                     features.push_str(dialback::NS_FEATURE);
@@ -745,17 +760,7 @@ impl ExpectStartTls {
             cx.outbox.step(Step::StartTlsReceived);
             return Ok(State::StartTlsReceived(self.domain));
         }
-        // Dialback before TLS: the policy decides (by default `<policy-violation/>`).
-        let this = match cx.dialback_element(node, State::StartTls(self)) {
-            Dialbacked::Handled(next) => return next,
-            Dialbacked::Other(State::StartTls(this)) => this,
-            Dialbacked::Other(_) => {
-                return Err(
-                    cx.stream_error(StreamError::new(StreamErrorCondition::InternalServerError))
-                )
-            }
-        };
-        match this.auth {
+        match self.auth {
             Some(auth) if is_sasl(node) => auth.handle(cx, node),
             _ => Err(cx.not_yet(node, "STARTTLS")),
         }
@@ -763,25 +768,8 @@ impl ExpectStartTls {
 }
 
 impl ExpectAuth {
-    fn handle<R: RngCore + CryptoRng, S: CredentialStore>(
-        self,
-        cx: &mut Context<'_, R, S>,
-        node: roxmltree::Node<'_, '_>,
-    ) -> Result<State, Error> {
-        let this = match cx.dialback_element(node, State::Auth(self)) {
-            Dialbacked::Handled(next) => return next,
-            Dialbacked::Other(State::Auth(this)) => this,
-            Dialbacked::Other(_) => {
-                return Err(
-                    cx.stream_error(StreamError::new(StreamErrorCondition::InternalServerError))
-                )
-            }
-        };
-        this.sasl_element(cx, node)
-    }
-
     /// An RFC 6120 `<auth/>` (or SASL2's `<authenticate/>`), or anything else, refused.
-    fn sasl_element<R: RngCore + CryptoRng, S: CredentialStore>(
+    fn handle<R: RngCore + CryptoRng, S: CredentialStore>(
         self,
         cx: &mut Context<'_, R, S>,
         node: roxmltree::Node<'_, '_>,
@@ -1073,6 +1061,7 @@ impl ExpectResponse {
     }
 }
 
+#[cfg(feature = "dialback")]
 impl AwaitDialback {
     /// While the authoritative server is asked: `<db:verify/>` answered, nothing else.
     fn handle<R: RngCore + CryptoRng, S: CredentialStore>(
@@ -1702,6 +1691,16 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Role for Context<'_, R, S> {
     }
 
     fn element(&mut self, state: State, node: roxmltree::Node<'_, '_>) -> Result<State, Error> {
+        // XEP-0220 §2: dialback on a stream not yet authenticated; before TLS the policy
+        // decides (by default `<policy-violation/>`).
+        #[cfg(feature = "dialback")]
+        let state = match state {
+            State::StartTls(_) | State::Auth(_) => match self.dialback_element(node, state) {
+                Dialbacked::Handled(next) => return next,
+                Dialbacked::Other(state) => state,
+            },
+            state => state,
+        };
         match state {
             State::Header(_) => {
                 Err(self.stream_error(dispatch::not_well_formed("unexpected data")))
@@ -1709,6 +1708,7 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Role for Context<'_, R, S> {
             State::StartTls(s) => s.handle(self, node),
             State::Auth(s) => s.handle(self, node),
             State::Response(s) => s.handle(self, node),
+            #[cfg(feature = "dialback")]
             State::Dialback(s) => s.handle(self, node),
             State::Bind(s) => s.handle(self, node),
             _ => Err(self.not_yet(node, "negotiation")),
@@ -1762,6 +1762,7 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Negotiator for ReceivingEntity<
         self.refuse_pending_resume()
     }
 
+    #[cfg(feature = "dialback")]
     fn dialback_verdict(&mut self, verdict: Verdict) -> Result<bool, Error> {
         if !matches!(self.state, State::Dialback(_)) {
             return Ok(false);
