@@ -18,6 +18,7 @@ use embedded_io::{Error as _, ErrorKind, ErrorType};
 use embedded_io_async::{Read, Write};
 
 use crate::connection::{Closed, Connection, Event, Negotiator, Outcome, Stanza, Step, TlsInfo};
+#[cfg(feature = "dialback")]
 use crate::dialback::{Dialback, Verdict};
 use crate::sm::SmState;
 use crate::{Error, TlsError};
@@ -225,6 +226,7 @@ impl SessionTable for () {
 
 /// A receiving server's way to the authoritative servers of other domains, for
 /// [`negotiate_with_authority`]: Server Dialback's `<db:verify/>` (XEP-0220 §2.1.2).
+#[cfg(feature = "dialback")]
 #[allow(async_fn_in_trait)]
 pub trait DialbackAuthority {
     /// Asks the authoritative server of `verify.to` (found as for any stanza to that
@@ -235,6 +237,7 @@ pub trait DialbackAuthority {
 
 /// No way out: every dialback key gets `remote-server-not-found` (a server that does not
 /// configure dialback never asks).
+#[cfg(feature = "dialback")]
 impl DialbackAuthority for () {
     async fn verify(&mut self, _verify: &Dialback) -> Verdict {
         Verdict::Error(String::from("remote-server-not-found"))
@@ -260,7 +263,28 @@ where
     negotiate_with_sessions(io, tls, connection, observer, clock, &mut ()).await
 }
 
-/// As [`negotiate_with_authority`] without dialback.
+/// The authority `negotiation` asks about dialback keys: a [`DialbackAuthority`]; in a
+/// build without the `dialback` feature, none (`()`), and nothing asks.
+#[cfg(feature = "dialback")]
+trait Authority: DialbackAuthority {}
+#[cfg(feature = "dialback")]
+impl<A: DialbackAuthority + ?Sized> Authority for A {}
+#[cfg(not(feature = "dialback"))]
+trait Authority {}
+#[cfg(not(feature = "dialback"))]
+impl Authority for () {}
+
+/// Runs the negotiation of `connection` over `io` until it reports [`Event::Negotiated`]
+/// (the outcome is returned; stanzas the peer pipelined behind it stay queued in the
+/// connection) or the stream ends (the error is returned, after whatever the connection
+/// queued, a stream error say, was sent).
+///
+/// `io` starts as [`MaybeTls::Plain`] (or as the TLS stream of a Direct TLS connection);
+/// the TLS stream is written into it in place, so that on a microcontroller no large value
+/// moves inside the future. After a failed TLS handshake it is [`MaybeTls::Closed`].
+///
+/// A receiving entity with stream management answers `<resume/>` (XEP-0198 §5) from
+/// `sessions`.
 pub async fn negotiate_with_sessions<T, U, M, O, C, S>(
     io: &mut MaybeTls<T, U::Stream>,
     tls: &mut U,
@@ -277,21 +301,12 @@ where
     C: Clock,
     S: SessionTable + ?Sized,
 {
-    negotiate_with_authority(io, tls, connection, observer, clock, sessions, &mut ()).await
+    negotiation(io, tls, connection, observer, clock, sessions, &mut ()).await
 }
 
-/// Runs the negotiation of `connection` over `io` until it reports [`Event::Negotiated`]
-/// (the outcome is returned; stanzas the peer pipelined behind it stay queued in the
-/// connection) or the stream ends (the error is returned, after whatever the connection
-/// queued, a stream error say, was sent).
-///
-/// `io` starts as [`MaybeTls::Plain`] (or as the TLS stream of a Direct TLS connection);
-/// the TLS stream is written into it in place, so that on a microcontroller no large value
-/// moves inside the future. After a failed TLS handshake it is [`MaybeTls::Closed`].
-///
-/// A receiving entity with stream management answers `<resume/>` (XEP-0198 §5) from
-/// `sessions`; a receiving server asks `authority` about dialback keys (XEP-0220 §2.1.2),
-/// within the negotiation deadline (the stream is not read meanwhile).
+/// As [`negotiate_with_sessions`]; a receiving server asks `authority` about dialback keys
+/// (XEP-0220 §2.1.2), within the negotiation deadline (the stream is not read meanwhile).
+#[cfg(feature = "dialback")]
 pub async fn negotiate_with_authority<T, U, M, O, C, S, A>(
     io: &mut MaybeTls<T, U::Stream>,
     tls: &mut U,
@@ -309,6 +324,29 @@ where
     C: Clock,
     S: SessionTable + ?Sized,
     A: DialbackAuthority + ?Sized,
+{
+    negotiation(io, tls, connection, observer, clock, sessions, authority).await
+}
+
+/// [`negotiate_with_sessions`], asking `authority` about dialback keys.
+#[cfg_attr(not(feature = "dialback"), allow(unused_variables))]
+async fn negotiation<T, U, M, O, C, S, A>(
+    io: &mut MaybeTls<T, U::Stream>,
+    tls: &mut U,
+    connection: &mut Connection<M>,
+    observer: &mut O,
+    clock: &C,
+    sessions: &mut S,
+    authority: &mut A,
+) -> Result<Outcome, Error>
+where
+    T: Read + Write,
+    U: TlsUpgrade<T>,
+    M: Negotiator,
+    O: Observer + ?Sized,
+    C: Clock,
+    S: SessionTable + ?Sized,
+    A: Authority + ?Sized,
 {
     loop {
         flush(io, connection, observer, clock).await?;
@@ -361,6 +399,7 @@ where
                         }
                     }
                 }
+                #[cfg(feature = "dialback")]
                 Event::DialbackRequested { verify } => {
                     let deadline = connection.poll_timeout();
                     let woke = {
@@ -624,10 +663,9 @@ where
                 | Event::Acked { .. }
                 | Event::Resumed { .. }
                 | Event::ResumeFailed { .. }) => deliver.stream_management(event),
-                Event::StartTls { .. }
-                | Event::Negotiated(_)
-                | Event::ResumeRequested { .. }
-                | Event::DialbackRequested { .. } => {}
+                Event::StartTls { .. } | Event::Negotiated(_) | Event::ResumeRequested { .. } => {}
+                #[cfg(feature = "dialback")]
+                Event::DialbackRequested { .. } => {}
             }
         }
         if deliver.paused() {

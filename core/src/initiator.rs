@@ -40,6 +40,7 @@ use rand_core::{CryptoRng, RngCore};
 
 use crate::bidi;
 use crate::bind;
+#[cfg(feature = "dialback")]
 use crate::dialback::{self, Dialback, DialbackConfig, Verdict};
 use crate::login::FastToken;
 use crate::negotiation::dispatch::{self, is_streams, received_stream_error, Inbound, Role};
@@ -110,6 +111,7 @@ pub struct InitiatorConfig {
     pub resume: Option<SmState>,
     /// S2S: Server Dialback (XEP-0220) as the originating server, with this key secret,
     /// where EXTERNAL is not offered or fails; `None`: SASL only.
+    #[cfg(feature = "dialback")]
     pub dialback: Option<DialbackConfig>,
     /// S2S: ask for a bidirectional stream (XEP-0288) where the receiving server offers it
     /// on the protected stream; [`Outcome::bidi`](crate::connection::Outcome::bidi) says
@@ -240,6 +242,7 @@ impl InitiatorConfig {
             sasl: None,
             stream_management: None,
             resume: None,
+            #[cfg(feature = "dialback")]
             dialback: None,
             bidi: false,
         }
@@ -349,11 +352,13 @@ pub struct ExpectSaslResult {
     mechanism: ClientMechanism,
     /// S2S: on `<failure/>`, dialback on this stream (its features and id; boxed: a
     /// client never has it).
+    #[cfg(feature = "dialback")]
     dialback_after_failure: Option<alloc::boxed::Box<(StreamFeatures, Option<String>)>>,
 }
 
 /// S2S: `<db:result/>` sent with our key (XEP-0220 §2.1.1): waiting for the receiving
 /// server's verdict (§2.1.4).
+#[cfg(feature = "dialback")]
 pub struct ExpectDialbackResult {
     features: StreamFeatures,
     stream_id: Option<String>,
@@ -413,6 +418,7 @@ enum State {
     /// `<proceed/>` read: nothing more may be read or sent in plaintext (§5.4.2.3).
     AwaitTls,
     Sasl(ExpectSaslResult),
+    #[cfg(feature = "dialback")]
     Dialback(ExpectDialbackResult),
     #[cfg(feature = "sasl2")]
     Sasl2(ExpectSasl2Result),
@@ -455,8 +461,10 @@ struct Learned {
     /// What SASL2 settled, once it ran (boxed: firmware without SASL2 keeps a pointer).
     sasl2: Option<alloc::boxed::Box<Sasl2Learned>>,
     /// S2S: the peer's last header bound the dialback namespace (XEP-0220 §2.1.1).
+    #[cfg(feature = "dialback")]
     peer_dialback: bool,
     /// S2S: Server Dialback authenticated the stream.
+    #[cfg(feature = "dialback")]
     dialback: bool,
     /// S2S: we asked for a bidirectional stream (XEP-0288 §2).
     bidi: bool,
@@ -584,6 +592,7 @@ impl<R: RngCore + CryptoRng> Context<'_, R> {
                 .sasl2
                 .as_ref()
                 .is_some_and(|l| l.fast_token_rejected),
+            #[cfg(feature = "dialback")]
             dialback: self.learned.dialback,
             bidi: self.learned.bidi,
         }));
@@ -593,6 +602,7 @@ impl<R: RngCore + CryptoRng> Context<'_, R> {
     /// S2S: dialback may authenticate this stream: configured, the peer speaks it (its
     /// header binds the namespace, or its features list it) and the stream is protected
     /// unless the policy allows it without TLS.
+    #[cfg(feature = "dialback")]
     fn dialback_allowed(&self, features: &StreamFeatures) -> bool {
         let offered = self.learned.peer_dialback || offers_dialback(features);
         self.config.ns == ContentNamespace::Server
@@ -605,6 +615,7 @@ impl<R: RngCore + CryptoRng> Context<'_, R> {
     }
 
     /// XEP-0220 §2.1.1: `<db:result/>` with our key for this stream.
+    #[cfg(feature = "dialback")]
     fn start_dialback(
         &mut self,
         features: StreamFeatures,
@@ -660,7 +671,10 @@ impl ExpectHeader {
             return Err(cx.stream_error(StreamError::new(StreamErrorCondition::InvalidNamespace)));
         }
         cx.outbox.step(Step::HeaderReceived);
-        cx.learned.peer_dialback = header.prefixes.iter().any(|(_, ns)| ns == dialback::NS);
+        #[cfg(feature = "dialback")]
+        {
+            cx.learned.peer_dialback = header.prefixes.iter().any(|(_, ns)| ns == dialback::NS);
+        }
         let id = header.id.clone();
         let mut next = self.next;
         match &mut next {
@@ -1349,7 +1363,10 @@ fn start_sasl_from<R: RngCore + CryptoRng>(
 ) -> Result<State, Error> {
     // XEP-0220 §2.1.1, XEP-0178: a server tries EXTERNAL where offered (its certificate
     // proves more than DNS), dialback where not, or where EXTERNAL fails.
+    #[cfg(feature = "dialback")]
     let dialback = cx.dialback_allowed(&features);
+    #[cfg(not(feature = "dialback"))]
+    let dialback = false;
     // XEP-0288 §2: `<bidi/>` before authenticating, on a protected stream that offers it.
     if cx.config.bidi
         && cx.config.ns == ContentNamespace::Server
@@ -1360,12 +1377,8 @@ fn start_sasl_from<R: RngCore + CryptoRng>(
         cx.outbox.send(bidi::REQUEST);
         cx.learned.bidi = true;
     }
-    let external_offered = features
-        .mechanisms
-        .iter()
-        .flatten()
-        .any(|m| m == Mechanism::External.name());
-    if dialback && (cx.config.sasl.is_none() || !external_offered) {
+    #[cfg(feature = "dialback")]
+    if dialback && (cx.config.sasl.is_none() || !offers_external(&features)) {
         return cx.start_dialback(features, stream_id);
     }
     let Some(sasl) = &cx.config.sasl else {
@@ -1376,15 +1389,28 @@ fn start_sasl_from<R: RngCore + CryptoRng>(
         MechanismSet::from_names(features.mechanisms.iter().flatten().map(String::as_str));
     let cb_types = features.channel_binding_types.as_deref();
     let policy = sasl.policy.clone();
-    let (mut sasl, _) =
+    let (sasl, _) =
         start_sasl(cx, offered, cb_types, &policy).map_err(|e| cx.close(Error::Sasl(e)))?;
-    if dialback {
-        sasl.dialback_after_failure = Some(alloc::boxed::Box::new((features, stream_id)));
-    }
+    #[cfg(feature = "dialback")]
+    let sasl = ExpectSaslResult {
+        dialback_after_failure: dialback.then(|| alloc::boxed::Box::new((features, stream_id))),
+        ..sasl
+    };
     Ok(State::Sasl(sasl))
 }
 
+/// The features offer SASL EXTERNAL (XEP-0178).
+#[cfg(feature = "dialback")]
+fn offers_external(features: &StreamFeatures) -> bool {
+    features
+        .mechanisms
+        .iter()
+        .flatten()
+        .any(|m| m == Mechanism::External.name())
+}
+
 /// The features list `<dialback xmlns='urn:xmpp:features:dialback'/>` (XEP-0220 §2.1.1).
+#[cfg(feature = "dialback")]
 fn offers_dialback(features: &StreamFeatures) -> bool {
     features.other.iter().any(|f| {
         f.strip_prefix('{')
@@ -1427,6 +1453,7 @@ fn start_sasl<R: RngCore + CryptoRng>(
     Ok((
         ExpectSaslResult {
             mechanism,
+            #[cfg(feature = "dialback")]
             dialback_after_failure: None,
         },
         selection,
@@ -1512,6 +1539,7 @@ impl ExpectSaslResult {
                 Ok(State::Restart)
             }
             // XEP-0220 §2.1.1: a failed EXTERNAL leaves the stream as it was; dialback next.
+            #[cfg(feature = "dialback")]
             Some(Ok(Received::Failure { .. })) if self.dialback_after_failure.is_some() => {
                 let Some(fallback) = self.dialback_after_failure else {
                     return Err(unexpected("<failure/>", node));
@@ -1532,6 +1560,7 @@ impl ExpectSaslResult {
     }
 }
 
+#[cfg(feature = "dialback")]
 impl ExpectDialbackResult {
     /// §2.1.4: `<db:result type='valid'/>` from the receiving server to us authenticates
     /// the stream; `invalid` or an error ends it.
@@ -1764,6 +1793,7 @@ impl<R: RngCore + CryptoRng> Role for Context<'_, R> {
             State::Features(s) => s.handle(self, node),
             State::Proceed(s) => s.handle(self, node),
             State::Sasl(s) => s.handle(self, node),
+            #[cfg(feature = "dialback")]
             State::Dialback(s) => s.handle(self, node),
             #[cfg(feature = "sasl2")]
             State::Sasl2(s) => s.handle(self, node),

@@ -34,6 +34,7 @@ mod fmt;
 pub mod bidi;
 pub mod bind;
 pub mod connection;
+#[cfg(feature = "dialback")]
 pub mod dialback;
 pub mod driver;
 pub mod error;

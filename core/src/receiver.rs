@@ -35,6 +35,7 @@ use rand_core::{CryptoRng, RngCore};
 
 use crate::bidi;
 use crate::bind;
+#[cfg(feature = "dialback")]
 use crate::dialback::{self, Dialback, DialbackConfig, PeerCertificate, Verdict};
 use crate::jid::{self, Jid};
 use crate::negotiation::dispatch::{self, Inbound, Role};
@@ -121,6 +122,7 @@ pub struct ReceiverConfig {
     pub downgrade_protection: bool,
     /// S2S: Server Dialback (XEP-0220) in the receiving and authoritative roles, with this
     /// key secret and policy; `None`: SASL only.
+    #[cfg(feature = "dialback")]
     pub dialback: Option<DialbackConfig>,
     /// S2S: offer bidirectional streams (XEP-0288) on the TLS-protected unauthenticated
     /// stream and accept the initiating server's `<bidi/>` there.
@@ -144,6 +146,7 @@ impl ReceiverConfig {
             stream_management: None,
             sasl2: false,
             downgrade_protection: false,
+            #[cfg(feature = "dialback")]
             dialback: None,
             bidi: false,
         }
@@ -167,6 +170,7 @@ impl ReceiverConfig {
     }
 
     /// Dialback, when configured on a server stream.
+    #[cfg(feature = "dialback")]
     fn s2s_dialback(&self) -> Option<&DialbackConfig> {
         self.dialback
             .as_ref()
@@ -260,12 +264,14 @@ pub struct ExpectResponse {
 /// A `<db:result/>` was admitted (XEP-0220 §2.1.2): waiting for the authoritative
 /// server's verdict ([`Event::DialbackRequested`]); `<db:verify/>` is still answered,
 /// anything else refused. On an error verdict the stream goes back to `back`.
+#[cfg(feature = "dialback")]
 pub struct AwaitDialback {
     request: Dialback,
     back: alloc::boxed::Box<State>,
 }
 
 /// What [`Context::dialback_element`] made of an element.
+#[cfg(feature = "dialback")]
 enum Dialbacked {
     /// Not a dialback element, or dialback is off: the state it arrived in, untouched.
     Other(State),
@@ -335,6 +341,7 @@ enum State {
     AwaitTls,
     Auth(ExpectAuth),
     Response(ExpectResponse),
+    #[cfg(feature = "dialback")]
     Dialback(AwaitDialback),
     /// `<success/>` sent: the initiating entity restarts the stream (§6.4.6).
     Restart,
@@ -367,6 +374,7 @@ struct Learned {
     /// The id of the stream we opened last (§4.7.3): a dialback key is bound to it.
     stream_id: Option<String>,
     /// S2S: Server Dialback authenticated the stream.
+    #[cfg(feature = "dialback")]
     dialback: bool,
     /// S2S: the initiating server asked for a bidirectional stream (XEP-0288 §2).
     bidi: bool,
@@ -429,6 +437,7 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Context<'_, R, S> {
             sasl2_inline: None,
             fast_token: None,
             fast_token_rejected: false,
+            #[cfg(feature = "dialback")]
             dialback: self.learned.dialback,
             bidi: self.learned.bidi,
         }));
@@ -437,6 +446,7 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Context<'_, R, S> {
 
     /// A dialback element on a stream not yet authenticated (XEP-0220 §2), where dialback
     /// is configured; `None` for anything else. `back` is the state it arrived in.
+    #[cfg(feature = "dialback")]
     fn dialback_element(&mut self, node: roxmltree::Node<'_, '_>, back: State) -> Dialbacked {
         let Some(config) = self.config.s2s_dialback() else {
             return Dialbacked::Other(back);
@@ -468,6 +478,7 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Context<'_, R, S> {
     /// §2.1.2: whether the receiving server goes on to verify `request`: it names one of
     /// our domains (`<host-unknown/>`), the domain the stream's `from` gave
     /// (`<improper-addressing/>`), and the policy admits it.
+    #[cfg(feature = "dialback")]
     fn admit_dialback(
         &mut self,
         policy: dialback::ReceivingPolicy,
@@ -687,17 +698,21 @@ impl ExpectHeader {
         // §5.3.1: when TLS is mandatory, nothing else is offered before it.
         let sasl_now = starttls != Some(true) && self.phase != Phase::Authenticated;
         // XEP-0220 §2.1.1: dialback beside SASL, where the policy would admit it.
+        #[cfg(feature = "dialback")]
         let dialback = sasl_now
             && cx
                 .config
                 .s2s_dialback()
                 .is_some_and(|d| cx.learned.secure || d.policy.allow_without_tls);
+        #[cfg(not(feature = "dialback"))]
+        let dialback = false;
         let auth = match (&cx.config.sasl, sasl_now) {
             (sasl, true) if sasl.is_some() || dialback => {
                 let (offered, cb_types, fast) = match sasl {
                     Some(options) => cx.sasl_features(options, features),
                     None => (Vec::new(), None, Vec::new()),
                 };
+                #[cfg(feature = "dialback")]
                 if dialback {
                     features.push_str("<dialback xmlns='");
                     features.push_str(dialback::NS_FEATURE);
@@ -762,17 +777,7 @@ impl ExpectStartTls {
             cx.outbox.step(Step::StartTlsReceived);
             return Ok(State::StartTlsReceived(self.domain));
         }
-        // Dialback before TLS: the policy decides (by default `<policy-violation/>`).
-        let this = match cx.dialback_element(node, State::StartTls(self)) {
-            Dialbacked::Handled(next) => return next,
-            Dialbacked::Other(State::StartTls(this)) => this,
-            Dialbacked::Other(_) => {
-                return Err(
-                    cx.stream_error(StreamError::new(StreamErrorCondition::InternalServerError))
-                )
-            }
-        };
-        match this.auth {
+        match self.auth {
             Some(auth) if is_sasl(node) => auth.handle(cx, node),
             _ => Err(cx.not_yet(node, "STARTTLS")),
         }
@@ -785,19 +790,10 @@ impl ExpectAuth {
         cx: &mut Context<'_, R, S>,
         node: roxmltree::Node<'_, '_>,
     ) -> Result<State, Error> {
-        let this = match cx.dialback_element(node, State::Auth(self)) {
-            Dialbacked::Handled(next) => return next,
-            Dialbacked::Other(State::Auth(this)) => this,
-            Dialbacked::Other(_) => {
-                return Err(
-                    cx.stream_error(StreamError::new(StreamErrorCondition::InternalServerError))
-                )
-            }
-        };
         if bidi::is_request(node) {
-            return this.bidi_request(cx);
+            return self.bidi_request(cx);
         }
-        this.sasl_element(cx, node)
+        self.sasl_element(cx, node)
     }
 
     /// The initiating server's `<bidi/>` (XEP-0288 §2): recorded where it was offered;
@@ -1116,6 +1112,7 @@ impl ExpectResponse {
     }
 }
 
+#[cfg(feature = "dialback")]
 impl AwaitDialback {
     /// While the authoritative server is asked: `<db:verify/>` answered, nothing else.
     fn handle<R: RngCore + CryptoRng, S: CredentialStore>(
@@ -1745,6 +1742,16 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Role for Context<'_, R, S> {
     }
 
     fn element(&mut self, state: State, node: roxmltree::Node<'_, '_>) -> Result<State, Error> {
+        // XEP-0220 §2: dialback on a stream not yet authenticated; before TLS the policy
+        // decides (by default `<policy-violation/>`).
+        #[cfg(feature = "dialback")]
+        let state = match state {
+            State::StartTls(_) | State::Auth(_) => match self.dialback_element(node, state) {
+                Dialbacked::Handled(next) => return next,
+                Dialbacked::Other(state) => state,
+            },
+            state => state,
+        };
         match state {
             State::Header(_) => {
                 Err(self.stream_error(dispatch::not_well_formed("unexpected data")))
@@ -1752,6 +1759,7 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Role for Context<'_, R, S> {
             State::StartTls(s) => s.handle(self, node),
             State::Auth(s) => s.handle(self, node),
             State::Response(s) => s.handle(self, node),
+            #[cfg(feature = "dialback")]
             State::Dialback(s) => s.handle(self, node),
             State::Bind(s) => s.handle(self, node),
             _ => Err(self.not_yet(node, "negotiation")),
@@ -1805,6 +1813,7 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Negotiator for ReceivingEntity<
         self.refuse_pending_resume()
     }
 
+    #[cfg(feature = "dialback")]
     fn dialback_verdict(&mut self, verdict: Verdict) -> Result<bool, Error> {
         if !matches!(self.state, State::Dialback(_)) {
             return Ok(false);

@@ -1,5 +1,6 @@
 //! Server Dialback (XEP-0220, keys as XEP-0185) wired into both S2S machines: the
 //! originating, receiving and authoritative roles, and every refusal, sans-IO.
+#![cfg(feature = "dialback")]
 
 mod support;
 

@@ -569,6 +569,7 @@ impl<M: Negotiator> Connection<M> {
     /// answer (XEP-0220 §2.1.3). `valid` authenticates the stream for the domain
     /// ([`Event::Negotiated`]); `invalid` ends it with `<not-authorized/>`; an error is
     /// passed on to the peer, which may try again.
+    #[cfg(feature = "dialback")]
     pub fn dialback_verdict(&mut self, verdict: crate::dialback::Verdict, now: Duration) {
         if let Phase::Negotiating(machine) = &mut self.phase {
             match machine.dialback_verdict(verdict) {

@@ -93,6 +93,7 @@ pub enum Error {
     /// S2S: the receiving server did not accept our Server Dialback key (XEP-0220 §2.1.4):
     /// `invalid`, or an error such as `remote-server-not-found` when it could not reach
     /// our authoritative server.
+    #[cfg(feature = "dialback")]
     DialbackRefused(crate::dialback::Verdict),
 }
 
@@ -122,6 +123,7 @@ impl Error {
             Error::Bind(_) | Error::BoundJid(_) => ErrorKind::Bind,
             Error::Aborted => ErrorKind::Aborted,
             Error::StreamManagement(_) => ErrorKind::Protocol,
+            #[cfg(feature = "dialback")]
             Error::DialbackRefused(_) => ErrorKind::Auth,
         }
     }
@@ -318,6 +320,7 @@ impl fmt::Display for Error {
                 "closed by this side before the negotiation finished; nothing to do unless that was not meant",
             ),
             Error::StreamManagement(e) => fmt::Display::fmt(e, f),
+            #[cfg(feature = "dialback")]
             Error::DialbackRefused(verdict) => {
                 f.write_str("the receiving server did not accept our dialback key (")?;
                 match verdict {

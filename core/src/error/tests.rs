@@ -85,10 +85,11 @@ fn variant(e: &Error) -> usize {
         Error::Aborted => 22,
         Error::BoundJid(_) => 23,
         Error::StreamManagement(_) => 24,
+        #[cfg(feature = "dialback")]
         Error::DialbackRefused(_) => 25,
     }
 }
-const ERROR_VARIANTS: usize = 26;
+const ERROR_VARIANTS: usize = 25 + cfg!(feature = "dialback") as usize;
 
 fn tls_variant(e: &TlsError) -> usize {
     match e {
@@ -300,6 +301,7 @@ fn errors() -> Vec<(Error, ErrorKind)> {
             Error::StreamManagement(crate::sm::SmError::HandledCountTooHigh { h: 3, sent: 2 }),
             ErrorKind::Protocol,
         ),
+        #[cfg(feature = "dialback")]
         (
             Error::DialbackRefused(crate::dialback::Verdict::Invalid),
             ErrorKind::Auth,

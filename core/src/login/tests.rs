@@ -223,6 +223,7 @@ fn outcome() -> Outcome {
         sasl2_inline: None,
         fast_token: None,
         fast_token_rejected: false,
+        #[cfg(feature = "dialback")]
         dialback: false,
         bidi: false,
     }

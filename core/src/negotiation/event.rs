@@ -150,6 +150,7 @@ pub enum Event {
     /// own, and hand its answer to
     /// [`Connection::dialback_verdict`](crate::connection::Connection::dialback_verdict);
     /// until then the peer's stanzas are refused.
+    #[cfg(feature = "dialback")]
     DialbackRequested {
         /// The question for the authoritative server.
         verify: crate::dialback::Dialback,
@@ -257,6 +258,7 @@ pub struct Outcome {
     /// in instead): forget it.
     pub fast_token_rejected: bool,
     /// S2S: Server Dialback (XEP-0220) authenticated the stream (not SASL).
+    #[cfg(feature = "dialback")]
     pub dialback: bool,
     /// S2S: the stream is bidirectional (XEP-0288): the initiating server asked for it
     /// where the receiving one offered it, so stanzas travel both ways on it.

@@ -47,6 +47,7 @@ pub trait Negotiator {
     }
     /// Receiving server: the authoritative server's `verdict` on the dialback key that
     /// waits (XEP-0220 §2.1.4); whether one waited. An initiating entity never has one.
+    #[cfg(feature = "dialback")]
     fn dialback_verdict(&mut self, _verdict: crate::dialback::Verdict) -> Result<bool, Error> {
         Ok(false)
     }

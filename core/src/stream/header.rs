@@ -144,6 +144,7 @@ impl HeaderOut<'_> {
                 out.push_str("' xmlns:stream='");
                 out.push_str(NS_STREAMS);
                 // XEP-0220 §2.1.1: a server stream binds `db` for Server Dialback.
+                #[cfg(feature = "dialback")]
                 if self.ns == ContentNamespace::Server {
                     out.push_str("' xmlns:db='");
                     out.push_str(crate::dialback::NS);
@@ -384,7 +385,10 @@ mod tests {
                 default_ns: Some("jabber:server".into()),
                 stream_prefix: "stream".into(),
                 // XEP-0220 §2.1.1: a server header binds the dialback prefix.
+                #[cfg(feature = "dialback")]
                 prefixes: alloc::vec![("db".into(), crate::dialback::NS.into())],
+                #[cfg(not(feature = "dialback"))]
+                prefixes: alloc::vec![],
             })
         );
     }
