@@ -5,6 +5,8 @@
 //! for the detached session delivered, and a refused resumption reported as which stanzas
 //! are known delivered and which are not.
 
+#![cfg(feature = "stream-management")]
+
 mod support;
 
 use core::time::Duration;
