@@ -94,8 +94,8 @@ async fn next_message(client: &mut Client) -> (String, String) {
     .expect("a message in time")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_serves_federate_through_srv_direct_tls_and_a_static_route() {
+/// Generated identities for `a.test` and `b.test`, and anchors trusting both.
+fn identities() -> (ServerIdentity, ServerIdentity, RootCertStore) {
     let a_id = ServerIdentity::generate("a.test").unwrap();
     let b_id = ServerIdentity::generate("b.test").unwrap();
     let mut anchors = RootCertStore::empty();
@@ -104,14 +104,22 @@ async fn two_serves_federate_through_srv_direct_tls_and_a_static_route() {
             .add(CertificateDer::from(id.ca_der.clone().unwrap().to_vec()))
             .unwrap();
     }
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let (a_port, b_port, closed) = (free(), free(), free());
+    (a_id, b_id, anchors)
+}
+
+/// A loopback port nothing listens on (yet).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_serves_federate_through_srv_direct_tls_and_a_static_route() {
+    let (a_id, b_id, anchors) = identities();
+    let (a_port, b_port, closed) = (free_port(), free_port(), free_port());
     let record = |priority, port| SrvRecord {
         priority,
         weight: 0,
@@ -179,22 +187,8 @@ async fn two_serves_federate_through_srv_direct_tls_and_a_static_route() {
 /// b has a route to a as well: had it opened a connection, a's listener would count it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bidirectional_stream_carries_both_directions_on_one_connection() {
-    let a_id = ServerIdentity::generate("a.test").unwrap();
-    let b_id = ServerIdentity::generate("b.test").unwrap();
-    let mut anchors = RootCertStore::empty();
-    for id in [&a_id, &b_id] {
-        anchors
-            .add(CertificateDer::from(id.ca_der.clone().unwrap().to_vec()))
-            .unwrap();
-    }
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let (a_port, b_port) = (free(), free());
+    let (a_id, b_id, anchors) = identities();
+    let (a_port, b_port) = (free_port(), free_port());
     let route = |c: &mut S2sConfig, domain: &str, port| {
         assert!(c.bidi, "serve's default");
         c.peers.insert(domain.into(), ("127.0.0.1".into(), port));

@@ -162,6 +162,34 @@ impl Serve {
         Self::start_for("b.test", args)
     }
 
+    /// Serves `b.test` with `cert`/`key`, accepting servers on `listen`, reaching `peer`
+    /// (`DOMAIN=HOST:PORT`) by `--s2s-peer` and checking peers against `ca`.
+    fn federating(cert: &str, key: &str, listen: String, peer: String, ca: String) -> Serve {
+        Self::start(&[
+            "--cert".into(),
+            cert.into(),
+            "--key".into(),
+            key.into(),
+            "--s2s-listen".into(),
+            listen,
+            "--s2s-peer".into(),
+            peer,
+            "--s2s-ca".into(),
+            ca,
+        ])
+    }
+
+    /// Bob logs in to this serve, trusting `ca_pem`.
+    async fn bob(&self, ca_pem: &str) -> Client {
+        Client::connect(
+            "bob@b.test",
+            "bob-pw",
+            options(ca_pem.as_bytes(), self.c2s, "phone"),
+        )
+        .await
+        .expect("bob logs in to serve")
+    }
+
     fn start_for(domain: &str, args: &[String]) -> Serve {
         let mut child = Command::new(cli_binary())
             .args(["serve", "--listen", "127.0.0.1:0", "--domain", domain])
@@ -326,25 +354,14 @@ async fn prosody_external_round_trips(bidi: Bidi) {
     }) else {
         return;
     };
-    let serve = Serve::start(&[
-        "--cert".into(),
-        ours.cert.clone(),
-        "--key".into(),
-        ours.key.clone(),
-        "--s2s-listen".into(),
+    let serve = Serve::federating(
+        &ours.cert,
+        &ours.key,
         format!("{ip}:5269"),
-        "--s2s-peer".into(),
         format!("a.test={}", p.s2s_addr()),
-        "--s2s-ca".into(),
         p.ca_path.display().to_string(),
-    ]);
-    let mut bob = Client::connect(
-        "bob@b.test",
-        "bob-pw",
-        options(ours.ca_pem.as_bytes(), serve.c2s, "phone"),
-    )
-    .await
-    .expect("bob logs in to serve");
+    );
+    let mut bob = serve.bob(&ours.ca_pem).await;
     // Bind 2 (XEP-0386) makes serve's resource from the one asked for.
     let bob_jid = bob.jid().to_string();
     let alice_user = p.user(0);
@@ -487,25 +504,14 @@ async fn serve_and_prosody_federate_both_ways_by_dialback() {
     }) else {
         return;
     };
-    let serve = Serve::start(&[
-        "--cert".into(),
-        cert,
-        "--key".into(),
-        key,
-        "--s2s-listen".into(),
+    let serve = Serve::federating(
+        &cert,
+        &key,
         format!("{ip}:5269"),
-        "--s2s-peer".into(),
         format!("a.test={}", p.s2s_addr()),
-        "--s2s-ca".into(),
         ca,
-    ]);
-    let mut bob = Client::connect(
-        "bob@b.test",
-        "bob-pw",
-        options(ca_pem.as_bytes(), serve.c2s, "phone"),
-    )
-    .await
-    .expect("bob logs in to serve");
+    );
+    let mut bob = serve.bob(&ca_pem).await;
     let alice_user = p.user(0);
     let mut alice = Client::connect(
         &alice_user.jid("a.test"),
@@ -590,25 +596,14 @@ async fn serve_and_jabberd2_federate_both_ways_by_dialback() {
     }) else {
         return;
     };
-    let serve = Serve::start(&[
-        "--cert".into(),
-        ours.cert.clone(),
-        "--key".into(),
-        ours.key.clone(),
-        "--s2s-listen".into(),
+    let serve = Serve::federating(
+        &ours.cert,
+        &ours.key,
         format!("{ip}:5269"),
-        "--s2s-peer".into(),
         format!("jabberd2.test={}", j.s2s_addr()),
-        "--s2s-ca".into(),
         j.ca_path.display().to_string(),
-    ]);
-    let mut bob = Client::connect(
-        "bob@b.test",
-        "bob-pw",
-        options(ours.ca_pem.as_bytes(), serve.c2s, "phone"),
-    )
-    .await
-    .expect("bob logs in to serve");
+    );
+    let mut bob = serve.bob(&ours.ca_pem).await;
     let alice_user = j.user(0);
     let mut alice = Client::connect(
         &alice_user.jid("jabberd2.test"),
@@ -1097,13 +1092,7 @@ async fn a_dialback_key_that_does_not_verify_is_not_authorized() {
 async fn a_peer_stanza_reaches_a_local_session() {
     let ours = Ours::new();
     let (serve, addr) = serve_with_listener(&ours, &[]);
-    let mut bob = Client::connect(
-        "bob@b.test",
-        "bob-pw",
-        options(ours.ca_pem.as_bytes(), serve.c2s, "phone"),
-    )
-    .await
-    .expect("bob logs in to serve");
+    let mut bob = serve.bob(&ours.ca_pem).await;
     let (mut tls, _) = raw_peer(
         addr,
         &ours,
@@ -1173,13 +1162,7 @@ async fn unreachable_and_slow_domains_bounce() {
             "300",
         ],
     );
-    let mut bob = Client::connect(
-        "bob@b.test",
-        "bob-pw",
-        options(ours.ca_pem.as_bytes(), serve.c2s, "phone"),
-    )
-    .await
-    .expect("bob logs in to serve");
+    let mut bob = serve.bob(&ours.ca_pem).await;
     bob.send(&stanza::message("x@gone.test", "anyone?", Some("g1")))
         .await
         .unwrap();
