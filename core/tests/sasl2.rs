@@ -498,11 +498,9 @@ fn a_stripped_mechanism_is_caught_by_the_downgrade_protection_hash() {
     }
 }
 
-/// A session resumed inside SASL2 (XEP-0198 with SASL2): `<resume/>` rides in
-/// `<authenticate/>`, `<resumed/>` in `<success/>`; the unacknowledged stanza is resent.
-#[test]
-fn a_session_resumes_inside_sasl2() {
-    // A first connection: enabled inline, one stanza sent, then the link drops.
+/// A first connection, logged in by SASL2 with XEP-0198 enabled inside Bind 2 (`sm-1`,
+/// resumable), still open.
+fn enabled_inline_session() -> Connection<impl Negotiator> {
     let mut first = client(None, None);
     sent(&mut first);
     let (_, v) = scram_login(&mut first, &features(&["SCRAM-SHA-1"], BIND2_SM_FAST));
@@ -515,6 +513,15 @@ fn a_session_resumes_inside_sasl2() {
         .as_bytes(),
         T0,
     );
+    first
+}
+
+/// A session resumed inside SASL2 (XEP-0198 with SASL2): `<resume/>` rides in
+/// `<authenticate/>`, `<resumed/>` in `<success/>`; the unacknowledged stanza is resent.
+#[test]
+fn a_session_resumes_inside_sasl2() {
+    // A first connection: enabled inline, one stanza sent, then the link drops.
+    let mut first = enabled_inline_session();
     first
         .send_stanza("<message to='a@b'><body>lost?</body></message>", T0)
         .unwrap();
@@ -691,18 +698,7 @@ fn a_kept_offer_sends_the_fast_authenticate_with_the_header() {
 
 #[test]
 fn a_session_resumes_inside_a_pipelined_authenticate() {
-    let mut first = client(None, None);
-    sent(&mut first);
-    let (_, v) = scram_login(&mut first, &features(&["SCRAM-SHA-1"], BIND2_SM_FAST));
-    first.handle_input(
-        format!(
-            "<success xmlns='urn:xmpp:sasl:2'><additional-data>{v}</additional-data>\
-             <bound xmlns='urn:xmpp:bind:0'><enabled xmlns='urn:xmpp:sm:3' id='sm-1' resume='true'/></bound>\
-             <authorization-identifier>juliet@example.com/cli~Uk5h</authorization-identifier></success>{AFTER}"
-        )
-        .as_bytes(),
-        T0,
-    );
+    let mut first = enabled_inline_session();
     first.handle_eof(None);
     let state = first.take_sm_state().expect("a resumable session");
 
