@@ -621,6 +621,22 @@ fn random_hex<R: RngCore>(rng: &mut R, bytes: usize) -> String {
     out
 }
 
+/// The resource suffix Bind 2 gives a client that sent `<user-agent id>` (XEP-0388 §2.2,
+/// XEP-0386 §4): the same for the same account and user agent, so a reconnecting client gets
+/// its full JID back (and a stale session of its own is replaced, RFC 6120 §7.7.2.2), while two
+/// devices on one account get different resources. Hashed, so the id (which the user agent
+/// keeps stable and private) is not shown to contacts; the account is hashed in, so the
+/// suffix does not link one device's accounts.
+fn user_agent_suffix(account: &str, user_agent_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(account.as_bytes())
+        .chain_update([0])
+        .chain_update(user_agent_id.as_bytes())
+        .finalize();
+    base16ct::lower::encode_string(&digest[..6])
+}
+
 impl ExpectHeader {
     fn handle<R: RngCore + CryptoRng, S: CredentialStore>(
         self,
@@ -1306,7 +1322,10 @@ impl Sasl2Success {
         };
         let bound = request.bind.filter(|_| resumed_jid.is_none()).map(|tag| {
             // XEP-0386 §4: the server makes the resource, from the tag when there is one.
-            let suffix = random_hex(cx.rng, 6);
+            let suffix = match request.user_agent.as_deref() {
+                Some(id) => user_agent_suffix(&identity, id),
+                None => random_hex(cx.rng, 6),
+            };
             let resource = match tag.filter(|t| jid::check_resource(t).is_ok()) {
                 Some(tag) => format!("{tag}~{suffix}"),
                 None => suffix,

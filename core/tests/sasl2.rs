@@ -60,20 +60,21 @@ const AFTER: &str = "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-b
     </bind><sm xmlns='urn:xmpp:sm:3'><optional/></sm></stream:features>";
 
 fn client(memory: Option<&LoginMemory>, resume: Option<SmState>) -> Connection<impl Negotiator> {
-    client_over(true, memory, resume)
+    client_over(true, memory, resume, UA)
 }
 
-/// A client over Direct TLS (`secure_transport`) or STARTTLS.
+/// A client over Direct TLS (`secure_transport`) or STARTTLS, with `<user-agent id='ua'>`.
 fn client_over(
     secure_transport: bool,
     memory: Option<&LoginMemory>,
     resume: Option<SmState>,
+    ua: &str,
 ) -> Connection<impl Negotiator> {
     let mut config = InitiatorConfig::client(DOMAIN);
     config.secure_transport = secure_transport;
     config.from = Some(format!("{}@{DOMAIN}", USER.0));
     let mut sasl = ClientSasl::password(USER.0, USER.1, Some("cli"));
-    sasl.sasl2.user_agent_id = Some(String::from(UA));
+    sasl.sasl2.user_agent_id = Some(String::from(ua));
     sasl.policy.min_iterations = ITERATIONS;
     if let Some(m) = memory {
         sasl = sasl.with_memory(m);
@@ -787,7 +788,7 @@ const PROCEED: &str = "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
 
 #[test]
 fn on_starttls_the_fast_authenticate_goes_with_the_header_after_tls_only() {
-    let mut c = client_over(false, Some(&pipelining_memory()), None);
+    let mut c = client_over(false, Some(&pipelining_memory()), None, UA);
     let first = sent(&mut c);
     assert!(
         first.contains("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"),
@@ -820,7 +821,7 @@ fn on_starttls_the_fast_authenticate_goes_with_the_header_after_tls_only() {
 
 #[test]
 fn a_stripped_starttls_after_pipelining_it_sends_nothing_in_plaintext() {
-    let mut c = client_over(false, Some(&pipelining_memory()), None);
+    let mut c = client_over(false, Some(&pipelining_memory()), None, UA);
     assert!(sent(&mut c).contains("<starttls "));
     c.handle_input(PRE_TLS_HEADER.as_bytes(), T0);
     c.handle_input(
@@ -1034,6 +1035,29 @@ fn our_receiver_issues_a_fast_token_and_our_client_logs_in_with_it() {
         second.wire
     );
     assert!(outcome(&second.server).is_some_and(|o| o.jid == o.jid));
+}
+
+/// XEP-0386 §4 with XEP-0388's `<user-agent id>`: the resource Bind 2 makes is the same for
+/// the same account and user agent on every login (the reconnecting device gets its full JID
+/// back), different for another user agent, and not the id itself.
+#[test]
+fn bind2_gives_a_user_agent_the_same_resource_on_every_login() {
+    let store = TokenStore::new();
+    let jid = |run: &Run| {
+        let o = outcome(&run.client).unwrap_or_else(|| panic!("{}", run.wire));
+        o.jid.clone().expect("bound")
+    };
+    let first = jid(&login(&store, None));
+    let again = jid(&login(&store, None));
+    assert_eq!(first, again);
+    assert!(first.starts_with("juliet@example.com/cli~"), "{first}");
+    assert!(!first.contains(UA), "{first}");
+
+    let mut other = client_over(true, None, None, "another-device");
+    let run = pump(&mut other, &mut receiver(&store), &mut None);
+    let second_device = jid(&run);
+    assert!(second_device.starts_with("juliet@example.com/cli~"));
+    assert_ne!(second_device, first);
 }
 
 /// XEP-0484 §"Token rotation": a token used with less than a quarter of its life left is
