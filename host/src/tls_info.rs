@@ -99,6 +99,13 @@ impl<T> HandshakeState for FromTokio<tokio_rustls::client::TlsStream<T>> {
     }
 }
 
+impl TlsSummary {
+    /// The summary of a server connection (its own certificate is the caller's to add).
+    pub fn of_server(conn: &rustls::ServerConnection) -> Self {
+        TlsSummary::of(conn, None)
+    }
+}
+
 impl<T> HandshakeState for FromTokio<tokio_rustls::server::TlsStream<T>> {
     fn summary(&self) -> TlsSummary {
         let conn = self.inner().get_ref().1;

@@ -462,3 +462,293 @@ async fn a_reconnect_resumes_the_tls_session_the_options_kept() {
         other.close().await.unwrap();
     }
 }
+
+/// A loopback relay that holds every chunk `one_way` before passing it on, both ways: a
+/// link with a round-trip time of twice that, on which round trips can be counted by the
+/// clock. Its upstream can be switched (a server replaced behind the same address).
+struct SlowLink {
+    addr: std::net::SocketAddr,
+    upstream: std::sync::Arc<std::sync::Mutex<std::net::SocketAddr>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SlowLink {
+    async fn start(upstream: std::net::SocketAddr, one_way: Duration) -> SlowLink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let upstream = std::sync::Arc::new(std::sync::Mutex::new(upstream));
+        let to = upstream.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let target = *to.lock().unwrap();
+                let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                    continue;
+                };
+                let _ = (client.set_nodelay(true), server.set_nodelay(true));
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(Self::carry(cr, sw, one_way));
+                tokio::spawn(Self::carry(sr, cw, one_way));
+            }
+        });
+        SlowLink {
+            addr,
+            upstream,
+            task,
+        }
+    }
+
+    /// Passes what `from` reads to `to`, each chunk `delay` after it came, in order.
+    async fn carry(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        delay: Duration,
+    ) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let (tx, mut rx) =
+            tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+        let writer = tokio::spawn(async move {
+            while let Some((at, chunk)) = rx.recv().await {
+                tokio::time::sleep_until(at + delay).await;
+                if to.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+            let _ = to.shutdown().await;
+        });
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = from.read(&mut buf).await {
+            if n == 0
+                || tx
+                    .send((tokio::time::Instant::now(), buf[..n].to_vec()))
+                    .is_err()
+            {
+                break;
+            }
+        }
+        drop(tx);
+        let _ = writer.await;
+    }
+
+    fn switch_to(&self, upstream: std::net::SocketAddr) {
+        *self.upstream.lock().unwrap() = upstream;
+    }
+}
+
+impl Drop for SlowLink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One way of [`SlowLink`]s: a 200 ms round trip.
+const ONE_WAY: Duration = Duration::from_millis(100);
+
+/// The round trips a connect over a [`SlowLink`] took, counting the TCP connect (which
+/// the relay answers at once, so it is counted, not timed): the time over the link's
+/// round-trip time, rounded.
+fn round_trips(elapsed: Duration) -> u32 {
+    let rtt = 2 * ONE_WAY;
+    1 + ((elapsed + rtt / 2).as_millis() / rtt.as_millis()) as u32
+}
+
+/// The Direct TLS port serve printed in its banner.
+fn direct_tls_addr(serve: &ServeBin) -> std::net::SocketAddr {
+    serve
+        .banner
+        .lines()
+        .find(|l| l.contains("Direct TLS (XEP-0368"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Direct TLS address in {:?}", serve.banner))
+}
+
+/// Direct TLS through `link`, with a user agent (FAST) and the TLS sessions of `kept`.
+fn over(link: &SlowLink, serve: &ServeBin) -> ClientOptions {
+    ClientOptions {
+        direct_tls: true,
+        host: Some(link.addr.ip().to_string()),
+        port: Some(link.addr.port()),
+        user_agent_id: Some("5d0a4bbf-5d8e-4c0e-a4a2-1f6a3a0c7e11".into()),
+        ..options(serve)
+    }
+}
+
+/// Issue 16 item 3, XEP-0484 §3.4 with TLS 1.3 0-RTT (RFC 8446 §2.3): serve advertises
+/// `tls-0rtt` on its Direct TLS port and issues a token usable there (`HT-SHA-256-NONE`);
+/// a reconnect in the same process resumes the TLS session and sends the stream header
+/// and the FAST `<authenticate/>` as early data, which serve answers in its first flight:
+/// bound in at most 2 round trips counting the TCP connect (3 without early data), on a
+/// link of 200 ms round trips. Each reconnect raises the `count`.
+#[tokio::test]
+async fn a_reconnect_logs_in_in_tls_early_data_within_two_round_trips() {
+    let serve = ServeBin::start(&["--direct-tls-listen", "127.0.0.1:0"], &[]).await;
+    let link = SlowLink::start(direct_tls_addr(&serve), ONE_WAY).await;
+    let mut options = over(&link, &serve);
+    let first = Client::connect("alice@example.com/zero", "alice-pw", options.clone())
+        .await
+        .expect("alice logs in with the password");
+    assert!(!first.early_data_accepted(), "no ticket yet");
+    let memory = first.login_memory().cloned().expect("a memory");
+    let token = memory.fast_token.as_ref().expect("a FAST token");
+    assert_eq!(
+        token.mechanism, "HT-SHA-256-NONE",
+        "a token usable in 0-RTT"
+    );
+    assert!(
+        memory.sasl2_inline.is_some_and(|i| i.fast_0rtt),
+        "{memory:?}"
+    );
+    first.close().await.unwrap();
+
+    let mut counts = Vec::new();
+    options.login_memory = Some(memory);
+    for attempt in 1..=2 {
+        let started = std::time::Instant::now();
+        let again = Client::connect("alice@example.com/zero", "alice-pw", options.clone())
+            .await
+            .unwrap_or_else(|e| panic!("reconnect {attempt}: {e}"));
+        let took = started.elapsed();
+        eprintln!(
+            "reconnect {attempt}: {took:?} on a 200 ms link: {} round trips counting the TCP connect",
+            round_trips(took)
+        );
+        assert!(
+            again.tls_resumed(),
+            "reconnect {attempt}: the ticket resumed"
+        );
+        assert!(
+            again.early_data_accepted(),
+            "reconnect {attempt}: serve took the early data"
+        );
+        assert!(
+            again.outcome().mechanism.is_none(),
+            "logged in with the token"
+        );
+        assert!(
+            round_trips(took) <= 2,
+            "reconnect {attempt}: {took:?}, {} round trips counting the TCP connect",
+            round_trips(took)
+        );
+        let memory = again.login_memory().cloned().expect("a memory");
+        counts.push(memory.fast_count);
+        options.login_memory = Some(memory);
+        again.close().await.unwrap();
+    }
+    assert!(counts[0] >= 1 && counts[1] > counts[0], "{counts:?}");
+}
+
+/// XEP-0484 §3.4's replay rule on early data: a login that sends a `count` serve saw
+/// already (the same login memory used twice, as an attacker replaying the early data
+/// would) is refused; the client then logs in with the password on the same stream and
+/// forgets the token.
+#[tokio::test]
+async fn a_replayed_count_in_early_data_is_refused() {
+    let serve = ServeBin::start(&["--direct-tls-listen", "127.0.0.1:0"], &[]).await;
+    let link = SlowLink::start(direct_tls_addr(&serve), Duration::ZERO).await;
+    let mut options = over(&link, &serve);
+    let first = Client::connect("alice@example.com/zero", "alice-pw", options.clone())
+        .await
+        .expect("alice logs in with the password");
+    options.login_memory = first.login_memory().cloned();
+    first.close().await.unwrap();
+
+    let used = Client::connect("alice@example.com/zero", "alice-pw", options.clone())
+        .await
+        .expect("the token logs in");
+    assert!(used.early_data_accepted());
+    assert!(used.outcome().mechanism.is_none());
+    used.close().await.unwrap();
+
+    // The same memory again: the same count.
+    let replayed = Client::connect("alice@example.com/zero", "alice-pw", options.clone())
+        .await
+        .expect("the password logs in after the refusal");
+    assert!(
+        replayed.early_data_accepted(),
+        "TLS took it; XEP-0484 refused it"
+    );
+    assert!(
+        replayed.outcome().fast_token_rejected,
+        "{:?}",
+        replayed.outcome()
+    );
+    assert!(
+        replayed.outcome().mechanism.is_some(),
+        "the password logged in"
+    );
+    replayed.close().await.unwrap();
+}
+
+/// Early data a server does not take (here: serve replaced behind the same address by one
+/// with `--no-early-data`, same certificate, which knows neither the ticket nor the token)
+/// is sent again after the handshake: the header and `<authenticate/>` arrive once, the
+/// token is refused there and the password logs in, nothing lost. A client whose server
+/// never allowed 0-RTT sends no early data at all.
+#[tokio::test]
+async fn early_data_the_server_refuses_is_sent_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = xmpp_handshake_host::certs::generate_pki("example.com").unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, &pki.leaf_pem).unwrap();
+    std::fs::write(&key, &pki.leaf_key_pem).unwrap();
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let ca_pem = &pki.ca_pem;
+    let start = |early: bool| {
+        let mut args = vec![
+            "--user",
+            "alice:alice-pw",
+            "--direct-tls-listen",
+            "127.0.0.1:0",
+            "--cert",
+            cert.as_str(),
+            "--key",
+            key.as_str(),
+        ];
+        if !early {
+            args.push("--no-early-data");
+        }
+        async move {
+            let mut serve = ServeBin::start_with(&args, false, &[]).await;
+            serve.set_ca(ca_pem);
+            serve
+        }
+    };
+    let with = start(true).await;
+    let without = start(false).await;
+    let link = SlowLink::start(direct_tls_addr(&with), Duration::ZERO).await;
+    let mut options = over(&link, &with);
+    let first = Client::connect("alice@example.com/zero", "alice-pw", options.clone())
+        .await
+        .expect("alice logs in with the password");
+    options.login_memory = first.login_memory().cloned();
+    first.close().await.unwrap();
+
+    link.switch_to(direct_tls_addr(&without));
+    let refused = Client::connect("alice@example.com/zero", "alice-pw", options.clone())
+        .await
+        .expect("alice logs in after the refusal");
+    assert!(!refused.early_data_accepted());
+    assert!(!refused.tls_resumed(), "the other server knows no ticket");
+    assert!(
+        refused.outcome().fast_token_rejected,
+        "the <authenticate/> arrived (after the handshake) and was refused: {:?}",
+        refused.outcome()
+    );
+    assert!(refused.outcome().mechanism.is_some());
+    let memory = refused.login_memory().cloned().expect("a memory");
+    assert!(
+        memory.sasl2_inline.is_some_and(|i| !i.fast_0rtt),
+        "no tls-0rtt with --no-early-data: {memory:?}"
+    );
+    options.login_memory = Some(memory);
+    refused.close().await.unwrap();
+
+    let plain = Client::connect("alice@example.com/zero", "alice-pw", options)
+        .await
+        .expect("the token logs in, after the handshake");
+    assert!(plain.tls_resumed());
+    assert!(!plain.early_data_accepted(), "nothing was sent early");
+    assert!(plain.outcome().mechanism.is_none(), "{:?}", plain.outcome());
+    plain.close().await.unwrap();
+}
