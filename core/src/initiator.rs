@@ -218,6 +218,21 @@ impl Sasl2Config {
             ..Sasl2Config::default()
         }
     }
+
+    /// Whether the login this starts can go into TLS 1.3 early data (0-RTT, XEP-0484
+    /// §3.4) on a Direct TLS transport: the server allowed it at the last login
+    /// (`tls-0rtt` in the kept [`Sasl2Config::pipeline`]), and a token, a user agent id
+    /// and that shape let `<authenticate/>` go before the features, with a mechanism that
+    /// needs no channel binding (none exists before the handshake is done).
+    pub fn early_data_ready(&self) -> bool {
+        self.enabled
+            && self.user_agent_id.is_some()
+            && self.pipeline.is_some_and(|i| i.fast_0rtt)
+            && self.fast_token.as_ref().is_some_and(|t| {
+                sasl::HtMechanism::from_name(&t.mechanism)
+                    .is_some_and(|m| m.channel_binding().is_none())
+            })
+    }
 }
 
 impl ClientSasl {

@@ -1341,7 +1341,10 @@ fn only_a_counted_fast_authenticate_is_admitted_in_tls_early_data() {
     let counted = |n: u32| format!("<fast xmlns='urn:xmpp:fast:0' count='{n}'/>");
     let (out, ev) = early_login(
         &store,
-        &format!("{CLIENT_HEADER}{}", fast_authenticate(&initial, &counted(1))),
+        &format!(
+            "{CLIENT_HEADER}{}",
+            fast_authenticate(&initial, &counted(1))
+        ),
     );
     assert!(out.contains("<success xmlns='urn:xmpp:sasl:2'>"), "{out}");
     assert!(outcome(&ev).is_some(), "{ev:?}");
@@ -1399,8 +1402,14 @@ fn only_a_counted_fast_authenticate_is_admitted_in_tls_early_data() {
         "{CLIENT_HEADER}{}{message}",
         fast_authenticate(&initial, &counted(2))
     ));
-    assert!(behind.contains("<success"), "the login itself was fine: {behind}");
-    let whole = format!("{CLIENT_HEADER}{}", fast_authenticate(&initial, &counted(3)));
+    assert!(
+        behind.contains("<success"),
+        "the login itself was fine: {behind}"
+    );
+    let whole = format!(
+        "{CLIENT_HEADER}{}",
+        fast_authenticate(&initial, &counted(3))
+    );
     violation(whole[..whole.len() - 20].to_string());
 
     // After the handshake (not early) the same uncounted login is served.

@@ -50,7 +50,7 @@ use crate::clock::TokioClock;
 use crate::direct_tls;
 use crate::exit::Failure;
 use crate::limits::ServeLimits;
-use crate::router::{Registration, Registry, ToSession};
+use crate::router::{DetachedSessions, Registration, Registry, ToSession};
 use crate::tls_info::{Recording, TlsCell, TlsSummary};
 use crate::transcript::{Side, Transcript};
 use crate::upgrade::{Certificates, RustlsServer};
@@ -520,7 +520,11 @@ async fn direct_tls_connection(
         options(config, left),
         TokioClock.now(),
     );
-    serve_direct(stream, connection, transcript, &peer, config, registry).await
+    let sessions = registry.session_table();
+    serve_direct(
+        stream, connection, transcript, sessions, &peer, config, registry,
+    )
+    .await
 }
 
 /// The receiving entity of a Direct TLS connection: no STARTTLS, the transport secure;
@@ -551,8 +555,14 @@ async fn early_data_connection(
     let peer = peer.to_string();
     let mut transcript = transcript(cell.clone(), &peer, config);
     let tls_config = Arc::new(tls.config_for(&config.domain));
+    let mut sessions = registry.session_table();
     let handshake = async {
         let mut stream = EarlyDataStream::accept(tcp, tls_config).await?;
+        // The version and suite are settled by now; the transcript's TLS line goes first.
+        let mut summary = TlsSummary::of_server(stream.connection());
+        summary.server_certificate = Some(config.identity.leaf_fingerprint());
+        *cell.lock().unwrap_or_else(|e| e.into_inner()) = Some(summary);
+        transcript.tls_established();
         let receiver = direct_tls_receiver(config);
         let left = deadline.saturating_duration_since(Instant::now());
         let connection = if stream.early_data_accepted() {
@@ -567,7 +577,9 @@ async fn early_data_connection(
                 options(config, left),
                 TokioClock.now(),
             );
-            stream.answer_early_data(&mut connection).await?;
+            stream
+                .answer_early_data(&mut connection, &mut transcript, &mut sessions)
+                .await?;
             connection
         } else {
             stream.finish_handshake().await?;
@@ -586,14 +598,11 @@ async fn early_data_connection(
         .await
         .map_err(|_| "TLS handshake timed out".to_string())?
         .map_err(|e| format!("TLS handshake failed: {e}"))?;
-    let mut summary = TlsSummary::of_server(stream.connection());
-    summary.server_certificate = Some(config.identity.leaf_fingerprint());
-    *cell.lock().unwrap_or_else(|e| e.into_inner()) = Some(summary);
-    transcript.tls_established();
     serve_direct(
         FromTokio::new(stream),
         connection,
         transcript,
+        sessions,
         &peer,
         config,
         registry,
@@ -601,11 +610,14 @@ async fn early_data_connection(
     .await
 }
 
-/// Runs the negotiation of a Direct TLS connection over `stream`, then its session.
+/// Runs the negotiation of a Direct TLS connection over `stream` (resuming from
+/// `sessions`), then its session.
+#[allow(clippy::too_many_arguments)]
 async fn serve_direct<S, R>(
     stream: FromTokio<S>,
     connection: Connection<R>,
     mut transcript: Transcript,
+    mut sessions: DetachedSessions<'_>,
     peer: &str,
     config: &ServeConfig,
     registry: &Registry,
@@ -616,7 +628,6 @@ where
 {
     // The machine never asks for STARTTLS on a secure transport: `NoTls` fills the type.
     let mut no_tls = NoTls;
-    let mut sessions = registry.session_table();
     let negotiation = server::receive_with_sessions(
         stream,
         &mut no_tls,

@@ -8,7 +8,7 @@ mod serve_bin;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use serve_bin::ServeBin;
+use serve_bin::{ServeBin, SlowLink};
 use xmpp_handshake_core::connection::Closed;
 use xmpp_handshake_core::stanza;
 use xmpp_handshake_tokio::client::Error;
@@ -463,84 +463,6 @@ async fn a_reconnect_resumes_the_tls_session_the_options_kept() {
     }
 }
 
-/// A loopback relay that holds every chunk `one_way` before passing it on, both ways: a
-/// link with a round-trip time of twice that, on which round trips can be counted by the
-/// clock. Its upstream can be switched (a server replaced behind the same address).
-struct SlowLink {
-    addr: std::net::SocketAddr,
-    upstream: std::sync::Arc<std::sync::Mutex<std::net::SocketAddr>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl SlowLink {
-    async fn start(upstream: std::net::SocketAddr, one_way: Duration) -> SlowLink {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let upstream = std::sync::Arc::new(std::sync::Mutex::new(upstream));
-        let to = upstream.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let target = *to.lock().unwrap();
-                let Ok(server) = tokio::net::TcpStream::connect(target).await else {
-                    continue;
-                };
-                let _ = (client.set_nodelay(true), server.set_nodelay(true));
-                let (cr, cw) = client.into_split();
-                let (sr, sw) = server.into_split();
-                tokio::spawn(Self::carry(cr, sw, one_way));
-                tokio::spawn(Self::carry(sr, cw, one_way));
-            }
-        });
-        SlowLink {
-            addr,
-            upstream,
-            task,
-        }
-    }
-
-    /// Passes what `from` reads to `to`, each chunk `delay` after it came, in order.
-    async fn carry(
-        mut from: tokio::net::tcp::OwnedReadHalf,
-        mut to: tokio::net::tcp::OwnedWriteHalf,
-        delay: Duration,
-    ) {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let (tx, mut rx) =
-            tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
-        let writer = tokio::spawn(async move {
-            while let Some((at, chunk)) = rx.recv().await {
-                tokio::time::sleep_until(at + delay).await;
-                if to.write_all(&chunk).await.is_err() {
-                    return;
-                }
-            }
-            let _ = to.shutdown().await;
-        });
-        let mut buf = vec![0u8; 16 * 1024];
-        while let Ok(n) = from.read(&mut buf).await {
-            if n == 0
-                || tx
-                    .send((tokio::time::Instant::now(), buf[..n].to_vec()))
-                    .is_err()
-            {
-                break;
-            }
-        }
-        drop(tx);
-        let _ = writer.await;
-    }
-
-    fn switch_to(&self, upstream: std::net::SocketAddr) {
-        *self.upstream.lock().unwrap() = upstream;
-    }
-}
-
-impl Drop for SlowLink {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// One way of [`SlowLink`]s: a 200 ms round trip.
 const ONE_WAY: Duration = Duration::from_millis(100);
 
@@ -550,17 +472,6 @@ const ONE_WAY: Duration = Duration::from_millis(100);
 fn round_trips(elapsed: Duration) -> u32 {
     let rtt = 2 * ONE_WAY;
     1 + ((elapsed + rtt / 2).as_millis() / rtt.as_millis()) as u32
-}
-
-/// The Direct TLS port serve printed in its banner.
-fn direct_tls_addr(serve: &ServeBin) -> std::net::SocketAddr {
-    serve
-        .banner
-        .lines()
-        .find(|l| l.contains("Direct TLS (XEP-0368"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|a| a.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no Direct TLS address in {:?}", serve.banner))
 }
 
 /// Direct TLS through `link`, with a user agent (FAST) and the TLS sessions of `kept`.
@@ -583,7 +494,7 @@ fn over(link: &SlowLink, serve: &ServeBin) -> ClientOptions {
 #[tokio::test]
 async fn a_reconnect_logs_in_in_tls_early_data_within_two_round_trips() {
     let serve = ServeBin::start(&["--direct-tls-listen", "127.0.0.1:0"], &[]).await;
-    let link = SlowLink::start(direct_tls_addr(&serve), ONE_WAY).await;
+    let link = SlowLink::start(serve.direct_tls_addr(), ONE_WAY).await;
     let mut options = over(&link, &serve);
     let first = Client::connect("alice@example.com/zero", "alice-pw", options.clone())
         .await
@@ -638,6 +549,49 @@ async fn a_reconnect_logs_in_in_tls_early_data_within_two_round_trips() {
     assert!(counts[0] >= 1 && counts[1] > counts[0], "{counts:?}");
 }
 
+/// XEP-0198 inside SASL2 in TLS 0-RTT: a `<resume/>` in the early `<authenticate/>` is
+/// answered from serve's detached sessions at once, so `<success/>` with `<resumed/>` goes
+/// in the first flight too: resumed in at most 2 round trips counting the TCP connect.
+#[tokio::test]
+async fn an_inline_resumption_in_early_data_is_answered_in_the_first_flight() {
+    use xmpp_handshake_core::connection::Event;
+    use xmpp_handshake_core::sm::SmConfig;
+    let serve = ServeBin::start(&["--direct-tls-listen", "127.0.0.1:0"], &[]).await;
+    let link = SlowLink::start(serve.direct_tls_addr(), ONE_WAY).await;
+    let mut options = ClientOptions {
+        stream_management: Some(SmConfig::default()),
+        ..over(&link, &serve)
+    };
+    let mut first = Client::connect("alice@example.com/sm", "alice-pw", options.clone())
+        .await
+        .expect("alice logs in with the password");
+    options.login_memory = first.login_memory().cloned();
+    first.abandon().await.unwrap();
+    first.ended().await;
+    options.resume = Some(first.take_sm_state().expect("a resumable session"));
+
+    let started = std::time::Instant::now();
+    let mut again = Client::connect("alice@example.com/sm", "alice-pw", options)
+        .await
+        .expect("alice resumes");
+    let took = started.elapsed();
+    eprintln!(
+        "0-RTT FAST + inline resumption: {took:?} on a 200 ms link: {} round trips counting the TCP connect",
+        round_trips(took)
+    );
+    assert!(again.early_data_accepted());
+    assert!(again.outcome().mechanism.is_none(), "the token logged in");
+    let resumed = tokio::time::timeout(Duration::from_secs(5), again.next_sm_event())
+        .await
+        .expect("in time");
+    assert!(
+        matches!(resumed, Some(Event::Resumed { .. })),
+        "{resumed:?}"
+    );
+    assert!(round_trips(took) <= 2, "{took:?}");
+    again.close().await.unwrap();
+}
+
 /// XEP-0484 §3.4's replay rule on early data: a login that sends a `count` serve saw
 /// already (the same login memory used twice, as an attacker replaying the early data
 /// would) is refused; the client then logs in with the password on the same stream and
@@ -645,7 +599,7 @@ async fn a_reconnect_logs_in_in_tls_early_data_within_two_round_trips() {
 #[tokio::test]
 async fn a_replayed_count_in_early_data_is_refused() {
     let serve = ServeBin::start(&["--direct-tls-listen", "127.0.0.1:0"], &[]).await;
-    let link = SlowLink::start(direct_tls_addr(&serve), Duration::ZERO).await;
+    let link = SlowLink::start(serve.direct_tls_addr(), Duration::ZERO).await;
     let mut options = over(&link, &serve);
     let first = Client::connect("alice@example.com/zero", "alice-pw", options.clone())
         .await
@@ -716,7 +670,7 @@ async fn early_data_the_server_refuses_is_sent_again() {
     };
     let with = start(true).await;
     let without = start(false).await;
-    let link = SlowLink::start(direct_tls_addr(&with), Duration::ZERO).await;
+    let link = SlowLink::start(with.direct_tls_addr(), Duration::ZERO).await;
     let mut options = over(&link, &with);
     let first = Client::connect("alice@example.com/zero", "alice-pw", options.clone())
         .await
@@ -724,7 +678,7 @@ async fn early_data_the_server_refuses_is_sent_again() {
     options.login_memory = first.login_memory().cloned();
     first.close().await.unwrap();
 
-    link.switch_to(direct_tls_addr(&without));
+    link.switch_to(without.direct_tls_addr());
     let refused = Client::connect("alice@example.com/zero", "alice-pw", options.clone())
         .await
         .expect("alice logs in after the refusal");

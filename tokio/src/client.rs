@@ -26,7 +26,7 @@ use xmpp_handshake_core::driver::{self, Clock as _, MaybeTls, TlsUpgrade as _};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
 use xmpp_handshake_core::jid::{Jid, JidError};
 use xmpp_handshake_core::login::LoginMemory;
-use xmpp_handshake_core::sasl::{Credentials, HtMechanism, SaslPolicy};
+use xmpp_handshake_core::sasl::{Credentials, SaslPolicy};
 use xmpp_handshake_core::sm::{SmConfig, SmState};
 use xmpp_handshake_core::starttls::TlsPolicy;
 use xmpp_handshake_core::trust::{CertificatePolicy, NoPins, ReferenceIdentity};
@@ -439,11 +439,8 @@ async fn login(
     // XEP-0484 §3.4: where the server allows FAST in TLS 0-RTT, every attempt with the
     // token carries a count above the last; the memory this login returns carries it on.
     let mut earlier = options.login_memory.clone();
-    if let Some(memory) = earlier
-        .as_mut()
-        .filter(|m| m.sasl2_inline.is_some_and(|i| i.fast_0rtt))
-    {
-        memory.next_fast_count();
+    if let Some(memory) = &mut earlier {
+        memory.next_attempt_count();
     }
     if let Some(memory) = &earlier {
         sasl = sasl.with_memory(memory);
@@ -453,7 +450,8 @@ async fn login(
         sasl.sasl2.fast_token = None;
     }
     let user_agent_id = sasl.sasl2.user_agent_id.clone();
-    let early = security == Security::DirectTls && options.early_data && zero_rtt_ready(&sasl);
+    let early =
+        security == Security::DirectTls && options.early_data && sasl.sasl2.early_data_ready();
     config.sasl = Some(sasl);
     config.stream_management = options.stream_management;
     config.resume.clone_from(&options.resume);
@@ -491,15 +489,10 @@ async fn login(
                     connection_options,
                     TokioClock.now(),
                 );
-                let mut first = String::new();
-                while let Some(unit) = connection.poll_transmit() {
-                    first.push_str(&unit);
-                }
-                let stream = upgrade
-                    .connect_with_early_data(tcp, account.domain(), first.as_bytes())
+                let (stream, _) = upgrade
+                    .connect_with_early_data(tcp, account.domain(), &mut connection)
                     .await
                     .map_err(tls_failed)?;
-                connection.handle_tls_confirmed(upgrade.tls_info(&stream));
                 (connection, stream)
             } else {
                 let stream = upgrade
@@ -548,20 +541,6 @@ async fn login(
         tls_resumed,
         early_data_accepted,
     })
-}
-
-/// Whether the login `sasl` starts can go into TLS 0-RTT early data (XEP-0484 §3.4): the
-/// server allowed it at the last login, and the kept token, a user agent id and the
-/// offer's shape let `<authenticate/>` go before the features, with a mechanism that
-/// needs no channel binding (none exists before the handshake is done).
-fn zero_rtt_ready(sasl: &ClientSasl) -> bool {
-    let sasl2 = &sasl.sasl2;
-    sasl2.enabled
-        && sasl2.user_agent_id.is_some()
-        && sasl2.pipeline.is_some_and(|i| i.fast_0rtt)
-        && sasl2.fast_token.as_ref().is_some_and(|t| {
-            HtMechanism::from_name(&t.mechanism).is_some_and(|m| m.channel_binding().is_none())
-        })
 }
 
 /// The connection's TLS, Direct or after STARTTLS.

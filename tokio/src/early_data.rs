@@ -28,7 +28,7 @@ use rustls::ServerConnection;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpStream;
 use xmpp_handshake_core::connection::{Connection, Negotiator};
-use xmpp_handshake_core::driver::Clock as _;
+use xmpp_handshake_core::driver::{self, Clock as _, Observer, SessionTable};
 
 use crate::clock::TokioClock;
 
@@ -87,21 +87,42 @@ impl EarlyDataStream {
     }
 
     /// Hands the early data to `connection` as it arrives and sends what it answers as
-    /// half-RTT data, until the handshake is done. A connection that closed (a refusal)
+    /// half-RTT data, until the handshake is done; `observer` (a transcript) sees both. An
+    /// inline `<resume/>` (XEP-0198 with SASL2) is answered from `sessions` at once, so
+    /// that its `<success/>` goes in the same flight. A connection that closed (a refusal)
     /// ends it early: its stream error has gone out.
-    pub async fn answer_early_data<M: Negotiator>(
+    pub async fn answer_early_data<M, O, S>(
         &mut self,
         connection: &mut Connection<M>,
-    ) -> io::Result<()> {
+        observer: &mut O,
+        sessions: &mut S,
+    ) -> io::Result<()>
+    where
+        M: Negotiator,
+        O: Observer + ?Sized,
+        S: SessionTable + ?Sized,
+    {
         loop {
             let mut early = Vec::new();
             if let Some(mut data) = self.tls.early_data() {
                 data.read_to_end(&mut early)?;
             }
             if !early.is_empty() {
+                observer.received(&early);
                 connection.handle_early_data(&early, TokioClock.now());
             }
+            if let Some((previd, account)) = connection.take_resume_request() {
+                driver::answer_resume(
+                    connection,
+                    sessions,
+                    &previd,
+                    account.as_deref(),
+                    &TokioClock,
+                )
+                .await;
+            }
             while let Some(unit) = connection.poll_transmit() {
+                observer.sent(unit.as_bytes());
                 self.tls.writer().write_all(unit.as_bytes())?;
             }
             self.write_records().await?;

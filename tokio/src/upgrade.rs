@@ -14,7 +14,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
-use xmpp_handshake_core::connection::TlsInfo;
+use xmpp_handshake_core::connection::{Connection, Negotiator, TlsInfo};
 use xmpp_handshake_core::driver::TlsUpgrade;
 use xmpp_handshake_core::sasl::ChannelBindingData;
 use xmpp_handshake_core::trust::{self, CertificatePolicy, Service};
@@ -79,30 +79,43 @@ impl RustlsClient {
 }
 
 impl RustlsClient {
-    /// Connects to `server_name` over `transport` and sends `early`: as TLS 1.3 early data
-    /// (0-RTT, RFC 8446 §2.3) in the first flight when the configuration enables it and a
-    /// kept session ticket allows it, otherwise (and again, after the handshake, when the
-    /// server refused the early data) as application data, so that it arrives exactly
-    /// once. Returns once the handshake is done.
-    pub async fn connect_with_early_data<T: AsyncRead + AsyncWrite + Unpin>(
+    /// Connects to `server_name` over `transport` and sends what `connection` (built with
+    /// [`Connection::initiate_with_tls`] before the handshake) has queued, its first header
+    /// and a FAST `<authenticate/>`: as TLS 1.3 early data (0-RTT, RFC 8446 §2.3) in the
+    /// first flight when the configuration enables it and a kept session ticket allows
+    /// it, otherwise (and again, after the handshake, when the server refused the early
+    /// data) as application data, so that it arrives exactly once. Returns once the
+    /// handshake is done, with `connection` told what it established
+    /// ([`Connection::handle_tls_confirmed`]), and what was sent.
+    pub async fn connect_with_early_data<T, M>(
         &self,
         transport: T,
         server_name: &str,
-        early: &[u8],
-    ) -> std::io::Result<FromTokio<tokio_rustls::client::TlsStream<T>>> {
+        connection: &mut Connection<M>,
+    ) -> std::io::Result<(FromTokio<tokio_rustls::client::TlsStream<T>>, String)>
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+        M: Negotiator,
+    {
         use tokio::io::AsyncWriteExt as _;
         let name = ServerName::try_from(server_name.to_owned())
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let mut first = String::new();
+        while let Some(unit) = connection.poll_transmit() {
+            first.push_str(&unit);
+        }
         let mut tls = self
             .connector
             .clone()
             .early_data(true)
             .connect(name, transport)
             .await?;
-        tls.write_all(early).await?;
+        tls.write_all(first.as_bytes()).await?;
         // Completes the handshake; data the server refused goes out again.
         tls.flush().await?;
-        Ok(FromTokio::new(tls))
+        let stream = FromTokio::new(tls);
+        connection.handle_tls_confirmed(TlsUpgrade::<FromTokio<T>>::tls_info(self, &stream));
+        Ok((stream, first))
     }
 }
 

@@ -376,6 +376,23 @@ impl<M: Negotiator> Connection<M> {
         }
     }
 
+    /// Takes the [`Event::ResumeRequested`] waiting among the events, if any (the others
+    /// stay, in order): for a wrapper that answers it before it reads the rest, as when
+    /// the `<resume/>` came in TLS 0-RTT early data and is answered in the same flight
+    /// ([`driver::answer_resume`](crate::driver::answer_resume)). `(previd, account)`.
+    pub fn take_resume_request(&mut self) -> Option<(String, Option<String>)> {
+        let at = self
+            .events
+            .iter()
+            .position(|e| matches!(e, Event::ResumeRequested { .. }))?;
+        match self.events.remove(at)? {
+            Event::ResumeRequested {
+                previd, account, ..
+            } => Some((previd, account)),
+            _ => None,
+        }
+    }
+
     /// A stanza (or a partial element) in early data.
     fn early_data_refused(&mut self) {
         self.stream_error(StreamError::with_text(
