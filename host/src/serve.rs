@@ -10,6 +10,10 @@
 //! by SNI, then the same negotiation without STARTTLS. Every wait has a timeout and every
 //! buffer a bound: see [`crate::limits`].
 //!
+//! On the Direct TLS port, TLS 1.3 early data (0-RTT) carrying the header and a FAST
+//! `<authenticate/>` (XEP-0484 §3.4) is answered in the first flight
+//! ([`ServeConfig::early_data`], `xmpp_handshake_tokio::early_data`).
+//!
 //! Stream management (XEP-0198) is offered with resumption: a session whose connection
 //! breaks (anything but a clean `</stream:stream>`, §4.4) is kept in the [`Registry`] for
 //! `--resume-timeout` seconds; a `<resume/>` of the same account on a new connection

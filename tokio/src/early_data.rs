@@ -15,9 +15,10 @@
 //!    [`EarlyDataStream::finish_handshake`] does the same without early data;
 //! 3. then it is an ordinary async stream of the plaintext.
 //!
-//! The configuration must use a stateful session cache (rustls then takes every ticket
-//! once: a replayed ClientHello finds none) and bound early data with
-//! [`rustls::ServerConfig::max_early_data_size`]; [`server_config`] sets both.
+//! The configuration must keep rustls's stateful session cache, its default (rustls then
+//! takes every ticket once, so a replayed ClientHello finds none; with a ticketer it
+//! accepts no early data), and bound early data with
+//! [`rustls::ServerConfig::max_early_data_size`], which [`server_config`] sets.
 
 use std::io::{self, Read as _, Write as _};
 use std::pin::Pin;
