@@ -385,20 +385,7 @@ where
                 Event::Closed(_) => return Err(Error::PeerClosed),
                 Event::ResumeRequested {
                     previd, account, ..
-                } => {
-                    let taken = sessions.take(&previd, account.as_deref()).await;
-                    let now = clock.now();
-                    match taken {
-                        Some(state) => {
-                            if let Some(state) = connection.resume(state, now) {
-                                sessions.put_back(state);
-                            }
-                        }
-                        None => {
-                            connection.refuse_resume(now);
-                        }
-                    }
-                }
+                } => answer_resume(connection, sessions, &previd, account.as_deref(), clock).await,
                 #[cfg(feature = "dialback")]
                 Event::DialbackRequested { verify } => {
                     let deadline = connection.poll_timeout();
@@ -440,6 +427,34 @@ where
             }
             Woke::Read(Err(e)) => connection.handle_eof(Some(Error::Transport(e.0))),
             Woke::Command(()) | Woke::Timer => connection.handle_timeout(clock.now()),
+        }
+    }
+}
+
+/// Answers a `<resume/>` (XEP-0198 §5) of `account` naming `previd` from `sessions`: the
+/// session resumed, or given back when it is not this peer's, or `<failed/>` when it is
+/// not there.
+pub async fn answer_resume<M, S, C>(
+    connection: &mut Connection<M>,
+    sessions: &mut S,
+    previd: &str,
+    account: Option<&str>,
+    clock: &C,
+) where
+    M: Negotiator,
+    S: SessionTable + ?Sized,
+    C: Clock,
+{
+    let taken = sessions.take(previd, account).await;
+    let now = clock.now();
+    match taken {
+        Some(state) => {
+            if let Some(state) = connection.resume(state, now) {
+                sessions.put_back(state);
+            }
+        }
+        None => {
+            connection.refuse_resume(now);
         }
     }
 }

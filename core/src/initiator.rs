@@ -183,6 +183,14 @@ pub struct Sasl2Config {
     /// refuses a count not above the last it saw (replays). The caller raises it before
     /// every attempt ([`LoginMemory::next_fast_count`](crate::login::LoginMemory::next_fast_count)).
     pub fast_count: Option<u32>,
+    /// Where the server allows FAST in TLS 0-RTT (`tls-0rtt`), ask for a token that can be
+    /// used there: `HT-SHA-256-NONE`. Channel binding cannot come into early data:
+    /// `tls-exporter` (RFC 9266) exists only once the handshake is done, and a
+    /// resumed session is bound to the certificate that authenticated its first
+    /// handshake already (RFC 8446 §2.2), which `tls-server-end-point` would repeat;
+    /// what early data needs, replay protection, is XEP-0484's `count`. Off, or where
+    /// the server does not allow 0-RTT, the token is channel-bound when the login is.
+    pub zero_rtt_token: bool,
 }
 
 impl Default for Sasl2Config {
@@ -197,6 +205,7 @@ impl Default for Sasl2Config {
             request_fast_token: true,
             pipeline: None,
             fast_count: None,
+            zero_rtt_token: false,
         }
     }
 }
@@ -208,6 +217,21 @@ impl Sasl2Config {
             enabled: false,
             ..Sasl2Config::default()
         }
+    }
+
+    /// Whether the login this starts can go into TLS 1.3 early data (0-RTT, XEP-0484
+    /// §3.4) on a Direct TLS transport: the server allowed it at the last login
+    /// (`tls-0rtt` in the kept [`Sasl2Config::pipeline`]), and a token, a user agent id
+    /// and that shape let `<authenticate/>` go before the features, with a mechanism that
+    /// needs no channel binding (none exists before the handshake is done).
+    pub fn early_data_ready(&self) -> bool {
+        self.enabled
+            && self.user_agent_id.is_some()
+            && self.pipeline.is_some_and(|i| i.fast_0rtt)
+            && self.fast_token.as_ref().is_some_and(|t| {
+                sasl::HtMechanism::from_name(&t.mechanism)
+                    .is_some_and(|m| m.channel_binding().is_none())
+            })
     }
 }
 
@@ -855,10 +879,11 @@ fn start_sasl2<R: RngCore + CryptoRng>(
     // token logs in, the server rotates it by itself.
     let token_requested = match (&offer.fast, &sasl.sasl2.user_agent_id) {
         (Some(fast), Some(_)) if sasl.sasl2.request_fast_token && !using_fast => {
+            let zero_rtt = sasl.sasl2.zero_rtt_token && offer.fast_0rtt;
             HtMechanism::choose(
                 fast.iter().map(String::as_str),
                 &cx.learned.channel_binding,
-                bound,
+                bound && !zero_rtt,
             )
         }
         _ => None,
@@ -1880,6 +1905,15 @@ impl<R: RngCore + CryptoRng> Negotiator for InitiatingEntity<R> {
                     inline,
                 }
             }
+        }
+    }
+
+    /// The binding data of a Direct TLS transport whose handshake finished after our
+    /// first header and `<authenticate/>` went out as early data: used if the token is
+    /// refused and a password login with channel binding follows.
+    fn tls_confirmed(&mut self, info: TlsInfo) {
+        if self.config.secure_transport {
+            self.learned.channel_binding = info.channel_binding;
         }
     }
 

@@ -334,6 +334,17 @@ impl LoginMemory {
         Some(self.fast_count)
     }
 
+    /// Before each login attempt: where the server allows FAST in TLS 0-RTT (the kept
+    /// offer's `tls-0rtt`), `<fast/>` carries the count, so it is raised
+    /// ([`LoginMemory::next_fast_count`]) and this memory must be kept again before the
+    /// attempt; elsewhere no count is sent and nothing changes (`None`).
+    pub fn next_attempt_count(&mut self) -> Option<u32> {
+        if !self.sasl2_inline.is_some_and(|i| i.fast_0rtt) {
+            return None;
+        }
+        self.next_fast_count()
+    }
+
     /// The post-TLS offer the next `<auth/>` is pipelined from under `policy`: the kept
     /// offer; without one (nothing kept it), the mechanism that authenticated, if it was
     /// chosen under the same channel-binding policy; otherwise none.

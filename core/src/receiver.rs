@@ -127,6 +127,10 @@ pub struct ReceiverConfig {
     /// S2S: offer bidirectional streams (XEP-0288) on the TLS-protected unauthenticated
     /// stream and accept the initiating server's `<bidi/>` there.
     pub bidi: bool,
+    /// C2S over Direct TLS: advertise `tls-0rtt` on FAST (XEP-0484 §3.1), for a transport
+    /// that reads TLS 1.3 early data and hands it over with
+    /// [`Connection::handle_early_data`](crate::connection::Connection::handle_early_data).
+    pub fast_0rtt: bool,
 }
 
 impl ReceiverConfig {
@@ -149,6 +153,7 @@ impl ReceiverConfig {
             #[cfg(feature = "dialback")]
             dialback: None,
             bidi: false,
+            fast_0rtt: false,
         }
     }
 
@@ -387,6 +392,8 @@ struct Context<'a, R, S> {
     store: &'a S,
     learned: &'a mut Learned,
     header_sent: bool,
+    /// What is being read came as TLS 1.3 early data (see [`ReceivingEntity::early`]).
+    early: bool,
 }
 
 impl<R: RngCore + CryptoRng, S: CredentialStore> Context<'_, R, S> {
@@ -414,6 +421,15 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Context<'_, R, S> {
 
     /// An element that is not allowed before the stream is negotiated: a stanza gets
     /// `<not-authorized/>` (§4.9.3.12), anything else `<policy-violation/>`.
+    /// XEP-0484 §3.4: something besides the header and a FAST `<authenticate/>` came as
+    /// TLS 0-RTT early data.
+    fn early_data_refused(&mut self) -> Error {
+        self.stream_error(StreamError::with_text(
+            StreamErrorCondition::PolicyViolation,
+            "only the stream header and a FAST <authenticate/> may come in TLS 0-RTT early data",
+        ))
+    }
+
     fn not_yet(&mut self, node: roxmltree::Node<'_, '_>, waiting_for: &str) -> Error {
         let condition = if is_stanza(node, self.config.ns) {
             StreamErrorCondition::NotAuthorized
@@ -578,7 +594,11 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Context<'_, R, S> {
             }
             if secure && self.store.fast_tokens(&mut |_, _| {}) {
                 fast = fast_offer(&types, cb);
-                features.push_str("<fast xmlns='urn:xmpp:fast:0'>");
+                features.push_str(if self.config.fast_0rtt {
+                    "<fast xmlns='urn:xmpp:fast:0' tls-0rtt='true'>"
+                } else {
+                    "<fast xmlns='urn:xmpp:fast:0'>"
+                });
                 for m in &fast {
                     let _ = write!(features, "<mechanism>{}</mechanism>", m.name());
                 }
@@ -850,6 +870,10 @@ impl ExpectAuth {
                 let Ok((name, payload, request)) = read_authenticate(node) else {
                     return self.failed_as(cx, SaslFailure::IncorrectEncoding, None, true);
                 };
+                if let Some(why) = cx.early.then(|| refused_early(&name, &request)).flatten() {
+                    cx.outbox.step(Step::AuthStarted);
+                    return self.failed_as(cx, SaslFailure::NotAuthorized, Some(why), true);
+                }
                 if let Some(mechanism) = HtMechanism::from_name(&name) {
                     cx.outbox.step(Step::AuthStarted);
                     return self.fast_login(cx, mechanism, payload.as_deref(), request);
@@ -934,6 +958,7 @@ impl ExpectAuth {
             Ok(jid) => jid.into_string(),
             Err(why) => return self.failed_as(cx, SaslFailure::InvalidAuthzid, Some(why), true),
         };
+        let early = cx.early;
         let count = request.fast.as_ref().and_then(|f| f.count);
         let invalidate = request.fast.as_ref().is_some_and(|f| f.invalidate);
         let mut verdict = Err(TokenRefused::Unknown);
@@ -943,8 +968,9 @@ impl ExpectAuth {
             verdict = tokens.verify(&identity, user_agent, mechanism, cb_data, proof, count, now);
             match &verdict {
                 Ok(_) if invalidate => tokens.invalidate(&identity, user_agent),
-                // XEP-0484 §"Token rotation".
-                Ok(used) if used.rotate => {
+                // XEP-0484 §"Token rotation"; never on a login from early data, which an
+                // attacker may replay to churn the client's tokens.
+                Ok(used) if used.rotate && !early => {
                     issued = tokens.issue(&identity, user_agent, mechanism, rng, now)
                 }
                 _ => {}
@@ -1395,6 +1421,25 @@ impl Sasl2Success {
     }
 }
 
+/// Why an `<authenticate/>` that came in TLS 0-RTT early data is refused (XEP-0484 §3.4:
+/// replayable, so only a FAST token login carrying a `count`, which the token's replay
+/// rule checks, and nothing that changes the tokens), if it is.
+fn refused_early(mechanism: &str, request: &Sasl2Request) -> Option<&'static str> {
+    if HtMechanism::from_name(mechanism).is_none() {
+        return Some("only a FAST token login may come in TLS 0-RTT early data");
+    }
+    match &request.fast {
+        Some(FastUse {
+            count: Some(_),
+            invalidate: false,
+        }) if request.request_token.is_none() => None,
+        Some(FastUse { count: None, .. }) | None => {
+            Some("a FAST login in TLS 0-RTT early data needs a count (XEP-0484)")
+        }
+        Some(_) => Some("no token request or invalidation in TLS 0-RTT early data"),
+    }
+}
+
 fn is_sasl2(node: roxmltree::Node<'_, '_>, name: &str) -> bool {
     node.tag_name().namespace() == Some(NS_SASL2) && node.tag_name().name() == name
 }
@@ -1553,6 +1598,9 @@ pub struct ReceivingEntity<R, S> {
     store: S,
     learned: Learned,
     header_sent: bool,
+    /// The bytes being read came as TLS 1.3 early data (0-RTT): replayable, so only the
+    /// header and a FAST `<authenticate/>` with a `count` are admitted (XEP-0484 §3.4).
+    early: bool,
 }
 
 impl<R: RngCore + CryptoRng, S: CredentialStore> ReceivingEntity<R, S> {
@@ -1588,6 +1636,7 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> ReceivingEntity<R, S> {
                 ..Learned::default()
             },
             header_sent: false,
+            early: false,
             config,
         }
     }
@@ -1644,6 +1693,7 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> ReceivingEntity<R, S> {
             store: &self.store,
             learned: &mut self.learned,
             header_sent: self.header_sent,
+            early: self.early,
         };
         let features = StreamFeatures {
             bind: true,
@@ -1674,6 +1724,23 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> ReceivingEntity<R, S> {
         }
     }
 
+    /// [`Context::early_data_refused`], outside a read; the stream is over.
+    fn refuse_early_data(&mut self) -> Error {
+        self.state = State::Failed;
+        let mut cx = Context {
+            config: &self.config,
+            outbox: &mut self.outbox,
+            rng: &mut self.rng,
+            store: &self.store,
+            learned: &mut self.learned,
+            header_sent: self.header_sent,
+            early: self.early,
+        };
+        let error = cx.early_data_refused();
+        self.header_sent = cx.header_sent;
+        error
+    }
+
     /// Sends the SASL2 success that waited for the session table.
     fn finish_sasl2(&mut self, success: Sasl2Success, resume: InlineResume) {
         let mut cx = Context {
@@ -1683,6 +1750,7 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> ReceivingEntity<R, S> {
             store: &self.store,
             learned: &mut self.learned,
             header_sent: self.header_sent,
+            early: self.early,
         };
         self.state = match success.send(&mut cx, resume) {
             Ok(state) => state,
@@ -1698,6 +1766,7 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> ReceivingEntity<R, S> {
             store: &self.store,
             learned: &mut self.learned,
             header_sent: self.header_sent,
+            early: self.early,
         };
         let result = dispatch::run(
             &mut cx,
@@ -1761,6 +1830,10 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Role for Context<'_, R, S> {
     }
 
     fn element(&mut self, state: State, node: roxmltree::Node<'_, '_>) -> Result<State, Error> {
+        // XEP-0484 §3.4: in TLS 0-RTT early data, nothing but a SASL2 `<authenticate/>`.
+        if self.early && !(matches!(state, State::Auth(_)) && is_sasl2(node, "authenticate")) {
+            return Err(self.early_data_refused());
+        }
         // XEP-0220 §2: dialback on a stream not yet authenticated; before TLS the policy
         // decides (by default `<policy-violation/>`).
         #[cfg(feature = "dialback")]
@@ -1809,7 +1882,25 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Negotiator for ReceivingEntity<
 
     fn received(&mut self, n: usize) -> Result<(), Error> {
         self.inbound.framer.commit(n);
-        self.process()
+        self.process()?;
+        // Early data the negotiation stopped reading (at its end, or waiting for the
+        // session table) would be read later as if it had not come early.
+        let stopped = matches!(
+            self.state,
+            State::AwaitTls | State::Negotiated | State::Resume(_) | State::Sasl2Resume(_)
+        );
+        if self.early && stopped && !self.inbound.framer.pending().is_empty() {
+            return Err(self.refuse_early_data());
+        }
+        Ok(())
+    }
+
+    fn early_data(&mut self, early: bool) -> Result<(), Error> {
+        let was = mem::replace(&mut self.early, early);
+        if was && !early && !self.inbound.framer.pending().is_empty() {
+            return Err(self.refuse_early_data());
+        }
+        Ok(())
     }
 
     fn poll_transmit(&mut self) -> Option<String> {
@@ -1847,6 +1938,7 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Negotiator for ReceivingEntity<
             store: &self.store,
             learned: &mut self.learned,
             header_sent: self.header_sent,
+            early: self.early,
         };
         self.state = wait.settle(&mut cx, verdict)?;
         // Frames that came meanwhile are read in the state the verdict left.

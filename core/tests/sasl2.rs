@@ -921,8 +921,14 @@ impl CredentialStore for TokenStore {
 /// Our receiving entity offering SASL2, Bind 2, inline stream management and FAST, on a
 /// TLS stream without channel binding.
 fn receiver(store: &TokenStore) -> Connection<impl Negotiator + '_> {
+    receiver_with(store, false)
+}
+
+/// [`receiver`], advertising FAST in TLS 0-RTT (`tls-0rtt`) when `fast_0rtt`.
+fn receiver_with(store: &TokenStore, fast_0rtt: bool) -> Connection<impl Negotiator + '_> {
     use xmpp_handshake_core::receiver::{ReceiverConfig, ReceivingEntity, TlsOffer};
     let mut config = ReceiverConfig::client_to_server(DOMAIN);
+    config.fast_0rtt = fast_0rtt;
     config.secure_transport = true;
     config.tls = TlsOffer::None;
     config.sasl2 = true;
@@ -1297,4 +1303,143 @@ fn a_failed_inline_resume_goes_on_with_bind2() {
         "{:?}",
         run.client
     );
+}
+
+/// A token of juliet's on [`UA`] in `store`, and the proof of a login with it.
+fn issued_token(store: &TokenStore) -> (String, String) {
+    let token = store
+        .tokens
+        .borrow_mut()
+        .issue(
+            "juliet@example.com",
+            UA,
+            xmpp_handshake_core::sasl::HtMechanism::Sha256None,
+            &mut CountingRng(9),
+            store.now.get(),
+        )
+        .unwrap()
+        .token;
+    let mut ir = b"juliet\0".to_vec();
+    ir.extend(decode_strict(&ht_proof(&token, b"Initiator")).unwrap());
+    (token, encode(&ir))
+}
+
+const CLIENT_HEADER: &str = "<stream:stream xmlns='jabber:client' \
+    xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
+
+/// A FAST `<authenticate/>` with `initial` and `extra` children.
+fn fast_authenticate(initial: &str, extra: &str) -> String {
+    format!(
+        "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='HT-SHA-256-NONE'>\
+         <initial-response>{initial}</initial-response><user-agent id='{UA}'/>\
+         <bind xmlns='urn:xmpp:bind:0'/>{extra}</authenticate>"
+    )
+}
+
+/// `early` as TLS 0-RTT early data to a new stream of our receiver: what it answered and
+/// its events.
+fn early_login(store: &TokenStore, early: &str) -> (String, Vec<Event>) {
+    let mut s = receiver_with(store, true);
+    s.handle_early_data(early.as_bytes(), T0);
+    (sent(&mut s), events(&mut s))
+}
+
+/// XEP-0484 §3.4 on the receiving side of TLS 1.3 0-RTT: `tls-0rtt` is advertised only
+/// when configured; in early data (which an attacker may replay) only the header and a
+/// FAST `<authenticate/>` with a `count` above the last are admitted: no count, a token
+/// request or invalidation, another mechanism get SASL2 `<failure/>`; a stanza (even
+/// behind the login), another element, or early data ending inside an element get
+/// `<policy-violation/>`. The same elements sent after the handshake are served as usual.
+#[test]
+fn only_a_counted_fast_authenticate_is_admitted_in_tls_early_data() {
+    let store = TokenStore::new();
+    let (_, initial) = issued_token(&store);
+    let advertised = |fast_0rtt: bool| {
+        let mut s = receiver_with(&store, fast_0rtt);
+        s.handle_input(CLIENT_HEADER.as_bytes(), T0);
+        sent(&mut s)
+    };
+    assert!(advertised(true).contains("<fast xmlns='urn:xmpp:fast:0' tls-0rtt='true'>"));
+    assert!(!advertised(false).contains("tls-0rtt"));
+
+    let counted = |n: u32| format!("<fast xmlns='urn:xmpp:fast:0' count='{n}'/>");
+    let (out, ev) = early_login(
+        &store,
+        &format!(
+            "{CLIENT_HEADER}{}",
+            fast_authenticate(&initial, &counted(1))
+        ),
+    );
+    assert!(out.contains("<success xmlns='urn:xmpp:sasl:2'>"), "{out}");
+    assert!(outcome(&ev).is_some(), "{ev:?}");
+
+    let refused = |out: &str, why: &str| {
+        assert!(
+            out.contains("<failure xmlns='urn:xmpp:sasl:2'><not-authorized") && out.contains(why),
+            "{why}: {out}"
+        );
+    };
+    let fast_uncounted = "<fast xmlns='urn:xmpp:fast:0'/>";
+    for (extra, why) in [
+        ("", "needs a count"),
+        (fast_uncounted, "needs a count"),
+        (
+            "<fast xmlns='urn:xmpp:fast:0' count='9'/>\
+             <request-token xmlns='urn:xmpp:fast:0' mechanism='HT-SHA-256-NONE'/>",
+            "no token request",
+        ),
+        (
+            "<fast xmlns='urn:xmpp:fast:0' count='9' invalidate='true'/>",
+            "no token request or invalidation",
+        ),
+        (&counted(1), "replay"),
+    ] {
+        let (out, _) = early_login(
+            &store,
+            &format!("{CLIENT_HEADER}{}", fast_authenticate(&initial, extra)),
+        );
+        refused(&out, why);
+    }
+    let (out, _) = early_login(
+        &store,
+        &format!(
+            "{CLIENT_HEADER}<authenticate xmlns='urn:xmpp:sasl:2' mechanism='SCRAM-SHA-256'>\
+             <initial-response>{}</initial-response></authenticate>",
+            encode(b"n,,n=juliet,r=abcdefgh")
+        ),
+    );
+    refused(&out, "only a FAST token login");
+
+    let violation = |early: String| {
+        let (out, ev) = early_login(&store, &early);
+        assert!(out.contains("<policy-violation"), "{early}: {out}");
+        assert!(
+            matches!(closed_error(&ev), Some(Error::StreamErrorSent(e)) if e.condition.name() == "policy-violation"),
+            "{ev:?}"
+        );
+        assert!(!ev.iter().any(|e| matches!(e, Event::Stanza(_))), "{ev:?}");
+        out
+    };
+    let message = "<message to='romeo@example.com'><body>replayed</body></message>";
+    violation(format!("{CLIENT_HEADER}{message}"));
+    let behind = violation(format!(
+        "{CLIENT_HEADER}{}{message}",
+        fast_authenticate(&initial, &counted(2))
+    ));
+    assert!(
+        behind.contains("<success"),
+        "the login itself was fine: {behind}"
+    );
+    let whole = format!(
+        "{CLIENT_HEADER}{}",
+        fast_authenticate(&initial, &counted(3))
+    );
+    violation(whole[..whole.len() - 20].to_string());
+
+    // After the handshake (not early) the same uncounted login is served.
+    let mut s = receiver_with(&store, true);
+    s.handle_early_data(CLIENT_HEADER.as_bytes(), T0);
+    s.handle_input(fast_authenticate(&initial, fast_uncounted).as_bytes(), T0);
+    let out = sent(&mut s);
+    assert!(out.contains("<success xmlns='urn:xmpp:sasl:2'>"), "{out}");
 }

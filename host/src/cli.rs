@@ -317,6 +317,11 @@ pub struct ServeArgs {
     /// binding only.
     #[arg(long)]
     pub no_sasl2: bool,
+    /// On the Direct TLS port, do not accept TLS 1.3 early data (0-RTT) nor advertise
+    /// FAST in it (XEP-0484 `tls-0rtt`): a reconnecting client then waits for the
+    /// handshake before its FAST login (one round trip more).
+    #[arg(long)]
+    pub no_early_data: bool,
     /// Print each client's negotiation transcript on stderr (`I:` the client, `R:` this
     /// server; SASL payloads redacted): what your device really sent.
     #[arg(long)]

@@ -11,7 +11,7 @@ use rustls::client::ResolvesClientCert;
 use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
 use tokio::net::TcpStream;
-use xmpp_handshake_core::connection::{Connection, ConnectionOptions, Timeouts};
+use xmpp_handshake_core::connection::{Connection, ConnectionOptions, Timeouts, TlsInfo};
 use xmpp_handshake_core::driver::{self, Clock as _, MaybeTls, Observer as _, TlsUpgrade as _};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatingEntity, InitiatorConfig, Sasl2Config};
 use xmpp_handshake_core::login::LoginMemory;
@@ -138,6 +138,8 @@ impl Login {
             pipeline_bind: true,
             sasl2: Box::new(Sasl2Config {
                 software: Some(String::from("xmpp-handshake")),
+                // A reconnect of `connect` within the process may then log in in 0-RTT.
+                zero_rtt_token: true,
                 ..Sasl2Config::default()
             }),
         };
@@ -429,21 +431,61 @@ async fn negotiate_direct_tls_with(
     };
     let mut direct_config = (*trust.config).clone();
     direct_config.alpn_protocols = vec![alpn.to_vec()];
+    // XEP-0484 §3.4: the header and a FAST `<authenticate/>` in TLS 1.3 early data, where
+    // the server allowed it and the ticket of an earlier connection of this process
+    // (`trust`'s configuration keeps them) allows it.
+    let early = config
+        .sasl
+        .as_ref()
+        .is_some_and(|s| s.sasl2.early_data_ready());
+    direct_config.enable_early_data = early;
     let mut direct = Recording {
         inner: RustlsClient::new(Arc::new(direct_config)),
         cell: tls_cell.clone(),
         own_certificate: None,
     };
-    let stream = direct
-        .upgrade(FromTokio::new(tcp), &config.domain)
-        .await
-        .map_err(|e| Error::Tls(crate::upgrade::classify(e)))?;
-    let info = direct.tls_info(&stream);
-    transcript.tls_established();
-    let transport = FromTokio::new(Stream::Tls(Box::new(stream.into_inner())));
     config.secure_transport = true;
-    let connection =
-        Connection::initiate_with_tls(config, rand_core::OsRng, info, options, TokioClock.now());
+    let domain = config.domain.clone();
+    let tls_failed = |e| Error::Tls(crate::upgrade::classify(e));
+    let (connection, stream) = if early {
+        let mut connection = Connection::initiate_with_tls(
+            config,
+            rand_core::OsRng,
+            TlsInfo::default(),
+            options,
+            TokioClock.now(),
+        );
+        let (stream, first) = direct
+            .inner
+            .connect_with_early_data(tcp, &domain, &mut connection)
+            .await
+            .map_err(tls_failed)?;
+        direct.record(&stream);
+        transcript.tls_established();
+        // Taken as early data, it was answered in the handshake's own flight.
+        if stream.inner().get_ref().1.is_early_data_accepted() {
+            transcript.early_data_sent(first.as_bytes());
+        } else {
+            transcript.sent(first.as_bytes());
+        }
+        (connection, stream)
+    } else {
+        let stream = direct
+            .upgrade(FromTokio::new(tcp), &config.domain)
+            .await
+            .map_err(tls_failed)?;
+        let info = direct.tls_info(&stream);
+        transcript.tls_established();
+        let connection = Connection::initiate_with_tls(
+            config,
+            rand_core::OsRng,
+            info,
+            options,
+            TokioClock.now(),
+        );
+        (connection, stream)
+    };
+    let transport = FromTokio::new(Stream::Tls(Box::new(stream.into_inner())));
     // The machine never asks for STARTTLS on a secure transport; this only fills the type.
     let mut tls = Recording {
         inner: RustlsClient::new(trust.config.clone()),

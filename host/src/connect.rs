@@ -86,6 +86,22 @@ fn progress(args: &ConnectArgs) -> Progress {
 }
 
 /// The SCRAM cache, unless `--no-cache`. An unreadable cache is reported and not used.
+/// Writes `memory` to the login cache, if there is one (a failure is a warning: the
+/// login goes on without it).
+fn keep_in_cache(
+    cache: &mut Option<ScramCache>,
+    domain: &str,
+    user: &str,
+    password: &str,
+    memory: &LoginMemory,
+) {
+    if let Some(c) = cache {
+        if let Err(e) = c.put(domain, user, password, memory) {
+            eprintln!("xmpp-handshake: warning: {}: {e}", c.path().display());
+        }
+    }
+}
+
 fn open_cache(args: &ConnectArgs) -> Option<ScramCache> {
     if args.no_cache {
         return None;
@@ -176,17 +192,9 @@ pub async fn run_with_password<R: SrvResolver>(
     let (logged_in, mut transcript, security) = loop {
         // XEP-0484 §3.4: where the server allows FAST in TLS 0-RTT, each attempt with the
         // token carries a count above every earlier one; kept before it goes out.
-        if let Some(memory) = login
-            .memory
-            .as_mut()
-            .filter(|m| m.sasl2_inline.is_some_and(|i| i.fast_0rtt))
-        {
-            if memory.next_fast_count().is_some() {
-                if let Some(c) = &mut cache {
-                    if let Err(e) = c.put(&domain, &user, &password, memory) {
-                        eprintln!("xmpp-handshake: warning: {}: {e}", c.path().display());
-                    }
-                }
+        if let Some(memory) = &mut login.memory {
+            if memory.next_attempt_count().is_some() {
+                keep_in_cache(&mut cache, &domain, &user, &password, memory);
             }
         }
         let failure = match establish(&args, &targets, &login, &trust).await {
@@ -298,12 +306,11 @@ pub async fn run_with_password<R: SrvResolver>(
         // refused is forgotten, a new or rotated one kept.
         let memory = LoginMemory::from_outcome(outcome, &login.sasl)
             .remembering(login.memory.as_ref(), outcome.fast_token_rejected);
-        if let Some(c) = &mut cache {
-            if c.get(&domain, &user, &password).as_ref() != Some(&memory) {
-                if let Err(e) = c.put(&domain, &user, &password, &memory) {
-                    eprintln!("xmpp-handshake: warning: {}: {e}", c.path().display());
-                }
-            }
+        if cache
+            .as_ref()
+            .is_some_and(|c| c.get(&domain, &user, &password).as_ref() != Some(&memory))
+        {
+            keep_in_cache(&mut cache, &domain, &user, &password, &memory);
         }
         keep = Some(memory);
     }
@@ -359,11 +366,14 @@ pub async fn run_with_password<R: SrvResolver>(
     if keep.is_some() {
         login.memory = keep;
     }
+    let mut keep_memory =
+        |memory: &LoginMemory| keep_in_cache(&mut cache, &domain, &user, &password, memory);
     let reconnect = online::Reconnect {
         args: &args,
         targets: &targets,
         login: &mut login,
         trust: &trust,
+        keep_memory: &mut keep_memory,
     };
     online::run(reconnect, session, transcript, args.send_lines.as_deref()).await
 }

@@ -152,6 +152,7 @@ async fn run_serve(args: ServeArgs) -> Result<(), Failure> {
         verbose: args.verbose,
         channel_binding: !args.no_channel_binding,
         sasl2: !args.no_sasl2,
+        early_data: !args.no_early_data,
         log_connections: true,
         trace: args.trace,
         store: serve::SharedStore::new(store, limits.fast_token_lifetime, limits.max_fast_tokens),

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt as _, BufReader, Stdin};
 use xmpp_handshake_core::connection::Event;
+use xmpp_handshake_core::login::LoginMemory;
 use xmpp_handshake_core::sm::{SmConfig, SmState};
 use xmpp_handshake_core::stanza;
 use xmpp_handshake_core::stream::error::StreamErrorCondition;
@@ -273,6 +274,10 @@ pub struct Reconnect<'a> {
     pub login: &'a mut Login,
     /// The certificate policy.
     pub trust: &'a ClientTrust,
+    /// Keeps the login memory (the login cache) when an attempt changed it: the FAST
+    /// `count` raised before it (XEP-0484 §3.4), so no count is ever sent twice, by this
+    /// process or the next.
+    pub keep_memory: &'a mut dyn FnMut(&LoginMemory),
 }
 
 /// How the stream ended, in words, and whether connecting again makes sense.
@@ -680,6 +685,11 @@ async fn connect_again(
                 return Err(Failure::protocol("interrupted while reconnecting"));
             }
         }
+        if let Some(memory) = &mut reconnect.login.memory {
+            if memory.next_attempt_count().is_some() {
+                (reconnect.keep_memory)(memory);
+            }
+        }
         match establish(
             reconnect.args,
             reconnect.targets,
@@ -724,8 +734,13 @@ fn online_again(logged_in: &LoggedIn, transcript: &Transcript, security: Securit
         .tls()
         .map(|t| format!("{} {}", t.version, t.cipher_suite))
         .unwrap_or_else(|| "no TLS".into());
+    let early = if transcript.early_data() {
+        " with 0-RTT early data"
+    } else {
+        ""
+    };
     eprintln!(
-        "xmpp-handshake: online again as {} ({mechanism}, {}, {tls}, {} round trips, {:.1} ms)",
+        "xmpp-handshake: online again as {} ({mechanism}, {}, {tls}{early}, {} round trips, {:.1} ms)",
         logged_in.jid,
         security.name(),
         transcript.round_trips(),

@@ -10,6 +10,10 @@
 //! by SNI, then the same negotiation without STARTTLS. Every wait has a timeout and every
 //! buffer a bound: see [`crate::limits`].
 //!
+//! On the Direct TLS port, TLS 1.3 early data (0-RTT) carrying the header and a FAST
+//! `<authenticate/>` (XEP-0484 §3.4) is answered in the first flight
+//! ([`ServeConfig::early_data`], `xmpp_handshake_tokio::early_data`).
+//!
 //! Stream management (XEP-0198) is offered with resumption: a session whose connection
 //! breaks (anything but a clean `</stream:stream>`, §4.4) is kept in the [`Registry`] for
 //! `--resume-timeout` seconds; a `<resume/>` of the same account on a new connection
@@ -42,6 +46,7 @@ use xmpp_handshake_core::stream::header::{closing_tag, ContentNamespace, Framing
 use xmpp_handshake_core::Error;
 use xmpp_handshake_tokio::bound::{Incoming, Refusals};
 use xmpp_handshake_tokio::client::Error as LibraryError;
+use xmpp_handshake_tokio::early_data::{self, EarlyDataStream};
 use xmpp_handshake_tokio::server::{self, Peer};
 
 use crate::certs::{server_template, ServerIdentity};
@@ -49,8 +54,8 @@ use crate::clock::TokioClock;
 use crate::direct_tls;
 use crate::exit::Failure;
 use crate::limits::ServeLimits;
-use crate::router::{Registration, Registry, ToSession};
-use crate::tls_info::{Recording, TlsCell};
+use crate::router::{DetachedSessions, Registration, Registry, ToSession};
+use crate::tls_info::{Recording, TlsCell, TlsSummary};
 use crate::transcript::{Side, Transcript};
 use crate::upgrade::{Certificates, RustlsServer};
 
@@ -162,6 +167,12 @@ pub struct ServeConfig {
     /// tokens (XEP-0484). (SCRAM carries XEP-0474's downgrade-protection hash on both
     /// profiles, always.)
     pub sasl2: bool,
+    /// On the Direct TLS port (XEP-0368), accept TLS 1.3 early data (0-RTT) carrying the
+    /// stream header and a FAST `<authenticate/>`, answered in the first flight
+    /// (`xmpp_handshake_tokio::early_data`), and advertise it (XEP-0484 `tls-0rtt`): a
+    /// reconnect in two round trips counting the TCP connect. On by default
+    /// (`--no-early-data` turns it off).
+    pub early_data: bool,
 }
 
 impl ServeConfig {
@@ -181,6 +192,7 @@ impl ServeConfig {
             binds_once: None,
             limits,
             sasl2: true,
+            early_data: true,
         }
     }
 }
@@ -285,6 +297,9 @@ async fn accept_loop(
         // A client offering other protocols only is refused (no_application_protocol);
         // one that offers none is served.
         template.alpn_protocols = vec![direct_tls::ALPN_CLIENT.to_vec()];
+        if config.early_data {
+            template = early_data::server_config(template);
+        }
     }
     let tls = RustlsServer::new(certificates, template);
     loop {
@@ -480,6 +495,9 @@ async fn direct_tls_connection(
     config: &ServeConfig,
     registry: &Registry,
 ) -> Result<(), String> {
+    if config.early_data {
+        return early_data_connection(tcp, peer, tls, config, registry).await;
+    }
     let deadline = Instant::now() + config.limits.handshake_timeout;
     let transport = crate::transport::accepted(tcp).map_err(|e| e.to_string())?;
     let cell = TlsCell::default();
@@ -496,9 +514,7 @@ async fn direct_tls_connection(
         .map_err(|e| format!("TLS handshake failed: {e}"))?;
     let info = tls.tls_info(&stream);
     transcript.tls_established();
-    let mut receiver = ReceiverConfig::client_to_server(&config.domain);
-    receiver.secure_transport = true;
-    configure(&mut receiver, config);
+    let receiver = direct_tls_receiver(config);
     let left = deadline.saturating_duration_since(Instant::now());
     let connection = Connection::accept_with_tls(
         receiver,
@@ -508,9 +524,114 @@ async fn direct_tls_connection(
         options(config, left),
         TokioClock.now(),
     );
+    let sessions = registry.session_table();
+    serve_direct(
+        stream, connection, transcript, sessions, &peer, config, registry,
+    )
+    .await
+}
+
+/// The receiving entity of a Direct TLS connection: no STARTTLS, the transport secure;
+/// FAST in TLS 0-RTT advertised when serve accepts early data.
+fn direct_tls_receiver(config: &ServeConfig) -> ReceiverConfig {
+    let mut receiver = ReceiverConfig::client_to_server(&config.domain);
+    receiver.secure_transport = true;
+    receiver.fast_0rtt = config.early_data;
+    configure(&mut receiver, config);
+    receiver
+}
+
+/// [`direct_tls_connection`] reading TLS 1.3 early data: the stream header and a FAST
+/// `<authenticate/>` sent in it (XEP-0484 §3.4) are answered in the server's first flight
+/// (header, features, `<success/>` with Bind 2), before the client's Finished. Without
+/// early data, the connection starts once the handshake is done, as on any Direct TLS
+/// port.
+async fn early_data_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    mut tls: RustlsServer,
+    config: &ServeConfig,
+    registry: &Registry,
+) -> Result<(), String> {
+    let deadline = Instant::now() + config.limits.handshake_timeout;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let cell = TlsCell::default();
+    let peer = peer.to_string();
+    let mut transcript = transcript(cell.clone(), &peer, config);
+    let tls_config = Arc::new(tls.config_for(&config.domain));
+    let mut sessions = registry.session_table();
+    let handshake = async {
+        let mut stream = EarlyDataStream::accept(tcp, tls_config).await?;
+        // The version and suite are settled by now; the transcript's TLS line goes first.
+        let mut summary = TlsSummary::of_server(stream.connection());
+        summary.server_certificate = Some(config.identity.leaf_fingerprint());
+        *cell.lock().unwrap_or_else(|e| e.into_inner()) = Some(summary);
+        transcript.tls_established();
+        let receiver = direct_tls_receiver(config);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let connection = if stream.early_data_accepted() {
+            // The binding data lacks `tls-exporter` until the handshake is done: what is
+            // offered now is what can be verified now.
+            let info = tls.connection_info(stream.connection());
+            let mut connection = Connection::accept_with_tls(
+                receiver,
+                rand_core::OsRng,
+                config.store.clone(),
+                info,
+                options(config, left),
+                TokioClock.now(),
+            );
+            stream
+                .answer_early_data(&mut connection, &mut transcript, &mut sessions)
+                .await?;
+            connection
+        } else {
+            stream.finish_handshake().await?;
+            Connection::accept_with_tls(
+                receiver,
+                rand_core::OsRng,
+                config.store.clone(),
+                tls.connection_info(stream.connection()),
+                options(config, left),
+                TokioClock.now(),
+            )
+        };
+        Ok::<_, std::io::Error>((stream, connection))
+    };
+    let (stream, connection) = timeout_at(deadline, handshake)
+        .await
+        .map_err(|_| "TLS handshake timed out".to_string())?
+        .map_err(|e| format!("TLS handshake failed: {e}"))?;
+    serve_direct(
+        FromTokio::new(stream),
+        connection,
+        transcript,
+        sessions,
+        &peer,
+        config,
+        registry,
+    )
+    .await
+}
+
+/// Runs the negotiation of a Direct TLS connection over `stream` (resuming from
+/// `sessions`), then its session.
+#[allow(clippy::too_many_arguments)]
+async fn serve_direct<S, R>(
+    stream: FromTokio<S>,
+    connection: Connection<R>,
+    mut transcript: Transcript,
+    mut sessions: DetachedSessions<'_>,
+    peer: &str,
+    config: &ServeConfig,
+    registry: &Registry,
+) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    R: xmpp_handshake_core::connection::Negotiator + Send + 'static,
+{
     // The machine never asks for STARTTLS on a secure transport: `NoTls` fills the type.
     let mut no_tls = NoTls;
-    let mut sessions = registry.session_table();
     let negotiation = server::receive_with_sessions(
         stream,
         &mut no_tls,
@@ -521,7 +642,7 @@ async fn direct_tls_connection(
     )
     .await;
     let resumed = sessions.resumed_id().map(String::from);
-    serve_negotiation(negotiation, resumed, &peer, config, registry).await
+    serve_negotiation(negotiation, resumed, peer, config, registry).await
 }
 
 /// The transcript of one connection (printed live with `--trace`).

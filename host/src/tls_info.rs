@@ -99,6 +99,13 @@ impl<T> HandshakeState for FromTokio<tokio_rustls::client::TlsStream<T>> {
     }
 }
 
+impl TlsSummary {
+    /// The summary of a server connection (its own certificate is the caller's to add).
+    pub fn of_server(conn: &rustls::ServerConnection) -> Self {
+        TlsSummary::of(conn, None)
+    }
+}
+
 impl<T> HandshakeState for FromTokio<tokio_rustls::server::TlsStream<T>> {
     fn summary(&self) -> TlsSummary {
         let conn = self.inner().get_ref().1;
@@ -117,6 +124,16 @@ pub struct Recording<U> {
 }
 
 impl<U> Recording<U> {
+    /// Fills the cell from `stream`, a handshake done (by `upgrade`, or by the caller
+    /// driving `inner` itself).
+    pub fn record(&self, stream: &impl HandshakeState) {
+        let mut summary = stream.summary();
+        if summary.server_certificate.is_none() {
+            summary.server_certificate = self.own_certificate.clone();
+        }
+        *self.cell.lock().unwrap_or_else(PoisonError::into_inner) = Some(summary);
+    }
+
     /// Wraps `inner`.
     pub fn new(inner: U) -> Self {
         Recording {
@@ -137,11 +154,7 @@ where
 
     async fn upgrade(&mut self, transport: T, server_name: &str) -> Result<U::Stream, U::Error> {
         let stream = self.inner.upgrade(transport, server_name).await?;
-        let mut summary = stream.summary();
-        if summary.server_certificate.is_none() {
-            summary.server_certificate = self.own_certificate.clone();
-        }
-        *self.cell.lock().unwrap_or_else(PoisonError::into_inner) = Some(summary);
+        self.record(&stream);
         Ok(stream)
     }
 

@@ -61,6 +61,8 @@ pub struct Transcript {
     tls_summary: Option<TlsSummary>,
     awaiting_answer: bool,
     round_trips: u32,
+    /// What we sent first went as TLS 1.3 early data, and the server took it.
+    early_data: bool,
     live: bool,
     live_prefix: String,
     progress: Option<Progress>,
@@ -82,6 +84,7 @@ impl Transcript {
             tls_summary: None,
             awaiting_answer: false,
             round_trips: 0,
+            early_data: false,
             live: false,
             live_prefix: String::new(),
             progress: None,
@@ -208,6 +211,19 @@ impl Observer for Transcript {
 
 /// Records the stanza phase (after negotiation) into the same transcript.
 impl Transcript {
+    /// We sent `bytes` as TLS 1.3 early data (0-RTT) and the server took them: recorded,
+    /// but its answer came in the handshake's flight, a round trip counted with the TLS
+    /// handshake already.
+    pub fn early_data_sent(&mut self, bytes: &[u8]) {
+        self.early_data = true;
+        self.record(true, bytes);
+    }
+
+    /// Whether the server took what we sent as TLS 1.3 early data.
+    pub fn early_data(&self) -> bool {
+        self.early_data
+    }
+
     /// We sent `text` after negotiation.
     pub fn stanza_sent(&mut self, text: &str) {
         self.sent(text.as_bytes());

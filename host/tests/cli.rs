@@ -1,6 +1,8 @@
 //! The `xmpp-handshake` binary end to end on loopback: `demo`, `connect` against an
 //! in-process `serve` (and against fakes), exit codes, `<conflict/>`, routing.
 
+mod serve_bin;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Output;
@@ -969,4 +971,83 @@ async fn connect_prefers_direct_tls_and_falls_back_only_where_safe() {
     })
     .await
     .expect("in time");
+}
+
+/// `connect`'s reconnect loop (issue 16 items 3 and 5): after the link drops, `connect
+/// --direct-tls --send-lines` logs in again with its FAST token in TLS 1.3 early data
+/// (the ticket of its first connection, the `count` raised and kept), resumes, and every
+/// line is acknowledged.
+#[tokio::test]
+async fn connect_logs_in_again_in_tls_early_data_after_a_drop() {
+    use std::sync::Mutex;
+    let serve = serve_bin::ServeBin::start(&["--direct-tls-listen", "127.0.0.1:0"], &[]).await;
+    let link = serve_bin::SlowLink::start(serve.direct_tls_addr(), Duration::ZERO).await;
+    let config = tempfile::tempdir().unwrap();
+    let (port, ca) = (link.addr.port().to_string(), serve.ca.display().to_string());
+    let mut child = Command::new(BIN)
+        .args([
+            "connect",
+            "alice@example.com",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--direct-tls",
+            "--ca",
+            &ca,
+            "--send-lines",
+            "bob@example.com",
+        ])
+        .env("XMPP_PASSWORD", "alice-pw")
+        .env("XDG_CONFIG_HOME", config.path())
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let mut stderr = child.stderr.take().unwrap();
+    let sink = log.clone();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let wait_for = |needle: &'static str| {
+        let log = log.clone();
+        async move {
+            let seen = tokio::time::timeout(Duration::from_secs(20), async {
+                while !log.lock().unwrap().contains(needle) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await;
+            assert!(seen.is_ok(), "no {needle:?} in:\n{}", log.lock().unwrap());
+        }
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"one\n").await.unwrap();
+    wait_for("online as").await;
+    link.cut();
+    wait_for("online again as").await;
+    stdin.write_all(b"two\n").await.unwrap();
+    drop(stdin);
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("connect exits")
+        .unwrap();
+    let log = log.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(0), "{log}");
+    let again = log
+        .lines()
+        .find(|l| l.contains("online again as"))
+        .unwrap_or_else(|| panic!("{log}"));
+    eprintln!("{again}");
+    assert!(again.contains("with 0-RTT early data"), "{again}");
 }

@@ -8,7 +8,7 @@ mod serve_bin;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use serve_bin::ServeBin;
+use serve_bin::{ServeBin, SlowLink};
 use xmpp_handshake_core::connection::Closed;
 use xmpp_handshake_core::stanza;
 use xmpp_handshake_tokio::client::Error;
@@ -461,4 +461,248 @@ async fn a_reconnect_resumes_the_tls_session_the_options_kept() {
         assert!(!other.tls_resumed(), "{what}: fresh options hold no ticket");
         other.close().await.unwrap();
     }
+}
+
+/// One way of [`SlowLink`]s: a 200 ms round trip.
+const ONE_WAY: Duration = Duration::from_millis(100);
+
+/// The round trips a connect over a [`SlowLink`] took, counting the TCP connect (which
+/// the relay answers at once, so it is counted, not timed): the time over the link's
+/// round-trip time, rounded.
+fn round_trips(elapsed: Duration) -> u32 {
+    let rtt = 2 * ONE_WAY;
+    1 + ((elapsed + rtt / 2).as_millis() / rtt.as_millis()) as u32
+}
+
+/// Direct TLS through `link`, with a user agent (FAST) and the TLS sessions of `kept`.
+fn over(link: &SlowLink, serve: &ServeBin) -> ClientOptions {
+    ClientOptions {
+        direct_tls: true,
+        host: Some(link.addr.ip().to_string()),
+        port: Some(link.addr.port()),
+        user_agent_id: Some("5d0a4bbf-5d8e-4c0e-a4a2-1f6a3a0c7e11".into()),
+        ..options(serve)
+    }
+}
+
+/// Issue 16 item 3, XEP-0484 §3.4 with TLS 1.3 0-RTT (RFC 8446 §2.3): serve advertises
+/// `tls-0rtt` on its Direct TLS port and issues a token usable there (`HT-SHA-256-NONE`);
+/// a reconnect in the same process resumes the TLS session and sends the stream header
+/// and the FAST `<authenticate/>` as early data, which serve answers in its first flight:
+/// bound in at most 2 round trips counting the TCP connect (3 without early data), on a
+/// link of 200 ms round trips. Each reconnect raises the `count`.
+#[tokio::test]
+async fn a_reconnect_logs_in_in_tls_early_data_within_two_round_trips() {
+    let serve = ServeBin::start(&["--direct-tls-listen", "127.0.0.1:0"], &[]).await;
+    let link = SlowLink::start(serve.direct_tls_addr(), ONE_WAY).await;
+    let mut options = over(&link, &serve);
+    let first = Client::connect("alice@example.com/zero", "alice-pw", options.clone())
+        .await
+        .expect("alice logs in with the password");
+    assert!(!first.early_data_accepted(), "no ticket yet");
+    let memory = first.login_memory().cloned().expect("a memory");
+    let token = memory.fast_token.as_ref().expect("a FAST token");
+    assert_eq!(
+        token.mechanism, "HT-SHA-256-NONE",
+        "a token usable in 0-RTT"
+    );
+    assert!(
+        memory.sasl2_inline.is_some_and(|i| i.fast_0rtt),
+        "{memory:?}"
+    );
+    first.close().await.unwrap();
+
+    let mut counts = Vec::new();
+    options.login_memory = Some(memory);
+    for attempt in 1..=2 {
+        let started = std::time::Instant::now();
+        let again = Client::connect("alice@example.com/zero", "alice-pw", options.clone())
+            .await
+            .unwrap_or_else(|e| panic!("reconnect {attempt}: {e}"));
+        let took = started.elapsed();
+        eprintln!(
+            "reconnect {attempt}: {took:?} on a 200 ms link: {} round trips counting the TCP connect",
+            round_trips(took)
+        );
+        assert!(
+            again.tls_resumed(),
+            "reconnect {attempt}: the ticket resumed"
+        );
+        assert!(
+            again.early_data_accepted(),
+            "reconnect {attempt}: serve took the early data"
+        );
+        assert!(
+            again.outcome().mechanism.is_none(),
+            "logged in with the token"
+        );
+        assert!(
+            round_trips(took) <= 2,
+            "reconnect {attempt}: {took:?}, {} round trips counting the TCP connect",
+            round_trips(took)
+        );
+        let memory = again.login_memory().cloned().expect("a memory");
+        counts.push(memory.fast_count);
+        options.login_memory = Some(memory);
+        again.close().await.unwrap();
+    }
+    assert!(counts[0] >= 1 && counts[1] > counts[0], "{counts:?}");
+}
+
+/// XEP-0198 inside SASL2 in TLS 0-RTT: a `<resume/>` in the early `<authenticate/>` is
+/// answered from serve's detached sessions at once, so `<success/>` with `<resumed/>` goes
+/// in the first flight too: resumed in at most 2 round trips counting the TCP connect.
+#[tokio::test]
+async fn an_inline_resumption_in_early_data_is_answered_in_the_first_flight() {
+    use xmpp_handshake_core::connection::Event;
+    use xmpp_handshake_core::sm::SmConfig;
+    let serve = ServeBin::start(&["--direct-tls-listen", "127.0.0.1:0"], &[]).await;
+    let link = SlowLink::start(serve.direct_tls_addr(), ONE_WAY).await;
+    let mut options = ClientOptions {
+        stream_management: Some(SmConfig::default()),
+        ..over(&link, &serve)
+    };
+    let mut first = Client::connect("alice@example.com/sm", "alice-pw", options.clone())
+        .await
+        .expect("alice logs in with the password");
+    options.login_memory = first.login_memory().cloned();
+    first.abandon().await.unwrap();
+    first.ended().await;
+    options.resume = Some(first.take_sm_state().expect("a resumable session"));
+
+    let started = std::time::Instant::now();
+    let mut again = Client::connect("alice@example.com/sm", "alice-pw", options)
+        .await
+        .expect("alice resumes");
+    let took = started.elapsed();
+    eprintln!(
+        "0-RTT FAST + inline resumption: {took:?} on a 200 ms link: {} round trips counting the TCP connect",
+        round_trips(took)
+    );
+    assert!(again.early_data_accepted());
+    assert!(again.outcome().mechanism.is_none(), "the token logged in");
+    let resumed = tokio::time::timeout(Duration::from_secs(5), again.next_sm_event())
+        .await
+        .expect("in time");
+    assert!(
+        matches!(resumed, Some(Event::Resumed { .. })),
+        "{resumed:?}"
+    );
+    assert!(round_trips(took) <= 2, "{took:?}");
+    again.close().await.unwrap();
+}
+
+/// XEP-0484 §3.4's replay rule on early data: a login that sends a `count` serve saw
+/// already (the same login memory used twice, as an attacker replaying the early data
+/// would) is refused; the client then logs in with the password on the same stream and
+/// forgets the token.
+#[tokio::test]
+async fn a_replayed_count_in_early_data_is_refused() {
+    let serve = ServeBin::start(&["--direct-tls-listen", "127.0.0.1:0"], &[]).await;
+    let link = SlowLink::start(serve.direct_tls_addr(), Duration::ZERO).await;
+    let mut options = over(&link, &serve);
+    let first = Client::connect("alice@example.com/zero", "alice-pw", options.clone())
+        .await
+        .expect("alice logs in with the password");
+    options.login_memory = first.login_memory().cloned();
+    first.close().await.unwrap();
+
+    let used = Client::connect("alice@example.com/zero", "alice-pw", options.clone())
+        .await
+        .expect("the token logs in");
+    assert!(used.early_data_accepted());
+    assert!(used.outcome().mechanism.is_none());
+    used.close().await.unwrap();
+
+    // The same memory again: the same count.
+    let replayed = Client::connect("alice@example.com/zero", "alice-pw", options.clone())
+        .await
+        .expect("the password logs in after the refusal");
+    assert!(
+        replayed.early_data_accepted(),
+        "TLS took it; XEP-0484 refused it"
+    );
+    assert!(
+        replayed.outcome().fast_token_rejected,
+        "{:?}",
+        replayed.outcome()
+    );
+    assert!(
+        replayed.outcome().mechanism.is_some(),
+        "the password logged in"
+    );
+    replayed.close().await.unwrap();
+}
+
+/// Early data a server does not take (here: serve replaced behind the same address by one
+/// with `--no-early-data`, same certificate, which knows neither the ticket nor the token)
+/// is sent again after the handshake: the header and `<authenticate/>` arrive once, the
+/// token is refused there and the password logs in, nothing lost. A client whose server
+/// never allowed 0-RTT sends no early data at all.
+#[tokio::test]
+async fn early_data_the_server_refuses_is_sent_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = xmpp_handshake_host::certs::generate_pki("example.com").unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, &pki.leaf_pem).unwrap();
+    std::fs::write(&key, &pki.leaf_key_pem).unwrap();
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let ca_pem = &pki.ca_pem;
+    let start = |early: bool| {
+        let mut args = vec![
+            "--user",
+            "alice:alice-pw",
+            "--direct-tls-listen",
+            "127.0.0.1:0",
+            "--cert",
+            cert.as_str(),
+            "--key",
+            key.as_str(),
+        ];
+        if !early {
+            args.push("--no-early-data");
+        }
+        async move {
+            let mut serve = ServeBin::start_with(&args, false, &[]).await;
+            serve.set_ca(ca_pem);
+            serve
+        }
+    };
+    let with = start(true).await;
+    let without = start(false).await;
+    let link = SlowLink::start(with.direct_tls_addr(), Duration::ZERO).await;
+    let mut options = over(&link, &with);
+    let first = Client::connect("alice@example.com/zero", "alice-pw", options.clone())
+        .await
+        .expect("alice logs in with the password");
+    options.login_memory = first.login_memory().cloned();
+    first.close().await.unwrap();
+
+    link.switch_to(without.direct_tls_addr());
+    let refused = Client::connect("alice@example.com/zero", "alice-pw", options.clone())
+        .await
+        .expect("alice logs in after the refusal");
+    assert!(!refused.early_data_accepted());
+    assert!(!refused.tls_resumed(), "the other server knows no ticket");
+    assert!(
+        refused.outcome().fast_token_rejected,
+        "the <authenticate/> arrived (after the handshake) and was refused: {:?}",
+        refused.outcome()
+    );
+    assert!(refused.outcome().mechanism.is_some());
+    let memory = refused.login_memory().cloned().expect("a memory");
+    assert!(
+        memory.sasl2_inline.is_some_and(|i| !i.fast_0rtt),
+        "no tls-0rtt with --no-early-data: {memory:?}"
+    );
+    options.login_memory = Some(memory);
+    refused.close().await.unwrap();
+
+    let plain = Client::connect("alice@example.com/zero", "alice-pw", options)
+        .await
+        .expect("the token logs in, after the handshake");
+    assert!(plain.tls_resumed());
+    assert!(!plain.early_data_accepted(), "nothing was sent early");
+    assert!(plain.outcome().mechanism.is_none(), "{:?}", plain.outcome());
+    plain.close().await.unwrap();
 }

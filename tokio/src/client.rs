@@ -19,7 +19,9 @@ use futures_core::Stream;
 use rustls::{HandshakeKind, RootCertStore};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
-use xmpp_handshake_core::connection::{Connection, ConnectionOptions, Outcome, Stanza, Timeouts};
+use xmpp_handshake_core::connection::{
+    Connection, ConnectionOptions, Outcome, Stanza, Timeouts, TlsInfo,
+};
 use xmpp_handshake_core::driver::{self, Clock as _, MaybeTls, TlsUpgrade as _};
 use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
 use xmpp_handshake_core::jid::{Jid, JidError};
@@ -115,6 +117,15 @@ pub struct ClientOptions {
     /// within the process resumes the TLS session instead of a full handshake with
     /// certificates ([`Client::tls_resumed`] says which happened).
     pub tls_sessions: TlsSessions,
+    /// On Direct TLS, send the stream header and the FAST `<authenticate/>` as TLS 1.3
+    /// early data (0-RTT, RFC 8446 §2.3) when the server allowed it (XEP-0484 `tls-0rtt`,
+    /// kept in [`ClientOptions::login_memory`]), the token suits it and a ticket of
+    /// [`ClientOptions::tls_sessions`] allows it: logged in one round trip after the TCP
+    /// connect. Where the server allows 0-RTT, the token asked for is one usable there
+    /// (see [`Sasl2Config::zero_rtt_token`](xmpp_handshake_core::initiator::Sasl2Config)).
+    /// Early data the server refuses is sent again after the handshake
+    /// ([`Client::early_data_accepted`] says which happened).
+    pub early_data: bool,
 }
 
 /// TLS session tickets kept across connects in one process (RFC 8446 §2.2), shared by
@@ -185,6 +196,7 @@ impl Default for ClientOptions {
             use_fast_token: true,
             login_memory: None,
             tls_sessions: TlsSessions::default(),
+            early_data: true,
         }
     }
 }
@@ -246,6 +258,7 @@ pub struct Client {
     stream: BoundStream,
     memory: Option<LoginMemory>,
     tls_resumed: bool,
+    early_data_accepted: bool,
 }
 
 impl Client {
@@ -345,6 +358,13 @@ impl Client {
         self.tls_resumed
     }
 
+    /// Whether the server accepted the stream header and `<authenticate/>` this login sent
+    /// as TLS 1.3 early data ([`ClientOptions::early_data`]); `false` when none was sent
+    /// or the server refused it (it was then sent again after the handshake).
+    pub fn early_data_accepted(&self) -> bool {
+        self.early_data_accepted
+    }
+
     /// Closes the stream (§4.4) and waits until the server closed its side (everything
     /// sent before was processed) or the connection's close timeout passed.
     pub async fn close(self) -> Result<(), Error> {
@@ -416,13 +436,22 @@ async fn login(
         .or_else(|| account.resource().map(String::from));
     sasl.sasl2.user_agent_id.clone_from(&options.user_agent_id);
     sasl.sasl2.request_fast_token = options.request_fast_token;
-    if let Some(memory) = &options.login_memory {
+    // XEP-0484 §3.4: where the server allows FAST in TLS 0-RTT, every attempt with the
+    // token carries a count above the last; the memory this login returns carries it on.
+    let mut earlier = options.login_memory.clone();
+    if let Some(memory) = &mut earlier {
+        memory.next_attempt_count();
+    }
+    if let Some(memory) = &earlier {
         sasl = sasl.with_memory(memory);
     }
+    sasl.sasl2.zero_rtt_token = options.early_data;
     if !options.use_fast_token {
         sasl.sasl2.fast_token = None;
     }
     let user_agent_id = sasl.sasl2.user_agent_id.clone();
+    let early =
+        security == Security::DirectTls && options.early_data && sasl.sasl2.early_data_ready();
     config.sasl = Some(sasl);
     config.stream_management = options.stream_management;
     config.resume.clone_from(&options.resume);
@@ -445,22 +474,41 @@ async fn login(
         Security::DirectTls => {
             let mut direct = tls_config.as_ref().clone();
             direct.alpn_protocols = vec![direct_tls::ALPN_CLIENT.to_vec()];
+            direct.enable_early_data = early;
             let mut upgrade = RustlsClient::new(Arc::new(direct));
-            let stream = upgrade
-                .upgrade(FromTokio::new(tcp), account.domain())
-                .await
-                .map_err(|e| {
-                    Error::Xmpp(xmpp_handshake_core::Error::Tls(crate::upgrade::classify(e)))
-                })?;
-            let info = upgrade.tls_info(&stream);
+            let tls_failed =
+                |e| Error::Xmpp(xmpp_handshake_core::Error::Tls(crate::upgrade::classify(e)));
             config.secure_transport = true;
-            let connection = Connection::initiate_with_tls(
-                config,
-                rand_core::OsRng,
-                info,
-                connection_options,
-                TokioClock.now(),
-            );
+            let (connection, stream) = if early {
+                // The header and `<authenticate/>` go before the handshake is done: the
+                // binding data follows once it is (for a password login after a refusal).
+                let mut connection = Connection::initiate_with_tls(
+                    config,
+                    rand_core::OsRng,
+                    TlsInfo::default(),
+                    connection_options,
+                    TokioClock.now(),
+                );
+                let (stream, _) = upgrade
+                    .connect_with_early_data(tcp, account.domain(), &mut connection)
+                    .await
+                    .map_err(tls_failed)?;
+                (connection, stream)
+            } else {
+                let stream = upgrade
+                    .upgrade(FromTokio::new(tcp), account.domain())
+                    .await
+                    .map_err(tls_failed)?;
+                let info = upgrade.tls_info(&stream);
+                let connection = Connection::initiate_with_tls(
+                    config,
+                    rand_core::OsRng,
+                    info,
+                    connection_options,
+                    TokioClock.now(),
+                );
+                (connection, stream)
+            };
             (connection, MaybeDirect::Tls(Box::new(stream.into_inner())))
         }
     };
@@ -469,13 +517,19 @@ async fn login(
         driver::negotiate(&mut io, &mut tls, &mut connection, &mut (), &TokioClock).await?;
     let jid = bound_jid(&outcome)?;
     let tls_resumed = resumed(&io);
+    let early_data_accepted = client_tls(&io).is_some_and(|c| c.is_early_data_accepted());
     // Only a verified login is kept (a SASL mechanism, or a FAST token whose server proof
     // was checked).
     let memory = (outcome.mechanism.is_some() || outcome.sasl2).then(|| {
         let mut memory = LoginMemory::from_outcome(&outcome, &options.sasl)
-            .remembering(options.login_memory.as_ref(), outcome.fast_token_rejected);
+            .remembering(earlier.as_ref(), outcome.fast_token_rejected);
         if memory.user_agent_id.is_none() {
             memory.user_agent_id = user_agent_id;
+        }
+        // Features answered to early data come before `tls-exporter` exists, without
+        // what binds to it: the offer of the last full handshake stays the one kept.
+        if let (true, Some(offer)) = (early_data_accepted, earlier.as_ref().and_then(|e| e.offer)) {
+            memory.offer = Some(offer);
         }
         memory
     });
@@ -485,23 +539,29 @@ async fn login(
         stream,
         memory,
         tls_resumed,
+        early_data_accepted,
     })
 }
 
-/// Whether the connection's TLS, Direct or after STARTTLS, resumed a session (RFC 8446
-/// §2.2).
-fn resumed<T, S>(
+/// The connection's TLS, Direct or after STARTTLS.
+fn client_tls<T, S>(
     io: &MaybeTls<FromTokio<MaybeDirect<TlsStream<T>>>, FromTokio<TlsStream<S>>>,
-) -> bool {
-    let connection = match io {
+) -> Option<&rustls::ClientConnection> {
+    match io {
         MaybeTls::Plain(direct) => match direct.inner() {
             MaybeDirect::Tls(tls) => Some(tls.get_ref().1),
             MaybeDirect::Tcp(_) => None,
         },
         MaybeTls::Tls(tls) => Some(tls.inner().get_ref().1),
         MaybeTls::Closed => None,
-    };
-    connection.and_then(|c| c.handshake_kind()) == Some(HandshakeKind::Resumed)
+    }
+}
+
+/// Whether the connection's TLS resumed a session (RFC 8446 §2.2).
+fn resumed<T, S>(
+    io: &MaybeTls<FromTokio<MaybeDirect<TlsStream<T>>>, FromTokio<TlsStream<S>>>,
+) -> bool {
+    client_tls(io).and_then(|c| c.handshake_kind()) == Some(HandshakeKind::Resumed)
 }
 
 /// The JID the negotiation bound (§7.6.1).

@@ -38,6 +38,7 @@ pub mod bound;
 pub mod client;
 pub mod clock;
 pub mod direct_tls;
+pub mod early_data;
 pub mod pins;
 pub mod resolve;
 pub mod server;

@@ -14,7 +14,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
-use xmpp_handshake_core::connection::TlsInfo;
+use xmpp_handshake_core::connection::{Connection, Negotiator, TlsInfo};
 use xmpp_handshake_core::driver::TlsUpgrade;
 use xmpp_handshake_core::sasl::ChannelBindingData;
 use xmpp_handshake_core::trust::{self, CertificatePolicy, Service};
@@ -75,6 +75,47 @@ impl RustlsClient {
         RustlsClient {
             connector: TlsConnector::from(config),
         }
+    }
+}
+
+impl RustlsClient {
+    /// Connects to `server_name` over `transport` and sends what `connection` (built with
+    /// [`Connection::initiate_with_tls`] before the handshake) has queued, its first header
+    /// and a FAST `<authenticate/>`: as TLS 1.3 early data (0-RTT, RFC 8446 §2.3) in the
+    /// first flight when the configuration enables it and a kept session ticket allows
+    /// it, otherwise (and again, after the handshake, when the server refused the early
+    /// data) as application data, so that it arrives exactly once. Returns once the
+    /// handshake is done, with `connection` told what it established
+    /// ([`Connection::handle_tls_confirmed`]), and what was sent.
+    pub async fn connect_with_early_data<T, M>(
+        &self,
+        transport: T,
+        server_name: &str,
+        connection: &mut Connection<M>,
+    ) -> std::io::Result<(FromTokio<tokio_rustls::client::TlsStream<T>>, String)>
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+        M: Negotiator,
+    {
+        use tokio::io::AsyncWriteExt as _;
+        let name = ServerName::try_from(server_name.to_owned())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let mut first = String::new();
+        while let Some(unit) = connection.poll_transmit() {
+            first.push_str(&unit);
+        }
+        let mut tls = self
+            .connector
+            .clone()
+            .early_data(true)
+            .connect(name, transport)
+            .await?;
+        tls.write_all(first.as_bytes()).await?;
+        // Completes the handshake; data the server refused goes out again.
+        tls.flush().await?;
+        let stream = FromTokio::new(tls);
+        connection.handle_tls_confirmed(TlsUpgrade::<FromTokio<T>>::tls_info(self, &stream));
+        Ok((stream, first))
     }
 }
 
@@ -198,12 +239,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> TlsUpgrade<FromTokio<T>> for RustlsServe
         transport: FromTokio<T>,
         server_name: &str,
     ) -> Result<Self::Stream, Self::Error> {
-        self.stream_to = server_name.to_owned();
-        let mut config = (*self.template).clone();
-        config.cert_resolver = Arc::new(ByNameOrStreamTo {
-            certificates: self.certificates.clone(),
-            stream_to: server_name.to_owned(),
-        });
+        let config = self.config_for(server_name);
         let tls = TlsAcceptor::from(Arc::new(config))
             .accept(transport.into_inner())
             .await?;
@@ -215,7 +251,27 @@ impl<T: AsyncRead + AsyncWrite + Unpin> TlsUpgrade<FromTokio<T>> for RustlsServe
     }
 
     fn tls_info(&self, stream: &Self::Stream) -> TlsInfo {
-        let conn = stream.inner().get_ref().1;
+        self.connection_info(stream.inner().get_ref().1)
+    }
+}
+
+impl RustlsServer {
+    /// The configuration a handshake for the stream `to` `server_name` runs with (the
+    /// certificate by SNI, else by `server_name`), for a caller that drives the
+    /// `rustls::ServerConnection` itself (see [`crate::early_data`]).
+    pub fn config_for(&mut self, server_name: &str) -> rustls::ServerConfig {
+        self.stream_to = server_name.to_owned();
+        let mut config = (*self.template).clone();
+        config.cert_resolver = Arc::new(ByNameOrStreamTo {
+            certificates: self.certificates.clone(),
+            stream_to: server_name.to_owned(),
+        });
+        config
+    }
+
+    /// What `conn` established, as [`TlsUpgrade::tls_info`] reports it. Before the
+    /// handshake is done (answering early data) there is no `tls-exporter` yet.
+    pub fn connection_info(&self, conn: &rustls::ServerConnection) -> TlsInfo {
         let ours = conn
             .server_name()
             .and_then(|sni| self.certificates.get(sni))

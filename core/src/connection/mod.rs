@@ -343,6 +343,73 @@ impl<M: Negotiator> Connection<M> {
         }
     }
 
+    /// `bytes` came as TLS 1.3 early data (0-RTT, RFC 8446 §2.3): data an attacker may have
+    /// recorded and replayed. Only the negotiation may read it, and the receiving entity
+    /// admits there no more than XEP-0484 allows (the stream header and a FAST
+    /// `<authenticate/>` with a fresh `count`); early data that reaches past the
+    /// negotiation (a stanza) or ends inside an element gets `<policy-violation/>`.
+    pub fn handle_early_data(&mut self, bytes: &[u8], now: Duration) {
+        if let Phase::Negotiating(machine) = &mut self.phase {
+            // Only starts a mode: cannot fail.
+            let _ = machine.early_data(true);
+        }
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let Phase::Negotiating(machine) = &mut self.phase else {
+                self.early_data_refused();
+                return;
+            };
+            let buf = machine.receive_buffer();
+            let n = buf.len().min(rest.len());
+            if let (Some(to), Some(from)) = (buf.get_mut(..n), rest.get(..n)) {
+                to.copy_from_slice(from);
+            }
+            rest = rest.get(n..).unwrap_or_default();
+            let result = machine.received(n);
+            self.negotiation_step(result, now);
+        }
+        if let Phase::Negotiating(machine) = &mut self.phase {
+            let ended = machine.early_data(false);
+            if ended.is_err() {
+                self.negotiation_step(ended, now);
+            }
+        }
+    }
+
+    /// Takes the [`Event::ResumeRequested`] waiting among the events, if any (the others
+    /// stay, in order): for a wrapper that answers it before it reads the rest, as when
+    /// the `<resume/>` came in TLS 0-RTT early data and is answered in the same flight
+    /// ([`driver::answer_resume`](crate::driver::answer_resume)). `(previd, account)`.
+    pub fn take_resume_request(&mut self) -> Option<(String, Option<String>)> {
+        let at = self
+            .events
+            .iter()
+            .position(|e| matches!(e, Event::ResumeRequested { .. }))?;
+        match self.events.remove(at)? {
+            Event::ResumeRequested {
+                previd, account, ..
+            } => Some((previd, account)),
+            _ => None,
+        }
+    }
+
+    /// A stanza (or a partial element) in early data.
+    fn early_data_refused(&mut self) {
+        self.stream_error(StreamError::with_text(
+            StreamErrorCondition::PolicyViolation,
+            "only the stream header and a FAST <authenticate/> may come in TLS 0-RTT early data",
+        ));
+    }
+
+    /// The TLS handshake of a transport that carried our early data (the first header
+    /// and a FAST `<authenticate/>`, XEP-0484) finished: `info` is what it established,
+    /// its channel-binding data among it.
+    pub fn handle_tls_confirmed(&mut self, info: TlsInfo) {
+        if let Phase::Negotiating(machine) = &mut self.phase {
+            machine.tls_confirmed(info);
+        }
+    }
+
     /// Free space to read received bytes into, for a driver that reads in place (no copy):
     /// call [`Connection::handle_received`] with how many it wrote. Empty only when the
     /// peer overran the bound, which `handle_received(0, ..)` then reports.

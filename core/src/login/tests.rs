@@ -352,6 +352,57 @@ fn the_fast_count_rises_per_attempt_and_restarts_with_a_new_token() {
     );
 }
 
+/// Before each attempt the count rises only where the server allowed FAST in TLS 0-RTT
+/// (the count is sent only there); and only a token usable before the handshake is done
+/// (no channel binding) with a user agent and that offer's shape makes a login ready for
+/// early data.
+#[test]
+fn the_count_rises_per_attempt_only_where_0_rtt_was_offered() {
+    use crate::stream::features::Sasl2Inline;
+    let inline = |fast_0rtt| Sasl2Inline {
+        bind2: true,
+        bind2_sm: true,
+        sm: true,
+        fast_0rtt,
+    };
+    let mut offered = LoginMemory {
+        fast_count: 4,
+        sasl2_inline: Some(inline(true)),
+        ..full()
+    };
+    assert_eq!(offered.next_attempt_count(), Some(5));
+    assert_eq!(offered.fast_count, 5);
+    let mut not_offered = LoginMemory {
+        fast_count: 4,
+        sasl2_inline: Some(inline(false)),
+        ..full()
+    };
+    assert_eq!(not_offered.next_attempt_count(), None);
+    assert_eq!(not_offered.fast_count, 4);
+
+    let ready = |memory: &LoginMemory| {
+        let mut sasl = ClientSasl::password("juliet", "pw", None).with_memory(memory);
+        sasl.sasl2.user_agent_id = Some("ua".into());
+        sasl.sasl2.early_data_ready()
+    };
+    let token = |mechanism: &str| {
+        Some(crate::login::FastToken {
+            mechanism: mechanism.into(),
+            token: b"secret-token:fast-1".to_vec(),
+            expires: None,
+        })
+    };
+    offered.fast_token = token("HT-SHA-256-NONE");
+    assert!(ready(&offered));
+    offered.fast_token = token("HT-SHA-256-EXPR");
+    assert!(
+        !ready(&offered),
+        "tls-exporter exists only after the handshake"
+    );
+    not_offered.fast_token = token("HT-SHA-256-NONE");
+    assert!(!ready(&not_offered), "the server did not allow 0-RTT");
+}
+
 /// Bytes written by format version 3 (before SASL2's inline features were kept): still
 /// read, with nothing kept of the inline features, so the next login waits for them.
 #[test]

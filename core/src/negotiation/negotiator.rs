@@ -45,6 +45,16 @@ pub trait Negotiator {
     fn refuse_resume(&mut self) -> bool {
         false
     }
+    /// Receiving entity: the bytes that follow came (`true`), or stopped coming (`false`),
+    /// as TLS 1.3 early data (RFC 8446 §2.3), which an attacker may replay: only what
+    /// XEP-0484 allows there is admitted. On `false`, early data that ended inside an
+    /// element is an error (the rest of it would not be replay-protected).
+    fn early_data(&mut self, _early: bool) -> Result<(), Error> {
+        Ok(())
+    }
+    /// Initiating entity: the TLS handshake of a transport that carried our early data
+    /// finished, and `info` (its channel-binding data among it) is known now.
+    fn tls_confirmed(&mut self, _info: TlsInfo) {}
     /// Receiving server: the authoritative server's `verdict` on the dialback key that
     /// waits (XEP-0220 §2.1.4); whether one waited. An initiating entity never has one.
     #[cfg(feature = "dialback")]

@@ -101,6 +101,16 @@ impl ServeBin {
         }
     }
 
+    /// The Direct TLS address in the banner (with `--direct-tls-listen`).
+    pub fn direct_tls_addr(&self) -> SocketAddr {
+        self.banner
+            .lines()
+            .find(|l| l.contains("Direct TLS (XEP-0368"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no Direct TLS address in {:?}", self.banner))
+    }
+
     /// Trusts `ca_pem` instead of the generated CA (with `--cert`/`--key`).
     pub fn set_ca(&mut self, ca_pem: &str) {
         std::fs::write(&self.ca, ca_pem).unwrap();
@@ -191,5 +201,108 @@ impl ServeBin {
         let cell = TlsCell::default();
         let mut transcript = Transcript::new(Side::Initiating, cell.clone());
         client::login(transport, &login, trust, cell, &mut transcript).await
+    }
+}
+
+/// A loopback relay that holds every chunk `one_way` before passing it on, both ways: a
+/// link with a round-trip time of twice that, on which round trips can be counted by the
+/// clock. Its upstream can be switched (a server replaced behind the same address).
+pub struct SlowLink {
+    pub addr: SocketAddr,
+    upstream: Arc<Mutex<SocketAddr>>,
+    /// The relaying tasks of the connections so far.
+    carriers: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SlowLink {
+    pub async fn start(upstream: SocketAddr, one_way: Duration) -> SlowLink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let upstream = Arc::new(Mutex::new(upstream));
+        let carriers = Arc::new(Mutex::new(Vec::new()));
+        let (to, running) = (upstream.clone(), carriers.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let target = *to.lock().unwrap();
+                let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                    continue;
+                };
+                let _ = (client.set_nodelay(true), server.set_nodelay(true));
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                let mut running = running.lock().unwrap();
+                running.push(tokio::spawn(Self::carry(cr, sw, one_way)));
+                running.push(tokio::spawn(Self::carry(sr, cw, one_way)));
+            }
+        });
+        SlowLink {
+            addr,
+            upstream,
+            carriers,
+            task,
+        }
+    }
+
+    /// Passes what `from` reads to `to`, each chunk `delay` after it came, in order.
+    async fn carry(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        delay: Duration,
+    ) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let (tx, mut rx) =
+            tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+        // Aborted with its reader (a cut): the write half goes with it.
+        let mut writer = AbortOnDrop(tokio::spawn(async move {
+            while let Some((at, chunk)) = rx.recv().await {
+                tokio::time::sleep_until(at + delay).await;
+                if to.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+            let _ = to.shutdown().await;
+        }));
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = from.read(&mut buf).await {
+            if n == 0
+                || tx
+                    .send((tokio::time::Instant::now(), buf[..n].to_vec()))
+                    .is_err()
+            {
+                break;
+            }
+        }
+        drop(tx);
+        let _ = (&mut writer.0).await;
+    }
+
+    /// New connections go to `upstream`.
+    pub fn switch_to(&self, upstream: SocketAddr) {
+        *self.upstream.lock().unwrap() = upstream;
+    }
+
+    /// Cuts every connection so far (both sockets dropped at once, what is in flight
+    /// lost), as a link that goes down.
+    pub fn cut(&self) {
+        for carrier in self.carriers.lock().unwrap().drain(..) {
+            carrier.abort();
+        }
+    }
+}
+
+impl Drop for SlowLink {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.cut();
+    }
+}
+
+/// A task aborted when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
