@@ -16,6 +16,11 @@
 //!   TLS, on STARTTLS and Direct TLS; the round trips the transcript counts are printed
 //!   with the TCP connect. Inline resumption is not in it: Prosody 0.12.3 cannot run
 //!   `mod_sasl2_sm`. The peers beside it do their full login (none has FAST);
+//! - ours, reconnect in TLS 0-RTT (`--servers serve`, our own `serve`): through the tokio
+//!   library, a reconnect in the same process resumes the TLS session and sends the header
+//!   and the FAST `<authenticate/>` as early data, which serve answers in its first flight
+//!   (issue 16 item 3: at most 2 round trips counting the TCP connect); beside it the same
+//!   reconnect with early data off, and the peers' full logins on serve;
 //! - libstrophe (the harness's C client), slixmpp, tokio-xmpp and @xmpp/client (tests/peers),
 //!   each run as `PEER JID PASSWORD HOST PORT CAFILE --logins N`, printing `BOUND <µs>` per
 //!   login, timed inside the peer from the start of its connect.
@@ -24,7 +29,7 @@
 //!   --logins N          logins per client and server (default 20)
 //!   --rtt-ms MS         the link's round-trip time (run inside tests/bench's delayed
 //!                       network namespace): adds round trips = time / RTT
-//!   --servers LIST      prosody,prosody-sasl2,ejabberd (default all three)
+//!   --servers LIST      prosody,prosody-sasl2,ejabberd,serve (default all four)
 //!   --tokio-xmpp BIN    the tokio-xmpp peer binary
 //!   --xmppjs DIR        the @xmpp/client peer's dir (login.mjs and node_modules)
 //!   --cli NAME=BIN      an `xmpp-handshake` binary, named after the build that made it
@@ -47,6 +52,7 @@ use xmpp_handshake_host::tls_info::TlsCell;
 use xmpp_handshake_host::transcript::{Side, Transcript};
 use xmpp_handshake_tests::netns::Netns;
 use xmpp_handshake_tests::peers::{compile_strophe_client, python_with_slixmpp};
+use xmpp_handshake_tests::serve::Serve;
 use xmpp_handshake_tests::{Ejabberd, EjabberdOptions, Prosody, ProsodyOptions, ServerInfo};
 
 #[derive(Default)]
@@ -66,7 +72,9 @@ struct Options {
 fn options() -> Options {
     let mut o = Options {
         logins: 20,
-        servers: vec!["prosody".into(), "prosody-sasl2".into(), "ejabberd".into()],
+        servers: ["prosody", "prosody-sasl2", "ejabberd", "serve"]
+            .map(String::from)
+            .to_vec(),
         ..Default::default()
     };
     let mut args = std::env::args().skip(1);
@@ -130,9 +138,9 @@ fn account(server: &ServerInfo) -> (String, String, CbPolicy) {
     // (`interop_ejabberd.rs`): the documented setting for it is channel binding off.
     let cb = match server.kind {
         xmpp_handshake_tests::ServerKind::Ejabberd => CbPolicy::Off,
-        xmpp_handshake_tests::ServerKind::Prosody | xmpp_handshake_tests::ServerKind::Jabberd2 => {
-            CbPolicy::WhenOffered
-        }
+        xmpp_handshake_tests::ServerKind::Prosody
+        | xmpp_handshake_tests::ServerKind::Jabberd2
+        | xmpp_handshake_tests::ServerKind::Serve => CbPolicy::WhenOffered,
     };
     (user.jid(&server.domain), user.password.clone(), cb)
 }
@@ -309,6 +317,75 @@ fn bench_reconnects(o: &Options, peers: &Peers, server: &ServerInfo, name: &str)
             println!("ours, reconnect over {route}: at most {n} round trips counted by the transcript, TCP connect included");
         }
     }
+    ours_ok
+}
+
+/// Our reconnects to serve's Direct TLS port through the tokio library, in one process (the
+/// TLS tickets live there): a first login with the password keeps a FAST token usable in
+/// 0-RTT; each of the `logins` after it starts from what the one before kept, with TLS 1.3
+/// early data when `early_data` (and the check that serve took it), else after the
+/// handshake.
+fn our_zero_rtt_reconnects(server: &ServerInfo, logins: usize, early_data: bool) -> Series {
+    use xmpp_handshake_tokio::{Client, ClientOptions, Trust};
+    let (rt, _) = runtime_and_trust(server);
+    let (jid, password, _) = account(server);
+    let result = rt.block_on(async {
+        let mut options = ClientOptions {
+            trust: Trust::pem(server.ca_pem()).map_err(|e| e.to_string())?,
+            host: Some("127.0.0.1".into()),
+            port: Some(server.ports.c2s_direct_tls),
+            direct_tls: true,
+            early_data,
+            user_agent_id: Some("7f3e2a10-4c6b-4d8e-9b21-0a5c6d7e8f90".into()),
+            ..ClientOptions::default()
+        };
+        let first = Client::connect(&jid, &password, options.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        options.login_memory = first.login_memory().cloned();
+        first.close().await.map_err(|e| e.to_string())?;
+        let mut times = Vec::with_capacity(logins);
+        for _ in 0..logins {
+            let started = Instant::now();
+            let again = Client::connect(&jid, &password, options.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            times.push(started.elapsed());
+            if again.outcome().mechanism.is_some() {
+                return Err("a reconnect logged in with the password, not the token".into());
+            }
+            if again.early_data_accepted() != early_data {
+                return Err(format!(
+                    "early data accepted: {}",
+                    again.early_data_accepted()
+                ));
+            }
+            options.login_memory = again.login_memory().cloned();
+            again.close().await.map_err(|e| e.to_string())?;
+        }
+        Ok(times)
+    });
+    let client = if early_data {
+        "ours, reconnect: FAST in TLS 0-RTT, Direct TLS"
+    } else {
+        "ours, reconnect: FAST, Direct TLS, no early data"
+    };
+    Series {
+        client: client.into(),
+        result,
+    }
+}
+
+/// Our 0-RTT reconnects to `server` (serve) beside the same without early data and the
+/// peers' full logins.
+fn bench_zero_rtt(o: &Options, peers: &Peers, server: &ServerInfo, name: &str) -> bool {
+    let mut series = vec![
+        our_zero_rtt_reconnects(server, o.logins, true),
+        our_zero_rtt_reconnects(server, o.logins, false),
+    ];
+    let ours_ok = series.iter().all(|s| s.result.is_ok());
+    series.extend(peer_series(peers, server, o.logins));
+    print_table(&format!("{name}, reconnects"), &series, o.rtt_ms);
     ours_ok
 }
 
@@ -940,6 +1017,13 @@ fn main() {
                 })
                 .expect("ejabberd");
                 ours_ok &= bench_server(&o, &peers, &e, "ejabberd 23.01");
+            }
+            "serve" if o.only_rss => {}
+            "serve" => {
+                // Without -PLUS: slixmpp 1.8 binds with `tls-unique` on TLS 1.3, where it
+                // does not exist (RFC 9266), and then fails; our 0-RTT token is unbound.
+                let serve = Serve::start(&["--no-channel-binding"]).expect("serve");
+                ours_ok &= bench_zero_rtt(&o, &peers, &serve, "serve (ours)");
             }
             other => panic!("unknown server {other}"),
         }

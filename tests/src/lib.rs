@@ -33,6 +33,7 @@ pub mod prosody;
 pub mod proxy;
 pub mod qemu;
 pub mod raw;
+pub mod serve;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -191,6 +192,8 @@ pub enum ServerKind {
     Prosody,
     Ejabberd,
     Jabberd2,
+    /// Our own `xmpp-handshake serve` ([`serve::Serve`]).
+    Serve,
 }
 
 /// Loopback ports of a running server.
