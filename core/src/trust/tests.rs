@@ -349,7 +349,7 @@ fn name_mismatch_lists_every_presented_identifier() {
             );
             let text = e.to_string();
             assert!(
-                text.contains("`example.org`") && text.contains("DNS-ID a.example"),
+                text.contains("example.org") && text.contains("DNS-ID a.example"),
                 "{text}"
             );
         }
@@ -655,7 +655,9 @@ fn pin_changed_is_loud_error_with_both_fingerprints() {
     ] {
         assert!(text.contains(&fp.to_string()), "{text}");
     }
-    assert!(text.contains("CHANGED"));
+    if cfg!(feature = "error-text") {
+        assert!(text.contains("CHANGED"));
+    }
     assert_eq!(store.load("example.org"), Some(old));
 
     // The explicit interactive call, and only it, moves the pin.
@@ -939,6 +941,7 @@ fn s2s_peer_verified_against_stream_domain() {
         .unwrap();
 }
 
+#[cfg(feature = "error-text")]
 #[test]
 fn display_says_what_to_do() {
     let fp = Fingerprint::of(b"k");
