@@ -205,7 +205,7 @@ impl core::error::Error for JidError {}
 /// A character in an error text: its code point, and the character itself when it is
 /// printable ASCII (`U+0040 '@'`). No `{:?}`: its escaping would link Unicode tables into
 /// every firmware image (~3 KB on Cortex-M).
-struct CodePoint(char);
+pub(crate) struct CodePoint(pub(crate) char);
 
 impl fmt::Display for CodePoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

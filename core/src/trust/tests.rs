@@ -230,7 +230,11 @@ fn idn_a_label_compared() {
 fn u_label_reference_refused_without_idna() {
     let err = ReferenceIdentity::client_to_server("bücher.example").unwrap_err();
     assert_eq!(err, ReferenceError::NotAscii);
-    assert!(err.to_string().contains("xn--bcher-kva.example"));
+    if cfg!(feature = "error-text") {
+        assert!(err.to_string().contains("xn--bcher-kva.example"));
+    } else {
+        assert_eq!(err.to_string(), "not-ascii");
+    }
 }
 
 #[cfg(feature = "idna")]
