@@ -87,6 +87,17 @@ pub enum DomainError {
 
 impl fmt::Display for DomainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !cfg!(feature = "error-text") {
+            // Without the `error-text` feature: the rule as a short name.
+            return match self {
+                DomainError::EmptyLabel => f.write_str("empty-label"),
+                DomainError::LabelTooLong => f.write_str("label-too-long"),
+                DomainError::ForbiddenChar(c) => write!(f, "forbidden-char {}", CodePoint(*c)),
+                DomainError::HyphenAtLabelEdge => f.write_str("hyphen-at-label-edge"),
+                DomainError::InvalidIpLiteral => f.write_str("invalid-ip-literal"),
+                DomainError::InvalidIdn => f.write_str("invalid-idn"),
+            };
+        }
         match self {
             DomainError::EmptyLabel => f.write_str("it has an empty label (`..` or a leading dot)"),
             DomainError::LabelTooLong => f.write_str("a label is longer than 63 bytes"),
@@ -137,6 +148,24 @@ pub enum JidError {
 
 impl fmt::Display for JidError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !cfg!(feature = "error-text") {
+            // Without the `error-text` feature: the rule as a short name, its details.
+            return match self {
+                JidError::EmptyLocal => f.write_str("empty-localpart"),
+                JidError::EmptyDomain => f.write_str("empty-domainpart"),
+                JidError::EmptyResource => f.write_str("empty-resourcepart"),
+                JidError::TooLong { part, len } => write!(f, "{part}-too-long {len}"),
+                JidError::ForbiddenLocalChar(c) => {
+                    write!(f, "forbidden-localpart-char {}", CodePoint(*c))
+                }
+                JidError::ForbiddenResourceChar(c) => {
+                    write!(f, "forbidden-resourcepart-char {}", CodePoint(*c))
+                }
+                JidError::InvalidDomain(e) => write!(f, "invalid-domainpart: {e}"),
+                JidError::MissingLocal => f.write_str("missing-localpart"),
+                JidError::MissingResource => f.write_str("missing-resourcepart"),
+            };
+        }
         match self {
             JidError::EmptyLocal => {
                 f.write_str("the localpart (before `@`) is empty (RFC 7622 §3.3)")
@@ -176,7 +205,7 @@ impl core::error::Error for JidError {}
 /// A character in an error text: its code point, and the character itself when it is
 /// printable ASCII (`U+0040 '@'`). No `{:?}`: its escaping would link Unicode tables into
 /// every firmware image (~3 KB on Cortex-M).
-struct CodePoint(char);
+pub(crate) struct CodePoint(pub(crate) char);
 
 impl fmt::Display for CodePoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -1224,27 +1253,55 @@ mod tests {
 
     #[test]
     fn errors_say_what_is_wrong() {
+        // (the error, its text with `error-text`, its short form without)
         let texts = [
-            (JidError::EmptyLocal, "localpart"),
-            (JidError::EmptyDomain, "domainpart is empty"),
-            (JidError::EmptyResource, "resourcepart"),
+            (JidError::EmptyLocal, "localpart", "empty-localpart"),
+            (
+                JidError::EmptyDomain,
+                "domainpart is empty",
+                "empty-domainpart",
+            ),
+            (
+                JidError::EmptyResource,
+                "resourcepart",
+                "empty-resourcepart",
+            ),
             (
                 JidError::TooLong {
                     part: Part::Resource,
                     len: 2000,
                 },
                 "resourcepart is 2000 bytes",
+                "resourcepart-too-long 2000",
             ),
-            (JidError::ForbiddenLocalChar(':'), "contains U+003A ':'"),
-            (JidError::ForbiddenResourceChar('\0'), "control character"),
+            (
+                JidError::ForbiddenLocalChar(':'),
+                "contains U+003A ':'",
+                "forbidden-localpart-char U+003A ':'",
+            ),
+            (
+                JidError::ForbiddenResourceChar('\0'),
+                "control character",
+                "forbidden-resourcepart-char U+0000",
+            ),
             (
                 JidError::InvalidDomain(DomainError::HyphenAtLabelEdge),
                 "starts or ends with `-`",
+                "invalid-domainpart: hyphen-at-label-edge",
             ),
-            (JidError::MissingLocal, "user@domain"),
-            (JidError::MissingResource, "full JID"),
+            (JidError::MissingLocal, "user@domain", "missing-localpart"),
+            (
+                JidError::MissingResource,
+                "full JID",
+                "missing-resourcepart",
+            ),
         ];
-        for (e, needle) in texts {
+        for (e, sentence, short) in texts {
+            let needle = if cfg!(feature = "error-text") {
+                sentence
+            } else {
+                short
+            };
             let text = e.to_string();
             assert!(text.contains(needle), "{text:?} lacks {needle:?}");
         }

@@ -1,6 +1,9 @@
 //! The errors a page sees: a JS `Error` whose `kind` says which class of rule fired (the
-//! core's `Error::kind`, see [`Failure::from_core`]), with the core's readable `message`
-//! and, where a UI needs them, typed fields.
+//! core's `Error::kind`, see [`Failure::from_core`]), a `message` and, where a UI needs
+//! them, typed fields. The core is built without its `error-text` feature here: `message`
+//! names the rule that fired with its details (`tls: certificate: chain-invalid: a
+//! signature in the chain does not verify`, `stream-error-received <conflict/>: ...`)
+//! rather than sentences of advice, which were ~4 KiB of each gzipped package.
 //!
 //! | `kind` | when | extra fields |
 //! |---|---|---|
@@ -23,7 +26,8 @@ use xmpp_handshake_core::{Error, ErrorKind, TlsError};
 pub struct Failure {
     /// One of the kinds in the module docs.
     pub kind: &'static str,
-    /// Readable, says what to do where useful.
+    /// The rule that fired and its details (the core's short `Display`), or this
+    /// crate's own text for options and the WebSocket.
     pub message: String,
     /// Extra fields.
     pub fields: Vec<(&'static str, JsValue)>,

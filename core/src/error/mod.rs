@@ -232,8 +232,80 @@ fn stream_advice(condition: StreamErrorCondition) -> &'static str {
     }
 }
 
+impl Error {
+    /// The rule that fired, as a short name: what `Display` starts with in a build without
+    /// the `error-text` feature.
+    fn rule(&self) -> &'static str {
+        match self {
+            Error::StreamErrorSent(_) => "stream-error-sent",
+            Error::StreamErrorReceived(_) => "stream-error-received",
+            Error::SeeOtherHost(_) => "see-other-host",
+            Error::PeerClosed => "peer-closed",
+            Error::ConnectionClosed => "connection-closed",
+            Error::Transport(_) => "transport",
+            Error::StartTlsNotOffered => "starttls-not-offered",
+            Error::StartTlsFailed => "starttls-failed",
+            Error::StartTlsAfterTls => "starttls-after-tls",
+            Error::PlaintextAfterProceed => "plaintext-after-proceed",
+            Error::PlaintextAfterStartTls => "plaintext-after-starttls",
+            Error::WhitespaceDuringStartTls => "whitespace-during-starttls",
+            Error::Tls(_) => "tls",
+            Error::UnexpectedElement { .. } => "unexpected-element",
+            Error::UnsupportedVersion => "unsupported-version",
+            Error::WrongNamespace => "wrong-namespace",
+            Error::TlsRequiredByPeer => "tls-required-by-peer",
+            Error::Sasl(_) => "sasl",
+            Error::AuthenticationFailed { .. } => "authentication-failed",
+            Error::SaslAfterSuccess => "sasl-after-success",
+            Error::Bind(_) => "bind",
+            Error::BoundJid(_) => "bound-jid",
+            Error::Timeout => "timeout",
+            Error::Aborted => "aborted",
+            Error::StreamManagement(_) => "stream-management",
+            #[cfg(feature = "dialback")]
+            Error::DialbackRefused(_) => "dialback-refused",
+        }
+    }
+
+    /// `Display` without the `error-text` feature: the rule and its details.
+    fn fmt_short(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.rule())?;
+        match self {
+            Error::StreamErrorSent(e) | Error::StreamErrorReceived(e) => {
+                write!(f, " <{}/>", e.condition)?;
+                match &e.text {
+                    Some(text) => write!(f, ": {text}"),
+                    None => Ok(()),
+                }
+            }
+            Error::SeeOtherHost(detail) | Error::Bind(detail) => write!(f, " {detail}"),
+            Error::Transport(k) => write!(f, " {k:?}"),
+            Error::Tls(e) => write!(f, ": {e}"),
+            Error::UnexpectedElement { expected, got } => {
+                write!(f, " {got} (expected {expected})")
+            }
+            Error::Sasl(e) => write!(f, ": {e}"),
+            Error::AuthenticationFailed { error, text } => {
+                write!(f, ": {error}")?;
+                match text {
+                    Some(text) => write!(f, " (server says: {text})"),
+                    None => Ok(()),
+                }
+            }
+            Error::BoundJid(e) => write!(f, ": {e}"),
+            Error::StreamManagement(e) => write!(f, ": {e}"),
+            #[cfg(feature = "dialback")]
+            Error::DialbackRefused(verdict) => write!(f, " {verdict:?}"),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !cfg!(feature = "error-text") {
+            return self.fmt_short(f);
+        }
         match self {
             Error::StreamErrorSent(e) => write!(
                 f,

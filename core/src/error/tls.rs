@@ -137,6 +137,17 @@ pub enum HandshakeFailure {
 
 impl fmt::Display for HandshakeFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !cfg!(feature = "error-text") {
+            // Without the `error-text` feature: the reason as a short name.
+            return match self {
+                HandshakeFailure::Incompatible => f.write_str("incompatible"),
+                HandshakeFailure::PeerMisbehaved => f.write_str("peer-misbehaved"),
+                HandshakeFailure::Decrypt => f.write_str("decrypt"),
+                HandshakeFailure::Unsupported(what) => write!(f, "unsupported {what}"),
+                HandshakeFailure::AlertSent(alert) => write!(f, "alert-sent {alert}"),
+                HandshakeFailure::Internal => f.write_str("internal"),
+            };
+        }
         match self {
             HandshakeFailure::Incompatible => f.write_str(
                 "no TLS version, cipher suite, group or signature scheme in common with the \
@@ -217,6 +228,20 @@ impl From<CertError> for TlsError {
 
 impl fmt::Display for TlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !cfg!(feature = "error-text") {
+            // Without the `error-text` feature: the reason as a short name, its details.
+            return match self {
+                TlsError::Certificate(e) => write!(f, "certificate: {e}"),
+                TlsError::KeyNotProven => f.write_str("key-not-proven"),
+                TlsError::NotVerified => f.write_str("not-verified"),
+                TlsError::Alert(alert) => write!(f, "alert {alert}"),
+                TlsError::Handshake(reason) => write!(f, "handshake: {reason}"),
+                TlsError::Closed => f.write_str("closed"),
+                TlsError::Io(kind) => write!(f, "io {kind:?}"),
+                TlsError::Config(what) => write!(f, "config: {what}"),
+                TlsError::Other(what) => write!(f, "other: {what}"),
+            };
+        }
         match self {
             TlsError::Certificate(e) => write!(f, "the peer's certificate was not accepted: {e}"),
             TlsError::KeyNotProven => f.write_str(

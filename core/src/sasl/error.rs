@@ -66,6 +66,9 @@ failures! {
 
 impl fmt::Display for SaslFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !cfg!(feature = "error-text") {
+            return write!(f, "<{}/>", self.name());
+        }
         write!(f, "SASL failure <{}/>: {}", self.name(), self.advice())
     }
 }
@@ -192,8 +195,78 @@ impl From<SaslFailure> for SaslError {
     }
 }
 
+impl SaslError {
+    /// The rule that fired, as a short name: what `Display` starts with in a build without
+    /// the `error-text` feature.
+    fn rule(&self) -> &'static str {
+        match self {
+            SaslError::Failure(_) => "failure",
+            SaslError::ChannelBindingRejected { .. } => "channel-binding-rejected",
+            SaslError::NoAcceptableMechanism => "no-acceptable-mechanism",
+            SaslError::PlainRequiresTls => "plain-requires-tls",
+            SaslError::ChannelBindingDowngrade => "channel-binding-downgrade",
+            SaslError::ChannelBindingUnavailable => "channel-binding-unavailable",
+            SaslError::MechanismNotOffered(_) => "mechanism-not-offered",
+            SaslError::MechanismNotSupported(_) => "mechanism-not-supported",
+            SaslError::MissingCredentials(_) => "missing-credentials",
+            SaslError::InvalidCredentials(_) => "invalid-credentials",
+            SaslError::ServerSignatureMismatch => "server-signature-mismatch",
+            SaslError::DowngradeDetected => "downgrade-detected",
+            SaslError::ContinueRequired(_) => "continue-required",
+            SaslError::PipelinedNotOffered(_) => "pipelined-not-offered",
+            SaslError::MissingServerSignature => "missing-server-signature",
+            SaslError::ServerError(_) => "server-error",
+            SaslError::NonceNotExtended => "nonce-not-extended",
+            SaslError::IterationsTooLow { .. } => "iterations-too-low",
+            SaslError::IterationsTooHigh { .. } => "iterations-too-high",
+            SaslError::MandatoryExtension => "mandatory-extension",
+            SaslError::MalformedChallenge(_) => "malformed-challenge",
+            SaslError::IncorrectEncoding => "incorrect-encoding",
+            SaslError::CachedKeysStale => "cached-keys-stale",
+            SaslError::InvalidCacheEntry => "invalid-cache-entry",
+            SaslError::UnexpectedChallenge => "unexpected-challenge",
+            SaslError::UnexpectedSuccess => "unexpected-success",
+            SaslError::TooManyRounds => "too-many-rounds",
+            SaslError::OutOfOrder => "out-of-order",
+        }
+    }
+
+    /// `Display` without the `error-text` feature: the rule and its details.
+    fn fmt_short(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.rule())?;
+        match self {
+            SaslError::Failure(c) => write!(f, " {c}"),
+            SaslError::ChannelBindingRejected {
+                mechanism, cb_type, ..
+            } => write!(f, " {mechanism} {cb_type}"),
+            SaslError::MechanismNotOffered(m) | SaslError::MechanismNotSupported(m) => {
+                write!(f, " {m}")
+            }
+            SaslError::MissingCredentials(what)
+            | SaslError::InvalidCredentials(what)
+            | SaslError::PipelinedNotOffered(what)
+            | SaslError::MalformedChallenge(what) => write!(f, " {what}"),
+            SaslError::ContinueRequired(what) | SaslError::ServerError(what) => {
+                write!(f, " {what}")
+            }
+            SaslError::IterationsTooLow {
+                iterations,
+                minimum: bound,
+            }
+            | SaslError::IterationsTooHigh {
+                iterations,
+                maximum: bound,
+            } => write!(f, " {iterations} (bound {bound})"),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl fmt::Display for SaslError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !cfg!(feature = "error-text") {
+            return self.fmt_short(f);
+        }
         match self {
             SaslError::Failure(c) => fmt::Display::fmt(c, f),
             SaslError::ChannelBindingRejected {

@@ -85,6 +85,16 @@ pub enum SmError {
 
 impl fmt::Display for SmError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !cfg!(feature = "error-text") {
+            // Without the `error-text` feature: the rule as a short name, its details.
+            return match self {
+                SmError::HandledCountTooHigh { h, sent } => {
+                    write!(f, "handled-count-too-high h={h} sent={sent}")
+                }
+                SmError::WrongPrevid => f.write_str("wrong-previd"),
+                SmError::Malformed(what) => write!(f, "malformed {what}"),
+            };
+        }
         match self {
             SmError::HandledCountTooHigh { h, sent } => write!(
                 f,

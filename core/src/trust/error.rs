@@ -134,8 +134,62 @@ fn write_list<T: fmt::Display>(f: &mut fmt::Formatter<'_>, items: &[T]) -> fmt::
     Ok(())
 }
 
+impl CertError {
+    /// `Display` without the `error-text` feature: the rule that fired as a short name,
+    /// with the domain and the fingerprints a user compares.
+    fn fmt_short(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CertError::EmptyChain => f.write_str("empty-chain"),
+            CertError::BadEncoding => f.write_str("bad-encoding"),
+            CertError::NameMismatch {
+                reference,
+                presented,
+            } => {
+                write!(f, "name-mismatch {reference}: presents ")?;
+                write_list(f, presented)
+            }
+            CertError::UnknownIssuer { spki, cert } => {
+                write!(f, "unknown-issuer: key {spki}, certificate {cert}")
+            }
+            CertError::SelfSigned { spki, cert } => {
+                write!(f, "self-signed: key {spki}, certificate {cert}")
+            }
+            CertError::Expired { not_after, now } => {
+                write!(f, "expired {} (now {})", not_after.0, now.0)
+            }
+            CertError::NotYetValid { not_before, now } => {
+                write!(f, "not-yet-valid {} (now {})", not_before.0, now.0)
+            }
+            CertError::NoClock => f.write_str("no-clock"),
+            CertError::ChainInvalid { outcome } => write!(f, "chain-invalid: {outcome}"),
+            CertError::PinChanged(change) => write!(
+                f,
+                "pin-changed {}: key {} -> {}, certificate {} -> {}",
+                change.domain, change.old_spki, change.new_spki, change.old_cert, change.new_cert
+            ),
+            CertError::PinMismatch { domain, spki, .. } => {
+                write!(f, "pin-mismatch {domain}: key {spki}")
+            }
+            CertError::NotTrustedFirstUse {
+                domain, spki, cert, ..
+            } => write!(
+                f,
+                "not-trusted-first-use {domain}: key {spki}, certificate {cert}"
+            ),
+            CertError::PinStore(e) => write!(f, "{e}"),
+            CertError::NoClientIdentity => f.write_str("no-client-identity"),
+            CertError::ChannelBindingUndefined {
+                signature_algorithm,
+            } => write!(f, "channel-binding-undefined {signature_algorithm}"),
+        }
+    }
+}
+
 impl fmt::Display for CertError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !cfg!(feature = "error-text") {
+            return self.fmt_short(f);
+        }
         match self {
             CertError::EmptyChain => {
                 f.write_str("the peer presented no certificate; a TLS peer must present one")

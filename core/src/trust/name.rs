@@ -109,6 +109,23 @@ pub enum ReferenceError {
 
 impl fmt::Display for ReferenceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !cfg!(feature = "error-text") {
+            // Without the `error-text` feature: the rule as a short name.
+            return match self {
+                ReferenceError::Empty => f.write_str("empty"),
+                ReferenceError::TooLong => f.write_str("too-long"),
+                ReferenceError::EmptyLabel => f.write_str("empty-label"),
+                ReferenceError::LabelTooLong => f.write_str("label-too-long"),
+                ReferenceError::InvalidCharacter(c) => {
+                    write!(f, "invalid-character {}", crate::jid::CodePoint(*c))
+                }
+                ReferenceError::HyphenAtLabelEdge => f.write_str("hyphen-at-label-edge"),
+                ReferenceError::Wildcard => f.write_str("wildcard"),
+                ReferenceError::IpAddress => f.write_str("ip-address"),
+                ReferenceError::NotAscii => f.write_str("not-ascii"),
+                ReferenceError::InvalidIdn => f.write_str("invalid-idn"),
+            };
+        }
         match self {
             ReferenceError::Empty => f.write_str("the configured XMPP domain is empty"),
             ReferenceError::TooLong => {

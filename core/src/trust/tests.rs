@@ -230,7 +230,11 @@ fn idn_a_label_compared() {
 fn u_label_reference_refused_without_idna() {
     let err = ReferenceIdentity::client_to_server("bücher.example").unwrap_err();
     assert_eq!(err, ReferenceError::NotAscii);
-    assert!(err.to_string().contains("xn--bcher-kva.example"));
+    if cfg!(feature = "error-text") {
+        assert!(err.to_string().contains("xn--bcher-kva.example"));
+    } else {
+        assert_eq!(err.to_string(), "not-ascii");
+    }
 }
 
 #[cfg(feature = "idna")]
@@ -349,7 +353,7 @@ fn name_mismatch_lists_every_presented_identifier() {
             );
             let text = e.to_string();
             assert!(
-                text.contains("`example.org`") && text.contains("DNS-ID a.example"),
+                text.contains("example.org") && text.contains("DNS-ID a.example"),
                 "{text}"
             );
         }
@@ -655,7 +659,9 @@ fn pin_changed_is_loud_error_with_both_fingerprints() {
     ] {
         assert!(text.contains(&fp.to_string()), "{text}");
     }
-    assert!(text.contains("CHANGED"));
+    if cfg!(feature = "error-text") {
+        assert!(text.contains("CHANGED"));
+    }
     assert_eq!(store.load("example.org"), Some(old));
 
     // The explicit interactive call, and only it, moves the pin.
@@ -939,6 +945,7 @@ fn s2s_peer_verified_against_stream_domain() {
         .unwrap();
 }
 
+#[cfg(feature = "error-text")]
 #[test]
 fn display_says_what_to_do() {
     let fp = Fingerprint::of(b"k");
