@@ -10,7 +10,6 @@
 //! The certificate is checked against the JID's domain whatever this finds, never
 //! against an SRV target or a host name (RFC 6120 §13.7.2.1).
 
-use alloc::format;
 use alloc::vec::Vec;
 
 use embassy_net::udp::{PacketMetadata, UdpSocket};
@@ -88,7 +87,7 @@ pub async fn endpoints(
         }
         ServerSetting::Host { name, port } => (name, port),
         ServerSetting::Domain => {
-            let srv_name = format!("{}.{}", CLIENT_SERVICES.1, domain);
+            let srv_name = [CLIENT_SERVICES.1, ".", domain].concat();
             let records = match ask(
                 stack,
                 &srv_name,
