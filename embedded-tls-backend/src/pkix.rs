@@ -309,7 +309,9 @@ fn unsupported(e: SignatureError) -> PkixOutcome {
     match e {
         SignatureError::Invalid => PkixOutcome::BadSignature,
         SignatureError::Unsupported(what) => {
-            PkixOutcome::Other(["unsupported or undecodable ", what].concat())
+            let mut text = String::from("unsupported or undecodable ");
+            text.push_str(what);
+            PkixOutcome::Other(text)
         }
     }
 }

@@ -354,7 +354,9 @@ where
     let instructions_before = crate::meter::instructions();
     let clock = EmbassyClock;
 
-    let bare = [config.username, "@", config.domain].concat();
+    let mut bare = String::from(config.username);
+    bare.push('@');
+    bare.push_str(config.domain);
     let kept = store.load(&bare).unwrap_or_default();
     let cached = Some(&kept.memory).filter(|m| **m != LoginMemory::default());
     let halves = Halves::new(socket.split());
@@ -397,7 +399,8 @@ where
                 // the same stream, which some servers refuse after a token (Prosody's
                 // mod_sasl2). Forgotten, so that the next login uses the password and
                 // gets a new one (XEP-0484 §4.1).
-                let auth = matches!(e, Error::Sasl(_) | Error::AuthenticationFailed { .. });
+                let auth = cfg!(feature = "fast")
+                    && matches!(e, Error::Sasl(_) | Error::AuthenticationFailed { .. });
                 if auth && kept.memory.fast_token.take().is_some() {
                     warn!("the server refused the FAST token; the next login uses the password");
                     if let Err(e) = store.save(&bare, &kept) {
@@ -438,8 +441,10 @@ where
             // SCRAM keys and offer of the last password login, the FAST token the server
             // issued (or the one that logged in, until it is replaced), the user agent id
             // it is tied to.
-            let mut keep = LoginMemory::from_outcome(&outcome, &SaslPolicy::default())
-                .remembering(cached, outcome.fast_token_rejected);
+            let mut keep = LoginMemory::from_outcome(&outcome, &SaslPolicy::default());
+            if cfg!(feature = "fast") {
+                keep = keep.remembering(cached, outcome.fast_token_rejected);
+            }
             keep.user_agent_id = config.user_agent_id.map(String::from);
             if let Some(entry) = &outcome.scram_cache {
                 if cached.is_some_and(|c| c.scram.as_ref() == Some(entry)) {
@@ -746,7 +751,9 @@ fn answer(node: roxmltree::Node<'_, '_>, echo: bool) -> Option<String> {
                 return None;
             }
             info!("message from {}: {}", from.unwrap_or("?"), body);
-            Some(stanza::message(from?, &["echo: ", body].concat(), None))
+            let mut echo = String::from("echo: ");
+            echo.push_str(body);
+            Some(stanza::message(from?, &echo, None))
         }
         // RFC 6120 §8.2.3: every get/set is answered. XEP-0199 ping gets its result,
         // everything else service-unavailable (RFC 6120 §8.3.3.19).

@@ -133,18 +133,18 @@ pub struct BuildEnv<'a> {
 
 /// The configuration from the build-time settings; `device_resource` is the resource
 /// when `XMPP_RESOURCE` is not set, `user_agent_id` the device's SASL2 user agent id
-/// ([`device_user_agent_id`]). `None` if a required setting is missing or malformed,
+/// ([`device_user_agent_id`], `None` without FAST). `None` if a required setting is missing or malformed,
 /// which the board's build script already refused with an error naming it.
 pub fn from_build_env<'a>(
     env: BuildEnv<'a>,
     device_resource: &'a str,
-    user_agent_id: &'a str,
+    user_agent_id: Option<&'a str>,
 ) -> Option<Config<'a>> {
     let set = |v: Option<&'a str>| v.filter(|v| !v.is_empty());
     let server = ServerSetting::parse(set(env.server).unwrap_or_default()).ok()?;
     let mut config = Config::new(env.jid?, env.password?, server).ok()?;
     config.resource = set(env.resource).unwrap_or(device_resource);
-    config.user_agent_id = Some(user_agent_id);
+    config.user_agent_id = user_agent_id;
     config.behaviour.report_to = set(env.report_to);
     if let Some(ms) = env.period_ms.and_then(|p| p.parse().ok()) {
         config.behaviour.period = Duration::from_millis(ms);
@@ -176,7 +176,12 @@ pub fn device_resource(id: &[u8]) -> String {
 /// SHA-256 over a label and the device's hardware identity (the same bytes as
 /// [`device_resource`]), so it is stable across reboots and reflashing, differs per board
 /// and does not reveal the identity itself. Hex digits written by hand (no `core::fmt`).
-pub fn device_user_agent_id(id: &[u8]) -> String {
+/// `None` without the crate feature `fast`: there is no FAST token to tie to it, and the
+/// image does not carry the code.
+pub fn device_user_agent_id(id: &[u8]) -> Option<String> {
+    if !cfg!(feature = "fast") {
+        return None;
+    }
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut label = alloc::vec::Vec::from(&b"xmpp-handshake user agent "[..]);
     label.extend_from_slice(id);
@@ -193,7 +198,7 @@ pub fn device_user_agent_id(id: &[u8]) -> String {
         text.push(char::from(HEX[usize::from(b >> 4)]));
         text.push(char::from(HEX[usize::from(b & 0xf)]));
     }
-    text
+    Some(text)
 }
 
 /// Buffer sizes. The board allocates them (statics); the app borrows them for its lifetime.
@@ -270,7 +275,7 @@ mod tests {
         let c = from_build_env(
             env(Some("alice@example.test"), Some("10.0.0.1")),
             "device-1",
-            "ua-1",
+            Some("ua-1"),
         )
         .unwrap();
         assert_eq!((c.username, c.domain), ("alice", "example.test"));
@@ -285,7 +290,7 @@ mod tests {
         assert_eq!(c.user_agent_id, Some("ua-1"));
         assert_eq!(c.behaviour.report_to, Some("bob@example.test"));
         assert_eq!(c.behaviour.period, Duration::from_millis(1500));
-        let c = from_build_env(env(Some("a@b.test"), None), "d", "u").unwrap();
+        let c = from_build_env(env(Some("a@b.test"), None), "d", None).unwrap();
         assert_eq!(c.server, ServerSetting::Domain);
         let c = from_build_env(
             BuildEnv {
@@ -294,7 +299,7 @@ mod tests {
                 ..env(Some("a@b.test"), Some("xmpp.b.test:5223"))
             },
             "d",
-            "u",
+            None,
         )
         .unwrap();
         assert_eq!((c.resource, c.ntp), ("kitchen", None));
@@ -305,9 +310,9 @@ mod tests {
                 port: 5223
             }
         );
-        assert!(from_build_env(env(None, None), "d", "u").is_none());
-        assert!(from_build_env(env(Some("alice"), None), "d", "u").is_none());
-        assert!(from_build_env(env(Some("a@b"), Some("bad_name")), "d", "u").is_none());
+        assert!(from_build_env(env(None, None), "d", None).is_none());
+        assert!(from_build_env(env(Some("alice"), None), "d", None).is_none());
+        assert!(from_build_env(env(Some("a@b"), Some("bad_name")), "d", None).is_none());
     }
 
     #[test]
@@ -318,17 +323,13 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "fast")]
     #[test]
     fn user_agent_id_is_a_stable_version_8_uuid_per_identity() {
-        let id = device_user_agent_id(&[0x02, 0xab, 0x00, 0xff, 0x10, 0x9c]);
-        assert_eq!(
-            id,
-            device_user_agent_id(&[0x02, 0xab, 0x00, 0xff, 0x10, 0x9c])
-        );
-        assert_ne!(
-            id,
-            device_user_agent_id(&[0x02, 0xab, 0x00, 0xff, 0x10, 0x9d])
-        );
+        let uuid = |id: &[u8]| device_user_agent_id(id).expect("an id with `fast`");
+        let id = uuid(&[0x02, 0xab, 0x00, 0xff, 0x10, 0x9c]);
+        assert_eq!(id, uuid(&[0x02, 0xab, 0x00, 0xff, 0x10, 0x9c]));
+        assert_ne!(id, uuid(&[0x02, 0xab, 0x00, 0xff, 0x10, 0x9d]));
         let groups: alloc::vec::Vec<&str> = id.split('-').collect();
         assert_eq!(
             groups

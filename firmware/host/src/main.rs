@@ -157,7 +157,7 @@ async fn main(spawner: Spawner) {
         Some(r) => leak(r),
         None => leak(device_resource(&id.0[..6])),
     };
-    config.user_agent_id = Some(leak(device_user_agent_id(&id.0[..6])));
+    config.user_agent_id = device_user_agent_id(&id.0[..6]).map(leak);
     config.ntp = settings.ntp.filter(|n| n != "off").map(leak);
     let clock = match config.ntp {
         Some(_) => Clock::Sntp,

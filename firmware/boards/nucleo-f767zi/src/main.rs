@@ -144,7 +144,7 @@ fn setup(spawner: Spawner) -> Board {
     let uid = embassy_stm32::uid::uid();
     let resource = config::device_resource(&uid).leak();
     // SASL2's user agent id, from the same identity: the FAST token is tied to it.
-    let user_agent_id = config::device_user_agent_id(&uid).leak();
+    let user_agent_id = config::device_user_agent_id(&uid).map(|id| &*id.leak());
     // build.rs refused a missing or malformed setting, naming it.
     let app = unwrap!(config::from_build_env(
         xmpp_handshake_firmware::build_env!(),
