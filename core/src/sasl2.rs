@@ -13,6 +13,7 @@ use crate::sasl::base64::{decode_strict, encode};
 use crate::sasl::SaslFailure;
 use crate::sm::element::{self as sm_element, Nonza};
 use crate::stream::features::{NS_BIND2, NS_FAST, NS_SASL2, NS_SM};
+use crate::xml::decimal::push_decimal;
 use crate::xml::escape::{escape_attr, escape_text};
 
 /// The client's user agent (XEP-0388 §2.2.1): `id` is stable per device and account (a
@@ -99,7 +100,9 @@ pub fn authenticate(mechanism: &str, a: &Authenticate<'_>) -> String {
     if a.fast {
         s.push_str("<fast xmlns='urn:xmpp:fast:0'");
         if let Some(count) = a.fast_count {
-            s.push_str(&alloc::format!(" count='{count}'"));
+            s.push_str(" count='");
+            push_decimal(&mut s, count);
+            s.push('\'');
         }
         s.push_str("/>");
     }

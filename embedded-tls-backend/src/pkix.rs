@@ -27,7 +27,6 @@
 //!
 //! [`CertificatePolicy`]: xmpp_handshake_core::trust::CertificatePolicy
 
-use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -310,7 +309,9 @@ fn unsupported(e: SignatureError) -> PkixOutcome {
     match e {
         SignatureError::Invalid => PkixOutcome::BadSignature,
         SignatureError::Unsupported(what) => {
-            PkixOutcome::Other(format!("unsupported or undecodable {what}"))
+            let mut text = String::from("unsupported or undecodable ");
+            text.push_str(what);
+            PkixOutcome::Other(text)
         }
     }
 }

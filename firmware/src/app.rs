@@ -1,7 +1,6 @@
 //! The app: connect, negotiate, stay online, start over. See the crate docs.
 
 use alloc::collections::VecDeque;
-use alloc::format;
 use alloc::string::String;
 use core::cell::{Cell, RefCell};
 use core::fmt::{self, Display};
@@ -19,7 +18,7 @@ use xmpp_handshake_core::connection::{
 use xmpp_handshake_core::driver::{
     self, Clock as _, Command, Commands, Deliver, MaybeTls, Observer,
 };
-use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig};
+use xmpp_handshake_core::initiator::{ClientSasl, InitiatorConfig, Sasl2Config};
 use xmpp_handshake_core::sasl::{Credentials, SaslPolicy};
 use xmpp_handshake_core::sm::{SmConfig, SmState};
 use xmpp_handshake_core::xml::decimal::push_decimal;
@@ -355,7 +354,9 @@ where
     let instructions_before = crate::meter::instructions();
     let clock = EmbassyClock;
 
-    let bare = format!("{}@{}", config.username, config.domain);
+    let mut bare = String::from(config.username);
+    bare.push('@');
+    bare.push_str(config.domain);
     let kept = store.load(&bare).unwrap_or_default();
     let cached = Some(&kept.memory).filter(|m| **m != LoginMemory::default());
     let halves = Halves::new(socket.split());
@@ -391,7 +392,24 @@ where
                 warn!("could not store the server's pin: {:?}", e);
             }
         }
-        let outcome = outcome.map_err(Failure::Xmpp)?;
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // A refused FAST token (expired, revoked): the core tried the password on
+                // the same stream, which some servers refuse after a token (Prosody's
+                // mod_sasl2). Forgotten, so that the next login uses the password and
+                // gets a new one (XEP-0484 §4.1).
+                let auth = cfg!(feature = "fast")
+                    && matches!(e, Error::Sasl(_) | Error::AuthenticationFailed { .. });
+                if auth && kept.memory.fast_token.take().is_some() {
+                    warn!("the server refused the FAST token; the next login uses the password");
+                    if let Err(e) = store.save(&bare, &kept) {
+                        warn!("could not forget the FAST token: {:?}", e);
+                    }
+                }
+                return Err(Failure::Xmpp(e));
+            }
+        };
         beat();
         // Resumed or reported ([`Event::Resumed`], [`Event::ResumeFailed`]): the
         // connection has the session now.
@@ -402,26 +420,49 @@ where
             outcome.jid.as_deref().unwrap_or_default(),
             started.elapsed().as_millis(),
             progress.round_trips,
-            outcome.mechanism.map(|m| m.name()).unwrap_or("no SASL"),
+            match (outcome.mechanism, outcome.sasl2) {
+                (Some(m), _) => m.name(),
+                (None, true) => "FAST token",
+                (None, false) => "no SASL",
+            },
             outcome.secure
         );
+        if outcome.sasl2 {
+            info!("logged in with SASL2 (XEP-0388)");
+        }
         if let (Some(before), Some(now)) = (instructions_before, crate::meter::instructions()) {
             info!(
                 "login: {} instructions from the TCP connect to the bound resource",
                 now - before
             );
         }
-        if let Some(entry) = &outcome.scram_cache {
-            let keep = LoginMemory::from_outcome(&outcome, &SaslPolicy::default());
-            if cached.is_some_and(|c| c.scram.as_ref() == Some(entry)) {
-                stats.cache_hits += 1;
-                info!("SCRAM keys came from the cache (no PBKDF2)");
+        if outcome.mechanism.is_some() || outcome.sasl2 {
+            // A verified login (SCRAM, or a FAST token whose server proof was checked): the
+            // SCRAM keys and offer of the last password login, the FAST token the server
+            // issued (or the one that logged in, until it is replaced), the user agent id
+            // it is tied to.
+            let mut keep = LoginMemory::from_outcome(&outcome, &SaslPolicy::default());
+            if cfg!(feature = "fast") {
+                keep = keep.remembering(cached, outcome.fast_token_rejected);
+            }
+            keep.user_agent_id = config.user_agent_id.map(String::from);
+            if let Some(entry) = &outcome.scram_cache {
+                if cached.is_some_and(|c| c.scram.as_ref() == Some(entry)) {
+                    stats.cache_hits += 1;
+                    info!("SCRAM keys came from the cache (no PBKDF2)");
+                }
+            }
+            if outcome.fast_token_rejected {
+                warn!("the server refused the FAST token; the password logged in");
             }
             if kept.memory != keep {
+                let new_token =
+                    keep.fast_token.is_some() && keep.fast_token != kept.memory.fast_token;
                 kept.memory = keep;
                 match store.save(&bare, &kept) {
+                    Ok(()) if new_token => info!("FAST token stored for the next login"),
                     Ok(()) => info!("SCRAM keys and offer stored for the next login"),
-                    Err(e) => warn!("could not store the SCRAM keys: {:?}", e),
+                    Err(e) => warn!("could not store the login memory: {:?}", e),
                 }
             }
         }
@@ -649,7 +690,9 @@ impl Commands for Outgoing<'_> {
 /// The negotiation's configuration: STARTTLS required (the default), SCRAM with the
 /// cached keys if any, `<auth/>` pipelined after TLS with the mechanism the policy picks
 /// from the cached post-TLS offer (as the host CLI does), resource `config.resource`, bind
-/// pipelined with the SASL success.
+/// pipelined with the SASL success. With the feature `fast` (the core's `sasl2`), SASL2
+/// when offered, with the user agent id and the kept FAST token (XEP-0484 §3.4), sent
+/// behind the first protected header in the shape of the kept SASL2 offer.
 fn initiator(config: &Config<'_>, bare: &str, cached: Option<&LoginMemory>) -> InitiatorConfig {
     let mut initiator = InitiatorConfig::client(config.domain);
     initiator.from = Some(String::from(bare));
@@ -662,7 +705,12 @@ fn initiator(config: &Config<'_>, bare: &str, cached: Option<&LoginMemory>) -> I
         pipeline_mechanism: None,
         pipeline_offer: None,
         pipeline_bind: true,
-        sasl2: Default::default(),
+        // SASL2 with Bind 2 when offered; with the device's user agent id a FAST token is
+        // requested, kept in the store and used by the next login (XEP-0484).
+        sasl2: alloc::boxed::Box::new(Sasl2Config {
+            user_agent_id: config.user_agent_id.map(String::from),
+            ..Sasl2Config::default()
+        }),
     };
     initiator.sasl = Some(match cached {
         Some(memory) => sasl.with_memory(memory),
@@ -703,7 +751,9 @@ fn answer(node: roxmltree::Node<'_, '_>, echo: bool) -> Option<String> {
                 return None;
             }
             info!("message from {}: {}", from.unwrap_or("?"), body);
-            Some(stanza::message(from?, &format!("echo: {body}"), None))
+            let mut echo = String::from("echo: ");
+            echo.push_str(body);
+            Some(stanza::message(from?, &echo, None))
         }
         // RFC 6120 §8.2.3: every get/set is answered. XEP-0199 ping gets its result,
         // everything else service-unavailable (RFC 6120 §8.3.3.19).

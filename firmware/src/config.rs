@@ -12,6 +12,7 @@ use alloc::string::String;
 use embassy_time::Duration;
 use xmpp_handshake_core::jid::{JidError, JidParts};
 use xmpp_handshake_core::resolve::ServerSetting;
+use xmpp_handshake_core::trust::Fingerprint;
 use xmpp_handshake_core::xml::framer::Limits;
 
 use crate::backoff::Backoff;
@@ -32,6 +33,10 @@ pub struct Config<'a> {
     /// The resource to request (§7.6): unique per device ([`device_resource`]), so that
     /// two devices on one account do not replace each other's session (§7.7.2.2).
     pub resource: &'a str,
+    /// The `<user-agent id>` of SASL2 (XEP-0388 §2.2.1): a UUID, the same on every boot of
+    /// this device ([`device_user_agent_id`]). The server ties the FAST token (XEP-0484)
+    /// it issues to it; `None`: SASL2 without FAST.
+    pub user_agent_id: Option<&'a str>,
     /// Where the server is: an address, a host name, or the JID's domain by SRV
     /// ([`crate::net`]).
     pub server: ServerSetting<'a>,
@@ -88,6 +93,7 @@ impl<'a> Config<'a> {
             domain,
             password,
             resource: "device",
+            user_agent_id: None,
             server,
             ntp: Some(DEFAULT_NTP),
             behaviour: Behaviour {
@@ -126,13 +132,19 @@ pub struct BuildEnv<'a> {
 }
 
 /// The configuration from the build-time settings; `device_resource` is the resource
-/// when `XMPP_RESOURCE` is not set. `None` if a required setting is missing or malformed,
+/// when `XMPP_RESOURCE` is not set, `user_agent_id` the device's SASL2 user agent id
+/// ([`device_user_agent_id`], `None` without FAST). `None` if a required setting is missing or malformed,
 /// which the board's build script already refused with an error naming it.
-pub fn from_build_env<'a>(env: BuildEnv<'a>, device_resource: &'a str) -> Option<Config<'a>> {
+pub fn from_build_env<'a>(
+    env: BuildEnv<'a>,
+    device_resource: &'a str,
+    user_agent_id: Option<&'a str>,
+) -> Option<Config<'a>> {
     let set = |v: Option<&'a str>| v.filter(|v| !v.is_empty());
     let server = ServerSetting::parse(set(env.server).unwrap_or_default()).ok()?;
     let mut config = Config::new(env.jid?, env.password?, server).ok()?;
     config.resource = set(env.resource).unwrap_or(device_resource);
+    config.user_agent_id = user_agent_id;
     config.behaviour.report_to = set(env.report_to);
     if let Some(ms) = env.period_ms.and_then(|p| p.parse().ok()) {
         config.behaviour.period = Duration::from_millis(ms);
@@ -157,6 +169,36 @@ pub fn device_resource(id: &[u8]) -> String {
         resource.push(char::from(HEX[usize::from(b & 0xf)]));
     }
     resource
+}
+
+/// The SASL2 user agent id of a device (XEP-0388 §2.2.1 asks for a UUID that stays the
+/// same for the device): a version 8 UUID (RFC 9562 §5.8) of the first 16 bytes of
+/// SHA-256 over a label and the device's hardware identity (the same bytes as
+/// [`device_resource`]), so it is stable across reboots and reflashing, differs per board
+/// and does not reveal the identity itself. Hex digits written by hand (no `core::fmt`).
+/// `None` without the crate feature `fast`: there is no FAST token to tie to it, and the
+/// image does not carry the code.
+pub fn device_user_agent_id(id: &[u8]) -> Option<String> {
+    if !cfg!(feature = "fast") {
+        return None;
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut label = alloc::vec::Vec::from(&b"xmpp-handshake user agent "[..]);
+    label.extend_from_slice(id);
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&Fingerprint::of(&label).0[..16]);
+    // Version 8 in the high nibble of byte 6, the variant `10` in the top bits of byte 8.
+    uuid[6] = 0x80 | (uuid[6] & 0x0f);
+    uuid[8] = 0x80 | (uuid[8] & 0x3f);
+    let mut text = String::with_capacity(36);
+    for (i, b) in uuid.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            text.push('-');
+        }
+        text.push(char::from(HEX[usize::from(b >> 4)]));
+        text.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    Some(text)
 }
 
 /// Buffer sizes. The board allocates them (statics); the app borrows them for its lifetime.
@@ -233,6 +275,7 @@ mod tests {
         let c = from_build_env(
             env(Some("alice@example.test"), Some("10.0.0.1")),
             "device-1",
+            Some("ua-1"),
         )
         .unwrap();
         assert_eq!((c.username, c.domain), ("alice", "example.test"));
@@ -244,9 +287,10 @@ mod tests {
             }
         );
         assert_eq!((c.resource, c.ntp), ("device-1", Some(DEFAULT_NTP)));
+        assert_eq!(c.user_agent_id, Some("ua-1"));
         assert_eq!(c.behaviour.report_to, Some("bob@example.test"));
         assert_eq!(c.behaviour.period, Duration::from_millis(1500));
-        let c = from_build_env(env(Some("a@b.test"), None), "d").unwrap();
+        let c = from_build_env(env(Some("a@b.test"), None), "d", None).unwrap();
         assert_eq!(c.server, ServerSetting::Domain);
         let c = from_build_env(
             BuildEnv {
@@ -255,6 +299,7 @@ mod tests {
                 ..env(Some("a@b.test"), Some("xmpp.b.test:5223"))
             },
             "d",
+            None,
         )
         .unwrap();
         assert_eq!((c.resource, c.ntp), ("kitchen", None));
@@ -265,9 +310,9 @@ mod tests {
                 port: 5223
             }
         );
-        assert!(from_build_env(env(None, None), "d").is_none());
-        assert!(from_build_env(env(Some("alice"), None), "d").is_none());
-        assert!(from_build_env(env(Some("a@b"), Some("bad_name")), "d").is_none());
+        assert!(from_build_env(env(None, None), "d", None).is_none());
+        assert!(from_build_env(env(Some("alice"), None), "d", None).is_none());
+        assert!(from_build_env(env(Some("a@b"), Some("bad_name")), "d", None).is_none());
     }
 
     #[test]
@@ -275,6 +320,37 @@ mod tests {
         assert_eq!(
             device_resource(&[0x02, 0xab, 0x00, 0xff, 0x10, 0x9c]),
             "device-02ab00ff109c"
+        );
+    }
+
+    #[cfg(feature = "fast")]
+    #[test]
+    fn user_agent_id_is_a_stable_version_8_uuid_per_identity() {
+        let uuid = |id: &[u8]| device_user_agent_id(id).expect("an id with `fast`");
+        let id = uuid(&[0x02, 0xab, 0x00, 0xff, 0x10, 0x9c]);
+        assert_eq!(id, uuid(&[0x02, 0xab, 0x00, 0xff, 0x10, 0x9c]));
+        assert_ne!(id, uuid(&[0x02, 0xab, 0x00, 0xff, 0x10, 0x9d]));
+        let groups: alloc::vec::Vec<&str> = id.split('-').collect();
+        assert_eq!(
+            groups
+                .iter()
+                .map(|g| g.len())
+                .collect::<alloc::vec::Vec<_>>(),
+            [8, 4, 4, 4, 12],
+            "{id}"
+        );
+        assert!(
+            id.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit()),
+            "{id}"
+        );
+        assert!(groups[2].starts_with('8'), "version 8: {id}");
+        assert!(
+            matches!(&groups[3][..1], "8" | "9" | "a" | "b"),
+            "variant: {id}"
+        );
+        assert!(
+            !id.contains("02ab00ff109c"),
+            "the identity is not shown: {id}"
         );
     }
 

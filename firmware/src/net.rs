@@ -10,7 +10,7 @@
 //! The certificate is checked against the JID's domain whatever this finds, never
 //! against an SRV target or a host name (RFC 6120 §13.7.2.1).
 
-use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use embassy_net::udp::{PacketMetadata, UdpSocket};
@@ -88,7 +88,9 @@ pub async fn endpoints(
         }
         ServerSetting::Host { name, port } => (name, port),
         ServerSetting::Domain => {
-            let srv_name = format!("{}.{}", CLIENT_SERVICES.1, domain);
+            let mut srv_name = String::from(CLIENT_SERVICES.1);
+            srv_name.push('.');
+            srv_name.push_str(domain);
             let records = match ask(
                 stack,
                 &srv_name,

@@ -298,6 +298,29 @@ mod tests {
         }
     }
 
+    /// XEP-0484: the FAST token, its count and the user agent id it is tied to are kept
+    /// in the same record as the SCRAM keys (the core's login memory format).
+    #[test]
+    fn a_fast_token_is_kept_with_the_scram_keys() {
+        let kept = Kept {
+            memory: LoginMemory {
+                fast_token: Some(login::FastToken {
+                    mechanism: "HT-SHA-256-NONE".into(),
+                    token: b"secret-token:abc".to_vec(),
+                    expires: Some(xmpp_handshake_core::trust::UnixTime(1_800_000_000)),
+                }),
+                fast_count: 7,
+                user_agent_id: Some("8d0f0b4e-3c1a-8a2b-9c3d-4e5f60718293".into()),
+                sasl2: true,
+                ..memory()
+            },
+            ..pinned()
+        };
+        let record = encode("alice@example.test", &kept).unwrap();
+        assert!(record.starts_with(b"XSC4"));
+        assert_eq!(decode(&record, "alice@example.test"), Some(kept));
+    }
+
     #[test]
     fn a_pin_is_kept_in_the_same_record_as_the_login_memory() {
         let with = encode("alice@example.test", &pinned()).unwrap();

@@ -14,7 +14,9 @@
 //! and after a Prosody restart it reconnects (SCRAM keys from its cache)
 //! and its readings arrive again. With `mod_smacks`, a link cut silently by the namespace
 //! is resumed (XEP-0198) and every reading reaches the second client exactly once, also
-//! when the server lost the session meanwhile.
+//! when the server lost the session meanwhile. With Debian's SASL2 modules, the FAST token
+//! (XEP-0484) kept in the app's store logs in after a reboot, and a refused one is
+//! replaced through a password login.
 //!
 //! Needs root, `/dev/net/tun` and `ip`; the app binary is built by `cargo test --workspace`
 //! (package `xmpp-handshake-firmware-host`). Without root or Prosody this prints a skip,
@@ -97,17 +99,28 @@ fn with_app<F>(tag: &str, anchor: Anchor, env: &[(&str, &str)], scenario: F)
 where
     F: FnOnce(&mut Prosody, &mut App) -> Result<(), String> + Send,
 {
-    with_app_in(tag, anchor, env, "", |_, server, app| scenario(server, app));
+    with_app_in(
+        tag,
+        anchor,
+        env,
+        ProsodyOptions::default(),
+        |_, server, app| scenario(server, app),
+    );
 }
 
-/// [`with_app`] with `host_config` in Prosody's VirtualHost section, the scenario also
-/// given the namespace (to cut the app's link).
-fn with_app_in<F>(tag: &str, anchor: Anchor, env: &[(&str, &str)], host_config: &str, scenario: F)
-where
+/// [`with_app`] with Prosody started from `prosody` (its domain and interfaces set here),
+/// the scenario also given the namespace (to cut the app's link).
+fn with_app_in<F>(
+    tag: &str,
+    anchor: Anchor,
+    env: &[(&str, &str)],
+    prosody: ProsodyOptions,
+    scenario: F,
+) where
     F: FnOnce(&Netns, &mut Prosody, &mut App) -> Result<(), String> + Send,
 {
     match in_namespace(tag, |ns| {
-        run_in_namespace(anchor, env, host_config, |server, app| {
+        run_in_namespace(anchor, env, prosody, |server, app| {
             scenario(ns, server, app)
         })
     }) {
@@ -119,7 +132,7 @@ where
 fn run_in_namespace<F>(
     anchor: Anchor,
     env: &[(&str, &str)],
-    host_config: &str,
+    prosody: ProsodyOptions,
     scenario: F,
 ) -> Result<(), String>
 where
@@ -129,8 +142,7 @@ where
         domain: DOMAIN.into(),
         // Also on the TAP side, where the app is (the harness binds 127.0.0.1).
         extra_global_config: format!("interfaces = {{ \"127.0.0.1\", \"{SERVER_ADDR}\" }}"),
-        extra_host_config: host_config.into(),
-        ..ProsodyOptions::default()
+        ..prosody
     };
     let Some(mut server) = Prosody::start_or_skip(opts) else {
         return Ok(());
@@ -149,6 +161,8 @@ where
         "pinned",
         "connecting to",
         "SCRAM keys",
+        "FAST token",
+        "SASL2",
         "connection failed",
         "reconnecting",
         "message from",
@@ -797,7 +811,10 @@ fn last_reading(log: &str) -> u32 {
 #[test]
 fn firmware_app_resumes_after_a_cut_link_and_every_reading_arrives_once() {
     let env = [("XMPP_PERIOD_MS", "1000"), ("XMPP_IDLE_MS", "2000")];
-    let smacks = "  modules_enabled = { \"smacks\" }\n";
+    let smacks = ProsodyOptions {
+        extra_host_config: "  modules_enabled = { \"smacks\" }\n".into(),
+        ..ProsodyOptions::default()
+    };
     with_app_in(
         "smacks",
         Anchor::ServersCa,
@@ -931,4 +948,116 @@ fn exactly_once(seen: &[u32], log: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Prosody with Debian's SASL2 family (`mod_sasl2`, `mod_sasl2_bind2`, `mod_sasl2_fast`
+/// and the harness's shim), `host_config` in its VirtualHost section.
+fn sasl2_prosody(host_config: &str) -> ProsodyOptions {
+    ProsodyOptions {
+        sasl2_modules: true,
+        extra_host_config: host_config.into(),
+        ..ProsodyOptions::default()
+    }
+}
+
+/// The `n`th login line ("bound as ...") of `log`.
+fn login_line(log: &str, n: usize) -> Result<String, String> {
+    log.lines()
+        .filter(|l| l.contains("bound as"))
+        .nth(n)
+        .map(String::from)
+        .ok_or_else(|| format!("no login {n} in the log"))
+}
+
+/// Issue 16 item 5, the FAST token in flash (XEP-0484 through SASL2, XEP-0388): the first
+/// boot logs in with SCRAM inside SASL2 and stores the token Prosody issues next to the
+/// SCRAM keys; a new process on the same store (a reboot) logs in with the token alone,
+/// `<authenticate/>` pipelined behind the first protected header (3 round trips after the
+/// TCP connect: header + `<starttls/>`, TLS 1.3, header + `<authenticate/>`), and its
+/// readings reach a second client.
+#[test]
+fn firmware_app_keeps_its_fast_token_in_flash_and_logs_in_with_it_after_a_reboot() {
+    let prosody = sasl2_prosody("");
+    with_app_in("fast", Anchor::ServersCa, &[], prosody, |_, server, app| {
+        app.wait_for("bound as alice@xmpp.test/", 1, Duration::from_secs(90))?;
+        app.wait_for("FAST token stored", 1, Duration::from_secs(5))?;
+        let log = app.log();
+        let first = login_line(&log, 0)?;
+        if !first.contains("(SCRAM-SHA-1, TLS true)") || !log.contains("logged in with SASL2") {
+            return Err(format!("the first login was not SCRAM in SASL2: {first}"));
+        }
+        // The reboot: a new process, the same store.
+        app.stop();
+        let mut rebooted = start_app_as("reboot", server, Anchor::ServersCa, &app.work_dir(), &[])?;
+        let result = (|| {
+            rebooted.wait_for("bound as alice@xmpp.test/", 1, Duration::from_secs(90))?;
+            let log = rebooted.log();
+            let second = login_line(&log, 0)?;
+            eprintln!("firmware fast: {first}\nfirmware fast: {second}");
+            if !second.contains("(FAST token, TLS true)") {
+                return Err(format!(
+                    "the reboot did not log in with the token: {second}"
+                ));
+            }
+            if log.contains("PBKDF2") || log.contains("refused the FAST token") {
+                return Err(format!("the token was not used alone:\n{log}"));
+            }
+            expect_round_trips(&log, 0, 3)?;
+            block_on(async {
+                let mut bob = bob(server).await;
+                message_containing(&mut bob, "reading", Duration::from_secs(20)).await;
+            });
+            Ok(())
+        })();
+        if result.is_err() {
+            eprintln!("--- rebooted app's log ---\n{}", rebooted.log());
+        }
+        result
+    });
+}
+
+/// A token the server no longer accepts (Prosody's tokens live one second here): the
+/// rebooted app's token is refused, forgotten, the password (the SCRAM keys kept in flash)
+/// logs in and a new token replaces the old one in the store.
+#[test]
+fn firmware_app_replaces_a_refused_fast_token_by_logging_in_with_the_password() {
+    let prosody = sasl2_prosody("  sasl2_fast_token_ttl = 1\n");
+    with_app_in(
+        "fastexp",
+        Anchor::ServersCa,
+        &[],
+        prosody,
+        |_, server, app| {
+            app.wait_for("FAST token stored", 1, Duration::from_secs(90))?;
+            app.stop();
+            let store = app.work_dir().join("scram-cache.bin");
+            let before = fs::read(&store).map_err(|e| format!("{}: {e}", store.display()))?;
+            std::thread::sleep(Duration::from_millis(2500));
+            let mut rebooted =
+                start_app_as("reboot", server, Anchor::ServersCa, &app.work_dir(), &[])?;
+            let result = (|| {
+                rebooted.wait_for("bound as alice@xmpp.test/", 1, Duration::from_secs(90))?;
+                rebooted.wait_for("FAST token stored", 1, Duration::from_secs(5))?;
+                let log = rebooted.log();
+                let refused = log.find("refused the FAST token").ok_or_else(|| {
+                    format!("the expired token was not reported as refused:\n{log}")
+                })?;
+                let bound = log.find("bound as").unwrap_or_default();
+                let line = login_line(&log, 0)?;
+                eprintln!("firmware fast expired: {line}");
+                if bound < refused || !line.contains("(SCRAM-SHA-1, TLS true)") {
+                    return Err(format!("no password login after the refusal:\n{log}"));
+                }
+                let after = fs::read(&store).map_err(|e| e.to_string())?;
+                if after == before {
+                    return Err("the store still holds the refused token".into());
+                }
+                Ok(())
+            })();
+            if result.is_err() {
+                eprintln!("--- rebooted app's log ---\n{}", rebooted.log());
+            }
+            result
+        },
+    );
 }

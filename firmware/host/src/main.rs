@@ -29,7 +29,7 @@ use embassy_time::Duration;
 use rand_core::{OsRng, RngCore};
 use static_cell::StaticCell;
 use xmpp_handshake_firmware::app::SocketBuffers;
-use xmpp_handshake_firmware::config::device_resource;
+use xmpp_handshake_firmware::config::{device_resource, device_user_agent_id};
 use xmpp_handshake_firmware::core::resolve::ServerSetting;
 use xmpp_handshake_firmware::core::trust::{Fingerprint, UnixTime};
 use xmpp_handshake_firmware::store::FileStore;
@@ -149,14 +149,15 @@ async fn main(spawner: Spawner) {
         eprintln!("XMPP_JID: expected user@domain: {e}");
         exit(2)
     });
+    // The device's identity: the host name and the TAP device (a board takes its MAC or
+    // chip id).
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let id = Fingerprint::of(format!("{}/{tap}", host.trim()).as_bytes());
     config.resource = match settings.resource {
         Some(r) => leak(r),
-        None => {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-            let id = Fingerprint::of(format!("{}/{tap}", host.trim()).as_bytes());
-            leak(device_resource(&id.0[..6]))
-        }
+        None => leak(device_resource(&id.0[..6])),
     };
+    config.user_agent_id = device_user_agent_id(&id.0[..6]).map(leak);
     config.ntp = settings.ntp.filter(|n| n != "off").map(leak);
     let clock = match config.ntp {
         Some(_) => Clock::Sntp,

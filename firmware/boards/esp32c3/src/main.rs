@@ -102,10 +102,13 @@ async fn main(spawner: Spawner) -> ! {
     // own sessions.
     let mac = esp_hal::efuse::base_mac_address();
     let resource = config::device_resource(mac.as_bytes()).leak();
+    // SASL2's user agent id, from the same identity: the FAST token is tied to it.
+    let user_agent_id = config::device_user_agent_id(mac.as_bytes()).map(|id| &*id.leak());
     // build.rs refused a missing or malformed setting, naming it.
     let app = unwrap!(config::from_build_env(
         xmpp_handshake_firmware::build_env!(),
         resource,
+        user_agent_id,
     ));
     info!(
         "xmpp firmware app on ESP32-C3: {}@{}/{}",

@@ -319,9 +319,12 @@ fn setup(spawner: Spawner) -> Board {
     let mac = device.mac_address();
     // The default resource from the MAC address, as the F767 takes its chip's id.
     let resource = config::device_resource(&mac).leak();
+    // SASL2's user agent id, from the same identity: the FAST token is tied to it.
+    let user_agent_id = config::device_user_agent_id(&mac).map(|id| &*id.leak());
     let mut app = unwrap!(config::from_build_env(
         xmpp_handshake_firmware::build_env!(),
         resource,
+        user_agent_id,
     ));
     // `MPS2_SOAK=1`: the reconnect soak (each session closes once bound; test images only).
     app.behaviour.soak = matches!(option_env!("MPS2_SOAK"), Some("1"));

@@ -143,10 +143,13 @@ fn setup(spawner: Spawner) -> Board {
     // keep their own sessions.
     let uid = embassy_stm32::uid::uid();
     let resource = config::device_resource(&uid).leak();
+    // SASL2's user agent id, from the same identity: the FAST token is tied to it.
+    let user_agent_id = config::device_user_agent_id(&uid).map(|id| &*id.leak());
     // build.rs refused a missing or malformed setting, naming it.
     let app = unwrap!(config::from_build_env(
         xmpp_handshake_firmware::build_env!(),
         resource,
+        user_agent_id,
     ));
     info!(
         "xmpp firmware app on NUCLEO-F767ZI: {}@{}/{}",
