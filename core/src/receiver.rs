@@ -1686,20 +1686,11 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> ReceivingEntity<R, S> {
             .send(&sm::element::resumed(&wait.previd, state.handled()));
         let jid = state.jid().map(String::from);
         self.learned.resumed = Some((state, wait.h));
-        let mut cx = Context {
-            config: &self.config,
-            outbox: &mut self.outbox,
-            rng: &mut self.rng,
-            store: &self.store,
-            learned: &mut self.learned,
-            header_sent: self.header_sent,
-            early: self.early,
-        };
         let features = StreamFeatures {
             bind: true,
             ..StreamFeatures::default()
         };
-        self.state = cx.negotiated(features, jid);
+        self.with_context(|cx, state, _| *state = cx.negotiated(features, jid));
         None
     }
 
@@ -1727,38 +1718,29 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> ReceivingEntity<R, S> {
     /// [`Context::early_data_refused`], outside a read; the stream is over.
     fn refuse_early_data(&mut self) -> Error {
         self.state = State::Failed;
-        let mut cx = Context {
-            config: &self.config,
-            outbox: &mut self.outbox,
-            rng: &mut self.rng,
-            store: &self.store,
-            learned: &mut self.learned,
-            header_sent: self.header_sent,
-            early: self.early,
-        };
-        let error = cx.early_data_refused();
-        self.header_sent = cx.header_sent;
-        error
+        self.with_context(|cx, _, _| cx.early_data_refused())
     }
 
     /// Sends the SASL2 success that waited for the session table.
     fn finish_sasl2(&mut self, success: Sasl2Success, resume: InlineResume) {
-        let mut cx = Context {
-            config: &self.config,
-            outbox: &mut self.outbox,
-            rng: &mut self.rng,
-            store: &self.store,
-            learned: &mut self.learned,
-            header_sent: self.header_sent,
-            early: self.early,
-        };
-        self.state = match success.send(&mut cx, resume) {
-            Ok(state) => state,
-            Err(_) => State::Failed,
-        };
+        self.with_context(|cx, state, _| {
+            *state = success.send(cx, resume).unwrap_or(State::Failed);
+        });
     }
 
     fn process(&mut self) -> Result<(), Error> {
+        self.with_context(|cx, state, inbound| {
+            let config = cx.config;
+            dispatch::run(cx, state, inbound, &config.limits)
+        })
+    }
+
+    /// Runs `f` with what every handler shares ([`Context`]), the state and the unread
+    /// input, and keeps whether it sent the header.
+    fn with_context<T>(
+        &mut self,
+        f: impl FnOnce(&mut Context<'_, R, S>, &mut State, &mut Inbound) -> T,
+    ) -> T {
         let mut cx = Context {
             config: &self.config,
             outbox: &mut self.outbox,
@@ -1768,14 +1750,9 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> ReceivingEntity<R, S> {
             header_sent: self.header_sent,
             early: self.early,
         };
-        let result = dispatch::run(
-            &mut cx,
-            &mut self.state,
-            &mut self.inbound,
-            &self.config.limits,
-        );
+        let out = f(&mut cx, &mut self.state, &mut self.inbound);
         self.header_sent = cx.header_sent;
-        result
+        out
     }
 }
 
@@ -1931,16 +1908,8 @@ impl<R: RngCore + CryptoRng, S: CredentialStore> Negotiator for ReceivingEntity<
         let State::Dialback(wait) = mem::replace(&mut self.state, State::Failed) else {
             return Ok(false);
         };
-        let mut cx = Context {
-            config: &self.config,
-            outbox: &mut self.outbox,
-            rng: &mut self.rng,
-            store: &self.store,
-            learned: &mut self.learned,
-            header_sent: self.header_sent,
-            early: self.early,
-        };
-        self.state = wait.settle(&mut cx, verdict)?;
+        let next = self.with_context(|cx, _, _| wait.settle(cx, verdict))?;
+        self.state = next;
         // Frames that came meanwhile are read in the state the verdict left.
         self.process().map(|()| true)
     }
