@@ -979,7 +979,6 @@ async fn connect_prefers_direct_tls_and_falls_back_only_where_safe() {
 /// line is acknowledged.
 #[tokio::test]
 async fn connect_logs_in_again_in_tls_early_data_after_a_drop() {
-    use std::sync::Mutex;
     let serve = serve_bin::ServeBin::start(&["--direct-tls-listen", "127.0.0.1:0"], &[]).await;
     let link = serve_bin::SlowLink::start(serve.direct_tls_addr(), Duration::ZERO).await;
     let config = tempfile::tempdir().unwrap();
@@ -1005,20 +1004,7 @@ async fn connect_logs_in_again_in_tls_early_data_after_a_drop() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let mut stderr = child.stderr.take().unwrap();
-    let sink = log.clone();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stderr.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
+    let log = serve_bin::collect_stderr(&mut child);
     let wait_for = |needle: &'static str| {
         let log = log.clone();
         async move {
