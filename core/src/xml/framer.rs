@@ -948,12 +948,12 @@ fn malformed(text: &str) -> StreamError {
 
 /// `restricted-xml` (§4.9.3.18, §11.1): `what` is not allowed.
 fn restricted(what: &str) -> StreamError {
+    if !cfg!(feature = "error-text") {
+        return StreamError::new(StreamErrorCondition::RestrictedXml);
+    }
     let mut text = String::from(what);
     text.push_str(" not allowed in XMPP");
-    StreamError {
-        condition: StreamErrorCondition::RestrictedXml,
-        text: Some(text),
-    }
+    StreamError::with_text(StreamErrorCondition::RestrictedXml, &text)
 }
 
 /// `unsupported-encoding` (§4.9.3.22, §11.6) for a stream that starts like UTF-16.
