@@ -80,6 +80,8 @@
 //!   Encrypt's RSA hierarchy (ISRG Root X1). With both, 28 KB more flash on the
 //!   NUCLEO-F767ZI than with P-256 alone.
 //! * `log` or `defmt`: where this crate, the core and embedded-tls log.
+//! * `error-text`: the core's `error-text`, and the configuration and unsupported-feature
+//!   details this crate hands the core in sentences (without it, a few words).
 //! * `terse-errors`: no effect any more, kept so that builds naming it still build: a
 //!   failure reaches the caller typed (`TlsUpgrade::classify` into the core's `TlsError`),
 //!   so no `Display` text is linked unless the application displays the error.
@@ -221,15 +223,27 @@ impl From<EmbeddedTlsError> for CoreTlsError {
                 CoreTlsError::Handshake(HandshakeFailure::Unsupported(what))
             }
             EmbeddedTlsError::NotVerified => CoreTlsError::NotVerified,
-            EmbeddedTlsError::BufferTooSmall => CoreTlsError::Config(
+            EmbeddedTlsError::BufferTooSmall => CoreTlsError::Config(sentence(
                 "the TLS write buffer must be larger than one record's overhead (128 bytes; a \
                  few KiB in practice)",
-            ),
-            EmbeddedTlsError::AlreadyUsed => CoreTlsError::Config(
+                "TLS write buffer too small",
+            )),
+            EmbeddedTlsError::AlreadyUsed => CoreTlsError::Config(sentence(
                 "this EmbeddedTls already served a connection: create one per connection",
-            ),
+                "TLS buffers already used",
+            )),
             EmbeddedTlsError::Tls(e) => classify_library(e),
         }
+    }
+}
+
+/// The sentence that says what to do with the `error-text` feature, else a few words (the
+/// error stays typed either way).
+fn sentence(long: &'static str, short: &'static str) -> &'static str {
+    if cfg!(feature = "error-text") {
+        long
+    } else {
+        short
     }
 }
 
@@ -248,13 +262,15 @@ fn classify_library(error: TlsError) -> CoreTlsError {
         | TlsError::InvalidSupportedVersions
         | TlsError::InvalidKeyShare
         | TlsError::InvalidSignatureScheme => CoreTlsError::Handshake(H::Incompatible),
-        TlsError::Unimplemented => CoreTlsError::Handshake(H::Unsupported(
+        TlsError::Unimplemented => CoreTlsError::Handshake(H::Unsupported(sentence(
             "a TLS feature embedded-tls does not implement (e.g. a HelloRetryRequest)",
-        )),
-        TlsError::InsufficientSpace => CoreTlsError::Config(
+            "unimplemented TLS feature",
+        ))),
+        TlsError::InsufficientSpace => CoreTlsError::Config(sentence(
             "a TLS record does not fit the read buffer: give it 16640 bytes, or ask for a \
              smaller max_fragment_length the server honours",
-        ),
+            "TLS record over the read buffer",
+        )),
         TlsError::CryptoError => CoreTlsError::Handshake(H::Decrypt),
         TlsError::InternalError
         | TlsError::OutOfMemory

@@ -27,6 +27,9 @@
 //! Memory is the caller's: socket buffers, TLS record buffers and the framer's bound all
 //! come from [`config::Memory`]; the heap holds the parsed elements (see the README).
 //! Logging goes through `defmt` on boards and `log` on the host (feature `defmt` / `log`).
+//! The errors' sentences and the `<text/>` of the stream errors this side sends (RFC 6120
+//! §4.9.2) come with the feature `error-text` (the host build); the boards leave them out
+//! and log each error typed.
 #![no_std]
 #![warn(missing_docs)]
 

@@ -504,10 +504,12 @@ fn without_error_text_display_names_the_rule_and_its_details() {
         chain.to_string(),
         "tls: certificate: chain-invalid: a signature in the chain does not verify"
     );
-    let conflict = Error::StreamErrorReceived(StreamError::with_text(
-        StreamErrorCondition::Conflict,
-        "replaced by a new connection",
-    ));
+    // As the parser reads it: the peer's `<text/>` is kept without `error-text` too (only
+    // the texts this side would send are left out).
+    let conflict = Error::StreamErrorReceived(StreamError {
+        condition: StreamErrorCondition::Conflict,
+        text: Some("replaced by a new connection".into()),
+    });
     assert_eq!(
         conflict.to_string(),
         "stream-error-received <conflict/>: replaced by a new connection"

@@ -189,10 +189,15 @@ pub(crate) fn handled_count_too_high(h: u32, send_count: u32) -> String {
     push_decimal(&mut s, h);
     s.push_str("' send-count='");
     push_decimal(&mut s, send_count);
-    s.push_str(
-        "'/><text xmlns='urn:ietf:params:xml:ns:xmpp-streams' xml:lang='en'>You acknowledged \
-         more stanzas than were sent</text></stream:error>",
-    );
+    s.push_str("'/>");
+    // `<text/>` is OPTIONAL (RFC 6120 §4.9.2): only with `error-text`.
+    if cfg!(feature = "error-text") {
+        s.push_str(
+            "<text xmlns='urn:ietf:params:xml:ns:xmpp-streams' xml:lang='en'>You acknowledged \
+             more stanzas than were sent</text>",
+        );
+    }
+    s.push_str("</stream:error>");
     s
 }
 

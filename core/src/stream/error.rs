@@ -111,11 +111,18 @@ impl StreamError {
         }
     }
 
-    /// A stream error with explanatory text.
+    /// A stream error with explanatory text. Without the `error-text` feature the text is
+    /// left out (`<text/>` is OPTIONAL, RFC 6120 §4.9.2) and the condition alone is sent:
+    /// the sentences are then not linked.
+    #[inline]
     pub fn with_text(condition: StreamErrorCondition, text: &str) -> Self {
         StreamError {
             condition,
-            text: Some(String::from(text)),
+            text: if cfg!(feature = "error-text") {
+                Some(String::from(text))
+            } else {
+                None
+            },
         }
     }
 
