@@ -314,12 +314,11 @@ pub fn parse(node: roxmltree::Node<'_, '_>) -> Option<Result<Received, Malformed
 /// `None` when it is not one.
 pub fn parse_datetime(s: &str) -> Option<u64> {
     let b = s.as_bytes();
-    let num = |r: core::ops::Range<usize>| -> Option<i64> {
-        let part = s.get(r)?;
-        if part.is_empty() || !part.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        part.parse().ok()
+    // Two or four ASCII digits, read bytewise: no integer `FromStr` is linked for this.
+    let num = |r: core::ops::Range<usize>| -> Option<i32> {
+        b.get(r)?.iter().try_fold(0i32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + i32::from(c - b'0'))
+        })
     };
     if b.len() < 20
         || b[4] != b'-'
@@ -335,39 +334,36 @@ pub fn parse_datetime(s: &str) -> Option<u64> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
         return None;
     }
-    let mut rest = s.get(19..)?;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+    let mut rest = &b[19..];
+    if let Some(frac) = rest.strip_prefix(b".") {
+        let digits = frac.iter().take_while(|c| c.is_ascii_digit()).count();
         if digits == 0 {
             return None;
         }
-        rest = frac.get(digits..)?;
+        rest = &frac[digits..];
     }
     let offset = match rest {
-        "Z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first()? {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            if rest.len() != 6 || rest.as_bytes()[3] != b':' {
-                return None;
+        b"Z" => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let minutes = num(b.len() - 5..b.len() - 3)? * 60 + num(b.len() - 2..b.len())?;
+            if *sign == b'+' {
+                minutes * 60
+            } else {
+                -minutes * 60
             }
-            let oh: i64 = rest.get(1..3)?.parse().ok()?;
-            let om: i64 = rest.get(4..6)?.parse().ok()?;
-            sign * (oh * 3600 + om * 60)
         }
+        _ => return None,
     };
-    // Days from the civil date (proleptic Gregorian).
+    // Days from the civil date (proleptic Gregorian); a four-digit year keeps the day count
+    // in `i32`, so no 64-bit division is linked for it.
     let y = if mo <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let mp = (mo + 9) % 12;
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + h * 3600 + mi * 60 + sec - offset).ok()
+    let days = i64::from(era * 146_097 + doe - 719_468);
+    u64::try_from(days * 86_400 + i64::from(h * 3600 + mi * 60 + sec - offset)).ok()
 }
 
 /// The XEP-0082 DateTime (`CCYY-MM-DDThh:mm:ssZ`) of `secs` since the Unix epoch.
@@ -485,5 +481,20 @@ mod tests {
         }
         assert_eq!(format_datetime(1_798_492_520), "2026-12-28T21:15:20Z");
         assert_eq!(parse_datetime("yesterday"), None);
+        assert_eq!(
+            parse_datetime("2026-12-28T15:45:20-05:30"),
+            Some(1_798_492_520)
+        );
+        for bad in [
+            "2026-12-28T21:15:20",
+            "2026-12-28T21:15:20.Z",
+            "2026-12-28T21:15:20+1:000",
+            "2026-12-28T21:15:20+01-00",
+            "2026-12-28T21:15:20+0a:00",
+            "+026-12-28T21:15:20Z",
+            "2026-12-28T21:15:2\u{e9}",
+        ] {
+            assert_eq!(parse_datetime(bad), None, "{bad}");
+        }
     }
 }
