@@ -855,18 +855,9 @@ fn start_sasl2<R: RngCore + CryptoRng>(
         Some(ht) => (Sasl2Exchange::Fast(ht), false),
         None => {
             let offered = MechanismSet::from_names(offer.mechanisms.iter().map(String::as_str));
-            let selection = cx
-                .choose(offered, cb_types, &sasl.policy)
+            let (mechanism, selection) = client_mechanism(cx, offered, cb_types, &sasl.policy)
                 .map_err(|e| cx.close(Error::Sasl(e)))?;
-            let mechanism = ClientMechanism::new(
-                &selection,
-                sasl.credentials.clone(),
-                &cx.learned.channel_binding,
-                &sasl.policy,
-                cx.rng,
-            )
-            .map_err(|e| cx.close(Error::Sasl(e)))?
-            .with_downgrade_protection(sasl::ssdp::advertised(
+            let mechanism = mechanism.with_downgrade_protection(sasl::ssdp::advertised(
                 offer.mechanisms.iter().map(String::as_str),
                 cb_types,
             ));
@@ -1444,15 +1435,14 @@ fn offers_dialback(features: &StreamFeatures) -> bool {
     })
 }
 
-/// Chooses a mechanism from `offered` and sends `<auth/>` (§6.4.2); returns the exchange
-/// and the choice. On an error nothing has been sent; the caller decides whether that
-/// ends the stream.
-fn start_sasl<R: RngCore + CryptoRng>(
+/// The mechanism `policy` picks from `offered` (§6.3.3), started with the configured
+/// credentials: one copy for `<auth/>` (RFC 6120) and `<authenticate/>` (XEP-0388).
+fn client_mechanism<R: RngCore + CryptoRng>(
     cx: &mut Context<'_, R>,
     offered: MechanismSet,
     cb_types: Option<&[String]>,
     policy: &SaslPolicy,
-) -> Result<(ExpectSaslResult, Selection), SaslError> {
+) -> Result<(ClientMechanism, Selection), SaslError> {
     let selection = cx.choose(offered, cb_types, policy)?;
     let Some(sasl) = &cx.config.sasl else {
         return Err(SaslError::NoAcceptableMechanism);
@@ -1462,13 +1452,26 @@ fn start_sasl<R: RngCore + CryptoRng>(
     credentials
         .domain
         .get_or_insert_with(|| cx.config.domain.clone());
-    let mut mechanism = ClientMechanism::new(
+    let mechanism = ClientMechanism::new(
         &selection,
         credentials,
         &cx.learned.channel_binding,
         policy,
         cx.rng,
     )?;
+    Ok((mechanism, selection))
+}
+
+/// Chooses a mechanism from `offered` and sends `<auth/>` (§6.4.2); returns the exchange
+/// and the choice. On an error nothing has been sent; the caller decides whether that
+/// ends the stream.
+fn start_sasl<R: RngCore + CryptoRng>(
+    cx: &mut Context<'_, R>,
+    offered: MechanismSet,
+    cb_types: Option<&[String]>,
+    policy: &SaslPolicy,
+) -> Result<(ExpectSaslResult, Selection), SaslError> {
+    let (mut mechanism, selection) = client_mechanism(cx, offered, cb_types, policy)?;
     let initial = mechanism.initial_response()?;
     cx.outbox.send(&sasl_element::auth(
         mechanism.mechanism(),
