@@ -317,17 +317,7 @@ impl<M: Negotiator> Connection<M> {
         while !rest.is_empty() {
             match &mut self.phase {
                 Phase::Closed => return,
-                Phase::Negotiating(machine) => {
-                    let buf = machine.receive_buffer();
-                    let n = buf.len().min(rest.len());
-                    if let (Some(to), Some(from)) = (buf.get_mut(..n), rest.get(..n)) {
-                        to.copy_from_slice(from);
-                    }
-                    rest = rest.get(n..).unwrap_or_default();
-                    // `received(0)` on a full buffer reports the overrun.
-                    let result = machine.received(n);
-                    self.negotiation_step(result, now);
-                }
+                Phase::Negotiating(_) => rest = self.negotiate(rest, now).unwrap_or_default(),
                 Phase::Bound(bound) | Phase::Closing(bound) => {
                     let n = bound.framer.push(rest);
                     rest = rest.get(n..).unwrap_or_default();
@@ -343,6 +333,23 @@ impl<M: Negotiator> Connection<M> {
         }
     }
 
+    /// Gives the negotiation what fits of `bytes` in its receive buffer and reads it; what
+    /// is left, or `None` once the negotiation is over.
+    fn negotiate<'b>(&mut self, bytes: &'b [u8], now: Duration) -> Option<&'b [u8]> {
+        let Phase::Negotiating(machine) = &mut self.phase else {
+            return None;
+        };
+        let buf = machine.receive_buffer();
+        let n = buf.len().min(bytes.len());
+        if let (Some(to), Some(from)) = (buf.get_mut(..n), bytes.get(..n)) {
+            to.copy_from_slice(from);
+        }
+        // `received(0)` on a full buffer reports the overrun.
+        let result = machine.received(n);
+        self.negotiation_step(result, now);
+        Some(bytes.get(n..).unwrap_or_default())
+    }
+
     /// `bytes` came as TLS 1.3 early data (0-RTT, RFC 8446 §2.3): data an attacker may have
     /// recorded and replayed. Only the negotiation may read it, and the receiving entity
     /// admits there no more than XEP-0484 allows (the stream header and a FAST
@@ -355,18 +362,11 @@ impl<M: Negotiator> Connection<M> {
         }
         let mut rest = bytes;
         while !rest.is_empty() {
-            let Phase::Negotiating(machine) = &mut self.phase else {
+            let Some(left) = self.negotiate(rest, now) else {
                 self.early_data_refused();
                 return;
             };
-            let buf = machine.receive_buffer();
-            let n = buf.len().min(rest.len());
-            if let (Some(to), Some(from)) = (buf.get_mut(..n), rest.get(..n)) {
-                to.copy_from_slice(from);
-            }
-            rest = rest.get(n..).unwrap_or_default();
-            let result = machine.received(n);
-            self.negotiation_step(result, now);
+            rest = left;
         }
         if let Phase::Negotiating(machine) = &mut self.phase {
             let ended = machine.early_data(false);
